@@ -1,0 +1,56 @@
+"""Readers for the public workload datasets in :func:`flash_envs.data.data_dir` (see its README for sources)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from flash_envs.data import dataset_path
+from flash_envs.data.trace_csv import RateTrace, TraceFormatError, read_rate_trace
+
+NASA_TRACE = ("nasa_http_1995", "nasa_http_requests_per_minute.csv")
+AZURE_INVOCATIONS = ("azure_functions_2019", "day01_10func", "invocations.csv")
+
+
+def nasa_http_trace(path: str | Path | None = None) -> RateTrace:
+    """NASA Kennedy Space Center HTTP requests per minute (July and August 1995)."""
+    path = dataset_path(*NASA_TRACE) if path is None else Path(path)
+    return read_rate_trace(path, time_column="minute_start_local_utc-4", value_column="requests", value_kind="count")
+
+
+def azure_function_trace(function: int | str = 0, path: str | Path | None = None) -> RateTrace:
+    """Per-minute invocations of one function of the Azure Functions 2019 trace (wide schema, one row a function).
+
+    Args:
+        function: the row index among the functions, or a ``HashFunction`` value.
+        path: an ``invocations.csv`` in the Azure 2019 schema; by default the shared 10-function day.
+    """
+    path = dataset_path(*AZURE_INVOCATIONS) if path is None else Path(path)
+    with Path(path).open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header or "HashFunction" not in header:
+            raise TraceFormatError(f"{path}: not in the Azure 2019 invocations schema (no HashFunction column)")
+        first_minute = header.index("1") if "1" in header else 4
+        rows = list(reader)
+    if isinstance(function, int):
+        if not 0 <= function < len(rows):
+            raise IndexError(f"{path}: function index {function} out of range (0..{len(rows) - 1})")
+        row, line = rows[function], function + 2
+    else:
+        matches = [i for i, r in enumerate(rows) if r[header.index("HashFunction")] == function]
+        if not matches:
+            raise KeyError(f"{path}: no function with HashFunction {function!r}")
+        row, line = rows[matches[0]], matches[0] + 2
+    counts = []
+    for column, text in zip(header[first_minute:], row[first_minute:]):
+        try:
+            value = float(text)
+        except ValueError:
+            raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, not a number") from None
+        if value < 0:
+            raise TraceFormatError(f"{path}:{line}: column {column!r} holds a negative count {value}")
+        counts.append(value)
+    return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row[header.index('HashFunction')]}")

@@ -1,0 +1,129 @@
+"""Read request-rate traces from any CSV a user has.
+
+Two layouts are understood:
+
+* **aggregated**: one row per time bin with a timestamp column and a value column holding either a request count for
+  the bin (``value_kind="count"``) or a rate in requests per second (``value_kind="rate"``);
+* **per request**: one row per request with a timestamp column (``value_column=None``); requests are counted in bins
+  of ``bin_s`` seconds.
+
+Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-8601 date-times
+(``1995-07-01 00:00``). Every problem names the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+
+class TraceFormatError(ValueError):
+    """A trace file that cannot be read as asked; the message names file, line, column and value."""
+
+
+@dataclass(frozen=True)
+class RateTrace:
+    """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``."""
+
+    rates: np.ndarray
+    bin_s: float
+    source: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.rates) * self.bin_s)
+
+
+def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: float) -> float:
+    try:
+        return float(text) * time_unit_s
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TraceFormatError(
+            f"{path}:{line}: column {column!r} holds {text!r}, which is neither a number nor an ISO-8601 date-time"
+        ) from None
+    if moment.tzinfo is None:  # naive times are read as UTC so that daylight-saving shifts of this machine never apply
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _parse_value(text: str, path: Path, line: int, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, which is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}; a request rate or count must be >= 0")
+    return value
+
+
+def read_rate_trace(
+    path: str | Path,
+    time_column: str,
+    value_column: str | None = None,
+    value_kind: str = "count",
+    time_unit_s: float = 1.0,
+    bin_s: float | None = None,
+) -> RateTrace:
+    """Read a CSV file into a :class:`RateTrace` (requests per trace second on a uniform grid).
+
+    Args:
+        path: the CSV file, with a header row.
+        time_column: column holding the timestamps.
+        value_column: column holding counts or rates; ``None`` for one row per request.
+        value_kind: ``"count"`` (requests in the row's bin) or ``"rate"`` (requests per second).
+        time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds).
+        bin_s: bin width in seconds; by default the median spacing of the timestamps for aggregated files, 1 s for
+            per-request files.
+    """
+    path = Path(path)
+    if value_kind not in ("count", "rate"):
+        raise ValueError(f"value_kind must be 'count' or 'rate', got {value_kind!r}")
+    if time_unit_s <= 0:
+        raise ValueError(f"time_unit_s must be > 0, got {time_unit_s}")
+    if not path.is_file():
+        raise FileNotFoundError(f"trace file {path} does not exist")
+    times: list[float] = []
+    values: list[float] = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            raise TraceFormatError(f"{path}: the file is empty (no header row)")
+        for column in (time_column, value_column):
+            if column is not None and column not in reader.fieldnames:
+                raise TraceFormatError(
+                    f"{path}: column {column!r} not found; the header has {', '.join(reader.fieldnames)}"
+                )
+        for row in reader:
+            line = reader.line_num
+            times.append(_parse_time(row[time_column] or "", path, line, time_column, time_unit_s))
+            if value_column is not None:
+                values.append(_parse_value(row[value_column] or "", path, line, value_column))
+    if not times:
+        raise TraceFormatError(f"{path}: the file has a header but no data rows")
+    t = np.asarray(times)
+    order = np.argsort(t, kind="stable")
+    t = t[order] - t[order][0]
+    if value_column is None:
+        width = 1.0 if bin_s is None else bin_s
+        counts = np.bincount((t // width).astype(np.int64)).astype(float)
+        return RateTrace(counts / width, width, str(path))
+    v = np.asarray(values)[order]
+    if bin_s is None:
+        gaps = np.diff(t)
+        gaps = gaps[gaps > 0]
+        if len(gaps) == 0:
+            raise TraceFormatError(f"{path}: a single timestamp; pass bin_s to give the bin width")
+        bin_s = float(np.median(gaps))
+    if bin_s <= 0:
+        raise ValueError(f"bin_s must be > 0, got {bin_s}")
+    index = (t // bin_s).astype(np.int64)
+    per_bin = np.bincount(index, weights=v if value_kind == "count" else v * bin_s)
+    return RateTrace(per_bin / bin_s, bin_s, str(path))

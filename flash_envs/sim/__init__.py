@@ -1,0 +1,22 @@
+"""SimPy simulation core shared by every environment: workloads, the service/queue model, and its two fidelities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flash_envs.sim.fluid import FluidSimulation
+from flash_envs.sim.request_level import RequestLevelSimulation
+from flash_envs.sim.service import AppProfile, IntervalMetrics, ServiceSimulation
+from flash_envs.sim.workloads import RateCurve, Workload
+
+FIDELITIES: dict[str, type[ServiceSimulation]] = {"fast": FluidSimulation, "request": RequestLevelSimulation}
+
+
+def make_simulation(fidelity: str, app: AppProfile, curve: RateCurve, rng: np.random.Generator, **kwargs) -> ServiceSimulation:
+    """Build a service simulation of the given fidelity (``"fast"`` or ``"request"``)."""
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
+    return FIDELITIES[fidelity](app, curve, rng, **kwargs)
+
+
+__all__ = ["AppProfile", "IntervalMetrics", "RateCurve", "ServiceSimulation", "Workload", "make_simulation", "FIDELITIES"]

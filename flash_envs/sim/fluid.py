@@ -1,0 +1,72 @@
+"""Fast fidelity: a fluid queue advanced once per sub-step by a SimPy process (the default for training).
+
+Per sub-step of ``dt`` seconds the number of arrivals is drawn as Poisson(integral of the rate), the ready replicas
+serve up to ``replicas * mu * dt`` of the queue, and what they cannot serve is carried over as a backlog (capped at
+:meth:`~flash_envs.sim.service.ServiceSimulation.max_queue`, the rest rejected). Latency percentiles come from the M/G/c
+response-time model of :class:`~flash_envs.sim.queueing.ResponseTimeModel` at the interval's mean operating point
+plus the mean backlog delay, so queueing delay is present even when no backlog forms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flash_envs.sim.queueing import ResponseTimeModel, weighted_percentiles
+from flash_envs.sim.service import ServiceSimulation
+
+
+class FluidSimulation(ServiceSimulation):
+    """Aggregated per-sub-step simulation; see the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.backlog = 0.0
+        self._latency_model: ResponseTimeModel | None = None
+        super().__init__(*args, **kwargs)
+        self._latency_model = ResponseTimeModel(self.app.service_cv)
+
+    def _on_replica_ready(self) -> None:
+        pass
+
+    def _on_replica_removed(self, killed: bool) -> None:
+        if killed and self.backlog > 0:  # the killed replica's in-flight request fails
+            lost = min(1.0, self.backlog)
+            self.backlog -= lost
+            self._dropped += int(round(lost))
+
+    def _reset_accumulators(self) -> None:
+        super()._reset_accumulators()
+        self._served = 0.0
+        self._backlog_time = 0.0
+
+    def _serve_substep(self, dt: float, servers: int) -> float:
+        now = self.env.now
+        arrivals = int(self.rng.poisson(self.curve.integral(now) - self.curve.integral(now - dt)))
+        capacity = servers * self.service_rate * dt
+        backlog_before = self.backlog
+        total = self.backlog + arrivals
+        served = min(total, capacity)
+        self.backlog = total - served
+        rejected = max(0.0, self.backlog - self.max_queue())
+        self.backlog -= rejected
+        self._arrivals += arrivals
+        self._completed += int(round(served))
+        self._served += served
+        self._dropped += int(round(rejected))
+        self._backlog_time += (backlog_before + self.backlog) / 2 * dt
+        return served / capacity if capacity > 0 else 0.0
+
+    def _latency_stats(self) -> tuple[float, float, float, float]:
+        duration = self.env.now - self._interval_start
+        servers = self._ready_time / duration
+        arrival_rate = (self.curve.integral(self.env.now) - self.curve.integral(self._interval_start)) / duration
+        capacity = servers * self.service_rate
+        backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
+        samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
+                                              1.0 / self.service_rate, min(backlog_delay, self.timeout_s))
+        samples = np.minimum(samples, self.timeout_s)
+        weights = np.full(len(samples), max(self._served, 1e-9) / len(samples))
+        samples = np.append(samples, self.timeout_s)
+        weights = np.append(weights, self._dropped)
+        if weights.sum() <= 0:
+            return (float("nan"),) * 4
+        return (float(np.average(samples, weights=weights)), *weighted_percentiles(samples, weights, (50, 95, 99)))

@@ -1,0 +1,273 @@
+"""A microservice with N replicas behind a load balancer, simulated with SimPy.
+
+Model
+-----
+* **Service time.** A request needs ``service_time_ms`` at 1000 millicores. A share ``cpu_fraction`` of it is CPU work
+  that scales with ``1000 / cpu_millicores`` (the CFS quota); the rest is I/O that CPU does not speed up. Service times
+  are Gamma distributed with coefficient of variation ``service_cv`` (1 = exponential).
+* **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
+  holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
+* **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * busy)``. When
+  that exceeds the memory limit the replica is OOM-killed with probability ``min(1, excess / 10%)`` per sub-step, its
+  in-flight request fails, and it restarts after the startup delay (a Kubernetes crash loop below the idle footprint).
+* **Scaling.** A new replica serves after ``startup_delay_s``; scale-in cancels pending starts first, then retires
+  ready replicas, which finish their in-flight request. CPU and memory limits change in place (Kubernetes in-place
+  pod resize).
+
+Two fidelities share this class: :class:`~flash_envs.sim.request_level.RequestLevelSimulation` simulates every
+request as a SimPy process (exact; for validation and small loads) and
+:class:`~flash_envs.sim.fluid.FluidSimulation` advances a fluid queue per sub-step with Poisson arrival counts and
+closed-form M/G/c waiting times (fast; the default for training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from flash_envs.sim.workloads import RateCurve
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    """Hidden characteristics of an application (one half of an autoscaling task)."""
+
+    name: str = "app"
+    service_time_ms: float = 50.0
+    cpu_fraction: float = 0.8
+    service_cv: float = 1.0
+    working_set_mb: float = 512.0
+    idle_memory_fraction: float = 0.6
+    startup_delay_s: float = 20.0
+    slo_ms: float = 250.0
+
+    def __post_init__(self) -> None:
+        for name in ("service_time_ms", "service_cv", "working_set_mb", "slo_ms"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"AppProfile.{name} must be a finite number > 0, got {value!r}")
+        for name in ("cpu_fraction", "idle_memory_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"AppProfile.{name} must be in [0, 1], got {value!r}")
+        if not np.isfinite(self.startup_delay_s) or self.startup_delay_s < 0:
+            raise ValueError(f"AppProfile.startup_delay_s must be >= 0, got {self.startup_delay_s!r}")
+
+    def mean_service_s(self, cpu_millicores: float) -> float:
+        """Mean service time (s) of one request on a replica with this CPU limit."""
+        _check_limit("cpu_millicores", cpu_millicores)
+        cpu_s = self.service_time_ms / 1000 * self.cpu_fraction * 1000 / cpu_millicores
+        return cpu_s + self.service_time_ms / 1000 * (1 - self.cpu_fraction)
+
+    def cpu_share(self, cpu_millicores: float) -> float:
+        """Share of its CPU limit that a busy replica consumes (the rest of its time it waits on I/O)."""
+        cpu_s = self.service_time_ms / 1000 * self.cpu_fraction * 1000 / cpu_millicores
+        return cpu_s / self.mean_service_s(cpu_millicores)
+
+    def memory_used_mb(self, busy_fraction: float) -> float:
+        """Memory a replica uses when busy for ``busy_fraction`` of the time."""
+        return self.working_set_mb * (self.idle_memory_fraction + (1 - self.idle_memory_fraction) * busy_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_limit(name: str, value: float) -> None:
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_replicas(replicas: int) -> None:
+    if int(replicas) != replicas or replicas < 0:
+        raise ValueError(f"replicas must be a whole number >= 0, got {replicas!r}")
+
+
+@dataclass(frozen=True)
+class IntervalMetrics:
+    """What was measured over one control interval."""
+
+    duration_s: float
+    arrivals: int
+    completed: int
+    dropped: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_utilisation: float
+    memory_utilisation: float
+    ready_replicas: float
+    processing_rate: float
+    arrival_rate: float
+    oom_kills: int
+
+    @property
+    def throughput(self) -> float:
+        """Completed requests per second."""
+        return self.completed / self.duration_s
+
+
+class _PendingStart:
+    """A replica that is starting up; scale-in cancels it."""
+
+    cancelled = False
+
+
+class ServiceSimulation:
+    """Common part of both fidelities: the SimPy clock, replica lifecycle, limits, OOM kills and metrics.
+
+    Subclasses implement the request path through :meth:`_on_replica_ready`, :meth:`_on_replica_removed`,
+    :meth:`_serve_substep` and :meth:`_latency_stats`.
+    """
+
+    OOM_KILL_EXCESS = 0.10
+
+    def __init__(self, app: AppProfile, curve: RateCurve, rng: np.random.Generator, replicas: int,
+                 cpu_millicores: float, memory_mb: float, substep_s: float = 5.0, timeout_s: float = 30.0) -> None:
+        _check_limit("substep_s", substep_s)
+        _check_limit("timeout_s", timeout_s)
+        self.app = app
+        self.curve = curve
+        self.rng = rng
+        self.substep_s = substep_s
+        self.timeout_s = timeout_s
+        self.env = simpy.Environment()
+        self.ready = 0
+        self._starting: list[_PendingStart] = []
+        _check_replicas(replicas)
+        self._set_limits(cpu_millicores, memory_mb)
+        self.target_replicas = replicas
+        for _ in range(replicas):  # the initial replicas are already up
+            self._replica_up()
+        self._reset_accumulators()
+        self.env.process(self._substep_loop())
+
+    # ----------------------------------------------------------------------------------------------- configuration
+    @property
+    def service_rate(self) -> float:
+        """Requests per second one replica completes when busy."""
+        return 1.0 / self.app.mean_service_s(self.cpu_millicores)
+
+    def configure(self, replicas: int, cpu_millicores: float, memory_mb: float) -> None:
+        """Apply a new deployment configuration (replica count and per-replica limits)."""
+        _check_replicas(replicas)
+        self._set_limits(cpu_millicores, memory_mb)
+        while self.target_replicas < replicas:
+            self.target_replicas += 1
+            self._begin_start()
+        while self.target_replicas > replicas:
+            self.target_replicas -= 1
+            if self._starting:
+                self._starting.pop().cancelled = True
+            else:
+                self._retire_replica(killed=False)
+
+    def _set_limits(self, cpu_millicores: float, memory_mb: float) -> None:
+        _check_limit("cpu_millicores", cpu_millicores)
+        _check_limit("memory_mb", memory_mb)
+        self.cpu_millicores = float(cpu_millicores)
+        self.memory_mb = float(memory_mb)
+
+    def _begin_start(self) -> None:
+        pending = _PendingStart()
+        self._starting.append(pending)
+        self.env.process(self._start_replica(pending))
+
+    def _start_replica(self, pending: "_PendingStart"):
+        yield self.env.timeout(self.app.startup_delay_s)
+        if not pending.cancelled:
+            self._starting.remove(pending)
+            self._replica_up()
+
+    def _replica_up(self) -> None:
+        self.ready += 1
+        self._on_replica_ready()
+
+    def _retire_replica(self, killed: bool) -> None:
+        self.ready -= 1
+        self._on_replica_removed(killed)
+
+    # ----------------------------------------------------------------------------------------------- time stepping
+    def run(self, duration_s: float) -> IntervalMetrics:
+        """Advance the simulation by ``duration_s`` (a multiple of ``substep_s``) and return its metrics."""
+        steps = duration_s / self.substep_s
+        if abs(steps - round(steps)) > 1e-9 or steps < 1:
+            raise ValueError(f"duration_s={duration_s} must be a positive multiple of substep_s={self.substep_s}")
+        self._reset_accumulators()
+        start = self.env.now
+        end = start + duration_s
+        self.env.run(until=end)
+        while self.env.peek() <= end:  # events due exactly at the end belong to this interval
+            self.env.step()
+        mean, p50, p95, p99 = self._latency_stats()
+        busy_time = max(self._ready_time, 1e-12)
+        return IntervalMetrics(
+            duration_s=duration_s,
+            arrivals=self._arrivals,
+            completed=self._completed,
+            dropped=self._dropped,
+            mean_ms=1000 * mean,
+            p50_ms=1000 * p50,
+            p95_ms=1000 * p95,
+            p99_ms=1000 * p99,
+            cpu_utilisation=min(1.0, self._cpu_busy_time / busy_time) if self._ready_time > 0 else 0.0,
+            memory_utilisation=self._memory_utilisation_sum / round(steps),
+            ready_replicas=self._ready_time / duration_s,
+            processing_rate=self._ready_time / duration_s * self.service_rate,
+            arrival_rate=(self.curve.integral(end) - self.curve.integral(start)) / duration_s,
+            oom_kills=self._oom_kills,
+        )
+
+    def _reset_accumulators(self) -> None:
+        self._interval_start = self.env.now
+        self._arrivals = 0
+        self._completed = 0
+        self._dropped = 0
+        self._cpu_busy_time = 0.0
+        self._ready_time = 0.0
+        self._memory_utilisation_sum = 0.0
+        self._oom_kills = 0
+
+    def _substep_loop(self):
+        while True:
+            ready_at_start = self.ready
+            yield self.env.timeout(self.substep_s)
+            busy_fraction = self._serve_substep(self.substep_s, ready_at_start)
+            self._ready_time += ready_at_start * self.substep_s
+            self._cpu_busy_time += busy_fraction * ready_at_start * self.substep_s * self.app.cpu_share(
+                self.cpu_millicores)
+            self._check_memory(busy_fraction)
+
+    def _check_memory(self, busy_fraction: float) -> None:
+        used = self.app.memory_used_mb(busy_fraction)
+        self._memory_utilisation_sum += min(1.0, used / self.memory_mb)
+        excess = used / self.memory_mb - 1
+        if excess <= 0 or self.ready == 0:
+            return
+        kills = int(self.rng.binomial(self.ready, min(1.0, excess / self.OOM_KILL_EXCESS)))
+        for _ in range(kills):
+            self._oom_kills += 1
+            self._retire_replica(killed=True)
+            self._begin_start()  # the pod restarts
+
+    def max_queue(self) -> float:
+        """Queue length beyond which arrivals are rejected: ``timeout_s`` seconds of work at current capacity."""
+        return self.ready * self.service_rate * self.timeout_s
+
+    # ------------------------------------------------------------------------------------------ fidelity-specific
+    def _on_replica_ready(self) -> None:
+        raise NotImplementedError
+
+    def _on_replica_removed(self, killed: bool) -> None:
+        raise NotImplementedError
+
+    def _serve_substep(self, dt: float, servers: int) -> float:
+        """Account for the sub-step that just ended; return the replicas' busy fraction during it."""
+        raise NotImplementedError
+
+    def _latency_stats(self) -> tuple[float, float, float, float]:
+        """Mean, p50, p95, p99 response time (s) over the interval, rejected requests counted at ``timeout_s``."""
+        raise NotImplementedError

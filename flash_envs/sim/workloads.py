@@ -1,0 +1,311 @@
+"""Arrival-rate workloads: synthetic profiles and replay of a user's trace.
+
+A workload is a frozen, serialisable description (``to_dict`` / :func:`workload_from_dict`). Calling
+:meth:`Workload.realise` with a numpy ``Generator`` draws one realisation as a :class:`RateCurve`, a piecewise-constant
+rate on a uniform grid that the simulators query. All randomness comes from the generator passed in.
+
+=============  =====================================================================================
+kind           parameters
+=============  =====================================================================================
+``constant``   ``rate``
+``diurnal``    ``mean_rate``, ``amplitude`` (0..1), ``period_s``, ``phase`` (fraction of a period; random if None)
+``step``       ``base_rate``, ``peak_rate``, ``start_s``, ``ramp_s`` (0 = a step), ``end_s`` (None = stays up)
+``mmpp``       ``rates`` (low, high), ``mean_sojourn_s`` (low, high): a two-state Markov-modulated Poisson process
+``spikes``     ``base_rate``, ``spikes_per_hour``, ``multiplier``, ``duration_s``: Poisson-timed bursts
+``trace``      a CSV file replayed (see :class:`TraceWorkload`)
+=============  =====================================================================================
+
+Every workload has a ``scale`` that multiplies its rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+
+from flash_envs.data.trace_csv import RateTrace, read_rate_trace
+
+
+class RateCurve:
+    """A piecewise-constant arrival rate ``rates[i]`` (req/s) on ``[i*resolution_s, (i+1)*resolution_s)``.
+
+    Beyond its end the curve repeats from the start, so a simulation may run past the horizon it was drawn for.
+    """
+
+    def __init__(self, rates: np.ndarray, resolution_s: float) -> None:
+        rates = np.asarray(rates, dtype=float)
+        if rates.ndim != 1 or len(rates) == 0:
+            raise ValueError("a rate curve needs a non-empty 1-D array of rates")
+        if np.any(~np.isfinite(rates)) or np.any(rates < 0):
+            raise ValueError("arrival rates must be finite and >= 0")
+        self.rates = rates
+        self.resolution_s = float(resolution_s)
+        self.period_s = len(rates) * self.resolution_s
+        self._cumulative = np.concatenate(([0.0], np.cumsum(rates) * self.resolution_s))
+
+    def rate_at(self, t: float) -> float:
+        """Instantaneous rate (req/s) at time ``t``."""
+        return float(self.rates[int((t % self.period_s) // self.resolution_s)])
+
+    def integral(self, t: float) -> float:
+        """Expected number of arrivals in ``[0, t)``."""
+        cycles, rest = divmod(t, self.period_s)
+        i = int(rest // self.resolution_s)
+        partial = self._cumulative[i] + self.rates[min(i, len(self.rates) - 1)] * (rest - i * self.resolution_s)
+        return float(cycles * self._cumulative[-1] + partial)
+
+    def mean_rate(self, t0: float, t1: float) -> float:
+        """Average rate over ``[t0, t1)``."""
+        return (self.integral(t1) - self.integral(t0)) / (t1 - t0)
+
+    def inverse_integral(self, target: float) -> float:
+        """The time ``t`` at which :meth:`integral` reaches ``target`` (for time-rescaled Poisson arrivals)."""
+        total = self._cumulative[-1]
+        if total <= 0:
+            return float("inf")
+        cycles, rest = divmod(target, total)
+        i = int(np.searchsorted(self._cumulative, rest, side="right")) - 1
+        i = min(i, len(self.rates) - 1)
+        while self.rates[i] <= 0:  # skip zero-rate cells (their cumulative is flat)
+            i += 1
+        offset = (rest - self._cumulative[i]) / self.rates[i]
+        return float(cycles * self.period_s + i * self.resolution_s + offset)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Base class: a serialisable arrival-rate profile. Subclasses implement :meth:`_rates`."""
+
+    kind: ClassVar[str] = ""
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_nonnegative(self, "scale")
+
+    def realise(self, rng: np.random.Generator, duration_s: float, resolution_s: float = 1.0) -> RateCurve:
+        """Draw one realisation covering ``[0, duration_s)`` on a grid of ``resolution_s`` seconds."""
+        n = max(1, int(np.ceil(duration_s / resolution_s)))
+        times = np.arange(n) * resolution_s
+        return RateCurve(self.scale * self._rates(rng, times), resolution_s)
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, with ``kind`` naming the profile; inverse of :func:`workload_from_dict`."""
+        return {"kind": self.kind, **_plain(asdict(self))}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_nonnegative(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ConstantWorkload(Workload):
+    kind: ClassVar[str] = "constant"
+    rate: float = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative(self, "rate")
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        return np.full(len(times), self.rate)
+
+
+@dataclass(frozen=True)
+class DiurnalWorkload(Workload):
+    kind: ClassVar[str] = "diurnal"
+    mean_rate: float = 10.0
+    amplitude: float = 0.5
+    period_s: float = 86400.0
+    phase: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative(self, "mean_rate")
+        _check_positive(self, "period_s")
+        if not 0 <= self.amplitude <= 1:
+            raise ValueError(f"DiurnalWorkload.amplitude must be in [0, 1], got {self.amplitude!r}")
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        phase = rng.random() if self.phase is None else self.phase
+        return self.mean_rate * (1 + self.amplitude * np.sin(2 * np.pi * (times / self.period_s + phase)))
+
+
+@dataclass(frozen=True)
+class StepWorkload(Workload):
+    kind: ClassVar[str] = "step"
+    base_rate: float = 5.0
+    peak_rate: float = 20.0
+    start_s: float = 600.0
+    ramp_s: float = 0.0
+    end_s: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative(self, "base_rate", "peak_rate", "start_s", "ramp_s")
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        if self.ramp_s > 0:
+            level = np.clip((times - self.start_s) / self.ramp_s, 0.0, 1.0)
+        else:
+            level = (times >= self.start_s).astype(float)
+        if self.end_s is not None:
+            level = np.where(times >= self.end_s, 0.0, level)
+        return self.base_rate + (self.peak_rate - self.base_rate) * level
+
+
+@dataclass(frozen=True)
+class MMPPWorkload(Workload):
+    kind: ClassVar[str] = "mmpp"
+    rates: tuple[float, float] = (5.0, 20.0)
+    mean_sojourn_s: tuple[float, float] = (300.0, 60.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
+        object.__setattr__(self, "mean_sojourn_s", tuple(float(s) for s in self.mean_sojourn_s))
+        if len(self.rates) != 2 or len(self.mean_sojourn_s) != 2:
+            raise ValueError("MMPPWorkload needs two rates and two mean sojourn times")
+        if min(self.rates) < 0 or min(self.mean_sojourn_s) <= 0:
+            raise ValueError(f"MMPPWorkload rates must be >= 0 and sojourn times > 0, got {self.rates}, "
+                             f"{self.mean_sojourn_s}")
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        out = np.empty(len(times))
+        state = int(rng.random() < self.mean_sojourn_s[1] / sum(self.mean_sojourn_s))  # stationary start
+        t, end = 0.0, times[-1] + 1e-9
+        while t <= end:
+            stay = rng.exponential(self.mean_sojourn_s[state])
+            out[(times >= t) & (times < t + stay)] = self.rates[state]
+            t += stay
+            state = 1 - state
+        return out
+
+
+@dataclass(frozen=True)
+class SpikeWorkload(Workload):
+    kind: ClassVar[str] = "spikes"
+    base_rate: float = 10.0
+    spikes_per_hour: float = 4.0
+    multiplier: float = 3.0
+    duration_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_nonnegative(self, "base_rate", "spikes_per_hour", "multiplier")
+        _check_positive(self, "duration_s")
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        horizon = times[-1] + 1.0
+        n = rng.poisson(self.spikes_per_hour * horizon / 3600.0)
+        out = np.full(len(times), self.base_rate)
+        for start in rng.uniform(0, horizon, size=n):
+            out[(times >= start) & (times < start + self.duration_s)] = self.base_rate * self.multiplier
+        return out
+
+
+@lru_cache(maxsize=32)
+def _cached_trace(path: str, time_column: str, value_column: str | None, value_kind: str, time_unit_s: float,
+                  bin_s: float | None) -> RateTrace:
+    return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s)
+
+
+@dataclass(frozen=True)
+class TraceWorkload(Workload):
+    """Replay of a request trace from a CSV file (see :func:`flash_envs.data.trace_csv.read_rate_trace`).
+
+    The simulated rate is ``scale * trace_rate(t / time_scale + start)``: ``time_scale`` simulated seconds per trace
+    second (``time_scale=0.5`` plays one trace minute in 30 simulated seconds, e.g. one control interval), rates kept
+    in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, ``scale`` is instead chosen so
+    that the whole trace averages ``mean_rate`` req/s. ``start_s`` is the trace offset (seconds) where replay begins;
+    ``None`` draws it uniformly from the trace for each realisation. Replay wraps around at the end of the trace.
+    """
+
+    kind: ClassVar[str] = "trace"
+    path: str = ""
+    time_column: str = "timestamp"
+    value_column: str | None = "requests"
+    value_kind: str = "count"
+    time_unit_s: float = 1.0
+    bin_s: float | None = None
+    time_scale: float = 1.0
+    mean_rate: float | None = None
+    start_s: float | None = None
+    trace: RateTrace | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, "time_scale")
+        if self.mean_rate is not None:
+            _check_nonnegative(self, "mean_rate")
+        if self.trace is None and not self.path:
+            raise ValueError("TraceWorkload needs a CSV path (or an in-memory RateTrace)")
+
+    @classmethod
+    def from_trace(cls, trace: RateTrace, **options: Any) -> "TraceWorkload":
+        """A replay of an already-loaded :class:`RateTrace` (e.g. from :mod:`flash_envs.data.public`)."""
+        return cls(path=trace.source, trace=trace, **options)
+
+    def load(self) -> RateTrace:
+        if self.trace is not None:
+            return self.trace
+        return _cached_trace(self.path, self.time_column, self.value_column, self.value_kind, self.time_unit_s,
+                             self.bin_s)
+
+    def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
+        trace = self.load()
+        rates = trace.rates
+        if self.mean_rate is not None:
+            mean = rates.mean()
+            rates = rates * (self.mean_rate / mean if mean > 0 else 0.0)
+        start = rng.uniform(0, trace.duration_s) if self.start_s is None else self.start_s
+        trace_times = start + times / self.time_scale
+        return rates[(trace_times // trace.bin_s).astype(np.int64) % len(rates)]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.pop("trace")
+        return d
+
+
+WORKLOADS: dict[str, type[Workload]] = {
+    cls.kind: cls
+    for cls in (ConstantWorkload, DiurnalWorkload, StepWorkload, MMPPWorkload, SpikeWorkload, TraceWorkload)
+}
+
+
+def workload_from_dict(d: dict[str, Any]) -> Workload:
+    """Rebuild a workload from :meth:`Workload.to_dict` output, naming any unknown kind or field."""
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind not in WORKLOADS:
+        raise ValueError(f"unknown workload kind {kind!r}; expected one of {sorted(WORKLOADS)}")
+    cls = WORKLOADS[kind]
+    fields = set(cls.__dataclass_fields__) - {"trace"}
+    unknown = set(d) - fields
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for workload kind {kind!r}; expected {sorted(fields)}")
+    return cls(**d)
