@@ -23,7 +23,7 @@ closed-form M/G/c waiting times (fast; the default for training).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import simpy
@@ -137,6 +137,7 @@ class ServiceSimulation:
         self.env = simpy.Environment()
         self.ready = 0
         self._starting: list[_PendingStart] = []
+        self.substep_observers: list[Callable[[float, float, int], None]] = []
         _check_replicas(replicas)
         self._set_limits(cpu_millicores, memory_mb)
         self.target_replicas = replicas
@@ -240,6 +241,8 @@ class ServiceSimulation:
             self._cpu_busy_time += busy_fraction * ready_at_start * self.substep_s * self.app.cpu_share(
                 self.cpu_millicores)
             self._check_memory(busy_fraction)
+            for observer in self.substep_observers:  # e.g. an energy meter: (dt, busy fraction, servers)
+                observer(self.substep_s, busy_fraction, ready_at_start)
 
     def _check_memory(self, busy_fraction: float) -> None:
         used = self.app.memory_used_mb(busy_fraction)

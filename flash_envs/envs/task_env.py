@@ -1,0 +1,50 @@
+"""The task API every FLASH environment offers (as in Meta-World, garage and learn2learn).
+
+* ``env.unwrapped.sample_tasks(n, split)``: ``n`` tasks of the ``"train"`` or ``"test"`` split, drawn with the env's
+  ``np_random``;
+* ``set_task(task)`` / ``get_task()``: the task the next episodes run (it persists across resets);
+* ``reset(options={"task": task})``: set the task and reset in one call.
+
+The current task is also returned in ``info["task"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import gymnasium as gym
+
+from flash_envs.tasks import TaskFamily
+
+T = TypeVar("T")
+
+
+class TaskEnv(gym.Env, Generic[T]):
+    """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`; subclasses call :meth:`_reset_task`."""
+
+    def __init__(self, family: TaskFamily, task: T | None = None) -> None:
+        self.family = family
+        self._task: T = family.train[0] if task is None else task
+        self._check_task(self._task)
+
+    def sample_tasks(self, n: int, split: str = "train") -> list[T]:
+        """Draw ``n`` tasks of ``split`` with the env's ``np_random`` (seed it with ``reset(seed=...)``)."""
+        return self.family.sample(n, split, self.np_random)
+
+    def set_task(self, task: T) -> None:
+        """Run ``task`` from the next reset on."""
+        self._check_task(task)
+        self._task = task
+
+    def get_task(self) -> T:
+        return self._task
+
+    def _check_task(self, task: Any) -> None:
+        if not isinstance(task, self.family.task_type):
+            raise TypeError(f"{type(self).__name__} takes {self.family.task_type.__name__} tasks, got "
+                            f"{type(task).__name__}")
+
+    def _reset_task(self, options: dict[str, Any] | None) -> None:
+        """Apply ``options["task"]`` if given (call from ``reset`` after ``super().reset(seed=seed)``)."""
+        if options and "task" in options:
+            self.set_task(options["task"])

@@ -1,0 +1,157 @@
+"""Tasks and task families: what an environment hides from the agent, and the fixed train/test split over it.
+
+A *task* is a frozen dataclass that serialises to a plain dict (``to_dict`` / ``from_dict``). A *task family* holds a
+fixed, seeded list of train tasks and of held-out test tasks, and saves to / loads from YAML. Environments expose
+them through :class:`flash_envs.envs.task_env.TaskEnv` (``sample_tasks``, ``set_task``, ``get_task``,
+``reset(options={"task": ...})``), as in Meta-World, garage and learn2learn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from flash_envs.sim.service import AppProfile
+from flash_envs.sim.workloads import (ConstantWorkload, DiurnalWorkload, MMPPWorkload, SpikeWorkload, StepWorkload,
+                                      Workload, workload_from_dict)
+
+SPLITS = ("train", "test")
+
+
+class Task(Protocol):
+    name: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+T = TypeVar("T", bound=Task)
+
+
+@dataclass(frozen=True)
+class TaskFamily(Generic[T]):
+    """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation."""
+
+    train: tuple[T, ...]
+    test: tuple[T, ...]
+    task_type: ClassVar[type]
+
+    def split(self, name: str) -> tuple[T, ...]:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return self.train if name == "train" else self.test
+
+    def sample(self, n: int, split: str, rng: np.random.Generator) -> list[T]:
+        """``n`` tasks of ``split`` drawn with ``rng``: without replacement while ``n`` fits, else with."""
+        tasks = self.split(split)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        idx = rng.choice(len(tasks), size=n, replace=n > len(tasks))
+        return [tasks[i] for i in idx]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {s: [t.to_dict() for t in self.split(s)] for s in SPLITS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskFamily[T]":
+        missing = [s for s in SPLITS if s not in d]
+        if missing:
+            raise ValueError(f"a task family needs the splits {SPLITS}; missing {missing}")
+        return cls(*(tuple(cls.task_type.from_dict(t) for t in d[s]) for s in SPLITS))
+
+    def save_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load_yaml(cls, path: str | Path) -> "TaskFamily[T]":
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+
+# --------------------------------------------------------------------------------------------- autoscaling tasks
+@dataclass(frozen=True)
+class AutoscalingTask:
+    """An application profile served under a workload (FLASH case study II)."""
+
+    app: AppProfile
+    workload: Workload
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "app": self.app.to_dict(), "workload": self.workload.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AutoscalingTask":
+        unknown = set(d) - {"name", "app", "workload"}
+        if unknown:
+            raise ValueError(f"unknown autoscaling task field(s) {sorted(unknown)}")
+        app_fields = set(AppProfile.__dataclass_fields__)
+        bad = set(d["app"]) - app_fields
+        if bad:
+            raise ValueError(f"unknown application field(s) {sorted(bad)}; expected {sorted(app_fields)}")
+        return cls(AppProfile(**d["app"]), workload_from_dict(d["workload"]), d.get("name", ""))
+
+
+@dataclass(frozen=True)
+class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
+    """Autoscaling tasks; build the default split with :meth:`generate`."""
+
+    task_type: ClassVar[type] = AutoscalingTask
+
+    @classmethod
+    def generate(cls, n_train: int = 24, n_test: int = 8, seed: int = 2024,
+                 episode_s: float = 1800.0) -> "AutoscalingTaskFamily":
+        """A diverse family drawn from a fixed seed (see :func:`random_autoscaling_task` for the ranges)."""
+        if n_train < 1 or n_test < 1:
+            raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
+        rng = np.random.default_rng(seed)
+        tasks = [random_autoscaling_task(rng, f"task-{i:02d}", episode_s) for i in range(n_train + n_test)]
+        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]))
+
+
+def random_app(rng: np.random.Generator, name: str) -> AppProfile:
+    """An application profile from wide, log-uniform ranges (CPU-bound to I/O-bound, small to large memory)."""
+    service_ms = float(np.exp(rng.uniform(np.log(20), np.log(200))))
+    return AppProfile(
+        name=name,
+        service_time_ms=round(service_ms, 1),
+        cpu_fraction=round(float(rng.uniform(0.2, 1.0)), 2),
+        service_cv=round(float(rng.uniform(0.5, 2.0)), 2),
+        working_set_mb=float(rng.choice(np.arange(256, 2049, 64))),
+        idle_memory_fraction=round(float(rng.uniform(0.4, 0.8)), 2),
+        startup_delay_s=float(rng.choice([5, 10, 20, 30, 60, 90])),
+        slo_ms=round(service_ms * float(rng.uniform(2.5, 6.0)), 1),
+    )
+
+
+def random_workload(rng: np.random.Generator, mean_rate: float, episode_s: float) -> Workload:
+    """One of the synthetic profiles around ``mean_rate`` req/s, with shapes that change within an episode."""
+    kind = rng.choice(["constant", "diurnal", "step", "mmpp", "spikes"])
+    r = round(mean_rate, 2)
+    if kind == "constant":
+        return ConstantWorkload(rate=r)
+    if kind == "diurnal":
+        return DiurnalWorkload(mean_rate=r, amplitude=round(float(rng.uniform(0.3, 0.8)), 2),
+                               period_s=round(episode_s * float(rng.uniform(0.5, 1.5))))
+    if kind == "step":
+        return StepWorkload(base_rate=round(0.6 * r, 2), peak_rate=round(1.6 * r, 2),
+                            start_s=round(episode_s * float(rng.uniform(0.2, 0.5))),
+                            ramp_s=float(rng.choice([0, 120, 300])))
+    if kind == "mmpp":
+        return MMPPWorkload(rates=(round(0.7 * r, 2), round(2.0 * r, 2)),
+                            mean_sojourn_s=(float(rng.choice([300, 600])), float(rng.choice([60, 120, 240]))))
+    return SpikeWorkload(base_rate=r, spikes_per_hour=float(rng.choice([2, 4, 8])),
+                         multiplier=round(float(rng.uniform(2, 4)), 2), duration_s=float(rng.choice([30, 60, 120])))
+
+
+def random_autoscaling_task(rng: np.random.Generator, name: str, episode_s: float = 1800.0) -> AutoscalingTask:
+    """An application with a workload whose mean load needs about 1.5 to 10 cores of its CPU work."""
+    app = random_app(rng, name)
+    load_erlangs = float(np.exp(rng.uniform(np.log(1.5), np.log(10))))
+    mean_rate = load_erlangs / app.mean_service_s(1000)
+    return AutoscalingTask(app, random_workload(rng, mean_rate, episode_s), name)

@@ -1,0 +1,39 @@
+"""The ``flash`` command line. Each sub-command lives in its own module, imported only when it runs.
+
+A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> None`` and
+``run(args: argparse.Namespace) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
+    "bench": ("flash_envs.bench", "environment steps per second against Gymnasium's CartPole-v1"),
+    "task-diversity": ("flash_envs.baselines.diversity", "best fixed HPA target per task vs one target for all"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="flash", description="FLASH: fast adaptation of cloud-management agents")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        parser.parse_args(argv if argv else ["--help"])
+        parser.error(f"unknown command {command!r}")
+    module = importlib.import_module(COMMANDS[command][0])
+    command_parser = argparse.ArgumentParser(prog=f"flash {command}", description=COMMANDS[command][1])
+    module.add_arguments(command_parser)
+    index = argv.index(command)
+    args = command_parser.parse_args(argv[:index] + argv[index + 1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
