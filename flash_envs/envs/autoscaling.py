@@ -1,0 +1,254 @@
+"""``flash/Autoscaling-v0``: horizontal and vertical autoscaling of a microservice (FLASH case study II)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from flash_envs.envs.task_env import TaskEnv
+from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
+from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
+
+NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range(7)
+# action -> (resource index, direction); resources: 0 replicas, 1 CPU, 2 memory
+_ACTION_EFFECTS = {REPLICA_UP: (0, 1), REPLICA_DOWN: (0, -1), CPU_UP: (1, 1), CPU_DOWN: (1, -1),
+                   MEMORY_UP: (2, 1), MEMORY_DOWN: (2, -1)}
+MAX_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class ResourceBounds:
+    """Lower bound, upper bound and step of one scaled resource."""
+
+    low: int
+    high: int
+    step: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high or self.step <= 0 or (self.high - self.low) % self.step:
+            raise ValueError(f"bounds need 0 < low <= high with high - low a multiple of step > 0, got {self}")
+
+    def contains(self, value: int) -> bool:
+        return self.low <= value <= self.high and (value - self.low) % self.step == 0
+
+
+class AutoscalingEnv(TaskEnv[AutoscalingTask]):
+    """``flash/Autoscaling-v0``: horizontal and vertical autoscaling of a microservice (FLASH case study II, AWARE's agent).
+
+    ## Description
+    A microservice runs ``replicas`` replicas, each with a CPU limit and a memory limit, behind one request queue (see
+    :mod:`flash_envs.sim.service`). Every control interval the agent may add or remove a replica or move one limit by one
+    step. The application's characteristics and its workload form the hidden *task* (:class:`AutoscalingTask`): the
+    agent has to infer them from what it observes.
+
+    ## Action space
+    ``Discrete(7)``:
+
+    | action | effect                       |
+    |--------|------------------------------|
+    | 0      | no-op                        |
+    | 1 / 2  | +1 / -1 replica              |
+    | 3 / 4  | +1 / -1 CPU step (millicores) |
+    | 5 / 6  | +1 / -1 memory step (MiB)     |
+
+    An action that would leave the bounds (default 1..20 replicas, 128..2048 m in steps of 128, 256..3072 MiB in steps
+    of 128) is not applied and costs ``illegal_action_penalty``.
+
+    ## Observation space
+    ``Box(9,)`` of float32, measured over the last control interval:
+
+    | index | observation                                   | range              |
+    |-------|-----------------------------------------------|--------------------|
+    | 0     | CPU utilisation of the allocated CPU          | [0, 1]             |
+    | 1     | memory utilisation of the memory limit        | [0, 1]             |
+    | 2     | replicas / max replicas                       | [0, 1]             |
+    | 3     | CPU limit / max CPU limit                     | [0, 1]             |
+    | 4     | memory limit / max memory limit               | [0, 1]             |
+    | 5     | arrival rate, log1p(rate) / log1p(``rate_norm``) | [0, 1] (clipped) |
+    | 6     | p95 latency / SLO                             | [0, 10] (clipped)  |
+    | 7     | SLO preservation, min(1, SLO / p95 latency)   | [0, 1]             |
+    | 8     | processing rate / arrival rate                | [0, 10] (clipped)  |
+
+    ## Rewards
+    ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and memory
+    utilisation and ``alpha = 0.3`` by default (AWARE). Penalties: ``illegal_action_penalty`` for an action outside the
+    bounds, ``reversal_penalty`` for reversing the last scaling direction of the same resource.
+
+    ## Starting state
+    ``initial_replicas`` replicas (default 2) at ``initial_cpu`` (1024 m) and ``initial_memory`` (1024 MiB), all ready,
+    empty queue; the first observation is measured over one interval under that configuration.
+
+    ## Episode end
+    Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour).
+
+    ## Arguments
+    ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30, episode_steps=60, alpha=0.3, ...)``;
+    ``fidelity="request"`` simulates every request (exact, slower). ``task_family`` replaces the default
+    :meth:`AutoscalingTaskFamily.generate` split; ``task`` fixes the starting task (default: the first train task).
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        fidelity: str = "fast",
+        control_interval_s: float = 30.0,
+        episode_steps: int = 60,
+        alpha: float = 0.3,
+        illegal_action_penalty: float = 0.1,
+        reversal_penalty: float = 0.05,
+        replica_bounds: tuple[int, int] = (1, 20),
+        cpu_bounds: tuple[int, int, int] = (128, 2048, 128),
+        memory_bounds: tuple[int, int, int] = (256, 3072, 128),
+        initial_replicas: int = 2,
+        initial_cpu: int = 1024,
+        initial_memory: int = 1024,
+        substep_s: float = 5.0,
+        rate_norm: float = 1000.0,
+        task_family: AutoscalingTaskFamily | None = None,
+        task: AutoscalingTask | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(AutoscalingTaskFamily.generate() if task_family is None else task_family, task)
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if episode_steps < 1:
+            raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+        if control_interval_s <= 0 or substep_s <= 0 or abs(control_interval_s / substep_s
+                                                          - round(control_interval_s / substep_s)) > 1e-9:
+            raise ValueError(f"control_interval_s ({control_interval_s}) must be a positive multiple of substep_s "
+                             f"({substep_s})")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if fidelity not in FIDELITIES:
+            raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
+        self.fidelity = fidelity
+        self.control_interval_s = float(control_interval_s)
+        self.episode_steps = int(episode_steps)
+        self.alpha = float(alpha)
+        self.illegal_action_penalty = float(illegal_action_penalty)
+        self.reversal_penalty = float(reversal_penalty)
+        self.bounds = (ResourceBounds(replica_bounds[0], replica_bounds[1], 1), ResourceBounds(*cpu_bounds),
+                       ResourceBounds(*memory_bounds))
+        self.initial_config = (int(initial_replicas), int(initial_cpu), int(initial_memory))
+        for name, value, bounds in zip(("initial_replicas", "initial_cpu", "initial_memory"), self.initial_config,
+                                       self.bounds):
+            if not bounds.contains(value):
+                raise ValueError(f"{name}={value} is outside its bounds {bounds}")
+        self.substep_s = float(substep_s)
+        self.rate_norm = float(rate_norm)
+        self.render_mode = render_mode
+
+        self.action_space = spaces.Discrete(7)
+        high = np.array([1, 1, 1, 1, 1, 1, MAX_RATIO, 1, MAX_RATIO], dtype=np.float32)
+        self.observation_space = spaces.Box(np.zeros(9, dtype=np.float32), high, dtype=np.float32)
+
+        self._sim: ServiceSimulation | None = None
+        self._config = list(self.initial_config)
+        self._last_direction = [0, 0, 0]
+        self._metrics: IntervalMetrics | None = None
+        self._steps = 0
+
+    # ------------------------------------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._reset_task(options)
+        task = self.get_task()
+        horizon = self.control_interval_s * (self.episode_steps + 1)
+        curve = task.workload.realise(self.np_random, horizon)
+        self._config = list(self.initial_config)
+        self._sim = make_simulation(self.fidelity, task.app, curve, self.np_random, replicas=self._config[0],
+                                    cpu_millicores=self._config[1], memory_mb=self._config[2],
+                                    substep_s=self.substep_s)
+        self._last_direction = [0, 0, 0]
+        self._steps = 0
+        self._metrics = self._sim.run(self.control_interval_s)
+        return self._get_obs(), self._get_info(penalty=0.0)
+
+    def step(self, action):
+        if self._sim is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
+        penalty = self._apply(int(action))
+        self._metrics = self._sim.run(self.control_interval_s)
+        self._steps += 1
+        reward = self._reward(self._metrics) - penalty
+        truncated = self._steps >= self.episode_steps
+        return self._get_obs(), reward, False, truncated, self._get_info(penalty)
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self._metrics is None:
+            return None
+        m = self._metrics
+        return (f"t={self._sim.env.now:7.0f}s replicas={self._config[0]:2d} cpu={self._config[1]:4d}m "
+                f"mem={self._config[2]:4d}MiB rate={m.arrival_rate:7.1f}/s p95={m.p95_ms:8.1f}ms "
+                f"cpu={m.cpu_utilisation:.2f} mem={m.memory_utilisation:.2f}")
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _apply(self, action: int) -> float:
+        if action == NOOP:
+            return 0.0
+        resource, direction = _ACTION_EFFECTS[action]
+        bounds = self.bounds[resource]
+        value = self._config[resource] + direction * bounds.step
+        if not bounds.contains(value):
+            return self.illegal_action_penalty
+        penalty = self.reversal_penalty if self._last_direction[resource] == -direction else 0.0
+        self._last_direction[resource] = direction
+        self._config[resource] = value
+        self._sim.configure(*self._config)
+        return penalty
+
+    def slo_preservation(self, metrics: IntervalMetrics) -> float:
+        """min(1, SLO / p95 latency); 1 when nothing arrived."""
+        if not np.isfinite(metrics.p95_ms) or metrics.p95_ms <= 0:
+            return 1.0
+        return min(1.0, self.get_task().app.slo_ms / metrics.p95_ms)
+
+    def _reward(self, metrics: IntervalMetrics) -> float:
+        utilisation = (metrics.cpu_utilisation + metrics.memory_utilisation) / 2
+        return self.alpha * utilisation + (1 - self.alpha) * self.slo_preservation(metrics)
+
+    def _get_obs(self) -> np.ndarray:
+        m = self._metrics
+        slo_ms = self.get_task().app.slo_ms
+        latency_ratio = m.p95_ms / slo_ms if np.isfinite(m.p95_ms) else 0.0
+        capacity_ratio = m.processing_rate / m.arrival_rate if m.arrival_rate > 0 else MAX_RATIO
+        obs = np.array([
+            m.cpu_utilisation,
+            m.memory_utilisation,
+            self._config[0] / self.bounds[0].high,
+            self._config[1] / self.bounds[1].high,
+            self._config[2] / self.bounds[2].high,
+            np.log1p(m.arrival_rate) / np.log1p(self.rate_norm),
+            latency_ratio,
+            self.slo_preservation(m),
+            capacity_ratio,
+        ], dtype=np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _get_info(self, penalty: float) -> dict[str, Any]:
+        m = self._metrics
+        return {
+            "task": self.get_task(),
+            "replicas": self._config[0],
+            "cpu_millicores": self._config[1],
+            "memory_mb": self._config[2],
+            "ready_replicas": m.ready_replicas,
+            "arrival_rate": m.arrival_rate,
+            "throughput": m.throughput,
+            "dropped": m.dropped,
+            "oom_kills": m.oom_kills,
+            "latency_p50_ms": m.p50_ms,
+            "latency_p95_ms": m.p95_ms,
+            "latency_p99_ms": m.p99_ms,
+            "cpu_utilisation": m.cpu_utilisation,
+            "memory_utilisation": m.memory_utilisation,
+            "slo_preservation": self.slo_preservation(m),
+            "slo_violation": bool(np.isfinite(m.p95_ms) and m.p95_ms > self.get_task().app.slo_ms),
+            "penalty": penalty,
+        }
