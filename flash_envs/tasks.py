@@ -117,15 +117,17 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
 def random_app(rng: np.random.Generator, name: str) -> AppProfile:
     """An application profile from wide, log-uniform ranges (CPU-bound to I/O-bound, small to large memory)."""
     service_ms = float(np.exp(rng.uniform(np.log(20), np.log(200))))
+    cv = round(float(rng.uniform(0.5, 2.0)), 2)
     return AppProfile(
         name=name,
         service_time_ms=round(service_ms, 1),
         cpu_fraction=round(float(rng.uniform(0.2, 1.0)), 2),
-        service_cv=round(float(rng.uniform(0.5, 2.0)), 2),
+        service_cv=cv,
         working_set_mb=float(rng.choice(np.arange(256, 2049, 64))),
         idle_memory_fraction=round(float(rng.uniform(0.4, 0.8)), 2),
         startup_delay_s=float(rng.choice([5, 10, 20, 30, 60, 90])),
-        slo_ms=round(service_ms * float(rng.uniform(2.5, 6.0)), 1),
+        # (1 + 2 cv) x mean is close to the p95 of a Gamma service time: the SLO leaves 30% to 200% for queueing
+        slo_ms=round(service_ms * (1 + 2 * cv) * float(rng.uniform(1.3, 3.0)), 1),
     )
 
 

@@ -1,0 +1,151 @@
+"""Heuristic autoscalers that operators use today, as policies on ``flash/Autoscaling-v0``.
+
+Every policy reads only the observation (like a learned agent), acts in the env's ``Discrete(7)`` action space (so at
+most one step of one resource per interval) and offers the stable-baselines3 call
+``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)``. Call ``reset()`` at the start
+of every episode (the runner does).
+
+* :class:`HPA`: the Kubernetes Horizontal Pod Autoscaler: ``desired = ceil(replicas * utilisation / target)``,
+  no change within a 10% tolerance, scale-down only to the highest recommendation of the stabilisation window.
+* :class:`ThresholdAutoscaler`: scale out above an upper utilisation or when p95 latency exceeds the SLO, in below a
+  lower one.
+* :class:`StaticPolicy`: move to a fixed configuration and hold it.
+* :class:`RandomPolicy`: uniform random actions from a given generator.
+
+HPA and the threshold autoscaler only scale horizontally; with ``cpu_millicores`` / ``memory_mb`` set they first
+move the limits to those values, as an operator's deployment spec would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+
+from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_DOWN, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
+                                         AutoscalingEnv)
+
+
+class AutoscalingPolicy:
+    """Base class: decodes the observation into the current configuration and metrics."""
+
+    def __init__(self, env: gym.Env, cpu_millicores: int | None = None, memory_mb: int | None = None) -> None:
+        unwrapped = env.unwrapped
+        if not isinstance(unwrapped, AutoscalingEnv):
+            raise TypeError(f"{type(self).__name__} drives flash/Autoscaling-v0, got {type(unwrapped).__name__}")
+        self.env = unwrapped
+        self.limit_targets = (cpu_millicores, memory_mb)
+        for value, bounds, name in zip(self.limit_targets, unwrapped.bounds[1:], ("cpu_millicores", "memory_mb")):
+            if value is not None and not bounds.contains(value):
+                raise ValueError(f"{name}={value} is not a valid setting within {bounds}")
+
+    def reset(self) -> None:
+        """Forget the previous episode."""
+
+    def predict(self, obs: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+        return np.int64(self.act(np.asarray(obs, dtype=float))), state
+
+    def act(self, obs: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def config(self, obs: np.ndarray) -> tuple[int, int, int]:
+        """(replicas, CPU millicores, memory MiB) as shown in the observation."""
+        b = self.env.bounds
+        return (round(obs[2] * b[0].high), round(obs[3] * b[1].high), round(obs[4] * b[2].high))
+
+    def _limit_action(self, obs: np.ndarray) -> int | None:
+        """The step toward the configured CPU / memory limits, or None when they are reached (or not set)."""
+        _, cpu, memory = self.config(obs)
+        for current, target, up, down in ((cpu, self.limit_targets[0], CPU_UP, CPU_DOWN),
+                                          (memory, self.limit_targets[1], MEMORY_UP, MEMORY_DOWN)):
+            if target is not None and current != target:
+                return up if target > current else down
+        return None
+
+
+class HPA(AutoscalingPolicy):
+    """Kubernetes HPA on CPU utilisation (``target`` in (0, 1]), one replica step per control interval."""
+
+    def __init__(self, env: gym.Env, target: float = 0.6, tolerance: float = 0.1,
+                 stabilisation_window_s: float = 300.0, cpu_millicores: int | None = None,
+                 memory_mb: int | None = None) -> None:
+        super().__init__(env, cpu_millicores, memory_mb)
+        if not 0 < target <= 1:
+            raise ValueError(f"HPA target utilisation must be in (0, 1], got {target}")
+        self.target = target
+        self.tolerance = tolerance
+        self.window = max(1, math.ceil(stabilisation_window_s / self.env.control_interval_s))
+        self._recommendations: deque[int] = deque(maxlen=self.window)
+
+    def reset(self) -> None:
+        self._recommendations.clear()
+
+    def desired_replicas(self, obs: np.ndarray) -> int:
+        replicas = self.config(obs)[0]
+        ratio = obs[0] / self.target
+        desired = replicas if abs(ratio - 1) <= self.tolerance else math.ceil(replicas * ratio)
+        self._recommendations.append(desired)
+        if desired < replicas:  # scale-down stabilisation: the highest recommendation in the window
+            desired = min(replicas, max(self._recommendations))
+        return int(np.clip(desired, self.env.bounds[0].low, self.env.bounds[0].high))
+
+    def act(self, obs: np.ndarray) -> int:
+        limit = self._limit_action(obs)
+        if limit is not None:
+            return limit
+        replicas = self.config(obs)[0]
+        desired = self.desired_replicas(obs)
+        return REPLICA_UP if desired > replicas else REPLICA_DOWN if desired < replicas else NOOP
+
+
+class ThresholdAutoscaler(AutoscalingPolicy):
+    """Scale out when utilisation > ``upper`` or p95 > SLO; scale in when utilisation < ``lower`` and p95 < SLO/2."""
+
+    def __init__(self, env: gym.Env, lower: float = 0.3, upper: float = 0.8, cpu_millicores: int | None = None,
+                 memory_mb: int | None = None) -> None:
+        super().__init__(env, cpu_millicores, memory_mb)
+        if not 0 <= lower < upper <= 1:
+            raise ValueError(f"thresholds need 0 <= lower < upper <= 1, got {lower}, {upper}")
+        self.lower, self.upper = lower, upper
+
+    def act(self, obs: np.ndarray) -> int:
+        limit = self._limit_action(obs)
+        if limit is not None:
+            return limit
+        replicas = self.config(obs)[0]
+        utilisation, latency_ratio = obs[0], obs[6]
+        if (utilisation > self.upper or latency_ratio > 1) and replicas < self.env.bounds[0].high:
+            return REPLICA_UP
+        if utilisation < self.lower and latency_ratio < 0.5 and replicas > self.env.bounds[0].low:
+            return REPLICA_DOWN
+        return NOOP
+
+
+class StaticPolicy(AutoscalingPolicy):
+    """Move to a fixed configuration, then hold it."""
+
+    def __init__(self, env: gym.Env, replicas: int = 4, cpu_millicores: int = 1024, memory_mb: int = 2048) -> None:
+        super().__init__(env, cpu_millicores, memory_mb)
+        if not self.env.bounds[0].contains(replicas):
+            raise ValueError(f"replicas={replicas} is outside {self.env.bounds[0]}")
+        self.replicas = replicas
+
+    def act(self, obs: np.ndarray) -> int:
+        limit = self._limit_action(obs)
+        if limit is not None:
+            return limit
+        replicas = self.config(obs)[0]
+        return REPLICA_UP if replicas < self.replicas else REPLICA_DOWN if replicas > self.replicas else NOOP
+
+
+class RandomPolicy(AutoscalingPolicy):
+    """Uniformly random actions drawn from ``rng``."""
+
+    def __init__(self, env: gym.Env, rng: np.random.Generator | int = 0) -> None:
+        super().__init__(env)
+        self.rng = np.random.default_rng(rng)
+
+    def act(self, obs: np.ndarray) -> int:
+        return int(self.rng.integers(self.env.action_space.n))

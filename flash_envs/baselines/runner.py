@@ -1,0 +1,44 @@
+"""Run a policy on a list of tasks and report per-task metrics (works for any FLASH env)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+DEFAULT_METRICS = ("slo_violation", "cpu_utilisation", "memory_utilisation", "replicas")
+
+
+def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
+                metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+    """One episode of ``policy`` (anything with SB3's ``predict``) on ``task``; returns the return and per-step means
+    of the ``info`` entries named in ``metrics``."""
+    if hasattr(policy, "reset"):
+        policy.reset()
+    obs, info = env.reset(seed=seed, options={"task": task})
+    total, steps = 0.0, 0
+    sums = dict.fromkeys(metrics, 0.0)
+    done = False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        steps += 1
+        for key in metrics:
+            sums[key] += float(info[key])
+        done = terminated or truncated
+    return {"return": total, "mean_reward": total / steps, **{k: v / steps for k, v in sums.items()}}
+
+
+def evaluate_on_tasks(env: gym.Env, policy: Any, tasks: Iterable[Any], episodes: int = 1, seed: int = 0,
+                      metrics: Sequence[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
+    """Per task: the mean over ``episodes`` episodes (seeds ``seed, seed+1, ...``) of :func:`run_episode`."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    rows = []
+    for task in tasks:
+        runs = [run_episode(env, policy, task, seed + e, metrics) for e in range(episodes)]
+        rows.append({"task": getattr(task, "name", str(task)),
+                     **{k: float(np.mean([r[k] for r in runs])) for k in runs[0]}})
+    return rows
