@@ -6,9 +6,11 @@ Importing the package registers the environments:
 id                             what it is
 =============================  ===========================================================
 ``flash/Autoscaling-v0``       horizontal + vertical autoscaling of a microservice (AWARE)
+``flash/ConfigSearch-v0``      measure resource configurations of a hidden app, commit to one (FLASH I)
 =============================  ===========================================================
 """
 
 from gymnasium.envs.registration import register
 
 register(id="flash/Autoscaling-v0", entry_point="flash_envs.envs.autoscaling:AutoscalingEnv")
+register(id="flash/ConfigSearch-v0", entry_point="flash_envs.envs.config_search:ConfigSearchEnv")

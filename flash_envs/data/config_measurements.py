@@ -1,0 +1,242 @@
+"""Runtime and cost of applications measured under many resource configurations, in one common structure.
+
+Three sources load into :class:`ConfigMeasurements`:
+
+* :func:`load_ibm_multicloud` — the IBM multi-cloud configuration dataset (Lazuka et al., IEEE CLOUD 2022): Dask
+  workloads on 3 anonymised cloud providers x instance family / vCPUs / node count. Rows whose ``status`` is not
+  ``ok`` are failed runs and are dropped.
+* :func:`load_chunkfunc` — exhaustive FaaS profiles of the chunk-func project: 3 functions x input sizes on AWS Lambda
+  (159 memory sizes) and Google Cloud Functions (7-8 tiers). An application is a (platform, function, input size).
+  AWS rows carry no cost, so it is computed from AWS's price (:func:`flash_envs.sim.serverless.invocation_cost`).
+  Rows whose deployment failed or whose HTTP status is not 200 are dropped.
+* :func:`simulated_measurements` — one noisy measurement of each built-in simulated serverless function at each
+  memory size (:mod:`flash_envs.sim.serverless`).
+
+Every loader validates the schema and raises :class:`ValueError` naming file, line, column and value. What was
+dropped or merged is counted in ``ConfigMeasurements.counts`` and logged. Repeated measurements of the same
+(application, configuration) are merged by their geometric mean.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
+
+log = logging.getLogger(__name__)
+
+#: The IBM dataset's design space (README of the dataset): allowed label-encoded values per column.
+IBM_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "provider": ("A", "B", "C"), "A_family": ("0", "1", "2"), "A_vcpu": ("0", "1"), "B_family": ("0", "1"),
+    "B_vcpu": ("0", "1"), "C_family": ("0", "1"), "C_type": ("0", "1", "2"), "C_vcpu": ("0", "1"),
+}
+IBM_NODES = (2, 3, 4, 5)
+IBM_COLUMNS = (*IBM_CATEGORIES, "nodes", "workload", "target_cost", "target_runtime", "status")
+CHUNKFUNC_COLUMNS = ("platform", "function", "memory_mib", "milli_cpu", "deployment_status", "input_size_bytes",
+                     "execution_time_ms", "execution_cost_usd", "status_code")
+CHUNKFUNC_PLATFORMS = ("aws_lambda", "gcp_cloud_functions")
+#: Memory features are log2(memory / 128 MiB) / 7, which maps 128 MiB..16 GiB onto [0, 1].
+_LOG2_MEMORY_SPAN = 7.0
+
+
+@dataclass(frozen=True)
+class ConfigMeasurements:
+    """Measurements of ``apps`` x ``configs``: a dense matrix, NaN where a pair was not (successfully) measured.
+
+    ``features[j]`` describes configuration ``configs[j]`` with values in [0, 1] (one-hot categories, scaled
+    numbers), named by ``feature_names``; features depend on the configuration alone, so two files of one schema
+    give the same features to the same configuration. ``runtime_s`` and ``cost_usd`` have shape
+    ``(len(apps), len(configs))``. ``counts`` tallies rows read, dropped and merged.
+    """
+
+    source: str
+    apps: tuple[str, ...]
+    configs: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    features: np.ndarray
+    runtime_s: np.ndarray
+    cost_usd: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = (len(self.apps), len(self.configs))
+        if self.runtime_s.shape != shape or self.cost_usd.shape != shape:
+            raise ValueError(f"runtime {self.runtime_s.shape} and cost {self.cost_usd.shape} must be {shape}")
+        if self.features.shape != (len(self.configs), len(self.feature_names)):
+            raise ValueError(f"features {self.features.shape} must be {(len(self.configs), len(self.feature_names))}")
+
+    @property
+    def measured(self) -> np.ndarray:
+        """Boolean ``(apps, configs)`` mask of the pairs with a runtime and a cost."""
+        return np.isfinite(self.runtime_s) & np.isfinite(self.cost_usd)
+
+    def select_apps(self, apps: Sequence[str]) -> "ConfigMeasurements":
+        """The same measurements restricted to ``apps`` (in that order)."""
+        index = {a: i for i, a in enumerate(self.apps)}
+        missing = [a for a in apps if a not in index]
+        if missing:
+            raise KeyError(f"unknown application(s) {missing} in {self.source}")
+        rows = [index[a] for a in apps]
+        return ConfigMeasurements(self.source, tuple(apps), self.configs, self.feature_names, self.features,
+                                  self.runtime_s[rows], self.cost_usd[rows], dict(self.counts))
+
+
+class _Table:
+    """Collects validated rows and builds the dense matrices (geometric mean of repeated measurements)."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.features: dict[str, np.ndarray] = {}
+        self.counts: Counter[str] = Counter()
+
+    def add(self, app: str, config: str, features: np.ndarray, runtime_s: float, cost_usd: float) -> None:
+        self.values[(app, config)].append((runtime_s, cost_usd))
+        self.features[config] = features
+
+    def build(self, source: str, feature_names: Sequence[str]) -> ConfigMeasurements:
+        apps = sorted({a for a, _ in self.values})
+        configs = sorted(self.features)
+        if not apps:
+            raise ValueError(f"{source}: no successful measurement left after dropping failed runs ({dict(self.counts)})")
+        a_idx, c_idx = {a: i for i, a in enumerate(apps)}, {c: j for j, c in enumerate(configs)}
+        runtime = np.full((len(apps), len(configs)), np.nan)
+        cost = np.full_like(runtime, np.nan)
+        for (app, config), vals in self.values.items():
+            logs = np.log(np.asarray(vals))
+            runtime[a_idx[app], c_idx[config]], cost[a_idx[app], c_idx[config]] = np.exp(logs.mean(axis=0))
+            self.counts["merged duplicates"] += len(vals) - 1
+        counts = dict(self.counts)
+        log.info("%s: %s", source, counts)
+        return ConfigMeasurements(source, tuple(apps), tuple(configs), tuple(feature_names),
+                                  np.stack([self.features[c] for c in configs]), runtime, cost, counts)
+
+
+def _read_rows(path: str | Path, required: Sequence[str]) -> tuple[Path, list[tuple[int, dict[str, str]]]]:
+    """Rows of a CSV with their 1-based file line numbers, after checking the header has ``required``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+        return path, [(reader.line_num, row) for row in reader]
+
+
+def _number(path: Path, line: int, row: dict[str, str], column: str, positive: bool = True,
+            convert: Callable[[str], float] = float) -> float:
+    raw = row[column]
+    try:
+        value = convert(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}, line {line}, column {column!r}: not a number: {raw!r}") from None
+    if not np.isfinite(value) or (value <= 0 if positive else value < 0):
+        need = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{path}, line {line}, column {column!r}: needs {need} finite number, got {raw!r}")
+    return value
+
+
+def ibm_features(row: dict[str, str]) -> np.ndarray:
+    """One-hot provider and label-encoded parameters (blank for other providers) plus ``nodes / 5``."""
+    parts = [np.array([row[col] == v for v in values], dtype=float) for col, values in IBM_CATEGORIES.items()]
+    return np.concatenate([*parts, [float(row["nodes"]) / max(IBM_NODES)]])
+
+
+IBM_FEATURE_NAMES = tuple(f"{c}={v}" for c, vs in IBM_CATEGORIES.items() for v in vs) + ("nodes/5",)
+
+
+def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
+    """Load a CSV of the IBM multi-cloud schema (an unnamed index column is allowed). Failed runs are dropped."""
+    path, rows = _read_rows(path, IBM_COLUMNS)
+    table = _Table()
+    provider_columns = {p: [c for c in IBM_CATEGORIES if c.startswith(f"{p}_")] for p in IBM_CATEGORIES["provider"]}
+    for line, row in rows:
+        table.counts["rows read"] += 1
+        provider = row["provider"]
+        if provider not in IBM_CATEGORIES["provider"]:
+            raise ValueError(f"{path}, line {line}, column 'provider': unknown provider {provider!r}; "
+                             f"expected one of {IBM_CATEGORIES['provider']}")
+        for col in (c for c in IBM_CATEGORIES if c != "provider"):
+            own = col in provider_columns[provider]
+            if own and row[col] not in IBM_CATEGORIES[col]:
+                raise ValueError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design space "
+                                 f"{IBM_CATEGORIES[col]} of provider {provider}")
+            if not own and row[col].strip():
+                raise ValueError(f"{path}, line {line}, column {col!r}: must be blank for provider {provider}, "
+                                 f"got {row[col]!r}")
+        nodes = _number(path, line, row, "nodes", convert=int)
+        if nodes not in IBM_NODES:
+            raise ValueError(f"{path}, line {line}, column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
+        if not row["workload"].strip():
+            raise ValueError(f"{path}, line {line}, column 'workload': empty workload id")
+        runtime = _number(path, line, row, "target_runtime")
+        cost = _number(path, line, row, "target_cost")
+        if row["status"] != "ok":
+            table.counts["dropped: failed run (status != ok)"] += 1
+            continue
+        config = "/".join([provider, *(f"{c}={row[c]}" for c in provider_columns[provider]), f"nodes={nodes}"])
+        table.add(row["workload"], config, ibm_features(row), runtime, cost)
+    return table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
+
+
+CHUNKFUNC_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6", *(f"platform={p}" for p in CHUNKFUNC_PLATFORMS))
+
+
+def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> ConfigMeasurements:
+    """Load the chunk-func profiles CSV, optionally only some ``platforms``. Failed runs are dropped.
+
+    An application is ``platform/function/input_size_bytes``; a configuration ``platform/<memory>MiB/<milli_cpu>m``.
+    """
+    unknown = sorted(set(platforms or ()) - set(CHUNKFUNC_PLATFORMS))
+    if unknown:
+        raise ValueError(f"unknown platform(s) {unknown}; expected some of {CHUNKFUNC_PLATFORMS}")
+    path, rows = _read_rows(path, CHUNKFUNC_COLUMNS)
+    table = _Table()
+    for line, row in rows:
+        table.counts["rows read"] += 1
+        platform = row["platform"]
+        if platform not in CHUNKFUNC_PLATFORMS:
+            raise ValueError(f"{path}, line {line}, column 'platform': unknown platform {platform!r}; "
+                             f"expected one of {CHUNKFUNC_PLATFORMS}")
+        memory = _number(path, line, row, "memory_mib")
+        milli_cpu = _number(path, line, row, "milli_cpu")
+        size = int(_number(path, line, row, "input_size_bytes", convert=int))
+        runtime = _number(path, line, row, "execution_time_ms") / 1000.0
+        cost = _number(path, line, row, "execution_cost_usd", positive=platform != "aws_lambda")
+        if platforms is not None and platform not in platforms:
+            table.counts[f"skipped: platform {platform}"] += 1
+            continue
+        if row["deployment_status"] != "DeploymentSuccess" or row["status_code"] != "200":
+            table.counts["dropped: failed run (deployment or HTTP status)"] += 1
+            continue
+        if platform == "aws_lambda":
+            cost = float(invocation_cost(memory, runtime))
+        feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / 6000.0,
+                          *(platform == p for p in CHUNKFUNC_PLATFORMS)], dtype=float)
+        table.add(f"{platform}/{row['function']}/{size}", f"{platform}/{memory:g}MiB/{milli_cpu:g}m", feats, runtime,
+                  cost)
+    return table.build(f"chunkfunc:{path.name}", CHUNKFUNC_FEATURE_NAMES)
+
+
+SIMULATED_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6")
+
+
+def simulated_measurements(n_functions: int = 300, seed: int = 2024,
+                           memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> ConfigMeasurements:
+    """One noisy measurement of each of ``n_functions`` simulated functions at each memory size (seeded)."""
+    functions = generate_functions(n_functions, seed)
+    rng = np.random.default_rng(seed + 1)
+    memory = np.asarray(memory_sizes, dtype=float)
+    runtime, cost = map(np.stack, zip(*(f.measure(memory, rng) for f in functions)))
+    features = np.stack([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, vcpus(memory) / 6.0], axis=1)
+    return ConfigMeasurements(f"simulated:{n_functions}fn-seed{seed}", tuple(f.name for f in functions),
+                              tuple(f"{m:g}MiB" for m in memory), SIMULATED_FEATURE_NAMES, features, runtime, cost,
+                              {"functions": n_functions})

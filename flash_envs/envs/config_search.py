@@ -1,0 +1,213 @@
+"""``flash/ConfigSearch-v0``: find the cheapest resource configuration that meets a deadline with few measurements.
+
+A hidden application (a task) has a true runtime and cost under each of ``n`` resource configurations (memory sizes
+of a simulated serverless function by default, or the configurations of a dataset such as the IBM multi-cloud one).
+Each step either measures one configuration, which returns a noisy runtime and cost, or commits to one, which ends
+the episode. The goal is the cheapest configuration whose true runtime meets the task's deadline.
+
+=====================  ================================================================================================
+Action space           ``Discrete(2 n)``: ``a < n`` measures configuration ``a``; ``a >= n`` commits to ``a - n``
+                       (committing to a configuration never measured is allowed).
+Observation space      ``Box(-10, 10, (3 n + 1,), float32)``: per configuration ``[measured, log(runtime / deadline),
+                       log(cost / cost of the episode's first measurement)]`` of its latest measurement (zeros while
+                       unmeasured), then the fraction of the measurement budget used. Values are clipped to +-10.
+Reward                 ``-measure_penalty`` per measurement; on commit, ``best_cost / chosen_cost`` if the chosen
+                       configuration's true runtime meets the deadline, else 0 (so 1 is a perfect choice).
+Starting state         Nothing measured.
+Episode end            Terminated on commit; truncated when ``max_measurements`` measurements were made without one.
+Measurement noise      Runtime and cost of a measurement are the true values times ``exp(N(0, noise_cv))``.
+=====================  ================================================================================================
+
+``info`` holds ``task``, ``measurements``, and after a commit ``chosen``, ``best``, ``regret``
+(``chosen_cost / best_cost - 1``, or ``inf`` when the choice misses the deadline) and ``meets_deadline``.
+
+Tasks come from :class:`ConfigSearchTaskFamily`: :meth:`~ConfigSearchTaskFamily.generate` (simulated functions, the
+default) or :meth:`~ConfigSearchTaskFamily.from_measurements` (any :class:`ConfigMeasurements`), e.g.::
+
+    fam = ConfigSearchTaskFamily.from_measurements(load_ibm_multicloud(dataset_path("ibm_multicloud", "...csv")))
+    env = gym.make("flash/ConfigSearch-v0", family=fam)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+from flash_envs.data.config_measurements import ConfigMeasurements
+from flash_envs.envs.task_env import TaskEnv
+from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
+from flash_envs.tasks import TaskFamily
+
+OBS_LIMIT = 10.0
+
+
+@dataclass(frozen=True)
+class ConfigSearchTask:
+    """One hidden application: true runtime and cost per configuration and the deadline to meet."""
+
+    name: str
+    configs: tuple[str, ...]
+    runtime_s: tuple[float, ...]
+    cost_usd: tuple[float, ...]
+    deadline_s: float
+
+    def __post_init__(self) -> None:
+        n = len(self.configs)
+        if n < 2 or len(self.runtime_s) != n or len(self.cost_usd) != n:
+            raise ValueError(f"task {self.name!r}: needs >= 2 configs and one runtime and cost each; got "
+                             f"{n} configs, {len(self.runtime_s)} runtimes, {len(self.cost_usd)} costs")
+        values = np.asarray([*self.runtime_s, *self.cost_usd, self.deadline_s], dtype=float)
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"task {self.name!r}: runtimes, costs and deadline must be positive and finite")
+        if min(self.runtime_s) > self.deadline_s:
+            raise ValueError(f"task {self.name!r}: no configuration meets the deadline {self.deadline_s} s")
+
+    @property
+    def best(self) -> int:
+        """Index of the cheapest configuration that meets the deadline."""
+        cost = np.where(np.asarray(self.runtime_s) <= self.deadline_s, self.cost_usd, np.inf)
+        return int(np.argmin(cost))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "configs": list(self.configs), "runtime_s": list(self.runtime_s),
+                "cost_usd": list(self.cost_usd), "deadline_s": self.deadline_s}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConfigSearchTask":
+        fields = set(cls.__dataclass_fields__)
+        if set(d) != fields:
+            raise ValueError(f"a config-search task needs exactly the fields {sorted(fields)}; got {sorted(d)}")
+        return cls(str(d["name"]), tuple(map(str, d["configs"])), tuple(map(float, d["runtime_s"])),
+                   tuple(map(float, d["cost_usd"])), float(d["deadline_s"]))
+
+
+def _deadline(runtime: np.ndarray, rng: np.random.Generator) -> float:
+    """A deadline between the 20% and 70% quantiles of the configurations' runtimes (some, not all, meet it)."""
+    return float(np.quantile(runtime, rng.uniform(0.2, 0.7)))
+
+
+@dataclass(frozen=True)
+class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
+    """Config-search tasks over one shared list of configurations."""
+
+    task_type: ClassVar[type] = ConfigSearchTask
+
+    @classmethod
+    def generate(cls, n_train: int = 200, n_test: int = 50, seed: int = 2024,
+                 memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> "ConfigSearchTaskFamily":
+        """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes``, noise-free truth."""
+        if n_train < 1 or n_test < 1:
+            raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
+        rng = np.random.default_rng(seed)
+        memory = np.asarray(memory_sizes, dtype=float)
+        configs = tuple(f"{m:g}MiB" for m in memory)
+        tasks = []
+        for fn in generate_functions(n_train + n_test, seed):
+            runtime = fn.expected_time_s(memory)
+            tasks.append(ConfigSearchTask(fn.name, configs, tuple(runtime.tolist()),
+                                          tuple(invocation_cost(memory, runtime).tolist()), _deadline(runtime, rng)))
+        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]))
+
+    @classmethod
+    def from_measurements(cls, data: ConfigMeasurements, test_fraction: float = 0.25,
+                          seed: int = 2024) -> "ConfigSearchTaskFamily":
+        """One task per application, over the configurations measured for every application; apps split at random."""
+        common = np.all(data.measured, axis=0)
+        if common.sum() < 2 or len(data.apps) < 2:
+            raise ValueError(f"{data.source}: needs >= 2 applications and >= 2 configurations measured for all of "
+                             f"them; got {len(data.apps)} apps, {int(common.sum())} common configs")
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        rng = np.random.default_rng(seed)
+        configs = tuple(c for c, keep in zip(data.configs, common) if keep)
+        tasks = [ConfigSearchTask(app, configs, tuple(data.runtime_s[i, common].tolist()),
+                                  tuple(data.cost_usd[i, common].tolist()), _deadline(data.runtime_s[i, common], rng))
+                 for i, app in enumerate(data.apps)]
+        order = rng.permutation(len(tasks))
+        n_test = min(max(1, round(test_fraction * len(tasks))), len(tasks) - 1)
+        return cls(tuple(tasks[i] for i in order[n_test:]), tuple(tasks[i] for i in order[:n_test]))
+
+
+class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
+    """Measure configurations of a hidden application, then commit to one (see the module docstring)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, family: ConfigSearchTaskFamily | None = None, task: ConfigSearchTask | None = None,
+                 noise_cv: float = 0.05, measure_penalty: float = 0.02, max_measurements: int | None = None,
+                 render_mode: str | None = None) -> None:
+        family = ConfigSearchTaskFamily.generate() if family is None else family
+        super().__init__(family, task)
+        self.n_configs = len(self._task.configs)
+        for t in (*family.train, *family.test):
+            self._check_task(t)
+        if noise_cv < 0 or measure_penalty < 0:
+            raise ValueError(f"noise_cv and measure_penalty must be >= 0, got {noise_cv}, {measure_penalty}")
+        self.max_measurements = self.n_configs if max_measurements is None else int(max_measurements)
+        if self.max_measurements < 1:
+            raise ValueError(f"max_measurements must be >= 1, got {max_measurements}")
+        if render_mode is not None:
+            raise ValueError(f"ConfigSearchEnv does not render; got render_mode={render_mode!r}")
+        self.render_mode = render_mode
+        self.noise_cv = float(noise_cv)
+        self.measure_penalty = float(measure_penalty)
+        self.action_space = spaces.Discrete(2 * self.n_configs)
+        self.observation_space = spaces.Box(-OBS_LIMIT, OBS_LIMIT, (3 * self.n_configs + 1,), np.float32)
+        self._runtime = np.zeros(self.n_configs)
+        self._cost = np.zeros(self.n_configs)
+        self._measured = np.zeros(self.n_configs, dtype=bool)
+        self._ref_cost = math.nan
+        self._measurements = 0
+
+    def _check_task(self, task: Any) -> None:
+        super()._check_task(task)
+        n = getattr(self, "n_configs", len(task.configs))
+        if len(task.configs) != n:
+            raise ValueError(f"task {task.name!r} has {len(task.configs)} configurations; this env has {n}")
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._reset_task(options)
+        self._measured[:] = False
+        self._runtime[:] = 0.0
+        self._cost[:] = 0.0
+        self._ref_cost = math.nan
+        self._measurements = 0
+        return self._get_obs(), self._get_info()
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}; expected an int in [0, {2 * self.n_configs})")
+        a = int(action)
+        task = self._task
+        if a < self.n_configs:
+            factor = math.exp(self.np_random.normal(0.0, self.noise_cv))
+            self._runtime[a], self._cost[a] = task.runtime_s[a] * factor, task.cost_usd[a] * factor
+            self._measured[a] = True
+            if math.isnan(self._ref_cost):
+                self._ref_cost = self._cost[a]
+            self._measurements += 1
+            truncated = self._measurements >= self.max_measurements
+            return self._get_obs(), -self.measure_penalty, False, truncated, self._get_info()
+        chosen, best = a - self.n_configs, task.best
+        meets = task.runtime_s[chosen] <= task.deadline_s
+        quality = task.cost_usd[best] / task.cost_usd[chosen] if meets else 0.0
+        info = self._get_info() | {"chosen": chosen, "best": best, "meets_deadline": meets,
+                                   "regret": task.cost_usd[chosen] / task.cost_usd[best] - 1.0 if meets else math.inf}
+        return self._get_obs(), float(quality), True, False, info
+
+    def _get_obs(self) -> np.ndarray:
+        m = self._measured
+        log_rt = np.where(m, np.log(np.where(m, self._runtime, 1.0) / self._task.deadline_s), 0.0)
+        log_cost = np.where(m, np.log(np.where(m, self._cost, 1.0) / (self._ref_cost if m.any() else 1.0)), 0.0)
+        per_config = np.stack([m.astype(float), log_rt, log_cost], axis=1).ravel()
+        obs = np.append(per_config, self._measurements / self.max_measurements)
+        return np.clip(obs, -OBS_LIMIT, OBS_LIMIT).astype(np.float32)
+
+    def _get_info(self) -> dict[str, Any]:
+        return {"task": self._task, "measurements": self._measurements}

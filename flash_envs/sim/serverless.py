@@ -1,0 +1,122 @@
+"""Simulated serverless functions: execution time and cost across AWS-Lambda-style memory sizes.
+
+Model (one invocation of a function at memory size ``m`` MiB)
+--------------------------------------------------------------
+* **CPU share.** As on AWS Lambda the CPU share grows in proportion to memory: 1769 MiB buy one vCPU, and 10240 MiB
+  buy six (:func:`vcpus`, piecewise linear through those two points).
+* **Compute.** ``cpu_work_s`` is the function's CPU time on one full vCPU. A share ``parallel_fraction`` of it runs on
+  up to ``max_threads`` threads (Amdahl's law); the serial rest runs on ``min(1, vcpus)``.
+* **I/O.** ``io_s`` seconds of network / storage wait that more memory does not shorten.
+* **Memory pressure.** Below ``memory_need_mib`` the function pages and collects garbage: compute is slowed by
+  ``1 + pressure * (need / m - 1)``.
+* **Cost.** AWS's x86 price: ``m / 1024`` GB times the billed duration (rounded up to 1 ms) times
+  :data:`PRICE_PER_GB_S`, plus :data:`PRICE_PER_REQUEST`.
+* **Noise.** A measurement multiplies the expected time by a log-normal factor with log-sd ``noise_cv``, drawn from
+  the :class:`numpy.random.Generator` the caller passes (no global RNG).
+
+:func:`random_function` draws functions from wide ranges (CPU-bound to I/O-bound, serial to parallel, small to large
+memory), :func:`generate_functions` a seeded list of hundreds of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: AWS Lambda x86 price per GB-second of billed duration and per request (us-east-1, 2024).
+PRICE_PER_GB_S = 0.0000166667
+PRICE_PER_REQUEST = 0.0000002
+#: Memory that buys one vCPU, and the largest size (six vCPUs).
+MIB_PER_VCPU = 1769
+MAX_MEMORY_MIB = 10240
+MIN_MEMORY_MIB = 128
+#: The default grid of memory sizes (MiB): the sizes practitioners try, 128 MiB to 10 GiB.
+MEMORY_SIZES_MIB: tuple[int, ...] = (128, 256, 384, 512, 768, 1024, 1536, 1769, 2048, 3008, 4096, 5120, 6144, 8192,
+                                     10240)
+
+
+def vcpus(memory_mib: np.ndarray | float) -> np.ndarray:
+    """vCPUs allotted at ``memory_mib``: linear through (1769 MiB, 1 vCPU) and (10240 MiB, 6 vCPUs)."""
+    m = np.asarray(memory_mib, dtype=float)
+    if np.any((m < MIN_MEMORY_MIB) | (m > MAX_MEMORY_MIB)):
+        raise ValueError(f"memory sizes must lie in [{MIN_MEMORY_MIB}, {MAX_MEMORY_MIB}] MiB, got {m}")
+    return np.interp(m, [0.0, MIB_PER_VCPU, MAX_MEMORY_MIB], [0.0, 1.0, 6.0])
+
+
+def invocation_cost(memory_mib: np.ndarray | float, duration_s: np.ndarray | float) -> np.ndarray:
+    """USD for one invocation: billed GB-seconds (duration rounded up to 1 ms) plus the request price."""
+    billed_s = np.ceil(np.asarray(duration_s, dtype=float) * 1000.0) / 1000.0
+    return np.asarray(memory_mib, dtype=float) / 1024.0 * billed_s * PRICE_PER_GB_S + PRICE_PER_REQUEST
+
+
+@dataclass(frozen=True)
+class ServerlessFunction:
+    """Hidden characteristics of one serverless function."""
+
+    name: str = "fn"
+    cpu_work_s: float = 1.0
+    parallel_fraction: float = 0.0
+    max_threads: int = 1
+    io_s: float = 0.1
+    memory_need_mib: float = 256.0
+    pressure: float = 1.0
+    noise_cv: float = 0.05
+
+    def __post_init__(self) -> None:
+        checks = {"cpu_work_s": self.cpu_work_s >= 0, "io_s": self.io_s >= 0, "pressure": self.pressure >= 0,
+                  "noise_cv": self.noise_cv >= 0, "parallel_fraction": 0 <= self.parallel_fraction <= 1,
+                  "max_threads": self.max_threads >= 1, "memory_need_mib": self.memory_need_mib > 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid ServerlessFunction field(s) {bad}: {self}")
+        if self.cpu_work_s + self.io_s <= 0:
+            raise ValueError(f"a function needs cpu_work_s + io_s > 0: {self}")
+
+    def expected_time_s(self, memory_mib: np.ndarray | float) -> np.ndarray:
+        """Noise-free execution time (s) at each memory size."""
+        m = np.asarray(memory_mib, dtype=float)
+        cpu = vcpus(m)
+        serial = (1.0 - self.parallel_fraction) / np.minimum(cpu, 1.0)
+        parallel = self.parallel_fraction / np.minimum(cpu, float(self.max_threads))
+        slowdown = 1.0 + self.pressure * np.maximum(self.memory_need_mib / m - 1.0, 0.0)
+        return self.cpu_work_s * (serial + parallel) * slowdown + self.io_s
+
+    def measure(self, memory_mib: np.ndarray | float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One noisy measurement per memory size: ``(time_s, cost_usd)``."""
+        expected = self.expected_time_s(memory_mib)
+        time_s = expected * np.exp(rng.normal(0.0, self.noise_cv, size=expected.shape))
+        return time_s, invocation_cost(memory_mib, time_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ServerlessFunction":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ServerlessFunction field(s) {sorted(unknown)}")
+        return cls(**d)
+
+
+def random_function(rng: np.random.Generator, name: str) -> ServerlessFunction:
+    """A function from wide log-uniform ranges: 10 ms to 60 s of CPU work, 0 to 5 s of I/O, 128 MiB to 3 GiB needed."""
+    return ServerlessFunction(
+        name=name,
+        cpu_work_s=round(float(np.exp(rng.uniform(np.log(0.01), np.log(60.0)))), 4),
+        parallel_fraction=round(float(rng.choice([0.0, rng.uniform(0.0, 0.98)])), 3),
+        max_threads=int(rng.choice([1, 2, 4, 6, 8])),
+        io_s=round(float(np.exp(rng.uniform(np.log(0.005), np.log(5.0)))), 4),
+        memory_need_mib=round(float(np.exp(rng.uniform(np.log(64), np.log(3072)))), 1),
+        pressure=round(float(rng.uniform(0.1, 1.0)), 2),
+        noise_cv=round(float(rng.uniform(0.02, 0.10)), 3),
+    )
+
+
+def generate_functions(n: int, seed: int = 2024) -> list[ServerlessFunction]:
+    """``n`` functions ``fn-000``, ``fn-001``, ... drawn from a fixed seed."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    return [random_function(rng, f"fn-{i:03d}") for i in range(n)]
