@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
     "bench": ("flash_envs.bench", "environment steps per second against Gymnasium's CartPole-v1"),
+    "validate-fidelity": ("flash_envs.sim.validation", "compare the fast and the per-request simulators"),
     "task-diversity": ("flash_envs.baselines.diversity", "best fixed HPA target per task vs one target for all"),
 }
 

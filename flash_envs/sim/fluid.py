@@ -38,9 +38,8 @@ class FluidSimulation(ServiceSimulation):
         self._served = 0.0
         self._backlog_time = 0.0
 
-    def _serve_substep(self, dt: float, servers: int) -> float:
-        now = self.env.now
-        arrivals = int(self.rng.poisson(self.curve.integral(now) - self.curve.integral(now - dt)))
+    def _serve_substep(self, dt: float, servers: int, expected_arrivals: float) -> float:
+        arrivals = int(self.rng.poisson(expected_arrivals))
         capacity = servers * self.service_rate * dt
         backlog_before = self.backlog
         total = self.backlog + arrivals
@@ -62,7 +61,7 @@ class FluidSimulation(ServiceSimulation):
         capacity = servers * self.service_rate
         backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
         samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
-                                              1.0 / self.service_rate, min(backlog_delay, self.timeout_s))
+                                              min(backlog_delay, self.timeout_s))
         samples = np.minimum(samples, self.timeout_s)
         weights = np.full(len(samples), max(self._served, 1e-9) / len(samples))
         samples = np.append(samples, self.timeout_s)

@@ -49,14 +49,12 @@ class ResponseTimeModel:
         self.wait_uniform = quad.random(points)
         self._wait_factor = (1 + service_cv**2) / 2
 
-    def samples(self, servers: int, arrival_rate: float, service_rate: float, mean_service_s: float,
-                backlog_delay_s: float) -> np.ndarray:
+    def samples(self, servers: int, arrival_rate: float, service_rate: float, backlog_delay_s: float) -> np.ndarray:
         """Quadrature samples (seconds) of the response time for one operating point.
 
-        ``service_rate`` is per server (1 / ``mean_service_s`` unless service is disrupted); ``backlog_delay_s`` is the
-        extra wait of a fluid backlog in an overloaded period.
+        ``service_rate`` is per server; ``backlog_delay_s`` is the extra wait of a fluid backlog in an overloaded period.
         """
-        service = self.unit_service * mean_service_s
+        service = self.unit_service / service_rate
         capacity = servers * service_rate
         if servers <= 0 or capacity <= 0:
             return service + backlog_delay_s

@@ -7,7 +7,8 @@ Model
   are Gamma distributed with coefficient of variation ``service_cv`` (1 = exponential).
 * **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
-* **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * busy)``. When
+* **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * load)``, where
+  ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica. When
   that exceeds the memory limit the replica is OOM-killed with probability ``min(1, excess / 10%)`` per sub-step, its
   in-flight request fails, and it restarts after the startup delay (a Kubernetes crash loop below the idle footprint).
 * **Scaling.** A new replica serves after ``startup_delay_s``; scale-in cancels pending starts first, then retires
@@ -67,9 +68,9 @@ class AppProfile:
         cpu_s = self.service_time_ms / 1000 * self.cpu_fraction * 1000 / cpu_millicores
         return cpu_s / self.mean_service_s(cpu_millicores)
 
-    def memory_used_mb(self, busy_fraction: float) -> float:
-        """Memory a replica uses when busy for ``busy_fraction`` of the time."""
-        return self.working_set_mb * (self.idle_memory_fraction + (1 - self.idle_memory_fraction) * busy_fraction)
+    def memory_used_mb(self, load: float) -> float:
+        """Memory a replica uses at offered load ``load`` (0..1) per replica."""
+        return self.working_set_mb * (self.idle_memory_fraction + (1 - self.idle_memory_fraction) * load)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,11 +148,6 @@ class ServiceSimulation:
         self.env.process(self._substep_loop())
 
     # ----------------------------------------------------------------------------------------------- configuration
-    @property
-    def service_rate(self) -> float:
-        """Requests per second one replica completes when busy."""
-        return 1.0 / self.app.mean_service_s(self.cpu_millicores)
-
     def configure(self, replicas: int, cpu_millicores: float, memory_mb: float) -> None:
         """Apply a new deployment configuration (replica count and per-replica limits)."""
         _check_replicas(replicas)
@@ -171,6 +167,8 @@ class ServiceSimulation:
         _check_limit("memory_mb", memory_mb)
         self.cpu_millicores = float(cpu_millicores)
         self.memory_mb = float(memory_mb)
+        self.service_rate = 1.0 / self.app.mean_service_s(self.cpu_millicores)  # per busy replica, req/s
+        self.cpu_share = self.app.cpu_share(self.cpu_millicores)
 
     def _begin_start(self) -> None:
         pending = _PendingStart()
@@ -233,19 +231,23 @@ class ServiceSimulation:
         self._oom_kills = 0
 
     def _substep_loop(self):
+        integral_before = self.curve.integral(self.env.now)
         while True:
             ready_at_start = self.ready
             yield self.env.timeout(self.substep_s)
-            busy_fraction = self._serve_substep(self.substep_s, ready_at_start)
+            integral_now = self.curve.integral(self.env.now)
+            expected_arrivals, integral_before = integral_now - integral_before, integral_now
+            busy_fraction = self._serve_substep(self.substep_s, ready_at_start, expected_arrivals)
             self._ready_time += ready_at_start * self.substep_s
-            self._cpu_busy_time += busy_fraction * ready_at_start * self.substep_s * self.app.cpu_share(
-                self.cpu_millicores)
-            self._check_memory(busy_fraction)
+            self._cpu_busy_time += busy_fraction * ready_at_start * self.substep_s * self.cpu_share
+            capacity = ready_at_start * self.service_rate * self.substep_s
+            self._check_memory(min(1.0, expected_arrivals / capacity) if capacity > 0 else 1.0)
             for observer in self.substep_observers:  # e.g. an energy meter: (dt, busy fraction, servers)
                 observer(self.substep_s, busy_fraction, ready_at_start)
 
-    def _check_memory(self, busy_fraction: float) -> None:
-        used = self.app.memory_used_mb(busy_fraction)
+    def _check_memory(self, offered_load: float) -> None:
+        """Memory follows the offered load per replica (requests in flight), the same in both fidelities."""
+        used = self.app.memory_used_mb(offered_load)
         self._memory_utilisation_sum += min(1.0, used / self.memory_mb)
         excess = used / self.memory_mb - 1
         if excess <= 0 or self.ready == 0:
@@ -267,8 +269,9 @@ class ServiceSimulation:
     def _on_replica_removed(self, killed: bool) -> None:
         raise NotImplementedError
 
-    def _serve_substep(self, dt: float, servers: int) -> float:
-        """Account for the sub-step that just ended; return the replicas' busy fraction during it."""
+    def _serve_substep(self, dt: float, servers: int, expected_arrivals: float) -> float:
+        """Account for the sub-step that just ended (``expected_arrivals`` is the rate curve's integral over it);
+        return the replicas' busy fraction during it."""
         raise NotImplementedError
 
     def _latency_stats(self) -> tuple[float, float, float, float]:

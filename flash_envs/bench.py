@@ -1,0 +1,131 @@
+"""``flash bench``: environment steps per second, as a ratio to Gymnasium's CartPole-v1 measured in the same run.
+
+Shared machines are noisy, so the ratio (our per-step time / CartPole-v1's) is the figure to compare across runs; the
+absolute numbers are printed next to it. ``--memory-steps`` runs one long loop of the fast env and reports the
+resident set size along the way: it must not grow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+import flash_envs  # noqa: F401  (registers the envs)
+
+# (label, env id, make kwargs, steps measured)
+CASES: list[tuple[str, str, dict[str, Any], int]] = [
+    ("CartPole-v1 (reference)", "CartPole-v1", {}, 100_000),
+    ("Autoscaling-v0, fast", "flash/Autoscaling-v0", {"fidelity": "fast"}, 20_000),
+    ("Autoscaling-v0, request", "flash/Autoscaling-v0", {"fidelity": "request"}, 300),
+]
+
+
+@dataclass
+class BenchRow:
+    case: str
+    env_id: str
+    steps: int
+    seconds: float
+    steps_per_s: float
+    us_per_step: float
+    ratio_to_cartpole: float
+
+
+def time_steps(env_id: str, kwargs: dict[str, Any], steps: int, seed: int = 0) -> float:
+    """Seconds for ``steps`` random-action steps of ``gym.make(env_id, **kwargs)``, resets included."""
+    env = gym.make(env_id, **kwargs)
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    for _ in range(min(steps // 10, 1000)):  # warm-up
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return time.perf_counter() - start
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process in MiB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def memory_run(steps: int, samples: int = 10) -> list[tuple[int, float]]:
+    """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of the fast autoscaling env."""
+    env = gym.make("flash/Autoscaling-v0")
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    trace = []
+    for part in range(1, samples + 1):
+        for _ in range(steps // samples):
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+        trace.append((part * (steps // samples), rss_mib()))
+    return trace
+
+
+def benchmark(scale: float = 1.0) -> list[BenchRow]:
+    rows, reference = [], None
+    for label, env_id, kwargs, steps in CASES:
+        steps = max(10, int(steps * scale))
+        seconds = time_steps(env_id, kwargs, steps)
+        per_step = seconds / steps
+        reference = reference or per_step
+        rows.append(BenchRow(label, env_id, steps, seconds, steps / seconds, 1e6 * per_step, per_step / reference))
+    return rows
+
+
+def markdown(rows: list[BenchRow], memory: list[tuple[int, float]] | None) -> str:
+    lines = [
+        "# flash bench",
+        "",
+        f"Python {platform.python_version()}, gymnasium {gym.__version__}, {platform.machine()}; random actions, "
+        "resets included, `gym.make` wrappers on. Ratio = per-step time / CartPole-v1's in the same run.",
+        "",
+        "| env | steps | steps/s | µs/step | ratio to CartPole-v1 |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {r.case} | {r.steps} | {r.steps_per_s:,.0f} | {r.us_per_step:,.1f} | {r.ratio_to_cartpole:.1f}x |"
+              for r in rows]
+    if memory:
+        growth = memory[-1][1] - memory[0][1]
+        lines += ["", f"Memory over {memory[-1][0]:,} steps of Autoscaling-v0 (fast): RSS {memory[0][1]:.1f} MiB "
+                  f"after the first tenth, {memory[-1][1]:.1f} MiB at the end ({growth:+.1f} MiB).", "",
+                  "| steps | RSS MiB |", "|---|---|"]
+        lines += [f"| {s:,} | {m:.1f} |" for s, m in memory]
+    lines += ["", "Regenerate: `flash bench --memory-steps 1000000 --out results/bench.md`", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of measured steps")
+    parser.add_argument("--memory-steps", type=int, default=0, help="also run this many steps watching memory")
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = benchmark(args.scale)
+    memory = memory_run(args.memory_steps) if args.memory_steps else None
+    if args.json:
+        print(json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2))
+    else:
+        text = markdown(rows, memory)
+        print(text)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+    return 0

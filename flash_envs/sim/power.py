@@ -1,0 +1,260 @@
+"""Server power model: P-states, a SPECpower-fitted utilisation curve and DVFS scaling of idle and dynamic power.
+
+Model
+-----
+A :class:`ServerType` runs at one of its P-states, the frequency fractions ``r = f / f_max`` in ``freq_levels``. Its
+power at frequency fraction ``r`` and utilisation ``u`` (busy fraction of its cores, 0..1) is::
+
+    P(r, u) = I * (1 - a_i + a_i * phi(r))  +  (C(u) - I) * (1 - a_d + a_d * phi(r))
+    phi(r)  = r * v(r)**2,   v(r) = 1 - k * (1 - r)            (dynamic CMOS power ~ f V^2, V linear in f)
+
+* ``C(u)`` is the :class:`UtilisationCurve` fitted to the server's 11 SPECpower_ssj2008 points (watts at active idle
+  and 10%..100% load, measured at full speed) and ``I = C(0)``.
+* ``a_i`` and ``a_d`` (:class:`FrequencyScaling`) are the shares of idle and of load-dependent power that scale with
+  ``f V^2``; the rest (fans, memory, disks, uncore) does not. ``k`` is the relative voltage drop per unit of frequency
+  drop. They are fitted to measured power-vs-frequency tables (:meth:`FrequencyScaling.fit`).
+
+``P`` increases in ``u`` (the curve is a non-negative mix of increasing functions) and in ``r`` (``phi`` increases for
+``0 <= k <= 1``). Power is piecewise constant over a simulation sub-step, so energy is the exact sum of
+``P * dt`` over sub-steps.
+
+Fitting needs :mod:`scipy` (``scipy.optimize.nnls`` and ``least_squares``); evaluating the model needs numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any, Sequence
+
+import numpy as np
+
+LOAD_POINTS = np.linspace(0.0, 1.0, 11)
+"""The SPECpower_ssj2008 measurement points: active idle, then 10% .. 100% of the calibrated maximum throughput."""
+
+CSTATE_EXIT_UTIL = 0.03
+"""Utilisation scale of the idle-to-active step (leaving deep C-states) in the :class:`UtilisationCurve` basis."""
+
+
+def _basis(u: np.ndarray) -> np.ndarray:
+    """Increasing basis functions (0 at u=0, except the constant): constant, C-state exit, linear, convex, concave."""
+    u = np.asarray(u, dtype=float)[..., None]
+    return np.concatenate([np.ones_like(u), 1 - np.exp(-u / CSTATE_EXIT_UTIL), u, u**3, 1 - (1 - u) ** 3], axis=-1)
+
+
+@dataclass(frozen=True)
+class UtilisationCurve:
+    """Server power (W) against utilisation at full speed: a non-negative mix of increasing basis functions.
+
+    ``weights`` are the watts of the constant, C-state exit, linear, convex (u^3) and concave (1-(1-u)^3) terms.
+    """
+
+    weights: tuple[float, float, float, float, float]
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights, dtype=float)
+        if w.shape != (5,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"UtilisationCurve needs 5 finite weights >= 0, got {self.weights!r}")
+
+    @classmethod
+    def fit(cls, watts: Sequence[float]) -> "UtilisationCurve":
+        """Least relative-error fit to the 11 SPECpower points (non-negative least squares, so it is unique)."""
+        from scipy.optimize import nnls
+
+        y = _check_watts(watts)
+        design = _basis(LOAD_POINTS) / y[:, None]
+        weights, _ = nnls(design, np.ones(len(y)))
+        return cls(tuple(float(w) for w in weights))
+
+    def __call__(self, u: float | np.ndarray) -> float | np.ndarray:
+        u = np.asarray(u, dtype=float)
+        if np.any((u < 0) | (u > 1)) or np.any(~np.isfinite(u)):
+            raise ValueError(f"utilisation must be in [0, 1], got {u!r}")
+        watts = _basis(u) @ np.asarray(self.weights)
+        return float(watts) if watts.ndim == 0 else watts
+
+    def mape(self, watts: Sequence[float]) -> float:
+        """Mean absolute percentage error (%) of the curve at the 11 load points against measured ``watts``."""
+        y = _check_watts(watts)
+        return float(np.mean(np.abs(self(LOAD_POINTS) - y) / y) * 100)
+
+
+def _check_watts(watts: Sequence[float]) -> np.ndarray:
+    y = np.asarray(watts, dtype=float)
+    if y.shape != (len(LOAD_POINTS),):
+        raise ValueError(f"a SPECpower curve has {len(LOAD_POINTS)} points (idle, 10%..100%), got {len(y)}")
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise ValueError(f"SPECpower watts must be finite and > 0, got {list(y)}")
+    return y
+
+
+@dataclass(frozen=True)
+class FrequencyScaling:
+    """How idle and load-dependent power follow frequency: shares ``idle_share`` / ``dynamic_share`` scale as
+    ``phi(r) = r * (1 - voltage_slope * (1 - r))**2``, the rest stays constant."""
+
+    idle_share: float
+    dynamic_share: float
+    voltage_slope: float
+
+    def __post_init__(self) -> None:
+        for name in ("idle_share", "dynamic_share", "voltage_slope"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"FrequencyScaling.{name} must be in [0, 1], got {value!r}")
+
+    def phi(self, r: float | np.ndarray) -> float | np.ndarray:
+        """Relative switching power ``f V^2`` at frequency fraction ``r`` (1 at full speed)."""
+        return r * (1 - self.voltage_slope * (1 - r)) ** 2
+
+    def factors(self, r: float | np.ndarray) -> tuple[Any, Any]:
+        """Multipliers of idle power and of load-dependent power at frequency fraction ``r``."""
+        phi = self.phi(r)
+        return 1 - self.idle_share + self.idle_share * phi, 1 - self.dynamic_share + self.dynamic_share * phi
+
+    @classmethod
+    def fit(cls, freq_fraction: Sequence[float], idle_w: Sequence[float], full_w: Sequence[float]) -> "FrequencyScaling":
+        """Least relative-error fit to a table of idle and full-load watts measured at each frequency fraction.
+
+        The fraction 1.0 must be in the table: the model is anchored at full-speed power.
+        """
+        from scipy.optimize import least_squares
+
+        r, idle, full = (np.asarray(v, dtype=float) for v in (freq_fraction, idle_w, full_w))
+        if not (r.shape == idle.shape == full.shape) or r.ndim != 1 or len(r) < 2:
+            raise ValueError("a DVFS table needs >= 2 rows of (frequency fraction, idle W, full-load W)")
+        if not np.any(np.isclose(r, 1.0)):
+            raise ValueError(f"a DVFS table must include the full-speed row (fraction 1.0), got fractions {list(r)}")
+        top = int(np.argmin(np.abs(r - 1.0)))
+        measured = np.concatenate([idle, full])
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            fi, fd = cls(*p).factors(r)
+            return (np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd]) - measured) / measured
+
+        result = least_squares(residuals, x0=[0.5, 0.5, 0.5], bounds=([0, 0, 0], [1, 1, 1]))
+        return cls(*(float(np.clip(v, 0, 1)) for v in result.x))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+DEFAULT_FREQ_LEVELS = (0.59925, 0.6993, 0.7989, 0.8989, 1.0)
+"""The five P-states (fractions of f_max) of the CloudSim-DVFS experiments (Guerout et al., SIMPAT 39, 2013)."""
+
+
+@dataclass(frozen=True)
+class ServerType:
+    """A server model: cores, per-core speed, P-states and its power curve.
+
+    Args:
+        name: a unique name (shown in task names and reports).
+        cores: physical cores; each serves one request at a time.
+        watts: the 11 SPECpower_ssj2008 points (W at active idle, 10%..100% load), measured at full speed.
+        scaling: how power follows frequency (:class:`FrequencyScaling`).
+        core_speed: per-core speed at f_max relative to the reference core (100,000 ssj_ops per core); an application's
+            ``service_time_ms`` is its time on the reference core.
+        freq_levels: P-states as increasing fractions of f_max, the last one 1.0.
+        max_mhz: f_max in MHz (informational).
+        source: where the figures come from.
+    """
+
+    name: str
+    cores: int
+    watts: tuple[float, ...]
+    scaling: FrequencyScaling
+    core_speed: float = 1.0
+    freq_levels: tuple[float, ...] = DEFAULT_FREQ_LEVELS
+    max_mhz: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "watts", tuple(float(w) for w in self.watts))
+        object.__setattr__(self, "freq_levels", tuple(float(f) for f in self.freq_levels))
+        if int(self.cores) != self.cores or self.cores < 1:
+            raise ValueError(f"server {self.name!r}: cores must be a whole number >= 1, got {self.cores!r}")
+        try:
+            _check_watts(self.watts)
+        except ValueError as err:
+            raise ValueError(f"server {self.name!r}: {err}") from None
+        if not np.isfinite(self.core_speed) or self.core_speed <= 0:
+            raise ValueError(f"server {self.name!r}: core_speed must be a finite number > 0, got {self.core_speed!r}")
+        levels = np.asarray(self.freq_levels)
+        if len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] != 1.0:
+            raise ValueError(f"server {self.name!r}: freq_levels must be >= 2 increasing fractions in (0, 1] ending "
+                             f"at 1.0, got {self.freq_levels!r}")
+        if self.max_mhz is not None and (not np.isfinite(self.max_mhz) or self.max_mhz <= 0):
+            raise ValueError(f"server {self.name!r}: max_mhz must be > 0 or None, got {self.max_mhz!r}")
+
+    @cached_property
+    def curve(self) -> UtilisationCurve:
+        """The utilisation curve fitted to :attr:`watts`."""
+        return UtilisationCurve.fit(self.watts)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.freq_levels)
+
+    def level_fraction(self, level: int) -> float:
+        """Frequency fraction ``f / f_max`` of P-state ``level`` (0 = slowest)."""
+        if int(level) != level or not 0 <= level < self.n_levels:
+            raise ValueError(f"server {self.name!r} has P-states 0..{self.n_levels - 1}, got {level!r}")
+        return self.freq_levels[int(level)]
+
+    def power(self, freq_fraction: float | np.ndarray, utilisation: float | np.ndarray) -> float | np.ndarray:
+        """Watts at frequency fraction ``f / f_max`` (0 < r <= 1) and utilisation ``u`` (0..1)."""
+        r = np.asarray(freq_fraction, dtype=float)
+        if np.any((r <= 0) | (r > 1)) or np.any(~np.isfinite(r)):
+            raise ValueError(f"frequency fraction must be in (0, 1], got {freq_fraction!r}")
+        idle = self.curve(0.0)
+        idle_factor, dynamic_factor = self.scaling.factors(r)
+        watts = idle * idle_factor + (self.curve(utilisation) - idle) * dynamic_factor
+        return float(watts) if np.ndim(watts) == 0 else watts
+
+    @property
+    def peak_w(self) -> float:
+        """Power at full speed and full load (the normaliser of the env's power observation and reward)."""
+        return float(self.power(1.0, 1.0))
+
+    def millicores(self, level: int) -> float:
+        """Per-core speed at P-state ``level`` in the service model's millicores (1000 = reference core at f_max)."""
+        return 1000.0 * self.core_speed * self.level_fraction(level)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["watts"] = list(self.watts)
+        d["freq_levels"] = list(self.freq_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ServerType":
+        fields = set(cls.__dataclass_fields__)
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown server type field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        d = dict(d)
+        scaling = d.get("scaling")
+        if not isinstance(scaling, dict):
+            raise ValueError(f"server type {d.get('name')!r} needs a 'scaling' mapping, got {scaling!r}")
+        d["scaling"] = FrequencyScaling(**scaling)
+        return cls(**d)
+
+
+@dataclass
+class EnergyMeter:
+    """Integrates piecewise-constant power over time: ``energy_j = sum(power_w * dt)``, exactly."""
+
+    energy_j: float = 0.0
+    time_s: float = 0.0
+    _log: list[tuple[float, float]] = field(default_factory=list, repr=False)
+
+    def add(self, dt: float, power_w: float) -> None:
+        """Account ``dt`` seconds at ``power_w`` watts."""
+        if dt < 0 or not np.isfinite(power_w) or power_w < 0:
+            raise ValueError(f"energy meter needs dt >= 0 and finite power >= 0, got dt={dt!r}, power={power_w!r}")
+        self.energy_j += power_w * dt
+        self.time_s += dt
+
+    @property
+    def mean_power_w(self) -> float:
+        return self.energy_j / self.time_s if self.time_s > 0 else 0.0

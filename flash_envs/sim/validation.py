@@ -1,0 +1,107 @@
+"""``flash validate-fidelity``: how far the fast (fluid) simulator is from the per-request one.
+
+Each scenario runs both fidelities on the same application, workload and configuration for ``horizon_s`` seconds in
+60-second intervals and compares interval-averaged metrics. The per-request simulator is itself checked against
+Erlang C in the tests; this report is what the README quotes for the fast mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
+from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
+
+METRICS = ("mean_ms", "p95_ms", "p99_ms", "throughput", "cpu_utilisation", "memory_utilisation")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    app: AppProfile
+    workload: Workload
+    replicas: int
+    cpu_millicores: int = 1000
+    memory_mb: int = 2048
+
+
+def _app(cv: float = 1.0, **kwargs) -> AppProfile:
+    return AppProfile(service_time_ms=100, cpu_fraction=1.0, service_cv=cv, working_set_mb=512, **kwargs)
+
+
+SCENARIOS = (
+    Scenario("M/M/4, rho 0.7", _app(), ConstantWorkload(rate=28), 4),
+    Scenario("M/M/10, rho 0.85", _app(), ConstantWorkload(rate=85), 10),
+    Scenario("M/G/4, cv 0.5, rho 0.8", _app(0.5), ConstantWorkload(rate=32), 4),
+    Scenario("M/G/4, cv 2, rho 0.8", _app(2.0), ConstantWorkload(rate=32), 4),
+    Scenario("diurnal, 6 replicas", _app(1.5), DiurnalWorkload(mean_rate=35, amplitude=0.6, period_s=1800, phase=0), 6),
+    Scenario("MMPP bursts, 6 replicas", _app(1.0), MMPPWorkload(rates=(25, 55), mean_sojourn_s=(300, 120)), 6),
+    Scenario("step to overload, 4 replicas", _app(1.0), StepWorkload(base_rate=20, peak_rate=45, start_s=1200,
+                                                                     end_s=2400), 4),
+    Scenario("I/O-bound at 500 m", AppProfile(service_time_ms=80, cpu_fraction=0.3, service_cv=1.2,
+                                             working_set_mb=512), ConstantWorkload(rate=40), 5, cpu_millicores=500),
+    Scenario("crash loop (OOM kills)", AppProfile(service_time_ms=100, cpu_fraction=1.0, working_set_mb=1300,
+                                                       startup_delay_s=20), ConstantWorkload(rate=25), 4,
+             memory_mb=1024),
+    Scenario("OOM kills in bursts only", AppProfile(service_time_ms=100, cpu_fraction=1.0, working_set_mb=1100,
+                                                   startup_delay_s=20), MMPPWorkload(rates=(20, 34),
+                                                                                     mean_sojourn_s=(300, 120)), 4,
+             memory_mb=1024),
+)
+
+
+def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int) -> dict[str, float]:
+    """Interval-averaged metrics of one scenario under one fidelity."""
+    rng = np.random.default_rng(seed)
+    curve = scenario.workload.realise(rng, horizon_s)
+    sim = make_simulation(fidelity, scenario.app, curve, rng, replicas=scenario.replicas,
+                          cpu_millicores=scenario.cpu_millicores, memory_mb=scenario.memory_mb)
+    intervals = [sim.run(60.0) for _ in range(int(horizon_s // 60))]
+    return {m: float(np.nanmean([getattr(i, m) for i in intervals])) for m in METRICS}
+
+
+def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
+    rows = []
+    for scenario in SCENARIOS:
+        results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
+        errors = {m: results["fast"][m] / results["request"][m] - 1 if results["request"][m] else 0.0 for m in METRICS}
+        rows.append({"scenario": scenario.name, **results, "relative_error": errors})
+    return rows
+
+
+def markdown(rows: list[dict], horizon_s: float) -> str:
+    lines = ["# Fast vs per-request fidelity", "",
+             f"Each scenario: {horizon_s:.0f} s in 60 s intervals, same seed; cells are the per-request value and the "
+             "fast mode's relative error.", "",
+             "| scenario | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for row in rows:
+        cells = [f"{row['request'][m]:.3g} ({row['relative_error'][m]:+.1%})" for m in METRICS]
+        lines.append(f"| {row['scenario']} | " + " | ".join(cells) + " |")
+    worst = {m: max(abs(r["relative_error"][m]) for r in rows) for m in METRICS}
+    lines += ["", "Worst absolute relative error: " + ", ".join(f"{m} {v:.1%}" for m, v in worst.items()) + ".", "",
+              "Regenerate: `flash validate-fidelity --out results/fidelity.md`", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--horizon", type=float, default=3600.0, help="simulated seconds per scenario")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = compare(args.horizon, args.seed)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    text = markdown(rows, args.horizon)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
