@@ -1,0 +1,16 @@
+"""Shared fixtures: the public data folder (tests that need it skip when it is absent)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flash_envs.data import data_dir
+
+
+@pytest.fixture
+def shared_data():
+    """Path of the public datasets; skips the test with the reason when the folder is absent."""
+    path = data_dir()
+    if not path.is_dir():
+        pytest.skip(f"public datasets not found at {path.resolve()} (set FLASH_DATA_DIR to run this test)")
+    return path

@@ -1,0 +1,90 @@
+"""Heuristic autoscalers behave as documented; the runner reports per-task metrics."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import flash_envs  # noqa: F401
+from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
+from flash_envs.baselines.runner import evaluate_on_tasks
+from flash_envs.envs.autoscaling import CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP
+
+
+@pytest.fixture
+def env():
+    return gym.make("flash/Autoscaling-v0")
+
+
+def observation(replicas: int, utilisation: float, latency_ratio: float = 0.5, cpu: int = 1024,
+                memory: int = 1024) -> np.ndarray:
+    obs = np.zeros(9, dtype=np.float32)
+    obs[0], obs[2], obs[3], obs[4], obs[6] = utilisation, replicas / 20, cpu / 2048, memory / 3072, latency_ratio
+    return obs
+
+
+def test_hpa_desired_replicas_formula(env):
+    hpa = HPA(env, target=0.5)
+    assert hpa.desired_replicas(observation(4, 0.9)) == 8  # ceil(4 * 0.9 / 0.5)
+    assert hpa.desired_replicas(observation(4, 0.53)) == 4  # within the 10% tolerance
+    assert hpa.predict(observation(4, 0.9))[0] == REPLICA_UP
+
+
+def test_hpa_scale_down_is_stabilised(env):
+    hpa = HPA(env, target=0.5, stabilisation_window_s=90)  # 3 intervals of 30 s
+    assert hpa.act(observation(4, 0.9)) == REPLICA_UP  # recommends 8
+    assert hpa.act(observation(5, 0.1)) == NOOP  # 8 is still in the window
+    assert hpa.act(observation(5, 0.1)) == NOOP
+    assert hpa.act(observation(5, 0.1)) == REPLICA_DOWN  # the window has forgotten 8
+    hpa.reset()
+    assert hpa.act(observation(5, 0.1)) == REPLICA_DOWN
+
+
+def test_hpa_moves_limits_first(env):
+    hpa = HPA(env, target=0.5, cpu_millicores=2048, memory_mb=2048)
+    assert hpa.act(observation(4, 0.9, cpu=1024)) == CPU_UP
+    assert hpa.act(observation(4, 0.9, cpu=2048, memory=1024)) == MEMORY_UP
+    assert hpa.act(observation(4, 0.9, cpu=2048, memory=2048)) == REPLICA_UP
+
+
+def test_threshold_autoscaler(env):
+    policy = ThresholdAutoscaler(env, lower=0.3, upper=0.8)
+    assert policy.act(observation(3, 0.9)) == REPLICA_UP
+    assert policy.act(observation(3, 0.5, latency_ratio=1.5)) == REPLICA_UP  # SLO violated
+    assert policy.act(observation(3, 0.2, latency_ratio=0.2)) == REPLICA_DOWN
+    assert policy.act(observation(1, 0.2, latency_ratio=0.2)) == NOOP  # at the lower bound
+    assert policy.act(observation(3, 0.5)) == NOOP
+
+
+def test_static_policy_reaches_and_holds_its_configuration(env):
+    policy = StaticPolicy(env, replicas=3, cpu_millicores=1280, memory_mb=1280)
+    obs, info = env.reset(seed=0)
+    for _ in range(10):
+        obs, _, _, _, info = env.step(policy.predict(obs)[0])
+    assert (info["replicas"], info["cpu_millicores"], info["memory_mb"]) == (3, 1280, 1280)
+
+
+def test_bad_policy_arguments(env):
+    with pytest.raises(ValueError, match="target"):
+        HPA(env, target=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        HPA(env, memory_mb=1000)
+    with pytest.raises(TypeError, match="Autoscaling"):
+        HPA(gym.make("CartPole-v1"))
+
+
+def test_runner_reports_per_task_metrics(env):
+    tasks = env.unwrapped.family.test[:3]
+    rows = evaluate_on_tasks(env, HPA(env, memory_mb=2048), tasks, episodes=2)
+    assert [r["task"] for r in rows] == [t.name for t in tasks]
+    for row in rows:
+        assert 0 <= row["slo_violation"] <= 1 and 0 <= row["cpu_utilisation"] <= 1
+        assert row["return"] == pytest.approx(row["mean_reward"] * 60)
+
+
+def test_heuristics_beat_random_actions(env):
+    tasks = env.unwrapped.family.test
+    hpa = np.mean([r["mean_reward"] for r in evaluate_on_tasks(env, HPA(env, memory_mb=2048), tasks)])
+    rand = np.mean([r["mean_reward"] for r in evaluate_on_tasks(env, RandomPolicy(env, 0), tasks)])
+    assert hpa > rand + 0.1

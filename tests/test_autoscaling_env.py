@@ -1,0 +1,184 @@
+"""flash/Autoscaling-v0: API contracts, dynamics of the action space, determinism."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import flash_envs  # noqa: F401
+from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
+                                         AutoscalingEnv)
+from flash_envs.tasks import AutoscalingTask
+
+ENV_ID = "flash/Autoscaling-v0"
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_gymnasium_check_env(fidelity):
+    check_env(gym.make(ENV_ID, fidelity=fidelity, episode_steps=5).unwrapped, skip_render_check=True)
+
+
+def test_sb3_check_env():
+    sb3_check_env(gym.make(ENV_ID).unwrapped, warn=True)
+
+
+def rollout(env: gym.Env, seed: int, actions: list[int], task=None):
+    obs, info = env.reset(seed=seed, options={"task": task} if task else None)
+    trajectory = [obs]
+    rewards = []
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        trajectory.append(obs)
+        rewards.append(reward)
+    return np.array(trajectory), np.array(rewards)
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_same_seed_and_task_identical_different_seeds_differ(fidelity):
+    kwargs = {"fidelity": fidelity, "initial_replicas": 8, "initial_memory": 3072}
+    env = gym.make(ENV_ID, **kwargs)
+    task = env.unwrapped.family.train[1]
+    actions = [REPLICA_UP, NOOP, CPU_UP, NOOP, REPLICA_DOWN, MEMORY_UP] * 3
+    obs_a, rew_a = rollout(env, 7, actions, task)
+    obs_b, rew_b = rollout(gym.make(ENV_ID, **kwargs), 7, actions, task)
+    obs_c, rew_c = rollout(env, 8, actions, task)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    np.testing.assert_array_equal(rew_a, rew_b)
+    assert not np.array_equal(obs_a, obs_c)
+
+
+def test_info_dicts_are_fresh_objects():
+    env = gym.make(ENV_ID)
+    _, info0 = env.reset(seed=0)
+    _, _, _, _, info1 = env.step(NOOP)
+    _, _, _, _, info2 = env.step(NOOP)
+    assert info0 is not info1 and info1 is not info2
+    info1["replicas"] = -99
+    assert info2["replicas"] != -99
+
+
+def test_task_api():
+    env = gym.make(ENV_ID)
+    raw = env.unwrapped
+    env.reset(seed=3)
+    train = raw.sample_tasks(5, "train")
+    test = raw.sample_tasks(3, split="test")
+    assert len(train) == 5 and all(t in raw.family.train for t in train)
+    assert all(t in raw.family.test for t in test) and not set(test) & set(raw.family.train)
+    env.reset(seed=3)
+    assert raw.sample_tasks(5, "train") == train  # drawn from the env's np_random
+    raw.set_task(test[0])
+    assert raw.get_task() == test[0]
+    _, info = env.reset(seed=0)
+    assert info["task"] == test[0]  # persists across resets
+    _, info = env.reset(seed=0, options={"task": train[1]})
+    assert info["task"] == train[1] and raw.get_task() == train[1]
+    with pytest.raises(TypeError, match="AutoscalingTask"):
+        raw.set_task({"not": "a task"})
+    with pytest.raises(ValueError, match="split"):
+        raw.sample_tasks(2, "validation")
+
+
+def test_default_family_split_sizes():
+    family = gym.make(ENV_ID).unwrapped.family
+    assert len(family.train) >= 20 and len(family.test) >= 8
+    assert not {t.name for t in family.train} & {t.name for t in family.test}
+
+
+def test_actions_change_configuration_within_bounds():
+    env = gym.make(ENV_ID, initial_replicas=1, initial_cpu=128, illegal_action_penalty=0.5, reversal_penalty=0.2)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(REPLICA_DOWN)  # below the minimum: not applied, penalised
+    assert info["replicas"] == 1 and info["penalty"] == 0.5
+    _, _, _, _, info = env.step(CPU_DOWN)
+    assert info["cpu_millicores"] == 128 and info["penalty"] == 0.5
+    _, _, _, _, info = env.step(REPLICA_UP)
+    assert info["replicas"] == 2 and info["penalty"] == 0.0
+    _, _, _, _, info = env.step(REPLICA_DOWN)  # reverses the last replica move
+    assert info["replicas"] == 1 and info["penalty"] == 0.2
+    _, _, _, _, info = env.step(CPU_UP)
+    assert info["cpu_millicores"] == 256 and info["penalty"] == 0.0
+
+
+def test_observation_reflects_configuration_and_reward_formula():
+    env = gym.make(ENV_ID, alpha=0.3)
+    obs, _ = env.reset(seed=0)
+    obs, reward, _, _, info = env.step(REPLICA_UP)
+    raw = env.unwrapped
+    assert obs[2] == pytest.approx(info["replicas"] / 20)
+    assert obs[3] == pytest.approx(info["cpu_millicores"] / 2048)
+    assert obs[4] == pytest.approx(info["memory_mb"] / 3072)
+    utilisation = (info["cpu_utilisation"] + info["memory_utilisation"]) / 2
+    assert reward == pytest.approx(0.3 * utilisation + 0.7 * info["slo_preservation"] - info["penalty"], rel=1e-6)
+    assert raw.observation_space.contains(obs)
+
+
+def test_scaling_out_relieves_an_overloaded_service():
+    env = gym.make(ENV_ID, initial_memory=3072)
+    task = env.unwrapped.family.train[1]
+    obs, info = env.reset(seed=0, options={"task": task})
+    first_p95 = info["latency_p95_ms"]
+    for _ in range(15):
+        obs, _, _, _, info = env.step(REPLICA_UP)
+    for _ in range(10):
+        obs, _, _, _, info = env.step(NOOP)
+    assert info["ready_replicas"] == 17
+    assert info["latency_p95_ms"] < first_p95 and not info["slo_violation"]
+
+
+def test_memory_below_working_set_causes_oom_kills():
+    env = gym.make(ENV_ID, initial_memory=256)
+    task = next(t for t in env.unwrapped.family.train if t.app.working_set_mb * t.app.idle_memory_fraction > 256)
+    env.reset(seed=0, options={"task": task})
+    kills = sum(env.step(NOOP)[4]["oom_kills"] for _ in range(5))
+    assert kills > 0
+
+
+def test_episode_truncates_and_never_terminates():
+    env = gym.make(ENV_ID, episode_steps=4)
+    env.reset(seed=0)
+    flags = [env.step(NOOP)[2:4] for _ in range(4)]
+    assert flags == [(False, False)] * 3 + [(False, True)]
+
+
+def test_ansi_render():
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(NOOP)
+    assert "replicas=" in env.render()
+
+
+def test_action_outside_space_raises():
+    env = gym.make(ENV_ID).unwrapped
+    env.reset(seed=0)
+    for bad in (7, -1, 2.5, "up"):
+        with pytest.raises(ValueError, match="not in the action space"):
+            env.step(bad)
+
+
+def test_step_before_reset_raises():
+    with pytest.raises(RuntimeError, match="reset"):
+        AutoscalingEnv().step(NOOP)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fidelity": "exact"}, "fidelity"),
+    ({"alpha": 1.5}, "alpha"),
+    ({"episode_steps": 0}, "episode_steps"),
+    ({"control_interval_s": 7.0}, "multiple of substep_s"),
+    ({"initial_replicas": 50}, "initial_replicas"),
+    ({"cpu_bounds": (128, 2000, 128)}, "multiple of step"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make(ENV_ID, **kwargs)
+
+
+def test_task_is_a_frozen_serialisable_dataclass():
+    task = gym.make(ENV_ID).unwrapped.family.test[0]
+    assert AutoscalingTask.from_dict(task.to_dict()) == task
+    with pytest.raises(AttributeError):
+        task.name = "x"

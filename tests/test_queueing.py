@@ -1,0 +1,113 @@
+"""The simulators against queueing theory, and the fast mode against the per-request mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flash_envs.sim import AppProfile, make_simulation
+from flash_envs.sim.queueing import erlang_c, mmc_mean_wait
+from flash_envs.sim.validation import SCENARIOS, run_scenario
+from flash_envs.sim.workloads import ConstantWorkload
+
+MM_APP = AppProfile(service_time_ms=100, cpu_fraction=1.0, service_cv=1.0, working_set_mb=256)  # mu = 10/s
+
+
+def test_erlang_c_known_values():
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)  # M/M/1: P(wait) = rho
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)  # textbook value for c=2, a=1
+    assert erlang_c(4, 5.0) == 1.0
+    assert mmc_mean_wait(1, 5.0, 10.0) == pytest.approx(0.5 / (10 - 5))  # M/M/1: rho / (mu - lambda)
+
+
+def mean_wait(fidelity: str, servers: int, rate: float, horizon_s: float, seed: int = 0) -> float:
+    curve = ConstantWorkload(rate=rate).realise(np.random.default_rng(seed), 60)
+    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(seed), replicas=servers,
+                          cpu_millicores=1000, memory_mb=1024)
+    metrics = sim.run(horizon_s)
+    assert metrics.dropped == 0
+    return metrics.mean_ms / 1000 - 0.1  # response time minus the mean service time
+
+
+def test_request_level_mmc_mean_wait_matches_erlang_c():
+    """~840k requests through an M/M/4 queue at rho = 0.7: the mean wait is within 5% of Erlang C."""
+    expected = mmc_mean_wait(4, 28.0, 10.0)
+    assert mean_wait("request", 4, 28.0, horizon_s=30_000) == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize("servers, rate", [(1, 7.0), (4, 32.0), (10, 85.0)])
+def test_fast_mmc_mean_wait_within_3_percent(servers, rate):
+    """The fluid mode's M/G/c model is exact in the mean for M/M/c; the 256-point quadrature costs < 3%."""
+    expected = mmc_mean_wait(servers, rate, 10.0)
+    assert mean_wait("fast", servers, rate, horizon_s=3600) == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if "OOM" not in s.name], ids=lambda s: s.name)
+def test_fast_mode_tracks_request_mode(scenario):
+    """Stated tolerance (README): throughput and utilisation within 2%, mean and p95 latency within 12%."""
+    fast = run_scenario(scenario, "fast", 1800, seed=1)
+    exact = run_scenario(scenario, "request", 1800, seed=1)
+    for metric in ("throughput", "cpu_utilisation", "memory_utilisation"):
+        assert fast[metric] == pytest.approx(exact[metric], rel=0.02), metric
+    for metric in ("mean_ms", "p95_ms"):
+        assert fast[metric] == pytest.approx(exact[metric], rel=0.12), metric
+
+
+def test_overload_builds_a_backlog_and_rejects_beyond_the_timeout():
+    curve = ConstantWorkload(rate=30).realise(np.random.default_rng(0), 60)
+    for fidelity in ("fast", "request"):
+        sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                              memory_mb=1024)
+        metrics = [sim.run(60) for _ in range(5)]
+        assert metrics[-1].throughput == pytest.approx(10, rel=0.1)  # saturated at mu
+        assert metrics[-1].dropped > 0 and metrics[-1].p95_ms > 20_000
+
+
+def test_startup_delay_before_new_replicas_serve():
+    app = AppProfile(service_time_ms=100, cpu_fraction=1.0, startup_delay_s=45)
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("fast", app, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024)
+    sim.configure(3, 1000, 1024)
+    assert sim.run(30).ready_replicas == 1
+    assert sim.run(30).ready_replicas == pytest.approx(1 + 2 * 15 / 30)  # ready at t = 45 s
+    sim.configure(1, 1000, 1024)  # scale-in retires ready replicas
+    assert sim.ready == 1
+
+
+def test_scale_in_cancels_pending_starts_first():
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("request", MM_APP, curve, np.random.default_rng(0), replicas=2, cpu_millicores=1000,
+                          memory_mb=1024)
+    sim.configure(4, 1000, 1024)
+    sim.configure(3, 1000, 1024)
+    sim.run(60)
+    assert sim.ready == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"replicas": -1}, "replicas"),
+    ({"replicas": 1.5}, "replicas"),
+    ({"cpu_millicores": 0}, "cpu_millicores"),
+    ({"memory_mb": -5}, "memory_mb"),
+])
+def test_impossible_configuration_raises(kwargs, message):
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
+    config = {"replicas": 1, "cpu_millicores": 1000, "memory_mb": 1024, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        make_simulation("fast", MM_APP, curve, np.random.default_rng(0), **config)
+
+
+@pytest.mark.parametrize("field, value", [("service_time_ms", -1.0), ("service_time_ms", 0.0),
+                                          ("cpu_fraction", 1.5), ("service_cv", 0.0), ("slo_ms", float("nan")),
+                                          ("startup_delay_s", -3.0), ("working_set_mb", 0.0)])
+def test_impossible_application_raises(field, value):
+    with pytest.raises(ValueError, match=field):
+        AppProfile(**{field: value})
+
+
+def test_unknown_fidelity_raises():
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
+    with pytest.raises(ValueError, match="fidelity"):
+        make_simulation("exact", MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                        memory_mb=1024)

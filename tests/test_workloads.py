@@ -1,0 +1,156 @@
+"""Arrival-rate profiles, trace replay from CSV (synthetic and real traces) and bad trace files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flash_envs.data.public import azure_function_trace, nasa_http_trace
+from flash_envs.data.trace_csv import TraceFormatError, read_rate_trace
+from flash_envs.sim.workloads import (WORKLOADS, ConstantWorkload, DiurnalWorkload, MMPPWorkload, RateCurve,
+                                      SpikeWorkload, StepWorkload, TraceWorkload, workload_from_dict)
+
+PROFILES = [
+    ConstantWorkload(rate=12.0),
+    DiurnalWorkload(mean_rate=10.0, amplitude=0.5, period_s=3600.0),
+    StepWorkload(base_rate=5.0, peak_rate=20.0, start_s=600.0, ramp_s=300.0),
+    MMPPWorkload(rates=(5.0, 30.0), mean_sojourn_s=(300.0, 100.0)),
+    SpikeWorkload(base_rate=10.0, spikes_per_hour=6.0, multiplier=3.0, duration_s=60.0),
+]
+
+
+@pytest.mark.parametrize("workload", PROFILES, ids=lambda w: w.kind)
+def test_profiles_are_reproducible_from_the_generator(workload):
+    a = workload.realise(np.random.default_rng(5), 7200).rates
+    b = workload.realise(np.random.default_rng(5), 7200).rates
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a >= 0) and len(a) == 7200
+
+
+@pytest.mark.parametrize("workload", PROFILES, ids=lambda w: w.kind)
+def test_profiles_round_trip_through_dicts(workload):
+    assert workload_from_dict(workload.to_dict()) == workload
+
+
+def test_profile_shapes():
+    rng = np.random.default_rng(0)
+    diurnal = DiurnalWorkload(mean_rate=10, amplitude=0.5, period_s=3600, phase=0).realise(rng, 3600)
+    assert diurnal.rates.mean() == pytest.approx(10, rel=1e-3) and diurnal.rates.max() == pytest.approx(15, rel=1e-3)
+    step = StepWorkload(base_rate=5, peak_rate=20, start_s=600, ramp_s=0, end_s=1200).realise(rng, 1800)
+    assert step.rate_at(599) == 5 and step.rate_at(600) == 20 and step.rate_at(1200) == 5
+    mmpp = MMPPWorkload(rates=(5, 30), mean_sojourn_s=(300, 100)).realise(rng, 200_000)
+    assert set(np.unique(mmpp.rates)) == {5, 30}
+    assert np.mean(mmpp.rates == 30) == pytest.approx(0.25, abs=0.05)  # stationary share of the high state
+    assert ConstantWorkload(rate=4, scale=2.5).realise(rng, 10).rates[0] == 10
+
+
+def test_rate_curve_integral_and_inverse():
+    curve = RateCurve(np.array([2.0, 0.0, 4.0]), resolution_s=10.0)
+    assert curve.integral(10) == 20 and curve.integral(25) == 40 and curve.integral(30) == 60
+    assert curve.integral(40) == 80  # wraps around
+    assert curve.inverse_integral(30) == pytest.approx(22.5)  # skips the zero-rate cell
+    assert curve.mean_rate(0, 30) == pytest.approx(2.0)
+
+
+def write(tmp_path, text, name="trace.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_trace_with_counts_and_datetimes(tmp_path):
+    path = write(tmp_path, "minute,requests\n2024-01-01 00:00,60\n2024-01-01 00:01,120\n2024-01-01 00:02,30\n")
+    trace = read_rate_trace(path, "minute", "requests", value_kind="count")
+    assert trace.bin_s == 60 and list(trace.rates) == [1.0, 2.0, 0.5]
+
+
+def test_trace_per_request_timestamps(tmp_path):
+    path = write(tmp_path, "ts,user\n0.1,a\n0.5,b\n1.2,c\n3.9,d\n")
+    trace = read_rate_trace(path, "ts", value_column=None, bin_s=2.0)
+    assert list(trace.rates) == [1.5, 0.5]
+
+
+def test_trace_replay_time_and_rate_scaling(tmp_path):
+    path = write(tmp_path, "t,rate\n0,1\n60,3\n")
+    replay = TraceWorkload(path=str(path), time_column="t", value_column="rate", value_kind="rate", time_scale=0.5,
+                           start_s=0.0, scale=10.0)
+    curve = replay.realise(np.random.default_rng(0), 120)
+    assert curve.rate_at(0) == 10 and curve.rate_at(29) == 10 and curve.rate_at(30) == 30  # 1 trace min = 30 s
+    assert curve.rate_at(60) == 10  # wraps around at the end of the trace
+    mean = TraceWorkload(path=str(path), time_column="t", value_column="rate", value_kind="rate", mean_rate=8.0)
+    assert mean.realise(np.random.default_rng(0), 120).rates.mean() == pytest.approx(8.0)
+    assert workload_from_dict(replay.to_dict()) == replay
+
+
+def test_trace_replay_random_start_comes_from_the_generator(tmp_path):
+    path = write(tmp_path, "t,n\n" + "".join(f"{i},{i}\n" for i in range(100)))
+    replay = TraceWorkload(path=str(path), time_column="t", value_column="n")
+    a = replay.realise(np.random.default_rng(1), 10).rates
+    assert np.array_equal(a, replay.realise(np.random.default_rng(1), 10).rates)
+    assert not np.array_equal(a, replay.realise(np.random.default_rng(2), 10).rates)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("t,n\n", "no data rows"),
+    ("t,count\n0,1\n", "column 'n' not found"),
+    ("t,n\n0,1\n1,abc\n", r"trace.csv:3: column 'n' holds 'abc'"),
+    ("t,n\n0,1\n1,-4\n", r"trace.csv:3: column 'n' holds '-4'"),
+    ("t,n\n0,1\nyesterday,4\n", r"trace.csv:3: column 't' holds 'yesterday'"),
+])
+def test_bad_trace_files_name_the_problem(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(TraceFormatError, match=message):
+        read_rate_trace(path, "t", "n")
+
+
+def test_missing_trace_file():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_rate_trace("/nonexistent/trace.csv", "t", "n")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ConstantWorkload(rate=-1), "rate"),
+    (lambda: DiurnalWorkload(amplitude=1.5), "amplitude"),
+    (lambda: MMPPWorkload(rates=(1, -2)), "rates"),
+    (lambda: SpikeWorkload(duration_s=0), "duration_s"),
+    (lambda: StepWorkload(base_rate=float("inf")), "base_rate"),
+    (lambda: TraceWorkload(), "path"),
+    (lambda: workload_from_dict({"kind": "sinus"}), "unknown workload kind"),
+    (lambda: workload_from_dict({"kind": "constant", "rat": 3}), "unknown field"),
+])
+def test_impossible_workloads_raise(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_every_kind_is_registered():
+    assert set(WORKLOADS) == {"constant", "diurnal", "step", "mmpp", "spikes", "trace"}
+
+
+def test_nasa_trace_replay(shared_data):
+    trace = nasa_http_trace()
+    assert trace.bin_s == 60 and trace.rates.sum() * 60 == pytest.approx(3_461_610)  # total requests (SOURCE.md)
+    replay = TraceWorkload.from_trace(trace, time_scale=0.5, mean_rate=20.0)
+    curve = replay.realise(np.random.default_rng(0), 1800)
+    assert curve.rates.max() > curve.rates.min()  # a real, varying trace
+    assert replay.realise(np.random.default_rng(0), 1800).rates.tolist() == curve.rates.tolist()
+
+
+def test_nasa_csv_read_generically_with_column_choice(shared_data):
+    path = shared_data / "nasa_http_1995" / "nasa_http_requests_per_minute.csv"
+    replay = TraceWorkload(path=str(path), time_column="minute_start_local_utc-4", value_column="requests",
+                           time_scale=0.5, start_s=0.0)
+    curve = replay.realise(np.random.default_rng(0), 60)
+    assert curve.rate_at(0) == pytest.approx(42 / 60) and curve.rate_at(30) == pytest.approx(62 / 60)
+
+
+def test_azure_functions_trace_replay(shared_data):
+    traces = [azure_function_trace(i) for i in range(10)]
+    assert all(len(t.rates) == 1440 and t.bin_s == 60 for t in traces)
+    busiest = max(traces, key=lambda t: t.rates.sum())
+    assert busiest.rates.sum() * 60 == pytest.approx(6_171_429)
+    curve = TraceWorkload.from_trace(busiest, time_scale=0.5, start_s=0.0).realise(np.random.default_rng(0), 600)
+    assert curve.rates.mean() > 0
+    with pytest.raises(IndexError, match="out of range"):
+        azure_function_trace(10)
