@@ -1,65 +1,83 @@
 """``flash task-diversity``: is the autoscaling family diverse enough that one task-blind policy is not enough?
 
-For every task of the default family, HPA is run with each target utilisation of a grid (the env starting at a 3 GiB
-memory limit so that OOM kills do not mask the comparison). The table compares, per task, the best target for that task
-with the one target that is best on average over all tasks: a task-blind operator's choice.
+Two policy classes are swept over every task of the default family:
+
+* HPA with each target utilisation of a grid (the env starting at a 3 GiB memory limit so that OOM kills do not mask
+  the comparison);
+* static configurations (replicas x CPU x memory) held for the whole episode.
+
+For each class the report compares, per task, the best member for that task (a policy that knows the task) with the
+one member that is best on average over all tasks (a task-blind operator's choice).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.baselines.autoscalers import HPA
+from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
 
-TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+STATIC_GRID = tuple(itertools.product((2, 4, 8, 12, 16), (512, 1024, 2048), (1024, 2048, 3072)))
+
+
+def sweep(episodes: int, seed: int) -> tuple[list[str], dict[str, tuple[list[str], np.ndarray]]]:
+    """Task names, and per policy class: member labels and the mean reward per step (tasks x members)."""
+    base = gym.make("flash/Autoscaling-v0")
+    family = base.unwrapped.family
+    tasks = list(family.train) + list(family.test)
+    hpa_env = gym.make("flash/Autoscaling-v0", initial_memory=3072)
+    members = {
+        "HPA target": [(str(t), hpa_env, HPA(hpa_env, target=t)) for t in HPA_TARGETS],
+        "static configuration": [],
+    }
+    for replicas, cpu, memory in STATIC_GRID:
+        env = gym.make("flash/Autoscaling-v0", initial_replicas=replicas, initial_cpu=cpu, initial_memory=memory)
+        members["static configuration"].append((f"{replicas} x {cpu} m x {memory} MiB", env,
+                                                StaticPolicy(env, replicas, cpu, memory)))
+    out = {}
+    for name, grid in members.items():
+        rewards = np.array([[row["mean_reward"] for row in evaluate_on_tasks(env, policy, tasks, episodes, seed)]
+                            for _, env, policy in grid]).T
+        out[name] = ([label for label, _, _ in grid], rewards)
+    return [t.name for t in tasks], out
+
+
+def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -> str:
+    lines = ["# Task diversity of flash/Autoscaling-v0", "",
+             f"Mean reward per step on each of the default family's {len(names)} tasks (train and test), for the "
+             "best member of a policy class chosen per task (task known) and for the one member best on average "
+             "(task-blind).", ""]
+    tables = []
+    for policy_class, (labels, rewards) in results.items():
+        blind = int(np.argmax(rewards.mean(axis=0)))
+        best = rewards.argmax(axis=1)
+        gaps = rewards.max(axis=1) - rewards[:, blind]
+        lines.append(f"- **{policy_class}**: task-blind choice {labels[blind]}; per-task best choices span "
+                     f"{len(set(best))} different members; knowing the task gains {gaps.mean():.3f} per step on "
+                     f"average, up to {gaps.max():.3f}; {int(np.sum(gaps > 0.05))} of {len(names)} tasks gain more "
+                     f"than 0.05.")
+        rows = [f"| {n} | {labels[b]} | {r[b]:.3f} | {r[blind]:.3f} | {g:+.3f} |"
+                for n, r, b, g in zip(names, rewards, best, gaps)]
+        tables += ["", f"## {policy_class}", "", f"| task | best {policy_class} | reward | reward task-blind | gain |",
+                   "|---|---|---|---|---|", *rows]
+    return "\n".join(lines + tables + ["", "Regenerate: `flash task-diversity --out results/task_diversity.md`", ""])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episodes", type=int, default=2, help="episodes per task and target")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes per task and policy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
 
 
-def diversity_table(episodes: int = 2, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Task names and the mean reward per step of HPA at each of :data:`TARGETS` (tasks x targets)."""
-    env = gym.make("flash/Autoscaling-v0", initial_memory=3072)
-    family = env.unwrapped.family
-    tasks = list(family.train) + list(family.test)
-    rewards = np.array([[row["mean_reward"] for row in evaluate_on_tasks(
-        env, HPA(env, target=target), tasks, episodes, seed)] for target in TARGETS]).T
-    return [t.name for t in tasks], rewards
-
-
-def report(names: list[str], rewards: np.ndarray) -> str:
-    blind = int(np.argmax(rewards.mean(axis=0)))
-    best = rewards.argmax(axis=1)
-    gaps = rewards.max(axis=1) - rewards[:, blind]
-    lines = [
-        "# Task diversity of flash/Autoscaling-v0",
-        "",
-        f"HPA with target utilisation in {list(TARGETS)} (memory limit 3 GiB from the start), mean reward per step over the "
-        f"default family's {len(names)} tasks. The best single target for all tasks is **{TARGETS[blind]}**; "
-        f"the best target per task ranges over **{sorted({TARGETS[b] for b in best})}**. Knowing the task gains "
-        f"{gaps.mean():.3f} reward per step on average and up to {gaps.max():.3f} "
-        f"({np.sum(gaps > 0.02)} of {len(names)} tasks gain more than 0.02).",
-        "",
-        "| task | best target | reward at best | reward at task-blind target | gain |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row, b, gap in zip(names, rewards, best, gaps):
-        lines.append(f"| {name} | {TARGETS[b]} | {row[b]:.3f} | {row[blind]:.3f} | {gap:+.3f} |")
-    lines += ["", "Regenerate: `flash task-diversity --out results/task_diversity.md`", ""]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
-    text = report(*diversity_table(args.episodes, args.seed))
+    text = report(*sweep(args.episodes, args.seed))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

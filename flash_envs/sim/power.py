@@ -23,7 +23,7 @@ Fitting needs :mod:`scipy` (``scipy.optimize.nnls`` and ``least_squares``); eval
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -246,7 +246,6 @@ class EnergyMeter:
 
     energy_j: float = 0.0
     time_s: float = 0.0
-    _log: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def add(self, dt: float, power_w: float) -> None:
         """Account ``dt`` seconds at ``power_w`` watts."""

@@ -1,0 +1,159 @@
+"""Readers for server power data: SPECpower_ssj2008 result curves and power-vs-frequency (DVFS) tables.
+
+* :func:`read_specpower_csv` reads any CSV with the SPECpower schema of ``specpower_ssj2008/specpower_curves.csv``:
+  required columns ``server_id``, ``cores`` and ``watts_idle``, ``watts_10pct`` .. ``watts_100pct``; optional
+  ``vendor``, ``system``, ``date_submitted``, ``cpu``, ``cpu_mhz``, ``chips``, ``ssj_ops_at_100pct`` (may be empty).
+* :func:`read_dvfs_csv` reads ``dvfs_cloudsim_grid5000/dvfs_power_tables.csv``: columns ``host_model``,
+  ``freq_pct_of_max``, ``power_idle_w``, ``power_full_w``.
+
+Bad input raises :class:`PowerDataError` naming the file, line, column and value.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from flash_envs.data import dataset_path
+from flash_envs.sim.power import FrequencyScaling, ServerType
+
+SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
+DVFS_TABLES = ("dvfs_cloudsim_grid5000", "dvfs_power_tables.csv")
+WATTS_COLUMNS = ("watts_idle",) + tuple(f"watts_{p}pct" for p in range(10, 101, 10))
+REFERENCE_SSJ_OPS_PER_CORE = 100_000.0
+"""ssj_ops at 100% load per core of the reference core (``core_speed`` 1.0, 1000 millicores in the service model)."""
+
+
+class PowerDataError(ValueError):
+    """A power-data file does not follow its schema; the message names file, line, column and value."""
+
+
+@dataclass(frozen=True)
+class SpecPowerRecord:
+    """One SPECpower_ssj2008 result: the server and its 11-point power curve (W at idle, 10%..100% load)."""
+
+    server_id: str
+    cores: int
+    watts: tuple[float, ...]
+    vendor: str = ""
+    system: str = ""
+    date_submitted: str = ""
+    cpu: str = ""
+    cpu_mhz: float | None = None
+    chips: int | None = None
+    ssj_ops_at_100pct: float | None = None
+
+    def server_type(self, scaling: FrequencyScaling) -> ServerType:
+        """The server type: per-core speed from ssj_ops per core (1.0 when the result does not give ssj_ops)."""
+        speed = 1.0 if self.ssj_ops_at_100pct is None else self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE
+        described = ", ".join(v for v in (f"{self.vendor} {self.system}".strip(), self.cpu, self.date_submitted) if v)
+        return ServerType(name=f"specpower-{self.server_id}", cores=self.cores, watts=self.watts, scaling=scaling,
+                          core_speed=round(speed, 4), max_mhz=self.cpu_mhz,
+                          source=f"SPECpower_ssj2008 result {self.server_id}" + (f": {described}" if described else ""))
+
+
+@dataclass(frozen=True)
+class DVFSTable:
+    """Idle and full-load watts of one host measured at several frequencies (fractions of f_max)."""
+
+    host: str
+    freq_fraction: tuple[float, ...]
+    idle_w: tuple[float, ...]
+    full_w: tuple[float, ...]
+
+    def fit(self) -> FrequencyScaling:
+        return FrequencyScaling.fit(self.freq_fraction, self.idle_w, self.full_w)
+
+
+def _number(path: Path, line: int, column: str, text: str, *, positive: bool, integer: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a finite number")
+    if value < 0 or (positive and value == 0):
+        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}; it must be "
+                             f"{'> 0' if positive else '>= 0'}")
+    if integer and value != int(value):
+        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a whole number")
+    return value
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise PowerDataError(f"{path}: empty file (expected a header with columns {list(required)})")
+        missing = [c for c in required if c not in reader.fieldnames]
+        if missing:
+            raise PowerDataError(f"{path}:1: missing column(s) {missing}; the header has {reader.fieldnames}")
+        rows = [(reader.line_num, row) for row in reader]
+    if not rows:
+        raise PowerDataError(f"{path}: no data rows after the header")
+    return rows
+
+
+def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
+    """Every result of a SPECpower-schema CSV (see the module docstring for the columns)."""
+    path = Path(path)
+    records = []
+    for line, row in _rows(path, ("server_id", "cores") + WATTS_COLUMNS):
+        def optional(column: str, integer: bool = False) -> float | None:
+            text = (row.get(column) or "").strip()
+            return None if not text else _number(path, line, column, text, positive=True, integer=integer)
+
+        chips = optional("chips", integer=True)
+        records.append(SpecPowerRecord(
+            server_id=row["server_id"].strip() or str(line),
+            cores=int(_number(path, line, "cores", row["cores"] or "", positive=True, integer=True)),
+            watts=tuple(_number(path, line, c, row[c] or "", positive=True) for c in WATTS_COLUMNS),
+            vendor=(row.get("vendor") or "").strip(),
+            system=(row.get("system") or "").strip(),
+            date_submitted=(row.get("date_submitted") or "").strip(),
+            cpu=(row.get("cpu") or "").strip(),
+            cpu_mhz=optional("cpu_mhz"),
+            chips=None if chips is None else int(chips),
+            ssj_ops_at_100pct=optional("ssj_ops_at_100pct"),
+        ))
+    return records
+
+
+def load_server_types(path: str | Path, scaling: FrequencyScaling | None = None) -> list[ServerType]:
+    """Server types built from a SPECpower-schema CSV; ``scaling`` defaults to the catalogue's fitted DVFS shape."""
+    from flash_envs.sim.server_catalogue import default_scaling
+
+    scaling = default_scaling() if scaling is None else scaling
+    return [record.server_type(scaling) for record in read_specpower_csv(path)]
+
+
+def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
+    """One :class:`DVFSTable` per ``host_model`` of a power-vs-frequency CSV (rows in any order)."""
+    path = Path(path)
+    columns = ("host_model", "freq_pct_of_max", "power_idle_w", "power_full_w")
+    by_host: dict[str, list[tuple[float, float, float]]] = {}
+    for line, row in _rows(path, columns):
+        pct = _number(path, line, "freq_pct_of_max", row["freq_pct_of_max"] or "", positive=True)
+        if pct > 100:
+            raise PowerDataError(f"{path}:{line}: column 'freq_pct_of_max' holds {pct}; it must be <= 100")
+        idle = _number(path, line, "power_idle_w", row["power_idle_w"] or "", positive=True)
+        full = _number(path, line, "power_full_w", row["power_full_w"] or "", positive=True)
+        by_host.setdefault(row["host_model"].strip(), []).append((pct / 100, idle, full))
+    tables = []
+    for host, points in by_host.items():
+        r, idle, full = zip(*sorted(points))
+        tables.append(DVFSTable(host, r, idle, full))
+    return tables
+
+
+def specpower_curves_path() -> Path:
+    """The shared SPECpower_ssj2008 curves (``$FLASH_DATA_DIR/specpower_ssj2008/specpower_curves.csv``)."""
+    return dataset_path(*SPECPOWER_CURVES)
+
+
+def dvfs_tables_path() -> Path:
+    """The shared CloudSim-DVFS power tables (``$FLASH_DATA_DIR/dvfs_cloudsim_grid5000/dvfs_power_tables.csv``)."""
+    return dataset_path(*DVFS_TABLES)

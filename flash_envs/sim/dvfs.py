@@ -1,0 +1,118 @@
+"""A DVFS-managed server: the shared service simulation, run at a P-state, with an energy meter.
+
+A server with ``cores`` cores is a :class:`~flash_envs.sim.service.ServiceSimulation` with one replica per core. At
+P-state ``level`` each core runs at ``1000 * core_speed * f / f_max`` millicores, so the CPU part of a request
+(``AppProfile.cpu_fraction``, the application's frequency sensitivity) slows down at lower frequency while the rest
+(memory stalls, I/O) does not. Changing frequency is ``sim.configure(cores, millicores, memory)``.
+
+* **Transitions.** A requested P-state takes effect ``transition_latency_s`` later (the actuation path: governor or
+  BMC, driver, voltage ramp), a whole number of sub-steps. Until then the server runs at its previous P-state; a
+  newer request supersedes a pending one. The switch is applied after the sub-step ending at that instant has been
+  accounted, so service and power always agree on the P-state of each sub-step.
+* **Energy.** A sub-step observer adds ``P(f, u) * dt`` with ``u`` the cores' busy fraction in that sub-step (busy
+  cores draw active power whether they compute or stall), so energy is integrated exactly over simulated time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from flash_envs.sim import make_simulation
+from flash_envs.sim.power import EnergyMeter, ServerType
+from flash_envs.sim.service import AppProfile, IntervalMetrics
+from flash_envs.sim.workloads import RateCurve
+
+_AFTER_SUBSTEP = simpy.events.NORMAL + 1
+"""Event priority that orders a P-state switch after the sub-step accounting due at the same instant."""
+
+
+@dataclass(frozen=True)
+class ServerInterval:
+    """What one server did over a control interval."""
+
+    metrics: IntervalMetrics
+    energy_j: float
+    mean_power_w: float
+    utilisation: float
+    level: int
+    transitions: int
+
+
+class _Switch(simpy.events.Event):
+    """A P-state switch scheduled ``delay`` ahead with a priority below the sub-step loop's timeouts."""
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, _AFTER_SUBSTEP, delay)
+
+
+class DVFSServer:
+    """One server of type ``server`` serving ``app`` under the arrival-rate ``curve``; see the module docstring."""
+
+    def __init__(self, server: ServerType, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
+                 fidelity: str = "fast", level: int | None = None, substep_s: float = 1.0,
+                 transition_latency_s: float = 1.0, timeout_s: float = 30.0) -> None:
+        steps = transition_latency_s / substep_s
+        if transition_latency_s < 0 or abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"transition_latency_s={transition_latency_s} must be a whole number (>= 0) of "
+                             f"sub-steps of {substep_s} s")
+        self.server = server
+        self.transition_latency_s = float(transition_latency_s)
+        self.level = server.n_levels - 1 if level is None else int(level)
+        server.level_fraction(self.level)  # validates the level
+        self.target = self.level
+        self.sim = make_simulation(fidelity, app, curve, rng, replicas=server.cores,
+                                   cpu_millicores=server.millicores(self.level), memory_mb=app.working_set_mb,
+                                   substep_s=substep_s, timeout_s=timeout_s)
+        self.sim.substep_observers.append(self._meter_substep)
+        self.meter = EnergyMeter()
+        self._busy_time = 0.0
+        self._transitions = 0
+        self._pending: _Switch | None = None
+
+    @property
+    def now(self) -> float:
+        return self.sim.env.now
+
+    def capacity(self, level: int | None = None) -> float:
+        """Requests per second the server completes when all cores are busy at P-state ``level`` (default: max)."""
+        level = self.server.n_levels - 1 if level is None else level
+        return self.server.cores / self.sim.app.mean_service_s(self.server.millicores(level))
+
+    def request_level(self, level: int) -> None:
+        """Ask for P-state ``level``; it takes effect after the transition latency."""
+        self.server.level_fraction(level)
+        level = int(level)
+        if level == self.target:
+            return
+        self.target = level
+        if self.transition_latency_s == 0:
+            self._apply(level)
+            return
+        switch = _Switch(self.sim.env, self.transition_latency_s)
+        switch.callbacks.append(lambda _event: self._apply(level) if switch is self._pending else None)
+        self._pending = switch
+
+    def _apply(self, level: int) -> None:
+        self._pending = None
+        if level != self.level:
+            self.level = level
+            self._transitions += 1
+            self.sim.configure(self.server.cores, self.server.millicores(level), self.sim.memory_mb)
+
+    def _meter_substep(self, dt: float, busy_fraction: float, servers: int) -> None:
+        self._busy_time += busy_fraction * dt
+        self.meter.add(dt, self.server.power(self.server.level_fraction(self.level), busy_fraction))
+
+    def run(self, duration_s: float) -> ServerInterval:
+        """Advance by ``duration_s`` (a multiple of the sub-step) and report the interval."""
+        energy_before, self._busy_time, self._transitions = self.meter.energy_j, 0.0, 0
+        metrics = self.sim.run(duration_s)
+        energy = self.meter.energy_j - energy_before
+        return ServerInterval(metrics, energy, energy / duration_s, self._busy_time / duration_s, self.level,
+                              self._transitions)
