@@ -1,0 +1,189 @@
+"""``flash/PowerManagement-v0``: DVFS on heterogeneous servers serving a latency-critical workload (FLASH case III).
+
+## Description
+``n_servers`` servers of one type (a SPECpower_ssj2008-measured model, see :mod:`flash_envs.sim.server_catalogue`)
+each receive the task's arrival-rate workload (a load balancer splits ``n_servers`` times that rate evenly). Every
+``interval_s`` the agent picks a P-state (frequency level) per server; the switch takes effect
+``transition_latency_s`` later. Lower frequency saves power (``f V^2`` scaling fitted to measured DVFS tables) but
+slows the CPU-bound part of every request (``app.cpu_fraction``), raising utilisation and latency. The server type,
+the application's frequency sensitivity, its service time, the workload and the p95 SLO form the hidden task
+(:class:`~flash_envs.power_tasks.PowerTask`); test tasks use server types never seen in training. The service model is
+the shared queue simulation (:mod:`flash_envs.sim`) with one replica per core, in the ``"fast"`` (fluid) or
+``"request"`` (per-request) fidelity; power and energy come from :mod:`flash_envs.sim.power`.
+
+## Action space
+``Discrete(L)`` for one server, ``MultiDiscrete([L] * n_servers)`` for several: the P-state of each server, 0 = lowest
+frequency, ``L - 1`` = f_max (``L = 5`` for the catalogue: 59.9, 69.9, 79.9, 89.9, 100% of f_max).
+
+## Observation space
+``Box(0, high, shape=(5 * n_servers,), float32)``, five values per server, server after server:
+
+| Num | Observation                                                     | Min | Max |
+|-----|-----------------------------------------------------------------|-----|-----|
+| 0   | utilisation: busy fraction of the cores over the last interval  | 0   | 1   |
+| 1   | arrival rate / the server's capacity at f_max (saturates at 10) | 0   | 10  |
+| 2   | current P-state / (L - 1)                                       | 0   | 1   |
+| 3   | p95 latency over the last interval / SLO (0 without requests,   | 0   | 10  |
+|     | saturates at 10)                                                |     |     |
+| 4   | mean power over the last interval / peak power (f_max, 100%)    | 0   | 1   |
+
+## Rewards
+``-(sum of mean power / sum of peak power) - slo_weight * (share of servers whose interval p95 exceeds the SLO)``.
+
+## Starting state
+Time 0, every server at f_max with an empty queue; the workload is drawn from ``np_random``. The first observation has
+utilisation, p95 and the last interval's power at their idle values (0, 0, idle power at f_max / peak).
+
+## Episode end
+Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by default).
+
+## Arguments
+``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
+substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0)``. ``family`` is a
+:class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate`).
+
+## Info
+A fresh dict each step: ``task``, ``time_s``, per-server lists ``level``, ``utilisation``, ``power_w``, ``p95_ms``,
+``slo_violation``, ``arrival_rate``, and totals ``energy_j`` (interval), ``episode_energy_j``, ``transitions``,
+``dropped``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from flash_envs.envs.task_env import TaskEnv
+from flash_envs.power_tasks import PowerTask, PowerTaskFamily
+from flash_envs.sim import FIDELITIES
+from flash_envs.sim.dvfs import DVFSServer, ServerInterval
+
+N_FEATURES = 5
+RATIO_CAP = 10.0
+"""Where the arrival-rate and latency ratios of the observation saturate (the reward uses the unsaturated p95)."""
+
+
+class PowerManagementEnv(TaskEnv[PowerTask]):
+    """DVFS control of one or several servers; see the module docstring for spaces, reward and episode."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, n_servers: int = 1, family: PowerTaskFamily | None = None, task: PowerTask | None = None,
+                 fidelity: str = "fast", interval_s: float = 5.0, substep_s: float = 1.0,
+                 transition_latency_s: float = 1.0, episode_s: float = 900.0, slo_weight: float = 1.0,
+                 timeout_s: float = 5.0) -> None:
+        if int(n_servers) != n_servers or n_servers < 1:
+            raise ValueError(f"n_servers must be a whole number >= 1, got {n_servers!r}")
+        if fidelity not in FIDELITIES:
+            raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
+        for name, value in (("interval_s", interval_s), ("substep_s", substep_s), ("episode_s", episode_s),
+                            ("timeout_s", timeout_s)):
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not np.isfinite(slo_weight) or slo_weight < 0:
+            raise ValueError(f"slo_weight must be a finite number >= 0, got {slo_weight!r}")
+        for name, value, unit in (("interval_s", interval_s, substep_s), ("episode_s", episode_s, interval_s)):
+            steps = value / unit
+            if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+                raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
+        family = PowerTaskFamily.generate(episode_s=episode_s) if family is None else family
+        self.n_levels = family.train[0].server.n_levels
+        super().__init__(family, task)
+        self.n_servers = int(n_servers)
+        self.fidelity = fidelity
+        self.interval_s = float(interval_s)
+        self.substep_s = float(substep_s)
+        self.transition_latency_s = float(transition_latency_s)
+        self.episode_s = float(episode_s)
+        self.slo_weight = float(slo_weight)
+        self.timeout_s = float(timeout_s)
+        if self.n_servers == 1:
+            self.action_space: spaces.Space = spaces.Discrete(self.n_levels)
+        else:
+            self.action_space = spaces.MultiDiscrete([self.n_levels] * self.n_servers)
+        high = np.tile(np.array([1, RATIO_CAP, 1, RATIO_CAP, 1], dtype=np.float32), self.n_servers)
+        self.observation_space = spaces.Box(0.0, high, dtype=np.float32)
+        self._servers: list[DVFSServer] = []
+        self._obs = np.zeros(N_FEATURES * self.n_servers, dtype=np.float32)
+        self._episode_energy_j = 0.0
+
+    def _check_task(self, task: Any) -> None:
+        super()._check_task(task)
+        if task.server.n_levels != self.n_levels:
+            raise ValueError(f"task {task.name!r} has {task.server.n_levels} P-states; this env's action space has "
+                             f"{self.n_levels}")
+
+    # --------------------------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._reset_task(options)
+        task = self._task
+        curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
+        self._servers = [
+            DVFSServer(task.server, task.app, curve, np.random.default_rng(self.np_random.integers(2**63)),
+                       fidelity=self.fidelity, substep_s=self.substep_s,
+                       transition_latency_s=self.transition_latency_s, timeout_s=self.timeout_s)
+            for _ in range(self.n_servers)
+        ]
+        self._episode_energy_j = 0.0
+        idle = task.server.power(1.0, 0.0) / task.server.peak_w
+        rate = curve.rate_at(0.0)
+        self._obs = np.tile(np.array([0.0, 0.0, 1.0, 0.0, idle], dtype=np.float32), self.n_servers)
+        self._obs[1::N_FEATURES] = min(RATIO_CAP, rate / self._servers[0].capacity())
+        return self._obs.copy(), {"task": task, "time_s": 0.0}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        if not self._servers:
+            raise RuntimeError("call reset() before step()")
+        for server, level in zip(self._servers, np.atleast_1d(action)):
+            server.request_level(int(level))
+        intervals = [server.run(self.interval_s) for server in self._servers]
+        self._obs, violations, p95 = self._observe(intervals)
+        task = self._task
+        power = np.array([iv.mean_power_w for iv in intervals])
+        energy = float(sum(iv.energy_j for iv in intervals))
+        self._episode_energy_j += energy
+        reward = -power.sum() / (task.server.peak_w * self.n_servers) - self.slo_weight * float(violations.mean())
+        now = self._servers[0].now
+        info = {
+            "task": task,
+            "time_s": now,
+            "level": [iv.level for iv in intervals],
+            "utilisation": [iv.utilisation for iv in intervals],
+            "power_w": power.tolist(),
+            "p95_ms": p95.tolist(),
+            "slo_violation": violations.tolist(),
+            "arrival_rate": [iv.metrics.arrival_rate for iv in intervals],
+            "energy_j": energy,
+            "episode_energy_j": self._episode_energy_j,
+            "transitions": sum(iv.transitions for iv in intervals),
+            "dropped": sum(iv.metrics.dropped for iv in intervals),
+        }
+        truncated = now >= self.episode_s - 1e-9
+        return self._obs.copy(), float(reward), False, truncated, info
+
+    # --------------------------------------------------------------------------------------------------- helpers
+    def _observe(self, intervals: list[ServerInterval]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Observation, per-server SLO violations and p95 (ms, 0 when the interval had no requests)."""
+        task = self._task
+        p95 = np.array([iv.metrics.p95_ms for iv in intervals])
+        p95 = np.where(np.isnan(p95), 0.0, p95)
+        violations = p95 > task.app.slo_ms
+        capacity = self._servers[0].capacity()
+        obs = np.empty((self.n_servers, N_FEATURES), dtype=np.float32)
+        obs[:, 0] = [iv.utilisation for iv in intervals]
+        obs[:, 1] = np.minimum(RATIO_CAP, [iv.metrics.arrival_rate / capacity for iv in intervals])
+        obs[:, 2] = [iv.level / (self.n_levels - 1) for iv in intervals]
+        obs[:, 3] = np.minimum(RATIO_CAP, p95 / task.app.slo_ms)
+        obs[:, 4] = [iv.mean_power_w / task.server.peak_w for iv in intervals]
+        return obs.ravel(), violations, p95
+
+    @property
+    def freq_levels(self) -> tuple[float, ...]:
+        """P-states of the current task's server type as fractions of f_max."""
+        return self._task.server.freq_levels
+
