@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("flash_envs.bench", "environment steps per second against Gymnasium's CartPole-v1"),
     "validate-fidelity": ("flash_envs.sim.validation", "compare the fast and the per-request simulators"),
     "task-diversity": ("flash_envs.baselines.diversity", "best fixed HPA target per task vs one target for all"),
+    "config-eval": ("flash_rl.fewshot.cli", "few-shot runtime/cost prediction on held-out workloads (FLASH vs baselines)"),
 }
 
 

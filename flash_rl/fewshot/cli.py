@@ -1,0 +1,101 @@
+"""``flash config-eval``: few-shot runtime/cost prediction and configuration choice on held-out workloads.
+
+Examples::
+
+    flash config-eval --train train.csv --test test.csv --shots 2 --json   # IBM schema: train on one, test on other
+    flash config-eval --dataset ibm                  # leave-workloads-out CV on the shared IBM multi-cloud CSV
+    flash config-eval --dataset chunkfunc --out results/config/chunkfunc
+    flash config-eval --dataset simulated --out results/config/simulated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from flash_envs.data import dataset_path
+from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
+                                                 load_ibm_multicloud, simulated_measurements)
+from flash_rl.fewshot import evaluate
+from flash_rl.fewshot.evaluate import Split, app_folds, markdown_table, plot_summary, summarise
+from flash_rl.fewshot.models import TrainConfig
+
+DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
+                 "chunkfunc": ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=("ibm", "chunkfunc", "simulated"), default="ibm",
+                        help="schema of --train/--test, or the built-in simulated serverless functions (default: ibm)")
+    parser.add_argument("--train", help="CSV whose workloads train the models (default: the shared dataset file)")
+    parser.add_argument("--test", help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
+    parser.add_argument("--platform", choices=CHUNKFUNC_PLATFORMS, default="aws_lambda",
+                        help="chunkfunc only: the platform whose functions are used (default: aws_lambda)")
+    parser.add_argument("--functions", type=int, default=300,
+                        help="simulated only: number of functions; the last third are held out (default: 300)")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 5], help="numbers of shots K (default: 1 2 5)")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default: 3)")
+    parser.add_argument("--folds", type=int, default=4, help="cross-validation folds without --test (default: 4)")
+    parser.add_argument("--draws", type=int, default=5, help="shot subsets per held-out app and seed (default: 5)")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="training steps per model")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
+    parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
+    csv = path or dataset_path(*DEFAULT_FILES[dataset])
+    return load_ibm_multicloud(csv) if dataset == "ibm" else load_chunkfunc(csv, [platform])
+
+
+def _splits(args: argparse.Namespace) -> list[Split]:
+    if args.dataset == "simulated":
+        if args.train or args.test:
+            raise SystemExit("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
+        data = simulated_measurements(args.functions)
+        n_train = args.functions - args.functions // 3
+        return [Split("held-out functions", data.select_apps(data.apps[:n_train]), data.select_apps(data.apps[n_train:]))]
+    train = _load(args.dataset, args.train, args.platform)
+    if args.test:
+        return [Split("train file -> test file", train, _load(args.dataset, args.test, args.platform))]
+    return app_folds(train, args.folds)
+
+
+def run_command(args: argparse.Namespace) -> dict:
+    """Evaluate as ``args`` say; returns the JSON-able report."""
+    if min(args.shots) < 1 or args.seeds < 1 or args.draws < 1 or args.steps < 1:
+        raise SystemExit("--shots, --seeds, --draws and --steps must be >= 1")
+    torch.set_num_threads(1)
+    splits = _splits(args)
+    cfg = TrainConfig(steps=args.steps)
+    per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
+                  progress=not args.no_progress)
+    first = splits[0]
+    return {
+        "dataset": args.dataset, "train": first.train.source, "test": first.test.source,
+        "splits": [{"name": s.name, "test_apps": list(s.test.apps)} for s in splits],
+        "counts": {"train": first.train.counts, "test": first.test.counts},
+        "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
+        "summary": summarise(per_app),
+        "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
+                    for k, ms in per_app.items()},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_command(args)
+    title = f"{args.dataset}: {report['train']} -> {report['test']} ({len(report['splits'])} split(s), " \
+            f"{args.seeds} seeds)"
+    table = markdown_table(report["summary"], title)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(table)
+        (out / "summary.json").write_text(json.dumps(report, indent=1))
+        plot_summary(report["summary"], title, str(out / "summary.png"))
+    print(json.dumps(report["summary"], indent=1) if args.json else table)
+    return 0

@@ -1,0 +1,177 @@
+"""Held-out evaluation of the few-shot predictors: MAPE, choice regret, seeds, bootstrap CIs and a Table-2 layout.
+
+Protocol (the same for every method)
+------------------------------------
+* Applications are held out whole: a *split* is (training apps, test apps) with no app in both.
+* For each seed and K, the learned models are trained on the training apps with the same :class:`TrainConfig`;
+  then every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
+  configuration of the app that was not a shot.
+* **MAPE** (%): mean of ``|predicted - measured| / measured`` over the unmeasured configurations, for runtime and cost.
+* **Regret** (%): for deadlines of 1.25, 1.5 and 2 times the app's fastest runtime, a method picks the configuration it
+  believes cheapest among those meeting the deadline (measured values for the shots, predictions elsewhere; the
+  fastest one if none seems to meet it). Regret is ``true cost / cost of the true best - 1``; a pick that misses the
+  deadline in truth counts as 100 %.
+* Per app, values are averaged over draws, deadlines and seeds; the table gives the mean over test apps and a 95 %
+  percentile-bootstrap CI over apps (``scipy.stats.bootstrap``), the apps being the unit that must generalise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.stats import bootstrap
+from tqdm.auto import tqdm
+
+from flash_envs.data.config_measurements import ConfigMeasurements
+from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.models import TrainConfig, fine_tune_predict, nearest_config_predict, train_model
+
+METHODS = ("FLASH", "base learner", "fine-tuned (transfer)", "nearest config")
+METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
+DEADLINE_FACTORS = (1.25, 1.5, 2.0)
+MISSED_DEADLINE_REGRET = 100.0
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and held-out test applications (possibly from different files of one schema)."""
+
+    name: str
+    train: ConfigMeasurements
+    test: ConfigMeasurements
+
+
+def app_folds(data: ConfigMeasurements, n_folds: int, seed: int = 0) -> list[Split]:
+    """Leave-workloads-out cross-validation: apps shuffled with ``seed`` and dealt into ``n_folds`` test groups."""
+    if not 2 <= n_folds <= len(data.apps):
+        raise ValueError(f"n_folds must lie in [2, {len(data.apps)}] for {len(data.apps)} apps, got {n_folds}")
+    order = np.random.default_rng(seed).permutation(len(data.apps))
+    folds = np.array_split(order, n_folds)
+    return [Split(f"fold {i + 1}/{n_folds}", data.select_apps([data.apps[j] for j in order if j not in set(f)]),
+                  data.select_apps([data.apps[j] for j in f])) for i, f in enumerate(folds)]
+
+
+def _choice_regret(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray, cost: np.ndarray) -> float:
+    """Mean regret (%) over the deadlines of choosing by the estimates (rows: configurations)."""
+    regrets = []
+    for factor in DEADLINE_FACTORS:
+        deadline = factor * rt.min()
+        feasible = est_rt <= deadline
+        pick = np.argmin(np.where(feasible, est_cost, np.inf)) if feasible.any() else np.argmin(est_rt)
+        best = np.min(cost[rt <= deadline])
+        regrets.append(100.0 * (cost[pick] / best - 1.0) if rt[pick] <= deadline else MISSED_DEADLINE_REGRET)
+    return float(np.mean(regrets))
+
+
+def score(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndarray, data: ConfigMeasurements,
+          app: int) -> np.ndarray:
+    """Per draw: ``[runtime MAPE, cost MAPE, regret]`` of predictions ``pred_log`` (draws, T, 2) at ``targets``."""
+    truth = np.stack([data.runtime_s[app, targets], data.cost_usd[app, targets]], axis=-1)   # (T, 2)
+    out = []
+    for d in range(pred_log.shape[0]):
+        unmeasured = ~np.isin(targets, shots[d])
+        est = np.where(unmeasured[:, None], np.exp(pred_log[d]), truth)   # shots keep their measured values
+        ape = 100.0 * np.abs(est[unmeasured] - truth[unmeasured]) / truth[unmeasured]
+        out.append([*ape.mean(axis=0), _choice_regret(est[:, 0], est[:, 1], truth[:, 0], truth[:, 1])])
+    return np.asarray(out)
+
+
+def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
+                   progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Per method, per test app (by name): the mean ``[runtime MAPE, cost MAPE, regret]`` over ``draws`` draws."""
+    rng = np.random.default_rng(seed)
+    train = EpisodeSampler(split.train, k)
+    models = {flash: train_model(train, flash, cfg, rng, progress) for flash in (True, False)}
+    predictors: dict[str, Callable[[Episodes], torch.Tensor]] = {
+        "FLASH": models[True].predict,
+        "base learner": models[False].predict,
+        "fine-tuned (transfer)": lambda ep: fine_tune_predict(models[False], ep, cfg),
+        "nearest config": nearest_config_predict,
+    }
+    test = EpisodeSampler(split.test, k)
+    results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
+    for app in test.apps:
+        ep, shots, targets = test.evaluation(app, draws, rng)
+        for method, predict in predictors.items():
+            pred = predict(ep).detach().numpy()
+            results[method][split.test.apps[app]] = score(pred, shots, targets, split.test, app).mean(axis=0)
+    return results
+
+
+def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int = 10,
+        progress: bool = True) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Per K, per method, per held-out app: ``[runtime MAPE, cost MAPE, regret]`` averaged over seeds and draws."""
+    jobs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
+    per_run: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {k: {m: {} for m in METHODS} for k in shots}
+    for k, seed, split in tqdm(jobs, desc="config-eval runs", disable=not progress):
+        for method, apps in evaluate_split(split, k, seed, cfg, draws).items():
+            for app, values in apps.items():
+                per_run[k][method].setdefault(app, []).append(values)
+    return {k: {m: {a: np.mean(v, axis=0) for a, v in apps.items()} for m, apps in methods.items()}
+            for k, methods in per_run.items()}
+
+
+def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
+              seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``."""
+    out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
+    for k, methods in per_app.items():
+        out[k] = {}
+        for method, apps in methods.items():
+            values = np.stack(list(apps.values()))   # (apps, metrics)
+            out[k][method] = {}
+            for j, metric in enumerate(METRICS):
+                v = values[:, j]
+                if len(v) > 1 and np.ptp(v) > 0:
+                    ci = bootstrap((v,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                                   random_state=np.random.default_rng(seed)).confidence_interval
+                    low, high = float(ci.low), float(ci.high)
+                else:
+                    low = high = float(v.mean())
+                out[k][method][metric] = {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
+    return out
+
+
+def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str) -> str:
+    """A table in the layout of FLASH's Table 2: one row per method, one column per metric x K; best in bold."""
+    ks = sorted(summary)
+    header = "| method | " + " | ".join(f"{metric} K={k}" for metric in METRICS for k in ks) + " |"
+    lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better.", "",
+             header, "|---|" + "---|" * (len(METRICS) * len(ks))]
+    best = {(metric, k): min(summary[k][m][metric]["mean"] for m in METHODS) for metric in METRICS for k in ks}
+    for method in METHODS:
+        cells = []
+        for metric in METRICS:
+            for k in ks:
+                s = summary[k][method][metric]
+                text = f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
+                cells.append(f"**{text}**" if s["mean"] == best[(metric, k)] else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str, path: str) -> None:
+    """One panel per metric: mean over held-out apps vs K per method, with the 95 % CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted(summary)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    for ax, metric in zip(axes, METRICS):
+        for i, method in enumerate(METHODS):
+            s = [summary[k][method][metric] for k in ks]
+            mean = np.array([x["mean"] for x in s])
+            err = np.array([[x["mean"] - x["low"] for x in s], [x["high"] - x["mean"] for x in s]])
+            ax.errorbar(np.array(ks) + 0.06 * (i - 1.5), mean, yerr=err, marker="o", capsize=3, label=method)
+        ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
