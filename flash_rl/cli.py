@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate-fidelity": ("flash_envs.sim.validation", "compare the fast and the per-request simulators"),
     "task-diversity": ("flash_envs.baselines.diversity", "best fixed HPA target per task vs one target for all"),
     "config-eval": ("flash_rl.fewshot.cli", "few-shot runtime/cost prediction on held-out workloads (FLASH vs baselines)"),
+    "power-fit": ("flash_envs.power_fit", "fit the power model to every server of a SPECpower-schema CSV (MAPE report)"),
+    "power-governors": ("flash_envs.baselines.power_report", "Linux cpufreq governors on every power-management task"),
 }
 
 

@@ -28,7 +28,8 @@ frequency, ``L - 1`` = f_max (``L = 5`` for the catalogue: 59.9, 69.9, 79.9, 89.
 | 4   | mean power over the last interval / peak power (f_max, 100%)    | 0   | 1   |
 
 ## Rewards
-``-(sum of mean power / sum of peak power) - slo_weight * (share of servers whose interval p95 exceeds the SLO)``.
+``-power_share - slo_weight * slo_violation``: ``power_share`` = the servers' mean power over the interval / their
+summed peak power, ``slo_violation`` = the share of servers whose interval p95 latency exceeds the SLO.
 
 ## Starting state
 Time 0, every server at f_max with an empty queue; the workload is drawn from ``np_random``. The first observation has
@@ -43,9 +44,9 @@ substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeou
 :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate`).
 
 ## Info
-A fresh dict each step: ``task``, ``time_s``, per-server lists ``level``, ``utilisation``, ``power_w``, ``p95_ms``,
-``slo_violation``, ``arrival_rate``, and totals ``energy_j`` (interval), ``episode_energy_j``, ``transitions``,
-``dropped``.
+A fresh dict each step: ``task``, ``time_s``; scalars ``energy_j`` (all servers, this interval), ``episode_energy_j``,
+``power_share``, ``slo_violation`` (the two reward terms), ``transitions``, ``dropped``; per-server lists ``level``
+(in effect), ``utilisation``, ``power_w``, ``p95_ms``, ``arrival_rate``.
 """
 
 from __future__ import annotations
@@ -147,21 +148,23 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         power = np.array([iv.mean_power_w for iv in intervals])
         energy = float(sum(iv.energy_j for iv in intervals))
         self._episode_energy_j += energy
-        reward = -power.sum() / (task.server.peak_w * self.n_servers) - self.slo_weight * float(violations.mean())
+        power_share = float(power.sum() / (task.server.peak_w * self.n_servers))
+        reward = -power_share - self.slo_weight * float(violations.mean())
         now = self._servers[0].now
         info = {
             "task": task,
             "time_s": now,
+            "energy_j": energy,
+            "episode_energy_j": self._episode_energy_j,
+            "power_share": power_share,
+            "slo_violation": float(violations.mean()),
+            "transitions": sum(iv.transitions for iv in intervals),
+            "dropped": sum(iv.metrics.dropped for iv in intervals),
             "level": [iv.level for iv in intervals],
             "utilisation": [iv.utilisation for iv in intervals],
             "power_w": power.tolist(),
             "p95_ms": p95.tolist(),
-            "slo_violation": violations.tolist(),
             "arrival_rate": [iv.metrics.arrival_rate for iv in intervals],
-            "energy_j": energy,
-            "episode_energy_j": self._episode_energy_j,
-            "transitions": sum(iv.transitions for iv in intervals),
-            "dropped": sum(iv.metrics.dropped for iv in intervals),
         }
         truncated = now >= self.episode_s - 1e-9
         return self._obs.copy(), float(reward), False, truncated, info

@@ -1,0 +1,128 @@
+"""Linux cpufreq governors as policies for ``flash/PowerManagement-v0``.
+
+Each governor reads, per server, the utilisation (busy fraction at the current frequency) and the current P-state
+from the env's observation, as the kernel reads CPU idle time and the current frequency, and picks the next P-state:
+
+===============  ========================================================================================
+governor         rule (kernel defaults; ``L`` = P-states, fractions ``r_0 < ... < r_{L-1} = 1`` of f_max)
+===============  ========================================================================================
+``performance``  always the highest P-state
+``powersave``    always the lowest P-state
+``ondemand``     util > ``up_threshold`` (0.80): highest; else the lowest P-state >= ``r_0 + util * (1 - r_0)``
+``conservative`` util > ``up_threshold`` (0.80): one P-state up; util < ``down_threshold`` (0.20): one down
+``schedutil``    the lowest P-state >= ``1.25 * r_cur * util`` (= 1.25 * f_max * frequency-invariant util)
+===============  ========================================================================================
+
+"The lowest P-state >= target" is the kernel's ``CPUFREQ_RELATION_L``; targets above f_max select f_max. They have the
+stable-baselines3 policy interface ``predict(obs, state=None, episode_start=None, deterministic=True) ->
+(action, state)`` and a ``reset()``, so evaluation code can run them and trained agents alike.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from flash_envs.envs.power_management import N_FEATURES
+
+
+class Governor:
+    """Base class: maps (utilisation, current P-state) per server to the next P-state."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, freq_levels: Sequence[float], n_servers: int = 1) -> None:
+        self.freq_levels = np.asarray(freq_levels, dtype=float)
+        if self.freq_levels.ndim != 1 or len(self.freq_levels) < 2 or np.any(np.diff(self.freq_levels) <= 0):
+            raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
+        if int(n_servers) != n_servers or n_servers < 1:
+            raise ValueError(f"n_servers must be a whole number >= 1, got {n_servers!r}")
+        self.n_servers = int(n_servers)
+
+    @property
+    def top(self) -> int:
+        return len(self.freq_levels) - 1
+
+    def reset(self) -> None:
+        """Forget any history (the kernel governors used here keep none beyond the current P-state)."""
+
+    def predict(self, observation: np.ndarray, state: None = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        """The next P-state per server for one observation (or a batch), in the env's action format."""
+        obs = np.asarray(observation, dtype=float)
+        if obs.shape[-1] != N_FEATURES * self.n_servers:
+            raise ValueError(f"expected observations of length {N_FEATURES * self.n_servers} "
+                             f"({self.n_servers} server(s)), got shape {obs.shape}")
+        per_server = obs.reshape(*obs.shape[:-1], self.n_servers, N_FEATURES)
+        util = per_server[..., 0]
+        level = np.rint(per_server[..., 2] * self.top).astype(np.int64)
+        action = np.clip(self._next_level(util, level), 0, self.top).astype(np.int64)
+        return (action[..., 0] if self.n_servers == 1 else action), state
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _lowest_at_least(self, target: np.ndarray) -> np.ndarray:
+        """Index of the lowest P-state whose frequency fraction is >= ``target`` (the highest if none is)."""
+        return np.searchsorted(self.freq_levels, np.asarray(target) - 1e-12, side="left")
+
+
+class Performance(Governor):
+    name = "performance"
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        return np.full_like(level, self.top)
+
+
+class Powersave(Governor):
+    name = "powersave"
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        return np.zeros_like(level)
+
+
+class Ondemand(Governor):
+    name = "ondemand"
+
+    def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80) -> None:
+        super().__init__(freq_levels, n_servers)
+        self.up_threshold = up_threshold
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        r_min = self.freq_levels[0]
+        proportional = self._lowest_at_least(r_min + util * (1 - r_min))
+        return np.where(util > self.up_threshold, self.top, proportional)
+
+
+class Conservative(Governor):
+    name = "conservative"
+
+    def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80,
+                 down_threshold: float = 0.20) -> None:
+        super().__init__(freq_levels, n_servers)
+        if not 0 <= down_threshold < up_threshold <= 1:
+            raise ValueError(f"need 0 <= down_threshold < up_threshold <= 1, got {down_threshold}, {up_threshold}")
+        self.up_threshold = up_threshold
+        self.down_threshold = down_threshold
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        return level + (util > self.up_threshold) - (util < self.down_threshold)
+
+
+class Schedutil(Governor):
+    name = "schedutil"
+    HEADROOM = 1.25
+
+    def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
+        return self._lowest_at_least(self.HEADROOM * self.freq_levels[level] * util)
+
+
+GOVERNORS: dict[str, type[Governor]] = {g.name: g for g in (Performance, Powersave, Ondemand, Conservative, Schedutil)}
+
+
+def make_governor(name: str, freq_levels: Sequence[float], n_servers: int = 1) -> Governor:
+    """A governor by its kernel name (see :data:`GOVERNORS`)."""
+    if name not in GOVERNORS:
+        raise ValueError(f"unknown governor {name!r}; expected one of {sorted(GOVERNORS)}")
+    return GOVERNORS[name](freq_levels, n_servers)

@@ -1,0 +1,99 @@
+"""``flash power-governors``: every Linux cpufreq governor on every power-management task.
+
+Per task and governor: energy per episode (kJ), mean power / peak power, share of intervals violating the p95 SLO, and
+the episode return (the env's reward, ``-power_share - slo_weight * slo_violation`` per step), each averaged over
+seeds. The summary gives each governor's median over tasks and how many tasks it wins on return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flash_envs.baselines.governors import GOVERNORS, make_governor
+from flash_envs.baselines.runner import run_episode
+from flash_envs.envs.power_management import PowerManagementEnv
+from flash_envs.power_tasks import PowerTaskFamily
+
+METRICS = ("energy_j", "power_share", "slo_violation", "transitions")
+COLUMNS = ("split", "task", "server", "cpu_fraction", "governor", "energy_kj", "power_share", "slo_violation",
+           "return", "transitions")
+
+
+def governor_rows(splits: tuple[str, ...] = ("train", "test"), seeds: int = 2,
+                  **env_kwargs: Any) -> list[dict[str, Any]]:
+    """One row per (task, governor), metrics averaged over episodes seeded ``0 .. seeds - 1``."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    env = PowerManagementEnv(**env_kwargs)
+    steps = round(env.episode_s / env.interval_s)
+    rows = []
+    for split in splits:
+        for task in env.family.split(split):
+            for name in GOVERNORS:
+                governor = make_governor(name, task.server.freq_levels, env.n_servers)
+                runs = [run_episode(env, governor, task, seed, METRICS) for seed in range(seeds)]
+                mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+                rows.append({"split": split, "task": task.name, "server": task.server.name,
+                             "cpu_fraction": task.app.cpu_fraction, "governor": name,
+                             "energy_kj": mean["energy_j"] * steps / 1000, "power_share": mean["power_share"],
+                             "slo_violation": mean["slo_violation"], "return": mean["return"],
+                             "transitions": mean["transitions"] * steps})
+    return rows
+
+
+def summary_markdown(rows: list[dict[str, Any]]) -> str:
+    """Per split and governor: medians over tasks and the number of tasks where it has the best return."""
+    lines = ["| split | governor | median power/peak | median SLO-violating intervals | mean SLO-violating intervals "
+             "| median return | tasks won (return) |", "|---|---|---|---|---|---|---|"]
+    for split in dict.fromkeys(r["split"] for r in rows):
+        in_split = [r for r in rows if r["split"] == split]
+        winners = {}
+        for task in dict.fromkeys(r["task"] for r in in_split):
+            best = max((r for r in in_split if r["task"] == task), key=lambda r: r["return"])
+            winners[task] = best["governor"]
+        for name in GOVERNORS:
+            mine = [r for r in in_split if r["governor"] == name]
+            lines.append(f"| {split} | {name} | {np.median([r['power_share'] for r in mine]):.3f} "
+                         f"| {100 * np.median([r['slo_violation'] for r in mine]):.1f}% "
+                         f"| {100 * np.mean([r['slo_violation'] for r in mine]):.1f}% "
+                         f"| {np.median([r['return'] for r in mine]):.1f} "
+                         f"| {sum(w == name for w in winners.values())}/{len(winners)} |")
+    return "\n".join(lines)
+
+
+def rows_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
+    parser.add_argument("--seeds", type=int, default=2, help="episodes per task and governor (seeds 0..N-1)")
+    parser.add_argument("--n-servers", type=int, default=1)
+    parser.add_argument("--fidelity", choices=("fast", "request"), default="fast")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for governors.csv and governors.md (default: print the markdown only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    splits = ("train", "test") if args.split == "all" else (args.split,)
+    rows = governor_rows(splits, args.seeds, n_servers=args.n_servers, fidelity=args.fidelity)
+    text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
+            f"{args.n_servers} server(s), fidelity {args.fidelity}, default env settings.\n\n## Summary\n\n"
+            f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with (args.out / "governors.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (args.out / "governors.md").write_text(text)
+    print(text)
+    return 0

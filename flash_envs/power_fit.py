@@ -1,0 +1,100 @@
+"""``flash power-fit``: how well the power model's utilisation curve fits SPECpower_ssj2008 results.
+
+Fits :class:`~flash_envs.sim.power.UtilisationCurve` to every row of a SPECpower-schema CSV and reports, per server and
+overall, the mean absolute percentage error (MAPE) of the fitted curve at the 11 load points. Goal: median MAPE under
+3%, worst under 10%. With ``--dvfs`` it also fits :class:`~flash_envs.sim.power.FrequencyScaling` to each host of a
+power-vs-frequency table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flash_envs.data.specpower import read_dvfs_csv, read_specpower_csv
+from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve
+
+MEDIAN_GOAL_PCT = 3.0
+WORST_GOAL_PCT = 10.0
+
+
+def fit_report(spec_csv: str | Path, dvfs_csv: str | Path | None = None) -> dict[str, Any]:
+    """Per-server fit errors and their median / worst, plus the DVFS fits when ``dvfs_csv`` is given."""
+    servers = []
+    for record in read_specpower_csv(spec_csv):
+        curve = UtilisationCurve.fit(record.watts)
+        errors = np.abs(curve(LOAD_POINTS) - np.asarray(record.watts)) / np.asarray(record.watts) * 100
+        servers.append({"server_id": record.server_id, "system": f"{record.vendor} {record.system}".strip(),
+                        "cores": record.cores, "idle_w": record.watts[0], "peak_w": record.watts[-1],
+                        "mape_pct": float(errors.mean()), "max_error_pct": float(errors.max()),
+                        "weights_w": [round(w, 4) for w in curve.weights]})
+    mapes = np.array([s["mape_pct"] for s in servers])
+    worst = servers[int(np.argmax(mapes))]
+    report: dict[str, Any] = {
+        "spec_csv": str(spec_csv), "servers_fitted": len(servers),
+        "median_mape_pct": float(np.median(mapes)), "p95_mape_pct": float(np.percentile(mapes, 95)),
+        "worst_mape_pct": float(mapes.max()), "worst_server_id": worst["server_id"],
+        "goal": {"median_below_pct": MEDIAN_GOAL_PCT, "worst_below_pct": WORST_GOAL_PCT,
+                 "met": bool(np.median(mapes) < MEDIAN_GOAL_PCT and mapes.max() < WORST_GOAL_PCT)},
+        "servers": servers,
+    }
+    if dvfs_csv is not None:
+        report["dvfs_csv"] = str(dvfs_csv)
+        report["dvfs"] = [_dvfs_fit(table) for table in read_dvfs_csv(dvfs_csv)]
+    return report
+
+
+def _dvfs_fit(table) -> dict[str, Any]:
+    scaling = table.fit()
+    r = np.asarray(table.freq_fraction)
+    top = int(np.argmax(r))
+    idle_factor, dynamic_factor = scaling.factors(r)
+    idle = table.idle_w[top] * idle_factor
+    full = idle + (table.full_w[top] - table.idle_w[top]) * dynamic_factor
+    measured = np.concatenate([table.idle_w, table.full_w])
+    errors = np.abs(np.concatenate([idle, full]) - measured) / measured * 100
+    return {"host": table.host, **scaling.to_dict(), "mape_pct": float(errors.mean()),
+            "max_error_pct": float(errors.max())}
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    goal = report["goal"]
+    lines = [
+        "# Power-curve fit to SPECpower_ssj2008 results",
+        "",
+        f"Source: `{report['spec_csv']}` ({report['servers_fitted']} servers). Model: "
+        "`flash_envs.sim.power.UtilisationCurve` (non-negative mix of constant, C-state-exit, linear, u^3 and "
+        "1-(1-u)^3 terms, least relative error). Error = MAPE over the 11 load points (idle, 10%..100%).",
+        "",
+        f"- median MAPE: **{report['median_mape_pct']:.2f}%** (goal < {goal['median_below_pct']}%)",
+        f"- 95th percentile MAPE: {report['p95_mape_pct']:.2f}%",
+        f"- worst MAPE: **{report['worst_mape_pct']:.2f}%** (server {report['worst_server_id']}; goal < "
+        f"{goal['worst_below_pct']}%)",
+        f"- goals met: **{'yes' if goal['met'] else 'no'}**",
+    ]
+    if "dvfs" in report:
+        lines += ["", f"## DVFS scaling fit (`{report['dvfs_csv']}`)", "",
+                  "| host | idle_share | dynamic_share | voltage_slope | MAPE % | max error % |", "|---|---|---|---|---|---|"]
+        lines += [f"| {d['host']} | {d['idle_share']:.3f} | {d['dynamic_share']:.3f} | {d['voltage_slope']:.3f} "
+                  f"| {d['mape_pct']:.2f} | {d['max_error_pct']:.2f} |" for d in report["dvfs"]]
+    lines += ["", "## Per server", "", "| server_id | system | cores | idle W | 100% W | MAPE % | max error % |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s['server_id']} | {s['system'] or '(unnamed)'} | {s['cores']} | {s['idle_w']:g} | {s['peak_w']:g} "
+              f"| {s['mape_pct']:.2f} | {s['max_error_pct']:.2f} |" for s in report["servers"]]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, required=True, help="a CSV with the SPECpower_ssj2008 schema")
+    parser.add_argument("--dvfs", type=Path, default=None, help="optionally, a power-vs-frequency table to fit too")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = fit_report(args.spec, args.dvfs)
+    print(json.dumps(report, indent=1) if args.json else report_markdown(report), end="" if not args.json else "\n")
+    return 0
