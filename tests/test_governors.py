@@ -1,0 +1,85 @@
+"""Linux cpufreq governors as policies, and the governor report."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import flash_envs  # noqa: F401  (registers the envs)
+from flash_envs.baselines.governors import GOVERNORS, make_governor
+from flash_envs.baselines.power_report import governor_rows, summary_markdown
+
+LEVELS = (0.59925, 0.6993, 0.7989, 0.8989, 1.0)
+
+
+def _obs(util, level, servers=1):
+    """An observation with the given utilisation and P-state index on every server."""
+    return np.tile(np.array([util, 0.3, level / 4, 0.5, 0.4], dtype=np.float32), servers)
+
+
+@pytest.mark.parametrize("util", [0.0, 0.3, 0.79, 0.81, 1.0])
+@pytest.mark.parametrize("level", [0, 2, 4])
+def test_performance_powersave_ondemand(util, level):
+    assert make_governor("performance", LEVELS).predict(_obs(util, level))[0] == 4
+    assert make_governor("powersave", LEVELS).predict(_obs(util, level))[0] == 0
+    ondemand = make_governor("ondemand", LEVELS).predict(_obs(util, level))[0]
+    if util > 0.8:
+        assert ondemand == 4  # jumps straight to f_max above up_threshold
+    else:
+        target = LEVELS[0] + util * (1 - LEVELS[0])
+        assert LEVELS[ondemand] >= target - 1e-9 and (ondemand == 0 or LEVELS[ondemand - 1] < target)
+
+
+def test_conservative_steps_one_level():
+    gov = make_governor("conservative", LEVELS)
+    assert gov.predict(_obs(0.9, 2))[0] == 3 and gov.predict(_obs(0.1, 2))[0] == 1
+    assert gov.predict(_obs(0.5, 2))[0] == 2
+    assert gov.predict(_obs(0.9, 4))[0] == 4 and gov.predict(_obs(0.1, 0))[0] == 0
+
+
+def test_schedutil_targets_125_percent_of_invariant_util():
+    gov = make_governor("schedutil", LEVELS)
+    # at f_max with util 0.6: 1.25 * 1.0 * 0.6 = 0.75 -> lowest P-state >= 0.75 is 0.7989 (index 2)
+    assert gov.predict(_obs(0.6, 4))[0] == 2
+    # at 0.6 f_max with util 1.0: 1.25 * 0.59925 = 0.749 -> index 2; at util 0.2 -> the lowest
+    assert gov.predict(_obs(1.0, 0))[0] == 2 and gov.predict(_obs(0.2, 0))[0] == 0
+    assert gov.predict(_obs(1.0, 4))[0] == 4
+
+
+def test_multi_server_and_batched_predict():
+    gov = make_governor("ondemand", LEVELS, n_servers=3)
+    obs = np.concatenate([_obs(0.9, 1), _obs(0.0, 1), _obs(0.4, 1)])
+    action, state = gov.predict(obs)
+    assert action.shape == (3,) and list(action) == [4, 0, 2] and state is None
+    batch, _ = gov.predict(np.stack([obs, obs]))
+    assert batch.shape == (2, 3)
+    with pytest.raises(ValueError, match="expected observations of length 15"):
+        gov.predict(_obs(0.5, 1))
+    with pytest.raises(ValueError, match="unknown governor"):
+        make_governor("userspace", LEVELS)
+
+
+@pytest.mark.parametrize("name", sorted(GOVERNORS))
+def test_governors_drive_the_env(name):
+    env = gym.make("flash/PowerManagement-v0", n_servers=2, episode_s=60.0).unwrapped
+    gov = make_governor(name, env.freq_levels, env.n_servers)
+    gov.reset()
+    obs, _ = env.reset(seed=1)
+    levels = []
+    for _ in range(12):
+        action, _ = gov.predict(obs)
+        assert env.action_space.contains(action)
+        obs, _, _, truncated, info = env.step(action)
+        levels += info["level"]
+    if name == "performance":
+        assert set(levels) == {4}
+    if name == "powersave":
+        assert set(levels) == {0}
+
+
+def test_governor_report_rows():
+    rows = governor_rows(("test",), seeds=1, episode_s=50.0)
+    assert len(rows) == 8 * len(GOVERNORS)
+    assert all(r["energy_kj"] > 0 and 0 <= r["slo_violation"] <= 1 for r in rows)
+    assert "| test | ondemand |" in summary_markdown(rows)

@@ -1,0 +1,130 @@
+"""flash/PowerManagement-v0: API contracts, tasks, determinism and bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import flash_envs  # noqa: F401  (registers the envs)
+from flash_envs.envs.power_management import PowerManagementEnv
+from flash_envs.power_tasks import PowerTask, PowerTaskFamily
+from flash_envs.sim.server_catalogue import server_by_name
+from flash_envs.sim.service import AppProfile
+from flash_envs.sim.workloads import ConstantWorkload
+
+ENV_ID = "flash/PowerManagement-v0"
+
+
+def _rollout(env, seed, task=None, steps=20, action=None):
+    obs, info = env.reset(seed=seed, options=None if task is None else {"task": task})
+    trace = [obs]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample() if action is None else action)
+        trace += [obs, np.array([reward])]
+    return np.concatenate(trace)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"n_servers": 3}, {"fidelity": "request", "episode_s": 60.0}])
+def test_check_env_gymnasium_and_sb3(kwargs):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(gym.make(ENV_ID, **kwargs).unwrapped)
+    sb3_check_env(gym.make(ENV_ID, **kwargs).unwrapped)
+
+
+def test_spaces():
+    one = gym.make(ENV_ID).unwrapped
+    assert isinstance(one.action_space, gym.spaces.Discrete) and one.action_space.n == 5
+    assert one.observation_space.shape == (5,)
+    many = gym.make(ENV_ID, n_servers=4).unwrapped
+    assert isinstance(many.action_space, gym.spaces.MultiDiscrete) and list(many.action_space.nvec) == [5] * 4
+    assert many.observation_space.shape == (20,)
+
+
+def test_episode_length_reward_and_info():
+    env = gym.make(ENV_ID, episode_s=100.0).unwrapped
+    obs, info = env.reset(seed=3)
+    assert info["task"] is env.get_task()
+    infos, steps, truncated = [], 0, False
+    while not truncated:
+        obs, reward, terminated, truncated, info = env.step(4)
+        assert not terminated and env.observation_space.contains(obs)
+        assert reward == pytest.approx(-info["power_share"] - env.slo_weight * info["slo_violation"])
+        infos.append(info)
+        steps += 1
+    assert steps == 20 and infos[-1]["time_s"] == pytest.approx(100.0)
+    assert infos[0] is not infos[1] and "task" in infos[0]
+    assert infos[-1]["episode_energy_j"] == pytest.approx(sum(i["energy_j"] for i in infos))
+
+
+def test_task_api_and_split_uses_unseen_servers():
+    env = gym.make(ENV_ID).unwrapped
+    env.reset(seed=0)
+    train, test = env.sample_tasks(5, "train"), env.sample_tasks(5, "test")
+    assert {t.server.name for t in env.family.train}.isdisjoint({t.server.name for t in env.family.test})
+    env.set_task(test[0])
+    assert env.get_task() is test[0]
+    _, info = env.reset(options={"task": train[1]})
+    assert info["task"] is train[1] and env.get_task() is train[1]
+
+
+def test_family_round_trips_yaml(tmp_path):
+    family = PowerTaskFamily.generate(n_train=4, n_test=2, seed=7)
+    family.save_yaml(tmp_path / "family.yaml")
+    assert PowerTaskFamily.load_yaml(tmp_path / "family.yaml") == family
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_determinism(fidelity):
+    env = gym.make(ENV_ID, fidelity=fidelity, n_servers=2, episode_s=100.0).unwrapped
+    task = env.family.test[1]
+    env.action_space.seed(5)
+    a = _rollout(env, 11, task)
+    env.action_space.seed(5)
+    b = _rollout(env, 11, task)
+    env.action_space.seed(5)
+    c = _rollout(env, 12, task)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_lower_frequency_saves_power_for_memory_bound_app():
+    server = server_by_name("specpower-93")
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=0.1, slo_ms=200.0)
+    capacity = server.cores * 1000 / (1000 * app.mean_service_s(server.millicores(4)))
+    task = PowerTask(server, app, ConstantWorkload(rate=0.3 * capacity), "memory-bound")
+    env = PowerManagementEnv(transition_latency_s=0.0, episode_s=50.0)
+    power = {}
+    for level in (0, 4):
+        env.reset(seed=0, options={"task": task})
+        power[level] = np.mean([env.step(level)[4]["power_share"] for _ in range(5)])
+    assert power[0] < power[4]
+
+
+def test_bad_input_raises_clear_errors():
+    env = gym.make(ENV_ID).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(5)
+    many = gym.make(ENV_ID, n_servers=2).unwrapped
+    many.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        many.step(np.array([1, 9]))
+    with pytest.raises(ValueError, match="n_servers"):
+        PowerManagementEnv(n_servers=0)
+    with pytest.raises(ValueError, match="fidelity"):
+        PowerManagementEnv(fidelity="exact")
+    with pytest.raises(ValueError, match="interval_s=2.5 must be a positive multiple"):
+        PowerManagementEnv(interval_s=2.5, substep_s=1.0)
+    with pytest.raises(ValueError, match="whole number"):
+        PowerManagementEnv(transition_latency_s=0.3).reset(seed=0)
+    with pytest.raises(ValueError, match="slo_weight"):
+        PowerManagementEnv(slo_weight=-1)
+    with pytest.raises(TypeError, match="PowerTask"):
+        env.set_task("not a task")
+    server = server_by_name("specpower-61")
+    with pytest.raises(ValueError, match="no policy can meet it"):
+        PowerTask(server, AppProfile(service_time_ms=50.0, slo_ms=10.0), ConstantWorkload(rate=1.0), "impossible")
+    with pytest.raises(ValueError, match="unknown power task field"):
+        PowerTask.from_dict({**env.get_task().to_dict(), "budget": 3})
