@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.data.specpower import read_dvfs_csv, read_specpower_csv
+from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv
 from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve
 
 MEDIAN_GOAL_PCT = 3.0
@@ -48,7 +48,7 @@ def fit_report(spec_csv: str | Path, dvfs_csv: str | Path | None = None) -> dict
     return report
 
 
-def _dvfs_fit(table) -> dict[str, Any]:
+def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
     scaling = table.fit()
     r = np.asarray(table.freq_fraction)
     top = int(np.argmax(r))

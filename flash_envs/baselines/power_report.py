@@ -17,7 +17,6 @@ import numpy as np
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
 from flash_envs.envs.power_management import PowerManagementEnv
-from flash_envs.power_tasks import PowerTaskFamily
 
 METRICS = ("energy_j", "power_share", "slo_violation", "transitions")
 COLUMNS = ("split", "task", "server", "cpu_fraction", "governor", "energy_kj", "power_share", "slo_violation",
