@@ -85,7 +85,7 @@ class FewShotModel(nn.Module):
 class TrainConfig:
     """Hyper-parameters shared by every learned predictor (the same budget for each method)."""
 
-    steps: int = 2000
+    steps: int = 1000
     batch: int = 64
     n_targets: int = 16
     lr: float = 1e-3

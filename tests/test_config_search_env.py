@@ -1,0 +1,144 @@
+"""flash/ConfigSearch-v0, the simulated serverless functions and the config-measurement loaders."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import flash_envs  # noqa: F401  (registers the envs)
+from flash_envs.data.config_measurements import load_chunkfunc, load_ibm_multicloud, simulated_measurements
+from flash_envs.envs.config_search import ConfigSearchEnv, ConfigSearchTask, ConfigSearchTaskFamily
+from flash_envs.sim.serverless import MEMORY_SIZES_MIB, ServerlessFunction, invocation_cost, vcpus
+
+ENV_ID = "flash/ConfigSearch-v0"
+IBM = ("ibm_multicloud", "multi-cloud-configuration.csv")
+CHUNKFUNC = ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")
+
+
+def small_family() -> ConfigSearchTaskFamily:
+    return ConfigSearchTaskFamily.generate(n_train=6, n_test=3, seed=7)
+
+
+def test_checkers_pass():
+    check_env(gym.make(ENV_ID, family=small_family()).unwrapped, skip_render_check=True)
+    sb3_check_env(gym.make(ENV_ID, family=small_family()).unwrapped)
+
+
+def test_lambda_cpu_share_and_cost():
+    assert vcpus(1769) == pytest.approx(1.0) and vcpus(10240) == pytest.approx(6.0)
+    fn = ServerlessFunction(cpu_work_s=2.0, parallel_fraction=0.0, io_s=0.0, memory_need_mib=128)
+    t = fn.expected_time_s(np.array([884.5, 1769, 3538]))
+    assert t == pytest.approx([4.0, 2.0, 2.0])  # serial code: no gain beyond one vCPU
+    assert invocation_cost(1024, 1.0) == pytest.approx(0.0000166667 + 0.0000002)
+    with pytest.raises(ValueError, match="memory sizes"):
+        vcpus(64)
+    with pytest.raises(ValueError, match="parallel_fraction"):
+        ServerlessFunction(parallel_fraction=1.5)
+
+
+def test_task_api_and_determinism():
+    env = gym.make(ENV_ID, family=small_family()).unwrapped
+    env.reset(seed=3)
+    task = env.sample_tasks(1, "test")[0]
+    assert task in env.family.test
+    obs, info = env.reset(seed=11, options={"task": task})
+    assert info["task"] is task and env.get_task() is task and not obs[:-1].any()
+
+    def rollout(seed: int) -> list:
+        env.reset(seed=seed, options={"task": task})
+        return [env.step(a)[:2] for a in (0, 4, 9)]
+
+    first, second = rollout(5), rollout(5)
+    for (o1, r1), (o2, r2) in zip(first, second):
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+    assert not np.array_equal(rollout(6)[-1][0], first[-1][0])  # noise comes from the seeded np_random
+
+
+def test_commit_rewards_the_best_choice_and_ends_the_episode():
+    env = ConfigSearchEnv(family=small_family(), noise_cv=0.0)
+    env.reset(seed=0)
+    task = env.get_task()
+    n = env.n_configs
+    _, reward, terminated, truncated, info = env.step(n + task.best)
+    assert terminated and not truncated and reward == 1.0 and info["regret"] == 0.0
+    env.reset()
+    too_slow = int(np.argmax(task.runtime_s))
+    _, reward, _, _, info = env.step(n + too_slow)
+    assert reward == 0.0 and not info["meets_deadline"]
+
+
+def test_measurement_budget_truncates():
+    env = ConfigSearchEnv(family=small_family(), max_measurements=2)
+    env.reset(seed=0)
+    _, reward, _, truncated, _ = env.step(0)
+    assert reward == -env.measure_penalty and not truncated
+    _, _, terminated, truncated, info = env.step(1)
+    assert truncated and not terminated and info["measurements"] == 2
+
+
+def test_bad_input_errors():
+    env = ConfigSearchEnv(family=small_family())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="invalid action"):
+        env.step(2 * env.n_configs)
+    with pytest.raises(TypeError, match="ConfigSearchTask"):
+        env.set_task("fn-000")
+    with pytest.raises(ValueError, match="configurations"):
+        env.set_task(ConfigSearchTask("x", ("a", "b"), (1.0, 2.0), (1.0, 1.0), 1.5))
+    with pytest.raises(ValueError, match="deadline"):
+        ConfigSearchTask("x", ("a", "b"), (3.0, 2.0), (1.0, 1.0), 1.0)
+    with pytest.raises(ValueError, match="exactly the fields"):
+        ConfigSearchTask.from_dict({"name": "x"})
+
+
+def test_task_family_round_trips_through_yaml(tmp_path):
+    fam = small_family()
+    fam.save_yaml(tmp_path / "fam.yaml")
+    assert ConfigSearchTaskFamily.load_yaml(tmp_path / "fam.yaml") == fam
+
+
+def test_simulated_measurements_are_seeded():
+    a, b = simulated_measurements(20, seed=1), simulated_measurements(20, seed=1)
+    np.testing.assert_array_equal(a.runtime_s, b.runtime_s)
+    assert a.runtime_s.shape == (20, len(MEMORY_SIZES_MIB)) and a.measured.all()
+
+
+def test_ibm_loader_on_real_data(shared_data):
+    data = load_ibm_multicloud(shared_data.joinpath(*IBM))
+    assert len(data.apps) == 24 and data.features.shape[1] == len(data.feature_names)
+    assert data.counts["dropped: failed run (status != ok)"] == 62
+    assert np.all(data.runtime_s[data.measured] > 0)
+    family = ConfigSearchTaskFamily.from_measurements(data)
+    env = ConfigSearchEnv(family=family)
+    check_env(env, skip_render_check=True)
+
+
+def test_chunkfunc_loader_on_real_data(shared_data):
+    data = load_chunkfunc(shared_data.joinpath(*CHUNKFUNC), ["aws_lambda"])
+    assert len(data.apps) == 18 and len(data.configs) == 159
+    assert data.counts["skipped: platform gcp_cloud_functions"] == 102
+    assert np.all(data.cost_usd[data.measured] > 0)  # computed from the AWS price
+
+
+def test_loader_errors_name_file_line_column_value(tmp_path):
+    header = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
+             "target_runtime,status\n"
+    good = "0,A,1,1,,,,,,3,w,0.01,10.0,ok\n"
+    path = tmp_path / "ibm.csv"
+    path.write_text(header + good + "1,A,1,1,,,,,,3,w,0.01,abc,ok\n")
+    with pytest.raises(ValueError, match=r"ibm.csv, line 3, column 'target_runtime': not a number: 'abc'"):
+        load_ibm_multicloud(path)
+    path.write_text(header + "1,A,7,1,,,,,,3,w,0.01,1,ok\n")
+    with pytest.raises(ValueError, match=r"line 2, column 'A_family': value '7'"):
+        load_ibm_multicloud(path)
+    path.write_text(header.replace(",status", "") + good)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['status'\]"):
+        load_ibm_multicloud(path)
+    path.write_text(header + good + "1,A,1,1,,,,,,3,w,0.01,12.0,Timed out.\n" + "2,A,1,1,,,,,,3,w,0.01,30.0,ok\n")
+    data = load_ibm_multicloud(path)
+    assert data.counts == {"rows read": 3, "dropped: failed run (status != ok)": 1, "merged duplicates": 1}
+    assert data.runtime_s[0, 0] == pytest.approx(np.sqrt(10.0 * 30.0))
