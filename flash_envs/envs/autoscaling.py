@@ -160,6 +160,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         horizon = self.control_interval_s * (self.episode_steps + 1)
         curve = task.workload.realise(self.np_random, horizon)
         self._config = list(self.initial_config)
+        self.close()
         self._sim = make_simulation(self.fidelity, task.app, curve, self.np_random, replicas=self._config[0],
                                     cpu_millicores=self._config[1], memory_mb=self._config[2],
                                     substep_s=self.substep_s)
@@ -187,6 +188,11 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         return (f"t={self._sim.env.now:7.0f}s replicas={self._config[0]:2d} cpu={self._config[1]:4d}m "
                 f"mem={self._config[2]:4d}MiB rate={m.arrival_rate:7.1f}/s p95={m.p95_ms:8.1f}ms "
                 f"cpu={m.cpu_utilisation:.2f} mem={m.memory_utilisation:.2f}")
+
+    def close(self) -> None:
+        if self._sim is not None:
+            self._sim.close()
+            self._sim = None
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _apply(self, action: int) -> float:

@@ -54,6 +54,15 @@ class RequestLevelSimulation(ServiceSimulation):
         if replica in idle:
             idle.remove(replica)
 
+    def close(self) -> None:
+        if self._idle is not None:  # requests waiting for a replica and the store reference each other
+            for request in self._idle.get_queue:
+                request.callbacks, request.proc = [], None
+            self._idle.get_queue.clear()
+            for name in ("put", "get"):
+                self._idle.__dict__.pop(name, None)
+        super().close()
+
     def _arrival_process(self):
         shape = 1.0 / self.app.service_cv**2
         level = self.curve.integral(self.env.now)

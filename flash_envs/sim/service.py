@@ -258,6 +258,16 @@ class ServiceSimulation:
             self._retire_replica(killed=True)
             self._begin_start()  # the pod restarts
 
+    def close(self) -> None:
+        """Break the reference cycles of a SimPy environment so that it is freed at once, not at the next full
+        garbage collection (which, in a long training run, can come late enough to look like a leak)."""
+        queue = self.env._queue  # SimPy has no public call for this; its Environment keeps events in _queue
+        for *_, event in queue:
+            event.callbacks = []  # a pending event and the process waiting on it reference each other
+        queue.clear()
+        for name in ("process", "timeout", "event", "all_of", "any_of"):
+            self.env.__dict__.pop(name, None)  # methods bound to the environment by SimPy's BoundClass
+
     def max_queue(self) -> float:
         """Queue length beyond which arrivals are rejected: ``timeout_s`` seconds of work at current capacity."""
         return self.ready * self.service_rate * self.timeout_s

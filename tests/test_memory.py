@@ -1,0 +1,30 @@
+"""Episodes leave no cyclic garbage behind, so memory stays flat over long runs without waiting for a full GC
+(the 10^6-step RSS measurement is in results/bench.md, from `flash bench --memory-steps`)."""
+
+from __future__ import annotations
+
+import gc
+
+import gymnasium as gym
+import pytest
+
+import flash_envs  # noqa: F401
+
+
+@pytest.mark.parametrize("fidelity, steps", [("fast", 200), ("request", 130)])
+def test_resets_leave_no_cyclic_garbage(fidelity, steps):
+    env = gym.make("flash/Autoscaling-v0", fidelity=fidelity, episode_steps=60)
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(steps):
+            if env.step(env.action_space.sample())[3]:
+                env.reset()
+        gc.collect()
+        leaked = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert leaked == []
