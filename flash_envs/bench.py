@@ -25,6 +25,10 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
     ("CartPole-v1 (reference)", "CartPole-v1", {}, 100_000),
     ("Autoscaling-v0, fast", "flash/Autoscaling-v0", {"fidelity": "fast"}, 20_000),
     ("Autoscaling-v0, request", "flash/Autoscaling-v0", {"fidelity": "request"}, 300),
+    ("PowerManagement-v0, 1 server, fast", "flash/PowerManagement-v0", {}, 5_000),
+    ("PowerManagement-v0, 4 servers, fast", "flash/PowerManagement-v0", {"n_servers": 4}, 2_000),
+    ("PowerManagement-v0, 1 server, request", "flash/PowerManagement-v0", {"fidelity": "request"}, 100),
+    ("ConfigSearch-v0", "flash/ConfigSearch-v0", {}, 20_000),
 ]
 
 
