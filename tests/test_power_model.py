@@ -14,7 +14,7 @@ from flash_envs.power_fit import fit_report
 from flash_envs.sim.dvfs import DVFSServer
 from flash_envs.sim.power import EnergyMeter, FrequencyScaling, ServerType, UtilisationCurve
 from flash_envs.sim import server_catalogue as catalogue
-from flash_envs.sim.server_catalogue import BAZAR_DVFS, default_scaling, server_by_name
+from flash_envs.sim.server_catalogue import BAZAR_DVFS, default_scaling, server_by_name, train_servers
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import ConstantWorkload
 
@@ -184,3 +184,10 @@ def test_catalogue_figures_match_shared_data():
         assert server.watts == record.watts and server.cores == record.cores
     tables = {t.host: t for t in read_dvfs_csv(_data_file(*DVFS_TABLES))}
     assert tables["REIMS"] == catalogue.REIMS_DVFS and tables["BAZAR"] == BAZAR_DVFS
+
+
+def test_scalar_fast_path_matches_the_array_model():
+    rng = np.random.default_rng(0)
+    for server in train_servers():
+        for r, u in zip(rng.choice(server.freq_levels, 20), rng.random(20)):
+            assert server.power_at(r, u) == pytest.approx(server.power(r, u), rel=1e-12)

@@ -107,7 +107,7 @@ class DVFSServer:
 
     def _meter_substep(self, dt: float, busy_fraction: float, servers: int) -> None:
         self._busy_time += busy_fraction * dt
-        self.meter.add(dt, self.server.power(self.server.level_fraction(self.level), busy_fraction))
+        self.meter.add(dt, self.server.power_at(self.server.level_fraction(self.level), busy_fraction))
 
     def run(self, duration_s: float) -> ServerInterval:
         """Advance by ``duration_s`` (a multiple of the sub-step) and report the interval."""

@@ -23,6 +23,7 @@ Fitting needs :mod:`scipy` (``scipy.optimize.nnls`` and ``least_squares``); eval
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Sequence
@@ -72,6 +73,12 @@ class UtilisationCurve:
             raise ValueError(f"utilisation must be in [0, 1], got {u!r}")
         watts = _basis(u) @ np.asarray(self.weights)
         return float(watts) if watts.ndim == 0 else watts
+
+    def at(self, u: float) -> float:
+        """Watts at one utilisation ``u`` in [0, 1]: the scalar fast path of ``__call__`` for the simulator."""
+        w = self.weights
+        return (w[0] + w[1] * (1 - math.exp(-u / CSTATE_EXIT_UTIL)) + w[2] * u + w[3] * u**3
+                + w[4] * (1 - (1 - u) ** 3))
 
     def mape(self, watts: Sequence[float]) -> float:
         """Mean absolute percentage error (%) of the curve at the 11 load points against measured ``watts``."""
@@ -211,7 +218,16 @@ class ServerType:
         watts = idle * idle_factor + (self.curve(utilisation) - idle) * dynamic_factor
         return float(watts) if np.ndim(watts) == 0 else watts
 
-    @property
+    def power_at(self, freq_fraction: float, utilisation: float) -> float:
+        """:meth:`power` for one operating point, without array handling (called every simulated sub-step)."""
+        if not (0 < freq_fraction <= 1 and 0 <= utilisation <= 1):
+            raise ValueError(f"need 0 < frequency fraction <= 1 and 0 <= utilisation <= 1, got {freq_fraction!r}, "
+                             f"{utilisation!r}")
+        idle = self.curve.weights[0]
+        idle_factor, dynamic_factor = self.scaling.factors(freq_fraction)
+        return idle * idle_factor + (self.curve.at(utilisation) - idle) * dynamic_factor
+
+    @cached_property
     def peak_w(self) -> float:
         """Power at full speed and full load (the normaliser of the env's power observation and reward)."""
         return float(self.power(1.0, 1.0))
