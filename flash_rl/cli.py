@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config-eval": ("flash_rl.fewshot.cli", "few-shot runtime/cost prediction on held-out workloads (FLASH vs baselines)"),
     "power-fit": ("flash_envs.power_fit", "fit the power model to every server of a SPECpower-schema CSV (MAPE report)"),
     "power-governors": ("flash_envs.baselines.power_report", "Linux cpufreq governors on every power-management task"),
+    "meta-train": ("flash_rl.commands.meta_train", "meta-train FLASH (or pretrain transfer learning / MAML) on a case"),
+    "adapt": ("flash_rl.commands.adapt", "fine-tune a saved agent on a held-out task and print its adaptation curve"),
+    "evaluate": ("flash_rl.commands.evaluate", "zero-shot returns of a saved agent and the heuristics on a split"),
+    "reproduce": ("flash_rl.commands.reproduce", "the whole adaptation study of a case: references to results table"),
 }
 
 

@@ -1,0 +1,119 @@
+"""Case studies that ``flash reproduce --case NAME`` runs: a registry of what differs between them.
+
+A :class:`Case` names its default config file (which fixes the env id and its kwargs), how to build its task family,
+the heuristic policies drawn as reference lines, the tuned-heuristic sweep whose per-task best is an expert
+candidate, the hidden task parameters the linear probe predicts, and (optionally) how to turn a CSV trace into extra
+held-out tasks. Adding a case is a config file plus one :func:`register_case` call, e.g. for power management::
+
+    register_case(Case(name="power", config="configs/power.yaml", build_family=..., heuristics=...,
+                       expert_sweep=..., task_features=...))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    config: str  # default config file (relative to configs/ or absolute)
+    build_family: Callable[[Any], Any]  # ExperimentConfig -> TaskFamily
+    heuristics: Callable[[gym.Env], dict[str, Any]]  # reference lines (SB3-style predict)
+    expert_sweep: Callable[[gym.Env], dict[str, Any]]  # tuned heuristics; the best per task is an expert candidate
+    task_features: Callable[[Any], dict[str, float]]  # hidden task parameters for the linear probe
+    trace_tasks: Callable[[Any, Any], list[Any]] | None = None  # (ExperimentConfig, family) -> extra test tasks
+    quick_config: str | None = None
+
+    def config_path(self, quick: bool = False) -> Path:
+        name = self.quick_config if quick and self.quick_config else self.config
+        path = Path(name)
+        return path if path.is_absolute() else CONFIG_DIR / path
+
+
+CASES: dict[str, Case] = {}
+
+
+def register_case(case: Case) -> None:
+    CASES[case.name] = case
+
+
+def get_case(name: str) -> Case:
+    if name not in CASES:
+        raise ValueError(f"unknown case {name!r}; known cases: {sorted(CASES)}")
+    return CASES[name]
+
+
+# ----------------------------------------------------------------------------------------------------- autoscaling
+def _autoscaling_family(cfg: Any):
+    from flash_envs.tasks import AutoscalingTaskFamily
+
+    if cfg.tasks.family_file:
+        return AutoscalingTaskFamily.load_yaml(cfg.tasks.family_file)
+    return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed)
+
+
+def _autoscaling_heuristics(env: gym.Env) -> dict[str, Any]:
+    from flash_envs.baselines.autoscalers import HPA, StaticPolicy, ThresholdAutoscaler
+
+    return {"HPA": HPA(env), "threshold": ThresholdAutoscaler(env), "static": StaticPolicy(env)}
+
+
+def _autoscaling_sweep(env: gym.Env) -> dict[str, Any]:
+    from flash_envs.baselines.autoscalers import HPA, StaticPolicy
+
+    out: dict[str, Any] = {}
+    for target in (0.3, 0.5, 0.7, 0.9):
+        for cpu in (512, 1024, 2048):
+            out[f"HPA {target} @ {cpu} m"] = HPA(env, target=target, cpu_millicores=cpu, memory_mb=2048)
+    for replicas in (2, 4, 8, 12, 16):
+        for cpu in (512, 1024, 2048):
+            for memory in (1024, 2048):
+                out[f"static {replicas} x {cpu} m x {memory} MiB"] = StaticPolicy(env, replicas, cpu, memory)
+    return out
+
+
+def _workload_mean_rate(workload: Any, seconds: float = 3600.0) -> float:
+    curve = workload.realise(np.random.default_rng(0), seconds)
+    return curve.mean_rate(0.0, seconds)
+
+
+def _autoscaling_features(task: Any) -> dict[str, float]:
+    app = task.app
+    return {"log service time": math.log(app.service_time_ms), "CPU fraction": app.cpu_fraction,
+            "service CV": app.service_cv, "log working set": math.log(app.working_set_mb),
+            "idle memory fraction": app.idle_memory_fraction, "startup delay": app.startup_delay_s,
+            "log SLO": math.log(app.slo_ms),
+            "log offered load": math.log(_workload_mean_rate(task.workload) * app.mean_service_s(1000) + 1e-9)}
+
+
+def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
+    """One task per (trace CSV, test-split application): the trace replayed at the test task's mean rate."""
+    from flash_envs.sim.workloads import TraceWorkload
+    from flash_envs.tasks import AutoscalingTask
+
+    t = cfg.tasks
+    tasks = []
+    for path in t.test_traces:
+        for test_task in family.test:
+            workload = TraceWorkload(path=str(path), time_column=t.trace_time_column,
+                                     value_column=t.trace_value_column or None, value_kind=t.trace_value_kind,
+                                     time_scale=t.trace_time_scale,
+                                     mean_rate=round(_workload_mean_rate(test_task.workload), 2))
+            name = f"trace:{Path(path).stem}:{test_task.app.name}"
+            tasks.append(AutoscalingTask(test_task.app, workload, name))
+    return tasks
+
+
+register_case(Case(name="autoscaling", config="autoscaling.yaml", quick_config="autoscaling_quick.yaml",
+                   build_family=_autoscaling_family, heuristics=_autoscaling_heuristics,
+                   expert_sweep=_autoscaling_sweep, task_features=_autoscaling_features,
+                   trace_tasks=_autoscaling_trace_tasks))

@@ -1,0 +1,41 @@
+"""Arguments shared by the flash_rl commands: config file, case, dotted overrides, run directory."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from flash_rl.config import ConfigError, ExperimentConfig, load_config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
+    parser.add_argument("--config", help="YAML config (default: the case's file in configs/)")
+    parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3")
+    parser.add_argument("--run-dir", help="where checkpoints, TensorBoard logs and the effective config go "
+                                          "(default: runs/<case>/<command>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in the run directory")
+
+
+def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:
+    from flash_rl.cases import get_case
+
+    try:
+        case = get_case(args.case)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    path = Path(args.config) if args.config else case.config_path(args.quick)
+    return load_config(path, list(extra or []) + list(args.overrides))
+
+
+def command_line() -> str:
+    return "flash " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def fail(err: Exception) -> int:
+    print(f"flash: error: {err}", file=sys.stderr)
+    return 2

@@ -1,0 +1,71 @@
+"""``flash adapt``: fine-tune a saved agent on one held-out task and print its adaptation curve.
+
+Example::
+
+    flash adapt --model runs/autoscaling/meta-train-flash/models/flash/final --task 0 --episodes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flash_rl.commands._common import add_config_arguments, config_from_args, fail
+from flash_rl.config import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--model", required=True, help="a directory written by Flash.save / flash meta-train "
+                                                        "(…/final), or a MAML checkpoint directory (…/ckpt)")
+    parser.add_argument("--task", default="0", help="test-split task: index or name (default: 0)")
+    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--episodes", type=int, help="fine-tuning budget (default: adaptation.budget)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the curve to this JSON file")
+
+
+def pick_task(family, split: str, key: str):
+    tasks = family.split(split)
+    if key.isdigit():
+        if int(key) >= len(tasks):
+            raise ConfigError(f"--task {key}: the {split} split has {len(tasks)} tasks")
+        return tasks[int(key)]
+    named = [t for t in tasks if t.name == key]
+    if not named:
+        raise ConfigError(f"--task {key!r}: no such task in the {split} split ({[t.name for t in tasks]})")
+    return named[0]
+
+
+def load_model(path: Path):
+    from flash_rl.flash import Flash
+    from flash_rl.maml import MAML
+
+    if (path / "maml.pt").exists():
+        return MAML.load(path)
+    if (path / "flash.json").exists():
+        return Flash.load(path)
+    raise ConfigError(f"--model {path}: neither a saved Flash/TransferLearning agent (flash.json) nor a MAML "
+                      "checkpoint (maml.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from flash_rl.cases import get_case
+
+    try:
+        cfg = config_from_args(args)
+        family = get_case(cfg.case).build_family(cfg)
+        task = pick_task(family, args.split, args.task)
+        model = load_model(Path(args.model))
+        episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
+        if episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    except (ConfigError, FileNotFoundError) as err:
+        return fail(err)
+    curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
+                        eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,
+                        on_eval=lambda e, v: print(f"episodes {e:3d}  return {v:8.3f}", flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"task": task.name, "curve": curve}, indent=1))
+    return 0

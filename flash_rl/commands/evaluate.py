@@ -1,0 +1,60 @@
+"""``flash evaluate``: zero-shot returns of a saved agent (and the case's heuristics) on a task split.
+
+Example::
+
+    flash evaluate --model runs/autoscaling/meta-train-flash/models/flash/final --split test --episodes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flash_rl.commands._common import add_config_arguments, config_from_args, fail
+from flash_rl.config import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
+    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--episodes", type=int, default=1, help="evaluation episodes per task (default: 1)")
+    parser.add_argument("--json", help="also write the table to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from flash_rl.adaptation import run_policy
+    from flash_rl.cases import get_case
+    from flash_rl.commands.adapt import load_model
+    from flash_rl.maml import MAML
+
+    try:
+        cfg = config_from_args(args)
+        if args.episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+        case = get_case(cfg.case)
+        family = case.build_family(cfg)
+        model = load_model(Path(args.model))
+    except (ConfigError, FileNotFoundError) as err:
+        return fail(err)
+    env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    heuristics = case.heuristics(env)
+    rows = []
+    print(f"{'task':<12} {'agent':>9} " + " ".join(f"{h:>9}" for h in heuristics))
+    for task in family.split(args.split):
+        seeds = [cfg.adaptation.eval_seed + e for e in range(args.episodes)]
+        if isinstance(model, MAML):
+            agent = float(np.mean([model.evaluate(model.policy, task, s) for s in seeds]))
+        else:
+            agent = float(np.mean([model.evaluate(None, task, s) for s in seeds]))
+        heur = {h: float(np.mean([run_policy(env, p, task, s) for s in seeds])) for h, p in heuristics.items()}
+        rows.append({"task": task.name, "agent": agent, **heur})
+        print(f"{task.name:<12} {agent:9.3f} " + " ".join(f"{v:9.3f}" for v in heur.values()), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0

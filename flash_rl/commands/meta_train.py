@@ -1,0 +1,55 @@
+"""``flash meta-train``: meta-train FLASH (or pretrain transfer learning, or meta-train MAML) on the train split.
+
+Examples::
+
+    flash meta-train --case autoscaling --method flash --set flash.timesteps=100000
+    flash meta-train --method flash --resume           # continue a killed run from its last checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
+from flash_rl.config import ConfigError, save_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--method", choices=("flash", "transfer", "maml"), default="flash",
+                        help="what to train (default: flash)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import make_flash, make_transfer, train_flash_like, train_maml
+
+    try:
+        cfg = config_from_args(args)
+    except (ConfigError, FileNotFoundError) as err:
+        return fail(err)
+    torch.set_num_threads(1)
+    run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "command.txt").write_text(command_line() + "\n")
+    family = get_case(cfg.case).build_family(cfg)
+    directory = run_dir / "models" / args.method
+    if args.method == "maml":
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb" / "maml"))
+        train_maml(cfg, family, directory, args.resume, writer)
+        writer.close()
+        print(f"MAML saved to {directory / 'ckpt'}")
+        return 0
+    if args.method == "flash":
+        agent, steps = make_flash(cfg, str(run_dir / "tb")), cfg.flash.timesteps
+    else:
+        agent, steps = make_transfer(cfg, str(run_dir / "tb")), cfg.transfer.timesteps
+    train_flash_like(agent, family, steps, directory, cfg, args.resume, args.method)
+    print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
+    return 0

@@ -1,0 +1,53 @@
+"""``flash reproduce``: the whole adaptation study of a case, from references to the results table.
+
+Examples::
+
+    flash reproduce --case autoscaling --quick                  # < 10 min on 2 cores
+    flash reproduce --case autoscaling                           # the committed results/autoscaling (< 60 min)
+    flash reproduce --case autoscaling --resume                  # continue a killed run
+    flash reproduce --case autoscaling --quick --test-trace my_trace.csv --set tasks.trace_value_column=rate
+
+Outputs in ``--out`` (default ``results/<case>``, ``results/<case>/quick`` with ``--quick``): ``summary.json``,
+``results.md``, ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, two plots and ``config.yaml``.
+Checkpoints, TensorBoard logs and raw curves go to ``--run-dir`` (default ``runs/reproduce/<case>[-quick]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
+from flash_rl.config import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--seeds", type=int, help="adaptation seeds per task (overrides adaptation.seeds)")
+    parser.add_argument("--out", help="output directory (default: results/<case>[/quick])")
+    parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
+                        help="add held-out tasks replaying these CSV traces with the test split's applications "
+                             "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from flash_rl.pipeline import reproduce
+
+    extra = []
+    if args.seeds is not None:
+        extra.append(f"adaptation.seeds={args.seeds}")
+    if args.test_trace:
+        extra.append("tasks.test_traces=[" + ", ".join(repr(str(p)) for p in args.test_trace) + "]")
+    try:
+        cfg = config_from_args(args, extra)
+    except (ConfigError, FileNotFoundError) as err:
+        return fail(err)
+    out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
+    run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
+    summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line())
+    print((out / "results.md").read_text())
+    flash = summary["speedup"].get("transfer/flash")
+    if flash:
+        print(f"speedup vs transfer learning: {flash['ratio_of_means']:.2f}x "
+              f"[{flash['ci'][0]:.2f}, {flash['ci'][1]:.2f}]")
+    return 0

@@ -1,0 +1,291 @@
+"""Experiment configuration: typed dataclasses loaded from YAML, overridable from the command line, validated at start.
+
+A config file holds the sections below (every field optional; defaults are the autoscaling full run). A file may
+start with ``inherit: other.yaml`` (a path relative to it) to apply its fields on top of another file. Command-line
+overrides use dotted keys: ``--set flash.timesteps=50000 adaptation.seeds=3`` (values parsed as YAML).
+
+Validation fails at start with a message naming the key: unknown keys, wrong types, unknown env ids or algorithms,
+and budgets / counts that must be positive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad experiment configuration (the message names the key and the problem)."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "flash/Autoscaling-v0"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class TasksConfig:
+    n_train: int = 24
+    n_test: int = 8
+    seed: int = 2024
+    family_file: str = ""  # a task-family YAML replaces the generated split when set
+    test_traces: list = field(default_factory=list)  # CSV files replayed as extra held-out workloads
+    trace_time_column: str = "timestamp"
+    trace_value_column: str = "requests"
+    trace_value_kind: str = "count"
+    trace_time_scale: float = 1.0
+
+
+@dataclass
+class AgentConfig:
+    """A stable-baselines3 agent (FLASH's base learner, or the transfer-learning agent)."""
+
+    algo: str = "PPO"
+    timesteps: int = 200_000
+    n_envs: int = 8
+    episodes_per_task: int = 4
+    net_arch: list = field(default_factory=lambda: [64, 64])
+    agent_kwargs: dict = field(default_factory=lambda: {"n_steps": 120, "batch_size": 240, "n_epochs": 4,
+                                                          "learning_rate": 3e-4, "gamma": 0.95, "ent_coef": 0.01})
+    adapt_kwargs: dict = field(default_factory=lambda: {"n_steps": 60, "batch_size": 60, "n_epochs": 4})
+
+
+@dataclass
+class FlashConfig(AgentConfig):
+    context_len: int = 32
+    embedding_dim: int = 32
+    encoder: str = "gru"
+    encoder_hidden: int = 64
+
+
+@dataclass
+class MamlConfig:
+    iterations: int = 300
+    meta_batch: int = 8
+    inner_steps: int = 1
+    inner_episodes: int = 1
+    outer_episodes: int = 2
+    inner_lr: float = 0.1
+    outer_lr: float = 1e-3
+    first_order: bool = False
+    hidden: list = field(default_factory=lambda: [64, 64])
+    gamma: float = 0.95
+
+
+@dataclass
+class AdaptationConfig:
+    methods: list = field(default_factory=lambda: ["flash", "transfer", "scratch", "maml", "flash_zero_embedding"])
+    budget: int = 30
+    eval_every: int = 1
+    threshold: float = 0.9
+    seeds: int = 5
+    eval_seed: int = 10_000
+    max_test_tasks: int = 0  # 0: all test tasks
+
+
+@dataclass
+class ReferencesConfig:
+    expert_timesteps: int = 40_000
+    random_episodes: int = 5
+    cache: str = "runs/cache/references.json"
+
+
+@dataclass
+class ProbeConfig:
+    episodes: int = 1
+    samples_per_task: int = 3
+    ridge: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs"
+    checkpoint_interval: int = 20_000  # timesteps (MAML: iterations / 10)
+    progress_bar: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    case: str = "autoscaling"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    flash: FlashConfig = field(default_factory=FlashConfig)
+    transfer: AgentConfig = field(default_factory=AgentConfig)
+    maml: MamlConfig = field(default_factory=MamlConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+POSITIVE = {"flash.timesteps", "transfer.timesteps", "maml.iterations", "adaptation.budget", "adaptation.seeds",
+            "adaptation.eval_every", "flash.n_envs", "transfer.n_envs", "flash.episodes_per_task",
+            "transfer.episodes_per_task", "flash.context_len", "flash.embedding_dim", "flash.encoder_hidden",
+            "maml.meta_batch", "maml.inner_steps", "maml.inner_episodes", "maml.outer_episodes", "tasks.n_train",
+            "tasks.n_test", "references.random_episodes", "probe.episodes", "probe.samples_per_task"}
+NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks"}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (str, bool, list, dict):
+        return isinstance(value, annotation)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys in "
+                          f"{prefix.rstrip('.') or 'the top level'}: {sorted(names)}")
+    obj = cls()
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            setattr(obj, key, _build(hint, value, f"{prefix}{key}."))
+            continue
+        if not _type_ok(value, hint):
+            raise ConfigError(f"config key {prefix}{key} must be {_type_name(hint)}, got "
+                              f"{type(value).__name__} {value!r}")
+        setattr(obj, key, float(value) if hint is float else value)
+    return obj
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("kwargs", "agent_kwargs",
+                                                                                       "adapt_kwargs"):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a dict, with ``inherit:`` resolved."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {path} inherits from itself")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    parent = data.pop("inherit", None)
+    if parent:
+        data = _merge(read_yaml(path.parent / parent, _seen + (path.resolve(),)), data)
+    return data
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                data: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides``; validated."""
+    merged: dict[str, Any] = read_yaml(path) if path else {}
+    if data:
+        merged = _merge(merged, data)
+    for text in overrides:
+        merged = _merge(merged, parse_override(text))
+    cfg = _build(ExperimentConfig, merged, "")
+    validate(cfg)
+    return cfg
+
+
+def _get(cfg: ExperimentConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    import gymnasium as gym
+
+    import flash_envs  # noqa: F401
+
+    for key in sorted(POSITIVE):
+        if _get(cfg, key) < 1:
+            raise ConfigError(f"config key {key} must be >= 1, got {_get(cfg, key)}")
+    for key in sorted(NON_NEGATIVE):
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"config key {key} must be >= 0, got {_get(cfg, key)}")
+    if cfg.env.id not in gym.registry:
+        flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
+        raise ConfigError(f"config key env.id: unknown env id {cfg.env.id!r}; registered FLASH envs: {flash_ids}")
+    if not 0 < cfg.adaptation.threshold <= 1:
+        raise ConfigError(f"config key adaptation.threshold must be in (0, 1], got {cfg.adaptation.threshold}")
+    from flash_rl.encoder import ENCODERS
+    from flash_rl.flash import algorithm, check_agent_kwargs
+
+    if cfg.flash.encoder not in ENCODERS:
+        raise ConfigError(f"config key flash.encoder must be one of {ENCODERS}, got {cfg.flash.encoder!r}")
+    for section in ("flash", "transfer"):
+        agent: AgentConfig = getattr(cfg, section)
+        try:
+            cls = algorithm(agent.algo)
+            check_agent_kwargs(cls, agent.agent_kwargs, f"config key {section}.agent_kwargs")
+            check_agent_kwargs(cls, agent.adapt_kwargs, f"config key {section}.adapt_kwargs")
+        except ValueError as err:
+            raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
+        if any(not isinstance(n, int) or n < 1 for n in agent.net_arch):
+            raise ConfigError(f"config key {section}.net_arch must be a list of positive ints, got {agent.net_arch}")
+    from flash_rl.cases import CASES
+
+    if cfg.case not in CASES:
+        raise ConfigError(f"config key case: unknown case {cfg.case!r}; known cases: {sorted(CASES)}")
+    known = {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
+    bad = [m for m in cfg.adaptation.methods if m not in known]
+    if bad or not cfg.adaptation.methods:
+        raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
+    for trace in cfg.tasks.test_traces:
+        if not Path(trace).exists():
+            raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,159 @@
+"""The *context* FLASH's meta-learner reads: recent transitions of the current task, and the wrappers that keep it.
+
+* :class:`ContextBuffer` holds the last ``length`` transitions ``(observation, action, reward)`` seen in one task. It
+  survives episode boundaries while the task stays the same and is cleared when the task changes.
+* :class:`ContextWrapper` turns an env's observation into ``{"obs": obs, "context": buffer}`` so that a
+  stable-baselines3 agent with :class:`flash_rl.encoder.FlashFeaturesExtractor` sees it. Several wrappers may share
+  one buffer (the fine-tuning env and the evaluation env of one adaptation run).
+* :class:`TaskSamplingWrapper` moves an env to a new task, drawn from a list with its own generator, every
+  ``episodes_per_task`` episodes (meta-training: each vectorised env on its own task, resampled as training goes).
+
+A context row is ``[obs (n_obs), action (one-hot for Discrete, raw for Box), reward, valid]``; rows are left-padded
+with zeros (``valid = 0``) so the newest transition is always the last row.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+def action_dim(action_space: spaces.Space) -> int:
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, spaces.Box):
+        return int(np.prod(action_space.shape))
+    raise TypeError(f"FLASH's context supports Discrete and Box actions, got {action_space}")
+
+
+def row_dim(observation_space: spaces.Space, action_space: spaces.Space) -> int:
+    """Width of one context row: observation, action encoding, reward, valid flag."""
+    return int(np.prod(observation_space.shape)) + action_dim(action_space) + 2
+
+
+class ContextBuffer:
+    """The last ``length`` transitions of the current task (kept across episodes, cleared on task change)."""
+
+    def __init__(self, length: int, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        if length < 1:
+            raise ValueError(f"context length must be >= 1, got {length}")
+        if not isinstance(observation_space, spaces.Box):
+            raise TypeError(f"FLASH's context needs a Box observation space, got {observation_space}")
+        self.length = int(length)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.n_obs = int(np.prod(observation_space.shape))
+        self.n_act = action_dim(action_space)
+        self.width = self.n_obs + self.n_act + 2
+        self._rows: deque[np.ndarray] = deque(maxlen=self.length)
+        self.task: Any = None
+        self.transitions_seen = 0  # in the current task, including those that fell out of the window
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def observe_task(self, task: Any) -> bool:
+        """Note the task the next episode runs; clears the buffer (and returns True) when it differs from the last."""
+        if self.task is None or task != self.task:
+            self.clear()
+            self.task = task
+            return True
+        return False
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self.task = None
+        self.transitions_seen = 0
+
+    def add(self, obs: np.ndarray, action: Any, reward: float) -> None:
+        row = np.zeros(self.width, dtype=np.float32)
+        row[:self.n_obs] = np.asarray(obs, dtype=np.float32).ravel()
+        if isinstance(self.action_space, spaces.Discrete):
+            row[self.n_obs + int(action) - int(self.action_space.start)] = 1.0
+        else:
+            row[self.n_obs:self.n_obs + self.n_act] = np.asarray(action, dtype=np.float32).ravel()
+        row[-2] = float(reward)
+        row[-1] = 1.0
+        self._rows.append(row)
+        self.transitions_seen += 1
+
+    def array(self) -> np.ndarray:
+        """``(length, width)`` float32, oldest first, left-padded with zero rows."""
+        out = np.zeros((self.length, self.width), dtype=np.float32)
+        if self._rows:
+            out[self.length - len(self._rows):] = np.stack(self._rows)
+        return out
+
+
+class ContextWrapper(gym.Wrapper):
+    """Adds the task context to every observation: ``Dict(obs=<env obs>, context=Box(length, width))``.
+
+    The task of each episode is read from ``info["task"]`` after ``reset`` (or ``env.unwrapped.get_task()``); a new
+    task clears the buffer. Pass ``buffer`` to share one context between several envs on the same task.
+    """
+
+    def __init__(self, env: gym.Env, length: int = 32, buffer: ContextBuffer | None = None) -> None:
+        super().__init__(env)
+        self.buffer = buffer if buffer is not None else ContextBuffer(length, env.observation_space, env.action_space)
+        if buffer is not None and buffer.width != row_dim(env.observation_space, env.action_space):
+            raise ValueError("the shared context buffer does not match this env's spaces")
+        self.observation_space = spaces.Dict({
+            "obs": env.observation_space,
+            "context": spaces.Box(-np.inf, np.inf, (self.buffer.length, self.buffer.width), np.float32),
+        })
+        self._last_obs: np.ndarray | None = None
+
+    def _wrap(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        return {"obs": np.asarray(obs, dtype=self.env.observation_space.dtype), "context": self.buffer.array()}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        task = info.get("task") if "task" in info else getattr(self.env.unwrapped, "get_task", lambda: None)()
+        self.buffer.observe_task(task)
+        self._last_obs = obs
+        return self._wrap(obs), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.buffer.add(self._last_obs, action, reward)
+        self._last_obs = obs
+        return self._wrap(obs), reward, terminated, truncated, info
+
+
+class TaskSamplingWrapper(gym.Wrapper):
+    """Puts the env on a task drawn from ``tasks`` (with its own seeded generator) every ``episodes_per_task`` episodes.
+
+    A task given explicitly in ``reset(options={"task": ...})`` takes precedence and starts a new count.
+    """
+
+    def __init__(self, env: gym.Env, tasks: Sequence[Any], episodes_per_task: int = 4, seed: int = 0) -> None:
+        super().__init__(env)
+        if not tasks:
+            raise ValueError("TaskSamplingWrapper needs at least one task")
+        if episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+        self.tasks = list(tasks)
+        self.episodes_per_task = int(episodes_per_task)
+        self.rng = np.random.default_rng(seed)
+        self._episodes_on_task = self.episodes_per_task  # draw at the first reset
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        if "task" in options:
+            self._episodes_on_task = 0
+        elif self._episodes_on_task >= self.episodes_per_task:
+            options["task"] = self.tasks[int(self.rng.integers(len(self.tasks)))]
+            self._episodes_on_task = 0
+        self._episodes_on_task += 1
+        return self.env.reset(seed=seed, options=options)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "episodes_on_task": self._episodes_on_task}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self._episodes_on_task = state["episodes_on_task"]

@@ -1,0 +1,382 @@
+"""The unified FLASH API: wrap a stable-baselines3 agent, meta-train it over a task family, adapt it to a new task.
+
+Example::
+
+    from stable_baselines3 import PPO
+    from flash_rl import Flash
+
+    flash = Flash(PPO, "flash/Autoscaling-v0", agent_kwargs={"n_steps": 120, "batch_size": 240})
+    flash.meta_train(family.train, total_timesteps=200_000)
+    curve = flash.adapt(family.test[0], episodes=20)        # [(episodes fine-tuned, evaluation return), ...]
+    flash.save("runs/flash");  flash = Flash.load("runs/flash")
+
+FLASH does not change the agent's training algorithm: the env is wrapped with :class:`~flash_rl.context.ContextWrapper`
+(the observation gains the task context) and the agent's policy gets :class:`~flash_rl.encoder.FlashFeaturesExtractor`
+(the embedding network), trained end-to-end by the agent's own loss. Any SB3 algorithm whose policy takes a
+``features_extractor_class`` works (PPO, A2C, DQN, ...). :class:`TransferLearning` is the same agent without the
+context: pretrained on the train tasks and fine-tuned on the new one (or, never pretrained, trained from scratch).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import flash_envs  # noqa: F401  (registers the environments)
+from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper
+from flash_rl.encoder import FlashFeaturesExtractor
+
+ALGORITHMS = ("PPO", "A2C", "DQN")
+
+
+def algorithm(name_or_cls: str | type[BaseAlgorithm]) -> type[BaseAlgorithm]:
+    """The SB3 class named ``name_or_cls`` (PPO, A2C, DQN, ...), or the class itself."""
+    if not isinstance(name_or_cls, str):
+        return name_or_cls
+    import stable_baselines3
+
+    cls = getattr(stable_baselines3, name_or_cls, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseAlgorithm)):
+        raise ValueError(f"unknown stable-baselines3 algorithm {name_or_cls!r}; expected e.g. one of {ALGORITHMS}")
+    return cls
+
+
+def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], where: str = "agent_kwargs") -> None:
+    """Fail early, with the offending names, on keyword arguments the algorithm does not take."""
+    params = inspect.signature(agent_cls.__init__).parameters
+    reserved = {"policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device"}
+    bad = sorted(k for k in kwargs if k not in params or k in reserved)
+    if bad:
+        raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
+                         f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})})")
+
+
+def episode_steps_of(env: gym.Env) -> int:
+    steps = getattr(env.unwrapped, "episode_steps", None)
+    if steps is None and env.spec is not None:
+        steps = env.spec.max_episode_steps
+    if steps is None:
+        raise ValueError("cannot tell the episode length of this env; it needs an `episode_steps` attribute")
+    return int(steps)
+
+
+class ProgressBar(BaseCallback):
+    """A tqdm bar over timesteps (SB3's own bar needs ``rich``)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        super().__init__()
+        self.total, self.desc, self.bar = total, desc, None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, initial=min(self.total, self.model.num_timesteps), desc=self.desc,
+                        unit="step", dynamic_ncols=True, mininterval=2.0)
+
+    def _on_step(self) -> bool:
+        self.bar.n = min(self.total, self.model.num_timesteps)
+        self.bar.refresh() if self.n_calls % 512 == 0 else None
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.n = min(self.total, self.model.num_timesteps)
+        self.bar.close()
+
+
+class CheckpointCallback(BaseCallback):
+    """Every ``interval`` timesteps, atomically replace ``<directory>/agent.zip`` and ``state.json``."""
+
+    def __init__(self, owner: "Flash", directory: str | Path, interval: int) -> None:
+        super().__init__()
+        self.owner, self.directory, self.interval = owner, Path(directory), int(interval)
+        self._last = None
+
+    def _on_training_start(self) -> None:
+        self._last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps - self._last >= self.interval:
+            self.owner.checkpoint(self.directory)
+            self._last = self.model.num_timesteps
+        return True
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Flash:
+    """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
+
+    ``agent_cls`` is an SB3 algorithm class (or its name); ``agent_kwargs`` go to it for meta-training and
+    ``adapt_kwargs`` override them when fine-tuning on a new task. ``n_envs`` vectorised envs each run a task drawn
+    from the training tasks, redrawn every ``episodes_per_task`` episodes.
+    """
+
+    use_context = True
+
+    def __init__(self, agent_cls: str | type[BaseAlgorithm], env_id: str, env_kwargs: dict[str, Any] | None = None,
+                 *, context_len: int = 32, embedding_dim: int = 32, encoder: str = "gru", encoder_hidden: int = 64,
+                 net_arch: Sequence[int] = (64, 64), agent_kwargs: dict[str, Any] | None = None,
+                 adapt_kwargs: dict[str, Any] | None = None, n_envs: int = 8, episodes_per_task: int = 4,
+                 seed: int = 0, tensorboard_log: str | None = None, verbose: int = 0) -> None:
+        self.agent_cls = algorithm(agent_cls)
+        if env_id not in gym.registry:
+            raise ValueError(f"unknown env id {env_id!r}; registered flash envs: "
+                             f"{sorted(k for k in gym.registry if k.startswith('flash/'))}")
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.context_len, self.embedding_dim = int(context_len), int(embedding_dim)
+        self.encoder, self.encoder_hidden = encoder, int(encoder_hidden)
+        self.net_arch = [int(n) for n in net_arch]
+        self.agent_kwargs = dict(agent_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
+        check_agent_kwargs(self.agent_cls, self.agent_kwargs, "agent_kwargs")
+        check_agent_kwargs(self.agent_cls, self.adapt_kwargs, "adapt_kwargs")
+        if n_envs < 1 or episodes_per_task < 1:
+            raise ValueError(f"n_envs and episodes_per_task must be >= 1, got {n_envs}, {episodes_per_task}")
+        self.n_envs, self.episodes_per_task = int(n_envs), int(episodes_per_task)
+        self.seed = int(seed)
+        self.tensorboard_log, self.verbose = tensorboard_log, verbose
+        self.model: BaseAlgorithm | None = None
+        self.resumed_from: int | None = None
+        self._sampling_wrappers: list[TaskSamplingWrapper] = []
+        probe = gym.make(env_id, **self.env_kwargs)
+        self.episode_steps = episode_steps_of(probe)
+        probe.close()
+
+    # ------------------------------------------------------------------------------------------ construction
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-serialisable) that rebuild this object."""
+        return {"agent_cls": self.agent_cls.__name__, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
+                "context_len": self.context_len, "embedding_dim": self.embedding_dim, "encoder": self.encoder,
+                "encoder_hidden": self.encoder_hidden, "net_arch": self.net_arch, "agent_kwargs": self.agent_kwargs,
+                "adapt_kwargs": self.adapt_kwargs, "n_envs": self.n_envs, "episodes_per_task": self.episodes_per_task,
+                "seed": self.seed, "kind": type(self).__name__}
+
+    def make_env(self, task: Any = None, buffer: ContextBuffer | None = None) -> gym.Env:
+        """One env (on ``task`` if given), with the context wrapper when this agent uses context."""
+        env = gym.make(self.env_id, **self.env_kwargs)
+        if task is not None:
+            env.unwrapped.set_task(task)
+        if self.use_context:
+            env = ContextWrapper(env, self.context_len, buffer)
+        return env
+
+    def _policy(self) -> tuple[str, dict[str, Any]]:
+        if self.use_context:
+            return "MultiInputPolicy", {
+                "features_extractor_class": FlashFeaturesExtractor,
+                "features_extractor_kwargs": {"embedding_dim": self.embedding_dim, "hidden": self.encoder_hidden,
+                                              "encoder": self.encoder},
+                "net_arch": list(self.net_arch)}
+        return "MlpPolicy", {"net_arch": list(self.net_arch)}
+
+    def _new_agent(self, env, kwargs: dict[str, Any], seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
+        policy, policy_kwargs = self._policy()
+        return self.agent_cls(policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
+                              tensorboard_log=tensorboard_log, verbose=self.verbose, **kwargs)
+
+    def _train_vec_env(self, tasks: Sequence[Any]) -> DummyVecEnv:
+        self._sampling_wrappers = []
+
+        def factory(i: int) -> Callable[[], gym.Env]:
+            def make() -> gym.Env:
+                env = TaskSamplingWrapper(gym.make(self.env_id, **self.env_kwargs), tasks, self.episodes_per_task,
+                                          seed=self.seed * 1000 + i)
+                self._sampling_wrappers.append(env)
+                return ContextWrapper(env, self.context_len) if self.use_context else env
+            return make
+
+        return DummyVecEnv([factory(i) for i in range(self.n_envs)])
+
+    @property
+    def policy(self):
+        if self.model is None:
+            raise RuntimeError("this agent has no model yet: call meta_train() or load()")
+        return self.model.policy
+
+    # ------------------------------------------------------------------------------------------ meta-training
+    def meta_train(self, tasks: Any, total_timesteps: int, *, checkpoint_dir: str | Path | None = None,
+                   checkpoint_interval: int = 0, resume: bool = False, progress_bar: bool = False,
+                   tb_log_name: str | None = None, callback: BaseCallback | None = None) -> "Flash":
+        """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
+        ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it."""
+        tasks = list(getattr(tasks, "train", tasks))
+        if total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
+        torch.set_num_threads(1)
+        vec_env = self._train_vec_env(tasks)
+        state = self._load_checkpoint(checkpoint_dir, vec_env) if resume and checkpoint_dir else None
+        self.resumed_from = int(self.model.num_timesteps) if state is not None else None
+        if state is None:
+            self.model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
+        remaining = total_timesteps - self.model.num_timesteps
+        callbacks: list[BaseCallback] = []
+        if progress_bar:
+            callbacks.append(ProgressBar(total_timesteps, f"{type(self).__name__} meta-train"))
+        if checkpoint_dir and checkpoint_interval > 0:
+            callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval))
+        if callback is not None:
+            callbacks.append(callback)
+        if remaining > 0:
+            self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
+                             tb_log_name=tb_log_name or type(self).__name__)
+        if checkpoint_dir:
+            self.checkpoint(checkpoint_dir)
+        return self
+
+    def checkpoint(self, directory: str | Path) -> None:
+        """Atomically write the agent and the task samplers' state (what ``resume`` needs)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "agent.tmp.zip"
+        self.model.save(tmp)
+        os.replace(tmp, directory / "agent.zip")
+        state = {"config": self.config(), "num_timesteps": int(self.model.num_timesteps),
+                 "samplers": [w.get_state() for w in self._sampling_wrappers]}
+        atomic_write_text(directory / "state.json", json.dumps(state))
+
+    def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
+        directory = Path(directory)
+        if not (directory / "agent.zip").exists():
+            return None
+        state = json.loads((directory / "state.json").read_text()) if (directory / "state.json").exists() else {}
+        self.model = self.agent_cls.load(directory / "agent.zip", env=vec_env, device="cpu",
+                                         tensorboard_log=self.tensorboard_log)
+        for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):
+            wrapper.set_state(s)
+        return state
+
+    # ------------------------------------------------------------------------------------------ adaptation
+    def fresh(self, seed: int | None = None) -> "Flash":
+        """A copy of this object with a newly initialised (untrained) agent: the from-scratch baseline."""
+        other = copy.copy(self)
+        env = DummyVecEnv([lambda: self.make_env()])
+        other.model = self._new_agent(env, self.agent_kwargs, self.seed if seed is None else seed)
+        return other
+
+    def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
+                 buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
+        """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
+        ``buffer``'s context so that evaluation never feeds the adaptation context."""
+        agent = policy_agent or self.model
+        env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
+        extractor = getattr(agent.policy, "features_extractor", None)
+        previous = getattr(extractor, "zero_embedding", None)
+        if previous is not None:
+            extractor.zero_embedding = zero_embedding
+        try:
+            obs, _ = env.reset(seed=seed, options={"task": task})
+            total, done = 0.0, False
+            while not done:
+                action, _ = agent.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+        finally:
+            if previous is not None:
+                extractor.zero_embedding = previous
+            env.close()
+        return total
+
+    def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
+              zero_embedding: bool = False, on_eval: Callable[[int, float], None] | None = None
+              ) -> list[tuple[int, float]]:
+        """Fine-tune a copy of the agent online on ``task`` for ``episodes`` episodes with the agent's own algorithm
+        (``adapt_kwargs``), evaluating the deterministic policy before any fine-tuning and after every
+        ``eval_every`` episodes. Returns ``[(episodes fine-tuned, evaluation return), ...]``; ``self`` is unchanged.
+        """
+        if self.model is None:
+            raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
+        if episodes < 0 or eval_every < 1:
+            raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
+        torch.set_num_threads(1)
+        buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
+        train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
+        kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
+        agent = self._new_agent(train_env, kwargs, seed)
+        agent.policy.load_state_dict(self.model.policy.state_dict())
+        if zero_embedding:
+            agent.policy.features_extractor.zero_embedding = True
+        curve: list[tuple[int, float]] = []
+
+        def record(e: int) -> None:
+            value = self.evaluate(agent, task, eval_seed, buffer, zero_embedding)
+            curve.append((e, value))
+            if on_eval is not None:
+                on_eval(e, value)
+
+        record(0)
+        for e in range(1, episodes + 1):
+            agent.learn(self.episode_steps, reset_num_timesteps=e == 1)
+            if e % eval_every == 0 or e == episodes:
+                record(e)
+        train_env.close()
+        return curve
+
+    def _spaces(self):
+        env = gym.make(self.env_id, **self.env_kwargs)
+        spaces = (env.observation_space, env.action_space)
+        env.close()
+        return spaces
+
+    def embed(self, task: Any, episodes: int = 1, seed: int = 0) -> np.ndarray:
+        """The embedding after running the (deterministic) policy for ``episodes`` episodes on ``task``."""
+        if not self.use_context:
+            raise RuntimeError("this agent has no context embedding")
+        env = self.make_env(task)
+        obs = None
+        for e in range(episodes):
+            obs, _ = env.reset(seed=seed + e, options={"task": task})
+            done = False
+            while not done:
+                action, _ = self.model.predict(obs, deterministic=True)
+                obs, _, terminated, truncated, _ = env.step(action)
+                done = terminated or truncated
+        obs_t, _ = self.model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            return self.model.policy.features_extractor.embed(obs_t).squeeze(0).numpy()
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write ``path/agent.zip`` (the SB3 agent, embedding network included) and ``path/flash.json``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / "agent.tmp.zip"
+        self.policy  # noqa: B018  (raises if there is no model)
+        self.model.save(tmp)
+        os.replace(tmp, path / "agent.zip")
+        atomic_write_text(path / "flash.json", json.dumps(self.config(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Flash":
+        path = Path(path)
+        if not (path / "flash.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved agent (no flash.json)")
+        config = json.loads((path / "flash.json").read_text())
+        kind = config.pop("kind", cls.__name__)
+        target = {"Flash": Flash, "TransferLearning": TransferLearning}.get(kind, cls)
+        obj = target(**config)
+        obj.model = obj.agent_cls.load(path / "agent.zip", env=DummyVecEnv([lambda: obj.make_env()]), device="cpu")
+        return obj
+
+
+class TransferLearning(Flash):
+    """The same base agent without FLASH's context: pretrain on the train tasks (``meta_train``), fine-tune on the
+    new task (``adapt``); ``fresh()`` gives the from-scratch baseline."""
+
+    use_context = False

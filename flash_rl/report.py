@@ -1,0 +1,208 @@
+"""Turn adaptation curves into the reproduction's outputs: CSVs, ``summary.json``, plots and a markdown table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flash_rl.adaptation import References, episodes_to_adapt
+from flash_rl.stats import bootstrap_ci, iqm, mean, median, ratio_ci
+
+LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
+          "flash_zero_embedding": "FLASH, embedding zeroed"}
+
+
+def normalised(value: float, ref: References) -> float:
+    """0 = random policy, 1 = expert."""
+    span = ref.expert - ref.random
+    return (value - ref.random) / span if abs(span) > 1e-9 else float("nan")
+
+
+def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    a = cfg.adaptation
+    rows = []
+    for rec in records:
+        ref = refs[(rec["task"], rec["eval_seed"])]
+        e2a, censored = episodes_to_adapt(rec["curve"], ref.threshold(a.threshold), a.budget)
+        rows.append({"method": rec["method"], "task": rec["task"], "seed": rec["seed"], "episodes": e2a,
+                     "censored": censored, "threshold": ref.threshold(a.threshold),
+                     "zero_shot": rec["curve"][0][1], "final": rec["curve"][-1][1],
+                     "zero_shot_norm": normalised(rec["curve"][0][1], ref),
+                     "final_norm": normalised(rec["curve"][-1][1], ref)})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    per_method: dict[str, Any] = {}
+    values: dict[str, np.ndarray] = {}
+    for m in methods:
+        mine = sorted((r for r in rows if r["method"] == m), key=lambda r: (r["task"], r["seed"]))
+        x = np.array([r["episodes"] for r in mine], dtype=float)
+        values[m] = x
+        med, iq = bootstrap_ci(x, median), bootstrap_ci(x, iqm)
+        per_method[m] = {
+            "label": LABELS.get(m, m), "runs": len(x), "censored": int(sum(r["censored"] for r in mine)),
+            "median": med[0], "median_ci": med[1:], "iqm": iq[0], "iqm_ci": iq[1:], "mean": float(x.mean()),
+            "zero_shot_return": float(np.mean([r["zero_shot"] for r in mine])),
+            "final_return": float(np.mean([r["final"] for r in mine])),
+            "zero_shot_normalised": float(np.nanmean([r["zero_shot_norm"] for r in mine])),
+            "final_normalised": float(np.nanmean([r["final_norm"] for r in mine])),
+        }
+    speedups = {}
+    if "flash" in values:
+        for m in methods:
+            if m != "flash":
+                r = ratio_ci(values[m], values["flash"], mean)
+                speedups[f"{m}/flash"] = {"ratio_of_means": r[0], "ci": r[1:],
+                                          "ratio_of_medians": float(np.median(values[m]) / np.median(values["flash"]))}
+    return {"methods": per_method, "speedup": speedups}, rows
+
+
+def _references_summary(refs: dict[tuple[str, int], References]) -> dict[str, Any]:
+    items = list(refs.values())
+    lines = sorted({k for r in items for k in r.heuristics})
+    return {"random_return": float(np.mean([r.random for r in items])),
+            "expert_return": float(np.mean([r.expert for r in items])),
+            "expert_sources": {s: sum(r.expert_source == s for r in items) for s in {r.expert_source for r in items}},
+            "heuristics": {h: {"return": float(np.mean([r.heuristics[h] for r in items])),
+                               "normalised": float(np.nanmean([normalised(r.heuristics[h], r) for r in items]))}
+                           for h in lines}}
+
+
+def plot(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
+         rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary["methods"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for m in methods:
+        mine = [r for r in records if r["method"] == m]
+        episodes = [e for e, _ in mine[0]["curve"]]
+        y = np.array([[normalised(v, refs[(r["task"], r["eval_seed"])]) for _, v in r["curve"]] for r in mine])
+        centre = iqm(y, axis=0)
+        band = np.array([bootstrap_ci(y[:, j], iqm, n_resamples=500)[1:] for j in range(y.shape[1])])
+        ax.plot(episodes, centre, label=LABELS.get(m, m))
+        ax.fill_between(episodes, band[:, 0], band[:, 1], alpha=0.2)
+    for h, stats in summary["references"]["heuristics"].items():
+        ax.axhline(stats["normalised"], ls=":", lw=1, color="grey")
+        ax.text(0, stats["normalised"], f" {h}", fontsize=7, color="grey", va="bottom")
+    ax.axhline(cfg.adaptation.threshold, ls="--", lw=1, color="black")
+    ax.set_xlabel("fine-tuning episodes on the held-out task")
+    ax.set_ylabel("normalised return (0 random, 1 expert), IQM")
+    ax.set_title("Adaptation on held-out tasks (95% bootstrap CI)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "adaptation_curves.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    rng = np.random.default_rng(0)
+    for i, m in enumerate(methods):
+        x = np.array([r["episodes"] for r in rows if r["method"] == m], dtype=float)
+        s = summary["methods"][m]
+        ax.scatter(i + rng.uniform(-0.2, 0.2, len(x)), x, s=8, alpha=0.35)
+        ax.errorbar(i, s["iqm"], yerr=[[s["iqm"] - s["iqm_ci"][0]], [s["iqm_ci"][1] - s["iqm"]]], fmt="o",
+                    color="black", capsize=4)
+    ax.axhline(cfg.adaptation.budget + 1, ls=":", color="grey")
+    ax.text(-0.4, cfg.adaptation.budget + 1, "censored", fontsize=7, color="grey", va="bottom")
+    ax.set_xticks(range(len(methods)), [LABELS.get(m, m) for m in methods], fontsize=8)
+    ax.set_ylabel("episodes to adapt (IQM, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "episodes_to_adapt.png", dpi=120)
+    plt.close(fig)
+
+
+def _fmt_ci(point: float, ci: list[float] | tuple[float, float]) -> str:
+    return f"{point:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def markdown(cfg: Any, summary: dict[str, Any]) -> str:
+    a = cfg.adaptation
+    m = summary["methods"]
+    lines = [f"# FLASH adaptation on held-out tasks: {cfg.case}", "",
+             f"{summary['n_test_tasks']} held-out tasks x {a.seeds} seeds, budget {a.budget} fine-tuning episodes, "
+             f"evaluation every {a.eval_every}, threshold {a.threshold:.0%} of the way from the random policy's "
+             "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "
+             f"deterministic policy first reaches the threshold (1 = zero-shot); censored runs count as "
+             f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", "",
+             "| method | median episodes-to-adapt [95% CI] | IQM [95% CI] | censored | zero-shot return (norm.) "
+             "| final return (norm.) |", "|---|---|---|---|---|---|"]
+    for key, s in m.items():
+        lines.append(f"| {s['label']} | {_fmt_ci(s['median'], s['median_ci'])} | {_fmt_ci(s['iqm'], s['iqm_ci'])} "
+                     f"| {s['censored']}/{s['runs']} | {s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f}) "
+                     f"| {s['final_return']:.2f} ({s['final_normalised']:.2f}) |")
+    for h, s in summary["references"]["heuristics"].items():
+        lines.append(f"| {h} (heuristic) | - | - | - | {s['return']:.2f} ({s['normalised']:.2f}) | - |")
+    r = summary["references"]
+    lines += ["", f"References (means): random {r['random_return']:.2f}, expert {r['expert_return']:.2f} "
+              f"(expert source counts: {r['expert_sources']}).", "", "## Speedup", "",
+              "| comparison | ratio of mean episodes-to-adapt [95% CI] | ratio of medians |", "|---|---|---|"]
+    for key, s in summary["speedup"].items():
+        other = key.split("/")[0]
+        lines.append(f"| {LABELS.get(other, other)} vs FLASH | {s['ratio_of_means']:.2f} "
+                     f"[{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] | {s['ratio_of_medians']:.2f} |")
+    if summary.get("probe"):
+        p = summary["probe"]
+        lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
+                  f"Ridge regression fit on train-task embeddings ({p['samples']['train']} samples), R^2 on held-out "
+                  f"test tasks ({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
+                  f"(train {p['mean_r2_train']:.2f}).", "", "| parameter | R^2 test | R^2 train |", "|---|---|---|"]
+        for k, v in p["r2_test"].items():
+            lines.append(f"| {k} | {v:.2f} | {p['r2_train'][k]:.2f} |")
+    lines += ["", "## Phase times", "", "| phase | seconds |", "|---|---|"]
+    for k, v in summary["phase_seconds"].items():
+        lines.append(f"| {k} | {v:.0f} |")
+    lines += [f"| **total** | {summary['total_seconds']:.0f} |", "",
+              f"Machine: {summary['machine']}. Command: `{summary['command']}`", "",
+              "Files: `summary.json`, `curves.csv` (every evaluation), `episodes_to_adapt.csv`, `references.csv`, "
+              "`adaptation_curves.png`, `episodes_to_adapt.png`, `config.yaml` (the effective config).", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
+                 probe: dict[str, Any] | None, phase_seconds: dict[str, float], quick: bool, command: str,
+                 total_seconds: float) -> dict[str, Any]:
+    import os
+
+    out_dir = Path(out_dir)
+    summary, rows = summarise(cfg, records, refs)
+    used = {(r["task"], r["eval_seed"]) for r in records}
+    summary["references"] = _references_summary({k: v for k, v in refs.items() if k in used})
+    summary["probe"] = probe
+    summary["n_test_tasks"] = len({r["task"] for r in records})
+    summary["seeds"] = cfg.adaptation.seeds
+    summary["quick"] = quick
+    summary["phase_seconds"] = {k: round(v, 1) for k, v in phase_seconds.items()}
+    summary["total_seconds"] = round(total_seconds, 1)
+    summary["command"] = command
+    summary["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch threads 1"
+    with open(out_dir / "curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return"])
+        for rec in records:
+            ref = refs[(rec["task"], rec["eval_seed"])]
+            for e, v in rec["curve"]:
+                w.writerow([rec["method"], rec["task"], rec["seed"], rec["eval_seed"], e, f"{v:.4f}",
+                            f"{normalised(v, ref):.4f}"])
+    with open(out_dir / "episodes_to_adapt.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(out_dir / "references.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        heur = sorted({h for r in refs.values() for h in r.heuristics})
+        w.writerow(["task", "eval_seed", "random", "expert", "expert_source", *heur])
+        for (task, seed), r in sorted(refs.items()):
+            if (task, seed) in used:
+                w.writerow([task, seed, f"{r.random:.4f}", f"{r.expert:.4f}", r.expert_source,
+                            *(f"{r.heuristics[h]:.4f}" for h in heur)])
+    plot(out_dir, cfg, records, refs, rows, summary)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "results.md").write_text(markdown(cfg, summary))
+    return summary

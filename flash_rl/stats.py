@@ -1,0 +1,60 @@
+"""Summary statistics with 95% bootstrap confidence intervals (``scipy.stats.bootstrap``, percentile method).
+
+The percentile method is used rather than BCa because episodes-to-adapt is discrete with many ties (censored runs
+all share one value), where BCa degenerates.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (25% trimmed from each end)."""
+    return stats.trim_mean(x, 0.25, axis=axis)
+
+
+def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(x, axis=axis)
+
+
+def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+STATISTICS: dict[str, Callable[..., np.ndarray]] = {"median": median, "iqm": iqm, "mean": mean}
+
+
+def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """(point estimate, CI low, CI high) of ``statistic`` over ``values``."""
+    x = np.asarray(values, dtype=float)
+    point = float(statistic(x))
+    if len(x) < 2 or np.all(x == x[0]):
+        return point, point, point
+    res = stats.bootstrap((x,), statistic, n_resamples=n_resamples, confidence_level=CONFIDENCE,
+                          method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], statistic: Callable[..., np.ndarray] = mean,
+             n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(numerator) / statistic(denominator)`` with a paired bootstrap CI (pairs: the same task and seed)."""
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
+
+    def ratio(x, y, axis=-1):
+        return statistic(x, axis=axis) / statistic(y, axis=axis)
+
+    point = float(ratio(a, b))
+    if len(a) < 2 or (np.all(a == a[0]) and np.all(b == b[0])):
+        return point, point, point
+    res = stats.bootstrap((a, b), ratio, paired=True, n_resamples=n_resamples, confidence_level=CONFIDENCE,
+                          method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)

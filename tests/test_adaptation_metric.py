@@ -1,0 +1,46 @@
+"""Episodes-to-adapt on synthetic curves (censoring included), references, and the bootstrap statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flash_rl.adaptation import References, episodes_to_adapt
+from flash_rl.stats import bootstrap_ci, iqm, mean, median, ratio_ci
+
+
+def test_episodes_to_adapt_counts_the_evaluation_episode():
+    curve = [(0, 1.0), (1, 2.0), (2, 5.0), (3, 9.0), (4, 9.5)]
+    assert episodes_to_adapt(curve, 9.0, budget=4) == (4, False)   # reached after 3 fine-tuning episodes
+    assert episodes_to_adapt(curve, 0.5, budget=4) == (1, False)   # zero-shot
+    assert episodes_to_adapt(curve, 4.0, budget=4) == (3, False)
+
+
+def test_censoring_at_the_budget():
+    curve = [(e, float(e)) for e in range(11)]
+    assert episodes_to_adapt(curve, 100.0, budget=10) == (11, True)
+    # a success after the budget does not count
+    assert episodes_to_adapt(curve + [(11, 200.0)], 100.0, budget=10) == (11, True)
+    # evaluation every k episodes: the first evaluation at or above the threshold
+    sparse = [(0, 0.0), (5, 3.0), (10, 8.0)]
+    assert episodes_to_adapt(sparse, 2.0, budget=10) == (6, False)
+    with pytest.raises(ValueError):
+        episodes_to_adapt(curve, 1.0, budget=0)
+
+
+def test_threshold_from_references():
+    ref = References("t", 0, random=10.0, expert=30.0, expert_source="x")
+    assert ref.threshold(0.9) == pytest.approx(28.0)
+    assert ref.threshold(1.0) == pytest.approx(30.0)
+
+
+def test_bootstrap_statistics():
+    x = np.array([1, 1, 2, 2, 3, 3, 4, 30, 31, 31], dtype=float)
+    assert iqm(x) == pytest.approx(np.mean(np.sort(x)[2:8]))
+    point, lo, hi = bootstrap_ci(x, median)
+    assert point == 3 and lo <= point <= hi
+    assert bootstrap_ci(np.full(6, 31.0), iqm) == (31.0, 31.0, 31.0)   # all censored: a degenerate CI, no crash
+    r, lo, hi = ratio_ci(np.full(10, 20.0) + np.arange(10), np.full(10, 2.0) + np.arange(10) % 2, mean)
+    assert r == pytest.approx(24.5 / 2.5) and lo <= r <= hi and lo > 1
+    with pytest.raises(ValueError):
+        ratio_ci(np.ones(3), np.ones(4))

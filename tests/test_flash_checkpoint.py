@@ -1,0 +1,112 @@
+"""Checkpoints: save/load and save/resume equivalence, and a meta-training run killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import flash_envs  # noqa: F401
+from flash_rl.flash import Flash
+from flash_rl.maml import MAML
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_ENV = {"episode_steps": 10}
+TINY_PPO = {"n_steps": 20, "batch_size": 40, "n_epochs": 1}
+
+
+def family():
+    return gym.make("flash/Autoscaling-v0").unwrapped.family
+
+
+def same_params(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_flash_save_load_roundtrip(tmp_path):
+    flash = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, context_len=6, embedding_dim=4, encoder_hidden=8,
+                  net_arch=[16], agent_kwargs=TINY_PPO, n_envs=2, episodes_per_task=2, seed=1)
+    flash.meta_train(family().train[:4], 80)
+    flash.save(tmp_path / "m")
+    loaded = Flash.load(tmp_path / "m")
+    assert type(loaded) is Flash and loaded.config() == flash.config()
+    assert same_params(flash.policy, loaded.policy)
+    task = family().test[0]
+    assert flash.evaluate(None, task, seed=3) == loaded.evaluate(None, task, seed=3)
+
+
+def test_flash_checkpoint_resume_equivalence(tmp_path):
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], agent_kwargs=TINY_PPO, n_envs=2,
+                  episodes_per_task=2, seed=2)
+    a = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    a.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=40)
+    state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
+    assert state["num_timesteps"] == 120 and len(state["samplers"]) == 2
+    # resuming a finished run trains nothing and restores weights, optimiser and task samplers exactly
+    b = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    b.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert b.resumed_from == 120 and b.model.num_timesteps == 120
+    assert same_params(a.policy, b.policy)
+    opt_a, opt_b = a.policy.optimizer.state_dict(), b.policy.optimizer.state_dict()
+    assert all(torch.equal(opt_a["state"][k]["exp_avg"], opt_b["state"][k]["exp_avg"]) for k in opt_a["state"])
+    assert [w.get_state() for w in b._sampling_wrappers] == state["samplers"]
+    # and a longer budget continues from there
+    b.meta_train(tasks, 200, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert b.resumed_from == 120 and b.model.num_timesteps == 200
+    assert not same_params(a.policy, b.policy)
+
+
+def test_maml_resume_is_exactly_equivalent(tmp_path):
+    tasks = family().train[:4]
+    kw = dict(hidden=[8], meta_batch=2, outer_episodes=1, seed=3)
+    straight = MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 4)
+    MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 2, checkpoint_dir=tmp_path)
+    resumed = MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 4, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.iteration == 4
+    assert same_params(straight.policy, resumed.policy)
+
+
+def test_kill_and_resume_meta_train(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "flash_rl.cli", "meta-train", "--method", "flash", "--run-dir", str(run_dir),
+           "--set", "env.kwargs={episode_steps: 10}", "flash.n_envs=2", "flash.context_len=6",
+           "flash.embedding_dim=4", "flash.encoder_hidden=8", "flash.net_arch=[16]",
+           "flash.agent_kwargs={n_steps: 20, batch_size: 40, n_epochs: 1}", "run.checkpoint_interval=40",
+           "run.progress_bar=false"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    state_file = run_dir / "models" / "flash" / "ckpt" / "state.json"
+    proc = subprocess.Popen(cmd + ["flash.timesteps=1000000"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if state_file.exists() and json.loads(state_file.read_text())["num_timesteps"] >= 120:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no checkpoint written")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = json.loads(state_file.read_text())["num_timesteps"]
+    assert not (run_dir / "models" / "flash" / "DONE").exists()
+    target = killed_at + 80
+    out = subprocess.run(cmd + [f"flash.timesteps={target}", "--resume"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    resumed_at = int(out.stdout.split("resumed from the checkpoint at ")[1].split()[0])
+    assert resumed_at == killed_at  # nothing lost beyond the last checkpoint interval
+    assert (run_dir / "models" / "flash" / "DONE").exists()
+    final = Flash.load(run_dir / "models" / "flash" / "final")
+    assert final.model.num_timesteps == target
+    assert (run_dir / "config.yaml").exists()

@@ -1,0 +1,70 @@
+"""Bad configs fail at start with a clear message; overrides and the saved effective config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flash_rl.config import ConfigError, load_config, save_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "autoscaling.yaml"
+
+
+def test_shipped_configs_load():
+    full = load_config(CONFIG)
+    quick = load_config(ROOT / "configs" / "autoscaling_quick.yaml")
+    assert full.case == quick.case == "autoscaling"
+    assert quick.flash.timesteps < full.flash.timesteps
+    assert quick.flash.context_len == full.flash.context_len  # inherited
+
+
+def test_overrides_any_field(tmp_path):
+    cfg = load_config(CONFIG, ["flash.timesteps=1234", "adaptation.methods=[flash, maml]", "env.kwargs={alpha: 0.5}",
+                               "flash.agent_kwargs={n_epochs: 2}"])
+    assert cfg.flash.timesteps == 1234 and cfg.adaptation.methods == ["flash", "maml"]
+    assert cfg.env.kwargs == {"alpha": 0.5}
+    assert cfg.flash.agent_kwargs["n_epochs"] == 2 and cfg.flash.agent_kwargs["n_steps"] == 120  # merged
+    save_config(cfg, tmp_path / "effective.yaml")
+    assert load_config(tmp_path / "effective.yaml").to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("flash.timestepz=5", "unknown config key(s) ['flash.timestepz']"),
+    ("bogus=1", "unknown config key(s) ['bogus']"),
+    ("flash.timesteps=lots", "flash.timesteps must be int, got str 'lots'"),
+    ("adaptation.threshold=[1]", "adaptation.threshold must be float"),
+    ("env.id=flash/Nope-v0", "unknown env id 'flash/Nope-v0'"),
+    ("adaptation.budget=0", "adaptation.budget must be >= 1, got 0"),
+    ("flash.timesteps=0", "flash.timesteps must be >= 1"),
+    ("flash.algo=PPOO", "unknown stable-baselines3 algorithm 'PPOO'"),
+    ("flash.agent_kwargs={n_stepz: 3}", "does not take ['n_stepz']"),
+    ("adaptation.methods=[flash, magic]", "unknown method(s) ['magic']"),
+    ("case=nope", "unknown case 'nope'"),
+])
+def test_config_errors(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIG, [override])
+    assert message in str(err.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"inherit": str(CONFIG), "maml": {"iterations": "many"}}))
+    with pytest.raises(ConfigError, match="maml.iterations must be int"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_config_errors_before_any_work(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "flash_rl.cli", "reproduce", "--quick", "--set", "adaptation.budget=0",
+                          "--out", str(tmp_path / "o"), "--run-dir", str(tmp_path / "r")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "adaptation.budget must be >= 1" in out.stderr
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,73 @@
+"""A tiny meta-train + adapt for FLASH (PPO), a second algorithm (A2C and DQN), transfer/scratch and MAML."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import A2C, DQN, PPO
+
+import flash_envs  # noqa: F401
+from flash_rl import MAML, Flash, TransferLearning
+from flash_rl.encoder import FlashFeaturesExtractor
+
+ENV = {"episode_steps": 10}
+
+
+@pytest.fixture(scope="module")
+def family():
+    return gym.make("flash/Autoscaling-v0").unwrapped.family
+
+
+def check_curve(curve, episodes):
+    assert [e for e, _ in curve] == list(range(episodes + 1))
+    assert all(np.isfinite(v) for _, v in curve)
+
+
+def test_flash_ppo_meta_train_and_adapt(family):
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
+                  net_arch=[32], agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 2},
+                  adapt_kwargs={"n_steps": 10, "batch_size": 10}, n_envs=2, episodes_per_task=2)
+    flash.meta_train(family, 400)
+    assert isinstance(flash.policy.features_extractor, FlashFeaturesExtractor)
+    before = [p.clone() for p in flash.policy.parameters()]
+    curve = flash.adapt(family.test[0], episodes=3)
+    check_curve(curve, 3)
+    assert all((a == b).all() for a, b in zip(before, flash.policy.parameters())), "adapt leaves the model alone"
+    assert flash.embed(family.test[1]).shape == (8,)
+    zero = flash.adapt(family.test[0], episodes=1, zero_embedding=True)
+    check_curve(zero, 1)
+
+
+@pytest.mark.parametrize("algo, kwargs, adapt_kwargs", [
+    (A2C, {"n_steps": 5}, {}),
+    (DQN, {"learning_starts": 20, "buffer_size": 1000, "train_freq": 4, "batch_size": 16}, {"learning_starts": 0}),
+])
+def test_second_algorithm(family, algo, kwargs, adapt_kwargs):
+    flash = Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
+                  net_arch=[32], agent_kwargs=kwargs, adapt_kwargs=adapt_kwargs, n_envs=2)
+    flash.meta_train(family.train[:3], 200)
+    assert isinstance(flash.model, algo)
+    extractor = flash.policy.q_net.features_extractor if algo is DQN else flash.policy.features_extractor
+    assert isinstance(extractor, FlashFeaturesExtractor)
+    check_curve(flash.adapt(family.test[0], episodes=2), 2)
+
+
+def test_transfer_scratch_and_maml(family):
+    tl = TransferLearning("PPO", "flash/Autoscaling-v0", ENV, net_arch=[32],
+                          agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 1}, n_envs=2)
+    tl.meta_train(family, 200)
+    assert "features_extractor_class" not in tl.model.policy_kwargs
+    check_curve(tl.adapt(family.test[0], 2), 2)
+    check_curve(tl.fresh(seed=5).adapt(family.test[0], 2), 2)
+    maml = MAML("flash/Autoscaling-v0", ENV, hidden=[16], meta_batch=2, outer_episodes=1).meta_train(family, 2)
+    check_curve(maml.adapt(family.test[0], 2), 2)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown env id"):
+        Flash("PPO", "flash/Nope-v0")
+    with pytest.raises(ValueError, match="does not take"):
+        Flash("PPO", "flash/Autoscaling-v0", agent_kwargs={"n_stepz": 3})
+    with pytest.raises(ValueError, match="unknown stable-baselines3 algorithm"):
+        Flash("PPOO", "flash/Autoscaling-v0")
