@@ -103,6 +103,9 @@ def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
     t = cfg.tasks
     tasks = []
     for path in t.test_traces:
+        # read once now, so that a bad file or column fails before any training (the reader names file/line/column)
+        TraceWorkload(path=str(path), time_column=t.trace_time_column, value_column=t.trace_value_column or None,
+                      value_kind=t.trace_value_kind).load()
         for test_task in family.test:
             workload = TraceWorkload(path=str(path), time_column=t.trace_time_column,
                                      value_column=t.trace_value_column or None, value_kind=t.trace_value_kind,

@@ -84,6 +84,7 @@ class AdaptationConfig:
     budget: int = 30
     eval_every: int = 1
     threshold: float = 0.9
+    extra_thresholds: list = field(default_factory=lambda: [0.95, 0.98])  # reported as a sensitivity table
     seeds: int = 5
     eval_seed: int = 10_000
     max_test_tasks: int = 0  # 0: all test tasks
@@ -256,8 +257,9 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.env.id not in gym.registry:
         flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
         raise ConfigError(f"config key env.id: unknown env id {cfg.env.id!r}; registered FLASH envs: {flash_ids}")
-    if not 0 < cfg.adaptation.threshold <= 1:
-        raise ConfigError(f"config key adaptation.threshold must be in (0, 1], got {cfg.adaptation.threshold}")
+    for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
+        if not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ConfigError(f"config keys adaptation.threshold / extra_thresholds must be in (0, 1], got {value!r}")
     from flash_rl.encoder import ENCODERS
     from flash_rl.flash import algorithm, check_agent_kwargs
 

@@ -23,6 +23,7 @@ import copy
 import inspect
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -212,9 +213,11 @@ class Flash:
     # ------------------------------------------------------------------------------------------ meta-training
     def meta_train(self, tasks: Any, total_timesteps: int, *, checkpoint_dir: str | Path | None = None,
                    checkpoint_interval: int = 0, resume: bool = False, progress_bar: bool = False,
-                   tb_log_name: str | None = None, callback: BaseCallback | None = None) -> "Flash":
+                   tb_log_name: str | None = None, callback: BaseCallback | None = None,
+                   init_from: "Flash | None" = None) -> "Flash":
         """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
-        ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it."""
+        ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it.
+        ``init_from`` starts from another agent's weights (same architecture) instead of a random initialisation."""
         tasks = list(getattr(tasks, "train", tasks))
         if total_timesteps < 1:
             raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
@@ -224,6 +227,8 @@ class Flash:
         self.resumed_from = int(self.model.num_timesteps) if state is not None else None
         if state is None:
             self.model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
+            if init_from is not None:
+                self.model.policy.load_state_dict(init_from.policy.state_dict())
         remaining = total_timesteps - self.model.num_timesteps
         callbacks: list[BaseCallback] = []
         if progress_bar:
@@ -266,7 +271,8 @@ class Flash:
         """A copy of this object with a newly initialised (untrained) agent: the from-scratch baseline."""
         other = copy.copy(self)
         env = DummyVecEnv([lambda: self.make_env()])
-        other.model = self._new_agent(env, self.agent_kwargs, self.seed if seed is None else seed)
+        kwargs = {**self.agent_kwargs, **self.adapt_kwargs}  # only ever used through adapt()
+        other.model = self._new_agent(env, kwargs, self.seed if seed is None else seed)
         return other
 
     def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
@@ -371,7 +377,10 @@ class Flash:
         kind = config.pop("kind", cls.__name__)
         target = {"Flash": Flash, "TransferLearning": TransferLearning}.get(kind, cls)
         obj = target(**config)
-        obj.model = obj.agent_cls.load(path / "agent.zip", env=DummyVecEnv([lambda: obj.make_env()]), device="cpu")
+        with warnings.catch_warnings():  # the meta-training batch size does not fit one env: irrelevant here
+            warnings.filterwarnings("ignore", message=".*mini-batch size.*")
+            obj.model = obj.agent_cls.load(path / "agent.zip", env=DummyVecEnv([lambda: obj.make_env()]),
+                                           device="cpu")
         return obj
 
 

@@ -176,24 +176,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
 
-    # 1. references
-    with timer.phase("references"):
-        settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
-                    "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
-                    "net_arch": cfg.transfer.net_arch}
-
-        def train_expert(task):
-            expert = make_transfer(cfg, seed=cfg.run.seed)
-            expert.n_envs = 4
-            expert.meta_train([task], cfg.references.expert_timesteps)
-            return expert.model
-
-        refs = compute_references(env, tasks, eval_seeds, ReferenceCache(cfg.references.cache, settings),
-                                  case.heuristics, case.expert_sweep,
-                                  train_expert if cfg.references.expert_timesteps > 0 else None,
-                                  cfg.references.random_episodes, cfg.run.progress_bar)
-
-    # 2. meta-training
+    # 1. meta-training
     methods = list(a.methods)
     models: dict[str, Any] = {}
     if {"flash", "flash_zero_embedding"} & set(methods):
@@ -207,6 +190,30 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     if "maml" in methods:
         with timer.phase("meta-train maml"):
             models["maml"] = train_maml(cfg, family, run_dir / "models" / "maml", resume, writer)
+
+    # 2. references (after meta-training: the per-task expert starts from the pretrained transfer agent)
+    with timer.phase("references"):
+        settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
+                    "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
+                    "net_arch": cfg.transfer.net_arch,
+                    "expert_init": "pretrained transfer agent", "transfer_timesteps": cfg.transfer.timesteps,
+                    "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
+
+        def train_expert(task):
+            expert = make_transfer(cfg, seed=cfg.run.seed)
+            expert.n_envs = 4
+            expert.meta_train([task], cfg.references.expert_timesteps, init_from=pretrained)
+            return expert.model
+
+        pretrained = models.get("transfer")
+        if pretrained is None and cfg.references.expert_timesteps > 0:
+            pretrained = train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
+                                          run_dir / "models" / "transfer", cfg, resume, "transfer")
+
+        refs = compute_references(env, tasks, eval_seeds, ReferenceCache(cfg.references.cache, settings),
+                                  case.heuristics, case.expert_sweep,
+                                  train_expert if cfg.references.expert_timesteps > 0 else None,
+                                  cfg.references.random_episodes, cfg.run.progress_bar)
 
     # 3. adaptation
     curves_path = run_dir / "curves.jsonl"

@@ -58,7 +58,21 @@ def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int
                 r = ratio_ci(values[m], values["flash"], mean)
                 speedups[f"{m}/flash"] = {"ratio_of_means": r[0], "ci": r[1:],
                                           "ratio_of_medians": float(np.median(values[m]) / np.median(values["flash"]))}
-    return {"methods": per_method, "speedup": speedups}, rows
+    sensitivity = {}
+    for fraction in [a.threshold, *a.extra_thresholds]:
+        per = {}
+        for m in methods:
+            mine = sorted((r for r in records if r["method"] == m), key=lambda r: (r["task"], r["seed"]))
+            res = [episodes_to_adapt(r["curve"], refs[(r["task"], r["eval_seed"])].threshold(fraction), a.budget)
+                   for r in mine]
+            per[m] = {"mean": float(np.mean([e for e, _ in res])), "censored": int(sum(c for _, c in res)),
+                      "values": [e for e, _ in res]}
+        entry = {"methods": {m: {k: v for k, v in d.items() if k != "values"} for m, d in per.items()}}
+        if "flash" in per and "transfer" in per:
+            r = ratio_ci(per["transfer"]["values"], per["flash"]["values"], mean)
+            entry["speedup_transfer_vs_flash"] = {"ratio_of_means": r[0], "ci": r[1:]}
+        sensitivity[f"{fraction:g}"] = entry
+    return {"methods": per_method, "speedup": speedups, "threshold_sensitivity": sensitivity}, rows
 
 
 def _references_summary(refs: dict[tuple[str, int], References]) -> dict[str, Any]:
@@ -147,6 +161,19 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
         other = key.split("/")[0]
         lines.append(f"| {LABELS.get(other, other)} vs FLASH | {s['ratio_of_means']:.2f} "
                      f"[{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] | {s['ratio_of_medians']:.2f} |")
+    sens = summary.get("threshold_sensitivity", {})
+    if sens:
+        methods = list(m)
+        lines += ["", "## Threshold sensitivity", "",
+                  "Mean episodes-to-adapt (censored runs) when the threshold is a larger fraction of the way from "
+                  "random to expert, from the same curves.", "",
+                  "| threshold | " + " | ".join(m[k]["label"] for k in methods) + " | transfer / FLASH [95% CI] |",
+                  "|---|" + "---|" * len(methods) + "---|"]
+        for fraction, entry in sens.items():
+            cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
+            sp = entry.get("speedup_transfer_vs_flash")
+            sp_text = f"{sp['ratio_of_means']:.2f} [{sp['ci'][0]:.2f}, {sp['ci'][1]:.2f}]" if sp else "-"
+            lines.append(f"| {float(fraction):.0%} | " + " | ".join(cells) + f" | {sp_text} |")
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",

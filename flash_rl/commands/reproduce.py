@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flash_rl.pipeline import reproduce
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import reproduce, test_tasks
 
     extra = []
     if args.seeds is not None:
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         extra.append("tasks.test_traces=[" + ", ".join(repr(str(p)) for p in args.test_trace) + "]")
     try:
         cfg = config_from_args(args, extra)
-    except (ConfigError, FileNotFoundError) as err:
+        case = get_case(cfg.case)
+        test_tasks(cfg, case, case.build_family(cfg))  # bad task files / traces fail here, before any work
+    except (ConfigError, FileNotFoundError, ValueError) as err:
         return fail(err)
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
     run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))

@@ -1,0 +1,66 @@
+"""``flash reproduce`` end to end at toy size: every method, a replayed test trace, the outputs, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from flash_rl.commands import reproduce as command
+from flash_rl.config import load_config
+from flash_rl.pipeline import reproduce
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["env.kwargs={episode_steps: 8}", "flash.timesteps=160", "transfer.timesteps=160", "flash.n_envs=2",
+        "transfer.n_envs=2", "flash.context_len=6", "flash.embedding_dim=4", "flash.encoder_hidden=8",
+        "flash.net_arch=[16]", "transfer.net_arch=[16]",
+        "flash.agent_kwargs={n_steps: 16, batch_size: 32, n_epochs: 1}",
+        "transfer.agent_kwargs={n_steps: 16, batch_size: 32, n_epochs: 1}",
+        "flash.adapt_kwargs={n_steps: 8, batch_size: 8, n_epochs: 1}",
+        "transfer.adapt_kwargs={n_steps: 8, batch_size: 8, n_epochs: 1}",
+        "maml.iterations=2", "maml.meta_batch=2", "maml.outer_episodes=1", "maml.hidden=[8]",
+        "adaptation.budget=2", "adaptation.seeds=2", "adaptation.max_test_tasks=1",
+        "references.expert_timesteps=64", "references.random_episodes=1", "probe.samples_per_task=1",
+        "run.progress_bar=false", "run.checkpoint_interval=64"]
+
+
+def test_reproduce_tiny(tmp_path):
+    trace = tmp_path / "trace.csv"
+    rng = np.random.default_rng(0)
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{int(rng.integers(50, 150))}\n" for i in range(60)))
+    cfg = load_config(ROOT / "configs" / "autoscaling.yaml",
+                      TINY + [f"references.cache={tmp_path / 'refs.json'}", f"tasks.test_traces=['{trace}']"])
+    out, run = tmp_path / "out", tmp_path / "run"
+    summary = reproduce(cfg, out, run, command="test")
+    methods = set(summary["methods"])
+    assert methods == {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
+    assert summary["n_test_tasks"] == 1 + 8  # one generated test task + the trace under each test application
+    for m in methods:
+        s = summary["methods"][m]
+        assert s["runs"] == 9 * 2 and 1 <= s["median"] <= 3 and s["median_ci"][0] <= s["median_ci"][1]
+    assert "transfer/flash" in summary["speedup"] and summary["probe"]["samples"]["test"] == 8
+    assert set(summary["phase_seconds"]) >= {"references", "meta-train flash", "adapt", "probe"}
+    for name in ("summary.json", "results.md", "curves.csv", "episodes_to_adapt.csv", "references.csv",
+                 "adaptation_curves.png", "episodes_to_adapt.png", "config.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    assert json.loads((out / "summary.json").read_text())["methods"]["flash"]["runs"] == 18
+    assert (run / "tb").is_dir() and len(json.loads(Path(cfg.references.cache).read_text())) == 9 * 2
+    # resume: every model and curve is reused
+    lines = (run / "curves.jsonl").read_text().splitlines()
+    (run / "curves.jsonl").write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:10])  # a run cut short by a kill
+    again = reproduce(cfg, out, run, resume=True, command="test")
+    assert again["methods"]["flash"]["runs"] == 18
+    assert again["phase_seconds"]["meta-train flash"] < summary["phase_seconds"]["meta-train flash"] + 5
+
+
+def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,requests\n0,5\n")
+    parser = __import__("argparse").ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--test-trace", str(bad), "--out", str(tmp_path / "o"),
+                              "--run-dir", str(tmp_path / "r"), "--set", *TINY])
+    assert command.run(args) == 2
+    assert "column 'timestamp' not found" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
