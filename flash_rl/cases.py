@@ -3,10 +3,9 @@
 A :class:`Case` names its default config file (which fixes the env id and its kwargs), how to build its task family,
 the heuristic policies drawn as reference lines, the tuned-heuristic sweep whose per-task best is an expert
 candidate, the hidden task parameters the linear probe predicts, and (optionally) how to turn a CSV trace into extra
-held-out tasks. Adding a case is a config file plus one :func:`register_case` call, e.g. for power management::
-
-    register_case(Case(name="power", config="configs/power.yaml", build_family=..., heuristics=...,
-                       expert_sweep=..., task_features=...))
+held-out tasks. Adding a case is a config file plus one :func:`register_case` call. Registered: ``autoscaling``
+(``flash/Autoscaling-v0``, heuristics HPA / threshold / static) and ``power`` (``flash/PowerManagement-v0``,
+heuristics the Linux cpufreq governors).
 """
 
 from __future__ import annotations
@@ -120,3 +119,66 @@ register_case(Case(name="autoscaling", config="autoscaling.yaml", quick_config="
                    build_family=_autoscaling_family, heuristics=_autoscaling_heuristics,
                    expert_sweep=_autoscaling_sweep, task_features=_autoscaling_features,
                    trace_tasks=_autoscaling_trace_tasks))
+
+
+# ------------------------------------------------------------------------------------------------ power management
+def _power_family(cfg: Any):
+    from flash_envs.power_tasks import PowerTaskFamily
+
+    if cfg.tasks.family_file:
+        return PowerTaskFamily.load_yaml(cfg.tasks.family_file)
+    episode_s = float(cfg.env.kwargs.get("episode_s", 900.0))
+    return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_s)
+
+
+def _governors(env: gym.Env) -> dict[str, Any]:
+    from flash_envs.baselines.governors import Conservative, Ondemand, Performance, Powersave, Schedutil
+
+    raw = env.unwrapped
+    levels, n = raw.freq_levels, raw.n_servers
+    return {"performance": Performance(levels, n), "powersave": Powersave(levels, n),
+            "ondemand": Ondemand(levels, n), "conservative": Conservative(levels, n),
+            "schedutil": Schedutil(levels, n)}
+
+
+def _power_sweep(env: gym.Env) -> dict[str, Any]:
+    from flash_envs.baselines.governors import Ondemand
+
+    raw = env.unwrapped
+    out = _governors(env)
+    for threshold in (0.5, 0.6, 0.7, 0.9, 0.95):
+        out[f"ondemand up_threshold {threshold}"] = Ondemand(raw.freq_levels, raw.n_servers, up_threshold=threshold)
+    return out
+
+
+def _power_features(task: Any) -> dict[str, float]:
+    app, server = task.app, task.server
+    top = server.millicores(server.n_levels - 1)
+    return {"log idle / peak power": math.log(server.power(1.0, 0.0) / server.peak_w),
+            "log cores": math.log(server.cores), "log core speed": math.log(server.core_speed),
+            "frequency sensitivity": app.cpu_fraction, "log service time": math.log(app.service_time_ms),
+            "log SLO / service time": math.log(app.slo_ms / (1000 * app.mean_service_s(top))),
+            "load at f_max": _workload_mean_rate(task.workload) * app.mean_service_s(top) / server.cores}
+
+
+def _power_trace_tasks(cfg: Any, family: Any) -> list[Any]:
+    """One task per (trace CSV, test task): the trace replayed at the test task's mean rate on its server type."""
+    from flash_envs.power_tasks import PowerTask
+    from flash_envs.sim.workloads import TraceWorkload
+
+    t = cfg.tasks
+    tasks = []
+    for path in t.test_traces:
+        for test_task in family.test:
+            workload = TraceWorkload(path=str(path), time_column=t.trace_time_column,
+                                     value_column=t.trace_value_column or None, value_kind=t.trace_value_kind,
+                                     time_scale=t.trace_time_scale,
+                                     mean_rate=round(_workload_mean_rate(test_task.workload), 2))
+            name = f"trace:{Path(path).stem}:{test_task.name}"
+            tasks.append(PowerTask(test_task.server, test_task.app, workload, name))
+    return tasks
+
+
+register_case(Case(name="power", config="power.yaml", quick_config="power_quick.yaml", build_family=_power_family,
+                   heuristics=_governors, expert_sweep=_power_sweep, task_features=_power_features,
+                   trace_tasks=_power_trace_tasks))

@@ -182,3 +182,20 @@ def test_task_is_a_frozen_serialisable_dataclass():
     assert AutoscalingTask.from_dict(task.to_dict()) == task
     with pytest.raises(AttributeError):
         task.name = "x"
+
+
+def test_hidden_slo_observation_does_not_reveal_the_slo():
+    import dataclasses
+
+    base = gym.make(ENV_ID).unwrapped.family.train[1]
+    strict = dataclasses.replace(base, app=dataclasses.replace(base.app, slo_ms=base.app.slo_ms / 4))
+    actions = [REPLICA_UP, NOOP, CPU_UP, NOOP]
+    hidden = [rollout(gym.make(ENV_ID, slo_in_observation=False), 3, actions, task) for task in (base, strict)]
+    np.testing.assert_array_equal(hidden[0][0], hidden[1][0])  # same observations...
+    assert not np.array_equal(hidden[0][1], hidden[1][1])  # ...different rewards: only the reward tells
+    shown = [rollout(gym.make(ENV_ID), 3, actions, task)[0] for task in (base, strict)]
+    assert not np.array_equal(shown[0], shown[1])
+    env = gym.make(ENV_ID, slo_in_observation=False)
+    obs, _ = env.reset(seed=0)
+    obs, _, _, _, info = env.step(NOOP)
+    assert obs[6] == pytest.approx(min(10.0, info["latency_p95_ms"] / 1000), rel=1e-6)

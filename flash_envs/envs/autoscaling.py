@@ -72,6 +72,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     | 7     | SLO preservation, min(1, SLO / p95 latency)   | [0, 1]             |
     | 8     | processing rate / arrival rate                | [0, 10] (clipped)  |
 
+    With ``slo_in_observation=False`` the SLO is hidden like the rest of the task: index 6 becomes the p95 latency in
+    seconds (clipped to 10) and index 7 the share of requests rejected; the agent has to infer the SLO from rewards.
+
     ## Rewards
     ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and memory
     utilisation and ``alpha = 0.3`` by default (AWARE). Penalties: ``illegal_action_penalty`` for an action outside the
@@ -108,6 +111,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         initial_memory: int = 1024,
         substep_s: float = 5.0,
         rate_norm: float = 1000.0,
+        slo_in_observation: bool = True,
         task_family: AutoscalingTaskFamily | None = None,
         task: AutoscalingTask | None = None,
         render_mode: str | None = None,
@@ -140,6 +144,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
                 raise ValueError(f"{name}={value} is outside its bounds {bounds}")
         self.substep_s = float(substep_s)
         self.rate_norm = float(rate_norm)
+        self.slo_in_observation = bool(slo_in_observation)
         self.render_mode = render_mode
 
         self.action_space = spaces.Discrete(7)
@@ -221,8 +226,11 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     def _get_obs(self) -> np.ndarray:
         m = self._metrics
-        slo_ms = self.get_task().app.slo_ms
-        latency_ratio = m.p95_ms / slo_ms if np.isfinite(m.p95_ms) else 0.0
+        p95_ms = m.p95_ms if np.isfinite(m.p95_ms) else 0.0
+        if self.slo_in_observation:
+            latency, slo_signal = p95_ms / self.get_task().app.slo_ms, self.slo_preservation(m)
+        else:
+            latency, slo_signal = p95_ms / 1000.0, m.dropped / m.arrivals if m.arrivals else 0.0
         capacity_ratio = m.processing_rate / m.arrival_rate if m.arrival_rate > 0 else MAX_RATIO
         obs = np.array([
             m.cpu_utilisation,
@@ -231,8 +239,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             self._config[1] / self.bounds[1].high,
             self._config[2] / self.bounds[2].high,
             np.log1p(m.arrival_rate) / np.log1p(self.rate_norm),
-            latency_ratio,
-            self.slo_preservation(m),
+            latency,
+            slo_signal,
             capacity_ratio,
         ], dtype=np.float32)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)

@@ -186,6 +186,11 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         return obs.ravel(), violations, p95
 
     @property
+    def episode_steps(self) -> int:
+        """Control intervals per episode."""
+        return round(self.episode_s / self.interval_s)
+
+    @property
     def freq_levels(self) -> tuple[float, ...]:
         """P-states of the current task's server type as fractions of f_max."""
         return self._task.server.freq_levels
