@@ -11,9 +11,14 @@ import pytest
 import flash_envs  # noqa: F401
 
 
-@pytest.mark.parametrize("fidelity, steps", [("fast", 200), ("request", 130)])
-def test_resets_leave_no_cyclic_garbage(fidelity, steps):
-    env = gym.make("flash/Autoscaling-v0", fidelity=fidelity, episode_steps=60)
+@pytest.mark.parametrize("env_id, kwargs, steps", [
+    ("flash/Autoscaling-v0", {"fidelity": "fast"}, 200),
+    ("flash/Autoscaling-v0", {"fidelity": "request"}, 130),
+    ("flash/PowerManagement-v0", {"episode_s": 100.0}, 50),
+    ("flash/PowerManagement-v0", {"episode_s": 100.0, "n_servers": 2}, 50),
+])
+def test_resets_leave_no_cyclic_garbage(env_id, kwargs, steps):
+    env = gym.make(env_id, **kwargs)
     env.action_space.seed(0)
     env.reset(seed=0)
     while gc.collect():  # earlier tests' garbage (finalizers can free more on a second pass)

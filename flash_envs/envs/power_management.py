@@ -122,6 +122,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self._reset_task(options)
         task = self._task
         curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
+        self.close()
         self._servers = [
             DVFSServer(task.server, task.app, curve, np.random.default_rng(self.np_random.integers(2**63)),
                        fidelity=self.fidelity, substep_s=self.substep_s,
@@ -184,6 +185,12 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         obs[:, 3] = np.minimum(RATIO_CAP, p95 / task.app.slo_ms)
         obs[:, 4] = [iv.mean_power_w / task.server.peak_w for iv in intervals]
         return obs.ravel(), violations, p95
+
+    def close(self) -> None:
+        """Free the servers' simulations (see :meth:`~flash_envs.sim.service.ServiceSimulation.close`)."""
+        for server in self._servers:
+            server.sim.close()
+        self._servers = []
 
     @property
     def episode_steps(self) -> int:

@@ -267,6 +267,7 @@ class ServiceSimulation:
         queue.clear()
         for name in ("process", "timeout", "event", "all_of", "any_of"):
             self.env.__dict__.pop(name, None)  # methods bound to the environment by SimPy's BoundClass
+        self.substep_observers.clear()  # observers are usually methods of an object that holds this simulation
 
     def max_queue(self) -> float:
         """Queue length beyond which arrivals are rejected: ``timeout_s`` seconds of work at current capacity."""
