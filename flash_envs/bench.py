@@ -66,9 +66,12 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def memory_run(steps: int, samples: int = 10) -> list[tuple[int, float]]:
-    """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of the fast autoscaling env."""
-    env = gym.make("flash/Autoscaling-v0")
+MEMORY_CASES = ("flash/Autoscaling-v0", "flash/PowerManagement-v0")
+
+
+def memory_run(env_id: str, steps: int, samples: int = 10) -> list[tuple[int, float]]:
+    """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of ``env_id`` (fast fidelity)."""
+    env = gym.make(env_id)
     env.action_space.seed(0)
     env.reset(seed=0)
     trace = []
@@ -92,7 +95,7 @@ def benchmark(scale: float = 1.0) -> list[BenchRow]:
     return rows
 
 
-def markdown(rows: list[BenchRow], memory: list[tuple[int, float]] | None) -> str:
+def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -> str:
     lines = [
         "# flash bench",
         "",
@@ -104,12 +107,12 @@ def markdown(rows: list[BenchRow], memory: list[tuple[int, float]] | None) -> st
     ]
     lines += [f"| {r.case} | {r.steps} | {r.steps_per_s:,.0f} | {r.us_per_step:,.1f} | {r.ratio_to_cartpole:.1f}x |"
               for r in rows]
-    if memory:
-        growth = memory[-1][1] - memory[0][1]
-        lines += ["", f"Memory over {memory[-1][0]:,} steps of Autoscaling-v0 (fast): RSS {memory[0][1]:.1f} MiB "
-                  f"after the first tenth, {memory[-1][1]:.1f} MiB at the end ({growth:+.1f} MiB).", "",
-                  "| steps | RSS MiB |", "|---|---|"]
-        lines += [f"| {s:,} | {m:.1f} |" for s, m in memory]
+    for env_id, trace in memory.items():
+        growth = trace[-1][1] - trace[0][1]
+        lines += ["", f"Memory over {trace[-1][0]:,} steps of {env_id} (fast, one process after the runs above): "
+                  f"RSS {trace[0][1]:.1f} MiB after the first tenth, {trace[-1][1]:.1f} MiB at the end "
+                  f"({growth:+.1f} MiB).", "", "| steps | RSS MiB |", "|---|---|"]
+        lines += [f"| {s:,} | {m:.1f} |" for s, m in trace]
     lines += ["", "Regenerate: `flash bench --memory-steps 1000000 --out results/bench.md`", ""]
     return "\n".join(lines)
 
@@ -117,13 +120,14 @@ def markdown(rows: list[BenchRow], memory: list[tuple[int, float]] | None) -> st
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of measured steps")
-    parser.add_argument("--memory-steps", type=int, default=0, help="also run this many steps watching memory")
+    parser.add_argument("--memory-steps", type=int, default=0,
+                        help="also run this many steps of each of the fast envs watching memory")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     rows = benchmark(args.scale)
-    memory = memory_run(args.memory_steps) if args.memory_steps else None
+    memory = {env_id: memory_run(env_id, args.memory_steps) for env_id in MEMORY_CASES} if args.memory_steps else {}
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2))
     else:
