@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from flash_envs.baselines.runner import run_episode
+
 
 def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budget: int) -> tuple[int, bool]:
     """``(episodes, censored)`` for one adaptation curve (see the module docstring)."""
@@ -58,16 +60,7 @@ class References:
 
 def run_policy(env: gym.Env, policy: Any, task: Any, seed: int) -> float:
     """Return of one deterministic episode of ``policy`` (SB3-style ``predict``) on ``task``."""
-    if hasattr(policy, "reset"):
-        policy.reset()
-    obs, _ = env.reset(seed=seed, options={"task": task})
-    total, done = 0.0, False
-    while not done:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        done = terminated or truncated
-    return total
+    return run_episode(env, policy, task, seed, metrics=())["return"]
 
 
 def random_return(env: gym.Env, task: Any, seed: int, episodes: int = 5) -> float:

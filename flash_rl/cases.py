@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -94,25 +94,30 @@ def _autoscaling_features(task: Any) -> dict[str, float]:
             "log offered load": math.log(_workload_mean_rate(task.workload) * app.mean_service_s(1000) + 1e-9)}
 
 
-def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
-    """One task per (trace CSV, test-split application): the trace replayed at the test task's mean rate."""
+def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
+    """(trace, test task, workload replaying the trace at the test task's mean rate) for every trace x test task.
+
+    Each trace is read once first, so that a bad file or column fails before any training (the reader names the file,
+    line and column).
+    """
     from flash_envs.sim.workloads import TraceWorkload
-    from flash_envs.tasks import AutoscalingTask
 
     t = cfg.tasks
-    tasks = []
     for path in t.test_traces:
-        # read once now, so that a bad file or column fails before any training (the reader names file/line/column)
-        TraceWorkload(path=str(path), time_column=t.trace_time_column, value_column=t.trace_value_column or None,
-                      value_kind=t.trace_value_kind).load()
+        columns = {"path": str(path), "time_column": t.trace_time_column,
+                   "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind}
+        TraceWorkload(**columns).load()
         for test_task in family.test:
-            workload = TraceWorkload(path=str(path), time_column=t.trace_time_column,
-                                     value_column=t.trace_value_column or None, value_kind=t.trace_value_kind,
-                                     time_scale=t.trace_time_scale,
-                                     mean_rate=round(_workload_mean_rate(test_task.workload), 2))
-            name = f"trace:{Path(path).stem}:{test_task.app.name}"
-            tasks.append(AutoscalingTask(test_task.app, workload, name))
-    return tasks
+            yield Path(path), test_task, TraceWorkload(**columns, time_scale=t.trace_time_scale,
+                                                       mean_rate=round(_workload_mean_rate(test_task.workload), 2))
+
+
+def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
+    """One task per (trace CSV, test-split application): the trace replayed at the test task's mean rate."""
+    from flash_envs.tasks import AutoscalingTask
+
+    return [AutoscalingTask(task.app, workload, f"trace:{path.stem}:{task.app.name}")
+            for path, task, workload in _replayed_traces(cfg, family)]
 
 
 register_case(Case(name="autoscaling", config="autoscaling.yaml", quick_config="autoscaling_quick.yaml",
@@ -164,19 +169,9 @@ def _power_features(task: Any) -> dict[str, float]:
 def _power_trace_tasks(cfg: Any, family: Any) -> list[Any]:
     """One task per (trace CSV, test task): the trace replayed at the test task's mean rate on its server type."""
     from flash_envs.power_tasks import PowerTask
-    from flash_envs.sim.workloads import TraceWorkload
 
-    t = cfg.tasks
-    tasks = []
-    for path in t.test_traces:
-        for test_task in family.test:
-            workload = TraceWorkload(path=str(path), time_column=t.trace_time_column,
-                                     value_column=t.trace_value_column or None, value_kind=t.trace_value_kind,
-                                     time_scale=t.trace_time_scale,
-                                     mean_rate=round(_workload_mean_rate(test_task.workload), 2))
-            name = f"trace:{Path(path).stem}:{test_task.name}"
-            tasks.append(PowerTask(test_task.server, test_task.app, workload, name))
-    return tasks
+    return [PowerTask(task.server, task.app, workload, f"trace:{path.stem}:{task.name}")
+            for path, task, workload in _replayed_traces(cfg, family)]
 
 
 register_case(Case(name="power", config="power.yaml", quick_config="power_quick.yaml", build_family=_power_family,

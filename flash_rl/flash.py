@@ -35,6 +35,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
+from flash_envs.baselines.runner import run_episode
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper
 from flash_rl.encoder import FlashFeaturesExtractor
 
@@ -286,18 +287,11 @@ class Flash:
         if previous is not None:
             extractor.zero_embedding = zero_embedding
         try:
-            obs, _ = env.reset(seed=seed, options={"task": task})
-            total, done = 0.0, False
-            while not done:
-                action, _ = agent.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
+            return run_episode(env, agent, task, seed, metrics=())["return"]
         finally:
             if previous is not None:
                 extractor.zero_embedding = previous
             env.close()
-        return total
 
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               zero_embedding: bool = False, on_eval: Callable[[int, float], None] | None = None
