@@ -47,12 +47,8 @@ class PowerTask:
         missing = {"server", "app", "workload"} - set(d)
         if missing:
             raise ValueError(f"a power task needs the field(s) {sorted(missing)}")
-        app_fields = set(AppProfile.__dataclass_fields__)
-        bad = set(d["app"]) - app_fields
-        if bad:
-            raise ValueError(f"unknown application field(s) {sorted(bad)}; expected {sorted(app_fields)}")
-        return cls(ServerType.from_dict(d["server"]), AppProfile(**d["app"]), workload_from_dict(d["workload"]),
-                   d.get("name", ""))
+        return cls(ServerType.from_dict(d["server"]), AppProfile.from_dict(d["app"]),
+                   workload_from_dict(d["workload"]), d.get("name", ""))
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,10 @@ class AutoscalingTask:
         unknown = set(d) - {"name", "app", "workload"}
         if unknown:
             raise ValueError(f"unknown autoscaling task field(s) {sorted(unknown)}")
-        app_fields = set(AppProfile.__dataclass_fields__)
-        bad = set(d["app"]) - app_fields
-        if bad:
-            raise ValueError(f"unknown application field(s) {sorted(bad)}; expected {sorted(app_fields)}")
-        return cls(AppProfile(**d["app"]), workload_from_dict(d["workload"]), d.get("name", ""))
+        missing = {"app", "workload"} - set(d)
+        if missing:
+            raise ValueError(f"an autoscaling task needs the field(s) {sorted(missing)}")
+        return cls(AppProfile.from_dict(d["app"]), workload_from_dict(d["workload"]), d.get("name", ""))
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,15 @@ class AppProfile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AppProfile":
+        """Inverse of :meth:`to_dict`, naming any unknown field."""
+        fields = set(cls.__dataclass_fields__)
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown application field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        return cls(**d)
+
 
 def _check_limit(name: str, value: float) -> None:
     if not np.isfinite(value) or value <= 0:
