@@ -84,20 +84,22 @@ def test_kill_and_resume_meta_train(tmp_path):
            "run.progress_bar=false"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     state_file = run_dir / "models" / "flash" / "ckpt" / "state.json"
-    proc = subprocess.Popen(cmd + ["flash.timesteps=1000000"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if state_file.exists() and json.loads(state_file.read_text())["num_timesteps"] >= 120:
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no checkpoint written")
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    log = tmp_path / "meta-train.log"  # a file, not a pipe: a child filling an unread pipe would block
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd + ["flash.timesteps=1000000"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                if state_file.exists() and json.loads(state_file.read_text())["num_timesteps"] >= 120:
+                    break
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"no checkpoint written in 300 s; the run printed:\n{log.read_text()}")
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
     killed_at = json.loads(state_file.read_text())["num_timesteps"]
     assert not (run_dir / "models" / "flash" / "DONE").exists()
     target = killed_at + 80
