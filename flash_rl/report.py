@@ -80,7 +80,8 @@ def _references_summary(refs: dict[tuple[str, int], References]) -> dict[str, An
     lines = sorted({k for r in items for k in r.heuristics})
     return {"random_return": float(np.mean([r.random for r in items])),
             "expert_return": float(np.mean([r.expert for r in items])),
-            "expert_sources": {s: sum(r.expert_source == s for r in items) for s in sorted({r.expert_source for r in items})},
+            "expert_sources": {s: sum(r.expert_source == s for r in items)
+                               for s in sorted({r.expert_source for r in items})},
             "heuristics": {h: {"return": float(np.mean([r.heuristics[h] for r in items])),
                                "normalised": float(np.nanmean([normalised(r.heuristics[h], r) for r in items]))}
                            for h in lines}}
