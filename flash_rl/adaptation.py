@@ -67,7 +67,7 @@ def random_return(env: gym.Env, task: Any, seed: int, episodes: int = 5) -> floa
     """Mean return of uniformly random actions (action sampling seeded from ``seed``)."""
     env.action_space.seed(seed)
     totals = []
-    for e in range(episodes):
+    for _ in range(episodes):
         env.reset(seed=seed, options={"task": task})
         total, done = 0.0, False
         while not done:

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from flash_rl.adaptation import ReferenceCache, References, compute_references, episodes_to_adapt
+from flash_rl.adaptation import ReferenceCache, compute_references, episodes_to_adapt
 from flash_rl.cases import Case, get_case
 from flash_rl.config import ExperimentConfig, save_config
 from flash_rl.flash import Flash, TransferLearning

@@ -148,7 +148,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
              f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", "",
              "| method | median episodes-to-adapt [95% CI] | IQM [95% CI] | censored | zero-shot return (norm.) "
              "| final return (norm.) |", "|---|---|---|---|---|---|"]
-    for key, s in m.items():
+    for s in m.values():
         lines.append(f"| {s['label']} | {_fmt_ci(s['median'], s['median_ci'])} | {_fmt_ci(s['iqm'], s['iqm_ci'])} "
                      f"| {s['censored']}/{s['runs']} | {s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f}) "
                      f"| {s['final_return']:.2f} ({s['final_normalised']:.2f}) |")

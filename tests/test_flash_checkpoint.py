@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import flash_envs  # noqa: F401
