@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from flash_envs.fields import reject_unknown_fields
 from flash_envs.sim.power import ServerType
 from flash_envs.sim.server_catalogue import test_servers, train_servers
 from flash_envs.sim.service import AppProfile
@@ -41,9 +42,7 @@ class PowerTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PowerTask":
-        unknown = set(d) - {"name", "server", "app", "workload"}
-        if unknown:
-            raise ValueError(f"unknown power task field(s) {sorted(unknown)}")
+        reject_unknown_fields(d, ("name", "server", "app", "workload"), "power task")
         missing = {"server", "app", "workload"} - set(d)
         if missing:
             raise ValueError(f"a power task needs the field(s) {sorted(missing)}")

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from flash_envs.fields import reject_unknown_fields
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import (ConstantWorkload, DiurnalWorkload, MMPPWorkload, SpikeWorkload, StepWorkload,
                                       Workload, workload_from_dict)
@@ -87,9 +88,7 @@ class AutoscalingTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AutoscalingTask":
-        unknown = set(d) - {"name", "app", "workload"}
-        if unknown:
-            raise ValueError(f"unknown autoscaling task field(s) {sorted(unknown)}")
+        reject_unknown_fields(d, ("name", "app", "workload"), "autoscaling task")
         missing = {"app", "workload"} - set(d)
         if missing:
             raise ValueError(f"an autoscaling task needs the field(s) {sorted(missing)}")

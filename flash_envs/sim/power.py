@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from flash_envs.fields import reject_unknown_fields
+
 LOAD_POINTS = np.linspace(0.0, 1.0, 11)
 """The SPECpower_ssj2008 measurement points: active idle, then 10% .. 100% of the calibrated maximum throughput."""
 
@@ -244,10 +246,7 @@ class ServerType:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ServerType":
-        fields = set(cls.__dataclass_fields__)
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown server type field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        reject_unknown_fields(d, cls.__dataclass_fields__, "server type")
         d = dict(d)
         scaling = d.get("scaling")
         if not isinstance(scaling, dict):

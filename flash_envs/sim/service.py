@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
+from flash_envs.fields import reject_unknown_fields
 from flash_envs.sim.workloads import RateCurve
 
 
@@ -78,10 +79,7 @@ class AppProfile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AppProfile":
         """Inverse of :meth:`to_dict`, naming any unknown field."""
-        fields = set(cls.__dataclass_fields__)
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown application field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        reject_unknown_fields(d, cls.__dataclass_fields__, "application")
         return cls(**d)
 
 
