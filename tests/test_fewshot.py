@@ -11,9 +11,10 @@ import torch
 
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
-from flash_rl.fewshot.episodes import EpisodeSampler
-from flash_rl.fewshot.evaluate import Split, app_folds, evaluate_split, score
-from flash_rl.fewshot.models import FewShotModel, ShotEncoder, TrainConfig
+from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.evaluate import (METHODS, Split, app_folds, evaluate_split, group_folds, paired_differences,
+                                      score, summarise)
+from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,45 @@ def test_flash_encoder_is_permutation_invariant():
     torch.testing.assert_close(enc(tokens), enc(tokens[:, torch.randperm(5)]))
 
 
-def test_prediction_is_relative_to_the_shots():
-    model = FewShotModel(2, 1, flash=True, y_mean=np.zeros(2), y_std=np.ones(2))
-    x, t = torch.rand(1, 1, 2), torch.rand(1, 3, 2)
-    assert model(x, torch.zeros(1, 1, 2), t).shape == (1, 3, 2)
+def _shots(k: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, k, 2, generator=g), torch.randn(2, k, 2, generator=g), torch.stack(
+        [torch.randperm(10, generator=g)[:k] for _ in range(2)]), torch.rand(2, 5, 2, generator=g)
+
+
+def test_what_each_predictor_sees_of_the_shots():
+    torch.manual_seed(0)
+    shot_x, shot_y, index, target_x = _shots(3)
+    later = [0, 2, 1]                                                      # shot 0 stays the base measurement
+    models = {inputs: FewShotModel(2, 3, inputs, y_mean=np.zeros(2), y_std=np.ones(2)) for inputs in INPUTS}
+    for model in models.values():
+        out = model(shot_x, shot_y, index, target_x)
+        assert out.shape == (2, 5, 2)
+        same_base_order = model(shot_x[:, later], shot_y[:, later], index[:, later], target_x)
+        torch.testing.assert_close(out, same_base_order)                   # no order dependence among later shots
+    other_y = shot_y.clone()
+    other_y[:, 1:] += 1.0
+    base, flash = models["base"], models["flash"]
+    torch.testing.assert_close(base(shot_x, other_y, index, target_x), base(shot_x, shot_y, index, target_x))
+    assert not torch.allclose(flash(shot_x, other_y, index, target_x), flash(shot_x, shot_y, index, target_x))
+    whole = [2, 0, 1]                                                       # the K-shot MLP has no base shot
+    torch.testing.assert_close(models["k-shot"](shot_x[:, whole], shot_y[:, whole], index[:, whole], target_x),
+                               models["k-shot"](shot_x, shot_y, index, target_x))
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        FewShotModel(2, 3, "nope", y_mean=np.zeros(2), y_std=np.ones(2))
+
+
+def test_fine_tuning_adapts_the_base_learner_to_the_shots():
+    shot_x, shot_y, index, _ = _shots(2, seed=1)
+    model = FewShotModel(2, 2, "base", y_mean=np.zeros(2), y_std=np.ones(2)).eval()
+    ep = Episodes(shot_x, shot_y, index, shot_x, shot_y)                   # targets = the shots themselves
+    cfg = TrainConfig(finetune_steps=200, finetune_lr=1e-2)
+    before = torch.nn.functional.mse_loss(model.predict(ep), shot_y)
+    after = torch.nn.functional.mse_loss(fine_tune_predict(model, ep, cfg), shot_y)
+    assert after < 0.1 * before
+    torch.testing.assert_close(model.predict(ep), model.predict(ep))       # the pretrained model is untouched
+    with pytest.raises(ValueError, match="fine-tunes the base learner"):
+        fine_tune_predict(FewShotModel(2, 2, "flash", y_mean=np.zeros(2), y_std=np.ones(2)), ep, cfg)
 
 
 def test_folds_hold_apps_out_whole(sim):
@@ -50,6 +86,18 @@ def test_folds_hold_apps_out_whole(sim):
     tests = [set(f.test.apps) for f in folds]
     assert set().union(*tests) == set(sim.apps) and sum(map(len, tests)) == len(sim.apps)
     assert all(not set(f.train.apps) & set(f.test.apps) for f in folds)
+
+
+def test_group_folds_hold_each_group_out_whole(sim):
+    folds = group_folds(sim, lambda app: app[-1])                     # fn-012 -> group "2": ten groups
+    assert len(folds) == 10
+    for fold in folds:
+        assert {a[-1] for a in fold.test.apps} == {fold.name[-1]}
+        assert fold.name[-1] not in {a[-1] for a in fold.train.apps}
+    with pytest.raises(ValueError, match=">= 2 groups"):
+        group_folds(sim, lambda app: "all")
+    with pytest.raises(SystemExit, match="chunkfunc"):
+        main(["config-eval", "--dataset", "simulated", "--hold-out", "function"])
 
 
 def test_perfect_predictions_score_zero(sim):
@@ -73,7 +121,7 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--json", "--out", str(tmp_path),
                  *SMOKE]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary["1"]) == {"FLASH", "base learner", "fine-tuned (transfer)", "nearest config"}
+    assert set(summary["1"]) == set(METHODS)
     assert {p.name for p in tmp_path.iterdir()} == {"table.md", "summary.json", "summary.png"}
 
 
@@ -93,3 +141,15 @@ def test_cli_rejects_bad_arguments(capsys):
         main(["config-eval", "--dataset", "simulated", "--shots", "0"])
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "nope"])
+
+
+def test_paired_differences_are_per_app():
+    rng = np.random.default_rng(0)
+    apps = {f"a{i}": rng.uniform(10, 50, size=3) for i in range(12)}   # wide spread between apps
+    per_app = {2: {m: {a: v + (0.0 if m == "FLASH" else 1.0) for a, v in apps.items()} for m in METHODS}}
+    diff = paired_differences(per_app)[2]
+    assert set(diff) == set(METHODS) - {"FLASH"}
+    for metric in diff["base learner"].values():
+        assert [metric["low"], metric["mean"], metric["high"]] == pytest.approx([-1.0] * 3)
+    summary = summarise(per_app)[2]["FLASH"]["runtime MAPE (%)"]
+    assert summary["high"] - summary["low"] > 5.0                    # unpaired CIs overlap; the paired one does not

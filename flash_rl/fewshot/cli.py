@@ -5,6 +5,7 @@ Examples::
     flash config-eval --train train.csv --test test.csv --shots 2 --json   # IBM schema: train on one, test on other
     flash config-eval --dataset ibm                  # leave-workloads-out CV on the shared IBM multi-cloud CSV
     flash config-eval --dataset chunkfunc --out results/config/chunkfunc
+    flash config-eval --dataset chunkfunc --hold-out function     # each function held out with all its inputs
     flash config-eval --dataset simulated --out results/config/simulated
 """
 
@@ -21,7 +22,8 @@ from flash_envs.data import dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_rl.fewshot import evaluate
-from flash_rl.fewshot.evaluate import Split, app_folds, markdown_table, plot_summary, summarise
+from flash_rl.fewshot.evaluate import (Split, app_folds, group_folds, markdown_table, paired_differences,
+                                       plot_summary, summarise)
 from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
@@ -40,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 5], help="numbers of shots K (default: 1 2 5)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default: 3)")
     parser.add_argument("--folds", type=int, default=4, help="cross-validation folds without --test (default: 4)")
+    parser.add_argument("--hold-out", choices=("workload", "function"), default="workload",
+                        help="chunkfunc only: 'function' holds out each function with all its inputs (one fold per "
+                             "function) instead of --folds random groups of (function, input) workloads")
     parser.add_argument("--draws", type=int, default=5, help="shot subsets per held-out app and seed (default: 5)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="training steps per model")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
@@ -53,6 +58,8 @@ def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
 
 
 def _splits(args: argparse.Namespace) -> list[Split]:
+    if args.hold_out == "function" and (args.dataset != "chunkfunc" or args.test):
+        raise SystemExit("--hold-out function applies to --dataset chunkfunc without --test")
     if args.dataset == "simulated":
         if args.train or args.test:
             raise SystemExit("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
@@ -60,6 +67,8 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         n_train = args.functions - args.functions // 3
         return [Split("held-out functions", data.select_apps(data.apps[:n_train]), data.select_apps(data.apps[n_train:]))]
     train = _load(args.dataset, args.train, args.platform)
+    if args.hold_out == "function":
+        return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
     if args.test:
         return [Split("train file -> test file", train, _load(args.dataset, args.test, args.platform))]
     return app_folds(train, args.folds)
@@ -81,6 +90,7 @@ def run_command(args: argparse.Namespace) -> dict:
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
+        "flash_minus": paired_differences(per_app),
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()},
     }
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     report = run_command(args)
     title = f"{args.dataset}: {report['train']} -> {report['test']} ({len(report['splits'])} split(s), " \
             f"{args.seeds} seeds)"
-    table = markdown_table(report["summary"], title)
+    table = markdown_table(report["summary"], title, report["flash_minus"])
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Few-shot episodes over :class:`~flash_envs.data.config_measurements.ConfigMeasurements`.
 
-An *episode* is one application, ``K`` measured configurations of it (the *shots*) and target configurations whose
-log runtime and log cost are to be predicted. Training draws episodes from the training applications at random;
-evaluation draws a fixed set of shot subsets per held-out application and predicts every other measured
-configuration.
+An *episode* is one application, ``K`` measured configurations of it (the *shots*, in the random order they were
+drawn; the first is the *base measurement*) and target configurations whose log runtime and log cost are to be
+predicted. Training draws episodes from the training applications at random; evaluation draws a fixed set of shot
+subsets per held-out application and predicts every other measured configuration.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 class Episodes:
     """A batch of ``B`` episodes with ``K`` shots and ``T`` targets each (all tensors float32 unless noted).
 
-    ``shot_x`` (B, K, d), ``shot_y`` (B, K, 2) log runtime and log cost, ``target_x`` (B, T, d), ``target_y``
-    (B, T, 2).
+    ``shot_x`` (B, K, d), ``shot_y`` (B, K, 2) log runtime and log cost, ``shot_index`` (B, K) int64 configuration
+    indices of the shots, ``target_x`` (B, T, d), ``target_y`` (B, T, 2).
     """
 
     shot_x: torch.Tensor
     shot_y: torch.Tensor
+    shot_index: torch.Tensor
     target_x: torch.Tensor
     target_y: torch.Tensor
 
@@ -53,10 +54,10 @@ class EpisodeSampler:
         return np.argsort(scores, axis=1)
 
     def _episodes(self, apps: np.ndarray, shots: np.ndarray, targets: np.ndarray) -> Episodes:
-        shots = np.sort(shots, axis=1)  # a canonical order, so a flat-input model sees configs in fixed positions
         rows = apps[:, None]
         return Episodes(torch.from_numpy(self.x[shots]), torch.from_numpy(self.y[rows, shots]),
-                        torch.from_numpy(self.x[targets]), torch.from_numpy(self.y[rows, targets]))
+                        torch.from_numpy(shots.astype(np.int64)), torch.from_numpy(self.x[targets]),
+                        torch.from_numpy(self.y[rows, targets]))
 
     def sample(self, batch: int, n_targets: int, rng: np.random.Generator) -> Episodes:
         """``batch`` random training episodes, each with ``n_targets`` targets drawn among its unmeasured configs."""
@@ -73,6 +74,6 @@ class EpisodeSampler:
         configurations measured for ``app``.
         """
         apps = np.full(draws, app)
-        shots = np.sort(self._shot_order(apps, rng)[:, :self.k], axis=1)
+        shots = self._shot_order(apps, rng)[:, :self.k]
         targets = np.flatnonzero(self.data.measured[app])
         return self._episodes(apps, shots, np.broadcast_to(targets, (draws, len(targets)))), shots, targets

@@ -17,8 +17,8 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
-from flash_rl.fewshot.models import TrainConfig, fine_tune_predict, nearest_config_predict, train_model
+from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
 
-METHODS = ("FLASH", "base learner", "fine-tuned (transfer)", "nearest config")
+METHODS = ("FLASH", "base learner", "fine-tuned (transfer)", "nearest config", "K-shot MLP (reference)")
 METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0
@@ -52,6 +52,15 @@ def app_folds(data: ConfigMeasurements, n_folds: int, seed: int = 0) -> list[Spl
     folds = np.array_split(order, n_folds)
     return [Split(f"fold {i + 1}/{n_folds}", data.select_apps([data.apps[j] for j in order if j not in set(f)]),
                   data.select_apps([data.apps[j] for j in f])) for i, f in enumerate(folds)]
+
+
+def group_folds(data: ConfigMeasurements, group_of: Callable[[str], str]) -> list[Split]:
+    """Leave-one-group-out: one split per group of apps (e.g. a function run with several inputs), held out whole."""
+    groups = sorted({group_of(a) for a in data.apps})
+    if len(groups) < 2:
+        raise ValueError(f"group-wise folds need >= 2 groups, got {groups}")
+    return [Split(f"held-out {g}", data.select_apps([a for a in data.apps if group_of(a) != g]),
+                  data.select_apps([a for a in data.apps if group_of(a) == g])) for g in groups]
 
 
 def _choice_regret(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray, cost: np.ndarray) -> float:
@@ -84,12 +93,13 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     """Per method, per test app (by name): the mean ``[runtime MAPE, cost MAPE, regret]`` over ``draws`` draws."""
     rng = np.random.default_rng(seed)
     train = EpisodeSampler(split.train, k)
-    models = {flash: train_model(train, flash, cfg, rng, progress) for flash in (True, False)}
+    models = {inputs: train_model(train, inputs, cfg, rng, progress) for inputs in INPUTS}
     predictors: dict[str, Callable[[Episodes], torch.Tensor]] = {
-        "FLASH": models[True].predict,
-        "base learner": models[False].predict,
-        "fine-tuned (transfer)": lambda ep: fine_tune_predict(models[False], ep, cfg),
+        "FLASH": models["flash"].predict,
+        "base learner": models["base"].predict,
+        "fine-tuned (transfer)": lambda ep: fine_tune_predict(models["base"], ep, cfg),
         "nearest config": nearest_config_predict,
+        "K-shot MLP (reference)": models["k-shot"].predict,
     }
     test = EpisodeSampler(split.test, k)
     results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
@@ -114,6 +124,17 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
             for k, methods in per_run.items()}
 
 
+def _mean_ci(v: np.ndarray, seed: int) -> dict[str, float]:
+    """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``."""
+    if len(v) > 1 and np.ptp(v) > 0:
+        ci = bootstrap((v,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                       random_state=np.random.default_rng(seed)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    else:
+        low = high = float(v.mean())
+    return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
+
+
 def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
               seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``."""
@@ -122,34 +143,53 @@ def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
         out[k] = {}
         for method, apps in methods.items():
             values = np.stack(list(apps.values()))   # (apps, metrics)
-            out[k][method] = {}
-            for j, metric in enumerate(METRICS):
-                v = values[:, j]
-                if len(v) > 1 and np.ptp(v) > 0:
-                    ci = bootstrap((v,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                                   random_state=np.random.default_rng(seed)).confidence_interval
-                    low, high = float(ci.low), float(ci.high)
-                else:
-                    low = high = float(v.mean())
-                out[k][method][metric] = {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
+            out[k][method] = {metric: _mean_ci(values[:, j], seed) for j, metric in enumerate(METRICS)}
     return out
 
 
-def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str) -> str:
-    """A table in the layout of FLASH's Table 2: one row per method, one column per metric x K; best in bold."""
+def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], reference: str = "FLASH",
+                       seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI.
+
+    The difference is paired per app (both methods saw the same shot draws), so it is far tighter than comparing the
+    two methods' CIs; a CI entirely below 0 means ``reference`` is better.
+    """
+    out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
+    for k, methods in per_app.items():
+        apps = sorted(methods[reference])
+        ref = np.stack([methods[reference][a] for a in apps])
+        out[k] = {}
+        for method in (m for m in METHODS if m != reference):
+            diff = ref - np.stack([methods[method][a] for a in apps])
+            out[k][method] = {metric: _mean_ci(diff[:, j], seed) for j, metric in enumerate(METRICS)}
+    return out
+
+
+def _cell(s: dict[str, float]) -> str:
+    return f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
+
+
+def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
+                   differences: dict[int, dict[str, dict[str, dict[str, float]]]] | None = None) -> str:
+    """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K; best in bold), and
+    below it, if given, the paired differences FLASH - method (:func:`paired_differences`)."""
     ks = sorted(summary)
     header = "| method | " + " | ".join(f"{metric} K={k}" for metric in METRICS for k in ks) + " |"
+    rule = "|---|" + "---|" * (len(METRICS) * len(ks))
     lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better.", "",
-             header, "|---|" + "---|" * (len(METRICS) * len(ks))]
+             header, rule]
     best = {(metric, k): min(summary[k][m][metric]["mean"] for m in METHODS) for metric in METRICS for k in ks}
     for method in METHODS:
-        cells = []
-        for metric in METRICS:
-            for k in ks:
-                s = summary[k][method][metric]
-                text = f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
-                cells.append(f"**{text}**" if s["mean"] == best[(metric, k)] else text)
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        cells = [_cell(summary[k][method][metric]) for metric in METRICS for k in ks]
+        bold = [summary[k][method][metric]["mean"] == best[(metric, k)] for metric in METRICS for k in ks]
+        lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
+    if differences is not None:
+        note = ("FLASH minus each method, paired per held-out application [95% bootstrap CI]; negative: FLASH is "
+                "better, a CI below 0: significantly so.")
+        lines += ["", note, "", header.replace("| method |", "| FLASH - |"), rule]
+        for method in differences[ks[0]]:
+            lines.append(f"| {method} | " + " | ".join(_cell(differences[k][method][metric])
+                                                       for metric in METRICS for k in ks) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +207,8 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
             s = [summary[k][method][metric] for k in ks]
             mean = np.array([x["mean"] for x in s])
             err = np.array([[x["mean"] - x["low"] for x in s], [x["high"] - x["mean"] for x in s]])
-            ax.errorbar(np.array(ks) + 0.06 * (i - 1.5), mean, yerr=err, marker="o", capsize=3, label=method)
+            offset = 0.06 * (i - (len(METHODS) - 1) / 2)
+            ax.errorbar(np.array(ks) + offset, mean, yerr=err, marker="o", capsize=3, label=method)
         ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)

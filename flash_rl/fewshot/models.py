@@ -1,18 +1,32 @@
 """Few-shot performance predictors: the base learner, FLASH's shot encoder, and their episodic training.
 
-Every learned predictor is *relative to the shots*: with ``m`` the mean log runtime (and log cost) of the ``K``
-shots, it predicts ``m + delta(target)``, so it learns the shape of an application's runtime over configurations
-and the shots fix its level. The inputs are
+The formulation follows FLASH's case study on Sizeless: the *base learner* is the existing supervised model, an MLP
+that predicts an application's log runtime and log cost at a target configuration from **one base measurement** of
+it (Sizeless monitors a function at one base memory size). Few-shot adaptation is about how the other ``K - 1``
+shots of a new application are used:
 
-* the target configuration's features;
-* the ``K`` shot tokens ``[features, log y - m]`` flattened in a canonical (configuration-index) order;
-* ``m`` standardised with the training data's statistics (big jobs may scale differently from small ones);
-* for FLASH only, the embedding ``z`` of the shots.
+================================  =======================================================================
+predictor (``inputs``)            input of the MLP, besides the target configuration's features
+================================  =======================================================================
+``"base"`` base learner           the base shot's features and its standardised log runtime/cost
+``"flash"`` FLASH                 the same, plus the Deep Sets embedding ``z`` of all ``K`` shots
+``"k-shot"`` K-shot MLP           all ``K`` shot tokens flattened in configuration order (no embedding)
+================================  =======================================================================
+
+Transfer learning (:func:`fine_tune_predict`) fine-tunes the base learner on the ``K`` shots instead. The K-shot MLP
+is the other way to read "a base learner that sees the K shots": it has the same information as FLASH in a flat,
+order-dependent input, and is reported as a reference.
+
+Every learned predictor is *relative to the shots*: with ``m`` the log runtime and log cost of the base shot (the
+mean over the shots for the K-shot MLP), it predicts ``m + delta(target)``, so it learns the shape of an
+application's runtime over configurations and the shots fix its level; ``m`` standardised with the training data's
+statistics is an input too (big jobs may scale differently from small ones). A shot token is
+``[features, log y - m, standardised m]``.
 
 Why a set encoder (Deep Sets: ``rho(mean_i phi(token_i))``) for FLASH rather than a sequence encoder: the shots are
 measurements of one application taken in no meaningful order, so the embedding should not depend on their order;
 mean pooling gives that by construction, works for any ``K`` (one encoder shape for K = 1, 2, 5), and is the
-smallest model with that property, which matters with as few as 18 training applications. A sequence model (GRU,
+smallest model with that property, which matters with as few as 16 training applications. A sequence model (GRU,
 transformer) would have to learn the invariance from data.
 """
 
@@ -27,6 +41,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+
+INPUTS = ("base", "flash", "k-shot")
 
 
 def mlp(n_in: int, hidden: int, n_out: int, layers: int = 2) -> nn.Sequential:
@@ -50,27 +66,39 @@ class ShotEncoder(nn.Module):
 
 
 class FewShotModel(nn.Module):
-    """The base learner MLP, with FLASH's shot embedding concatenated to its input when ``flash`` is true."""
+    """The base learner MLP with the inputs ``inputs`` selects (see the module docstring's table)."""
 
-    def __init__(self, n_features: int, k: int, flash: bool, y_mean: np.ndarray, y_std: np.ndarray,
+    def __init__(self, n_features: int, k: int, inputs: str, y_mean: np.ndarray, y_std: np.ndarray,
                  hidden: int = 128, embed_dim: int = 16) -> None:
         super().__init__()
-        self.k, self.flash = k, flash
-        token_dim = n_features + 2
-        self.encoder = ShotEncoder(token_dim + 2, hidden, embed_dim) if flash else None
-        self.base = mlp(n_features + k * token_dim + 2 + (embed_dim if flash else 0), hidden, 2)
+        if inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+        self.inputs = inputs
+        token_dim = n_features + 4
+        self.encoder = ShotEncoder(token_dim, hidden, embed_dim) if inputs == "flash" else None
+        per_episode = {"base": n_features + 2, "flash": n_features + 2 + embed_dim, "k-shot": k * token_dim}[inputs]
+        self.base = mlp(n_features + per_episode, hidden, 2)
         self.register_buffer("y_mean", torch.as_tensor(y_mean, dtype=torch.float32))
         self.register_buffer("y_std", torch.as_tensor(y_std, dtype=torch.float32))
 
-    def forward(self, shot_x: torch.Tensor, shot_y: torch.Tensor, target_x: torch.Tensor) -> torch.Tensor:
-        """Predicted log runtime and log cost, shape (B, T, 2)."""
-        level = shot_y.mean(dim=1)                                     # (B, 2)
-        tokens = torch.cat([shot_x, shot_y - level[:, None]], dim=-1)   # (B, K, d + 2)
+    def forward(self, shot_x: torch.Tensor, shot_y: torch.Tensor, shot_index: torch.Tensor,
+                target_x: torch.Tensor) -> torch.Tensor:
+        """Predicted log runtime and log cost, shape (B, T, 2); shot 0 is the base measurement."""
+        if self.inputs == "k-shot":
+            order = shot_index.argsort(dim=1)[..., None]
+            shot_x, shot_y = torch.take_along_dim(shot_x, order, dim=1), torch.take_along_dim(shot_y, order, dim=1)
+            level = shot_y.mean(dim=1)
+        else:
+            level = shot_y[:, 0]                                        # (B, 2)
         context = (level - self.y_mean) / self.y_std                    # (B, 2)
-        parts = [tokens.flatten(1), context]
-        if self.encoder is not None:
-            ctx_tokens = context[:, None].expand(-1, tokens.shape[1], -1)
-            parts.append(self.encoder(torch.cat([tokens, ctx_tokens], dim=-1)))
+        k = shot_x.shape[1]
+        tokens = torch.cat([shot_x, shot_y - level[:, None], context[:, None].expand(-1, k, -1)], dim=-1)
+        if self.inputs == "k-shot":
+            parts = [tokens.flatten(1)]
+        else:
+            parts = [shot_x[:, 0], context]
+            if self.encoder is not None:
+                parts.append(self.encoder(tokens))
         per_episode = torch.cat(parts, dim=-1)                          # (B, F)
         n_targets = target_x.shape[1]
         x = torch.cat([target_x, per_episode[:, None].expand(-1, n_targets, -1)], dim=-1)
@@ -78,14 +106,14 @@ class FewShotModel(nn.Module):
 
     def predict(self, ep: Episodes) -> torch.Tensor:
         with torch.no_grad():
-            return self(ep.shot_x, ep.shot_y, ep.target_x)
+            return self(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters shared by every learned predictor (the same budget for each method)."""
 
-    steps: int = 1000
+    steps: int = 6000
     batch: int = 64
     n_targets: int = 16
     lr: float = 1e-3
@@ -96,18 +124,17 @@ class TrainConfig:
     finetune_lr: float = 1e-3
 
 
-def train_model(sampler: EpisodeSampler, flash: bool, cfg: TrainConfig, rng: np.random.Generator,
+def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.random.Generator,
                 progress: bool = False) -> FewShotModel:
-    """Train the base learner (``flash=False``) or base learner + FLASH encoder episodically on ``sampler``'s apps."""
+    """Train the predictor with ``inputs`` (see :data:`INPUTS`) episodically on ``sampler``'s applications."""
     torch.manual_seed(int(rng.integers(2**31)))
     measured = sampler.y[sampler.apps][sampler.data.measured[sampler.apps]]
-    model = FewShotModel(sampler.x.shape[1], sampler.k, flash, measured.mean(0), measured.std(0) + 1e-6,
+    model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), measured.std(0) + 1e-6,
                          cfg.hidden, cfg.embed_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    name = "FLASH" if flash else "base learner"
-    for _ in tqdm(range(cfg.steps), desc=f"train {name} K={sampler.k}", disable=not progress, leave=False):
+    for _ in tqdm(range(cfg.steps), desc=f"train {inputs} K={sampler.k}", disable=not progress, leave=False):
         ep = sampler.sample(cfg.batch, cfg.n_targets, rng)
-        loss = nn.functional.mse_loss(model(ep.shot_x, ep.shot_y, ep.target_x), ep.target_y)
+        loss = nn.functional.mse_loss(model(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x), ep.target_y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -117,20 +144,26 @@ def train_model(sampler: EpisodeSampler, flash: bool, cfg: TrainConfig, rng: np.
 def fine_tune_predict(model: FewShotModel, ep: Episodes, cfg: TrainConfig) -> torch.Tensor:
     """Transfer learning: per episode, fine-tune a copy of ``model`` on its own shots, then predict its targets.
 
-    The fine-tuning examples are the shots themselves (context: all K shots; target: each shot).
+    The fine-tuning examples are every ordered pair of shots (each shot in turn as the base measurement, every shot
+    as a target: K x K examples), so the base learner gets all the information in the K shots.
     """
+    if model.inputs != "base":
+        raise ValueError(f"transfer learning fine-tunes the base learner, not a {model.inputs!r} predictor")
+    k = ep.shot_x.shape[1]
     preds = []
     for b in range(ep.shot_x.shape[0]):
-        shots = ep.shot_x[b:b + 1], ep.shot_y[b:b + 1]
+        shots = [torch.stack([torch.roll(t[b], -i, dims=0) for i in range(k)])   # row i: shot i is the base
+                 for t in (ep.shot_x, ep.shot_y, ep.shot_index)]
         tuned = copy.deepcopy(model).train()
         opt = torch.optim.Adam(tuned.parameters(), lr=cfg.finetune_lr)
         for _ in range(cfg.finetune_steps):
-            loss = nn.functional.mse_loss(tuned(*shots, shots[0]), shots[1])
+            loss = nn.functional.mse_loss(tuned(*shots, shots[0]), shots[1])   # (K bases) x (K targets)
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            preds.append(tuned(*shots, ep.target_x[b:b + 1]))
+            preds.append(tuned(ep.shot_x[b:b + 1], ep.shot_y[b:b + 1], ep.shot_index[b:b + 1],
+                               ep.target_x[b:b + 1]))
     return torch.cat(preds)
 
 
