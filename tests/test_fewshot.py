@@ -14,7 +14,7 @@ from flash_rl.cli import main
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import (METHODS, Split, app_folds, evaluate_split, group_folds, paired_differences,
                                       score, summarise)
-from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict
+from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,25 @@ def test_fine_tuning_adapts_the_base_learner_to_the_shots():
         fine_tune_predict(FewShotModel(2, 2, "flash", y_mean=np.zeros(2), y_std=np.ones(2)), ep, cfg)
 
 
+def test_early_stopping_keeps_the_best_validated_weights(sim):
+    torch.set_num_threads(1)
+    # 6 training apps: the model over-fits after a few hundred steps, so the best checkpoint is not the last one
+    train, held = EpisodeSampler(sim.select_apps(sim.apps[:6]), 2), EpisodeSampler(sim.select_apps(sim.apps[60:]), 2)
+    validation = held.sample(128, 8, np.random.default_rng(1))
+
+    def cfg(steps: int) -> TrainConfig:
+        return TrainConfig(steps=steps, hidden=64, lr=3e-3, eval_every=100)
+
+    def val_loss(model: FewShotModel) -> float:
+        return torch.nn.functional.mse_loss(model.predict(validation), validation.target_y).item()
+
+    best = train_model(train, "flash", cfg(800), np.random.default_rng(0), validation=validation)
+    # the same seed replays the same trajectory, so a run of s steps is the checkpoint at step s
+    checkpoints = [val_loss(train_model(train, "flash", cfg(s), np.random.default_rng(0))) for s in range(100, 801, 100)]
+    assert np.argmin(checkpoints) < len(checkpoints) - 1
+    assert val_loss(best) == pytest.approx(min(checkpoints))
+
+
 def test_folds_hold_apps_out_whole(sim):
     folds = app_folds(sim, 3)
     tests = [set(f.test.apps) for f in folds]
@@ -118,8 +137,8 @@ SMOKE = ["--shots", "1", "--seeds", "1", "--steps", "20", "--draws", "1", "--no-
 
 
 def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
-    assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--json", "--out", str(tmp_path),
-                 *SMOKE]) == 0
+    assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "12",
+                 "--val-fraction", "0.25", "--json", "--out", str(tmp_path), *SMOKE]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["1"]) == set(METHODS)
     assert {p.name for p in tmp_path.iterdir()} == {"table.md", "summary.json", "summary.png"}
@@ -141,6 +160,10 @@ def test_cli_rejects_bad_arguments(capsys):
         main(["config-eval", "--dataset", "simulated", "--shots", "0"])
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "nope"])
+    with pytest.raises(SystemExit, match="--val-fraction"):
+        main(["config-eval", "--dataset", "simulated", "--val-fraction", "1"])
+    with pytest.raises(SystemExit, match="--train-functions"):
+        main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "21"])
 
 
 def test_paired_differences_are_per_app():

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chunkfunc only: the platform whose functions are used (default: aws_lambda)")
     parser.add_argument("--functions", type=int, default=300,
                         help="simulated only: number of functions; the last third are held out (default: 300)")
+    parser.add_argument("--train-functions", type=int,
+                        help="simulated only: train on the first N functions (default: all not held out)")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 5], help="numbers of shots K (default: 1 2 5)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default: 3)")
     parser.add_argument("--folds", type=int, default=4, help="cross-validation folds without --test (default: 4)")
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "function) instead of --folds random groups of (function, input) workloads")
     parser.add_argument("--draws", type=int, default=5, help="shot subsets per held-out app and seed (default: 5)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="training steps per model")
+    parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                        help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
+                             "every model on all of them for --steps (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -64,8 +69,12 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         if args.train or args.test:
             raise SystemExit("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
         data = simulated_measurements(args.functions)
-        n_train = args.functions - args.functions // 3
-        return [Split("held-out functions", data.select_apps(data.apps[:n_train]), data.select_apps(data.apps[n_train:]))]
+        n_held_in = args.functions - args.functions // 3
+        n_train = n_held_in if args.train_functions is None else args.train_functions
+        if not 2 <= n_train <= n_held_in:
+            raise SystemExit(f"--train-functions must lie in [2, {n_held_in}] with --functions {args.functions}")
+        return [Split("held-out functions", data.select_apps(data.apps[:n_train]),
+                      data.select_apps(data.apps[n_held_in:]))]
     train = _load(args.dataset, args.train, args.platform)
     if args.hold_out == "function":
         return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
@@ -78,9 +87,11 @@ def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
     if min(args.shots) < 1 or args.seeds < 1 or args.draws < 1 or args.steps < 1:
         raise SystemExit("--shots, --seeds, --draws and --steps must be >= 1")
+    if not 0 <= args.val_fraction < 1:
+        raise SystemExit(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     torch.set_num_threads(1)
     splits = _splits(args)
-    cfg = TrainConfig(steps=args.steps)
+    cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
                   progress=not args.no_progress)
     first = splits[0]

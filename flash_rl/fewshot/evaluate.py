@@ -92,8 +92,14 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
                    progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per test app (by name): the mean ``[runtime MAPE, cost MAPE, regret]`` over ``draws`` draws."""
     rng = np.random.default_rng(seed)
-    train = EpisodeSampler(split.train, k)
-    models = {inputs: train_model(train, inputs, cfg, rng, progress) for inputs in INPUTS}
+    fit, validation = split.train, None
+    if cfg.val_fraction > 0:
+        apps = list(rng.permutation(split.train.apps))
+        n_val = max(2, round(cfg.val_fraction * len(apps)))
+        fit = split.train.select_apps(apps[n_val:])
+        validation = EpisodeSampler(split.train.select_apps(apps[:n_val]), k).sample(256, cfg.n_targets, rng)
+    train = EpisodeSampler(fit, k)
+    models = {inputs: train_model(train, inputs, cfg, rng, progress, validation) for inputs in INPUTS}
     predictors: dict[str, Callable[[Episodes], torch.Tensor]] = {
         "FLASH": models["flash"].predict,
         "base learner": models["base"].predict,

@@ -122,22 +122,36 @@ class TrainConfig:
     embed_dim: int = 16
     finetune_steps: int = 30
     finetune_lr: float = 1e-3
+    val_fraction: float = 0.0
+    eval_every: int = 250
 
 
 def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.random.Generator,
-                progress: bool = False) -> FewShotModel:
-    """Train the predictor with ``inputs`` (see :data:`INPUTS`) episodically on ``sampler``'s applications."""
+                progress: bool = False, validation: Episodes | None = None) -> FewShotModel:
+    """Train the predictor with ``inputs`` (see :data:`INPUTS`) episodically on ``sampler``'s applications.
+
+    With ``validation`` episodes (of other applications), the loss on them is checked every ``cfg.eval_every``
+    steps and the weights with the lowest one are kept (early stopping).
+    """
     torch.manual_seed(int(rng.integers(2**31)))
     measured = sampler.y[sampler.apps][sampler.data.measured[sampler.apps]]
     model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), measured.std(0) + 1e-6,
                          cfg.hidden, cfg.embed_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    for _ in tqdm(range(cfg.steps), desc=f"train {inputs} K={sampler.k}", disable=not progress, leave=False):
+    best_loss, best_state = np.inf, None
+    for step in tqdm(range(1, cfg.steps + 1), desc=f"train {inputs} K={sampler.k}", disable=not progress,
+                     leave=False):
         ep = sampler.sample(cfg.batch, cfg.n_targets, rng)
         loss = nn.functional.mse_loss(model(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x), ep.target_y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if validation is not None and step % cfg.eval_every == 0:
+            val_loss = nn.functional.mse_loss(model.predict(validation), validation.target_y).item()
+            if val_loss < best_loss:
+                best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model.eval()
 
 
