@@ -3,8 +3,9 @@
 Protocol (the same for every method)
 ------------------------------------
 * Applications are held out whole: a *split* is (training apps, test apps) with no app in both.
-* For each seed and K, the learned models are trained on the training apps with the same :class:`TrainConfig`;
-  then every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
+* For each seed and K, the learned models are trained on the training apps with the same :class:`TrainConfig`
+  (with ``val_fraction > 0``, a random share of the training apps is held back instead, for early stopping); then
+  every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
   configuration of the app that was not a shot.
 * **MAPE** (%): mean of ``|predicted - measured| / measured`` over the unmeasured configurations, for runtime and cost.
 * **Regret** (%): for deadlines of 1.25, 1.5 and 2 times the app's fastest runtime, a method picks the configuration it
