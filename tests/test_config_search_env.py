@@ -37,6 +37,9 @@ def test_lambda_cpu_share_and_cost():
         vcpus(64)
     with pytest.raises(ValueError, match="parallel_fraction"):
         ServerlessFunction(parallel_fraction=1.5)
+    assert ServerlessFunction.from_dict(fn.to_dict()) == fn
+    with pytest.raises(ValueError, match=r"unknown serverless function field\(s\) \['cpu_s'\]"):
+        ServerlessFunction.from_dict({**fn.to_dict(), "cpu_s": 1.0})
 
 
 def test_task_api_and_determinism():

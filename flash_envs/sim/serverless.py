@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from flash_envs.fields import reject_unknown_fields
+
 #: AWS Lambda x86 price per GB-second of billed duration and per request (us-east-1, 2024).
 PRICE_PER_GB_S = 0.0000166667
 PRICE_PER_REQUEST = 0.0000002
@@ -94,9 +96,7 @@ class ServerlessFunction:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ServerlessFunction":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ServerlessFunction field(s) {sorted(unknown)}")
+        reject_unknown_fields(d, cls.__dataclass_fields__, "serverless function")
         return cls(**d)
 
 
