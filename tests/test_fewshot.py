@@ -68,17 +68,18 @@ def test_what_each_predictor_sees_of_the_shots():
         FewShotModel(2, 3, "nope", y_mean=np.zeros(2), y_std=np.ones(2))
 
 
-def test_fine_tuning_adapts_the_base_learner_to_the_shots():
+@pytest.mark.parametrize("inputs", ["base", "flash"])
+def test_fine_tuning_adapts_a_predictor_to_the_shots(inputs):
     shot_x, shot_y, index, _ = _shots(2, seed=1)
-    model = FewShotModel(2, 2, "base", y_mean=np.zeros(2), y_std=np.ones(2)).eval()
+    model = FewShotModel(2, 2, inputs, y_mean=np.zeros(2), y_std=np.ones(2)).eval()
     ep = Episodes(shot_x, shot_y, index, shot_x, shot_y)                   # targets = the shots themselves
     cfg = TrainConfig(finetune_steps=200, finetune_lr=1e-2)
     before = torch.nn.functional.mse_loss(model.predict(ep), shot_y)
     after = torch.nn.functional.mse_loss(fine_tune_predict(model, ep, cfg), shot_y)
     assert after < 0.1 * before
     torch.testing.assert_close(model.predict(ep), model.predict(ep))       # the pretrained model is untouched
-    with pytest.raises(ValueError, match="fine-tunes the base learner"):
-        fine_tune_predict(FewShotModel(2, 2, "flash", y_mean=np.zeros(2), y_std=np.ones(2)), ep, cfg)
+    with pytest.raises(ValueError, match="needs a predictor with a base shot"):
+        fine_tune_predict(FewShotModel(2, 2, "k-shot", y_mean=np.zeros(2), y_std=np.ones(2)), ep, cfg)
 
 
 def test_early_stopping_keeps_the_best_validated_weights(sim):

@@ -101,7 +101,8 @@ def run_command(args: argparse.Namespace) -> dict:
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
-        "flash_minus": paired_differences(per_app),
+        "flash_minus": paired_differences(per_app, "FLASH"),
+        "flash_fine_tuned_minus": paired_differences(per_app, "FLASH + fine-tuning"),
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()},
     }
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_command(args)
     title = f"{args.dataset}: {report['train']} -> {report['test']} ({len(report['splits'])} split(s), " \
             f"{args.seeds} seeds)"
-    table = markdown_table(report["summary"], title, report["flash_minus"])
+    table = markdown_table(report["summary"], title, {"FLASH": report["flash_minus"],
+                                                      "FLASH + fine-tuning": report["flash_fine_tuned_minus"]})
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

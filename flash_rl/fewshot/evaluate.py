@@ -30,7 +30,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
 
-METHODS = ("FLASH", "base learner", "fine-tuned (transfer)", "nearest config", "K-shot MLP (reference)")
+METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "nearest config", "K-shot MLP (reference)")
 METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0
@@ -103,6 +103,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     models = {inputs: train_model(train, inputs, cfg, rng, progress, validation) for inputs in INPUTS}
     predictors: dict[str, Callable[[Episodes], torch.Tensor]] = {
         "FLASH": models["flash"].predict,
+        "FLASH + fine-tuning": lambda ep: fine_tune_predict(models["flash"], ep, cfg),
         "base learner": models["base"].predict,
         "fine-tuned (transfer)": lambda ep: fine_tune_predict(models["base"], ep, cfg),
         "nearest config": nearest_config_predict,
@@ -177,9 +178,10 @@ def _cell(s: dict[str, float]) -> str:
 
 
 def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
-                   differences: dict[int, dict[str, dict[str, dict[str, float]]]] | None = None) -> str:
+                   differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None) -> str:
     """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K; best in bold), and
-    below it, if given, the paired differences FLASH - method (:func:`paired_differences`)."""
+    below it, per reference method in ``differences``, the paired differences reference - method
+    (:func:`paired_differences`)."""
     ks = sorted(summary)
     header = "| method | " + " | ".join(f"{metric} K={k}" for metric in METRICS for k in ks) + " |"
     rule = "|---|" + "---|" * (len(METRICS) * len(ks))
@@ -190,12 +192,12 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
         cells = [_cell(summary[k][method][metric]) for metric in METRICS for k in ks]
         bold = [summary[k][method][metric]["mean"] == best[(metric, k)] for metric in METRICS for k in ks]
         lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
-    if differences is not None:
-        note = ("FLASH minus each method, paired per held-out application [95% bootstrap CI]; negative: FLASH is "
-                "better, a CI below 0: significantly so.")
-        lines += ["", note, "", header.replace("| method |", "| FLASH - |"), rule]
-        for method in differences[ks[0]]:
-            lines.append(f"| {method} | " + " | ".join(_cell(differences[k][method][metric])
+    for reference, diffs in (differences or {}).items():
+        note = (f"{reference} minus each method, paired per held-out application [95% bootstrap CI]; negative: "
+                f"{reference} is better, a CI below 0: significantly so.")
+        lines += ["", note, "", header.replace("| method |", f"| {reference} - |"), rule]
+        for method in diffs[ks[0]]:
+            lines.append(f"| {method} | " + " | ".join(_cell(diffs[k][method][metric])
                                                        for metric in METRICS for k in ks) + " |")
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,9 @@ predictor (``inputs``)            input of the MLP, besides the target configura
 ``"k-shot"`` K-shot MLP           all ``K`` shot tokens flattened in configuration order (no embedding)
 ================================  =======================================================================
 
-Transfer learning (:func:`fine_tune_predict`) fine-tunes the base learner on the ``K`` shots instead. The K-shot MLP
+Transfer learning (:func:`fine_tune_predict`) fine-tunes the base learner on the ``K`` shots instead; *FLASH +
+fine-tuning* gives the meta-trained FLASH model the same fine-tuning steps (the supervised analogue of the RL cases,
+where the FLASH agent keeps learning on the new task). The K-shot MLP
 is the other way to read "a base learner that sees the K shots": it has the same information as FLASH in a flat,
 order-dependent input, and is reported as a reference.
 
@@ -156,13 +158,15 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
 
 
 def fine_tune_predict(model: FewShotModel, ep: Episodes, cfg: TrainConfig) -> torch.Tensor:
-    """Transfer learning: per episode, fine-tune a copy of ``model`` on its own shots, then predict its targets.
+    """Per episode, fine-tune a copy of ``model`` on its own shots, then predict its targets.
 
-    The fine-tuning examples are every ordered pair of shots (each shot in turn as the base measurement, every shot
-    as a target: K x K examples), so the base learner gets all the information in the K shots.
+    On the base learner this is transfer learning; on FLASH it is *FLASH + fine-tuning*: the meta-trained model
+    also takes the same gradient steps on the new application. The fine-tuning examples are every ordered pair of
+    shots (each shot in turn as the base measurement, every shot as a target: K x K examples), so the base learner
+    gets all the information in the K shots.
     """
-    if model.inputs != "base":
-        raise ValueError(f"transfer learning fine-tunes the base learner, not a {model.inputs!r} predictor")
+    if model.inputs not in ("base", "flash"):
+        raise ValueError(f"fine-tuning needs a predictor with a base shot ('base' or 'flash'), not {model.inputs!r}")
     k = ep.shot_x.shape[1]
     preds = []
     for b in range(ep.shot_x.shape[0]):
