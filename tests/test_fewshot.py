@@ -143,6 +143,10 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["1"]) == set(METHODS)
     assert {p.name for p in tmp_path.iterdir()} == {"table.md", "summary.json", "summary.png"}
+    table = (tmp_path / "table.md").read_text()
+    for reference in ("FLASH", "FLASH + fine-tuning"):                # one paired-difference table per reference
+        assert f"| {reference} - |" in table
+    assert "| FLASH + fine-tuning | " in table.split("| FLASH - |")[1]   # FLASH's table compares it with FLASH + FT
 
 
 def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
