@@ -132,6 +132,8 @@ def test_learned_predictors_beat_nearest_config(sim):
     res = evaluate_split(split, k=2, seed=0, cfg=TrainConfig(steps=250, hidden=64, finetune_steps=2), draws=1)
     mape = {m: np.mean([v[0] for v in apps.values()]) for m, apps in res.items()}
     assert mape["FLASH"] < mape["nearest config"] and mape["base learner"] < mape["nearest config"]
+    # FLASH + fine-tuning starts from the FLASH model, not from the base learner, and does change it
+    assert len({mape["FLASH"], mape["FLASH + fine-tuning"], mape["fine-tuned (transfer)"]}) == 3
 
 
 SMOKE = ["--shots", "1", "--seeds", "1", "--steps", "20", "--draws", "1", "--no-progress"]

@@ -30,7 +30,8 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
 
-METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "nearest config", "K-shot MLP (reference)")
+METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "nearest config",
+           "K-shot MLP (reference)")
 METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0

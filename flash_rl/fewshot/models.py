@@ -15,9 +15,9 @@ predictor (``inputs``)            input of the MLP, besides the target configura
 
 Transfer learning (:func:`fine_tune_predict`) fine-tunes the base learner on the ``K`` shots instead; *FLASH +
 fine-tuning* gives the meta-trained FLASH model the same fine-tuning steps (the supervised analogue of the RL cases,
-where the FLASH agent keeps learning on the new task). The K-shot MLP
-is the other way to read "a base learner that sees the K shots": it has the same information as FLASH in a flat,
-order-dependent input, and is reported as a reference.
+where the FLASH agent keeps learning on the new task). The K-shot MLP is the other way to read "a base learner that
+sees the K shots": it has the same information as FLASH in a flat, order-dependent input, and is reported as a
+reference.
 
 Every learned predictor is *relative to the shots*: with ``m`` the log runtime and log cost of the base shot (the
 mean over the shots for the K-shot MLP), it predicts ``m + delta(target)``, so it learns the shape of an
@@ -162,8 +162,8 @@ def fine_tune_predict(model: FewShotModel, ep: Episodes, cfg: TrainConfig) -> to
 
     On the base learner this is transfer learning; on FLASH it is *FLASH + fine-tuning*: the meta-trained model
     also takes the same gradient steps on the new application. The fine-tuning examples are every ordered pair of
-    shots (each shot in turn as the base measurement, every shot as a target: K x K examples), so the base learner
-    gets all the information in the K shots.
+    shots (each shot in turn as the base measurement, every shot as a target: K x K examples), so the model learns
+    from all the information in the K shots.
     """
     if model.inputs not in ("base", "flash"):
         raise ValueError(f"fine-tuning needs a predictor with a base shot ('base' or 'flash'), not {model.inputs!r}")
