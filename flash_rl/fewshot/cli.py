@@ -28,6 +28,8 @@ from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
                  "chunkfunc": ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")}
+#: Report key of each reference method's paired differences with every other method.
+DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,8 +103,7 @@ def run_command(args: argparse.Namespace) -> dict:
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
-        "flash_minus": paired_differences(per_app, "FLASH"),
-        "flash_fine_tuned_minus": paired_differences(per_app, "FLASH + fine-tuning"),
+        **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()},
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()},
     }
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_command(args)
     title = f"{args.dataset}: {report['train']} -> {report['test']} ({len(report['splits'])} split(s), " \
             f"{args.seeds} seeds)"
-    table = markdown_table(report["summary"], title, {"FLASH": report["flash_minus"],
-                                                      "FLASH + fine-tuning": report["flash_fine_tuned_minus"]})
+    table = markdown_table(report["summary"], title,
+                           {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()})
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
