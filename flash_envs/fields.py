@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 
-def reject_unknown_fields(d: dict[str, Any], allowed: Iterable[str], what: str) -> None:
-    """Raise ``ValueError`` naming the fields of ``d`` outside ``allowed`` (``what`` names the kind of object)."""
+def check_fields(d: dict[str, Any], allowed: Iterable[str], what: str, required: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` naming the fields of ``d`` outside ``allowed``, or the ``required`` ones it lacks
+    (``what`` names the kind of object)."""
     allowed = set(allowed)
     unknown = set(d) - allowed
     if unknown:
         raise ValueError(f"unknown {what} field(s) {sorted(unknown)}; expected {sorted(allowed)}")
+    missing = set(required) - set(d)
+    if missing:
+        raise ValueError(f"{what} needs the field(s) {sorted(missing)}")

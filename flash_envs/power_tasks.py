@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from flash_envs.fields import reject_unknown_fields
+from flash_envs.fields import check_fields
 from flash_envs.sim.power import ServerType
 from flash_envs.sim.server_catalogue import test_servers, train_servers
 from flash_envs.sim.service import AppProfile
@@ -42,10 +42,8 @@ class PowerTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PowerTask":
-        reject_unknown_fields(d, ("name", "server", "app", "workload"), "power task")
-        missing = {"server", "app", "workload"} - set(d)
-        if missing:
-            raise ValueError(f"a power task needs the field(s) {sorted(missing)}")
+        required = ("server", "app", "workload")
+        check_fields(d, ("name", *required), "power task", required=required)
         return cls(ServerType.from_dict(d["server"]), AppProfile.from_dict(d["app"]),
                    workload_from_dict(d["workload"]), d.get("name", ""))
 

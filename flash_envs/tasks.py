@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from flash_envs.fields import reject_unknown_fields
+from flash_envs.fields import check_fields
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import (ConstantWorkload, DiurnalWorkload, MMPPWorkload, SpikeWorkload, StepWorkload,
                                       Workload, workload_from_dict)
@@ -88,10 +88,8 @@ class AutoscalingTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AutoscalingTask":
-        reject_unknown_fields(d, ("name", "app", "workload"), "autoscaling task")
-        missing = {"app", "workload"} - set(d)
-        if missing:
-            raise ValueError(f"an autoscaling task needs the field(s) {sorted(missing)}")
+        required = ("app", "workload")
+        check_fields(d, ("name", *required), "autoscaling task", required=required)
         return cls(AppProfile.from_dict(d["app"]), workload_from_dict(d["workload"]), d.get("name", ""))
 
 

@@ -94,8 +94,10 @@ def test_bad_input_errors():
         env.set_task(ConfigSearchTask("x", ("a", "b"), (1.0, 2.0), (1.0, 1.0), 1.5))
     with pytest.raises(ValueError, match="deadline"):
         ConfigSearchTask("x", ("a", "b"), (3.0, 2.0), (1.0, 1.0), 1.0)
-    with pytest.raises(ValueError, match="exactly the fields"):
+    with pytest.raises(ValueError, match=r"config-search task needs the field\(s\) \['configs', 'cost_usd'"):
         ConfigSearchTask.from_dict({"name": "x"})
+    with pytest.raises(ValueError, match=r"unknown config-search task field\(s\) \['memory'\]"):
+        ConfigSearchTask.from_dict({**small_family().train[0].to_dict(), "memory": 1})
 
 
 def test_task_family_round_trips_through_yaml(tmp_path):

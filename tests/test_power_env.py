@@ -128,3 +128,5 @@ def test_bad_input_raises_clear_errors():
         PowerTask(server, AppProfile(service_time_ms=50.0, slo_ms=10.0), ConstantWorkload(rate=1.0), "impossible")
     with pytest.raises(ValueError, match="unknown power task field"):
         PowerTask.from_dict({**env.get_task().to_dict(), "budget": 3})
+    with pytest.raises(ValueError, match=r"power task needs the field\(s\) \['server'\]"):
+        PowerTask.from_dict({k: v for k, v in env.get_task().to_dict().items() if k != "server"})

@@ -32,6 +32,7 @@ def test_yaml_round_trip(tmp_path):
     (lambda d: d["app"].update(cores=4), "unknown application field"),
     (lambda d: d["app"].update(service_time_ms=-3), "service_time_ms"),
     (lambda d: d["workload"].update(kind="sinus"), "unknown workload kind"),
+    (lambda d: d.pop("workload"), r"autoscaling task needs the field\(s\) \['workload'\]"),
 ])
 def test_bad_task_dicts_raise(mutate, message):
     d = AutoscalingTaskFamily.generate().train[0].to_dict()

@@ -39,6 +39,7 @@ from gymnasium import spaces
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
+from flash_envs.fields import check_fields
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
 from flash_envs.tasks import TaskFamily
 
@@ -78,9 +79,7 @@ class ConfigSearchTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ConfigSearchTask":
-        fields = set(cls.__dataclass_fields__)
-        if set(d) != fields:
-            raise ValueError(f"a config-search task needs exactly the fields {sorted(fields)}; got {sorted(d)}")
+        check_fields(d, cls.__dataclass_fields__, "config-search task", required=cls.__dataclass_fields__)
         return cls(str(d["name"]), tuple(map(str, d["configs"])), tuple(map(float, d["runtime_s"])),
                    tuple(map(float, d["cost_usd"])), float(d["deadline_s"]))
 

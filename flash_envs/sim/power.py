@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flash_envs.fields import reject_unknown_fields
+from flash_envs.fields import check_fields
 
 LOAD_POINTS = np.linspace(0.0, 1.0, 11)
 """The SPECpower_ssj2008 measurement points: active idle, then 10% .. 100% of the calibrated maximum throughput."""
@@ -246,7 +246,7 @@ class ServerType:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ServerType":
-        reject_unknown_fields(d, cls.__dataclass_fields__, "server type")
+        check_fields(d, cls.__dataclass_fields__, "server type")
         d = dict(d)
         scaling = d.get("scaling")
         if not isinstance(scaling, dict):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.fields import reject_unknown_fields
+from flash_envs.fields import check_fields
 
 #: AWS Lambda x86 price per GB-second of billed duration and per request (us-east-1, 2024).
 PRICE_PER_GB_S = 0.0000166667
@@ -96,7 +96,7 @@ class ServerlessFunction:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ServerlessFunction":
-        reject_unknown_fields(d, cls.__dataclass_fields__, "serverless function")
+        check_fields(d, cls.__dataclass_fields__, "serverless function")
         return cls(**d)
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
-from flash_envs.fields import reject_unknown_fields
+from flash_envs.fields import check_fields
 from flash_envs.sim.workloads import RateCurve
 
 
@@ -79,7 +79,7 @@ class AppProfile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AppProfile":
         """Inverse of :meth:`to_dict`, naming any unknown field."""
-        reject_unknown_fields(d, cls.__dataclass_fields__, "application")
+        check_fields(d, cls.__dataclass_fields__, "application")
         return cls(**d)
 
 
