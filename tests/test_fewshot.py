@@ -149,6 +149,10 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     for reference in ("FLASH", "FLASH + fine-tuning"):                # one paired-difference table per reference
         assert f"| {reference} - |" in table
     assert "| FLASH + fine-tuning | " in table.split("| FLASH - |")[1]   # FLASH's table compares it with FLASH + FT
+    assert table.startswith("### simulated: simulated:30fn-seed2024 -> simulated:30fn-seed2024; 1 split(s) of 12 "
+                            "training and 10 held-out apps; 1 seed(s)")
+    (split,) = json.loads((tmp_path / "summary.json").read_text())["splits"]
+    assert len(split["train_apps"]) == 12 and not set(split["train_apps"]) & set(split["test_apps"])
 
 
 def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):

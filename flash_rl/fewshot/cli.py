@@ -98,8 +98,9 @@ def run_command(args: argparse.Namespace) -> dict:
                   progress=not args.no_progress)
     first = splits[0]
     return {
-        "dataset": args.dataset, "train": first.train.source, "test": first.test.source,
-        "splits": [{"name": s.name, "test_apps": list(s.test.apps)} for s in splits],
+        "dataset": args.dataset, "hold_out": args.hold_out, "train": first.train.source, "test": first.test.source,
+        "splits": [{"name": s.name, "train_apps": list(s.train.apps), "test_apps": list(s.test.apps)}
+                   for s in splits],
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
@@ -109,10 +110,23 @@ def run_command(args: argparse.Namespace) -> dict:
     }
 
 
+def _count_range(counts: list[int]) -> str:
+    return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+
+
+def report_title(report: dict) -> str:
+    """The table's title: data, splits, training and held-out apps per split, seeds."""
+    splits = report["splits"]
+    n_train = _count_range([len(s["train_apps"]) for s in splits])
+    n_test = _count_range([len(s["test_apps"]) for s in splits])
+    whole = ", each function held out with all its inputs" if report["hold_out"] == "function" else ""
+    return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
+            f"training and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
+
+
 def run(args: argparse.Namespace) -> int:
     report = run_command(args)
-    title = f"{args.dataset}: {report['train']} -> {report['test']} ({len(report['splits'])} split(s), " \
-            f"{args.seeds} seeds)"
+    title = report_title(report)
     table = markdown_table(report["summary"], title,
                            {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()})
     if args.out:
