@@ -97,7 +97,7 @@ class ProgressBar(BaseCallback):
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``interval`` timesteps, atomically replace ``<directory>/agent.zip`` and ``state.json``."""
+    """Every ``interval`` timesteps, write a checkpoint with :meth:`Flash.checkpoint`."""
 
     def __init__(self, owner: "Flash", directory: str | Path, interval: int) -> None:
         super().__init__()
@@ -246,22 +246,30 @@ class Flash:
         return self
 
     def checkpoint(self, directory: str | Path) -> None:
-        """Atomically write the agent and the task samplers' state (what ``resume`` needs)."""
+        """Atomically write the agent and the task samplers' state (what ``resume`` needs).
+
+        The agent goes to ``agent-<timesteps>.zip`` first; replacing ``state.json``, which names that file, is the
+        one commit point, so a run killed at any moment leaves an agent and a sampler state of the same step.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        agent_file = f"agent-{int(self.model.num_timesteps)}.zip"
         tmp = directory / "agent.tmp.zip"
         self.model.save(tmp)
-        os.replace(tmp, directory / "agent.zip")
-        state = {"config": self.config(), "num_timesteps": int(self.model.num_timesteps),
+        os.replace(tmp, directory / agent_file)
+        state = {"config": self.config(), "num_timesteps": int(self.model.num_timesteps), "agent": agent_file,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
+        for old in directory.glob("agent-*.zip"):
+            if old.name != agent_file:
+                old.unlink()
 
     def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
-        directory = Path(directory)
-        if not (directory / "agent.zip").exists():
+        state_file = Path(directory) / "state.json"
+        if not state_file.exists():
             return None
-        state = json.loads((directory / "state.json").read_text()) if (directory / "state.json").exists() else {}
-        self.model = self.agent_cls.load(directory / "agent.zip", env=vec_env, device="cpu",
+        state = json.loads(state_file.read_text())
+        self.model = self.agent_cls.load(Path(directory) / state["agent"], env=vec_env, device="cpu",
                                          tensorboard_log=self.tensorboard_log)
         for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):
             wrapper.set_state(s)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import pytest
 import torch
 
 import flash_envs  # noqa: F401
@@ -62,6 +63,28 @@ def test_flash_checkpoint_resume_equivalence(tmp_path):
     b.meta_train(tasks, 200, checkpoint_dir=tmp_path / "ckpt", resume=True)
     assert b.resumed_from == 120 and b.model.num_timesteps == 200
     assert not same_params(a.policy, b.policy)
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("agent-*.zip")) == ["agent-200.zip"]
+
+
+def test_kill_between_agent_and_state_writes_resumes_the_committed_checkpoint(tmp_path, monkeypatch):
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], agent_kwargs=TINY_PPO, n_envs=2,
+                  episodes_per_task=2, seed=2)
+    Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(tasks, 80, checkpoint_dir=tmp_path / "ckpt",
+                                                                       checkpoint_interval=40)
+
+    def killed(*args, **kw):   # the process dies after writing the new agent, before committing state.json
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flash_rl.flash.atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(
+            tasks, 160, checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=40, resume=True)
+    assert (tmp_path / "ckpt" / "agent-120.zip").exists()     # written but never committed
+    monkeypatch.undo()
+    b = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    b.meta_train(tasks, 80, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert b.resumed_from == 80 and b.model.num_timesteps == 80
 
 
 def test_maml_resume_is_exactly_equivalent(tmp_path):
