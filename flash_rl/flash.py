@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
@@ -248,20 +249,27 @@ class Flash:
     def checkpoint(self, directory: str | Path) -> None:
         """Atomically write the agent and the task samplers' state (what ``resume`` needs).
 
-        The agent goes to ``agent-<timesteps>.zip`` first; replacing ``state.json``, which names that file, is the
-        one commit point, so a run killed at any moment leaves an agent and a sampler state of the same step.
+        The agent goes to ``agent-<timesteps>.zip`` first, and an off-policy agent's (e.g. DQN's) replay buffer to
+        ``replay-<timesteps>.pkl``, so that a resumed run samples from the same transitions; replacing
+        ``state.json``, which names those files, is the one commit point, so a run killed at any moment leaves
+        agent, buffer and sampler state of the same step. (A replay buffer file is as big as the buffer: with DQN,
+        choose ``checkpoint_interval`` with that in mind.)
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        agent_file = f"agent-{int(self.model.num_timesteps)}.zip"
-        tmp = directory / "agent.tmp.zip"
-        self.model.save(tmp)
-        os.replace(tmp, directory / agent_file)
-        state = {"config": self.config(), "num_timesteps": int(self.model.num_timesteps), "agent": agent_file,
+        steps = int(self.model.num_timesteps)
+        files = {"agent": f"agent-{steps}.zip"}
+        self.model.save(directory / "agent.tmp.zip")
+        os.replace(directory / "agent.tmp.zip", directory / files["agent"])
+        if isinstance(self.model, OffPolicyAlgorithm):
+            files["replay_buffer"] = f"replay-{steps}.pkl"
+            self.model.save_replay_buffer(directory / "replay.tmp.pkl")
+            os.replace(directory / "replay.tmp.pkl", directory / files["replay_buffer"])
+        state = {"config": self.config(), "num_timesteps": steps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
-        for old in directory.glob("agent-*.zip"):
-            if old.name != agent_file:
+        for old in [*directory.glob("agent-*.zip"), *directory.glob("replay-*.pkl")]:
+            if old.name not in files.values():
                 old.unlink()
 
     def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
@@ -271,6 +279,8 @@ class Flash:
         state = json.loads(state_file.read_text())
         self.model = self.agent_cls.load(Path(directory) / state["agent"], env=vec_env, device="cpu",
                                          tensorboard_log=self.tensorboard_log)
+        if "replay_buffer" in state:
+            self.model.load_replay_buffer(Path(directory) / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):
             wrapper.set_state(s)
         return state

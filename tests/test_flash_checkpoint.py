@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,17 @@ def test_kill_and_resume_meta_train(tmp_path):
     final = Flash.load(run_dir / "models" / "flash" / "final")
     assert final.model.num_timesteps == target
     assert (run_dir / "config.yaml").exists()
+
+
+def test_dqn_resume_keeps_the_replay_buffer(tmp_path):
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], n_envs=2, seed=4,
+                  agent_kwargs={"learning_starts": 20, "buffer_size": 1000, "train_freq": 4, "batch_size": 16})
+    tasks = family().train[:4]
+    a = Flash("DQN", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    a.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=40)
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*-*.*")) == ["agent-120.zip", "replay-120.pkl"]
+    b = Flash("DQN", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    b.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert b.resumed_from == 120 and b.model.replay_buffer.size() == a.model.replay_buffer.size() == 60
+    before, after = a.model.replay_buffer.observations, b.model.replay_buffer.observations   # dict observations
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
