@@ -18,6 +18,7 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -222,7 +223,7 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
         ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 120))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
