@@ -150,7 +150,7 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
         assert f"| {reference} - |" in table
     assert "| FLASH + fine-tuning | " in table.split("| FLASH - |")[1]   # FLASH's table compares it with FLASH + FT
     assert table.startswith("### simulated: simulated:30fn-seed2024 -> simulated:30fn-seed2024; 1 split(s) of 12 "
-                            "training and 10 held-out apps; 1 seed(s)")
+                            "training (25% of them kept for early stopping) and 10 held-out apps; 1 seed(s)")
     (split,) = json.loads((tmp_path / "summary.json").read_text())["splits"]
     assert len(split["train_apps"]) == 12 and not set(split["train_apps"]) & set(split["test_apps"])
 

@@ -120,8 +120,10 @@ def report_title(report: dict) -> str:
     n_train = _count_range([len(s["train_apps"]) for s in splits])
     n_test = _count_range([len(s["test_apps"]) for s in splits])
     whole = ", each function held out with all its inputs" if report["hold_out"] == "function" else ""
+    val_fraction = report["train_config"]["val_fraction"]
+    early_stop = f" ({val_fraction:.0%} of them kept for early stopping)" if val_fraction > 0 else ""
     return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
-            f"training and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
+            f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
 
 
 def run(args: argparse.Namespace) -> int:
