@@ -273,14 +273,14 @@ class Flash:
                 old.unlink()
 
     def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
-        state_file = Path(directory) / "state.json"
-        if not state_file.exists():
+        directory = Path(directory)
+        if not (directory / "state.json").exists():
             return None
-        state = json.loads(state_file.read_text())
-        self.model = self.agent_cls.load(Path(directory) / state["agent"], env=vec_env, device="cpu",
+        state = json.loads((directory / "state.json").read_text())
+        self.model = self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
                                          tensorboard_log=self.tensorboard_log)
         if "replay_buffer" in state:
-            self.model.load_replay_buffer(Path(directory) / state["replay_buffer"])
+            self.model.load_replay_buffer(directory / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):
             wrapper.set_state(s)
         return state
