@@ -21,7 +21,7 @@ class Episodes:
     """A batch of ``B`` episodes with ``K`` shots and ``T`` targets each (all tensors float32 unless noted).
 
     ``shot_x`` (B, K, d), ``shot_y`` (B, K, 2) log runtime and log cost, ``shot_index`` (B, K) int64 configuration
-    indices of the shots, ``target_x`` (B, T, d), ``target_y`` (B, T, 2).
+    indices of the shots, ``target_x`` (B, T, d), ``target_y`` (B, T, 2), ``target_index`` (B, T) int64.
     """
 
     shot_x: torch.Tensor
@@ -29,6 +29,7 @@ class Episodes:
     shot_index: torch.Tensor
     target_x: torch.Tensor
     target_y: torch.Tensor
+    target_index: torch.Tensor
 
 
 class EpisodeSampler:
@@ -57,7 +58,7 @@ class EpisodeSampler:
         rows = apps[:, None]
         return Episodes(torch.from_numpy(self.x[shots]), torch.from_numpy(self.y[rows, shots]),
                         torch.from_numpy(shots.astype(np.int64)), torch.from_numpy(self.x[targets]),
-                        torch.from_numpy(self.y[rows, targets]))
+                        torch.from_numpy(self.y[rows, targets]), torch.from_numpy(targets.astype(np.int64)))
 
     def sample(self, batch: int, n_targets: int, rng: np.random.Generator) -> Episodes:
         """``batch`` random training episodes, each with ``n_targets`` targets drawn among its unmeasured configs."""

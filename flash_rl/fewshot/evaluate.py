@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
 
-METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "nearest config",
-           "K-shot MLP (reference)")
+METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
+           "nearest config", "K-shot MLP (reference)")
 METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0
@@ -108,6 +109,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
         "FLASH + fine-tuning": lambda ep: fine_tune_predict(models["flash"], ep, cfg),
         "base learner": models["base"].predict,
         "fine-tuned (transfer)": lambda ep: fine_tune_predict(models["base"], ep, cfg),
+        "matrix completion": matrix_completion_predictor(fit, split.test),
         "nearest config": nearest_config_predict,
         "K-shot MLP (reference)": models["k-shot"].predict,
     }
