@@ -12,8 +12,8 @@ import torch
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
-from flash_rl.fewshot.evaluate import (METHODS, Split, app_folds, evaluate_split, group_folds, paired_differences,
-                                      score, summarise)
+from flash_rl.fewshot.evaluate import (METHODS, METRICS, Split, app_folds, evaluate_split, group_folds,
+                                      markdown_table, paired_differences, score, summarise)
 from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
@@ -153,6 +153,27 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
                             "training (25% of them kept for early stopping) and 10 held-out apps; 1 seed(s)")
     (split,) = json.loads((tmp_path / "summary.json").read_text())["splits"]
     assert len(split["train_apps"]) == 12 and not set(split["train_apps"]) & set(split["test_apps"])
+    for name in ("table.md", "summary.png"):                           # --render rebuilds them from summary.json
+        (tmp_path / name).unlink()
+    assert main(["config-eval", "--render", str(tmp_path)]) == 0
+    assert (tmp_path / "table.md").read_text() == table and (tmp_path / "summary.png").is_file()
+
+
+def test_render_needs_a_summary(tmp_path):
+    with pytest.raises(SystemExit, match="summary.json not found"):
+        main(["config-eval", "--render", str(tmp_path)])
+    with pytest.raises(SystemExit, match="drop --out"):
+        main(["config-eval", "--render", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_table_bolds_every_method_that_prints_the_lowest_mean():
+    means = {"FLASH": 22.62, "fine-tuned (transfer)": 22.64, "base learner": 22.66}   # print 22.6, 22.6, 22.7
+    summary = {2: {m: {metric: {"mean": means.get(m, 30.0), "low": 0.0, "high": 40.0} for metric in METRICS}
+                   for m in METHODS}}
+    rows = {line.split(" | ")[0][2:]: line for line in markdown_table(summary, "t").splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}
+    assert "**22.6" in rows["FLASH"] and "**22.6" in rows["fine-tuned (transfer)"]
+    assert "**" not in rows["base learner"] and "**" not in rows["nearest config"]
 
 
 def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):

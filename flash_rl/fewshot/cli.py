@@ -7,6 +7,7 @@ Examples::
     flash config-eval --dataset chunkfunc --out results/config/chunkfunc
     flash config-eval --dataset chunkfunc --hold-out function     # each function held out with all its inputs
     flash config-eval --dataset simulated --out results/config/simulated
+    flash config-eval --render results/config/ibm    # rewrite table.md and summary.png from summary.json, no training
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--render", metavar="DIR",
+                        help="only rewrite DIR/table.md and DIR/summary.png from the DIR/summary.json an earlier run "
+                             "wrote (e.g. after a change of the table layout); trains and evaluates nothing")
 
 
 def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
@@ -126,16 +130,35 @@ def report_title(report: dict) -> str:
             f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
 
 
+def _by_k(summary: dict) -> dict:
+    """A JSON summary's K keys back to ints."""
+    return {int(k): v for k, v in summary.items()}
+
+
+def _read_report(folder: str) -> dict:
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise SystemExit(f"--render: {path} not found; it is written by a run with --out {folder}")
+    report = json.loads(path.read_text())
+    for key in ("summary", *DIFFERENCE_KEYS):
+        report[key] = _by_k(report[key])
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
-    report = run_command(args)
+    if args.render and args.out:
+        raise SystemExit("--render rewrites the files in its own folder; drop --out")
+    report = _read_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     table = markdown_table(report["summary"], title,
                            {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()})
-    if args.out:
-        out = Path(args.out)
+    out_dir = args.render or args.out
+    if out_dir:
+        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table)
-        (out / "summary.json").write_text(json.dumps(report, indent=1))
+        if not args.render:
+            (out / "summary.json").write_text(json.dumps(report, indent=1))
         plot_summary(report["summary"], title, str(out / "summary.png"))
     print(json.dumps(report["summary"], indent=1) if args.json else table)
     return 0

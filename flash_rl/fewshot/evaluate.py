@@ -183,18 +183,21 @@ def _cell(s: dict[str, float]) -> str:
 
 def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
                    differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None) -> str:
-    """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K; best in bold), and
-    below it, per reference method in ``differences``, the paired differences reference - method
-    (:func:`paired_differences`)."""
+    """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K), and below it, per
+    reference method in ``differences``, the paired differences reference - method (:func:`paired_differences`).
+
+    Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
+    """
     ks = sorted(summary)
     header = "| method | " + " | ".join(f"{metric} K={k}" for metric in METRICS for k in ks) + " |"
     rule = "|---|" + "---|" * (len(METRICS) * len(ks))
     lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better.", "",
              header, rule]
-    best = {(metric, k): min(summary[k][m][metric]["mean"] for m in METHODS) for metric in METRICS for k in ks}
+    shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in METRICS for k in ks}
+    best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in METRICS for k in ks}
     for method in METHODS:
         cells = [_cell(summary[k][method][metric]) for metric in METRICS for k in ks]
-        bold = [summary[k][method][metric]["mean"] == best[(metric, k)] for metric in METRICS for k in ks]
+        bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in METRICS for k in ks]
         lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
     for reference, diffs in (differences or {}).items():
         note = (f"{reference} minus each method, paired per held-out application [95% bootstrap CI]; negative: "
