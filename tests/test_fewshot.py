@@ -159,6 +159,17 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     assert (tmp_path / "table.md").read_text() == table and (tmp_path / "summary.png").is_file()
 
 
+def test_worker_processes_give_the_serial_numbers(tmp_path):
+    reports = []
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "12",
+                     "--shots", "1", "2", "--seeds", "2", "--steps", "20", "--draws", "1", "--no-progress",
+                     "--jobs", jobs, "--out", str(out)]) == 0
+        reports.append(json.loads((out / "summary.json").read_text()))
+    assert reports[0] == reports[1] and len(reports[0]["per_app"]["2"]["FLASH"]) == 10
+
+
 def test_render_needs_a_summary(tmp_path):
     with pytest.raises(SystemExit, match="summary.json not found"):
         main(["config-eval", "--render", str(tmp_path)])
@@ -190,6 +201,8 @@ def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
 def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "simulated", "--shots", "0"])
+    with pytest.raises(SystemExit, match="--jobs"):
+        main(["config-eval", "--dataset", "simulated", "--jobs", "0"])
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "nope"])
     with pytest.raises(SystemExit, match="--val-fraction"):

@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
                         help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
                              "every model on all of them for --steps (default: 0)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes, one torch thread each; the numbers do not depend on it (default: 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -91,15 +93,15 @@ def _splits(args: argparse.Namespace) -> list[Split]:
 
 def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
-    if min(args.shots) < 1 or args.seeds < 1 or args.draws < 1 or args.steps < 1:
-        raise SystemExit("--shots, --seeds, --draws and --steps must be >= 1")
+    if min(args.shots) < 1 or args.seeds < 1 or args.draws < 1 or args.steps < 1 or args.jobs < 1:
+        raise SystemExit("--shots, --seeds, --draws, --steps and --jobs must be >= 1")
     if not 0 <= args.val_fraction < 1:
         raise SystemExit(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     torch.set_num_threads(1)
     splits = _splits(args)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, jobs=args.jobs)
     first = splits[0]
     return {
         "dataset": args.dataset, "hold_out": args.hold_out, "train": first.train.source, "test": first.test.source,

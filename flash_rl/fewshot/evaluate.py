@@ -18,8 +18,10 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
+import multiprocessing
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,13 +125,39 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     return results
 
 
+def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig,
+                                    draws: int) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`evaluate_split` with one torch thread, as ``flash config-eval`` runs it (a worker process's job)."""
+    torch.set_num_threads(1)
+    return evaluate_split(split, k, seed, cfg, draws)
+
+
 def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int = 10,
-        progress: bool = True) -> dict[int, dict[str, dict[str, np.ndarray]]]:
-    """Per K, per method, per held-out app: ``[runtime MAPE, cost MAPE, regret]`` averaged over seeds and draws."""
-    jobs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
+        progress: bool = True, jobs: int = 1) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Per K, per method, per held-out app: ``[runtime MAPE, cost MAPE, regret]`` averaged over seeds and draws.
+
+    Every (K, seed, split) is an independent evaluation seeded by its seed alone; with ``jobs > 1`` they run in that
+    many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
+    does not depend on ``jobs``.
+    """
+    runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
+    bar = tqdm(total=len(runs), desc="config-eval runs", disable=not progress)
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws)
+                       for k, seed, split in runs]
+            for _ in as_completed(futures):
+                bar.update()
+            results = [f.result() for f in futures]
+    else:
+        results = []
+        for k, seed, split in runs:
+            results.append(evaluate_split(split, k, seed, cfg, draws))
+            bar.update()
+    bar.close()
     per_run: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {k: {m: {} for m in METHODS} for k in shots}
-    for k, seed, split in tqdm(jobs, desc="config-eval runs", disable=not progress):
-        for method, apps in evaluate_split(split, k, seed, cfg, draws).items():
+    for (k, _, _), result in zip(runs, results):
+        for method, apps in result.items():
             for app, values in apps.items():
                 per_run[k][method].setdefault(app, []).append(values)
     return {k: {m: {a: np.mean(v, axis=0) for a, v in apps.items()} for m, apps in methods.items()}
