@@ -132,18 +132,14 @@ def report_title(report: dict) -> str:
             f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
 
 
-def _by_k(summary: dict) -> dict:
-    """A JSON summary's K keys back to ints."""
-    return {int(k): v for k, v in summary.items()}
-
-
 def _read_report(folder: str) -> dict:
+    """The report a run with ``--out folder`` wrote, with its K keys turned back into ints."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise SystemExit(f"--render: {path} not found; it is written by a run with --out {folder}")
     report = json.loads(path.read_text())
     for key in ("summary", *DIFFERENCE_KEYS):
-        report[key] = _by_k(report[key])
+        report[key] = {int(k): v for k, v in report[key].items()}
     return report
 
 
