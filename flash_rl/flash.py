@@ -23,6 +23,7 @@ import copy
 import inspect
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -63,6 +65,14 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
     if bad:
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
                          f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})})")
+
+
+def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
+    """Without a TensorBoard folder, SB3 makes an empty ``$TMPDIR/SB3-<date>`` folder at every ``learn()`` call
+    (thousands per reproduction); give such an agent a logger with no folder instead (stdout only when verbose)."""
+    if agent.tensorboard_log is None:
+        agent.set_logger(Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if agent.verbose else []))
+    return agent
 
 
 def episode_steps_of(env: gym.Env) -> int:
@@ -190,8 +200,8 @@ class Flash:
 
     def _new_agent(self, env, kwargs: dict[str, Any], seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
         policy, policy_kwargs = self._policy()
-        return self.agent_cls(policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
-                              tensorboard_log=tensorboard_log, verbose=self.verbose, **kwargs)
+        return keep_logs_out_of_tmp(self.agent_cls(policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
+                                                   tensorboard_log=tensorboard_log, verbose=self.verbose, **kwargs))
 
     def _train_vec_env(self, tasks: Sequence[Any]) -> DummyVecEnv:
         self._sampling_wrappers = []
@@ -277,8 +287,8 @@ class Flash:
         if not (directory / "state.json").exists():
             return None
         state = json.loads((directory / "state.json").read_text())
-        self.model = self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
-                                         tensorboard_log=self.tensorboard_log)
+        self.model = keep_logs_out_of_tmp(self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
+                                                               tensorboard_log=self.tensorboard_log))
         if "replay_buffer" in state:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):

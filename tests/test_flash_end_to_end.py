@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -71,3 +73,21 @@ def test_bad_arguments():
         Flash("PPO", "flash/Autoscaling-v0", agent_kwargs={"n_stepz": 3})
     with pytest.raises(ValueError, match="unknown stable-baselines3 algorithm"):
         Flash("PPOO", "flash/Autoscaling-v0")
+
+
+def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch, capsys):
+    """SB3 alone would make an empty SB3-<date> folder in the temp dir per learn() call; TensorBoard and verbose
+    output still work."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    tiny = {"net_arch": [8], "agent_kwargs": {"n_steps": 20, "batch_size": 20, "n_epochs": 1},
+            "adapt_kwargs": {"n_steps": 10, "batch_size": 10}, "n_envs": 1}
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=4, embedding_dim=4, encoder_hidden=8, **tiny)
+    flash.meta_train(family, 40)
+    flash.adapt(family.test[0], episodes=2)
+    TransferLearning(PPO, "flash/Autoscaling-v0", ENV, verbose=1, **tiny).meta_train(family, 20)
+    assert "total_timesteps" in capsys.readouterr().out
+    TransferLearning(PPO, "flash/Autoscaling-v0", ENV, tensorboard_log=str(tmp_path / "tb"), **tiny).meta_train(
+        family, 20, tb_log_name="tl")
+    assert list((tmp_path / "tb" / "tl_1").glob("events.out.tfevents.*"))
+    assert not list(tmp_path.glob("SB3-*"))
