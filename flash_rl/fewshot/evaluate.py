@@ -243,9 +243,10 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatter
 
     ks = sorted(summary)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8))
     for ax, metric in zip(axes, METRICS):
         for i, method in enumerate(METHODS):
             s = [summary[k][method][metric] for k in ks]
@@ -255,8 +256,10 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
             ax.errorbar(np.array(ks) + offset, mean, yerr=err, marker="o", capsize=3, label=method)
         ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
         ax.set_yscale("log")
-    axes[0].legend(fontsize=8)
+        ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers (40, not 4 x 10^1), minor ticks labelled too
+        ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(METHODS), fontsize=8, frameon=False)
     fig.suptitle(textwrap.fill(title, 120))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
