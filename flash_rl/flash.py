@@ -401,8 +401,8 @@ class Flash:
         obj = target(**config)
         with warnings.catch_warnings():  # the meta-training batch size does not fit one env: irrelevant here
             warnings.filterwarnings("ignore", message=".*mini-batch size.*")
-            obj.model = obj.agent_cls.load(path / "agent.zip", env=DummyVecEnv([lambda: obj.make_env()]),
-                                           device="cpu")
+            obj.model = keep_logs_out_of_tmp(obj.agent_cls.load(path / "agent.zip",
+                                                                env=DummyVecEnv([lambda: obj.make_env()]), device="cpu"))
         return obj
 
 

@@ -85,6 +85,8 @@ def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch,
     flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=4, embedding_dim=4, encoder_hidden=8, **tiny)
     flash.meta_train(family, 40)
     flash.adapt(family.test[0], episodes=2)
+    flash.save(tmp_path / "saved")
+    Flash.load(tmp_path / "saved").model.learn(10)
     TransferLearning(PPO, "flash/Autoscaling-v0", ENV, verbose=1, **tiny).meta_train(family, 20)
     assert "total_timesteps" in capsys.readouterr().out
     TransferLearning(PPO, "flash/Autoscaling-v0", ENV, tensorboard_log=str(tmp_path / "tb"), **tiny).meta_train(
