@@ -1,7 +1,8 @@
 """The ``flash`` command line. Each sub-command lives in its own module, imported only when it runs.
 
 A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> None`` and
-``run(args: argparse.Namespace) -> int``.
+``run(args: argparse.Namespace) -> int``. A missing file or a data file off its schema ends the command with a
+one-line error (``flash: error: ...``) and exit status 2.
 """
 
 from __future__ import annotations
@@ -36,11 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
     module = importlib.import_module(COMMANDS[command][0])
+    from flash_envs.data import DataFormatError  # every command imports flash_envs anyway
     command_parser = argparse.ArgumentParser(prog=f"flash {command}", description=COMMANDS[command][1])
     module.add_arguments(command_parser)
     index = argv.index(command)
     args = command_parser.parse_args(argv[:index] + argv[index + 1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except (FileNotFoundError, DataFormatError) as exc:  # bad input: the message names the file (and line, column)
+        from flash_rl.commands._common import fail
+
+        return fail(exc)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,24 @@ def test_unknown_command_fails_clearly(capsys):
     with pytest.raises(SystemExit):
         main(["frobnicate"])
     assert "frobnicate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, header, message", [
+    (["config-eval", "--train"], "a,b\n1,2\n", "missing column(s) ['provider'"),
+    (["config-eval", "--dataset", "chunkfunc", "--train"], "platform\n", "missing column(s)"),
+    (["power-fit", "--spec"], "server_id,cores\n", ":1: missing column(s) ['watts_idle'"),
+])
+def test_a_data_file_off_its_schema_is_a_one_line_error(tmp_path, capsys, argv, header, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header)
+    assert main([*argv, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flash: error: {bad}") and message in err and "Traceback" not in err
+
+
+def test_a_missing_data_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    assert main(["config-eval", "--train", str(tmp_path / "absent.csv")]) == 2
+    assert capsys.readouterr().err == f"flash: error: {tmp_path / 'absent.csv'}: no such file\n"
+    monkeypatch.setenv("FLASH_DATA_DIR", str(tmp_path))
+    assert main(["config-eval", "--dataset", "ibm"]) == 2
+    assert "set FLASH_DATA_DIR" in capsys.readouterr().err

@@ -13,6 +13,11 @@ DATA_DIR_ENV = "FLASH_DATA_DIR"
 DEFAULT_DATA_DIR = Path("../shared/data")
 
 
+class DataFormatError(ValueError):
+    """A data file that does not follow its schema; the message names the file and, where it can, the line, column
+    and value. The ``flash`` command prints it as a one-line error (no traceback)."""
+
+
 def data_dir() -> Path:
     """The folder holding the public datasets (``$FLASH_DATA_DIR`` or ``../shared/data``)."""
     return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)).expanduser()

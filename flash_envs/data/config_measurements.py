@@ -12,9 +12,9 @@ Three sources load into :class:`ConfigMeasurements`:
 * :func:`simulated_measurements` — one noisy measurement of each built-in simulated serverless function at each
   memory size (:mod:`flash_envs.sim.serverless`).
 
-Every loader validates the schema and raises :class:`ValueError` naming file, line, column and value. What was
-dropped or merged is counted in ``ConfigMeasurements.counts`` and logged. Repeated measurements of the same
-(application, configuration) are merged by their geometric mean.
+Every loader validates the schema and raises :class:`~flash_envs.data.DataFormatError` (a ``ValueError``) naming
+file, line, column and value. What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
+Repeated measurements of the same (application, configuration) are merged by their geometric mean.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from flash_envs.data import DataFormatError
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class _Table:
         apps = sorted({a for a, _ in self.values})
         configs = sorted(self.features)
         if not apps:
-            raise ValueError(f"{source}: no successful measurement left after dropping failed runs ({dict(self.counts)})")
+            raise DataFormatError(f"{source}: no successful measurement left after dropping failed runs ({dict(self.counts)})")
         a_idx, c_idx = {a: i for i, a in enumerate(apps)}, {c: j for j, c in enumerate(configs)}
         runtime = np.full((len(apps), len(configs)), np.nan)
         cost = np.full_like(runtime, np.nan)
@@ -127,7 +128,7 @@ def _read_rows(path: str | Path, required: Sequence[str]) -> tuple[Path, list[tu
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
+            raise DataFormatError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
         return path, [(reader.line_num, row) for row in reader]
 
 
@@ -137,10 +138,10 @@ def _number(path: Path, line: int, row: dict[str, str], column: str, positive: b
     try:
         value = convert(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}, line {line}, column {column!r}: not a number: {raw!r}") from None
+        raise DataFormatError(f"{path}, line {line}, column {column!r}: not a number: {raw!r}") from None
     if not np.isfinite(value) or (value <= 0 if positive else value < 0):
         need = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{path}, line {line}, column {column!r}: needs {need} finite number, got {raw!r}")
+        raise DataFormatError(f"{path}, line {line}, column {column!r}: needs {need} finite number, got {raw!r}")
     return value
 
 
@@ -162,21 +163,21 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
         table.counts["rows read"] += 1
         provider = row["provider"]
         if provider not in IBM_CATEGORIES["provider"]:
-            raise ValueError(f"{path}, line {line}, column 'provider': unknown provider {provider!r}; "
+            raise DataFormatError(f"{path}, line {line}, column 'provider': unknown provider {provider!r}; "
                              f"expected one of {IBM_CATEGORIES['provider']}")
         for col in (c for c in IBM_CATEGORIES if c != "provider"):
             own = col in provider_columns[provider]
             if own and row[col] not in IBM_CATEGORIES[col]:
-                raise ValueError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design space "
+                raise DataFormatError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design space "
                                  f"{IBM_CATEGORIES[col]} of provider {provider}")
             if not own and row[col].strip():
-                raise ValueError(f"{path}, line {line}, column {col!r}: must be blank for provider {provider}, "
+                raise DataFormatError(f"{path}, line {line}, column {col!r}: must be blank for provider {provider}, "
                                  f"got {row[col]!r}")
         nodes = _number(path, line, row, "nodes", convert=int)
         if nodes not in IBM_NODES:
-            raise ValueError(f"{path}, line {line}, column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
+            raise DataFormatError(f"{path}, line {line}, column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
         if not row["workload"].strip():
-            raise ValueError(f"{path}, line {line}, column 'workload': empty workload id")
+            raise DataFormatError(f"{path}, line {line}, column 'workload': empty workload id")
         runtime = _number(path, line, row, "target_runtime")
         cost = _number(path, line, row, "target_cost")
         if row["status"] != "ok":
@@ -204,7 +205,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         table.counts["rows read"] += 1
         platform = row["platform"]
         if platform not in CHUNKFUNC_PLATFORMS:
-            raise ValueError(f"{path}, line {line}, column 'platform': unknown platform {platform!r}; "
+            raise DataFormatError(f"{path}, line {line}, column 'platform': unknown platform {platform!r}; "
                              f"expected one of {CHUNKFUNC_PLATFORMS}")
         memory = _number(path, line, row, "memory_mib")
         milli_cpu = _number(path, line, row, "milli_cpu")

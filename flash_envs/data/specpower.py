@@ -15,7 +15,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from flash_envs.data import dataset_path
+from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.sim.power import FrequencyScaling, ServerType
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
@@ -25,7 +25,7 @@ REFERENCE_SSJ_OPS_PER_CORE = 100_000.0
 """ssj_ops at 100% load per core of the reference core (``core_speed`` 1.0, 1000 millicores in the service model)."""
 
 
-class PowerDataError(ValueError):
+class PowerDataError(DataFormatError):
     """A power-data file does not follow its schema; the message names file, line, column and value."""
 
 

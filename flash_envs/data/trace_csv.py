@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from flash_envs.data import DataFormatError
 
-class TraceFormatError(ValueError):
+
+class TraceFormatError(DataFormatError):
     """A trace file that cannot be read as asked; the message names file, line, column and value."""
 
 
