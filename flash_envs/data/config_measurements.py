@@ -105,7 +105,8 @@ class _Table:
         apps = sorted({a for a, _ in self.values})
         configs = sorted(self.features)
         if not apps:
-            raise DataFormatError(f"{source}: no successful measurement left after dropping failed runs ({dict(self.counts)})")
+            raise DataFormatError(f"{source}: no successful measurement left after dropping failed runs "
+                                  f"({dict(self.counts)})")
         a_idx, c_idx = {a: i for i, a in enumerate(apps)}, {c: j for j, c in enumerate(configs)}
         runtime = np.full((len(apps), len(configs)), np.nan)
         cost = np.full_like(runtime, np.nan)
@@ -164,15 +165,15 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
         provider = row["provider"]
         if provider not in IBM_CATEGORIES["provider"]:
             raise DataFormatError(f"{path}, line {line}, column 'provider': unknown provider {provider!r}; "
-                             f"expected one of {IBM_CATEGORIES['provider']}")
+                                  f"expected one of {IBM_CATEGORIES['provider']}")
         for col in (c for c in IBM_CATEGORIES if c != "provider"):
             own = col in provider_columns[provider]
             if own and row[col] not in IBM_CATEGORIES[col]:
-                raise DataFormatError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design space "
-                                 f"{IBM_CATEGORIES[col]} of provider {provider}")
+                raise DataFormatError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design "
+                                      f"space {IBM_CATEGORIES[col]} of provider {provider}")
             if not own and row[col].strip():
                 raise DataFormatError(f"{path}, line {line}, column {col!r}: must be blank for provider {provider}, "
-                                 f"got {row[col]!r}")
+                                      f"got {row[col]!r}")
         nodes = _number(path, line, row, "nodes", convert=int)
         if nodes not in IBM_NODES:
             raise DataFormatError(f"{path}, line {line}, column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
@@ -206,7 +207,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         platform = row["platform"]
         if platform not in CHUNKFUNC_PLATFORMS:
             raise DataFormatError(f"{path}, line {line}, column 'platform': unknown platform {platform!r}; "
-                             f"expected one of {CHUNKFUNC_PLATFORMS}")
+                                  f"expected one of {CHUNKFUNC_PLATFORMS}")
         memory = _number(path, line, row, "memory_mib")
         milli_cpu = _number(path, line, row, "milli_cpu")
         size = int(_number(path, line, row, "input_size_bytes", convert=int))
