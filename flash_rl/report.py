@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from flash_rl.adaptation import References, episodes_to_adapt
+from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, iqm, mean, median, ratio_ci
 
 LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
@@ -87,31 +88,46 @@ def _references_summary(refs: dict[tuple[str, int], References]) -> dict[str, An
                            for h in lines}}
 
 
-def plot(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
-         rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+def _normalised_curves(records: list[dict[str, Any]], refs: dict[tuple[str, int], References]
+                       ) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Per method: the evaluation episodes and the normalised returns (one row per adaptation run)."""
+    curves = {}
+    for m in dict.fromkeys(r["method"] for r in records):
+        mine = [r for r in records if r["method"] == m]
+        curves[m] = ([e for e, _ in mine[0]["curve"]],
+                     np.array([[normalised(v, refs[(r["task"], r["eval_seed"])]) for _, v in r["curve"]]
+                               for r in mine]))
+    return curves
+
+
+def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]], rows: list[dict[str, Any]],
+         summary: dict[str, Any]) -> None:
+    """``adaptation_curves.png`` (IQM of the normalised return per method, with the heuristics and the threshold)
+    and ``episodes_to_adapt.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     methods = list(summary["methods"])
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for m in methods:
-        mine = [r for r in records if r["method"] == m]
-        episodes = [e for e, _ in mine[0]["curve"]]
-        y = np.array([[normalised(v, refs[(r["task"], r["eval_seed"])]) for _, v in r["curve"]] for r in mine])
+        episodes, y = curves[m]
         centre = iqm(y, axis=0)
         band = np.array([bootstrap_ci(y[:, j], iqm, n_resamples=500)[1:] for j in range(y.shape[1])])
         ax.plot(episodes, centre, label=LABELS.get(m, m))
         ax.fill_between(episodes, band[:, 0], band[:, 1], alpha=0.2)
-    for h, stats in summary["references"]["heuristics"].items():
+    heuristics = summary["references"]["heuristics"]
+    for i, (h, stats) in enumerate(heuristics.items()):  # labels spread along x: close lines do not overprint
         ax.axhline(stats["normalised"], ls=":", lw=1, color="grey")
-        ax.text(0, stats["normalised"], f" {h}", fontsize=7, color="grey", va="bottom")
-    ax.axhline(cfg.adaptation.threshold, ls="--", lw=1, color="black")
+        ax.text(cfg.adaptation.budget * i / len(heuristics), stats["normalised"], f" {h} (heuristic)", fontsize=7,
+                color="dimgrey", va="bottom", bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 0.3})
+    ax.axhline(cfg.adaptation.threshold, ls="--", lw=1, color="black",
+               label=f"threshold ({cfg.adaptation.threshold:.0%} of the way to the expert)")
     ax.set_xlabel("fine-tuning episodes on the held-out task")
     ax.set_ylabel("normalised return (0 random, 1 expert), IQM")
     ax.set_title("Adaptation on held-out tasks (95% bootstrap CI)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     fig.savefig(out_dir / "adaptation_curves.png", dpi=120)
     plt.close(fig)
@@ -230,7 +246,28 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
             if (task, seed) in used:
                 w.writerow([task, seed, f"{r.random:.4f}", f"{r.expert:.4f}", r.expert_source,
                             *(f"{r.heuristics[h]:.4f}" for h in heur)])
-    plot(out_dir, cfg, records, refs, rows, summary)
+    plot(out_dir, cfg, _normalised_curves(records, refs), rows, summary)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "results.md").write_text(markdown(cfg, summary))
     return summary
+
+
+def render(out_dir: Path) -> None:
+    """Redraw the plots of a finished reproduction folder from its ``config.yaml``, ``curves.csv``,
+    ``episodes_to_adapt.csv`` and ``summary.json`` (after a change of the plots; nothing is trained or run)."""
+    out_dir = Path(out_dir)
+    needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json")]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
+    cfg = load_config(needed[0])
+    runs: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}
+    with open(needed[1], newline="") as f:
+        for r in csv.DictReader(f):
+            runs.setdefault(r["method"], {}).setdefault((r["task"], r["seed"]), []).append(
+                (int(r["episodes"]), float(r["normalised_return"])))
+    curves = {m: ([e for e, _ in next(iter(by_run.values()))], np.array([[v for _, v in c] for c in by_run.values()]))
+              for m, by_run in runs.items()}
+    with open(needed[2], newline="") as f:
+        rows = list(csv.DictReader(f))
+    plot(out_dir, cfg, curves, rows, json.loads(needed[3].read_text()))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
 from flash_rl.config import load_config
 from flash_rl.pipeline import reproduce
@@ -46,6 +47,14 @@ def test_reproduce_tiny(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "summary.json").read_text())["methods"]["flash"]["runs"] == 18
     assert (run / "tb").is_dir() and len(json.loads(Path(cfg.references.cache).read_text())) == 9 * 2
+    # --render redraws the plots from the folder's files alone and leaves the numbers as they are
+    written = {n: (out / n).read_bytes() for n in ("summary.json", "results.md", "curves.csv")}
+    for png in ("adaptation_curves.png", "episodes_to_adapt.png"):
+        (out / png).unlink()
+    assert main(["reproduce", "--render", str(out)]) == 0
+    assert (out / "adaptation_curves.png").stat().st_size > 0 and (out / "episodes_to_adapt.png").stat().st_size > 0
+    assert {n: (out / n).read_bytes() for n in written} == written
+    assert main(["reproduce", "--render", str(tmp_path)]) == 2  # not a reproduction folder: a one-line error
     # resume: every model and curve is reused
     lines = (run / "curves.jsonl").read_text().splitlines()
     (run / "curves.jsonl").write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:10])  # a run cut short by a kill
