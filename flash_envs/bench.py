@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
+from flash_envs.cli_args import float_at_least, int_at_least
 
 # (label, env id, make kwargs, steps measured)
 CASES: list[tuple[str, str, dict[str, Any], int]] = [
@@ -119,8 +120,9 @@ def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of measured steps")
-    parser.add_argument("--memory-steps", type=int, default=0,
+    parser.add_argument("--scale", type=float_at_least(0, strict=True), default=1.0,
+                        help="multiply the number of measured steps")
+    parser.add_argument("--memory-steps", type=int_at_least(0), default=0,
                         help="also run this many steps of each of the fast envs watching memory")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
 

@@ -1,8 +1,10 @@
 """The ``flash`` command line. Each sub-command lives in its own module, imported only when it runs.
 
 A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> None`` and
-``run(args: argparse.Namespace) -> int``. A missing file or a data file off its schema ends the command with a
-one-line error (``flash: error: ...``) and exit status 2.
+``run(args: argparse.Namespace) -> int``. Bad input ends a command with exit status 2 and no traceback:
+- a value out of range (the argument types of :mod:`flash_envs.cli_args`), or arguments that do not go together
+  (:class:`flash_envs.cli_args.UsageError`): argparse's usage error;
+- a missing file or a data file off its schema: a one-line ``flash: error: ...``.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
     module = importlib.import_module(COMMANDS[command][0])
-    from flash_envs.data import DataFormatError  # every command imports flash_envs anyway
+    from flash_envs.cli_args import UsageError  # every command imports flash_envs anyway
+    from flash_envs.data import DataFormatError
     command_parser = argparse.ArgumentParser(prog=f"flash {command}", description=COMMANDS[command][1])
     module.add_arguments(command_parser)
     index = argv.index(command)
     args = command_parser.parse_args(argv[:index] + argv[index + 1:])
     try:
         return int(module.run(args) or 0)
+    except UsageError as exc:
+        command_parser.error(str(exc))
     except (FileNotFoundError, DataFormatError) as exc:  # bad input: the message names the file (and line, column)
         from flash_rl.commands._common import fail
 

@@ -47,3 +47,23 @@ def test_a_missing_data_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FLASH_DATA_DIR", str(tmp_path))
     assert main(["config-eval", "--dataset", "ibm"]) == 2
     assert "set FLASH_DATA_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--episodes", "0"], "argument --episodes: must be an integer >= 1, got '0'"),
+    (["demo", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    (["task-diversity", "--episodes", "two"], "argument --episodes: must be an integer >= 1, got 'two'"),
+    (["power-governors", "--n-servers", "0"], "argument --n-servers: must be an integer >= 1"),
+    (["bench", "--scale", "0"], "argument --scale: must be a number > 0, got '0'"),
+    (["bench", "--scale", "inf"], "argument --scale: must be a number > 0, got 'inf'"),
+    (["validate-fidelity", "--horizon", "30"], "argument --horizon: must be a number >= 60, got '30'"),
+    (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
+    (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
+    (["reproduce", "--seeds", "0"], "argument --seeds: must be an integer >= 1"),
+])
+def test_a_bad_count_is_a_usage_error_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"usage: flash {argv[0]}")
+    assert f"flash {argv[0]}: error: {message}" in err

@@ -22,6 +22,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
+from flash_envs.cli_args import int_at_least
 
 HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 STATIC_GRID = tuple(itertools.product((2, 4, 8, 12, 16), (512, 1024, 2048), (1024, 2048, 3072)))
@@ -71,8 +72,8 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episodes", type=int, default=1, help="episodes per task and policy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
+from flash_envs.cli_args import int_at_least
 from flash_envs.envs.power_management import PowerManagementEnv
 
 METRICS = ("energy_j", "power_share", "slo_violation", "transitions")
@@ -74,8 +75,9 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
-    parser.add_argument("--seeds", type=int, default=2, help="episodes per task and governor (seeds 0..N-1)")
-    parser.add_argument("--n-servers", type=int, default=1)
+    parser.add_argument("--seeds", type=int_at_least(1), default=2,
+                        help="episodes per task and governor (seeds 0..N-1)")
+    parser.add_argument("--n-servers", type=int_at_least(1), default=1)
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for governors.csv and governors.md (default: print the markdown only)")

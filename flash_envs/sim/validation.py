@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flash_envs.cli_args import float_at_least, int_at_least
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
 
@@ -89,8 +90,8 @@ def markdown(rows: list[dict], horizon_s: float) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--horizon", type=float, default=3600.0, help="simulated seconds per scenario")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--horizon", type=float_at_least(60), default=3600.0, help="simulated seconds per scenario")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
 

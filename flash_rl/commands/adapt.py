@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from flash_envs.cli_args import int_at_least
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
 from flash_rl.config import ConfigError
 
@@ -21,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "(…/final), or a MAML checkpoint directory (…/ckpt)")
     parser.add_argument("--task", default="0", help="test-split task: index or name (default: 0)")
     parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--episodes", type=int, help="fine-tuning budget (default: adaptation.budget)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--json", help="also write the curve to this JSON file")
 
 
@@ -59,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
         task = pick_task(family, args.split, args.task)
         model = load_model(Path(args.model))
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
-        if episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)
     curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flash_envs.cli_args import int_at_least
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
 from flash_rl.config import ConfigError
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
     parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--episodes", type=int, default=1, help="evaluation episodes per task (default: 1)")
+    parser.add_argument("--episodes", type=int_at_least(1), default=1, help="evaluation episodes per task (default: 1)")
     parser.add_argument("--json", help="also write the table to this JSON file")
 
 
@@ -35,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        if args.episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
         case = get_case(cfg.case)
         family = case.build_family(cfg)
         model = load_model(Path(args.model))

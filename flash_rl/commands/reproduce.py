@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flash_envs.cli_args import int_at_least
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
 from flash_rl.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--seeds", type=int, help="adaptation seeds per task (overrides adaptation.seeds)")
+    parser.add_argument("--seeds", type=int_at_least(1), help="adaptation seeds per task (overrides adaptation.seeds)")
     parser.add_argument("--out", help="output directory (default: results/<case>[/quick])")
     parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
                         help="add held-out tasks replaying these CSV traces with the test split's applications "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from flash_envs.cli_args import UsageError, fraction, int_at_least
 from flash_envs.data import dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
@@ -37,25 +38,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=("ibm", "chunkfunc", "simulated"), default="ibm",
                         help="schema of --train/--test, or the built-in simulated serverless functions (default: ibm)")
     parser.add_argument("--train", help="CSV whose workloads train the models (default: the shared dataset file)")
-    parser.add_argument("--test", help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
+    parser.add_argument("--test",
+                        help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
     parser.add_argument("--platform", choices=CHUNKFUNC_PLATFORMS, default="aws_lambda",
                         help="chunkfunc only: the platform whose functions are used (default: aws_lambda)")
-    parser.add_argument("--functions", type=int, default=300,
+    parser.add_argument("--functions", type=int_at_least(3), default=300,
                         help="simulated only: number of functions; the last third are held out (default: 300)")
-    parser.add_argument("--train-functions", type=int,
+    parser.add_argument("--train-functions", type=int_at_least(2),
                         help="simulated only: train on the first N functions (default: all not held out)")
-    parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 5], help="numbers of shots K (default: 1 2 5)")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default: 3)")
-    parser.add_argument("--folds", type=int, default=4, help="cross-validation folds without --test (default: 4)")
+    parser.add_argument("--shots", type=int_at_least(1), nargs="+", default=[1, 2, 5],
+                        help="numbers of shots K (default: 1 2 5)")
+    parser.add_argument("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
+    parser.add_argument("--folds", type=int_at_least(2), default=4,
+                        help="cross-validation folds without --test (default: 4)")
     parser.add_argument("--hold-out", choices=("workload", "function"), default="workload",
                         help="chunkfunc only: 'function' holds out each function with all its inputs (one fold per "
                              "function) instead of --folds random groups of (function, input) workloads")
-    parser.add_argument("--draws", type=int, default=5, help="shot subsets per held-out app and seed (default: 5)")
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="training steps per model")
-    parser.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+    parser.add_argument("--draws", type=int_at_least(1), default=5,
+                        help="shot subsets per held-out app and seed (default: 5)")
+    parser.add_argument("--steps", type=int_at_least(1), default=TrainConfig.steps, help="training steps per model")
+    parser.add_argument("--val-fraction", type=fraction, default=TrainConfig.val_fraction,
                         help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
                              "every model on all of them for --steps (default: 0)")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=int_at_least(1), default=1,
                         help="worker processes, one torch thread each; the numbers do not depend on it (default: 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
@@ -72,15 +77,15 @@ def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
 
 def _splits(args: argparse.Namespace) -> list[Split]:
     if args.hold_out == "function" and (args.dataset != "chunkfunc" or args.test):
-        raise SystemExit("--hold-out function applies to --dataset chunkfunc without --test")
+        raise UsageError("--hold-out function applies to --dataset chunkfunc without --test")
     if args.dataset == "simulated":
         if args.train or args.test:
-            raise SystemExit("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
+            raise UsageError("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
         data = simulated_measurements(args.functions)
         n_held_in = args.functions - args.functions // 3
         n_train = n_held_in if args.train_functions is None else args.train_functions
         if not 2 <= n_train <= n_held_in:
-            raise SystemExit(f"--train-functions must lie in [2, {n_held_in}] with --functions {args.functions}")
+            raise UsageError(f"--train-functions must lie in [2, {n_held_in}] with --functions {args.functions}")
         return [Split("held-out functions", data.select_apps(data.apps[:n_train]),
                       data.select_apps(data.apps[n_held_in:]))]
     train = _load(args.dataset, args.train, args.platform)
@@ -88,15 +93,13 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
     if args.test:
         return [Split("train file -> test file", train, _load(args.dataset, args.test, args.platform))]
+    if args.folds > len(train.apps):
+        raise UsageError(f"--folds {args.folds}: {train.source} has only {len(train.apps)} workloads")
     return app_folds(train, args.folds)
 
 
 def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
-    if min(args.shots) < 1 or args.seeds < 1 or args.draws < 1 or args.steps < 1 or args.jobs < 1:
-        raise SystemExit("--shots, --seeds, --draws, --steps and --jobs must be >= 1")
-    if not 0 <= args.val_fraction < 1:
-        raise SystemExit(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     torch.set_num_threads(1)
     splits = _splits(args)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
@@ -136,7 +139,7 @@ def _read_report(folder: str) -> dict:
     """The report a run with ``--out folder`` wrote, with its K keys turned back into ints."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
-        raise SystemExit(f"--render: {path} not found; it is written by a run with --out {folder}")
+        raise FileNotFoundError(f"--render: {path} not found; it is written by a run with --out {folder}")
     report = json.loads(path.read_text())
     for key in ("summary", *DIFFERENCE_KEYS):
         report[key] = {int(k): v for k, v in report[key].items()}
@@ -145,7 +148,7 @@ def _read_report(folder: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.render and args.out:
-        raise SystemExit("--render rewrites the files in its own folder; drop --out")
+        raise UsageError("--render rewrites the files in its own folder; drop --out")
     report = _read_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     table = markdown_table(report["summary"], title,

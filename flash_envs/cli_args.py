@@ -1,0 +1,53 @@
+"""Argument types of the ``flash`` commands, so that a bad value ends in argparse's usage error.
+
+``parser.add_argument("--episodes", type=int_at_least(1))`` rejects ``--episodes 0`` while parsing, with the usage
+line, ``flash demo: error: argument --episodes: must be an integer >= 1, got '0'`` and exit status 2, before any
+work starts. Checks that involve several arguments, or the data, raise :class:`UsageError` from the command's
+``run``; ``flash`` reports it the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+
+class UsageError(ValueError):
+    """Arguments that are each valid but not together (or not for this data); reported as a usage error."""
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+    return parse
+
+
+def float_at_least(low: float, *, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= ``low`` (> ``low`` if ``strict``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > low if strict else value >= low) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {low:g}, got {text!r}")
+        return value
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
+    return value
