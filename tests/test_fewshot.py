@@ -217,10 +217,13 @@ def test_cli_rejects_bad_arguments_with_a_usage_error(argv, message, capsys):
     assert f"flash config-eval: error: {message}" in err
 
 
-def test_cli_rejects_more_folds_than_workloads(shared_data, capsys):
+def test_cli_rejects_more_folds_or_shots_than_the_data_has(shared_data, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["config-eval", "--dataset", "ibm", "--folds", "25"])
     assert exit_info.value.code == 2 and "--folds 25: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["config-eval", "--dataset", "ibm", "--shots", "2", "500"])
+    assert "--shots 500: K shots and one target need K + 1" in capsys.readouterr().err
 
 
 def test_paired_differences_are_per_app():

@@ -102,6 +102,10 @@ def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
     torch.set_num_threads(1)
     splits = _splits(args)
+    most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
+    if max(args.shots) >= most:
+        raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "
+                         f"some split has no app with more than {most}")
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
                   progress=not args.no_progress, jobs=args.jobs)
