@@ -143,6 +143,9 @@ def test_loader_errors_name_file_line_column_value(tmp_path):
     path.write_text(header.replace(",status", "") + good)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['status'\]"):
         load_ibm_multicloud(path)
+    path.write_text(header + good + "1,A,1,1,,,,,,3,w,0.01,12.0\n")   # a row without its status: not a failed run
+    with pytest.raises(ValueError, match=r"ibm.csv:3: 13 field\(s\) where the header has 14"):
+        load_ibm_multicloud(path)
     path.write_text(header + good + "1,A,1,1,,,,,,3,w,0.01,12.0,Timed out.\n" + "2,A,1,1,,,,,,3,w,0.01,30.0,ok\n")
     data = load_ibm_multicloud(path)
     assert data.counts == {"rows read": 3, "dropped: failed run (status != ok)": 1, "merged duplicates": 1}

@@ -71,7 +71,7 @@ def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
     args = parser.parse_args(["--quick", "--test-trace", str(bad), "--out", str(tmp_path / "o"),
                               "--run-dir", str(tmp_path / "r"), "--set", *TINY])
     assert command.run(args) == 2
-    assert "column 'timestamp' not found" in capsys.readouterr().err
+    assert "missing column(s) ['timestamp']" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -151,6 +151,7 @@ def test_reader_builds_server_types(tmp_path):
     (HEADER + GOOD_ROW.replace(",120,", ",-120,"), r"spec.csv:2: column 'watts_50pct' holds '-120'"),
     (HEADER + GOOD_ROW + GOOD_ROW.replace(",16,", ",2.5,"), r"spec.csv:3: column 'cores' holds '2.5', not a whole"),
     (HEADER + GOOD_ROW.replace(",220\n", ",\n"), r"column 'watts_100pct' holds ''"),
+    (HEADER + GOOD_ROW.replace(",220\n", "\n"), r"spec.csv:2: \d+ field\(s\) where the header has"),
 ])
 def test_reader_names_bad_input(tmp_path, content, message):
     path = tmp_path / "spec.csv"

@@ -6,8 +6,10 @@ The public datasets live in a folder named by the ``FLASH_DATA_DIR`` environment
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
+from typing import Iterator, Sequence
 
 DATA_DIR_ENV = "FLASH_DATA_DIR"
 DEFAULT_DATA_DIR = Path("../shared/data")
@@ -31,3 +33,33 @@ def dataset_path(*parts: str) -> Path:
             f"dataset file {path} not found; set {DATA_DIR_ENV} to the folder holding the public datasets"
         )
     return path
+
+
+def csv_rows(path: str | Path, required: Sequence[str],
+             error: type[DataFormatError] = DataFormatError) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a CSV file with a header, each with its 1-based line number, read lazily.
+
+    Raises ``FileNotFoundError`` for a missing file and ``error`` for an empty file, a header without the
+    ``required`` columns, a row with more or fewer fields than the header, or a header with no rows under it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            raise error(f"{path}: empty file (expected a header with columns {list(required)})")
+        missing = [c for c in required if c not in reader.fieldnames]
+        if missing:
+            raise error(f"{path}:1: missing column(s) {missing}; the header has {reader.fieldnames}")
+        n_rows = 0
+        for row in reader:
+            extra = row.get(None)   # DictReader keeps a long row's surplus under None, fills a short row with None
+            if extra is not None or None in row.values():
+                n_fields = len(reader.fieldnames) + len(extra) if extra else sum(v is not None for v in row.values())
+                raise error(f"{path}:{reader.line_num}: {n_fields} field(s) where the header has "
+                            f"{len(reader.fieldnames)}")
+            n_rows += 1
+            yield reader.line_num, row
+    if not n_rows:
+        raise error(f"{path}: no data rows after the header")

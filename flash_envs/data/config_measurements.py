@@ -19,7 +19,6 @@ Repeated measurements of the same (application, configuration) are merged by the
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from flash_envs.data import DataFormatError
+from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
 
 log = logging.getLogger(__name__)
@@ -120,19 +119,6 @@ class _Table:
                                   np.stack([self.features[c] for c in configs]), runtime, cost, counts)
 
 
-def _read_rows(path: str | Path, required: Sequence[str]) -> tuple[Path, list[tuple[int, dict[str, str]]]]:
-    """Rows of a CSV with their 1-based file line numbers, after checking the header has ``required``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFormatError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-        return path, [(reader.line_num, row) for row in reader]
-
-
 def _number(path: Path, line: int, row: dict[str, str], column: str, positive: bool = True,
             convert: Callable[[str], float] = float) -> float:
     raw = row[column]
@@ -157,10 +143,10 @@ IBM_FEATURE_NAMES = tuple(f"{c}={v}" for c, vs in IBM_CATEGORIES.items() for v i
 
 def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
     """Load a CSV of the IBM multi-cloud schema (an unnamed index column is allowed). Failed runs are dropped."""
-    path, rows = _read_rows(path, IBM_COLUMNS)
+    path = Path(path)
     table = _Table()
     provider_columns = {p: [c for c in IBM_CATEGORIES if c.startswith(f"{p}_")] for p in IBM_CATEGORIES["provider"]}
-    for line, row in rows:
+    for line, row in csv_rows(path, IBM_COLUMNS):
         table.counts["rows read"] += 1
         provider = row["provider"]
         if provider not in IBM_CATEGORIES["provider"]:
@@ -200,9 +186,9 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
     unknown = sorted(set(platforms or ()) - set(CHUNKFUNC_PLATFORMS))
     if unknown:
         raise ValueError(f"unknown platform(s) {unknown}; expected some of {CHUNKFUNC_PLATFORMS}")
-    path, rows = _read_rows(path, CHUNKFUNC_COLUMNS)
+    path = Path(path)
     table = _Table()
-    for line, row in rows:
+    for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
         platform = row["platform"]
         if platform not in CHUNKFUNC_PLATFORMS:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from flash_envs.data import dataset_path
+from flash_envs.data import csv_rows, dataset_path
 from flash_envs.data.trace_csv import RateTrace, TraceFormatError, read_rate_trace
 
 NASA_TRACE = ("nasa_http_1995", "nasa_http_requests_per_minute.csv")
@@ -28,24 +27,20 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
         path: an ``invocations.csv`` in the Azure 2019 schema; by default the shared 10-function day.
     """
     path = dataset_path(*AZURE_INVOCATIONS) if path is None else Path(path)
-    with Path(path).open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or "HashFunction" not in header:
-            raise TraceFormatError(f"{path}: not in the Azure 2019 invocations schema (no HashFunction column)")
-        first_minute = header.index("1") if "1" in header else 4
-        rows = list(reader)
+    rows = list(csv_rows(path, ("HashFunction",), TraceFormatError))
     if isinstance(function, int):
         if not 0 <= function < len(rows):
             raise IndexError(f"{path}: function index {function} out of range (0..{len(rows) - 1})")
-        row, line = rows[function], function + 2
+        line, row = rows[function]
     else:
-        matches = [i for i, r in enumerate(rows) if r[header.index("HashFunction")] == function]
+        matches = [(line, row) for line, row in rows if row["HashFunction"] == function]
         if not matches:
             raise KeyError(f"{path}: no function with HashFunction {function!r}")
-        row, line = rows[matches[0]], matches[0] + 2
+        line, row = matches[0]
+    header = list(row)
+    first_minute = header.index("1") if "1" in header else 4
     counts = []
-    for column, text in zip(header[first_minute:], row[first_minute:]):
+    for column, text in list(row.items())[first_minute:]:
         try:
             value = float(text)
         except ValueError:
@@ -53,4 +48,4 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
         if value < 0:
             raise TraceFormatError(f"{path}:{line}: column {column!r} holds a negative count {value}")
         counts.append(value)
-    return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row[header.index('HashFunction')]}")
+    return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row['HashFunction']}")

@@ -11,11 +11,10 @@ Bad input raises :class:`PowerDataError` naming the file, line, column and value
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from flash_envs.data import DataFormatError, dataset_path
+from flash_envs.data import DataFormatError, csv_rows, dataset_path
 from flash_envs.sim.power import FrequencyScaling, ServerType
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
@@ -81,27 +80,11 @@ def _number(path: Path, line: int, column: str, text: str, *, positive: bool, in
     return value
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
-            raise PowerDataError(f"{path}: empty file (expected a header with columns {list(required)})")
-        missing = [c for c in required if c not in reader.fieldnames]
-        if missing:
-            raise PowerDataError(f"{path}:1: missing column(s) {missing}; the header has {reader.fieldnames}")
-        rows = [(reader.line_num, row) for row in reader]
-    if not rows:
-        raise PowerDataError(f"{path}: no data rows after the header")
-    return rows
-
-
 def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
     """Every result of a SPECpower-schema CSV (see the module docstring for the columns)."""
     path = Path(path)
     records = []
-    for line, row in _rows(path, ("server_id", "cores") + WATTS_COLUMNS):
+    for line, row in csv_rows(path, ("server_id", "cores") + WATTS_COLUMNS, PowerDataError):
         def optional(column: str, integer: bool = False) -> float | None:
             text = (row.get(column) or "").strip()
             return None if not text else _number(path, line, column, text, positive=True, integer=integer)
@@ -135,7 +118,7 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
     path = Path(path)
     columns = ("host_model", "freq_pct_of_max", "power_idle_w", "power_full_w")
     by_host: dict[str, list[tuple[float, float, float]]] = {}
-    for line, row in _rows(path, columns):
+    for line, row in csv_rows(path, columns, PowerDataError):
         pct = _number(path, line, "freq_pct_of_max", row["freq_pct_of_max"] or "", positive=True)
         if pct > 100:
             raise PowerDataError(f"{path}:{line}: column 'freq_pct_of_max' holds {pct}; it must be <= 100")

@@ -13,14 +13,13 @@ Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from flash_envs.data import DataFormatError
+from flash_envs.data import DataFormatError, csv_rows
 
 
 class TraceFormatError(DataFormatError):
@@ -90,26 +89,13 @@ def read_rate_trace(
         raise ValueError(f"value_kind must be 'count' or 'rate', got {value_kind!r}")
     if time_unit_s <= 0:
         raise ValueError(f"time_unit_s must be > 0, got {time_unit_s}")
-    if not path.is_file():
-        raise FileNotFoundError(f"trace file {path} does not exist")
     times: list[float] = []
     values: list[float] = []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise TraceFormatError(f"{path}: the file is empty (no header row)")
-        for column in (time_column, value_column):
-            if column is not None and column not in reader.fieldnames:
-                raise TraceFormatError(
-                    f"{path}: column {column!r} not found; the header has {', '.join(reader.fieldnames)}"
-                )
-        for row in reader:
-            line = reader.line_num
-            times.append(_parse_time(row[time_column] or "", path, line, time_column, time_unit_s))
-            if value_column is not None:
-                values.append(_parse_value(row[value_column] or "", path, line, value_column))
-    if not times:
-        raise TraceFormatError(f"{path}: the file has a header but no data rows")
+    columns = [c for c in (time_column, value_column) if c is not None]
+    for line, row in csv_rows(path, columns, TraceFormatError):
+        times.append(_parse_time(row[time_column], path, line, time_column, time_unit_s))
+        if value_column is not None:
+            values.append(_parse_value(row[value_column], path, line, value_column))
     t = np.asarray(times)
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order][0]
