@@ -33,6 +33,9 @@ def test_lambda_cpu_share_and_cost():
     t = fn.expected_time_s(np.array([884.5, 1769, 3538]))
     assert t == pytest.approx([4.0, 2.0, 2.0])  # serial code: no gain beyond one vCPU
     assert invocation_cost(1024, 1.0) == pytest.approx(0.0000166667 + 0.0000002)
+    # billed per started millisecond: 32.59 s is 32,590 ms (32.59 * 1000 is 32590.000000000004 in floating point)
+    assert invocation_cost(1024, 32.59) == pytest.approx(32.59 * 0.0000166667 + 0.0000002, rel=1e-9)
+    assert invocation_cost(1024, 32.5901) == pytest.approx(32.591 * 0.0000166667 + 0.0000002, rel=1e-9)
     with pytest.raises(ValueError, match="memory sizes"):
         vcpus(64)
     with pytest.raises(ValueError, match="parallel_fraction"):

@@ -49,7 +49,8 @@ def vcpus(memory_mib: np.ndarray | float) -> np.ndarray:
 
 def invocation_cost(memory_mib: np.ndarray | float, duration_s: np.ndarray | float) -> np.ndarray:
     """USD for one invocation: billed GB-seconds (duration rounded up to 1 ms) plus the request price."""
-    billed_s = np.ceil(np.asarray(duration_s, dtype=float) * 1000.0) / 1000.0
+    milliseconds = np.round(np.asarray(duration_s, dtype=float) * 1000.0, 6)   # 32.59 s * 1000 is 32590.000000000004
+    billed_s = np.ceil(milliseconds) / 1000.0
     return np.asarray(memory_mib, dtype=float) / 1024.0 * billed_s * PRICE_PER_GB_S + PRICE_PER_REQUEST
 
 
