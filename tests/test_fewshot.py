@@ -13,7 +13,7 @@ from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import (METHODS, METRICS, Split, app_folds, evaluate_split, group_folds,
-                                      markdown_table, paired_differences, score, summarise)
+                                       markdown_table, n_validation_apps, paired_differences, score, summarise)
 from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
@@ -198,6 +198,41 @@ def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
     assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
                  *SMOKE]) == 0
     assert "| FLASH |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:         # the same workloads in both files: refused, not scored
+        main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"), *SMOKE])
+    assert exit_info.value.code == 2
+    assert "18 app(s) both in training and held out" in capsys.readouterr().err
+
+
+def test_a_split_never_trains_on_a_held_out_app(sim):
+    with pytest.raises(ValueError, match=r"1 app\(s\) both in training and held out: \['fn-003'\]"):
+        Split("overlap", sim.select_apps(sim.apps[:4]), sim.select_apps(sim.apps[3:6]))
+
+
+def test_validation_share_must_leave_apps_to_train_on(capsys):
+    assert n_validation_apps(10, 0.0) == 0 and n_validation_apps(10, 0.1) == 2 and n_validation_apps(10, 0.5) == 5
+    with pytest.raises(ValueError, match="leaves 1 to train on"):
+        n_validation_apps(3, 0.1)
+    with pytest.raises(SystemExit):
+        main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "3",
+              "--val-fraction", "0.1", *SMOKE])
+    assert "flash config-eval: error: --val-fraction 0.1 of 3 training apps" in capsys.readouterr().err
+
+
+def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
+    header = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
+             "target_runtime,status\n"
+    rows = [f"0,A,{f},{v},,,,,,{n},{w},{0.01 * n},{10.0 / (v + 1) + (w == 'w2')},ok\n"
+            for w in ("w1", "w2", "w3") for f in (1, 2) for v in (0, 1) for n in (3, 4)]
+    rows.append("0,A,1,1,,,,,,3,lonely,0.01,10.0,ok\n")          # one measurement: cannot give 1 shot + 1 target
+    (tmp_path / "train.csv").write_text(header + "".join(r for r in rows if ",w3," not in r and "lonely" not in r))
+    (tmp_path / "test.csv").write_text(header + "".join(r for r in rows if ",w3," in r or "lonely" in r))
+    assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                 "--json", *SMOKE]) == 0
+    captured = capsys.readouterr()
+    assert "K = 1: 1 held-out app(s) have fewer than K + 1 measured configurations and are not scored: ['lonely']" \
+        in captured.err
+    assert json.loads(captured.out)["1"]["FLASH"]["runtime MAPE (%)"]["n"] == 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from flash_envs.data import dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_rl.fewshot import evaluate
-from flash_rl.fewshot.evaluate import (Split, app_folds, group_folds, markdown_table, paired_differences,
-                                       plot_summary, summarise)
+from flash_rl.fewshot.episodes import EpisodeSampler
+from flash_rl.fewshot.evaluate import (Split, app_folds, group_folds, markdown_table, n_validation_apps,
+                                       paired_differences, plot_summary, summarise)
 from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
@@ -92,7 +94,11 @@ def _splits(args: argparse.Namespace) -> list[Split]:
     if args.hold_out == "function":
         return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
     if args.test:
-        return [Split("train file -> test file", train, _load(args.dataset, args.test, args.platform))]
+        test = _load(args.dataset, args.test, args.platform)
+        try:
+            return [Split("train file -> test file", train, test)]
+        except ValueError as err:   # the two files share workloads
+            raise UsageError(f"--train {args.train} and --test {args.test}: {err}") from None
     if args.folds > len(train.apps):
         raise UsageError(f"--folds {args.folds}: {train.source} has only {len(train.apps)} workloads")
     return app_folds(train, args.folds)
@@ -102,10 +108,20 @@ def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
     torch.set_num_threads(1)
     splits = _splits(args)
+    try:
+        for split in splits:
+            n_validation_apps(len(split.train.apps), args.val_fraction)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
     if max(args.shots) >= most:
         raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "
                          f"some split has no app with more than {most}")
+    unscored = {k: [a for s in splits for a in EpisodeSampler(s.test, k).skipped_apps] for k in sorted(set(args.shots))}
+    for k, apps in unscored.items():
+        if apps:
+            print(f"flash config-eval: warning: K = {k}: {len(apps)} held-out app(s) have fewer than K + 1 measured "
+                  f"configurations and are not scored: {apps}", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
                   progress=not args.no_progress, jobs=args.jobs)
@@ -115,6 +131,7 @@ def run_command(args: argparse.Namespace) -> dict:
         "splits": [{"name": s.name, "train_apps": list(s.train.apps), "test_apps": list(s.test.apps)}
                    for s in splits],
         "counts": {"train": first.train.counts, "test": first.test.counts},
+        "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
         **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()},

@@ -43,11 +43,29 @@ MISSED_DEADLINE_REGRET = 100.0
 
 @dataclass(frozen=True)
 class Split:
-    """Training and held-out test applications (possibly from different files of one schema)."""
+    """Training and held-out test applications (possibly from different files of one schema); no app in both."""
 
     name: str
     train: ConfigMeasurements
     test: ConfigMeasurements
+
+    def __post_init__(self) -> None:
+        shared = sorted(set(self.train.apps) & set(self.test.apps))
+        if shared:
+            raise ValueError(f"{len(shared)} app(s) both in training and held out: {shared[:5]}"
+                             f"{' ...' if len(shared) > 5 else ''}; held-out apps must never be trained on")
+
+
+def n_validation_apps(n_train: int, val_fraction: float) -> int:
+    """How many of ``n_train`` training apps early stopping keeps aside: ``val_fraction`` of them, at least 2, and
+    never so many that fewer than 2 are left to fit on."""
+    if val_fraction == 0:
+        return 0
+    n_val = max(2, round(val_fraction * n_train))
+    if n_train - n_val < 2:
+        raise ValueError(f"--val-fraction {val_fraction} of {n_train} training apps keeps {n_val} for validation "
+                         f"and leaves {n_train - n_val} to train on; at least 2 of each are needed")
+    return n_val
 
 
 def app_folds(data: ConfigMeasurements, n_folds: int, seed: int = 0) -> list[Split]:
@@ -101,7 +119,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     fit, validation = split.train, None
     if cfg.val_fraction > 0:
         apps = list(rng.permutation(split.train.apps))
-        n_val = max(2, round(cfg.val_fraction * len(apps)))
+        n_val = n_validation_apps(len(apps), cfg.val_fraction)
         fit = split.train.select_apps(apps[n_val:])
         validation = EpisodeSampler(split.train.select_apps(apps[:n_val]), k).sample(256, cfg.n_targets, rng)
     train = EpisodeSampler(fit, k)

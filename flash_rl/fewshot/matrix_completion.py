@@ -41,6 +41,10 @@ def _ridge_rows(target: np.ndarray, measured: np.ndarray, other: np.ndarray, rid
     return np.linalg.solve(gram, np.einsum("ic,cr->ir", measured * target, design)[..., None])[..., 0]
 
 
+#: Floor of the residual variance (log units: a 0.1 % error), so that the prior keeps the posterior proper.
+MIN_NOISE_VAR = 1e-6
+
+
 @dataclass(frozen=True)
 class LowRankCompletion:
     """The fitted model for one output; see the module docstring."""
@@ -67,7 +71,8 @@ class LowRankCompletion:
             level, u = row[:, 0], row[:, 1:]
             column = _ridge_rows((y - level[:, None]).T, mask.T, u, ridge)
             effect, v = column[:, 0], column[:, 1:]
-        noise_var = float(np.mean((y - level[:, None] - effect - u @ v.T)[measured] ** 2))
+        residual_var = float(np.mean((y - level[:, None] - effect - u @ v.T)[measured] ** 2))
+        noise_var = max(residual_var, MIN_NOISE_VAR)   # an exact fit (toy data) would leave the posterior improper
         prior_cov = np.atleast_2d(np.cov(u, rowvar=False)) + 1e-6 * np.eye(rank)
         return cls(effect, v, u.mean(axis=0), prior_cov, noise_var)
 
