@@ -20,6 +20,7 @@ context: pretrained on the train tasks and fine-tuned on the new one (or, never 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 import os
@@ -221,6 +222,14 @@ class Flash:
         if self.model is None:
             raise RuntimeError("this agent has no model yet: call meta_train() or load()")
         return self.model.policy
+
+    def weights_digest(self) -> str:
+        """A short hash of the policy's weights, to key what depends on them (e.g. cached per-task experts)."""
+        digest = hashlib.sha1()
+        for name, tensor in sorted(self.policy.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()[:12]
 
     # ------------------------------------------------------------------------------------------ meta-training
     def meta_train(self, tasks: Any, total_timesteps: int, *, checkpoint_dir: str | Path | None = None,

@@ -193,12 +193,6 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
 
     # 2. references (after meta-training: the per-task expert starts from the pretrained transfer agent)
     with timer.phase("references"):
-        settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
-                    "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
-                    "net_arch": cfg.transfer.net_arch,
-                    "expert_init": "pretrained transfer agent", "transfer_timesteps": cfg.transfer.timesteps,
-                    "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
-
         def train_expert(task):
             expert = make_transfer(cfg, seed=cfg.run.seed)
             expert.n_envs = 4
@@ -209,7 +203,12 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         if pretrained is None and cfg.references.expert_timesteps > 0:
             pretrained = train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
                                           run_dir / "models" / "transfer", cfg, resume, "transfer")
-
+        # everything an expert depends on: it is trained with run.seed from the pretrained transfer agent's weights
+        settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
+                    "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
+                    "net_arch": cfg.transfer.net_arch, "seed": cfg.run.seed,
+                    "expert_init": pretrained.weights_digest() if cfg.references.expert_timesteps > 0 else None,
+                    "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
         refs = compute_references(env, tasks, eval_seeds, ReferenceCache(cfg.references.cache, settings),
                                   case.heuristics, case.expert_sweep,
                                   train_expert if cfg.references.expert_timesteps > 0 else None,

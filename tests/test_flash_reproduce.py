@@ -84,6 +84,12 @@ def test_reproduce_power_case_tiny(tmp_path):
     results = (tmp_path / "out" / "results.md").read_text()
     assert "ondemand (heuristic)" in results and "performance (heuristic)" in results
     assert "frequency sensitivity" in results  # a hidden parameter in the probe
+    # another meta-training seed trains other experts: the reference cache must not hand it this seed's
+    cached = len(json.loads((tmp_path / "refs.json").read_text()))
+    reseeded = load_config(ROOT / "configs" / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}",
+                                                                   "run.seed=1"])
+    reproduce(reseeded, tmp_path / "out1", tmp_path / "run1", command="test")
+    assert len(json.loads((tmp_path / "refs.json").read_text())) == 2 * cached
 
 
 def test_power_case_tests_on_unseen_server_types():
