@@ -58,3 +58,21 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], statistic
     res = stats.bootstrap((a, b), ratio, paired=True, n_resamples=n_resamples, confidence_level=CONFIDENCE,
                           method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def clustered_ratio_of_means_ci(numerator: Sequence[float], denominator: Sequence[float], clusters: Sequence[str],
+                                n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` with a paired bootstrap CI that resamples whole clusters.
+
+    Use it when runs come in correlated groups, e.g. several adaptation seeds on one task: resampling runs treats the
+    seeds as independent evidence, while a user meets new tasks, not new seeds. Paired runs share a cluster, so the
+    ratio of means is the ratio of the clusters' sums, and the bootstrap resamples the clusters' paired sums.
+    """
+    a, b, labels = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float), np.asarray(clusters)
+    if not a.shape == b.shape == labels.shape:
+        raise ValueError(f"paired samples and their clusters need equal shapes, got {a.shape}, {b.shape}, "
+                         f"{labels.shape}")
+    keys = np.unique(labels)
+    sums_a = np.array([a[labels == k].sum() for k in keys])
+    sums_b = np.array([b[labels == k].sum() for k in keys])
+    return ratio_ci(sums_a, sums_b, lambda x, axis=-1: np.sum(x, axis=axis), n_resamples, seed)

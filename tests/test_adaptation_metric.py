@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flash_rl.adaptation import References, episodes_to_adapt
-from flash_rl.stats import bootstrap_ci, iqm, mean, median, ratio_ci
+from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
 
 def test_episodes_to_adapt_counts_the_evaluation_episode():
@@ -44,3 +44,21 @@ def test_bootstrap_statistics():
     assert r == pytest.approx(24.5 / 2.5) and lo <= r <= hi and lo > 1
     with pytest.raises(ValueError):
         ratio_ci(np.ones(3), np.ones(4))
+
+
+def test_clustered_ratio_ci_resamples_tasks_not_seeds():
+    rng = np.random.default_rng(0)
+    per_task = rng.integers(1, 31, size=(8, 2)).astype(float)        # 8 tasks: (transfer, FLASH) episodes
+    one_seed = clustered_ratio_of_means_ci(per_task[:, 0], per_task[:, 1], [f"t{i}" for i in range(8)])
+    assert one_seed[0] == pytest.approx(per_task[:, 0].mean() / per_task[:, 1].mean())
+    # five seeds that only repeat each task's result add no evidence about new tasks: the task CI stays put,
+    # while the CI over runs narrows as if there were 40 independent tasks
+    five = np.repeat(per_task, 5, axis=0)
+    tasks = np.repeat([f"t{i}" for i in range(8)], 5)
+    assert clustered_ratio_of_means_ci(five[:, 0], five[:, 1], tasks) == pytest.approx(one_seed)
+    runs = ratio_ci(five[:, 0], five[:, 1], mean)
+    assert runs[2] - runs[1] < 0.8 * (one_seed[2] - one_seed[1])
+    # unequal numbers of runs per task: still the ratio of the means over runs
+    assert clustered_ratio_of_means_ci([4, 2, 6], [1, 1, 2], ["a", "a", "b"])[0] == pytest.approx(12 / 4)
+    with pytest.raises(ValueError, match="clusters"):
+        clustered_ratio_of_means_ci([1, 2], [1, 2], ["a"])

@@ -6,7 +6,7 @@ Examples::
     flash reproduce --case autoscaling                           # the committed results/autoscaling (< 60 min)
     flash reproduce --case autoscaling --resume                  # continue a killed run
     flash reproduce --case autoscaling --quick --test-trace my_trace.csv --set tasks.trace_value_column=rate
-    flash reproduce --render results/autoscaling                 # only redraw that folder's plots from its files
+    flash reproduce --render results/autoscaling                 # redraw its plots, recompute its speedups, from its files
 
 Outputs in ``--out`` (default ``results/<case>``, ``results/<case>/quick`` with ``--quick``): ``summary.json``,
 ``results.md``, ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, two plots and ``config.yaml``.
@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add held-out tasks replaying these CSV traces with the test split's applications "
                              "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
     parser.add_argument("--render", metavar="DIR",
-                        help="only redraw DIR's two plots from the CSVs, summary.json and config.yaml an earlier run "
-                             "wrote there (e.g. after a change of the plots); trains and runs nothing")
+                        help="only redraw DIR's two plots and recompute its speedup table (summary.json, results.md) from "
+                             "the CSVs, summary.json and config.yaml an earlier run wrote there (e.g. after a change "
+                             "of the plots or statistics); trains and runs nothing")
 
 
 def run(args: argparse.Namespace) -> int:
