@@ -11,6 +11,7 @@ and budgets / counts that must be positive.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,3 +292,35 @@ def validate(cfg: ExperimentConfig) -> None:
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+#: Settings (glob patterns) that may differ between a run and its ``--resume``: they change no saved model and no
+#: saved adaptation curve (curves are raw returns keyed by method, task and seed; references, thresholds and the
+#: probe are recomputed at every run), so a resumed run may add methods, seeds or test tasks, or re-score.
+RESUME_MAY_CHANGE = ("run.dir", "run.progress_bar", "run.checkpoint_interval", "references.*", "probe.*",
+                     "adaptation.methods", "adaptation.seeds", "adaptation.max_test_tasks", "adaptation.threshold",
+                     "adaptation.extra_thresholds")
+
+
+def check_resume(cfg: ExperimentConfig, run_dir: str | Path) -> None:
+    """Raise :class:`ConfigError` if ``run_dir`` holds a run made with other settings than ``cfg``: resuming would
+    mix its saved models and adaptation curves into this run's results."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        return
+
+    def dotted(data: dict[str, Any]) -> dict[str, Any]:    # {"flash": {"timesteps": 1}} -> {"flash.timesteps": 1}
+        out: dict[str, Any] = {}
+        for name, value in data.items():
+            out.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
+        return out
+
+    old = dotted(yaml.safe_load(saved.read_text()) or {})
+    new = dotted(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    changed = [k for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k) and not any(fnmatch.fnmatch(k, p) for p in RESUME_MAY_CHANGE)]
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in changed[:5])
+        raise ConfigError(f"--resume: {run_dir} holds a run made with other settings ({details}"
+                          f"{'; ...' if len(changed) > 5 else ''}); use another --run-dir, or drop --resume to start "
+                          "over")

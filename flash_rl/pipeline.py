@@ -27,7 +27,7 @@ import torch
 
 from flash_rl.adaptation import ReferenceCache, compute_references, episodes_to_adapt
 from flash_rl.cases import Case, get_case
-from flash_rl.config import ExperimentConfig, save_config
+from flash_rl.config import ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
 
@@ -162,6 +162,8 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     torch.set_num_threads(1)
     case = get_case(cfg.case)
     out_dir, run_dir = Path(out_dir), Path(run_dir)
+    if resume:
+        check_resume(cfg, run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")

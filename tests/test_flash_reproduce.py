@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
-from flash_rl.config import load_config
+from flash_rl.config import ConfigError, load_config, save_config
 from flash_rl.pipeline import reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,11 @@ def test_reproduce_tiny(tmp_path):
     again = reproduce(cfg, out, run, resume=True, command="test")
     assert again["methods"]["flash"]["runs"] == 18
     assert again["phase_seconds"]["meta-train flash"] < summary["phase_seconds"]["meta-train flash"] + 5
+    # resuming under other settings would mix the old models and curves into the new results: refused
+    other = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
+                        f"tasks.test_traces=['{trace}']", "adaptation.budget=3", "run.progress_bar=true"])
+    with pytest.raises(ConfigError, match=r"adaptation.budget: 2 then, 3 now\)"):
+        reproduce(other, out, run, resume=True, command="test")
 
 
 def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
@@ -98,3 +104,12 @@ def test_power_case_tests_on_unseen_server_types():
     cfg = load_config(ROOT / "configs" / "power.yaml")
     family = get_case("power").build_family(cfg)
     assert not {t.server.name for t in family.train} & {t.server.name for t in family.test}
+
+
+def test_resume_under_other_settings_is_refused_before_any_work(tmp_path, capsys):
+    for command_name, run_dir in (("meta-train", tmp_path / "m"), ("reproduce", tmp_path / "r")):
+        save_config(load_config(ROOT / "configs" / "autoscaling.yaml"), run_dir / "config.yaml")
+        assert main([command_name, "--run-dir", str(run_dir), "--resume", "--set", "flash.timesteps=5000"]) == 2
+        err = capsys.readouterr().err
+        assert "flash: error: --resume: " in err and "flash.timesteps: 300000 then, 5000 now" in err
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]   # nothing written

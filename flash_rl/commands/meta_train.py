@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
-from flash_rl.config import ConfigError, save_config
+from flash_rl.config import ConfigError, check_resume, save_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +29,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
+        run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
+        if args.resume:
+            check_resume(cfg, run_dir)
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)
     torch.set_num_threads(1)
-    run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")

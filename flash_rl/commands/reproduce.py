@@ -6,7 +6,7 @@ Examples::
     flash reproduce --case autoscaling                           # the committed results/autoscaling (< 60 min)
     flash reproduce --case autoscaling --resume                  # continue a killed run
     flash reproduce --case autoscaling --quick --test-trace my_trace.csv --set tasks.trace_value_column=rate
-    flash reproduce --render results/autoscaling                 # redraw its plots, recompute its speedups, from its files
+    flash reproduce --render results/autoscaling                 # redraw plots, recompute speedups from its files
 
 Outputs in ``--out`` (default ``results/<case>``, ``results/<case>/quick`` with ``--quick``): ``summary.json``,
 ``results.md``, ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, two plots and ``config.yaml``.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flash_envs.cli_args import int_at_least
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
-from flash_rl.config import ConfigError
+from flash_rl.config import ConfigError, check_resume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add held-out tasks replaying these CSV traces with the test split's applications "
                              "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
     parser.add_argument("--render", metavar="DIR",
-                        help="only redraw DIR's two plots and recompute its speedup table (summary.json, results.md) from "
-                             "the CSVs, summary.json and config.yaml an earlier run wrote there (e.g. after a change "
-                             "of the plots or statistics); trains and runs nothing")
+                        help="only redraw DIR's two plots and recompute its speedup table (summary.json, "
+                             "results.md) from the CSVs, summary.json and config.yaml an earlier run wrote there "
+                             "(e.g. after a change of the plots or statistics); trains and runs nothing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,10 +53,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, extra)
         case = get_case(cfg.case)
         test_tasks(cfg, case, case.build_family(cfg))  # bad task files / traces fail here, before any work
+        run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
+        if args.resume:
+            check_resume(cfg, run_dir)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         return fail(err)
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
-    run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
     summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line())
     print((out / "results.md").read_text())
     flash = summary["speedup"].get("transfer/flash")
