@@ -302,9 +302,10 @@ RESUME_MAY_CHANGE = ("run.dir", "run.progress_bar", "run.checkpoint_interval", "
                      "adaptation.extra_thresholds")
 
 
-def check_resume(cfg: ExperimentConfig, run_dir: str | Path) -> None:
+def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tuple[str, ...] = ()) -> None:
     """Raise :class:`ConfigError` if ``run_dir`` holds a run made with other settings than ``cfg``: resuming would
-    mix its saved models and adaptation curves into this run's results."""
+    mix its saved models and adaptation curves into this run's results. Settings matching :data:`RESUME_MAY_CHANGE`
+    or ``may_also_change`` (glob patterns) may differ."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         return
@@ -318,7 +319,8 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path) -> None:
     old = dotted(yaml.safe_load(saved.read_text()) or {})
     new = dotted(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
     changed = [k for k in sorted(old.keys() | new.keys())
-               if old.get(k) != new.get(k) and not any(fnmatch.fnmatch(k, p) for p in RESUME_MAY_CHANGE)]
+               if old.get(k) != new.get(k)
+               and not any(fnmatch.fnmatch(k, p) for p in RESUME_MAY_CHANGE + may_also_change)]
     if changed:
         details = "; ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in changed[:5])
         raise ConfigError(f"--resume: {run_dir} holds a run made with other settings ({details}"

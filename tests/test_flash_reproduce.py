@@ -109,7 +109,7 @@ def test_power_case_tests_on_unseen_server_types():
 def test_resume_under_other_settings_is_refused_before_any_work(tmp_path, capsys):
     for command_name, run_dir in (("meta-train", tmp_path / "m"), ("reproduce", tmp_path / "r")):
         save_config(load_config(ROOT / "configs" / "autoscaling.yaml"), run_dir / "config.yaml")
-        assert main([command_name, "--run-dir", str(run_dir), "--resume", "--set", "flash.timesteps=5000"]) == 2
+        assert main([command_name, "--run-dir", str(run_dir), "--resume", "--set", "flash.context_len=8"]) == 2
         err = capsys.readouterr().err
-        assert "flash: error: --resume: " in err and "flash.timesteps: 300000 then, 5000 now" in err
+        assert "flash: error: --resume: " in err and "flash.context_len: 32 then, 8 now" in err
         assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]   # nothing written

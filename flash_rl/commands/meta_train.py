@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
-        if args.resume:
-            check_resume(cfg, run_dir)
+        if args.resume:   # a killed meta-training may be continued to another total
+            check_resume(cfg, run_dir, may_also_change=("flash.timesteps", "transfer.timesteps", "maml.iterations"))
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)
     torch.set_num_threads(1)
