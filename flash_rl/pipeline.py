@@ -27,7 +27,7 @@ import torch
 
 from flash_rl.adaptation import ReferenceCache, compute_references, episodes_to_adapt
 from flash_rl.cases import Case, get_case
-from flash_rl.config import ExperimentConfig, check_resume, save_config
+from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
 
@@ -85,14 +85,28 @@ class PhaseTimer:
 
 
 def _done_marker(directory: Path) -> Path:
+    """Written when a meta-training finishes; it holds the total (timesteps or MAML iterations) it was trained for."""
     return directory / "DONE"
+
+
+def _finished(directory: Path, total: int, name: str) -> bool:
+    """Whether ``directory`` holds a finished meta-training of ``total``; one of another total is an error, because
+    ``--resume`` would load it instead of training to ``total``."""
+    marker = _done_marker(directory)
+    if not marker.exists():
+        return False
+    done = marker.read_text().strip()
+    if done.isdigit() and int(done) != total:   # markers written before the total was recorded hold "done"
+        raise ConfigError(f"--resume: {directory} holds {name} trained to {done}, not {total}; a finished run is not "
+                          "extended: use another --run-dir, or drop --resume to train again")
+    return True
 
 
 def train_flash_like(agent: Flash, family: Any, timesteps: int, directory: Path, cfg: ExperimentConfig,
                      resume: bool, name: str) -> Flash:
     """Meta-train (or load, when a finished model is there and ``resume``) a :class:`Flash` / transfer agent."""
     final = directory / "final"
-    if resume and _done_marker(directory).exists():
+    if resume and _finished(directory, timesteps, name):
         return type(agent).load(final)
     agent.meta_train(family.train, timesteps, checkpoint_dir=directory / "ckpt",
                      checkpoint_interval=cfg.run.checkpoint_interval, resume=resume,
@@ -100,12 +114,12 @@ def train_flash_like(agent: Flash, family: Any, timesteps: int, directory: Path,
     if agent.resumed_from is not None:
         print(f"{name}: resumed from the checkpoint at {agent.resumed_from} timesteps", flush=True)
     agent.save(final)
-    _done_marker(directory).write_text("done\n")
+    _done_marker(directory).write_text(f"{timesteps}\n")
     return agent
 
 
 def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool, writer: Any = None) -> MAML:
-    if resume and _done_marker(directory).exists():
+    if resume and _finished(directory, cfg.maml.iterations, "maml"):
         return MAML.load(directory / "ckpt")
     maml = make_maml(cfg)
     if resume and (directory / "ckpt" / "maml.pt").exists():
@@ -113,7 +127,7 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
     interval = max(1, cfg.maml.iterations // 10) if cfg.run.checkpoint_interval else 0
     maml.meta_train(family.train, cfg.maml.iterations, checkpoint_dir=directory / "ckpt",
                     checkpoint_interval=interval, resume=resume, progress_bar=cfg.run.progress_bar, writer=writer)
-    _done_marker(directory).write_text("done\n")
+    _done_marker(directory).write_text(f"{cfg.maml.iterations}\n")
     return maml
 
 

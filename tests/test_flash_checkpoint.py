@@ -135,6 +135,10 @@ def test_kill_and_resume_meta_train(tmp_path):
     final = Flash.load(run_dir / "models" / "flash" / "final")
     assert final.model.num_timesteps == target
     assert (run_dir / "config.yaml").exists()
+    # a finished run is not silently loaded in place of a longer one
+    again = subprocess.run(cmd + [f"flash.timesteps={target + 40}", "--resume"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and f"trained to {target}, not {target + 40}" in again.stderr
 
 
 def test_dqn_resume_keeps_the_replay_buffer(tmp_path):

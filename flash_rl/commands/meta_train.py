@@ -40,18 +40,21 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "command.txt").write_text(command_line() + "\n")
     family = get_case(cfg.case).build_family(cfg)
     directory = run_dir / "models" / args.method
-    if args.method == "maml":
-        from torch.utils.tensorboard import SummaryWriter
+    try:   # a finished run resumed with another total is refused before training
+        if args.method == "maml":
+            from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb" / "maml"))
-        train_maml(cfg, family, directory, args.resume, writer)
-        writer.close()
-        print(f"MAML saved to {directory / 'ckpt'}")
-        return 0
-    if args.method == "flash":
-        agent, steps = make_flash(cfg, str(run_dir / "tb")), cfg.flash.timesteps
-    else:
-        agent, steps = make_transfer(cfg, str(run_dir / "tb")), cfg.transfer.timesteps
-    train_flash_like(agent, family, steps, directory, cfg, args.resume, args.method)
+            writer = SummaryWriter(str(run_dir / "tb" / "maml"))
+            train_maml(cfg, family, directory, args.resume, writer)
+            writer.close()
+            print(f"MAML saved to {directory / 'ckpt'}")
+            return 0
+        if args.method == "flash":
+            agent, steps = make_flash(cfg, str(run_dir / "tb")), cfg.flash.timesteps
+        else:
+            agent, steps = make_transfer(cfg, str(run_dir / "tb")), cfg.transfer.timesteps
+        train_flash_like(agent, family, steps, directory, cfg, args.resume, args.method)
+    except ConfigError as err:
+        return fail(err)
     print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
     return 0
