@@ -29,13 +29,18 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _number(text: str) -> float:
+    """``text`` as a float; NaN (which fails every range check) when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def float_at_least(low: float, *, strict: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number >= ``low`` (> ``low`` if ``strict``)."""
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
+        value = _number(text)
         if not (value > low if strict else value >= low) or value == float("inf"):
             raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {low:g}, got {text!r}")
         return value
@@ -44,10 +49,7 @@ def float_at_least(low: float, *, strict: bool = False) -> Callable[[str], float
 
 def fraction(text: str) -> float:
     """An argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
     return value

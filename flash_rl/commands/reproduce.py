@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flash_envs.cli_args import int_at_least
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
-from flash_rl.config import ConfigError, check_resume
+from flash_rl.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,13 +53,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, extra)
         case = get_case(cfg.case)
         test_tasks(cfg, case, case.build_family(cfg))  # bad task files / traces fail here, before any work
-        run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
-        if args.resume:
-            check_resume(cfg, run_dir)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         return fail(err)
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
-    summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line())
+    run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
+    try:   # a --resume under other settings is refused before any work
+        summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line())
+    except ConfigError as err:
+        return fail(err)
     print((out / "results.md").read_text())
     flash = summary["speedup"].get("transfer/flash")
     if flash:
