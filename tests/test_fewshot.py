@@ -12,8 +12,9 @@ import torch
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
-from flash_rl.fewshot.evaluate import (METHODS, METRICS, Split, app_folds, evaluate_split, group_folds,
-                                       markdown_table, n_validation_apps, paired_differences, score, summarise)
+from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, Split, app_folds, choice_quality,
+                                       evaluate_split, group_folds, markdown_table, n_validation_apps,
+                                       paired_differences, plot_summary, score, summarise)
 from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
@@ -124,7 +125,18 @@ def test_group_folds_hold_each_group_out_whole(sim, capsys):
 def test_perfect_predictions_score_zero(sim):
     targets = np.arange(len(sim.configs))
     truth = np.log(np.stack([sim.runtime_s[0], sim.cost_usd[0]], axis=-1))[None]
-    assert score(truth, np.array([[0, 1]]), targets, sim, 0) == pytest.approx(np.zeros((1, 3)), abs=1e-9)
+    assert score(truth, np.array([[0, 1]]), targets, sim, 0) == pytest.approx(np.zeros((1, len(METRICS))), abs=1e-9)
+
+
+def test_regret_and_deadline_misses_of_a_choice():
+    rt, cost = np.array([1.0, 1.4, 3.0]), np.array([10.0, 6.0, 2.0])     # deadlines 1.25, 1.5 and 2 s
+    # believing configuration 2 fast: picked for every deadline, misses all three
+    assert choice_quality(np.array([1.0, 1.4, 1.1]), cost, rt, cost) == (MISSED_DEADLINE_REGRET, 100.0)
+    # believing configuration 1 slow: the fastest one is picked; on time, but 10 / 6 - 1 over the best at 1.5 and 2 s
+    regret, misses = choice_quality(np.array([1.0, 2.5, 3.0]), cost, rt, cost)
+    assert regret == pytest.approx(100 * (0 + 2 * (10 / 6 - 1)) / 3) and misses == 0.0
+    # believing configuration 1 fast enough for 1.25 s: misses only that deadline, right for the others
+    assert choice_quality(np.array([1.0, 1.2, 3.0]), cost, rt, cost) == pytest.approx((100 / 3, 100 / 3))
 
 
 def test_learned_predictors_beat_nearest_config(sim):
@@ -189,6 +201,14 @@ def test_table_bolds_every_method_that_prints_the_lowest_mean():
     assert "**" not in rows["base learner"] and "**" not in rows["nearest config"]
 
 
+def test_reports_written_before_deadline_misses_still_render(tmp_path):
+    summary = {2: {m: {metric: {"mean": 30.0, "low": 20.0, "high": 40.0} for metric in METRICS[:3]} for m in METHODS}}
+    header = markdown_table(summary, "t").splitlines()[4]
+    assert header.count("K=2") == 3 and "deadline misses" not in header
+    plot_summary(summary, "t", str(tmp_path / "old.png"))
+    assert (tmp_path / "old.png").is_file()
+
+
 def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
     rows = list(csv.reader((shared_data / "ibm_multicloud" / "multi-cloud-configuration.csv").open()))
     workloads = sorted({r[10] for r in rows[1:]})
@@ -216,7 +236,7 @@ def test_validation_share_must_leave_apps_to_train_on(capsys):
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "3",
               "--val-fraction", "0.1", *SMOKE])
-    assert "flash config-eval: error: --val-fraction 0.1 of 3 training apps" in capsys.readouterr().err
+    assert "flash config-eval: error: --val-fraction: validation fraction 0.1 of 3 training apps" in capsys.readouterr().err
 
 
 def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
@@ -263,7 +283,7 @@ def test_cli_rejects_more_folds_or_shots_than_the_data_has(shared_data, capsys):
 
 def test_paired_differences_are_per_app():
     rng = np.random.default_rng(0)
-    apps = {f"a{i}": rng.uniform(10, 50, size=3) for i in range(12)}   # wide spread between apps
+    apps = {f"a{i}": rng.uniform(10, 50, size=len(METRICS)) for i in range(12)}   # wide spread between apps
     per_app = {2: {m: {a: v + (0.0 if m == "FLASH" else 1.0) for a, v in apps.items()} for m in METHODS}}
     diff = paired_differences(per_app)[2]
     assert set(diff) == set(METHODS) - {"FLASH"}

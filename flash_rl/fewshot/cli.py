@@ -112,7 +112,7 @@ def run_command(args: argparse.Namespace) -> dict:
         for split in splits:
             n_validation_apps(len(split.train.apps), args.val_fraction)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(f"--val-fraction: {err}") from None
     most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
     if max(args.shots) >= most:
         raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "

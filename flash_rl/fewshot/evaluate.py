@@ -12,6 +12,9 @@ Protocol (the same for every method)
   believes cheapest among those meeting the deadline (measured values for the shots, predictions elsewhere; the
   fastest one if none seems to meet it). Regret is ``true cost / cost of the true best - 1``; a pick that misses the
   deadline in truth counts as 100 %.
+* **Deadline misses** (%): the share of those picks that miss their deadline in truth. Regret alone cannot tell a
+  method that misses deadlines from one that overspends (an on-time pick costing over twice the best scores more than
+  a miss), so the two are reported side by side.
 * Per app, values are averaged over draws, deadlines and seeds; the table gives the mean over test apps and a 95 %
   percentile-bootstrap CI over apps (``scipy.stats.bootstrap``), the apps being the unit that must generalise.
 """
@@ -36,7 +39,7 @@ from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, near
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
            "nearest config", "K-shot MLP (reference)")
-METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)")
+METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)", "deadline misses (%)")
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0
 
@@ -63,7 +66,7 @@ def n_validation_apps(n_train: int, val_fraction: float) -> int:
         return 0
     n_val = max(2, round(val_fraction * n_train))
     if n_train - n_val < 2:
-        raise ValueError(f"--val-fraction {val_fraction} of {n_train} training apps keeps {n_val} for validation "
+        raise ValueError(f"validation fraction {val_fraction} of {n_train} training apps keeps {n_val} for validation "
                          f"and leaves {n_train - n_val} to train on; at least 2 of each are needed")
     return n_val
 
@@ -87,34 +90,39 @@ def group_folds(data: ConfigMeasurements, group_of: Callable[[str], str]) -> lis
                   data.select_apps([a for a in data.apps if group_of(a) == g])) for g in groups]
 
 
-def _choice_regret(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray, cost: np.ndarray) -> float:
-    """Mean regret (%) over the deadlines of choosing by the estimates (rows: configurations)."""
-    regrets = []
+def choice_quality(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray,
+                    cost: np.ndarray) -> tuple[float, float]:
+    """Mean regret (%) and share of deadline misses (%) over the deadlines, choosing by the estimates (rows:
+    configurations)."""
+    regrets, misses = [], []
     for factor in DEADLINE_FACTORS:
         deadline = factor * rt.min()
         feasible = est_rt <= deadline
         pick = np.argmin(np.where(feasible, est_cost, np.inf)) if feasible.any() else np.argmin(est_rt)
         best = np.min(cost[rt <= deadline])
-        regrets.append(100.0 * (cost[pick] / best - 1.0) if rt[pick] <= deadline else MISSED_DEADLINE_REGRET)
-    return float(np.mean(regrets))
+        missed = rt[pick] > deadline
+        regrets.append(MISSED_DEADLINE_REGRET if missed else 100.0 * (cost[pick] / best - 1.0))
+        misses.append(100.0 * missed)
+    return float(np.mean(regrets)), float(np.mean(misses))
 
 
 def score(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndarray, data: ConfigMeasurements,
           app: int) -> np.ndarray:
-    """Per draw: ``[runtime MAPE, cost MAPE, regret]`` of predictions ``pred_log`` (draws, T, 2) at ``targets``."""
+    """Per draw, the :data:`METRICS` (``[runtime MAPE, cost MAPE, regret, deadline misses]``) of predictions
+    ``pred_log`` (draws, T, 2) at ``targets``."""
     truth = np.stack([data.runtime_s[app, targets], data.cost_usd[app, targets]], axis=-1)   # (T, 2)
     out = []
     for d in range(pred_log.shape[0]):
         unmeasured = ~np.isin(targets, shots[d])
         est = np.where(unmeasured[:, None], np.exp(pred_log[d]), truth)   # shots keep their measured values
         ape = 100.0 * np.abs(est[unmeasured] - truth[unmeasured]) / truth[unmeasured]
-        out.append([*ape.mean(axis=0), _choice_regret(est[:, 0], est[:, 1], truth[:, 0], truth[:, 1])])
+        out.append([*ape.mean(axis=0), *choice_quality(est[:, 0], est[:, 1], truth[:, 0], truth[:, 1])])
     return np.asarray(out)
 
 
 def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
                    progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Per method, per test app (by name): the mean ``[runtime MAPE, cost MAPE, regret]`` over ``draws`` draws."""
+    """Per method, per test app (by name): the mean of :func:`score`'s metrics over ``draws`` draws."""
     rng = np.random.default_rng(seed)
     fit, validation = split.train, None
     if cfg.val_fraction > 0:
@@ -152,7 +160,7 @@ def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainC
 
 def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int = 10,
         progress: bool = True, jobs: int = 1) -> dict[int, dict[str, dict[str, np.ndarray]]]:
-    """Per K, per method, per held-out app: ``[runtime MAPE, cost MAPE, regret]`` averaged over seeds and draws.
+    """Per K, per method, per held-out app: the :data:`METRICS` averaged over seeds and draws.
 
     Every (K, seed, split) is an independent evaluation seeded by its seed alone; with ``jobs > 1`` they run in that
     many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
@@ -223,6 +231,11 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
     return out
 
 
+def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
+    """The :data:`METRICS` that ``summary`` has (reports written before deadline misses were scored lack them)."""
+    return [metric for metric in METRICS if metric in next(iter(summary.values()))[METHODS[0]]]
+
+
 def _cell(s: dict[str, float]) -> str:
     return f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
 
@@ -234,16 +247,16 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
 
     Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
     """
-    ks = sorted(summary)
-    header = "| method | " + " | ".join(f"{metric} K={k}" for metric in METRICS for k in ks) + " |"
-    rule = "|---|" + "---|" * (len(METRICS) * len(ks))
+    ks, metrics = sorted(summary), _metrics_in(summary)
+    header = "| method | " + " | ".join(f"{metric} K={k}" for metric in metrics for k in ks) + " |"
+    rule = "|---|" + "---|" * (len(metrics) * len(ks))
     lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better.", "",
              header, rule]
-    shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in METRICS for k in ks}
-    best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in METRICS for k in ks}
+    shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
+    best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
     for method in METHODS:
-        cells = [_cell(summary[k][method][metric]) for metric in METRICS for k in ks]
-        bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in METRICS for k in ks]
+        cells = [_cell(summary[k][method][metric]) for metric in metrics for k in ks]
+        bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in metrics for k in ks]
         lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
     for reference, diffs in (differences or {}).items():
         note = (f"{reference} minus each method, paired per held-out application [95% bootstrap CI]; negative: "
@@ -251,7 +264,7 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
         lines += ["", note, "", header.replace("| method |", f"| {reference} - |"), rule]
         for method in diffs[ks[0]]:
             lines.append(f"| {method} | " + " | ".join(_cell(diffs[k][method][metric])
-                                                       for metric in METRICS for k in ks) + " |")
+                                                       for metric in metrics for k in ks) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -263,9 +276,9 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
     import matplotlib.pyplot as plt
     from matplotlib.ticker import LogFormatter
 
-    ks = sorted(summary)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8))
-    for ax, metric in zip(axes, METRICS):
+    ks, metrics = sorted(summary), _metrics_in(summary)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.8))
+    for ax, metric in zip(axes, metrics):
         for i, method in enumerate(METHODS):
             s = [summary[k][method][metric] for k in ks]
             mean = np.array([x["mean"] for x in s])
@@ -273,9 +286,10 @@ def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], tit
             offset = 0.06 * (i - (len(METHODS) - 1) / 2)
             ax.errorbar(np.array(ks) + offset, mean, yerr=err, marker="o", capsize=3, label=method)
         ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers (40, not 4 x 10^1), minor ticks labelled too
-        ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+        if all(summary[k][m][metric]["low"] > 0 for k in ks for m in METHODS):   # a log axis cannot show a 0
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers (40, not 4 x 10^1), minor ticks labelled too
+            ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(METHODS), fontsize=8, frameon=False)
     fig.suptitle(textwrap.fill(title, 120))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
