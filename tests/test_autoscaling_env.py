@@ -50,6 +50,21 @@ def test_same_seed_and_task_identical_different_seeds_differ(fidelity):
     assert not np.array_equal(obs_a, obs_c)
 
 
+def test_sampling_tasks_mid_episode_leaves_the_episode_be():
+    env = gym.make(ENV_ID).unwrapped
+    task = env.family.train[1]
+    rewards = []
+    for sample_midway in (False, True):
+        env.reset(seed=3, options={"task": task})
+        episode = []
+        for t in range(6):
+            if sample_midway and t == 2:
+                env.sample_tasks(2)
+            episode.append(env.step(REPLICA_UP if t % 2 else NOOP)[1])
+        rewards.append(episode)
+    assert rewards[0] == rewards[1]
+
+
 def test_info_dicts_are_fresh_objects():
     env = gym.make(ENV_ID)
     _, info0 = env.reset(seed=0)

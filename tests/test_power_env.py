@@ -117,8 +117,9 @@ def test_bad_input_raises_clear_errors():
         PowerManagementEnv(fidelity="exact")
     with pytest.raises(ValueError, match="interval_s=2.5 must be a positive multiple"):
         PowerManagementEnv(interval_s=2.5, substep_s=1.0)
-    with pytest.raises(ValueError, match="whole number"):
-        PowerManagementEnv(transition_latency_s=0.3).reset(seed=0)
+    for latency in (0.3, -1.0, float("nan")):    # refused when the env is made, not at its first reset
+        with pytest.raises(ValueError, match="whole number"):
+            PowerManagementEnv(transition_latency_s=latency)
     with pytest.raises(ValueError, match="slo_weight"):
         PowerManagementEnv(slo_weight=-1)
     with pytest.raises(TypeError, match="PowerTask"):

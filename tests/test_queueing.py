@@ -8,7 +8,7 @@ import pytest
 from flash_envs.sim import AppProfile, make_simulation
 from flash_envs.sim.queueing import erlang_c, mmc_mean_wait
 from flash_envs.sim.validation import SCENARIOS, run_scenario
-from flash_envs.sim.workloads import ConstantWorkload
+from flash_envs.sim.workloads import ConstantWorkload, StepWorkload
 
 MM_APP = AppProfile(service_time_ms=100, cpu_fraction=1.0, service_cv=1.0, working_set_mb=256)  # mu = 10/s
 
@@ -83,6 +83,73 @@ def test_scale_in_cancels_pending_starts_first():
     sim.configure(3, 1000, 1024)
     sim.run(60)
     assert sim.ready == 3
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_scaling_counts_from_the_moment_it_happens(fidelity):
+    """Both fidelities serve with a new replica from the instant it is ready and stop using a retired one at once
+    (a scale-in used to keep serving with the old replicas for a sub-step in the fast fidelity)."""
+    app = AppProfile(service_time_ms=100, cpu_fraction=1.0, working_set_mb=256, startup_delay_s=5)   # mu = 10/s
+    completed, ready = [], []
+    for seed in range(4):
+        curve = ConstantWorkload(rate=60).realise(np.random.default_rng(seed), 120)   # overloads 4 replicas
+        sim = make_simulation(fidelity, app, curve, np.random.default_rng(seed), replicas=2, cpu_millicores=1000,
+                              memory_mb=1024)
+        sim.run(30)
+        sim.configure(4, 1000, 1024)      # the 2 new replicas serve from t = 35 s
+        out = sim.run(10)
+        sim.configure(1, 1000, 1024)      # 3 retire at t = 40 s
+        within = sim.run(5)
+        completed.append((out.completed, within.completed))
+        ready.append((out.ready_replicas, within.ready_replicas))
+    assert ready == [(3.0, 1.0)] * 4
+    out, within = np.mean(completed, axis=0)
+    assert out == pytest.approx(2 * 10 * 10 + 2 * 10 * 5, rel=0.05)     # 300; 200 if the new ones started late
+    assert within == pytest.approx(50, rel=0.2)                          # 1 replica x 5 s; 200 if 4 kept serving
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_an_oom_crash_loop_ends_when_the_load_falls(fidelity):
+    """Above 80 % offered load the replicas outgrow their 900 MiB limit and crash-loop; once the load falls to 10 %,
+    restarted replicas must stay up (they used to be killed as if fully loaded, forever)."""
+    app = AppProfile(service_time_ms=100, cpu_fraction=1.0, working_set_mb=1000, idle_memory_fraction=0.5,
+                     startup_delay_s=10)
+    curve = StepWorkload(base_rate=60, peak_rate=2, start_s=60).realise(np.random.default_rng(0), 600)
+    sim = make_simulation(fidelity, app, curve, np.random.default_rng(0), replicas=2, cpu_millicores=1000,
+                          memory_mb=900)
+    minutes = [sim.run(60) for _ in range(5)]
+    assert minutes[0].oom_kills > 0
+    assert all(m.oom_kills == 0 and m.ready_replicas == 2 for m in minutes[2:])
+    assert all(m.completed == pytest.approx(120, rel=0.25) for m in minutes[2:])   # serving the 2 req/s again
+
+
+def test_fast_fidelity_counts_fractional_service_once_per_interval():
+    """Overloaded, 1 replica serves 3.2 requests per 5 s sub-step: 19.2 per 30 s interval, which rounds to 19, not
+    6 x round(3.2) = 18."""
+    app = AppProfile(service_time_ms=200, cpu_fraction=1.0, working_set_mb=256)
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 600)
+    sim = make_simulation("fast", app, curve, np.random.default_rng(0), replicas=1, cpu_millicores=128,
+                          memory_mb=1024)
+    sim.run(30)   # the backlog builds up
+    completed = [sim.run(30).completed for _ in range(10)]
+    assert completed == [19] * 10
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_no_request_no_latency(fidelity):
+    curve = ConstantWorkload(rate=0).realise(np.random.default_rng(0), 60)
+    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024)
+    metrics = sim.run(60)
+    assert metrics.completed == metrics.dropped == 0 and np.isnan(metrics.p95_ms)
+
+
+def test_whole_float_replica_counts_are_accepted():
+    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("request", MM_APP, curve, np.random.default_rng(0), replicas=2.0, cpu_millicores=1000,
+                          memory_mb=1024)
+    sim.configure(3.0, 1000, 1024)
+    assert sim.run(60).ready_replicas > 2
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -166,7 +166,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         curve = task.workload.realise(self.np_random, horizon)
         self._config = list(self.initial_config)
         self.close()
-        self._sim = make_simulation(self.fidelity, task.app, curve, self.np_random, replicas=self._config[0],
+        # the simulation gets a stream of its own, so that sample_tasks() during an episode leaves the episode be
+        sim_rng = np.random.default_rng(self.np_random.integers(2**63))
+        self._sim = make_simulation(self.fidelity, task.app, curve, sim_rng, replicas=self._config[0],
                                     cpu_millicores=self._config[1], memory_mb=self._config[2],
                                     substep_s=self.substep_s)
         self._last_direction = [0, 0, 0]

@@ -59,7 +59,7 @@ from gymnasium import spaces
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.sim import FIDELITIES
-from flash_envs.sim.dvfs import DVFSServer, ServerInterval
+from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_latency
 
 N_FEATURES = 5
 RATIO_CAP = 10.0
@@ -89,6 +89,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             steps = value / unit
             if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
+        check_transition_latency(transition_latency_s, substep_s)
         family = PowerTaskFamily.generate(episode_s=episode_s) if family is None else family
         self.n_levels = family.train[0].server.n_levels
         super().__init__(family, task)

@@ -41,6 +41,14 @@ class ServerInterval:
     transitions: int
 
 
+def check_transition_latency(transition_latency_s: float, substep_s: float) -> None:
+    """A P-state switch takes effect on a sub-step boundary: the latency must be a whole number (>= 0) of sub-steps."""
+    steps = transition_latency_s / substep_s
+    if not np.isfinite(steps) or transition_latency_s < 0 or abs(steps - round(steps)) > 1e-9:
+        raise ValueError(f"transition_latency_s={transition_latency_s} must be a whole number (>= 0) of "
+                         f"sub-steps of {substep_s} s")
+
+
 class _Switch(simpy.events.Event):
     """A P-state switch scheduled ``delay`` ahead with a priority below the sub-step loop's timeouts."""
 
@@ -57,10 +65,7 @@ class DVFSServer:
     def __init__(self, server: ServerType, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
                  fidelity: str = "fast", level: int | None = None, substep_s: float = 1.0,
                  transition_latency_s: float = 1.0, timeout_s: float = 30.0) -> None:
-        steps = transition_latency_s / substep_s
-        if transition_latency_s < 0 or abs(steps - round(steps)) > 1e-9:
-            raise ValueError(f"transition_latency_s={transition_latency_s} must be a whole number (>= 0) of "
-                             f"sub-steps of {substep_s} s")
+        check_transition_latency(transition_latency_s, substep_s)
         self.server = server
         self.transition_latency_s = float(transition_latency_s)
         self.level = server.n_levels - 1 if level is None else int(level)
@@ -105,7 +110,7 @@ class DVFSServer:
             self._transitions += 1
             self.sim.configure(self.server.cores, self.server.millicores(level), self.sim.memory_mb)
 
-    def _meter_substep(self, dt: float, busy_fraction: float, servers: int) -> None:
+    def _meter_substep(self, dt: float, busy_fraction: float, servers: float) -> None:
         self._busy_time += busy_fraction * dt
         self.meter.add(dt, self.server.power_at(self.server.level_fraction(self.level), busy_fraction))
 

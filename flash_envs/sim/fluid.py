@@ -31,14 +31,14 @@ class FluidSimulation(ServiceSimulation):
         if killed and self.backlog > 0:  # the killed replica's in-flight request fails
             lost = min(1.0, self.backlog)
             self.backlog -= lost
-            self._dropped += int(round(lost))
+            self._dropped += lost
 
     def _reset_accumulators(self) -> None:
         super()._reset_accumulators()
-        self._served = 0.0
         self._backlog_time = 0.0
 
-    def _serve_substep(self, dt: float, servers: int, expected_arrivals: float) -> float:
+    def _serve_substep(self, dt: float, servers: float, expected_arrivals: float) -> float:
+        # served and rejected amounts are fractional: they are summed as such and rounded once per interval
         arrivals = int(self.rng.poisson(expected_arrivals))
         capacity = servers * self.service_rate * dt
         backlog_before = self.backlog
@@ -48,13 +48,14 @@ class FluidSimulation(ServiceSimulation):
         rejected = max(0.0, self.backlog - self.max_queue())
         self.backlog -= rejected
         self._arrivals += arrivals
-        self._completed += int(round(served))
-        self._served += served
-        self._dropped += int(round(rejected))
+        self._completed += served
+        self._dropped += rejected
         self._backlog_time += (backlog_before + self.backlog) / 2 * dt
         return served / capacity if capacity > 0 else 0.0
 
     def _latency_stats(self) -> tuple[float, float, float, float]:
+        if self._completed <= 0 and self._dropped <= 0:   # no request to measure, as in the request fidelity
+            return (float("nan"),) * 4
         duration = self.env.now - self._interval_start
         servers = self._ready_time / duration
         arrival_rate = (self.curve.integral(self.env.now) - self.curve.integral(self._interval_start)) / duration
@@ -63,9 +64,7 @@ class FluidSimulation(ServiceSimulation):
         samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
                                               min(backlog_delay, self.timeout_s))
         samples = np.minimum(samples, self.timeout_s)
-        weights = np.full(len(samples), max(self._served, 1e-9) / len(samples))
+        weights = np.full(len(samples), self._completed / len(samples))
         samples = np.append(samples, self.timeout_s)
         weights = np.append(weights, self._dropped)
-        if weights.sum() <= 0:
-            return (float("nan"),) * 4
         return (float(np.average(samples, weights=weights)), *weighted_percentiles(samples, weights, (50, 95, 99)))

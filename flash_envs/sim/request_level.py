@@ -97,7 +97,7 @@ class RequestLevelSimulation(ServiceSimulation):
         super()._reset_accumulators()
         self._latencies = []
 
-    def _serve_substep(self, dt: float, servers: int, expected_arrivals: float) -> float:
+    def _serve_substep(self, dt: float, servers: float, expected_arrivals: float) -> float:
         busy, self._busy_time = self._busy_time, 0.0
         return min(1.0, busy / (servers * dt)) if servers > 0 else 0.0
 

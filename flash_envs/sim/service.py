@@ -8,12 +8,15 @@ Model
 * **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
 * **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * load)``, where
-  ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica. When
-  that exceeds the memory limit the replica is OOM-killed with probability ``min(1, excess / 10%)`` per sub-step, its
-  in-flight request fails, and it restarts after the startup delay (a Kubernetes crash loop below the idle footprint).
-* **Scaling.** A new replica serves after ``startup_delay_s``; scale-in cancels pending starts first, then retires
-  ready replicas, which finish their in-flight request. CPU and memory limits change in place (Kubernetes in-place
-  pod resize).
+  ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica, checked at the
+  end of each sub-step over the replicas ready then. When that exceeds the memory limit the replica is OOM-killed with
+  probability ``min(1, excess / 10%)`` per sub-step, its in-flight request fails, and it restarts after the startup
+  delay (a Kubernetes crash loop below the idle footprint; it ends when the load falls). With no replica ready, no
+  memory is in use.
+* **Scaling.** A new replica serves from ``startup_delay_s`` after the request; scale-in cancels pending starts first,
+  then retires ready replicas, which finish their in-flight request. CPU and memory limits change in place
+  (Kubernetes in-place pod resize). A sub-step's capacity and utilisation count each replica for the time it was
+  ready in it, so a change takes effect when it happens, in both fidelities.
 
 Two fidelities share this class: :class:`~flash_envs.sim.request_level.RequestLevelSimulation` simulates every
 request as a SimPy process (exact; for validation and small loads) and
@@ -88,9 +91,11 @@ def _check_limit(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def _check_replicas(replicas: int) -> None:
+def _check_replicas(replicas: int) -> int:
+    """``replicas`` as an int (2.0 is 2), or a ValueError."""
     if int(replicas) != replicas or replicas < 0:
         raise ValueError(f"replicas must be a whole number >= 0, got {replicas!r}")
+    return int(replicas)
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,11 @@ class ServiceSimulation:
         self.timeout_s = timeout_s
         self.env = simpy.Environment()
         self.ready = 0
+        self._substep_start = self._ready_since = self.env.now   # replica-seconds of the current sub-step: see
+        self._ready_area = 0.0                                     # _change_ready and _servers_in_substep
         self._starting: list[_PendingStart] = []
         self.substep_observers: list[Callable[[float, float, int], None]] = []
-        _check_replicas(replicas)
+        replicas = _check_replicas(replicas)
         self._set_limits(cpu_millicores, memory_mb)
         self.target_replicas = replicas
         for _ in range(replicas):  # the initial replicas are already up
@@ -157,7 +164,7 @@ class ServiceSimulation:
     # ----------------------------------------------------------------------------------------------- configuration
     def configure(self, replicas: int, cpu_millicores: float, memory_mb: float) -> None:
         """Apply a new deployment configuration (replica count and per-replica limits)."""
-        _check_replicas(replicas)
+        replicas = _check_replicas(replicas)
         self._set_limits(cpu_millicores, memory_mb)
         while self.target_replicas < replicas:
             self.target_replicas += 1
@@ -189,12 +196,30 @@ class ServiceSimulation:
             self._replica_up()
 
     def _replica_up(self) -> None:
-        self.ready += 1
+        self._change_ready(+1)
         self._on_replica_ready()
 
     def _retire_replica(self, killed: bool) -> None:
-        self.ready -= 1
+        self._change_ready(-1)
         self._on_replica_removed(killed)
+
+    def _change_ready(self, delta: int) -> None:
+        """Change the ready count, first crediting the current sub-step with the replica-seconds of the old one."""
+        now = self.env.now
+        self._ready_area += self.ready * (now - self._ready_since)
+        self._ready_since = now
+        self.ready += delta
+
+    def _servers_in_substep(self) -> float:
+        """Time-averaged ready replicas over the sub-step that ends now (the count itself if it never changed)."""
+        now = self.env.now
+        if self._ready_since == self._substep_start:
+            servers = float(self.ready)
+        else:
+            servers = (self._ready_area + self.ready * (now - self._ready_since)) / (now - self._substep_start)
+        self._substep_start = self._ready_since = now
+        self._ready_area = 0.0
+        return servers
 
     # ----------------------------------------------------------------------------------------------- time stepping
     def run(self, duration_s: float) -> IntervalMetrics:
@@ -213,8 +238,8 @@ class ServiceSimulation:
         return IntervalMetrics(
             duration_s=duration_s,
             arrivals=self._arrivals,
-            completed=self._completed,
-            dropped=self._dropped,
+            completed=int(round(self._completed)),   # the fast fidelity counts fractions of requests
+            dropped=int(round(self._dropped)),
             mean_ms=1000 * mean,
             p50_ms=1000 * p50,
             p95_ms=1000 * p95,
@@ -240,24 +265,26 @@ class ServiceSimulation:
     def _substep_loop(self):
         integral_before = self.curve.integral(self.env.now)
         while True:
-            ready_at_start = self.ready
             yield self.env.timeout(self.substep_s)
+            servers = self._servers_in_substep()
             integral_now = self.curve.integral(self.env.now)
             expected_arrivals, integral_before = integral_now - integral_before, integral_now
-            busy_fraction = self._serve_substep(self.substep_s, ready_at_start, expected_arrivals)
-            self._ready_time += ready_at_start * self.substep_s
-            self._cpu_busy_time += busy_fraction * ready_at_start * self.substep_s * self.cpu_share
-            capacity = ready_at_start * self.service_rate * self.substep_s
-            self._check_memory(min(1.0, expected_arrivals / capacity) if capacity > 0 else 1.0)
+            busy_fraction = self._serve_substep(self.substep_s, servers, expected_arrivals)
+            self._ready_time += servers * self.substep_s
+            self._cpu_busy_time += busy_fraction * servers * self.substep_s * self.cpu_share
+            self._check_memory(expected_arrivals)
             for observer in self.substep_observers:  # e.g. an energy meter: (dt, busy fraction, servers)
-                observer(self.substep_s, busy_fraction, ready_at_start)
+                observer(self.substep_s, busy_fraction, servers)
 
-    def _check_memory(self, offered_load: float) -> None:
-        """Memory follows the offered load per replica (requests in flight), the same in both fidelities."""
+    def _check_memory(self, expected_arrivals: float) -> None:
+        """Memory follows the offered load per ready replica (requests in flight), the same in both fidelities."""
+        if self.ready == 0:
+            return   # nothing runs, nothing uses memory (the sum of utilisations gains 0)
+        offered_load = min(1.0, expected_arrivals / (self.ready * self.service_rate * self.substep_s))
         used = self.app.memory_used_mb(offered_load)
         self._memory_utilisation_sum += min(1.0, used / self.memory_mb)
         excess = used / self.memory_mb - 1
-        if excess <= 0 or self.ready == 0:
+        if excess <= 0:
             return
         kills = int(self.rng.binomial(self.ready, min(1.0, excess / self.OOM_KILL_EXCESS)))
         for _ in range(kills):
@@ -287,9 +314,9 @@ class ServiceSimulation:
     def _on_replica_removed(self, killed: bool) -> None:
         raise NotImplementedError
 
-    def _serve_substep(self, dt: float, servers: int, expected_arrivals: float) -> float:
-        """Account for the sub-step that just ended (``expected_arrivals`` is the rate curve's integral over it);
-        return the replicas' busy fraction during it."""
+    def _serve_substep(self, dt: float, servers: float, expected_arrivals: float) -> float:
+        """Account for the sub-step that just ended (``servers`` is its time-averaged count of ready replicas,
+        ``expected_arrivals`` the rate curve's integral over it); return the replicas' busy fraction during it."""
         raise NotImplementedError
 
     def _latency_stats(self) -> tuple[float, float, float, float]:
