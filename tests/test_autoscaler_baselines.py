@@ -57,6 +57,16 @@ def test_threshold_autoscaler(env):
     assert policy.act(observation(3, 0.5)) == NOOP
 
 
+def test_threshold_policy_compares_p95_with_the_slo_when_the_slo_is_hidden():
+    env = gym.make("flash/Autoscaling-v0", slo_in_observation=False)
+    env.reset(seed=0)
+    slo_s = env.unwrapped.get_task().app.slo_ms / 1000   # index 6 is p95 in seconds here
+    policy = ThresholdAutoscaler(env, lower=0.3, upper=0.8)
+    assert policy.act(observation(3, 0.5, latency_ratio=1.5 * slo_s)) == REPLICA_UP    # SLO violated
+    assert policy.act(observation(3, 0.2, latency_ratio=0.4 * slo_s)) == REPLICA_DOWN
+    assert policy.act(observation(3, 0.2, latency_ratio=0.7 * slo_s)) == NOOP          # p95 above SLO / 2
+
+
 def test_static_policy_reaches_and_holds_its_configuration(env):
     policy = StaticPolicy(env, replicas=3, cpu_millicores=1280, memory_mb=1280)
     obs, info = env.reset(seed=0)

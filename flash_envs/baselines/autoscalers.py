@@ -101,7 +101,11 @@ class HPA(AutoscalingPolicy):
 
 
 class ThresholdAutoscaler(AutoscalingPolicy):
-    """Scale out when utilisation > ``upper`` or p95 > SLO; scale in when utilisation < ``lower`` and p95 < SLO/2."""
+    """Scale out when utilisation > ``upper`` or p95 > SLO; scale in when utilisation < ``lower`` and p95 < SLO/2.
+
+    An operator sets these thresholds knowing the SLO, so with the SLO hidden from the observation
+    (``slo_in_observation=False``, index 6 then being p95 in seconds) the policy reads it from the env's task.
+    """
 
     def __init__(self, env: gym.Env, lower: float = 0.3, upper: float = 0.8, cpu_millicores: int | None = None,
                  memory_mb: int | None = None) -> None:
@@ -116,6 +120,8 @@ class ThresholdAutoscaler(AutoscalingPolicy):
             return limit
         replicas = self.config(obs)[0]
         utilisation, latency_ratio = obs[0], obs[6]
+        if not self.env.slo_in_observation:
+            latency_ratio = obs[6] * 1000.0 / self.env.get_task().app.slo_ms
         if (utilisation > self.upper or latency_ratio > 1) and replicas < self.env.bounds[0].high:
             return REPLICA_UP
         if utilisation < self.lower and latency_ratio < 0.5 and replicas > self.env.bounds[0].low:
