@@ -83,3 +83,13 @@ def test_governor_report_rows():
     assert len(rows) == 8 * len(GOVERNORS)
     assert all(r["energy_kj"] > 0 and 0 <= r["slo_violation"] <= 1 for r in rows)
     assert "| test | ondemand |" in summary_markdown(rows)
+
+
+def test_a_tie_for_the_best_return_counts_for_every_tied_governor():
+    returns = {"performance": -9.0, "powersave": -5.0, "ondemand": -7.0, "conservative": -8.0, "schedutil": -5.0}
+    rows = [{"split": "test", "task": t, "governor": g, "power_share": 0.5, "slo_violation": 0.0,
+             "return": r + (3.0 if t == "b" and g == "ondemand" else 0.0)}
+            for t in ("a", "b") for g, r in returns.items()]
+    table = {line.split(" | ")[1]: line.split(" | ")[-1] for line in summary_markdown(rows).splitlines()[2:]}
+    assert table == {"performance": "0/2 |", "powersave": "1/2 (1 tied) |", "ondemand": "1/2 |",
+                     "conservative": "0/2 |", "schedutil": "1/2 (1 tied) |"}

@@ -47,22 +47,27 @@ def governor_rows(splits: tuple[str, ...] = ("train", "test"), seeds: int = 2,
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
-    """Per split and governor: medians over tasks and the number of tasks where it has the best return."""
+    """Per split and governor: medians over tasks and the number of tasks where it has the best return (a task where
+    several governors tie for the best, as powersave and schedutil do when the load never needs a higher P-state,
+    counts for each of them and is also counted as tied)."""
     lines = ["| split | governor | median power/peak | median SLO-violating intervals | mean SLO-violating intervals "
-             "| median return | tasks won (return) |", "|---|---|---|---|---|---|---|"]
+             "| median return | tasks won (return; of which tied) |", "|---|---|---|---|---|---|---|"]
     for split in dict.fromkeys(r["split"] for r in rows):
         in_split = [r for r in rows if r["split"] == split]
         winners = {}
         for task in dict.fromkeys(r["task"] for r in in_split):
-            best = max((r for r in in_split if r["task"] == task), key=lambda r: r["return"])
-            winners[task] = best["governor"]
+            returns = {r["governor"]: r["return"] for r in in_split if r["task"] == task}
+            best = max(returns.values())
+            winners[task] = {g for g, ret in returns.items() if np.isclose(ret, best, rtol=1e-12, atol=1e-9)}
         for name in GOVERNORS:
             mine = [r for r in in_split if r["governor"] == name]
+            won = [w for w in winners.values() if name in w]
+            tied = sum(len(w) > 1 for w in won)
             lines.append(f"| {split} | {name} | {np.median([r['power_share'] for r in mine]):.3f} "
                          f"| {100 * np.median([r['slo_violation'] for r in mine]):.1f}% "
                          f"| {100 * np.mean([r['slo_violation'] for r in mine]):.1f}% "
                          f"| {np.median([r['return'] for r in mine]):.1f} "
-                         f"| {sum(w == name for w in winners.values())}/{len(winners)} |")
+                         f"| {len(won)}/{len(winners)}{f' ({tied} tied)' if tied else ''} |")
     return "\n".join(lines)
 
 
