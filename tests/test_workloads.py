@@ -106,6 +106,40 @@ def test_bad_trace_files_name_the_problem(tmp_path, text, message):
         read_rate_trace(path, "t", "n")
 
 
+def test_rows_on_a_decimal_grid_each_get_their_own_bin(tmp_path):
+    path = write(tmp_path, "t,n\n" + "".join(f"{i / 10},10\n" for i in range(10)))      # 0.1 s bins
+    assert read_rate_trace(path, "t", "n").rates == pytest.approx([100.0] * 10)
+    path = write(tmp_path, "t,n\n" + "".join(f"{12.7 + i * 0.3:.1f},3\n" for i in range(20)), "b.csv")
+    assert read_rate_trace(path, "t", "n").rates == pytest.approx([10.0] * 20)
+
+
+def test_rows_missing_from_an_aggregated_trace_are_a_gap(tmp_path):
+    path = write(tmp_path, "t,n\n0,60\n60,120\n180,30\n240,60\n")
+    with pytest.raises(TraceFormatError, match=r"trace.csv: 1 bin\(s\) of 60 s have no row \(the first gap is "
+                                               r"between lines 3 and 4\)"):
+        read_rate_trace(path, "t", "n")
+    assert read_rate_trace(path, "t", "n", gaps="zero").rates.tolist() == [1.0, 2.0, 0.0, 0.5, 1.0]
+    assert read_rate_trace(path, "t", "n", gaps="join").rates.tolist() == [1.0, 2.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="gaps must be one of"):
+        read_rate_trace(path, "t", "n", gaps="fill")
+
+
+@pytest.mark.parametrize("time", ["nan", "inf"])
+def test_absurd_timestamps_name_the_problem(tmp_path, time):
+    path = write(tmp_path, f"t,n\n0,1\n1,2\n{time},3\n")
+    with pytest.raises(TraceFormatError, match=f"trace.csv:4: column 't' holds '{time}', which is not a finite time"):
+        read_rate_trace(path, "t", "n")
+    path = write(tmp_path, "t,user\n0,a\n1e12,b\n", "requests.csv")    # milliseconds read as seconds
+    with pytest.raises(TraceFormatError, match="requests.csv: the timestamps span 1e[+]12 s, over 1e[+]08 bins of 1 s"):
+        read_rate_trace(path, "t", value_column=None)
+
+
+def test_trace_mean_rate_and_scale_do_not_mix(tmp_path):
+    with pytest.raises(ValueError, match="mean_rate=10 sets the scale; leave scale at 1"):
+        TraceWorkload(path=str(write(tmp_path, "t,n\n0,1\n")), time_column="t", value_column="n", mean_rate=10,
+                      scale=2.0)
+
+
 def test_missing_trace_file():
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_rate_trace("/nonexistent/trace.csv", "t", "n")
@@ -141,10 +175,13 @@ def test_nasa_trace_replay(shared_data):
 
 def test_nasa_csv_read_generically_with_column_choice(shared_data):
     path = shared_data / "nasa_http_1995" / "nasa_http_requests_per_minute.csv"
-    replay = TraceWorkload(path=str(path), time_column="minute_start_local_utc-4", value_column="requests",
-                           time_scale=0.5, start_s=0.0)
+    columns = {"path": str(path), "time_column": "minute_start_local_utc-4", "value_column": "requests"}
+    with pytest.raises(TraceFormatError, match=r"4947 bin\(s\) of 60 s have no row"):   # Jul 28 13:33 .. Jul 31
+        TraceWorkload(**columns, gaps="error").load()
+    replay = TraceWorkload(**columns, gaps="join", time_scale=0.5, start_s=0.0)
     curve = replay.realise(np.random.default_rng(0), 60)
     assert curve.rate_at(0) == pytest.approx(42 / 60) and curve.rate_at(30) == pytest.approx(62 / 60)
+    assert len(replay.load().rates) == 84_334 == len(nasa_http_trace().rates)   # one bin per row
 
 
 def test_azure_functions_trace_replay(shared_data):

@@ -14,9 +14,15 @@ AZURE_INVOCATIONS = ("azure_functions_2019", "day01_10func", "invocations.csv")
 
 
 def nasa_http_trace(path: str | Path | None = None) -> RateTrace:
-    """NASA Kennedy Space Center HTTP requests per minute (July and August 1995)."""
+    """NASA Kennedy Space Center HTTP requests per minute (July and August 1995).
+
+    The July log ends on 07-28 at 13:32 and the August log starts on 08-01; the 3.4 days between have no rows and are
+    spliced out (``gaps="join"``), not replayed as a dead service. The zero rows of the August 1-3 outage are data and
+    stay.
+    """
     path = dataset_path(*NASA_TRACE) if path is None else Path(path)
-    return read_rate_trace(path, time_column="minute_start_local_utc-4", value_column="requests", value_kind="count")
+    return read_rate_trace(path, time_column="minute_start_local_utc-4", value_column="requests", value_kind="count",
+                           gaps="join")
 
 
 def azure_function_trace(function: int | str = 0, path: str | Path | None = None) -> RateTrace:

@@ -9,6 +9,9 @@ Two layouts are understood:
 
 Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-8601 date-times
 (``1995-07-01 00:00``). Every problem names the file, the line and the column.
+
+An aggregated file without a row for some bins has a gap: missing data, not a quiet period. By default that is an
+error naming the gap; ``gaps="zero"`` reads missing bins as no requests and ``gaps="join"`` splices them out.
 """
 
 from __future__ import annotations
@@ -39,11 +42,20 @@ class RateTrace:
         return float(len(self.rates) * self.bin_s)
 
 
+GAP_POLICIES = ("error", "zero", "join")
+MAX_BINS = 10**8
+BIN_TOLERANCE = 1e-6   # share of a bin by which a timestamp may fall short of its bin's start (float rounding)
+
+
 def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: float) -> float:
     try:
-        return float(text) * time_unit_s
+        value = float(text) * time_unit_s
     except ValueError:
         pass
+    else:
+        if not np.isfinite(value):
+            raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, which is not a finite time")
+        return value
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -72,6 +84,7 @@ def read_rate_trace(
     value_kind: str = "count",
     time_unit_s: float = 1.0,
     bin_s: float | None = None,
+    gaps: str = "error",
 ) -> RateTrace:
     """Read a CSV file into a :class:`RateTrace` (requests per trace second on a uniform grid).
 
@@ -83,17 +96,25 @@ def read_rate_trace(
         time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds).
         bin_s: bin width in seconds; by default the median spacing of the timestamps for aggregated files, 1 s for
             per-request files.
+        gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
+            or ``"join"`` (spliced out, so the trace continues with the next row).
     """
     path = Path(path)
     if value_kind not in ("count", "rate"):
         raise ValueError(f"value_kind must be 'count' or 'rate', got {value_kind!r}")
-    if time_unit_s <= 0:
-        raise ValueError(f"time_unit_s must be > 0, got {time_unit_s}")
+    if gaps not in GAP_POLICIES:
+        raise ValueError(f"gaps must be one of {GAP_POLICIES}, got {gaps!r}")
+    if not np.isfinite(time_unit_s) or time_unit_s <= 0:
+        raise ValueError(f"time_unit_s must be a finite number > 0, got {time_unit_s}")
+    if bin_s is not None and (not np.isfinite(bin_s) or bin_s <= 0):
+        raise ValueError(f"bin_s must be a finite number > 0, got {bin_s}")
     times: list[float] = []
     values: list[float] = []
+    lines: list[int] = []
     columns = [c for c in (time_column, value_column) if c is not None]
     for line, row in csv_rows(path, columns, TraceFormatError):
         times.append(_parse_time(row[time_column], path, line, time_column, time_unit_s))
+        lines.append(line)
         if value_column is not None:
             values.append(_parse_value(row[value_column], path, line, value_column))
     t = np.asarray(times)
@@ -101,17 +122,36 @@ def read_rate_trace(
     t = t[order] - t[order][0]
     if value_column is None:
         width = 1.0 if bin_s is None else bin_s
-        counts = np.bincount((t // width).astype(np.int64)).astype(float)
+        counts = np.bincount(_bin_index(t, width, path)).astype(float)
         return RateTrace(counts / width, width, str(path))
     v = np.asarray(values)[order]
     if bin_s is None:
-        gaps = np.diff(t)
-        gaps = gaps[gaps > 0]
-        if len(gaps) == 0:
+        spacing = np.diff(t)
+        spacing = spacing[spacing > 0]
+        if len(spacing) == 0:
             raise TraceFormatError(f"{path}: a single timestamp; pass bin_s to give the bin width")
-        bin_s = float(np.median(gaps))
-    if bin_s <= 0:
-        raise ValueError(f"bin_s must be > 0, got {bin_s}")
-    index = (t // bin_s).astype(np.int64)
+        bin_s = float(np.median(spacing))
+    index = _bin_index(t, bin_s, path)
     per_bin = np.bincount(index, weights=v if value_kind == "count" else v * bin_s)
+    present = np.bincount(index) > 0
+    if not present.all():
+        if gaps == "error":
+            first = int(np.argmin(present))                       # the first missing bin, and the rows around it
+            after = int(np.searchsorted(index, first))
+            raise TraceFormatError(
+                f"{path}: {int((~present).sum())} bin(s) of {bin_s:g} s have no row (the first gap is between "
+                f"lines {np.asarray(lines)[order][after - 1]} and {np.asarray(lines)[order][after]}); missing rows "
+                f"are missing data, not zero load: pass gaps='zero' to read them as no requests or gaps='join' to "
+                f"splice them out")
+        if gaps == "join":
+            per_bin = per_bin[present]
     return RateTrace(per_bin / bin_s, bin_s, str(path))
+
+
+def _bin_index(t: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
+    """The bin of each time ``t`` (from 0): a time within :data:`BIN_TOLERANCE` of a bin's start is in that bin, so
+    that rows on a decimal grid (0.1, 0.2, ...) are not split by float rounding."""
+    if len(t) and t[-1] / bin_s > MAX_BINS:
+        raise TraceFormatError(f"{path}: the timestamps span {t[-1]:.3g} s, over {MAX_BINS:.0e} bins of {bin_s:g} s; "
+                               f"is time_unit_s right?")
+    return np.floor(t / bin_s + BIN_TOLERANCE).astype(np.int64)

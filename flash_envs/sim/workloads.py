@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from flash_envs.data.trace_csv import RateTrace, read_rate_trace
+from flash_envs.data.trace_csv import GAP_POLICIES, RateTrace, read_rate_trace
 
 
 class RateCurve:
@@ -229,8 +229,8 @@ class SpikeWorkload(Workload):
 
 @lru_cache(maxsize=32)
 def _cached_trace(path: str, time_column: str, value_column: str | None, value_kind: str, time_unit_s: float,
-                  bin_s: float | None) -> RateTrace:
-    return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s)
+                  bin_s: float | None, gaps: str) -> RateTrace:
+    return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s, gaps)
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,10 @@ class TraceWorkload(Workload):
 
     The simulated rate is ``scale * trace_rate(t / time_scale + start)``: ``time_scale`` simulated seconds per trace
     second (``time_scale=0.5`` plays one trace minute in 30 simulated seconds, e.g. one control interval), rates kept
-    in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, ``scale`` is instead chosen so
-    that the whole trace averages ``mean_rate`` req/s. ``start_s`` is the trace offset (seconds) where replay begins;
-    ``None`` draws it uniformly from the trace for each realisation. Replay wraps around at the end of the trace.
+    in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, the rates are instead scaled so
+    that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1). ``start_s`` is the trace offset
+    (seconds) where replay begins; ``None`` draws it uniformly from the trace for each realisation. Replay wraps around
+    at the end of the trace. ``gaps`` says what bins without a row in the file are (see ``read_rate_trace``).
     """
 
     kind: ClassVar[str] = "trace"
@@ -251,6 +252,7 @@ class TraceWorkload(Workload):
     value_kind: str = "count"
     time_unit_s: float = 1.0
     bin_s: float | None = None
+    gaps: str = "error"
     time_scale: float = 1.0
     mean_rate: float | None = None
     start_s: float | None = None
@@ -259,8 +261,13 @@ class TraceWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive(self, "time_scale")
+        if self.gaps not in GAP_POLICIES:
+            raise ValueError(f"TraceWorkload.gaps must be one of {GAP_POLICIES}, got {self.gaps!r}")
         if self.mean_rate is not None:
             _check_nonnegative(self, "mean_rate")
+            if self.scale != 1.0:
+                raise ValueError(f"TraceWorkload: mean_rate={self.mean_rate} sets the scale; leave scale at 1, "
+                                 f"not {self.scale}")
         if self.trace is None and not self.path:
             raise ValueError("TraceWorkload needs a CSV path (or an in-memory RateTrace)")
 
@@ -273,7 +280,7 @@ class TraceWorkload(Workload):
         if self.trace is not None:
             return self.trace
         return _cached_trace(self.path, self.time_column, self.value_column, self.value_kind, self.time_unit_s,
-                             self.bin_s)
+                             self.bin_s, self.gaps)
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         trace = self.load()
