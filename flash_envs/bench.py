@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.cli_args import float_at_least, int_at_least
+from flash_envs.cli_args import UsageError, float_at_least, int_at_least
 
 # (label, env id, make kwargs, steps measured)
 CASES: list[tuple[str, str, dict[str, Any], int]] = [
@@ -68,10 +68,13 @@ def rss_mib() -> float:
 
 
 MEMORY_CASES = ("flash/Autoscaling-v0", "flash/PowerManagement-v0")
+MEMORY_SAMPLES = 10
 
 
-def memory_run(env_id: str, steps: int, samples: int = 10) -> list[tuple[int, float]]:
+def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[tuple[int, float]]:
     """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of ``env_id`` (fast fidelity)."""
+    if steps < samples:
+        raise ValueError(f"a memory run of {steps} steps cannot be sampled {samples} times")
     env = gym.make(env_id)
     env.action_space.seed(0)
     env.reset(seed=0)
@@ -123,19 +126,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float_at_least(0, strict=True), default=1.0,
                         help="multiply the number of measured steps")
     parser.add_argument("--memory-steps", type=int_at_least(0), default=0,
-                        help="also run this many steps of each of the fast envs watching memory")
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report to this file")
+                        help=f"also run this many steps (0, or at least {MEMORY_SAMPLES}) of each of the fast envs "
+                             "watching memory")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the report (markdown, or JSON with --json) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if 0 < args.memory_steps < MEMORY_SAMPLES:
+        raise UsageError(f"--memory-steps {args.memory_steps}: memory is sampled {MEMORY_SAMPLES} times, so give 0 "
+                         f"or at least {MEMORY_SAMPLES} steps")
     rows = benchmark(args.scale)
     memory = {env_id: memory_run(env_id, args.memory_steps) for env_id in MEMORY_CASES} if args.memory_steps else {}
     if args.json:
-        print(json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2))
+        text = json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
     else:
         text = markdown(rows, memory)
-        print(text)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
     return 0

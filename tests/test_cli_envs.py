@@ -9,9 +9,11 @@ import pytest
 from flash_rl.cli import main
 
 
-def test_bench_json(capsys):
-    assert main(["bench", "--scale", "0.01", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
+def test_bench_json(capsys, tmp_path):
+    assert main(["bench", "--scale", "0.01", "--json", "--out", str(tmp_path / "bench.json")]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(printed)   # --out gets what is printed
+    rows = json.loads(printed)["rows"]
     assert [r["env_id"] for r in rows][:2] == ["CartPole-v1", "flash/Autoscaling-v0"]
     assert rows[0]["ratio_to_cartpole"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
 
@@ -56,6 +58,7 @@ def test_a_missing_data_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     (["power-governors", "--n-servers", "0"], "argument --n-servers: must be an integer >= 1"),
     (["bench", "--scale", "0"], "argument --scale: must be a number > 0, got '0'"),
     (["bench", "--scale", "inf"], "argument --scale: must be a number > 0, got 'inf'"),
+    (["bench", "--memory-steps", "5"], "--memory-steps 5: memory is sampled 10 times, so give 0 or at least 10"),
     (["validate-fidelity", "--horizon", "30"], "argument --horizon: must be a number >= 60, got '30'"),
     (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
