@@ -45,7 +45,8 @@ class SpecPowerRecord:
 
     def server_type(self, scaling: FrequencyScaling) -> ServerType:
         """The server type: per-core speed from ssj_ops per core (1.0 when the result does not give ssj_ops)."""
-        speed = 1.0 if self.ssj_ops_at_100pct is None else self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE
+        speed = (1.0 if self.ssj_ops_at_100pct is None
+                 else self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE)
         described = ", ".join(v for v in (f"{self.vendor} {self.system}".strip(), self.cpu, self.date_submitted) if v)
         return ServerType(name=f"specpower-{self.server_id}", cores=self.cores, watts=self.watts, scaling=scaling,
                           core_speed=round(speed, 4), max_mhz=self.cpu_mhz,
@@ -124,10 +125,15 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
             raise PowerDataError(f"{path}:{line}: column 'freq_pct_of_max' holds {pct}; it must be <= 100")
         idle = _number(path, line, "power_idle_w", row["power_idle_w"] or "", positive=True)
         full = _number(path, line, "power_full_w", row["power_full_w"] or "", positive=True)
+        if full < idle:
+            raise PowerDataError(f"{path}:{line}: power_full_w {full:g} W is below power_idle_w {idle:g} W")
         by_host.setdefault(row["host_model"].strip(), []).append((pct / 100, idle, full))
     tables = []
     for host, points in by_host.items():
         r, idle, full = zip(*sorted(points))
+        if r[-1] != 1.0:
+            raise PowerDataError(f"{path}: host_model {host!r} has no row at freq_pct_of_max 100; the fit scales "
+                                 f"power relative to full speed")
         tables.append(DVFSTable(host, r, idle, full))
     return tables
 
