@@ -80,7 +80,8 @@ def _draw(rng: np.random.Generator, servers: tuple[ServerType, ...], n: int, pre
 
 def random_power_task(rng: np.random.Generator, server: ServerType, name: str, episode_s: float = 900.0) -> PowerTask:
     """An application on ``server``: service 5-100 ms on the reference core (log-uniform), CPU-bound share 0.1-1.0,
-    p95 SLO 3-8x the mean service time at f_max, and a workload averaging 15-50% of the server's capacity at f_max."""
+    p95 SLO 3-8x the mean service time at f_max, and a workload whose nominal mean is 15-50% of the server's capacity at
+    f_max (an episode's realised mean varies around it: a bursty MMPP workload reaches about 60%)."""
     service_ms = float(np.exp(rng.uniform(np.log(5), np.log(100))))
     cpu_fraction = round(float(rng.uniform(0.1, 1.0)), 2)
     probe = AppProfile(service_time_ms=round(service_ms, 1), cpu_fraction=cpu_fraction)

@@ -5,8 +5,8 @@ The environment runs with no external file. Every figure below is copied from a 
 * **Server power curves**: SPECpower_ssj2008 results (spec.org/power_ssj2008), as merged in the shared dataset
   ``specpower_ssj2008/specpower_curves.csv`` (see its SOURCE.md): ``server_id``, vendor, system, submission date, CPU,
   nominal MHz, chips, cores, ssj_ops at 100% load and the watts at active idle and 10%..100% load. Cite SPECpower_ssj2008
-  and the result. The 16 servers span 2009-2021, 8 to 80 cores, 17 W to 852 W at full load, and concave, linear and
-  convex curves.
+  and the result. The 16 servers span 2009-2021, 8 to 80 cores, 17 W to 468 W at active idle and 57 W to 852 W at
+  full load, and concave, linear and convex curves.
 * **Power vs frequency**: idle and full-load watts at five P-states of two hosts measured by Guerout et al., "Energy-
   aware simulation with DVFS", SIMPAT 39 (2013) (CloudSim-DVFS ``PowerModelSpecPower_BAZAR`` / ``_REIMS``; shared as
   ``dvfs_cloudsim_grid5000/dvfs_power_tables.csv``). The Reims host (a Grid'5000 server) sets the default
