@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -89,7 +90,6 @@ class ReferenceCache:
         self.path = Path(path)
         self.salt = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
         self.entries: dict[str, dict[str, Any]] = (json.loads(self.path.read_text()) if self.path.exists() else {})
-        self.experts: dict[str, Any] = {}
 
     def key(self, task: Any, eval_seed: int) -> str:
         return f"{self.salt}/{task_key(task)}/{eval_seed}"
@@ -106,37 +106,61 @@ class ReferenceCache:
         os.replace(tmp, self.path)
 
 
-def compute_references(env: gym.Env, tasks: Sequence[Any], eval_seeds: Sequence[int], cache: ReferenceCache,
-                       heuristics: Callable[[gym.Env], dict[str, Any]],
-                       expert_sweep: Callable[[gym.Env], dict[str, Any]],
-                       train_expert: Callable[[Any], Any] | None, random_episodes: int = 5,
-                       progress_bar: bool = False) -> dict[tuple[str, int], References]:
-    """References for every (task, evaluation seed), from the cache where present.
+def task_references(env: gym.Env, task: Any, eval_seeds: Sequence[int],
+                    heuristics: Callable[[gym.Env], dict[str, Any]],
+                    expert_sweep: Callable[[gym.Env], dict[str, Any]],
+                    train_expert: Callable[[Any], Any] | None, random_episodes: int = 5) -> list[References]:
+    """The references of one task on each evaluation seed.
 
     ``heuristics(env)`` gives the reference lines (reported, e.g. HPA), ``expert_sweep(env)`` the tuned heuristics
-    whose per-task best is an expert candidate, and ``train_expert(task)`` a long-trained per-task agent (or None).
+    whose per-task best is an expert candidate, and ``train_expert(task)`` a long-trained per-task agent (or None),
+    trained once for all the seeds.
+    """
+    reference_policies = heuristics(env)
+    sweep_policies = expert_sweep(env)
+    expert = train_expert(task) if train_expert is not None else None
+    out = []
+    for seed in eval_seeds:
+        lines = {name: run_policy(env, p, task, seed) for name, p in reference_policies.items()}
+        candidates = {f"heuristic {name}": run_policy(env, p, task, seed) for name, p in sweep_policies.items()}
+        candidates.update({f"heuristic {k}": v for k, v in lines.items()})
+        if expert is not None:
+            candidates["per-task PPO"] = run_policy(env, expert, task, seed)
+        source = max(candidates, key=candidates.get)
+        out.append(References(task.name, int(seed), random_return(env, task, seed, random_episodes),
+                              float(candidates[source]), source, lines))
+    return out
+
+
+def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: ReferenceCache,
+                       references_of: Callable[[Any, list[int]], list[References]], progress_bar: bool = False,
+                       executor: Executor | None = None) -> dict[tuple[str, int], References]:
+    """References for every (task, evaluation seed), in that order, from the cache where present.
+
+    ``references_of(task, seeds)`` computes a task's missing ones (e.g. :func:`task_references` with its other
+    arguments bound); with an ``executor`` the tasks are shared out among its workers, and ``references_of`` must then
+    be picklable.
     """
     from tqdm.auto import tqdm
 
-    out: dict[tuple[str, int], References] = {}
-    todo = [(t, s) for t in tasks for s in eval_seeds]
-    reference_policies = heuristics(env)
-    sweep_policies = expert_sweep(env)
-    experts: dict[str, Any] = {}
-    for task, seed in tqdm(todo, desc="references", disable=not progress_bar, mininterval=2.0):
-        ref = cache.get(task, seed)
-        if ref is None:
-            lines = {name: run_policy(env, p, task, seed) for name, p in reference_policies.items()}
-            candidates = {f"heuristic {name}": run_policy(env, p, task, seed) for name, p in sweep_policies.items()}
-            candidates.update({f"heuristic {k}": v for k, v in lines.items()})
-            if train_expert is not None:
-                key = task_key(task)
-                if key not in experts:
-                    experts[key] = train_expert(task)
-                candidates["per-task PPO"] = run_policy(env, experts[key], task, seed)
-            source = max(candidates, key=candidates.get)
-            ref = References(task.name, int(seed), random_return(env, task, seed, random_episodes),
-                             float(candidates[source]), source, lines)
+    found = {(task.name, int(seed)): cache.get(task, seed) for task in tasks for seed in eval_seeds}
+    todo = [(task, [int(s) for s in eval_seeds if found[(task.name, int(s))] is None]) for task in tasks]
+    todo = [(task, seeds) for task, seeds in todo if seeds]
+    bar = tqdm(total=len(found), initial=sum(ref is not None for ref in found.values()), desc="references",
+               disable=not progress_bar, mininterval=2.0)
+
+    def store(task: Any, refs: list[References]) -> None:
+        for ref in refs:
             cache.put(task, ref)
-        out[(task.name, int(seed))] = ref
-    return out
+            found[(task.name, ref.eval_seed)] = ref
+        bar.update(len(refs))
+
+    if executor is None:
+        for task, seeds in todo:
+            store(task, references_of(task, seeds))
+    else:
+        futures = {executor.submit(references_of, task, seeds): task for task, seeds in todo}
+        for future in as_completed(futures):
+            store(futures[future], future.result())
+    bar.close()
+    return found

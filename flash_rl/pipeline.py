@@ -6,18 +6,26 @@ Phases (each timed; the times go into ``summary.json`` and the markdown report):
 2. ``meta-train flash`` / ``pretrain transfer`` / ``meta-train maml`` -- one model each on the train split, with
    atomic checkpoints under ``<run dir>/models/<method>/ckpt``; ``--resume`` continues from them;
 3. ``adapt`` -- every method x held-out task x seed; each finished curve is appended to ``curves.jsonl`` at once,
-   so a resumed run redoes at most the adaptation run that was interrupted;
+   so a resumed run redoes at most the adaptation runs that were interrupted;
 4. ``probe`` -- linear probe from FLASH's embedding to the hidden task parameters (fit on train, R^2 on test);
 5. ``report`` -- CSVs, plots, ``summary.json`` and ``results.md`` in the output directory.
+
+With ``jobs > 1`` the meta-trainings run side by side, and the reference tasks and the adaptation runs are shared out,
+in worker processes of one torch thread each that load the models the run saved. Every training, expert and
+adaptation run is seeded by its own settings alone, so the results do not depend on ``jobs`` (a test checks it); the
+meta-training phase times are then each model's own, and overlap.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from flash_rl.adaptation import ReferenceCache, compute_references, episodes_to_adapt
+from flash_rl.adaptation import ReferenceCache, References, compute_references, episodes_to_adapt, task_references
 from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning
@@ -131,6 +139,107 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
     return maml
 
 
+PHASES = {"flash": "meta-train flash", "transfer": "pretrain transfer", "maml": "meta-train maml"}
+
+
+def models_needed(methods: list[str]) -> list[str]:
+    """The trained models (keys of :data:`PHASES`) that adapting ``methods`` starts from, in training order."""
+    uses = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "transfer", "scratch": "transfer",
+            "maml": "maml"}
+    return [name for name in PHASES if name in {uses[m] for m in methods}]
+
+
+def train_model(name: str, cfg: ExperimentConfig, family: Any, run_dir: Path, resume: bool,
+                writer: Any = None) -> Any:
+    """Meta-train (or, with ``resume``, load) the model ``name`` of :data:`PHASES`; it is saved under
+    ``run_dir/models/<name>``, where :func:`load_model` finds it."""
+    tb = str(run_dir / "tb")
+    if name == "flash":
+        return train_flash_like(make_flash(cfg, tb), family, cfg.flash.timesteps, run_dir / "models" / "flash", cfg,
+                                resume, "flash")
+    if name == "transfer":
+        return train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
+                                run_dir / "models" / "transfer", cfg, resume, "transfer")
+    return train_maml(cfg, family, run_dir / "models" / "maml", resume, writer)
+
+
+def load_model(name: str, run_dir: Path) -> Any:
+    """The model :func:`train_model` saved."""
+    if name == "maml":
+        return MAML.load(run_dir / "models" / "maml" / "ckpt")
+    return Flash.load(run_dir / "models" / name / "final")
+
+
+def adapt_once(models: dict[str, Any], method: str, task: Any, seed: int, cfg: ExperimentConfig
+               ) -> list[tuple[int, float]]:
+    """One adaptation run of ``method`` on ``task`` with adaptation seed ``seed`` (see :mod:`flash_rl.adaptation`)."""
+    a = cfg.adaptation
+    kw = {"eval_every": a.eval_every, "eval_seed": a.eval_seed + seed, "seed": seed}
+    if method == "flash":
+        return models["flash"].adapt(task, a.budget, **kw)
+    if method == "flash_zero_embedding":
+        return models["flash"].adapt(task, a.budget, zero_embedding=True, **kw)
+    if method == "transfer":
+        return models["transfer"].adapt(task, a.budget, **kw)
+    if method == "scratch":
+        return models["transfer"].fresh(seed=1000 + seed).adapt(task, a.budget, **kw)
+    return models["maml"].adapt(task, a.budget, **kw)
+
+
+def train_expert(cfg: ExperimentConfig, pretrained: TransferLearning, task: Any) -> Any:
+    """The per-task expert: the pretrained transfer agent trained ``references.expert_timesteps`` on ``task`` alone."""
+    expert = make_transfer(cfg, seed=cfg.run.seed)
+    expert.n_envs = 4
+    expert.meta_train([task], cfg.references.expert_timesteps, init_from=pretrained)
+    return expert.model
+
+
+def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, task: Any, seeds: list[int]
+                  ) -> list[References]:
+    """:func:`~flash_rl.adaptation.task_references` of ``task`` under ``cfg`` (its expert from ``pretrained``)."""
+    case = get_case(cfg.case)
+    expert = partial(train_expert, cfg, pretrained) if cfg.references.expert_timesteps > 0 else None
+    return task_references(gym.make(cfg.env.id, **cfg.env.kwargs), task, seeds, case.heuristics, case.expert_sweep,
+                           expert, cfg.references.random_episodes)
+
+
+# ------------------------------------------------------------------------------------------------ worker processes
+def _spawn_pool(jobs: int, **kwargs: Any) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), **kwargs)
+
+
+def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool, bar_position: int) -> float:
+    """:func:`train_model` in a worker process; returns its seconds. Its progress bar takes line ``bar_position``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.set_num_threads(1)
+    os.environ["TQDM_POSITION"] = str(bar_position)   # tqdm >= 4.66 reads its defaults from TQDM_* variables
+    start = time.perf_counter()
+    writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
+    train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
+    if writer is not None:
+        writer.close()
+    return time.perf_counter() - start
+
+
+_WORKER_MODELS: dict[str, Any] = {}
+
+
+def _load_models_in_worker(names: list[str], run_dir: Path) -> None:
+    torch.set_num_threads(1)
+    _WORKER_MODELS.update({name: load_model(name, run_dir) for name in names})
+
+
+def _references_in_worker(cfg: ExperimentConfig, task: Any, seeds: list[int]) -> list[References]:
+    return references_of(cfg, _WORKER_MODELS.get("transfer"), task, seeds)
+
+
+def _adapt_in_worker(method: str, task: Any, seed: int, cfg: ExperimentConfig) -> tuple[list, float]:
+    start = time.perf_counter()
+    curve = adapt_once(_WORKER_MODELS, method, task, seed, cfg)
+    return curve, time.perf_counter() - start
+
+
 # ------------------------------------------------------------------------------------------------ probe
 def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: list[Any], cfg: ExperimentConfig
                  ) -> dict[str, Any]:
@@ -167,7 +276,9 @@ def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: l
 
 # ------------------------------------------------------------------------------------------------ the pipeline
 def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, resume: bool = False,
-              quick: bool = False, command: str = "") -> dict[str, Any]:
+              quick: bool = False, command: str = "", jobs: int = 1) -> dict[str, Any]:
+    """Run every phase of the module docstring and write the report; ``jobs`` worker processes (1: all in this one).
+    Returns the summary written to ``out_dir/summary.json``."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -188,47 +299,42 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     tasks = test_tasks(cfg, case, family)
     a = cfg.adaptation
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
-    tb = str(run_dir / "tb")
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
-    env = gym.make(cfg.env.id, **cfg.env.kwargs)
 
     # 1. meta-training
     methods = list(a.methods)
-    models: dict[str, Any] = {}
-    if {"flash", "flash_zero_embedding"} & set(methods):
-        with timer.phase("meta-train flash"):
-            models["flash"] = train_flash_like(make_flash(cfg, tb), family, cfg.flash.timesteps,
-                                               run_dir / "models" / "flash", cfg, resume, "flash")
-    if {"transfer", "scratch"} & set(methods):
-        with timer.phase("pretrain transfer"):
-            models["transfer"] = train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
-                                                  run_dir / "models" / "transfer", cfg, resume, "transfer")
-    if "maml" in methods:
-        with timer.phase("meta-train maml"):
-            models["maml"] = train_maml(cfg, family, run_dir / "models" / "maml", resume, writer)
+    needed = models_needed(methods)
+    if jobs > 1 and len(needed) > 1:
+        with _spawn_pool(min(jobs, len(needed))) as pool:
+            futures = [pool.submit(_train_in_worker, name, cfg, run_dir, resume, i) for i, name in enumerate(needed)]
+            timer.times.update({PHASES[name]: future.result() for name, future in zip(needed, futures)})
+        models = {name: load_model(name, run_dir) for name in needed}
+    else:
+        models = {}
+        for name in needed:
+            with timer.phase(PHASES[name]):
+                models[name] = train_model(name, cfg, family, run_dir, resume, writer)
 
     # 2. references (after meta-training: the per-task expert starts from the pretrained transfer agent)
     with timer.phase("references"):
-        def train_expert(task):
-            expert = make_transfer(cfg, seed=cfg.run.seed)
-            expert.n_envs = 4
-            expert.meta_train([task], cfg.references.expert_timesteps, init_from=pretrained)
-            return expert.model
-
         pretrained = models.get("transfer")
         if pretrained is None and cfg.references.expert_timesteps > 0:
-            pretrained = train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
-                                          run_dir / "models" / "transfer", cfg, resume, "transfer")
+            pretrained = train_model("transfer", cfg, family, run_dir, resume)
         # everything an expert depends on: it is trained with run.seed from the pretrained transfer agent's weights
         settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
                     "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
                     "net_arch": cfg.transfer.net_arch, "seed": cfg.run.seed,
                     "expert_init": pretrained.weights_digest() if cfg.references.expert_timesteps > 0 else None,
                     "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
-        refs = compute_references(env, tasks, eval_seeds, ReferenceCache(cfg.references.cache, settings),
-                                  case.heuristics, case.expert_sweep,
-                                  train_expert if cfg.references.expert_timesteps > 0 else None,
-                                  cfg.references.random_episodes, cfg.run.progress_bar)
+        cache = ReferenceCache(cfg.references.cache, settings)
+        if jobs > 1:
+            expert_init = ["transfer"] if cfg.references.expert_timesteps > 0 else []
+            with _spawn_pool(jobs, initializer=_load_models_in_worker, initargs=(expert_init, run_dir)) as pool:
+                refs = compute_references(tasks, eval_seeds, cache, partial(_references_in_worker, cfg),
+                                          cfg.run.progress_bar, pool)
+        else:
+            refs = compute_references(tasks, eval_seeds, cache, partial(references_of, cfg, pretrained),
+                                      cfg.run.progress_bar)
 
     # 3. adaptation
     curves_path = run_dir / "curves.jsonl"
@@ -242,34 +348,35 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
             done[(rec["method"], rec["task"], rec["seed"])] = rec
     elif curves_path.exists():
         curves_path.unlink()
-    jobs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
+    runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
+    todo = [(m, t, s) for m, t, s in runs if (m, t.name, s) not in done]
     with timer.phase("adapt"), open(curves_path, "a") as sink:
-        bar = tqdm(jobs, desc="adaptation runs", disable=not cfg.run.progress_bar, mininterval=2.0)
-        for method, task, seed in bar:
-            if (method, task.name, seed) in done:
-                continue
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="adaptation runs",
+                   disable=not cfg.run.progress_bar, mininterval=2.0)
+
+        def finished(method: str, task: Any, seed: int, curve: list, seconds: float) -> None:
             eval_seed = a.eval_seed + seed
-            kw = {"eval_every": a.eval_every, "eval_seed": eval_seed, "seed": seed}
-            t0 = time.perf_counter()
-            if method == "flash":
-                curve = models["flash"].adapt(task, a.budget, **kw)
-            elif method == "flash_zero_embedding":
-                curve = models["flash"].adapt(task, a.budget, zero_embedding=True, **kw)
-            elif method == "transfer":
-                curve = models["transfer"].adapt(task, a.budget, **kw)
-            elif method == "scratch":
-                curve = models["transfer"].fresh(seed=1000 + seed).adapt(task, a.budget, **kw)
-            else:
-                curve = models["maml"].adapt(task, a.budget, **kw)
-            ref = refs[(task.name, eval_seed)]
             rec = {"method": method, "task": task.name, "seed": seed, "eval_seed": eval_seed,
-                   "curve": [[int(e), float(v)] for e, v in curve], "seconds": time.perf_counter() - t0}
+                   "curve": [[int(e), float(v)] for e, v in curve], "seconds": seconds}
             sink.write(json.dumps(rec) + "\n")
             sink.flush()
             os.fsync(sink.fileno())
             done[(method, task.name, seed)] = rec
-            e2a, _ = episodes_to_adapt(curve, ref.threshold(a.threshold), a.budget)
+            e2a, _ = episodes_to_adapt(curve, refs[(task.name, eval_seed)].threshold(a.threshold), a.budget)
             writer.add_scalar(f"episodes_to_adapt/{method}", e2a, len(done))
+            bar.update()
+
+        if jobs > 1 and len(todo) > 1:
+            with _spawn_pool(min(jobs, len(todo)), initializer=_load_models_in_worker,
+                             initargs=(needed, run_dir)) as pool:
+                futures = {pool.submit(_adapt_in_worker, m, t, s, cfg): (m, t, s) for m, t, s in todo}
+                for future in as_completed(futures):
+                    finished(*futures[future], *future.result())
+        else:
+            for method, task, seed in todo:
+                t0 = time.perf_counter()
+                curve = adapt_once(models, method, task, seed, cfg)
+                finished(method, task, seed, curve, time.perf_counter() - t0)
         bar.close()
 
     # 4. probe
@@ -280,7 +387,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
 
     # 5. report
     with timer.phase("report"):
-        records = [done[(m, t.name, s)] for m, t, s in jobs]
+        records = [done[(m, t.name, s)] for m, t, s in runs]
         summary = report.write_report(out_dir, cfg, records, refs, probe, timer.times, quick=quick,
                                       command=command, total_seconds=time.perf_counter() - started)
     writer.close()

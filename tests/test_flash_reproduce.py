@@ -69,6 +69,21 @@ def test_reproduce_tiny(tmp_path):
         reproduce(other, out, run, resume=True, command="test")
 
 
+def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
+    """With jobs=2 the models train side by side and the adaptation runs are shared out between two worker
+    processes, which load the saved models: every number comes out as in one process."""
+    results = {}
+    for jobs in (1, 2):
+        cfg = load_config(ROOT / "configs" / "autoscaling.yaml",
+                          TINY + [f"references.cache={tmp_path / f'refs{jobs}.json'}", "adaptation.seeds=3"])
+        summary = reproduce(cfg, tmp_path / f"out{jobs}", tmp_path / f"run{jobs}", command="test", jobs=jobs)
+        assert set(summary["phase_seconds"]) >= {"meta-train flash", "pretrain transfer", "meta-train maml", "adapt"}
+        results[jobs] = {n: (tmp_path / f"out{jobs}" / n).read_bytes()
+                         for n in ("curves.csv", "episodes_to_adapt.csv", "references.csv")}
+    assert results[2] == results[1]
+    assert len(results[1]["curves.csv"].splitlines()) > 1 + 5 * 3   # every method, seed and evaluation
+
+
 def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("time,requests\n0,5\n")

@@ -5,6 +5,7 @@ Examples::
     flash reproduce --case autoscaling --quick                  # < 10 min on 2 cores
     flash reproduce --case autoscaling                           # the committed results/autoscaling (< 60 min)
     flash reproduce --case autoscaling --resume                  # continue a killed run
+    flash reproduce --case autoscaling --jobs 1                  # all in one process (same results, slower)
     flash reproduce --case autoscaling --quick --test-trace my_trace.csv --set tasks.trace_value_column=rate
     flash reproduce --render results/autoscaling                 # redraw plots, recompute speedups from its files
 
@@ -16,6 +17,7 @@ Checkpoints, TensorBoard logs and raw curves go to ``--run-dir`` (default ``runs
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from flash_envs.cli_args import int_at_least
@@ -23,10 +25,18 @@ from flash_rl.commands._common import add_config_arguments, command_line, config
 from flash_rl.config import ConfigError
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--seeds", type=int_at_least(1), help="adaptation seeds per task (overrides adaptation.seeds)")
     parser.add_argument("--out", help="output directory (default: results/<case>[/quick])")
+    parser.add_argument("--jobs", type=int_at_least(1), default=usable_cpus(),
+                        help="worker processes for the meta-trainings and the adaptation runs, one torch thread each; "
+                             f"the results do not depend on it (default: the usable CPUs, here {usable_cpus()})")
     parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
                         help="add held-out tasks replaying these CSV traces with the test split's applications "
                              "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
@@ -58,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
     run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
     try:   # a --resume under other settings is refused before any work
-        summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line())
+        summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
+                            jobs=args.jobs)
     except ConfigError as err:
         return fail(err)
     print((out / "results.md").read_text())
