@@ -25,18 +25,23 @@ from flash_rl.commands._common import add_config_arguments, command_line, config
 from flash_rl.config import ConfigError
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+MAX_DEFAULT_JOBS = 8
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one), at most :data:`MAX_DEFAULT_JOBS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, MAX_DEFAULT_JOBS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--seeds", type=int_at_least(1), help="adaptation seeds per task (overrides adaptation.seeds)")
     parser.add_argument("--out", help="output directory (default: results/<case>[/quick])")
-    parser.add_argument("--jobs", type=int_at_least(1), default=usable_cpus(),
-                        help="worker processes for the meta-trainings and the adaptation runs, one torch thread each; "
-                             f"the results do not depend on it (default: the usable CPUs, here {usable_cpus()})")
+    parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
+                        help="worker processes (about 0.4 GB each) for the meta-trainings, references and adaptation "
+                             "runs, one torch thread each; the results do not depend on it (default: the usable CPUs "
+                             f"up to {MAX_DEFAULT_JOBS}, here {default_jobs()})")
     parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
                         help="add held-out tasks replaying these CSV traces with the test split's applications "
                              "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
