@@ -389,7 +389,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     with timer.phase("report"):
         records = [done[(m, t.name, s)] for m, t, s in runs]
         summary = report.write_report(out_dir, cfg, records, refs, probe, timer.times, quick=quick,
-                                      command=command, total_seconds=time.perf_counter() - started)
+                                      command=command, total_seconds=time.perf_counter() - started, jobs=jobs)
     writer.close()
     return summary
 

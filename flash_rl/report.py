@@ -225,8 +225,11 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     lines += ["", "## Phase times", "", "| phase | seconds |", "|---|---|"]
     for k, v in summary["phase_seconds"].items():
         lines.append(f"| {k} | {v:.0f} |")
-    lines += [f"| **total** | {summary['total_seconds']:.0f} |", "",
-              f"Machine: {summary['machine']}. Command: `{summary['command']}`", "",
+    lines += [f"| **total** | {summary['total_seconds']:.0f} |", ""]
+    if summary.get("jobs", 1) > 1:
+        lines += [f"The phases ran in {summary['jobs']} worker processes; the meta-trainings ran side by side, so the "
+                  "phase times add up to more than the total.", ""]
+    lines += [f"Machine: {summary['machine']}. Command: `{summary['command']}`", "",
               "Files: `summary.json`, `curves.csv` (every evaluation), `episodes_to_adapt.csv`, `references.csv`, "
               "`adaptation_curves.png`, `episodes_to_adapt.png`, `config.yaml` (the effective config).", ""]
     return "\n".join(lines)
@@ -234,7 +237,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
 
 def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
                  probe: dict[str, Any] | None, phase_seconds: dict[str, float], quick: bool, command: str,
-                 total_seconds: float) -> dict[str, Any]:
+                 total_seconds: float, jobs: int = 1) -> dict[str, Any]:
     import os
 
     out_dir = Path(out_dir)
@@ -247,6 +250,7 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     summary["quick"] = quick
     summary["phase_seconds"] = {k: round(v, 1) for k, v in phase_seconds.items()}
     summary["total_seconds"] = round(total_seconds, 1)
+    summary["jobs"] = jobs
     summary["command"] = command
     summary["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch threads 1"
     with open(out_dir / "curves.csv", "w", newline="") as f:

@@ -78,6 +78,8 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
                           TINY + [f"references.cache={tmp_path / f'refs{jobs}.json'}", "adaptation.seeds=3"])
         summary = reproduce(cfg, tmp_path / f"out{jobs}", tmp_path / f"run{jobs}", command="test", jobs=jobs)
         assert set(summary["phase_seconds"]) >= {"meta-train flash", "pretrain transfer", "meta-train maml", "adapt"}
+        assert summary["jobs"] == jobs
+        assert ("worker processes" in (tmp_path / f"out{jobs}" / "results.md").read_text()) == (jobs > 1)
         results[jobs] = {n: (tmp_path / f"out{jobs}" / n).read_bytes()
                          for n in ("curves.csv", "episodes_to_adapt.csv", "references.csv")}
     assert results[2] == results[1]
