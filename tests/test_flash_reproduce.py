@@ -84,6 +84,13 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
                          for n in ("curves.csv", "episodes_to_adapt.csv", "references.csv")}
     assert results[2] == results[1]
     assert len(results[1]["curves.csv"].splitlines()) > 1 + 5 * 3   # every method, seed and evaluation
+    # a resumed parallel run loads the finished models and curves instead of redoing them
+    lines = (tmp_path / "run2" / "curves.jsonl").read_text().splitlines()
+    (tmp_path / "run2" / "curves.jsonl").write_text("\n".join(lines[:-2]) + "\n")   # two runs lost
+    again = reproduce(cfg, tmp_path / "out2", tmp_path / "run2", resume=True, command="test", jobs=2)
+    assert (tmp_path / "out2" / "curves.csv").read_bytes() == results[1]["curves.csv"]
+    assert len((tmp_path / "run2" / "curves.jsonl").read_text().splitlines()) == len(lines)
+    assert again["phase_seconds"]["meta-train flash"] < summary["phase_seconds"]["meta-train flash"]
 
 
 def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
