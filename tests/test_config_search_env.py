@@ -132,6 +132,38 @@ def test_chunkfunc_loader_on_real_data(shared_data):
     assert np.all(data.cost_usd[data.measured] > 0)  # computed from the AWS price
 
 
+def _priced_costs(data):
+    configs = np.broadcast_to(np.arange(len(data.configs)), data.measured.shape)[data.measured]
+    return data.pricing.cost(configs, data.runtime_s[data.measured])
+
+
+def test_loaders_carry_the_price_list_their_costs_follow(shared_data):
+    ibm = load_ibm_multicloud(shared_data.joinpath(*IBM))
+    np.testing.assert_allclose(_priced_costs(ibm), ibm.cost_usd[ibm.measured], rtol=1e-9)
+    aws = load_chunkfunc(shared_data.joinpath(*CHUNKFUNC), ["aws_lambda"])
+    np.testing.assert_allclose(_priced_costs(aws), aws.cost_usd[aws.measured], rtol=1e-12)
+    assert load_chunkfunc(shared_data.joinpath(*CHUNKFUNC)).pricing is None       # GCP's costs: no price list here
+    assert ibm.select_apps(ibm.apps[:3]).pricing is ibm.pricing
+
+
+def test_simulated_costs_follow_the_lambda_price_list():
+    sim = simulated_measurements(20, seed=1)
+    np.testing.assert_array_equal(_priced_costs(sim), sim.cost_usd[sim.measured])
+    memory = np.asarray(MEMORY_SIZES_MIB, dtype=float)
+    assert sim.pricing.cost(np.array([0, 0]), np.array([1.0, 2.0])) == pytest.approx(
+        invocation_cost(memory[0], np.array([1.0, 2.0])))
+
+
+def test_ibm_costs_that_are_not_runtime_times_a_rate_have_no_price_list(tmp_path):
+    header = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
+             "target_runtime,status\n"
+    path = tmp_path / "ibm.csv"
+    path.write_text(header + "0,A,1,1,,,,,,3,w,0.01,10.0,ok\n1,A,1,1,,,,,,3,v,0.03,20.0,ok\n")   # 0.001 vs 0.0015/s
+    assert load_ibm_multicloud(path).pricing is None
+    path.write_text(header + "0,A,1,1,,,,,,3,w,0.01,10.0,ok\n1,A,1,1,,,,,,3,v,0.02,20.0,ok\n")
+    assert load_ibm_multicloud(path).pricing.usd_per_s == pytest.approx([0.001])
+
+
 def test_loader_errors_name_file_line_column_value(tmp_path):
     header = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
              "target_runtime,status\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
+from flash_rl.fewshot.cli import report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, Split, app_folds, choice_quality,
                                        evaluate_split, group_folds, markdown_table, n_validation_apps,
@@ -128,6 +130,22 @@ def test_perfect_predictions_score_zero(sim):
     assert score(truth, np.array([[0, 1]]), targets, sim, 0) == pytest.approx(np.zeros((1, len(METRICS))), abs=1e-9)
 
 
+def test_costs_are_priced_from_the_predicted_runtime_where_the_data_has_a_price_list(sim):
+    targets, app = np.arange(len(sim.configs)), 0
+    truth = np.log(np.stack([sim.runtime_s[app], sim.cost_usd[app]], axis=-1))
+    pred = truth.copy()
+    pred[:, 0] += 0.1                                     # runtimes 10.5 % too long everywhere
+    pred[:, 1] = truth[::-1, 1]                           # a cost output that is nonsense
+    shots = np.array([[0, 1]])
+    unmeasured = targets[2:]
+    priced = sim.pricing.cost(unmeasured, np.exp(pred[unmeasured, 0]))
+    expected = 100 * np.mean(np.abs(priced / sim.cost_usd[app, unmeasured] - 1))
+    runtime_mape, cost_mape = score(pred[None], shots, targets, sim, app)[0, :2]
+    assert runtime_mape == pytest.approx(100 * (np.exp(0.1) - 1)) and cost_mape == pytest.approx(expected)
+    nonsense = score(pred[None], shots, targets, replace(sim, pricing=None), app)[0, 1]   # --cost predicted
+    assert nonsense > 10 * cost_mape
+
+
 def test_regret_and_deadline_misses_of_a_choice():
     rt, cost = np.array([1.0, 1.4, 3.0]), np.array([10.0, 6.0, 2.0])     # deadlines 1.25, 1.5 and 2 s
     # believing configuration 2 fast: picked for every deadline, misses all three
@@ -201,6 +219,13 @@ def test_table_bolds_every_method_that_prints_the_lowest_mean():
     assert "**" not in rows["base learner"] and "**" not in rows["nearest config"]
 
 
+def test_report_titles_say_how_cost_was_estimated():
+    report = {"splits": [{"train_apps": ["a", "b"], "test_apps": ["c"]}], "hold_out": "workload", "dataset": "ibm",
+              "train": "x", "test": "y", "seeds": 1, "train_config": {"val_fraction": 0.0}}
+    assert report_title(report).endswith("; 1 seed(s); cost predicted by each method")   # written before --cost
+    assert report_title({**report, "cost": "priced"}).endswith("; cost = price list x predicted runtime")
+
+
 def test_reports_written_before_deadline_misses_still_render(tmp_path):
     summary = {2: {m: {metric: {"mean": 30.0, "low": 20.0, "high": 40.0} for metric in METRICS[:3]} for m in METHODS}}
     header = markdown_table(summary, "t").splitlines()[4]
@@ -215,9 +240,20 @@ def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
     for name, keep in (("train", workloads[:18]), ("test", workloads[18:])):
         with (tmp_path / f"{name}.csv").open("w", newline="") as f:
             csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r[10] in keep])
-    assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
-                 *SMOKE]) == 0
-    assert "| FLASH |" in capsys.readouterr().out
+    reports = {}
+    for cost in ("priced", "predicted"):
+        assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                     "--cost", cost, "--out", str(tmp_path / cost), *SMOKE]) == 0
+        reports[cost] = json.loads((tmp_path / cost / "summary.json").read_text())
+        assert reports[cost]["cost"] == cost and "| FLASH |" in capsys.readouterr().out
+    for method in METHODS:
+        priced, predicted = (np.array(list(reports[c]["per_app"]["1"][method].values()))
+                             for c in ("priced", "predicted"))
+        # IBM's cost is runtime x a rate per configuration: priced, a method's cost errors are its runtime errors
+        np.testing.assert_allclose(priced[:, 1], priced[:, 0], rtol=1e-6)   # float32 predictions
+        np.testing.assert_array_equal(priced[:, 0], predicted[:, 0])   # the runtimes predicted do not change
+    assert not np.allclose(*(np.array(list(reports[c]["per_app"]["1"]["FLASH"].values()))[:, 1]
+                             for c in ("priced", "predicted")))
     with pytest.raises(SystemExit) as exit_info:         # the same workloads in both files: refused, not scored
         main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"), *SMOKE])
     assert exit_info.value.code == 2

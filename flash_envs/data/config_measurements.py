@@ -15,15 +15,29 @@ Three sources load into :class:`ConfigMeasurements`:
 Every loader validates the schema and raises :class:`~flash_envs.data.DataFormatError` (a ``ValueError``) naming
 file, line, column and value. What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
 Repeated measurements of the same (application, configuration) are merged by their geometric mean.
+
+Where the data's cost is a price list applied to the runtime, ``ConfigMeasurements.pricing`` says so, so that a
+predicted runtime can be priced the way the data's own costs were:
+
+==============================  ==================================================================================
+data                            ``pricing``
+==============================  ==================================================================================
+IBM multi-cloud                 :class:`PerSecondPricing`: runtime x hourly node price x nodes (the dataset's
+                                README), the rate of each configuration read off its rows (``None`` if a file's
+                                costs are not runtime x a per-configuration rate)
+chunk-func on AWS Lambda        :class:`LambdaPricing`: billed GB-seconds plus the request fee
+simulated functions             :class:`LambdaPricing`
+chunk-func with GCP             ``None``: its costs come from the file, with no price list here
+==============================  ==================================================================================
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -44,6 +58,34 @@ CHUNKFUNC_COLUMNS = ("platform", "function", "memory_mib", "milli_cpu", "deploym
 CHUNKFUNC_PLATFORMS = ("aws_lambda", "gcp_cloud_functions")
 #: Memory features are log2(memory / 128 MiB) / 7, which maps 128 MiB..16 GiB onto [0, 1].
 _LOG2_MEMORY_SPAN = 7.0
+#: Largest relative spread of cost / runtime among one configuration's rows for IBM costs to count as a rate.
+RATE_TOLERANCE = 1e-9
+
+
+class Pricing(Protocol):
+    """A price list: what a run of ``runtime_s`` seconds on configuration index ``configs`` costs (USD)."""
+
+    def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PerSecondPricing:
+    """Cost = runtime x a rate per configuration (``usd_per_s[config]``), as the IBM dataset computes it."""
+
+    usd_per_s: np.ndarray
+
+    def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
+        return self.usd_per_s[configs] * runtime_s
+
+
+@dataclass(frozen=True)
+class LambdaPricing:
+    """AWS Lambda's price (:func:`~flash_envs.sim.serverless.invocation_cost`) at ``memory_mib[config]``."""
+
+    memory_mib: np.ndarray
+
+    def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
+        return invocation_cost(self.memory_mib[configs], runtime_s)
 
 
 @dataclass(frozen=True)
@@ -53,7 +95,8 @@ class ConfigMeasurements:
     ``features[j]`` describes configuration ``configs[j]`` with values in [0, 1] (one-hot categories, scaled
     numbers), named by ``feature_names``; features depend on the configuration alone, so two files of one schema
     give the same features to the same configuration. ``runtime_s`` and ``cost_usd`` have shape
-    ``(len(apps), len(configs))``. ``counts`` tallies rows read, dropped and merged.
+    ``(len(apps), len(configs))``. ``counts`` tallies rows read, dropped and merged. ``pricing``, where the data
+    has one, turns a runtime into the cost the data would record for it (see the module docstring).
     """
 
     source: str
@@ -64,6 +107,7 @@ class ConfigMeasurements:
     runtime_s: np.ndarray
     cost_usd: np.ndarray
     counts: dict[str, int] = field(default_factory=dict)
+    pricing: Pricing | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.apps), len(self.configs))
@@ -85,7 +129,7 @@ class ConfigMeasurements:
             raise KeyError(f"unknown application(s) {missing} in {self.source}")
         rows = [index[a] for a in apps]
         return ConfigMeasurements(self.source, tuple(apps), self.configs, self.feature_names, self.features,
-                                  self.runtime_s[rows], self.cost_usd[rows], dict(self.counts))
+                                  self.runtime_s[rows], self.cost_usd[rows], dict(self.counts), self.pricing)
 
 
 class _Table:
@@ -141,6 +185,21 @@ def ibm_features(row: dict[str, str]) -> np.ndarray:
 IBM_FEATURE_NAMES = tuple(f"{c}={v}" for c, vs in IBM_CATEGORIES.items() for v in vs) + ("nodes/5",)
 
 
+def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
+    """Each configuration's cost / runtime, if that ratio is the same (to :data:`RATE_TOLERANCE`) in all its rows;
+    ``None`` (logged) if some configuration's costs are not its runtime times one rate."""
+    with np.errstate(invalid="ignore"):
+        rate = data.cost_usd / data.runtime_s
+    low, high = np.nanmin(rate, axis=0), np.nanmax(rate, axis=0)
+    spread = high / low - 1.0
+    if np.any(spread > RATE_TOLERANCE):
+        worst = int(np.argmax(spread))
+        log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.4g to %.4g); "
+                 "no price list", data.source, data.configs[worst], low[worst], high[worst])
+        return None
+    return PerSecondPricing(np.exp(np.nanmean(np.log(rate), axis=0)))
+
+
 def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
     """Load a CSV of the IBM multi-cloud schema (an unnamed index column is allowed). Failed runs are dropped."""
     path = Path(path)
@@ -172,7 +231,8 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
             continue
         config = "/".join([provider, *(f"{c}={row[c]}" for c in provider_columns[provider]), f"nodes={nodes}"])
         table.add(row["workload"], config, ibm_features(row), runtime, cost)
-    return table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
+    data = table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
+    return replace(data, pricing=per_second_pricing(data))
 
 
 CHUNKFUNC_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6", *(f"platform={p}" for p in CHUNKFUNC_PLATFORMS))
@@ -188,6 +248,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         raise ValueError(f"unknown platform(s) {unknown}; expected some of {CHUNKFUNC_PLATFORMS}")
     path = Path(path)
     table = _Table()
+    memory_of: dict[str, float] = {}
     for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
         platform = row["platform"]
@@ -209,9 +270,14 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
             cost = float(invocation_cost(memory, runtime))
         feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / 6000.0,
                           *(platform == p for p in CHUNKFUNC_PLATFORMS)], dtype=float)
-        table.add(f"{platform}/{row['function']}/{size}", f"{platform}/{memory:g}MiB/{milli_cpu:g}m", feats, runtime,
-                  cost)
-    return table.build(f"chunkfunc:{path.name}", CHUNKFUNC_FEATURE_NAMES)
+        config = f"{platform}/{memory:g}MiB/{milli_cpu:g}m"
+        table.add(f"{platform}/{row['function']}/{size}", config, feats, runtime, cost)
+        if platform == "aws_lambda":
+            memory_of[config] = memory
+    data = table.build(f"chunkfunc:{path.name}", CHUNKFUNC_FEATURE_NAMES)
+    if all(c in memory_of for c in data.configs):   # AWS Lambda only: its price list
+        data = replace(data, pricing=LambdaPricing(np.array([memory_of[c] for c in data.configs])))
+    return data
 
 
 SIMULATED_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6")
@@ -227,4 +293,4 @@ def simulated_measurements(n_functions: int = 300, seed: int = 2024,
     features = np.stack([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, vcpus(memory) / 6.0], axis=1)
     return ConfigMeasurements(f"simulated:{n_functions}fn-seed{seed}", tuple(f.name for f in functions),
                               tuple(f"{m:g}MiB" for m in memory), SIMULATED_FEATURE_NAMES, features, runtime, cost,
-                              {"functions": n_functions})
+                              {"functions": n_functions}, LambdaPricing(memory))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +32,8 @@ from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
                  "chunkfunc": ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")}
+#: ``--cost`` choices, also the report's ``cost`` entry (reports written before it have none: ``predicted``).
+COST_ESTIMATES = ("priced", "predicted")
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 
@@ -58,10 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "function) instead of --folds random groups of (function, input) workloads")
     parser.add_argument("--draws", type=int_at_least(1), default=5,
                         help="shot subsets per held-out app and seed (default: 5)")
-    parser.add_argument("--steps", type=int_at_least(1), default=TrainConfig.steps, help="training steps per model")
+    parser.add_argument("--steps", type=int_at_least(1), default=TrainConfig.steps,
+                        help=f"training steps per model (default: {TrainConfig.steps})")
     parser.add_argument("--val-fraction", type=fraction, default=TrainConfig.val_fraction,
                         help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
                              "every model on all of them for --steps (default: 0)")
+    parser.add_argument("--cost", choices=COST_ESTIMATES, default="priced",
+                        help="each method's cost estimate: 'priced' applies the data's price list to the method's "
+                             "predicted runtime, as the data's own costs were computed (IBM: runtime x the "
+                             "configuration's rate; AWS Lambda and simulated: billed GB-seconds plus request fee); "
+                             "'predicted' takes the method's own cost output, as data without a price list (GCP) "
+                             "always does (default: priced)")
     parser.add_argument("--jobs", type=int_at_least(1), default=1,
                         help="worker processes, one torch thread each; the numbers do not depend on it (default: 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
@@ -108,6 +117,8 @@ def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
     torch.set_num_threads(1)
     splits = _splits(args)
+    if args.cost == "predicted":
+        splits = [Split(s.name, replace(s.train, pricing=None), replace(s.test, pricing=None)) for s in splits]
     try:
         for split in splits:
             n_validation_apps(len(split.train.apps), args.val_fraction)
@@ -132,6 +143,7 @@ def run_command(args: argparse.Namespace) -> dict:
                    for s in splits],
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
+        "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
         "summary": summarise(per_app),
         **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()},
@@ -140,12 +152,15 @@ def run_command(args: argparse.Namespace) -> dict:
     }
 
 
+COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "cost predicted by each method"}
+
+
 def _count_range(counts: list[int]) -> str:
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
 def report_title(report: dict) -> str:
-    """The table's title: data, splits, training and held-out apps per split, seeds."""
+    """The table's title: data, splits, training and held-out apps per split, seeds, how cost is estimated."""
     splits = report["splits"]
     n_train = _count_range([len(s["train_apps"]) for s in splits])
     n_test = _count_range([len(s["test_apps"]) for s in splits])
@@ -153,7 +168,8 @@ def report_title(report: dict) -> str:
     val_fraction = report["train_config"]["val_fraction"]
     early_stop = f" ({val_fraction:.0%} of them kept for early stopping)" if val_fraction > 0 else ""
     return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
-            f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s)")
+            f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s); "
+            f"{COST_TITLES[report.get('cost', 'predicted')]}")
 
 
 def _read_report(folder: str) -> dict:

@@ -7,6 +7,10 @@ Protocol (the same for every method)
   (with ``val_fraction > 0``, a random share of the training apps is held back instead, for early stopping); then
   every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
   configuration of the app that was not a shot.
+* **Cost** of a configuration: where the data has a price list (``ConfigMeasurements.pricing``: IBM, AWS Lambda,
+  the simulated functions), every method's estimate is that price list applied to its predicted runtime, which is
+  how the data's own costs were computed (and how Sizeless prices its runtime predictions); elsewhere (chunk-func
+  on GCP, or ``flash config-eval --cost predicted``) it is the method's own cost prediction.
 * **MAPE** (%): mean of ``|predicted - measured| / measured`` over the unmeasured configurations, for runtime and cost.
 * **Regret** (%): for deadlines of 1.25, 1.5 and 2 times the app's fastest runtime, a method picks the configuration it
   believes cheapest among those meeting the deadline (measured values for the shots, predictions elsewhere; the
@@ -109,12 +113,15 @@ def choice_quality(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray,
 def score(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndarray, data: ConfigMeasurements,
           app: int) -> np.ndarray:
     """Per draw, the :data:`METRICS` (``[runtime MAPE, cost MAPE, regret, deadline misses]``) of predictions
-    ``pred_log`` (draws, T, 2) at ``targets``."""
+    ``pred_log`` (draws, T, 2) at ``targets``; with ``data.pricing``, the cost is priced from the predicted runtime."""
     truth = np.stack([data.runtime_s[app, targets], data.cost_usd[app, targets]], axis=-1)   # (T, 2)
     out = []
     for d in range(pred_log.shape[0]):
         unmeasured = ~np.isin(targets, shots[d])
-        est = np.where(unmeasured[:, None], np.exp(pred_log[d]), truth)   # shots keep their measured values
+        est = np.exp(pred_log[d])
+        if data.pricing is not None:
+            est[:, 1] = data.pricing.cost(targets, est[:, 0])
+        est = np.where(unmeasured[:, None], est, truth)   # shots keep their measured values
         ape = 100.0 * np.abs(est[unmeasured] - truth[unmeasured]) / truth[unmeasured]
         out.append([*ape.mean(axis=0), *choice_quality(est[:, 0], est[:, 1], truth[:, 0], truth[:, 1])])
     return np.asarray(out)

@@ -13,6 +13,10 @@ predictor (``inputs``)            input of the MLP, besides the target configura
 ``"k-shot"`` K-shot MLP           all ``K`` shot tokens flattened in configuration order (no embedding)
 ================================  =======================================================================
 
+Every predictor has a cost output, but where the data has a price list the evaluation prices each method's predicted
+runtime instead (:mod:`flash_rl.fewshot.evaluate`); the cost output is what ``flash config-eval --cost predicted``
+and data without a price list use.
+
 Transfer learning (:func:`fine_tune_predict`) fine-tunes the base learner on the ``K`` shots instead; *FLASH +
 fine-tuning* gives the meta-trained FLASH model the same fine-tuning steps (the supervised analogue of the RL cases,
 where the FLASH agent keeps learning on the new task). The K-shot MLP is the other way to read "a base learner that
