@@ -32,8 +32,9 @@ from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
                  "chunkfunc": ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")}
-#: ``--cost`` choices, also the report's ``cost`` entry (reports written before it have none: ``predicted``).
-COST_ESTIMATES = ("priced", "predicted")
+#: ``--cost`` choices (also the report's ``cost`` entry; reports written before it have none: ``predicted``) and
+#: how a table's title says each.
+COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "cost predicted by each method"}
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=fraction, default=TrainConfig.val_fraction,
                         help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
                              "every model on all of them for --steps (default: 0)")
-    parser.add_argument("--cost", choices=COST_ESTIMATES, default="priced",
+    parser.add_argument("--cost", choices=tuple(COST_TITLES), default="priced",
                         help="each method's cost estimate: 'priced' applies the data's price list to the method's "
                              "predicted runtime, as the data's own costs were computed (IBM: runtime x the "
                              "configuration's rate; AWS Lambda and simulated: billed GB-seconds plus request fee); "
@@ -150,9 +151,6 @@ def run_command(args: argparse.Namespace) -> dict:
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()},
     }
-
-
-COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "cost predicted by each method"}
 
 
 def _count_range(counts: list[int]) -> str:
