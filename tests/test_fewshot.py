@@ -14,9 +14,10 @@ from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
 from flash_rl.fewshot.cli import report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
-from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, Split, app_folds, choice_quality,
-                                       evaluate_split, group_folds, markdown_table, n_validation_apps,
-                                       paired_differences, plot_summary, score, summarise)
+from flash_rl.fewshot import evaluate
+from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, Split, app_folds,
+                                       choice_quality, evaluate_split, group_folds, markdown_table, metric_columns,
+                                       n_validation_apps, paired_differences, plot_summary, score, summarise)
 from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
@@ -157,6 +158,21 @@ def test_regret_and_deadline_misses_of_a_choice():
     assert choice_quality(np.array([1.0, 1.2, 3.0]), cost, rt, cost) == pytest.approx((100 / 3, 100 / 3))
 
 
+def test_overspend_and_misses_give_the_regret_of_any_miss_charge(monkeypatch):
+    rt, cost = np.array([1.0, 1.4, 3.0]), np.array([10.0, 6.0, 2.0])     # deadlines 1.25, 1.5 and 2 s
+    beliefs = [np.array([1.0, 1.2, 3.0]),    # misses 1.25 s, right for the others
+               np.array([1.0, 2.5, 3.0]),    # on time, but 10 / 6 - 1 over the best at 1.5 and 2 s
+               np.array([1.0, 1.4, 1.1])]    # misses all three
+    scored = np.array([[5.0, 5.0, *choice_quality(b, cost, rt, cost)] for b in beliefs])
+    columns = metric_columns(scored)
+    assert list(columns) == [*METRICS, OVERSPEND]
+    assert columns[OVERSPEND] == pytest.approx([0.0, 200 * (10 / 6 - 1) / 3, 0.0])
+    monkeypatch.setattr(evaluate, "MISSED_DEADLINE_REGRET", 300.0)              # a miss charged three times as much
+    tripled = [choice_quality(b, cost, rt, cost)[0] for b in beliefs]
+    assert tripled == pytest.approx(columns[OVERSPEND] + 3 * columns["deadline misses (%)"])
+    assert list(metric_columns(scored[:, :3])) == list(METRICS[:3])            # reports from before misses: no overspend
+
+
 def test_learned_predictors_beat_nearest_config(sim):
     torch.set_num_threads(1)
     split = Split("t", sim.select_apps(sim.apps[:70]), sim.select_apps(sim.apps[70:]))
@@ -184,10 +200,18 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
                             "training (25% of them kept for early stopping) and 10 held-out apps; 1 seed(s)")
     (split,) = json.loads((tmp_path / "summary.json").read_text())["splits"]
     assert len(split["train_apps"]) == 12 and not set(split["train_apps"]) & set(split["test_apps"])
-    for name in ("table.md", "summary.png"):                           # --render rebuilds them from summary.json
+    report = (tmp_path / "summary.json").read_text()
+    older = json.loads(report)                                         # as written before overspend was derived
+    for key in ("summary", "flash_minus", "flash_fine_tuned_minus"):
+        for methods in older[key].values():
+            for metrics in methods.values():
+                del metrics[OVERSPEND]
+    (tmp_path / "summary.json").write_text(json.dumps(older, indent=1))
+    for name in ("table.md", "summary.png"):                           # --render rebuilds them from the per-app values
         (tmp_path / name).unlink()
     assert main(["config-eval", "--render", str(tmp_path)]) == 0
     assert (tmp_path / "table.md").read_text() == table and (tmp_path / "summary.png").is_file()
+    assert (tmp_path / "summary.json").read_text() == report
 
 
 def test_worker_processes_give_the_serial_numbers(tmp_path):
@@ -323,7 +347,8 @@ def test_paired_differences_are_per_app():
     per_app = {2: {m: {a: v + (0.0 if m == "FLASH" else 1.0) for a, v in apps.items()} for m in METHODS}}
     diff = paired_differences(per_app)[2]
     assert set(diff) == set(METHODS) - {"FLASH"}
-    for metric in diff["base learner"].values():
-        assert [metric["low"], metric["mean"], metric["high"]] == pytest.approx([-1.0] * 3)
+    for name, metric in diff["base learner"].items():                # regret and misses 1 higher: same overspend
+        expected = 0.0 if name == OVERSPEND else -1.0
+        assert [metric["low"], metric["mean"], metric["high"]] == pytest.approx([expected] * 3)
     summary = summarise(per_app)[2]["FLASH"]["runtime MAPE (%)"]
     assert summary["high"] - summary["low"] > 5.0                    # unpaired CIs overlap; the paired one does not

@@ -7,7 +7,7 @@ Examples::
     flash config-eval --dataset chunkfunc --out results/config/chunkfunc
     flash config-eval --dataset chunkfunc --hold-out function     # each function held out with all its inputs
     flash config-eval --dataset simulated --out results/config/simulated
-    flash config-eval --render results/config/ibm    # rewrite table.md and summary.png from summary.json, no training
+    flash config-eval --render results/config/ibm    # re-summarise summary.json's per-app values, no training
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from flash_envs.cli_args import UsageError, fraction, int_at_least
@@ -78,8 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--render", metavar="DIR",
-                        help="only rewrite DIR/table.md and DIR/summary.png from the DIR/summary.json an earlier run "
-                             "wrote (e.g. after a change of the table layout); trains and evaluates nothing")
+                        help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
+                             "values an earlier run stored there, and rewrite DIR/table.md and DIR/summary.png (e.g. "
+                             "after a change of the table layout or a new derived metric); trains and evaluates "
+                             "nothing")
 
 
 def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
@@ -146,11 +149,16 @@ def run_command(args: argparse.Namespace) -> dict:
         "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
         "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
-        "summary": summarise(per_app),
-        **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()},
+        **summaries(per_app),
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()},
     }
+
+
+def summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]]) -> dict[str, dict]:
+    """The report's ``summary`` and paired differences (:data:`DIFFERENCE_KEYS`), computed from the per-app values."""
+    return {"summary": summarise(per_app),
+            **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()}}
 
 
 def _count_range(counts: list[int]) -> str:
@@ -170,21 +178,22 @@ def report_title(report: dict) -> str:
             f"{COST_TITLES[report.get('cost', 'predicted')]}")
 
 
-def _read_report(folder: str) -> dict:
-    """The report a run with ``--out folder`` wrote, with its K keys turned back into ints."""
+def _rescore_report(folder: str) -> dict:
+    """The report a run with ``--out folder`` wrote, its summary and paired differences computed anew from its
+    per-app values (so that a report written before a derived metric such as :data:`~evaluate.OVERSPEND` gets it)."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"--render: {path} not found; it is written by a run with --out {folder}")
     report = json.loads(path.read_text())
-    for key in ("summary", *DIFFERENCE_KEYS):
-        report[key] = {int(k): v for k, v in report[key].items()}
-    return report
+    per_app = {int(k): {m: {a: np.asarray(v) for a, v in apps.items()} for m, apps in methods.items()}
+               for k, methods in report["per_app"].items()}
+    return report | summaries(per_app)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.render and args.out:
         raise UsageError("--render rewrites the files in its own folder; drop --out")
-    report = _read_report(args.render) if args.render else run_command(args)
+    report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     table = markdown_table(report["summary"], title,
                            {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()})
@@ -193,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "table.md").write_text(table)
-        if not args.render:
-            (out / "summary.json").write_text(json.dumps(report, indent=1))
+        (out / "summary.json").write_text(json.dumps(report, indent=1))
         plot_summary(report["summary"], title, str(out / "summary.png"))
     print(json.dumps(report["summary"], indent=1) if args.json else table)
     return 0

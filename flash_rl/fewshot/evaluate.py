@@ -19,6 +19,10 @@ Protocol (the same for every method)
 * **Deadline misses** (%): the share of those picks that miss their deadline in truth. Regret alone cannot tell a
   method that misses deadlines from one that overspends (an on-time pick costing over twice the best scores more than
   a miss), so the two are reported side by side.
+* **Overspend** (%), derived from those two: regret less the 100 % charged per miss, i.e. the mean over picks of
+  ``true cost / cost of the true best - 1`` with a missed pick counting 0. So regret = misses + overspend, and regret
+  with a miss charged ``P`` % instead is ``overspend + P / 100 x misses``: the three columns let a reader weigh a
+  miss as they see fit.
 * Per app, values are averaged over draws, deadlines and seeds; the table gives the mean over test apps and a 95 %
   percentile-bootstrap CI over apps (``scipy.stats.bootstrap``), the apps being the unit that must generalise.
 """
@@ -43,7 +47,10 @@ from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, near
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
            "nearest config", "K-shot MLP (reference)")
+#: What :func:`score` measures per draw (and ``summary.json`` stores per app).
 METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)", "deadline misses (%)")
+#: Derived per app from regret and misses (see the module docstring); summarised and tabled after :data:`METRICS`.
+OVERSPEND = "overspend (%)"
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 MISSED_DEADLINE_REGRET = 100.0
 
@@ -208,6 +215,15 @@ def _mean_ci(v: np.ndarray, seed: int) -> dict[str, float]:
     return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
 
 
+def metric_columns(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per metric, its column of ``values`` (rows: apps; columns: the :data:`METRICS` scored), then
+    :data:`OVERSPEND` where deadline misses were scored (reports written before them have three columns)."""
+    columns = dict(zip(METRICS, values.T))
+    if "deadline misses (%)" in columns:
+        columns[OVERSPEND] = columns["regret (%)"] - columns["deadline misses (%)"] * (MISSED_DEADLINE_REGRET / 100)
+    return columns
+
+
 def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
               seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``."""
@@ -216,7 +232,7 @@ def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
         out[k] = {}
         for method, apps in methods.items():
             values = np.stack(list(apps.values()))   # (apps, metrics)
-            out[k][method] = {metric: _mean_ci(values[:, j], seed) for j, metric in enumerate(METRICS)}
+            out[k][method] = {metric: _mean_ci(column, seed) for metric, column in metric_columns(values).items()}
     return out
 
 
@@ -234,13 +250,14 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
         out[k] = {}
         for method in (m for m in METHODS if m != reference):
             diff = ref - np.stack([methods[method][a] for a in apps])
-            out[k][method] = {metric: _mean_ci(diff[:, j], seed) for j, metric in enumerate(METRICS)}
+            out[k][method] = {metric: _mean_ci(column, seed) for metric, column in metric_columns(diff).items()}
     return out
 
 
 def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
-    """The :data:`METRICS` that ``summary`` has (reports written before deadline misses were scored lack them)."""
-    return [metric for metric in METRICS if metric in next(iter(summary.values()))[METHODS[0]]]
+    """The :data:`METRICS` and :data:`OVERSPEND` that ``summary`` has (reports written before deadline misses were
+    scored lack both)."""
+    return [metric for metric in (*METRICS, OVERSPEND) if metric in next(iter(summary.values()))[METHODS[0]]]
 
 
 def _cell(s: dict[str, float]) -> str:
@@ -257,8 +274,9 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
     ks, metrics = sorted(summary), _metrics_in(summary)
     header = "| method | " + " | ".join(f"{metric} K={k}" for metric in metrics for k in ks) + " |"
     rule = "|---|" + "---|" * (len(metrics) * len(ks))
-    lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better.", "",
-             header, rule]
+    lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better."
+             + (" Overspend = regret - deadline misses: what the picks cost over the best, a missed pick counting 0 "
+                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else ""), "", header, rule]
     shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
     best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
     for method in METHODS:
