@@ -100,13 +100,18 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     Each trace is read once first, so that a bad file or column fails before any training (the reader names the file,
     line and column).
     """
+    from flash_envs.data.trace_csv import TraceGapError
     from flash_envs.sim.workloads import TraceWorkload
 
     t = cfg.tasks
     for path in t.test_traces:
         columns = {"path": str(path), "time_column": t.trace_time_column,
-                   "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind}
-        TraceWorkload(**columns).load()
+                   "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind,
+                   "gaps": t.trace_gaps}
+        try:
+            TraceWorkload(**columns).load()
+        except TraceGapError as err:
+            raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
         for test_task in family.test:
             yield Path(path), test_task, TraceWorkload(**columns, time_scale=t.trace_time_scale,
                                                        mean_rate=round(_workload_mean_rate(test_task.workload), 2))

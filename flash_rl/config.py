@@ -41,6 +41,7 @@ class TasksConfig:
     trace_value_column: str = "requests"
     trace_value_kind: str = "count"
     trace_time_scale: float = 1.0
+    trace_gaps: str = "error"  # bins without a row: "error", "zero" (no requests) or "join" (spliced out)
 
 
 @dataclass
@@ -284,6 +285,10 @@ def validate(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.adaptation.methods if m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
+    from flash_envs.data.trace_csv import GAP_POLICIES
+
+    if cfg.tasks.trace_gaps not in GAP_POLICIES:
+        raise ConfigError(f"config key tasks.trace_gaps must be one of {GAP_POLICIES}, got {cfg.tasks.trace_gaps!r}")
     for trace in cfg.tasks.test_traces:
         if not Path(trace).exists():
             raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
@@ -305,7 +310,8 @@ RESUME_MAY_CHANGE = ("run.dir", "run.progress_bar", "run.checkpoint_interval", "
 def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tuple[str, ...] = ()) -> None:
     """Raise :class:`ConfigError` if ``run_dir`` holds a run made with other settings than ``cfg``: resuming would
     mix its saved models and adaptation curves into this run's results. Settings matching :data:`RESUME_MAY_CHANGE`
-    or ``may_also_change`` (glob patterns) may differ."""
+    or ``may_also_change`` (glob patterns) may differ. A setting the saved config lacks (a run made before the setting
+    existed) counts as its default, which is how such a run ran."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         return
@@ -316,8 +322,11 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tu
             out.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
         return out
 
-    old = dotted(yaml.safe_load(saved.read_text()) or {})
-    new = dotted(yaml.safe_load(yaml.safe_dump(cfg.to_dict())))
+    def as_saved(c: ExperimentConfig) -> dict[str, Any]:
+        return dotted(yaml.safe_load(yaml.safe_dump(c.to_dict())))
+
+    old = as_saved(ExperimentConfig()) | dotted(yaml.safe_load(saved.read_text()) or {})
+    new = as_saved(cfg)
     changed = [k for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k)
                and not any(fnmatch.fnmatch(k, p) for p in RESUME_MAY_CHANGE + may_also_change)]

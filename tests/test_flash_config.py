@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flash_rl.config import ConfigError, load_config, save_config
+from flash_rl.config import ConfigError, check_resume, load_config, save_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "autoscaling.yaml"
@@ -45,6 +45,7 @@ def test_overrides_any_field(tmp_path):
     ("flash.agent_kwargs={n_stepz: 3}", "does not take ['n_stepz']"),
     ("adaptation.methods=[flash, magic]", "unknown method(s) ['magic']"),
     ("case=nope", "unknown case 'nope'"),
+    ("tasks.trace_gaps=skip", "tasks.trace_gaps must be one of ('error', 'zero', 'join'), got 'skip'"),
 ])
 def test_config_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -68,3 +69,12 @@ def test_cli_reports_config_errors_before_any_work(tmp_path):
     assert out.returncode == 2
     assert "adaptation.budget must be >= 1" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_takes_a_setting_the_saved_run_lacks_at_its_default(tmp_path):
+    saved = load_config(CONFIG).to_dict()
+    del saved["tasks"]["trace_gaps"]                      # a run saved before the setting existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_resume(load_config(CONFIG), tmp_path)           # it ran with the default: the same settings
+    with pytest.raises(ConfigError, match="tasks.trace_gaps: 'error' then, 'zero' now"):
+        check_resume(load_config(CONFIG, ["tasks.trace_gaps=zero"]), tmp_path)

@@ -105,6 +105,30 @@ def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_path, capsys):
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import test_tasks
+
+    gappy = tmp_path / "gappy.csv"                          # minute 10 has no row
+    gappy.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + i}\n" for i in range(30) if i != 10))
+    parser = __import__("argparse").ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--test-trace", str(gappy), "--out", str(tmp_path / "o"),
+                              "--run-dir", str(tmp_path / "r"), "--set", *TINY])
+    assert command.run(args) == 2
+    err = capsys.readouterr().err
+    assert "1 bin(s) of 60 s have no row" in err and "--set tasks.trace_gaps=zero" in err
+    assert not (tmp_path / "r").exists()
+    for gaps, bins in (("zero", 30), ("join", 29)):
+        cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"tasks.test_traces=['{gappy}']",
+                                                                         f"tasks.trace_gaps={gaps}"])
+        case = get_case("autoscaling")
+        replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
+        assert len(replayed) == 8 and {t.workload.gaps for t in replayed} == {gaps}
+        rates = replayed[0].workload.load().rates
+        assert len(rates) == bins and (rates == 0).sum() == (gaps == "zero")
+
+
 def test_reproduce_power_case_tiny(tmp_path):
     """The power case end to end at toy size: held-out tasks on unseen server types, governors as references."""
     tiny = [o for o in TINY if not o.startswith("env.kwargs")] + ["env.kwargs={episode_s: 40.0}"]

@@ -29,6 +29,10 @@ class TraceFormatError(DataFormatError):
     """A trace file that cannot be read as asked; the message names file, line, column and value."""
 
 
+class TraceGapError(TraceFormatError):
+    """An aggregated trace with bins that have no row, read with ``gaps="error"``; the message names the first gap."""
+
+
 @dataclass(frozen=True)
 class RateTrace:
     """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``."""
@@ -138,7 +142,7 @@ def read_rate_trace(
         if gaps == "error":
             first = int(np.argmin(present))                       # the first missing bin, and the rows around it
             after = int(np.searchsorted(index, first))
-            raise TraceFormatError(
+            raise TraceGapError(
                 f"{path}: {int((~present).sum())} bin(s) of {bin_s:g} s have no row (the first gap is between "
                 f"lines {np.asarray(lines)[order][after - 1]} and {np.asarray(lines)[order][after]}); missing rows "
                 f"are missing data, not zero load: pass gaps='zero' to read them as no requests or gaps='join' to "
