@@ -109,6 +109,14 @@ def test_task_family_round_trips_through_yaml(tmp_path):
     assert ConfigSearchTaskFamily.load_yaml(tmp_path / "fam.yaml") == fam
 
 
+def test_deadlines_are_not_drawn_from_the_functions_random_stream():
+    first = ConfigSearchTaskFamily.generate(n_train=5, n_test=1, seed=11).train[0]
+    # the functions are drawn from default_rng(11); its first number also set the first deadline before this was fixed
+    same_stream = np.quantile(first.runtime_s, np.random.default_rng(11).uniform(0.2, 0.7))
+    assert first.deadline_s != pytest.approx(same_stream)
+    assert min(first.runtime_s) <= first.deadline_s <= max(first.runtime_s)
+
+
 def test_simulated_measurements_are_seeded():
     a, b = simulated_measurements(20, seed=1), simulated_measurements(20, seed=1)
     np.testing.assert_array_equal(a.runtime_s, b.runtime_s)

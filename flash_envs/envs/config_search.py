@@ -101,7 +101,7 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
         """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes``, noise-free truth."""
         if n_train < 1 or n_test < 1:
             raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])   # not the stream the functions use
         memory = np.asarray(memory_sizes, dtype=float)
         configs = tuple(f"{m:g}MiB" for m in memory)
         tasks = []
