@@ -278,6 +278,13 @@ def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
         np.testing.assert_array_equal(priced[:, 0], predicted[:, 0])   # the runtimes predicted do not change
     assert not np.allclose(*(np.array(list(reports[c]["per_app"]["1"]["FLASH"].values()))[:, 1]
                              for c in ("priced", "predicted")))
+    rounded = [rows[0]] + [r[:11] + [f"{float(r[11]):.2g}"] + r[12:] for r in rows[1:] if r[10] in workloads[18:]]
+    with (tmp_path / "rounded.csv").open("w", newline="") as f:     # costs no longer runtime x one rate
+        csv.writer(f).writerows(rounded)
+    assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "rounded.csv"),
+                 "--out", str(tmp_path / "rounded"), *SMOKE]) == 0
+    assert "warning: --cost priced, but ibm:rounded.csv has no price list" in capsys.readouterr().err
+    assert json.loads((tmp_path / "rounded" / "summary.json").read_text())["cost"] == "predicted"
     with pytest.raises(SystemExit) as exit_info:         # the same workloads in both files: refused, not scored
         main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"), *SMOKE])
     assert exit_info.value.code == 2
