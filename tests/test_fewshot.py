@@ -170,7 +170,7 @@ def test_overspend_and_misses_give_the_regret_of_any_miss_charge(monkeypatch):
     monkeypatch.setattr(evaluate, "MISSED_DEADLINE_REGRET", 300.0)              # a miss charged three times as much
     tripled = [choice_quality(b, cost, rt, cost)[0] for b in beliefs]
     assert tripled == pytest.approx(columns[OVERSPEND] + 3 * columns["deadline misses (%)"])
-    assert list(metric_columns(scored[:, :3])) == list(METRICS[:3])            # reports from before misses: no overspend
+    assert list(metric_columns(scored[:, :3])) == list(METRICS[:3])   # reports from before misses: no overspend
 
 
 def test_learned_predictors_beat_nearest_config(sim):
