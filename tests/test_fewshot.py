@@ -17,7 +17,8 @@ from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, Split, app_folds,
                                        choice_quality, evaluate_split, group_folds, markdown_table, metric_columns,
-                                       n_validation_apps, paired_differences, plot_summary, score, summarise)
+                                       n_validation_apps, paired_differences, plot_summary, score, shot_rng,
+                                       summarise)
 from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
 
 
@@ -171,6 +172,19 @@ def test_overspend_and_misses_give_the_regret_of_any_miss_charge(monkeypatch):
     tripled = [choice_quality(b, cost, rt, cost)[0] for b in beliefs]
     assert tripled == pytest.approx(columns[OVERSPEND] + 3 * columns["deadline misses (%)"])
     assert list(metric_columns(scored[:, :3])) == list(METRICS[:3])   # reports from before misses: no overspend
+
+
+def test_an_app_is_scored_on_the_same_shots_in_every_run(sim):
+    torch.set_num_threads(1)
+    test = sim.select_apps(sim.apps[70:75])
+    runs = [(Split("a", sim.select_apps(sim.apps[:30]), test), TrainConfig(steps=20, hidden=16)),
+            (Split("b", sim.select_apps(sim.apps[30:68]), sim.select_apps(sim.apps[68:75])),   # more test apps
+             TrainConfig(steps=40, hidden=16))]                                              # other training
+    nearest = [evaluate_split(split, k=2, seed=1, cfg=cfg, draws=2)["nearest config"] for split, cfg in runs]
+    assert all(np.array_equal(nearest[0][app], nearest[1][app]) for app in test.apps)   # it depends on the shots only
+    shots = [EpisodeSampler(test, k).evaluation(0, 3, shot_rng(1, test.apps[0]))[1] for k in (1, 2, 5)]
+    assert np.array_equal(shots[0], shots[1][:, :1]) and np.array_equal(shots[1], shots[2][:, :2])   # nested in K
+    assert not np.array_equal(shots[1], EpisodeSampler(test, 2).evaluation(0, 3, shot_rng(2, test.apps[0]))[1])
 
 
 def test_learned_predictors_beat_nearest_config(sim):

@@ -6,7 +6,9 @@ Protocol (the same for every method)
 * For each seed and K, the learned models are trained on the training apps with the same :class:`TrainConfig`
   (with ``val_fraction > 0``, a random share of the training apps is held back instead, for early stopping); then
   every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
-  configuration of the app that was not a shot.
+  configuration of the app that was not a shot. The draws depend on the seed and the app's name alone
+  (:func:`shot_rng`), so an app is scored on the same shots whatever the training apps, the fold layout or the
+  training, and its K = 1 shots are the first of its K = 2 shots, those the first of its K = 5 shots.
 * **Cost** of a configuration: where the data has a price list (``ConfigMeasurements.pricing``: IBM, AWS Lambda,
   the simulated functions), every method's estimate is that price list applied to its predicted runtime, which is
   how the data's own costs were computed (and how Sizeless prices its runtime predictions); elsewhere (chunk-func
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import multiprocessing
 import textwrap
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -134,6 +137,11 @@ def score(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndarray, data: Co
     return np.asarray(out)
 
 
+def shot_rng(seed: int, app: str) -> np.random.Generator:
+    """The generator of held-out app ``app``'s shot draws under ``seed``: a function of the two alone."""
+    return np.random.default_rng([seed, zlib.crc32(app.encode())])
+
+
 def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
                    progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per test app (by name): the mean of :func:`score`'s metrics over ``draws`` draws."""
@@ -158,7 +166,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     test = EpisodeSampler(split.test, k)
     results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
     for app in test.apps:
-        ep, shots, targets = test.evaluation(app, draws, rng)
+        ep, shots, targets = test.evaluation(app, draws, shot_rng(seed, split.test.apps[app]))
         for method, predict in predictors.items():
             pred = predict(ep).detach().numpy()
             results[method][split.test.apps[app]] = score(pred, shots, targets, split.test, app).mean(axis=0)
