@@ -123,8 +123,7 @@ def run_command(args: argparse.Namespace) -> dict:
     splits = _splits(args)
     if args.cost == "predicted":
         splits = [Split(s.name, replace(s.train, pricing=None), replace(s.test, pricing=None)) for s in splits]
-    unpriced = sorted({s.test.source for s in splits if s.test.pricing is None})
-    if args.cost == "priced" and unpriced:
+    elif unpriced := sorted({s.test.source for s in splits if s.test.pricing is None}):
         print(f"flash config-eval: warning: --cost priced, but {', '.join(unpriced)} has no price list (GCP, or costs "
               f"that are not runtime x one rate per configuration); each method's own cost prediction is scored",
               file=sys.stderr)
