@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import flash_envs  # noqa: F401
 from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
                                          AutoscalingEnv)
-from flash_envs.tasks import AutoscalingTask
+from flash_envs.power_tasks import PowerTaskFamily
+from flash_envs.sim.workloads import ConstantWorkload
+from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 
 ENV_ID = "flash/Autoscaling-v0"
 
@@ -186,10 +190,42 @@ def test_step_before_reset_raises():
     ({"control_interval_s": 7.0}, "multiple of substep_s"),
     ({"initial_replicas": 50}, "initial_replicas"),
     ({"cpu_bounds": (128, 2000, 128)}, "multiple of step"),
+    ({"episode_steps": 2.5}, "episode_steps must be a whole number >= 1, got 2.5"),
+    ({"initial_cpu": 1024.5}, "initial_cpu must be a whole number"),
+    ({"rate_norm": 0}, "rate_norm must be a finite number > 0"),
+    ({"rate_norm": -1}, "rate_norm must be a finite number > 0"),
+    ({"replica_bounds": (5,)}, r"replica_bounds must be \(low, high\), got \(5,\)"),
+    ({"cpu_bounds": (128, 2048)}, r"cpu_bounds must be \(low, high, step\), got \(128, 2048\)"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gym.make(ENV_ID, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha": "0.3"}, "alpha must be a number, got '0.3'"),
+    ({"family": [1, 2]}, "family must be of type AutoscalingTaskFamily, got list"),
+    ({"family": PowerTaskFamily.generate(n_train=1, n_test=1)},
+     "family must be of type AutoscalingTaskFamily, got PowerTaskFamily"),
+])
+def test_arguments_of_the_wrong_type_raise(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        AutoscalingEnv(**kwargs)
+
+
+def test_family_argument_sets_the_tasks():
+    family = AutoscalingTaskFamily.generate(n_train=2, n_test=1, seed=5)
+    env = gym.make(ENV_ID, family=family).unwrapped
+    assert env.family is family and env.get_task() is family.train[0]
+
+
+def test_capacity_ratio_is_10_when_nothing_arrives():
+    base = gym.make(ENV_ID).unwrapped.family.train[0]
+    idle = dataclasses.replace(base, workload=ConstantWorkload(rate=0.0))
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0, options={"task": idle})
+    obs, _, _, _, info = env.step(NOOP)
+    assert info["arrival_rate"] == 0.0 and obs[8] == 10.0
 
 
 def test_task_is_a_frozen_serialisable_dataclass():
@@ -200,8 +236,6 @@ def test_task_is_a_frozen_serialisable_dataclass():
 
 
 def test_hidden_slo_observation_does_not_reveal_the_slo():
-    import dataclasses
-
     base = gym.make(ENV_ID).unwrapped.family.train[1]
     strict = dataclasses.replace(base, app=dataclasses.replace(base.app, slo_ms=base.app.slo_ms / 4))
     actions = [REPLICA_UP, NOOP, CPU_UP, NOOP]

@@ -11,6 +11,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.data.config_measurements import load_chunkfunc, load_ibm_multicloud, simulated_measurements
 from flash_envs.envs.config_search import ConfigSearchEnv, ConfigSearchTask, ConfigSearchTaskFamily
+from flash_envs.power_tasks import PowerTaskFamily
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, ServerlessFunction, invocation_cost, vcpus
 
 ENV_ID = "flash/ConfigSearch-v0"
@@ -101,6 +102,33 @@ def test_bad_input_errors():
         ConfigSearchTask.from_dict({"name": "x"})
     with pytest.raises(ValueError, match=r"unknown config-search task field\(s\) \['memory'\]"):
         ConfigSearchTask.from_dict({**small_family().train[0].to_dict(), "memory": 1})
+
+
+def test_observation_layout():
+    env = ConfigSearchEnv(family=small_family(), noise_cv=0.0, max_measurements=4)
+    env.reset(seed=0)
+    task, n = env.get_task(), env.n_configs
+    env.step(2)
+    obs, *_ = env.step(0)
+    assert obs.shape == (3 * n + 1,)
+    np.testing.assert_allclose(obs[6:9], [1.0, np.log(task.runtime_s[2] / task.deadline_s), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(obs[0:3], [1.0, np.log(task.runtime_s[0] / task.deadline_s),
+                                          np.log(task.cost_usd[0] / task.cost_usd[2])], rtol=1e-6)
+    assert not obs[3:6].any() and not obs[9:-1].any()      # configurations not measured
+    assert obs[-1] == pytest.approx(2 / 4)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"max_measurements": 2.5}, ValueError, "max_measurements must be a whole number >= 1, got 2.5"),
+    ({"noise_cv": float("nan")}, ValueError, "noise_cv must be a finite number >= 0"),
+    ({"measure_penalty": "0.1"}, TypeError, "measure_penalty must be a number"),
+    ({"family": [1, 2]}, TypeError, "family must be of type ConfigSearchTaskFamily, got list"),
+    ({"family": PowerTaskFamily.generate(n_train=1, n_test=1)}, TypeError,
+     "family must be of type ConfigSearchTaskFamily, got PowerTaskFamily"),
+])
+def test_bad_arguments_raise(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        ConfigSearchEnv(**{"family": small_family(), **kwargs})
 
 
 def test_task_family_round_trips_through_yaml(tmp_path):

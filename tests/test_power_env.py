@@ -13,6 +13,7 @@ from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.sim.server_catalogue import server_by_name
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import ConstantWorkload
+from flash_envs.tasks import AutoscalingTaskFamily
 
 ENV_ID = "flash/PowerManagement-v0"
 
@@ -122,6 +123,8 @@ def test_bad_input_raises_clear_errors():
             PowerManagementEnv(transition_latency_s=latency)
     with pytest.raises(ValueError, match="slo_weight"):
         PowerManagementEnv(slo_weight=-1)
+    with pytest.raises(TypeError, match="slo_weight must be a number, got '1'"):
+        PowerManagementEnv(slo_weight="1")
     with pytest.raises(TypeError, match="PowerTask"):
         env.set_task("not a task")
     server = server_by_name("specpower-61")
@@ -131,3 +134,15 @@ def test_bad_input_raises_clear_errors():
         PowerTask.from_dict({**env.get_task().to_dict(), "budget": 3})
     with pytest.raises(ValueError, match=r"power task needs the field\(s\) \['server'\]"):
         PowerTask.from_dict({k: v for k, v in env.get_task().to_dict().items() if k != "server"})
+
+
+def test_render_mode_none_is_accepted_and_others_refused():
+    assert gym.make(ENV_ID, render_mode=None).unwrapped.render_mode is None
+    with pytest.raises(ValueError, match=r"render_mode must be one of \[None\], got 'rgb_array'"):
+        gym.make(ENV_ID, render_mode="rgb_array")
+
+
+@pytest.mark.parametrize("family", [[1, 2], AutoscalingTaskFamily.generate(n_train=1, n_test=1)])
+def test_wrong_family_type_is_a_type_error(family):
+    with pytest.raises(TypeError, match=f"family must be of type PowerTaskFamily, got {type(family).__name__}"):
+        PowerManagementEnv(family=family)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv
+from flash_envs.envs.task_env import TaskEnv, check_number, check_whole
 from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 
@@ -35,65 +35,88 @@ class ResourceBounds:
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 
 
+def _resource_bounds(name: str, value: Sequence[int], step: int | None = None) -> ResourceBounds:
+    """``value`` as bounds: ``(low, high, step)``, or ``(low, high)`` when ``step`` is given (else a ValueError)."""
+    fields = ("low", "high") if step is not None else ("low", "high", "step")
+    if np.shape(value) != (len(fields),):
+        raise ValueError(f"{name} must be ({', '.join(fields)}), got {value!r}")
+    return ResourceBounds(*value) if step is None else ResourceBounds(*value, step)
+
+
 class AutoscalingEnv(TaskEnv[AutoscalingTask]):
-    """``flash/Autoscaling-v0``: horizontal and vertical autoscaling of a microservice (FLASH case study II, AWARE's agent).
+    """``flash/Autoscaling-v0``: horizontal and vertical autoscaling of a microservice (FLASH case II, AWARE's agent).
 
     ## Description
     A microservice runs ``replicas`` replicas, each with a CPU limit and a memory limit, behind one request queue (see
-    :mod:`flash_envs.sim.service`). Every control interval the agent may add or remove a replica or move one limit by one
-    step. The application's characteristics and its workload form the hidden *task* (:class:`AutoscalingTask`): the
-    agent has to infer them from what it observes.
+    :mod:`flash_envs.sim.service`). Every control interval the agent may add or remove a replica or move one limit by
+    one step. The application's characteristics and its workload form the hidden *task* (:class:`AutoscalingTask`):
+    the agent has to infer them from what it observes.
 
-    ## Action space
+    ## Action Space
     ``Discrete(7)``:
 
-    | action | effect                       |
-    |--------|------------------------------|
-    | 0      | no-op                        |
-    | 1 / 2  | +1 / -1 replica              |
-    | 3 / 4  | +1 / -1 CPU step (millicores) |
-    | 5 / 6  | +1 / -1 memory step (MiB)     |
+    | Num   | Action                        |
+    |-------|-------------------------------|
+    | 0     | no-op                         |
+    | 1 / 2 | +1 / -1 replica               |
+    | 3 / 4 | +1 / -1 CPU step (millicores) |
+    | 5 / 6 | +1 / -1 memory step (MiB)     |
 
-    An action that would leave the bounds (default 1..20 replicas, 128..2048 m in steps of 128, 256..3072 MiB in steps
-    of 128) is not applied and costs ``illegal_action_penalty``.
+    An action that would leave the bounds (default 1..20 replicas, 128..2048 m in steps of 128, 256..3072 MiB in
+    steps of 128) is not applied and costs ``illegal_action_penalty``.
 
-    ## Observation space
-    ``Box(9,)`` of float32, measured over the last control interval:
+    ## Observation Space
+    ``Box(0, high, (9,), float32)``, measured over the last control interval; values are clipped to the bounds:
 
-    | index | observation                                   | range              |
-    |-------|-----------------------------------------------|--------------------|
-    | 0     | CPU utilisation of the allocated CPU          | [0, 1]             |
-    | 1     | memory utilisation of the memory limit        | [0, 1]             |
-    | 2     | replicas / max replicas                       | [0, 1]             |
-    | 3     | CPU limit / max CPU limit                     | [0, 1]             |
-    | 4     | memory limit / max memory limit               | [0, 1]             |
-    | 5     | arrival rate, log1p(rate) / log1p(``rate_norm``) | [0, 1] (clipped) |
-    | 6     | p95 latency / SLO                             | [0, 10] (clipped)  |
-    | 7     | SLO preservation, min(1, SLO / p95 latency)   | [0, 1]             |
-    | 8     | processing rate / arrival rate                | [0, 10] (clipped)  |
+    | Num | Observation                                                      | Min | Max |
+    |-----|------------------------------------------------------------------|-----|-----|
+    | 0   | CPU utilisation of the allocated CPU                             | 0   | 1   |
+    | 1   | memory utilisation of the memory limit                           | 0   | 1   |
+    | 2   | replicas / max replicas                                          | 0   | 1   |
+    | 3   | CPU limit / max CPU limit                                        | 0   | 1   |
+    | 4   | memory limit / max memory limit                                  | 0   | 1   |
+    | 5   | arrival rate as log1p(rate) / log1p(``rate_norm``)               | 0   | 1   |
+    | 6   | p95 latency / SLO (0 when the interval had no requests)          | 0   | 10  |
+    | 7   | SLO preservation, min(1, SLO / p95 latency) (1 without requests) | 0   | 1   |
+    | 8   | processing rate / arrival rate (10 when the arrival rate is 0)   | 0   | 10  |
 
-    With ``slo_in_observation=False`` the SLO is hidden like the rest of the task: index 6 becomes the p95 latency in
-    seconds (clipped to 10) and index 7 the share of requests rejected; the agent has to infer the SLO from rewards.
+    The arrival rate is the workload's mean rate over the interval; the processing rate is the requests per second
+    the ready replicas (time-averaged over the interval) complete at the CPU limit. With
+    ``slo_in_observation=False`` the SLO is hidden like the rest of the task: index 6 becomes the p95 latency in
+    seconds and index 7 the share of requests rejected; the agent has to infer the SLO from rewards.
 
     ## Rewards
-    ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and memory
-    utilisation and ``alpha = 0.3`` by default (AWARE). Penalties: ``illegal_action_penalty`` for an action outside the
-    bounds, ``reversal_penalty`` for reversing the last scaling direction of the same resource.
+    ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and
+    memory utilisation and ``alpha = 0.3`` by default (AWARE). Penalties: ``illegal_action_penalty`` for an action
+    outside the bounds, ``reversal_penalty`` for reversing the last scaling direction of the same resource.
 
-    ## Starting state
-    ``initial_replicas`` replicas (default 2) at ``initial_cpu`` (1024 m) and ``initial_memory`` (1024 MiB), all ready,
-    empty queue; the first observation is measured over one interval under that configuration.
+    ## Starting State
+    ``initial_replicas`` replicas (default 2) at ``initial_cpu`` (1024 m) and ``initial_memory`` (1024 MiB), all
+    ready, empty queue; the first observation is measured over one interval under that configuration.
 
-    ## Episode end
+    ## Episode End
     Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour).
 
     ## Arguments
-    ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30, episode_steps=60, alpha=0.3, ...)``;
-    ``fidelity="request"`` simulates every request (exact, slower). ``task_family`` replaces the default
-    :meth:`AutoscalingTaskFamily.generate` split; ``task`` fixes the starting task (default: the first train task).
+    ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
+    illegal_action_penalty=0.1, reversal_penalty=0.05, replica_bounds=(1, 20), cpu_bounds=(128, 2048, 128),
+    memory_bounds=(256, 3072, 128), initial_replicas=2, initial_cpu=1024, initial_memory=1024, substep_s=5.0,
+    rate_norm=1000.0, slo_in_observation=True, family=None, task=None, render_mode=None)``.
+    ``fidelity="request"`` simulates every request (exact, slower). Bounds are ``(low, high)`` replicas and
+    ``(low, high, step)`` millicores and MiB. ``family`` is an :class:`AutoscalingTaskFamily` (default:
+    :meth:`AutoscalingTaskFamily.generate`); ``task`` fixes the starting task (default: the family's first train
+    task). ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
+
+    ## Info
+    ``reset`` and ``step`` return a fresh dict of ``task``; the configuration ``replicas``, ``cpu_millicores``,
+    ``memory_mb``; over the last interval ``ready_replicas`` (time-averaged), ``arrival_rate`` and ``throughput``
+    (requests/s), ``dropped`` (requests rejected), ``oom_kills``, ``latency_p50_ms``, ``latency_p95_ms``,
+    ``latency_p99_ms`` (NaN without requests), ``cpu_utilisation``, ``memory_utilisation``, ``slo_preservation``,
+    ``slo_violation`` (p95 latency above the SLO); and ``penalty`` (this step's penalties; 0 on reset).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    family_type = AutoscalingTaskFamily
 
     def __init__(
         self,
@@ -112,40 +135,33 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         substep_s: float = 5.0,
         rate_norm: float = 1000.0,
         slo_in_observation: bool = True,
-        task_family: AutoscalingTaskFamily | None = None,
+        family: AutoscalingTaskFamily | None = None,
         task: AutoscalingTask | None = None,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(AutoscalingTaskFamily.generate() if task_family is None else task_family, task)
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if episode_steps < 1:
-            raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
-        if control_interval_s <= 0 or substep_s <= 0 or abs(control_interval_s / substep_s
-                                                          - round(control_interval_s / substep_s)) > 1e-9:
+        super().__init__(AutoscalingTaskFamily.generate() if family is None else family, task, render_mode)
+        self.alpha = check_number("alpha", alpha, 0.0, 1.0)
+        self.episode_steps = check_whole("episode_steps", episode_steps, 1)
+        self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
+        self.control_interval_s = check_number("control_interval_s", control_interval_s, 0.0, strict=True)
+        self.substep_s = check_number("substep_s", substep_s, 0.0, strict=True)
+        steps = self.control_interval_s / self.substep_s
+        if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"control_interval_s ({control_interval_s}) must be a positive multiple of substep_s "
                              f"({substep_s})")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         if fidelity not in FIDELITIES:
             raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
         self.fidelity = fidelity
-        self.control_interval_s = float(control_interval_s)
-        self.episode_steps = int(episode_steps)
-        self.alpha = float(alpha)
         self.illegal_action_penalty = float(illegal_action_penalty)
         self.reversal_penalty = float(reversal_penalty)
-        self.bounds = (ResourceBounds(replica_bounds[0], replica_bounds[1], 1), ResourceBounds(*cpu_bounds),
-                       ResourceBounds(*memory_bounds))
-        self.initial_config = (int(initial_replicas), int(initial_cpu), int(initial_memory))
-        for name, value, bounds in zip(("initial_replicas", "initial_cpu", "initial_memory"), self.initial_config,
-                                       self.bounds):
+        self.bounds = (_resource_bounds("replica_bounds", replica_bounds, step=1),
+                       _resource_bounds("cpu_bounds", cpu_bounds), _resource_bounds("memory_bounds", memory_bounds))
+        initial = {"initial_replicas": initial_replicas, "initial_cpu": initial_cpu, "initial_memory": initial_memory}
+        self.initial_config = tuple(check_whole(name, value, 1) for name, value in initial.items())
+        for name, value, bounds in zip(initial, self.initial_config, self.bounds):
             if not bounds.contains(value):
                 raise ValueError(f"{name}={value} is outside its bounds {bounds}")
-        self.substep_s = float(substep_s)
-        self.rate_norm = float(rate_norm)
         self.slo_in_observation = bool(slo_in_observation)
-        self.render_mode = render_mode
 
         self.action_space = spaces.Discrete(7)
         high = np.array([1, 1, 1, 1, 1, 1, MAX_RATIO, 1, MAX_RATIO], dtype=np.float32)

@@ -1,31 +1,6 @@
 """``flash/ConfigSearch-v0``: find the cheapest resource configuration that meets a deadline with few measurements.
 
-A hidden application (a task) has a true runtime and cost under each of ``n`` resource configurations (memory sizes
-of a simulated serverless function by default, or the configurations of a dataset such as the IBM multi-cloud one).
-Each step either measures one configuration, which returns a noisy runtime and cost, or commits to one, which ends
-the episode. The goal is the cheapest configuration whose true runtime meets the task's deadline.
-
-=====================  ================================================================================================
-Action space           ``Discrete(2 n)``: ``a < n`` measures configuration ``a``; ``a >= n`` commits to ``a - n``
-                       (committing to a configuration never measured is allowed).
-Observation space      ``Box(-10, 10, (3 n + 1,), float32)``: per configuration ``[measured, log(runtime / deadline),
-                       log(cost / cost of the episode's first measurement)]`` of its latest measurement (zeros while
-                       unmeasured), then the fraction of the measurement budget used. Values are clipped to +-10.
-Reward                 ``-measure_penalty`` per measurement; on commit, ``best_cost / chosen_cost`` if the chosen
-                       configuration's true runtime meets the deadline, else 0 (so 1 is a perfect choice).
-Starting state         Nothing measured.
-Episode end            Terminated on commit; truncated when ``max_measurements`` measurements were made without one.
-Measurement noise      Runtime and cost of a measurement are the true values times ``exp(N(0, noise_cv))``.
-=====================  ================================================================================================
-
-``info`` holds ``task``, ``measurements``, and after a commit ``chosen``, ``best``, ``regret``
-(``chosen_cost / best_cost - 1``, or ``inf`` when the choice misses the deadline) and ``meets_deadline``.
-
-Tasks come from :class:`ConfigSearchTaskFamily`: :meth:`~ConfigSearchTaskFamily.generate` (simulated functions, the
-default) or :meth:`~ConfigSearchTaskFamily.from_measurements` (any :class:`ConfigMeasurements`), e.g.::
-
-    fam = ConfigSearchTaskFamily.from_measurements(load_ibm_multicloud(dataset_path("ibm_multicloud", "...csv")))
-    env = gym.make("flash/ConfigSearch-v0", family=fam)
+The env is documented on :class:`ConfigSearchEnv`; its tasks come from :class:`ConfigSearchTaskFamily`.
 """
 
 from __future__ import annotations
@@ -38,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from flash_envs.data.config_measurements import ConfigMeasurements
-from flash_envs.envs.task_env import TaskEnv
+from flash_envs.envs.task_env import TaskEnv, check_number, check_whole
 from flash_envs.fields import check_fields
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
 from flash_envs.tasks import TaskFamily
@@ -132,28 +107,77 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
 
 
 class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
-    """Measure configurations of a hidden application, then commit to one (see the module docstring)."""
+    """``flash/ConfigSearch-v0``: measure configurations of a hidden application, then commit to one (FLASH case I).
+
+    ## Description
+    A hidden application (the task, :class:`ConfigSearchTask`) has a true runtime and cost under each of ``n``
+    resource configurations (memory sizes of a simulated serverless function by default, or the configurations of a
+    dataset such as the IBM multi-cloud one). Each step either measures one configuration, which returns a noisy
+    runtime and cost, or commits to one, which ends the episode. The goal is the cheapest configuration whose true
+    runtime meets the task's deadline. A measurement is the true runtime and cost both times one factor
+    ``exp(N(0, noise_cv))`` drawn from ``np_random``.
+
+    ## Action Space
+    ``Discrete(2 * n)``: action ``a < n`` measures configuration ``a`` (measuring it again replaces its latest
+    measurement); ``a >= n`` commits to configuration ``a - n`` (committing to a configuration never measured is
+    allowed).
+
+    ## Observation Space
+    ``Box(-10, 10, (3 * n + 1,), float32)``: three values per configuration, configuration after configuration
+    (configuration ``i``'s value ``Num`` is at index ``3 * i + Num``), then the budget used at index ``3 * n``. Values
+    are clipped to the space's bounds, +-10; Min and Max give the range each index takes.
+
+    | Num   | Observation                                                                            | Min | Max |
+    |-------|----------------------------------------------------------------------------------------|-----|-----|
+    | 0     | 1 if the configuration was measured this episode, else 0                               | 0   | 1   |
+    | 1     | log(runtime / deadline), latest measurement (0 while unmeasured)                       | -10 | 10  |
+    | 2     | log(cost / the episode's first measured cost), latest measurement (0 while unmeasured) | -10 | 10  |
+    | 3 * n | measurements made / ``max_measurements``                                               | 0   | 1   |
+
+    ## Rewards
+    ``-measure_penalty`` per measurement; on commit, ``best_cost / chosen_cost`` if the chosen configuration's true
+    runtime meets the deadline, else 0 (so 1 is a perfect choice).
+
+    ## Starting State
+    Nothing measured: the observation is all zeros.
+
+    ## Episode End
+    Terminated on commit; truncated at the measurement that uses up ``max_measurements`` without a commit.
+
+    ## Arguments
+    ``gym.make("flash/ConfigSearch-v0", family=None, task=None, noise_cv=0.05, measure_penalty=0.02,
+    max_measurements=None, render_mode=None)``. ``family`` is a :class:`ConfigSearchTaskFamily` whose tasks all have
+    the same ``n`` configurations: :meth:`~ConfigSearchTaskFamily.generate` (simulated functions, the default) or
+    :meth:`~ConfigSearchTaskFamily.from_measurements` (any :class:`ConfigMeasurements`), e.g.::
+
+        fam = ConfigSearchTaskFamily.from_measurements(load_ibm_multicloud(dataset_path("ibm_multicloud", "...csv")))
+        env = gym.make("flash/ConfigSearch-v0", family=fam)
+
+    ``task`` fixes the starting task (default: the family's first train task); ``max_measurements`` defaults to ``n``.
+    The env does not render: ``render_mode`` must be ``None``.
+
+    ## Info
+    ``reset`` and ``step`` return ``task`` and ``measurements`` (made this episode). After a commit, also ``chosen``
+    (the configuration committed to), ``best`` (the cheapest configuration that meets the deadline),
+    ``meets_deadline`` and ``regret`` (``chosen_cost / best_cost - 1``, or ``inf`` when the choice misses the
+    deadline).
+    """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    family_type = ConfigSearchTaskFamily
 
     def __init__(self, family: ConfigSearchTaskFamily | None = None, task: ConfigSearchTask | None = None,
                  noise_cv: float = 0.05, measure_penalty: float = 0.02, max_measurements: int | None = None,
                  render_mode: str | None = None) -> None:
         family = ConfigSearchTaskFamily.generate() if family is None else family
-        super().__init__(family, task)
+        super().__init__(family, task, render_mode)
         self.n_configs = len(self._task.configs)
         for t in (*family.train, *family.test):
             self._check_task(t)
-        if noise_cv < 0 or measure_penalty < 0:
-            raise ValueError(f"noise_cv and measure_penalty must be >= 0, got {noise_cv}, {measure_penalty}")
-        self.max_measurements = self.n_configs if max_measurements is None else int(max_measurements)
-        if self.max_measurements < 1:
-            raise ValueError(f"max_measurements must be >= 1, got {max_measurements}")
-        if render_mode is not None:
-            raise ValueError(f"ConfigSearchEnv does not render; got render_mode={render_mode!r}")
-        self.render_mode = render_mode
-        self.noise_cv = float(noise_cv)
-        self.measure_penalty = float(measure_penalty)
+        self.noise_cv = check_number("noise_cv", noise_cv, 0.0)
+        self.measure_penalty = check_number("measure_penalty", measure_penalty, 0.0)
+        self.max_measurements = (self.n_configs if max_measurements is None
+                                 else check_whole("max_measurements", max_measurements, 1))
         self.action_space = spaces.Discrete(2 * self.n_configs)
         self.observation_space = spaces.Box(-OBS_LIMIT, OBS_LIMIT, (3 * self.n_configs + 1,), np.float32)
         self._runtime = np.zeros(self.n_configs)

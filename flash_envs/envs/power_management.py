@@ -1,52 +1,6 @@
-"""``flash/PowerManagement-v0``: DVFS on heterogeneous servers serving a latency-critical workload (FLASH case III).
+"""``flash/PowerManagement-v0``: DVFS on heterogeneous servers under an SLO (FLASH case III).
 
-## Description
-``n_servers`` servers of one type (a SPECpower_ssj2008-measured model, see :mod:`flash_envs.sim.server_catalogue`)
-each receive the task's arrival-rate workload (a load balancer splits ``n_servers`` times that rate evenly). Every
-``interval_s`` the agent picks a P-state (frequency level) per server; the switch takes effect
-``transition_latency_s`` later. Lower frequency saves power (``f V^2`` scaling fitted to measured DVFS tables) but
-slows the CPU-bound part of every request (``app.cpu_fraction``), raising utilisation and latency. The server type,
-the application's frequency sensitivity, its service time, the workload and the p95 SLO form the hidden task
-(:class:`~flash_envs.power_tasks.PowerTask`); test tasks use server types never seen in training. The service model is
-the shared queue simulation (:mod:`flash_envs.sim`) with one replica per core, in the ``"fast"`` (fluid) or
-``"request"`` (per-request) fidelity; power and energy come from :mod:`flash_envs.sim.power`.
-
-## Action space
-``Discrete(L)`` for one server, ``MultiDiscrete([L] * n_servers)`` for several: the P-state of each server, 0 = lowest
-frequency, ``L - 1`` = f_max (``L = 5`` for the catalogue: 59.9, 69.9, 79.9, 89.9, 100% of f_max).
-
-## Observation space
-``Box(0, high, shape=(5 * n_servers,), float32)``, five values per server, server after server:
-
-| Num | Observation                                                     | Min | Max |
-|-----|-----------------------------------------------------------------|-----|-----|
-| 0   | utilisation: busy fraction of the cores over the last interval  | 0   | 1   |
-| 1   | arrival rate / the server's capacity at f_max (saturates at 10) | 0   | 10  |
-| 2   | current P-state / (L - 1)                                       | 0   | 1   |
-| 3   | p95 latency over the last interval / SLO (0 without requests,   | 0   | 10  |
-|     | saturates at 10)                                                |     |     |
-| 4   | mean power over the last interval / peak power (f_max, 100%)    | 0   | 1   |
-
-## Rewards
-``-power_share - slo_weight * slo_violation``: ``power_share`` = the servers' mean power over the interval / their
-summed peak power, ``slo_violation`` = the share of servers whose interval p95 latency exceeds the SLO.
-
-## Starting state
-Time 0, every server at f_max with an empty queue; the workload is drawn from ``np_random``. The first observation has
-utilisation, p95 and the last interval's power at their idle values (0, 0, idle power at f_max / peak).
-
-## Episode end
-Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by default).
-
-## Arguments
-``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
-substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0)``. ``family`` is a
-:class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate`).
-
-## Info
-A fresh dict each step: ``task``, ``time_s``; scalars ``energy_j`` (all servers, this interval), ``episode_energy_j``,
-``power_share``, ``slo_violation`` (the two reward terms), ``transitions``, ``dropped``; per-server lists ``level``
-(in effect), ``utilisation``, ``power_w``, ``p95_ms``, ``arrival_rate``.
+Spaces, rewards, episodes and arguments are documented on :class:`PowerManagementEnv`.
 """
 
 from __future__ import annotations
@@ -56,7 +10,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv
+from flash_envs.envs.task_env import TaskEnv, check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.sim import FIDELITIES
 from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_latency
@@ -67,33 +21,85 @@ RATIO_CAP = 10.0
 
 
 class PowerManagementEnv(TaskEnv[PowerTask]):
-    """DVFS control of one or several servers; see the module docstring for spaces, reward and episode."""
+    """``flash/PowerManagement-v0``: DVFS on heterogeneous servers serving a latency-critical workload (FLASH case III).
+
+    ## Description
+    ``n_servers`` servers of one type (a SPECpower_ssj2008-measured model, see :mod:`flash_envs.sim.server_catalogue`)
+    each receive the task's arrival-rate workload (a load balancer splits ``n_servers`` times that rate evenly). Every
+    ``interval_s`` the agent picks a P-state (frequency level) per server; the switch takes effect
+    ``transition_latency_s`` later. Lower frequency saves power (``f V^2`` scaling fitted to measured DVFS tables) but
+    slows the CPU-bound part of every request (``app.cpu_fraction``), raising utilisation and latency. The server
+    type, the application's frequency sensitivity, its service time, the workload and the p95 SLO form the hidden task
+    (:class:`~flash_envs.power_tasks.PowerTask`); test tasks use server types never seen in training. The service
+    model is the shared queue simulation (:mod:`flash_envs.sim`) with one replica per core, in the ``"fast"`` (fluid)
+    or ``"request"`` (per-request) fidelity; power and energy come from :mod:`flash_envs.sim.power`.
+
+    ## Action Space
+    ``Discrete(L)`` for one server, ``MultiDiscrete([L] * n_servers)`` for several: the P-state of each server,
+    0 = lowest frequency, ``L - 1`` = f_max (``L = 5`` for the catalogue: 59.9, 69.9, 79.9, 89.9, 100% of f_max).
+
+    ## Observation Space
+    ``Box(0, high, (5 * n_servers,), float32)``: five values per server, server after server (server ``k``'s value
+    ``Num`` is at index ``5 * k + Num``), measured over the last interval:
+
+    | Num | Observation                                                              | Min | Max |
+    |-----|--------------------------------------------------------------------------|-----|-----|
+    | 0   | utilisation: busy fraction of the cores                                  | 0   | 1   |
+    | 1   | arrival rate / the server's capacity at f_max (saturates at 10)          | 0   | 10  |
+    | 2   | P-state in effect at the end of the interval / (L - 1)                   | 0   | 1   |
+    | 3   | p95 latency / SLO (0 when the interval had no requests; saturates at 10) | 0   | 10  |
+    | 4   | mean power / peak power (f_max, full load)                               | 0   | 1   |
+
+    ## Rewards
+    ``-power_share - slo_weight * slo_violation``: ``power_share`` = the servers' mean power over the interval / their
+    summed peak power, ``slo_violation`` = the share of servers whose interval p95 latency exceeds the SLO.
+
+    ## Starting State
+    Time 0, every server at f_max with an empty queue; the workload is drawn from ``np_random``. The first observation
+    has utilisation and p95 at 0, the P-state at 1 (f_max), the idle power at f_max / peak power, and the arrival
+    ratio at the workload's rate at time 0.
+
+    ## Episode End
+    Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by
+    default).
+
+    ## Arguments
+    ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
+    substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``.
+    ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate`);
+    ``task`` fixes the starting task (default: the family's first train task). The env does not render:
+    ``render_mode`` must be ``None``.
+
+    ## Info
+    ``reset`` returns ``task`` and ``time_s``. ``step`` returns a fresh dict of ``task``, ``time_s``; the scalars
+    ``energy_j`` (all servers, this interval), ``episode_energy_j``, ``power_share``, ``slo_violation`` (the two reward
+    terms), ``transitions`` (P-state switches that took effect), ``dropped`` (requests); and per-server lists
+    ``level`` (in effect at the end of the interval), ``utilisation``, ``power_w``, ``p95_ms`` (0 without requests)
+    and ``arrival_rate`` (requests/s).
+    """
 
     metadata = {"render_modes": []}
+    family_type = PowerTaskFamily
 
     def __init__(self, n_servers: int = 1, family: PowerTaskFamily | None = None, task: PowerTask | None = None,
                  fidelity: str = "fast", interval_s: float = 5.0, substep_s: float = 1.0,
                  transition_latency_s: float = 1.0, episode_s: float = 900.0, slo_weight: float = 1.0,
-                 timeout_s: float = 5.0) -> None:
-        if int(n_servers) != n_servers or n_servers < 1:
-            raise ValueError(f"n_servers must be a whole number >= 1, got {n_servers!r}")
+                 timeout_s: float = 5.0, render_mode: str | None = None) -> None:
+        n_servers = check_whole("n_servers", n_servers, 1)
         if fidelity not in FIDELITIES:
             raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
         for name, value in (("interval_s", interval_s), ("substep_s", substep_s), ("episode_s", episode_s),
                             ("timeout_s", timeout_s)):
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not np.isfinite(slo_weight) or slo_weight < 0:
-            raise ValueError(f"slo_weight must be a finite number >= 0, got {slo_weight!r}")
+            check_number(name, value, 0.0, strict=True)
+        check_number("slo_weight", slo_weight, 0.0)
         for name, value, unit in (("interval_s", interval_s, substep_s), ("episode_s", episode_s, interval_s)):
             steps = value / unit
             if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
         check_transition_latency(transition_latency_s, substep_s)
         family = PowerTaskFamily.generate(episode_s=episode_s) if family is None else family
-        self.n_levels = family.train[0].server.n_levels
-        super().__init__(family, task)
-        self.n_servers = int(n_servers)
+        super().__init__(family, task, render_mode)
+        self.n_servers = n_servers
         self.fidelity = fidelity
         self.interval_s = float(interval_s)
         self.substep_s = float(substep_s)
@@ -192,6 +198,11 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         for server in self._servers:
             server.sim.close()
         self._servers = []
+
+    @property
+    def n_levels(self) -> int:
+        """P-states per server (``L``), as the family's first train task has; every task run must have as many."""
+        return self.family.train[0].server.n_levels
 
     @property
     def episode_steps(self) -> int:

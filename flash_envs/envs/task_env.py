@@ -5,12 +5,15 @@
 * ``set_task(task)`` / ``get_task()``: the task the next episodes run (it persists across resets);
 * ``reset(options={"task": task})``: set the task and reset in one call.
 
-The current task is also returned in ``info["task"]``.
+The current task is also returned in ``info["task"]``. The constructor arguments every env shares (``family``,
+``task``, ``render_mode``) are checked here, and :func:`check_number` / :func:`check_whole` check the envs' own.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import math
+import numbers
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 
@@ -20,10 +23,22 @@ T = TypeVar("T")
 
 
 class TaskEnv(gym.Env, Generic[T]):
-    """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`; subclasses call :meth:`_reset_task`."""
+    """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`; subclasses call :meth:`_reset_task`.
 
-    def __init__(self, family: TaskFamily, task: T | None = None) -> None:
+    Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``.
+    """
+
+    family_type: ClassVar[type[TaskFamily]]
+
+    def __init__(self, family: TaskFamily, task: T | None = None, render_mode: str | None = None) -> None:
+        if not isinstance(family, self.family_type):
+            raise TypeError(f"{type(self).__name__}: family must be of type {self.family_type.__name__}, got "
+                            f"{type(family).__name__}")
+        modes = [None, *self.metadata["render_modes"]]
+        if render_mode not in modes:
+            raise ValueError(f"{type(self).__name__}: render_mode must be one of {modes}, got {render_mode!r}")
         self.family = family
+        self.render_mode = render_mode
         self._task: T = family.train[0] if task is None else task
         self._check_task(self._task)
 
@@ -48,3 +63,29 @@ class TaskEnv(gym.Env, Generic[T]):
         """Apply ``options["task"]`` if given (call from ``reset`` after ``super().reset(seed=seed)``)."""
         if options and "task" in options:
             self.set_task(options["task"])
+
+
+def check_number(name: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
+    """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` if ``strict``).
+
+    Otherwise a TypeError (not a number) or ValueError (out of range) that names the argument ``name``.
+    """
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    above = value > low if strict else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        bound = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_whole(name: str, value: Any, low: int) -> int:
+    """``value`` as an int if it is a whole number >= ``low`` (``2.0`` is 2; ``2.5`` is refused).
+
+    Otherwise a TypeError (not a number) or ValueError (not whole, or below ``low``) that names the argument ``name``.
+    """
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value == int(value) and value >= low):
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
