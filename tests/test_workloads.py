@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import yaml
 
-from flash_envs.data.public import azure_function_trace, nasa_http_trace
-from flash_envs.data.trace_csv import TraceFormatError, read_rate_trace
+from flash_envs.data.public import AZURE_INVOCATIONS, NASA_TRACE, azure_function_trace, nasa_http_trace
+from flash_envs.data.trace_csv import RateTrace, TraceFormatError, read_rate_trace
 from flash_envs.sim.workloads import (WORKLOADS, ConstantWorkload, DiurnalWorkload, MMPPWorkload, RateCurve,
                                       SpikeWorkload, StepWorkload, TraceWorkload, workload_from_dict)
 
@@ -152,6 +155,15 @@ def test_missing_trace_file():
     (lambda: SpikeWorkload(duration_s=0), "duration_s"),
     (lambda: StepWorkload(base_rate=float("inf")), "base_rate"),
     (lambda: TraceWorkload(), "path"),
+    (lambda: TraceWorkload.from_trace(RateTrace([1.0], 60.0), path="x.csv"), r"CSV option\(s\) \['path'\] do not"),
+    (lambda: TraceWorkload.from_trace(RateTrace([1.0], 60.0), gaps="zero"), r"CSV option\(s\) \['gaps'\] do not"),
+    (lambda: RateTrace([], 60.0), "non-empty 1-D"),
+    (lambda: RateTrace([1.0, -2.0], 60.0), r"rates\[1\] = -2.0"),
+    (lambda: RateTrace([1.0, float("nan")], 60.0), r"rates\[1\] = nan"),
+    (lambda: RateTrace([1.0], 0), "bin_s must be a finite number > 0"),
+    (lambda: workload_from_dict({"kind": "trace", "trace": {"rates": [1.0]}}), r"rate trace needs .*\['bin_s'\]"),
+    (lambda: workload_from_dict({"kind": "trace", "trace": {"rates": [1.0], "bin_s": 1, "unit": "s"}}),
+     "unknown rate trace field"),
     (lambda: workload_from_dict({"kind": "sinus"}), "unknown workload kind"),
     (lambda: workload_from_dict({"kind": "constant", "rat": 3}), "unknown field"),
 ])
@@ -193,3 +205,106 @@ def test_azure_functions_trace_replay(shared_data):
     assert curve.rates.mean() > 0
     with pytest.raises(IndexError, match="out of range"):
         azure_function_trace(10)
+
+
+# ------------------------------------------------------------------ in-memory traces serialise inline, bit-identically
+AWKWARD_FLOATS = [0.0, -0.0, 0.1, 0.1 + 0.2, 1 / 3, 2 / 3 * 1e-5, 1e-05, 5e-324, 2.2250738585072014e-308, 1e16,
+                  2.0**53 + 2, 123456789.12345679, 1.7976931348623157e308, 7.0]
+
+
+def bits(rates):
+    return np.asarray(rates, dtype=np.float64).tobytes()
+
+
+@pytest.mark.parametrize("through", ["dict", "json", "yaml"])
+def test_rate_trace_round_trips_bit_identically(through):
+    trace = RateTrace(np.array(AWKWARD_FLOATS), 60.0, "memory#awkward")
+    d = trace.to_dict()
+    assert all(type(r) is float for r in d["rates"]) and type(d["bin_s"]) is float    # no numpy scalars
+    if through == "json":
+        d = json.loads(json.dumps(d))
+    elif through == "yaml":
+        d = yaml.safe_load(yaml.safe_dump(d))
+    back = RateTrace.from_dict(d)
+    assert back == trace and bits(back.rates) == bits(trace.rates) and back.source == "memory#awkward"
+    assert RateTrace(trace.rates[:-1], 60.0, "memory#awkward") != trace != RateTrace(trace.rates, 30.0, trace.source)
+
+
+def test_rate_trace_keeps_a_read_only_copy():
+    rates = np.array([1.0, 2.0])
+    trace = RateTrace(rates, 60)
+    rates[0] = 99.0
+    assert trace.rates.tolist() == [1.0, 2.0] and trace.bin_s == 60.0 and type(trace.bin_s) is float
+    with pytest.raises(ValueError, match="read-only"):
+        trace.rates[0] = 5.0
+    assert hash(trace) == hash(RateTrace([1.0, 2.0], 60.0)) and "2 bins of 60 s" in repr(trace)
+
+
+def synthetic_trace():
+    rates = np.random.default_rng(7).gamma(2.0, 3.0, size=240)      # full-precision floats, 4 h of minutes
+    return RateTrace(rates, 60.0, "memory#synthetic")
+
+
+def assert_replays_identically(a, b, duration_s=1800.0):
+    for seed in (0, 1, 2):
+        ra = a.realise(np.random.default_rng(seed), duration_s).rates
+        rb = b.realise(np.random.default_rng(seed), duration_s).rates
+        assert bits(ra) == bits(rb)
+
+
+def test_in_memory_trace_workload_dict_form():
+    workload = TraceWorkload.from_trace(synthetic_trace(), time_scale=0.5, mean_rate=7.5)
+    d = workload.to_dict()
+    assert list(d) == ["kind", "scale", "time_scale", "mean_rate", "start_s", "trace"]     # no CSV options, no path
+    assert d["trace"]["source"] == "memory#synthetic" and d["trace"]["bin_s"] == 60.0
+    assert len(d["trace"]["rates"]) == 240
+    assert json.dumps(d, sort_keys=True) == json.dumps(workload_from_dict(d).to_dict(), sort_keys=True)   # cache key
+    assert workload_from_dict(d) == workload and workload.path == ""
+    other = TraceWorkload.from_trace(RateTrace(synthetic_trace().rates * 2, 60.0, "memory#synthetic"),
+                                     time_scale=0.5, mean_rate=7.5)
+    assert other != workload        # a workload is its trace, not the trace's name
+
+
+def test_csv_trace_workload_dict_form_is_unchanged(tmp_path):
+    path = write(tmp_path, "t,n\n0,1\n60,3\n")
+    workload = TraceWorkload(path=str(path), time_column="t", value_column="n", time_scale=0.5)
+    assert workload.to_dict() == {"kind": "trace", "scale": 1.0, "path": str(path), "time_column": "t",
+                                  "value_column": "n", "value_kind": "count", "time_unit_s": 1.0, "bin_s": None,
+                                  "gaps": "error", "time_scale": 0.5, "mean_rate": None, "start_s": None}
+
+
+def round_trip_through_tasks_and_yaml(workload, tmp_path):
+    """The workload in an AutoscalingTask through to_dict/from_dict, and in a family through save_yaml/load_yaml."""
+    from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
+
+    base = AutoscalingTaskFamily.generate(n_train=1, n_test=1)
+    task = AutoscalingTask(base.train[0].app, workload, "in-memory-trace")
+    rebuilt = AutoscalingTask.from_dict(task.to_dict())
+    assert rebuilt == task
+    assert_replays_identically(rebuilt.workload, workload)
+    family = AutoscalingTaskFamily((task,), base.test)
+    family.save_yaml(tmp_path / "family.yaml")
+    loaded = AutoscalingTaskFamily.load_yaml(tmp_path / "family.yaml")
+    assert loaded == family
+    assert_replays_identically(loaded.train[0].workload, workload)
+    return task, loaded.train[0]
+
+
+def test_in_memory_trace_task_round_trips_through_dicts_and_yaml(tmp_path):
+    """What env.reset draws (``task.workload.realise``) is bit-identical after the round trips."""
+    workload = TraceWorkload.from_trace(synthetic_trace(), time_scale=0.5, mean_rate=7.5)
+    round_trip_through_tasks_and_yaml(workload, tmp_path)
+    fixed_start = TraceWorkload.from_trace(synthetic_trace(), scale=2.0, start_s=600.0)
+    round_trip_through_tasks_and_yaml(fixed_start, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["nasa", "azure"])
+def test_public_trace_workloads_round_trip_through_yaml(shared_data, tmp_path, name):
+    """The NASA trace (84,334 one-minute bins: about 4 s for the YAML round trip) and an Azure function (1,440)."""
+    parts, read = {"nasa": (NASA_TRACE, nasa_http_trace), "azure": (AZURE_INVOCATIONS, azure_function_trace)}[name]
+    if not shared_data.joinpath(*parts).is_file():
+        pytest.skip(f"{shared_data.joinpath(*parts)} not found (the {name} trace is not in the public data folder)")
+    trace = read()
+    workload = TraceWorkload.from_trace(trace, time_scale=0.5, mean_rate=20.0)
+    _, loaded = round_trip_through_tasks_and_yaml(workload, tmp_path)
+    assert loaded.workload.trace == trace and loaded.workload.trace.source == trace.source

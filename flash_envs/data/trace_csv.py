@@ -19,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from flash_envs.data import DataFormatError, csv_rows
+from flash_envs.fields import check_fields
 
 
 class TraceFormatError(DataFormatError):
@@ -35,15 +37,60 @@ class TraceGapError(TraceFormatError):
 
 @dataclass(frozen=True)
 class RateTrace:
-    """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``."""
+    """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``.
+
+    ``source`` says where the series came from (a file, ``file#function``, ...); it is provenance only, never re-read.
+    The rates are kept as a read-only float64 copy, so a trace cannot change after it is made. Two traces are equal when
+    their bin widths, sources and every bit of their rates are. ``to_dict`` / :meth:`from_dict` give a plain,
+    JSON/YAML-ready form that comes back bit-identical (a float64 written with ``repr`` reads back exactly).
+    """
 
     rates: np.ndarray
     bin_s: float
     source: str = ""
 
+    def __post_init__(self) -> None:
+        rates = np.array(self.rates, dtype=np.float64) + 0.0   # a private copy; + 0.0 makes -0.0 the 0.0 it equals
+        if rates.ndim != 1 or len(rates) == 0:
+            raise ValueError(f"a rate trace needs a non-empty 1-D series of rates, got shape {rates.shape}")
+        if not np.all(np.isfinite(rates) & (rates >= 0)):
+            first = int(np.argmin(np.isfinite(rates) & (rates >= 0)))
+            raise ValueError(f"rate trace rates must be finite and >= 0; rates[{first}] = {float(rates[first])!r}")
+        rates.setflags(write=False)
+        bin_s = float(self.bin_s)
+        if not np.isfinite(bin_s) or bin_s <= 0:
+            raise ValueError(f"a rate trace's bin_s must be a finite number > 0, got {self.bin_s!r}")
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "bin_s", bin_s)
+        object.__setattr__(self, "source", str(self.source))
+
     @property
     def duration_s(self) -> float:
         return float(len(self.rates) * self.bin_s)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RateTrace):
+            return NotImplemented
+        return (self.bin_s == other.bin_s and self.source == other.source
+                and self.rates.shape == other.rates.shape and self.rates.tobytes() == other.rates.tobytes())
+
+    def __hash__(self) -> int:
+        return hash((self.bin_s, self.source, self.rates.tobytes()))
+
+    def __repr__(self) -> str:
+        return f"RateTrace(<{len(self.rates)} bins of {self.bin_s:g} s>, source={self.source!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"rates": [...], "bin_s": ..., "source": ...}`` with plain Python floats; inverse of :meth:`from_dict`."""
+        return {"rates": self.rates.tolist(), "bin_s": self.bin_s, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RateTrace":
+        """Rebuild a trace from :meth:`to_dict` output, naming any unknown or missing field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a rate trace is a dict with rates, bin_s and source, got {type(d).__name__}")
+        check_fields(d, ("rates", "bin_s", "source"), "rate trace", required=("rates", "bin_s"))
+        return cls(d["rates"], d["bin_s"], d.get("source", ""))
 
 
 GAP_POLICIES = ("error", "zero", "join")

@@ -12,7 +12,8 @@ kind           parameters
 ``step``       ``base_rate``, ``peak_rate``, ``start_s``, ``ramp_s`` (0 = a step), ``end_s`` (None = stays up)
 ``mmpp``       ``rates`` (low, high), ``mean_sojourn_s`` (low, high): a two-state Markov-modulated Poisson process
 ``spikes``     ``base_rate``, ``spikes_per_hour``, ``multiplier``, ``duration_s``: Poisson-timed bursts
-``trace``      a CSV file replayed (see :class:`TraceWorkload`)
+``trace``      a CSV file, or a :class:`~flash_envs.data.trace_csv.RateTrace` held inline, replayed (see
+               :class:`TraceWorkload`)
 =============  =====================================================================================
 
 Every workload has a ``scale`` that multiplies its rates.
@@ -20,7 +21,7 @@ Every workload has a ``scale`` that multiplies its rates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -235,7 +236,8 @@ def _cached_trace(path: str, time_column: str, value_column: str | None, value_k
 
 @dataclass(frozen=True)
 class TraceWorkload(Workload):
-    """Replay of a request trace from a CSV file (see :func:`flash_envs.data.trace_csv.read_rate_trace`).
+    """Replay of a request trace: a CSV file (see :func:`flash_envs.data.trace_csv.read_rate_trace`) or a
+    :class:`RateTrace` already in memory (:meth:`from_trace`, e.g. one of :mod:`flash_envs.data.public`).
 
     The simulated rate is ``scale * trace_rate(t / time_scale + start)``: ``time_scale`` simulated seconds per trace
     second (``time_scale=0.5`` plays one trace minute in 30 simulated seconds, e.g. one control interval), rates kept
@@ -243,6 +245,12 @@ class TraceWorkload(Workload):
     that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1). ``start_s`` is the trace offset
     (seconds) where replay begins; ``None`` draws it uniformly from the trace for each realisation. Replay wraps around
     at the end of the trace. ``gaps`` says what bins without a row in the file are (see ``read_rate_trace``).
+
+    A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``gaps``), and its dict form
+    names the file, which is read (once per process) when a realisation is first drawn. An in-memory workload has no
+    path and takes no reader options: the trace itself is the description, so its dict form holds the trace inline
+    (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance only) and rebuilds, from a
+    dict or YAML on any machine, to an equal workload that replays bit-identical rates.
     """
 
     kind: ClassVar[str] = "trace"
@@ -256,7 +264,10 @@ class TraceWorkload(Workload):
     time_scale: float = 1.0
     mean_rate: float | None = None
     start_s: float | None = None
-    trace: RateTrace | None = field(default=None, compare=False, repr=False)
+    trace: RateTrace | None = None
+
+    CSV_OPTIONS: ClassVar[tuple[str, ...]] = ("path", "time_column", "value_column", "value_kind", "time_unit_s",
+                                              "bin_s", "gaps")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -268,15 +279,29 @@ class TraceWorkload(Workload):
             if self.scale != 1.0:
                 raise ValueError(f"TraceWorkload: mean_rate={self.mean_rate} sets the scale; leave scale at 1, "
                                  f"not {self.scale}")
-        if self.trace is None and not self.path:
-            raise ValueError("TraceWorkload needs a CSV path (or an in-memory RateTrace)")
+        if self.trace is None:
+            if not self.path:
+                raise ValueError("TraceWorkload needs a CSV path (or an in-memory RateTrace)")
+            return
+        if not isinstance(self.trace, RateTrace):
+            raise ValueError(f"TraceWorkload.trace must be a RateTrace, got {type(self.trace).__name__}")
+        defaults = {f.name: f.default for f in fields(self)}
+        given = sorted(name for name in self.CSV_OPTIONS if getattr(self, name) != defaults[name])
+        if given:
+            raise ValueError(f"TraceWorkload: an in-memory trace ({self.trace.source or 'no source'}) is replayed as "
+                             f"it is; the CSV option(s) {given} do not apply (the source is in trace.source)")
 
     @classmethod
     def from_trace(cls, trace: RateTrace, **options: Any) -> "TraceWorkload":
-        """A replay of an already-loaded :class:`RateTrace` (e.g. from :mod:`flash_envs.data.public`)."""
-        return cls(path=trace.source, trace=trace, **options)
+        """A replay of an already-loaded :class:`RateTrace` (e.g. from :mod:`flash_envs.data.public`).
+
+        ``options`` are the replay options (``time_scale``, ``mean_rate``, ``start_s``, ``scale``); the CSV reader
+        options do not apply. The workload serialises with the trace inline (see the class docstring).
+        """
+        return cls(trace=trace, **options)
 
     def load(self) -> RateTrace:
+        """The trace replayed: the in-memory one, or the CSV file read (and cached) with this workload's options."""
         if self.trace is not None:
             return self.trace
         return _cached_trace(self.path, self.time_column, self.value_column, self.value_kind, self.time_unit_s,
@@ -293,9 +318,15 @@ class TraceWorkload(Workload):
         return rates[(trace_times // trace.bin_s).astype(np.int64) % len(rates)]
 
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d.pop("trace")
-        return d
+        """A CSV workload: ``kind``, ``scale``, ``path``, the reader and the replay options. An in-memory one:
+        ``kind``, ``scale``, the replay options and ``trace`` (:meth:`RateTrace.to_dict`), plain lists and floats."""
+        if self.trace is None:
+            d = super().to_dict()
+            d.pop("trace")
+            return d
+        skip = {*self.CSV_OPTIONS, "trace"}
+        replay = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        return {"kind": self.kind, **_plain(replay), "trace": self.trace.to_dict()}
 
 
 WORKLOADS: dict[str, type[Workload]] = {
@@ -305,14 +336,17 @@ WORKLOADS: dict[str, type[Workload]] = {
 
 
 def workload_from_dict(d: dict[str, Any]) -> Workload:
-    """Rebuild a workload from :meth:`Workload.to_dict` output, naming any unknown kind or field."""
+    """Rebuild a workload from :meth:`Workload.to_dict` output, naming any unknown kind or field (a trace workload's
+    inline ``trace`` dict becomes a :class:`RateTrace` again)."""
     d = dict(d)
     kind = d.pop("kind", None)
     if kind not in WORKLOADS:
         raise ValueError(f"unknown workload kind {kind!r}; expected one of {sorted(WORKLOADS)}")
     cls = WORKLOADS[kind]
-    fields = set(cls.__dataclass_fields__) - {"trace"}
-    unknown = set(d) - fields
+    known = set(cls.__dataclass_fields__)
+    unknown = set(d) - known
     if unknown:
-        raise ValueError(f"unknown field(s) {sorted(unknown)} for workload kind {kind!r}; expected {sorted(fields)}")
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for workload kind {kind!r}; expected {sorted(known)}")
+    if isinstance(d.get("trace"), dict):
+        d["trace"] = RateTrace.from_dict(d["trace"])
     return cls(**d)
