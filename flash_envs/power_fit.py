@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv
+from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv, specpower_curves_path
 from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve
 
 MEDIAN_GOAL_PCT = 3.0
@@ -89,12 +89,14 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", type=Path, required=True, help="a CSV with the SPECpower_ssj2008 schema")
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="a CSV with the SPECpower_ssj2008 schema (default: the shared dataset's, "
+                             "$FLASH_DATA_DIR/specpower_ssj2008/specpower_curves.csv)")
     parser.add_argument("--dvfs", type=Path, default=None, help="optionally, a power-vs-frequency table to fit too")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = fit_report(args.spec, args.dvfs)
+    report = fit_report(args.spec or specpower_curves_path(), args.dvfs)
     print(json.dumps(report, indent=1) if args.json else report_markdown(report), end="" if not args.json else "\n")
     return 0

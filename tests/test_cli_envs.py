@@ -46,9 +46,18 @@ def test_a_data_file_off_its_schema_is_a_one_line_error(tmp_path, capsys, argv, 
 def test_a_missing_data_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert main(["config-eval", "--train", str(tmp_path / "absent.csv")]) == 2
     assert capsys.readouterr().err == f"flash: error: {tmp_path / 'absent.csv'}: no such file\n"
+    assert main(["config-eval", "--train", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"flash: error: {tmp_path}: a directory, not a CSV file\n"
     monkeypatch.setenv("FLASH_DATA_DIR", str(tmp_path))
     assert main(["config-eval", "--dataset", "ibm"]) == 2
     assert "set FLASH_DATA_DIR" in capsys.readouterr().err
+
+
+def test_power_fit_reads_the_shared_curves_by_default(shared_data, capsys):
+    assert main(["power-fit", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["spec_csv"] == str(shared_data / "specpower_ssj2008" / "specpower_curves.csv")
+    assert report["servers_fitted"] == 400
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -344,6 +344,9 @@ def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
     (["--val-fraction", "1"], "argument --val-fraction: must lie in [0, 1), got '1'"),
     (["--functions", "30", "--train-functions", "21"], "--train-functions must lie in [2, 20] with --functions 30"),
     (["--train", "x.csv"], "--train/--test take CSV files of the ibm or chunkfunc schema"),
+    (["--platform", "gcp_cloud_functions"], "--platform applies to --dataset chunkfunc only"),
+    (["--dataset", "ibm", "--functions", "30"], "--functions applies to --dataset simulated only"),
+    (["--folds", "7"], "--folds applies to --dataset ibm or chunkfunc without --test or --hold-out function only"),
 ])
 def test_cli_rejects_bad_arguments_with_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -44,7 +44,7 @@ def csv_rows(path: str | Path, required: Sequence[str],
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path}: {'a directory, not a CSV file' if path.is_dir() else 'no such file'}")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:

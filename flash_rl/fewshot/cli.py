@@ -38,6 +38,7 @@ DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
 COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "cost predicted by each method"}
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
+DEFAULT_PLATFORM, DEFAULT_FUNCTIONS, DEFAULT_FOLDS = "aws_lambda", 300, 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,17 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", help="CSV whose workloads train the models (default: the shared dataset file)")
     parser.add_argument("--test",
                         help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
-    parser.add_argument("--platform", choices=CHUNKFUNC_PLATFORMS, default="aws_lambda",
-                        help="chunkfunc only: the platform whose functions are used (default: aws_lambda)")
-    parser.add_argument("--functions", type=int_at_least(3), default=300,
-                        help="simulated only: number of functions; the last third are held out (default: 300)")
+    parser.add_argument("--platform", choices=CHUNKFUNC_PLATFORMS,
+                        help=f"chunkfunc only: the platform whose functions are used (default: {DEFAULT_PLATFORM})")
+    parser.add_argument("--functions", type=int_at_least(3),
+                        help="simulated only: number of functions; the last third are held out "
+                             f"(default: {DEFAULT_FUNCTIONS})")
     parser.add_argument("--train-functions", type=int_at_least(2),
                         help="simulated only: train on the first N functions (default: all not held out)")
     parser.add_argument("--shots", type=int_at_least(1), nargs="+", default=[1, 2, 5],
                         help="numbers of shots K (default: 1 2 5)")
     parser.add_argument("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
-    parser.add_argument("--folds", type=int_at_least(2), default=4,
-                        help="cross-validation folds without --test (default: 4)")
+    parser.add_argument("--folds", type=int_at_least(2),
+                        help=f"ibm or chunkfunc without --test: cross-validation folds (default: {DEFAULT_FOLDS})")
     parser.add_argument("--hold-out", choices=("workload", "function"), default="workload",
                         help="chunkfunc only: 'function' holds out each function with all its inputs (one fold per "
                              "function) instead of --folds random groups of (function, input) workloads")
@@ -90,31 +92,48 @@ def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
     return load_ibm_multicloud(csv) if dataset == "ibm" else load_chunkfunc(csv, [platform])
 
 
-def _splits(args: argparse.Namespace) -> list[Split]:
+def _reject_inapplicable_options(args: argparse.Namespace) -> None:
+    """An option that the chosen data or split ignores is an error, not a silent no-op."""
+    simulated, cross_validated = args.dataset == "simulated", not args.test and args.hold_out == "workload"
+    applies = {"--platform": (args.platform, args.dataset == "chunkfunc", "--dataset chunkfunc"),
+               "--functions": (args.functions, simulated, "--dataset simulated"),
+               "--train-functions": (args.train_functions, simulated, "--dataset simulated"),
+               "--folds": (args.folds, cross_validated and not simulated,
+                           "--dataset ibm or chunkfunc without --test or --hold-out function")}
+    for option, (value, applicable, where) in applies.items():
+        if value is not None and not applicable:
+            raise UsageError(f"{option} applies to {where} only")
     if args.hold_out == "function" and (args.dataset != "chunkfunc" or args.test):
         raise UsageError("--hold-out function applies to --dataset chunkfunc without --test")
+
+
+def _splits(args: argparse.Namespace) -> list[Split]:
+    _reject_inapplicable_options(args)
     if args.dataset == "simulated":
         if args.train or args.test:
             raise UsageError("--train/--test take CSV files of the ibm or chunkfunc schema, not --dataset simulated")
-        data = simulated_measurements(args.functions)
-        n_held_in = args.functions - args.functions // 3
+        functions = args.functions or DEFAULT_FUNCTIONS
+        data = simulated_measurements(functions)
+        n_held_in = functions - functions // 3
         n_train = n_held_in if args.train_functions is None else args.train_functions
         if not 2 <= n_train <= n_held_in:
-            raise UsageError(f"--train-functions must lie in [2, {n_held_in}] with --functions {args.functions}")
+            raise UsageError(f"--train-functions must lie in [2, {n_held_in}] with --functions {functions}")
         return [Split("held-out functions", data.select_apps(data.apps[:n_train]),
                       data.select_apps(data.apps[n_held_in:]))]
-    train = _load(args.dataset, args.train, args.platform)
+    platform = args.platform or DEFAULT_PLATFORM
+    train = _load(args.dataset, args.train, platform)
     if args.hold_out == "function":
         return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
     if args.test:
-        test = _load(args.dataset, args.test, args.platform)
+        test = _load(args.dataset, args.test, platform)
         try:
             return [Split("train file -> test file", train, test)]
         except ValueError as err:   # the two files share workloads
             raise UsageError(f"--train {args.train} and --test {args.test}: {err}") from None
-    if args.folds > len(train.apps):
-        raise UsageError(f"--folds {args.folds}: {train.source} has only {len(train.apps)} workloads")
-    return app_folds(train, args.folds)
+    folds = args.folds or DEFAULT_FOLDS
+    if folds > len(train.apps):
+        raise UsageError(f"--folds {folds}: {train.source} has only {len(train.apps)} workloads")
+    return app_folds(train, folds)
 
 
 def run_command(args: argparse.Namespace) -> dict:

@@ -180,7 +180,7 @@ def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainC
     return evaluate_split(split, k, seed, cfg, draws)
 
 
-def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int = 10,
+def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int,
         progress: bool = True, jobs: int = 1) -> dict[int, dict[str, dict[str, np.ndarray]]]:
     """Per K, per method, per held-out app: the :data:`METRICS` averaged over seeds and draws.
 
