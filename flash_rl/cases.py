@@ -107,7 +107,7 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     for path in t.test_traces:
         columns = {"path": str(path), "time_column": t.trace_time_column,
                    "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind,
-                   "gaps": t.trace_gaps}
+                   "time_unit_s": t.trace_time_unit_s, "gaps": t.trace_gaps}
         try:
             TraceWorkload(**columns).load()
         except TraceGapError as err:
@@ -142,22 +142,17 @@ def _power_family(cfg: Any):
 
 
 def _governors(env: gym.Env) -> dict[str, Any]:
-    from flash_envs.baselines.governors import Conservative, Ondemand, Performance, Powersave, Schedutil
+    from flash_envs.baselines.governors import GOVERNORS
 
-    raw = env.unwrapped
-    levels, n = raw.freq_levels, raw.n_servers
-    return {"performance": Performance(levels, n), "powersave": Powersave(levels, n),
-            "ondemand": Ondemand(levels, n), "conservative": Conservative(levels, n),
-            "schedutil": Schedutil(levels, n)}
+    return {name: governor.for_env(env) for name, governor in GOVERNORS.items()}
 
 
 def _power_sweep(env: gym.Env) -> dict[str, Any]:
     from flash_envs.baselines.governors import Ondemand
 
-    raw = env.unwrapped
     out = _governors(env)
     for threshold in (0.5, 0.6, 0.7, 0.9, 0.95):
-        out[f"ondemand up_threshold {threshold}"] = Ondemand(raw.freq_levels, raw.n_servers, up_threshold=threshold)
+        out[f"ondemand up_threshold {threshold}"] = Ondemand.for_env(env, up_threshold=threshold)
     return out
 
 

@@ -40,6 +40,7 @@ class TasksConfig:
     trace_time_column: str = "timestamp"
     trace_value_column: str = "requests"
     trace_value_kind: str = "count"
+    trace_time_unit_s: float = 1.0  # seconds per unit of a numeric time column (60: minutes)
     trace_time_scale: float = 1.0
     trace_gaps: str = "error"  # bins without a row: "error", "zero" (no requests) or "join" (spliced out)
 
@@ -49,7 +50,7 @@ class AgentConfig:
     """A stable-baselines3 agent (FLASH's base learner, or the transfer-learning agent)."""
 
     algo: str = "PPO"
-    timesteps: int = 200_000
+    timesteps: int = 300_000
     n_envs: int = 8
     episodes_per_task: int = 4
     net_arch: list = field(default_factory=lambda: [64, 64])
@@ -136,7 +137,9 @@ POSITIVE = {"flash.timesteps", "transfer.timesteps", "maml.iterations", "adaptat
             "transfer.episodes_per_task", "flash.context_len", "flash.embedding_dim", "flash.encoder_hidden",
             "maml.meta_batch", "maml.inner_steps", "maml.inner_episodes", "maml.outer_episodes", "tasks.n_train",
             "tasks.n_test", "references.random_episodes", "probe.episodes", "probe.samples_per_task"}
-NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks"}
+NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks",
+                "probe.ridge"}
+ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "tasks.trace_time_scale"}  # reals > 0
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -256,14 +259,26 @@ def validate(cfg: ExperimentConfig) -> None:
     for key in sorted(NON_NEGATIVE):
         if _get(cfg, key) < 0:
             raise ConfigError(f"config key {key} must be >= 0, got {_get(cfg, key)}")
+    for key in sorted(ABOVE_ZERO):
+        if _get(cfg, key) <= 0:
+            raise ConfigError(f"config key {key} must be > 0, got {_get(cfg, key)}")
+    if not 0 < cfg.maml.gamma <= 1:
+        raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
     if cfg.env.id not in gym.registry:
         flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
         raise ConfigError(f"config key env.id: unknown env id {cfg.env.id!r}; registered FLASH envs: {flash_ids}")
+    try:
+        env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key env.kwargs: {cfg.env.id} rejects {cfg.env.kwargs}: {err}") from err
+    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent_kwargs, episode_steps_of
+
+    episode_steps = episode_steps_of(env)
+    env.close()
     for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ConfigError(f"config keys adaptation.threshold / extra_thresholds must be in (0, 1], got {value!r}")
     from flash_rl.encoder import ENCODERS
-    from flash_rl.flash import algorithm, check_agent_kwargs
 
     if cfg.flash.encoder not in ENCODERS:
         raise ConfigError(f"config key flash.encoder must be one of {ENCODERS}, got {cfg.flash.encoder!r}")
@@ -273,6 +288,8 @@ def validate(cfg: ExperimentConfig) -> None:
             cls = algorithm(agent.algo)
             check_agent_kwargs(cls, agent.agent_kwargs, f"config key {section}.agent_kwargs")
             check_agent_kwargs(cls, agent.adapt_kwargs, f"config key {section}.adapt_kwargs")
+            check_adaptation_kwargs(cls, {**agent.agent_kwargs, **agent.adapt_kwargs}, episode_steps,
+                                    f"config key {section}.adapt_kwargs")
         except ValueError as err:
             raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
         if any(not isinstance(n, int) or n < 1 for n in agent.net_arch):

@@ -5,8 +5,9 @@ Example::
     from stable_baselines3 import PPO
     from flash_rl import Flash
 
-    flash = Flash(PPO, "flash/Autoscaling-v0", agent_kwargs={"n_steps": 120, "batch_size": 240})
-    flash.meta_train(family.train, total_timesteps=200_000)
+    flash = Flash(PPO, "flash/Autoscaling-v0", agent_kwargs={"n_steps": 120, "batch_size": 240},
+                  adapt_kwargs={"n_steps": 60, "batch_size": 60})  # fine-tuning: one 60-step episode per update
+    flash.meta_train(family.train, total_timesteps=300_000)
     curve = flash.adapt(family.test[0], episodes=20)        # [(episodes fine-tuned, evaluation return), ...]
     flash.save("runs/flash");  flash = Flash.load("runs/flash")
 
@@ -36,6 +37,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
@@ -64,8 +66,33 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
     reserved = {"policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device"}
     bad = sorted(k for k in kwargs if k not in params or k in reserved)
     if bad:
+        hint = (" (YAML reads {a:1} as the key 'a:1': write {a: 1}, with a space after the colon)"
+                if any(":" in k for k in bad) else "")
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
-                         f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})})")
+                         f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})}){hint}")
+
+
+def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], episode_steps: int,
+                            where: str = "adapt_kwargs") -> None:
+    """Fine-tuning learns one ``episode_steps``-step episode per point of the adaptation curve. Refuse an on-policy
+    algorithm whose rollout (``n_steps``) does not divide the episode: each point would then collect a whole rollout
+    (PPO's default 2048 steps are 34 autoscaling episodes). Warn when an off-policy algorithm's ``learning_starts``
+    leaves the first episodes without an update. ``kwargs`` are the agent's keyword arguments at adaptation."""
+    defaults = {name: p.default for name, p in inspect.signature(agent_cls.__init__).parameters.items()}
+    name = agent_cls.__name__
+    if issubclass(agent_cls, OnPolicyAlgorithm):
+        n_steps = int(kwargs.get("n_steps", defaults["n_steps"]))
+        if episode_steps % n_steps:
+            raise ValueError(f"{where}: fine-tuning learns one {episode_steps}-step episode at a time, but {name}'s "
+                             f"n_steps={n_steps} would collect {-(-episode_steps // n_steps) * n_steps} steps per "
+                             f"episode; set n_steps={episode_steps}, batch_size={episode_steps} (or an n_steps that "
+                             f"divides {episode_steps})")
+    if issubclass(agent_cls, OffPolicyAlgorithm):
+        starts = int(kwargs.get("learning_starts", defaults["learning_starts"]))
+        if starts >= episode_steps:
+            warnings.warn(f"{where}: {name}'s learning_starts={starts} is not below the {episode_steps}-step "
+                          f"episode, so fine-tuning makes no update in the first {starts // episode_steps} "
+                          "episode(s); set learning_starts=0 to update from the first step", stacklevel=3)
 
 
 def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
@@ -345,6 +372,7 @@ class Flash:
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
+        check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)
         agent = self._new_agent(train_env, kwargs, seed)
         agent.policy.load_state_dict(self.model.policy.state_dict())
         if zero_embedding:

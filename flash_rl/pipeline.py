@@ -289,10 +289,8 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     out_dir, run_dir = Path(out_dir), Path(run_dir)
     if resume:
         check_resume(cfg, run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / "config.yaml")
-    save_config(cfg, run_dir / "config.yaml")
+    save_config(cfg, run_dir / "config.yaml")   # out_dir gets its copy with the results, never before them
     timer = PhaseTimer()
     started = time.perf_counter()
     family = case.build_family(cfg)
@@ -388,6 +386,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     # 5. report
     with timer.phase("report"):
         records = [done[(m, t.name, s)] for m, t, s in runs]
+        save_config(cfg, out_dir / "config.yaml")
         summary = report.write_report(out_dir, cfg, records, refs, probe, timer.times, quick=quick,
                                       command=command, total_seconds=time.perf_counter() - started, jobs=jobs)
     writer.close()

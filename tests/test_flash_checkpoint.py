@@ -103,7 +103,9 @@ def test_kill_and_resume_meta_train(tmp_path):
     cmd = [sys.executable, "-m", "flash_rl.cli", "meta-train", "--method", "flash", "--run-dir", str(run_dir),
            "--set", "env.kwargs={episode_steps: 10}", "flash.n_envs=2", "flash.context_len=6",
            "flash.embedding_dim=4", "flash.encoder_hidden=8", "flash.net_arch=[16]",
-           "flash.agent_kwargs={n_steps: 20, batch_size: 40, n_epochs: 1}", "run.checkpoint_interval=40",
+           "flash.agent_kwargs={n_steps: 20, batch_size: 40, n_epochs: 1}",
+           "flash.adapt_kwargs={n_steps: 10, batch_size: 10}", "transfer.adapt_kwargs={n_steps: 10, batch_size: 10}",
+           "run.checkpoint_interval=40",
            "run.progress_bar=false"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     state_file = run_dir / "models" / "flash" / "ckpt" / "state.json"

@@ -46,6 +46,15 @@ def test_overrides_any_field(tmp_path):
     ("adaptation.methods=[flash, magic]", "unknown method(s) ['magic']"),
     ("case=nope", "unknown case 'nope'"),
     ("tasks.trace_gaps=skip", "tasks.trace_gaps must be one of ('error', 'zero', 'join'), got 'skip'"),
+    ("env.kwargs={alpa: 0.6}", "config key env.kwargs: flash/Autoscaling-v0 rejects {'alpa': 0.6}"),
+    ("env.kwargs={alpha: 2}", "config key env.kwargs: flash/Autoscaling-v0 rejects {'alpha': 2}"),
+    ("maml.inner_lr=-1", "maml.inner_lr must be > 0, got -1"),
+    ("maml.outer_lr=0", "maml.outer_lr must be > 0, got 0"),
+    ("maml.gamma=1.5", "maml.gamma must be in (0, 1], got 1.5"),
+    ("probe.ridge=-1", "probe.ridge must be >= 0"),
+    ("flash.adapt_kwargs={n_steps: 7}", "flash.adapt_kwargs: fine-tuning learns one 60-step episode at a time, but "
+                                        "PPO's n_steps=7 would collect 63 steps"),
+    ("flash.agent_kwargs={n_step:5}", "with a space after the colon"),
 ])
 def test_config_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -78,3 +87,23 @@ def test_resume_takes_a_setting_the_saved_run_lacks_at_its_default(tmp_path):
     check_resume(load_config(CONFIG), tmp_path)           # it ran with the default: the same settings
     with pytest.raises(ConfigError, match="tasks.trace_gaps: 'error' then, 'zero' now"):
         check_resume(load_config(CONFIG, ["tasks.trace_gaps=zero"]), tmp_path)
+
+
+def test_meta_train_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    from flash_rl.cli import main
+
+    assert main(["meta-train", "--resume", "--run-dir", str(tmp_path / "typo")]) == 2
+    assert "holds no checkpoint to continue" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_model_of_another_env_is_refused(tmp_path, capsys):
+    from flash_rl.cli import main
+    from flash_rl.flash import Flash
+
+    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, adapt_kwargs={"n_steps": 60, "batch_size": 60})
+    tiny.fresh().save(tmp_path / "model")
+    for command in ("adapt", "evaluate"):
+        assert main([command, "--case", "power", "--model", str(tmp_path / "model")]) == 2
+        assert "was trained on flash/Autoscaling-v0, but the config runs flash/PowerManagement-v0" in \
+            capsys.readouterr().err

@@ -12,6 +12,7 @@ from stable_baselines3 import A2C, DQN, PPO
 import flash_envs  # noqa: F401
 from flash_rl import MAML, Flash, TransferLearning
 from flash_rl.encoder import FlashFeaturesExtractor
+from flash_rl.flash import check_adaptation_kwargs
 
 ENV = {"episode_steps": 10}
 
@@ -57,7 +58,8 @@ def test_second_algorithm(family, algo, kwargs, adapt_kwargs):
 
 def test_transfer_scratch_and_maml(family):
     tl = TransferLearning("PPO", "flash/Autoscaling-v0", ENV, net_arch=[32],
-                          agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 1}, n_envs=2)
+                          agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 1},
+                          adapt_kwargs={"n_steps": 10, "batch_size": 10}, n_envs=2)
     tl.meta_train(family, 200)
     assert "features_extractor_class" not in tl.model.policy_kwargs
     check_curve(tl.adapt(family.test[0], 2), 2)
@@ -73,6 +75,15 @@ def test_bad_arguments():
         Flash("PPO", "flash/Autoscaling-v0", agent_kwargs={"n_stepz": 3})
     with pytest.raises(ValueError, match="unknown stable-baselines3 algorithm"):
         Flash("PPOO", "flash/Autoscaling-v0")
+
+
+def test_adapt_refuses_a_rollout_longer_than_an_episode(family):
+    """PPO's default n_steps (2048) would fine-tune on ~205 ten-step episodes per point of the curve."""
+    flash = Flash("PPO", "flash/Autoscaling-v0", ENV, net_arch=[8], n_envs=1).fresh()
+    with pytest.raises(ValueError, match="one 10-step episode at a time, but PPO's n_steps=2048 would collect 2048"):
+        flash.adapt(family.test[0], episodes=1)
+    with pytest.warns(UserWarning, match="no update in the first 10 episode"):
+        check_adaptation_kwargs(DQN, {}, 10)   # learning_starts=100
 
 
 def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch, capsys):

@@ -93,6 +93,19 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
     assert again["phase_seconds"]["meta-train flash"] < summary["phase_seconds"]["meta-train flash"]
 
 
+def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch):
+    """The results folder (by default the committed results/<case>) gets config.yaml with the results, not before."""
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed during meta-training")
+
+    monkeypatch.setattr("flash_rl.pipeline.train_model", killed)
+    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}"])
+    with pytest.raises(RuntimeError, match="killed"):
+        reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
+    assert not (tmp_path / "out").exists()
+    assert (tmp_path / "run" / "config.yaml").exists()   # what --resume checks against
+
+
 def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("time,requests\n0,5\n")
@@ -127,6 +140,21 @@ def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_pa
         assert len(replayed) == 8 and {t.workload.gaps for t in replayed} == {gaps}
         rates = replayed[0].workload.load().rates
         assert len(rates) == bins and (rates == 0).sum() == (gaps == "zero")
+
+
+def test_a_trace_counted_in_minutes_is_read_in_minutes(tmp_path):
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import test_tasks
+
+    trace = tmp_path / "minutes.csv"
+    trace.write_text("minute,requests\n" + "".join(f"{i},{60 * (100 + i)}\n" for i in range(30)))
+    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [
+        f"tasks.test_traces=['{trace}']", "tasks.trace_time_column=minute", "tasks.trace_time_unit_s=60"])
+    case = get_case("autoscaling")
+    replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
+    loaded = replayed[0].workload.load()
+    assert loaded.bin_s == 60.0 and loaded.duration_s == 1800.0
+    assert np.allclose(loaded.rates, 100 + np.arange(30))   # requests per second
 
 
 def test_reproduce_power_case_tiny(tmp_path):

@@ -62,8 +62,11 @@ def test_multi_server_and_batched_predict():
 
 @pytest.mark.parametrize("name", sorted(GOVERNORS))
 def test_governors_drive_the_env(name):
-    env = gym.make("flash/PowerManagement-v0", n_servers=2, episode_s=60.0).unwrapped
-    gov = make_governor(name, env.freq_levels, env.n_servers)
+    env = gym.make("flash/PowerManagement-v0", n_servers=2, episode_s=60.0)
+    gov = GOVERNORS[name].for_env(env)
+    assert gov.n_servers == 2 and list(gov.freq_levels) == list(env.unwrapped.freq_levels)
+    with pytest.raises(TypeError, match=r"not an env: use .*\.for_env\(env\)"):
+        GOVERNORS[name](env)
     gov.reset()
     obs, _ = env.reset(seed=1)
     levels = []

@@ -20,7 +20,7 @@ stable-baselines3 policy interface ``predict(obs, state=None, episode_start=None
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -33,12 +33,22 @@ class Governor:
     name: ClassVar[str] = ""
 
     def __init__(self, freq_levels: Sequence[float], n_servers: int = 1) -> None:
+        if hasattr(freq_levels, "unwrapped"):
+            raise TypeError(f"{type(self).__name__} takes the frequency levels, not an env: use "
+                            f"{type(self).__name__}.for_env(env)")
         self.freq_levels = np.asarray(freq_levels, dtype=float)
         if self.freq_levels.ndim != 1 or len(self.freq_levels) < 2 or np.any(np.diff(self.freq_levels) <= 0):
             raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
         if int(n_servers) != n_servers or n_servers < 1:
             raise ValueError(f"n_servers must be a whole number >= 1, got {n_servers!r}")
         self.n_servers = int(n_servers)
+
+    @classmethod
+    def for_env(cls, env: Any, **options: Any) -> "Governor":
+        """This governor for ``flash/PowerManagement-v0`` ``env`` (its current server type's P-states and its
+        ``n_servers``), with the governor's own ``options`` (e.g. ``up_threshold``)."""
+        raw = env.unwrapped
+        return cls(raw.freq_levels, raw.n_servers, **options)
 
     @property
     def top(self) -> int:

@@ -39,16 +39,22 @@ def pick_task(family, split: str, key: str):
     return named[0]
 
 
-def load_model(path: Path):
+def load_model(path: Path, env_id: str):
+    """The saved agent at ``path``, which must have been trained on ``env_id`` (the config's env)."""
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
     if (path / "maml.pt").exists():
-        return MAML.load(path)
-    if (path / "flash.json").exists():
-        return Flash.load(path)
-    raise ConfigError(f"--model {path}: neither a saved Flash/TransferLearning agent (flash.json) nor a MAML "
-                      "checkpoint (maml.pt)")
+        model = MAML.load(path)
+    elif (path / "flash.json").exists():
+        model = Flash.load(path)
+    else:
+        raise ConfigError(f"--model {path}: neither a saved Flash/TransferLearning agent (flash.json) nor a MAML "
+                          "checkpoint (maml.pt)")
+    if model.env_id != env_id:
+        raise ConfigError(f"--model {path} was trained on {model.env_id}, but the config runs {env_id}; pass the "
+                          "--case (or --config) the model was trained with")
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         family = get_case(cfg.case).build_family(cfg)
         task = pick_task(family, args.split, args.task)
-        model = load_model(Path(args.model))
+        model = load_model(Path(args.model), cfg.env.id)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         case = get_case(cfg.case)
         family = case.build_family(cfg)
-        model = load_model(Path(args.model))
+        model = load_model(Path(args.model), cfg.env.id)
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)
     env = gym.make(cfg.env.id, **cfg.env.kwargs)

@@ -30,8 +30,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
+        directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
             check_resume(cfg, run_dir, may_also_change=("flash.timesteps", "transfer.timesteps", "maml.iterations"))
+            if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
+                raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
+                                  "--run-dir, or drop --resume to start a new run")
     except (ConfigError, FileNotFoundError) as err:
         return fail(err)
     torch.set_num_threads(1)
@@ -39,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
     family = get_case(cfg.case).build_family(cfg)
-    directory = run_dir / "models" / args.method
     try:   # a finished run resumed with another total is refused before training
         if args.method == "maml":
             from torch.utils.tensorboard import SummaryWriter
