@@ -76,6 +76,8 @@ def test_commit_rewards_the_best_choice_and_ends_the_episode():
     too_slow = int(np.argmax(task.runtime_s))
     _, reward, _, _, info = env.step(n + too_slow)
     assert reward == 0.0 and not info["meets_deadline"]
+    with pytest.raises(RuntimeError, match=f"after the episode ended \\(committed to configuration {too_slow}\\)"):
+        env.step(0)
 
 
 def test_measurement_budget_truncates():
@@ -85,6 +87,10 @@ def test_measurement_budget_truncates():
     assert reward == -env.measure_penalty and not truncated
     _, _, terminated, truncated, info = env.step(1)
     assert truncated and not terminated and info["measurements"] == 2
+    with pytest.raises(RuntimeError, match="all 2 measurements used"):
+        env.step(env.n_configs)
+    with pytest.raises(RuntimeError, match="no reset"):
+        ConfigSearchEnv(family=small_family()).step(0)
 
 
 def test_bad_input_errors():

@@ -142,7 +142,8 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     Nothing measured: the observation is all zeros.
 
     ## Episode End
-    Terminated on commit; truncated at the measurement that uses up ``max_measurements`` without a commit.
+    Terminated on commit; truncated at the measurement that uses up ``max_measurements`` without a commit. A
+    ``step()`` after either (or before the first ``reset()``) raises ``RuntimeError``.
 
     ## Arguments
     ``gym.make("flash/ConfigSearch-v0", family=None, task=None, noise_cv=0.05, measure_penalty=0.02,
@@ -185,6 +186,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._measured = np.zeros(self.n_configs, dtype=bool)
         self._ref_cost = math.nan
         self._measurements = 0
+        self._ended = "no reset() yet"   # why step() may not run now, or None while an episode runs
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)
@@ -201,11 +203,14 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._cost[:] = 0.0
         self._ref_cost = math.nan
         self._measurements = 0
+        self._ended = None
         return self._get_obs(), self._get_info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"invalid action {action!r}; expected an int in [0, {2 * self.n_configs})")
+        if self._ended is not None:
+            raise RuntimeError(f"step() after the episode ended ({self._ended}): call reset() first")
         a = int(action)
         task = self._task
         if a < self.n_configs:
@@ -216,12 +221,15 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
                 self._ref_cost = self._cost[a]
             self._measurements += 1
             truncated = self._measurements >= self.max_measurements
+            if truncated:
+                self._ended = f"all {self.max_measurements} measurements used"
             return self._get_obs(), -self.measure_penalty, False, truncated, self._get_info()
         chosen, best = a - self.n_configs, task.best
         meets = task.runtime_s[chosen] <= task.deadline_s
         quality = task.cost_usd[best] / task.cost_usd[chosen] if meets else 0.0
         info = self._get_info() | {"chosen": chosen, "best": best, "meets_deadline": meets,
                                    "regret": task.cost_usd[chosen] / task.cost_usd[best] - 1.0 if meets else math.inf}
+        self._ended = f"committed to configuration {chosen}"
         return self._get_obs(), float(quality), True, False, info
 
     def _get_obs(self) -> np.ndarray:
