@@ -23,6 +23,7 @@ import json
 import os
 from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -79,8 +80,33 @@ def random_return(env: gym.Env, task: Any, seed: int, episodes: int = 5) -> floa
     return float(np.mean(totals))
 
 
+@lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _with_file_digests(node: Any) -> Any:
+    """``node`` (a task's dict form) with the content digest of every trace file it names, so that a trace edited in
+    place gets a new key rather than the references cached for its old content."""
+    if isinstance(node, list):
+        return [_with_file_digests(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _with_file_digests(v) for k, v in node.items()}
+    if node.get("kind") == "trace" and node.get("path"):
+        stat = os.stat(node["path"])
+        out["path_sha1"] = _file_digest(str(node["path"]), stat.st_mtime_ns, stat.st_size)
+    return out
+
+
 def task_key(task: Any) -> str:
-    return hashlib.sha1(json.dumps(task.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A digest of the task's content, trace files' contents included."""
+    content = _with_file_digests(task.to_dict())
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class ReferenceCache:

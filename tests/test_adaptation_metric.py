@@ -62,3 +62,19 @@ def test_clustered_ratio_ci_resamples_tasks_not_seeds():
     assert clustered_ratio_of_means_ci([4, 2, 6], [1, 1, 2], ["a", "a", "b"])[0] == pytest.approx(12 / 4)
     with pytest.raises(ValueError, match="clusters"):
         clustered_ratio_of_means_ci([1, 2], [1, 2], ["a"])
+
+
+def test_a_trace_file_edited_in_place_gets_a_new_reference_key(tmp_path):
+    """Cached references are keyed by task content: a trace CSV rewritten at the same path must not reuse them."""
+    from flash_envs.sim.service import AppProfile
+    from flash_envs.sim.workloads import TraceWorkload
+    from flash_envs.tasks import AutoscalingTask
+    from flash_rl.adaptation import task_key
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests\n0,10\n60,20\n")
+    task = AutoscalingTask(AppProfile(), TraceWorkload(path=str(trace)), name="t")
+    before = task_key(task)
+    assert task_key(task) == before
+    trace.write_text("timestamp,requests\n0,10\n60,90\n")
+    assert task_key(task) != before

@@ -196,6 +196,7 @@ def test_step_before_reset_raises():
     ({"rate_norm": -1}, "rate_norm must be a finite number > 0"),
     ({"replica_bounds": (5,)}, r"replica_bounds must be \(low, high\), got \(5,\)"),
     ({"cpu_bounds": (128, 2048)}, r"cpu_bounds must be \(low, high, step\), got \(128, 2048\)"),
+    ({"reversal_penalty": -0.1}, "reversal_penalty must be a finite number >= 0"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -204,6 +205,7 @@ def test_bad_arguments_raise(kwargs, message):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"alpha": "0.3"}, "alpha must be a number, got '0.3'"),
+    ({"illegal_action_penalty": "0.1"}, "illegal_action_penalty must be a number, got '0.1'"),
     ({"family": [1, 2]}, "family must be of type AutoscalingTaskFamily, got list"),
     ({"family": PowerTaskFamily.generate(n_train=1, n_test=1)},
      "family must be of type AutoscalingTaskFamily, got PowerTaskFamily"),

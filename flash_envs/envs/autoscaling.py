@@ -152,8 +152,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if fidelity not in FIDELITIES:
             raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
         self.fidelity = fidelity
-        self.illegal_action_penalty = float(illegal_action_penalty)
-        self.reversal_penalty = float(reversal_penalty)
+        self.illegal_action_penalty = check_number("illegal_action_penalty", illegal_action_penalty, 0.0)
+        self.reversal_penalty = check_number("reversal_penalty", reversal_penalty, 0.0)
         self.bounds = (_resource_bounds("replica_bounds", replica_bounds, step=1),
                        _resource_bounds("cpu_bounds", cpu_bounds), _resource_bounds("memory_bounds", memory_bounds))
         initial = {"initial_replicas": initial_replicas, "initial_cpu": initial_cpu, "initial_memory": initial_memory}
