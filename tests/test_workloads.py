@@ -35,6 +35,14 @@ def test_profiles_round_trip_through_dicts(workload):
     assert workload_from_dict(workload.to_dict()) == workload
 
 
+def test_numpy_parameters_serialise_to_yaml():
+    """Parameters computed with numpy (np.float64, np.int64) come out of to_dict as plain Python numbers."""
+    workload = ConstantWorkload(rate=np.float64(5.0), scale=np.float32(2.0))
+    d = yaml.safe_load(yaml.safe_dump(workload.to_dict()))
+    assert d == {"kind": "constant", "scale": 2.0, "rate": 5.0}
+    assert workload_from_dict(d) == workload
+
+
 def test_profile_shapes():
     rng = np.random.default_rng(0)
     diurnal = DiurnalWorkload(mean_rate=10, amplitude=0.5, period_s=3600, phase=0).realise(rng, 3600)

@@ -101,10 +101,13 @@ class Workload:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
+    """``value`` with tuples as lists and numpy scalars as Python numbers, so that YAML's safe dumper takes it."""
+    if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
