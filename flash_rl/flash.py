@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -42,22 +43,37 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
-from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper
-from flash_rl.encoder import FlashFeaturesExtractor
+from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
+from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 
 ALGORITHMS = ("PPO", "A2C", "DQN")
 
 
 def algorithm(name_or_cls: str | type[BaseAlgorithm]) -> type[BaseAlgorithm]:
-    """The SB3 class named ``name_or_cls`` (PPO, A2C, DQN, ...), or the class itself."""
+    """The SB3 class named ``name_or_cls`` (PPO, A2C, DQN, ...), a class named ``"module:Class"`` (e.g. your own
+    subclass, as :func:`algorithm_name` writes it), or the class itself."""
     if not isinstance(name_or_cls, str):
         return name_or_cls
+    module_name, _, class_name = name_or_cls.rpartition(":")
+    try:
+        module = importlib.import_module(module_name or "stable_baselines3")
+    except ImportError as err:
+        raise ValueError(f"cannot import the algorithm {name_or_cls!r}: {err}") from err
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseAlgorithm)):
+        raise ValueError(f"unknown stable-baselines3 algorithm {name_or_cls!r}; expected e.g. one of {ALGORITHMS}, "
+                         "or module:Class for another subclass of BaseAlgorithm")
+    return cls
+
+
+def algorithm_name(cls: type[BaseAlgorithm]) -> str:
+    """The name :func:`algorithm` takes back: ``"PPO"`` for an algorithm of stable_baselines3, else
+    ``"module:Class"``."""
     import stable_baselines3
 
-    cls = getattr(stable_baselines3, name_or_cls, None)
-    if not (isinstance(cls, type) and issubclass(cls, BaseAlgorithm)):
-        raise ValueError(f"unknown stable-baselines3 algorithm {name_or_cls!r}; expected e.g. one of {ALGORITHMS}")
-    return cls
+    if getattr(stable_baselines3, cls.__name__, None) is cls:
+        return cls.__name__
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], where: str = "agent_kwargs") -> None:
@@ -93,6 +109,12 @@ def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, An
             warnings.warn(f"{where}: {name}'s learning_starts={starts} is not below the {episode_steps}-step "
                           f"episode, so fine-tuning makes no update in the first {starts // episode_steps} "
                           "episode(s); set learning_starts=0 to update from the first step", stacklevel=3)
+
+
+def embedding_extractors(policy: torch.nn.Module) -> list[FlashFeaturesExtractor]:
+    """Every FLASH embedding network in an SB3 policy: the shared features extractor of PPO / A2C, or (DQN) those of
+    the Q-network and its target network; none for an agent without context."""
+    return [module for module in policy.modules() if isinstance(module, FlashFeaturesExtractor)]
 
 
 def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
@@ -195,14 +217,21 @@ class Flash:
         self.model: BaseAlgorithm | None = None
         self.resumed_from: int | None = None
         self._sampling_wrappers: list[TaskSamplingWrapper] = []
+        if self.context_len < 1 or self.embedding_dim < 1 or self.encoder_hidden < 1:
+            raise ValueError(f"context_len, embedding_dim and encoder_hidden must be >= 1, got {self.context_len}, "
+                             f"{self.embedding_dim}, {self.encoder_hidden}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {ENCODERS}")
         probe = gym.make(env_id, **self.env_kwargs)
         self.episode_steps = episode_steps_of(probe)
+        if self.use_context:
+            action_dim(probe.action_space)   # raises for an action space the context cannot encode
         probe.close()
 
     # ------------------------------------------------------------------------------------------ construction
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable) that rebuild this object."""
-        return {"agent_cls": self.agent_cls.__name__, "env_id": self.env_id, "env_kwargs": self.env_kwargs,
+        return {"agent_cls": algorithm_name(self.agent_cls), "env_id": self.env_id, "env_kwargs": self.env_kwargs,
                 "context_len": self.context_len, "embedding_dim": self.embedding_dim, "encoder": self.encoder,
                 "encoder_hidden": self.encoder_hidden, "net_arch": self.net_arch, "agent_kwargs": self.agent_kwargs,
                 "adapt_kwargs": self.adapt_kwargs, "n_envs": self.n_envs, "episodes_per_task": self.episodes_per_task,
@@ -264,8 +293,11 @@ class Flash:
                    tb_log_name: str | None = None, callback: BaseCallback | None = None,
                    init_from: "Flash | None" = None) -> "Flash":
         """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
-        ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it.
-        ``init_from`` starts from another agent's weights (same architecture) instead of a random initialisation."""
+        ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it (to a total of
+        ``total_timesteps``). ``init_from`` starts from another agent's weights (same architecture) instead of a random
+        initialisation. Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
+        earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
+        ``resume``."""
         tasks = list(getattr(tasks, "train", tasks))
         if total_timesteps < 1:
             raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
@@ -298,8 +330,9 @@ class Flash:
         The agent goes to ``agent-<timesteps>.zip`` first, and an off-policy agent's (e.g. DQN's) replay buffer to
         ``replay-<timesteps>.pkl``, so that a resumed run samples from the same transitions; replacing
         ``state.json``, which names those files, is the one commit point, so a run killed at any moment leaves
-        agent, buffer and sampler state of the same step. (A replay buffer file is as big as the buffer: with DQN,
-        choose ``checkpoint_interval`` with that in mind.)
+        agent, buffer and sampler state of the same step. (SB3 allocates the whole replay buffer up front, and its file
+        is that size however little is in it: DQN's default ``buffer_size`` of 10^6 FLASH observations is several GB
+        per checkpoint, so give an off-policy agent a ``buffer_size`` that fits your disk.)
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -346,15 +379,15 @@ class Flash:
         ``buffer``'s context so that evaluation never feeds the adaptation context."""
         agent = policy_agent or self.model
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
-        extractor = getattr(agent.policy, "features_extractor", None)
-        previous = getattr(extractor, "zero_embedding", None)
-        if previous is not None:
+        extractors = embedding_extractors(agent.policy)
+        previous = [extractor.zero_embedding for extractor in extractors]
+        for extractor in extractors:
             extractor.zero_embedding = zero_embedding
         try:
             return run_episode(env, agent, task, seed, metrics=())["return"]
         finally:
-            if previous is not None:
-                extractor.zero_embedding = previous
+            for extractor, value in zip(extractors, previous):
+                extractor.zero_embedding = value
             env.close()
 
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
@@ -372,11 +405,11 @@ class Flash:
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
-        check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)
+        check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)   # here, so that load() takes any agent
         agent = self._new_agent(train_env, kwargs, seed)
         agent.policy.load_state_dict(self.model.policy.state_dict())
-        if zero_embedding:
-            agent.policy.features_extractor.zero_embedding = True
+        for extractor in embedding_extractors(agent.policy):
+            extractor.zero_embedding = zero_embedding
         curve: list[tuple[int, float]] = []
 
         def record(e: int) -> None:
@@ -403,6 +436,10 @@ class Flash:
         """The embedding after running the (deterministic) policy for ``episodes`` episodes on ``task``."""
         if not self.use_context:
             raise RuntimeError("this agent has no context embedding")
+        if self.model is None:
+            raise RuntimeError("nothing to embed with: call meta_train(), fresh() or load() first")
+        if episodes < 1:
+            raise ValueError(f"need episodes >= 1, got {episodes}")
         env = self.make_env(task)
         obs = None
         for e in range(episodes):
@@ -413,8 +450,9 @@ class Flash:
                 obs, _, terminated, truncated, _ = env.step(action)
                 done = terminated or truncated
         obs_t, _ = self.model.policy.obs_to_tensor(obs)
+        acting = getattr(self.model.policy, "q_net", self.model.policy)   # DQN acts through its q_net
         with torch.no_grad():
-            return self.model.policy.features_extractor.embed(obs_t).squeeze(0).numpy()
+            return acting.features_extractor.embed(obs_t).squeeze(0).numpy()
 
     # ------------------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

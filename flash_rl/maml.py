@@ -119,6 +119,13 @@ class MAML:
         for key in ("inner_steps", "inner_episodes", "outer_episodes", "meta_batch"):
             if self.hparams[key] < 1:
                 raise ValueError(f"maml.{key} must be >= 1, got {self.hparams[key]}")
+        for key in ("inner_lr", "outer_lr"):
+            if not self.hparams[key] > 0:
+                raise ValueError(f"maml.{key} must be > 0, got {self.hparams[key]}")
+        if not 0 < self.hparams["gamma"] <= 1:
+            raise ValueError(f"maml.gamma must be in (0, 1], got {self.hparams['gamma']}")
+        if not self.hparams["hidden"] or min(self.hparams["hidden"]) < 1:
+            raise ValueError(f"maml.hidden must be a list of positive ints, got {self.hparams['hidden']}")
         torch.manual_seed(seed)
         env = gym.make(env_id, **self.env_kwargs)
         if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -204,6 +211,8 @@ class MAML:
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
         """One inner SGD step per episode on ``task`` from a copy of the meta-learned weights, evaluating the
         deterministic policy before any step and after every ``eval_every`` episodes."""
+        if episodes < 0 or eval_every < 1:
+            raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
         torch.set_num_threads(1)
         policy = copy.deepcopy(self.policy)
         opt = torch.optim.SGD(policy.parameters(), lr=self.hparams["inner_lr"])

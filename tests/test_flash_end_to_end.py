@@ -12,7 +12,7 @@ from stable_baselines3 import A2C, DQN, PPO
 import flash_envs  # noqa: F401
 from flash_rl import MAML, Flash, TransferLearning
 from flash_rl.encoder import FlashFeaturesExtractor
-from flash_rl.flash import check_adaptation_kwargs
+from flash_rl.flash import check_adaptation_kwargs, embedding_extractors
 
 ENV = {"episode_steps": 10}
 
@@ -54,6 +54,17 @@ def test_second_algorithm(family, algo, kwargs, adapt_kwargs):
     extractor = flash.policy.q_net.features_extractor if algo is DQN else flash.policy.features_extractor
     assert isinstance(extractor, FlashFeaturesExtractor)
     check_curve(flash.adapt(family.test[0], episodes=2), 2)
+    # the embedding ablation and embed() reach the extractor the agent acts through (DQN: its Q-network's)
+    extractors = embedding_extractors(flash.policy)
+    assert extractor in extractors and len(extractors) == (2 if algo is DQN else 1)   # DQN: + the target network
+    seen = []
+    hooks = [e.register_forward_pre_hook(lambda module, args: seen.append(module.zero_embedding)) for e in extractors]
+    flash.evaluate(None, family.test[0], seed=3, zero_embedding=True)
+    for hook in hooks:
+        hook.remove()
+    assert seen and all(seen) and not any(e.zero_embedding for e in extractors)
+    check_curve(flash.adapt(family.test[0], episodes=1, zero_embedding=True), 1)
+    assert flash.embed(family.test[1]).shape == (8,)
 
 
 def test_transfer_scratch_and_maml(family):
@@ -75,6 +86,14 @@ def test_bad_arguments():
         Flash("PPO", "flash/Autoscaling-v0", agent_kwargs={"n_stepz": 3})
     with pytest.raises(ValueError, match="unknown stable-baselines3 algorithm"):
         Flash("PPOO", "flash/Autoscaling-v0")
+    with pytest.raises(ValueError, match="context_len, embedding_dim and encoder_hidden must be >= 1, got 0"):
+        Flash("PPO", "flash/Autoscaling-v0", context_len=0)
+    with pytest.raises(ValueError, match="unknown encoder 'lstm'"):
+        Flash("PPO", "flash/Autoscaling-v0", encoder="lstm")
+    with pytest.raises(TypeError, match=r"context supports Discrete and Box actions, got MultiDiscrete\(\[5 5\]\)"):
+        Flash("PPO", "flash/PowerManagement-v0", {"n_servers": 2})
+    with pytest.raises(RuntimeError, match="nothing to embed with"):
+        Flash("PPO", "flash/Autoscaling-v0").embed(None)
 
 
 def test_adapt_refuses_a_rollout_longer_than_an_episode(family):
@@ -84,6 +103,22 @@ def test_adapt_refuses_a_rollout_longer_than_an_episode(family):
         flash.adapt(family.test[0], episodes=1)
     with pytest.warns(UserWarning, match="no update in the first 10 episode"):
         check_adaptation_kwargs(DQN, {}, 10)   # learning_starts=100
+
+
+class MyA2C(A2C):
+    """A user's own algorithm: a subclass of an SB3 one, defined outside stable_baselines3."""
+
+
+def test_an_agent_of_a_custom_algorithm_class_saves_and_loads(tmp_path):
+    flash = Flash(MyA2C, "flash/Autoscaling-v0", ENV, context_len=4, embedding_dim=4, encoder_hidden=8, net_arch=[8],
+                  agent_kwargs={"n_steps": 5}, n_envs=1).fresh()
+    assert flash.config()["agent_cls"] == f"{__name__}:MyA2C" and Flash("A2C", "flash/Autoscaling-v0").config()[
+        "agent_cls"] == "A2C"
+    flash.save(tmp_path / "mine")
+    loaded = Flash.load(tmp_path / "mine")
+    assert loaded.agent_cls is MyA2C and isinstance(loaded.model, MyA2C)
+    with pytest.raises(ValueError, match="cannot import the algorithm 'no_such_module:X'"):
+        Flash("no_such_module:X", "flash/Autoscaling-v0")
 
 
 def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch, capsys):

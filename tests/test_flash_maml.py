@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
+import pytest
 import torch
 from torch import nn
 
-from flash_rl.maml import meta_gradient
+import flash_envs  # noqa: F401  (registers the envs)
+from flash_rl.maml import MAML, meta_gradient
 
 
 def toy():
@@ -81,3 +84,21 @@ def test_first_order_differs_and_model_unchanged():
     expected = torch.autograd.grad(outer(adapted), list(adapted.parameters()))
     for a, b in zip(first, expected):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"inner_lr": -1}, "maml.inner_lr must be > 0, got -1.0"),
+    ({"gamma": 2}, r"maml.gamma must be in \(0, 1\], got 2.0"),
+    ({"hidden": [0]}, "maml.hidden must be a list of positive ints"),
+])
+def test_bad_hyper_parameters_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MAML("flash/Autoscaling-v0", **kwargs)
+
+
+def test_bad_adaptation_arguments_are_refused():
+    maml = MAML("flash/Autoscaling-v0", {"episode_steps": 5}, hidden=[8])
+    task = gym.make("flash/Autoscaling-v0").unwrapped.family.test[0]
+    for episodes, eval_every in ((-1, 1), (2, 0)):
+        with pytest.raises(ValueError, match="need episodes >= 0 and eval_every >= 1"):
+            maml.adapt(task, episodes, eval_every=eval_every)
