@@ -274,6 +274,7 @@ def validate(cfg: ExperimentConfig) -> None:
     from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent_kwargs, episode_steps_of
 
     episode_steps = episode_steps_of(env)
+    action_space = env.action_space
     env.close()
     for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
@@ -292,16 +293,27 @@ def validate(cfg: ExperimentConfig) -> None:
                                     f"config key {section}.adapt_kwargs")
         except ValueError as err:
             raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
-        if any(not isinstance(n, int) or n < 1 for n in agent.net_arch):
-            raise ConfigError(f"config key {section}.net_arch must be a list of positive ints, got {agent.net_arch}")
+    for key in ("flash.net_arch", "transfer.net_arch", "maml.hidden"):
+        if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in _get(cfg, key)):
+            raise ConfigError(f"config key {key} must be a list of positive ints, got {_get(cfg, key)}")
     from flash_rl.cases import CASES
 
     if cfg.case not in CASES:
         raise ConfigError(f"config key case: unknown case {cfg.case!r}; known cases: {sorted(CASES)}")
+    case_env = (read_yaml(CASES[cfg.case].config_path()).get("env") or {}).get("id", EnvConfig.id)
+    if case_env != cfg.env.id:
+        raise ConfigError(f"config key case: case {cfg.case!r} runs {case_env}, but env.id is {cfg.env.id}; name the "
+                          f"case of this env in the config file (case: ...) or with --set case=...")
     known = {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
     bad = [m for m in cfg.adaptation.methods if m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
+    context_actions = (gym.spaces.Discrete, gym.spaces.Box)   # what FLASH's context encodes; MAML's policy: Discrete
+    acts_in = {"flash": context_actions, "flash_zero_embedding": context_actions, "maml": (gym.spaces.Discrete,)}
+    unfit = [m for m in cfg.adaptation.methods if not isinstance(action_space, acts_in.get(m, gym.spaces.Space))]
+    if unfit:
+        raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
+                          f"{action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
     from flash_envs.data.trace_csv import GAP_POLICIES
 
     if cfg.tasks.trace_gaps not in GAP_POLICIES:

@@ -274,6 +274,19 @@ def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: l
             "samples": {"train": len(x_tr), "test": len(x_te)}}
 
 
+def reference_settings(cfg: ExperimentConfig, case: Case, pretrained: Flash | None) -> dict[str, Any]:
+    """Everything a task's references depend on besides the task (the key of the reference cache): the case and its
+    reference policies by name, the env, and the expert, trained with ``run.seed`` from ``pretrained``'s weights."""
+    probe_env = gym.make(cfg.env.id, **cfg.env.kwargs)
+    policies = sorted({**case.heuristics(probe_env), **case.expert_sweep(probe_env)})
+    probe_env.close()
+    return {"case": case.name, "policies": policies, "env": cfg.env.id, "kwargs": cfg.env.kwargs,
+            "expert_timesteps": cfg.references.expert_timesteps, "random_episodes": cfg.references.random_episodes,
+            "transfer": cfg.transfer.agent_kwargs, "net_arch": cfg.transfer.net_arch, "seed": cfg.run.seed,
+            "expert_init": pretrained.weights_digest() if cfg.references.expert_timesteps > 0 else None,
+            "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
+
+
 # ------------------------------------------------------------------------------------------------ the pipeline
 def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, resume: bool = False,
               quick: bool = False, command: str = "", jobs: int = 1) -> dict[str, Any]:
@@ -318,13 +331,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         pretrained = models.get("transfer")
         if pretrained is None and cfg.references.expert_timesteps > 0:
             pretrained = train_model("transfer", cfg, family, run_dir, resume)
-        # everything an expert depends on: it is trained with run.seed from the pretrained transfer agent's weights
-        settings = {"env": cfg.env.id, "kwargs": cfg.env.kwargs, "expert_timesteps": cfg.references.expert_timesteps,
-                    "random_episodes": cfg.references.random_episodes, "transfer": cfg.transfer.agent_kwargs,
-                    "net_arch": cfg.transfer.net_arch, "seed": cfg.run.seed,
-                    "expert_init": pretrained.weights_digest() if cfg.references.expert_timesteps > 0 else None,
-                    "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
-        cache = ReferenceCache(cfg.references.cache, settings)
+        cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, pretrained))
         if jobs > 1:
             expert_init = ["transfer"] if cfg.references.expert_timesteps > 0 else []
             with _spawn_pool(jobs, initializer=_load_models_in_worker, initargs=(expert_init, run_dir)) as pool:

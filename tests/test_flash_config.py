@@ -55,6 +55,8 @@ def test_overrides_any_field(tmp_path):
     ("flash.adapt_kwargs={n_steps: 7}", "flash.adapt_kwargs: fine-tuning learns one 60-step episode at a time, but "
                                         "PPO's n_steps=7 would collect 63 steps"),
     ("flash.agent_kwargs={n_step:5}", "with a space after the colon"),
+    ("maml.hidden=[0]", "maml.hidden must be a list of positive ints"),
+    ("case=power", "case 'power' runs flash/PowerManagement-v0, but env.id is flash/Autoscaling-v0"),
 ])
 def test_config_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -107,3 +109,11 @@ def test_a_model_of_another_env_is_refused(tmp_path, capsys):
         assert main([command, "--case", "power", "--model", str(tmp_path / "model")]) == 2
         assert "was trained on flash/Autoscaling-v0, but the config runs flash/PowerManagement-v0" in \
             capsys.readouterr().err
+
+
+def test_methods_that_cannot_act_in_the_env_are_refused():
+    power = ROOT / "configs" / "power.yaml"
+    with pytest.raises(ConfigError, match=r"\['flash', 'maml', 'flash_zero_embedding'\] cannot act in "
+                                          r"flash/PowerManagement-v0's action space MultiDiscrete"):
+        load_config(power, ["env.kwargs={n_servers: 2}"])
+    assert load_config(power, ["env.kwargs={n_servers: 2}", "adaptation.methods=[transfer, scratch]"])

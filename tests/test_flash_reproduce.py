@@ -199,3 +199,20 @@ def test_resume_under_other_settings_is_refused_before_any_work(tmp_path, capsys
         err = capsys.readouterr().err
         assert "flash: error: --resume: " in err and "flash.context_len: 32 then, 8 now" in err
         assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]   # nothing written
+
+
+def test_the_reference_cache_key_names_the_case_and_its_policies():
+    """A case whose heuristics change must not be scored against references cached under the old ones."""
+    from dataclasses import replace
+
+    from flash_envs.baselines.autoscalers import HPA
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import reference_settings
+
+    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + ["references.expert_timesteps=0"])
+    case = get_case("autoscaling")
+    settings = reference_settings(cfg, case, None)
+    assert settings["case"] == "autoscaling" and {"HPA", "threshold", "static"} <= set(settings["policies"])
+    fewer = replace(case, heuristics=lambda env: {"HPA": HPA(env)})
+    assert reference_settings(cfg, fewer, None) != settings
+    assert reference_settings(cfg, replace(case, name="mine"), None)["case"] == "mine"
