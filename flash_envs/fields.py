@@ -1,7 +1,10 @@
-"""Validation shared by every ``from_dict``: a plain dict may only hold the fields its dataclass knows."""
+"""Validation shared across the package: the fields of a plain dict (every ``from_dict``), and numbers passed to a
+constructor (:func:`check_number`, :func:`check_whole`), with errors that name the argument."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Iterable
 
 
@@ -15,3 +18,29 @@ def check_fields(d: dict[str, Any], allowed: Iterable[str], what: str, required:
     missing = set(required) - set(d)
     if missing:
         raise ValueError(f"{what} needs the field(s) {sorted(missing)}")
+
+
+def check_number(name: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
+    """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` if ``strict``).
+
+    Otherwise a TypeError (not a number) or ValueError (out of range) that names the argument ``name``.
+    """
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    above = value > low if strict else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        bound = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_whole(name: str, value: Any, low: int) -> int:
+    """``value`` as an int if it is a whole number >= ``low`` (``2.0`` is 2; ``2.5`` is refused).
+
+    Otherwise a TypeError (not a number) or ValueError (not whole, or below ``low``) that names the argument ``name``.
+    """
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value == int(value) and value >= low):
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)

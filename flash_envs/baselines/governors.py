@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from flash_envs.envs.power_management import N_FEATURES
+from flash_envs.fields import check_whole
 
 
 class Governor:
@@ -39,9 +40,7 @@ class Governor:
         self.freq_levels = np.asarray(freq_levels, dtype=float)
         if self.freq_levels.ndim != 1 or len(self.freq_levels) < 2 or np.any(np.diff(self.freq_levels) <= 0):
             raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
-        if int(n_servers) != n_servers or n_servers < 1:
-            raise ValueError(f"n_servers must be a whole number >= 1, got {n_servers!r}")
-        self.n_servers = int(n_servers)
+        self.n_servers = check_whole("n_servers", n_servers, 1)
 
     @classmethod
     def for_env(cls, env: Any, **options: Any) -> "Governor":

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_number, check_whole
+from flash_envs.envs.task_env import TaskEnv
+from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 

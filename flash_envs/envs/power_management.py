@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_number, check_whole
+from flash_envs.envs.task_env import TaskEnv
+from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.sim import FIDELITIES
 from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_latency

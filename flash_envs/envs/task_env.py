@@ -6,13 +6,11 @@
 * ``reset(options={"task": task})``: set the task and reset in one call.
 
 The current task is also returned in ``info["task"]``. The constructor arguments every env shares (``family``,
-``task``, ``render_mode``) are checked here, and :func:`check_number` / :func:`check_whole` check the envs' own.
+``task``, ``render_mode``) are checked here; :mod:`flash_envs.fields` checks the envs' own numbers.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
@@ -63,29 +61,3 @@ class TaskEnv(gym.Env, Generic[T]):
         """Apply ``options["task"]`` if given (call from ``reset`` after ``super().reset(seed=seed)``)."""
         if options and "task" in options:
             self.set_task(options["task"])
-
-
-def check_number(name: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
-    """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` if ``strict``).
-
-    Otherwise a TypeError (not a number) or ValueError (out of range) that names the argument ``name``.
-    """
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    above = value > low if strict else value >= low
-    if not (math.isfinite(value) and above and value <= high):
-        bound = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def check_whole(name: str, value: Any, low: int) -> int:
-    """``value`` as an int if it is a whole number >= ``low`` (``2.0`` is 2; ``2.5`` is refused).
-
-    Otherwise a TypeError (not a number) or ValueError (not whole, or below ``low``) that names the argument ``name``.
-    """
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and value == int(value) and value >= low):
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)

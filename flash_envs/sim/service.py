@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.workloads import RateCurve
 
 
@@ -51,19 +51,14 @@ class AppProfile:
 
     def __post_init__(self) -> None:
         for name in ("service_time_ms", "service_cv", "working_set_mb", "slo_ms"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"AppProfile.{name} must be a finite number > 0, got {value!r}")
+            check_number(f"AppProfile.{name}", getattr(self, name), 0.0, strict=True)
         for name in ("cpu_fraction", "idle_memory_fraction"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"AppProfile.{name} must be in [0, 1], got {value!r}")
-        if not np.isfinite(self.startup_delay_s) or self.startup_delay_s < 0:
-            raise ValueError(f"AppProfile.startup_delay_s must be >= 0, got {self.startup_delay_s!r}")
+            check_number(f"AppProfile.{name}", getattr(self, name), 0.0, 1.0)
+        check_number("AppProfile.startup_delay_s", self.startup_delay_s, 0.0)
 
     def mean_service_s(self, cpu_millicores: float) -> float:
         """Mean service time (s) of one request on a replica with this CPU limit."""
-        _check_limit("cpu_millicores", cpu_millicores)
+        check_number("cpu_millicores", cpu_millicores, 0.0, strict=True)
         cpu_s = self.service_time_ms / 1000 * self.cpu_fraction * 1000 / cpu_millicores
         return cpu_s + self.service_time_ms / 1000 * (1 - self.cpu_fraction)
 
@@ -86,16 +81,6 @@ class AppProfile:
         return cls(**d)
 
 
-def _check_limit(name: str, value: float) -> None:
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _check_replicas(replicas: int) -> int:
-    """``replicas`` as an int (2.0 is 2), or a ValueError."""
-    if int(replicas) != replicas or replicas < 0:
-        raise ValueError(f"replicas must be a whole number >= 0, got {replicas!r}")
-    return int(replicas)
 
 
 @dataclass(frozen=True)
@@ -140,8 +125,8 @@ class ServiceSimulation:
 
     def __init__(self, app: AppProfile, curve: RateCurve, rng: np.random.Generator, replicas: int,
                  cpu_millicores: float, memory_mb: float, substep_s: float = 5.0, timeout_s: float = 30.0) -> None:
-        _check_limit("substep_s", substep_s)
-        _check_limit("timeout_s", timeout_s)
+        check_number("substep_s", substep_s, 0.0, strict=True)
+        check_number("timeout_s", timeout_s, 0.0, strict=True)
         self.app = app
         self.curve = curve
         self.rng = rng
@@ -153,7 +138,7 @@ class ServiceSimulation:
         self._ready_area = 0.0                                     # _change_ready and _servers_in_substep
         self._starting: list[_PendingStart] = []
         self.substep_observers: list[Callable[[float, float, int], None]] = []
-        replicas = _check_replicas(replicas)
+        replicas = check_whole("replicas", replicas, 0)
         self._set_limits(cpu_millicores, memory_mb)
         self.target_replicas = replicas
         for _ in range(replicas):  # the initial replicas are already up
@@ -164,7 +149,7 @@ class ServiceSimulation:
     # ----------------------------------------------------------------------------------------------- configuration
     def configure(self, replicas: int, cpu_millicores: float, memory_mb: float) -> None:
         """Apply a new deployment configuration (replica count and per-replica limits)."""
-        replicas = _check_replicas(replicas)
+        replicas = check_whole("replicas", replicas, 0)
         self._set_limits(cpu_millicores, memory_mb)
         while self.target_replicas < replicas:
             self.target_replicas += 1
@@ -177,8 +162,8 @@ class ServiceSimulation:
                 self._retire_replica(killed=False)
 
     def _set_limits(self, cpu_millicores: float, memory_mb: float) -> None:
-        _check_limit("cpu_millicores", cpu_millicores)
-        _check_limit("memory_mb", memory_mb)
+        check_number("cpu_millicores", cpu_millicores, 0.0, strict=True)
+        check_number("memory_mb", memory_mb, 0.0, strict=True)
         self.cpu_millicores = float(cpu_millicores)
         self.memory_mb = float(memory_mb)
         self.service_rate = 1.0 / self.app.mean_service_s(self.cpu_millicores)  # per busy replica, req/s

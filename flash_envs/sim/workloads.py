@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from flash_envs.data.trace_csv import GAP_POLICIES, RateTrace, read_rate_trace
+from flash_envs.fields import check_number
 
 
 class RateCurve:
@@ -113,16 +114,12 @@ def _plain(value: Any) -> Any:
 
 def _check_nonnegative(obj: object, *names: str) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number >= 0, got {value!r}")
+        check_number(f"{type(obj).__name__}.{name}", getattr(obj, name), 0.0)
 
 
 def _check_positive(obj: object, *names: str) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number > 0, got {value!r}")
+        check_number(f"{type(obj).__name__}.{name}", getattr(obj, name), 0.0, strict=True)
 
 
 @dataclass(frozen=True)
