@@ -115,6 +115,12 @@ class ConfigMeasurements:
             raise ValueError(f"runtime {self.runtime_s.shape} and cost {self.cost_usd.shape} must be {shape}")
         if self.features.shape != (len(self.configs), len(self.feature_names)):
             raise ValueError(f"features {self.features.shape} must be {(len(self.configs), len(self.feature_names))}")
+        for name, values in (("runtime_s", self.runtime_s), ("cost_usd", self.cost_usd)):
+            bad = np.argwhere(self.measured & ~(values > 0))   # the predictors work on log values
+            if len(bad):
+                app, config = bad[0]
+                raise ValueError(f"{self.source}: {name} must be > 0 where measured; {self.apps[app]} at "
+                                 f"{self.configs[config]} has {float(values[app, config])!r}")
 
     @property
     def measured(self) -> np.ndarray:

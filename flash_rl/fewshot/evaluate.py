@@ -104,6 +104,12 @@ def group_folds(data: ConfigMeasurements, group_of: Callable[[str], str]) -> lis
                   data.select_apps([a for a in data.apps if group_of(a) == g])) for g in groups]
 
 
+def pick_config(est_rt: np.ndarray, est_cost: np.ndarray, deadline: float) -> int:
+    """The configuration estimated cheapest among those estimated to meet ``deadline`` (the fastest if none is)."""
+    feasible = est_rt <= deadline
+    return int(np.argmin(np.where(feasible, est_cost, np.inf)) if feasible.any() else np.argmin(est_rt))
+
+
 def choice_quality(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray,
                     cost: np.ndarray) -> tuple[float, float]:
     """Mean regret (%) and share of deadline misses (%) over the deadlines, choosing by the estimates (rows:
@@ -111,8 +117,7 @@ def choice_quality(est_rt: np.ndarray, est_cost: np.ndarray, rt: np.ndarray,
     regrets, misses = [], []
     for factor in DEADLINE_FACTORS:
         deadline = factor * rt.min()
-        feasible = est_rt <= deadline
-        pick = np.argmin(np.where(feasible, est_cost, np.inf)) if feasible.any() else np.argmin(est_rt)
+        pick = pick_config(est_rt, est_cost, deadline)
         best = np.min(cost[rt <= deadline])
         missed = rt[pick] > deadline
         regrets.append(MISSED_DEADLINE_REGRET if missed else 100.0 * (cost[pick] / best - 1.0))

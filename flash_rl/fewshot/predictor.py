@@ -1,0 +1,108 @@
+"""A trained few-shot predictor as one object: fit it on measured applications, then predict a new application's
+runtime and cost at every configuration from the few configurations measured so far, and pick one.
+
+Example::
+
+    from flash_envs.data.config_measurements import simulated_measurements
+    from flash_rl.fewshot.predictor import FewShotPredictor
+
+    data = simulated_measurements(200)                                # or load_ibm_multicloud / load_chunkfunc
+    predictor = FewShotPredictor.fit(data, k=2)                       # FLASH, trained episodically on every app
+    shots = {"512MiB": (1.84, 1.6e-5), "2048MiB": (0.61, 2.1e-5)}    # config -> measured (runtime s, cost USD)
+    runtime_s, cost_usd = predictor.predict(shots)                    # one value per config in predictor.configs
+    predictor.choose(shots, deadline_s=1.0)                           # cheapest config predicted to meet it
+    predictor.save("my-predictor.pt");  predictor = FewShotPredictor.load("my-predictor.pt")
+
+The first shot is the *base measurement* the model reads as the application's level (see
+:mod:`flash_rl.fewshot.models`); the others inform FLASH's embedding and, with ``fine_tune=True``, the gradient steps
+of *FLASH + fine-tuning*. At the measured configurations the prediction is the measurement itself. Where the data has
+a price list, the cost is the predicted runtime priced as the data's costs were, as ``flash config-eval`` scores it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from flash_envs.data.config_measurements import ConfigMeasurements, Pricing
+from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.evaluate import pick_config
+from flash_rl.fewshot.models import FewShotModel, TrainConfig, fine_tune_predict, train_model
+
+
+class FewShotPredictor:
+    """A :class:`~flash_rl.fewshot.models.FewShotModel` with what it needs to read and answer in configuration names:
+    the configurations and their features, and the data's price list (if any)."""
+
+    def __init__(self, model: FewShotModel, configs: tuple[str, ...], features: np.ndarray, k: int,
+                 pricing: Pricing | None = None, cfg: TrainConfig = TrainConfig()) -> None:
+        self.model, self.configs, self.k, self.pricing, self.cfg = model.eval(), tuple(configs), int(k), pricing, cfg
+        self.features = np.asarray(features, dtype=np.float32)
+        self._index = {c: i for i, c in enumerate(self.configs)}
+
+    @classmethod
+    def fit(cls, data: ConfigMeasurements, k: int = 2, method: str = "flash", cfg: TrainConfig = TrainConfig(),
+            seed: int = 0, progress: bool = True) -> "FewShotPredictor":
+        """Train ``method`` (``"flash"``, ``"base"`` or ``"k-shot"``) episodically with ``k`` shots on every
+        application of ``data`` that has at least ``k + 1`` measured configurations (``cfg.steps`` steps, with a
+        progress bar unless ``progress=False``)."""
+        model = train_model(EpisodeSampler(data, k), method, cfg, np.random.default_rng(seed), progress)
+        return cls(model, data.configs, data.features, k, data.pricing, cfg)
+
+    def _episode(self, shots: Mapping[str, tuple[float, float]]) -> tuple[Episodes, np.ndarray, np.ndarray]:
+        unknown = [c for c in shots if c not in self._index]
+        if unknown:
+            raise ValueError(f"unknown configuration(s) {unknown}; this predictor knows {list(self.configs)}")
+        if not shots or (self.model.inputs == "k-shot" and len(shots) != self.k):
+            need = f"exactly {self.k}" if self.model.inputs == "k-shot" else "at least 1"
+            raise ValueError(f"the {self.model.inputs} predictor needs {need} shot(s), got {len(shots)}")
+        measured = np.array([shots[c] for c in shots], dtype=np.float64)
+        if measured.shape != (len(shots), 2) or not np.all(np.isfinite(measured) & (measured > 0)):
+            raise ValueError(f"each shot is (runtime_s, cost_usd), both finite and > 0; got {dict(shots)}")
+        index = np.array([self._index[c] for c in shots])
+        everything = np.arange(len(self.configs))
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731  (a batch of one)
+        episode = Episodes(as_tensor(self.features[index]), as_tensor(np.log(measured).astype(np.float32)),
+                           as_tensor(index.astype(np.int64)), as_tensor(self.features),
+                           torch.zeros(1, len(everything), 2), as_tensor(everything.astype(np.int64)))
+        return episode, index, measured
+
+    def predict(self, shots: Mapping[str, tuple[float, float]], fine_tune: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Runtime (s) and cost (USD) at every configuration (in :attr:`configs` order) of an application measured
+        at ``shots`` (configuration name -> (runtime s, cost USD), the first the base measurement). ``fine_tune``
+        first takes transfer learning's gradient steps on the shots (FLASH + fine-tuning, for ``"flash"``)."""
+        episode, index, measured = self._episode(shots)
+        log_pred = fine_tune_predict(self.model, episode, self.cfg) if fine_tune else self.model.predict(episode)
+        runtime, cost = np.exp(log_pred[0].detach().numpy().astype(np.float64)).T
+        if self.pricing is not None:
+            cost = self.pricing.cost(np.arange(len(self.configs)), runtime)
+        runtime[index], cost[index] = measured[:, 0], measured[:, 1]   # measured configurations keep their values
+        return runtime, cost
+
+    def choose(self, shots: Mapping[str, tuple[float, float]], deadline_s: float, fine_tune: bool = False) -> str:
+        """The configuration predicted cheapest among those predicted to meet ``deadline_s`` (the fastest if none
+        is), as ``flash config-eval`` scores a choice."""
+        return self.configs[pick_config(*self.predict(shots, fine_tune), deadline_s)]
+
+    def save(self, path: str | Path) -> None:
+        """Write the model, the configurations, their features, the price list and the training settings."""
+        m = self.model
+        torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": self.configs,
+                    "features": self.features, "pricing": self.pricing, "cfg": asdict(self.cfg),
+                    "n_features": self.features.shape[1]}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FewShotPredictor":
+        """A predictor :meth:`save` wrote (a pickle: load only files you trust)."""
+        saved = torch.load(Path(path), weights_only=False)
+        cfg = TrainConfig(**saved["cfg"])
+        state = saved["state_dict"]
+        model = FewShotModel(saved["n_features"], saved["k"], saved["inputs"], state["y_mean"].numpy(),
+                             state["y_std"].numpy(), cfg.hidden, cfg.embed_dim)
+        model.load_state_dict(state)
+        return cls(model, saved["configs"], saved["features"], saved["k"], saved["pricing"], cfg)

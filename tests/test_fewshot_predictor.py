@@ -1,0 +1,76 @@
+"""FewShotPredictor: fit, predict from named shots, choose, save/load; it answers as ``flash config-eval`` scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flash_envs.data.config_measurements import ConfigMeasurements, simulated_measurements
+from flash_rl.fewshot.episodes import EpisodeSampler
+from flash_rl.fewshot.models import TrainConfig, fine_tune_predict
+from flash_rl.fewshot.predictor import FewShotPredictor
+
+CFG = TrainConfig(steps=150, finetune_steps=5)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulated_measurements(40)
+
+
+@pytest.fixture(scope="module")
+def predictor(data):
+    return FewShotPredictor.fit(data.select_apps(data.apps[:30]), k=2, cfg=CFG)
+
+
+def shots_of(data, app, configs):
+    return {data.configs[j]: (data.runtime_s[app, j], data.cost_usd[app, j]) for j in configs}
+
+
+def test_predictions_are_what_config_eval_scores(data, predictor):
+    """The same shots through the evaluation's episode path give the same runtimes and costs."""
+    held_out = data.select_apps(data.apps[30:])
+    episodes, shot_index, targets = EpisodeSampler(held_out, 2).evaluation(0, 1, np.random.default_rng(1))
+    assert list(targets) == list(range(len(data.configs)))
+    shots = shots_of(held_out, 0, shot_index[0])
+    for fine_tune in (False, True):
+        log = (fine_tune_predict(predictor.model, episodes, CFG) if fine_tune else predictor.model.predict(episodes))
+        expected = np.exp(log[0].numpy().astype(np.float64))
+        expected[:, 1] = held_out.pricing.cost(targets, expected[:, 0])
+        expected[shot_index[0]] = np.stack([held_out.runtime_s[0], held_out.cost_usd[0]], axis=1)[shot_index[0]]
+        runtime, cost = predictor.predict(shots, fine_tune=fine_tune)
+        assert np.allclose(runtime, expected[:, 0], rtol=1e-6) and np.allclose(cost, expected[:, 1], rtol=1e-6)
+    # the choice: the cheapest configuration predicted to meet the deadline, or the fastest if none is
+    runtime, cost = predictor.predict(shots)
+    deadline = float(np.sort(runtime)[3])
+    feasible = runtime <= deadline
+    assert predictor.choose(shots, deadline) == data.configs[int(np.argmin(np.where(feasible, cost, np.inf)))]
+    assert predictor.choose(shots, 0.5 * runtime.min()) == data.configs[int(np.argmin(runtime))]
+
+
+def test_save_and_load_give_the_same_predictions(data, predictor, tmp_path):
+    shots = shots_of(data, 35, [3, 9])
+    predictor.save(tmp_path / "p.pt")
+    loaded = FewShotPredictor.load(tmp_path / "p.pt")
+    assert loaded.configs == predictor.configs and loaded.model.inputs == "flash"
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.predict(shots), predictor.predict(shots)))
+
+
+def test_bad_shots_are_named(data, predictor):
+    with pytest.raises(ValueError, match=r"unknown configuration\(s\) \['99MiB'\]"):
+        predictor.predict({"99MiB": (1.0, 1.0)})
+    with pytest.raises(ValueError, match="both finite and > 0"):
+        predictor.predict({data.configs[0]: (0.0, 1.0)})
+    with pytest.raises(ValueError, match=r"needs at least 1 shot\(s\), got 0"):
+        predictor.predict({})
+    k_shot = FewShotPredictor.fit(data.select_apps(data.apps[:10]), k=2, method="k-shot",
+                                  cfg=TrainConfig(steps=5))
+    with pytest.raises(ValueError, match=r"the k-shot predictor needs exactly 2 shot\(s\), got 1"):
+        k_shot.predict(shots_of(data, 35, [3]))
+
+
+def test_measurements_that_are_not_positive_are_refused():
+    """The predictors learn log runtime and cost: a zero would train a model of NaNs."""
+    with pytest.raises(ValueError, match="runtime_s must be > 0 where measured; a at c2 has 0.0"):
+        ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("f",), np.zeros((2, 1)), np.array([[1.0, 0.0]]),
+                           np.array([[1.0, 2.0]]))
