@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from flash_envs.data import DataFormatError, csv_rows
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number
 
 
 class TraceFormatError(DataFormatError):
@@ -57,11 +57,8 @@ class RateTrace:
             first = int(np.argmin(np.isfinite(rates) & (rates >= 0)))
             raise ValueError(f"rate trace rates must be finite and >= 0; rates[{first}] = {float(rates[first])!r}")
         rates.setflags(write=False)
-        bin_s = float(self.bin_s)
-        if not np.isfinite(bin_s) or bin_s <= 0:
-            raise ValueError(f"a rate trace's bin_s must be a finite number > 0, got {self.bin_s!r}")
         object.__setattr__(self, "rates", rates)
-        object.__setattr__(self, "bin_s", bin_s)
+        object.__setattr__(self, "bin_s", check_number("RateTrace.bin_s", self.bin_s, 0.0, strict=True))
         object.__setattr__(self, "source", str(self.source))
 
     @property

@@ -14,8 +14,7 @@ from gymnasium import spaces
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
-from flash_envs.fields import check_number, check_whole
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
 from flash_envs.tasks import TaskFamily
 
