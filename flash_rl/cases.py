@@ -3,9 +3,14 @@
 A :class:`Case` names its default config file (which fixes the env id and its kwargs), how to build its task family,
 the heuristic policies drawn as reference lines, the tuned-heuristic sweep whose per-task best is an expert
 candidate, the hidden task parameters the linear probe predicts, and (optionally) how to turn a CSV trace into extra
-held-out tasks. Adding a case is a config file plus one :func:`register_case` call. Registered: ``autoscaling``
-(``flash/Autoscaling-v0``, heuristics HPA / threshold / static) and ``power`` (``flash/PowerManagement-v0``,
-heuristics the Linux cpufreq governors).
+held-out tasks. Registered: ``autoscaling`` (``flash/Autoscaling-v0``, heuristics HPA / threshold / static) and
+``power`` (``flash/PowerManagement-v0``, heuristics the Linux cpufreq governors).
+
+Adding a case is a config file (with ``case: <name>``; ``config=`` an absolute path, or one relative to this
+package's ``configs/`` folder) plus one :func:`register_case` call in a module that the ``flash`` command (and its
+worker processes) import: declare that module as an entry point of the group ``flash_rl.cases`` in your package's
+``pyproject.toml`` (``[project.entry-points."flash_rl.cases"] mycase = "mypackage.mycase"``), and
+``flash reproduce --case mycase`` finds it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Case:
 
 
 CASES: dict[str, Case] = {}
+PLUGIN_GROUP = "flash_rl.cases"   # entry points whose modules register more cases
 
 
 def register_case(case: Case) -> None:
@@ -177,3 +183,14 @@ def _power_trace_tasks(cfg: Any, family: Any) -> list[Any]:
 register_case(Case(name="power", config="power.yaml", quick_config="power_quick.yaml", build_family=_power_family,
                    heuristics=_governors, expert_sweep=_power_sweep, task_features=_power_features,
                    trace_tasks=_power_trace_tasks))
+
+
+def load_plugin_cases() -> None:
+    """Import every module declared under the entry-point group ``flash_rl.cases`` (each registers its cases)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        entry.load()
+
+
+load_plugin_cases()

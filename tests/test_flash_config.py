@@ -117,3 +117,25 @@ def test_methods_that_cannot_act_in_the_env_are_refused():
                                           r"flash/PowerManagement-v0's action space MultiDiscrete"):
         load_config(power, ["env.kwargs={n_servers: 2}"])
     assert load_config(power, ["env.kwargs={n_servers: 2}", "adaptation.methods=[transfer, scratch]"])
+
+
+def test_a_case_declared_as_an_entry_point_is_found(tmp_path, monkeypatch):
+    """A package registers its own case through the flash_rl.cases entry-point group, and --case finds it."""
+    import importlib.metadata
+
+    from flash_rl import cases
+    from flash_rl.commands._common import add_config_arguments, config_from_args
+
+    (tmp_path / "mini.yaml").write_text(f"inherit: {CONFIG}\ncase: mini\n")
+    (tmp_path / "mini_case.py").write_text(
+        "from dataclasses import replace\nfrom flash_rl.cases import get_case, register_case\n"
+        f"register_case(replace(get_case('autoscaling'), name='mini', config={str(tmp_path / 'mini.yaml')!r}, "
+        "quick_config=None))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint(name="mini", value="mini_case", group=cases.PLUGIN_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry] if group == cases.PLUGIN_GROUP else [])
+    monkeypatch.setattr(cases, "CASES", dict(cases.CASES))   # the registry as it was, after the test
+    cases.load_plugin_cases()
+    parser = __import__("argparse").ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args(["--case", "mini"])).case == "mini"
