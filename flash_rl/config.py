@@ -308,8 +308,11 @@ def validate(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.adaptation.methods if m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
-    context_actions = (gym.spaces.Discrete, gym.spaces.Box)   # what FLASH's context encodes; MAML's policy: Discrete
-    acts_in = {"flash": context_actions, "flash_zero_embedding": context_actions, "maml": (gym.spaces.Discrete,)}
+    from flash_rl.context import CONTEXT_ACTION_SPACES
+    from flash_rl.maml import MAML_ACTION_SPACES
+
+    acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
+               "maml": MAML_ACTION_SPACES}
     unfit = [m for m in cfg.adaptation.methods if not isinstance(action_space, acts_in.get(m, gym.spaces.Space))]
     if unfit:
         raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "

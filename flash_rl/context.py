@@ -22,6 +22,9 @@ import numpy as np
 from gymnasium import spaces
 
 
+CONTEXT_ACTION_SPACES = (spaces.Discrete, spaces.Box)   # the action spaces a context row can encode
+
+
 def action_dim(action_space: spaces.Space) -> int:
     if isinstance(action_space, spaces.Discrete):
         return int(action_space.n)

@@ -102,6 +102,9 @@ def reinforce_loss(policy: Callable[[torch.Tensor], torch.Tensor], batch: dict[s
     return -(logp * adv.detach()).mean()
 
 
+MAML_ACTION_SPACES = (gym.spaces.Discrete,)   # what the policy network acts in
+
+
 class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions)."""
 
@@ -128,7 +131,7 @@ class MAML:
             raise ValueError(f"maml.hidden must be a list of positive ints, got {self.hparams['hidden']}")
         torch.manual_seed(seed)
         env = gym.make(env_id, **self.env_kwargs)
-        if not isinstance(env.action_space, gym.spaces.Discrete):
+        if not isinstance(env.action_space, MAML_ACTION_SPACES):
             raise TypeError("this MAML baseline needs a Discrete action space")
         self.n_obs, self.n_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
         self.policy = PolicyNet(self.n_obs, self.n_actions, hidden)
