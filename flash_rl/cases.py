@@ -23,13 +23,13 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 import numpy as np
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    config: str  # default config file (relative to configs/ or absolute)
+    config: str  # default config file (relative to CONFIG_DIR or absolute)
     build_family: Callable[[Any], Any]  # ExperimentConfig -> TaskFamily
     heuristics: Callable[[gym.Env], dict[str, Any]]  # reference lines (SB3-style predict)
     expert_sweep: Callable[[gym.Env], dict[str, Any]]  # tuned heuristics; the best per task is an expert candidate

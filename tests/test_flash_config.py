@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flash_rl.cases import CONFIG_DIR
 from flash_rl.config import ConfigError, check_resume, load_config, save_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "autoscaling.yaml"
+CONFIG = CONFIG_DIR / "autoscaling.yaml"
 
 
 def test_shipped_configs_load():
     full = load_config(CONFIG)
-    quick = load_config(ROOT / "configs" / "autoscaling_quick.yaml")
+    quick = load_config(CONFIG_DIR / "autoscaling_quick.yaml")
     assert full.case == quick.case == "autoscaling"
     assert quick.flash.timesteps < full.flash.timesteps
     assert quick.flash.context_len == full.flash.context_len  # inherited
@@ -112,7 +113,7 @@ def test_a_model_of_another_env_is_refused(tmp_path, capsys):
 
 
 def test_methods_that_cannot_act_in_the_env_are_refused():
-    power = ROOT / "configs" / "power.yaml"
+    power = CONFIG_DIR / "power.yaml"
     with pytest.raises(ConfigError, match=r"\['flash', 'maml', 'flash_zero_embedding'\] cannot act in "
                                           r"flash/PowerManagement-v0's action space MultiDiscrete"):
         load_config(power, ["env.kwargs={n_servers: 2}"])

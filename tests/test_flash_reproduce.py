@@ -10,10 +10,10 @@ import pytest
 
 from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
+from flash_rl.cases import CONFIG_DIR
 from flash_rl.config import ConfigError, load_config, save_config
 from flash_rl.pipeline import reproduce
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["env.kwargs={episode_steps: 8}", "flash.timesteps=160", "transfer.timesteps=160", "flash.n_envs=2",
         "transfer.n_envs=2", "flash.context_len=6", "flash.embedding_dim=4", "flash.encoder_hidden=8",
         "flash.net_arch=[16]", "transfer.net_arch=[16]",
@@ -39,7 +39,7 @@ def test_reproduce_tiny(tmp_path):
     trace = tmp_path / "trace.csv"
     rng = np.random.default_rng(0)
     trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{int(rng.integers(50, 150))}\n" for i in range(60)))
-    cfg = load_config(ROOT / "configs" / "autoscaling.yaml",
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml",
                       TINY + [f"references.cache={tmp_path / 'refs.json'}", f"tasks.test_traces=['{trace}']"])
     out, run = tmp_path / "out", tmp_path / "run"
     summary = reproduce(cfg, out, run, command="test")
@@ -72,7 +72,7 @@ def test_reproduce_tiny(tmp_path):
     assert again["methods"]["flash"]["runs"] == 18
     assert model_files_written(run) == saved   # loaded, not trained and saved again
     # resuming under other settings would mix the old models and curves into the new results: refused
-    other = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
+    other = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
                         f"tasks.test_traces=['{trace}']", "adaptation.budget=3", "run.progress_bar=true"])
     with pytest.raises(ConfigError, match=r"adaptation.budget: 2 then, 3 now\)"):
         reproduce(other, out, run, resume=True, command="test")
@@ -83,7 +83,7 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
     processes, which load the saved models: every number comes out as in one process."""
     results = {}
     for jobs in (1, 2):
-        cfg = load_config(ROOT / "configs" / "autoscaling.yaml",
+        cfg = load_config(CONFIG_DIR / "autoscaling.yaml",
                           TINY + [f"references.cache={tmp_path / f'refs{jobs}.json'}", "adaptation.seeds=3"])
         summary = reproduce(cfg, tmp_path / f"out{jobs}", tmp_path / f"run{jobs}", command="test", jobs=jobs)
         assert set(summary["phase_seconds"]) >= {"meta-train flash", "pretrain transfer", "meta-train maml", "adapt"}
@@ -109,7 +109,7 @@ def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch)
         raise RuntimeError("killed during meta-training")
 
     monkeypatch.setattr("flash_rl.pipeline.train_model", killed)
-    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}"])
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}"])
     with pytest.raises(RuntimeError, match="killed"):
         reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
     assert not (tmp_path / "out").exists()
@@ -143,7 +143,7 @@ def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_pa
     assert "1 bin(s) of 60 s have no row" in err and "--set tasks.trace_gaps=zero" in err
     assert not (tmp_path / "r").exists()
     for gaps, bins in (("zero", 30), ("join", 29)):
-        cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [f"tasks.test_traces=['{gappy}']",
+        cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"tasks.test_traces=['{gappy}']",
                                                                          f"tasks.trace_gaps={gaps}"])
         case = get_case("autoscaling")
         replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
@@ -158,7 +158,7 @@ def test_a_trace_counted_in_minutes_is_read_in_minutes(tmp_path):
 
     trace = tmp_path / "minutes.csv"
     trace.write_text("minute,requests\n" + "".join(f"{i},{60 * (100 + i)}\n" for i in range(30)))
-    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + [
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [
         f"tasks.test_traces=['{trace}']", "tasks.trace_time_column=minute", "tasks.trace_time_unit_s=60"])
     case = get_case("autoscaling")
     replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
@@ -170,7 +170,7 @@ def test_a_trace_counted_in_minutes_is_read_in_minutes(tmp_path):
 def test_reproduce_power_case_tiny(tmp_path):
     """The power case end to end at toy size: held-out tasks on unseen server types, governors as references."""
     tiny = [o for o in TINY if not o.startswith("env.kwargs")] + ["env.kwargs={episode_s: 40.0}"]
-    cfg = load_config(ROOT / "configs" / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}"])
+    cfg = load_config(CONFIG_DIR / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}"])
     summary = reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
     assert summary["n_test_tasks"] == 1 and summary["methods"]["flash"]["runs"] == 2
     results = (tmp_path / "out" / "results.md").read_text()
@@ -178,7 +178,7 @@ def test_reproduce_power_case_tiny(tmp_path):
     assert "frequency sensitivity" in results  # a hidden parameter in the probe
     # another meta-training seed trains other experts: the reference cache must not hand it this seed's
     cached = len(json.loads((tmp_path / "refs.json").read_text()))
-    reseeded = load_config(ROOT / "configs" / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}",
+    reseeded = load_config(CONFIG_DIR / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}",
                                                                    "run.seed=1"])
     reproduce(reseeded, tmp_path / "out1", tmp_path / "run1", command="test")
     assert len(json.loads((tmp_path / "refs.json").read_text())) == 2 * cached
@@ -187,14 +187,14 @@ def test_reproduce_power_case_tiny(tmp_path):
 def test_power_case_tests_on_unseen_server_types():
     from flash_rl.cases import get_case
 
-    cfg = load_config(ROOT / "configs" / "power.yaml")
+    cfg = load_config(CONFIG_DIR / "power.yaml")
     family = get_case("power").build_family(cfg)
     assert not {t.server.name for t in family.train} & {t.server.name for t in family.test}
 
 
 def test_resume_under_other_settings_is_refused_before_any_work(tmp_path, capsys):
     for command_name, run_dir in (("meta-train", tmp_path / "m"), ("reproduce", tmp_path / "r")):
-        save_config(load_config(ROOT / "configs" / "autoscaling.yaml"), run_dir / "config.yaml")
+        save_config(load_config(CONFIG_DIR / "autoscaling.yaml"), run_dir / "config.yaml")
         assert main([command_name, "--run-dir", str(run_dir), "--resume", "--set", "flash.context_len=8"]) == 2
         err = capsys.readouterr().err
         assert "flash: error: --resume: " in err and "flash.context_len: 32 then, 8 now" in err
@@ -209,7 +209,7 @@ def test_the_reference_cache_key_names_the_case_and_its_policies():
     from flash_rl.cases import get_case
     from flash_rl.pipeline import reference_settings
 
-    cfg = load_config(ROOT / "configs" / "autoscaling.yaml", TINY + ["references.expert_timesteps=0"])
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + ["references.expert_timesteps=0"])
     case = get_case("autoscaling")
     settings = reference_settings(cfg, case, None)
     assert settings["case"] == "autoscaling" and {"HPA", "threshold", "static"} <= set(settings["policies"])

@@ -12,7 +12,7 @@ from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
-    parser.add_argument("--config", help="YAML config (default: the case's file in configs/)")
+    parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/)")
     parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3")

@@ -1,0 +1,40 @@
+"""A wheel (what ``pip install flash-cloud`` installs) carries what the ``flash`` command reads at run time."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+
+from flash_rl.cases import CASES, CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_every_case_config_and_what_it_inherits(tmp_path):
+    source = tmp_path / "source"  # build from a copy so that the build leaves nothing in the checkout
+    for name in ("flash_envs", "flash_rl"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+
+    needed = set()
+    for case in CASES.values():
+        for quick in (False, True):
+            path = case.config_path(quick)
+            while path.parent == CONFIG_DIR:  # the config and the chain of files it inherits
+                needed.add(f"flash_rl/configs/{path.name}")
+                parent = yaml.safe_load(path.read_text()).get("inherit")
+                if not parent:
+                    break
+                path = CONFIG_DIR / parent
+    assert {"flash_rl/configs/autoscaling_quick.yaml", "flash_rl/configs/power.yaml"} <= needed
+    assert needed <= shipped, f"missing from the wheel: {sorted(needed - shipped)}"
