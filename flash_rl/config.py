@@ -2,7 +2,9 @@
 
 A config file holds the sections below (every field optional; defaults are the autoscaling full run). A file may
 start with ``inherit: other.yaml`` (a path relative to it) to apply its fields on top of another file. Command-line
-overrides use dotted keys: ``--set flash.timesteps=50000 adaptation.seeds=3`` (values parsed as YAML).
+overrides use dotted keys: ``--set flash.timesteps=50000 adaptation.seeds=3`` (values parsed as YAML). Mappings merge
+key by key (``--set flash.agent_kwargs={n_epochs: 2}`` keeps the other kwargs), except that switching an agent's
+``algo`` drops the ``agent_kwargs`` / ``adapt_kwargs`` set for the previous algorithm (with a warning).
 
 Validation fails at start with a message naming the key: unknown keys, wrong types, unknown env ids or algorithms,
 and budgets / counts that must be positive.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +181,37 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return obj
 
 
+AGENT_SECTIONS = ("flash", "transfer")
+ALGORITHM_KWARGS = ("agent_kwargs", "adapt_kwargs")
+
+
+def _switch_algorithm(section: dict[str, Any], algo: Any, name: str) -> dict[str, Any]:
+    """The agent ``section`` of the layers below one that sets ``algo``: if that is another algorithm, without its
+    keyword arguments (a warning names them). They were set for the other algorithm, and a name both take can mean
+    different things (PPO's ``n_steps`` is a rollout length, DQN's an n-step return)."""
+    before = section.get("algo", AgentConfig.algo)
+    if algo == before:
+        return section
+    dropped = {key: section[key] for key in ALGORITHM_KWARGS if section.get(key)}
+    if dropped:
+        warnings.warn(f"config key {name}.algo: switching from {before} to {algo} drops the keyword arguments set for "
+                      f"{before} ({dropped}); set {algo}'s own with --set {name}.agent_kwargs={{...}} "
+                      f"{name}.adapt_kwargs={{...}}", stacklevel=2)
+    return {**section, **{key: {} for key in ALGORITHM_KWARGS}}
+
+
+def _merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` (a config file, or the command line's ``--set`` overrides) applied on top of ``base``. A layer that
+    switches an agent's ``algo`` starts it from the new algorithm's own defaults: ``--set flash.algo=A2C`` drops the
+    ``agent_kwargs`` and ``adapt_kwargs`` set for PPO below it (those of the same layer apply)."""
+    base = dict(base)
+    for name in AGENT_SECTIONS:
+        below, above = base.get(name), layer.get(name)
+        if isinstance(below, dict) and isinstance(above, dict) and "algo" in above:
+            base[name] = _switch_algorithm(below, above["algo"], name)
+    return _merge(base, layer)
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -206,7 +240,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     parent = data.pop("inherit", None)
     if parent:
-        data = _merge(read_yaml(path.parent / parent, _seen + (path.resolve(),)), data)
+        data = _merge_layer(read_yaml(path.parent / parent, _seen + (path.resolve(),)), data)
     return data
 
 
@@ -230,12 +264,20 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 data: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides``; validated."""
+    """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides`` (one layer, applied in order);
+    validated. Switching an agent's ``algo`` drops the keyword arguments set for the previous one (see
+    :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if data:
-        merged = _merge(merged, data)
+        merged = _merge_layer(merged, data)
+    command_line: dict[str, Any] = {}
     for text in overrides:
-        merged = _merge(merged, parse_override(text))
+        command_line = _merge(command_line, parse_override(text))
+    merged = _merge_layer(merged, command_line)
+    for name in AGENT_SECTIONS:  # the defaults' kwargs are PPO's: another algorithm starts from its own
+        section = merged.get(name)
+        if isinstance(section, dict) and section.get("algo", AgentConfig.algo) != AgentConfig.algo:
+            merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
     validate(cfg)
     return cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,27 @@ def test_overrides_any_field(tmp_path):
     assert cfg.flash.agent_kwargs["n_epochs"] == 2 and cfg.flash.agent_kwargs["n_steps"] == 120  # merged
     save_config(cfg, tmp_path / "effective.yaml")
     assert load_config(tmp_path / "effective.yaml").to_dict() == cfg.to_dict()
+
+
+def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path):
+    with pytest.warns(UserWarning, match=r"switching from PPO to A2C drops .*'n_epochs': 4"):
+        a2c = load_config(CONFIG, ["flash.algo=A2C", "flash.adapt_kwargs={n_steps: 30}"])
+    assert a2c.flash.agent_kwargs == {} and a2c.flash.adapt_kwargs == {"n_steps": 30}  # same layer's kwargs apply
+    assert a2c.transfer.agent_kwargs["n_epochs"] == 4  # the other agent keeps its algorithm and kwargs
+    save_config(a2c, tmp_path / "effective.yaml")
+    assert load_config(tmp_path / "effective.yaml").to_dict() == a2c.to_dict()
+
+    child = tmp_path / "dqn.yaml"  # a file that inherits and switches, with its own kwargs
+    child.write_text(f"inherit: {CONFIG}\ntransfer: {{algo: DQN, adapt_kwargs: {{learning_starts: 0}}}}\n")
+    with pytest.warns(UserWarning, match="switching from PPO to DQN"):
+        dqn = load_config(child)
+    assert dqn.transfer.agent_kwargs == {} and dqn.transfer.adapt_kwargs == {"learning_starts": 0}
+    assert load_config(None, data={"flash": {"algo": "A2C"}}).flash.agent_kwargs == {}  # not the defaults' PPO ones
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = load_config(CONFIG, ["flash.algo=PPO"])
+    assert same.flash.agent_kwargs == load_config(CONFIG).flash.agent_kwargs
 
 
 @pytest.mark.parametrize("override, message", [
