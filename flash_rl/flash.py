@@ -181,6 +181,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: str | Path) -> None:
+    """Refuse to resume from the checkpoint in ``directory``, written by an agent of the settings ``saved``, with
+    other ``current`` settings: the loaded agent would keep some of the old ones (SB3 restores its saved
+    hyper-parameters) and take the others, a mix that neither run's settings describe."""
+    current = json.loads(json.dumps(current))  # compare as saved: tuples become lists
+    changed = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    if changed:
+        diff = "; ".join(f"{key}: {saved.get(key)!r} there, {current.get(key)!r} here" for key in changed)
+        raise ValueError(f"cannot resume from the checkpoint in {directory}: it was written with other settings "
+                         f"({diff}); resume with the same settings, or train into another checkpoint_dir")
+
+
 class Flash:
     """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
 
@@ -294,7 +306,7 @@ class Flash:
                    init_from: "Flash | None" = None) -> "Flash":
         """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
         ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it (to a total of
-        ``total_timesteps``). ``init_from`` starts from another agent's weights (same architecture) instead of a random
+        ``total_timesteps``; a checkpoint written with other settings is refused, see :func:`check_resumable`). ``init_from`` starts from another agent's weights (same architecture) instead of a random
         initialisation. Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
@@ -356,6 +368,7 @@ class Flash:
         if not (directory / "state.json").exists():
             return None
         state = json.loads((directory / "state.json").read_text())
+        check_resumable(state["config"], self.config(), directory)
         self.model = keep_logs_out_of_tmp(self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
                                                                tensorboard_log=self.tensorboard_log))
         if "replay_buffer" in state:

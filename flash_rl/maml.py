@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
+from flash_rl.flash import check_resumable
 
 
 def meta_gradient(model: nn.Module, inner_loss: Callable[[nn.Module], torch.Tensor],
@@ -105,6 +106,11 @@ def reinforce_loss(policy: Callable[[torch.Tensor], torch.Tensor], batch: dict[s
 MAML_ACTION_SPACES = (gym.spaces.Discrete,)   # what the policy network acts in
 
 
+def settings_of(state: dict[str, Any]) -> dict[str, Any]:
+    """The settings (env and hyper-parameters, JSON-serialisable) of a MAML checkpoint's state."""
+    return json.loads(json.dumps({"env_id": state["env_id"], "env_kwargs": state["env_kwargs"], **state["hparams"]}))
+
+
 class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions)."""
 
@@ -182,11 +188,17 @@ class MAML:
     def meta_train(self, tasks: Any, iterations: int, *, checkpoint_dir: str | Path | None = None,
                    checkpoint_interval: int = 0, resume: bool = False, progress_bar: bool = False,
                    writer: Any = None) -> "MAML":
+        """Meta-train on ``tasks`` (a sequence, or a family whose ``train`` split is used) up to ``iterations`` outer
+        updates in all; with ``resume`` and a checkpoint in ``checkpoint_dir`` (written every
+        ``checkpoint_interval`` iterations and at the end), continue from it. A checkpoint written with other
+        settings is refused (:func:`flash_rl.flash.check_resumable`). ``writer``: a TensorBoard ``SummaryWriter``."""
         tasks = list(getattr(tasks, "train", tasks))
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
-            self._restore(torch.load(Path(checkpoint_dir) / "maml.pt", weights_only=False))
+            state = torch.load(Path(checkpoint_dir) / "maml.pt", weights_only=False)
+            check_resumable(settings_of(state), self.config(), checkpoint_dir)
+            self._restore(state)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=iterations, initial=self.iteration, desc="MAML meta-train", unit="it",
@@ -270,4 +282,4 @@ class MAML:
         return obj
 
     def config(self) -> dict[str, Any]:
-        return json.loads(json.dumps({"env_id": self.env_id, "env_kwargs": self.env_kwargs, **self.hparams}))
+        return settings_of(self._state())

@@ -155,3 +155,27 @@ def test_dqn_resume_keeps_the_replay_buffer(tmp_path):
     assert b.resumed_from == 120 and b.model.replay_buffer.size() == a.model.replay_buffer.size() == 60
     before, after = a.model.replay_buffer.observations, b.model.replay_buffer.observations   # dict observations
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], n_envs=2, episodes_per_task=2)
+    Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, agent_kwargs=TINY_PPO, **kwargs).meta_train(
+        tasks, 40, checkpoint_dir=tmp_path / "flash")
+    other = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, agent_kwargs={**TINY_PPO, "learning_rate": 0.1}, **kwargs)
+    with pytest.raises(ValueError, match=r"other settings \(agent_kwargs: .* there, .*'learning_rate': 0.1"):
+        other.meta_train(tasks, 80, checkpoint_dir=tmp_path / "flash", resume=True)
+    assert other.model is None  # nothing was loaded
+    same = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, agent_kwargs=TINY_PPO, **kwargs)
+    assert same.meta_train(tasks, 80, checkpoint_dir=tmp_path / "flash", resume=True).resumed_from == 40
+
+    MAML("flash/Autoscaling-v0", TINY_ENV, hidden=[8], meta_batch=2).meta_train(tasks, 1, checkpoint_dir=tmp_path / "m")
+    with pytest.raises(ValueError, match=r"inner_lr: 0.1 there, 0.5 here"):
+        MAML("flash/Autoscaling-v0", TINY_ENV, hidden=[8], meta_batch=2, inner_lr=0.5).meta_train(
+            tasks, 2, checkpoint_dir=tmp_path / "m", resume=True)
+    resumed = MAML("flash/Autoscaling-v0", TINY_ENV, hidden=(8,), meta_batch=2)  # a tuple saves as the same list
+    steps = []
+    step = resumed.meta_step
+    resumed.meta_step = lambda batch: steps.append(1) or step(batch)
+    assert resumed.meta_train(tasks, 2, checkpoint_dir=tmp_path / "m", resume=True).iteration == 2
+    assert len(steps) == 1  # continued from the checkpoint's iteration 1
