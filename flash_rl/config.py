@@ -189,7 +189,13 @@ def _switch_algorithm(section: dict[str, Any], algo: Any, name: str) -> dict[str
     """The agent ``section`` of the layers below one that sets ``algo``: if that is another algorithm, without its
     keyword arguments (a warning names them). They were set for the other algorithm, and a name both take can mean
     different things (PPO's ``n_steps`` is a rollout length, DQN's an n-step return)."""
+    from flash_rl.flash import algorithm
+
     before = section.get("algo", AgentConfig.algo)
+    try:
+        algorithm(algo)
+    except ValueError:
+        return section  # validation names the unknown algorithm
     if algo == before:
         return section
     dropped = {key: section[key] for key in ALGORITHM_KWARGS if section.get(key)}
