@@ -95,7 +95,7 @@ class ContextBuffer:
 class ContextWrapper(gym.Wrapper):
     """Adds the task context to every observation: ``Dict(obs=<env obs>, context=Box(length, width))``.
 
-    The task of each episode is read from ``info["task"]`` after ``reset`` (or ``env.unwrapped.get_task()``); a new
+    The task of each episode is read from ``info["task"]`` after ``reset`` (or ``env.unwrapped.episode_task``); a new
     task clears the buffer. Pass ``buffer`` to share one context between several envs on the same task.
     """
 
@@ -115,7 +115,7 @@ class ContextWrapper(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        task = info.get("task") if "task" in info else getattr(self.env.unwrapped, "get_task", lambda: None)()
+        task = info["task"] if "task" in info else getattr(self.env.unwrapped, "episode_task", None)
         self.buffer.observe_task(task)
         self._last_obs = obs
         return self._wrap(obs), info

@@ -80,13 +80,13 @@ def test_commit_rewards_the_best_choice_and_ends_the_episode():
         env.step(0)
 
 
-def test_measurement_budget_truncates():
+def test_measurement_budget_ends_the_task():
     env = ConfigSearchEnv(family=small_family(), max_measurements=2)
     env.reset(seed=0)
-    _, reward, _, truncated, _ = env.step(0)
-    assert reward == -env.measure_penalty and not truncated
+    _, reward, terminated, truncated, _ = env.step(0)
+    assert reward == -env.measure_penalty and not (terminated or truncated)
     _, _, terminated, truncated, info = env.step(1)
-    assert truncated and not terminated and info["measurements"] == 2
+    assert terminated and not truncated and info["measurements"] == 2  # the MDP's end (budget observed), no time limit
     with pytest.raises(RuntimeError, match="all 2 measurements used"):
         env.step(env.n_configs)
     with pytest.raises(RuntimeError, match="no reset"):
@@ -127,6 +127,7 @@ def test_observation_layout():
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"max_measurements": 2.5}, ValueError, "max_measurements must be a whole number >= 1, got 2.5"),
     ({"noise_cv": float("nan")}, ValueError, "noise_cv must be a finite number >= 0"),
+    ({"noise_cv": 1000.0}, ValueError, "noise_cv must be a finite number >= 0 and <= 3"),  # exp() overflowed
     ({"measure_penalty": "0.1"}, TypeError, "measure_penalty must be a number"),
     ({"family": [1, 2]}, TypeError, "family must be of type ConfigSearchTaskFamily, got list"),
     ({"family": PowerTaskFamily.generate(n_train=1, n_test=1)}, TypeError,
@@ -135,6 +136,15 @@ def test_observation_layout():
 def test_bad_arguments_raise(kwargs, error, message):
     with pytest.raises(error, match=message):
         ConfigSearchEnv(**{"family": small_family(), **kwargs})
+
+
+def test_the_noisiest_measurements_allowed_stay_finite_and_in_bounds():
+    env = ConfigSearchEnv(family=small_family(), noise_cv=3.0)
+    for seed in range(50):
+        obs, _ = env.reset(seed=seed)
+        for action in range(env.n_configs):
+            obs, *_ = env.step(action)
+            assert np.isfinite(obs).all() and env.observation_space.contains(obs)
 
 
 def test_task_family_round_trips_through_yaml(tmp_path):

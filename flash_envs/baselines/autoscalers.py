@@ -121,7 +121,7 @@ class ThresholdAutoscaler(AutoscalingPolicy):
         replicas = self.config(obs)[0]
         utilisation, latency_ratio = obs[0], obs[6]
         if not self.env.slo_in_observation:
-            latency_ratio = obs[6] * 1000.0 / self.env.get_task().app.slo_ms
+            latency_ratio = obs[6] * 1000.0 / self.env.episode_task.app.slo_ms
         if (utilisation > self.upper or latency_ratio > 1) and replicas < self.env.bounds[0].high:
             return REPLICA_UP
         if utilisation < self.lower and latency_ratio < 0.5 and replicas > self.env.bounds[0].low:

@@ -84,7 +84,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     The arrival rate is the workload's mean rate over the interval; the processing rate is the requests per second
     the ready replicas (time-averaged over the interval) complete at the CPU limit. With
     ``slo_in_observation=False`` the SLO is hidden like the rest of the task: index 6 becomes the p95 latency in
-    seconds and index 7 the share of requests rejected; the agent has to infer the SLO from rewards.
+    seconds (saturating at 10) and index 7 the requests rejected per request arrived (the backlog dropped at a
+    scale-in counts too, so it could exceed 1; clipped to 1); the agent has to infer the SLO from rewards.
 
     ## Rewards
     ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and
@@ -96,7 +97,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     ready, empty queue; the first observation is measured over one interval under that configuration.
 
     ## Episode End
-    Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour).
+    Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour). A
+    ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new episode.
 
     ## Arguments
     ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
@@ -114,6 +116,14 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     (requests/s), ``dropped`` (requests rejected), ``oom_kills``, ``latency_p50_ms``, ``latency_p95_ms``,
     ``latency_p99_ms`` (NaN without requests), ``cpu_utilisation``, ``memory_utilisation``, ``slo_preservation``,
     ``slo_violation`` (p95 latency above the SLO); and ``penalty`` (this step's penalties; 0 on reset).
+
+    ## Notes
+    The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
+    or deep-copied before ``reset()`` and after ``close()``, not during an episode: the running SimPy processes are
+    Python generators (vector envs and SB3's ``SubprocVecEnv`` pickle the env's constructor, so they work).
+
+    ## Version History
+    * v0: initial version.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -178,7 +188,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._reset_task(options)
-        task = self.get_task()
+        task = self.episode_task
         horizon = self.control_interval_s * (self.episode_steps + 1)
         curve = task.workload.realise(self.np_random, horizon)
         self._config = list(self.initial_config)
@@ -206,7 +216,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         return self._get_obs(), reward, False, truncated, self._get_info(penalty)
 
     def render(self) -> str | None:
-        if self.render_mode != "ansi" or self._metrics is None:
+        if self.render_mode != "ansi":
+            return super().render()
+        if self._metrics is None or self._sim is None:  # before reset() or after close(): nothing to show
             return None
         m = self._metrics
         return (f"t={self._sim.env.now:7.0f}s replicas={self._config[0]:2d} cpu={self._config[1]:4d}m "
@@ -237,7 +249,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         """min(1, SLO / p95 latency); 1 when nothing arrived."""
         if not np.isfinite(metrics.p95_ms) or metrics.p95_ms <= 0:
             return 1.0
-        return min(1.0, self.get_task().app.slo_ms / metrics.p95_ms)
+        return min(1.0, self.episode_task.app.slo_ms / metrics.p95_ms)
 
     def _reward(self, metrics: IntervalMetrics) -> float:
         utilisation = (metrics.cpu_utilisation + metrics.memory_utilisation) / 2
@@ -247,7 +259,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         m = self._metrics
         p95_ms = m.p95_ms if np.isfinite(m.p95_ms) else 0.0
         if self.slo_in_observation:
-            latency, slo_signal = p95_ms / self.get_task().app.slo_ms, self.slo_preservation(m)
+            latency, slo_signal = p95_ms / self.episode_task.app.slo_ms, self.slo_preservation(m)
         else:
             latency, slo_signal = p95_ms / 1000.0, m.dropped / m.arrivals if m.arrivals else 0.0
         capacity_ratio = m.processing_rate / m.arrival_rate if m.arrival_rate > 0 else MAX_RATIO
@@ -267,7 +279,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     def _get_info(self, penalty: float) -> dict[str, Any]:
         m = self._metrics
         return {
-            "task": self.get_task(),
+            "task": self.episode_task,
             "replicas": self._config[0],
             "cpu_millicores": self._config[1],
             "memory_mb": self._config[2],
@@ -282,6 +294,6 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             "cpu_utilisation": m.cpu_utilisation,
             "memory_utilisation": m.memory_utilisation,
             "slo_preservation": self.slo_preservation(m),
-            "slo_violation": bool(np.isfinite(m.p95_ms) and m.p95_ms > self.get_task().app.slo_ms),
+            "slo_violation": bool(np.isfinite(m.p95_ms) and m.p95_ms > self.episode_task.app.slo_ms),
             "penalty": penalty,
         }

@@ -19,6 +19,7 @@ from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invo
 from flash_envs.tasks import TaskFamily
 
 OBS_LIMIT = 10.0
+MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     Nothing measured: the observation is all zeros.
 
     ## Episode End
-    Terminated on commit; truncated at the measurement that uses up ``max_measurements`` without a commit. A
-    ``step()`` after either (or before the first ``reset()``) raises ``RuntimeError``.
+    Terminated on commit, or at the measurement that uses up ``max_measurements`` (nothing chosen, nothing earned:
+    the budget used is in the observation, so this is the end of the task, not a time limit, and a value-based
+    learner must not bootstrap past it). A ``step()`` after either (or before the first ``reset()``) raises
+    ``RuntimeError``.
 
     ## Arguments
     ``gym.make("flash/ConfigSearch-v0", family=None, task=None, noise_cv=0.05, measure_penalty=0.02,
@@ -154,8 +157,13 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         fam = ConfigSearchTaskFamily.from_measurements(load_ibm_multicloud(dataset_path("ibm_multicloud", "...csv")))
         env = gym.make("flash/ConfigSearch-v0", family=fam)
 
-    ``task`` fixes the starting task (default: the family's first train task); ``max_measurements`` defaults to ``n``.
-    The env does not render: ``render_mode`` must be ``None``.
+    ``task`` fixes the starting task (default: the family's first train task); ``max_measurements`` defaults to ``n``
+    (the default family has ``n = 15`` memory sizes, 128 MiB to 10 GiB: ``Box(46,)`` observations, ``Discrete(30)``
+    actions). ``noise_cv`` is at most 3 (a factor of e^3 = 20 at one standard deviation; beyond that a measurement
+    says nothing and ``exp`` overflows). The env does not render: ``render_mode`` must be ``None``.
+
+    ## Version History
+    * v0: initial version.
 
     ## Info
     ``reset`` and ``step`` return ``task`` and ``measurements`` (made this episode). After a commit, also ``chosen``
@@ -175,7 +183,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self.n_configs = len(self._task.configs)
         for t in (*family.train, *family.test):
             self._check_task(t)
-        self.noise_cv = check_number("noise_cv", noise_cv, 0.0)
+        self.noise_cv = check_number("noise_cv", noise_cv, 0.0, MAX_NOISE_CV)
         self.measure_penalty = check_number("measure_penalty", measure_penalty, 0.0)
         self.max_measurements = (self.n_configs if max_measurements is None
                                  else check_whole("max_measurements", max_measurements, 1))
@@ -212,7 +220,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         if self._ended is not None:
             raise RuntimeError(f"step() after the episode ended ({self._ended}): call reset() first")
         a = int(action)
-        task = self._task
+        task = self.episode_task
         if a < self.n_configs:
             factor = math.exp(self.np_random.normal(0.0, self.noise_cv))
             self._runtime[a], self._cost[a] = task.runtime_s[a] * factor, task.cost_usd[a] * factor
@@ -220,10 +228,10 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
             if math.isnan(self._ref_cost):
                 self._ref_cost = self._cost[a]
             self._measurements += 1
-            truncated = self._measurements >= self.max_measurements
-            if truncated:
+            terminated = self._measurements >= self.max_measurements
+            if terminated:
                 self._ended = f"all {self.max_measurements} measurements used"
-            return self._get_obs(), -self.measure_penalty, False, truncated, self._get_info()
+            return self._get_obs(), -self.measure_penalty, terminated, False, self._get_info()
         chosen, best = a - self.n_configs, task.best
         meets = task.runtime_s[chosen] <= task.deadline_s
         quality = task.cost_usd[best] / task.cost_usd[chosen] if meets else 0.0
@@ -234,11 +242,11 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
 
     def _get_obs(self) -> np.ndarray:
         m = self._measured
-        log_rt = np.where(m, np.log(np.where(m, self._runtime, 1.0) / self._task.deadline_s), 0.0)
+        log_rt = np.where(m, np.log(np.where(m, self._runtime, 1.0) / self.episode_task.deadline_s), 0.0)
         log_cost = np.where(m, np.log(np.where(m, self._cost, 1.0) / (self._ref_cost if m.any() else 1.0)), 0.0)
         per_config = np.stack([m.astype(float), log_rt, log_cost], axis=1).ravel()
         obs = np.append(per_config, self._measurements / self.max_measurements)
         return np.clip(obs, -OBS_LIMIT, OBS_LIMIT).astype(np.float32)
 
     def _get_info(self) -> dict[str, Any]:
-        return {"task": self._task, "measurements": self._measurements}
+        return {"task": self.episode_task, "measurements": self._measurements}

@@ -62,7 +62,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by
-    default).
+    default). A ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new
+    episode.
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
@@ -77,6 +78,14 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     terms), ``transitions`` (P-state switches that took effect), ``dropped`` (requests); and per-server lists
     ``level`` (in effect at the end of the interval), ``utilisation``, ``power_w``, ``p95_ms`` (0 without requests)
     and ``arrival_rate`` (requests/s).
+
+    ## Notes
+    The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
+    or deep-copied before ``reset()`` and after ``close()``, not during an episode: the running SimPy processes are
+    Python generators (vector envs and SB3's ``SubprocVecEnv`` pickle the env's constructor, so they work).
+
+    ## Version History
+    * v0: initial version.
     """
 
     metadata = {"render_modes": []}
@@ -128,7 +137,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._reset_task(options)
-        task = self._task
+        task = self.episode_task
         curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
         self.close()
         self._servers = [
@@ -153,7 +162,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             server.request_level(int(level))
         intervals = [server.run(self.interval_s) for server in self._servers]
         self._obs, violations, p95 = self._observe(intervals)
-        task = self._task
+        task = self.episode_task
         power = np.array([iv.mean_power_w for iv in intervals])
         energy = float(sum(iv.energy_j for iv in intervals))
         self._episode_energy_j += energy
@@ -181,7 +190,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     # --------------------------------------------------------------------------------------------------- helpers
     def _observe(self, intervals: list[ServerInterval]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observation, per-server SLO violations and p95 (ms, 0 when the interval had no requests)."""
-        task = self._task
+        task = self.episode_task
         p95 = np.array([iv.metrics.p95_ms for iv in intervals])
         p95 = np.where(np.isnan(p95), 0.0, p95)
         violations = p95 > task.app.slo_ms
@@ -212,6 +221,6 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     @property
     def freq_levels(self) -> tuple[float, ...]:
-        """P-states of the current task's server type as fractions of f_max."""
-        return self._task.server.freq_levels
+        """P-states of the current episode's server type as fractions of f_max."""
+        return self.episode_task.server.freq_levels
 
