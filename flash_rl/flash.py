@@ -20,6 +20,7 @@ context: pretrained on the train tasks and fine-tuned on the new one (or, never 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
@@ -29,7 +30,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -175,6 +176,18 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run a block (or, as a decorator, a function) on one torch thread, then give the caller back its own setting.
+    These networks are small, so one thread is faster than several, and results do not depend on the core count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -300,6 +313,7 @@ class Flash:
         return digest.hexdigest()[:12]
 
     # ------------------------------------------------------------------------------------------ meta-training
+    @one_torch_thread()
     def meta_train(self, tasks: Any, total_timesteps: int, *, checkpoint_dir: str | Path | None = None,
                    checkpoint_interval: int = 0, resume: bool = False, progress_bar: bool = False,
                    tb_log_name: str | None = None, callback: BaseCallback | None = None,
@@ -313,7 +327,6 @@ class Flash:
         tasks = list(getattr(tasks, "train", tasks))
         if total_timesteps < 1:
             raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
-        torch.set_num_threads(1)
         vec_env = self._train_vec_env(tasks)
         state = self._load_checkpoint(checkpoint_dir, vec_env) if resume and checkpoint_dir else None
         self.resumed_from = int(self.model.num_timesteps) if state is not None else None
@@ -403,6 +416,7 @@ class Flash:
                 extractor.zero_embedding = value
             env.close()
 
+    @one_torch_thread()
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               zero_embedding: bool = False, on_eval: Callable[[int, float], None] | None = None
               ) -> list[tuple[int, float]]:
@@ -414,7 +428,6 @@ class Flash:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
         if episodes < 0 or eval_every < 1:
             raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
-        torch.set_num_threads(1)
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}

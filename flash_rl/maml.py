@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
-from flash_rl.flash import check_resumable
+from flash_rl.flash import check_resumable, one_torch_thread
 
 
 def meta_gradient(model: nn.Module, inner_loss: Callable[[nn.Module], torch.Tensor],
@@ -155,10 +155,10 @@ class MAML:
     def _seeds(self, n: int) -> list[int]:
         return [int(s) for s in self.rng.integers(0, 2**31 - 1, size=n)]
 
+    @one_torch_thread()
     def meta_step(self, tasks: Sequence[Any]) -> float:
         """One outer update over ``tasks`` (a meta-batch); returns the mean post-adaptation loss."""
         h = self.hparams
-        torch.set_num_threads(1)
         totals = [torch.zeros_like(p) for p in self.policy.parameters()]
         losses = []
         for task in tasks:
@@ -222,13 +222,13 @@ class MAML:
         batch = rollout(policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
         return float(batch["rewards"].sum())
 
+    @one_torch_thread()
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
         """One inner SGD step per episode on ``task`` from a copy of the meta-learned weights, evaluating the
         deterministic policy before any step and after every ``eval_every`` episodes."""
         if episodes < 0 or eval_every < 1:
             raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
-        torch.set_num_threads(1)
         policy = copy.deepcopy(self.policy)
         opt = torch.optim.SGD(policy.parameters(), lr=self.hparams["inner_lr"])
         generator = torch.Generator().manual_seed(seed)
