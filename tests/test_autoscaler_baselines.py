@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import flash_envs  # noqa: F401
-from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
+from flash_envs.baselines.autoscalers import HPA, ConstantPolicy, RandomPolicy, StaticPolicy, ThresholdAutoscaler
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_envs.envs.autoscaling import CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP
 
@@ -93,8 +93,22 @@ def test_runner_reports_per_task_metrics(env):
         assert row["return"] == pytest.approx(row["mean_reward"] * 60)
 
 
+
 def test_heuristics_beat_random_actions(env):
     tasks = env.unwrapped.family.test
-    hpa = np.mean([r["mean_reward"] for r in evaluate_on_tasks(env, HPA(env, memory_mb=2048), tasks)])
-    rand = np.mean([r["mean_reward"] for r in evaluate_on_tasks(env, RandomPolicy(env, 0), tasks)])
+
+    def score(policy):
+        return np.mean([r["mean_reward"] for r in evaluate_on_tasks(env, policy, tasks)])
+
+    hpa, rand = score(HPA(env, memory_mb=2048)), score(RandomPolicy(env, 0))
     assert hpa > rand + 0.1
+    # reacting to the observation must pay: the threshold policy beats every fixed action (best: always REPLICA_UP)
+    best_constant = max(score(ConstantPolicy(env, a)) for a in range(env.action_space.n))
+    assert score(ThresholdAutoscaler(env)) > best_constant + 0.05
+
+
+def test_constant_policy_repeats_its_action_and_refuses_one_outside_the_space(env):
+    obs, _ = env.reset(seed=0)
+    assert ConstantPolicy(env, MEMORY_UP).predict(obs) == (MEMORY_UP, None)
+    with pytest.raises(ValueError, match="not in the action space"):
+        ConstantPolicy(env, 7)

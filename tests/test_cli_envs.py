@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from flash_envs.bench import CASES
 from flash_rl.cli import main
 
 
@@ -14,8 +15,17 @@ def test_bench_json(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(printed)   # --out gets what is printed
     rows = json.loads(printed)["rows"]
-    assert [r["env_id"] for r in rows][:2] == ["CartPole-v1", "flash/Autoscaling-v0"]
-    assert rows[0]["ratio_to_cartpole"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
+    assert [r["env_id"] for r in rows] == [env_id for _, env_id, _, _ in CASES]
+    assert [r["steps"] for r in rows] == [max(10, int(steps * 0.01)) for *_, steps in CASES]   # --scale 0.01
+    cartpole = rows[0]
+    assert cartpole["env_id"] == "CartPole-v1"
+    for r in rows:   # the derived columns follow from each row's own steps and seconds, the ratio from CartPole's row
+        assert r["seconds"] > 0
+        assert r["steps_per_s"] == pytest.approx(r["steps"] / r["seconds"])
+        assert r["us_per_step"] == pytest.approx(1e6 * r["seconds"] / r["steps"])
+        # documented as per-step time / CartPole-v1's in the same run, i.e. how many times slower than CartPole
+        assert r["ratio_to_cartpole"] == pytest.approx(r["us_per_step"] / cartpole["us_per_step"])
+        assert r["ratio_to_cartpole"] == pytest.approx(cartpole["steps_per_s"] / r["steps_per_s"])
 
 
 def test_demo_json(capsys):

@@ -29,7 +29,9 @@ def family():
 
 
 def same_params(a, b) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa, "no parameters to compare"   # an empty state dict would make any two models "the same"
+    return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_flash_save_load_roundtrip(tmp_path):
@@ -92,10 +94,16 @@ def test_maml_resume_is_exactly_equivalent(tmp_path):
     tasks = family().train[:4]
     kw = dict(hidden=[8], meta_batch=2, outer_episodes=1, seed=3)
     straight = MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 4)
-    MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 2, checkpoint_dir=tmp_path)
-    resumed = MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 4, checkpoint_dir=tmp_path, resume=True)
-    assert resumed.iteration == 4
+    first = MAML("flash/Autoscaling-v0", TINY_ENV, **kw).meta_train(tasks, 2, checkpoint_dir=tmp_path)
+    resumed = MAML("flash/Autoscaling-v0", TINY_ENV, **kw)
+    steps = []
+    step = resumed.meta_step
+    resumed.meta_step = lambda batch: steps.append(1) or step(batch)
+    resumed.meta_train(tasks, 4, checkpoint_dir=tmp_path, resume=True)
+    # retraining all 4 iterations from the same seed would also end equal: only 2 steps show the checkpoint was used
+    assert resumed.iteration == 4 and len(steps) == 2
     assert same_params(straight.policy, resumed.policy)
+    assert not same_params(first.policy, resumed.policy)   # and those 2 steps did train
 
 
 def test_kill_and_resume_meta_train(tmp_path):

@@ -28,7 +28,7 @@ def run_episode(env, task=None, seed=0):
 def test_context_rows_and_padding():
     env, family = make(length=8, steps=5)
     obs, _ = env.reset(seed=0, options={"task": family.train[0]})
-    assert env.observation_space.contains(obs) or obs["context"].shape == (8, row_dim(
+    assert env.observation_space.contains(obs) and obs["context"].shape == (8, row_dim(
         env.env.observation_space, env.env.action_space))
     assert not obs["context"].any(), "a new task starts with an empty context"
     first = obs["obs"]

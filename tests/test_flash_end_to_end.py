@@ -7,6 +7,7 @@ import tempfile
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import A2C, DQN, PPO
 
 import flash_envs  # noqa: F401
@@ -22,38 +23,78 @@ def family():
     return gym.make("flash/Autoscaling-v0").unwrapped.family
 
 
+EVAL_SEED = 10_000   # adapt()'s default eval_seed
+
+
 def check_curve(curve, episodes):
     assert [e for e, _ in curve] == list(range(episodes + 1))
     assert all(np.isfinite(v) for _, v in curve)
 
 
-def test_flash_ppo_meta_train_and_adapt(family):
+def weights(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def same(a, b) -> bool:
+    return len(a) == len(b) > 0 and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def adapt_watched(monkeypatch, learner, *args, **kwargs):
+    """``learner.adapt(*args, **kwargs)`` and the weights of the policy each of its evaluations ran (adapt evaluates
+    through ``evaluate``: an SB3 agent for Flash / TransferLearning, a torch module for MAML)."""
+    seen = []
+    evaluate = type(learner).evaluate
+
+    def spy(self, policy, *a, **kw):
+        seen.append(weights(policy if isinstance(policy, torch.nn.Module) else policy.policy))
+        return evaluate(self, policy, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(type(learner), "evaluate", spy)
+        curve = learner.adapt(*args, **kwargs)
+    return curve, seen
+
+
+def check_adaptation(curve, seen, episodes, start, start_return):
+    """The curve starts from the given weights and their return, and every episode fine-tunes them further."""
+    check_curve(curve, episodes)
+    assert len(seen) == episodes + 1                        # one evaluation before fine-tuning, one per episode
+    assert same(seen[0], start), "adaptation starts from the (meta-)trained weights"
+    assert curve[0][1] == start_return
+    assert all(not same(a, b) for a, b in zip(seen, seen[1:])), "every episode changes the weights"
+
+
+def test_flash_ppo_meta_train_and_adapt(family, monkeypatch):
     flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
                   net_arch=[32], agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 2},
                   adapt_kwargs={"n_steps": 10, "batch_size": 10}, n_envs=2, episodes_per_task=2)
     flash.meta_train(family, 400)
     assert isinstance(flash.policy.features_extractor, FlashFeaturesExtractor)
-    before = [p.clone() for p in flash.policy.parameters()]
-    curve = flash.adapt(family.test[0], episodes=3)
-    check_curve(curve, 3)
-    assert all((a == b).all() for a, b in zip(before, flash.policy.parameters())), "adapt leaves the model alone"
+    before, task = weights(flash.policy), family.test[0]
+    start = flash.evaluate(None, task, seed=EVAL_SEED)
+    start_zero = flash.evaluate(None, task, seed=EVAL_SEED, zero_embedding=True)
+    curve, seen = adapt_watched(monkeypatch, flash, task, episodes=3)
+    check_adaptation(curve, seen, 3, before, start)
+    assert same(before, weights(flash.policy)), "adapt leaves the model alone"
     assert flash.embed(family.test[1]).shape == (8,)
-    zero = flash.adapt(family.test[0], episodes=1, zero_embedding=True)
-    check_curve(zero, 1)
+    zero, seen = adapt_watched(monkeypatch, flash, task, episodes=1, zero_embedding=True)
+    check_adaptation(zero, seen, 1, before, start_zero)
 
 
 @pytest.mark.parametrize("algo, kwargs, adapt_kwargs", [
     (A2C, {"n_steps": 5}, {}),
     (DQN, {"learning_starts": 20, "buffer_size": 1000, "train_freq": 4, "batch_size": 16}, {"learning_starts": 0}),
 ])
-def test_second_algorithm(family, algo, kwargs, adapt_kwargs):
+def test_second_algorithm(family, algo, kwargs, adapt_kwargs, monkeypatch):
     flash = Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
                   net_arch=[32], agent_kwargs=kwargs, adapt_kwargs=adapt_kwargs, n_envs=2)
     flash.meta_train(family.train[:3], 200)
     assert isinstance(flash.model, algo)
     extractor = flash.policy.q_net.features_extractor if algo is DQN else flash.policy.features_extractor
     assert isinstance(extractor, FlashFeaturesExtractor)
-    check_curve(flash.adapt(family.test[0], episodes=2), 2)
+    meta_trained, task = weights(flash.policy), family.test[0]
+    start = flash.evaluate(None, task, seed=EVAL_SEED)
+    check_adaptation(*adapt_watched(monkeypatch, flash, task, episodes=2), 2, meta_trained, start)
     # the embedding ablation and embed() reach the extractor the agent acts through (DQN: its Q-network's)
     extractors = embedding_extractors(flash.policy)
     assert extractor in extractors and len(extractors) == (2 if algo is DQN else 1)   # DQN: + the target network
@@ -63,20 +104,29 @@ def test_second_algorithm(family, algo, kwargs, adapt_kwargs):
     for hook in hooks:
         hook.remove()
     assert seen and all(seen) and not any(e.zero_embedding for e in extractors)
-    check_curve(flash.adapt(family.test[0], episodes=1, zero_embedding=True), 1)
+    start_zero = flash.evaluate(None, task, seed=EVAL_SEED, zero_embedding=True)
+    check_adaptation(*adapt_watched(monkeypatch, flash, task, episodes=1, zero_embedding=True), 1, meta_trained,
+                     start_zero)
     assert flash.embed(family.test[1]).shape == (8,)
 
 
-def test_transfer_scratch_and_maml(family):
+def test_transfer_scratch_and_maml(family, monkeypatch):
     tl = TransferLearning("PPO", "flash/Autoscaling-v0", ENV, net_arch=[32],
                           agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 1},
                           adapt_kwargs={"n_steps": 10, "batch_size": 10}, n_envs=2)
     tl.meta_train(family, 200)
     assert "features_extractor_class" not in tl.model.policy_kwargs
-    check_curve(tl.adapt(family.test[0], 2), 2)
-    check_curve(tl.fresh(seed=5).adapt(family.test[0], 2), 2)
+    task = family.test[0]
+    pretrained, start = weights(tl.policy), tl.evaluate(None, task, seed=EVAL_SEED)
+    check_adaptation(*adapt_watched(monkeypatch, tl, task, 2), 2, pretrained, start)
+    scratch = tl.fresh(seed=5)
+    untrained, start = weights(scratch.policy), scratch.evaluate(None, task, seed=EVAL_SEED)
+    assert not same(untrained, pretrained)                      # from scratch: not the pretrained weights
+    check_adaptation(*adapt_watched(monkeypatch, scratch, task, 2), 2, untrained, start)
     maml = MAML("flash/Autoscaling-v0", ENV, hidden=[16], meta_batch=2, outer_episodes=1).meta_train(family, 2)
-    check_curve(maml.adapt(family.test[0], 2), 2)
+    meta_learned, start = weights(maml.policy), maml.evaluate(maml.policy, task, EVAL_SEED)
+    check_adaptation(*adapt_watched(monkeypatch, maml, task, 2), 2, meta_learned, start)
+    assert same(meta_learned, weights(maml.policy)), "MAML adapts a copy"
 
 
 def test_bad_arguments():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -35,6 +36,44 @@ def model_files_written(run_dir: Path) -> dict[str, int]:
     return {str(path): path.stat().st_mtime_ns for path in paths}
 
 
+def check_summary_against_the_run(cfg, summary, out, run):
+    """Recompute episodes-to-adapt from the curves (run/curves.jsonl, full precision) and the references
+    (references.csv), and the summary's per-method numbers from episodes_to_adapt.csv."""
+    a = cfg.adaptation
+    with open(out / "references.csv", newline="") as f:
+        refs = {(r["task"], int(r["eval_seed"])): (float(r["random"]), float(r["expert"])) for r in csv.DictReader(f)}
+    with open(out / "curves.csv", newline="") as f:
+        written = {(r["method"], r["task"], int(r["seed"]), int(r["episodes"])): (float(r["return"]),
+                                                                                  float(r["normalised_return"]))
+                   for r in csv.DictReader(f)}
+    with open(out / "episodes_to_adapt.csv", newline="") as f:
+        rows = {(r["method"], r["task"], int(r["seed"])): r for r in csv.DictReader(f)}
+    records = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()]
+    assert len(records) == len(rows) == 5 * 9 * 2 and len(written) == len(rows) * (a.budget + 1)
+    for rec in records:
+        random, expert = refs[(rec["task"], rec["eval_seed"])]   # 4 decimals in the CSV, hence abs=1e-3 below
+        row = rows[(rec["method"], rec["task"], rec["seed"])]
+        assert [e for e, _ in rec["curve"]] == list(range(a.budget + 1))   # before, and after every episode
+        for e, value in rec["curve"]:
+            assert written[(rec["method"], rec["task"], rec["seed"], e)] == pytest.approx(
+                (value, (value - random) / (expert - random)), abs=1e-3)
+        threshold = float(row["threshold"])
+        assert threshold == pytest.approx(random + a.threshold * (expert - random), abs=1e-3)
+        reached = [e for e, value in rec["curve"] if value >= threshold]
+        assert int(row["episodes"]) == (reached[0] + 1 if reached else a.budget + 1)
+        assert row["censored"] == str(not reached)
+    for m, s in summary["methods"].items():
+        mine = [r for r in rows.values() if r["method"] == m]
+        x = np.array([float(r["episodes"]) for r in mine])
+        assert s["runs"] == len(x) == 9 * 2 and s["censored"] == sum(r["censored"] == "True" for r in mine)
+        assert s["median"] == np.median(x) and s["mean"] == pytest.approx(x.mean())
+        assert x.min() <= s["median_ci"][0] <= s["median_ci"][1] <= x.max()   # resamples of these runs
+    flash = np.mean([float(r["episodes"]) for r in rows.values() if r["method"] == "flash"])
+    for m in set(summary["methods"]) - {"flash"}:
+        other = np.mean([float(r["episodes"]) for r in rows.values() if r["method"] == m])
+        assert summary["speedup"][f"{m}/flash"]["ratio_of_means"] == pytest.approx(other / flash)
+
+
 def test_reproduce_tiny(tmp_path):
     trace = tmp_path / "trace.csv"
     rng = np.random.default_rng(0)
@@ -46,9 +85,7 @@ def test_reproduce_tiny(tmp_path):
     methods = set(summary["methods"])
     assert methods == {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
     assert summary["n_test_tasks"] == 1 + 8  # one generated test task + the trace under each test application
-    for m in methods:
-        s = summary["methods"][m]
-        assert s["runs"] == 9 * 2 and 1 <= s["median"] <= 3 and s["median_ci"][0] <= s["median_ci"][1]
+    check_summary_against_the_run(cfg, summary, out, run)
     assert "transfer/flash" in summary["speedup"] and summary["probe"]["samples"]["test"] == 8
     assert set(summary["phase_seconds"]) >= {"references", "meta-train flash", "adapt", "probe"}
     for name in ("summary.json", "results.md", "curves.csv", "episodes_to_adapt.csv", "references.csv",

@@ -1,4 +1,6 @@
-"""A short stable-baselines3 PPO run on one task beats the random policy (a learning signal exists)."""
+"""A short stable-baselines3 PPO run on one task learns: after ~30k steps its deterministic policy returns far more than
+the same-seed model before learn(), random actions and every constant action, so the gain comes from training and from
+acting on what the agent observes (a learning signal exists)."""
 
 from __future__ import annotations
 
@@ -8,19 +10,32 @@ import torch
 from stable_baselines3 import PPO
 
 import flash_envs  # noqa: F401
-from flash_envs.baselines.autoscalers import RandomPolicy
+from flash_envs.baselines.autoscalers import ConstantPolicy, RandomPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_rl.flash import keep_logs_out_of_tmp
 
+# A memory-hungry train task: always MEMORY_UP, the best constant action, returns 18.9 and HPA ~45, so a policy must
+# read the observation to do well. (On train[1] always-NOOP is about optimal: nothing to learn beyond a constant.)
+TASK = 20
 
-def test_short_ppo_run_beats_random():
+
+
+def test_short_ppo_run_learns():
     torch.set_num_threads(1)
-    env = gym.make("flash/Autoscaling-v0")
-    task = env.unwrapped.family.train[1]
+    env, eval_env = gym.make("flash/Autoscaling-v0"), gym.make("flash/Autoscaling-v0")   # evaluation apart
+    task = env.unwrapped.family.train[TASK]
     env.unwrapped.set_task(task)
-    model = keep_logs_out_of_tmp(PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=5, learning_rate=1e-3,
-                                     seed=0, device="cpu"))
-    model.learn(15_000)
-    ppo = np.mean([r["return"] for r in evaluate_on_tasks(env, model, [task], episodes=3, seed=100)])
-    rand = np.mean([r["return"] for r in evaluate_on_tasks(env, RandomPolicy(env, 0), [task], episodes=3, seed=100)])
-    assert ppo > rand * 1.3
+
+    def score(policy):
+        return np.mean([r["return"] for r in evaluate_on_tasks(eval_env, policy, [task], episodes=3, seed=100)])
+
+    # gamma 0.9: the reward is dense, and the short horizon gets PPO off the always-MEMORY_UP plateau within 30k steps
+    # (seeds 0-4 all end at 46-48 here)
+    model = keep_logs_out_of_tmp(PPO("MlpPolicy", env, n_steps=512, batch_size=64, n_epochs=10, learning_rate=3e-4,
+                                     gamma=0.9, seed=0, device="cpu"))
+    untrained = score(model)
+    model.learn(30_720)
+    ppo = score(model)
+    rand = score(RandomPolicy(eval_env, 0))
+    best_constant = max(score(ConstantPolicy(eval_env, a)) for a in range(eval_env.action_space.n))
+    assert ppo > max(untrained, rand, best_constant) + 15, (ppo, untrained, rand, best_constant)

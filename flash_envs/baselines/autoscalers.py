@@ -10,6 +10,7 @@ of every episode (the runner does).
 * :class:`ThresholdAutoscaler`: scale out above an upper utilisation or when p95 latency exceeds the SLO, in below a
   lower one.
 * :class:`StaticPolicy`: move to a fixed configuration and hold it.
+* :class:`ConstantPolicy`: the same action at every step (a floor for policies that read the observation).
 * :class:`RandomPolicy`: uniform random actions from a given generator.
 
 HPA and the threshold autoscaler only scale horizontally; with ``cpu_millicores`` / ``memory_mb`` set they first
@@ -144,6 +145,19 @@ class StaticPolicy(AutoscalingPolicy):
             return limit
         replicas = self.config(obs)[0]
         return REPLICA_UP if replicas < self.replicas else REPLICA_DOWN if replicas > self.replicas else NOOP
+
+
+class ConstantPolicy(AutoscalingPolicy):
+    """Always the same ``action``, whatever it observes: the floor a policy that reacts to observations must clear."""
+
+    def __init__(self, env: gym.Env, action: int) -> None:
+        super().__init__(env)
+        if not self.env.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in the action space {self.env.action_space}")
+        self.action = int(action)
+
+    def act(self, obs: np.ndarray) -> int:
+        return self.action
 
 
 class RandomPolicy(AutoscalingPolicy):
