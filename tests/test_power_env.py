@@ -138,7 +138,8 @@ def test_bad_input_raises_clear_errors():
 
 def test_render_mode_none_is_accepted_and_others_refused():
     assert gym.make(ENV_ID, render_mode=None).unwrapped.render_mode is None
-    with pytest.raises(ValueError, match=r"render_mode must be one of \[None\], got 'rgb_array'"):
+    with pytest.raises(ValueError, match=r"render_mode must be one of \[None\], got 'rgb_array'"), \
+            pytest.warns(UserWarning, match="not in the possible render_modes"):   # gym.make's warning, then ours
         gym.make(ENV_ID, render_mode="rgb_array")
 
 
