@@ -12,7 +12,7 @@ import torch
 
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
-from flash_rl.fewshot.cli import report_title
+from flash_rl.fewshot.cli import held_out_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, Split, app_folds,
@@ -377,3 +377,33 @@ def test_paired_differences_are_per_app():
         assert [metric["low"], metric["mean"], metric["high"]] == pytest.approx([expected] * 3)
     summary = summarise(per_app)[2]["FLASH"]["runtime MAPE (%)"]
     assert summary["high"] - summary["low"] > 5.0                    # unpaired CIs overlap; the paired one does not
+
+
+def test_apps_held_out_in_groups_are_resampled_as_groups():
+    # two functions held out with three inputs each: the inputs of a function behave alike
+    apps = {f"f{g}/in{i}": np.full(len(METRICS), 10.0 + 40.0 * g + i) for g in range(2) for i in range(3)}
+    groups = {a: a.split("/")[0] for a in apps}
+    per_app = {2: {m: {a: v + (0.0 if m == "FLASH" else 1.0 + 8.0 * (groups[a] == "f1"))
+                       for a, v in apps.items()} for m in METHODS}}
+    by_app = summarise(per_app)[2]["FLASH"]["runtime MAPE (%)"]
+    by_group = summarise(per_app, groups=groups)[2]["FLASH"]["runtime MAPE (%)"]
+    assert by_app["mean"] == by_group["mean"] == pytest.approx(31.0)
+    # resampling 2 groups can only give either group's mean or their average: the CI spans the two group means
+    assert by_group["low"] == pytest.approx(11.0) and by_group["high"] == pytest.approx(51.0)
+    assert 11.0 < by_app["low"] < by_app["high"] < 51.0                 # apps as if independent: narrower
+    diff = paired_differences(per_app, groups=groups)[2]["base learner"]["runtime MAPE (%)"]
+    assert [diff["low"], diff["high"]] == pytest.approx([-9.0, -1.0])
+    one_group = {a: "f0" for a in apps}                                  # nothing to resample: no CI
+    assert np.isnan(summarise(per_app, groups=one_group)[2]["FLASH"]["runtime MAPE (%)"]["low"])
+    summary = summarise(per_app, groups=groups)
+    table = markdown_table(summary, "t", {"FLASH": paired_differences(per_app, groups=groups)},
+                           ci_unit="the 2 held-out functions")
+    assert "resampling the 2 held-out functions whole" in table and "so few cannot make significant" in table
+    assert "significantly so" not in table
+
+
+def test_functions_held_out_whole_are_the_resampling_groups():
+    report = {"hold_out": "function", "splits": [{"name": "held-out f0", "test_apps": ["f0/a", "f0/b"]},
+                                                 {"name": "held-out f1", "test_apps": ["f1/a"]}]}
+    assert held_out_groups(report) == {"f0/a": "held-out f0", "f0/b": "held-out f0", "f1/a": "held-out f1"}
+    assert held_out_groups({**report, "hold_out": "workload"}) is None

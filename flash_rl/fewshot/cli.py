@@ -164,7 +164,7 @@ def run_command(args: argparse.Namespace) -> dict:
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
                   progress=not args.no_progress, jobs=args.jobs)
     first = splits[0]
-    return {
+    report = {
         "dataset": args.dataset, "hold_out": args.hold_out, "train": first.train.source, "test": first.test.source,
         "splits": [{"name": s.name, "train_apps": list(s.train.apps), "test_apps": list(s.test.apps)}
                    for s in splits],
@@ -172,16 +172,27 @@ def run_command(args: argparse.Namespace) -> dict:
         "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
         "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
-        **summaries(per_app),
-        "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
-                    for k, ms in per_app.items()},
     }
+    return report | summaries(per_app, held_out_groups(report)) | {
+        "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
+                    for k, ms in per_app.items()}}
 
 
-def summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]]) -> dict[str, dict]:
-    """The report's ``summary`` and paired differences (:data:`DIFFERENCE_KEYS`), computed from the per-app values."""
-    return {"summary": summarise(per_app),
-            **{key: paired_differences(per_app, reference) for key, reference in DIFFERENCE_KEYS.items()}}
+def held_out_groups(report: dict) -> dict[str, str] | None:
+    """App -> the split it was held out in, where apps are held out in groups (``--hold-out function``), so that the
+    CIs resample the groups whole; ``None`` where each app is its own unit."""
+    if report["hold_out"] != "function":
+        return None
+    return {app: split["name"] for split in report["splits"] for app in split["test_apps"]}
+
+
+def summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
+              groups: dict[str, str] | None = None) -> dict[str, dict]:
+    """The report's ``summary`` and paired differences (:data:`DIFFERENCE_KEYS`), computed from the per-app values
+    (CIs over whole ``groups`` if given)."""
+    return {"summary": summarise(per_app, groups=groups),
+            **{key: paired_differences(per_app, reference, groups=groups)
+               for key, reference in DIFFERENCE_KEYS.items()}}
 
 
 def _count_range(counts: list[int]) -> str:
@@ -210,7 +221,7 @@ def _rescore_report(folder: str) -> dict:
     report = json.loads(path.read_text())
     per_app = {int(k): {m: {a: np.asarray(v) for a, v in apps.items()} for m, apps in methods.items()}
                for k, methods in report["per_app"].items()}
-    return report | summaries(per_app)
+    return report | summaries(per_app, held_out_groups(report))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
     report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     table = markdown_table(report["summary"], title,
-                           {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()})
+                           {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
+                           ci_unit=f"the {len(report['splits'])} held-out functions" if held_out_groups(report) else "")
     out_dir = args.render or args.out
     if out_dir:
         out = Path(out_dir)

@@ -26,11 +26,14 @@ Protocol (the same for every method)
   with a miss charged ``P`` % instead is ``overspend + P / 100 x misses``: the three columns let a reader weigh a
   miss as they see fit.
 * Per app, values are averaged over draws, deadlines and seeds; the table gives the mean over test apps and a 95 %
-  percentile-bootstrap CI over apps (``scipy.stats.bootstrap``), the apps being the unit that must generalise.
+  percentile-bootstrap CI over apps (``scipy.stats.bootstrap``), the apps being the unit that must generalise. Where
+  apps are held out in groups (a function with all its inputs), the CI resamples the groups whole: the apps of one
+  group share their training set and much of their behaviour, so they are not independent evidence.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import textwrap
 import zlib
@@ -47,6 +50,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
+from flash_rl.stats import clustered_ratio_of_means_ci
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
            "nearest config", "K-shot MLP (reference)")
@@ -217,14 +221,21 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
             for k, methods in per_run.items()}
 
 
-def _mean_ci(v: np.ndarray, seed: int) -> dict[str, float]:
-    """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``."""
-    if len(v) > 1 and np.ptp(v) > 0:
+def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None) -> dict[str, float]:
+    """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``. With ``groups`` (one label
+    per value), the bootstrap resamples whole groups, e.g. the apps of one function held out together; the CI is NaN
+    with fewer than 2 units to resample."""
+    units = len(set(groups)) if groups is not None else len(v)
+    if units < 2:
+        low = high = math.nan
+    elif np.ptp(v) == 0:
+        low = high = float(v.mean())
+    elif groups is not None:
+        _, low, high = clustered_ratio_of_means_ci(v, np.ones_like(v), groups, seed=seed)
+    else:
         ci = bootstrap((v,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
                        random_state=np.random.default_rng(seed)).confidence_interval
         low, high = float(ci.low), float(ci.high)
-    else:
-        low = high = float(v.mean())
     return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
 
 
@@ -237,21 +248,26 @@ def metric_columns(values: np.ndarray) -> dict[str, np.ndarray]:
     return columns
 
 
-def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
-              seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
-    """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``."""
+def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]], seed: int = 0,
+              groups: dict[str, str] | None = None) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``; the
+    CI resamples apps, or with ``groups`` (app -> group held out together) whole groups."""
     out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
     for k, methods in per_app.items():
         out[k] = {}
         for method, apps in methods.items():
             values = np.stack(list(apps.values()))   # (apps, metrics)
-            out[k][method] = {metric: _mean_ci(column, seed) for metric, column in metric_columns(values).items()}
+            labels = [groups[a] for a in apps] if groups else None
+            out[k][method] = {metric: _mean_ci(column, seed, labels)
+                              for metric, column in metric_columns(values).items()}
     return out
 
 
 def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], reference: str = "FLASH",
-                       seed: int = 0) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
-    """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI.
+                       seed: int = 0, groups: dict[str, str] | None = None
+                       ) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI
+    (over apps, or with ``groups`` over whole groups, as in :func:`summarise`).
 
     The difference is paired per app (both methods saw the same shot draws), so it is far tighter than comparing the
     two methods' CIs; a CI entirely below 0 means ``reference`` is better.
@@ -260,10 +276,12 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
     for k, methods in per_app.items():
         apps = sorted(methods[reference])
         ref = np.stack([methods[reference][a] for a in apps])
+        labels = [groups[a] for a in apps] if groups else None
         out[k] = {}
         for method in (m for m in METHODS if m != reference):
             diff = ref - np.stack([methods[method][a] for a in apps])
-            out[k][method] = {metric: _mean_ci(column, seed) for metric, column in metric_columns(diff).items()}
+            out[k][method] = {metric: _mean_ci(column, seed, labels)
+                              for metric, column in metric_columns(diff).items()}
     return out
 
 
@@ -278,16 +296,20 @@ def _cell(s: dict[str, float]) -> str:
 
 
 def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
-                   differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None) -> str:
+                   differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None,
+                   ci_unit: str = "") -> str:
     """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K), and below it, per
     reference method in ``differences``, the paired differences reference - method (:func:`paired_differences`).
+    ``ci_unit`` names what the CIs resample when it is not the held-out applications (e.g. "the 3 held-out
+    functions"); the notes then say that a CI clear of 0 over so few units shows agreement, not significance.
 
     Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
     """
     ks, metrics = sorted(summary), _metrics_in(summary)
     header = "| method | " + " | ".join(f"{metric} K={k}" for metric in metrics for k in ks) + " |"
     rule = "|---|" + "---|" * (len(metrics) * len(ks))
-    lines = [f"### {title}", "", "Mean over held-out applications [95% bootstrap CI]; lower is better."
+    ci = f"95% bootstrap CI resampling {ci_unit} whole" if ci_unit else "95% bootstrap CI"
+    lines = [f"### {title}", "", f"Mean over held-out applications [{ci}]; lower is better."
              + (" Overspend = regret - deadline misses: what the picks cost over the best, a missed pick counting 0 "
                 "(a miss counts 100 % in regret)." if OVERSPEND in metrics else ""), "", header, rule]
     shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
@@ -297,8 +319,10 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
         bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in metrics for k in ks]
         lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
     for reference, diffs in (differences or {}).items():
-        note = (f"{reference} minus each method, paired per held-out application [95% bootstrap CI]; negative: "
-                f"{reference} is better, a CI below 0: significantly so.")
+        verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant" if ci_unit
+                   else "a CI below 0: significantly so")
+        note = (f"{reference} minus each method, paired per held-out application [{ci}]; negative: "
+                f"{reference} is better, {verdict}.")
         lines += ["", note, "", header.replace("| method |", f"| {reference} - |"), rule]
         for method in diffs[ks[0]]:
             lines.append(f"| {method} | " + " | ".join(_cell(diffs[k][method][metric])
