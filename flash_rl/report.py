@@ -53,19 +53,28 @@ def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int
     speedups = speedup_summary(rows)
     sensitivity = {}
     for fraction in [a.threshold, *a.extra_thresholds]:
-        per = {}
-        for m in methods:
-            mine = sorted((r for r in records if r["method"] == m), key=lambda r: (r["task"], r["seed"]))
-            res = [episodes_to_adapt(r["curve"], refs[(r["task"], r["eval_seed"])].threshold(fraction), a.budget)
-                   for r in mine]
-            per[m] = {"mean": float(np.mean([e for e, _ in res])), "censored": int(sum(c for _, c in res)),
-                      "values": [e for e, _ in res]}
-        entry = {"methods": {m: {k: v for k, v in d.items() if k != "values"} for m, d in per.items()}}
-        if "flash" in per and "transfer" in per:
-            r = ratio_ci(per["transfer"]["values"], per["flash"]["values"], mean)
-            entry["speedup_transfer_vs_flash"] = {"ratio_of_means": r[0], "ci": r[1:]}
-        sensitivity[f"{fraction:g}"] = entry
+        runs = {m: {(r["task"], r["seed"]): episodes_to_adapt(r["curve"], refs[(r["task"], r["eval_seed"])]
+                                                                .threshold(fraction), a.budget)
+                    for r in records if r["method"] == m} for m in methods}
+        sensitivity[f"{fraction:g}"] = sensitivity_entry(runs)
     return {"methods": per_method, "speedup": speedups, "threshold_sensitivity": sensitivity}, rows
+
+
+def sensitivity_entry(runs: dict[str, dict[tuple[str, Any], tuple[int, bool]]]) -> dict[str, Any]:
+    """One threshold's row of the sensitivity table from every method's ``(task, seed) -> (episodes, censored)``:
+    mean episodes-to-adapt and censored runs per method, and transfer learning's mean over FLASH's with paired
+    bootstrap CIs over runs (``ci``) and over whole tasks (``ci_tasks``)."""
+    entry: dict[str, Any] = {"methods": {m: {"mean": float(np.mean([e for e, _ in by_run.values()])),
+                                             "censored": int(sum(c for _, c in by_run.values()))}
+                                         for m, by_run in runs.items()}}
+    if "flash" in runs and "transfer" in runs:
+        keys = sorted(runs["flash"])
+        flash, transfer = ([runs[m][k][0] for k in keys] for m in ("flash", "transfer"))
+        r = ratio_ci(transfer, flash, mean)
+        entry["speedup_transfer_vs_flash"] = {
+            "ratio_of_means": r[0], "ci": r[1:],
+            "ci_tasks": clustered_ratio_of_means_ci(transfer, flash, [task for task, _ in keys])[1:]}
+    return entry
 
 
 def speedup_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -207,13 +216,15 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
         lines += ["", "## Threshold sensitivity", "",
                   "Mean episodes-to-adapt (censored runs) when the threshold is a larger fraction of the way from "
                   "random to expert, from the same curves.", "",
-                  "| threshold | " + " | ".join(m[k]["label"] for k in methods) + " | transfer / FLASH [95% CI] |",
-                  "|---|" + "---|" * len(methods) + "---|"]
+                  "| threshold | " + " | ".join(m[k]["label"] for k in methods)
+                  + " | transfer / FLASH [95% CI resampling runs] | 95% CI resampling tasks |",
+                  "|---|" + "---|" * len(methods) + "---|---|"]
         for fraction, entry in sens.items():
             cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
             sp = entry.get("speedup_transfer_vs_flash")
             sp_text = f"{sp['ratio_of_means']:.2f} [{sp['ci'][0]:.2f}, {sp['ci'][1]:.2f}]" if sp else "-"
-            lines.append(f"| {float(fraction):.0%} | " + " | ".join(cells) + f" | {sp_text} |")
+            tasks_text = f"[{sp['ci_tasks'][0]:.2f}, {sp['ci_tasks'][1]:.2f}]" if sp and "ci_tasks" in sp else "-"
+            lines.append(f"| {float(fraction):.0%} | " + " | ".join(cells) + f" | {sp_text} | {tasks_text} |")
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
@@ -280,11 +291,14 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
 
 
 def render(out_dir: Path) -> None:
-    """Rewrite the plots, the speedup section of ``summary.json`` and ``results.md`` of a finished reproduction
-    folder from its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv`` and ``summary.json`` (after a change
-    of the plots or of the speedup statistics; nothing is trained or run, and the other numbers are kept)."""
+    """Rewrite the plots, the speedup and threshold-sensitivity sections of ``summary.json`` and ``results.md`` of a
+    finished reproduction folder from its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
+    ``references.csv`` and ``summary.json`` (after a change of the plots or of the speedup statistics; nothing is
+    trained or run, and the other numbers are kept). The sensitivity's episodes-to-adapt are recomputed from the
+    CSVs' 4-decimal returns and must match the saved ones, or this raises."""
     out_dir = Path(out_dir)
-    needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json")]
+    needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
+                                    "references.csv")]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
@@ -300,6 +314,25 @@ def render(out_dir: Path) -> None:
         rows = list(csv.DictReader(f))
     summary = json.loads(needed[3].read_text())
     summary["speedup"] = speedup_summary(rows)
+    with open(needed[4], newline="") as f:
+        refs = {(r["task"], r["eval_seed"]): (float(r["random"]), float(r["expert"])) for r in csv.DictReader(f)}
+    returns: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}
+    with open(needed[1], newline="") as f:
+        for r in csv.DictReader(f):
+            returns.setdefault(r["method"], {}).setdefault((r["task"], r["seed"], r["eval_seed"]), []).append(
+                (int(r["episodes"]), float(r["return"])))
+    for fraction, entry in summary.get("threshold_sensitivity", {}).items():
+        def threshold(task: str, eval_seed: str) -> float:
+            random, expert = refs[(task, eval_seed)]
+            return random + float(fraction) * (expert - random)
+        redone = sensitivity_entry({m: {(task, seed): episodes_to_adapt(curve, threshold(task, eval_seed),
+                                                                        cfg.adaptation.budget)
+                                        for (task, seed, eval_seed), curve in by_run.items()}
+                                    for m, by_run in returns.items()})
+        if redone["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
+            raise ValueError(f"{out_dir}: the {fraction} threshold's episodes-to-adapt from curves.csv differ from "
+                             f"summary.json's ({redone['methods']} vs {entry['methods']})")
+        summary["threshold_sensitivity"][fraction] = redone
     plot(out_dir, cfg, curves, rows, summary)
     needed[3].write_text(json.dumps(summary, indent=1))
     (out_dir / "results.md").write_text(markdown(cfg, summary))

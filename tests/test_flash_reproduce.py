@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
-from flash_rl.cases import CONFIG_DIR
 from flash_rl.config import ConfigError, load_config, save_config
 from flash_rl.pipeline import reproduce
+from flash_rl.report import render
 
 TINY = ["env.kwargs={episode_steps: 8}", "flash.timesteps=160", "transfer.timesteps=160", "flash.n_envs=2",
         "transfer.n_envs=2", "flash.context_len=6", "flash.embedding_dim=4", "flash.encoder_hidden=8",
@@ -100,6 +101,15 @@ def test_reproduce_tiny(tmp_path):
     assert main(["reproduce", "--render", str(out)]) == 0
     assert (out / "adaptation_curves.png").stat().st_size > 0 and (out / "episodes_to_adapt.png").stat().st_size > 0
     assert {n: (out / n).read_bytes() for n in written} == written
+    sensitivity = json.loads(written["summary.json"])["threshold_sensitivity"]
+    assert set(sensitivity) == {"0.9", "0.95", "0.98"}
+    assert all(len(e["speedup_transfer_vs_flash"]["ci_tasks"]) == 2 for e in sensitivity.values())
+    tampered = json.loads(written["summary.json"])   # render recomputes the sensitivity and checks it against these
+    tampered["threshold_sensitivity"]["0.95"]["methods"]["flash"]["mean"] += 1.0
+    (out / "summary.json").write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match="0.95 threshold's episodes-to-adapt from curves.csv differ"):
+        render(out)
+    (out / "summary.json").write_bytes(written["summary.json"])
     assert main(["reproduce", "--render", str(tmp_path)]) == 2  # not a reproduction folder: a one-line error
     # resume: every model and curve is reused
     lines = (run / "curves.jsonl").read_text().splitlines()
