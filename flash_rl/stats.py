@@ -6,6 +6,7 @@ all share one value), where BCa degenerates.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -32,10 +33,13 @@ STATISTICS: dict[str, Callable[..., np.ndarray]] = {"median": median, "iqm": iqm
 
 def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float, float]:
-    """(point estimate, CI low, CI high) of ``statistic`` over ``values``."""
+    """(point estimate, CI low, CI high) of ``statistic`` over ``values``; the CI is NaN for a single value (nothing
+    to resample) and the point itself when all values are equal."""
     x = np.asarray(values, dtype=float)
     point = float(statistic(x))
-    if len(x) < 2 or np.all(x == x[0]):
+    if len(x) < 2:
+        return point, math.nan, math.nan
+    if np.all(x == x[0]):
         return point, point, point
     res = stats.bootstrap((x,), statistic, n_resamples=n_resamples, confidence_level=CONFIDENCE,
                           method="percentile", vectorized=True, rng=np.random.default_rng(seed))
@@ -44,7 +48,8 @@ def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], 
 
 def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], statistic: Callable[..., np.ndarray] = mean,
              n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """``statistic(numerator) / statistic(denominator)`` with a paired bootstrap CI (pairs: the same task and seed)."""
+    """``statistic(numerator) / statistic(denominator)`` with a paired bootstrap CI (pairs: the same task and seed);
+    NaN for a single pair, the point itself when every pair is the same."""
     a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
@@ -53,7 +58,9 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], statistic
         return statistic(x, axis=axis) / statistic(y, axis=axis)
 
     point = float(ratio(a, b))
-    if len(a) < 2 or (np.all(a == a[0]) and np.all(b == b[0])):
+    if len(a) < 2:
+        return point, math.nan, math.nan
+    if np.all(a == a[0]) and np.all(b == b[0]):
         return point, point, point
     res = stats.bootstrap((a, b), ratio, paired=True, n_resamples=n_resamples, confidence_level=CONFIDENCE,
                           method="percentile", vectorized=True, rng=np.random.default_rng(seed))
@@ -66,7 +73,8 @@ def clustered_ratio_of_means_ci(numerator: Sequence[float], denominator: Sequenc
 
     Use it when runs come in correlated groups, e.g. several adaptation seeds on one task: resampling runs treats the
     seeds as independent evidence, while a user meets new tasks, not new seeds. Paired runs share a cluster, so the
-    ratio of means is the ratio of the clusters' sums, and the bootstrap resamples the clusters' paired sums.
+    ratio of means is the ratio of the clusters' sums, and the bootstrap resamples the clusters' paired sums (NaN CI
+    for a single cluster).
     """
     a, b, labels = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float), np.asarray(clusters)
     if not a.shape == b.shape == labels.shape:

@@ -40,6 +40,10 @@ def test_bootstrap_statistics():
     point, lo, hi = bootstrap_ci(x, median)
     assert point == 3 and lo <= point <= hi
     assert bootstrap_ci(np.full(6, 31.0), iqm) == (31.0, 31.0, 31.0)   # all censored: a degenerate CI, no crash
+    point, lo, hi = bootstrap_ci([7.0], mean)                             # one run: nothing to resample, no CI
+    assert point == 7.0 and np.isnan(lo) and np.isnan(hi)
+    assert np.isnan(ratio_ci([2.0], [1.0], mean)[1])
+    assert np.isnan(clustered_ratio_of_means_ci([1, 2], [2, 2], ["x", "x"])[2])   # one task: no CI over tasks
     r, lo, hi = ratio_ci(np.full(10, 20.0) + np.arange(10), np.full(10, 2.0) + np.arange(10) % 2, mean)
     assert r == pytest.approx(24.5 / 2.5) and lo <= r <= hi and lo > 1
     with pytest.raises(ValueError):
