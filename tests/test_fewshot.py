@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from dataclasses import replace
@@ -12,7 +13,7 @@ import torch
 
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
-from flash_rl.fewshot.cli import held_out_groups, report_title
+from flash_rl.fewshot.cli import _splits, held_out_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, Split, app_folds,
@@ -125,6 +126,22 @@ def test_group_folds_hold_each_group_out_whole(sim, capsys):
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "simulated", "--hold-out", "function"])
     assert "error: --hold-out function applies to --dataset chunkfunc" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["config-eval", "--dataset", "chunkfunc", "--hold-out", "algorithm"])
+    assert "error: --hold-out algorithm applies to --dataset ibm without --test" in capsys.readouterr().err
+
+
+def test_ibm_algorithms_are_held_out_with_all_their_datasets(shared_data):
+    args = argparse.Namespace(dataset="ibm", train=None, test=None, platform=None, functions=None,
+                              train_functions=None, folds=None, hold_out="algorithm")
+    folds = _splits(args)
+    assert len(folds) == 8                                            # 8 algorithms x 3 datasets
+    for fold in folds:
+        algorithm = {a.split("-", 1)[1] for a in fold.test.apps}
+        assert len(algorithm) == 1 and len(fold.test.apps) == 3
+        assert not algorithm & {a.split("-", 1)[1] for a in fold.train.apps}
+    report = {"hold_out": "algorithm", "splits": [{"name": f.name, "test_apps": list(f.test.apps)} for f in folds]}
+    assert len(set(held_out_groups(report).values())) == 8
 
 
 def test_perfect_predictions_score_zero(sim):
@@ -347,7 +364,7 @@ def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
     (["--train", "x.csv"], "--train/--test take CSV files of the ibm or chunkfunc schema"),
     (["--platform", "gcp_cloud_functions"], "--platform applies to --dataset chunkfunc only"),
     (["--dataset", "ibm", "--functions", "30"], "--functions applies to --dataset simulated only"),
-    (["--folds", "7"], "--folds applies to --dataset ibm or chunkfunc without --test or --hold-out function only"),
+    (["--folds", "7"], "--folds applies to --dataset ibm or chunkfunc without --test or --hold-out only"),
 ])
 def test_cli_rejects_bad_arguments_with_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -396,10 +413,12 @@ def test_apps_held_out_in_groups_are_resampled_as_groups():
     one_group = {a: "f0" for a in apps}                                  # nothing to resample: no CI
     assert np.isnan(summarise(per_app, groups=one_group)[2]["FLASH"]["runtime MAPE (%)"]["low"])
     summary = summarise(per_app, groups=groups)
-    table = markdown_table(summary, "t", {"FLASH": paired_differences(per_app, groups=groups)},
-                           ci_unit="the 2 held-out functions")
+    differences = {"FLASH": paired_differences(per_app, groups=groups)}
+    table = markdown_table(summary, "t", differences, ci_unit="the 2 held-out functions", n_units=2)
     assert "resampling the 2 held-out functions whole" in table and "so few cannot make significant" in table
     assert "significantly so" not in table
+    eight = markdown_table(summary, "t", differences, ci_unit="the 8 held-out algorithms", n_units=8)
+    assert "resampling the 8 held-out algorithms whole" in eight and "significantly so" in eight   # 8/8: p < 0.01
 
 
 def test_functions_held_out_whole_are_the_resampling_groups():

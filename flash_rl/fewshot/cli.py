@@ -6,6 +6,7 @@ Examples::
     flash config-eval --dataset ibm                  # leave-workloads-out CV on the shared IBM multi-cloud CSV
     flash config-eval --dataset chunkfunc --out results/config/chunkfunc
     flash config-eval --dataset chunkfunc --hold-out function     # each function held out with all its inputs
+    flash config-eval --dataset ibm --hold-out algorithm          # each algorithm held out with all its datasets
     flash config-eval --dataset simulated --out results/config/simulated
     flash config-eval --render results/config/ibm    # re-summarise summary.json's per-app values, no training
 """
@@ -39,6 +40,11 @@ COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 DEFAULT_PLATFORM, DEFAULT_FUNCTIONS, DEFAULT_FOLDS = "aws_lambda", 300, 4
+#: ``--hold-out`` groups: the dataset each applies to, an app's group, and how a report's title says it.
+HOLD_OUT_GROUPS = {
+    "function": ("chunkfunc", lambda app: app.split("/")[1], "each function held out with all its inputs"),
+    "algorithm": ("ibm", lambda app: app.split("-", 1)[1], "each algorithm held out with all its datasets"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
     parser.add_argument("--folds", type=int_at_least(2),
                         help=f"ibm or chunkfunc without --test: cross-validation folds (default: {DEFAULT_FOLDS})")
-    parser.add_argument("--hold-out", choices=("workload", "function"), default="workload",
-                        help="chunkfunc only: 'function' holds out each function with all its inputs (one fold per "
-                             "function) instead of --folds random groups of (function, input) workloads")
+    parser.add_argument("--hold-out", choices=("workload", *HOLD_OUT_GROUPS), default="workload",
+                        help="'function' (chunkfunc) holds out each function with all its inputs, 'algorithm' (ibm) "
+                             "each algorithm with all its datasets, one fold per group, instead of --folds random "
+                             "groups of workloads (default: workload)")
     parser.add_argument("--draws", type=int_at_least(1), default=5,
                         help="shot subsets per held-out app and seed (default: 5)")
     parser.add_argument("--steps", type=int_at_least(1), default=TrainConfig.steps,
@@ -99,12 +106,14 @@ def _reject_inapplicable_options(args: argparse.Namespace) -> None:
                "--functions": (args.functions, simulated, "--dataset simulated"),
                "--train-functions": (args.train_functions, simulated, "--dataset simulated"),
                "--folds": (args.folds, cross_validated and not simulated,
-                           "--dataset ibm or chunkfunc without --test or --hold-out function")}
+                           "--dataset ibm or chunkfunc without --test or --hold-out")}
     for option, (value, applicable, where) in applies.items():
         if value is not None and not applicable:
             raise UsageError(f"{option} applies to {where} only")
-    if args.hold_out == "function" and (args.dataset != "chunkfunc" or args.test):
-        raise UsageError("--hold-out function applies to --dataset chunkfunc without --test")
+    if args.hold_out in HOLD_OUT_GROUPS:
+        dataset = HOLD_OUT_GROUPS[args.hold_out][0]
+        if args.dataset != dataset or args.test:
+            raise UsageError(f"--hold-out {args.hold_out} applies to --dataset {dataset} without --test")
 
 
 def _splits(args: argparse.Namespace) -> list[Split]:
@@ -122,8 +131,8 @@ def _splits(args: argparse.Namespace) -> list[Split]:
                       data.select_apps(data.apps[n_held_in:]))]
     platform = args.platform or DEFAULT_PLATFORM
     train = _load(args.dataset, args.train, platform)
-    if args.hold_out == "function":
-        return group_folds(train, lambda app: app.split("/")[1])   # chunkfunc apps are platform/function/input
+    if args.hold_out in HOLD_OUT_GROUPS:   # chunkfunc apps are platform/function/input, IBM's dataset-algorithm
+        return group_folds(train, HOLD_OUT_GROUPS[args.hold_out][1])
     if args.test:
         test = _load(args.dataset, args.test, platform)
         try:
@@ -179,9 +188,9 @@ def run_command(args: argparse.Namespace) -> dict:
 
 
 def held_out_groups(report: dict) -> dict[str, str] | None:
-    """App -> the split it was held out in, where apps are held out in groups (``--hold-out function``), so that the
-    CIs resample the groups whole; ``None`` where each app is its own unit."""
-    if report["hold_out"] != "function":
+    """App -> the split it was held out in, where apps are held out in groups (``--hold-out function`` or
+    ``algorithm``), so that the CIs resample the groups whole; ``None`` where each app is its own unit."""
+    if report["hold_out"] not in HOLD_OUT_GROUPS:
         return None
     return {app: split["name"] for split in report["splits"] for app in split["test_apps"]}
 
@@ -204,7 +213,7 @@ def report_title(report: dict) -> str:
     splits = report["splits"]
     n_train = _count_range([len(s["train_apps"]) for s in splits])
     n_test = _count_range([len(s["test_apps"]) for s in splits])
-    whole = ", each function held out with all its inputs" if report["hold_out"] == "function" else ""
+    whole = f", {HOLD_OUT_GROUPS[report['hold_out']][2]}" if report["hold_out"] in HOLD_OUT_GROUPS else ""
     val_fraction = report["train_config"]["val_fraction"]
     early_stop = f" ({val_fraction:.0%} of them kept for early stopping)" if val_fraction > 0 else ""
     return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
@@ -231,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     title = report_title(report)
     table = markdown_table(report["summary"], title,
                            {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
-                           ci_unit=f"the {len(report['splits'])} held-out functions" if held_out_groups(report) else "")
+                           ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"
+                                    if held_out_groups(report) else ""), n_units=len(report["splits"]))
     out_dir = args.render or args.out
     if out_dir:
         out = Path(out_dir)

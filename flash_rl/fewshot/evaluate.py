@@ -295,13 +295,18 @@ def _cell(s: dict[str, float]) -> str:
     return f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
 
 
+#: With this many resampled units or fewer, all on one side still leaves a two-sided sign test above p = 0.05.
+MAX_UNITS_WITHOUT_SIGNIFICANCE = 5
+
+
 def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
                    differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None,
-                   ci_unit: str = "") -> str:
+                   ci_unit: str = "", n_units: int = 0) -> str:
     """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K), and below it, per
     reference method in ``differences``, the paired differences reference - method (:func:`paired_differences`).
     ``ci_unit`` names what the CIs resample when it is not the held-out applications (e.g. "the 3 held-out
-    functions"); the notes then say that a CI clear of 0 over so few units shows agreement, not significance.
+    functions"), and ``n_units`` how many there are: with 5 or fewer (where even a sign test with every unit on one
+    side stays above p = 0.05), the notes say that a CI clear of 0 shows their agreement, not significance.
 
     Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
     """
@@ -319,8 +324,8 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
         bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in metrics for k in ks]
         lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
     for reference, diffs in (differences or {}).items():
-        verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant" if ci_unit
-                   else "a CI below 0: significantly so")
+        verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant"
+                   if ci_unit and n_units <= MAX_UNITS_WITHOUT_SIGNIFICANCE else "a CI below 0: significantly so")
         note = (f"{reference} minus each method, paired per held-out application [{ci}]; negative: "
                 f"{reference} is better, {verdict}.")
         lines += ["", note, "", header.replace("| method |", f"| {reference} - |"), rule]
