@@ -303,11 +303,14 @@ def render(out_dir: Path) -> None:
     if missing:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
     cfg = load_config(needed[0])
-    runs: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}
+    runs: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}      # normalised, for the plots
+    returns: dict[str, dict[tuple[str, str, str], list[tuple[int, float]]]] = {}   # raw, for the sensitivity
     with open(needed[1], newline="") as f:
         for r in csv.DictReader(f):
             runs.setdefault(r["method"], {}).setdefault((r["task"], r["seed"]), []).append(
                 (int(r["episodes"]), float(r["normalised_return"])))
+            returns.setdefault(r["method"], {}).setdefault((r["task"], r["seed"], r["eval_seed"]), []).append(
+                (int(r["episodes"]), float(r["return"])))
     curves = {m: ([e for e, _ in next(iter(by_run.values()))], np.array([[v for _, v in c] for c in by_run.values()]))
               for m, by_run in runs.items()}
     with open(needed[2], newline="") as f:
@@ -316,11 +319,6 @@ def render(out_dir: Path) -> None:
     summary["speedup"] = speedup_summary(rows)
     with open(needed[4], newline="") as f:
         refs = {(r["task"], r["eval_seed"]): (float(r["random"]), float(r["expert"])) for r in csv.DictReader(f)}
-    returns: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}
-    with open(needed[1], newline="") as f:
-        for r in csv.DictReader(f):
-            returns.setdefault(r["method"], {}).setdefault((r["task"], r["seed"], r["eval_seed"]), []).append(
-                (int(r["episodes"]), float(r["return"])))
     for fraction, entry in summary.get("threshold_sensitivity", {}).items():
         def threshold(task: str, eval_seed: str) -> float:
             random, expert = refs[(task, eval_seed)]
