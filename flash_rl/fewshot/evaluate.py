@@ -33,7 +33,6 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import textwrap
 import zlib
@@ -43,14 +42,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
-from flash_rl.stats import clustered_ratio_of_means_ci
+from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
            "nearest config", "K-shot MLP (reference)")
@@ -224,18 +222,11 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
 def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None) -> dict[str, float]:
     """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``. With ``groups`` (one label
     per value), the bootstrap resamples whole groups, e.g. the apps of one function held out together; the CI is NaN
-    with fewer than 2 units to resample."""
-    units = len(set(groups)) if groups is not None else len(v)
-    if units < 2:
-        low = high = math.nan
-    elif np.ptp(v) == 0:
-        low = high = float(v.mean())
-    elif groups is not None:
-        _, low, high = clustered_ratio_of_means_ci(v, np.ones_like(v), groups, seed=seed)
+    with fewer than 2 units to resample (:mod:`flash_rl.stats`)."""
+    if groups is None:
+        _, low, high = bootstrap_ci(v, np.mean, seed=seed)
     else:
-        ci = bootstrap((v,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                       random_state=np.random.default_rng(seed)).confidence_interval
-        low, high = float(ci.low), float(ci.high)
+        _, low, high = clustered_ratio_of_means_ci(v, np.ones_like(v), groups, seed=seed)
     return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
 
 
