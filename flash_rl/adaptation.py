@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from flash_envs.baselines.runner import run_episode
+from flash_rl.progress import tqdm_bar
 
 
 def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budget: int) -> tuple[int, bool]:
@@ -167,13 +168,10 @@ def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: R
     arguments bound); with an ``executor`` the tasks are shared out among its workers, and ``references_of`` must then
     be picklable.
     """
-    from tqdm.auto import tqdm
-
     found = {(task.name, int(seed)): cache.get(task, seed) for task in tasks for seed in eval_seeds}
     todo = [(task, [int(s) for s in eval_seeds if found[(task.name, int(s))] is None]) for task in tasks]
     todo = [(task, seeds) for task, seeds in todo if seeds]
-    bar = tqdm(total=len(found), initial=sum(ref is not None for ref in found.values()), desc="references",
-               disable=not progress_bar, mininterval=2.0)
+    bar = tqdm_bar(len(found), "references", progress_bar, initial=sum(ref is not None for ref in found.values()))
 
     def store(task: Any, refs: list[References]) -> None:
         for ref in refs:

@@ -46,6 +46,7 @@ import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
+from flash_rl.progress import tqdm_bar
 
 ALGORITHMS = ("PPO", "A2C", "DQN")
 
@@ -143,14 +144,10 @@ class ProgressBar(BaseCallback):
         self.total, self.desc, self.bar = total, desc, None
 
     def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total, initial=min(self.total, self.model.num_timesteps), desc=self.desc,
-                        unit="step", dynamic_ncols=True, mininterval=2.0)
+        self.bar = tqdm_bar(self.total, self.desc, initial=min(self.total, self.model.num_timesteps), unit="step")
 
     def _on_step(self) -> bool:
-        self.bar.n = min(self.total, self.model.num_timesteps)
-        self.bar.refresh() if self.n_calls % 512 == 0 else None
+        self.bar.update(min(self.total, self.model.num_timesteps) - self.bar.n)   # tqdm decides when to redraw
         return True
 
     def _on_training_end(self) -> None:

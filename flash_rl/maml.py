@@ -26,6 +26,7 @@ from torch import nn
 
 import flash_envs  # noqa: F401
 from flash_rl.flash import check_resumable, one_torch_thread
+from flash_rl.progress import tqdm_bar
 
 
 def meta_gradient(model: nn.Module, inner_loss: Callable[[nn.Module], torch.Tensor],
@@ -199,10 +200,7 @@ class MAML:
             state = torch.load(Path(checkpoint_dir) / "maml.pt", weights_only=False)
             check_resumable(settings_of(state), self.config(), checkpoint_dir)
             self._restore(state)
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=iterations, initial=self.iteration, desc="MAML meta-train", unit="it",
-                   disable=not progress_bar, mininterval=2.0)
+        bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:
             batch = [tasks[i] for i in self.rng.choice(len(tasks), self.hparams["meta_batch"],
                                                        replace=self.hparams["meta_batch"] > len(tasks))]

@@ -38,6 +38,7 @@ from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
+from flash_rl.progress import tqdm_bar
 
 METHOD_LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
                  "flash_zero_embedding": "FLASH, embedding zeroed"}
@@ -293,8 +294,6 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     """Run every phase of the module docstring and write the report; ``jobs`` worker processes (1: all in this one).
     Returns the summary written to ``out_dir/summary.json``."""
     from torch.utils.tensorboard import SummaryWriter
-    from tqdm.auto import tqdm
-
     from flash_rl import report
 
     torch.set_num_threads(1)
@@ -356,8 +355,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
     todo = [(m, t, s) for m, t, s in runs if (m, t.name, s) not in done]
     with timer.phase("adapt"), open(curves_path, "a") as sink:
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="adaptation runs",
-                   disable=not cfg.run.progress_bar, mininterval=2.0)
+        bar = tqdm_bar(len(runs), "adaptation runs", cfg.run.progress_bar, initial=len(runs) - len(todo))
 
         def finished(method: str, task: Any, seed: int, curve: list, seconds: float) -> None:
             eval_seed = a.eval_seed + seed

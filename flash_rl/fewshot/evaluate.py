@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from flash_rl.progress import tqdm_bar
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
@@ -196,7 +196,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     does not depend on ``jobs``.
     """
     runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
-    bar = tqdm(total=len(runs), desc="config-eval runs", disable=not progress)
+    bar = tqdm_bar(len(runs), "config-eval runs", progress)
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws)

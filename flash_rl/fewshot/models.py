@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from flash_rl.progress import tqdm_bar
 
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 
@@ -145,8 +145,8 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
                          cfg.hidden, cfg.embed_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_loss, best_state = np.inf, None
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"train {inputs} K={sampler.k}", disable=not progress,
-                     leave=False):
+    for step in tqdm_bar(cfg.steps, f"train {inputs} K={sampler.k}", progress, iterable=range(1, cfg.steps + 1),
+                         leave=False):
         ep = sampler.sample(cfg.batch, cfg.n_targets, rng)
         loss = nn.functional.mse_loss(model(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x), ep.target_y)
         opt.zero_grad()

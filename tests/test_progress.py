@@ -1,0 +1,36 @@
+"""Progress bars redraw in place on a terminal and write few lines into a log file."""
+
+from __future__ import annotations
+
+import io
+
+import gymnasium as gym
+
+import flash_envs  # noqa: F401
+from flash_rl import progress
+from flash_rl.flash import Flash
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bars_redraw_often_on_a_terminal_and_seldom_in_a_log(monkeypatch):
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert progress.tqdm_bar(10, "t").mininterval == progress.TERMINAL_INTERVAL_S
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    bar = progress.tqdm_bar(10, "log")
+    assert bar.mininterval == progress.LOG_INTERVAL_S > progress.TERMINAL_INTERVAL_S
+    assert progress.tqdm_bar(10, "off", enabled=False).disable
+
+
+def test_meta_training_bar_leaves_two_lines_in_a_log(capsys):
+    """Its first and last state: the bar does not force a redraw every few hundred steps (it wrote one per 512)."""
+    tasks = gym.make("flash/Autoscaling-v0").unwrapped.family.train[:2]
+    flash = Flash("PPO", "flash/Autoscaling-v0", {"episode_steps": 8}, context_len=4, embedding_dim=4,
+                  encoder_hidden=8, net_arch=[8], agent_kwargs={"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+                  n_envs=1)
+    flash.meta_train(tasks, 2048, progress_bar=True)
+    states = [s for s in capsys.readouterr().err.replace("\r", "\n").splitlines() if "meta-train" in s]
+    assert len(states) == 2 and "2048/2048" in states[-1], states
