@@ -222,10 +222,10 @@ def test_loader_errors_name_file_line_column_value(tmp_path):
     good = "0,A,1,1,,,,,,3,w,0.01,10.0,ok\n"
     path = tmp_path / "ibm.csv"
     path.write_text(header + good + "1,A,1,1,,,,,,3,w,0.01,abc,ok\n")
-    with pytest.raises(ValueError, match=r"ibm.csv, line 3, column 'target_runtime': not a number: 'abc'"):
+    with pytest.raises(ValueError, match=r"ibm.csv:3: column 'target_runtime' holds 'abc', not a number"):
         load_ibm_multicloud(path)
     path.write_text(header + "1,A,7,1,,,,,,3,w,0.01,1,ok\n")
-    with pytest.raises(ValueError, match=r"line 2, column 'A_family': value '7'"):
+    with pytest.raises(ValueError, match=r"ibm.csv:2: column 'A_family': value '7'"):
         load_ibm_multicloud(path)
     path.write_text(header.replace(",status", "") + good)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['status'\]"):

@@ -7,6 +7,7 @@ The public datasets live in a folder named by the ``FLASH_DATA_DIR`` environment
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -63,3 +64,21 @@ def csv_rows(path: str | Path, required: Sequence[str],
             yield reader.line_num, row
     if not n_rows:
         raise error(f"{path}: no data rows after the header")
+
+
+def csv_number(path: str | Path, line: int, column: str, text: str | None, *, positive: bool, integer: bool = False,
+               error: type[DataFormatError] = DataFormatError) -> float:
+    """The field ``text`` of a CSV row as a finite number: ``> 0`` if ``positive``, else ``>= 0``; a whole number if
+    ``integer``. Anything else raises ``error`` naming the file, line, column and text."""
+    where = f"{path}:{line}: column {column!r} holds {text!r}"
+    try:
+        value = float(text or "")
+    except ValueError:
+        raise error(f"{where}, not a number") from None
+    if not math.isfinite(value):
+        raise error(f"{where}, not a finite number")
+    if value < 0 or (positive and value == 0):
+        raise error(f"{where}; it must be {'> 0' if positive else '>= 0'}")
+    if integer and not value.is_integer():
+        raise error(f"{where}, not a whole number")
+    return value

@@ -37,11 +37,11 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from flash_envs.data import DataFormatError, csv_rows
+from flash_envs.data import DataFormatError, csv_number, csv_rows
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
 
 log = logging.getLogger(__name__)
@@ -169,19 +169,6 @@ class _Table:
                                   np.stack([self.features[c] for c in configs]), runtime, cost, counts)
 
 
-def _number(path: Path, line: int, row: dict[str, str], column: str, positive: bool = True,
-            convert: Callable[[str], float] = float) -> float:
-    raw = row[column]
-    try:
-        value = convert(raw)
-    except (TypeError, ValueError):
-        raise DataFormatError(f"{path}, line {line}, column {column!r}: not a number: {raw!r}") from None
-    if not np.isfinite(value) or (value <= 0 if positive else value < 0):
-        need = "a positive" if positive else "a non-negative"
-        raise DataFormatError(f"{path}, line {line}, column {column!r}: needs {need} finite number, got {raw!r}")
-    return value
-
-
 def ibm_features(row: dict[str, str]) -> np.ndarray:
     """One-hot provider and label-encoded parameters (blank for other providers) plus ``nodes / 5``."""
     parts = [np.array([row[col] == v for v in values], dtype=float) for col, values in IBM_CATEGORIES.items()]
@@ -215,23 +202,23 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
         table.counts["rows read"] += 1
         provider = row["provider"]
         if provider not in IBM_CATEGORIES["provider"]:
-            raise DataFormatError(f"{path}, line {line}, column 'provider': unknown provider {provider!r}; "
+            raise DataFormatError(f"{path}:{line}: column 'provider': unknown provider {provider!r}; "
                                   f"expected one of {IBM_CATEGORIES['provider']}")
         for col in (c for c in IBM_CATEGORIES if c != "provider"):
             own = col in provider_columns[provider]
             if own and row[col] not in IBM_CATEGORIES[col]:
-                raise DataFormatError(f"{path}, line {line}, column {col!r}: value {row[col]!r} not in the design "
+                raise DataFormatError(f"{path}:{line}: column {col!r}: value {row[col]!r} not in the design "
                                       f"space {IBM_CATEGORIES[col]} of provider {provider}")
             if not own and row[col].strip():
-                raise DataFormatError(f"{path}, line {line}, column {col!r}: must be blank for provider {provider}, "
+                raise DataFormatError(f"{path}:{line}: column {col!r}: must be blank for provider {provider}, "
                                       f"got {row[col]!r}")
-        nodes = _number(path, line, row, "nodes", convert=int)
+        nodes = int(csv_number(path, line, "nodes", row["nodes"], positive=True, integer=True))
         if nodes not in IBM_NODES:
-            raise DataFormatError(f"{path}, line {line}, column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
+            raise DataFormatError(f"{path}:{line}: column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
         if not row["workload"].strip():
-            raise DataFormatError(f"{path}, line {line}, column 'workload': empty workload id")
-        runtime = _number(path, line, row, "target_runtime")
-        cost = _number(path, line, row, "target_cost")
+            raise DataFormatError(f"{path}:{line}: column 'workload': empty workload id")
+        runtime = csv_number(path, line, "target_runtime", row["target_runtime"], positive=True)
+        cost = csv_number(path, line, "target_cost", row["target_cost"], positive=True)
         if row["status"] != "ok":
             table.counts["dropped: failed run (status != ok)"] += 1
             continue
@@ -259,13 +246,14 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         table.counts["rows read"] += 1
         platform = row["platform"]
         if platform not in CHUNKFUNC_PLATFORMS:
-            raise DataFormatError(f"{path}, line {line}, column 'platform': unknown platform {platform!r}; "
+            raise DataFormatError(f"{path}:{line}: column 'platform': unknown platform {platform!r}; "
                                   f"expected one of {CHUNKFUNC_PLATFORMS}")
-        memory = _number(path, line, row, "memory_mib")
-        milli_cpu = _number(path, line, row, "milli_cpu")
-        size = int(_number(path, line, row, "input_size_bytes", convert=int))
-        runtime = _number(path, line, row, "execution_time_ms") / 1000.0
-        cost = _number(path, line, row, "execution_cost_usd", positive=platform != "aws_lambda")
+        memory = csv_number(path, line, "memory_mib", row["memory_mib"], positive=True)
+        milli_cpu = csv_number(path, line, "milli_cpu", row["milli_cpu"], positive=True)
+        size = int(csv_number(path, line, "input_size_bytes", row["input_size_bytes"], positive=True, integer=True))
+        runtime = csv_number(path, line, "execution_time_ms", row["execution_time_ms"], positive=True) / 1000.0
+        cost = csv_number(path, line, "execution_cost_usd", row["execution_cost_usd"],
+                          positive=platform != "aws_lambda")
         if platforms is not None and platform not in platforms:
             table.counts[f"skipped: platform {platform}"] += 1
             continue

@@ -12,9 +12,10 @@ Bad input raises :class:`PowerDataError` naming the file, line, column and value
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from flash_envs.data import DataFormatError, csv_rows, dataset_path
+from flash_envs.data import DataFormatError, csv_number, csv_rows, dataset_path
 from flash_envs.sim.power import FrequencyScaling, ServerType
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
@@ -26,6 +27,9 @@ REFERENCE_SSJ_OPS_PER_CORE = 100_000.0
 
 class PowerDataError(DataFormatError):
     """A power-data file does not follow its schema; the message names file, line, column and value."""
+
+
+_number = partial(csv_number, error=PowerDataError)
 
 
 @dataclass(frozen=True)
@@ -66,21 +70,6 @@ class DVFSTable:
         return FrequencyScaling.fit(self.freq_fraction, self.idle_w, self.full_w)
 
 
-def _number(path: Path, line: int, column: str, text: str, *, positive: bool, integer: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a finite number")
-    if value < 0 or (positive and value == 0):
-        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}; it must be "
-                             f"{'> 0' if positive else '>= 0'}")
-    if integer and value != int(value):
-        raise PowerDataError(f"{path}:{line}: column {column!r} holds {text!r}, not a whole number")
-    return value
-
-
 def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
     """Every result of a SPECpower-schema CSV (see the module docstring for the columns)."""
     path = Path(path)
@@ -93,8 +82,8 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
         chips = optional("chips", integer=True)
         records.append(SpecPowerRecord(
             server_id=row["server_id"].strip() or str(line),
-            cores=int(_number(path, line, "cores", row["cores"] or "", positive=True, integer=True)),
-            watts=tuple(_number(path, line, c, row[c] or "", positive=True) for c in WATTS_COLUMNS),
+            cores=int(_number(path, line, "cores", row["cores"], positive=True, integer=True)),
+            watts=tuple(_number(path, line, c, row[c], positive=True) for c in WATTS_COLUMNS),
             vendor=(row.get("vendor") or "").strip(),
             system=(row.get("system") or "").strip(),
             date_submitted=(row.get("date_submitted") or "").strip(),
@@ -120,11 +109,11 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
     columns = ("host_model", "freq_pct_of_max", "power_idle_w", "power_full_w")
     by_host: dict[str, list[tuple[float, float, float]]] = {}
     for line, row in csv_rows(path, columns, PowerDataError):
-        pct = _number(path, line, "freq_pct_of_max", row["freq_pct_of_max"] or "", positive=True)
+        pct = _number(path, line, "freq_pct_of_max", row["freq_pct_of_max"], positive=True)
         if pct > 100:
             raise PowerDataError(f"{path}:{line}: column 'freq_pct_of_max' holds {pct}; it must be <= 100")
-        idle = _number(path, line, "power_idle_w", row["power_idle_w"] or "", positive=True)
-        full = _number(path, line, "power_full_w", row["power_full_w"] or "", positive=True)
+        idle = _number(path, line, "power_idle_w", row["power_idle_w"], positive=True)
+        full = _number(path, line, "power_full_w", row["power_full_w"], positive=True)
         if full < idle:
             raise PowerDataError(f"{path}:{line}: power_full_w {full:g} W is below power_idle_w {idle:g} W")
         by_host.setdefault(row["host_model"].strip(), []).append((pct / 100, idle, full))
@@ -141,8 +130,3 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
 def specpower_curves_path() -> Path:
     """The shared SPECpower_ssj2008 curves (``$FLASH_DATA_DIR/specpower_ssj2008/specpower_curves.csv``)."""
     return dataset_path(*SPECPOWER_CURVES)
-
-
-def dvfs_tables_path() -> Path:
-    """The shared CloudSim-DVFS power tables (``$FLASH_DATA_DIR/dvfs_cloudsim_grid5000/dvfs_power_tables.csv``)."""
-    return dataset_path(*DVFS_TABLES)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.data import DataFormatError, csv_rows
+from flash_envs.data import DataFormatError, csv_number, csv_rows
 from flash_envs.fields import check_fields, check_number
 
 
@@ -115,16 +115,6 @@ def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: floa
     return moment.timestamp()
 
 
-def _parse_value(text: str, path: Path, line: int, column: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, which is not a number") from None
-    if not np.isfinite(value) or value < 0:
-        raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}; a request rate or count must be >= 0")
-    return value
-
-
 def read_rate_trace(
     path: str | Path,
     time_column: str,
@@ -164,7 +154,8 @@ def read_rate_trace(
         times.append(_parse_time(row[time_column], path, line, time_column, time_unit_s))
         lines.append(line)
         if value_column is not None:
-            values.append(_parse_value(row[value_column], path, line, value_column))
+            values.append(csv_number(path, line, value_column, row[value_column], positive=False,
+                                     error=TraceFormatError))
     t = np.asarray(times)
     order = np.argsort(t, kind="stable")
     t = t[order] - t[order][0]
