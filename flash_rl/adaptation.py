@@ -31,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 from flash_envs.baselines.runner import run_episode
+from flash_rl.atomic_files import atomic_write_text
 from flash_rl.progress import tqdm_bar
 
 
@@ -128,9 +129,7 @@ class ReferenceCache:
     def put(self, task: Any, ref: References) -> None:
         self.entries[self.key(task, ref.eval_seed)] = asdict(ref)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=1))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self.entries, indent=1))
 
 
 def task_references(env: gym.Env, task: Any, eval_seeds: Sequence[int],

@@ -26,7 +26,6 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,6 +43,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
+from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_rl.progress import tqdm_bar
@@ -183,12 +183,6 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: str | Path) -> None:
@@ -360,12 +354,12 @@ class Flash:
         directory.mkdir(parents=True, exist_ok=True)
         steps = int(self.model.num_timesteps)
         files = {"agent": f"agent-{steps}.zip"}
-        self.model.save(directory / "agent.tmp.zip")
-        os.replace(directory / "agent.tmp.zip", directory / files["agent"])
+        with atomic_write(directory / files["agent"]) as tmp:
+            self.model.save(tmp)
         if isinstance(self.model, OffPolicyAlgorithm):
             files["replay_buffer"] = f"replay-{steps}.pkl"
-            self.model.save_replay_buffer(directory / "replay.tmp.pkl")
-            os.replace(directory / "replay.tmp.pkl", directory / files["replay_buffer"])
+            with atomic_write(directory / files["replay_buffer"]) as tmp:
+                self.model.save_replay_buffer(tmp)
         state = {"config": self.config(), "num_timesteps": steps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
@@ -482,10 +476,9 @@ class Flash:
         """Write ``path/agent.zip`` (the SB3 agent, embedding network included) and ``path/flash.json``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "agent.tmp.zip"
         self.policy  # noqa: B018  (raises if there is no model)
-        self.model.save(tmp)
-        os.replace(tmp, path / "agent.zip")
+        with atomic_write(path / "agent.zip") as tmp:
+            self.model.save(tmp)
         atomic_write_text(path / "flash.json", json.dumps(self.config(), indent=1))
 
     @classmethod

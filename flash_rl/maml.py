@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
+from flash_rl.atomic_files import atomic_write
 from flash_rl.flash import check_resumable, one_torch_thread
 from flash_rl.progress import tqdm_bar
 
@@ -266,9 +266,8 @@ class MAML:
     def checkpoint(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "maml.pt.tmp"
-        torch.save(self._state(), tmp)
-        os.replace(tmp, directory / "maml.pt")
+        with atomic_write(directory / "maml.pt") as tmp:
+            torch.save(self._state(), tmp)
 
     save = checkpoint
 

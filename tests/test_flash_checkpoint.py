@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import flash_envs  # noqa: F401
+from flash_rl.atomic_files import atomic_write
 from flash_rl.flash import Flash
 from flash_rl.maml import MAML
 
@@ -187,3 +188,17 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     resumed.meta_step = lambda batch: steps.append(1) or step(batch)
     assert resumed.meta_train(tasks, 2, checkpoint_dir=tmp_path / "m", resume=True).iteration == 2
     assert len(steps) == 1  # continued from the checkpoint's iteration 1
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "agent.zip"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            assert tmp.suffix == ".zip" and tmp != target   # SB3's save would add .zip to a path without it
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
+    with atomic_write(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
