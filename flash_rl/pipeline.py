@@ -40,9 +40,6 @@ from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
 from flash_rl.progress import tqdm_bar
 
-METHOD_LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
-                 "flash_zero_embedding": "FLASH, embedding zeroed"}
-
 
 # ------------------------------------------------------------------------------------------------ construction
 def make_flash(cfg: ExperimentConfig, tensorboard_log: str | None = None) -> Flash:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from flash_envs.data import csv_rows
 from flash_rl.adaptation import References, episodes_to_adapt
 from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
@@ -50,14 +51,20 @@ def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int
             "zero_shot_normalised": float(np.nanmean([r["zero_shot_norm"] for r in mine])),
             "final_normalised": float(np.nanmean([r["final_norm"] for r in mine])),
         }
-    speedups = speedup_summary(rows)
-    sensitivity = {}
-    for fraction in [a.threshold, *a.extra_thresholds]:
-        runs = {m: {(r["task"], r["seed"]): episodes_to_adapt(r["curve"], refs[(r["task"], r["eval_seed"])]
-                                                                .threshold(fraction), a.budget)
-                    for r in records if r["method"] == m} for m in methods}
-        sensitivity[f"{fraction:g}"] = sensitivity_entry(runs)
-    return {"methods": per_method, "speedup": speedups, "threshold_sensitivity": sensitivity}, rows
+    sensitivity = threshold_sensitivity(records, refs, [a.threshold, *a.extra_thresholds], a.budget)
+    return {"methods": per_method, "speedup": speedup_summary(rows), "threshold_sensitivity": sensitivity}, rows
+
+
+def threshold_sensitivity(records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
+                          fractions: list[float], budget: int) -> dict[str, Any]:
+    """Per threshold fraction (keyed ``f"{fraction:g}"``), the :func:`sensitivity_entry` of the episodes each run of
+    ``records`` (``method``, ``task``, ``seed``, ``eval_seed``, ``curve``) takes to reach it."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    return {f"{fraction:g}": sensitivity_entry(
+        {m: {(r["task"], r["seed"]): episodes_to_adapt(r["curve"], refs[(r["task"], r["eval_seed"])]
+                                                        .threshold(fraction), budget)
+             for r in records if r["method"] == m} for m in methods})
+        for fraction in fractions}
 
 
 def sensitivity_entry(runs: dict[str, dict[tuple[str, Any], tuple[int, bool]]]) -> dict[str, Any]:
@@ -304,33 +311,28 @@ def render(out_dir: Path) -> None:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
     cfg = load_config(needed[0])
     runs: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}      # normalised, for the plots
-    returns: dict[str, dict[tuple[str, str, str], list[tuple[int, float]]]] = {}   # raw, for the sensitivity
-    with open(needed[1], newline="") as f:
-        for r in csv.DictReader(f):
-            runs.setdefault(r["method"], {}).setdefault((r["task"], r["seed"]), []).append(
-                (int(r["episodes"]), float(r["normalised_return"])))
-            returns.setdefault(r["method"], {}).setdefault((r["task"], r["seed"], r["eval_seed"]), []).append(
-                (int(r["episodes"]), float(r["return"])))
+    records: dict[tuple[str, str, int, int], dict[str, Any]] = {}             # raw, for the sensitivity
+    for _, r in csv_rows(needed[1], ("method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return")):
+        runs.setdefault(r["method"], {}).setdefault((r["task"], r["seed"]), []).append(
+            (int(r["episodes"]), float(r["normalised_return"])))
+        key = (r["method"], r["task"], int(r["seed"]), int(r["eval_seed"]))
+        records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[]))["curve"].append(
+            (int(r["episodes"]), float(r["return"])))
     curves = {m: ([e for e, _ in next(iter(by_run.values()))], np.array([[v for _, v in c] for c in by_run.values()]))
               for m, by_run in runs.items()}
-    with open(needed[2], newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = [r for _, r in csv_rows(needed[2], ("method", "task", "seed", "episodes"))]
     summary = json.loads(needed[3].read_text())
     summary["speedup"] = speedup_summary(rows)
-    with open(needed[4], newline="") as f:
-        refs = {(r["task"], r["eval_seed"]): (float(r["random"]), float(r["expert"])) for r in csv.DictReader(f)}
-    for fraction, entry in summary.get("threshold_sensitivity", {}).items():
-        def threshold(task: str, eval_seed: str) -> float:
-            random, expert = refs[(task, eval_seed)]
-            return random + float(fraction) * (expert - random)
-        redone = sensitivity_entry({m: {(task, seed): episodes_to_adapt(curve, threshold(task, eval_seed),
-                                                                        cfg.adaptation.budget)
-                                        for (task, seed, eval_seed), curve in by_run.items()}
-                                    for m, by_run in returns.items()})
-        if redone["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
+    refs = {(r["task"], int(r["eval_seed"])): References(r["task"], int(r["eval_seed"]), float(r["random"]),
+                                                         float(r["expert"]), r["expert_source"])
+            for _, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source"))}
+    saved = summary.get("threshold_sensitivity", {})
+    redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], cfg.adaptation.budget)
+    for fraction, entry in saved.items():
+        if redone[fraction]["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
             raise ValueError(f"{out_dir}: the {fraction} threshold's episodes-to-adapt from curves.csv differ from "
-                             f"summary.json's ({redone['methods']} vs {entry['methods']})")
-        summary["threshold_sensitivity"][fraction] = redone
+                             f"summary.json's ({redone[fraction]['methods']} vs {entry['methods']})")
+    summary["threshold_sensitivity"] = redone
     plot(out_dir, cfg, curves, rows, summary)
     needed[3].write_text(json.dumps(summary, indent=1))
     (out_dir / "results.md").write_text(markdown(cfg, summary))

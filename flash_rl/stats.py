@@ -28,9 +28,6 @@ def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x, axis=axis)
 
 
-STATISTICS: dict[str, Callable[..., np.ndarray]] = {"median": median, "iqm": iqm, "mean": mean}
-
-
 def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float, float]:
     """(point estimate, CI low, CI high) of ``statistic`` over ``values``; the CI is NaN for a single value (nothing
