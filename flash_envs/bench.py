@@ -20,6 +20,7 @@ import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.cli_args import UsageError, float_at_least, int_at_least
+from flash_envs.markdown import md_table
 
 # (label, env id, make kwargs, steps measured)
 CASES: list[tuple[str, str, dict[str, Any], int]] = [
@@ -106,17 +107,16 @@ def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -
         f"Python {platform.python_version()}, gymnasium {gym.__version__}, {platform.machine()}; random actions, "
         "resets included, `gym.make` wrappers on. Ratio = per-step time / CartPole-v1's in the same run.",
         "",
-        "| env | steps | steps/s | µs/step | ratio to CartPole-v1 |",
-        "|---|---|---|---|---|",
+        *md_table(("env", "steps", "steps/s", "µs/step", "ratio to CartPole-v1"),
+                  [(r.case, r.steps, f"{r.steps_per_s:,.0f}", f"{r.us_per_step:,.1f}", f"{r.ratio_to_cartpole:.1f}x")
+                   for r in rows]),
     ]
-    lines += [f"| {r.case} | {r.steps} | {r.steps_per_s:,.0f} | {r.us_per_step:,.1f} | {r.ratio_to_cartpole:.1f}x |"
-              for r in rows]
     for env_id, trace in memory.items():
         growth = trace[-1][1] - trace[0][1]
         lines += ["", f"Memory over {trace[-1][0]:,} steps of {env_id} (fast, one process after the runs above): "
                   f"RSS {trace[0][1]:.1f} MiB after the first tenth, {trace[-1][1]:.1f} MiB at the end "
-                  f"({growth:+.1f} MiB).", "", "| steps | RSS MiB |", "|---|---|"]
-        lines += [f"| {s:,} | {m:.1f} |" for s, m in trace]
+                  f"({growth:+.1f} MiB).", "",
+                  *md_table(("steps", "RSS MiB"), [(f"{s:,}", f"{m:.1f}") for s, m in trace])]
     lines += ["", "Regenerate: `flash bench --memory-steps 1000000 --out results/bench.md`", ""]
     return "\n".join(lines)
 

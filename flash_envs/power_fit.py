@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv, specpower_curves_path
-from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve
+from flash_envs.markdown import md_table
+from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve, percent_errors
 
 MEDIAN_GOAL_PCT = 3.0
 WORST_GOAL_PCT = 10.0
@@ -27,7 +28,7 @@ def fit_report(spec_csv: str | Path, dvfs_csv: str | Path | None = None) -> dict
     servers = []
     for record in read_specpower_csv(spec_csv):
         curve = UtilisationCurve.fit(record.watts)
-        errors = np.abs(curve(LOAD_POINTS) - np.asarray(record.watts)) / np.asarray(record.watts) * 100
+        errors = percent_errors(curve(LOAD_POINTS), record.watts)
         servers.append({"server_id": record.server_id, "system": f"{record.vendor} {record.system}".strip(),
                         "cores": record.cores, "idle_w": record.watts[0], "peak_w": record.watts[-1],
                         "mape_pct": float(errors.mean()), "max_error_pct": float(errors.max()),
@@ -55,8 +56,7 @@ def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
     idle_factor, dynamic_factor = scaling.factors(r)
     idle = table.idle_w[top] * idle_factor
     full = idle + (table.full_w[top] - table.idle_w[top]) * dynamic_factor
-    measured = np.concatenate([table.idle_w, table.full_w])
-    errors = np.abs(np.concatenate([idle, full]) - measured) / measured * 100
+    errors = percent_errors(np.concatenate([idle, full]), np.concatenate([table.idle_w, table.full_w]))
     return {"host": table.host, **scaling.to_dict(), "mape_pct": float(errors.mean()),
             "max_error_pct": float(errors.max())}
 
@@ -77,14 +77,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- goals met: **{'yes' if goal['met'] else 'no'}**",
     ]
     if "dvfs" in report:
-        lines += ["", f"## DVFS scaling fit (`{report['dvfs_csv']}`)", "",
-                  "| host | idle_share | dynamic_share | voltage_slope | MAPE % | max error % |", "|---|---|---|---|---|---|"]
-        lines += [f"| {d['host']} | {d['idle_share']:.3f} | {d['dynamic_share']:.3f} | {d['voltage_slope']:.3f} "
-                  f"| {d['mape_pct']:.2f} | {d['max_error_pct']:.2f} |" for d in report["dvfs"]]
-    lines += ["", "## Per server", "", "| server_id | system | cores | idle W | 100% W | MAPE % | max error % |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {s['server_id']} | {s['system'] or '(unnamed)'} | {s['cores']} | {s['idle_w']:g} | {s['peak_w']:g} "
-              f"| {s['mape_pct']:.2f} | {s['max_error_pct']:.2f} |" for s in report["servers"]]
+        lines += ["", f"## DVFS scaling fit (`{report['dvfs_csv']}`)", "", *md_table(
+            ("host", "idle_share", "dynamic_share", "voltage_slope", "MAPE %", "max error %"),
+            [(d["host"], f"{d['idle_share']:.3f}", f"{d['dynamic_share']:.3f}", f"{d['voltage_slope']:.3f}",
+              f"{d['mape_pct']:.2f}", f"{d['max_error_pct']:.2f}") for d in report["dvfs"]])]
+    lines += ["", "## Per server", "", *md_table(
+        ("server_id", "system", "cores", "idle W", "100% W", "MAPE %", "max error %"),
+        [(s["server_id"], s["system"] or "(unnamed)", s["cores"], f"{s['idle_w']:g}", f"{s['peak_w']:g}",
+          f"{s['mape_pct']:.2f}", f"{s['max_error_pct']:.2f}") for s in report["servers"]])]
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from flash_envs.data import csv_rows
+from flash_envs.markdown import fmt_ci, md_table
 from flash_rl.adaptation import References, episodes_to_adapt
 from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
@@ -184,10 +185,6 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
     plt.close(fig)
 
 
-def _fmt_ci(point: float, ci: list[float] | tuple[float, float]) -> str:
-    return f"{point:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
-
-
 def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     a = cfg.adaptation
     m = summary["methods"]
@@ -196,54 +193,51 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
              f"evaluation every {a.eval_every}, threshold {a.threshold:.0%} of the way from the random policy's "
              "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "
              f"deterministic policy first reaches the threshold (1 = zero-shot); censored runs count as "
-             f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", "",
-             "| method | median episodes-to-adapt [95% CI] | IQM [95% CI] | censored | zero-shot return (norm.) "
-             "| final return (norm.) |", "|---|---|---|---|---|---|"]
-    for s in m.values():
-        lines.append(f"| {s['label']} | {_fmt_ci(s['median'], s['median_ci'])} | {_fmt_ci(s['iqm'], s['iqm_ci'])} "
-                     f"| {s['censored']}/{s['runs']} | {s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f}) "
-                     f"| {s['final_return']:.2f} ({s['final_normalised']:.2f}) |")
-    for h, s in summary["references"]["heuristics"].items():
-        lines.append(f"| {h} (heuristic) | - | - | - | {s['return']:.2f} ({s['normalised']:.2f}) | - |")
+             f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", ""]
+    rows = [(s["label"], fmt_ci(s["median"], *s["median_ci"]), fmt_ci(s["iqm"], *s["iqm_ci"]),
+             f"{s['censored']}/{s['runs']}", f"{s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f})",
+             f"{s['final_return']:.2f} ({s['final_normalised']:.2f})") for s in m.values()]
+    rows += [(f"{h} (heuristic)", "-", "-", "-", f"{s['return']:.2f} ({s['normalised']:.2f})", "-")
+             for h, s in summary["references"]["heuristics"].items()]
+    lines += md_table(("method", "median episodes-to-adapt [95% CI]", "IQM [95% CI]", "censored",
+                       "zero-shot return (norm.)", "final return (norm.)"), rows)
     r = summary["references"]
     lines += ["", f"References (means): random {r['random_return']:.2f}, expert {r['expert_return']:.2f} "
               f"(expert source counts: {r['expert_sources']}).", "", "## Speedup", "",
               "The first CI resamples runs (tasks x seeds, paired); the second resamples whole tasks, keeping each "
               "task's seeds together: it is the one to read for tasks not in this set.", "",
-              "| comparison | ratio of mean episodes-to-adapt [95% CI] | 95% CI resampling tasks | ratio of medians |",
-              "|---|---|---|---|"]
-    for key, s in summary["speedup"].items():
-        other = key.split("/")[0]
-        lines.append(f"| {LABELS.get(other, other)} vs FLASH | {s['ratio_of_means']:.2f} "
-                     f"[{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] | [{s['ci_tasks'][0]:.2f}, {s['ci_tasks'][1]:.2f}] "
-                     f"| {s['ratio_of_medians']:.2f} |")
+              *md_table(("comparison", "ratio of mean episodes-to-adapt [95% CI]", "95% CI resampling tasks",
+                         "ratio of medians"),
+                        [(f"{LABELS.get(key.split('/')[0], key.split('/')[0])} vs FLASH",
+                          fmt_ci(s["ratio_of_means"], *s["ci"], digits=2),
+                          f"[{s['ci_tasks'][0]:.2f}, {s['ci_tasks'][1]:.2f}]", f"{s['ratio_of_medians']:.2f}")
+                         for key, s in summary["speedup"].items()])]
     sens = summary.get("threshold_sensitivity", {})
     if sens:
         methods = list(m)
         lines += ["", "## Threshold sensitivity", "",
                   "Mean episodes-to-adapt (censored runs) when the threshold is a larger fraction of the way from "
-                  "random to expert, from the same curves.", "",
-                  "| threshold | " + " | ".join(m[k]["label"] for k in methods)
-                  + " | transfer / FLASH [95% CI resampling runs] | 95% CI resampling tasks |",
-                  "|---|" + "---|" * len(methods) + "---|---|"]
+                  "random to expert, from the same curves.", ""]
+        rows = []
         for fraction, entry in sens.items():
             cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
             sp = entry.get("speedup_transfer_vs_flash")
-            sp_text = f"{sp['ratio_of_means']:.2f} [{sp['ci'][0]:.2f}, {sp['ci'][1]:.2f}]" if sp else "-"
+            sp_text = fmt_ci(sp["ratio_of_means"], *sp["ci"], digits=2) if sp else "-"
             tasks_text = f"[{sp['ci_tasks'][0]:.2f}, {sp['ci_tasks'][1]:.2f}]" if sp and "ci_tasks" in sp else "-"
-            lines.append(f"| {float(fraction):.0%} | " + " | ".join(cells) + f" | {sp_text} | {tasks_text} |")
+            rows.append((f"{float(fraction):.0%}", *cells, sp_text, tasks_text))
+        lines += md_table(("threshold", *(m[k]["label"] for k in methods),
+                           "transfer / FLASH [95% CI resampling runs]", "95% CI resampling tasks"), rows)
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
                   f"Ridge regression fit on train-task embeddings ({p['samples']['train']} samples), R^2 on held-out "
                   f"test tasks ({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
-                  f"(train {p['mean_r2_train']:.2f}).", "", "| parameter | R^2 test | R^2 train |", "|---|---|---|"]
-        for k, v in p["r2_test"].items():
-            lines.append(f"| {k} | {v:.2f} | {p['r2_train'][k]:.2f} |")
-    lines += ["", "## Phase times", "", "| phase | seconds |", "|---|---|"]
-    for k, v in summary["phase_seconds"].items():
-        lines.append(f"| {k} | {v:.0f} |")
-    lines += [f"| **total** | {summary['total_seconds']:.0f} |", ""]
+                  f"(train {p['mean_r2_train']:.2f}).", "",
+                  *md_table(("parameter", "R^2 test", "R^2 train"),
+                            [(k, f"{v:.2f}", f"{p['r2_train'][k]:.2f}") for k, v in p["r2_test"].items()])]
+    lines += ["", "## Phase times", "",
+              *md_table(("phase", "seconds"), [*((k, f"{v:.0f}") for k, v in summary["phase_seconds"].items()),
+                                               ("**total**", f"{summary['total_seconds']:.0f}")]), ""]
     if summary.get("jobs", 1) > 1:
         lines += [f"The phases ran in {summary['jobs']} worker processes; the meta-trainings ran side by side, so the "
                   "phase times add up to more than the total.", ""]

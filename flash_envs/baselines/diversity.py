@@ -23,6 +23,7 @@ import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_envs.cli_args import int_at_least
+from flash_envs.markdown import md_table
 
 HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 STATIC_GRID = tuple(itertools.product((2, 4, 8, 12, 16), (512, 1024, 2048), (1024, 2048, 3072)))
@@ -64,10 +65,10 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
                      f"{len(set(best))} different members; knowing the task gains {gaps.mean():.3f} per step on "
                      f"average, up to {gaps.max():.3f}; {int(np.sum(gaps > 0.05))} of {len(names)} tasks gain more "
                      f"than 0.05.")
-        rows = [f"| {n} | {labels[b]} | {r[b]:.3f} | {r[blind]:.3f} | {g:+.3f} |"
+        rows = [(n, labels[b], f"{r[b]:.3f}", f"{r[blind]:.3f}", f"{g:+.3f}")
                 for n, r, b, g in zip(names, rewards, best, gaps)]
-        tables += ["", f"## {policy_class}", "", f"| task | best {policy_class} | reward | reward task-blind | gain |",
-                   "|---|---|---|---|---|", *rows]
+        tables += ["", f"## {policy_class}", "",
+                   *md_table(("task", f"best {policy_class}", "reward", "reward task-blind", "gain"), rows)]
     return "\n".join(lines + tables + ["", "Regenerate: `flash task-diversity --out results/task_diversity.md`", ""])
 
 

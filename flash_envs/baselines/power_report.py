@@ -18,13 +18,15 @@ from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
 from flash_envs.cli_args import int_at_least
 from flash_envs.envs.power_management import PowerManagementEnv
+from flash_envs.markdown import md_table
+from flash_envs.tasks import SPLITS
 
 METRICS = ("energy_j", "power_share", "slo_violation", "transitions")
 COLUMNS = ("split", "task", "server", "cpu_fraction", "governor", "energy_kj", "power_share", "slo_violation",
            "return", "transitions")
 
 
-def governor_rows(splits: tuple[str, ...] = ("train", "test"), seeds: int = 2,
+def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2,
                   **env_kwargs: Any) -> list[dict[str, Any]]:
     """One row per (task, governor), metrics averaged over episodes seeded ``0 .. seeds - 1``."""
     if seeds < 1:
@@ -50,8 +52,7 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
     """Per split and governor: medians over tasks and the number of tasks where it has the best return (a task where
     several governors tie for the best, as powersave and schedutil do when the load never needs a higher P-state,
     counts for each of them and is also counted as tied)."""
-    lines = ["| split | governor | median power/peak | median SLO-violating intervals | mean SLO-violating intervals "
-             "| median return | tasks won (return; of which tied) |", "|---|---|---|---|---|---|---|"]
+    table = []
     for split in dict.fromkeys(r["split"] for r in rows):
         in_split = [r for r in rows if r["split"] == split]
         winners = {}
@@ -63,19 +64,19 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
             mine = [r for r in in_split if r["governor"] == name]
             won = [w for w in winners.values() if name in w]
             tied = sum(len(w) > 1 for w in won)
-            lines.append(f"| {split} | {name} | {np.median([r['power_share'] for r in mine]):.3f} "
-                         f"| {100 * np.median([r['slo_violation'] for r in mine]):.1f}% "
-                         f"| {100 * np.mean([r['slo_violation'] for r in mine]):.1f}% "
-                         f"| {np.median([r['return'] for r in mine]):.1f} "
-                         f"| {len(won)}/{len(winners)}{f' ({tied} tied)' if tied else ''} |")
-    return "\n".join(lines)
+            table.append((split, name, f"{np.median([r['power_share'] for r in mine]):.3f}",
+                          f"{100 * np.median([r['slo_violation'] for r in mine]):.1f}%",
+                          f"{100 * np.mean([r['slo_violation'] for r in mine]):.1f}%",
+                          f"{np.median([r['return'] for r in mine]):.1f}",
+                          f"{len(won)}/{len(winners)}{f' ({tied} tied)' if tied else ''}"))
+    return "\n".join(md_table(("split", "governor", "median power/peak", "median SLO-violating intervals",
+                                "mean SLO-violating intervals", "median return", "tasks won (return; of which tied)"),
+                               table))
 
 
 def rows_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in COLUMNS) + " |")
-    return "\n".join(lines)
+    return "\n".join(md_table(COLUMNS, ([f"{r[c]:.3f}" if isinstance(r[c], float) else r[c] for c in COLUMNS]
+                                         for r in rows)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    splits = ("train", "test") if args.split == "all" else (args.split,)
+    splits = SPLITS if args.split == "all" else (args.split,)
     rows = governor_rows(splits, args.seeds, n_servers=args.n_servers, fidelity=args.fidelity)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
             f"{args.n_servers} server(s), fidelity {args.fidelity}, default env settings.\n\n## Summary\n\n"

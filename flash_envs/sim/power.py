@@ -84,8 +84,13 @@ class UtilisationCurve:
 
     def mape(self, watts: Sequence[float]) -> float:
         """Mean absolute percentage error (%) of the curve at the 11 load points against measured ``watts``."""
-        y = _check_watts(watts)
-        return float(np.mean(np.abs(self(LOAD_POINTS) - y) / y) * 100)
+        return float(percent_errors(self(LOAD_POINTS), _check_watts(watts)).mean())
+
+
+def percent_errors(predicted: np.ndarray, measured: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Per point, ``|predicted - measured| / measured`` in percent."""
+    measured = np.asarray(measured, dtype=float)
+    return np.abs(predicted - measured) / measured * 100
 
 
 def _check_watts(watts: Sequence[float]) -> np.ndarray:

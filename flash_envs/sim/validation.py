@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flash_envs.cli_args import float_at_least, int_at_least
+from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
 
@@ -79,10 +80,9 @@ def markdown(rows: list[dict], horizon_s: float) -> str:
     lines = ["# Fast vs per-request fidelity", "",
              f"Each scenario: {horizon_s:.0f} s in 60 s intervals, same seed; cells are the per-request value and the "
              "fast mode's relative error.", "",
-             "| scenario | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for row in rows:
-        cells = [f"{row['request'][m]:.3g} ({row['relative_error'][m]:+.1%})" for m in METRICS]
-        lines.append(f"| {row['scenario']} | " + " | ".join(cells) + " |")
+             *md_table(("scenario", *METRICS),
+                       [(row["scenario"], *(f"{row['request'][m]:.3g} ({row['relative_error'][m]:+.1%})"
+                                            for m in METRICS)) for row in rows])]
     worst = {m: max(abs(r["relative_error"][m]) for r in rows) for m in METRICS}
     lines += ["", "Worst absolute relative error: " + ", ".join(f"{m} {v:.1%}" for m, v in worst.items()) + ".", "",
               "Regenerate: `flash validate-fidelity --out results/fidelity.md`", ""]

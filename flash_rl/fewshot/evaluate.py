@@ -42,12 +42,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from flash_rl.progress import tqdm_bar
 
 from flash_envs.data.config_measurements import ConfigMeasurements
+from flash_envs.markdown import fmt_ci, md_table
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import INPUTS, TrainConfig, fine_tune_predict, nearest_config_predict, train_model
+from flash_rl.progress import tqdm_bar
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
@@ -283,7 +284,7 @@ def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> l
 
 
 def _cell(s: dict[str, float]) -> str:
-    return f"{s['mean']:.1f} [{s['low']:.1f}, {s['high']:.1f}]"
+    return fmt_ci(s["mean"], s["low"], s["high"])
 
 
 #: With this many resampled units or fewer, all on one side still leaves a two-sided sign test above p = 0.05.
@@ -302,27 +303,25 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
     Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
     """
     ks, metrics = sorted(summary), _metrics_in(summary)
-    header = "| method | " + " | ".join(f"{metric} K={k}" for metric in metrics for k in ks) + " |"
-    rule = "|---|" + "---|" * (len(metrics) * len(ks))
+    columns = [f"{metric} K={k}" for metric in metrics for k in ks]
     ci = f"95% bootstrap CI resampling {ci_unit} whole" if ci_unit else "95% bootstrap CI"
     lines = [f"### {title}", "", f"Mean over held-out applications [{ci}]; lower is better."
              + (" Overspend = regret - deadline misses: what the picks cost over the best, a missed pick counting 0 "
-                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else ""), "", header, rule]
+                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else ""), ""]
     shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
     best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
-    for method in METHODS:
-        cells = [_cell(summary[k][method][metric]) for metric in metrics for k in ks]
-        bold = [shown[(method, metric, k)] == best[(metric, k)] for metric in metrics for k in ks]
-        lines.append(f"| {method} | " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, bold)) + " |")
+    lines += md_table(("method", *columns), [
+        (method, *(f"**{_cell(summary[k][method][metric])}**" if shown[(method, metric, k)] == best[(metric, k)]
+                   else _cell(summary[k][method][metric]) for metric in metrics for k in ks))
+        for method in METHODS])
     for reference, diffs in (differences or {}).items():
         verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant"
                    if ci_unit and n_units <= MAX_UNITS_WITHOUT_SIGNIFICANCE else "a CI below 0: significantly so")
         note = (f"{reference} minus each method, paired per held-out application [{ci}]; negative: "
                 f"{reference} is better, {verdict}.")
-        lines += ["", note, "", header.replace("| method |", f"| {reference} - |"), rule]
-        for method in diffs[ks[0]]:
-            lines.append(f"| {method} | " + " | ".join(_cell(diffs[k][method][metric])
-                                                       for metric in metrics for k in ks) + " |")
+        rows = [(method, *(_cell(diffs[k][method][metric]) for metric in metrics for k in ks))
+                for method in diffs[ks[0]]]
+        lines += ["", note, "", *md_table((f"{reference} -", *columns), rows)]
     return "\n".join(lines) + "\n"
 
 

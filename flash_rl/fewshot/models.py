@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from flash_rl.progress import tqdm_bar
 
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.progress import tqdm_bar
 
 INPUTS = ("base", "flash", "k-shot")
 
