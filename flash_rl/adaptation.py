@@ -67,19 +67,22 @@ def run_policy(env: gym.Env, policy: Any, task: Any, seed: int) -> float:
     return run_episode(env, policy, task, seed, metrics=())["return"]
 
 
+class SpaceSampler:
+    """An SB3-style policy whose actions are uniform samples of ``space`` (seed the space to repeat them)."""
+
+    def __init__(self, space: gym.Space) -> None:
+        self.space = space
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Any, Any]:
+        return self.space.sample(), state
+
+
 def random_return(env: gym.Env, task: Any, seed: int, episodes: int = 5) -> float:
     """Mean return of uniformly random actions (action sampling seeded from ``seed``)."""
     env.action_space.seed(seed)
-    totals = []
-    for _ in range(episodes):
-        env.reset(seed=seed, options={"task": task})
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        totals.append(total)
-    return float(np.mean(totals))
+    policy = SpaceSampler(env.action_space)
+    return float(np.mean([run_policy(env, policy, task, seed) for _ in range(episodes)]))
 
 
 @lru_cache(maxsize=64)

@@ -377,7 +377,7 @@ class Flash:
                                                                tensorboard_log=self.tensorboard_log))
         if "replay_buffer" in state:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
-        for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", [])):
+        for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", []), strict=True):
             wrapper.set_state(s)
         return state
 

@@ -216,8 +216,10 @@ class MAML:
         return self
 
     # -------------------------------------------------------------------------------------------- adaptation
-    def evaluate(self, policy: nn.Module, task: Any, seed: int) -> float:
-        batch = rollout(policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
+    def evaluate(self, policy: nn.Module | None, task: Any, seed: int) -> float:
+        """Return of one deterministic episode of ``policy`` (default: the meta-learned one) on ``task``, the env
+        seeded with ``seed``."""
+        batch = rollout(policy or self.policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
         return float(batch["rewards"].sum())
 
     @one_torch_thread()

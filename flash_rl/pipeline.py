@@ -260,16 +260,19 @@ def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: l
     mu_y = y_tr.mean(0)
     a = np.c_[(x_tr - mu_x) / sd_x]
     w = np.linalg.solve(a.T @ a + p.ridge * np.eye(a.shape[1]), a.T @ (y_tr - mu_y))
-    pred = ((x_te - mu_x) / sd_x) @ w + mu_y
-    ss_res = ((y_te - pred) ** 2).sum(0)
-    ss_tot = ((y_te - y_te.mean(0)) ** 2).sum(0)
-    r2 = np.where(ss_tot > 1e-12, 1 - ss_res / np.maximum(ss_tot, 1e-12), np.nan)
-    pred_tr = a @ w + mu_y
-    r2_tr = 1 - ((y_tr - pred_tr) ** 2).sum(0) / np.maximum(((y_tr - mu_y) ** 2).sum(0), 1e-12)
+    r2 = _r2(y_te, ((x_te - mu_x) / sd_x) @ w + mu_y)
+    r2_tr = _r2(y_tr, a @ w + mu_y)
     return {"r2_test": {n: float(v) for n, v in zip(names, r2)},
             "r2_train": {n: float(v) for n, v in zip(names, r2_tr)},
-            "mean_r2_test": float(np.nanmean(r2)), "mean_r2_train": float(np.mean(r2_tr)),
+            "mean_r2_test": float(np.nanmean(r2)), "mean_r2_train": float(np.nanmean(r2_tr)),
             "samples": {"train": len(x_tr), "test": len(x_te)}}
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per column, the coefficient of determination of ``pred`` for ``y``; NaN where ``y`` does not vary."""
+    ss_res = ((y - pred) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    return np.where(ss_tot > 1e-12, 1 - ss_res / np.maximum(ss_tot, 1e-12), np.nan)
 
 
 def reference_settings(cfg: ExperimentConfig, case: Case, pretrained: Flash | None) -> dict[str, Any]:

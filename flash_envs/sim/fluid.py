@@ -58,7 +58,7 @@ class FluidSimulation(ServiceSimulation):
             return (float("nan"),) * 4
         duration = self.env.now - self._interval_start
         servers = self._ready_time / duration
-        arrival_rate = (self.curve.integral(self.env.now) - self.curve.integral(self._interval_start)) / duration
+        arrival_rate = self.curve.mean_rate(self._interval_start, self.env.now)
         capacity = servers * self.service_rate
         backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
         samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,

@@ -68,7 +68,10 @@ class ResponseTimeModel:
 
 
 def weighted_percentiles(samples: np.ndarray, weights: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """Percentiles ``qs`` (0..100) of ``samples`` where each sample carries ``weights`` (same shape)."""
+    """Percentiles ``qs`` (0..100) of ``samples`` where each sample carries ``weights`` (same shape).
+
+    The same as numpy >= 2.0's ``np.percentile(samples, qs, weights=weights, method="inverted_cdf")``, kept because
+    the package supports numpy 1.24 and up."""
     flat = samples.ravel()
     order = np.argsort(flat)
     cum = np.cumsum(weights.ravel()[order])

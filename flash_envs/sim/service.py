@@ -233,7 +233,7 @@ class ServiceSimulation:
             memory_utilisation=self._memory_utilisation_sum / round(steps),
             ready_replicas=self._ready_time / duration_s,
             processing_rate=self._ready_time / duration_s * self.service_rate,
-            arrival_rate=(self.curve.integral(end) - self.curve.integral(start)) / duration_s,
+            arrival_rate=self.curve.mean_rate(start, end),
             oom_kills=self._oom_kills,
         )
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from flash_envs.cli_args import int_at_least
+from flash_envs.tasks import SPLITS
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
 from flash_rl.config import ConfigError
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a directory written by Flash.save / flash meta-train "
                                                         "(…/final), or a MAML checkpoint directory (…/ckpt)")
     parser.add_argument("--task", default="0", help="test-split task: index or name (default: 0)")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--json", help="also write the curve to this JSON file")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from flash_envs.cli_args import int_at_least
+from flash_envs.tasks import SPLITS
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
 from flash_rl.config import ConfigError
 
@@ -21,7 +22,7 @@ from flash_rl.config import ConfigError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="evaluation episodes per task (default: 1)")
     parser.add_argument("--json", help="also write the table to this JSON file")
 
@@ -32,7 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.adaptation import run_policy
     from flash_rl.cases import get_case
     from flash_rl.commands.adapt import load_model
-    from flash_rl.maml import MAML
 
     try:
         cfg = config_from_args(args)
@@ -47,10 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'task':<12} {'agent':>9} " + " ".join(f"{h:>9}" for h in heuristics))
     for task in family.split(args.split):
         seeds = [cfg.adaptation.eval_seed + e for e in range(args.episodes)]
-        if isinstance(model, MAML):
-            agent = float(np.mean([model.evaluate(model.policy, task, s) for s in seeds]))
-        else:
-            agent = float(np.mean([model.evaluate(None, task, s) for s in seeds]))
+        agent = float(np.mean([model.evaluate(None, task, s) for s in seeds]))   # None: the saved agent
         heur = {h: float(np.mean([run_policy(env, p, task, s) for s in seeds])) for h, p in heuristics.items()}
         rows.append({"task": task.name, "agent": agent, **heur})
         print(f"{task.name:<12} {agent:9.3f} " + " ".join(f"{v:9.3f}" for v in heur.values()), flush=True)
