@@ -62,6 +62,7 @@ def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
 
 
 def report_markdown(report: dict[str, Any]) -> str:
+    """The Markdown form of a :func:`fit_report`: summary against the goals, the DVFS fits (if any), per server."""
     goal = report["goal"]
     lines = [
         "# Power-curve fit to SPECpower_ssj2008 results",

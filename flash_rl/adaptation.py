@@ -59,6 +59,7 @@ class References:
     heuristics: dict[str, float] = field(default_factory=dict)
 
     def threshold(self, fraction: float) -> float:
+        """The success threshold ``random + fraction * (expert - random)``."""
         return self.random + fraction * (self.expert - self.random)
 
 
@@ -123,13 +124,16 @@ class ReferenceCache:
         self.entries: dict[str, dict[str, Any]] = (json.loads(self.path.read_text()) if self.path.exists() else {})
 
     def key(self, task: Any, eval_seed: int) -> str:
+        """``settings digest/task content digest/eval_seed``: the entry's key in the file."""
         return f"{self.salt}/{task_key(task)}/{eval_seed}"
 
     def get(self, task: Any, eval_seed: int) -> References | None:
+        """The cached references of ``task`` on ``eval_seed`` under these settings, or None."""
         entry = self.entries.get(self.key(task, eval_seed))
         return References(**entry) if entry else None
 
     def put(self, task: Any, ref: References) -> None:
+        """Store ``ref`` for ``task`` and rewrite the whole file (atomically)."""
         self.entries[self.key(task, ref.eval_seed)] = asdict(ref)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.entries, indent=1))

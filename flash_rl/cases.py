@@ -28,6 +28,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 @dataclass(frozen=True)
 class Case:
+    """A registered case study: its ``name``, default (and optional ``quick_config``) config file, and the callables
+    that build its task family, its heuristic reference policies and tuned-heuristic sweep, the hidden task features
+    the probe predicts, and (optionally) extra held-out tasks from CSV traces (see the comment on each field)."""
+
     name: str
     config: str  # default config file (relative to CONFIG_DIR or absolute)
     build_family: Callable[[Any], Any]  # ExperimentConfig -> TaskFamily
@@ -38,6 +42,8 @@ class Case:
     quick_config: str | None = None
 
     def config_path(self, quick: bool = False) -> Path:
+        """The config file to load: the quick one when ``quick`` and the case has one, relative to :data:`CONFIG_DIR`
+        unless absolute."""
         name = self.quick_config if quick and self.quick_config else self.config
         path = Path(name)
         return path if path.is_absolute() else CONFIG_DIR / path
@@ -48,10 +54,12 @@ PLUGIN_GROUP = "flash_rl.cases"   # entry points whose modules register more cas
 
 
 def register_case(case: Case) -> None:
+    """Add ``case`` to :data:`CASES` under its name (replacing a case registered earlier under that name)."""
     CASES[case.name] = case
 
 
 def get_case(name: str) -> Case:
+    """The registered case ``name`` (a ValueError naming the known cases if there is none)."""
     if name not in CASES:
         raise ValueError(f"unknown case {name!r}; known cases: {sorted(CASES)}")
     return CASES[name]

@@ -26,6 +26,7 @@ CONTEXT_ACTION_SPACES = (spaces.Discrete, spaces.Box)   # the action spaces a co
 
 
 def action_dim(action_space: spaces.Space) -> int:
+    """Width of an action's encoding in a context row: ``n`` (one-hot) for Discrete, the flattened size for Box."""
     if isinstance(action_space, spaces.Discrete):
         return int(action_space.n)
     if isinstance(action_space, spaces.Box):
@@ -68,11 +69,13 @@ class ContextBuffer:
         return False
 
     def clear(self) -> None:
+        """Drop every transition and forget the task."""
         self._rows.clear()
         self.task = None
         self.transitions_seen = 0
 
     def add(self, obs: np.ndarray, action: Any, reward: float) -> None:
+        """Append the transition ``(obs, action, reward)`` as the newest row (the oldest falls out when full)."""
         row = np.zeros(self.width, dtype=np.float32)
         row[:self.n_obs] = np.asarray(obs, dtype=np.float32).ravel()
         if isinstance(self.action_space, spaces.Discrete):
@@ -113,14 +116,15 @@ class ContextWrapper(gym.Wrapper):
     def _wrap(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         return {"obs": np.asarray(obs, dtype=self.env.observation_space.dtype), "context": self.buffer.array()}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         task = info["task"] if "task" in info else getattr(self.env.unwrapped, "episode_task", None)
         self.buffer.observe_task(task)
         self._last_obs = obs
         return self._wrap(obs), info
 
-    def step(self, action):
+    def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.buffer.add(self._last_obs, action, reward)
         self._last_obs = obs
@@ -144,7 +148,8 @@ class TaskSamplingWrapper(gym.Wrapper):
         self.rng = np.random.default_rng(seed)
         self._episodes_on_task = self.episodes_per_task  # draw at the first reset
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         options = dict(options or {})
         if "task" in options:
             self._episodes_on_task = 0
@@ -155,8 +160,10 @@ class TaskSamplingWrapper(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
     def get_state(self) -> dict[str, Any]:
+        """The task generator's state and the episodes run on the current task (for checkpoints)."""
         return {"rng": self.rng.bit_generator.state, "episodes_on_task": self._episodes_on_task}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`get_state`."""
         self.rng.bit_generator.state = state["rng"]
         self._episodes_on_task = state["episodes_on_task"]

@@ -18,6 +18,12 @@ ENCODERS = ("gru", "mean")
 
 
 class ContextEncoder(nn.Module):
+    """Context window ``(batch, length, width)`` -> embedding ``(batch, embedding_dim)`` in (-1, 1) (tanh head).
+
+    ``kind="gru"``: a GRU of ``hidden`` units over the rows, its last hidden state projected; ``kind="mean"``: an MLP
+    per row averaged over the valid rows (flag in the last column), then projected.
+    """
+
     def __init__(self, width: int, embedding_dim: int = 32, hidden: int = 64, kind: str = "gru") -> None:
         super().__init__()
         if kind not in ENCODERS:
@@ -56,6 +62,7 @@ class FlashFeaturesExtractor(BaseFeaturesExtractor):
         self.zero_embedding = zero_embedding
 
     def embed(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The context's embedding ``(batch, embedding_dim)``, before any ``zero_embedding`` ablation."""
         return self.encoder(observations["context"].float())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -266,6 +266,7 @@ class MAML:
         self.generator.set_state(state["generator"])
 
     def checkpoint(self, directory: str | Path) -> None:
+        """Write ``directory/maml.pt`` atomically: settings, policy and optimiser weights, iteration and RNG states."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_write(directory / "maml.pt") as tmp:
@@ -275,10 +276,12 @@ class MAML:
 
     @classmethod
     def load(cls, directory: str | Path) -> "MAML":
+        """The agent :meth:`checkpoint` wrote to ``directory``, ready to adapt or to continue meta-training."""
         state = torch.load(Path(directory) / "maml.pt", weights_only=False)
         obj = cls(state["env_id"], state["env_kwargs"], **state["hparams"])
         obj._restore(state)
         return obj
 
     def config(self) -> dict[str, Any]:
+        """This agent's settings (env id, env kwargs and hyper-parameters), as a checkpoint records them."""
         return settings_of(self._state())

@@ -43,6 +43,7 @@ from flash_rl.progress import tqdm_bar
 
 # ------------------------------------------------------------------------------------------------ construction
 def make_flash(cfg: ExperimentConfig, tensorboard_log: str | None = None) -> Flash:
+    """An untrained FLASH agent built from the ``flash:`` section, on the config's env, seeded with ``run.seed``."""
     f = cfg.flash
     return Flash(f.algo, cfg.env.id, cfg.env.kwargs, context_len=f.context_len, embedding_dim=f.embedding_dim,
                  encoder=f.encoder, encoder_hidden=f.encoder_hidden, net_arch=f.net_arch,
@@ -52,6 +53,8 @@ def make_flash(cfg: ExperimentConfig, tensorboard_log: str | None = None) -> Fla
 
 def make_transfer(cfg: ExperimentConfig, tensorboard_log: str | None = None, seed: int | None = None
                   ) -> TransferLearning:
+    """An untrained transfer-learning agent from the ``transfer:`` section, seeded with ``seed`` (default
+    ``run.seed``)."""
     t = cfg.transfer
     return TransferLearning(t.algo, cfg.env.id, cfg.env.kwargs, net_arch=t.net_arch, agent_kwargs=t.agent_kwargs,
                             adapt_kwargs=t.adapt_kwargs, n_envs=t.n_envs, episodes_per_task=t.episodes_per_task,
@@ -59,6 +62,7 @@ def make_transfer(cfg: ExperimentConfig, tensorboard_log: str | None = None, see
 
 
 def make_maml(cfg: ExperimentConfig) -> MAML:
+    """An untrained MAML agent built from the ``maml:`` section, seeded with ``run.seed``."""
     m = cfg.maml
     return MAML(cfg.env.id, cfg.env.kwargs, hidden=m.hidden, inner_lr=m.inner_lr, outer_lr=m.outer_lr,
                 inner_steps=m.inner_steps, inner_episodes=m.inner_episodes, outer_episodes=m.outer_episodes,
@@ -66,6 +70,8 @@ def make_maml(cfg: ExperimentConfig) -> MAML:
 
 
 def test_tasks(cfg: ExperimentConfig, case: Case, family: Any) -> list[Any]:
+    """The held-out tasks to adapt to: the family's test split (its first ``adaptation.max_test_tasks`` when that is
+    set), then the case's trace tasks when ``tasks.test_traces`` names any."""
     tasks = list(family.test)
     if cfg.adaptation.max_test_tasks:
         tasks = tasks[:cfg.adaptation.max_test_tasks]
@@ -79,10 +85,13 @@ def test_tasks(cfg: ExperimentConfig, case: Case, family: Any) -> list[Any]:
 # ------------------------------------------------------------------------------------------------ bookkeeping
 @dataclass
 class PhaseTimer:
+    """Wall-clock seconds per pipeline phase, in ``times`` (name -> seconds, summed over repeats of a phase)."""
+
     times: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block and add its seconds to ``times[name]`` (even if it raises)."""
         start = time.perf_counter()
         try:
             yield
@@ -125,6 +134,8 @@ def train_flash_like(agent: Flash, family: Any, timesteps: int, directory: Path,
 
 
 def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool, writer: Any = None) -> MAML:
+    """Meta-train (or load, when a finished model is there and ``resume``) the MAML agent, checkpointing to
+    ``directory/ckpt`` every tenth of its iterations (at the end only when ``run.checkpoint_interval`` is 0)."""
     if resume and _finished(directory, cfg.maml.iterations, "maml"):
         return MAML.load(directory / "ckpt")
     maml = make_maml(cfg)

@@ -21,10 +21,12 @@ def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Median along ``axis`` (default the last): a ``statistic(x, axis)`` for :func:`bootstrap_ci`."""
     return np.median(x, axis=axis)
 
 
 def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean along ``axis`` (default the last): a ``statistic(x, axis)`` for :func:`bootstrap_ci`."""
     return np.mean(x, axis=axis)
 
 

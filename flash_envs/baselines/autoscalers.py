@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,7 +46,8 @@ class AutoscalingPolicy:
     def reset(self) -> None:
         """Forget the previous episode."""
 
-    def predict(self, obs: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.int64, Any]:
         return np.int64(self.act(np.asarray(obs, dtype=float))), state
 
     def act(self, obs: np.ndarray) -> int:
@@ -84,6 +86,11 @@ class HPA(AutoscalingPolicy):
         self._recommendations.clear()
 
     def desired_replicas(self, obs: np.ndarray) -> int:
+        """HPA's replica count for this observation, clipped to the replica bounds; records it in the window.
+
+        ``ceil(replicas * utilisation / target)``, unchanged within ``tolerance`` of the target ratio; a scale-down
+        goes only to the highest recommendation of the stabilisation window (never above the current count).
+        """
         replicas = self.config(obs)[0]
         ratio = obs[0] / self.target
         desired = replicas if abs(ratio - 1) <= self.tolerance else math.ceil(replicas * ratio)

@@ -51,6 +51,7 @@ class Governor:
 
     @property
     def top(self) -> int:
+        """Index of the highest P-state."""
         return len(self.freq_levels) - 1
 
     def reset(self) -> None:
@@ -78,6 +79,8 @@ class Governor:
 
 
 class Performance(Governor):
+    """Always the highest P-state."""
+
     name = "performance"
 
     def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -85,6 +88,8 @@ class Performance(Governor):
 
 
 class Powersave(Governor):
+    """Always the lowest P-state."""
+
     name = "powersave"
 
     def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -92,6 +97,8 @@ class Powersave(Governor):
 
 
 class Ondemand(Governor):
+    """Highest P-state when util > ``up_threshold``, else the lowest P-state >= ``r_0 + util * (1 - r_0)``."""
+
     name = "ondemand"
 
     def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80) -> None:
@@ -105,6 +112,8 @@ class Ondemand(Governor):
 
 
 class Conservative(Governor):
+    """One P-state up when util > ``up_threshold``, one down when util < ``down_threshold``, else hold."""
+
     name = "conservative"
 
     def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80,
@@ -120,6 +129,8 @@ class Conservative(Governor):
 
 
 class Schedutil(Governor):
+    """The lowest P-state >= ``1.25 * r_cur * util`` (25% headroom over the current demand)."""
+
     name = "schedutil"
     HEADROOM = 1.25
 

@@ -65,7 +65,9 @@ RATE_TOLERANCE = 1e-9
 class Pricing(Protocol):
     """A price list: what a run of ``runtime_s`` seconds on configuration index ``configs`` costs (USD)."""
 
-    def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray: ...
+    def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
+        """USD for runs of ``runtime_s`` seconds on configuration indices ``configs`` (elementwise)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class PerSecondPricing:
     usd_per_s: np.ndarray
 
     def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
+        """USD: ``usd_per_s[configs] * runtime_s``."""
         return self.usd_per_s[configs] * runtime_s
 
 
@@ -85,6 +88,7 @@ class LambdaPricing:
     memory_mib: np.ndarray
 
     def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
+        """USD per invocation: Lambda's GB-second price (duration rounded up to 1 ms) plus the request price."""
         return invocation_cost(self.memory_mib[configs], runtime_s)
 
 

@@ -67,6 +67,7 @@ class DVFSTable:
     full_w: tuple[float, ...]
 
     def fit(self) -> FrequencyScaling:
+        """The :class:`FrequencyScaling` fitted to this table (least relative error; needs the fraction 1.0 row)."""
         return FrequencyScaling.fit(self.freq_fraction, self.idle_w, self.full_w)
 
 

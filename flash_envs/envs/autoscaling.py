@@ -33,6 +33,7 @@ class ResourceBounds:
             raise ValueError(f"bounds need 0 < low <= high with high - low a multiple of step > 0, got {self}")
 
     def contains(self, value: int) -> bool:
+        """Whether ``value`` is a valid setting: within ``[low, high]`` and a whole number of steps above ``low``."""
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 
 
@@ -185,7 +186,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self._steps = 0
 
     # ------------------------------------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._reset_task(options)
         task = self.episode_task
@@ -203,7 +205,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self._metrics = self._sim.run(self.control_interval_s)
         return self._get_obs(), self._get_info(penalty=0.0)
 
-    def step(self, action):
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._sim is None:
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):

@@ -134,7 +134,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                              f"{self.n_levels}")
 
     # --------------------------------------------------------------------------------------------------- gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._reset_task(options)
         task = self.episode_task
@@ -153,7 +154,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self._obs[1::N_FEATURES] = min(RATIO_CAP, rate / self._servers[0].capacity())
         return self._obs.copy(), {"task": task, "time_s": 0.0}
 
-    def step(self, action):
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
         if not self._servers:

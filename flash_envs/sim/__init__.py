@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from flash_envs.sim.fluid import FluidSimulation
@@ -12,7 +14,8 @@ from flash_envs.sim.workloads import RateCurve, Workload
 FIDELITIES: dict[str, type[ServiceSimulation]] = {"fast": FluidSimulation, "request": RequestLevelSimulation}
 
 
-def make_simulation(fidelity: str, app: AppProfile, curve: RateCurve, rng: np.random.Generator, **kwargs) -> ServiceSimulation:
+def make_simulation(fidelity: str, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
+                    **kwargs: Any) -> ServiceSimulation:
     """Build a service simulation of the given fidelity (``"fast"`` or ``"request"``)."""
     if fidelity not in FIDELITIES:
         raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")

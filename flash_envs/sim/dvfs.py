@@ -82,6 +82,7 @@ class DVFSServer:
 
     @property
     def now(self) -> float:
+        """Simulated time (s) since the server started."""
         return self.sim.env.now
 
     def capacity(self, level: int | None = None) -> float:

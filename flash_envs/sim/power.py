@@ -207,6 +207,7 @@ class ServerType:
 
     @property
     def n_levels(self) -> int:
+        """Number of P-states."""
         return len(self.freq_levels)
 
     def level_fraction(self, level: int) -> float:
@@ -276,4 +277,5 @@ class EnergyMeter:
 
     @property
     def mean_power_w(self) -> float:
+        """Average watts over the metered time (0 before any time is metered)."""
         return self.energy_j / self.time_s if self.time_s > 0 else 0.0
