@@ -13,13 +13,12 @@ import platform
 import resource
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.cli_args import UsageError, float_at_least, int_at_least
+from flash_envs.cli_args import UsageError, float_at_least, int_at_least, output_file
 from flash_envs.markdown import md_table
 
 # (label, env id, make kwargs, steps measured)
@@ -36,6 +35,9 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
 
 @dataclass
 class BenchRow:
+    """One measured case: its label and env id, ``steps`` timed over ``seconds``, the resulting steps per second and
+    microseconds per step, and the per-step time as a ratio to CartPole-v1's in the same run."""
+
     case: str
     env_id: str
     steps: int
@@ -90,6 +92,8 @@ def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[t
 
 
 def benchmark(scale: float = 1.0) -> list[BenchRow]:
+    """One row per :data:`CASES` entry, each timed over ``scale`` x its steps (at least 10); the first case
+    (CartPole-v1) is the reference of the ratios."""
     rows, reference = [], None
     for label, env_id, kwargs, steps in CASES:
         steps = max(10, int(steps * scale))
@@ -101,6 +105,7 @@ def benchmark(scale: float = 1.0) -> list[BenchRow]:
 
 
 def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -> str:
+    """The Markdown report: the timing table, then per env id of ``memory`` its RSS trace (from :func:`memory_run`)."""
     lines = [
         "# flash bench",
         "",
@@ -128,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-steps", type=int_at_least(0), default=0,
                         help=f"also run this many steps (0, or at least {MEMORY_SAMPLES}) of each of the fast envs "
                              "watching memory")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=output_file, default=None,
                         help="also write the report (markdown, or JSON with --json) to this file")
 
 

@@ -9,6 +9,7 @@ work starts. Checks that involve several arguments, or the data, raise :class:`U
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Callable
 
 
@@ -53,3 +54,30 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text!r}")
     return value
+
+
+def _creatable(path: Path) -> None:
+    """Raise unless the folders missing above ``path`` can be made: its nearest existing ancestor is a folder."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {ancestor} is a file, so no folder can be made under it")
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file to write, checked before any work (not a folder; its folder exists or can be made)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    _creatable(path)
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """An argparse type: a folder to write into, checked before any work (not a file; it exists or can be made)."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    _creatable(path)
+    return path

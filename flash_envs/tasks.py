@@ -23,6 +23,8 @@ SPLITS = ("train", "test")
 
 
 class Task(Protocol):
+    """What every task provides: a ``name`` and a plain-dict form (``to_dict``; task types add ``from_dict``)."""
+
     name: str
 
     def to_dict(self) -> dict[str, Any]: ...
@@ -40,6 +42,7 @@ class TaskFamily(Generic[T]):
     task_type: ClassVar[type]
 
     def split(self, name: str) -> tuple[T, ...]:
+        """The tasks of split ``name`` (``"train"`` or ``"test"``)."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
         return self.train if name == "train" else self.test
@@ -73,10 +76,27 @@ class TaskFamily(Generic[T]):
 
     @classmethod
     def load_yaml(cls, path: str | Path) -> "TaskFamily[T]":
-        """A family written by :meth:`save_yaml` (or by hand, in its layout)."""
+        """A family written by :meth:`save_yaml` (or by hand, in its layout). A missing file raises
+        ``FileNotFoundError``; anything else that is not such a family, a ``DataFormatError`` naming the file."""
         import yaml
 
-        return cls.from_dict(yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        from flash_envs.data import DataFormatError
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"task family {path}: "
+                                    f"{'a folder, not a file' if path.is_dir() else 'no such file'}")
+        try:
+            d = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise DataFormatError(f"task family {path}: not YAML text ({' '.join(str(err).split())})") from None
+        if not isinstance(d, dict):
+            raise DataFormatError(f"task family {path}: expected a mapping with the splits {SPLITS}, got "
+                                  f"{type(d).__name__}")
+        try:
+            return cls.from_dict(d)
+        except (ValueError, TypeError, KeyError) as err:
+            raise DataFormatError(f"task family {path}: {err}") from None
 
 
 # --------------------------------------------------------------------------------------------- autoscaling tasks

@@ -4,7 +4,8 @@ A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> Non
 ``run(args: argparse.Namespace) -> int``. Bad input ends a command with exit status 2 and no traceback:
 - a value out of range (the argument types of :mod:`flash_envs.cli_args`), or arguments that do not go together
   (:class:`flash_envs.cli_args.UsageError`): argparse's usage error;
-- a missing file or a data file off its schema: a one-line ``flash: error: ...``.
+- a missing file, a data file off its schema, or a file that cannot be read or written: a one-line
+  ``flash: error: ...``. Output paths are checked before any work (:func:`flash_envs.cli_args.output_file`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except UsageError as exc:
         command_parser.error(str(exc))
-    except (FileNotFoundError, DataFormatError) as exc:  # bad input: the message names the file (and line, column)
+    except (OSError, DataFormatError) as exc:  # bad input or a file that cannot be written: the message names it
         from flash_rl.commands._common import fail
 
         return fail(exc)

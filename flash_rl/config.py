@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -29,12 +30,16 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
+    """``env:``: the gymnasium env id and the keyword arguments passed to ``gym.make``."""
+
     id: str = "flash/Autoscaling-v0"
     kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
 class TasksConfig:
+    """``tasks:``: the train/test task split (generated, or from a family file) and extra held-out trace tasks."""
+
     n_train: int = 24
     n_test: int = 8
     seed: int = 2024
@@ -64,6 +69,8 @@ class AgentConfig:
 
 @dataclass
 class FlashConfig(AgentConfig):
+    """``flash:``: FLASH's agent (the fields of :class:`AgentConfig`) plus its context window and encoder."""
+
     context_len: int = 32
     embedding_dim: int = 32
     encoder: str = "gru"
@@ -72,6 +79,8 @@ class FlashConfig(AgentConfig):
 
 @dataclass
 class MamlConfig:
+    """``maml:``: the MAML baseline's meta-training schedule, learning rates, policy network and discount."""
+
     iterations: int = 300
     meta_batch: int = 8
     inner_steps: int = 1
@@ -86,6 +95,8 @@ class MamlConfig:
 
 @dataclass
 class AdaptationConfig:
+    """``adaptation:``: methods adapted, episode budget, evaluation schedule, success thresholds, seeds."""
+
     methods: list = field(default_factory=lambda: ["flash", "transfer", "scratch", "maml", "flash_zero_embedding"])
     budget: int = 30
     eval_every: int = 1
@@ -98,6 +109,8 @@ class AdaptationConfig:
 
 @dataclass
 class ReferencesConfig:
+    """``references:``: the per-task expert and random reference returns, and the file caching them."""
+
     expert_timesteps: int = 40_000
     random_episodes: int = 5
     cache: str = "runs/cache/references.json"
@@ -105,6 +118,8 @@ class ReferencesConfig:
 
 @dataclass
 class ProbeConfig:
+    """``probe:``: the embedding's linear probe: episodes before embedding, samples per task, ridge penalty."""
+
     episodes: int = 1
     samples_per_task: int = 3
     ridge: float = 1.0
@@ -112,6 +127,8 @@ class ProbeConfig:
 
 @dataclass
 class RunConfig:
+    """``run:``: output folder, checkpoint interval (timesteps), progress bar and the agents' seed."""
+
     dir: str = "runs"
     checkpoint_interval: int = 20_000  # timesteps (MAML: iterations / 10)
     progress_bar: bool = True
@@ -120,6 +137,8 @@ class RunConfig:
 
 @dataclass
 class ExperimentConfig:
+    """A whole config file: the ``case:`` it runs and one field per section above."""
+
     case: str = "autoscaling"
     env: EnvConfig = field(default_factory=EnvConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -132,6 +151,7 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """Nested plain dicts, one per section (the layout of a config file)."""
         return dataclasses.asdict(self)
 
 
@@ -141,7 +161,7 @@ POSITIVE = {"flash.timesteps", "transfer.timesteps", "maml.iterations", "adaptat
             "maml.meta_batch", "maml.inner_steps", "maml.inner_episodes", "maml.outer_episodes", "tasks.n_train",
             "tasks.n_test", "references.random_episodes", "probe.episodes", "probe.samples_per_task"}
 NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks",
-                "probe.ridge"}
+                "probe.ridge", "run.seed", "tasks.seed", "adaptation.eval_seed"}
 ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "tasks.trace_time_scale"}  # reals > 0
 
 
@@ -234,14 +254,16 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file as a dict, with ``inherit:`` resolved."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     if path.resolve() in _seen:
         raise ConfigError(f"config file {path} inherits from itself")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     parent = data.pop("inherit", None)
@@ -297,19 +319,22 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
 
 
 def validate(cfg: ExperimentConfig) -> None:
+    """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
+    discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder, algorithm or agent
+    kwargs; layer sizes that are not positive ints; an unknown case, or one whose env is not ``env.id``; unknown
+    methods, or methods that cannot act in the env's action space; an unknown trace-gap policy or a missing trace
+    file. Builds the env once to check it."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
 
-    for key in sorted(POSITIVE):
-        if _get(cfg, key) < 1:
-            raise ConfigError(f"config key {key} must be >= 1, got {_get(cfg, key)}")
-    for key in sorted(NON_NEGATIVE):
-        if _get(cfg, key) < 0:
-            raise ConfigError(f"config key {key} must be >= 0, got {_get(cfg, key)}")
-    for key in sorted(ABOVE_ZERO):
-        if _get(cfg, key) <= 0:
-            raise ConfigError(f"config key {key} must be > 0, got {_get(cfg, key)}")
+    for keys, low, rule in ((POSITIVE, 1, ">= 1"), (NON_NEGATIVE, 0, ">= 0"), (ABOVE_ZERO, 0, "> 0")):
+        for key in sorted(keys):
+            value = _get(cfg, key)
+            if not math.isfinite(value):
+                raise ConfigError(f"config key {key} must be a finite number, got {value}")
+            if value < low or (rule == "> 0" and value == 0):
+                raise ConfigError(f"config key {key} must be {rule}, got {value}")
     if not 0 < cfg.maml.gamma <= 1:
         raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
     if cfg.env.id not in gym.registry:
@@ -365,8 +390,11 @@ def validate(cfg: ExperimentConfig) -> None:
     if unfit:
         raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
                           f"{action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
-    from flash_envs.data.trace_csv import GAP_POLICIES
+    from flash_envs.data.trace_csv import GAP_POLICIES, VALUE_KINDS
 
+    if cfg.tasks.trace_value_kind not in VALUE_KINDS:
+        raise ConfigError(f"config key tasks.trace_value_kind must be one of {VALUE_KINDS}, "
+                          f"got {cfg.tasks.trace_value_kind!r}")
     if cfg.tasks.trace_gaps not in GAP_POLICIES:
         raise ConfigError(f"config key tasks.trace_gaps must be one of {GAP_POLICIES}, got {cfg.tasks.trace_gaps!r}")
     for trace in cfg.tasks.test_traces:
@@ -375,6 +403,7 @@ def validate(cfg: ExperimentConfig) -> None:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    """Write ``cfg`` as YAML to ``path`` (creating its folder), in the layout :func:`load_config` reads."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

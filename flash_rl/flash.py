@@ -26,6 +26,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -39,10 +40,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
+from flash_envs.fields import check_number
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
@@ -78,8 +81,21 @@ def algorithm_name(cls: type[BaseAlgorithm]) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+#: Ranges of the SB3 hyper-parameters FLASH's algorithms take, as ``(low, high, low is excluded)``; checked when given
+#: as plain numbers (SB3 itself checks few of them, and some only deep inside training).
+AGENT_KWARG_RANGES: dict[str, tuple[float, float, bool]] = {
+    "learning_rate": (0, math.inf, True), "gamma": (0, 1, False), "gae_lambda": (0, 1, False),
+    "ent_coef": (0, math.inf, False), "vf_coef": (0, math.inf, False), "max_grad_norm": (0, math.inf, True),
+    "clip_range": (0, math.inf, True), "n_steps": (1, math.inf, False), "batch_size": (1, math.inf, False),
+    "n_epochs": (1, math.inf, False), "buffer_size": (1, math.inf, False), "learning_starts": (0, math.inf, False),
+    "tau": (0, 1, True), "target_update_interval": (1, math.inf, False), "exploration_fraction": (0, 1, False),
+    "exploration_initial_eps": (0, 1, False), "exploration_final_eps": (0, 1, False),
+}
+
+
 def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], where: str = "agent_kwargs") -> None:
-    """Fail early, with the offending names, on keyword arguments the algorithm does not take."""
+    """Fail early, with the offending names, on keyword arguments the algorithm does not take, and on numbers out of
+    :data:`AGENT_KWARG_RANGES`."""
     params = inspect.signature(agent_cls.__init__).parameters
     reserved = {"policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device"}
     bad = sorted(k for k in kwargs if k not in params or k in reserved)
@@ -88,6 +104,10 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
                 if any(":" in k for k in bad) else "")
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
                          f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})}){hint}")
+    for name, value in kwargs.items():
+        if name in AGENT_KWARG_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high, open_low = AGENT_KWARG_RANGES[name]
+            check_number(f"{where}: {name}", value, low, high, strict=open_low)
 
 
 def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], episode_steps: int,
@@ -128,6 +148,8 @@ def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
 
 
 def episode_steps_of(env: gym.Env) -> int:
+    """Steps per episode: the unwrapped env's ``episode_steps``, else the spec's ``max_episode_steps`` (else a
+    ValueError)."""
     steps = getattr(env.unwrapped, "episode_steps", None)
     if steps is None and env.spec is not None:
         steps = env.spec.max_episode_steps
@@ -290,7 +312,8 @@ class Flash:
         return DummyVecEnv([factory(i) for i in range(self.n_envs)])
 
     @property
-    def policy(self):
+    def policy(self) -> BasePolicy:
+        """The SB3 agent's policy network (a RuntimeError before :meth:`meta_train` or :meth:`load`)."""
         if self.model is None:
             raise RuntimeError("this agent has no model yet: call meta_train() or load()")
         return self.model.policy
@@ -483,10 +506,16 @@ class Flash:
 
     @classmethod
     def load(cls, path: str | Path) -> "Flash":
+        """The agent :meth:`save` wrote to ``path`` (on CPU), as the class recorded there (Flash or
+        TransferLearning)."""
         path = Path(path)
-        if not (path / "flash.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved agent (no flash.json)")
-        config = json.loads((path / "flash.json").read_text())
+        missing = [name for name in ("flash.json", "agent.zip") if not (path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} holds no saved agent (no {' or '.join(missing)})")
+        try:
+            config = json.loads((path / "flash.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path / 'flash.json'} is damaged (not JSON: {err})") from None
         kind = config.pop("kind", cls.__name__)
         target = {"Flash": Flash, "TransferLearning": TransferLearning}.get(kind, cls)
         obj = target(**config)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.data import csv_rows
+from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.markdown import fmt_ci, md_table
 from flash_rl.adaptation import References, episodes_to_adapt
 from flash_rl.config import load_config
@@ -28,6 +28,9 @@ def normalised(value: float, ref: References) -> float:
 
 def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References]
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(summary, rows)``: one row per adaptation run (episodes-to-adapt, censoring, threshold, zero-shot and final
+    returns, raw and normalised), and per method the median / IQM episodes-to-adapt with bootstrap CIs, mean, censored
+    count and mean returns, plus the speedups and the threshold sensitivity."""
     a = cfg.adaptation
     rows = []
     for rec in records:
@@ -186,6 +189,8 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
 
 
 def markdown(cfg: Any, summary: dict[str, Any]) -> str:
+    """``results.md``: the results table, references, speedups, threshold sensitivity, probe and phase times, from
+    the full summary that :func:`write_report` builds (not :func:`summarise`'s alone)."""
     a = cfg.adaptation
     m = summary["methods"]
     lines = [f"# FLASH adaptation on held-out tasks: {cfg.case}", "",
@@ -250,6 +255,9 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
 def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
                  probe: dict[str, Any] | None, phase_seconds: dict[str, float], quick: bool, command: str,
                  total_seconds: float, jobs: int = 1) -> dict[str, Any]:
+    """Write ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, the plots, ``summary.json`` and
+    ``results.md`` into the existing ``out_dir``, and return the summary (with references, probe, timings and run
+    details added to :func:`summarise`'s)."""
     import os
 
     out_dir = Path(out_dir)
@@ -320,6 +328,10 @@ def render(out_dir: Path) -> None:
     refs = {(r["task"], int(r["eval_seed"])): References(r["task"], int(r["eval_seed"]), float(r["random"]),
                                                          float(r["expert"]), r["expert_source"])
             for _, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source"))}
+    unscored = sorted({(r["task"], r["eval_seed"]) for r in records.values()} - set(refs))
+    if unscored:
+        raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {unscored[:3]}"
+                              f"{' ...' if len(unscored) > 3 else ''}, which curves.csv has")
     saved = summary.get("threshold_sensitivity", {})
     redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], cfg.adaptation.budget)
     for fraction, entry in saved.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import int_at_least
+from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.markdown import md_table
 
 HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -52,6 +51,8 @@ def sweep(episodes: int, seed: int) -> tuple[list[str], dict[str, tuple[list[str
 
 
 def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -> str:
+    """The Markdown report of a :func:`sweep`: per policy class a summary line and a per-task table of the best
+    member's reward against the task-blind member's (best mean over tasks) and the gain of knowing the task."""
     lines = ["# Task diversity of flash/Autoscaling-v0", "",
              f"Mean reward per step on each of the default family's {len(names)} tasks (train and test), for the "
              "best member of a policy class chosen per task (task known) and for the one member best on average "
@@ -75,7 +76,7 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
+    parser.add_argument("--out", type=output_file, default=None, help="write the markdown report here")
 
 
 def run(args: argparse.Namespace) -> int:

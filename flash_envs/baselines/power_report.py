@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
-from flash_envs.cli_args import int_at_least
+from flash_envs.cli_args import int_at_least, output_dir
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
 from flash_envs.tasks import SPLITS
@@ -75,6 +74,7 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def rows_markdown(rows: list[dict[str, Any]]) -> str:
+    """The per-task Markdown table of :func:`governor_rows` (floats to 3 decimals)."""
     return "\n".join(md_table(COLUMNS, ([f"{r[c]:.3f}" if isinstance(r[c], float) else r[c] for c in COLUMNS]
                                          for r in rows)))
 
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episodes per task and governor (seeds 0..N-1)")
     parser.add_argument("--n-servers", type=int_at_least(1), default=1)
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=output_dir, default=None,
                         help="folder for governors.csv and governors.md (default: print the markdown only)")
 
 

@@ -40,13 +40,24 @@ def csv_rows(path: str | Path, required: Sequence[str],
              error: type[DataFormatError] = DataFormatError) -> Iterator[tuple[int, dict[str, str]]]:
     """The rows of a CSV file with a header, each with its 1-based line number, read lazily.
 
-    Raises ``FileNotFoundError`` for a missing file and ``error`` for an empty file, a header without the
-    ``required`` columns, a row with more or fewer fields than the header, or a header with no rows under it.
+    The file is UTF-8 text (a leading byte-order mark, as spreadsheet programs write, is dropped). Raises
+    ``FileNotFoundError`` for a missing file and ``error`` for text that is not UTF-8, an empty file, a header
+    without the ``required`` columns, a row with more or fewer fields than the header, or a header with no rows
+    under it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {'a directory, not a CSV file' if path.is_dir() else 'no such file'}")
-    with path.open(newline="", encoding="utf-8") as handle:
+    try:
+        yield from _checked_rows(path, required, error)
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start:err.start + 1]!r}); "
+                    "save it as UTF-8 CSV") from None
+
+
+def _checked_rows(path: Path, required: Sequence[str],
+                  error: type[DataFormatError]) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             raise error(f"{path}: empty file (expected a header with columns {list(required)})")

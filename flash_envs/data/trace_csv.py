@@ -63,6 +63,7 @@ class RateTrace:
 
     @property
     def duration_s(self) -> float:
+        """Seconds covered by the series: number of bins x ``bin_s``."""
         return float(len(self.rates) * self.bin_s)
 
     def __eq__(self, other: object) -> bool:
@@ -91,6 +92,7 @@ class RateTrace:
 
 
 GAP_POLICIES = ("error", "zero", "join")
+VALUE_KINDS = ("count", "rate")
 MAX_BINS = 10**8
 BIN_TOLERANCE = 1e-6   # share of a bin by which a timestamp may fall short of its bin's start (float rounding)
 
@@ -138,8 +140,8 @@ def read_rate_trace(
             or ``"join"`` (spliced out, so the trace continues with the next row).
     """
     path = Path(path)
-    if value_kind not in ("count", "rate"):
-        raise ValueError(f"value_kind must be 'count' or 'rate', got {value_kind!r}")
+    if value_kind not in VALUE_KINDS:
+        raise ValueError(f"value_kind must be one of {VALUE_KINDS}, got {value_kind!r}")
     if gaps not in GAP_POLICIES:
         raise ValueError(f"gaps must be one of {GAP_POLICIES}, got {gaps!r}")
     if not np.isfinite(time_unit_s) or time_unit_s <= 0:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from flash_envs.cli_args import float_at_least, int_at_least
+from flash_envs.cli_args import float_at_least, int_at_least, output_file
 from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
@@ -24,6 +23,9 @@ METRICS = ("mean_ms", "p95_ms", "p99_ms", "throughput", "cpu_utilisation", "memo
 
 @dataclass(frozen=True)
 class Scenario:
+    """One comparison: an application under a workload at a fixed configuration (``replicas`` replicas, each with
+    ``cpu_millicores`` of CPU and ``memory_mb`` MiB of memory), labelled ``name`` in the report."""
+
     name: str
     app: AppProfile
     workload: Workload
@@ -68,6 +70,8 @@ def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int)
 
 
 def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
+    """Per scenario: both fidelities' metrics (same seed) and the fast one's relative error ``fast / request - 1``
+    per metric (0 where the per-request value is 0)."""
     rows = []
     for scenario in SCENARIOS:
         results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
@@ -77,6 +81,7 @@ def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
 
 
 def markdown(rows: list[dict], horizon_s: float) -> str:
+    """The Markdown report of :func:`compare`'s rows: per-request values with the fast mode's error, then the worst."""
     lines = ["# Fast vs per-request fidelity", "",
              f"Each scenario: {horizon_s:.0f} s in 60 s intervals, same seed; cells are the per-request value and the "
              "fast mode's relative error.", "",
@@ -93,16 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=float_at_least(60), default=3600.0, help="simulated seconds per scenario")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help="also write the report (markdown, or JSON with --json) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     rows = compare(args.horizon, args.seed)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    text = markdown(rows, args.horizon)
+    text = json.dumps(rows, indent=2) if args.json else markdown(rows, args.horizon)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     return 0

@@ -124,6 +124,8 @@ def _check_positive(obj: object, *names: str) -> None:
 
 @dataclass(frozen=True)
 class ConstantWorkload(Workload):
+    """A constant rate of ``rate`` req/s."""
+
     kind: ClassVar[str] = "constant"
     rate: float = 10.0
 
@@ -137,6 +139,12 @@ class ConstantWorkload(Workload):
 
 @dataclass(frozen=True)
 class DiurnalWorkload(Workload):
+    """A sinusoid: ``mean_rate * (1 + amplitude * sin(2 pi (t / period_s + phase)))`` req/s.
+
+    ``mean_rate`` in req/s, ``amplitude`` in [0, 1] (relative swing), ``period_s`` in seconds, ``phase`` a fraction
+    of a period (``None``: drawn uniformly in [0, 1) for each realisation).
+    """
+
     kind: ClassVar[str] = "diurnal"
     mean_rate: float = 10.0
     amplitude: float = 0.5
@@ -157,6 +165,12 @@ class DiurnalWorkload(Workload):
 
 @dataclass(frozen=True)
 class StepWorkload(Workload):
+    """``base_rate`` req/s, rising to ``peak_rate`` req/s at ``start_s`` seconds and back to ``base_rate`` at ``end_s``.
+
+    The rise is a linear ramp over ``ramp_s`` seconds (0: an instant step); the fall at ``end_s`` is instant, and
+    ``end_s=None`` keeps the peak to the end.
+    """
+
     kind: ClassVar[str] = "step"
     base_rate: float = 5.0
     peak_rate: float = 20.0
@@ -180,6 +194,10 @@ class StepWorkload(Workload):
 
 @dataclass(frozen=True)
 class MMPPWorkload(Workload):
+    """A two-state Markov-modulated rate: ``rates`` (low, high) req/s, alternating with exponentially distributed
+    stays of mean ``mean_sojourn_s`` (low, high) seconds, starting in a state drawn from the stationary distribution.
+    """
+
     kind: ClassVar[str] = "mmpp"
     rates: tuple[float, float] = (5.0, 20.0)
     mean_sojourn_s: tuple[float, float] = (300.0, 60.0)
@@ -208,6 +226,12 @@ class MMPPWorkload(Workload):
 
 @dataclass(frozen=True)
 class SpikeWorkload(Workload):
+    """``base_rate`` req/s with bursts of ``multiplier`` x ``base_rate`` lasting ``duration_s`` seconds each.
+
+    Burst starts are uniform over the horizon, their number Poisson with mean ``spikes_per_hour`` per hour;
+    overlapping bursts do not add up.
+    """
+
     kind: ClassVar[str] = "spikes"
     base_rate: float = 10.0
     spikes_per_hour: float = 4.0
@@ -279,12 +303,15 @@ class TraceWorkload(Workload):
             if self.scale != 1.0:
                 raise ValueError(f"TraceWorkload: mean_rate={self.mean_rate} sets the scale; leave scale at 1, "
                                  f"not {self.scale}")
+        if self.start_s is not None:
+            _check_nonnegative(self, "start_s")
         if self.trace is None:
             if not self.path:
                 raise ValueError("TraceWorkload needs a CSV path (or an in-memory RateTrace)")
             return
         if not isinstance(self.trace, RateTrace):
             raise ValueError(f"TraceWorkload.trace must be a RateTrace, got {type(self.trace).__name__}")
+        self._scaled_rates(self.trace)   # an all-zero trace cannot be scaled to a mean_rate > 0
         defaults = {f.name: f.default for f in fields(self)}
         given = sorted(name for name in self.CSV_OPTIONS if getattr(self, name) != defaults[name])
         if given:
@@ -307,12 +334,19 @@ class TraceWorkload(Workload):
         return _cached_trace(self.path, self.time_column, self.value_column, self.value_kind, self.time_unit_s,
                              self.bin_s, self.gaps)
 
+    def _scaled_rates(self, trace: RateTrace) -> np.ndarray:
+        """The trace's rates, scaled to average ``mean_rate`` when it is set."""
+        if self.mean_rate is None:
+            return trace.rates
+        mean = trace.rates.mean()
+        if mean <= 0 < self.mean_rate:
+            raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} has no requests, so it cannot "
+                             f"be scaled to mean_rate={self.mean_rate}")
+        return trace.rates * (self.mean_rate / mean if mean > 0 else 0.0)
+
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         trace = self.load()
-        rates = trace.rates
-        if self.mean_rate is not None:
-            mean = rates.mean()
-            rates = rates * (self.mean_rate / mean if mean > 0 else 0.0)
+        rates = self._scaled_rates(trace)
         start = rng.uniform(0, trace.duration_s) if self.start_s is None else self.start_s
         trace_times = start + times / self.time_scale
         return rates[(trace_times // trace.bin_s).astype(np.int64) % len(rates)]

@@ -7,21 +7,26 @@ import shlex
 import sys
 from pathlib import Path
 
+from flash_envs.cli_args import output_dir
 from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--case``, ``--config``, ``--quick``, ``--set``, ``--run-dir`` and ``--resume`` to ``parser``."""
     parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
     parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/)")
     parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3")
-    parser.add_argument("--run-dir", help="where checkpoints, TensorBoard logs and the effective config go "
-                                          "(default: runs/<case>/<command>)")
+    parser.add_argument("--run-dir", type=output_dir,
+                        help="where checkpoints, TensorBoard logs and the effective config go "
+                             "(default: runs/<case>/<command>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in the run directory")
 
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:
+    """The config of ``--config`` (default: the case's file, quick or full) with the ``extra`` overrides applied
+    before the ``--set`` ones; an unknown case is a :class:`ConfigError`."""
     from flash_rl.cases import get_case
 
     try:
@@ -33,9 +38,11 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
 
 
 def command_line() -> str:
+    """This process's command line as a shell-quoted ``flash ...`` string (for records of how a run was made)."""
     return "flash " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def fail(err: Exception) -> int:
+    """Print ``err`` as a ``flash: error:`` line on stderr and return exit status 2."""
     print(f"flash: error: {err}", file=sys.stderr)
     return 2

@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flash_envs.cli_args import int_at_least
-from flash_envs.tasks import SPLITS
+from flash_envs.cli_args import int_at_least, output_file
+from flash_envs.tasks import SPLITS, Task, TaskFamily
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
 from flash_rl.config import ConfigError
+
+if TYPE_CHECKING:
+    from flash_rl.flash import Flash
+    from flash_rl.maml import MAML
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--json", help="also write the curve to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write the curve to this JSON file")
 
 
-def pick_task(family, split: str, key: str):
+def pick_task(family: TaskFamily[Any], split: str, key: str) -> Task:
+    """The task of ``split`` that ``key`` names: an index when all digits, else a task name (a ConfigError if none)."""
     tasks = family.split(split)
     if key.isdigit():
         if int(key) >= len(tasks):
@@ -40,8 +46,9 @@ def pick_task(family, split: str, key: str):
     return named[0]
 
 
-def load_model(path: Path, env_id: str):
-    """The saved agent at ``path``, which must have been trained on ``env_id`` (the config's env)."""
+def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | MAML:
+    """The saved agent at ``path``, which must have been trained on the config's env: ``env_id`` with
+    ``env_kwargs``."""
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
@@ -55,6 +62,11 @@ def load_model(path: Path, env_id: str):
     if model.env_id != env_id:
         raise ConfigError(f"--model {path} was trained on {model.env_id}, but the config runs {env_id}; pass the "
                           "--case (or --config) the model was trained with")
+    if model.env_kwargs != env_kwargs:
+        differ = sorted(k for k in {*model.env_kwargs, *env_kwargs} if model.env_kwargs.get(k) != env_kwargs.get(k))
+        raise ConfigError(f"--model {path} was trained with env.kwargs {model.env_kwargs}, but the config has "
+                          f"{env_kwargs} (differing: {differ}); pass the config (and --set) the model was trained "
+                          "with, so that it and the heuristics run the same env")
     return model
 
 
@@ -65,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         family = get_case(cfg.case).build_family(cfg)
         task = pick_task(family, args.split, args.task)
-        model = load_model(Path(args.model), cfg.env.id)
+        model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
-    except (ConfigError, FileNotFoundError) as err:
+    except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
     curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
                         eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,
                         on_eval=lambda e, v: print(f"episodes {e:3d}  return {v:8.3f}", flush=True))
     if args.json:
-        Path(args.json).write_text(json.dumps({"task": task.name, "curve": curve}, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"task": task.name, "curve": curve}, indent=1))
     return 0

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_envs.cli_args import int_at_least
+from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.tasks import SPLITS
 from flash_rl.commands._common import add_config_arguments, config_from_args, fail
-from flash_rl.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="evaluation episodes per task (default: 1)")
-    parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write the table to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         case = get_case(cfg.case)
         family = case.build_family(cfg)
-        model = load_model(Path(args.model), cfg.env.id)
-    except (ConfigError, FileNotFoundError) as err:
+        model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
+    except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
     heuristics = case.heuristics(env)
@@ -52,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"task": task.name, "agent": agent, **heur})
         print(f"{task.name:<12} {agent:9.3f} " + " ".join(f"{v:9.3f}" for v in heur.values()), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -36,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
             if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
-    except (ConfigError, FileNotFoundError) as err:
+        family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
+    except (OSError, ValueError) as err:   # a bad config or family file (ConfigError is a ValueError)
         return fail(err)
     torch.set_num_threads(1)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
-    family = get_case(cfg.case).build_family(cfg)
     try:   # a finished run resumed with another total is refused before training
         if args.method == "maml":
             from torch.utils.tensorboard import SummaryWriter

@@ -20,7 +20,7 @@ import argparse
 import os
 from pathlib import Path
 
-from flash_envs.cli_args import int_at_least
+from flash_envs.cli_args import int_at_least, output_dir
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
 from flash_rl.config import ConfigError
 
@@ -37,7 +37,7 @@ def default_jobs() -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--seeds", type=int_at_least(1), help="adaptation seeds per task (overrides adaptation.seeds)")
-    parser.add_argument("--out", help="output directory (default: results/<case>[/quick])")
+    parser.add_argument("--out", type=output_dir, help="output directory (default: results/<case>[/quick])")
     parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
                         help="worker processes (about 0.4 GB each) for the meta-trainings, references and adaptation "
                              "runs, one torch thread each; the results do not depend on it (default: the usable CPUs "
@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.report import render
 
     if args.render:
-        render(Path(args.render))
+        try:
+            render(Path(args.render))
+        except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
+            return fail(f"{args.render}: cannot re-render: {err}")
         return 0
     extra = []
     if args.seeds is not None:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, extra)
         case = get_case(cfg.case)
         test_tasks(cfg, case, case.build_family(cfg))  # bad task files / traces fail here, before any work
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:   # a bad config, family file or trace (ConfigError is a ValueError)
         return fail(err)
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
     run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))

@@ -1,0 +1,165 @@
+"""Bad input found by the CLI audit: each is a one-line error (or a refusal) before any work, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flash_envs.data import DataFormatError, csv_rows
+from flash_envs.data.trace_csv import RateTrace
+from flash_envs.sim.workloads import TraceWorkload
+from flash_envs.tasks import AutoscalingTaskFamily
+from flash_rl.cases import CONFIG_DIR
+from flash_rl.cli import main
+from flash_rl.commands.adapt import load_model
+from flash_rl.config import ConfigError, load_config
+from flash_rl.flash import Flash
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK_RESULTS = ROOT / "results" / "autoscaling" / "quick"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "--quick", "--out", "{file}"], "argument --out: {file} is a file; give a folder"),
+    (["meta-train", "--quick", "--run-dir", "{file}"], "argument --run-dir: {file} is a file; give a folder"),
+    (["power-governors", "--out", "{file}"], "argument --out: {file} is a file; give a folder"),
+    (["validate-fidelity", "--out", "{dir}"], "argument --out: {dir} is a folder; give a file name"),
+    (["bench", "--out", "{file}/x.md"], "is a file, so no folder can be made under it"),
+    (["adapt", "--model", "m", "--json", "{dir}"], "argument --json: {dir} is a folder; give a file name"),
+])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, argv, message):
+    file = tmp_path / "afile"
+    file.write_text("")
+    fill = {"file": str(file), "dir": str(tmp_path)}
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(**fill) for a in argv])
+    assert stop.value.code == 2 and message.format(**fill) in capsys.readouterr().err
+
+
+def test_validate_fidelity_writes_json_to_out_with_json(tmp_path, capsys):
+    out = tmp_path / "new" / "fidelity.json"
+    assert main(["validate-fidelity", "--horizon", "60", "--json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == json.loads(capsys.readouterr().out)
+
+
+def test_csv_with_byte_order_mark_reads_and_non_utf8_is_named(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbftimestamp,requests\n0,10\n")
+    assert [row for _, row in csv_rows(bom, ("timestamp",))] == [{"timestamp": "0", "requests": "10"}]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"timestamp,requests\n0,1\xe9\n")
+    with pytest.raises(DataFormatError, match=r"latin.csv: not UTF-8 text \(byte 22 is b'\\xe9'\)"):
+        list(csv_rows(latin, ("timestamp",)))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("x: [1, 2\n", "not YAML text"),
+    ("", "expected a mapping with the splits"),
+    ("train: []\n", r"missing \['test'\]"),
+    ("train: [{app: 1}]\ntest: []\n", "task family .*fam.yaml: "),
+])
+def test_a_bad_task_family_file_is_named(tmp_path, content, message):
+    path = tmp_path / "fam.yaml"
+    path.write_text(content)
+    with pytest.raises(DataFormatError, match=message):
+        AutoscalingTaskFamily.load_yaml(path)
+
+
+def test_meta_train_with_a_bad_family_file_fails_before_writing(tmp_path, capsys):
+    (tmp_path / "fam.yaml").write_text("")
+    run = tmp_path / "run"
+    assert main(["meta-train", "--quick", "--run-dir", str(run), "--set",
+                 f"tasks.family_file={tmp_path / 'fam.yaml'}"]) == 2
+    assert "expected a mapping" in one_line_error(capsys) and not run.exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tasks.seed=-1", "tasks.seed must be >= 0, got -1"),
+    ("adaptation.eval_seed=-5", "adaptation.eval_seed must be >= 0"),
+    ("probe.ridge=.nan", "probe.ridge must be a finite number, got nan"),
+    ("maml.inner_lr=.inf", "maml.inner_lr must be a finite number, got inf"),
+    ("tasks.trace_value_kind=bogus", "tasks.trace_value_kind must be one of ('count', 'rate')"),
+    ("flash.agent_kwargs={gamma: 1.5}", "flash.agent_kwargs: gamma must be a finite number >= 0 and <= 1, got 1.5"),
+    ("flash.agent_kwargs={learning_rate: -1}", "learning_rate must be a finite number > 0, got -1"),
+    ("flash.agent_kwargs={n_steps: 0}", "n_steps must be a finite number >= 1, got 0"),
+    ("transfer.agent_kwargs={ent_coef: -3}", "transfer.agent_kwargs: ent_coef must be a finite number >= 0"),
+])
+def test_config_values_out_of_range_are_named(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(CONFIG_DIR / "autoscaling_quick.yaml", [override])
+
+
+def test_a_config_path_that_is_a_folder_or_not_text(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a YAML text file"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("a: [1\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: .*\n?") as err:
+        load_config(tmp_path / "c.yaml")
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def saved_agent(tmp_path_factory):
+    path = tmp_path_factory.mktemp("agent")
+    flash = Flash("PPO", "flash/Autoscaling-v0", {"episode_steps": 10}, context_len=4, embedding_dim=4,
+                  encoder_hidden=8, net_arch=[8], agent_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1})
+    flash.meta_train(flash.make_env().unwrapped.family.train[:2], 10)
+    flash.save(path)
+    return path
+
+
+def test_a_saved_agent_runs_only_in_the_env_it_was_trained_in(saved_agent):
+    assert load_model(saved_agent, "flash/Autoscaling-v0", {"episode_steps": 10}).env_kwargs == {"episode_steps": 10}
+    with pytest.raises(ConfigError, match=r"env.kwargs \{'episode_steps': 10\}.*differing: \['episode_steps'\]"):
+        load_model(saved_agent, "flash/Autoscaling-v0", {"episode_steps": 20})
+
+
+def test_a_damaged_saved_agent_is_named(saved_agent, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_agent, broken)
+    (broken / "agent.zip").unlink()
+    with pytest.raises(FileNotFoundError, match=r"holds no saved agent \(no agent.zip\)"):
+        Flash.load(broken)
+    shutil.copy(saved_agent / "agent.zip", broken / "agent.zip")
+    (broken / "flash.json").write_text("{")
+    with pytest.raises(ValueError, match="flash.json is damaged"):
+        Flash.load(broken)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "curves.csv").write_text((d / "curves.csv").read_text().replace(",0.", ",abc", 1)),
+     "cannot re-render: could not convert"),
+    (lambda d: (d / "references.csv").write_text("\n".join((d / "references.csv").read_text().splitlines()[:2])),
+     "no reference returns for"),
+    (lambda d: (d / "episodes_to_adapt.csv").write_text((d / "episodes_to_adapt.csv").read_text().splitlines()[0]),
+     "episodes_to_adapt.csv: no data rows"),
+    (lambda d: (d / "summary.json").write_text("{"), "cannot re-render: Expecting property name"),
+])
+def test_rendering_a_damaged_reproduction_folder_is_a_one_line_error(tmp_path, capsys, damage, message):
+    folder = tmp_path / "quick"
+    shutil.copytree(QUICK_RESULTS, folder)
+    damage(folder)
+    assert main(["reproduce", "--render", str(folder)]) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_an_all_zero_trace_cannot_be_scaled_to_a_mean_rate():
+    zeros = RateTrace(np.zeros(3), 1.0)
+    assert TraceWorkload.from_trace(zeros).load() is zeros   # replayed as it is: fine
+    with pytest.raises(ValueError, match="has no requests, so it cannot be scaled to mean_rate=50"):
+        TraceWorkload.from_trace(zeros, mean_rate=50)
+    with pytest.raises(ValueError, match="start_s must be a finite number >= 0, got nan"):
+        TraceWorkload.from_trace(RateTrace(np.ones(3), 1.0), start_s=float("nan"))
