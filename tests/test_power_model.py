@@ -170,8 +170,15 @@ def test_reader_missing_file_and_bad_dvfs(tmp_path):
     path.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\nA,100,80,70\n")
     with pytest.raises(PowerDataError, match="dvfs.csv:2: power_full_w 70 W is below power_idle_w 80 W"):
         read_dvfs_csv(path)
-    path.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\nA,100,80,90\nB,50,60,70\nB,80,65,80\n")
+    path.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\nA,100,80,90\nA,50,60,70\nB,50,60,70\n"
+                    "B,80,65,80\n")
     with pytest.raises(PowerDataError, match="dvfs.csv: host_model 'B' has no row at freq_pct_of_max 100"):
+        read_dvfs_csv(path)
+    path.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\nA,100,80,90\n")
+    with pytest.raises(PowerDataError, match="host_model 'A' has one row; a frequency-scaling fit needs >= 2"):
+        read_dvfs_csv(path)
+    path.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\nA,100,80,90\nA,100,70,95\nA,50,60,70\n")
+    with pytest.raises(PowerDataError, match=r"host_model 'A' has two rows at the same freq_pct_of_max"):
         read_dvfs_csv(path)
 
 

@@ -121,6 +121,11 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
     tables = []
     for host, points in by_host.items():
         r, idle, full = zip(*sorted(points))
+        if len(set(r)) < len(r):
+            raise PowerDataError(f"{path}: host_model {host!r} has two rows at the same freq_pct_of_max "
+                                 f"({sorted(x * 100 for x in r)})")
+        if len(r) < 2:
+            raise PowerDataError(f"{path}: host_model {host!r} has one row; a frequency-scaling fit needs >= 2")
         if r[-1] != 1.0:
             raise PowerDataError(f"{path}: host_model {host!r} has no row at freq_pct_of_max 100; the fit scales "
                                  f"power relative to full speed")
