@@ -163,3 +163,11 @@ def test_an_all_zero_trace_cannot_be_scaled_to_a_mean_rate():
         TraceWorkload.from_trace(zeros, mean_rate=50)
     with pytest.raises(ValueError, match="start_s must be a finite number >= 0, got nan"):
         TraceWorkload.from_trace(RateTrace(np.ones(3), 1.0), start_s=float("nan"))
+
+
+@pytest.mark.parametrize("command", ["adapt", "evaluate"])
+def test_commands_that_train_nothing_take_no_run_dir_or_resume(capsys, command):
+    for option in ("--run-dir=x", "--resume"):   # they were listed and silently ignored
+        with pytest.raises(SystemExit):
+            main([command, "--model", "m", option])
+        assert f"unrecognized arguments: {option}" in capsys.readouterr().err

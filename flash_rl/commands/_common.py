@@ -11,16 +11,19 @@ from flash_envs.cli_args import output_dir
 from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--case``, ``--config``, ``--quick``, ``--set``, ``--run-dir`` and ``--resume`` to ``parser``."""
+def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str | None = None) -> None:
+    """Add ``--case``, ``--config``, ``--quick`` and ``--set`` to ``parser``; for a command that trains, given the
+    default of its run directory (``run_dir_default``, shown in the help), also ``--run-dir`` and ``--resume``."""
     parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
     parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/)")
     parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3")
+    if run_dir_default is None:
+        return
     parser.add_argument("--run-dir", type=output_dir,
-                        help="where checkpoints, TensorBoard logs and the effective config go "
-                             "(default: runs/<case>/<command>)")
+                        help=f"where checkpoints, TensorBoard logs and the effective config go (default: "
+                             f"{run_dir_default}, under the config's run.dir)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in the run directory")
 
 

@@ -16,7 +16,7 @@ from flash_rl.config import ConfigError, check_resume, save_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    add_config_arguments(parser, "<case>/meta-train-<method>")
     parser.add_argument("--method", choices=("flash", "transfer", "maml"), default="flash",
                         help="what to train (default: flash)")
 
