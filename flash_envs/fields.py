@@ -20,12 +20,17 @@ def check_fields(d: dict[str, Any], allowed: Iterable[str], what: str, required:
         raise ValueError(f"{what} needs the field(s) {sorted(missing)}")
 
 
+def is_real_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (a Python or NumPy int or float; not a bool, not a string)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_number(name: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
     """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` if ``strict``).
 
     Otherwise a TypeError (not a number) or ValueError (out of range) that names the argument ``name``.
     """
-    if not isinstance(value, numbers.Real):
+    if not is_real_number(value):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     above = value > low if strict else value >= low
     if not (math.isfinite(value) and above and value <= high):
@@ -39,7 +44,7 @@ def check_whole(name: str, value: Any, low: int) -> int:
 
     Otherwise a TypeError (not a number) or ValueError (not whole, or below ``low``) that names the argument ``name``.
     """
-    if not isinstance(value, numbers.Real):
+    if not is_real_number(value):
         raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
     if not (math.isfinite(value) and value == int(value) and value >= low):
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")

@@ -426,3 +426,108 @@ def test_functions_held_out_whole_are_the_resampling_groups():
                                                  {"name": "held-out f1", "test_apps": ["f1/a"]}]}
     assert held_out_groups(report) == {"f0/a": "held-out f0", "f0/b": "held-out f0", "f1/a": "held-out f1"}
     assert held_out_groups({**report, "hold_out": "workload"}) is None
+
+
+IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost,"
+              "target_runtime,status\n")
+
+
+def _ibm_csv(path, workloads: list[str]) -> str:
+    """An IBM-schema CSV with 8 measured configurations of each of ``workloads``; returns its path."""
+    rows = [f"0,A,{f},{v},,,,,,{n},{w},{0.01 * n},{10.0 / (v + 1) + i + 0.1 * f},ok\n"
+            for i, w in enumerate(workloads) for f in (1, 2) for v in (0, 1) for n in (3, 4)]
+    path.write_text(IBM_HEADER + "".join(rows))
+    return str(path)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any training or evaluation fail the test: checks of the input must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained before refusing the input")
+    monkeypatch.setattr(evaluate, "run", refuse)
+
+
+def _usage_error(argv: list[str], capsys) -> str:
+    """The error line of ``flash config-eval argv``, which must end in a usage error (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["config-eval", *argv, *SMOKE])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_groups_held_out_whole_must_be_named_and_at_least_two(tmp_path, capsys, no_training):
+    one_algorithm = _ibm_csv(tmp_path / "one.csv", ["buzz-kmeans", "dota-kmeans"])
+    assert _usage_error(["--train", one_algorithm, "--hold-out", "algorithm"], capsys) == (
+        "flash config-eval: error: --hold-out algorithm: ibm:one.csv has 1 algorithm (kmeans); holding each out in "
+        "turn needs at least 2")
+    unnamed = _ibm_csv(tmp_path / "unnamed.csv", ["w1", "w2"])
+    assert _usage_error(["--train", unnamed, "--hold-out", "algorithm"], capsys).endswith(
+        "workload 'w1' of ibm:unnamed.csv does not name its algorithm (expected dataset-algorithm, e.g. buzz-kmeans)")
+
+
+def test_a_function_held_out_needs_another_to_train_on(shared_data, tmp_path, capsys, no_training):
+    rows = (shared_data / "chunkfunc_faas_profiles" / "chunkfunc_profiles.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "one.csv").write_text(rows[0] + "".join(r for r in rows[1:] if ",detect-faces," in r))
+    argv = ["--dataset", "chunkfunc", "--train", str(tmp_path / "one.csv"), "--hold-out", "function"]
+    assert _usage_error(argv, capsys).endswith(
+        "--hold-out function: chunkfunc:one.csv has 1 function (detect-faces); holding each out in turn needs at "
+        "least 2")
+
+
+def test_every_split_needs_two_training_workloads_before_any_training(tmp_path, capsys, no_training):
+    """Matrix completion cannot be fitted on one workload: refused up front, not after training the others."""
+    train = _ibm_csv(tmp_path / "train.csv", ["w1"])
+    test = _ibm_csv(tmp_path / "test.csv", ["w2", "w3"])
+    assert _usage_error(["--train", train, "--test", test], capsys) == (
+        "flash config-eval: error: 1 training workload(s) in ibm:train.csv: ['w1']; every method needs at least 2 to "
+        "train on")
+    two = _ibm_csv(tmp_path / "two.csv", ["w1", "w2"])                  # 2 folds: each trains on the other workload
+    assert "1 training workload(s) in ibm:two.csv (split " in _usage_error(["--train", two, "--folds", "2"], capsys)
+
+
+def test_a_single_held_out_app_is_tabled_without_a_confidence_interval(tmp_path, capsys):
+    train = _ibm_csv(tmp_path / "train.csv", ["w1", "w2", "w3"])
+    test = _ibm_csv(tmp_path / "test.csv", ["w4"])
+    out = tmp_path / "out"
+    assert main(["config-eval", "--train", train, "--test", test, "--out", str(out), *SMOKE]) == 0
+    captured = capsys.readouterr()
+    assert "K = 1: a single held-out app is scored; its values have no confidence interval" in captured.err
+    assert "nan" not in captured.out and "| FLASH | " in captured.out
+    assert "At K=1, a single held-out application (or group of them) is scored, which gives no confidence interval " \
+           "(nothing to resample), so those cells show [no CI]." in captured.out
+    rows = [line for line in captured.out.splitlines() if line.startswith("| ") and "[" in line]
+    assert rows and all(line.count("[no CI]") == line.count("[") for line in rows)
+    table = (out / "table.md").read_text()
+    assert main(["config-eval", "--render", str(out)]) == 0 and (out / "table.md").read_text() == table
+
+
+def _report(per_app: dict) -> dict:
+    """A minimal report as ``--out`` writes it: one split holding out apps ``a`` and ``b``."""
+    return {"dataset": "ibm", "hold_out": "workload", "train": "x", "test": "y", "seeds": 1,
+            "splits": [{"name": "s", "train_apps": ["c", "d"], "test_apps": ["a", "b"]}],
+            "train_config": {"val_fraction": 0.0}, "per_app": per_app}
+
+
+def test_render_refuses_files_that_are_not_config_eval_reports(tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    per_app = {"1": {m: {"a": [10.0, 11.0, 5.0, 0.0], "b": [20.0, 19.0, 7.0, 0.0]} for m in METHODS}}
+    summary.write_text(json.dumps(_report(per_app)))
+    assert main(["config-eval", "--render", str(tmp_path)]) == 0                   # the minimal report renders
+    capsys.readouterr()
+    broken = {
+        '{"per_app": ': "is not valid JSON (Expecting value: line 1 column 13 (char 12))",
+        json.dumps({"methods": {}, "seeds": 3}): "is not a flash config-eval report (it lacks dataset, hold_out, "
+                                                 "train, test, splits, train_config, per_app)",
+        json.dumps(_report({"1": {"FLASH": per_app["1"]["FLASH"]}})): "per_app entry '1' must map K",
+        json.dumps(_report({"1": {**per_app["1"], "FLASH": {"a": [1.0, "2", 3.0, 4.0], "b": [1.0] * 4}}})):
+            "per_app K=1, FLASH, a: expected 4 numbers",
+        json.dumps(_report({"1": {**per_app["1"], "FLASH": {"a": [1.0] * 4}}})):
+            "per_app K=1, FLASH + fine-tuning: must map the same held-out apps as FLASH",
+        json.dumps({**_report(per_app), "splits": "s"}): "splits must be a list of {name, train_apps, test_apps}",
+    }
+    for text, message in broken.items():
+        summary.write_text(text)
+        assert main(["config-eval", "--render", str(tmp_path)]) == 2
+        err = capsys.readouterr().err                                      # one line naming the file and the problem
+        assert err.startswith(f"flash: error: --render: {summary}") and message in err and err.count("\n") == 1

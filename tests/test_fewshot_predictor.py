@@ -74,3 +74,55 @@ def test_measurements_that_are_not_positive_are_refused():
     with pytest.raises(ValueError, match="runtime_s must be > 0 where measured; a at c2 has 0.0"):
         ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("f",), np.zeros((2, 1)), np.array([[1.0, 0.0]]),
                            np.array([[1.0, 2.0]]))
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("steps", 0, ValueError, "TrainConfig.steps must be a whole number >= 1, got 0"),
+    ("steps", -3, ValueError, "TrainConfig.steps must be a whole number >= 1, got -3"),
+    ("steps", 10.5, ValueError, "TrainConfig.steps must be a whole number >= 1, got 10.5"),
+    ("batch", 0, ValueError, "TrainConfig.batch must be a whole number >= 1"),
+    ("n_targets", 0, ValueError, "TrainConfig.n_targets must be a whole number >= 1"),
+    ("hidden", True, TypeError, r"TrainConfig.hidden must be a whole number, got True \(bool\)"),
+    ("embed_dim", 0, ValueError, "TrainConfig.embed_dim must be a whole number >= 1"),
+    ("finetune_steps", 0, ValueError, "TrainConfig.finetune_steps must be a whole number >= 1"),
+    ("eval_every", 0, ValueError, "TrainConfig.eval_every must be a whole number >= 1"),
+    ("lr", 0.0, ValueError, "TrainConfig.lr must be a finite number > 0, got 0.0"),
+    ("lr", float("nan"), ValueError, "TrainConfig.lr must be a finite number > 0, got nan"),
+    ("lr", "1e-3", TypeError, "TrainConfig.lr must be a number, got '1e-3'"),
+    ("finetune_lr", -1e-3, ValueError, "TrainConfig.finetune_lr must be a finite number > 0"),
+    ("weight_decay", -1.0, ValueError, "TrainConfig.weight_decay must be a finite number >= 0"),
+    ("weight_decay", float("inf"), ValueError, "TrainConfig.weight_decay must be a finite number >= 0, got inf"),
+    ("val_fraction", 1.0, ValueError, r"TrainConfig.val_fraction must lie in \[0, 1\), got 1.0"),
+])
+def test_train_config_refuses_settings_that_would_not_train(field, value, error, message):
+    with pytest.raises(error, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_fit_refuses_an_untrained_model_or_a_fractional_k(data):
+    with pytest.raises(ValueError, match="TrainConfig.steps must be a whole number >= 1, got 0"):
+        FewShotPredictor.fit(data, k=2, cfg=TrainConfig(steps=0))
+    with pytest.raises(ValueError, match="k must be a whole number >= 1, got 2.5"):
+        FewShotPredictor.fit(data, k=2.5, cfg=CFG)
+    with pytest.raises(ValueError, match="k must be a whole number >= 1, got 0"):
+        FewShotPredictor.fit(data, k=0, cfg=CFG)
+
+
+@pytest.mark.parametrize("deadline, error", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                             (0.0, ValueError), (-1.0, ValueError), ("1.0", TypeError)])
+def test_choose_refuses_a_deadline_that_is_not_a_positive_number(data, predictor, deadline, error):
+    with pytest.raises(error, match="deadline_s must be"):
+        predictor.choose(shots_of(data, 35, [3, 9]), deadline_s=deadline)
+
+
+def test_shots_of_the_wrong_shape_or_type_are_named(data, predictor):
+    config = data.configs[3]
+    with pytest.raises(TypeError, match=r"shots must be a mapping configuration name -> \(runtime_s, cost_usd\), "
+                                        r"e\.g\. .*; got a list"):
+        predictor.predict([config, data.configs[9]])
+    for value in (("1.0", "1e-5"), (True, 1e-5), 1.0, (1.0, 1e-5, 2.0)):
+        with pytest.raises(TypeError, match=rf"shot '{config}': expected a pair \(runtime_s, cost_usd\) of numbers"):
+            predictor.predict({config: value})
+    runtime, cost = data.runtime_s[35, 3], data.cost_usd[35, 3]         # NumPy numbers, lists and arrays are pairs
+    for value in ((runtime, cost), [float(runtime), float(cost)], np.array([runtime, cost])):
+        assert np.array_equal(predictor.predict({config: value})[0], predictor.predict({config: (runtime, cost)})[0])

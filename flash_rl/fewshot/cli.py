@@ -22,14 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flash_envs.cli_args import UsageError, fraction, int_at_least
-from flash_envs.data import dataset_path
+from flash_envs.cli_args import UsageError, fraction, int_at_least, output_dir
+from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
+from flash_envs.fields import is_real_number
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.episodes import EpisodeSampler
-from flash_rl.fewshot.evaluate import (Split, app_folds, group_folds, markdown_table, n_validation_apps,
-                                       paired_differences, plot_summary, summarise)
+from flash_rl.fewshot.evaluate import (METHODS, METRICS, Split, app_folds, group_folds, markdown_table,
+                                       n_validation_apps, paired_differences, plot_summary, summarise)
 from flash_rl.fewshot.models import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
@@ -40,11 +41,19 @@ COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 DEFAULT_PLATFORM, DEFAULT_FUNCTIONS, DEFAULT_FOLDS = "aws_lambda", 300, 4
-#: ``--hold-out`` groups: the dataset each applies to, an app's group, and how a report's title says it.
+#: ``--hold-out`` groups: the dataset each applies to, an app's group, how a report's title says it, and the app
+#: names the group is read from.
 HOLD_OUT_GROUPS = {
-    "function": ("chunkfunc", lambda app: app.split("/")[1], "each function held out with all its inputs"),
-    "algorithm": ("ibm", lambda app: app.split("-", 1)[1], "each algorithm held out with all its datasets"),
+    "function": ("chunkfunc", lambda app: app.split("/")[1], "each function held out with all its inputs",
+                 "platform/function/input"),
+    "algorithm": ("ibm", lambda app: app.split("-", 1)[1], "each algorithm held out with all its datasets",
+                  "dataset-algorithm, e.g. buzz-kmeans"),
 }
+#: Fewest training workloads every method can be fitted on (matrix completion learns how workloads differ: their
+#: factors' spread).
+MIN_TRAIN_APPS = 2
+#: What a report of ``--out`` holds that ``--render`` reads.
+REPORT_KEYS = ("dataset", "hold_out", "train", "test", "splits", "seeds", "train_config", "per_app")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="numbers of shots K (default: 1 2 5)")
     parser.add_argument("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
     parser.add_argument("--folds", type=int_at_least(2),
-                        help=f"ibm or chunkfunc without --test: cross-validation folds (default: {DEFAULT_FOLDS})")
+                        help=f"ibm or chunkfunc without --test or a --hold-out group: cross-validation folds "
+                             f"(default: {DEFAULT_FOLDS})")
     parser.add_argument("--hold-out", choices=("workload", *HOLD_OUT_GROUPS), default="workload",
                         help="'function' (chunkfunc) holds out each function with all its inputs, 'algorithm' (ibm) "
                              "each algorithm with all its datasets, one fold per group, instead of --folds random "
@@ -85,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int_at_least(1), default=1,
                         help="worker processes, one torch thread each; the numbers do not depend on it (default: 1)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
-    parser.add_argument("--out", help="folder to write table.md, summary.json and summary.png into")
+    parser.add_argument("--out", type=output_dir, help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--render", metavar="DIR",
                         help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
@@ -116,6 +126,22 @@ def _reject_inapplicable_options(args: argparse.Namespace) -> None:
             raise UsageError(f"--hold-out {args.hold_out} applies to --dataset {dataset} without --test")
 
 
+def _hold_out_groups(data: ConfigMeasurements, hold_out: str) -> dict[str, str]:
+    """App -> its ``--hold-out`` group, checked to name one (:data:`HOLD_OUT_GROUPS`) and to give at least 2 groups."""
+    _, group_of, _, naming = HOLD_OUT_GROUPS[hold_out]
+    groups: dict[str, str] = {}
+    for app in data.apps:
+        try:
+            groups[app] = group_of(app)
+        except IndexError:
+            raise UsageError(f"--hold-out {hold_out}: workload {app!r} of {data.source} does not name its {hold_out} "
+                             f"(expected {naming})") from None
+    if len(names := sorted(set(groups.values()))) < 2:
+        raise UsageError(f"--hold-out {hold_out}: {data.source} has {len(names)} {hold_out} ({', '.join(names)}); "
+                         f"holding each out in turn needs at least 2")
+    return groups
+
+
 def _splits(args: argparse.Namespace) -> list[Split]:
     _reject_inapplicable_options(args)
     if args.dataset == "simulated":
@@ -132,7 +158,8 @@ def _splits(args: argparse.Namespace) -> list[Split]:
     platform = args.platform or DEFAULT_PLATFORM
     train = _load(args.dataset, args.train, platform)
     if args.hold_out in HOLD_OUT_GROUPS:   # chunkfunc apps are platform/function/input, IBM's dataset-algorithm
-        return group_folds(train, HOLD_OUT_GROUPS[args.hold_out][1])
+        groups = _hold_out_groups(train, args.hold_out)
+        return group_folds(train, groups.__getitem__)
     if args.test:
         test = _load(args.dataset, args.test, platform)
         try:
@@ -155,6 +182,7 @@ def run_command(args: argparse.Namespace) -> dict:
         print(f"flash config-eval: warning: --cost priced, but {', '.join(unpriced)} has no price list (GCP, or costs "
               f"that are not runtime x one rate per configuration); each method's own cost prediction is scored",
               file=sys.stderr)
+    _check_training_apps(splits)
     try:
         for split in splits:
             n_validation_apps(len(split.train.apps), args.val_fraction)
@@ -165,10 +193,14 @@ def run_command(args: argparse.Namespace) -> dict:
         raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "
                          f"some split has no app with more than {most}")
     unscored = {k: [a for s in splits for a in EpisodeSampler(s.test, k).skipped_apps] for k in sorted(set(args.shots))}
+    n_test = sum(len(s.test.apps) for s in splits)
     for k, apps in unscored.items():
         if apps:
             print(f"flash config-eval: warning: K = {k}: {len(apps)} held-out app(s) have fewer than K + 1 measured "
                   f"configurations and are not scored: {apps}", file=sys.stderr)
+        if n_test - len(apps) == 1:
+            print(f"flash config-eval: warning: K = {k}: a single held-out app is scored; its values have no "
+                  f"confidence interval (NaN: one app gives nothing to resample)", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
                   progress=not args.no_progress, jobs=args.jobs)
@@ -185,6 +217,15 @@ def run_command(args: argparse.Namespace) -> dict:
     return report | summaries(per_app, held_out_groups(report)) | {
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()}}
+
+
+def _check_training_apps(splits: list[Split]) -> None:
+    """Refuse, before any training, a split with fewer than :data:`MIN_TRAIN_APPS` training workloads."""
+    for split in splits:
+        if len(split.train.apps) < MIN_TRAIN_APPS:
+            where = "" if len(splits) == 1 else f" (split '{split.name}')"
+            raise UsageError(f"{len(split.train.apps)} training workload(s) in {split.train.source}{where}: "
+                             f"{list(split.train.apps)}; every method needs at least {MIN_TRAIN_APPS} to train on")
 
 
 def held_out_groups(report: dict) -> dict[str, str] | None:
@@ -227,10 +268,60 @@ def _rescore_report(folder: str) -> dict:
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"--render: {path} not found; it is written by a run with --out {folder}")
-    report = json.loads(path.read_text())
-    per_app = {int(k): {m: {a: np.asarray(v) for a, v in apps.items()} for m, apps in methods.items()}
-               for k, methods in report["per_app"].items()}
-    return report | summaries(per_app, held_out_groups(report))
+    try:
+        report = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"--render: {path} is not valid JSON ({err})") from None
+    _check_report(report, path)
+    per_app, groups = _per_app_values(report["per_app"], path), held_out_groups(report)
+    unplaced = sorted({a for methods in per_app.values() for a in methods["FLASH"]} - set(groups or ()))
+    if groups is not None and unplaced:
+        raise DataFormatError(f"--render: {path}: per_app has apps that no split held out: {unplaced[:5]}")
+    return report | summaries(per_app, groups)
+
+
+def _check_report(report: object, path: Path) -> None:
+    """Refuse (:class:`DataFormatError` naming ``path``) a ``summary.json`` that ``--out`` did not write."""
+    missing = [key for key in REPORT_KEYS if key not in report] if isinstance(report, dict) else list(REPORT_KEYS)
+    if missing:
+        raise DataFormatError(f"--render: {path} is not a flash config-eval report (it lacks {', '.join(missing)}); "
+                              f"--render takes the folder of a run with --out")
+    splits, train_config = report["splits"], report["train_config"]
+    if not (isinstance(splits, list) and splits and all(isinstance(s, dict) and {"name", "train_apps", "test_apps"}
+                                                        <= set(s) for s in splits)):
+        raise DataFormatError(f"--render: {path}: splits must be a list of {{name, train_apps, test_apps}}")
+    if report["hold_out"] not in ("workload", *HOLD_OUT_GROUPS):
+        raise DataFormatError(f"--render: {path}: unknown hold_out {report['hold_out']!r}")
+    if not isinstance(train_config, dict) or not is_real_number(train_config.get("val_fraction")):
+        raise DataFormatError(f"--render: {path}: train_config must give the val_fraction")
+
+
+def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """A report's ``per_app`` (K -> method -> app -> metric values) as arrays, checked to hold every method's values
+    for the same apps (:class:`DataFormatError` naming ``path`` otherwise)."""
+    def fail(problem: str) -> DataFormatError:
+        return DataFormatError(f"--render: {path}: per_app {problem}")
+
+    if not isinstance(per_app, dict) or not per_app:
+        raise fail("must map each K to the methods' per-app values")
+    out: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+    for k, methods in per_app.items():
+        if not k.isdigit() or not isinstance(methods, dict) or set(methods) != set(METHODS):
+            raise fail(f"entry {k!r} must map K (a whole number) to the methods {list(METHODS)}")
+        apps = methods["FLASH"]
+        for method, values in methods.items():
+            if not isinstance(values, dict) or not values or set(values) != set(apps):
+                raise fail(f"K={k}, {method}: must map the same held-out apps as FLASH to their values")
+            for app, row in values.items():
+                if (not isinstance(row, list) or len(row) not in (len(METRICS) - 1, len(METRICS))
+                        or not all(is_real_number(v) for v in row)):
+                    raise fail(f"K={k}, {method}, {app}: expected {len(METRICS)} numbers ({', '.join(METRICS)}), "
+                               f"got {row!r}")
+        out[int(k)] = {m: {a: np.asarray(v) for a, v in values.items()} for m, values in methods.items()}
+    n_metrics = {len(row) for methods in out.values() for values in methods.values() for row in values.values()}
+    if len(n_metrics) > 1:
+        raise fail(f"rows must all have the same number of metrics, got {sorted(n_metrics)}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import textwrap
 import zlib
@@ -283,8 +284,22 @@ def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> l
     return [metric for metric in (*METRICS, OVERSPEND) if metric in next(iter(summary.values()))[METHODS[0]]]
 
 
+#: What a cell shows in place of a CI that is NaN (a single held-out application or group: nothing to resample).
+NO_CI = "no CI"
+
+
 def _cell(s: dict[str, float]) -> str:
-    return fmt_ci(s["mean"], s["low"], s["high"])
+    return f"{s['mean']:.1f} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], s["low"], s["high"])
+
+
+def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metrics: list[str]) -> str:
+    """A sentence for the table's notes naming the K whose CIs are NaN, and why; empty if none is."""
+    ks = [k for k in sorted(summary) if any(math.isnan(summary[k][m][metric]["low"]) for m in METHODS
+                                            for metric in metrics)]
+    if not ks:
+        return ""
+    return (f" At K={', '.join(map(str, ks))}, a single held-out application (or group of them) is scored, which "
+            f"gives no confidence interval (nothing to resample), so those cells show [{NO_CI}].")
 
 
 #: With this many resampled units or fewer, all on one side still leaves a two-sided sign test above p = 0.05.
@@ -307,7 +322,8 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
     ci = f"95% bootstrap CI resampling {ci_unit} whole" if ci_unit else "95% bootstrap CI"
     lines = [f"### {title}", "", f"Mean over held-out applications [{ci}]; lower is better."
              + (" Overspend = regret - deadline misses: what the picks cost over the best, a missed pick counting 0 "
-                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else ""), ""]
+                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else "")
+             + _no_ci_note(summary, metrics), ""]
     shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
     best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
     lines += md_table(("method", *columns), [

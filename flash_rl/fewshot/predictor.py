@@ -29,9 +29,13 @@ import numpy as np
 import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements, Pricing
+from flash_envs.fields import check_number, check_whole, is_real_number
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
 from flash_rl.fewshot.models import FewShotModel, TrainConfig, fine_tune_predict, train_model
+
+#: How :meth:`FewShotPredictor.predict` takes the shots, for the errors that name it.
+SHOTS_SHAPE = "a mapping configuration name -> (runtime_s, cost_usd), e.g. {'512MiB': (1.84, 1.6e-05)}"
 
 
 class FewShotPredictor:
@@ -40,7 +44,8 @@ class FewShotPredictor:
 
     def __init__(self, model: FewShotModel, configs: tuple[str, ...], features: np.ndarray, k: int,
                  pricing: Pricing | None = None, cfg: TrainConfig = TrainConfig()) -> None:
-        self.model, self.configs, self.k, self.pricing, self.cfg = model.eval(), tuple(configs), int(k), pricing, cfg
+        self.model, self.configs, self.pricing, self.cfg = model.eval(), tuple(configs), pricing, cfg
+        self.k = check_whole("k", k, 1)
         self.features = np.asarray(features, dtype=np.float32)
         self._index = {c: i for i, c in enumerate(self.configs)}
 
@@ -50,17 +55,20 @@ class FewShotPredictor:
         """Train ``method`` (``"flash"``, ``"base"`` or ``"k-shot"``) episodically with ``k`` shots on every
         application of ``data`` that has at least ``k + 1`` measured configurations (``cfg.steps`` steps, with a
         progress bar unless ``progress=False``)."""
+        k = check_whole("k", k, 1)
         model = train_model(EpisodeSampler(data, k), method, cfg, np.random.default_rng(seed), progress)
         return cls(model, data.configs, data.features, k, data.pricing, cfg)
 
     def _episode(self, shots: Mapping[str, tuple[float, float]]) -> tuple[Episodes, np.ndarray, np.ndarray]:
+        if not isinstance(shots, Mapping):
+            raise TypeError(f"shots must be {SHOTS_SHAPE}; got a {type(shots).__name__}")
         unknown = [c for c in shots if c not in self._index]
         if unknown:
             raise ValueError(f"unknown configuration(s) {unknown}; this predictor knows {list(self.configs)}")
         if not shots or (self.model.inputs == "k-shot" and len(shots) != self.k):
             need = f"exactly {self.k}" if self.model.inputs == "k-shot" else "at least 1"
             raise ValueError(f"the {self.model.inputs} predictor needs {need} shot(s), got {len(shots)}")
-        measured = np.array([shots[c] for c in shots], dtype=np.float64)
+        measured = np.array([_shot_pair(c, shots[c]) for c in shots], dtype=np.float64)
         if measured.shape != (len(shots), 2) or not np.all(np.isfinite(measured) & (measured > 0)):
             raise ValueError(f"each shot is (runtime_s, cost_usd), both finite and > 0; got {dict(shots)}")
         index = np.array([self._index[c] for c in shots])
@@ -87,6 +95,7 @@ class FewShotPredictor:
     def choose(self, shots: Mapping[str, tuple[float, float]], deadline_s: float, fine_tune: bool = False) -> str:
         """The configuration predicted cheapest among those predicted to meet ``deadline_s`` (the fastest if none
         is), as ``flash config-eval`` scores a choice."""
+        check_number("deadline_s", deadline_s, 0.0, strict=True)
         return self.configs[pick_config(*self.predict(shots, fine_tune), deadline_s)]
 
     def save(self, path: str | Path) -> None:
@@ -106,3 +115,12 @@ class FewShotPredictor:
                              state["y_std"].numpy(), cfg.hidden, cfg.embed_dim)
         model.load_state_dict(state)
         return cls(model, saved["configs"], saved["features"], saved["k"], saved["pricing"], cfg)
+
+
+def _shot_pair(config: str, value: object) -> tuple[float, float]:
+    """Shot ``config``'s measurement ``value``, checked to be a pair of numbers (not strings or bools)."""
+    pair = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) and np.ndim(value) == 1 else None
+    if pair is None or len(pair) != 2 or not all(is_real_number(v) for v in pair):
+        raise TypeError(f"shot {config!r}: expected a pair (runtime_s, cost_usd) of numbers, got {value!r}; "
+                        f"shots must be {SHOTS_SHAPE}")
+    return pair
