@@ -158,7 +158,7 @@ def task_references(env: gym.Env, task: Any, eval_seeds: Sequence[int],
         candidates = {f"heuristic {name}": run_policy(env, p, task, seed) for name, p in sweep_policies.items()}
         candidates.update({f"heuristic {k}": v for k, v in lines.items()})
         if expert is not None:
-            candidates["per-task PPO"] = run_policy(env, expert, task, seed)
+            candidates[f"per-task {type(expert).__name__}"] = run_policy(env, expert, task, seed)
         source = max(candidates, key=candidates.get)
         out.append(References(task.name, int(seed), random_return(env, task, seed, random_episodes),
                               float(candidates[source]), source, lines))

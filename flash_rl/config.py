@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import re
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -259,7 +260,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in _seen:
         raise ConfigError(f"config file {path} inherits from itself")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = exponent_numbers(yaml.safe_load(path.read_text()) or {})
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as err:
@@ -272,8 +273,26 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return data
 
 
+#: A number with an exponent, which PyYAML (YAML 1.1) reads as a string unless it has a point and a signed exponent.
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def exponent_numbers(value: Any) -> Any:
+    """``value`` with every string that is an exponent number YAML 1.1 reads as text (``1e5``, ``3e-4``) turned into
+    that number (an int when whole and written without a point), in nested mappings and lists too."""
+    if isinstance(value, dict):
+        return {k: exponent_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [exponent_numbers(v) for v in value]
+    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and "." not in value else number
+    return value
+
+
 def parse_override(text: str) -> dict[str, Any]:
-    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML."""
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML (then
+    :func:`exponent_numbers`)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -281,6 +300,7 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
+    value = exponent_numbers(value)
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")

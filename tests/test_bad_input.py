@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from flash_envs.sim.workloads import TraceWorkload
 from flash_envs.tasks import AutoscalingTaskFamily
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
+from flash_rl.commands.adapt import add_arguments as adapt_arguments
 from flash_rl.commands.adapt import load_model
 from flash_rl.config import ConfigError, load_config
 from flash_rl.flash import Flash
@@ -171,3 +173,13 @@ def test_commands_that_train_nothing_take_no_run_dir_or_resume(capsys, command):
         with pytest.raises(SystemExit):
             main([command, "--model", "m", option])
         assert f"unrecognized arguments: {option}" in capsys.readouterr().err
+
+
+def test_exponent_numbers_are_numbers_and_repeated_set_options_add_up():
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml",
+                      ["flash.timesteps=2e4", "flash.agent_kwargs={learning_rate: 3e-4}"])
+    assert cfg.flash.timesteps == 20_000 and cfg.flash.agent_kwargs["learning_rate"] == 3e-4   # YAML 1.1: text
+    parser = argparse.ArgumentParser()
+    adapt_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--set", "run.seed=1", "--set", "tasks.seed=2", "adaptation.seeds=3"])
+    assert args.overrides == ["run.seed=1", "tasks.seed=2", "adaptation.seeds=3"]   # the first --set was dropped

@@ -97,7 +97,7 @@ def markdown(rows: list[dict], horizon_s: float) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=float_at_least(60), default=3600.0, help="simulated seconds per scenario")
     parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print (and write to --out) JSON instead of markdown")
     parser.add_argument("--out", type=output_file, default=None,
                         help="also write the report (markdown, or JSON with --json) to this file")
 

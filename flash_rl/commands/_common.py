@@ -17,8 +17,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str |
     parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
     parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/)")
     parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3 "
+                             "(may be repeated; later values win)")
     if run_dir_default is None:
         return
     parser.add_argument("--run-dir", type=output_dir,

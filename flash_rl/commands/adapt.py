@@ -26,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="a directory written by Flash.save / flash meta-train "
                                                         "(…/final), or a MAML checkpoint directory (…/ckpt)")
-    parser.add_argument("--task", default="0", help="test-split task: index or name (default: 0)")
-    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument("--task", default="0", help="the task of --split: index or name (default: 0)")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="fine-tuning seed; the evaluation episodes use adaptation.eval_seed + seed (default: 0)")
     parser.add_argument("--json", type=output_file, help="also write the curve to this JSON file")
 
 

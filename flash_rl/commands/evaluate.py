@@ -21,7 +21,7 @@ from flash_rl.commands._common import add_config_arguments, config_from_args, fa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
-    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="evaluation episodes per task (default: 1)")
     parser.add_argument("--json", type=output_file, help="also write the table to this JSON file")
 

@@ -16,7 +16,7 @@ from flash_rl.config import ConfigError, check_resume, save_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "<case>/meta-train-<method>")
+    add_config_arguments(parser, "<case>/meta-train-<method>, or <case>/meta-train-<method>-quick with --quick")
     parser.add_argument("--method", choices=("flash", "transfer", "maml"), default="flash",
                         help="what to train (default: flash)")
 
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case / f"meta-train-{args.method}")
+        run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case
+                       / f"meta-train-{args.method}{'-quick' if args.quick else ''}")
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
             check_resume(cfg, run_dir, may_also_change=("flash.timesteps", "transfer.timesteps", "maml.iterations"))

@@ -36,7 +36,8 @@ def default_jobs() -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "reproduce/<case>, or reproduce/<case>-quick with --quick")
-    parser.add_argument("--seeds", type=int_at_least(1), help="adaptation seeds per task (overrides adaptation.seeds)")
+    parser.add_argument("--seeds", type=int_at_least(1),
+                        help="adaptation seeds per task (sets adaptation.seeds; a --set of it wins)")
     parser.add_argument("--out", type=output_dir, help="output directory (default: results/<case>[/quick])")
     parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
                         help="worker processes (about 0.4 GB each) for the meta-trainings, references and adaptation "
