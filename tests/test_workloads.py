@@ -323,3 +323,13 @@ def test_public_trace_workloads_round_trip_through_yaml(shared_data, tmp_path, n
     workload = TraceWorkload.from_trace(trace, time_scale=0.5, mean_rate=20.0)
     _, loaded = round_trip_through_tasks_and_yaml(workload, tmp_path)
     assert loaded.workload.trace == trace and loaded.workload.trace.source == trace.source
+
+
+def test_rows_rebinned_to_a_coarser_bin_add_counts_and_average_rates(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("t,v\n0,10\n30,20\n60,30\n90,50\n")
+    counts = read_rate_trace(path, "t", "v", value_kind="count", bin_s=60)
+    assert counts.rates.tolist() == pytest.approx([30 / 60, 80 / 60])
+    rates = read_rate_trace(path, "t", "v", value_kind="rate", bin_s=60)   # summing them doubled the load
+    assert rates.rates.tolist() == pytest.approx([15.0, 40.0])
+    assert read_rate_trace(path, "t", "v", value_kind="rate").rates.tolist() == pytest.approx([10, 20, 30, 50])

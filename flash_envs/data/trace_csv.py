@@ -135,7 +135,8 @@ def read_rate_trace(
         value_kind: ``"count"`` (requests in the row's bin) or ``"rate"`` (requests per second).
         time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds).
         bin_s: bin width in seconds; by default the median spacing of the timestamps for aggregated files, 1 s for
-            per-request files.
+            per-request files. Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or
+            average their rates.
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
     """
@@ -173,8 +174,12 @@ def read_rate_trace(
             raise TraceFormatError(f"{path}: a single timestamp; pass bin_s to give the bin width")
         bin_s = float(np.median(spacing))
     index = _bin_index(t, bin_s, path)
-    per_bin = np.bincount(index, weights=v if value_kind == "count" else v * bin_s)
-    present = np.bincount(index) > 0
+    rows = np.bincount(index)
+    present = rows > 0
+    if value_kind == "count":   # a bin's rows add up its requests
+        rates = np.bincount(index, weights=v) / bin_s
+    else:                       # rows at a finer spacing than bin_s each give the rate of an equal share of the bin
+        rates = np.bincount(index, weights=v) / np.maximum(rows, 1)
     if not present.all():
         if gaps == "error":
             first = int(np.argmin(present))                       # the first missing bin, and the rows around it
@@ -185,8 +190,8 @@ def read_rate_trace(
                 f"are missing data, not zero load: pass gaps='zero' to read them as no requests or gaps='join' to "
                 f"splice them out")
         if gaps == "join":
-            per_bin = per_bin[present]
-    return RateTrace(per_bin / bin_s, bin_s, str(path))
+            rates = rates[present]
+    return RateTrace(rates, bin_s, str(path))
 
 
 def _bin_index(t: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
