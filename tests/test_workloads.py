@@ -333,3 +333,16 @@ def test_rows_rebinned_to_a_coarser_bin_add_counts_and_average_rates(tmp_path):
     rates = read_rate_trace(path, "t", "v", value_kind="rate", bin_s=60)   # summing them doubled the load
     assert rates.rates.tolist() == pytest.approx([15.0, 40.0])
     assert read_rate_trace(path, "t", "v", value_kind="rate").rates.tolist() == pytest.approx([10, 20, 30, 50])
+
+
+def test_spike_count_scales_with_the_horizon_whatever_the_grid():
+    spikes = SpikeWorkload(base_rate=1.0, spikes_per_hour=3600.0, multiplier=2.0, duration_s=1.0)
+    fine = spikes.realise(np.random.default_rng(0), 3600.0, 1.0)
+    coarse = spikes.realise(np.random.default_rng(0), 3600.0, 60.0)   # the horizon was 59 s short on a 60 s grid
+    assert abs(coarse.rates.mean() - fine.rates.mean()) < 0.05
+
+
+def test_a_step_must_end_after_its_ramp():
+    with pytest.raises(ValueError, match="StepWorkload.end_s must be a finite number >= 700"):
+        StepWorkload(start_s=600.0, ramp_s=100.0, end_s=650.0)
+    assert StepWorkload(start_s=600.0, ramp_s=100.0, end_s=700.0).end_s == 700.0

@@ -181,6 +181,8 @@ class StepWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_nonnegative(self, "base_rate", "peak_rate", "start_s", "ramp_s")
+        if self.end_s is not None:
+            check_number("StepWorkload.end_s", self.end_s, self.start_s + self.ramp_s)   # after the ramp is done
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         if self.ramp_s > 0:
@@ -244,7 +246,7 @@ class SpikeWorkload(Workload):
         _check_positive(self, "duration_s")
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
-        horizon = times[-1] + 1.0
+        horizon = times[-1] + (times[1] - times[0] if len(times) > 1 else 1.0)   # the grid's end
         n = rng.poisson(self.spikes_per_hour * horizon / 3600.0)
         out = np.full(len(times), self.base_rate)
         for start in rng.uniform(0, horizon, size=n):
