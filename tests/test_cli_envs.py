@@ -7,6 +7,7 @@ import json
 import pytest
 
 from flash_envs.bench import CASES
+from flash_envs.sim.validation import _relative_error
 from flash_rl.cli import main
 
 
@@ -89,3 +90,9 @@ def test_a_bad_count_is_a_usage_error_before_any_work(capsys, argv, message):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith(f"usage: flash {argv[0]}")
     assert f"flash {argv[0]}: error: {message}" in err
+
+
+def test_fidelity_error_against_a_zero_is_not_hidden():
+    assert _relative_error(1.1, 1.0) == pytest.approx(0.1)
+    assert _relative_error(0.0, 0.0) == 0.0
+    assert _relative_error(0.5, 0.0) == float("inf")   # it read 0 %: a perfect match

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,13 +72,20 @@ def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int)
 
 def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
     """Per scenario: both fidelities' metrics (same seed) and the fast one's relative error ``fast / request - 1``
-    per metric (0 where the per-request value is 0)."""
+    per metric (see :func:`_relative_error` where the per-request value is 0)."""
     rows = []
     for scenario in SCENARIOS:
         results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
-        errors = {m: results["fast"][m] / results["request"][m] - 1 if results["request"][m] else 0.0 for m in METRICS}
+        errors = {m: _relative_error(results["fast"][m], results["request"][m]) for m in METRICS}
         rows.append({"scenario": scenario.name, **results, "relative_error": errors})
     return rows
+
+
+def _relative_error(fast: float, request: float) -> float:
+    """``fast / request - 1``; where the per-request value is 0, 0 if the fast one is too, else infinite."""
+    if request:
+        return fast / request - 1
+    return 0.0 if fast == 0 else math.inf
 
 
 def markdown(rows: list[dict], horizon_s: float) -> str:
