@@ -12,6 +12,7 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[st
     return lines
 
 
-def fmt_ci(point: float, low: float, high: float, digits: int = 1) -> str:
-    """``"point [low, high]"`` with ``digits`` decimals."""
+def fmt_ci(point: float, ci: Sequence[float], digits: int = 1) -> str:
+    """``"point [low, high]"`` for ``ci = (low, high)``, with ``digits`` decimals."""
+    low, high = ci
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

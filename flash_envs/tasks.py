@@ -25,7 +25,8 @@ SPLITS = ("train", "test")
 class Task(Protocol):
     """What every task provides: a ``name`` and a plain-dict form (``to_dict``; task types add ``from_dict``)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...   # read-only, so that a frozen dataclass's field satisfies it
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -39,7 +40,7 @@ class TaskFamily(Generic[T]):
 
     train: tuple[T, ...]
     test: tuple[T, ...]
-    task_type: ClassVar[type]
+    task_type: ClassVar[type[Any]]   # a task class, with a ``from_dict`` classmethod
 
     def split(self, name: str) -> tuple[T, ...]:
         """The tasks of split ``name`` (``"train"`` or ``"test"``)."""

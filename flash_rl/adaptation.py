@@ -25,7 +25,7 @@ from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -159,7 +159,7 @@ def task_references(env: gym.Env, task: Any, eval_seeds: Sequence[int],
         candidates.update({f"heuristic {k}": v for k, v in lines.items()})
         if expert is not None:
             candidates[f"per-task {type(expert).__name__}"] = run_policy(env, expert, task, seed)
-        source = max(candidates, key=candidates.get)
+        source = max(candidates, key=lambda name: candidates[name])
         out.append(References(task.name, int(seed), random_return(env, task, seed, random_episodes),
                               float(candidates[source]), source, lines))
     return out
@@ -193,4 +193,4 @@ def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: R
         for future in as_completed(futures):
             store(futures[future], future.result())
     bar.close()
-    return found
+    return cast("dict[tuple[str, int], References]", found)   # every None was computed above

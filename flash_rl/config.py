@@ -20,7 +20,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -193,7 +193,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            setattr(obj, key, _build(hint, value, f"{prefix}{key}."))
+            setattr(obj, key, _build(cast(type, hint), value, f"{prefix}{key}."))   # a dataclass type hint
             continue
         if not _type_ok(value, hint):
             raise ConfigError(f"config key {prefix}{key} must be {_type_name(hint)}, got "

@@ -163,6 +163,7 @@ class ProgressBar(BaseCallback):
 
     def __init__(self, total: int, desc: str) -> None:
         super().__init__()
+        self.bar: Any   # None until _on_training_start makes the tqdm bar
         self.total, self.desc, self.bar = total, desc, None
 
     def _on_training_start(self) -> None:
@@ -312,11 +313,16 @@ class Flash:
         return DummyVecEnv([factory(i) for i in range(self.n_envs)])
 
     @property
-    def policy(self) -> BasePolicy:
-        """The SB3 agent's policy network (a RuntimeError before :meth:`meta_train` or :meth:`load`)."""
+    def agent(self) -> BaseAlgorithm:
+        """The SB3 agent (a RuntimeError before :meth:`meta_train`, :meth:`fresh` or :meth:`load`)."""
         if self.model is None:
-            raise RuntimeError("this agent has no model yet: call meta_train() or load()")
-        return self.model.policy
+            raise RuntimeError("this agent has no model yet: call meta_train(), fresh() or load()")
+        return self.model
+
+    @property
+    def policy(self) -> BasePolicy:
+        """The SB3 agent's policy network (a RuntimeError before there is an :attr:`agent`)."""
+        return self.agent.policy
 
     def weights_digest(self) -> str:
         """A short hash of the policy's weights, to key what depends on them (e.g. cached per-task experts)."""
@@ -343,12 +349,12 @@ class Flash:
             raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
         vec_env = self._train_vec_env(tasks)
         state = self._load_checkpoint(checkpoint_dir, vec_env) if resume and checkpoint_dir else None
-        self.resumed_from = int(self.model.num_timesteps) if state is not None else None
         if state is None:
             self.model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
             if init_from is not None:
                 self.model.policy.load_state_dict(init_from.policy.state_dict())
-        remaining = total_timesteps - self.model.num_timesteps
+        self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
+        remaining = total_timesteps - self.agent.num_timesteps
         callbacks: list[BaseCallback] = []
         if progress_bar:
             callbacks.append(ProgressBar(total_timesteps, f"{type(self).__name__} meta-train"))
@@ -357,7 +363,7 @@ class Flash:
         if callback is not None:
             callbacks.append(callback)
         if remaining > 0:
-            self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
+            self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
                              tb_log_name=tb_log_name or type(self).__name__)
         if checkpoint_dir:
             self.checkpoint(checkpoint_dir)
@@ -373,16 +379,17 @@ class Flash:
         is that size however little is in it: DQN's default ``buffer_size`` of 10^6 FLASH observations is several GB
         per checkpoint, so give an off-policy agent a ``buffer_size`` that fits your disk.)
         """
+        model = self.agent
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        steps = int(self.model.num_timesteps)
+        steps = int(model.num_timesteps)
         files = {"agent": f"agent-{steps}.zip"}
         with atomic_write(directory / files["agent"]) as tmp:
-            self.model.save(tmp)
-        if isinstance(self.model, OffPolicyAlgorithm):
+            model.save(tmp)
+        if isinstance(model, OffPolicyAlgorithm):
             files["replay_buffer"] = f"replay-{steps}.pkl"
             with atomic_write(directory / files["replay_buffer"]) as tmp:
-                self.model.save_replay_buffer(tmp)
+                model.save_replay_buffer(tmp)
         state = {"config": self.config(), "num_timesteps": steps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
@@ -417,7 +424,7 @@ class Flash:
                  buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
         ``buffer``'s context so that evaluation never feeds the adaptation context."""
-        agent = policy_agent or self.model
+        agent = policy_agent or self.agent
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
         extractors = embedding_extractors(agent.policy)
         previous = [extractor.zero_embedding for extractor in extractors]
@@ -499,9 +506,9 @@ class Flash:
         """Write ``path/agent.zip`` (the SB3 agent, embedding network included) and ``path/flash.json``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.policy  # noqa: B018  (raises if there is no model)
+        model = self.agent
         with atomic_write(path / "agent.zip") as tmp:
-            self.model.save(tmp)
+            model.save(tmp)
         atomic_write_text(path / "flash.json", json.dumps(self.config(), indent=1))
 
     @classmethod

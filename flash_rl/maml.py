@@ -122,10 +122,11 @@ class MAML:
         if env_id not in gym.registry:
             raise ValueError(f"unknown env id {env_id!r}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
-        self.hparams = {"hidden": [int(h) for h in hidden], "inner_lr": float(inner_lr), "outer_lr": float(outer_lr),
-                        "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),
-                        "outer_episodes": int(outer_episodes), "meta_batch": int(meta_batch),
-                        "first_order": bool(first_order), "gamma": float(gamma), "seed": int(seed)}
+        self.hparams: dict[str, Any] = {
+            "hidden": [int(h) for h in hidden], "inner_lr": float(inner_lr), "outer_lr": float(outer_lr),
+            "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),
+            "outer_episodes": int(outer_episodes), "meta_batch": int(meta_batch),
+            "first_order": bool(first_order), "gamma": float(gamma), "seed": int(seed)}
         for key in ("inner_steps", "inner_episodes", "outer_episodes", "meta_batch"):
             if self.hparams[key] < 1:
                 raise ValueError(f"maml.{key} must be >= 1, got {self.hparams[key]}")

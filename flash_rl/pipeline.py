@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import gymnasium as gym
 import numpy as np
@@ -207,7 +207,9 @@ def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, ta
                   ) -> list[References]:
     """:func:`~flash_rl.adaptation.task_references` of ``task`` under ``cfg`` (its expert from ``pretrained``)."""
     case = get_case(cfg.case)
-    expert = partial(train_expert, cfg, pretrained) if cfg.references.expert_timesteps > 0 else None
+    # the caller trains ``pretrained`` whenever there are expert timesteps
+    expert = (partial(train_expert, cfg, cast(TransferLearning, pretrained))
+              if cfg.references.expert_timesteps > 0 else None)
     return task_references(gym.make(cfg.env.id, **cfg.env.kwargs), task, seeds, case.heuristics, case.expert_sweep,
                            expert, cfg.references.random_episodes)
 
@@ -295,7 +297,8 @@ def reference_settings(cfg: ExperimentConfig, case: Case, pretrained: Flash | No
     return {"case": case.name, "policies": policies, "env": cfg.env.id, "kwargs": cfg.env.kwargs,
             "expert_timesteps": cfg.references.expert_timesteps, "random_episodes": cfg.references.random_episodes,
             "transfer": cfg.transfer.agent_kwargs, "net_arch": cfg.transfer.net_arch, "seed": cfg.run.seed,
-            "expert_init": pretrained.weights_digest() if cfg.references.expert_timesteps > 0 else None,
+            "expert_init": (cast(Flash, pretrained).weights_digest()   # given whenever expert_timesteps > 0
+                            if cfg.references.expert_timesteps > 0 else None),
             "tasks": [cfg.tasks.n_train, cfg.tasks.seed, cfg.tasks.family_file]}
 
 
@@ -383,9 +386,9 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         if jobs > 1 and len(todo) > 1:
             with _spawn_pool(min(jobs, len(todo)), initializer=_load_models_in_worker,
                              initargs=(needed, run_dir)) as pool:
-                futures = {pool.submit(_adapt_in_worker, m, t, s, cfg): (m, t, s) for m, t, s in todo}
-                for future in as_completed(futures):
-                    finished(*futures[future], *future.result())
+                runs_of = {pool.submit(_adapt_in_worker, m, t, s, cfg): (m, t, s) for m, t, s in todo}
+                for future in as_completed(runs_of):
+                    finished(*runs_of[future], *future.result())
         else:
             for method, task, seed in todo:
                 t0 = time.perf_counter()

@@ -108,8 +108,8 @@ def speedup_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if sorted(by_run) != keys:
             raise ValueError(f"{m} and FLASH were not run on the same (task, seed) pairs")
         other = np.array([by_run[k] for k in keys])
-        r = ratio_ci(other, flash, mean)
-        speedups[f"{m}/flash"] = {"ratio_of_means": r[0], "ci": r[1:],
+        ratio = ratio_ci(other, flash, mean)
+        speedups[f"{m}/flash"] = {"ratio_of_means": ratio[0], "ci": ratio[1:],
                                   "ci_tasks": clustered_ratio_of_means_ci(other, flash, tasks)[1:],
                                   "ratio_of_medians": float(np.median(other) / np.median(flash))}
     return speedups
@@ -199,7 +199,8 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
              "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "
              f"deterministic policy first reaches the threshold (1 = zero-shot); censored runs count as "
              f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", ""]
-    rows = [(s["label"], fmt_ci(s["median"], *s["median_ci"]), fmt_ci(s["iqm"], *s["iqm_ci"]),
+    rows: list[tuple[str, ...]]   # table cells, here and in the threshold-sensitivity table
+    rows = [(s["label"], fmt_ci(s["median"], s["median_ci"]), fmt_ci(s["iqm"], s["iqm_ci"]),
              f"{s['censored']}/{s['runs']}", f"{s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f})",
              f"{s['final_return']:.2f} ({s['final_normalised']:.2f})") for s in m.values()]
     rows += [(f"{h} (heuristic)", "-", "-", "-", f"{s['return']:.2f} ({s['normalised']:.2f})", "-")
@@ -214,7 +215,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
               *md_table(("comparison", "ratio of mean episodes-to-adapt [95% CI]", "95% CI resampling tasks",
                          "ratio of medians"),
                         [(f"{LABELS.get(key.split('/')[0], key.split('/')[0])} vs FLASH",
-                          fmt_ci(s["ratio_of_means"], *s["ci"], digits=2),
+                          fmt_ci(s["ratio_of_means"], s["ci"], digits=2),
                           f"[{s['ci_tasks'][0]:.2f}, {s['ci_tasks'][1]:.2f}]", f"{s['ratio_of_medians']:.2f}")
                          for key, s in summary["speedup"].items()])]
     sens = summary.get("threshold_sensitivity", {})
@@ -227,7 +228,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
         for fraction, entry in sens.items():
             cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
             sp = entry.get("speedup_transfer_vs_flash")
-            sp_text = fmt_ci(sp["ratio_of_means"], *sp["ci"], digits=2) if sp else "-"
+            sp_text = fmt_ci(sp["ratio_of_means"], sp["ci"], digits=2) if sp else "-"
             tasks_text = f"[{sp['ci_tasks'][0]:.2f}, {sp['ci_tasks'][1]:.2f}]" if sp and "ci_tasks" in sp else "-"
             rows.append((f"{float(fraction):.0%}", *cells, sp_text, tasks_text))
         lines += md_table(("threshold", *(m[k]["label"] for k in methods),
@@ -282,9 +283,9 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
                 w.writerow([rec["method"], rec["task"], rec["seed"], rec["eval_seed"], e, f"{v:.4f}",
                             f"{normalised(v, ref):.4f}"])
     with open(out_dir / "episodes_to_adapt.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        table = csv.DictWriter(f, fieldnames=list(rows[0]))
+        table.writeheader()
+        table.writerows(rows)
     with open(out_dir / "references.csv", "w", newline="") as f:
         w = csv.writer(f)
         heur = sorted({h for r in refs.values() for h in r.heuristics})

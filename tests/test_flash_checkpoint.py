@@ -202,3 +202,12 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with atomic_write(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
+
+
+def test_an_agent_without_a_model_says_so(tmp_path):
+    """checkpoint() and evaluate() hit None.num_timesteps / None.policy before any meta_train() or load()."""
+    flash = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, agent_kwargs=TINY_PPO)
+    for call in (lambda: flash.checkpoint(tmp_path), lambda: flash.evaluate(None, family().test[0], 0),
+                 lambda: flash.save(tmp_path / "m")):
+        with pytest.raises(RuntimeError, match=r"has no model yet: call meta_train\(\), fresh\(\) or load\(\)"):
+            call()

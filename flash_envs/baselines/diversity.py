@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +35,7 @@ def sweep(episodes: int, seed: int) -> tuple[list[str], dict[str, tuple[list[str
     family = base.unwrapped.family
     tasks = list(family.train) + list(family.test)
     hpa_env = gym.make("flash/Autoscaling-v0", initial_memory=3072)
-    members = {
+    members: dict[str, list[tuple[str, Any, HPA | StaticPolicy]]] = {
         "HPA target": [(str(t), hpa_env, HPA(hpa_env, target=t)) for t in HPA_TARGETS],
         "static configuration": [],
     }

@@ -120,7 +120,7 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
         by_host.setdefault(row["host_model"].strip(), []).append((pct / 100, idle, full))
     tables = []
     for host, points in by_host.items():
-        r, idle, full = zip(*sorted(points))
+        r, idles, fulls = zip(*sorted(points))
         if len(set(r)) < len(r):
             raise PowerDataError(f"{path}: host_model {host!r} has two rows at the same freq_pct_of_max "
                                  f"({sorted(x * 100 for x in r)})")
@@ -129,7 +129,7 @@ def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
         if r[-1] != 1.0:
             raise PowerDataError(f"{path}: host_model {host!r} has no row at freq_pct_of_max 100; the fit scales "
                                  f"power relative to full speed")
-        tables.append(DVFSTable(host, r, idle, full))
+        tables.append(DVFSTable(host, r, idles, fulls))
     return tables
 
 

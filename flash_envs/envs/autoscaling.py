@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 from gymnasium import spaces
@@ -42,7 +42,7 @@ def _resource_bounds(name: str, value: Sequence[int], step: int | None = None) -
     fields = ("low", "high") if step is not None else ("low", "high", "step")
     if np.shape(value) != (len(fields),):
         raise ValueError(f"{name} must be ({', '.join(fields)}), got {value!r}")
-    return ResourceBounds(*value) if step is None else ResourceBounds(*value, step)
+    return ResourceBounds(*value) if step is None else ResourceBounds(*cast("tuple[int, int]", value), step)
 
 
 class AutoscalingEnv(TaskEnv[AutoscalingTask]):
@@ -244,7 +244,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         penalty = self.reversal_penalty if self._last_direction[resource] == -direction else 0.0
         self._last_direction[resource] = direction
         self._config[resource] = value
-        self._sim.configure(*self._config)
+        cast(ServiceSimulation, self._sim).configure(*self._config)   # step() checked that reset() ran
         return penalty
 
     def slo_preservation(self, metrics: IntervalMetrics) -> float:
@@ -258,7 +258,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         return self.alpha * utilisation + (1 - self.alpha) * self.slo_preservation(metrics)
 
     def _get_obs(self) -> np.ndarray:
-        m = self._metrics
+        m = cast(IntervalMetrics, self._metrics)   # set by reset() and step()
         p95_ms = m.p95_ms if np.isfinite(m.p95_ms) else 0.0
         if self.slo_in_observation:
             latency, slo_signal = p95_ms / self.episode_task.app.slo_ms, self.slo_preservation(m)
@@ -279,7 +279,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _get_info(self, penalty: float) -> dict[str, Any]:
-        m = self._metrics
+        m = cast(IntervalMetrics, self._metrics)   # set by reset() and step()
         return {
             "task": self.episode_task,
             "replicas": self._config[0],

@@ -194,7 +194,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._measured = np.zeros(self.n_configs, dtype=bool)
         self._ref_cost = math.nan
         self._measurements = 0
-        self._ended = "no reset() yet"   # why step() may not run now, or None while an episode runs
+        self._ended: str | None = "no reset() yet"   # why step() may not run now, or None while an episode runs
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)

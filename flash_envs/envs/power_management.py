@@ -88,7 +88,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
     family_type = PowerTaskFamily
 
     def __init__(self, n_servers: int = 1, family: PowerTaskFamily | None = None, task: PowerTask | None = None,

@@ -9,6 +9,8 @@ plus the mean backlog delay, so queueing delay is present even when no backlog f
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from flash_envs.sim.queueing import ResponseTimeModel, weighted_percentiles
@@ -61,10 +63,12 @@ class FluidSimulation(ServiceSimulation):
         arrival_rate = self.curve.mean_rate(self._interval_start, self.env.now)
         capacity = servers * self.service_rate
         backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
-        samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
-                                              min(backlog_delay, self.timeout_s))
+        samples = cast(ResponseTimeModel, self._latency_model).samples(   # set in __init__
+            int(round(servers)), arrival_rate, self.service_rate, min(backlog_delay, self.timeout_s))
         samples = np.minimum(samples, self.timeout_s)
         weights = np.full(len(samples), self._completed / len(samples))
         samples = np.append(samples, self.timeout_s)
         weights = np.append(weights, self._dropped)
-        return (float(np.average(samples, weights=weights)), *weighted_percentiles(samples, weights, (50, 95, 99)))
+        return cast("tuple[float, float, float, float]",   # three percentiles
+                    (float(np.average(samples, weights=weights)),
+                     *weighted_percentiles(samples, weights, (50, 95, 99))))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class UtilisationCurve:
         y = _check_watts(watts)
         design = _basis(LOAD_POINTS) / y[:, None]
         weights, _ = nnls(design, np.ones(len(y)))
-        return cls(tuple(float(w) for w in weights))
+        return cls(cast("tuple[float, float, float, float, float]", tuple(float(w) for w in weights)))   # one per term
 
     def __call__(self, u: float | np.ndarray) -> float | np.ndarray:
         u = np.asarray(u, dtype=float)

@@ -7,6 +7,8 @@ time and returns it. Response times are recorded one by one, so percentiles are 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import simpy
 
@@ -104,4 +106,6 @@ class RequestLevelSimulation(ServiceSimulation):
     def _latency_stats(self) -> tuple[float, float, float, float]:
         if not self._latencies:
             return (float("nan"),) * 4
-        return (float(np.mean(self._latencies)), *(float(v) for v in np.percentile(self._latencies, (50, 95, 99))))
+        return cast("tuple[float, float, float, float]",   # three percentiles
+                    (float(np.mean(self._latencies)),
+                     *(float(v) for v in np.percentile(self._latencies, (50, 95, 99)))))

@@ -240,8 +240,8 @@ class ServiceSimulation:
     def _reset_accumulators(self) -> None:
         self._interval_start = self.env.now
         self._arrivals = 0
-        self._completed = 0
-        self._dropped = 0
+        self._completed: float = 0   # the fast fidelity counts fractions of requests
+        self._dropped: float = 0
         self._cpu_busy_time = 0.0
         self._ready_time = 0.0
         self._memory_utilisation_sum = 0.0

@@ -46,7 +46,7 @@ def command_line() -> str:
     return "flash " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def fail(err: Exception) -> int:
+def fail(err: Exception | str) -> int:
     """Print ``err`` as a ``flash: error:`` line on stderr and return exit status 2."""
     print(f"flash: error: {err}", file=sys.stderr)
     return 2

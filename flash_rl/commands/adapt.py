@@ -54,7 +54,7 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     from flash_rl.maml import MAML
 
     if (path / "maml.pt").exists():
-        model = MAML.load(path)
+        model: Flash | MAML = MAML.load(path)
     elif (path / "flash.json").exists():
         model = Flash.load(path)
     else:

@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -280,7 +281,7 @@ def _rescore_report(folder: str) -> dict:
     return report | summaries(per_app, groups)
 
 
-def _check_report(report: object, path: Path) -> None:
+def _check_report(report: Any, path: Path) -> None:   # any JSON value; checked here
     """Refuse (:class:`DataFormatError` naming ``path``) a ``summary.json`` that ``--out`` did not write."""
     missing = [key for key in REPORT_KEYS if key not in report] if isinstance(report, dict) else list(REPORT_KEYS)
     if missing:

@@ -289,7 +289,7 @@ NO_CI = "no CI"
 
 
 def _cell(s: dict[str, float]) -> str:
-    return f"{s['mean']:.1f} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], s["low"], s["high"])
+    return f"{s['mean']:.1f} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]))
 
 
 def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metrics: list[str]) -> str:
