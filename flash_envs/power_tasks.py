@@ -17,11 +17,11 @@ from flash_envs.sim.power import ServerType
 from flash_envs.sim.server_catalogue import test_servers, train_servers
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import Workload, workload_from_dict
-from flash_envs.tasks import TaskFamily, random_workload
+from flash_envs.tasks import FrozenTask, TaskFamily, random_workload
 
 
 @dataclass(frozen=True)
-class PowerTask:
+class PowerTask(FrozenTask):
     """A server type running an application (``app.cpu_fraction`` = frequency sensitivity, ``app.slo_ms`` = p95
     SLO) under a workload; ``workload`` is the arrival rate each server receives."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -57,3 +59,10 @@ def test_autoscaling_render_after_close_returns_none():
     assert env.render().startswith("t=")
     env.close()
     assert env.render() is None
+
+
+def test_a_task_is_its_own_copy():
+    """SB3 deep-copies every step's info, which names the task: a frozen task need not be copied."""
+    for env_id in ("flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0"):
+        task = gym.make(env_id).unwrapped.family.test[0]
+        assert copy.deepcopy({"task": task})["task"] is task and copy.copy(task) is task

@@ -16,14 +16,14 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
-from flash_envs.tasks import TaskFamily
+from flash_envs.tasks import FrozenTask, TaskFamily
 
 OBS_LIMIT = 10.0
 MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
 
 
 @dataclass(frozen=True)
-class ConfigSearchTask:
+class ConfigSearchTask(FrozenTask):
     """One hidden application: true runtime and cost per configuration and the deadline to meet."""
 
     name: str
