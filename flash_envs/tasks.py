@@ -100,6 +100,20 @@ class TaskFamily(Generic[T]):
             raise DataFormatError(f"task family {path}: {err}") from None
 
 
+F = TypeVar("F", bound=TaskFamily[Any])
+_DEFAULT_FAMILIES: dict[tuple[type, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def default_family(family_type: type[F], **kwargs: Any) -> F:
+    """``family_type.generate(**kwargs)`` (every family type has one), generated once per process: a family is
+    frozen, so every env made without one of its own shares it (``gym.make`` regenerated it each time: 2 ms for
+    autoscaling, 23 ms for config search, and fine-tuning makes an env per evaluation)."""
+    key = (family_type, tuple(sorted(kwargs.items())))
+    if key not in _DEFAULT_FAMILIES:
+        _DEFAULT_FAMILIES[key] = getattr(family_type, "generate")(**kwargs)
+    return _DEFAULT_FAMILIES[key]
+
+
 class FrozenTask:
     """Base of the (frozen dataclass) task types: a task is its own copy. SB3's ``DummyVecEnv`` deep-copies every
     step's ``info``, which names the episode's task; copying the task took 3 to 6 % of meta-training."""

@@ -66,3 +66,11 @@ def test_a_task_is_its_own_copy():
     for env_id in ("flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0"):
         task = gym.make(env_id).unwrapped.family.test[0]
         assert copy.deepcopy({"task": task})["task"] is task and copy.copy(task) is task
+
+
+def test_envs_without_a_family_share_the_generated_one():
+    for env_id in ("flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0"):
+        assert gym.make(env_id).unwrapped.family is gym.make(env_id).unwrapped.family
+    short = gym.make("flash/PowerManagement-v0", episode_s=300.0).unwrapped.family   # other arguments, other family
+    assert short is not gym.make("flash/PowerManagement-v0").unwrapped.family
+    assert short == type(short).generate(episode_s=300.0)

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
-from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
+from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily, default_family
 
 NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range(7)
 # action -> (resource index, direction); resources: 0 replicas, 1 CPU, 2 memory
@@ -151,7 +151,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         task: AutoscalingTask | None = None,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(AutoscalingTaskFamily.generate() if family is None else family, task, render_mode)
+        super().__init__(default_family(AutoscalingTaskFamily) if family is None else family, task, render_mode)
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.episode_steps = check_whole("episode_steps", episode_steps, 1)
         self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)

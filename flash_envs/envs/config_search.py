@@ -16,7 +16,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
-from flash_envs.tasks import FrozenTask, TaskFamily
+from flash_envs.tasks import FrozenTask, TaskFamily, default_family
 
 OBS_LIMIT = 10.0
 MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
@@ -178,7 +178,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     def __init__(self, family: ConfigSearchTaskFamily | None = None, task: ConfigSearchTask | None = None,
                  noise_cv: float = 0.05, measure_penalty: float = 0.02, max_measurements: int | None = None,
                  render_mode: str | None = None) -> None:
-        family = ConfigSearchTaskFamily.generate() if family is None else family
+        family = default_family(ConfigSearchTaskFamily) if family is None else family
         super().__init__(family, task, render_mode)
         self.n_configs = len(self._task.configs)
         for t in (*family.train, *family.test):

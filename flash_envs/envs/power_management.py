@@ -13,6 +13,7 @@ from gymnasium import spaces
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
+from flash_envs.tasks import default_family
 from flash_envs.sim import FIDELITIES
 from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_latency
 
@@ -107,7 +108,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
         check_transition_latency(transition_latency_s, substep_s)
-        family = PowerTaskFamily.generate(episode_s=episode_s) if family is None else family
+        family = default_family(PowerTaskFamily, episode_s=episode_s) if family is None else family
         super().__init__(family, task, render_mode)
         self.n_servers = n_servers
         self.fidelity = fidelity
