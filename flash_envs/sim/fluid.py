@@ -22,7 +22,6 @@ class FluidSimulation(ServiceSimulation):
 
     def __init__(self, *args, **kwargs) -> None:
         self.backlog = 0.0
-        self._latency_model: ResponseTimeModel | None = None
         super().__init__(*args, **kwargs)
         self._latency_model = ResponseTimeModel(self.app.service_cv)
 
@@ -63,8 +62,8 @@ class FluidSimulation(ServiceSimulation):
         arrival_rate = self.curve.mean_rate(self._interval_start, self.env.now)
         capacity = servers * self.service_rate
         backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
-        samples = cast(ResponseTimeModel, self._latency_model).samples(   # set in __init__
-            int(round(servers)), arrival_rate, self.service_rate, min(backlog_delay, self.timeout_s))
+        samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
+                                              min(backlog_delay, self.timeout_s))
         samples = np.minimum(samples, self.timeout_s)
         weights = np.full(len(samples), self._completed / len(samples))
         samples = np.append(samples, self.timeout_s)
