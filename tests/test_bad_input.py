@@ -7,17 +7,22 @@ import json
 import shutil
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+from flash_envs.baselines.autoscalers import ConstantPolicy
 from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.data.trace_csv import RateTrace
+from flash_envs.envs.autoscaling import REPLICA_UP
 from flash_envs.sim.workloads import TraceWorkload
 from flash_envs.tasks import AutoscalingTaskFamily
+from flash_rl.adaptation import task_references
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
 from flash_rl.commands.adapt import add_arguments as adapt_arguments
 from flash_rl.commands.adapt import load_model
+from flash_rl.commands.meta_train import default_run_dir
 from flash_rl.config import ConfigError, load_config
 from flash_rl.flash import Flash
 
@@ -183,3 +188,19 @@ def test_exponent_numbers_are_numbers_and_repeated_set_options_add_up():
     adapt_arguments(parser)
     args = parser.parse_args(["--model", "m", "--set", "run.seed=1", "--set", "tasks.seed=2", "adaptation.seeds=3"])
     assert args.overrides == ["run.seed=1", "tasks.seed=2", "adaptation.seeds=3"]   # the first --set was dropped
+
+
+def test_quick_and_full_meta_training_get_their_own_run_folders():
+    assert default_run_dir("runs", "power", "maml", quick=False) == Path("runs/power/meta-train-maml")
+    assert default_run_dir("runs", "power", "maml", quick=True) == Path("runs/power/meta-train-maml-quick")
+
+
+def test_the_per_task_expert_is_named_after_its_algorithm():
+    class A2C(ConstantPolicy):   # stands for an SB3 agent: only its class name and predict() matter here
+        pass
+
+    env = gym.make("flash/Autoscaling-v0", episode_steps=5)
+    task = env.unwrapped.family.test[0]
+    refs = task_references(env, task, [0], lambda e: {}, lambda e: {}, lambda t: A2C(env, REPLICA_UP),
+                           random_episodes=1)
+    assert refs[0].expert_source == "per-task A2C"   # the only candidate; it was labelled "per-task PPO" regardless

@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to train (default: flash)")
 
 
+def default_run_dir(root: str, case: str, method: str, quick: bool) -> Path:
+    """``root/case/meta-train-method``, with ``-quick`` for the quick config (so that it never shares a full run's)."""
+    return Path(root) / case / f"meta-train-{method}{'-quick' if quick else ''}"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -29,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        run_dir = Path(args.run_dir or Path(cfg.run.dir) / cfg.case
-                       / f"meta-train-{args.method}{'-quick' if args.quick else ''}")
+        run_dir = Path(args.run_dir or default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick))
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
             check_resume(cfg, run_dir, may_also_change=("flash.timesteps", "transfer.timesteps", "maml.iterations"))
