@@ -64,10 +64,9 @@ class FluidSimulation(ServiceSimulation):
         backlog_delay = self._backlog_time / duration / capacity if capacity > 0 else self.timeout_s
         samples = self._latency_model.samples(int(round(servers)), arrival_rate, self.service_rate,
                                               min(backlog_delay, self.timeout_s))
-        samples = np.minimum(samples, self.timeout_s)
-        weights = np.full(len(samples), self._completed / len(samples))
-        samples = np.append(samples, self.timeout_s)
-        weights = np.append(weights, self._dropped)
+        n = len(samples)   # the quadrature points share the completed requests; the dropped ones time out
+        times, weights = np.empty(n + 1), np.empty(n + 1)
+        np.minimum(samples, self.timeout_s, out=times[:n])
+        times[n], weights[:n], weights[n] = self.timeout_s, self._completed / n, self._dropped
         return cast("tuple[float, float, float, float]",   # three percentiles
-                    (float(np.average(samples, weights=weights)),
-                     *weighted_percentiles(samples, weights, (50, 95, 99))))
+                    (float(times @ weights / weights.sum()), *weighted_percentiles(times, weights, (50, 95, 99))))
