@@ -204,3 +204,9 @@ def test_the_per_task_expert_is_named_after_its_algorithm():
     refs = task_references(env, task, [0], lambda e: {}, lambda e: {}, lambda t: A2C(env, REPLICA_UP),
                            random_episodes=1)
     assert refs[0].expert_source == "per-task A2C"   # the only candidate; it was labelled "per-task PPO" regardless
+
+
+def test_a_case_that_is_not_the_config_files_is_refused(capsys):
+    quick = str(CONFIG_DIR / "autoscaling_quick.yaml")
+    assert main(["meta-train", "--case", "power", "--config", quick]) == 2   # it trained an autoscaling agent
+    assert "--case power, but the config" in one_line_error(capsys)

@@ -11,12 +11,18 @@ from flash_envs.cli_args import output_dir
 from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 
+DEFAULT_CASE = "autoscaling"
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str | None = None) -> None:
     """Add ``--case``, ``--config``, ``--quick`` and ``--set`` to ``parser``; for a command that trains, given the
     default of its run directory (``run_dir_default``, shown in the help), also ``--run-dir`` and ``--resume``."""
-    parser.add_argument("--case", default="autoscaling", help="case study (default: autoscaling)")
-    parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/)")
-    parser.add_argument("--quick", action="store_true", help="the case's quick config (a smaller, faster run)")
+    parser.add_argument("--case", help=f"case study (default: {DEFAULT_CASE}, or the --config file's case)")
+    parser.add_argument("--config", help="YAML config (default: the case's file in flash_rl/configs/); its case: "
+                                         "key names the case")
+    parser.add_argument("--quick", action="store_true",
+                        help="the case's quick config (a smaller, faster run); with --config, only the default "
+                             "output and run folders take the -quick name")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set flash.timesteps=50000 adaptation.seeds=3 "
                              "(may be repeated; later values win)")
@@ -30,15 +36,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str |
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:
     """The config of ``--config`` (default: the case's file, quick or full) with the ``extra`` overrides applied
-    before the ``--set`` ones; an unknown case is a :class:`ConfigError`."""
+    before the ``--set`` ones. An unknown case, or a ``--case`` that is not the config's, is a
+    :class:`ConfigError`."""
     from flash_rl.cases import get_case
 
     try:
-        case = get_case(args.case)
+        case = get_case(args.case or DEFAULT_CASE)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     path = Path(args.config) if args.config else case.config_path(args.quick)
-    return load_config(path, list(extra or []) + list(args.overrides))
+    cfg = load_config(path, list(extra or []) + list(args.overrides))
+    if args.case and cfg.case != args.case:
+        raise ConfigError(f"--case {args.case}, but the config ({path} and --set) is for case {cfg.case!r}; drop "
+                          f"--case, or give a {args.case} config")
+    return cfg
 
 
 def command_line() -> str:
