@@ -348,13 +348,13 @@ def validate(cfg: ExperimentConfig) -> None:
 
     import flash_envs  # noqa: F401
 
-    for keys, low, rule in ((POSITIVE, 1, ">= 1"), (NON_NEGATIVE, 0, ">= 0"), (ABOVE_ZERO, 0, "> 0")):
+    for keys, low, strict in ((POSITIVE, 1, False), (NON_NEGATIVE, 0, False), (ABOVE_ZERO, 0, True)):
         for key in sorted(keys):
             value = _get(cfg, key)
             if not math.isfinite(value):
                 raise ConfigError(f"config key {key} must be a finite number, got {value}")
-            if value < low or (rule == "> 0" and value == 0):
-                raise ConfigError(f"config key {key} must be {rule}, got {value}")
+            if not (value > low if strict else value >= low):
+                raise ConfigError(f"config key {key} must be {'>' if strict else '>='} {low}, got {value}")
     if not 0 < cfg.maml.gamma <= 1:
         raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
     if cfg.env.id not in gym.registry:
