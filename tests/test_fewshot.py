@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -16,11 +18,12 @@ from flash_rl.cli import main
 from flash_rl.fewshot.cli import _splits, held_out_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
-from flash_rl.fewshot.evaluate import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, Split, app_folds,
-                                       choice_quality, evaluate_split, group_folds, markdown_table, metric_columns,
-                                       n_validation_apps, paired_differences, plot_summary, score, shot_rng,
-                                       summarise)
-from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, TrainConfig, fine_tune_predict, train_model
+from flash_rl.fewshot.evaluate import choice_quality, evaluate_split, score, shot_rng
+from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, fine_tune_predict, train_model
+from flash_rl.fewshot.report import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, markdown_table,
+                                     metric_columns, paired_differences, plot_summary, summarise)
+from flash_rl.fewshot.splits import Split, app_folds, group_folds, n_validation_apps
+from flash_rl.fewshot.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -531,3 +534,15 @@ def test_render_refuses_files_that_are_not_config_eval_reports(tmp_path, capsys)
         assert main(["config-eval", "--render", str(tmp_path)]) == 2
         err = capsys.readouterr().err                                      # one line naming the file and the problem
         assert err.startswith(f"flash: error: --render: {summary}") and message in err and err.count("\n") == 1
+
+
+def test_help_and_render_start_without_torch(tmp_path):
+    """Only training needs torch (about 2 s to import): ``--help`` and ``--render`` of a report do not import it."""
+    per_app = {"1": {m: {"a": [10.0, 11.0, 5.0, 0.0], "b": [20.0, 19.0, 7.0, 0.0]} for m in METHODS}}
+    (tmp_path / "summary.json").write_text(json.dumps(_report(per_app)))
+    for args in (["--render", str(tmp_path)], ["--help"]):
+        code = ("import sys\nfrom flash_rl.cli import main\ntry:\n    main(['config-eval', *sys.argv[1:]])\n"
+                "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
+        assert out.splitlines()[-1] == "[]", args
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "summary.png").is_file()

@@ -7,7 +7,8 @@ import pytest
 
 from flash_envs.data.config_measurements import ConfigMeasurements, simulated_measurements
 from flash_rl.fewshot.episodes import EpisodeSampler
-from flash_rl.fewshot.models import TrainConfig, fine_tune_predict
+from flash_rl.fewshot.models import fine_tune_predict
+from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.fewshot.predictor import FewShotPredictor
 
 CFG = TrainConfig(steps=150, finetune_steps=5)

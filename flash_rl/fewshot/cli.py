@@ -21,18 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from flash_envs.cli_args import UsageError, fraction, int_at_least, output_dir
 from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_envs.fields import is_real_number
-from flash_rl.fewshot import evaluate
-from flash_rl.fewshot.episodes import EpisodeSampler
-from flash_rl.fewshot.evaluate import (METHODS, METRICS, Split, app_folds, group_folds, markdown_table,
-                                       n_validation_apps, paired_differences, plot_summary, summarise)
-from flash_rl.fewshot.models import TrainConfig
+from flash_rl.fewshot.report import METHODS, METRICS, markdown_table, paired_differences, plot_summary, summarise
+from flash_rl.fewshot.splits import Split, app_folds, group_folds, n_validation_apps
+from flash_rl.fewshot.train_config import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
                  "chunkfunc": ("chunkfunc_faas_profiles", "chunkfunc_profiles.csv")}
@@ -175,6 +172,11 @@ def _splits(args: argparse.Namespace) -> list[Split]:
 
 def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
+    import torch   # only training needs torch (2 s to import), so --help and --render start without it
+
+    from flash_rl.fewshot import evaluate
+    from flash_rl.fewshot.episodes import EpisodeSampler
+
     torch.set_num_threads(1)
     splits = _splits(args)
     if args.cost == "predicted":
@@ -265,7 +267,8 @@ def report_title(report: dict) -> str:
 
 def _rescore_report(folder: str) -> dict:
     """The report a run with ``--out folder`` wrote, its summary and paired differences computed anew from its
-    per-app values (so that a report written before a derived metric such as :data:`~evaluate.OVERSPEND` gets it)."""
+    per-app values (so that a report written before a derived metric such as
+    :data:`~flash_rl.fewshot.report.OVERSPEND` gets it)."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"--render: {path} not found; it is written by a run with --out {folder}")

@@ -39,14 +39,13 @@ transformer) would have to learn the invariance from data.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import nn
 
-from flash_envs.fields import check_number, check_whole
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.progress import tqdm_bar
 
 INPUTS = ("base", "flash", "k-shot")
@@ -114,34 +113,6 @@ class FewShotModel(nn.Module):
     def predict(self, ep: Episodes) -> torch.Tensor:
         with torch.no_grad():
             return self(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters shared by every learned predictor (the same budget for each method)."""
-
-    steps: int = 6000
-    batch: int = 64
-    n_targets: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    hidden: int = 128
-    embed_dim: int = 16
-    finetune_steps: int = 30
-    finetune_lr: float = 1e-3
-    val_fraction: float = 0.0
-    eval_every: int = 250
-
-    def __post_init__(self) -> None:
-        """Refuse settings that would train nothing or NaNs, instead of returning an untrained model."""
-        for field in fields(self):   # the counts (steps, sizes, intervals) are whole numbers >= 1, the rest finite
-            name, value = f"TrainConfig.{field.name}", getattr(self, field.name)
-            if isinstance(field.default, int):
-                object.__setattr__(self, field.name, check_whole(name, value, 1))
-            else:
-                check_number(name, value, 0.0, strict=field.name in ("lr", "finetune_lr"))
-        if self.val_fraction >= 1:
-            raise ValueError(f"TrainConfig.val_fraction must lie in [0, 1), got {self.val_fraction!r}")
 
 
 def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.random.Generator,

@@ -32,7 +32,8 @@ from flash_envs.data.config_measurements import ConfigMeasurements, Pricing
 from flash_envs.fields import check_number, check_whole, is_real_number
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
-from flash_rl.fewshot.models import FewShotModel, TrainConfig, fine_tune_predict, train_model
+from flash_rl.fewshot.models import FewShotModel, fine_tune_predict, train_model
+from flash_rl.fewshot.train_config import TrainConfig
 
 #: How :meth:`FewShotPredictor.predict` takes the shots, for the errors that name it.
 SHOTS_SHAPE = "a mapping configuration name -> (runtime_s, cost_usd), e.g. {'512MiB': (1.84, 1.6e-05)}"

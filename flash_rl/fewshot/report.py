@@ -1,0 +1,171 @@
+"""Summaries of held-out few-shot evaluations: means with bootstrap CIs, paired differences, the Table-2 layout and a
+plot. Free of torch, so that ``flash config-eval --render`` redraws a report without importing it. The protocol and
+the metrics are defined in :mod:`flash_rl.fewshot.evaluate`."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+
+from flash_envs.markdown import fmt_ci, md_table
+from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci
+
+METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
+           "nearest config", "K-shot MLP (reference)")
+#: What :func:`~flash_rl.fewshot.evaluate.score` measures per draw (and ``summary.json`` stores per app).
+METRICS = ("runtime MAPE (%)", "cost MAPE (%)", "regret (%)", "deadline misses (%)")
+#: Derived per app from regret and misses (see :mod:`flash_rl.fewshot.evaluate`); summarised and tabled after
+#: :data:`METRICS`.
+OVERSPEND = "overspend (%)"
+MISSED_DEADLINE_REGRET = 100.0
+
+
+def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None) -> dict[str, float]:
+    """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``. With ``groups`` (one label
+    per value), the bootstrap resamples whole groups, e.g. the apps of one function held out together; the CI is NaN
+    with fewer than 2 units to resample (:mod:`flash_rl.stats`)."""
+    if groups is None:
+        _, low, high = bootstrap_ci(v, np.mean, seed=seed)
+    else:
+        _, low, high = clustered_ratio_of_means_ci(v, np.ones_like(v), groups, seed=seed)
+    return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
+
+
+def metric_columns(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per metric, its column of ``values`` (rows: apps; columns: the :data:`METRICS` scored), then
+    :data:`OVERSPEND` where deadline misses were scored (reports written before them have three columns)."""
+    columns = dict(zip(METRICS, values.T))
+    if "deadline misses (%)" in columns:
+        columns[OVERSPEND] = columns["regret (%)"] - columns["deadline misses (%)"] * (MISSED_DEADLINE_REGRET / 100)
+    return columns
+
+
+def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]], seed: int = 0,
+              groups: dict[str, str] | None = None) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``; the
+    CI resamples apps, or with ``groups`` (app -> group held out together) whole groups."""
+    out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
+    for k, methods in per_app.items():
+        out[k] = {}
+        for method, apps in methods.items():
+            values = np.stack(list(apps.values()))   # (apps, metrics)
+            labels = [groups[a] for a in apps] if groups else None
+            out[k][method] = {metric: _mean_ci(column, seed, labels)
+                              for metric, column in metric_columns(values).items()}
+    return out
+
+
+def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], reference: str = "FLASH",
+                       seed: int = 0, groups: dict[str, str] | None = None
+                       ) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI
+    (over apps, or with ``groups`` over whole groups, as in :func:`summarise`).
+
+    The difference is paired per app (both methods saw the same shot draws), so it is far tighter than comparing the
+    two methods' CIs; a CI entirely below 0 means ``reference`` is better.
+    """
+    out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
+    for k, methods in per_app.items():
+        apps = sorted(methods[reference])
+        ref = np.stack([methods[reference][a] for a in apps])
+        labels = [groups[a] for a in apps] if groups else None
+        out[k] = {}
+        for method in (m for m in METHODS if m != reference):
+            diff = ref - np.stack([methods[method][a] for a in apps])
+            out[k][method] = {metric: _mean_ci(column, seed, labels)
+                              for metric, column in metric_columns(diff).items()}
+    return out
+
+
+def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
+    """The :data:`METRICS` and :data:`OVERSPEND` that ``summary`` has (reports written before deadline misses were
+    scored lack both)."""
+    return [metric for metric in (*METRICS, OVERSPEND) if metric in next(iter(summary.values()))[METHODS[0]]]
+
+
+#: What a cell shows in place of a CI that is NaN (a single held-out application or group: nothing to resample).
+NO_CI = "no CI"
+
+
+def _cell(s: dict[str, float]) -> str:
+    return f"{s['mean']:.1f} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]))
+
+
+def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metrics: list[str]) -> str:
+    """A sentence for the table's notes naming the K whose CIs are NaN, and why; empty if none is."""
+    ks = [k for k in sorted(summary) if any(math.isnan(summary[k][m][metric]["low"]) for m in METHODS
+                                            for metric in metrics)]
+    if not ks:
+        return ""
+    return (f" At K={', '.join(map(str, ks))}, a single held-out application (or group of them) is scored, which "
+            f"gives no confidence interval (nothing to resample), so those cells show [{NO_CI}].")
+
+
+#: With this many resampled units or fewer, all on one side still leaves a two-sided sign test above p = 0.05.
+MAX_UNITS_WITHOUT_SIGNIFICANCE = 5
+
+
+def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
+                   differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None,
+                   ci_unit: str = "", n_units: int = 0) -> str:
+    """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K), and below it, per
+    reference method in ``differences``, the paired differences reference - method (:func:`paired_differences`).
+    ``ci_unit`` names what the CIs resample when it is not the held-out applications (e.g. "the 3 held-out
+    functions"), and ``n_units`` how many there are: with 5 or fewer (where even a sign test with every unit on one
+    side stays above p = 0.05), the notes say that a CI clear of 0 shows their agreement, not significance.
+
+    Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
+    """
+    ks, metrics = sorted(summary), _metrics_in(summary)
+    columns = [f"{metric} K={k}" for metric in metrics for k in ks]
+    ci = f"95% bootstrap CI resampling {ci_unit} whole" if ci_unit else "95% bootstrap CI"
+    lines = [f"### {title}", "", f"Mean over held-out applications [{ci}]; lower is better."
+             + (" Overspend = regret - deadline misses: what the picks cost over the best, a missed pick counting 0 "
+                "(a miss counts 100 % in regret)." if OVERSPEND in metrics else "")
+             + _no_ci_note(summary, metrics), ""]
+    shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
+    best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
+    lines += md_table(("method", *columns), [
+        (method, *(f"**{_cell(summary[k][method][metric])}**" if shown[(method, metric, k)] == best[(metric, k)]
+                   else _cell(summary[k][method][metric]) for metric in metrics for k in ks))
+        for method in METHODS])
+    for reference, diffs in (differences or {}).items():
+        verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant"
+                   if ci_unit and n_units <= MAX_UNITS_WITHOUT_SIGNIFICANCE else "a CI below 0: significantly so")
+        note = (f"{reference} minus each method, paired per held-out application [{ci}]; negative: "
+                f"{reference} is better, {verdict}.")
+        rows = [(method, *(_cell(diffs[k][method][metric]) for metric in metrics for k in ks))
+                for method in diffs[ks[0]]]
+        lines += ["", note, "", *md_table((f"{reference} -", *columns), rows)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str, path: str) -> None:
+    """One panel per metric: mean over held-out apps vs K per method, with the 95 % CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogFormatter
+
+    ks, metrics = sorted(summary), _metrics_in(summary)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.8))
+    for ax, metric in zip(axes, metrics):
+        for i, method in enumerate(METHODS):
+            s = [summary[k][method][metric] for k in ks]
+            mean = np.array([x["mean"] for x in s])
+            err = np.array([[x["mean"] - x["low"] for x in s], [x["high"] - x["mean"] for x in s]])
+            offset = 0.06 * (i - (len(METHODS) - 1) / 2)
+            ax.errorbar(np.array(ks) + offset, mean, yerr=err, marker="o", capsize=3, label=method)
+        ax.set(xlabel="shots K", ylabel=metric, xticks=ks)
+        if all(summary[k][m][metric]["low"] > 0 for k in ks for m in METHODS):   # a log axis cannot show a 0
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers (40, not 4 x 10^1), minor ticks labelled too
+            ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(METHODS), fontsize=8, frameon=False)
+    fig.suptitle(textwrap.fill(title, 120))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
