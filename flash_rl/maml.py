@@ -27,6 +27,7 @@ import flash_envs  # noqa: F401
 from flash_rl.atomic_files import atomic_write
 from flash_rl.flash import check_resumable, one_torch_thread
 from flash_rl.progress import tqdm_bar
+from flash_rl.weights_file import load_weights_file
 
 
 def meta_gradient(model: nn.Module, inner_loss: Callable[[nn.Module], torch.Tensor],
@@ -198,7 +199,7 @@ class MAML:
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
-            state = torch.load(Path(checkpoint_dir) / "maml.pt", weights_only=False)
+            state = load_weights_file(Path(checkpoint_dir) / "maml.pt", "a MAML checkpoint", self.STATE_KEYS)
             check_resumable(settings_of(state), self.config(), checkpoint_dir)
             self._restore(state)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
@@ -253,6 +254,9 @@ class MAML:
         return curve
 
     # -------------------------------------------------------------------------------------------- persistence
+    #: What :meth:`checkpoint` writes to ``maml.pt``.
+    STATE_KEYS = ("env_id", "env_kwargs", "hparams", "policy", "optimizer", "iteration", "rng", "generator")
+
     def _state(self) -> dict[str, Any]:
         return {"env_id": self.env_id, "env_kwargs": self.env_kwargs, "hparams": self.hparams,
                 "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -278,7 +282,7 @@ class MAML:
     @classmethod
     def load(cls, directory: str | Path) -> "MAML":
         """The agent :meth:`checkpoint` wrote to ``directory``, ready to adapt or to continue meta-training."""
-        state = torch.load(Path(directory) / "maml.pt", weights_only=False)
+        state = load_weights_file(Path(directory) / "maml.pt", "a MAML checkpoint", cls.STATE_KEYS)
         obj = cls(state["env_id"], state["env_kwargs"], **state["hparams"])
         obj._restore(state)
         return obj

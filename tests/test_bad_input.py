@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from flash_envs.baselines.autoscalers import ConstantPolicy
 from flash_envs.data import DataFormatError, csv_rows
@@ -25,6 +27,7 @@ from flash_rl.commands.adapt import load_model
 from flash_rl.commands.meta_train import default_run_dir
 from flash_rl.config import ConfigError, load_config
 from flash_rl.flash import Flash
+from flash_rl.maml import MAML
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_RESULTS = ROOT / "results" / "autoscaling" / "quick"
@@ -144,6 +147,38 @@ def test_a_damaged_saved_agent_is_named(saved_agent, tmp_path):
     (broken / "flash.json").write_text("{")
     with pytest.raises(ValueError, match="flash.json is damaged"):
         Flash.load(broken)
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this touches the file ``marker``: what a malicious checkpoint could do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_maml_checkpoint_is_read_without_running_its_code(tmp_path):
+    """``maml.pt`` is unpickled by torch's weights-only loader: a file carrying code is refused before the code runs;
+    an empty, non-torch or foreign file is a ValueError naming it (the CLI's one-line error)."""
+    MAML("flash/Autoscaling-v0", {"episode_steps": 10}, hidden=[8], meta_batch=2).checkpoint(tmp_path / "good")
+    assert MAML.load(tmp_path / "good").iteration == 0
+    marker = tmp_path / "code-ran"
+    bad = {  # the file's content, the error's end
+        "evil": ({"x": _RunsCodeWhenUnpickled(marker)}, ": it holds objects other than tensors and plain values"),
+        "empty": (b"", " (torch cannot read it: EOFError)"), "text": (b"hello", " (torch cannot read it: KeyError"),
+        "foreign": ({"weights": torch.zeros(2)}, " (it lacks env_id, env_kwargs, hparams")}
+    for name, (content, message) in bad.items():
+        path = tmp_path / name / "maml.pt"
+        path.parent.mkdir()
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content, path)
+        with pytest.raises(ValueError, match=re.escape(f"{path} is not a MAML checkpoint that flash wrote{message}")):
+            MAML.load(path.parent)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from flash_envs.data.config_measurements import ConfigMeasurements, simulated_measurements
+from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, simulated_measurements
 from flash_rl.fewshot.episodes import EpisodeSampler
 from flash_rl.fewshot.models import fine_tune_predict
 from flash_rl.fewshot.train_config import TrainConfig
@@ -55,6 +56,28 @@ def test_save_and_load_give_the_same_predictions(data, predictor, tmp_path):
     loaded = FewShotPredictor.load(tmp_path / "p.pt")
     assert loaded.configs == predictor.configs and loaded.model.inputs == "flash"
     assert all(np.array_equal(a, b) for a, b in zip(loaded.predict(shots), predictor.predict(shots)))
+    assert isinstance(loaded.pricing, LambdaPricing)   # the price list comes back (it prices the cost above)
+    assert np.array_equal(loaded.pricing.memory_mib, predictor.pricing.memory_mib)
+
+
+def test_a_saved_predictor_holds_only_tensors_and_plain_values(data, predictor, tmp_path):
+    """:meth:`load` reads with torch's weights-only unpickler, so a file carrying code is refused; a price list it
+    cannot write that way is refused at :meth:`save`."""
+    torch.save({"cfg": {}, "pricing": LambdaPricing}, tmp_path / "code.pt")   # a class: a global to unpickle
+    with pytest.raises(ValueError, match=r"code.pt is not a few-shot predictor that flash wrote: it holds objects"):
+        FewShotPredictor.load(tmp_path / "code.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other.pt is not a few-shot predictor that flash wrote \(it lacks inputs"):
+        FewShotPredictor.load(tmp_path / "other.pt")
+
+    class FlatFee:
+        def cost(self, configs, runtime_s):
+            return np.full(len(configs), 1e-6)
+
+    custom = FewShotPredictor(predictor.model, predictor.configs, predictor.features, predictor.k, FlatFee())
+    with pytest.raises(TypeError, match=r"priced by FlatFee; the price lists it saves are \['LambdaPricing', "):
+        custom.save(tmp_path / "custom.pt")
+    assert not (tmp_path / "custom.pt").exists()
 
 
 def test_bad_shots_are_named(data, predictor):

@@ -21,20 +21,25 @@ a price list, the cost is the predicted runtime priced as the data's costs were,
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import torch
 
-from flash_envs.data.config_measurements import ConfigMeasurements, Pricing
+from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing
 from flash_envs.fields import check_number, check_whole, is_real_number
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
 from flash_rl.fewshot.models import FewShotModel, fine_tune_predict, train_model
 from flash_rl.fewshot.train_config import TrainConfig
+from flash_rl.weights_file import load_weights_file
 
+#: The price lists :meth:`FewShotPredictor.save` writes (by class name and their arrays).
+PRICE_LISTS = {cls.__name__: cls for cls in (PerSecondPricing, LambdaPricing)}
+#: What :meth:`FewShotPredictor.save` writes.
+SAVED_KEYS = ("state_dict", "inputs", "k", "configs", "features", "pricing", "cfg", "n_features")
 #: How :meth:`FewShotPredictor.predict` takes the shots, for the errors that name it.
 SHOTS_SHAPE = "a mapping configuration name -> (runtime_s, cost_usd), e.g. {'512MiB': (1.84, 1.6e-05)}"
 
@@ -100,22 +105,33 @@ class FewShotPredictor:
         return self.configs[pick_config(*self.predict(shots, fine_tune), deadline_s)]
 
     def save(self, path: str | Path) -> None:
-        """Write the model, the configurations, their features, the price list and the training settings."""
+        """Write the model, the configurations, their features, the price list and the training settings, as
+        tensors and plain values only, so that :meth:`load` needs no unpickling of code."""
+        if self.pricing is not None and type(self.pricing) not in PRICE_LISTS.values():
+            raise TypeError(f"cannot save a predictor priced by {type(self.pricing).__name__}; the price lists it "
+                            f"saves are {sorted(PRICE_LISTS)}")
         m = self.model
-        torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": self.configs,
-                    "features": self.features, "pricing": self.pricing, "cfg": asdict(self.cfg),
+        pricing = None if self.pricing is None else {
+            "class": type(self.pricing).__name__,
+            **{f.name: torch.from_numpy(np.asarray(getattr(self.pricing, f.name))) for f in fields(self.pricing)}}
+        torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": list(self.configs),
+                    "features": torch.from_numpy(self.features), "pricing": pricing, "cfg": asdict(self.cfg),
                     "n_features": self.features.shape[1]}, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> "FewShotPredictor":
-        """A predictor :meth:`save` wrote (a pickle: load only files you trust)."""
-        saved = torch.load(Path(path), weights_only=False)
+        """A predictor :meth:`save` wrote, read without unpickling code
+        (:func:`~flash_rl.weights_file.load_weights_file`; a ValueError names a file that is not one)."""
+        saved = load_weights_file(Path(path), "a few-shot predictor", SAVED_KEYS)
         cfg = TrainConfig(**saved["cfg"])
         state = saved["state_dict"]
         model = FewShotModel(saved["n_features"], saved["k"], saved["inputs"], state["y_mean"].numpy(),
                              state["y_std"].numpy(), cfg.hidden, cfg.embed_dim)
         model.load_state_dict(state)
-        return cls(model, saved["configs"], saved["features"], saved["k"], saved["pricing"], cfg)
+        pricing = saved["pricing"]
+        if pricing is not None:
+            pricing = PRICE_LISTS[pricing.pop("class")](**{name: v.numpy() for name, v in pricing.items()})
+        return cls(model, tuple(saved["configs"]), saved["features"].numpy(), saved["k"], pricing, cfg)
 
 
 def _shot_pair(config: str, value: object) -> tuple[float, float]:
