@@ -340,8 +340,9 @@ class Flash:
                    init_from: "Flash | None" = None) -> "Flash":
         """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
         ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it (to a total of
-        ``total_timesteps``; a checkpoint written with other settings is refused, see :func:`check_resumable`). ``init_from`` starts from another agent's weights (same architecture) instead of a random
-        initialisation. Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
+        ``total_timesteps``; a checkpoint written with other settings is refused, see :func:`check_resumable`).
+        ``init_from`` starts from another agent's weights (same architecture) instead of a random initialisation.
+        Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
         tasks = list(getattr(tasks, "train", tasks))
@@ -528,8 +529,8 @@ class Flash:
         obj = target(**config)
         with warnings.catch_warnings():  # the meta-training batch size does not fit one env: irrelevant here
             warnings.filterwarnings("ignore", message=".*mini-batch size.*")
-            obj.model = keep_logs_out_of_tmp(obj.agent_cls.load(path / "agent.zip",
-                                                                env=DummyVecEnv([lambda: obj.make_env()]), device="cpu"))
+            env = DummyVecEnv([lambda: obj.make_env()])
+            obj.model = keep_logs_out_of_tmp(obj.agent_cls.load(path / "agent.zip", env=env, device="cpu"))
         return obj
 
 

@@ -106,7 +106,8 @@ def test_early_stopping_keeps_the_best_validated_weights(sim):
 
     best = train_model(train, "flash", cfg(800), np.random.default_rng(0), validation=validation)
     # the same seed replays the same trajectory, so a run of s steps is the checkpoint at step s
-    checkpoints = [val_loss(train_model(train, "flash", cfg(s), np.random.default_rng(0))) for s in range(100, 801, 100)]
+    checkpoints = [val_loss(train_model(train, "flash", cfg(s), np.random.default_rng(0)))
+                   for s in range(100, 801, 100)]
     assert np.argmin(checkpoints) < len(checkpoints) - 1
     assert val_loss(best) == pytest.approx(min(checkpoints))
 
@@ -338,7 +339,8 @@ def test_validation_share_must_leave_apps_to_train_on(capsys):
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "3",
               "--val-fraction", "0.1", *SMOKE])
-    assert "flash config-eval: error: --val-fraction: validation fraction 0.1 of 3 training apps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "flash config-eval: error: --val-fraction: validation fraction 0.1 of 3 training apps" in err
 
 
 def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
@@ -542,7 +544,8 @@ def test_help_and_render_start_without_torch(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(_report(per_app)))
     for args in (["--render", str(tmp_path)], ["--help"]):
         code = ("import sys\nfrom flash_rl.cli import main\ntry:\n    main(['config-eval', *sys.argv[1:]])\n"
-                "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))")
+                "except SystemExit:\n    pass\n"
+                "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))")
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
         assert out.splitlines()[-1] == "[]", args
     assert (tmp_path / "table.md").is_file() and (tmp_path / "summary.png").is_file()

@@ -156,7 +156,8 @@ def test_a_case_declared_as_an_entry_point_is_found(tmp_path, monkeypatch):
         "quick_config=None))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     entry = importlib.metadata.EntryPoint(name="mini", value="mini_case", group=cases.PLUGIN_GROUP)
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry] if group == cases.PLUGIN_GROUP else [])
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [entry] if group == cases.PLUGIN_GROUP else [])
     monkeypatch.setattr(cases, "CASES", dict(cases.CASES))   # the registry as it was, after the test
     cases.load_plugin_cases()
     parser = __import__("argparse").ArgumentParser()

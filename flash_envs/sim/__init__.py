@@ -22,4 +22,5 @@ def make_simulation(fidelity: str, app: AppProfile, curve: RateCurve, rng: np.ra
     return FIDELITIES[fidelity](app, curve, rng, **kwargs)
 
 
-__all__ = ["AppProfile", "IntervalMetrics", "RateCurve", "ServiceSimulation", "Workload", "make_simulation", "FIDELITIES"]
+__all__ = ["AppProfile", "IntervalMetrics", "RateCurve", "ServiceSimulation", "Workload", "make_simulation",
+           "FIDELITIES"]

@@ -127,7 +127,8 @@ class FrequencyScaling:
         return 1 - self.idle_share + self.idle_share * phi, 1 - self.dynamic_share + self.dynamic_share * phi
 
     @classmethod
-    def fit(cls, freq_fraction: Sequence[float], idle_w: Sequence[float], full_w: Sequence[float]) -> "FrequencyScaling":
+    def fit(cls, freq_fraction: Sequence[float], idle_w: Sequence[float],
+            full_w: Sequence[float]) -> "FrequencyScaling":
         """Least relative-error fit to a table of idle and full-load watts measured at each frequency fraction.
 
         The fraction 1.0 must be in the table: the model is anchored at full-speed power.
@@ -144,7 +145,8 @@ class FrequencyScaling:
 
         def residuals(p: np.ndarray) -> np.ndarray:
             fi, fd = cls(*p).factors(r)
-            return (np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd]) - measured) / measured
+            predicted = np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd])
+            return (predicted - measured) / measured
 
         result = least_squares(residuals, x0=[0.5, 0.5, 0.5], bounds=([0, 0, 0], [1, 1, 1]))
         return cls(*(float(np.clip(v, 0, 1)) for v in result.x))

@@ -52,7 +52,8 @@ class ResponseTimeModel:
     def samples(self, servers: int, arrival_rate: float, service_rate: float, backlog_delay_s: float) -> np.ndarray:
         """Quadrature samples (seconds) of the response time for one operating point.
 
-        ``service_rate`` is per server; ``backlog_delay_s`` is the extra wait of a fluid backlog in an overloaded period.
+        ``service_rate`` is per server; ``backlog_delay_s`` is the extra wait of a fluid backlog in an overloaded
+        period.
         """
         service = self.unit_service / service_rate
         capacity = servers * service_rate

@@ -102,7 +102,8 @@ class ServerlessFunction:
 
 
 def random_function(rng: np.random.Generator, name: str) -> ServerlessFunction:
-    """A function from wide log-uniform ranges: 10 ms to 60 s of CPU work, 5 ms to 5 s of I/O, 64 MiB to 3 GiB needed."""
+    """A function from wide log-uniform ranges: 10 ms to 60 s of CPU work, 5 ms to 5 s of I/O, 64 MiB to 3 GiB
+    needed."""
     return ServerlessFunction(
         name=name,
         cpu_work_s=round(float(np.exp(rng.uniform(np.log(0.01), np.log(60.0)))), 4),

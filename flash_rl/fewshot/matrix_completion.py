@@ -34,7 +34,8 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import Episodes
 
 def _ridge_rows(target: np.ndarray, measured: np.ndarray, other: np.ndarray, ridge: float) -> np.ndarray:
-    """Per row ``i``: ``[bias, w]`` minimising ``|target[i] - bias - other @ w|^2`` over ``measured[i]`` + ``ridge |w|^2``."""
+    """Per row ``i``: ``[bias, w]`` minimising ``|target[i] - bias - other @ w|^2`` over ``measured[i]`` +
+    ``ridge |w|^2``."""
     design = np.column_stack([np.ones(len(other)), other])
     penalty = np.diag([0.0] + [ridge] * other.shape[1])
     gram = np.einsum("ic,cr,cs->irs", measured, design, design) + penalty
