@@ -122,6 +122,27 @@ def test_meta_train_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("method, changes, refused", [
+    ("flash", ["flash.timesteps=50", "adaptation.budget=3", "maml.hidden=[4]", "transfer.net_arch=[4]"], None),
+    ("flash", ["flash.net_arch=[4]"], "flash.net_arch: [64, 64] then, [4] now"),
+    ("transfer", ["run.seed=1", "flash.net_arch=[4]"], "run.seed: 0 then, 1 now"),
+    ("maml", ["maml.iterations=7", "flash.net_arch=[4]", "references.expert_timesteps=10"], None),
+    ("maml", ["maml.hidden=[4]"], "maml.hidden"),
+])
+def test_meta_train_resume_lets_what_it_does_not_read_change(tmp_path, capsys, method, changes, refused):
+    """``meta-train --resume`` compares the run's config.yaml with the settings this meta-training reads: its own
+    section but its total, the env, the tasks; the adaptation settings and the other methods' sections may differ."""
+    from flash_rl.cli import main
+
+    save_config(load_config(CONFIG), tmp_path / "config.yaml")   # a run with no checkpoint yet
+    assert main(["meta-train", "--method", method, "--resume", "--run-dir", str(tmp_path), "--set", *changes]) == 2
+    err = capsys.readouterr().err
+    if refused is None:   # the settings pass; only the missing checkpoint stops it
+        assert "holds no checkpoint to continue" in err
+    else:
+        assert "holds a run made with other settings" in err and refused in err
+
+
 def test_a_model_of_another_env_is_refused(tmp_path, capsys):
     from flash_rl.cli import main
     from flash_rl.flash import Flash

@@ -15,15 +15,26 @@ from flash_rl.commands._common import add_config_arguments, command_line, config
 from flash_rl.config import ConfigError, check_resume, save_config
 
 
+#: Each method's config section and the key of its training total.
+METHOD_TOTALS = {"flash": "flash.timesteps", "transfer": "transfer.timesteps", "maml": "maml.iterations"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "<case>/meta-train-<method>, or <case>/meta-train-<method>-quick with --quick")
-    parser.add_argument("--method", choices=("flash", "transfer", "maml"), default="flash",
+    parser.add_argument("--method", choices=tuple(METHOD_TOTALS), default="flash",
                         help="what to train (default: flash)")
 
 
 def default_run_dir(root: str, case: str, method: str, quick: bool) -> Path:
     """``root/case/meta-train-method``, with ``-quick`` for the quick config (so that it never shares a full run's)."""
     return Path(root) / case / f"meta-train-{method}{'-quick' if quick else ''}"
+
+
+def resume_may_also_change(method: str) -> tuple[str, ...]:
+    """What ``meta-train --method method --resume`` lets differ from the run's ``config.yaml`` besides
+    :data:`~flash_rl.config.RESUME_MAY_CHANGE`: the training total (a killed run may be continued to another one) and
+    what this meta-training does not read: the adaptation settings and the other methods' sections."""
+    return (METHOD_TOTALS[method], "adaptation.*", *(f"{other}.*" for other in METHOD_TOTALS if other != method))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir or default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick))
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
-            check_resume(cfg, run_dir, may_also_change=("flash.timesteps", "transfer.timesteps", "maml.iterations"))
+            check_resume(cfg, run_dir, may_also_change=resume_may_also_change(args.method))
             if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
