@@ -155,6 +155,32 @@ def test_a_model_of_another_env_is_refused(tmp_path, capsys):
             capsys.readouterr().err
 
 
+def test_adapt_and_evaluate_use_the_test_tasks_that_reproduce_adapts_to(tmp_path, capsys):
+    """The test split of ``adapt`` and ``evaluate`` is reproduce's: its first ``adaptation.max_test_tasks`` (4 in the
+    quick config, of 8), then one task per ``--test-trace`` CSV and test application."""
+    import json
+
+    from flash_rl.cli import main
+    from flash_rl.flash import Flash
+
+    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, adapt_kwargs={"n_steps": 60, "batch_size": 60})
+    tiny.fresh().save(tmp_path / "model")
+    trace = tmp_path / "mine.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + 10 * (i % 5)}\n" for i in range(30)))
+    model = ["--quick", "--model", str(tmp_path / "model")]
+    assert main(["adapt", *model, "--task", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--task 5: the test split has 4 tasks" in err
+    first_app = err.split("['")[1].split("'")[0]
+    assert main(["adapt", *model, "--test-trace", str(trace), "--task", f"trace:mine:{first_app}", "--episodes", "1",
+                 "--json", str(tmp_path / "curve.json")]) == 0
+    assert json.loads((tmp_path / "curve.json").read_text())["task"] == f"trace:mine:{first_app}"
+    capsys.readouterr()
+    assert main(["evaluate", *model, "--test-trace", str(trace), "--json", str(tmp_path / "table.json")]) == 0
+    tasks = [row["task"] for row in json.loads((tmp_path / "table.json").read_text())]
+    assert len(tasks) == 4 + 8 and tasks[0] == first_app and all(t.startswith("trace:mine:") for t in tasks[4:])
+
+
 def test_methods_that_cannot_act_in_the_env_are_refused():
     power = CONFIG_DIR / "power.yaml"
     with pytest.raises(ConfigError, match=r"\['flash', 'maml', 'flash_zero_embedding'\] cannot act in "

@@ -34,6 +34,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str |
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in the run directory")
 
 
+def add_test_trace_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--test-trace CSV [CSV ...]`` (sets ``tasks.test_traces``: held-out tasks replaying the traces)."""
+    parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
+                        help="add held-out tasks replaying these CSV traces with the test split's applications "
+                             "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
+
+
+def test_trace_overrides(args: argparse.Namespace) -> list[str]:
+    """The config override that ``--test-trace`` stands for (none without it)."""
+    if not args.test_trace:
+        return []
+    return ["tasks.test_traces=[" + ", ".join(repr(str(p)) for p in args.test_trace) + "]"]
+
+
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:
     """The config of ``--config`` (default: the case's file, quick or full) with the ``extra`` overrides applied
     before the ``--set`` ones. An unknown case, or a ``--case`` that is not the config's, is a

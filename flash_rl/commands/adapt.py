@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.tasks import SPLITS, Task, TaskFamily
-from flash_rl.commands._common import add_config_arguments, config_from_args, fail
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
+                                       test_trace_overrides)
 from flash_rl.config import ConfigError
 
 if TYPE_CHECKING:
+    from flash_rl.cases import Case
+    from flash_rl.config import ExperimentConfig
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
@@ -26,20 +29,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="a directory written by Flash.save / flash meta-train "
                                                         "(…/final), or a MAML checkpoint directory (…/ckpt)")
-    parser.add_argument("--task", default="0", help="the task of --split: index or name (default: 0)")
+    parser.add_argument("--task", default="0", help="the task of --split: index or name; the test split is the one "
+                                                      "flash reproduce adapts to, --test-trace tasks included "
+                                                      "(default: 0)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
     parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="fine-tuning seed; the evaluation episodes use adaptation.eval_seed + seed (default: 0)")
     parser.add_argument("--json", type=output_file, help="also write the curve to this JSON file")
+    add_test_trace_argument(parser)
 
 
-def pick_task(family: TaskFamily[Any], split: str, key: str) -> Task:
-    """The task of ``split`` that ``key`` names: an index when all digits, else a task name (a ConfigError if none)."""
-    tasks = family.split(split)
+def split_tasks(cfg: ExperimentConfig, case: Case, family: TaskFamily[Any], split: str) -> list[Task]:
+    """The tasks of ``split`` as ``flash reproduce`` adapts to them: for the test split, its first
+    ``adaptation.max_test_tasks`` (all when 0) and then the tasks replaying ``tasks.test_traces``."""
+    from flash_rl.pipeline import test_tasks
+
+    return test_tasks(cfg, case, family) if split == "test" else list(family.split(split))
+
+
+def pick_task(tasks: list[Task], split: str, key: str) -> Task:
+    """The task of ``tasks`` (those of ``split``) that ``key`` names: an index when all digits, else a task name (a
+    ConfigError if none)."""
     if key.isdigit():
         if int(key) >= len(tasks):
-            raise ConfigError(f"--task {key}: the {split} split has {len(tasks)} tasks")
+            raise ConfigError(f"--task {key}: the {split} split has {len(tasks)} tasks ({[t.name for t in tasks]})")
         return tasks[int(key)]
     named = [t for t in tasks if t.name == key]
     if not named:
@@ -75,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.cases import get_case
 
     try:
-        cfg = config_from_args(args)
-        family = get_case(cfg.case).build_family(cfg)
-        task = pick_task(family, args.split, args.task)
+        cfg = config_from_args(args, test_trace_overrides(args))
+        case = get_case(cfg.case)
+        task = pick_task(split_tasks(cfg, case, case.build_family(cfg), args.split), args.split, args.task)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
     except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)

@@ -15,15 +15,19 @@ import numpy as np
 
 from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.tasks import SPLITS
-from flash_rl.commands._common import add_config_arguments, config_from_args, fail
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
+                                       test_trace_overrides)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--model", required=True, help="saved agent directory (…/final) or MAML checkpoint (…/ckpt)")
-    parser.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="task split; test is the one flash reproduce adapts to: its first "
+                             "adaptation.max_test_tasks, then the --test-trace tasks (default: test)")
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="evaluation episodes per task (default: 1)")
     parser.add_argument("--json", type=output_file, help="also write the table to this JSON file")
+    add_test_trace_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     from flash_rl.adaptation import run_policy
     from flash_rl.cases import get_case
-    from flash_rl.commands.adapt import load_model
+    from flash_rl.commands.adapt import load_model, split_tasks
 
     try:
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, test_trace_overrides(args))
         case = get_case(cfg.case)
-        family = case.build_family(cfg)
+        tasks = split_tasks(cfg, case, case.build_family(cfg), args.split)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
     except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     heuristics = case.heuristics(env)
     rows = []
     print(f"{'task':<12} {'agent':>9} " + " ".join(f"{h:>9}" for h in heuristics))
-    for task in family.split(args.split):
+    for task in tasks:
         seeds = [cfg.adaptation.eval_seed + e for e in range(args.episodes)]
         agent = float(np.mean([model.evaluate(None, task, s) for s in seeds]))   # None: the saved agent
         heur = {h: float(np.mean([run_policy(env, p, task, s) for s in seeds])) for h, p in heuristics.items()}

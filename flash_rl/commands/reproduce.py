@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 
 from flash_envs.cli_args import int_at_least, output_dir
-from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, command_line, config_from_args,
+                                       fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
 
@@ -43,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (about 0.4 GB each) for the meta-trainings, references and adaptation "
                              "runs, one torch thread each; the results do not depend on it (default: the usable CPUs "
                              f"up to {MAX_DEFAULT_JOBS}, here {default_jobs()})")
-    parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
-                        help="add held-out tasks replaying these CSV traces with the test split's applications "
-                             "(columns: tasks.trace_time_column / trace_value_column / trace_value_kind)")
+    add_test_trace_argument(parser)
     parser.add_argument("--render", metavar="DIR",
                         help="only redraw DIR's two plots and recompute its speedup table (summary.json, "
                              "results.md) from the CSVs, summary.json and config.yaml an earlier run wrote there "
@@ -63,11 +62,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
             return fail(f"{args.render}: cannot re-render: {err}")
         return 0
-    extra = []
+    extra = test_trace_overrides(args)
     if args.seeds is not None:
         extra.append(f"adaptation.seeds={args.seeds}")
-    if args.test_trace:
-        extra.append("tasks.test_traces=[" + ", ".join(repr(str(p)) for p in args.test_trace) + "]")
     try:
         cfg = config_from_args(args, extra)
         case = get_case(cfg.case)
