@@ -117,6 +117,9 @@ def test_server_type_rejects_bad_figures():
         ServerType("x", 4, watts[:5], scaling)
     with pytest.raises(ValueError, match="> 0"):
         ServerType("x", 4, (-1.0,) + watts[1:], scaling)
+    with pytest.raises(ValueError, match=r"server 'x': SPECpower watts at 100% load \(50\) are below .* \(200\)"):
+        ServerType("x", 4, watts[::-1], scaling)                  # a curve falling with load (columns swapped)
+    assert ServerType("x", 4, watts[:3] + (watts[2] - 1,) + watts[4:], scaling)   # a dip between is real data
     with pytest.raises(ValueError, match="freq_levels"):
         ServerType("x", 4, watts, scaling, freq_levels=(0.8, 0.6, 1.0))
     with pytest.raises(ValueError, match="voltage_slope"):
@@ -152,6 +155,8 @@ def test_reader_builds_server_types(tmp_path):
     (HEADER + GOOD_ROW + GOOD_ROW.replace(",16,", ",2.5,"), r"spec.csv:3: column 'cores' holds '2.5', not a whole"),
     (HEADER + GOOD_ROW.replace(",220\n", ",\n"), r"column 'watts_100pct' holds ''"),
     (HEADER + GOOD_ROW.replace(",220\n", "\n"), r"spec.csv:2: \d+ field\(s\) where the header has"),
+    (HEADER + GOOD_ROW + GOOD_ROW.replace(",220\n", ",45\n"),
+     r"spec.csv:3: SPECpower watts at 100% load \(45\) are below those at active idle \(50\)"),
 ])
 def test_reader_names_bad_input(tmp_path, content, message):
     path = tmp_path / "spec.csv"

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows, dataset_path
-from flash_envs.sim.power import FrequencyScaling, ServerType
+from flash_envs.sim.power import FrequencyScaling, ServerType, check_watts
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
 DVFS_TABLES = ("dvfs_cloudsim_grid5000", "dvfs_power_tables.csv")
@@ -81,10 +81,15 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
             return None if not text else _number(path, line, column, text, positive=True, integer=integer)
 
         chips = optional("chips", integer=True)
+        watts = tuple(_number(path, line, c, row[c], positive=True) for c in WATTS_COLUMNS)
+        try:
+            check_watts(watts)
+        except ValueError as err:
+            raise PowerDataError(f"{path}:{line}: {err}") from None
         records.append(SpecPowerRecord(
             server_id=row["server_id"].strip() or str(line),
             cores=int(_number(path, line, "cores", row["cores"], positive=True, integer=True)),
-            watts=tuple(_number(path, line, c, row[c], positive=True) for c in WATTS_COLUMNS),
+            watts=watts,
             vendor=(row.get("vendor") or "").strip(),
             system=(row.get("system") or "").strip(),
             date_submitted=(row.get("date_submitted") or "").strip(),

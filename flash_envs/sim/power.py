@@ -64,7 +64,7 @@ class UtilisationCurve:
         """Least relative-error fit to the 11 SPECpower points (non-negative least squares, so it is unique)."""
         from scipy.optimize import nnls
 
-        y = _check_watts(watts)
+        y = check_watts(watts)
         design = _basis(LOAD_POINTS) / y[:, None]
         weights, _ = nnls(design, np.ones(len(y)))
         return cls(cast("tuple[float, float, float, float, float]", tuple(float(w) for w in weights)))   # one per term
@@ -84,7 +84,7 @@ class UtilisationCurve:
 
     def mape(self, watts: Sequence[float]) -> float:
         """Mean absolute percentage error (%) of the curve at the 11 load points against measured ``watts``."""
-        return float(percent_errors(self(LOAD_POINTS), _check_watts(watts)).mean())
+        return float(percent_errors(self(LOAD_POINTS), check_watts(watts)).mean())
 
 
 def percent_errors(predicted: np.ndarray, measured: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -93,12 +93,17 @@ def percent_errors(predicted: np.ndarray, measured: Sequence[float] | np.ndarray
     return np.abs(predicted - measured) / measured * 100
 
 
-def _check_watts(watts: Sequence[float]) -> np.ndarray:
+def check_watts(watts: Sequence[float]) -> np.ndarray:
+    """``watts`` as an array, if it is a SPECpower curve: 11 finite points > 0 (idle, 10%..100% load), full load not
+    below idle (real curves may dip between: one of the 400 shared ones does); a ValueError otherwise."""
     y = np.asarray(watts, dtype=float)
     if y.shape != (len(LOAD_POINTS),):
         raise ValueError(f"a SPECpower curve has {len(LOAD_POINTS)} points (idle, 10%..100%), got {len(y)}")
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise ValueError(f"SPECpower watts must be finite and > 0, got {list(y)}")
+    if y[-1] < y[0]:
+        raise ValueError(f"SPECpower watts at 100% load ({y[-1]:g}) are below those at active idle ({y[0]:g}); "
+                         "power grows with load")
     return y
 
 
@@ -190,7 +195,7 @@ class ServerType:
         if int(self.cores) != self.cores or self.cores < 1:
             raise ValueError(f"server {self.name!r}: cores must be a whole number >= 1, got {self.cores!r}")
         try:
-            _check_watts(self.watts)
+            check_watts(self.watts)
         except ValueError as err:
             raise ValueError(f"server {self.name!r}: {err}") from None
         if not np.isfinite(self.core_speed) or self.core_speed <= 0:
