@@ -9,8 +9,20 @@ work starts. Checks that involve several arguments, or the data, raise :class:`U
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Callable
+
+
+#: The most worker processes a ``--jobs`` option starts by default.
+MAX_DEFAULT_JOBS = 8
+
+
+def default_jobs() -> int:
+    """The default of ``--jobs``: the CPUs this process may run on (its affinity mask where the OS has one), at most
+    :data:`MAX_DEFAULT_JOBS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, MAX_DEFAULT_JOBS)
 
 
 class UsageError(ValueError):

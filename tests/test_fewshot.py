@@ -250,6 +250,17 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     assert (tmp_path / "summary.json").read_text() == report
 
 
+def test_no_more_workers_start_than_there_are_evaluations(sim, monkeypatch):
+    """``--jobs`` defaults to the usable CPUs; a run of one (K, seed, split) evaluation starts no worker process."""
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for one evaluation")
+
+    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", no_pool)
+    split = app_folds(sim, 3)[0]
+    per_app = evaluate.run([split], (1,), (0,), TrainConfig(steps=5, finetune_steps=1), draws=1, progress=False, jobs=4)
+    assert len(per_app[1]["FLASH"]) == len(split.test.apps)
+
+
 def test_worker_processes_give_the_serial_numbers(tmp_path):
     reports = []
     for jobs in ("1", "2"):

@@ -17,22 +17,12 @@ Checkpoints, TensorBoard logs and raw curves go to ``--run-dir`` (default ``runs
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from flash_envs.cli_args import int_at_least, output_dir
+from flash_envs.cli_args import MAX_DEFAULT_JOBS, default_jobs, int_at_least, output_dir
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, command_line, config_from_args,
                                        fail, test_trace_overrides)
 from flash_rl.config import ConfigError
-
-
-MAX_DEFAULT_JOBS = 8
-
-
-def default_jobs() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one), at most :data:`MAX_DEFAULT_JOBS`."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cpus, MAX_DEFAULT_JOBS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, fraction, int_at_least, output_dir
+from flash_envs.cli_args import MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, output_dir
 from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
@@ -90,8 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "configuration's rate; AWS Lambda and simulated: billed GB-seconds plus request fee); "
                              "'predicted' takes the method's own cost output, as data without a price list (GCP) "
                              "always does (default: priced)")
-    parser.add_argument("--jobs", type=int_at_least(1), default=1,
-                        help="worker processes, one torch thread each; the numbers do not depend on it (default: 1)")
+    parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
+                        help="worker processes (about 0.4 GB each, at most one per (K, seed, split) evaluation), one "
+                             "torch thread each; the numbers do not depend on it (default: the usable CPUs up to "
+                             f"{MAX_DEFAULT_JOBS}, here {default_jobs()})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", type=output_dir, help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

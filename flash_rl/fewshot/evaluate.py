@@ -146,6 +146,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     does not depend on ``jobs``.
     """
     runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
+    jobs = min(jobs, len(runs))
     bar = tqdm_bar(len(runs), "config-eval runs", progress)
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
