@@ -560,3 +560,35 @@ def test_help_and_render_start_without_torch(tmp_path):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
         assert out.splitlines()[-1] == "[]", args
     assert (tmp_path / "table.md").is_file() and (tmp_path / "summary.png").is_file()
+
+
+def test_choice_diagnostics_measure_what_they_say(sim):
+    """Exact predictions: no spread, no bias, ranks kept, picks as believed. Twice the runtime everywhere: no
+    spread, bias log 2, ranks kept, picks faster than believed. A constant prediction orders nothing: rho 0."""
+    from flash_rl.fewshot.diagnose import DIAGNOSTICS, choice_diagnostics
+
+    targets = np.flatnonzero(sim.measured[0])
+    shots = targets[None, :2]
+    truth = np.log(np.stack([sim.runtime_s[0, targets], sim.cost_usd[0, targets]], axis=-1))[None]
+    exact = dict(zip(DIAGNOSTICS, choice_diagnostics(truth, shots, targets, sim, 0)[0]))
+    assert exact == pytest.approx({"error spread": 0, "bias": 0, "runtime rank rho": 1, "cost rank rho": 1,
+                                   "error at the pick": 0}, abs=1e-12)
+    slow = dict(zip(DIAGNOSTICS, choice_diagnostics(truth + np.log(2), shots, targets, sim, 0)[0]))
+    assert slow["error spread"] == pytest.approx(0, abs=1e-12) and slow["bias"] == pytest.approx(np.log(2))
+    assert slow["runtime rank rho"] == pytest.approx(1) and -np.log(2) <= slow["error at the pick"] <= 0
+    flat = dict(zip(DIAGNOSTICS, choice_diagnostics(np.zeros_like(truth), shots, targets, sim, 0)[0]))
+    unmeasured = np.log(sim.runtime_s[0, targets[2:]])
+    assert flat["runtime rank rho"] == 0 and flat["error spread"] == pytest.approx(unmeasured.std())
+
+
+def test_diagnose_writes_its_own_files(tmp_path, capsys):
+    assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "12", "--diagnose",
+                 "--out", str(tmp_path), *SMOKE]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diagnosis.json", "diagnosis.md"]   # the table is not touched
+    report = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert set(report["summary"]["1"]) == set(METHODS)
+    assert "error at the pick" in report["flash_minus"]["1"]["base learner"]
+    assert "| FLASH | " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["config-eval", "--render", str(tmp_path), "--diagnose"])
+    assert "--diagnose trains and predicts anew" in capsys.readouterr().err

@@ -97,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
     parser.add_argument("--out", type=output_dir, help="folder to write table.md, summary.json and summary.png into")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="measure why the methods choose as they do, on the same predictions: spread and bias of "
+                             "their runtime errors within an app, rank correlations, error at the picked "
+                             "configuration (flash_rl/fewshot/diagnose.py); with --out, writes diagnosis.md and "
+                             "diagnosis.json instead of the table")
     parser.add_argument("--render", metavar="DIR",
                         help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
                              "values an earlier run stored there, and rewrite DIR/table.md and DIR/summary.png (e.g. "
@@ -207,8 +212,12 @@ def run_command(args: argparse.Namespace) -> dict:
             print(f"flash config-eval: warning: K = {k}: a single held-out app is scored; its values have no "
                   f"confidence interval (NaN: one app gives nothing to resample)", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
+    scorer: evaluate.Scorer = evaluate.score
+    if args.diagnose:
+        from flash_rl.fewshot.diagnose import choice_diagnostics, diagnosis_summaries
+        scorer = choice_diagnostics
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
-                  progress=not args.no_progress, jobs=args.jobs)
+                           progress=not args.no_progress, jobs=args.jobs, scorer=scorer)
     first = splits[0]
     report = {
         "dataset": args.dataset, "hold_out": args.hold_out, "train": first.train.source, "test": first.test.source,
@@ -219,7 +228,8 @@ def run_command(args: argparse.Namespace) -> dict:
         "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
     }
-    return report | summaries(per_app, held_out_groups(report)) | {
+    groups = held_out_groups(report)
+    return report | (diagnosis_summaries(per_app, groups) if args.diagnose else summaries(per_app, groups)) | {
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()}}
 
@@ -330,11 +340,29 @@ def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str
     return out
 
 
+def _write_diagnosis(report: dict, title: str, args: argparse.Namespace) -> int:
+    """Print (and with ``--out`` write) a ``--diagnose`` report: ``diagnosis.md`` and ``diagnosis.json``."""
+    from flash_rl.fewshot.diagnose import diagnosis_table
+
+    table = diagnosis_table(report, title)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "diagnosis.md").write_text(table)
+        (out / "diagnosis.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report["summary"], indent=1) if args.json else table)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.render and args.out:
         raise UsageError("--render rewrites the files in its own folder; drop --out")
+    if args.render and args.diagnose:
+        raise UsageError("--diagnose trains and predicts anew; it cannot --render a folder")
     report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
+    if args.diagnose:
+        return _write_diagnosis(report, title, args)
     table = markdown_table(report["summary"], title,
                            {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
                            ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"

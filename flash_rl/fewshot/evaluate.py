@@ -52,6 +52,9 @@ from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.progress import tqdm_bar
 
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
+#: What scores one method's predictions of one held-out app, per draw: :func:`score`'s signature and output shape
+#: (draws, values). :func:`score` gives the reported metrics; :mod:`flash_rl.fewshot.diagnose` other measures.
+Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray, ConfigMeasurements, int], np.ndarray]
 
 
 def pick_config(est_rt: np.ndarray, est_cost: np.ndarray, deadline: float) -> int:
@@ -99,8 +102,9 @@ def shot_rng(seed: int, app: str) -> np.random.Generator:
 
 
 def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
-                   progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Per method, per test app (by name): the mean of :func:`score`'s metrics over ``draws`` draws."""
+                   progress: bool = False, scorer: Scorer = score) -> dict[str, dict[str, np.ndarray]]:
+    """Per method, per test app (by name): the mean of ``scorer``'s values (:func:`score`'s metrics by default) over
+    ``draws`` draws."""
     rng = np.random.default_rng(seed)
     fit, validation = split.train, None
     if cfg.val_fraction > 0:
@@ -125,21 +129,21 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
         ep, shots, targets = test.evaluation(app, draws, shot_rng(seed, split.test.apps[app]))
         for method, predict in predictors.items():
             pred = predict(ep).detach().numpy()
-            results[method][split.test.apps[app]] = score(pred, shots, targets, split.test, app).mean(axis=0)
+            results[method][split.test.apps[app]] = scorer(pred, shots, targets, split.test, app).mean(axis=0)
     return results
 
 
-def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig,
-                                    draws: int) -> dict[str, dict[str, np.ndarray]]:
+def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
+                                    scorer: Scorer) -> dict[str, dict[str, np.ndarray]]:
     """:func:`evaluate_split` with one torch thread, as ``flash config-eval`` runs it (a worker process's job)."""
     torch.set_num_threads(1)
-    return evaluate_split(split, k, seed, cfg, draws)
+    return evaluate_split(split, k, seed, cfg, draws, scorer=scorer)
 
 
 def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int,
-        progress: bool = True, jobs: int = 1) -> dict[int, dict[str, dict[str, np.ndarray]]]:
-    """Per K, per method, per held-out app: the :data:`~flash_rl.fewshot.report.METRICS` averaged over seeds and
-    draws.
+        progress: bool = True, jobs: int = 1, scorer: Scorer = score) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    """Per K, per method, per held-out app: ``scorer``'s values (by default the
+    :data:`~flash_rl.fewshot.report.METRICS`) averaged over seeds and draws.
 
     Every (K, seed, split) is an independent evaluation seeded by its seed alone; with ``jobs > 1`` they run in that
     many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
@@ -150,7 +154,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     bar = tqdm_bar(len(runs), "config-eval runs", progress)
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws)
+            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer)
                        for k, seed, split in runs]
             for _ in as_completed(futures):
                 bar.update()
@@ -158,7 +162,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     else:
         results = []
         for k, seed, split in runs:
-            results.append(evaluate_split(split, k, seed, cfg, draws))
+            results.append(evaluate_split(split, k, seed, cfg, draws, scorer=scorer))
             bar.update()
     bar.close()
     per_run: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {k: {m: {} for m in METHODS} for k in shots}

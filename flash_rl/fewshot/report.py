@@ -33,19 +33,22 @@ def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None) -> dict[
     return {"mean": float(v.mean()), "low": low, "high": high, "n": len(v)}
 
 
-def metric_columns(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Per metric, its column of ``values`` (rows: apps; columns: the :data:`METRICS` scored), then
-    :data:`OVERSPEND` where deadline misses were scored (reports written before them have three columns)."""
-    columns = dict(zip(METRICS, values.T))
+def metric_columns(values: np.ndarray, metrics: tuple[str, ...] = METRICS) -> dict[str, np.ndarray]:
+    """Per metric, its column of ``values`` (rows: apps; columns: the ``metrics`` scored, by default the
+    :data:`METRICS`), then :data:`OVERSPEND` where deadline misses were scored (reports written before them have three
+    columns)."""
+    columns = dict(zip(metrics, values.T))
     if "deadline misses (%)" in columns:
         columns[OVERSPEND] = columns["regret (%)"] - columns["deadline misses (%)"] * (MISSED_DEADLINE_REGRET / 100)
     return columns
 
 
 def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]], seed: int = 0,
-              groups: dict[str, str] | None = None) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
-    """Per K, method and metric: mean over held-out apps with a 95 % bootstrap CI (``low``, ``high``) and ``n``; the
-    CI resamples apps, or with ``groups`` (app -> group held out together) whole groups."""
+              groups: dict[str, str] | None = None,
+              metrics: tuple[str, ...] = METRICS) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, method and metric (``metrics`` names the per-app values' columns): mean over held-out apps with a 95 %
+    bootstrap CI (``low``, ``high``) and ``n``; the CI resamples apps, or with ``groups`` (app -> group held out
+    together) whole groups."""
     out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
     for k, methods in per_app.items():
         out[k] = {}
@@ -53,12 +56,12 @@ def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]], seed: int = 
             values = np.stack(list(apps.values()))   # (apps, metrics)
             labels = [groups[a] for a in apps] if groups else None
             out[k][method] = {metric: _mean_ci(column, seed, labels)
-                              for metric, column in metric_columns(values).items()}
+                              for metric, column in metric_columns(values, metrics).items()}
     return out
 
 
 def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], reference: str = "FLASH",
-                       seed: int = 0, groups: dict[str, str] | None = None
+                       seed: int = 0, groups: dict[str, str] | None = None, metrics: tuple[str, ...] = METRICS
                        ) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI
     (over apps, or with ``groups`` over whole groups, as in :func:`summarise`).
@@ -75,7 +78,7 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
         for method in (m for m in METHODS if m != reference):
             diff = ref - np.stack([methods[method][a] for a in apps])
             out[k][method] = {metric: _mean_ci(column, seed, labels)
-                              for metric, column in metric_columns(diff).items()}
+                              for metric, column in metric_columns(diff, metrics).items()}
     return out
 
 
