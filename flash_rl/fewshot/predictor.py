@@ -21,7 +21,7 @@ a price list, the cost is the predicted runtime priced as the data's costs were,
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping
 
@@ -113,7 +113,7 @@ class FewShotPredictor:
         m = self.model
         pricing = None if self.pricing is None else {
             "class": type(self.pricing).__name__,
-            **{f.name: torch.from_numpy(np.asarray(getattr(self.pricing, f.name))) for f in fields(self.pricing)}}
+            **{name: torch.from_numpy(np.asarray(value)) for name, value in vars(self.pricing).items()}}
         torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": list(self.configs),
                     "features": torch.from_numpy(self.features), "pricing": pricing, "cfg": asdict(self.cfg),
                     "n_features": self.features.shape[1]}, Path(path))
