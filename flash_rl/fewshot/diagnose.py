@@ -23,15 +23,13 @@ Per app the values are averaged over draws, deadlines and seeds; the tables give
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy.stats import spearmanr
 
 from flash_envs.data.config_measurements import ConfigMeasurements
-from flash_envs.markdown import fmt_ci, md_table
+from flash_envs.markdown import md_table
 from flash_rl.fewshot.evaluate import DEADLINE_FACTORS, pick_config
-from flash_rl.fewshot.report import METHODS, paired_differences, summarise
+from flash_rl.fewshot.report import METHODS, ci_cell, paired_differences, summarise
 
 DIAGNOSTICS = ("error spread", "bias", "runtime rank rho", "cost rank rho", "error at the pick")
 
@@ -72,10 +70,6 @@ def diagnosis_summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
             "flash_minus": paired_differences(per_app, "FLASH", groups=groups, metrics=DIAGNOSTICS)}
 
 
-def _cell(s: dict[str, float]) -> str:
-    return f"{s['mean']:.3f} [no CI]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]), digits=3)
-
-
 def diagnosis_table(report: dict, title: str) -> str:
     """Markdown: per K, the mean [95 % CI] of each measure per method, then FLASH minus each method."""
     lines = [f"### Diagnosis: {title}", "",
@@ -86,8 +80,8 @@ def diagnosis_table(report: dict, title: str) -> str:
     for k in sorted(report["summary"], key=int):
         summary, diffs = report["summary"][k], report["flash_minus"][k]
         lines += [f"K = {k}:", "", *md_table(("method", *DIAGNOSTICS),
-                                             [(m, *(_cell(summary[m][d]) for d in DIAGNOSTICS)) for m in METHODS]),
+                                             [(m, *(ci_cell(summary[m][d], 3) for d in DIAGNOSTICS)) for m in METHODS]),
                   "", f"FLASH minus each method, paired per held-out application (K = {k}):", "",
                   *md_table(("FLASH -", *DIAGNOSTICS),
-                            [(m, *(_cell(diffs[m][d]) for d in DIAGNOSTICS)) for m in diffs]), ""]
+                            [(m, *(ci_cell(diffs[m][d], 3) for d in DIAGNOSTICS)) for m in diffs]), ""]
     return "\n".join(lines)

@@ -92,8 +92,10 @@ def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> l
 NO_CI = "no CI"
 
 
-def _cell(s: dict[str, float]) -> str:
-    return f"{s['mean']:.1f} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]))
+def ci_cell(s: dict[str, float], digits: int = 1) -> str:
+    """A table cell for a summary entry (``mean``, ``low``, ``high``): ``mean [low, high]``, or ``mean [no CI]``."""
+    mean = f"{s['mean']:.{digits}f}"
+    return f"{mean} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]), digits)
 
 
 def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metrics: list[str]) -> str:
@@ -131,15 +133,15 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
     shown = {(m, metric, k): round(summary[k][m][metric]["mean"], 1) for m in METHODS for metric in metrics for k in ks}
     best = {(metric, k): min(shown[(m, metric, k)] for m in METHODS) for metric in metrics for k in ks}
     lines += md_table(("method", *columns), [
-        (method, *(f"**{_cell(summary[k][method][metric])}**" if shown[(method, metric, k)] == best[(metric, k)]
-                   else _cell(summary[k][method][metric]) for metric in metrics for k in ks))
+        (method, *(f"**{ci_cell(summary[k][method][metric])}**" if shown[(method, metric, k)] == best[(metric, k)]
+                   else ci_cell(summary[k][method][metric]) for metric in metrics for k in ks))
         for method in METHODS])
     for reference, diffs in (differences or {}).items():
         verdict = (f"a CI below 0 means that {ci_unit} all agreed, which so few cannot make significant"
                    if ci_unit and n_units <= MAX_UNITS_WITHOUT_SIGNIFICANCE else "a CI below 0: significantly so")
         note = (f"{reference} minus each method, paired per held-out application [{ci}]; negative: "
                 f"{reference} is better, {verdict}.")
-        rows = [(method, *(_cell(diffs[k][method][metric]) for metric in metrics for k in ks))
+        rows = [(method, *(ci_cell(diffs[k][method][metric]) for metric in metrics for k in ks))
                 for method in diffs[ks[0]]]
         lines += ["", note, "", *md_table((f"{reference} -", *columns), rows)]
     return "\n".join(lines) + "\n"
