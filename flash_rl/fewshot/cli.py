@@ -340,20 +340,6 @@ def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str
     return out
 
 
-def _write_diagnosis(report: dict, title: str, args: argparse.Namespace) -> int:
-    """Print (and with ``--out`` write) a ``--diagnose`` report: ``diagnosis.md`` and ``diagnosis.json``."""
-    from flash_rl.fewshot.diagnose import diagnosis_table
-
-    table = diagnosis_table(report, title)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "diagnosis.md").write_text(table)
-        (out / "diagnosis.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["summary"], indent=1) if args.json else table)
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     if args.render and args.out:
         raise UsageError("--render rewrites the files in its own folder; drop --out")
@@ -361,18 +347,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--diagnose trains and predicts anew; it cannot --render a folder")
     report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
-    if args.diagnose:
-        return _write_diagnosis(report, title, args)
-    table = markdown_table(report["summary"], title,
-                           {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
-                           ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"
-                                    if held_out_groups(report) else ""), n_units=len(report["splits"]))
+    if args.diagnose:   # the same predictions, measured (diagnose.py) instead of scored
+        from flash_rl.fewshot.diagnose import diagnosis_table
+
+        table, files = diagnosis_table(report, title), ("diagnosis.md", "diagnosis.json")
+    else:
+        table = markdown_table(report["summary"], title,
+                               {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
+                               ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"
+                                        if held_out_groups(report) else ""), n_units=len(report["splits"]))
+        files = ("table.md", "summary.json")
     out_dir = args.render or args.out
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(table)
-        (out / "summary.json").write_text(json.dumps(report, indent=1))
-        plot_summary(report["summary"], title, str(out / "summary.png"))
+        (out / files[0]).write_text(table)
+        (out / files[1]).write_text(json.dumps(report, indent=1))
+        if not args.diagnose:
+            plot_summary(report["summary"], title, str(out / "summary.png"))
     print(json.dumps(report["summary"], indent=1) if args.json else table)
     return 0
