@@ -311,10 +311,10 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                data: dict[str, Any] | None = None) -> ExperimentConfig:
+                data: dict[str, Any] | None = None, check_agents: bool = True) -> ExperimentConfig:
     """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides`` (one layer, applied in order);
-    validated. Switching an agent's ``algo`` drops the keyword arguments set for the previous one (see
-    :func:`_merge_layer`)."""
+    validated (see :func:`validate` for ``check_agents``). Switching an agent's ``algo`` drops the keyword arguments
+    set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if data:
         merged = _merge_layer(merged, data)
@@ -327,7 +327,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if isinstance(section, dict) and section.get("algo", AgentConfig.algo) != AgentConfig.algo:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
-    validate(cfg)
+    validate(cfg, check_agents)
     return cfg
 
 
@@ -338,12 +338,13 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
     return obj
 
 
-def validate(cfg: ExperimentConfig) -> None:
+def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
     """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
     discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder, algorithm or agent
     kwargs; layer sizes that are not positive ints; an unknown case, or one whose env is not ``env.id``; unknown
     methods, or methods that cannot act in the env's action space; an unknown trace-gap policy or a missing trace
-    file. Builds the env once to check it."""
+    file. Builds the env once to check it. ``check_agents=False`` skips what needs torch and SB3 (the encoder, the
+    algorithms and their kwargs, which methods can act in the env), for a config only read, never trained with."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
@@ -364,28 +365,19 @@ def validate(cfg: ExperimentConfig) -> None:
         env = gym.make(cfg.env.id, **cfg.env.kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config key env.kwargs: {cfg.env.id} rejects {cfg.env.kwargs}: {err}") from err
-    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent_kwargs, episode_steps_of
+    try:
+        _check_settings(cfg)
+        if check_agents:
+            _check_agents(cfg, env)
+    finally:
+        env.close()
 
-    episode_steps = episode_steps_of(env)
-    action_space = env.action_space
-    env.close()
+
+def _check_settings(cfg: ExperimentConfig) -> None:
+    """The part of :func:`validate` after the env was built that needs neither the env nor torch."""
     for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ConfigError(f"config keys adaptation.threshold / extra_thresholds must be in (0, 1], got {value!r}")
-    from flash_rl.encoder import ENCODERS
-
-    if cfg.flash.encoder not in ENCODERS:
-        raise ConfigError(f"config key flash.encoder must be one of {ENCODERS}, got {cfg.flash.encoder!r}")
-    for section in ("flash", "transfer"):
-        agent: AgentConfig = getattr(cfg, section)
-        try:
-            cls = algorithm(agent.algo)
-            check_agent_kwargs(cls, agent.agent_kwargs, f"config key {section}.agent_kwargs")
-            check_agent_kwargs(cls, agent.adapt_kwargs, f"config key {section}.adapt_kwargs")
-            check_adaptation_kwargs(cls, {**agent.agent_kwargs, **agent.adapt_kwargs}, episode_steps,
-                                    f"config key {section}.adapt_kwargs")
-        except ValueError as err:
-            raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
     for key in ("flash.net_arch", "transfer.net_arch", "maml.hidden"):
         if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in _get(cfg, key)):
             raise ConfigError(f"config key {key} must be a list of positive ints, got {_get(cfg, key)}")
@@ -401,15 +393,6 @@ def validate(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.adaptation.methods if m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
-    from flash_rl.context import CONTEXT_ACTION_SPACES
-    from flash_rl.maml import MAML_ACTION_SPACES
-
-    acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
-               "maml": MAML_ACTION_SPACES}
-    unfit = [m for m in cfg.adaptation.methods if not isinstance(action_space, acts_in.get(m, gym.spaces.Space))]
-    if unfit:
-        raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
-                          f"{action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
     from flash_envs.data.trace_csv import GAP_POLICIES, VALUE_KINDS
 
     if cfg.tasks.trace_value_kind not in VALUE_KINDS:
@@ -420,6 +403,38 @@ def validate(cfg: ExperimentConfig) -> None:
     for trace in cfg.tasks.test_traces:
         if not Path(trace).exists():
             raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
+
+
+def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
+    """The part of :func:`validate` that needs torch and SB3: the encoder, each agent's algorithm and kwargs (against
+    ``env``'s episode length), and whether every method in ``adaptation.methods`` (names already checked) can act in
+    ``env``'s action space."""
+    import gymnasium as gym
+
+    from flash_rl.context import CONTEXT_ACTION_SPACES
+    from flash_rl.encoder import ENCODERS
+    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent_kwargs, episode_steps_of
+    from flash_rl.maml import MAML_ACTION_SPACES
+
+    if cfg.flash.encoder not in ENCODERS:
+        raise ConfigError(f"config key flash.encoder must be one of {ENCODERS}, got {cfg.flash.encoder!r}")
+    episode_steps = episode_steps_of(env)
+    for section in ("flash", "transfer"):
+        agent: AgentConfig = getattr(cfg, section)
+        try:
+            cls = algorithm(agent.algo)
+            check_agent_kwargs(cls, agent.agent_kwargs, f"config key {section}.agent_kwargs")
+            check_agent_kwargs(cls, agent.adapt_kwargs, f"config key {section}.adapt_kwargs")
+            check_adaptation_kwargs(cls, {**agent.agent_kwargs, **agent.adapt_kwargs}, episode_steps,
+                                    f"config key {section}.adapt_kwargs")
+        except ValueError as err:
+            raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
+    acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
+               "maml": MAML_ACTION_SPACES}
+    unfit = [m for m in cfg.adaptation.methods if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]
+    if unfit:
+        raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
+                          f"{env.action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +267,27 @@ def test_the_reference_cache_key_names_the_case_and_its_policies():
     fewer = replace(case, heuristics=lambda env: {"HPA": HPA(env)})
     assert reference_settings(cfg, fewer, None) != settings
     assert reference_settings(cfg, replace(case, name="mine"), None)["case"] == "mine"
+
+
+def test_render_starts_without_torch(tmp_path):
+    """Redrawing a results folder needs neither torch nor SB3 (about 2 s to import): the saved config's agents are
+    not re-checked against SB3, the rest of it is."""
+    shutil.copytree(Path(__file__).parents[1] / "results" / "autoscaling" / "quick", tmp_path / "quick")
+    code = ("import sys\nfrom flash_rl.cli import main\nassert main(['reproduce', '--render', sys.argv[1]]) == 0\n"
+            "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "quick")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]"
+    config = tmp_path / "quick" / "config.yaml"
+    config.write_text(re.sub(r"\bbudget: \d+", "budget: 0", config.read_text()))
+    with pytest.raises(ConfigError, match="adaptation.budget must be >= 1"):
+        render(tmp_path / "quick")
+
+
+def test_a_config_read_without_its_agents_checked_skips_only_them():
+    bad_algo = ["flash.algo=NOPE"]
+    with pytest.raises(ConfigError, match="flash.algo"):
+        load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo)
+    assert load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo, check_agents=False).flash.algo == "NOPE"
+    with pytest.raises(ConfigError, match="tasks.trace_gaps"):
+        load_config(CONFIG_DIR / "autoscaling.yaml", ["tasks.trace_gaps=nope"], check_agents=False)

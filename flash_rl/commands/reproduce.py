@@ -42,16 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flash_rl.cases import get_case
-    from flash_rl.pipeline import reproduce, test_tasks
-    from flash_rl.report import render
-
     if args.render:
+        from flash_rl.report import render
+
         try:
             render(Path(args.render))
         except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
             return fail(f"{args.render}: cannot re-render: {err}")
         return 0
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import reproduce, test_tasks
+
     extra = test_trace_overrides(args)
     if args.seeds is not None:
         extra.append(f"adaptation.seeds={args.seeds}")
