@@ -8,9 +8,18 @@ import numbers
 from typing import Any, Iterable
 
 
+def check_mapping(d: Any, what: str) -> dict[str, Any]:
+    """``d`` if it is a dict (the plain form of a ``what``), else a ``TypeError`` naming ``what`` and ``d``'s type (a
+    YAML ``app: null`` is ``None``)."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{what}: expected a mapping of fields, got {type(d).__name__}")
+    return d
+
+
 def check_fields(d: dict[str, Any], allowed: Iterable[str], what: str, required: Iterable[str] = ()) -> None:
-    """Raise ``ValueError`` naming the fields of ``d`` outside ``allowed``, or the ``required`` ones it lacks
-    (``what`` names the kind of object)."""
+    """Raise ``TypeError`` if ``d`` is not a dict, ``ValueError`` naming the fields of ``d`` outside ``allowed``, or
+    the ``required`` ones it lacks (``what`` names the kind of object)."""
+    check_mapping(d, what)
     allowed = set(allowed)
     unknown = set(d) - allowed
     if unknown:

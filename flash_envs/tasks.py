@@ -36,11 +36,18 @@ T = TypeVar("T", bound=Task)
 
 @dataclass(frozen=True)
 class TaskFamily(Generic[T]):
-    """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation."""
+    """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation; neither may be empty
+    (an env's first task is ``train[0]``, and adaptation runs on the ``test`` tasks)."""
 
     train: tuple[T, ...]
     test: tuple[T, ...]
     task_type: ClassVar[type[Any]]   # a task class, with a ``from_dict`` classmethod
+
+    def __post_init__(self) -> None:
+        empty = [s for s in SPLITS if not self.split(s)]
+        if empty:
+            raise ValueError(f"{type(self).__name__}: empty split(s) {empty}; a family needs >= 1 train and >= 1 "
+                             f"test task")
 
     def split(self, name: str) -> tuple[T, ...]:
         """The tasks of split ``name`` (``"train"`` or ``"test"``)."""
@@ -64,6 +71,9 @@ class TaskFamily(Generic[T]):
         missing = [s for s in SPLITS if s not in d]
         if missing:
             raise ValueError(f"a task family needs the splits {SPLITS}; missing {missing}")
+        for s in SPLITS:
+            if not isinstance(d[s], list):
+                raise TypeError(f"task family split {s!r} must be a list of tasks, got {type(d[s]).__name__}")
         return cls(*(tuple(cls.task_type.from_dict(t) for t in d[s]) for s in SPLITS))
 
     def save_yaml(self, path: str | Path) -> None:

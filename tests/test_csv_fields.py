@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flash_envs.data import DataFormatError, csv_number
+from flash_envs.data.public import azure_function_trace
 from flash_envs.data.trace_csv import TraceFormatError
 
 
@@ -36,3 +37,20 @@ def test_rejects_naming_file_line_column_and_text(text, kwargs, message):
 def test_raises_the_loaders_own_error():
     with pytest.raises(TraceFormatError):
         csv_number("t.csv", 2, "rate", "-3", positive=False, error=TraceFormatError)
+
+
+@pytest.mark.parametrize("count, message", [
+    ("nan", "holds 'nan', not a finite number"),
+    ("inf", "holds 'inf', not a finite number"),
+    ("-1", "holds '-1'; it must be >= 0"),
+    ("", "holds '', not a number"),
+])
+def test_azure_counts_name_file_line_and_column(tmp_path, count, message):
+    """A nan or inf count was reported as ``rates[6] = nan``, with no file, line or column."""
+    path = tmp_path / "invocations.csv"
+    path.write_text("HashOwner,HashApp,HashFunction,Trigger,1,2,3\n"
+                    "o,a,f0,http,1,2,3\n"
+                    f"o,a,f1,http,4,{count},6\n")
+    with pytest.raises(TraceFormatError, match=f"invocations.csv:3: column '2' {message}"):
+        azure_function_trace("f1", path)
+    assert azure_function_trace(0, path).rates.tolist() == [1 / 60, 2 / 60, 3 / 60]

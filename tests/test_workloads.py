@@ -185,6 +185,58 @@ def test_impossible_workloads_raise(make, message):
         make()
 
 
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: DiurnalWorkload(phase="x"), TypeError, r"DiurnalWorkload.phase must be a number, got 'x' \(str\)"),
+    (lambda: DiurnalWorkload(phase=float("nan")), ValueError, "DiurnalWorkload.phase must be a finite number >= 0 and "
+                                                              "<= 1, got nan"),
+    (lambda: DiurnalWorkload(phase=1.5), ValueError, "DiurnalWorkload.phase must be .* <= 1, got 1.5"),
+    (lambda: DiurnalWorkload(amplitude="0.5"), TypeError, "DiurnalWorkload.amplitude must be a number, got '0.5'"),
+    (lambda: MMPPWorkload(rates=(1, float("nan"))), ValueError, r"MMPPWorkload.rates\[1\] must be a finite number"),
+    (lambda: MMPPWorkload(rates=("a", 1)), TypeError, r"MMPPWorkload.rates\[0\] must be a number, got 'a'"),
+    (lambda: MMPPWorkload(rates=5), ValueError, r"MMPPWorkload.rates must be a pair \(low, high\) of numbers, got 5"),
+    (lambda: MMPPWorkload(mean_sojourn_s=(60, float("inf"))), ValueError,
+     r"MMPPWorkload.mean_sojourn_s\[1\] must be a finite number > 0, got inf"),
+    (lambda: TraceWorkload(path="t.csv", value_kind="bogus"), ValueError,
+     r"TraceWorkload.value_kind must be one of \('count', 'rate'\), got 'bogus'"),
+    (lambda: TraceWorkload(path="t.csv", time_unit_s=-60), ValueError,
+     "TraceWorkload.time_unit_s must be a finite number > 0, got -60"),
+    (lambda: TraceWorkload(path="t.csv", time_unit_s="60"), TypeError, "TraceWorkload.time_unit_s must be a number"),
+    (lambda: TraceWorkload(path="t.csv", bin_s=0), ValueError, "TraceWorkload.bin_s must be a finite number > 0"),
+    (lambda: TraceWorkload(path="t.csv", time_column=5), TypeError, "TraceWorkload.time_column must be a column name"),
+    (lambda: TraceWorkload(path="t.csv", value_column=3), TypeError,
+     r"TraceWorkload.value_column must be a column name \(a non-empty string\) or None, got 3"),
+    (lambda: TraceWorkload(path=5), TypeError, r"TraceWorkload.path must be a file path \(a string\), got int"),
+    (lambda: workload_from_dict(None), TypeError, "workload: expected a mapping of fields, got NoneType"),
+    (lambda: read_rate_trace("t.csv", "t", "n", time_unit_s="60"), TypeError, "^time_unit_s must be a number"),
+])
+def test_workload_fields_are_checked_when_it_is_made(make, error, message):
+    """Each of these was accepted and failed at the first reset (numpy's UFuncTypeError for a text phase, a
+    non-finite rate for phase=nan), or failed with a message naming no field."""
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_a_trace_path_may_be_a_path_object(tmp_path):
+    path = write(tmp_path, "t,n\n0,1\n60,3\n")
+    workload = TraceWorkload(path=path, time_column="t", value_column="n")
+    assert workload.path == str(path) and workload == TraceWorkload(path=str(path), time_column="t", value_column="n")
+    assert workload_from_dict(yaml.safe_load(yaml.safe_dump(workload.to_dict()))) == workload
+
+
+@pytest.mark.parametrize("gaps", ["error", "zero", "join"])
+def test_a_trace_mixing_numeric_and_iso_times_is_refused(tmp_path, gaps):
+    """Read as seconds since 1970 and seconds since 0, the times were 27 years apart: a gap error (or, with gaps=zero,
+    a huge trace of zeros)."""
+    path = write(tmp_path, "t,n\n2024-01-01 00:00,1\n2024-01-01 00:01,2\n120,3\n")
+    with pytest.raises(TraceFormatError, match="trace.csv:4: column 't' holds '120', a number, where line 2 holds an "
+                                               "ISO-8601 date-time; use one time format throughout"):
+        read_rate_trace(path, "t", "n", gaps=gaps)
+    path = write(tmp_path, "t,user\n0,a\n1,b\n1970-01-01 00:00:02,c\n", "requests.csv")
+    with pytest.raises(TraceFormatError, match="requests.csv:4: column 't' holds '1970-01-01 00:00:02', an ISO-8601 "
+                                               "date-time, where line 2 holds a number"):
+        read_rate_trace(path, "t", value_column=None, gaps=gaps)
+
+
 def test_every_kind_is_registered():
     assert set(WORKLOADS) == {"constant", "diurnal", "step", "mmpp", "spikes", "trace"}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flash_envs.data import csv_rows, dataset_path
+from flash_envs.data import csv_number, csv_rows, dataset_path
 from flash_envs.data.trace_csv import RateTrace, TraceFormatError, read_rate_trace
 
 NASA_TRACE = ("nasa_http_1995", "nasa_http_requests_per_minute.csv")
@@ -45,13 +45,6 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
         line, row = matches[0]
     header = list(row)
     first_minute = header.index("1") if "1" in header else 4
-    counts = []
-    for column, text in list(row.items())[first_minute:]:
-        try:
-            value = float(text)
-        except ValueError:
-            raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, not a number") from None
-        if value < 0:
-            raise TraceFormatError(f"{path}:{line}: column {column!r} holds a negative count {value}")
-        counts.append(value)
+    counts = [csv_number(path, line, column, text, positive=False, error=TraceFormatError)
+              for column, text in list(row.items())[first_minute:]]
     return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row['HashFunction']}")

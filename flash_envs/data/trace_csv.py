@@ -8,7 +8,7 @@ Two layouts are understood:
   of ``bin_s`` seconds.
 
 Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-8601 date-times
-(``1995-07-01 00:00``). Every problem names the file, the line and the column.
+(``1995-07-01 00:00``), one or the other throughout a file. Every problem names the file, the line and the column.
 
 An aggregated file without a row for some bins has a gap: missing data, not a quiet period. By default that is an
 error naming the gap; ``gaps="zero"`` reads missing bins as no requests and ``gaps="join"`` splices them out.
@@ -85,8 +85,6 @@ class RateTrace:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RateTrace":
         """Rebuild a trace from :meth:`to_dict` output, naming any unknown or missing field."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a rate trace is a dict with rates, bin_s and source, got {type(d).__name__}")
         check_fields(d, ("rates", "bin_s", "source"), "rate trace", required=("rates", "bin_s"))
         return cls(d["rates"], d["bin_s"], d.get("source", ""))
 
@@ -95,9 +93,29 @@ GAP_POLICIES = ("error", "zero", "join")
 VALUE_KINDS = ("count", "rate")
 MAX_BINS = 10**8
 BIN_TOLERANCE = 1e-6   # share of a bin by which a timestamp may fall short of its bin's start (float rounding)
+NUMBER, DATE_TIME = "a number", "an ISO-8601 date-time"   # the two time formats, as _parse_time names them
 
 
-def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: float) -> float:
+def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, time_unit_s: Any, bin_s: Any,
+                         gaps: Any, owner: str = "") -> None:
+    """Raise a ``TypeError`` or ``ValueError`` naming the first of :func:`read_rate_trace`'s options (after
+    ``owner``, e.g. ``"TraceWorkload."``) that is not of its type and range."""
+    if not isinstance(time_column, str) or not time_column:
+        raise TypeError(f"{owner}time_column must be a column name (a non-empty string), got {time_column!r}")
+    if value_column is not None and (not isinstance(value_column, str) or not value_column):
+        raise TypeError(f"{owner}value_column must be a column name (a non-empty string) or None, "
+                        f"got {value_column!r}")
+    if value_kind not in VALUE_KINDS:
+        raise ValueError(f"{owner}value_kind must be one of {VALUE_KINDS}, got {value_kind!r}")
+    if gaps not in GAP_POLICIES:
+        raise ValueError(f"{owner}gaps must be one of {GAP_POLICIES}, got {gaps!r}")
+    check_number(f"{owner}time_unit_s", time_unit_s, 0.0, strict=True)
+    if bin_s is not None:
+        check_number(f"{owner}bin_s", bin_s, 0.0, strict=True)
+
+
+def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: float) -> tuple[float, str]:
+    """The time in seconds and its format (:data:`NUMBER` or :data:`DATE_TIME`)."""
     try:
         value = float(text) * time_unit_s
     except ValueError:
@@ -105,7 +123,7 @@ def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: floa
     else:
         if not np.isfinite(value):
             raise TraceFormatError(f"{path}:{line}: column {column!r} holds {text!r}, which is not a finite time")
-        return value
+        return value, NUMBER
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -114,7 +132,7 @@ def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: floa
         ) from None
     if moment.tzinfo is None:  # naive times are read as UTC so that daylight-saving shifts of this machine never apply
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return moment.timestamp(), DATE_TIME
 
 
 def read_rate_trace(
@@ -141,20 +159,20 @@ def read_rate_trace(
             or ``"join"`` (spliced out, so the trace continues with the next row).
     """
     path = Path(path)
-    if value_kind not in VALUE_KINDS:
-        raise ValueError(f"value_kind must be one of {VALUE_KINDS}, got {value_kind!r}")
-    if gaps not in GAP_POLICIES:
-        raise ValueError(f"gaps must be one of {GAP_POLICIES}, got {gaps!r}")
-    if not np.isfinite(time_unit_s) or time_unit_s <= 0:
-        raise ValueError(f"time_unit_s must be a finite number > 0, got {time_unit_s}")
-    if bin_s is not None and (not np.isfinite(bin_s) or bin_s <= 0):
-        raise ValueError(f"bin_s must be a finite number > 0, got {bin_s}")
+    check_reader_options(time_column, value_column, value_kind, time_unit_s, bin_s, gaps)
     times: list[float] = []
     values: list[float] = []
     lines: list[int] = []
+    first_format: tuple[str, int] | None = None   # the time format of the first row, and its line
     columns = [c for c in (time_column, value_column) if c is not None]
     for line, row in csv_rows(path, columns, TraceFormatError):
-        times.append(_parse_time(row[time_column], path, line, time_column, time_unit_s))
+        time, time_format = _parse_time(row[time_column], path, line, time_column, time_unit_s)
+        first_format = first_format or (time_format, line)
+        if time_format != first_format[0]:   # mixed, the times' differences would be meaningless
+            raise TraceFormatError(f"{path}:{line}: column {time_column!r} holds {row[time_column]!r}, {time_format}, "
+                                   f"where line {first_format[1]} holds {first_format[0]}; use one time format "
+                                   f"throughout")
+        times.append(time)
         lines.append(line)
         if value_column is not None:
             values.append(csv_number(path, line, value_column, row[value_column], positive=False,

@@ -8,7 +8,7 @@ rate on a uniform grid that the simulators query. All randomness comes from the 
 kind           parameters
 =============  =====================================================================================
 ``constant``   ``rate``
-``diurnal``    ``mean_rate``, ``amplitude`` (0..1), ``period_s``, ``phase`` (fraction of a period; random if None)
+``diurnal``    ``mean_rate``, ``amplitude`` (0..1), ``period_s``, ``phase`` (0..1 of a period; random if None)
 ``step``       ``base_rate``, ``peak_rate``, ``start_s``, ``ramp_s`` (0 = a step), ``end_s`` (None = stays up)
 ``mmpp``       ``rates`` (low, high), ``mean_sojourn_s`` (low, high): a two-state Markov-modulated Poisson process
 ``spikes``     ``base_rate``, ``spikes_per_hour``, ``multiplier``, ``duration_s``: Poisson-timed bursts
@@ -16,19 +16,21 @@ kind           parameters
                :class:`TraceWorkload`)
 =============  =====================================================================================
 
-Every workload has a ``scale`` that multiplies its rates.
+Every workload has a ``scale`` that multiplies its rates. Every field is checked when the workload is made (type,
+finiteness and range), with an error that names it, so a bad task file fails as it is loaded.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 
-from flash_envs.data.trace_csv import GAP_POLICIES, RateTrace, read_rate_trace
-from flash_envs.fields import check_number
+from flash_envs.data.trace_csv import RateTrace, check_reader_options, read_rate_trace
+from flash_envs.fields import check_mapping, check_number
 
 
 class RateCurve:
@@ -122,6 +124,16 @@ def _check_positive(obj: object, *names: str) -> None:
         check_number(f"{type(obj).__name__}.{name}", getattr(obj, name), 0.0, strict=True)
 
 
+def _check_pair(obj: object, name: str, *, strict: bool) -> None:
+    """Check that field ``name`` of ``obj`` is a pair of finite numbers >= 0 (> 0 if ``strict``); store it as a tuple
+    of floats."""
+    label, value = f"{type(obj).__name__}.{name}", getattr(obj, name)
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 2:
+        raise ValueError(f"{label} must be a pair (low, high) of numbers, got {value!r}")
+    pair = tuple(check_number(f"{label}[{i}]", v, 0.0, strict=strict) for i, v in enumerate(value))
+    object.__setattr__(obj, name, pair)
+
+
 @dataclass(frozen=True)
 class ConstantWorkload(Workload):
     """A constant rate of ``rate`` req/s."""
@@ -142,7 +154,7 @@ class DiurnalWorkload(Workload):
     """A sinusoid: ``mean_rate * (1 + amplitude * sin(2 pi (t / period_s + phase)))`` req/s.
 
     ``mean_rate`` in req/s, ``amplitude`` in [0, 1] (relative swing), ``period_s`` in seconds, ``phase`` a fraction
-    of a period (``None``: drawn uniformly in [0, 1) for each realisation).
+    of a period in [0, 1] (``None``: drawn uniformly in [0, 1) for each realisation).
     """
 
     kind: ClassVar[str] = "diurnal"
@@ -155,8 +167,9 @@ class DiurnalWorkload(Workload):
         super().__post_init__()
         _check_nonnegative(self, "mean_rate")
         _check_positive(self, "period_s")
-        if not 0 <= self.amplitude <= 1:
-            raise ValueError(f"DiurnalWorkload.amplitude must be in [0, 1], got {self.amplitude!r}")
+        check_number("DiurnalWorkload.amplitude", self.amplitude, 0.0, 1.0)
+        if self.phase is not None:
+            check_number("DiurnalWorkload.phase", self.phase, 0.0, 1.0)
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         phase = rng.random() if self.phase is None else self.phase
@@ -206,13 +219,8 @@ class MMPPWorkload(Workload):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "rates", tuple(float(r) for r in self.rates))
-        object.__setattr__(self, "mean_sojourn_s", tuple(float(s) for s in self.mean_sojourn_s))
-        if len(self.rates) != 2 or len(self.mean_sojourn_s) != 2:
-            raise ValueError("MMPPWorkload needs two rates and two mean sojourn times")
-        if min(self.rates) < 0 or min(self.mean_sojourn_s) <= 0:
-            raise ValueError(f"MMPPWorkload rates must be >= 0 and sojourn times > 0, got {self.rates}, "
-                             f"{self.mean_sojourn_s}")
+        _check_pair(self, "rates", strict=False)
+        _check_pair(self, "mean_sojourn_s", strict=True)
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         out = np.empty(len(times))
@@ -297,9 +305,13 @@ class TraceWorkload(Workload):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if not isinstance(self.path, str):
+            raise TypeError(f"TraceWorkload.path must be a file path (a string), got {type(self.path).__name__}")
+        check_reader_options(self.time_column, self.value_column, self.value_kind, self.time_unit_s, self.bin_s,
+                             self.gaps, owner="TraceWorkload.")
         _check_positive(self, "time_scale")
-        if self.gaps not in GAP_POLICIES:
-            raise ValueError(f"TraceWorkload.gaps must be one of {GAP_POLICIES}, got {self.gaps!r}")
         if self.mean_rate is not None:
             _check_nonnegative(self, "mean_rate")
             if self.scale != 1.0:
@@ -374,7 +386,7 @@ WORKLOADS: dict[str, type[Workload]] = {
 def workload_from_dict(d: dict[str, Any]) -> Workload:
     """Rebuild a workload from :meth:`Workload.to_dict` output, naming any unknown kind or field (a trace workload's
     inline ``trace`` dict becomes a :class:`RateTrace` again)."""
-    d = dict(d)
+    d = dict(check_mapping(d, "workload"))
     kind = d.pop("kind", None)
     if kind not in WORKLOADS:
         raise ValueError(f"unknown workload kind {kind!r}; expected one of {sorted(WORKLOADS)}")
