@@ -196,6 +196,8 @@ def test_step_before_reset_raises():
     ({"rate_norm": -1}, "rate_norm must be a finite number > 0"),
     ({"replica_bounds": (5,)}, r"replica_bounds must be \(low, high\), got \(5,\)"),
     ({"cpu_bounds": (128, 2048)}, r"cpu_bounds must be \(low, high, step\), got \(128, 2048\)"),
+    ({"cpu_bounds": (128, 2048, 128.5)}, "cpu_bounds step must be a whole number >= 1, got 128.5"),
+    ({"replica_bounds": (1, 20.5)}, "replica_bounds high must be a whole number >= 1, got 20.5"),
     ({"reversal_penalty": -0.1}, "reversal_penalty must be a finite number >= 0"),
 ])
 def test_bad_arguments_raise(kwargs, message):
@@ -206,6 +208,8 @@ def test_bad_arguments_raise(kwargs, message):
 @pytest.mark.parametrize("kwargs, message", [
     ({"alpha": "0.3"}, "alpha must be a number, got '0.3'"),
     ({"illegal_action_penalty": "0.1"}, "illegal_action_penalty must be a number, got '0.1'"),
+    ({"slo_in_observation": "false"}, r"slo_in_observation must be True or False, got 'false' \(str\)"),
+    ({"slo_in_observation": 0}, r"slo_in_observation must be True or False, got 0 \(int\)"),
     ({"family": [1, 2]}, "family must be of type AutoscalingTaskFamily, got list"),
     ({"family": PowerTaskFamily.generate(n_train=1, n_test=1)},
      "family must be of type AutoscalingTaskFamily, got PowerTaskFamily"),
@@ -213,6 +217,22 @@ def test_bad_arguments_raise(kwargs, message):
 def test_arguments_of_the_wrong_type_raise(kwargs, message):
     with pytest.raises(TypeError, match=message):
         AutoscalingEnv(**kwargs)
+
+
+def test_whole_float_bounds_are_taken_as_whole_numbers():
+    """YAML gives 1e3 as a float: the configuration stays in ints, as the info and the ansi render need."""
+    env = gym.make(ENV_ID, replica_bounds=(1.0, 20.0), cpu_bounds=(128.0, 2048.0, 128.0),
+                   memory_bounds=(256, 3.072e3, np.float64(128)), render_mode="ansi")
+    env.reset(seed=0)
+    *_, info = env.step(CPU_UP)
+    assert [info[key] for key in ("replicas", "cpu_millicores", "memory_mb")] == [2, 1152, 1024]
+    assert all(type(info[key]) is int for key in ("replicas", "cpu_millicores", "memory_mb"))
+    assert "replicas= 2 cpu=1152m mem=1024MiB" in env.render()
+    assert env.unwrapped.bounds[2].high == 3072 and type(env.unwrapped.bounds[2].step) is int
+
+
+def test_slo_in_observation_takes_numpy_bools():
+    assert gym.make(ENV_ID, slo_in_observation=np.False_).unwrapped.slo_in_observation is False
 
 
 def test_family_argument_sets_the_tasks():

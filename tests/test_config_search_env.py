@@ -65,6 +65,35 @@ def test_task_api_and_determinism():
     assert not np.array_equal(rollout(6)[-1][0], first[-1][0])  # noise comes from the seeded np_random
 
 
+def test_sampling_tasks_mid_episode_leaves_the_measurements_be():
+    env = ConfigSearchEnv(family=small_family())
+    episodes = []
+    for sample_midway in (False, True):
+        env.reset(seed=3)
+        episode = []
+        for action in range(4):
+            if sample_midway and action == 2:
+                env.sample_tasks(2)
+            episode.append(env.step(action)[0])
+        episodes.append(np.array(episode))
+    np.testing.assert_array_equal(*episodes)
+
+
+def test_a_task_of_another_size_than_the_family_is_blamed_with_the_fix():
+    three = ConfigSearchTaskFamily.generate(n_train=2, n_test=1, memory_sizes=(128, 256, 512))
+    n = len(gym.make(ENV_ID).unwrapped.family.train[0].configs)
+    with pytest.raises(ValueError, match=f"task 'fn-000' has 3 configurations, but this env's family has {n} "
+                                         r"\(they set its spaces\); to run tasks of 3 configurations, make the env "
+                                         r"with a family of such tasks \(family=...\)"):
+        gym.make(ENV_ID, task=three.train[0])
+    env = gym.make(ENV_ID, family=three, task=three.train[1]).unwrapped
+    assert env.n_configs == 3 and env.action_space.n == 6 and env.get_task() is three.train[1]
+    mixed = ConfigSearchTaskFamily(three.train, small_family().test)
+    with pytest.raises(ValueError, match=f"family: task 'fn-006' has {n} configurations, its first train task 3; a "
+                                         "family's tasks must all have the same configurations"):
+        gym.make(ENV_ID, family=mixed)
+
+
 def test_commit_rewards_the_best_choice_and_ends_the_episode():
     env = ConfigSearchEnv(family=small_family(), noise_cv=0.0)
     env.reset(seed=0)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from stable_baselines3.common.env_util import make_vec_env
 
 import flash_envs  # noqa: F401
+from flash_envs.data.trace_csv import TraceFormatError
+from flash_envs.sim.workloads import TraceWorkload
 
 ENV_IDS = ["flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0"]
 
@@ -43,6 +48,75 @@ def test_set_task_during_an_episode_waits_for_the_next_reset(env_id):
     _, info = env.reset(seed=3)
     assert info["task"] is raw.episode_task is second
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sb3_make_vec_env_makes_every_env_and_a_render_mode_the_env_lacks_is_refused(env_id):
+    """make_vec_env asks for render_mode="rgb_array" and retries without it only on a TypeError."""
+    with pytest.warns(UserWarning, match="not in the possible render_modes"):   # gym.make's, before the retry
+        vec_env = make_vec_env(env_id, n_envs=2)
+    obs = vec_env.reset()
+    obs, *_ = vec_env.step(np.array([0, 1]))
+    assert obs.shape == (2, *vec_env.observation_space.shape)
+    vec_env.close()
+    with pytest.raises(ValueError, match=r"render_mode must be one of \[None.*\], got 'rgb_array'"):
+        type(gym.make(env_id).unwrapped)(render_mode="rgb_array")
+
+
+SIM_ENV_IDS = ["flash/Autoscaling-v0", "flash/PowerManagement-v0"]   # ConfigSearch builds nothing that can fail
+
+
+def interrupted(env, task, interruption):
+    """The rollout of ``task`` (as :func:`rollout`), with ``interruption()`` called after the first step."""
+    trace = rollout(env, task, steps=1)
+    interruption()
+    for step in range(1, 4):
+        obs, reward, *_, info = env.step(step)
+        trace.append((obs, reward, info["task"]))
+    return trace
+
+
+def assert_same_rollout(trace, expected):
+    for (obs, reward, task), (obs0, reward0, task0) in zip(trace, expected, strict=True):
+        np.testing.assert_array_equal(obs, obs0)
+        assert reward == reward0 and task is task0
+
+
+@pytest.mark.parametrize("env_id", SIM_ENV_IDS)
+def test_a_task_whose_workload_cannot_be_realised_is_refused_and_changes_nothing(env_id, tmp_path):
+    (tmp_path / "empty.csv").write_text("timestamp,requests\n")
+    env = gym.make(env_id).unwrapped
+    first = env.family.train[0]
+    bad = dataclasses.replace(env.family.test[0], workload=TraceWorkload(path=str(tmp_path / "empty.csv")))
+
+    def reset_to_bad():
+        with pytest.raises(TraceFormatError, match="no data rows"):
+            env.reset(options={"task": bad})
+
+    assert_same_rollout(interrupted(env, first, reset_to_bad), rollout(env, first))   # as if never tried
+    with pytest.raises(TraceFormatError, match="no data rows"):
+        env.set_task(bad)
+    assert env.get_task() is env.episode_task is first
+    assert env.reset(seed=3)[1]["task"] is first
+    with pytest.raises(TraceFormatError, match="no data rows"):
+        gym.make(env_id, task=bad)
+
+
+@pytest.mark.parametrize("env_id, builder", zip(SIM_ENV_IDS, ["make_simulation", "DVFSServer"]))
+def test_a_reset_that_fails_building_the_episode_changes_nothing(env_id, builder, monkeypatch):
+    env = gym.make(env_id).unwrapped
+    first, second = env.family.train[0], env.family.test[0]
+
+    def fail_to_build(*args, **kwargs):
+        raise MemoryError("no room for the simulation")
+
+    def reset_to_second():
+        with monkeypatch.context() as patch, pytest.raises(MemoryError):
+            patch.setattr(sys.modules[type(env).__module__], builder, fail_to_build)
+            env.reset(options={"task": second})
+
+    assert_same_rollout(interrupted(env, first, reset_to_second), rollout(env, first))
+    assert env.get_task() is env.episode_task is first
 
 
 @pytest.mark.parametrize("env_id", ["flash/PowerManagement-v0", "flash/ConfigSearch-v0"])

@@ -8,7 +8,7 @@ from typing import Any, Sequence, cast
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv
+from flash_envs.envs.task_env import TaskEnv, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily, default_family
@@ -37,12 +37,14 @@ class ResourceBounds:
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 
 
-def _resource_bounds(name: str, value: Sequence[int], step: int | None = None) -> ResourceBounds:
-    """``value`` as bounds: ``(low, high, step)``, or ``(low, high)`` when ``step`` is given (else a ValueError)."""
+def _resource_bounds(name: str, value: Sequence[float], step: int | None = None) -> ResourceBounds:
+    """``value`` as bounds: ``(low, high, step)``, or ``(low, high)`` when ``step`` is given (else a ValueError).
+    Each must be a whole number (``1e3``, as YAML gives it, is 1000; ``128.5`` is refused, naming ``name``)."""
     fields = ("low", "high") if step is not None else ("low", "high", "step")
     if np.shape(value) != (len(fields),):
         raise ValueError(f"{name} must be ({', '.join(fields)}), got {value!r}")
-    return ResourceBounds(*value) if step is None else ResourceBounds(*cast("tuple[int, int]", value), step)
+    whole = [check_whole(f"{name} {field}", v, 1) for field, v in zip(fields, value)]
+    return ResourceBounds(*whole) if step is None else ResourceBounds(*whole, step)
 
 
 class AutoscalingEnv(TaskEnv[AutoscalingTask]):
@@ -107,7 +109,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     memory_bounds=(256, 3072, 128), initial_replicas=2, initial_cpu=1024, initial_memory=1024, substep_s=5.0,
     rate_norm=1000.0, slo_in_observation=True, family=None, task=None, render_mode=None)``.
     ``fidelity="request"`` simulates every request (exact, slower). Bounds are ``(low, high)`` replicas and
-    ``(low, high, step)`` millicores and MiB. ``family`` is an :class:`AutoscalingTaskFamily` (default:
+    ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken).
+    ``slo_in_observation`` is a bool. ``family`` is an :class:`AutoscalingTaskFamily` (default:
     :meth:`AutoscalingTaskFamily.generate`); ``task`` fixes the starting task (default: the family's first train
     task). ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
 
@@ -173,6 +176,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         for name, value, bounds in zip(initial, self.initial_config, self.bounds):
             if not bounds.contains(value):
                 raise ValueError(f"{name}={value} is outside its bounds {bounds}")
+        if not isinstance(slo_in_observation, (bool, np.bool_)):   # bool("false") would be True
+            raise TypeError(f"slo_in_observation must be True or False, got {slo_in_observation!r} "
+                            f"({type(slo_in_observation).__name__})")
         self.slo_in_observation = bool(slo_in_observation)
 
         self.action_space = spaces.Discrete(7)
@@ -185,21 +191,23 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self._metrics: IntervalMetrics | None = None
         self._steps = 0
 
+    def _check_task(self, task: Any) -> None:
+        super()._check_task(task)
+        check_workload(task)
+
     # ------------------------------------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._reset_task(options)
-        task = self.episode_task
-        horizon = self.control_interval_s * (self.episode_steps + 1)
-        curve = task.workload.realise(self.np_random, horizon)
+        task = self._next_task(options)
+        curve = task.workload.realise(self.np_random, self.control_interval_s * (self.episode_steps + 1))
+        replicas, cpu, memory = self.initial_config
+        sim = make_simulation(self.fidelity, task.app, curve, self._own_stream(), replicas=replicas,
+                              cpu_millicores=cpu, memory_mb=memory, substep_s=self.substep_s)
+        self.close()   # the new episode is built: only now does the old one end
+        self._sim = sim
+        self._start_episode(task)
         self._config = list(self.initial_config)
-        self.close()
-        # the simulation gets a stream of its own, so that sample_tasks() during an episode leaves the episode be
-        sim_rng = np.random.default_rng(self.np_random.integers(2**63))
-        self._sim = make_simulation(self.fidelity, task.app, curve, sim_rng, replicas=self._config[0],
-                                    cpu_millicores=self._config[1], memory_mb=self._config[2],
-                                    substep_s=self.substep_s)
         self._last_direction = [0, 0, 0]
         self._steps = 0
         self._metrics = self._sim.run(self.control_interval_s)

@@ -116,7 +116,8 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     dataset such as the IBM multi-cloud one). Each step either measures one configuration, which returns a noisy
     runtime and cost, or commits to one, which ends the episode. The goal is the cheapest configuration whose true
     runtime meets the task's deadline. A measurement is the true runtime and cost both times one factor
-    ``exp(N(0, noise_cv))`` drawn from ``np_random``.
+    ``exp(N(0, noise_cv))``, drawn from the episode's own generator (seeded from ``np_random`` at ``reset()``, so that
+    ``sample_tasks()`` during an episode leaves its measurements be).
 
     ## Action Space
     ``Discrete(2 * n)``: action ``a < n`` measures configuration ``a`` (measuring it again replaces its latest
@@ -179,10 +180,12 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
                  noise_cv: float = 0.05, measure_penalty: float = 0.02, max_measurements: int | None = None,
                  render_mode: str | None = None) -> None:
         family = default_family(ConfigSearchTaskFamily) if family is None else family
-        super().__init__(family, task, render_mode)
-        self.n_configs = len(self._task.configs)
+        super().__init__(family, task, render_mode)   # checks the task against the family
         for t in (*family.train, *family.test):
-            self._check_task(t)
+            super()._check_task(t)
+            if len(t.configs) != self.n_configs:
+                raise ValueError(f"family: task {t.name!r} has {len(t.configs)} configurations, its first train task "
+                                 f"{self.n_configs}; a family's tasks must all have the same configurations")
         self.noise_cv = check_number("noise_cv", noise_cv, 0.0, MAX_NOISE_CV)
         self.measure_penalty = check_number("measure_penalty", measure_penalty, 0.0)
         self.max_measurements = (self.n_configs if max_measurements is None
@@ -194,18 +197,27 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._measured = np.zeros(self.n_configs, dtype=bool)
         self._ref_cost = math.nan
         self._measurements = 0
+        self._noise: np.random.Generator   # the episode's measurement noise, set by reset()
         self._ended: str | None = "no reset() yet"   # why step() may not run now, or None while an episode runs
+
+    @property
+    def n_configs(self) -> int:
+        """Configurations per task (``n``), as the family's first train task has; every task run must have as many."""
+        return len(self.family.train[0].configs)
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)
-        n = getattr(self, "n_configs", len(task.configs))
-        if len(task.configs) != n:
-            raise ValueError(f"task {task.name!r} has {len(task.configs)} configurations; this env has {n}")
+        k = len(task.configs)
+        if k != self.n_configs:
+            raise ValueError(f"task {task.name!r} has {k} configurations, but this env's family has {self.n_configs} "
+                             f"(they set its spaces); to run tasks of {k} configurations, make the env with a family "
+                             f"of such tasks (family=...)")
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._reset_task(options)
+        self._start_episode(self._next_task(options))
+        self._noise = self._own_stream()
         self._measured[:] = False
         self._runtime[:] = 0.0
         self._cost[:] = 0.0
@@ -222,7 +234,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         a = int(action)
         task = self.episode_task
         if a < self.n_configs:
-            factor = math.exp(self.np_random.normal(0.0, self.noise_cv))
+            factor = math.exp(self._noise.normal(0.0, self.noise_cv))
             self._runtime[a], self._cost[a] = task.runtime_s[a] * factor, task.cost_usd[a] * factor
             self._measured[a] = True
             if math.isnan(self._ref_cost):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv
+from flash_envs.envs.task_env import TaskEnv, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.tasks import default_family
@@ -133,21 +133,21 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         if task.server.n_levels != self.n_levels:
             raise ValueError(f"task {task.name!r} has {task.server.n_levels} P-states; this env's action space has "
                              f"{self.n_levels}")
+        check_workload(task)
 
     # --------------------------------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self._reset_task(options)
-        task = self.episode_task
+        task = self._next_task(options)
         curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
-        self.close()
-        self._servers = [
-            DVFSServer(task.server, task.app, curve, np.random.default_rng(self.np_random.integers(2**63)),
-                       fidelity=self.fidelity, substep_s=self.substep_s,
-                       transition_latency_s=self.transition_latency_s, timeout_s=self.timeout_s)
-            for _ in range(self.n_servers)
-        ]
+        servers = [DVFSServer(task.server, task.app, curve, self._own_stream(), fidelity=self.fidelity,
+                              substep_s=self.substep_s, transition_latency_s=self.transition_latency_s,
+                              timeout_s=self.timeout_s)
+                   for _ in range(self.n_servers)]
+        self.close()   # the new episode is built: only now does the old one end
+        self._servers = servers
+        self._start_episode(task)
         self._episode_energy_j = 0.0
         idle = task.server.power(1.0, 0.0) / task.server.peak_w
         rate = curve.rate_at(0.0)

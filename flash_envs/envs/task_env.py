@@ -2,14 +2,18 @@
 
 * ``env.unwrapped.sample_tasks(n, split)``: ``n`` tasks of the ``"train"`` or ``"test"`` split, drawn with the env's
   ``np_random``;
-* ``set_task(task)`` / ``get_task()``: the task the next episodes run (it persists across resets);
+* ``set_task(task)`` / ``get_task()``: the task the next episodes run (it persists across resets). A task the env
+  cannot run (of the wrong type or size, or whose workload cannot be realised, e.g. an empty trace file) is refused
+  there, as it is by the constructor's ``task`` and by ``reset(options={"task": ...})``;
 * ``reset(options={"task": task})``: set the task and reset in one call;
 * ``episode_task``: the task the current episode runs. It is fixed at ``reset()``: a ``set_task()`` during an
   episode (e.g. a meta-learner's ``vec_env.env_method("set_task", ...)``) takes effect at the next reset and never
   mixes two tasks in one episode.
 
-The episode's task is also returned in ``info["task"]``. The constructor arguments every env shares (``family``,
-``task``, ``render_mode``) are checked here; :mod:`flash_envs.fields` checks the envs' own numbers.
+The episode's task is also returned in ``info["task"]``. A ``reset()`` that raises changes nothing: the env keeps
+its task and goes on with the episode it was running (the new task and simulation are committed only once built).
+The constructor arguments every env shares (``family``, ``task``, ``render_mode``) are checked here;
+:mod:`flash_envs.fields` checks the envs' own numbers.
 """
 
 from __future__ import annotations
@@ -17,16 +21,32 @@ from __future__ import annotations
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
+import numpy as np
 
 from flash_envs.tasks import TaskFamily
 
 T = TypeVar("T")
 
 
-class TaskEnv(gym.Env, Generic[T]):
-    """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`; subclasses call :meth:`_reset_task`.
+class UnsupportedRenderMode(ValueError, TypeError):
+    """A ``render_mode`` the env does not offer. It is also a TypeError because SB3's ``make_vec_env`` passes
+    ``render_mode="rgb_array"`` and retries without it only on a TypeError (what an env without the argument raises).
+    """
 
-    Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``.
+
+def check_workload(task: Any) -> None:
+    """Raise what realising ``task.workload`` raises (e.g. a trace CSV that is missing or has no rows), by realising
+    one second of it with a throwaway generator: a task that cannot run is refused where it is given, not at a later
+    ``reset()``."""
+    task.workload.realise(np.random.default_rng(0), 1.0)
+
+
+class TaskEnv(gym.Env, Generic[T]):
+    """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`.
+
+    Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``; their ``reset``
+    calls ``super().reset(seed=seed)``, takes the task from :meth:`_next_task`, builds the episode and only then
+    calls :meth:`_start_episode`.
     """
 
     family_type: ClassVar[type[TaskFamily]]
@@ -37,7 +57,8 @@ class TaskEnv(gym.Env, Generic[T]):
                             f"{type(family).__name__}")
         modes = [None, *self.metadata["render_modes"]]
         if render_mode not in modes:
-            raise ValueError(f"{type(self).__name__}: render_mode must be one of {modes}, got {render_mode!r}")
+            raise UnsupportedRenderMode(f"{type(self).__name__}: render_mode must be one of {modes}, got "
+                                        f"{render_mode!r}")
         self.family = family
         self.render_mode = render_mode
         self._task: T = family.train[0] if task is None else task
@@ -49,7 +70,7 @@ class TaskEnv(gym.Env, Generic[T]):
         return self.family.sample(n, split, self.np_random)
 
     def set_task(self, task: T) -> None:
-        """Run ``task`` from the next reset on."""
+        """Run ``task`` from the next reset on (a task this env cannot run is refused here)."""
         self._check_task(task)
         self._task = task
 
@@ -69,13 +90,24 @@ class TaskEnv(gym.Env, Generic[T]):
         return None
 
     def _check_task(self, task: Any) -> None:
+        """Refuse a task this env cannot run (subclasses check more than its type)."""
         if not isinstance(task, self.family.task_type):
             raise TypeError(f"{type(self).__name__} takes {self.family.task_type.__name__} tasks, got "
                             f"{type(task).__name__}")
 
-    def _reset_task(self, options: dict[str, Any] | None) -> None:
-        """Apply ``options["task"]`` if given and fix the episode's task (call from ``reset`` after
-        ``super().reset(seed=seed)``)."""
+    def _next_task(self, options: dict[str, Any] | None) -> T:
+        """The task of the episode ``reset`` builds: ``options["task"]`` (checked) if given, else :meth:`get_task`.
+        Changes nothing; ``reset`` commits the task with :meth:`_start_episode` once the episode is built."""
         if options and "task" in options:
-            self.set_task(options["task"])
-        self._episode_task = self._task
+            self._check_task(options["task"])
+            return options["task"]
+        return self._task
+
+    def _start_episode(self, task: T) -> None:
+        """Make ``task`` the task of the episode ``reset`` has built and of the episodes after it."""
+        self._task = self._episode_task = task
+
+    def _own_stream(self) -> np.random.Generator:
+        """A generator of its own, seeded from ``np_random``, for an episode's randomness (a simulation, measurement
+        noise), so that ``sample_tasks()`` during an episode leaves the episode be."""
+        return np.random.default_rng(self.np_random.integers(2**63))
