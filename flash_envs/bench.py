@@ -81,13 +81,15 @@ def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[t
     env = gym.make(env_id)
     env.action_space.seed(0)
     env.reset(seed=0)
-    trace = []
+    trace: list[tuple[int, float]] = []
+    done = 0
     for part in range(1, samples + 1):
-        for _ in range(steps // samples):
+        for _ in range(part * steps // samples - done):
             _, _, terminated, truncated, _ = env.step(env.action_space.sample())
             if terminated or truncated:
                 env.reset()
-        trace.append((part * (steps // samples), rss_mib()))
+        done = part * steps // samples
+        trace.append((done, rss_mib()))
     return trace
 
 

@@ -18,8 +18,11 @@ from flash_envs.tasks import SPLITS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=SPLITS, help="task split to run on")
     parser.add_argument("--episodes", type=int_at_least(1), default=2, help="episodes per task and policy")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--fidelity", default="fast", choices=("fast", "request"))
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seed of the first episode (episode i uses seed + i) and of the random policy "
+                             "(default 0)")
+    parser.add_argument("--fidelity", default="fast", choices=("fast", "request"),
+                        help="the env's simulator: fluid queueing model (fast, default) or one event per request")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

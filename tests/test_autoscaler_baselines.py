@@ -112,3 +112,26 @@ def test_constant_policy_repeats_its_action_and_refuses_one_outside_the_space(en
     assert ConstantPolicy(env, MEMORY_UP).predict(obs) == (MEMORY_UP, None)
     with pytest.raises(ValueError, match="not in the action space"):
         ConstantPolicy(env, 7)
+
+
+
+class _Sampler:
+    """A policy for any action space: seeded random actions, through SB3's ``predict``."""
+
+    def __init__(self, space: gym.Space) -> None:
+        self.space = space
+        space.seed(0)
+
+    def predict(self, obs, deterministic=True):
+        return self.space.sample(), None
+
+
+@pytest.mark.parametrize("env_id, metrics", [
+    ("flash/Autoscaling-v0", {"slo_violation", "cpu_utilisation", "memory_utilisation", "replicas"}),
+    ("flash/PowerManagement-v0", {"energy_j", "power_share", "slo_violation", "transitions"}),
+    ("flash/ConfigSearch-v0", {"measurements"})])
+def test_evaluate_on_tasks_averages_each_envs_own_info_by_default(env_id, metrics):
+    env = gym.make(env_id)
+    rows = evaluate_on_tasks(env, _Sampler(env.action_space), env.unwrapped.family.test[:2])
+    assert [set(row) for row in rows] == [{"task", "return", "mean_reward", *metrics}] * 2
+    assert all(np.isfinite(row[m]) for row in rows for m in metrics)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from flash_envs.bench import CASES
-from flash_envs.sim.validation import _relative_error
+from flash_envs.bench import CASES, memory_run
+from flash_envs.sim.validation import _relative_error, compare
 from flash_rl.cli import main
 
 
@@ -80,6 +80,7 @@ def test_power_fit_reads_the_shared_curves_by_default(shared_data, capsys):
     (["bench", "--scale", "inf"], "argument --scale: must be a number > 0, got 'inf'"),
     (["bench", "--memory-steps", "5"], "--memory-steps 5: memory is sampled 10 times, so give 0 or at least 10"),
     (["validate-fidelity", "--horizon", "30"], "argument --horizon: must be a number >= 60, got '30'"),
+    (["validate-fidelity", "--horizon", "90"], "--horizon 90: the scenarios run in 60 s intervals, so give a multiple"),
     (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
     (["reproduce", "--seeds", "0"], "argument --seeds: must be an integer >= 1"),
@@ -96,3 +97,14 @@ def test_fidelity_error_against_a_zero_is_not_hidden():
     assert _relative_error(1.1, 1.0) == pytest.approx(0.1)
     assert _relative_error(0.0, 0.0) == 0.0
     assert _relative_error(0.5, 0.0) == float("inf")   # it read 0 %: a perfect match
+
+
+def test_a_memory_run_takes_every_step_asked_for():
+    trace = memory_run("flash/Autoscaling-v0", 25)
+    assert [step for step, _ in trace] == [2, 5, 7, 10, 12, 15, 17, 20, 22, 25]   # not 10 x 2 = 20
+    assert all(rss > 0 for _, rss in trace)
+
+
+def test_the_fidelity_horizon_is_whole_intervals():
+    with pytest.raises(ValueError, match="must be a multiple of 60 s, got 90"):
+        compare(horizon_s=90)

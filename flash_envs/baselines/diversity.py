@@ -76,7 +76,7 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the first episode (default 0)")
     parser.add_argument("--out", type=output_file, default=None, help="write the markdown report here")
 
 

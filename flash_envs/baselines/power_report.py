@@ -20,7 +20,6 @@ from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
 from flash_envs.tasks import SPLITS
 
-METRICS = ("energy_j", "power_share", "slo_violation", "transitions")
 COLUMNS = ("split", "task", "server", "cpu_fraction", "governor", "energy_kj", "power_share", "slo_violation",
            "return", "transitions")
 
@@ -37,7 +36,7 @@ def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2,
         for task in env.family.split(split):
             for name in GOVERNORS:
                 governor = make_governor(name, task.server.freq_levels, env.n_servers)
-                runs = [run_episode(env, governor, task, seed, METRICS) for seed in range(seeds)]
+                runs = [run_episode(env, governor, task, seed) for seed in range(seeds)]
                 mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
                 rows.append({"split": split, "task": task.name, "server": task.server.name,
                              "cpu_fraction": task.app.cpu_fraction, "governor": name,
@@ -83,8 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
     parser.add_argument("--seeds", type=int_at_least(1), default=2,
                         help="episodes per task and governor (seeds 0..N-1)")
-    parser.add_argument("--n-servers", type=int_at_least(1), default=1)
-    parser.add_argument("--fidelity", choices=("fast", "request"), default="fast")
+    parser.add_argument("--n-servers", type=int_at_least(1), default=1,
+                        help="servers of the task's type sharing the load (the env's n_servers; default 1)")
+    parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
+                        help="the env's simulator: fluid model (fast, default) or one event per request")
     parser.add_argument("--out", type=output_dir, default=None,
                         help="folder for governors.csv and governors.md (default: print the markdown only)")
 

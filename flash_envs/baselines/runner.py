@@ -7,13 +7,23 @@ from typing import Any, Iterable, Sequence
 import gymnasium as gym
 import numpy as np
 
-DEFAULT_METRICS = ("slo_violation", "cpu_utilisation", "memory_utilisation", "replicas")
+#: The ``info`` entries averaged per episode unless ``metrics`` is given, by env class name; other envs: none.
+DEFAULT_METRICS = {"AutoscalingEnv": ("slo_violation", "cpu_utilisation", "memory_utilisation", "replicas"),
+                   "PowerManagementEnv": ("energy_j", "power_share", "slo_violation", "transitions"),
+                   "ConfigSearchEnv": ("measurements",)}
+
+
+def default_metrics(env: gym.Env) -> tuple[str, ...]:
+    """The :data:`DEFAULT_METRICS` of ``env`` (through its wrappers)."""
+    return DEFAULT_METRICS.get(type(env.unwrapped).__name__, ())
 
 
 def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
-                metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """One episode of ``policy`` (anything with SB3's ``predict``) on ``task``; returns the return and per-step means
-    of the ``info`` entries named in ``metrics``."""
+                metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """One episode of ``policy`` (anything with SB3's ``predict``) on ``task``; returns the return, the mean reward
+    per step and per-step means of the ``info`` entries named in ``metrics`` (default: the env's
+    :data:`DEFAULT_METRICS`)."""
+    metrics = default_metrics(env) if metrics is None else metrics
     if hasattr(policy, "reset"):
         policy.reset()
     obs, info = env.reset(seed=seed, options={"task": task})
@@ -32,7 +42,7 @@ def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
 
 
 def evaluate_on_tasks(env: gym.Env, policy: Any, tasks: Iterable[Any], episodes: int = 1, seed: int = 0,
-                      metrics: Sequence[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
+                      metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per task: the mean over ``episodes`` episodes (seeds ``seed, seed+1, ...``) of :func:`run_episode`."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flash_envs.cli_args import float_at_least, int_at_least, output_file
+from flash_envs.cli_args import UsageError, float_at_least, int_at_least, output_file
 from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
@@ -72,7 +72,10 @@ def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int)
 
 def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
     """Per scenario: both fidelities' metrics (same seed) and the fast one's relative error ``fast / request - 1``
-    per metric (see :func:`_relative_error` where the per-request value is 0)."""
+    per metric (see :func:`_relative_error` where the per-request value is 0). ``horizon_s`` is a whole number of
+    60 s intervals."""
+    if horizon_s < 60 or horizon_s % 60:
+        raise ValueError(f"the horizon is run in 60 s intervals, so it must be a multiple of 60 s, got {horizon_s:g}")
     rows = []
     for scenario in SCENARIOS:
         results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
@@ -103,14 +106,17 @@ def markdown(rows: list[dict], horizon_s: float) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--horizon", type=float_at_least(60), default=3600.0, help="simulated seconds per scenario")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--horizon", type=float_at_least(60), default=3600.0,
+                        help="simulated seconds per scenario, a multiple of 60 (default 3600)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of both fidelities' runs (default 0)")
     parser.add_argument("--json", action="store_true", help="print (and write to --out) JSON instead of markdown")
     parser.add_argument("--out", type=output_file, default=None,
                         help="also write the report (markdown, or JSON with --json) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.horizon % 60:
+        raise UsageError(f"--horizon {args.horizon:g}: the scenarios run in 60 s intervals, so give a multiple of 60")
     rows = compare(args.horizon, args.seed)
     text = json.dumps(rows, indent=2) if args.json else markdown(rows, args.horizon)
     print(text)
