@@ -563,22 +563,36 @@ def test_help_and_render_start_without_torch(tmp_path):
 
 
 def test_choice_diagnostics_measure_what_they_say(sim):
-    """Exact predictions: no spread, no bias, ranks kept, picks as believed. Twice the runtime everywhere: no
-    spread, bias log 2, ranks kept, picks faster than believed. A constant prediction orders nothing: rho 0."""
+    """Exact predictions: no spread, no bias, slope 1, ranks kept, picks as believed. Twice the runtime everywhere:
+    no spread, bias log 2 (near the deadlines too), slope 1, ranks kept, picks faster than believed. A constant
+    prediction orders nothing (rho 0, slope 0). Halving the log-distance to the mean: slope 0.5, and the fast
+    configurations near the deadlines look slower than they are."""
     from flash_rl.fewshot.diagnose import DIAGNOSTICS, choice_diagnostics
 
     targets = np.flatnonzero(sim.measured[0])
     shots = targets[None, :2]
     truth = np.log(np.stack([sim.runtime_s[0, targets], sim.cost_usd[0, targets]], axis=-1))[None]
     exact = dict(zip(DIAGNOSTICS, choice_diagnostics(truth, shots, targets, sim, 0)[0]))
-    assert exact == pytest.approx({"error spread": 0, "bias": 0, "runtime rank rho": 1, "cost rank rho": 1,
-                                   "error at the pick": 0}, abs=1e-12)
+    assert exact == pytest.approx({"error spread": 0, "bias": 0, "runtime slope": 1, "bias near the deadlines": 0,
+                                   "runtime rank rho": 1, "cost rank rho": 1, "error at the pick": 0}, abs=1e-12)
     slow = dict(zip(DIAGNOSTICS, choice_diagnostics(truth + np.log(2), shots, targets, sim, 0)[0]))
     assert slow["error spread"] == pytest.approx(0, abs=1e-12) and slow["bias"] == pytest.approx(np.log(2))
     assert slow["runtime rank rho"] == pytest.approx(1) and -np.log(2) <= slow["error at the pick"] <= 0
+    assert slow["runtime slope"] == pytest.approx(1) and slow["bias near the deadlines"] == pytest.approx(np.log(2))
     flat = dict(zip(DIAGNOSTICS, choice_diagnostics(np.zeros_like(truth), shots, targets, sim, 0)[0]))
     unmeasured = np.log(sim.runtime_s[0, targets[2:]])
     assert flat["runtime rank rho"] == 0 and flat["error spread"] == pytest.approx(unmeasured.std())
+    assert flat["runtime slope"] == pytest.approx(0, abs=1e-12)
+    wide = int(np.argmax(np.nanmax(sim.runtime_s, axis=1) / np.nanmin(sim.runtime_s, axis=1)))  # fast and slow ones
+    targets = np.flatnonzero(sim.measured[wide])
+    log_runtime = np.log(sim.runtime_s[wide, targets])
+    unmeasured = log_runtime[2:]
+    pulled = np.stack([(log_runtime + unmeasured.mean()) / 2, np.log(sim.cost_usd[wide, targets])], axis=-1)[None]
+    shrunk = dict(zip(DIAGNOSTICS, choice_diagnostics(pulled, targets[None, :2], targets, sim, wide)[0]))
+    near = np.exp(unmeasured) <= 2 * sim.runtime_s[wide, targets].min()
+    assert shrunk["runtime slope"] == pytest.approx(0.5) and near.any()
+    expected = np.mean(unmeasured.mean() - unmeasured[near]) / 2
+    assert expected > 0 and shrunk["bias near the deadlines"] == pytest.approx(expected)
 
 
 def test_diagnose_writes_its_own_files(tmp_path, capsys):

@@ -10,6 +10,11 @@ measure                 meaning
 error spread            standard deviation over the configurations of the log runtime error (log predicted - log
                         measured): how unevenly a method errs within one app (0.1 is about +-10 %)
 bias                    mean log runtime error (> 0: the method believes the app slower than it is)
+runtime slope           least-squares slope of the log predicted on the log measured runtimes (1: the same scale;
+                        < 1: predictions pulled towards the app's typical runtime, so that its fast configurations
+                        look slower than they are and its slow ones faster)
+bias near the deadlines the bias over the configurations at most twice as slow as the app's fastest (those that can
+                        meet the loosest deadline, 2x; > 0: believed slower than they are, a safe error there)
 runtime rank rho        Spearman correlation of predicted and measured runtimes (1: the same order; 0 for a
                         prediction that is constant, which orders nothing)
 cost rank rho           the same for the estimated and the measured costs
@@ -31,7 +36,8 @@ from flash_envs.markdown import md_table
 from flash_rl.fewshot.evaluate import DEADLINE_FACTORS, pick_config
 from flash_rl.fewshot.report import METHODS, ci_cell, paired_differences, summarise
 
-DIAGNOSTICS = ("error spread", "bias", "runtime rank rho", "cost rank rho", "error at the pick")
+DIAGNOSTICS = ("error spread", "bias", "runtime slope", "bias near the deadlines", "runtime rank rho",
+               "cost rank rho", "error at the pick")
 
 
 def _rank_correlation(predicted: np.ndarray, measured: np.ndarray) -> float:
@@ -53,9 +59,12 @@ def choice_diagnostics(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndar
         est_rt = np.exp(pred_log[d, :, 0])
         est_cost = data.pricing.cost(targets, est_rt) if data.pricing is not None else np.exp(pred_log[d, :, 1])
         est_rt, est_cost = np.where(unmeasured, est_rt, runtime), np.where(unmeasured, est_cost, cost)
-        error = np.log(est_rt[unmeasured] / runtime[unmeasured])
+        log_measured = np.log(runtime[unmeasured])
+        error = np.log(est_rt[unmeasured]) - log_measured
+        near = runtime[unmeasured] <= max(DEADLINE_FACTORS) * runtime.min()
         picks = [pick_config(est_rt, est_cost, factor * runtime.min()) for factor in DEADLINE_FACTORS]
-        out.append([error.std(), error.mean(),
+        out.append([error.std(), error.mean(), np.polyfit(log_measured, error + log_measured, 1)[0],
+                    error[near].mean() if near.any() else np.nan,
                     _rank_correlation(est_rt[unmeasured], runtime[unmeasured]),
                     _rank_correlation(est_cost[unmeasured], cost[unmeasured]),
                     float(np.mean([np.log(runtime[p] / est_rt[p]) for p in picks]))])
