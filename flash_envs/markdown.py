@@ -1,7 +1,11 @@
 """The Markdown that every report and benchmark writes: tables and "estimate [95% CI]" cells."""
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
+
+#: What a CI cell shows where there was nothing to resample (one run, one app): the CI is NaN.
+NO_CI = "no CI"
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
@@ -12,7 +16,13 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[st
     return lines
 
 
-def fmt_ci(point: float, ci: Sequence[float], digits: int = 1) -> str:
-    """``"point [low, high]"`` for ``ci = (low, high)``, with ``digits`` decimals."""
+def ci_brackets(ci: Sequence[float], digits: int = 1) -> str:
+    """``"[low, high]"`` for ``ci = (low, high)``, with ``digits`` decimals; ``"[no CI]"`` where the CI is NaN."""
     low, high = ci
-    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"[{NO_CI}]" if math.isnan(low) else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def fmt_ci(point: float, ci: Sequence[float], digits: int = 1) -> str:
+    """``"point [low, high]"`` for ``ci = (low, high)``, with ``digits`` decimals (``"point [no CI]"`` where the CI is
+    NaN)."""
+    return f"{point:.{digits}f} {ci_brackets(ci, digits)}"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import platform
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flash_envs.data import DataFormatError, csv_rows
-from flash_envs.markdown import fmt_ci, md_table
+from flash_envs.fields import check_whole
+from flash_envs.markdown import ci_brackets, fmt_ci, md_table
 from flash_rl.adaptation import References, episodes_to_adapt
 from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
@@ -209,15 +211,17 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
                        "zero-shot return (norm.)", "final return (norm.)"), rows)
     r = summary["references"]
     lines += ["", f"References (means): random {r['random_return']:.2f}, expert {r['expert_return']:.2f} "
-              f"(expert source counts: {r['expert_sources']}).", "", "## Speedup", "",
-              "The first CI resamples runs (tasks x seeds, paired); the second resamples whole tasks, keeping each "
-              "task's seeds together: it is the one to read for tasks not in this set.", "",
-              *md_table(("comparison", "ratio of mean episodes-to-adapt [95% CI]", "95% CI resampling tasks",
-                         "ratio of medians"),
-                        [(f"{LABELS.get(key.split('/')[0], key.split('/')[0])} vs FLASH",
-                          fmt_ci(s["ratio_of_means"], s["ci"], digits=2),
-                          f"[{s['ci_tasks'][0]:.2f}, {s['ci_tasks'][1]:.2f}]", f"{s['ratio_of_medians']:.2f}")
-                         for key, s in summary["speedup"].items()])]
+              f"(expert source counts: {r['expert_sources']})."]
+    if summary["speedup"]:   # none without FLASH and another method
+        lines += ["", "## Speedup", "",
+                  "The first CI resamples runs (tasks x seeds, paired); the second resamples whole tasks, keeping "
+                  "each task's seeds together: it is the one to read for tasks not in this set.", "",
+                  *md_table(("comparison", "ratio of mean episodes-to-adapt [95% CI]", "95% CI resampling tasks",
+                             "ratio of medians"),
+                            [(f"{LABELS.get(key.split('/')[0], key.split('/')[0])} vs FLASH",
+                              fmt_ci(s["ratio_of_means"], s["ci"], 2), ci_brackets(s["ci_tasks"], 2),
+                              f"{s['ratio_of_medians']:.2f}")
+                             for key, s in summary["speedup"].items()])]
     sens = summary.get("threshold_sensitivity", {})
     if sens:
         methods = list(m)
@@ -228,8 +232,8 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
         for fraction, entry in sens.items():
             cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
             sp = entry.get("speedup_transfer_vs_flash")
-            sp_text = fmt_ci(sp["ratio_of_means"], sp["ci"], digits=2) if sp else "-"
-            tasks_text = f"[{sp['ci_tasks'][0]:.2f}, {sp['ci_tasks'][1]:.2f}]" if sp and "ci_tasks" in sp else "-"
+            sp_text = fmt_ci(sp["ratio_of_means"], sp["ci"], 2) if sp else "-"
+            tasks_text = ci_brackets(sp["ci_tasks"], 2) if sp and "ci_tasks" in sp else "-"
             rows.append((f"{float(fraction):.0%}", *cells, sp_text, tasks_text))
         lines += md_table(("threshold", *(m[k]["label"] for k in methods),
                            "transfer / FLASH [95% CI resampling runs]", "95% CI resampling tasks"), rows)
@@ -300,12 +304,75 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     return summary
 
 
+#: What :func:`render` reads of ``summary.json``, and of each entry of its ``methods`` and its ``references``.
+SUMMARY_KEYS = ("methods", "references", "n_test_tasks", "seeds", "phase_seconds", "total_seconds", "command",
+                "machine")
+METHOD_KEYS = ("label", "runs", "censored", "median", "median_ci", "iqm", "iqm_ci", "zero_shot_return",
+               "zero_shot_normalised", "final_return", "final_normalised")
+REFERENCE_KEYS = ("random_return", "expert_return", "expert_sources", "heuristics")
+
+Run = tuple[str, str, int]   # an adaptation run: method, task, seed
+
+
+def _lacking(entry: Any, keys: tuple[str, ...]) -> list[str]:
+    """The ``keys`` that ``entry`` (any JSON value) lacks: all of them if it is not an object."""
+    return [key for key in keys if key not in entry] if isinstance(entry, dict) else list(keys)
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A reproduction's ``summary.json``, checked to hold what :func:`render` reads (a :class:`DataFormatError`
+    naming ``path`` otherwise)."""
+    summary = json.loads(path.read_text())
+
+    def fail(problem: str) -> DataFormatError:
+        return DataFormatError(f"{path}: {problem}; it is not a summary.json that flash reproduce wrote")
+
+    if lacking := _lacking(summary, SUMMARY_KEYS):
+        raise fail(f"it lacks {', '.join(lacking)}")
+    if not isinstance(summary["methods"], dict) or not summary["methods"]:
+        raise fail("methods must map each method to its statistics")
+    parts = {f"methods.{m}": (stats, METHOD_KEYS) for m, stats in summary["methods"].items()}
+    for name, (part, keys) in {**parts, "references": (summary["references"], REFERENCE_KEYS)}.items():
+        if lacking := _lacking(part, keys):
+            raise fail(f"{name} lacks {', '.join(lacking)}")
+    for key in ("n_test_tasks", "seeds"):
+        try:
+            check_whole(key, summary[key], 1)
+        except (TypeError, ValueError) as err:
+            raise fail(str(err)) from None
+    sensitivity = summary.get("threshold_sensitivity", {})
+    if not isinstance(sensitivity, dict) or any(_lacking(entry, ("methods",)) for entry in sensitivity.values()):
+        raise fail("threshold_sensitivity must map each threshold to its methods' episodes-to-adapt")
+    return summary
+
+
+def _some(items: list[Any]) -> str:
+    """The first of ``items``, for an error message."""
+    return f"{items[:3]}{' ...' if len(items) > 3 else ''}"
+
+
+def _check_runs(path: Path, found: Counter[Run], expected: set[Run], unit: str) -> None:
+    """Refuse (:class:`DataFormatError` naming ``path``) a file whose runs are not the ``expected`` ones, each with one
+    ``unit`` (its row, or its curve)."""
+    if missing := sorted(expected - set(found)):
+        raise DataFormatError(f"{path}: no {unit} for the run(s) (method, task, seed) {_some(missing)}, which "
+                              "summary.json lists")
+    if extra := sorted(set(found) - expected):
+        raise DataFormatError(f"{path}: {unit}s for run(s) (method, task, seed) {_some(extra)} that summary.json "
+                              "does not list")
+    if repeated := sorted(run for run, n in found.items() if n > 1):
+        raise DataFormatError(f"{path}: more than one {unit} for the run(s) (method, task, seed) {_some(repeated)}")
+
+
 def render(out_dir: Path) -> None:
     """Rewrite the plots, the speedup and threshold-sensitivity sections of ``summary.json`` and ``results.md`` of a
     finished reproduction folder from its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
     ``references.csv`` and ``summary.json`` (after a change of the plots or of the speedup statistics; nothing is
-    trained or run, and the other numbers are kept). The sensitivity's episodes-to-adapt are recomputed from the
-    CSVs' 4-decimal returns and must match the saved ones, or this raises."""
+    trained or run, and the other numbers are kept). The files must agree: every run that ``summary.json`` counts (its
+    methods x its ``n_test_tasks`` tasks x its seeds) has one row in ``episodes_to_adapt.csv`` and its whole curve in
+    ``curves.csv``, and no other run is there, or a :class:`DataFormatError` names the file and the runs. The
+    sensitivity's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved ones, or
+    this raises."""
     out_dir = Path(out_dir)
     needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
                                     "references.csv")]
@@ -313,28 +380,45 @@ def render(out_dir: Path) -> None:
     if missing:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
     cfg = load_config(needed[0], check_agents=False)   # the run that wrote it checked its agents
-    runs: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = {}      # normalised, for the plots
-    records: dict[tuple[str, str, int, int], dict[str, Any]] = {}             # raw, for the sensitivity
+    summary = _read_summary(needed[3])
+    # per run: raw returns (``curve``) for the sensitivity, normalised ones for the plots
+    records: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     for _, r in csv_rows(needed[1], ("method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return")):
-        runs.setdefault(r["method"], {}).setdefault((r["task"], r["seed"]), []).append(
-            (int(r["episodes"]), float(r["normalised_return"])))
         key = (r["method"], r["task"], int(r["seed"]), int(r["eval_seed"]))
-        records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[]))["curve"].append(
-            (int(r["episodes"]), float(r["return"])))
-    curves = {m: ([e for e, _ in next(iter(by_run.values()))], np.array([[v for _, v in c] for c in by_run.values()]))
-              for m, by_run in runs.items()}
+        rec = records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[], normalised=[]))
+        rec["curve"].append((int(r["episodes"]), float(r["return"])))
+        rec["normalised"].append(float(r["normalised_return"]))
     rows = [r for _, r in csv_rows(needed[2], ("method", "task", "seed", "episodes"))]
-    summary = json.loads(needed[3].read_text())
+    row_runs = Counter((r["method"], r["task"], int(r["seed"])) for r in rows)
+    curve_runs = Counter(key[:3] for key in records)
+    tasks = sorted({task for _, task, _ in [*row_runs, *curve_runs]})
+    if len(tasks) != summary["n_test_tasks"]:
+        raise DataFormatError(f"{needed[1]} and {needed[2]} hold {len(tasks)} held-out task(s) between them, where "
+                              f"{needed[3]} says n_test_tasks {summary['n_test_tasks']}")
+    expected = {(m, task, seed) for m in summary["methods"] for task in tasks for seed in range(int(summary["seeds"]))}
+    _check_runs(needed[2], row_runs, expected, "row")
+    _check_runs(needed[1], curve_runs, expected, "curve")
+    a = cfg.adaptation   # the evaluations every curve has, as Flash.adapt and MAML.adapt make them
+    schedule = [e for e in range(a.budget + 1) if e % a.eval_every == 0 or e == a.budget]
+    for key, rec in records.items():
+        if (episodes := [e for e, _ in rec["curve"]]) != schedule:
+            missing_episodes = sorted(set(schedule) - set(episodes))
+            problem = (f"lacks the evaluation(s) after {missing_episodes} fine-tuning episode(s)" if missing_episodes
+                       else f"has evaluations after {episodes} fine-tuning episodes, not {schedule}")
+            raise DataFormatError(f"{needed[1]}: the curve of the run (method, task, seed) {key[:3]} {problem} "
+                                  f"(config.yaml: budget {a.budget}, eval_every {a.eval_every})")
+    curves = {m: (schedule, np.array([rec["normalised"] for rec in records.values() if rec["method"] == m]))
+              for m in summary["methods"]}
     summary["speedup"] = speedup_summary(rows)
     refs = {(r["task"], int(r["eval_seed"])): References(r["task"], int(r["eval_seed"]), float(r["random"]),
                                                          float(r["expert"]), r["expert_source"])
             for _, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source"))}
     unscored = sorted({(r["task"], r["eval_seed"]) for r in records.values()} - set(refs))
     if unscored:
-        raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {unscored[:3]}"
-                              f"{' ...' if len(unscored) > 3 else ''}, which curves.csv has")
+        raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {_some(unscored)}, "
+                              "which curves.csv has")
     saved = summary.get("threshold_sensitivity", {})
-    redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], cfg.adaptation.budget)
+    redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], a.budget)
     for fraction, entry in saved.items():
         if redone[fraction]["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
             raise ValueError(f"{out_dir}: the {fraction} threshold's episodes-to-adapt from curves.csv differ from "

@@ -606,3 +606,58 @@ def test_diagnose_writes_its_own_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["config-eval", "--render", str(tmp_path), "--diagnose"])
     assert "--diagnose trains and predicts anew" in capsys.readouterr().err
+
+
+def test_render_refuses_an_unknown_cost_and_values_that_are_not_finite(tmp_path, capsys):
+    """A NaN or infinite per-app value is refused like null or text (it gave NaN CIs), an unknown ``cost`` by name
+    (it gave a KeyError)."""
+    summary = tmp_path / "summary.json"
+    per_app = {"1": {m: {"a": [10.0, 11.0, 5.0, 0.0], "b": [20.0, 19.0, 7.0, 0.0]} for m in METHODS}}
+    nan, inf = [float("nan"), 1.0, 1.0, 0.0], [1.0, float("inf"), 1.0, 0.0]
+    broken = {
+        json.dumps({**_report(per_app), "cost": "guessed"}):
+            "unknown cost 'guessed'; expected one of priced, predicted",
+        json.dumps(_report({"1": {**per_app["1"], "FLASH": {"a": nan, "b": [1.0] * 4}}})):
+            "per_app K=1, FLASH, a: expected 4 numbers (runtime MAPE (%), cost MAPE (%), regret (%), deadline misses "
+            "(%)), each finite, got [nan, 1.0, 1.0, 0.0]",
+        json.dumps(_report({"1": {**per_app["1"], "nearest config": {"a": [1.0] * 4, "b": inf}}})):
+            "per_app K=1, nearest config, b: expected 4 numbers",
+    }
+    for text, message in broken.items():
+        summary.write_text(text)
+        assert main(["config-eval", "--render", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"flash: error: --render: {summary}: ") and message in err and err.count("\n") == 1
+        assert not (tmp_path / "table.md").exists()
+
+
+def test_a_clash_with_the_default_train_file_names_that_file(tmp_path, monkeypatch, capsys, no_training):
+    """Without --train the shared file trains the models: the error names it, not "--train None"."""
+    monkeypatch.setenv("FLASH_DATA_DIR", str(tmp_path))
+    (tmp_path / "ibm_multicloud").mkdir()
+    default = tmp_path / "ibm_multicloud" / "multi-cloud-configuration.csv"
+    _ibm_csv(default, ["w1", "w2", "w3"])
+    test = _ibm_csv(tmp_path / "test.csv", ["w3", "w4"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["config-eval", "--test", test, *SMOKE])
+    assert exit_info.value.code == 2
+    assert f"error: --train {default} and --test {test}: 1 app(s) both in training and held out: ['w3']" \
+           in capsys.readouterr().err
+
+
+def test_render_refuses_the_options_of_a_run(tmp_path, capsys):
+    """``--render`` trains and evaluates nothing, so an option of a run is a usage error (reference.md: an option that
+    does not apply is not silently ignored); --json and --no-progress still go with it."""
+    per_app = {"1": {m: {"a": [10.0, 11.0, 5.0, 0.0], "b": [20.0, 19.0, 7.0, 0.0]} for m in METHODS}}
+    (tmp_path / "summary.json").write_text(json.dumps(_report(per_app)))
+    for options, dropped in ((["--shots", "2"], "--shots"), (["--train", "x.csv", "--seeds", "2", "--jobs", "9"],
+                                                            "--train, --seeds, --jobs"),
+                             (["--dataset", "chunkfunc", "--cost", "predicted"], "--dataset, --cost")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["config-eval", "--render", str(tmp_path), *options])
+        assert exit_info.value.code == 2
+        assert (f"error: --render only re-summarises the per-app values stored in {tmp_path}/summary.json; "
+                f"drop {dropped}\n") in capsys.readouterr().err
+        assert not (tmp_path / "table.md").exists()
+    assert main(["config-eval", "--render", str(tmp_path), "--json", "--no-progress"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["1"]) == set(METHODS)

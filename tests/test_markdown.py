@@ -14,3 +14,4 @@ def test_md_table_lines():
 def test_fmt_ci_rounds_each_number():
     assert fmt_ci(1.06, (0.804, 1.449)) == "1.1 [0.8, 1.4]"
     assert fmt_ci(1.06, [0.804, 1.449], digits=2) == "1.06 [0.80, 1.45]"
+    assert fmt_ci(1.06, (float("nan"), float("nan")), digits=2) == "1.06 [no CI]"   # one run: nothing to resample

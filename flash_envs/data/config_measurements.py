@@ -13,7 +13,8 @@ Three sources load into :class:`ConfigMeasurements`:
   memory size (:mod:`flash_envs.sim.serverless`).
 
 Every loader validates the schema and raises :class:`~flash_envs.data.DataFormatError` (a ``ValueError``) naming
-file, line, column and value. What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
+file, line, column and value. A failed run is dropped before its other fields are read, whatever they hold (its
+runtime and cost are often blank). What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
 Repeated measurements of the same (application, configuration) are merged by their geometric mean.
 
 Where the data's cost is a price list applied to the runtime, ``ConfigMeasurements.pricing`` says so, so that a
@@ -204,6 +205,9 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
     provider_columns = {p: [c for c in IBM_CATEGORIES if c.startswith(f"{p}_")] for p in IBM_CATEGORIES["provider"]}
     for line, row in csv_rows(path, IBM_COLUMNS):
         table.counts["rows read"] += 1
+        if row["status"] != "ok":
+            table.counts["dropped: failed run (status != ok)"] += 1
+            continue
         provider = row["provider"]
         if provider not in IBM_CATEGORIES["provider"]:
             raise DataFormatError(f"{path}:{line}: column 'provider': unknown provider {provider!r}; "
@@ -223,9 +227,6 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
             raise DataFormatError(f"{path}:{line}: column 'workload': empty workload id")
         runtime = csv_number(path, line, "target_runtime", row["target_runtime"], positive=True)
         cost = csv_number(path, line, "target_cost", row["target_cost"], positive=True)
-        if row["status"] != "ok":
-            table.counts["dropped: failed run (status != ok)"] += 1
-            continue
         config = "/".join([provider, *(f"{c}={row[c]}" for c in provider_columns[provider]), f"nodes={nodes}"])
         table.add(row["workload"], config, ibm_features(row), runtime, cost)
     data = table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
@@ -248,6 +249,9 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
     memory_of: dict[str, float] = {}
     for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
+        if row["deployment_status"] != "DeploymentSuccess" or row["status_code"] != "200":
+            table.counts["dropped: failed run (deployment or HTTP status)"] += 1
+            continue
         platform = row["platform"]
         if platform not in CHUNKFUNC_PLATFORMS:
             raise DataFormatError(f"{path}:{line}: column 'platform': unknown platform {platform!r}; "
@@ -260,9 +264,6 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
                           positive=platform != "aws_lambda")
         if platforms is not None and platform not in platforms:
             table.counts[f"skipped: platform {platform}"] += 1
-            continue
-        if row["deployment_status"] != "DeploymentSuccess" or row["status_code"] != "200":
-            table.counts["dropped: failed run (deployment or HTTP status)"] += 1
             continue
         if platform == "aws_lambda":
             cost = float(invocation_cost(memory, runtime))

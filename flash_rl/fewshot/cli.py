@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -50,6 +51,8 @@ HOLD_OUT_GROUPS = {
 #: Fewest training workloads every method can be fitted on (matrix completion learns how workloads differ: their
 #: factors' spread).
 MIN_TRAIN_APPS = 2
+#: The options that apply to ``--render`` (argument names): the others train or evaluate.
+RENDER_OPTIONS = ("render", "json", "no_progress")
 #: What a report of ``--out`` holds that ``--render`` reads.
 REPORT_KEYS = ("dataset", "hold_out", "train", "test", "splits", "seeds", "train_config", "per_app")
 
@@ -106,12 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
                              "values an earlier run stored there, and rewrite DIR/table.md and DIR/summary.png (e.g. "
                              "after a change of the table layout or a new derived metric); trains and evaluates "
-                             "nothing")
+                             "nothing, so it takes no other option but --json and --no-progress")
 
 
-def _load(dataset: str, path: str | None, platform: str) -> ConfigMeasurements:
-    csv = path or dataset_path(*DEFAULT_FILES[dataset])
-    return load_ibm_multicloud(csv) if dataset == "ibm" else load_chunkfunc(csv, [platform])
+def _load(dataset: str, path: str | Path, platform: str) -> ConfigMeasurements:
+    return load_ibm_multicloud(path) if dataset == "ibm" else load_chunkfunc(path, [platform])
 
 
 def _reject_inapplicable_options(args: argparse.Namespace) -> None:
@@ -161,7 +163,8 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         return [Split("held-out functions", data.select_apps(data.apps[:n_train]),
                       data.select_apps(data.apps[n_held_in:]))]
     platform = args.platform or DEFAULT_PLATFORM
-    train = _load(args.dataset, args.train, platform)
+    train_path = args.train or dataset_path(*DEFAULT_FILES[args.dataset])
+    train = _load(args.dataset, train_path, platform)
     if args.hold_out in HOLD_OUT_GROUPS:   # chunkfunc apps are platform/function/input, IBM's dataset-algorithm
         groups = _hold_out_groups(train, args.hold_out)
         return group_folds(train, groups.__getitem__)
@@ -170,7 +173,7 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         try:
             return [Split("train file -> test file", train, test)]
         except ValueError as err:   # the two files share workloads
-            raise UsageError(f"--train {args.train} and --test {args.test}: {err}") from None
+            raise UsageError(f"--train {train_path} and --test {args.test}: {err}") from None
     folds = args.folds or DEFAULT_FOLDS
     if folds > len(train.apps):
         raise UsageError(f"--folds {folds}: {train.source} has only {len(train.apps)} workloads")
@@ -308,6 +311,9 @@ def _check_report(report: Any, path: Path) -> None:   # any JSON value; checked 
         raise DataFormatError(f"--render: {path}: splits must be a list of {{name, train_apps, test_apps}}")
     if report["hold_out"] not in ("workload", *HOLD_OUT_GROUPS):
         raise DataFormatError(f"--render: {path}: unknown hold_out {report['hold_out']!r}")
+    if report.get("cost", "predicted") not in COST_TITLES:
+        raise DataFormatError(f"--render: {path}: unknown cost {report['cost']!r}; expected one of "
+                              f"{', '.join(COST_TITLES)}")
     if not isinstance(train_config, dict) or not is_real_number(train_config.get("val_fraction")):
         raise DataFormatError(f"--render: {path}: train_config must give the val_fraction")
 
@@ -330,9 +336,9 @@ def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str
                 raise fail(f"K={k}, {method}: must map the same held-out apps as FLASH to their values")
             for app, row in values.items():
                 if (not isinstance(row, list) or len(row) not in (len(METRICS) - 1, len(METRICS))
-                        or not all(is_real_number(v) for v in row)):
+                        or not all(is_real_number(v) and math.isfinite(v) for v in row)):
                     raise fail(f"K={k}, {method}, {app}: expected {len(METRICS)} numbers ({', '.join(METRICS)}), "
-                               f"got {row!r}")
+                               f"each finite, got {row!r}")
         out[int(k)] = {m: {a: np.asarray(v) for a, v in values.items()} for m, values in methods.items()}
     n_metrics = {len(row) for methods in out.values() for values in methods.values() for row in values.values()}
     if len(n_metrics) > 1:
@@ -340,11 +346,25 @@ def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.render and args.out:
+def _reject_options_with_render(args: argparse.Namespace) -> None:
+    """``--render`` trains and evaluates nothing: an option other than :data:`RENDER_OPTIONS` given a value other
+    than its default is a usage error, not a silent no-op."""
+    if args.out:
         raise UsageError("--render rewrites the files in its own folder; drop --out")
-    if args.render and args.diagnose:
+    if args.diagnose:
         raise UsageError("--diagnose trains and predicts anew; it cannot --render a folder")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    given = [f"--{dest.replace('_', '-')}" for dest, default in vars(parser.parse_args([])).items()
+             if dest not in RENDER_OPTIONS and getattr(args, dest) != default]
+    if given:
+        raise UsageError(f"--render only re-summarises the per-app values stored in {args.render}/summary.json; "
+                         f"drop {', '.join(given)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.render:
+        _reject_options_with_render(args)
     report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     if args.diagnose:   # the same predictions, measured (diagnose.py) instead of scored

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 
-from flash_envs.markdown import fmt_ci, md_table
+from flash_envs.markdown import NO_CI, fmt_ci, md_table
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci
 
 METHODS = ("FLASH", "FLASH + fine-tuning", "base learner", "fine-tuned (transfer)", "matrix completion",
@@ -89,13 +89,9 @@ def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> l
 
 
 #: What a cell shows in place of a CI that is NaN (a single held-out application or group: nothing to resample).
-NO_CI = "no CI"
-
-
 def ci_cell(s: dict[str, float], digits: int = 1) -> str:
     """A table cell for a summary entry (``mean``, ``low``, ``high``): ``mean [low, high]``, or ``mean [no CI]``."""
-    mean = f"{s['mean']:.{digits}f}"
-    return f"{mean} [{NO_CI}]" if math.isnan(s["low"]) else fmt_ci(s["mean"], (s["low"], s["high"]), digits)
+    return fmt_ci(s["mean"], (s["low"], s["high"]), digits)
 
 
 def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metrics: list[str]) -> str:

@@ -1,0 +1,122 @@
+"""``flash reproduce --render``: a folder whose files disagree, or whose summary.json is not one, is a one-line error
+naming the file; tables of one run, or without a speedup to show, are written without NaN or empty sections."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flash_rl.adaptation import References
+from flash_rl.cases import CONFIG_DIR
+from flash_rl.cli import main
+from flash_rl.config import load_config, save_config
+from flash_rl.report import render, write_report
+
+QUICK_RESULTS = Path(__file__).parents[1] / "results" / "autoscaling" / "quick"
+
+
+def _edit(path: Path, edit) -> None:
+    path.write_text(edit(path.read_text()))
+
+
+def _drop_lines(path: Path, drop) -> None:
+    _edit(path, lambda text: "".join(line for line in text.splitlines(keepends=True) if not drop(line)))
+
+
+def _edit_summary(folder: Path, edit) -> None:
+    summary = json.loads((folder / "summary.json").read_text())
+    edit(summary)
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: _drop_lines(d / "episodes_to_adapt.csv", lambda line: line.startswith("transfer,")),
+     "episodes_to_adapt.csv: no row for the run(s) (method, task, seed) [('transfer', 'task-24', 0), "
+     "('transfer', 'task-24', 1), ('transfer', 'task-25', 0)] ..., which summary.json lists"),
+    (lambda d: _drop_lines(d / "curves.csv", lambda line: line.startswith("flash,task-24,0,10000,3,")),
+     "curves.csv: the curve of the run (method, task, seed) ('flash', 'task-24', 0) lacks the evaluation(s) after "
+     "[3] fine-tuning episode(s) (config.yaml: budget 15, eval_every 1)"),
+    (lambda d: _drop_lines(d / "curves.csv", lambda line: line.startswith("maml,task-25,1,")),
+     "curves.csv: no curve for the run(s) (method, task, seed) [('maml', 'task-25', 1)], which summary.json lists"),
+    (lambda d: _edit(d / "episodes_to_adapt.csv", lambda text: text + text.splitlines()[1].replace("flash", "mine")),
+     "episodes_to_adapt.csv: rows for run(s) (method, task, seed) [('mine', 'task-24', 0)] that summary.json does "
+     "not list"),
+    (lambda d: _edit(d / "episodes_to_adapt.csv", lambda text: text + text.splitlines()[1]),
+     "episodes_to_adapt.csv: more than one row for the run(s) (method, task, seed) [('flash', 'task-24', 0)]"),
+    (lambda d: _edit_summary(d, lambda s: s.update(seeds=3)),
+     "episodes_to_adapt.csv: no row for the run(s) (method, task, seed) [('flash', 'task-24', 2)"),
+    (lambda d: _edit_summary(d, lambda s: s["methods"].pop("maml")),
+     "episodes_to_adapt.csv: rows for run(s) (method, task, seed) [('maml', 'task-24', 0)"),
+    (lambda d: _edit_summary(d, lambda s: s.update(n_test_tasks=5)),
+     "curves.csv and {d}/episodes_to_adapt.csv hold 4 held-out task(s) between them, where {d}/summary.json says "
+     "n_test_tasks 5"),
+])
+def test_render_refuses_files_that_disagree_with_each_other(tmp_path, capsys, damage, message):
+    """Every run summary.json counts (methods x tasks x seeds) must have its row in episodes_to_adapt.csv and its
+    whole curve in curves.csv: a missing one used to drop its speedup row from results.md in silence, or fail in
+    numpy without naming the file."""
+    folder = tmp_path / "quick"
+    shutil.copytree(QUICK_RESULTS, folder)
+    damage(folder)
+    written = {name: (folder / name).read_bytes() for name in ("results.md", "summary.json")}
+    assert main(["reproduce", "--render", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{folder}/{message.format(d=folder)}" in err
+    assert {name: (folder / name).read_bytes() for name in written} == written     # nothing rewritten
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{}", "it lacks methods, references, n_test_tasks, seeds, phase_seconds, total_seconds, command, machine"),
+    ("[1, 2]", "it lacks methods, references"),
+    ("null", "it lacks methods, references"),
+    (lambda s: s.pop("methods"), "it lacks methods;"),
+    (lambda s: s.update(methods=[]), "methods must map each method to its statistics"),
+    (lambda s: s["methods"].update(flash=1), "methods.flash lacks label, runs, censored"),
+    (lambda s: s["references"].pop("heuristics"), "references lacks heuristics"),
+    (lambda s: s.update(seeds="2"), "seeds must be a whole number, got '2'"),
+    (lambda s: s.update(threshold_sensitivity=[]), "threshold_sensitivity must map each threshold"),
+])
+def test_render_refuses_a_summary_that_reproduce_did_not_write(tmp_path, capsys, content, problem):
+    folder = tmp_path / "quick"
+    shutil.copytree(QUICK_RESULTS, folder)
+    if callable(content):
+        _edit_summary(folder, content)
+    else:
+        (folder / "summary.json").write_text(content)
+    assert main(["reproduce", "--render", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{folder}/summary.json: {problem}" in err and "not a summary.json that flash reproduce wrote" in err
+
+
+def _write_one_run(out: Path, methods: list[str]) -> str:
+    """A reproduction folder of one held-out task x one seed of ``methods`` (toy curves); returns its results.md."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=1"], check_agents=False)
+    budget = cfg.adaptation.budget
+    refs = {("t", 10000): References("t", 10000, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})}
+    records = [{"method": m, "task": "t", "seed": 0, "eval_seed": 10000,
+                "curve": [(e, min(10.0, 2.0 * (e + i))) for e in range(budget + 1)]} for i, m in enumerate(methods)]
+    out.mkdir()
+    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, out / "config.yaml")
+    return (out / "results.md").read_text()
+
+
+def test_one_run_shows_no_ci_and_a_lone_method_no_speedup_section(tmp_path):
+    """One run gives nothing to resample: its CIs print as [no CI] (as config-eval's do), not [nan, nan]; without
+    FLASH and another method there is no speedup, and no empty Speedup table."""
+    table = _write_one_run(tmp_path / "pair", ["flash", "transfer"])
+    assert "nan" not in table.lower()
+    assert "| FLASH | 6.0 [no CI] | 6.0 [no CI] | 0/1 |" in table
+    assert "| transfer learning vs FLASH | 0.83 [no CI] | [no CI] | 0.83 |" in table
+    assert "| 90% | 6.0 (0) | 5.0 (0) | 0.83 [no CI] | [no CI] |" in table
+    lone = _write_one_run(tmp_path / "lone", ["flash"])
+    assert "## Speedup" not in lone and "vs FLASH" not in lone and "## Threshold sensitivity" in lone
+    for folder, text in ((tmp_path / "pair", table), (tmp_path / "lone", lone)):   # render writes the same
+        summary = (folder / "summary.json").read_bytes()
+        render(folder)
+        assert (folder / "results.md").read_text() == text and (folder / "summary.json").read_bytes() == summary
