@@ -68,28 +68,35 @@ def fraction(text: str) -> float:
     return value
 
 
-def _creatable(path: Path) -> None:
-    """Raise unless the folders missing above ``path`` can be made: its nearest existing ancestor is a folder."""
+def _writable(path: Path) -> None:
+    """Raise unless ``path`` can be written: its nearest existing ancestor is a folder this process may write in
+    (to make the folders missing above ``path``, or ``path`` itself), and ``path``, if it exists, may be written."""
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: {ancestor} is a file, so no folder can be made under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{path}: no permission to write in {ancestor}")
+    if path.exists() and not os.access(path, os.W_OK | os.X_OK if path.is_dir() else os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path}: no permission to write {'in it' if path.is_dir() else 'to it'}")
 
 
 def output_file(text: str) -> Path:
-    """An argparse type: a file to write, checked before any work (not a folder; its folder exists or can be made)."""
+    """An argparse type: a file to write, checked before any work (not a folder; its folder exists or can be made,
+    and may be written in)."""
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    _creatable(path)
+    _writable(path)
     return path
 
 
 def output_dir(text: str) -> Path:
-    """An argparse type: a folder to write into, checked before any work (not a file; it exists or can be made)."""
+    """An argparse type: a folder to write into, checked before any work (not a file; it exists or can be made, and
+    may be written in)."""
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
-    _creatable(path)
+    _writable(path)
     return path

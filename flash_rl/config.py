@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import numbers
 import re
 import typing
 import warnings
@@ -182,7 +183,8 @@ def _type_name(annotation: Any) -> str:
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
+        where = f"config key {prefix.rstrip('.')}" if prefix else "a config"
+        raise ConfigError(f"{where} must be a mapping of keys, got {type(data).__name__} {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -252,13 +254,16 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config file as a dict, with ``inherit:`` resolved."""
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a dict, with ``inherit:`` resolved (``_chain``: the files that inherit from it, in order)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
-    if path.resolve() in _seen:
-        raise ConfigError(f"config file {path} inherits from itself")
+    resolved = [p.resolve() for p in _chain]
+    if path.resolve() in resolved:
+        cycle = [*_chain[resolved.index(path.resolve()):], path]
+        raise ConfigError(f"config file {path} inherits from itself" if len(cycle) == 2 else
+                          f"config files inherit in a cycle: {' -> '.join(map(str, cycle))}")
     try:
         data = exponent_numbers(yaml.safe_load(path.read_text()) or {})
     except UnicodeDecodeError:
@@ -268,8 +273,10 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     parent = data.pop("inherit", None)
+    if parent is not None and not (isinstance(parent, str) and parent):
+        raise ConfigError(f"{path}: inherit must be a file name (a path relative to {path.name}), got {parent!r}")
     if parent:
-        data = _merge_layer(read_yaml(path.parent / parent, _seen + (path.resolve(),)), data)
+        data = _merge_layer(read_yaml(path.parent / parent, _chain + (path,)), data)
     return data
 
 
@@ -340,11 +347,13 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
 
 def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
     """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
-    discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder, algorithm or agent
-    kwargs; layer sizes that are not positive ints; an unknown case, or one whose env is not ``env.id``; unknown
-    methods, or methods that cannot act in the env's action space; an unknown trace-gap policy or a missing trace
-    file. Builds the env once to check it. ``check_agents=False`` skips what needs torch and SB3 (the encoder, the
-    algorithms and their kwargs, which methods can act in the env), for a config only read, never trained with."""
+    discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder or algorithm, or
+    agent kwargs it does not take or cannot be built with (:func:`flash_rl.flash.check_agent`); layer sizes that are
+    not a non-empty list of positive ints; an unknown case, or one whose env is not ``env.id``; unknown methods, or
+    methods that cannot act in the env's action space; an unknown trace-gap policy, or a trace that is not the path
+    of an existing file. Builds the env once to check it. ``check_agents=False`` skips what needs torch and SB3 (the
+    encoder, the algorithms and their kwargs, which methods can act in the env), for a config only read, never
+    trained with."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
@@ -373,14 +382,24 @@ def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
         env.close()
 
 
+def check_layer_sizes(sizes: Any, name: str) -> list[int]:
+    """``sizes`` (the hidden layers of a network) as a list of ints if it is a non-empty list or tuple of positive
+    whole numbers, else a :class:`ConfigError` (a ValueError) naming ``name``: the one check of ``flash.net_arch``,
+    ``transfer.net_arch`` and ``maml.hidden``, in a config and in the :class:`~flash_rl.flash.Flash` and
+    :class:`~flash_rl.maml.MAML` APIs."""
+    if not (isinstance(sizes, (list, tuple)) and sizes and all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+        raise ConfigError(f"{name} must be a list of positive ints (one per hidden layer, at least one), got {sizes!r}")
+    return [int(n) for n in sizes]
+
+
 def _check_settings(cfg: ExperimentConfig) -> None:
     """The part of :func:`validate` after the env was built that needs neither the env nor torch."""
     for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
-        if not isinstance(value, (int, float)) or not 0 < value <= 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ConfigError(f"config keys adaptation.threshold / extra_thresholds must be in (0, 1], got {value!r}")
     for key in ("flash.net_arch", "transfer.net_arch", "maml.hidden"):
-        if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in _get(cfg, key)):
-            raise ConfigError(f"config key {key} must be a list of positive ints, got {_get(cfg, key)}")
+        check_layer_sizes(_get(cfg, key), f"config key {key}")
     from flash_rl.cases import CASES
 
     if cfg.case not in CASES:
@@ -390,7 +409,7 @@ def _check_settings(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"config key case: case {cfg.case!r} runs {case_env}, but env.id is {cfg.env.id}; name the "
                           f"case of this env in the config file (case: ...) or with --set case=...")
     known = {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
-    bad = [m for m in cfg.adaptation.methods if m not in known]
+    bad = [m for m in cfg.adaptation.methods if not isinstance(m, str) or m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
     from flash_envs.data.trace_csv import GAP_POLICIES, VALUE_KINDS
@@ -401,6 +420,9 @@ def _check_settings(cfg: ExperimentConfig) -> None:
     if cfg.tasks.trace_gaps not in GAP_POLICIES:
         raise ConfigError(f"config key tasks.trace_gaps must be one of {GAP_POLICIES}, got {cfg.tasks.trace_gaps!r}")
     for trace in cfg.tasks.test_traces:
+        if not isinstance(trace, str):
+            raise ConfigError(f"config key tasks.test_traces must be a list of CSV file paths, got {trace!r} in "
+                              f"{cfg.tasks.test_traces}")
         if not Path(trace).exists():
             raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
 
@@ -413,7 +435,7 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
 
     from flash_rl.context import CONTEXT_ACTION_SPACES
     from flash_rl.encoder import ENCODERS
-    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent_kwargs, episode_steps_of
+    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent, episode_steps_of
     from flash_rl.maml import MAML_ACTION_SPACES
 
     if cfg.flash.encoder not in ENCODERS:
@@ -423,12 +445,15 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
         agent: AgentConfig = getattr(cfg, section)
         try:
             cls = algorithm(agent.algo)
-            check_agent_kwargs(cls, agent.agent_kwargs, f"config key {section}.agent_kwargs")
-            check_agent_kwargs(cls, agent.adapt_kwargs, f"config key {section}.adapt_kwargs")
+        except ValueError as err:
+            raise ConfigError(f"config key {section}.algo: {err}") from err
+        try:
+            check_agent(cls, agent.agent_kwargs, agent.adapt_kwargs, cfg.env.id, cfg.env.kwargs, agent.n_envs,
+                        f"config key {section}.")
             check_adaptation_kwargs(cls, {**agent.agent_kwargs, **agent.adapt_kwargs}, episode_steps,
                                     f"config key {section}.adapt_kwargs")
         except ValueError as err:
-            raise ConfigError(str(err) if "config key" in str(err) else f"config key {section}.algo: {err}") from err
+            raise ConfigError(str(err)) from err
     acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
                "maml": MAML_ACTION_SPACES}
     unfit = [m for m in cfg.adaptation.methods if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]

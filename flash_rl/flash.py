@@ -28,6 +28,8 @@ import inspect
 import json
 import math
 import sys
+import types
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -47,6 +49,7 @@ import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
 from flash_envs.fields import check_number
 from flash_rl.atomic_files import atomic_write, atomic_write_text
+from flash_rl.config import check_layer_sizes
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_rl.progress import tqdm_bar
@@ -93,21 +96,92 @@ AGENT_KWARG_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 
 
+def _savable(value: Any) -> bool:
+    """Whether ``value`` is written to JSON and read back unchanged (as :meth:`Flash.save` and checkpoints keep an
+    agent's settings): a number, string, bool or None, or a list or string-keyed mapping of such values."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _savable(v) for key, v in value.items())
+    if isinstance(value, list):
+        return all(_savable(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` (one :func:`_savable` accepts) has a type a constructor parameter's ``annotation`` allows. An
+    annotation this does not read (none, ``Any``, a string, ``Literal``, ...) takes any value."""
+    if annotation in (inspect.Parameter.empty, Any):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(value, member) for member in typing.get_args(annotation))
+    if annotation in (int, float):  # a bool is no number here; an int is a float
+        return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
+    kind = typing.get_origin(annotation) or annotation
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _annotation_text(annotation: Any) -> str:
+    """``annotation`` as written in the code (``int``, ``float | Callable[[float], float]``)."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("collections.abc.", "").replace("typing.", "")
+
+
 def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], where: str = "agent_kwargs") -> None:
-    """Fail early, with the offending names, on keyword arguments the algorithm does not take, and on numbers out of
-    :data:`AGENT_KWARG_RANGES`."""
+    """Fail early, with the offending names, on keyword arguments the algorithm does not take, values that cannot be
+    saved with the agent (see :func:`_savable`), values of another type than the algorithm's signature annotates, and
+    numbers out of :data:`AGENT_KWARG_RANGES`."""
     params = inspect.signature(agent_cls.__init__).parameters
     reserved = {"policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device"}
-    bad = sorted(k for k in kwargs if k not in params or k in reserved)
+    bad = sorted((k for k in kwargs if k not in params or k in reserved), key=str)
     if bad:
         hint = (" (YAML reads {a:1} as the key 'a:1': write {a: 1}, with a space after the colon)"
-                if any(":" in k for k in bad) else "")
+                if any(":" in str(k) for k in bad) else "")
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
                          f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})}){hint}")
     for name, value in kwargs.items():
+        if not _savable(value):
+            schedule = "; SB3 has no such form of a schedule: give a constant" if callable(value) else ""
+            raise ValueError(f"{where}: {name}={value!r} cannot be saved with the agent: give a number, string, bool "
+                             f"or None, or a list or string-keyed mapping of them{schedule}")
+        if not _fits(value, params[name].annotation):
+            raise ValueError(f"{where}: {name} must be {_annotation_text(params[name].annotation)} (the annotation of "
+                             f"{agent_cls.__name__}), got {value!r}")
         if name in AGENT_KWARG_RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
             low, high, open_low = AGENT_KWARG_RANGES[name]
             check_number(f"{where}: {name}", value, low, high, strict=open_low)
+
+
+class _NoOptimizer:
+    """The optimiser of an agent :func:`check_agent` builds only to see SB3 accept its arguments. The first torch
+    optimiser a process builds imports torch's compiler (about a second, for nothing when a config is only checked)."""
+
+    def __init__(self, params: Any, lr: float, **kwargs: Any) -> None:
+        pass
+
+
+def check_agent(agent_cls: type[BaseAlgorithm], agent_kwargs: dict[str, Any], adapt_kwargs: dict[str, Any],
+                env_id: str, env_kwargs: dict[str, Any], n_envs: int, prefix: str = "") -> None:
+    """Fail early, with a ValueError naming ``{prefix}agent_kwargs`` or ``{prefix}adapt_kwargs``, on keyword
+    arguments the agent would fail on later: :func:`check_agent_kwargs` on each, then build the agent once as it
+    meta-trains (``agent_kwargs`` on ``n_envs`` envs ``env_id``) and once as it fine-tunes (``adapt_kwargs`` over
+    them, on one env), with a one-unit MLP policy and no optimiser (about a millisecond each). Building is the one
+    complete check of what SB3 refuses only then (a non-positive ``clip_range_vf``, ``n_steps * n_envs`` below 2, an
+    action space the algorithm cannot act in, ...); the global torch random state is left as it was."""
+    check_agent_kwargs(agent_cls, agent_kwargs, f"{prefix}agent_kwargs")
+    check_agent_kwargs(agent_cls, adapt_kwargs, f"{prefix}adapt_kwargs")
+    for where, kwargs, envs in (("agent_kwargs", agent_kwargs, n_envs),
+                                ("adapt_kwargs", {**agent_kwargs, **adapt_kwargs}, 1)):
+        vec_env = DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)] * envs)
+        try:
+            with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+                warnings.simplefilter("ignore")   # e.g. a mini-batch size that does not divide this rollout
+                agent_cls("MlpPolicy", vec_env, policy_kwargs={"net_arch": [1], "optimizer_class": _NoOptimizer},
+                          device="cpu", **kwargs)
+        except (AssertionError, TypeError, ValueError, MemoryError) as err:
+            raise ValueError(f"{prefix}{where}: {agent_cls.__name__} cannot be built with {kwargs} on {env_id}: "
+                             f"{' '.join(str(err).split()) or type(err).__name__}") from err
+        finally:
+            vec_env.close()
 
 
 def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], episode_steps: int,
@@ -224,11 +298,16 @@ class Flash:
     """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
 
     ``agent_cls`` is an SB3 algorithm class (or its name); ``agent_kwargs`` go to it for meta-training and
-    ``adapt_kwargs`` override them when fine-tuning on a new task. ``n_envs`` vectorised envs each run a task drawn
-    from the training tasks, redrawn every ``episodes_per_task`` episodes.
+    ``adapt_kwargs`` override them when fine-tuning on a new task; both are saved with the agent, so their values are
+    numbers, strings, bools, None, lists and mappings (no schedules), checked when this is built
+    (:func:`check_agent`). ``n_envs`` vectorised envs each run a task drawn from the training tasks, redrawn every
+    ``episodes_per_task`` episodes.
     """
 
     use_context = True
+    #: The constructor arguments :meth:`config` records, each kept in the attribute of its name (all but logging).
+    CONFIG_KEYS = ("agent_cls", "env_id", "env_kwargs", "context_len", "embedding_dim", "encoder", "encoder_hidden",
+                   "net_arch", "agent_kwargs", "adapt_kwargs", "n_envs", "episodes_per_task", "seed")
 
     def __init__(self, agent_cls: str | type[BaseAlgorithm], env_id: str, env_kwargs: dict[str, Any] | None = None,
                  *, context_len: int = 32, embedding_dim: int = 32, encoder: str = "gru", encoder_hidden: int = 64,
@@ -243,11 +322,9 @@ class Flash:
         self.env_kwargs = dict(env_kwargs or {})
         self.context_len, self.embedding_dim = int(context_len), int(embedding_dim)
         self.encoder, self.encoder_hidden = encoder, int(encoder_hidden)
-        self.net_arch = [int(n) for n in net_arch]
+        self.net_arch = check_layer_sizes(net_arch, "net_arch")
         self.agent_kwargs = dict(agent_kwargs or {})
         self.adapt_kwargs = dict(adapt_kwargs or {})
-        check_agent_kwargs(self.agent_cls, self.agent_kwargs, "agent_kwargs")
-        check_agent_kwargs(self.agent_cls, self.adapt_kwargs, "adapt_kwargs")
         if n_envs < 1 or episodes_per_task < 1:
             raise ValueError(f"n_envs and episodes_per_task must be >= 1, got {n_envs}, {episodes_per_task}")
         self.n_envs, self.episodes_per_task = int(n_envs), int(episodes_per_task)
@@ -266,15 +343,13 @@ class Flash:
         if self.use_context:
             action_dim(probe.action_space)   # raises for an action space the context cannot encode
         probe.close()
+        check_agent(self.agent_cls, self.agent_kwargs, self.adapt_kwargs, env_id, self.env_kwargs, self.n_envs)
 
     # ------------------------------------------------------------------------------------------ construction
     def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-serialisable) that rebuild this object."""
-        return {"agent_cls": algorithm_name(self.agent_cls), "env_id": self.env_id, "env_kwargs": self.env_kwargs,
-                "context_len": self.context_len, "embedding_dim": self.embedding_dim, "encoder": self.encoder,
-                "encoder_hidden": self.encoder_hidden, "net_arch": self.net_arch, "agent_kwargs": self.agent_kwargs,
-                "adapt_kwargs": self.adapt_kwargs, "n_envs": self.n_envs, "episodes_per_task": self.episodes_per_task,
-                "seed": self.seed, "kind": type(self).__name__}
+        """Constructor arguments (JSON-serialisable) that rebuild this object: :data:`CONFIG_KEYS` and ``kind``."""
+        return {**{key: getattr(self, key) for key in self.CONFIG_KEYS}, "agent_cls": algorithm_name(self.agent_cls),
+                "kind": type(self).__name__}
 
     def make_env(self, task: Any = None, buffer: ContextBuffer | None = None) -> gym.Env:
         """One env (on ``task`` if given), with the context wrapper when this agent uses context."""
@@ -520,13 +595,26 @@ class Flash:
         missing = [name for name in ("flash.json", "agent.zip") if not (path / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{path} holds no saved agent (no {' or '.join(missing)})")
+        file = path / "flash.json"
         try:
-            config = json.loads((path / "flash.json").read_text())
+            config = json.loads(file.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path / 'flash.json'} is damaged (not JSON: {err})") from None
+            raise ValueError(f"{file} is damaged (not JSON: {err})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{file} is damaged (not a JSON object of settings: {config!r})")
+        kinds = {"Flash": Flash, "TransferLearning": TransferLearning}
         kind = config.pop("kind", cls.__name__)
-        target = {"Flash": Flash, "TransferLearning": TransferLearning}.get(kind, cls)
-        obj = target(**config)
+        missing_keys, unknown_keys = set(cls.CONFIG_KEYS) - set(config), set(config) - set(cls.CONFIG_KEYS)
+        problems = [f"missing {sorted(missing_keys)}"] if missing_keys else []
+        problems += [f"unknown keys {sorted(unknown_keys)}"] if unknown_keys else []
+        if not (isinstance(kind, str) and kind in kinds):
+            problems.append(f"unknown kind {kind!r} (expected one of {sorted(kinds)})")
+        if problems:
+            raise ValueError(f"{file} is damaged ({'; '.join(problems)})")
+        try:
+            obj = kinds[kind](**config)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{file}: the saved settings are refused: {err}") from err
         with warnings.catch_warnings():  # the meta-training batch size does not fit one env: irrelevant here
             warnings.filterwarnings("ignore", message=".*mini-batch size.*")
             env = DummyVecEnv([lambda: obj.make_env()])

@@ -25,6 +25,7 @@ from torch import nn
 
 import flash_envs  # noqa: F401
 from flash_rl.atomic_files import atomic_write
+from flash_rl.config import MamlConfig, check_layer_sizes
 from flash_rl.flash import check_resumable, one_torch_thread
 from flash_rl.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -90,7 +91,7 @@ def rollout(policy: Callable[[torch.Tensor], torch.Tensor], envs: Sequence[gym.E
 
 
 def reinforce_loss(policy: Callable[[torch.Tensor], torch.Tensor], batch: dict[str, torch.Tensor],
-                   gamma: float = 0.99) -> torch.Tensor:
+                   gamma: float) -> torch.Tensor:
     """REINFORCE with a time-dependent baseline (the mean return-to-go over the batch's episodes at each step),
     advantages normalised; differentiable w.r.t. ``policy``'s (fast) weights."""
     rewards = batch["rewards"]
@@ -114,18 +115,20 @@ def settings_of(state: dict[str, Any]) -> dict[str, Any]:
 
 
 class MAML:
-    """Policy-gradient MAML on a FLASH env (Discrete actions)."""
+    """Policy-gradient MAML on a FLASH env (Discrete actions). The defaults are those of the config's ``maml:``
+    section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, hidden: Sequence[int] = (64, 64),
-                 inner_lr: float = 0.1, outer_lr: float = 1e-3, inner_steps: int = 1, inner_episodes: int = 1,
-                 outer_episodes: int = 2, meta_batch: int = 8, first_order: bool = False, gamma: float = 0.99,
-                 seed: int = 0) -> None:
+                 inner_lr: float = MamlConfig.inner_lr, outer_lr: float = MamlConfig.outer_lr,
+                 inner_steps: int = MamlConfig.inner_steps, inner_episodes: int = MamlConfig.inner_episodes,
+                 outer_episodes: int = MamlConfig.outer_episodes, meta_batch: int = MamlConfig.meta_batch,
+                 first_order: bool = MamlConfig.first_order, gamma: float = MamlConfig.gamma, seed: int = 0) -> None:
         if env_id not in gym.registry:
             raise ValueError(f"unknown env id {env_id!r}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
         self.hparams: dict[str, Any] = {
-            "hidden": [int(h) for h in hidden], "inner_lr": float(inner_lr), "outer_lr": float(outer_lr),
-            "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),
+            "hidden": check_layer_sizes(hidden, "maml.hidden"), "inner_lr": float(inner_lr),
+            "outer_lr": float(outer_lr), "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),
             "outer_episodes": int(outer_episodes), "meta_batch": int(meta_batch),
             "first_order": bool(first_order), "gamma": float(gamma), "seed": int(seed)}
         for key in ("inner_steps", "inner_episodes", "outer_episodes", "meta_batch"):
@@ -136,14 +139,12 @@ class MAML:
                 raise ValueError(f"maml.{key} must be > 0, got {self.hparams[key]}")
         if not 0 < self.hparams["gamma"] <= 1:
             raise ValueError(f"maml.gamma must be in (0, 1], got {self.hparams['gamma']}")
-        if not self.hparams["hidden"] or min(self.hparams["hidden"]) < 1:
-            raise ValueError(f"maml.hidden must be a list of positive ints, got {self.hparams['hidden']}")
         torch.manual_seed(seed)
         env = gym.make(env_id, **self.env_kwargs)
         if not isinstance(env.action_space, MAML_ACTION_SPACES):
             raise TypeError("this MAML baseline needs a Discrete action space")
         self.n_obs, self.n_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
-        self.policy = PolicyNet(self.n_obs, self.n_actions, hidden)
+        self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=outer_lr)
         self.iteration = 0
         self.rng = np.random.default_rng(seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -54,6 +55,35 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, argv, 
     with pytest.raises(SystemExit) as stop:
         main([a.format(**fill) for a in argv])
     assert stop.value.code == 2 and message.format(**fill) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "--quick", "--out", "{ro}/out"], "argument --out: {ro}/out: no permission to write in {ro}"),
+    (["evaluate", "--model", "m", "--json", "{ro}/e.json"], "argument --json: {ro}/e.json: no permission to write in"),
+    (["adapt", "--model", "m", "--json", "{ro}/new/a.json"], "--json: {ro}/new/a.json: no permission to write in {ro}"),
+    (["meta-train", "--run-dir", "{ro}"], "argument --run-dir: {ro}: no permission to write in it"),
+    (["adapt", "--model", "m", "--json", "{ro_file}"], "argument --json: {ro_file}: no permission to write to it"),
+])
+def test_outputs_without_write_permission_are_refused_before_any_work(tmp_path, capsys, monkeypatch, argv, message):
+    """A folder or file this process may not write (os.access says so: a chmod does not stop root, so it is faked)."""
+    ro, ro_file = tmp_path / "ro", tmp_path / "ro.json"
+    ro.mkdir()
+    ro_file.write_text("{}")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) not in (ro, ro_file) and access(path, mode))
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(ro=ro, ro_file=ro_file) for a in argv])
+    assert stop.value.code == 2 and message.format(ro=ro, ro_file=ro_file) in capsys.readouterr().err
+    assert list(ro.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder; the test above fakes os.access")
+def test_a_read_only_folder_is_refused_as_an_output(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "--quick", "--out", str(ro / "out")])
+    assert stop.value.code == 2 and f"{ro}/out: no permission to write in {ro}" in capsys.readouterr().err
 
 
 def test_validate_fidelity_writes_json_to_out_with_json(tmp_path, capsys):
@@ -147,6 +177,23 @@ def test_a_damaged_saved_agent_is_named(saved_agent, tmp_path):
     (broken / "flash.json").write_text("{")
     with pytest.raises(ValueError, match="flash.json is damaged"):
         Flash.load(broken)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda saved: {}, r"flash.json is damaged \(missing \['adapt_kwargs', 'agent_cls', .*'seed'\]\)"),
+    (lambda saved: {**saved, "bogus": 1}, r"flash.json is damaged \(unknown keys \['bogus'\]\)"),
+    (lambda saved: {**saved, "kind": "Nope"}, r"flash.json is damaged \(unknown kind 'Nope' \(expected one of"),
+    (lambda saved: {**saved, "net_arch": [0]}, r"flash.json: the saved settings are refused: net_arch must be a list"),
+    (lambda saved: [], r"flash.json is damaged \(not a JSON object of settings: \[\]\)"),
+])
+def test_a_saved_agent_with_missing_or_unknown_settings_is_named(saved_agent, tmp_path, capsys, damage, message):
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_agent, broken)
+    (broken / "flash.json").write_text(json.dumps(damage(json.loads((saved_agent / "flash.json").read_text()))))
+    with pytest.raises(ValueError, match=message):
+        Flash.load(broken)
+    assert main(["evaluate", "--quick", "--model", str(broken)]) == 2
+    assert re.search(message, one_line_error(capsys))
 
 
 class _RunsCodeWhenUnpickled:

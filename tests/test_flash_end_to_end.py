@@ -146,6 +146,20 @@ def test_bad_arguments():
         Flash("PPO", "flash/Autoscaling-v0").embed(None)
 
 
+def test_settings_that_cannot_be_saved_or_trained_with_are_refused_when_the_agent_is_made():
+    """Refused before any training: a schedule (a valid SB3 learning rate that flash.json cannot hold), a value SB3
+    refuses only when it builds the agent, and layer sizes the config refuses too."""
+    with pytest.raises(ValueError, match=r"agent_kwargs: learning_rate=<function .*> cannot be saved with the agent: "
+                                         r"give a number, .*; SB3 has no such form of a schedule: give a constant"):
+        Flash("PPO", "flash/Autoscaling-v0", ENV, agent_kwargs={"learning_rate": lambda p: 3e-4 * p})
+    with pytest.raises(ValueError, match=r"adapt_kwargs: PPO cannot be built with \{.*'clip_range_vf': 0"):
+        Flash("PPO", "flash/Autoscaling-v0", ENV, adapt_kwargs={"clip_range_vf": 0})
+    with pytest.raises(ValueError, match=r"net_arch must be a list of positive ints .*, got \[0\]"):
+        TransferLearning("PPO", "flash/Autoscaling-v0", ENV, net_arch=[0])
+    with pytest.raises(ValueError, match="cannot be built with .* only supports .*Discrete"):
+        TransferLearning("DQN", "flash/PowerManagement-v0", {"n_servers": 2})
+
+
 def test_adapt_refuses_a_rollout_longer_than_an_episode(family):
     """PPO's default n_steps (2048) would fine-tune on ~205 ten-step episodes per point of the curve."""
     flash = Flash("PPO", "flash/Autoscaling-v0", ENV, net_arch=[8], n_envs=1).fresh()

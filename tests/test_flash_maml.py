@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401  (registers the envs)
+from flash_rl.cases import CONFIG_DIR
+from flash_rl.config import load_config
 from flash_rl.maml import MAML, meta_gradient
+from flash_rl.pipeline import make_maml
 
 
 def toy():
@@ -94,6 +97,17 @@ def test_first_order_differs_and_model_unchanged():
 def test_bad_hyper_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MAML("flash/Autoscaling-v0", **kwargs)
+
+
+def test_the_api_defaults_are_the_settings_reproduce_runs():
+    """``MAML(env)`` is the baseline of the full run (``flash reproduce``), its discount included."""
+    assert MAML("flash/Autoscaling-v0").config() == make_maml(load_config(CONFIG_DIR / "autoscaling.yaml")).config()
+
+
+@pytest.mark.parametrize("hidden", [[], [0], [8, True], [1.5]])
+def test_layer_sizes_the_config_refuses_are_refused(hidden):
+    with pytest.raises(ValueError, match=r"maml.hidden must be a list of positive ints \(one per hidden layer"):
+        MAML("flash/Autoscaling-v0", hidden=hidden)
 
 
 def test_bad_adaptation_arguments_are_refused():

@@ -62,7 +62,7 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
     cfg = load_config(path, list(extra or []) + list(args.overrides))
     if args.case and cfg.case != args.case:
         raise ConfigError(f"--case {args.case}, but the config ({path} and --set) is for case {cfg.case!r}; drop "
-                          f"--case, or give a {args.case} config")
+                          f"--case, or give a config of case {args.case}")
     return cfg
 
 

@@ -1,0 +1,65 @@
+"""Config values that pass the type checks but would fail once work started are refused at start, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flash_rl.cases import CONFIG_DIR
+from flash_rl.cli import main
+from flash_rl.config import ConfigError, load_config
+
+CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("maml.hidden=[]", "config key maml.hidden must be a list of positive ints (one per hidden layer, at least one)"),
+    ("flash.net_arch=[]", "config key flash.net_arch must be a list of positive ints"),
+    ("flash.agent_kwargs={learning_rate: abc}",
+     "config key flash.agent_kwargs: learning_rate must be float | Callable[[float], float] (the annotation of PPO)"),
+    ("transfer.adapt_kwargs={gamma: abc}", "config key transfer.adapt_kwargs: gamma must be float"),
+    ("flash.agent_kwargs={clip_range_vf: -1}", "config key flash.agent_kwargs: PPO cannot be built with"),
+    ("flash.agent_kwargs={1: 2, abc: 3}", "config key flash.agent_kwargs: PPO does not take [1, 'abc']"),
+    ("flash.agent_kwargs={learning_rate: 2024-01-01}", "learning_rate=datetime.date(2024, 1, 1) cannot be saved"),
+    ("tasks.test_traces=[1]", "config key tasks.test_traces must be a list of CSV file paths, got 1"),
+    ("adaptation.methods=[{a: 1}]", "config key adaptation.methods: unknown method(s) [{'a': 1}]"),
+    ("adaptation.extra_thresholds=[true]", "extra_thresholds must be in (0, 1], got True"),
+    ("flash=1", "config key flash must be a mapping of keys, got int 1"),
+])
+def test_values_that_would_fail_later_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIG, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_agent_kwargs_are_checked_by_building_the_agent_as_it_trains():
+    """SB3 refuses n_steps * n_envs < 2 only when it builds the agent: fine on the 8 meta-training envs, not on 1."""
+    assert load_config(CONFIG, ["flash.agent_kwargs={n_steps: 1}"]).flash.agent_kwargs["n_steps"] == 1
+    with pytest.raises(ConfigError, match=r"config key flash.agent_kwargs: PPO cannot be built .*n_steps \* n_envs"):
+        load_config(CONFIG, ["flash.agent_kwargs={n_steps: 1}", "flash.n_envs=1"])
+    with pytest.raises(ConfigError, match=r"config key transfer.adapt_kwargs: PPO cannot be built .*n_steps \* n_envs"):
+        load_config(CONFIG, ["transfer.adapt_kwargs={n_steps: 1}"])
+    state = torch.get_rng_state()
+    load_config(CONFIG)
+    assert torch.equal(torch.get_rng_state(), state), "validation leaves the global torch random state alone"
+
+
+def test_a_refused_agent_kwarg_stops_meta_train_before_the_run_folder_is_made(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["meta-train", "--quick", "--run-dir", str(run), "--set", "flash.agent_kwargs={clip_range_vf: 0}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "`clip_range_vf` must be positive" in err and not run.exists()
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "inherit: 5\n"}, "a.yaml: inherit must be a file name (a path relative to a.yaml), got 5"),
+    ({"a.yaml": "inherit: b.yaml\n", "b.yaml": "inherit: a.yaml\n"},
+     "config files inherit in a cycle: {dir}/a.yaml -> {dir}/b.yaml -> {dir}/a.yaml"),
+    ({"a.yaml": "inherit: a.yaml\n"}, "config file {dir}/a.yaml inherits from itself"),
+])
+def test_a_bad_inherit_is_named(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "a.yaml")
+    assert message.format(dir=tmp_path) in str(err.value)
