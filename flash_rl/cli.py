@@ -6,6 +6,7 @@ A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> Non
   (:class:`flash_envs.cli_args.UsageError`): argparse's usage error;
 - a missing file, a data file off its schema, or a file that cannot be read or written: a one-line
   ``flash: error: ...``. Output paths are checked before any work (:func:`flash_envs.cli_args.output_file`).
+Ctrl-C stops a command and its worker processes and ends it with exit status 130 and one line.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         from flash_rl.commands._common import fail
 
         return fail(exc)
+    except KeyboardInterrupt:   # Ctrl-C: worker pools are already stopped (flash_rl.workers); no traceback
+        print(f"flash {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

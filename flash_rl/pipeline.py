@@ -13,16 +13,19 @@ Phases (each timed; the times go into ``summary.json`` and the markdown report):
 With ``jobs > 1`` the meta-trainings run side by side, and the reference tasks and the adaptation runs are shared out,
 in worker processes of one torch thread each that load the models the run saved. Every training, expert and
 adaptation run is seeded by its own settings alone, so the results do not depend on ``jobs`` (a test checks it); the
-meta-training phase times are then each model's own, and overlap.
+meta-training phase times are then each model's own, and overlap. Ctrl-C stops the workers at once
+(:func:`~flash_rl.workers.worker_pool`); what was saved (checkpoints, finished models and curves) is what
+``--resume`` continues from.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import zipfile
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,11 +37,14 @@ import numpy as np
 import torch
 
 from flash_rl.adaptation import ReferenceCache, References, compute_references, episodes_to_adapt, task_references
+from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
-from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
-from flash_rl.flash import Flash, TransferLearning
-from flash_rl.maml import MAML
+from flash_rl.config import ConfigError, ExperimentConfig, check_resume, read_yaml, save_config
+from flash_rl.flash import Flash, TransferLearning, check_resumable
+from flash_rl.maml import MAML, settings_of
 from flash_rl.progress import tqdm_bar
+from flash_rl.weights_file import load_weights_file
+from flash_rl.workers import worker_pool
 
 
 # ------------------------------------------------------------------------------------------------ construction
@@ -117,6 +123,95 @@ def _finished(directory: Path, total: int, name: str) -> bool:
     return True
 
 
+def discard_training(directory: Path) -> None:
+    """Delete the meta-training an earlier run left in ``directory``: its ``DONE`` marker, checkpoint and final model.
+
+    A new run calls this before it writes its ``config.yaml``, so that a ``--resume`` of the new run never loads the
+    old model or checkpoint as one of the new settings. What makes the other files count goes first (``DONE``, then
+    the checkpoint's ``state.json``): a kill midway leaves no marker of a finished model and no checkpoint whose files
+    are gone, and what it leaves belongs to the run that the unchanged ``config.yaml`` describes.
+    """
+    _done_marker(directory).unlink(missing_ok=True)
+    (directory / "ckpt" / "state.json").unlink(missing_ok=True)
+    for folder in (directory / "ckpt", directory / "final"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
+
+def _json_object(path: Path, fields: tuple[tuple[str, type], ...]) -> dict[str, Any]:
+    """The JSON object in ``path``, with the ``fields`` (name, type) it must have; a :class:`ConfigError` naming
+    ``path`` when it is unreadable or damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:   # unreadable, not UTF-8 or not JSON
+        raise ConfigError(f"{path} cannot be read ({err})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(key), kind) for key, kind in fields):
+        wanted = ", ".join(f"{key} ({kind.__name__})" for key, kind in fields)
+        raise ConfigError(f"{path} is damaged: not a JSON object with {wanted}")
+    return data
+
+
+def _check_zip(path: Path) -> None:
+    """A :class:`ConfigError` naming ``path`` unless it is a whole zip archive (as SB3 saves an agent): every member
+    is read and its CRC checked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ConfigError(f"{path} cannot be read as a saved agent ({err})") from None
+    if broken is not None:
+        raise ConfigError(f"{path} is damaged: its member {broken} fails its CRC check")
+
+
+def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
+    that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
+    total, a checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), or a missing or damaged file
+    that it would load (named)."""
+    directory, ckpt = run_dir / "models" / name, run_dir / "models" / name / "ckpt"
+    finished = _finished(directory, training_total(cfg, name), name)
+    try:
+        if name == "maml":
+            if finished or (ckpt / "maml.pt").exists():
+                state = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS)
+                check_resumable(settings_of(state), make_model(name, cfg).config(), ckpt)
+        elif finished:
+            Flash.load(directory / "final")
+        elif (ckpt / "state.json").exists():
+            state = _json_object(ckpt / "state.json", (("config", dict), ("agent", str)))
+            check_resumable(state["config"], make_model(name, cfg).config(), ckpt)
+            _check_zip(ckpt / state["agent"])
+    except (OSError, ValueError) as err:   # ConfigError included
+        raise ConfigError(f"--resume: {err}; drop --resume to train {name} anew") from None
+
+
+def check_run_to_resume(cfg: ExperimentConfig, run_dir: Path, names: list[str],
+                        may_also_change: tuple[str, ...] = ()) -> None:
+    """Raise :class:`ConfigError` unless a ``--resume`` under ``cfg`` may continue the run in ``run_dir`` and its
+    models ``names`` (keys of :data:`PHASES`): its ``config.yaml`` must be readable and of the same settings but
+    ``may_also_change`` (:func:`~flash_rl.config.check_resume`), and the models pass :func:`check_saved_model`."""
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        read_yaml(saved)   # a damaged file is refused by name: not UTF-8, not YAML, or not a mapping
+    check_resume(cfg, run_dir, may_also_change)
+    for name in names:
+        check_saved_model(name, cfg, run_dir)
+
+
+def check_reference_cache(path: str | Path) -> None:
+    """Refuse (:class:`ConfigError`), before any work, a ``references.cache`` file that is not a reference cache
+    flash wrote: it is read only after the meta-training, and rewritten with the references it lacks."""
+    try:
+        entries = ReferenceCache(path, {}).entries
+        if not isinstance(entries, dict):
+            raise ValueError(f"it holds a JSON {type(entries).__name__}, not an object")
+        for entry in entries.values():
+            References(**entry)
+    except (TypeError, ValueError) as err:   # not UTF-8, not JSON, or entries that are not references
+        raise ConfigError(f"references.cache {path} is not a reference cache that flash wrote ({err}); delete it to "
+                          "compute the references anew, or set references.cache to another file") from None
+
+
 def train_flash_like(agent: Flash, family: Any, timesteps: int, directory: Path, cfg: ExperimentConfig,
                      resume: bool, name: str) -> Flash:
     """Meta-train (or load, when a finished model is there and ``resume``) a :class:`Flash` / transfer agent."""
@@ -129,7 +224,7 @@ def train_flash_like(agent: Flash, family: Any, timesteps: int, directory: Path,
     if agent.resumed_from is not None:
         print(f"{name}: resumed from the checkpoint at {agent.resumed_from} timesteps", flush=True)
     agent.save(final)
-    _done_marker(directory).write_text(f"{timesteps}\n")
+    atomic_write_text(_done_marker(directory), f"{timesteps}\n")
     return agent
 
 
@@ -144,7 +239,7 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
     interval = max(1, cfg.maml.iterations // 10) if cfg.run.checkpoint_interval else 0
     maml.meta_train(family.train, cfg.maml.iterations, checkpoint_dir=directory / "ckpt",
                     checkpoint_interval=interval, resume=resume, progress_bar=cfg.run.progress_bar, writer=writer)
-    _done_marker(directory).write_text(f"{cfg.maml.iterations}\n")
+    atomic_write_text(_done_marker(directory), f"{cfg.maml.iterations}\n")
     return maml
 
 
@@ -158,18 +253,27 @@ def models_needed(methods: list[str]) -> list[str]:
     return [name for name in PHASES if name in {uses[m] for m in methods}]
 
 
+def make_model(name: str, cfg: ExperimentConfig, tensorboard_log: str | None = None) -> Flash | MAML:
+    """The untrained model ``name`` of :data:`PHASES`."""
+    if name == "maml":
+        return make_maml(cfg)
+    return make_flash(cfg, tensorboard_log) if name == "flash" else make_transfer(cfg, tensorboard_log)
+
+
+def training_total(cfg: ExperimentConfig, name: str) -> int:
+    """What the model ``name`` of :data:`PHASES` is trained to: timesteps, or MAML's iterations."""
+    return {"flash": cfg.flash.timesteps, "transfer": cfg.transfer.timesteps, "maml": cfg.maml.iterations}[name]
+
+
 def train_model(name: str, cfg: ExperimentConfig, family: Any, run_dir: Path, resume: bool,
                 writer: Any = None) -> Any:
     """Meta-train (or, with ``resume``, load) the model ``name`` of :data:`PHASES`; it is saved under
     ``run_dir/models/<name>``, where :func:`load_model` finds it."""
-    tb = str(run_dir / "tb")
-    if name == "flash":
-        return train_flash_like(make_flash(cfg, tb), family, cfg.flash.timesteps, run_dir / "models" / "flash", cfg,
-                                resume, "flash")
-    if name == "transfer":
-        return train_flash_like(make_transfer(cfg, tb), family, cfg.transfer.timesteps,
-                                run_dir / "models" / "transfer", cfg, resume, "transfer")
-    return train_maml(cfg, family, run_dir / "models" / "maml", resume, writer)
+    directory = run_dir / "models" / name
+    if name == "maml":
+        return train_maml(cfg, family, directory, resume, writer)
+    return train_flash_like(cast(Flash, make_model(name, cfg, str(run_dir / "tb"))), family,
+                            training_total(cfg, name), directory, cfg, resume, name)
 
 
 def load_model(name: str, run_dir: Path) -> Any:
@@ -215,10 +319,6 @@ def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, ta
 
 
 # ------------------------------------------------------------------------------------------------ worker processes
-def _spawn_pool(jobs: int, **kwargs: Any) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), **kwargs)
-
-
 def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool, bar_position: int) -> float:
     """:func:`train_model` in a worker process; returns its seconds. Its progress bar takes line ``bar_position``."""
     from torch.utils.tensorboard import SummaryWriter
@@ -306,30 +406,45 @@ def reference_settings(cfg: ExperimentConfig, case: Case, pretrained: Flash | No
 def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, resume: bool = False,
               quick: bool = False, command: str = "", jobs: int = 1) -> dict[str, Any]:
     """Run every phase of the module docstring and write the report; ``jobs`` worker processes (1: all in this one).
-    Returns the summary written to ``out_dir/summary.json``."""
+    Returns the summary written to ``out_dir/summary.json``.
+
+    Before anything is written, a :class:`ConfigError` refuses a ``references.cache`` that is not one flash wrote and,
+    with ``resume``, a ``run_dir`` that holds no run, one of other settings, or damaged files
+    (:func:`check_run_to_resume`). Without ``resume``, the models and curves an earlier run left in ``run_dir`` are
+    deleted before its ``config.yaml`` is replaced."""
     from torch.utils.tensorboard import SummaryWriter
     from flash_rl import report
 
     torch.set_num_threads(1)
     case = get_case(cfg.case)
     out_dir, run_dir = Path(out_dir), Path(run_dir)
+    a = cfg.adaptation
+    methods = list(a.methods)
+    needed = models_needed(methods)
+    curves_path = run_dir / "curves.jsonl"
     if resume:
-        check_resume(cfg, run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {run_dir} holds no run to continue (no config.yaml); check --run-dir, or "
+                              "drop --resume to start a new run")
+        expert = ["transfer"] if cfg.references.expert_timesteps > 0 and "transfer" not in needed else []
+        check_run_to_resume(cfg, run_dir, needed + expert)
+    check_reference_cache(cfg.references.cache)
+    if not resume:   # before config.yaml changes: no --resume may take the earlier run's models or curves for ours
+        for name in PHASES:
+            discard_training(run_dir / "models" / name)
+        curves_path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")   # out_dir gets its copy with the results, never before them
     timer = PhaseTimer()
     started = time.perf_counter()
     family = case.build_family(cfg)
     tasks = test_tasks(cfg, case, family)
-    a = cfg.adaptation
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
 
     # 1. meta-training
-    methods = list(a.methods)
-    needed = models_needed(methods)
     if jobs > 1 and len(needed) > 1:
-        with _spawn_pool(min(jobs, len(needed))) as pool:
+        with worker_pool(min(jobs, len(needed))) as pool:
             futures = [pool.submit(_train_in_worker, name, cfg, run_dir, resume, i) for i, name in enumerate(needed)]
             timer.times.update({PHASES[name]: future.result() for name, future in zip(needed, futures)})
         models = {name: load_model(name, run_dir) for name in needed}
@@ -347,7 +462,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, pretrained))
         if jobs > 1:
             expert_init = ["transfer"] if cfg.references.expert_timesteps > 0 else []
-            with _spawn_pool(jobs, initializer=_load_models_in_worker, initargs=(expert_init, run_dir)) as pool:
+            with worker_pool(jobs, initializer=_load_models_in_worker, initargs=(expert_init, run_dir)) as pool:
                 refs = compute_references(tasks, eval_seeds, cache, partial(_references_in_worker, cfg),
                                           cfg.run.progress_bar, pool)
         else:
@@ -355,7 +470,6 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
                                       cfg.run.progress_bar)
 
     # 3. adaptation
-    curves_path = run_dir / "curves.jsonl"
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
     if resume and curves_path.exists():
         for line in curves_path.read_text().splitlines():
@@ -364,8 +478,6 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
             except json.JSONDecodeError:  # a line cut short by a kill
                 continue
             done[(rec["method"], rec["task"], rec["seed"])] = rec
-    elif curves_path.exists():
-        curves_path.unlink()
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
     todo = [(m, t, s) for m, t, s in runs if (m, t.name, s) not in done]
     with timer.phase("adapt"), open(curves_path, "a") as sink:
@@ -384,7 +496,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
             bar.update()
 
         if jobs > 1 and len(todo) > 1:
-            with _spawn_pool(min(jobs, len(todo)), initializer=_load_models_in_worker,
+            with worker_pool(min(jobs, len(todo)), initializer=_load_models_in_worker,
                              initargs=(needed, run_dir)) as pool:
                 runs_of = {pool.submit(_adapt_in_worker, m, t, s, cfg): (m, t, s) for m, t, s in todo}
                 for future in as_completed(runs_of):

@@ -255,7 +255,7 @@ def test_no_more_workers_start_than_there_are_evaluations(sim, monkeypatch):
     def no_pool(*args, **kwargs):
         raise AssertionError("a worker pool was started for one evaluation")
 
-    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(evaluate, "worker_pool", no_pool)
     split = app_folds(sim, 3)[0]
     per_app = evaluate.run([split], (1,), (0,), TrainConfig(steps=5, finetune_steps=1), draws=1, progress=False, jobs=4)
     assert len(per_app[1]["FLASH"]) == len(split.test.apps)

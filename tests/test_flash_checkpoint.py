@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,13 @@ from flash_rl.maml import MAML
 ROOT = Path(__file__).resolve().parent.parent
 TINY_ENV = {"episode_steps": 10}
 TINY_PPO = {"n_steps": 20, "batch_size": 40, "n_epochs": 1}
+#: ``flash meta-train --set`` values of a meta-training that takes a second or two.
+TINY_META_TRAIN = ["env.kwargs={episode_steps: 10}", "flash.n_envs=2", "flash.context_len=6", "flash.embedding_dim=4",
+                   "flash.encoder_hidden=8", "flash.net_arch=[16]",
+                   "flash.agent_kwargs={n_steps: 20, batch_size: 40, n_epochs: 1}",
+                   "flash.adapt_kwargs={n_steps: 10, batch_size: 10}",
+                   "transfer.adapt_kwargs={n_steps: 10, batch_size: 10}", "maml.iterations=2", "maml.meta_batch=2",
+                   "maml.outer_episodes=1", "maml.hidden=[8]", "run.checkpoint_interval=40", "run.progress_bar=false"]
 
 
 def family():
@@ -110,12 +118,7 @@ def test_maml_resume_is_exactly_equivalent(tmp_path):
 def test_kill_and_resume_meta_train(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "flash_rl.cli", "meta-train", "--method", "flash", "--run-dir", str(run_dir),
-           "--set", "env.kwargs={episode_steps: 10}", "flash.n_envs=2", "flash.context_len=6",
-           "flash.embedding_dim=4", "flash.encoder_hidden=8", "flash.net_arch=[16]",
-           "flash.agent_kwargs={n_steps: 20, batch_size: 40, n_epochs: 1}",
-           "flash.adapt_kwargs={n_steps: 10, batch_size: 10}", "transfer.adapt_kwargs={n_steps: 10, batch_size: 10}",
-           "run.checkpoint_interval=40",
-           "run.progress_bar=false"]
+           "--set", *TINY_META_TRAIN]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     state_file = run_dir / "models" / "flash" / "ckpt" / "state.json"
     log = tmp_path / "meta-train.log"  # a file, not a pipe: a child filling an unread pipe would block
@@ -211,3 +214,85 @@ def test_an_agent_without_a_model_says_so(tmp_path):
                  lambda: flash.save(tmp_path / "m")):
         with pytest.raises(RuntimeError, match=r"has no model yet: call meta_train\(\), fresh\(\) or load\(\)"):
             call()
+
+
+def meta_train_args(run_dir: Path, *settings: str, method: str = "flash") -> list[str]:
+    """``flash meta-train`` of :data:`TINY_META_TRAIN` (80 timesteps, checkpoints every 40) and ``settings``."""
+    return ["meta-train", "--method", method, "--run-dir", str(run_dir), "--set", *TINY_META_TRAIN,
+            "flash.timesteps=80", *settings]
+
+
+def test_a_new_training_leaves_no_finished_model_of_the_old_one_to_resume(tmp_path, monkeypatch, capsys):
+    """A new run in a finished run's folder (here under another seed), killed after its last checkpoint, resumes from
+    its own checkpoint: the old run's DONE marker and final model would otherwise be loaded as its result."""
+    from flash_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(meta_train_args(run_dir)) == 0
+
+    def killed(*args, **kwargs):   # after the last checkpoint, before final/ and DONE are written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Flash, "save", killed)
+    assert main(meta_train_args(run_dir, "run.seed=1")) == 130   # Ctrl-C: one line, no traceback
+    assert capsys.readouterr().err == "flash meta-train: interrupted\n"
+    monkeypatch.undo()
+    assert main(meta_train_args(run_dir, "run.seed=1", "--resume")) == 0
+    assert "flash: resumed from the checkpoint at 80 timesteps" in capsys.readouterr().out
+    assert Flash.load(run_dir / "models" / "flash" / "final").seed == 1
+
+
+def test_a_refused_resume_leaves_the_run_files_alone(tmp_path, capsys):
+    from flash_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(meta_train_args(run_dir)) == 0
+    written = {name: (run_dir / name).read_bytes() for name in ("config.yaml", "command.txt")}
+    assert main(meta_train_args(run_dir, "flash.timesteps=160", "--resume")) == 2
+    assert "holds flash trained to 80, not 160" in capsys.readouterr().err
+    assert {name: (run_dir / name).read_bytes() for name in written} == written
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A run folder holding a finished FLASH and a finished MAML meta-training."""
+    from flash_rl.cli import main
+
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    for method in ("flash", "maml"):
+        assert main(meta_train_args(run_dir, method=method)) == 0
+    return run_dir
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize("method, damage, culprit, problem", [
+    ("flash", lambda run: (run / "config.yaml").write_text("case: [autoscaling\n"), "config.yaml", "not valid YAML"),
+    ("flash", lambda run: (run / "config.yaml").write_text("- case\n"), "config.yaml", "expected a mapping"),
+    ("flash", lambda run: (run / "models/flash/ckpt/state.json").write_text("{"), "models/flash/ckpt/state.json",
+     "cannot be read"),
+    ("flash", lambda run: (run / "models/flash/ckpt/state.json").write_text("[]"), "models/flash/ckpt/state.json",
+     "is damaged"),
+    ("flash", lambda run: truncate(run / "models/flash/ckpt/agent-80.zip"), "models/flash/ckpt/agent-80.zip",
+     "cannot be read as a saved agent"),
+    ("flash", lambda run: truncate(run / "models/flash/final/agent.zip"), "models/flash/final/agent.zip", "zip"),
+    ("maml", lambda run: truncate(run / "models/maml/ckpt/maml.pt"), "models/maml/ckpt/maml.pt",
+     "is not a MAML checkpoint"),
+])
+def test_a_resume_names_the_damaged_file_before_writing_anything(finished_runs, tmp_path, capsys, method, damage,
+                                                                  culprit, problem):
+    from flash_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_runs, run_dir)
+    if "ckpt/" in culprit and method == "flash":
+        (run_dir / "models" / "flash" / "DONE").unlink()   # an unfinished run: --resume continues its checkpoint
+    damage(run_dir)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert main(meta_train_args(run_dir, "--resume", method=method)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flash: error: ") and err.count("\n") == 1   # one line
+    assert str(run_dir / culprit) in err and problem in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before   # nothing written

@@ -17,6 +17,7 @@ from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
 from flash_rl.config import ConfigError, load_config, save_config
+from flash_rl.flash import Flash
 from flash_rl.pipeline import reproduce
 from flash_rl.report import render
 
@@ -165,6 +166,58 @@ def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch)
         reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
     assert not (tmp_path / "out").exists()
     assert (tmp_path / "run" / "config.yaml").exists()   # what --resume checks against
+
+
+def test_a_new_run_leaves_nothing_of_the_old_one_for_resume(tmp_path, monkeypatch):
+    """A run started anew in an earlier run's folder (here under another seed) deletes that run's models and curves
+    before it writes its config.yaml: killed during meta-training, its --resume trains its own model instead of
+    loading the old one, and adapts anew."""
+    def settings(seed: int) -> list[str]:
+        return TINY + [f"references.cache={tmp_path / 'refs.json'}", "adaptation.methods=[transfer]",
+                       "references.expert_timesteps=0", "adaptation.seeds=1", f"run.seed={seed}"]
+
+    out, run = tmp_path / "out", tmp_path / "run"
+    reproduce(load_config(CONFIG_DIR / "autoscaling.yaml", settings(0)), out, run, command="test")
+    assert (run / "models" / "transfer" / "DONE").exists() and (run / "curves.jsonl").exists()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    new = load_config(CONFIG_DIR / "autoscaling.yaml", settings(1))
+    monkeypatch.setattr("flash_rl.pipeline.train_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(new, out, run, command="test")
+    monkeypatch.undo()
+    assert not [path for path in (run / "models").rglob("*") if path.is_file()] and not (run / "curves.jsonl").exists()
+    assert load_config(run / "config.yaml").run.seed == 1
+    reproduce(new, out, run, resume=True, command="test")
+    assert Flash.load(run / "models" / "transfer" / "final").seed == 1
+
+
+@pytest.mark.parametrize("made", [False, True])
+def test_reproduce_resume_needs_a_run_to_continue(tmp_path, capsys, made):
+    """As ``meta-train --resume`` does, ``reproduce --resume`` refuses a run directory that holds no run (a typo, or
+    an empty folder) instead of silently starting a new run there."""
+    run = tmp_path / "run"
+    if made:
+        run.mkdir()
+    assert main(["reproduce", "--resume", "--run-dir", str(run), "--out", str(tmp_path / "out"),
+                 "--set", *TINY, f"references.cache={tmp_path / 'refs.json'}"]) == 2
+    assert f"flash: error: --resume: {run} holds no run to continue (no config.yaml)" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == ([run] if made else [])   # nothing written
+
+
+@pytest.mark.parametrize("cache", ["{", "[]", '{"some/key/10000": {"task": "t0"}}'])
+def test_reproduce_refuses_a_damaged_reference_cache_before_any_work(tmp_path, capsys, cache):
+    """The cache is read after the meta-training and then rewritten: a file that is not one that flash wrote (a
+    damaged one, or another file that references.cache names by mistake) is refused first, and left as it is."""
+    refs, run = tmp_path / "refs.json", tmp_path / "run"
+    refs.write_text(cache)
+    assert main(["reproduce", "--run-dir", str(run), "--out", str(tmp_path / "out"), "--set", *TINY,
+                 f"references.cache={refs}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"flash: error: references.cache {refs} is not a reference cache that flash wrote (")
+    assert err.count("\n") == 1 and refs.read_text() == cache and not run.exists()
 
 
 def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):

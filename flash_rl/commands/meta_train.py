@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
-from flash_rl.config import ConfigError, check_resume, save_config
+from flash_rl.config import ConfigError, save_config
 
 
 #: Each method's config section and the key of its training total.
@@ -41,39 +41,34 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from flash_rl.cases import get_case
-    from flash_rl.pipeline import make_flash, make_transfer, train_flash_like, train_maml
+    from flash_rl.pipeline import check_run_to_resume, discard_training, train_model
 
     try:
         cfg = config_from_args(args)
         run_dir = Path(args.run_dir or default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick))
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
-            check_resume(cfg, run_dir, may_also_change=resume_may_also_change(args.method))
+            check_run_to_resume(cfg, run_dir, [args.method], may_also_change=resume_may_also_change(args.method))
             if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
         family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
-    except (OSError, ValueError) as err:   # a bad config or family file (ConfigError is a ValueError)
+    except (OSError, ValueError) as err:   # a bad config, family file or run file (ConfigError is a ValueError)
         return fail(err)
     torch.set_num_threads(1)
+    if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
+        discard_training(directory)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
-    try:   # a finished run resumed with another total is refused before training
-        if args.method == "maml":
-            from torch.utils.tensorboard import SummaryWriter
+    if args.method == "maml":
+        from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(run_dir / "tb" / "maml"))
-            train_maml(cfg, family, directory, args.resume, writer)
-            writer.close()
-            print(f"MAML saved to {directory / 'ckpt'}")
-            return 0
-        if args.method == "flash":
-            agent, steps = make_flash(cfg, str(run_dir / "tb")), cfg.flash.timesteps
-        else:
-            agent, steps = make_transfer(cfg, str(run_dir / "tb")), cfg.transfer.timesteps
-        train_flash_like(agent, family, steps, directory, cfg, args.resume, args.method)
-    except ConfigError as err:
-        return fail(err)
-    print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
+        writer = SummaryWriter(str(run_dir / "tb" / "maml"))
+        train_model("maml", cfg, family, run_dir, args.resume, writer)
+        writer.close()
+        print(f"MAML saved to {directory / 'ckpt'}")
+    else:
+        train_model(args.method, cfg, family, run_dir, args.resume)
+        print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
     return 0

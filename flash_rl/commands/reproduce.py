@@ -17,9 +17,11 @@ Checkpoints, TensorBoard logs and raw curves go to ``--run-dir`` (default ``runs
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from flash_envs.cli_args import MAX_DEFAULT_JOBS, default_jobs, int_at_least, output_dir
+from flash_envs.markdown import ci_brackets
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, command_line, config_from_args,
                                        fail, test_trace_overrides)
 from flash_rl.config import ConfigError
@@ -64,14 +66,17 @@ def run(args: argparse.Namespace) -> int:
         return fail(err)
     out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
     run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
-    try:   # a --resume under other settings is refused before any work
+    try:   # a --resume under other settings, or damaged files, are refused before any work
         summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
                             jobs=args.jobs)
     except ConfigError as err:
         return fail(err)
+    except KeyboardInterrupt:   # Ctrl-C: the worker processes are stopped already
+        print(f"flash: interrupted; {run_dir} keeps the checkpoints, finished models and adaptation runs so far: "
+              "run the same command with --resume to continue", file=sys.stderr)
+        return 130
     print((out / "results.md").read_text())
     flash = summary["speedup"].get("transfer/flash")
     if flash:
-        print(f"speedup vs transfer learning: {flash['ratio_of_means']:.2f}x "
-              f"[{flash['ci'][0]:.2f}, {flash['ci'][1]:.2f}]")
+        print(f"speedup vs transfer learning: {flash['ratio_of_means']:.2f}x {ci_brackets(flash['ci'], 2)}")
     return 0

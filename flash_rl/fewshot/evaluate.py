@@ -34,10 +34,9 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
-import multiprocessing
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import numpy as np
 import torch
@@ -50,6 +49,7 @@ from flash_rl.fewshot.report import METHODS, MISSED_DEADLINE_REGRET
 from flash_rl.fewshot.splits import Split, n_validation_apps
 from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.progress import tqdm_bar
+from flash_rl.workers import worker_pool
 
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
 #: What scores one method's predictions of one held-out app, per draw: :func:`score`'s signature and output shape
@@ -153,7 +153,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     jobs = min(jobs, len(runs))
     bar = tqdm_bar(len(runs), "config-eval runs", progress)
     if jobs > 1:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(jobs) as pool:   # Ctrl-C stops every worker at once
             futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer)
                        for k, seed, split in runs]
             for _ in as_completed(futures):
