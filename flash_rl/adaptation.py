@@ -35,6 +35,14 @@ from flash_rl.atomic_files import atomic_write_text
 from flash_rl.progress import tqdm_bar
 
 
+def evaluation_points(episodes: int, eval_every: int) -> list[int]:
+    """The fine-tuning episodes after which an adaptation curve of ``episodes`` episodes is evaluated: 0 (before any),
+    every ``eval_every``-th, and the last."""
+    if episodes < 0 or eval_every < 1:
+        raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
+    return [e for e in range(episodes + 1) if e % eval_every == 0 or e == episodes]
+
+
 def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budget: int) -> tuple[int, bool]:
     """``(episodes, censored)`` for one adaptation curve (see the module docstring)."""
     if budget < 1:

@@ -48,6 +48,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
 from flash_envs.fields import check_number
+from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
@@ -523,8 +524,7 @@ class Flash:
         """
         if self.model is None:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
-        if episodes < 0 or eval_every < 1:
-            raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
+        points = evaluation_points(episodes, eval_every)
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
@@ -544,7 +544,7 @@ class Flash:
         record(0)
         for e in range(1, episodes + 1):
             agent.learn(self.episode_steps, reset_num_timesteps=e == 1)
-            if e % eval_every == 0 or e == episodes:
+            if e in points:
                 record(e)
         train_env.close()
         return curve

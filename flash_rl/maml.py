@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
+from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
 from flash_rl.flash import check_resumable, one_torch_thread
@@ -230,8 +231,7 @@ class MAML:
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
         """One inner SGD step per episode on ``task`` from a copy of the meta-learned weights, evaluating the
         deterministic policy before any step and after every ``eval_every`` episodes."""
-        if episodes < 0 or eval_every < 1:
-            raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
+        points = evaluation_points(episodes, eval_every)
         policy = copy.deepcopy(self.policy)
         opt = torch.optim.SGD(policy.parameters(), lr=self.hparams["inner_lr"])
         generator = torch.Generator().manual_seed(seed)
@@ -250,7 +250,7 @@ class MAML:
             opt.zero_grad()
             reinforce_loss(policy, batch, self.hparams["gamma"]).backward()
             opt.step()
-            if e % eval_every == 0 or e == episodes:
+            if e in points:
                 record(e)
         return curve
 

@@ -14,7 +14,7 @@ import numpy as np
 from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.fields import check_whole
 from flash_envs.markdown import ci_brackets, fmt_ci, md_table
-from flash_rl.adaptation import References, episodes_to_adapt
+from flash_rl.adaptation import References, episodes_to_adapt, evaluation_points
 from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
@@ -399,7 +399,7 @@ def render(out_dir: Path) -> None:
     _check_runs(needed[2], row_runs, expected, "row")
     _check_runs(needed[1], curve_runs, expected, "curve")
     a = cfg.adaptation   # the evaluations every curve has, as Flash.adapt and MAML.adapt make them
-    schedule = [e for e in range(a.budget + 1) if e % a.eval_every == 0 or e == a.budget]
+    schedule = evaluation_points(a.budget, a.eval_every)
     for key, rec in records.items():
         if (episodes := [e for e, _ in rec["curve"]]) != schedule:
             missing_episodes = sorted(set(schedule) - set(episodes))

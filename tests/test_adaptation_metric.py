@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flash_rl.adaptation import References, episodes_to_adapt
+from flash_rl.adaptation import References, episodes_to_adapt, evaluation_points
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
 
@@ -82,3 +82,11 @@ def test_a_trace_file_edited_in_place_gets_a_new_reference_key(tmp_path):
     assert task_key(task) == before
     trace.write_text("timestamp,requests\n0,10\n60,90\n")
     assert task_key(task) != before
+
+
+def test_a_curve_is_evaluated_before_any_fine_tuning_every_eval_every_episodes_and_at_the_end():
+    assert evaluation_points(7, 3) == [0, 3, 6, 7]
+    assert evaluation_points(6, 3) == [0, 3, 6]
+    assert evaluation_points(0, 1) == [0]
+    with pytest.raises(ValueError, match="eval_every >= 1"):
+        evaluation_points(5, 0)
