@@ -388,7 +388,7 @@ def check_layer_sizes(sizes: Any, name: str) -> list[int]:
     ``transfer.net_arch`` and ``maml.hidden``, in a config and in the :class:`~flash_rl.flash.Flash` and
     :class:`~flash_rl.maml.MAML` APIs."""
     if not (isinstance(sizes, (list, tuple)) and sizes and all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and int(n) >= 1 for n in sizes)):
         raise ConfigError(f"{name} must be a list of positive ints (one per hidden layer, at least one), got {sizes!r}")
     return [int(n) for n in sizes]
 

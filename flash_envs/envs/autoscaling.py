@@ -43,8 +43,8 @@ def _resource_bounds(name: str, value: Sequence[float], step: int | None = None)
     fields = ("low", "high") if step is not None else ("low", "high", "step")
     if np.shape(value) != (len(fields),):
         raise ValueError(f"{name} must be ({', '.join(fields)}), got {value!r}")
-    whole = [check_whole(f"{name} {field}", v, 1) for field, v in zip(fields, value)]
-    return ResourceBounds(*whole) if step is None else ResourceBounds(*whole, step)
+    low, high, *rest = [check_whole(f"{name} {field}", v, 1) for field, v in zip(fields, value)]
+    return ResourceBounds(low, high, rest[0] if step is None else step)
 
 
 class AutoscalingEnv(TaskEnv[AutoscalingTask]):
