@@ -472,12 +472,17 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     # 3. adaptation
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
     if resume and curves_path.exists():
-        for line in curves_path.read_text().splitlines():
+        text = curves_path.read_text()
+        if text and not text.endswith("\n"):   # end a line cut short by a kill, so the next record starts its own
+            with open(curves_path, "a") as sink:
+                sink.write("\n")
+        for line in text.splitlines():
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
+            except json.JSONDecodeError:  # a line cut short by a kill: that run is done again
                 continue
-            done[(rec["method"], rec["task"], rec["seed"])] = rec
+            if isinstance(rec, dict) and {"method", "task", "seed", "curve"} <= rec.keys():   # else damaged: redone
+                done[(rec["method"], rec["task"], rec["seed"])] = rec
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
     todo = [(m, t, s) for m, t, s in runs if (m, t.name, s) not in done]
     with timer.phase("adapt"), open(curves_path, "a") as sink:

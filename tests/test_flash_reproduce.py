@@ -118,11 +118,15 @@ def test_reproduce_tiny(tmp_path):
     assert main(["reproduce", "--render", str(tmp_path)]) == 2  # not a reproduction folder: a one-line error
     # resume: every model and curve is reused
     lines = (run / "curves.jsonl").read_text().splitlines()
-    (run / "curves.jsonl").write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:10])  # a run cut short by a kill
+    damaged = ['{"method": "flash"}', "[1, 2]"]   # not records: those lines are ignored, as a line cut short is
+    (run / "curves.jsonl").write_text("\n".join(lines[:-3] + damaged) + "\n" + lines[-3][:10])  # a run cut short
     saved = model_files_written(run)
     again = reproduce(cfg, out, run, resume=True, command="test")
     assert again["methods"]["flash"]["runs"] == 18
     assert model_files_written(run) == saved   # loaded, not trained and saved again
+    kept = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines() if line.startswith('{"method')
+            and line.endswith("}") and "curve" in line]
+    assert len({(r["method"], r["task"], r["seed"]) for r in kept}) == 5 * 18   # the redone run has a line of its own
     # resuming under other settings would mix the old models and curves into the new results: refused
     other = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
                         f"tasks.test_traces=['{trace}']", "adaptation.budget=3", "run.progress_bar=true"])
