@@ -74,7 +74,15 @@ class TaskFamily(Generic[T]):
         for s in SPLITS:
             if not isinstance(d[s], list):
                 raise TypeError(f"task family split {s!r} must be a list of tasks, got {type(d[s]).__name__}")
-        return cls(*(tuple(cls.task_type.from_dict(t) for t in d[s]) for s in SPLITS))
+        return cls(*(tuple(cls._task_from_dict(s, i, t) for i, t in enumerate(d[s])) for s in SPLITS))
+
+    @classmethod
+    def _task_from_dict(cls, split: str, index: int, d: Any) -> T:
+        """Task ``index`` of ``split``, its error (if any) prefixed with where it is, e.g. ``test[3]: ...``."""
+        try:
+            return cls.task_type.from_dict(d)
+        except (TypeError, ValueError) as err:
+            raise (TypeError if isinstance(err, TypeError) else ValueError)(f"{split}[{index}]: {err}") from err
 
     def save_yaml(self, path: str | Path) -> None:
         """Write the family as YAML. A replayed in-memory trace goes inline, so PyYAML's libyaml bindings are used

@@ -89,7 +89,8 @@ def family_file_with(tmp_path, mutate):
      "TraceWorkload.time_unit_s must be a finite number > 0, got -60"),
 ])
 def test_bad_fields_in_a_family_file_are_named_as_it_loads(tmp_path, mutate, message):
-    with pytest.raises(DataFormatError, match=f"task family {re.escape(str(tmp_path))}/family.yaml: {message}"):
+    where = f"task family {re.escape(str(tmp_path))}/family.yaml: train\\[0\\]: "   # the file, then the task
+    with pytest.raises(DataFormatError, match=where + message):
         AutoscalingTaskFamily.load_yaml(family_file_with(tmp_path, mutate))
 
 
