@@ -412,13 +412,14 @@ def _check_settings(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.adaptation.methods if not isinstance(m, str) or m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
-    from flash_envs.data.trace_csv import GAP_POLICIES, VALUE_KINDS
+    from flash_envs.data.trace_csv import check_reader_options
 
-    if cfg.tasks.trace_value_kind not in VALUE_KINDS:
-        raise ConfigError(f"config key tasks.trace_value_kind must be one of {VALUE_KINDS}, "
-                          f"got {cfg.tasks.trace_value_kind!r}")
-    if cfg.tasks.trace_gaps not in GAP_POLICIES:
-        raise ConfigError(f"config key tasks.trace_gaps must be one of {GAP_POLICIES}, got {cfg.tasks.trace_gaps!r}")
+    t = cfg.tasks
+    try:   # the trace reader's own checks, named as config keys
+        check_reader_options(t.trace_time_column, t.trace_value_column, t.trace_value_kind, t.trace_time_unit_s, None,
+                             t.trace_gaps, owner="config key tasks.trace_")
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
     for trace in cfg.tasks.test_traces:
         if not isinstance(trace, str):
             raise ConfigError(f"config key tasks.test_traces must be a list of CSV file paths, got {trace!r} in "
