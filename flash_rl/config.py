@@ -481,7 +481,8 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tu
     """Raise :class:`ConfigError` if ``run_dir`` holds a run made with other settings than ``cfg``: resuming would
     mix its saved models and adaptation curves into this run's results. Settings matching :data:`RESUME_MAY_CHANGE`
     or ``may_also_change`` (glob patterns) may differ. A setting the saved config lacks (a run made before the setting
-    existed) counts as its default, which is how such a run ran."""
+    existed) counts as its default, which is how such a run ran. A saved config that is not UTF-8 YAML of a mapping
+    is refused by name."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         return
@@ -495,7 +496,7 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tu
     def as_saved(c: ExperimentConfig) -> dict[str, Any]:
         return dotted(yaml.safe_load(yaml.safe_dump(c.to_dict())))
 
-    old = as_saved(ExperimentConfig()) | dotted(yaml.safe_load(saved.read_text()) or {})
+    old = as_saved(ExperimentConfig()) | dotted(read_yaml(saved))   # a damaged file is refused by name
     new = as_saved(cfg)
     changed = [k for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k)

@@ -39,7 +39,7 @@ import torch
 from flash_rl.adaptation import ReferenceCache, References, compute_references, episodes_to_adapt, task_references
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
-from flash_rl.config import ConfigError, ExperimentConfig, check_resume, read_yaml, save_config
+from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable
 from flash_rl.maml import MAML, settings_of
 from flash_rl.progress import tqdm_bar
@@ -190,9 +190,6 @@ def check_run_to_resume(cfg: ExperimentConfig, run_dir: Path, names: list[str],
     """Raise :class:`ConfigError` unless a ``--resume`` under ``cfg`` may continue the run in ``run_dir`` and its
     models ``names`` (keys of :data:`PHASES`): its ``config.yaml`` must be readable and of the same settings but
     ``may_also_change`` (:func:`~flash_rl.config.check_resume`), and the models pass :func:`check_saved_model`."""
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        read_yaml(saved)   # a damaged file is refused by name: not UTF-8, not YAML, or not a mapping
     check_resume(cfg, run_dir, may_also_change)
     for name in names:
         check_saved_model(name, cfg, run_dir)
