@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -96,6 +97,22 @@ def test_trace_replay_time_and_rate_scaling(tmp_path):
     mean = TraceWorkload(path=str(path), time_column="t", value_column="rate", value_kind="rate", mean_rate=8.0)
     assert mean.realise(np.random.default_rng(0), 120).rates.mean() == pytest.approx(8.0)
     assert workload_from_dict(replay.to_dict()) == replay
+
+
+def test_an_edited_trace_file_is_read_again(tmp_path, monkeypatch):
+    """A notebook user edits a trace and replays it in the same process: the new rates, not the cached ones."""
+    path = write(tmp_path, "t,rate\n0,1\n60,3\n")
+    replay = TraceWorkload(path="trace.csv", time_column="t", value_column="rate", value_kind="rate", start_s=0.0)
+    monkeypatch.chdir(tmp_path)
+    assert replay.realise(np.random.default_rng(0), 60).rate_at(0) == 1
+    path.write_text("t,rate\n0,5\n60,3\n")   # the same size: the modification time tells
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert replay.realise(np.random.default_rng(0), 60).rate_at(0) == 5
+    other = tmp_path / "other"   # a relative path is the file of the working directory of the read
+    other.mkdir()
+    (other / "trace.csv").write_text("t,rate\n0,7\n60,3\n")
+    monkeypatch.chdir(other)
+    assert replay.realise(np.random.default_rng(0), 60).rate_at(0) == 7
 
 
 def test_trace_replay_random_start_comes_from_the_generator(tmp_path):

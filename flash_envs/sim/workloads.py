@@ -262,9 +262,20 @@ class SpikeWorkload(Workload):
         return out
 
 
+def _file_version(path: str) -> tuple[str, int, int] | None:
+    """What tells one state of the file ``path`` from another: its absolute path, modification time and size (None
+    if it cannot be read; reading it then raises the error that names it)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
+
+
 @lru_cache(maxsize=32)
-def _cached_trace(path: str, time_column: str, value_column: str | None, value_kind: str, time_unit_s: float,
-                  bin_s: float | None, gaps: str) -> RateTrace:
+def _cached_trace(path: str, version: tuple[str, int, int] | None, time_column: str, value_column: str | None,
+                  value_kind: str, time_unit_s: float, bin_s: float | None, gaps: str) -> RateTrace:
+    """``read_rate_trace`` of ``path``, cached per ``version`` of the file (:func:`_file_version`)."""
     return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s, gaps)
 
 
@@ -281,10 +292,11 @@ class TraceWorkload(Workload):
     at the end of the trace. ``gaps`` says what bins without a row in the file are (see ``read_rate_trace``).
 
     A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``gaps``), and its dict form
-    names the file, which is read (once per process) when a realisation is first drawn. An in-memory workload has no
-    path and takes no reader options: the trace itself is the description, so its dict form holds the trace inline
-    (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance only) and rebuilds, from a
-    dict or YAML on any machine, to an equal workload that replays bit-identical rates.
+    names the file, which is read when a realisation is first drawn and again only once the file has changed (its
+    modification time or size; a relative path resolves against the working directory at each read). An in-memory
+    workload has no path and takes no reader options: the trace itself is the description, so its dict form holds the
+    trace inline (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance only) and
+    rebuilds, from a dict or YAML on any machine, to an equal workload that replays bit-identical rates.
     """
 
     kind: ClassVar[str] = "trace"
@@ -345,8 +357,8 @@ class TraceWorkload(Workload):
         """The trace replayed: the in-memory one, or the CSV file read (and cached) with this workload's options."""
         if self.trace is not None:
             return self.trace
-        return _cached_trace(self.path, self.time_column, self.value_column, self.value_kind, self.time_unit_s,
-                             self.bin_s, self.gaps)
+        return _cached_trace(self.path, _file_version(self.path), self.time_column, self.value_column,
+                             self.value_kind, self.time_unit_s, self.bin_s, self.gaps)
 
     def _scaled_rates(self, trace: RateTrace) -> np.ndarray:
         """The trace's rates, scaled to average ``mean_rate`` when it is set."""
