@@ -47,13 +47,16 @@ def run(args: argparse.Namespace) -> int:
     env = gym.make(cfg.env.id, **cfg.env.kwargs)
     heuristics = case.heuristics(env)
     rows = []
-    print(f"{'task':<12} {'agent':>9} " + " ".join(f"{h:>9}" for h in heuristics))
+    name_width = max(len("task"), *(len(task.name) for task in tasks))   # rows print as they come: widths first
+    widths = [max(9, len(h)) for h in ("agent", *heuristics)]
+    print(f"{'task':<{name_width}} " + " ".join(f"{h:>{w}}" for h, w in zip(("agent", *heuristics), widths)))
     for task in tasks:
         seeds = [cfg.adaptation.eval_seed + e for e in range(args.episodes)]
         agent = float(np.mean([model.evaluate(None, task, s) for s in seeds]))   # None: the saved agent
         heur = {h: float(np.mean([run_policy(env, p, task, s) for s in seeds])) for h, p in heuristics.items()}
         rows.append({"task": task.name, "agent": agent, **heur})
-        print(f"{task.name:<12} {agent:9.3f} " + " ".join(f"{v:9.3f}" for v in heur.values()), flush=True)
+        print(f"{task.name:<{name_width}} " + " ".join(f"{v:{w}.3f}" for v, w in zip((agent, *heur.values()), widths)),
+              flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))
