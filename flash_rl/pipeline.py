@@ -166,8 +166,8 @@ def _check_zip(path: Path) -> None:
 def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
     that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
-    total, a checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), or a missing or damaged file
-    that it would load (named)."""
+    total, a finished model or checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), or a missing
+    or damaged file that it would load (named)."""
     directory, ckpt = run_dir / "models" / name, run_dir / "models" / name / "ckpt"
     finished = _finished(directory, training_total(cfg, name), name)
     try:
@@ -175,8 +175,9 @@ def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
             if finished or (ckpt / "maml.pt").exists():
                 state = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS)
                 check_resumable(settings_of(state), make_model(name, cfg).config(), ckpt)
-        elif finished:
-            Flash.load(directory / "final")
+        elif finished:   # e.g. left by a meta-train of other settings into a --run-dir shared by the methods
+            check_resumable(Flash.load(directory / "final").config(), make_model(name, cfg).config(),
+                            directory / "final")
         elif (ckpt / "state.json").exists():
             state = _json_object(ckpt / "state.json", (("config", dict), ("agent", str)))
             check_resumable(state["config"], make_model(name, cfg).config(), ckpt)

@@ -242,6 +242,19 @@ def test_a_new_training_leaves_no_finished_model_of_the_old_one_to_resume(tmp_pa
     assert Flash.load(run_dir / "models" / "flash" / "final").seed == 1
 
 
+def test_a_finished_model_of_other_settings_is_not_resumed(tmp_path, capsys):
+    """Methods meta-trained one by one into one --run-dir: the second run's config.yaml replaces the first's, but the
+    first's finished model stays; a resume under the new settings must not take it for one of them."""
+    from flash_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(meta_train_args(run_dir)) == 0                                   # FLASH, seed 0
+    assert main(meta_train_args(run_dir, "run.seed=1", method="maml")) == 0     # config.yaml: seed 1 now
+    capsys.readouterr()
+    assert main(meta_train_args(run_dir, "run.seed=1", "--resume")) == 2
+    assert "seed: 0 there, 1 here" in capsys.readouterr().err
+
+
 def test_a_refused_resume_leaves_the_run_files_alone(tmp_path, capsys):
     from flash_rl.cli import main
 
