@@ -165,6 +165,9 @@ def test_a_saved_agent_runs_only_in_the_env_it_was_trained_in(saved_agent):
     assert load_model(saved_agent, "flash/Autoscaling-v0", {"episode_steps": 10}).env_kwargs == {"episode_steps": 10}
     with pytest.raises(ConfigError, match=r"env.kwargs \{'episode_steps': 10\}.*differing: \['episode_steps'\]"):
         load_model(saved_agent, "flash/Autoscaling-v0", {"episode_steps": 20})
+    # kwargs that make the same env are the same env: a default spelled out, a list for a tuple, 10.0 for 10
+    same = {"episode_steps": 10.0, "control_interval_s": 30.0, "cpu_bounds": [128, 2048, 128]}
+    assert load_model(saved_agent, "flash/Autoscaling-v0", same).env_kwargs == {"episode_steps": 10}
 
 
 def test_a_damaged_saved_agent_is_named(saved_agent, tmp_path):

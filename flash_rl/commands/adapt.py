@@ -61,9 +61,25 @@ def pick_task(tasks: list[Task], split: str, key: str) -> Task:
     return named[0]
 
 
+def effective_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every argument of the env ``env_id`` made with ``kwargs``: its constructor's defaults, then its registration's
+    kwargs, then ``kwargs``; as JSON would save them (tuples as lists, other objects by ``repr``), so that
+    ``{episode_steps: 60}`` and ``{}`` compare equal where 60 is the default."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = gym.spec(env_id)
+    creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    defaults = {name: p.default for name, p in inspect.signature(creator).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return json.loads(json.dumps({**defaults, **spec.kwargs, **kwargs}, default=repr))
+
+
 def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | MAML:
     """The saved agent at ``path``, which must have been trained on the config's env: ``env_id`` with
-    ``env_kwargs``."""
+    ``env_kwargs`` (or kwargs that make the same env, see :func:`effective_env_kwargs`)."""
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
@@ -77,8 +93,9 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     if model.env_id != env_id:
         raise ConfigError(f"--model {path} was trained on {model.env_id}, but the config runs {env_id}; pass the "
                           "--case (or --config) the model was trained with")
-    if model.env_kwargs != env_kwargs:
-        differ = sorted(k for k in {*model.env_kwargs, *env_kwargs} if model.env_kwargs.get(k) != env_kwargs.get(k))
+    trained, wanted = effective_env_kwargs(env_id, model.env_kwargs), effective_env_kwargs(env_id, env_kwargs)
+    if trained != wanted:
+        differ = sorted(k for k in {*trained, *wanted} if trained.get(k) != wanted.get(k))
         raise ConfigError(f"--model {path} was trained with env.kwargs {model.env_kwargs}, but the config has "
                           f"{env_kwargs} (differing: {differ}); pass the config (and --set) the model was trained "
                           "with, so that it and the heuristics run the same env")
