@@ -31,6 +31,7 @@ import sys
 import types
 import typing
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -295,6 +296,32 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: s
                          f"({diff}); resume with the same settings, or train into another checkpoint_dir")
 
 
+def read_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The state (``state.json``) of the checkpoint in ``directory``, None if there is none. A ValueError names the
+    file when ``state.json`` is unreadable or not a JSON object with ``config`` and ``agent``, when its agent zip is
+    not whole (every member's CRC is checked), or when it was written with other settings than ``config``
+    (:func:`check_resumable`)."""
+    path = Path(directory) / "state.json"
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as err:   # unreadable, not UTF-8 or not JSON
+        raise ValueError(f"{path} cannot be read ({err})") from None
+    if not (isinstance(state, dict) and isinstance(state.get("config"), dict) and isinstance(state.get("agent"), str)):
+        raise ValueError(f"{path} is damaged: not a JSON object with config (dict), agent (str)")
+    check_resumable(state["config"], config, directory)
+    agent = Path(directory) / state["agent"]
+    try:
+        with zipfile.ZipFile(agent) as archive:
+            broken = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{agent} cannot be read as a saved agent ({err})") from None
+    if broken is not None:
+        raise ValueError(f"{agent} is damaged: its member {broken} fails its CRC check")
+    return state
+
+
 class Flash:
     """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
 
@@ -476,10 +503,9 @@ class Flash:
 
     def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
         directory = Path(directory)
-        if not (directory / "state.json").exists():
+        state = read_checkpoint(directory, self.config())
+        if state is None:
             return None
-        state = json.loads((directory / "state.json").read_text())
-        check_resumable(state["config"], self.config(), directory)
         self.model = keep_logs_out_of_tmp(self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
                                                                tensorboard_log=self.tensorboard_log))
         if "replay_buffer" in state:

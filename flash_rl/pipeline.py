@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from flash_rl.adaptation import ReferenceCache, References, compute_references, 
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
-from flash_rl.flash import Flash, TransferLearning, check_resumable
+from flash_rl.flash import Flash, TransferLearning, check_resumable, read_checkpoint
 from flash_rl.maml import MAML, settings_of
 from flash_rl.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -138,31 +137,6 @@ def discard_training(directory: Path) -> None:
             shutil.rmtree(folder)
 
 
-def _json_object(path: Path, fields: tuple[tuple[str, type], ...]) -> dict[str, Any]:
-    """The JSON object in ``path``, with the ``fields`` (name, type) it must have; a :class:`ConfigError` naming
-    ``path`` when it is unreadable or damaged."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:   # unreadable, not UTF-8 or not JSON
-        raise ConfigError(f"{path} cannot be read ({err})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(key), kind) for key, kind in fields):
-        wanted = ", ".join(f"{key} ({kind.__name__})" for key, kind in fields)
-        raise ConfigError(f"{path} is damaged: not a JSON object with {wanted}")
-    return data
-
-
-def _check_zip(path: Path) -> None:
-    """A :class:`ConfigError` naming ``path`` unless it is a whole zip archive (as SB3 saves an agent): every member
-    is read and its CRC checked."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()
-    except (OSError, zipfile.BadZipFile) as err:
-        raise ConfigError(f"{path} cannot be read as a saved agent ({err})") from None
-    if broken is not None:
-        raise ConfigError(f"{path} is damaged: its member {broken} fails its CRC check")
-
-
 def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
     that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
@@ -178,10 +152,8 @@ def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
         elif finished:   # e.g. left by a meta-train of other settings into a --run-dir shared by the methods
             check_resumable(Flash.load(directory / "final").config(), make_model(name, cfg).config(),
                             directory / "final")
-        elif (ckpt / "state.json").exists():
-            state = _json_object(ckpt / "state.json", (("config", dict), ("agent", str)))
-            check_resumable(state["config"], make_model(name, cfg).config(), ckpt)
-            _check_zip(ckpt / state["agent"])
+        else:
+            read_checkpoint(ckpt, make_model(name, cfg).config())
     except (OSError, ValueError) as err:   # ConfigError included
         raise ConfigError(f"--resume: {err}; drop --resume to train {name} anew") from None
 
