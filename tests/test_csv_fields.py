@@ -44,6 +44,7 @@ def test_raises_the_loaders_own_error():
     ("inf", "holds 'inf', not a finite number"),
     ("-1", "holds '-1'; it must be >= 0"),
     ("", "holds '', not a number"),
+    ("2.5", "holds '2.5', not a whole number"),   # invocations are counted; a fraction is a damaged or wrong file
 ])
 def test_azure_counts_name_file_line_and_column(tmp_path, count, message):
     """A nan or inf count was reported as ``rates[6] = nan``, with no file, line or column."""

@@ -157,6 +157,19 @@ def test_rows_missing_from_an_aggregated_trace_are_a_gap(tmp_path):
         read_rate_trace(path, "t", "n", gaps="fill")
 
 
+def test_rows_out_of_order_are_read_in_time_order(tmp_path):
+    """A log written as requests complete is out of order; the trace is the sorted one, and a gap is placed between
+    the rows that are neighbours in time, not in the file."""
+    sorted_path = write(tmp_path, "t,n\n0,60\n60,120\n120,30\n180,60\n", "sorted.csv")
+    shuffled = write(tmp_path, "t,n\n120,30\n0,60\n180,60\n60,120\n", "shuffled.csv")
+    assert read_rate_trace(shuffled, "t", "n").rates.tolist() == read_rate_trace(sorted_path, "t", "n").rates.tolist()
+    requests = write(tmp_path, "t,user\n2.5,a\n0.0,b\n1.1,c\n0.7,d\n", "requests.csv")
+    assert read_rate_trace(requests, "t", value_column=None).rates.tolist() == [2.0, 1.0, 1.0]
+    gap = write(tmp_path, "t,n\n240,60\n0,60\n180,30\n60,120\n", "gap.csv")
+    with pytest.raises(TraceFormatError, match=r"the first gap is between lines 5 and 4\)"):
+        read_rate_trace(gap, "t", "n")
+
+
 @pytest.mark.parametrize("time", ["nan", "inf"])
 def test_absurd_timestamps_name_the_problem(tmp_path, time):
     path = write(tmp_path, f"t,n\n0,1\n1,2\n{time},3\n")

@@ -45,6 +45,6 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
         line, row = matches[0]
     header = list(row)
     first_minute = header.index("1") if "1" in header else 4
-    counts = [csv_number(path, line, column, text, positive=False, error=TraceFormatError)
+    counts = [csv_number(path, line, column, text, positive=False, integer=True, error=TraceFormatError)
               for column, text in list(row.items())[first_minute:]]
     return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row['HashFunction']}")

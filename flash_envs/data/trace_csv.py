@@ -146,6 +146,9 @@ def read_rate_trace(
 ) -> RateTrace:
     """Read a CSV file into a :class:`RateTrace` (requests per trace second on a uniform grid).
 
+    Rows may come in any order (a per-request log written as requests complete often is out of order): they are
+    taken in time order, and a gap error names the two rows on either side of the gap in time.
+
     Args:
         path: the CSV file, with a header row.
         time_column: column holding the timestamps.
