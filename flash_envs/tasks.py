@@ -171,7 +171,10 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
     @classmethod
     def generate(cls, n_train: int = 24, n_test: int = 8, seed: int = 2024,
                  episode_s: float = 1800.0) -> "AutoscalingTaskFamily":
-        """A diverse family drawn from a fixed seed (see :func:`random_autoscaling_task` for the ranges)."""
+        """A diverse family drawn from a fixed seed (see :func:`random_autoscaling_task` for the ranges), for episodes
+        of ``episode_s`` seconds (the default is the default env's 60 steps of 30 s): its step workloads rise and its
+        diurnal ones cycle within an episode. The draws do not depend on ``episode_s``: families for other lengths
+        have the same applications and workload kinds, with the times scaled."""
         if n_train < 1 or n_test < 1:
             raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
         rng = np.random.default_rng(seed)
@@ -197,14 +200,15 @@ def random_app(rng: np.random.Generator, name: str) -> AppProfile:
 
 
 def random_workload(rng: np.random.Generator, mean_rate: float, episode_s: float) -> Workload:
-    """One of the synthetic profiles around ``mean_rate`` req/s, with shapes that change within an episode."""
+    """One of the synthetic profiles around ``mean_rate`` req/s, with shapes that change within an episode of
+    ``episode_s`` seconds (a diurnal period is at least 1 s)."""
     kind = rng.choice(["constant", "diurnal", "step", "mmpp", "spikes"])
     r = round(mean_rate, 2)
     if kind == "constant":
         return ConstantWorkload(rate=r)
     if kind == "diurnal":
         return DiurnalWorkload(mean_rate=r, amplitude=round(float(rng.uniform(0.3, 0.8)), 2),
-                               period_s=round(episode_s * float(rng.uniform(0.5, 1.5))))
+                               period_s=max(1, round(episode_s * float(rng.uniform(0.5, 1.5)))))
     if kind == "step":
         return StepWorkload(base_rate=round(0.6 * r, 2), peak_rate=round(1.6 * r, 2),
                             start_s=round(episode_s * float(rng.uniform(0.2, 0.5))),

@@ -15,6 +15,8 @@ worker processes) import: declare that module as an entry point of the group ``f
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,19 @@ class Case:
         return path if path.is_absolute() else CONFIG_DIR / path
 
 
+def effective_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every argument of the env ``env_id`` made with ``kwargs``: its constructor's defaults, then its registration's
+    kwargs, then ``kwargs``; as JSON would save them (tuples as lists, other objects by ``repr``), so that
+    ``{episode_steps: 60}`` and ``{}`` compare equal where 60 is the default."""
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = gym.spec(env_id)
+    creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    defaults = {name: p.default for name, p in inspect.signature(creator).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return json.loads(json.dumps({**defaults, **spec.kwargs, **kwargs}, default=repr))
+
+
 CASES: dict[str, Case] = {}
 PLUGIN_GROUP = "flash_rl.cases"   # entry points whose modules register more cases
 
@@ -71,7 +86,9 @@ def _autoscaling_family(cfg: Any):
 
     if cfg.tasks.family_file:
         return AutoscalingTaskFamily.load_yaml(cfg.tasks.family_file)
-    return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed)
+    kwargs = effective_env_kwargs(cfg.env.id, cfg.env.kwargs)
+    episode_s = float(kwargs["control_interval_s"]) * int(kwargs["episode_steps"])
+    return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_s)
 
 
 def _autoscaling_heuristics(env: gym.Env) -> dict[str, Any]:
@@ -151,7 +168,7 @@ def _power_family(cfg: Any):
 
     if cfg.tasks.family_file:
         return PowerTaskFamily.load_yaml(cfg.tasks.family_file)
-    episode_s = float(cfg.env.kwargs.get("episode_s", 900.0))
+    episode_s = float(effective_env_kwargs(cfg.env.id, cfg.env.kwargs)["episode_s"])
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_s)
 
 

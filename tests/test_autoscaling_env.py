@@ -107,6 +107,34 @@ def test_default_family_split_sizes():
     assert not {t.name for t in family.train} & {t.name for t in family.test}
 
 
+def test_default_family_is_the_one_committed_results_used():
+    """30 s x 60 steps: the family generated for 1800 s episodes, as before the family followed the episode length."""
+    assert gym.make(ENV_ID).unwrapped.family == AutoscalingTaskFamily.generate(24, 8, 2024, episode_s=1800.0)
+    assert gym.make(ENV_ID, control_interval_s=60.0, substep_s=5.0, episode_steps=30).unwrapped.family == \
+        AutoscalingTaskFamily.generate()
+
+
+@pytest.mark.parametrize("kwargs, episode_s", [({"episode_steps": 10}, 300.0),
+                                               ({"control_interval_s": 60.0, "episode_steps": 1440}, 86400.0),
+                                               ({"control_interval_s": 0.5, "substep_s": 0.5, "episode_steps": 1},
+                                                0.5)])
+def test_default_family_follows_the_episode_length(kwargs, episode_s):
+    family = gym.make(ENV_ID, **kwargs).unwrapped.family
+    assert family == AutoscalingTaskFamily.generate(episode_s=episode_s) != AutoscalingTaskFamily.generate()
+    assert family is gym.make(ENV_ID, **kwargs).unwrapped.family   # generated once per episode length
+    starts = [t.workload.start_s for t in family.train + family.test if t.workload.kind == "step"]
+    assert starts and all(0.2 * episode_s - 0.5 <= s <= 0.5 * episode_s + 0.5 for s in starts)   # within the episode
+
+
+def test_an_episode_longer_than_a_year_is_refused_when_the_env_is_made():
+    """Its workload, realised up front at 1 s resolution, would need 9.6 GB: a clear error, not a MemoryError later."""
+    with pytest.raises(ValueError, match=r"control_interval_s \* episode_steps = 30.0 \* 10000000 makes an episode of "
+                                         r"3e\+08 s \(3472 days\), .* would need about 9.6 GB; an episode may last at "
+                                         r"most 31536000 s \(365 days"):
+        gym.make(ENV_ID, episode_steps=10**7)
+    assert gym.make(ENV_ID, episode_steps=365 * 2880).unwrapped.episode_steps == 1051200   # a year is taken
+
+
 def test_actions_change_configuration_within_bounds():
     env = gym.make(ENV_ID, initial_replicas=1, initial_cpu=128, illegal_action_penalty=0.5, reversal_penalty=0.2)
     env.reset(seed=0)

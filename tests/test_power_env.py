@@ -136,6 +136,14 @@ def test_bad_input_raises_clear_errors():
         PowerTask.from_dict({k: v for k, v in env.get_task().to_dict().items() if k != "server"})
 
 
+def test_an_episode_longer_than_a_year_is_refused_when_the_env_is_made():
+    """Its workload, realised up front at 1 s resolution, would need 32 GB: a clear error, not a MemoryError later."""
+    with pytest.raises(ValueError, match=r"episode_s=1000000000.0 makes an episode of 1e\+09 s \(1.157e\+04 days\), "
+                                         r".* would need about 32 GB; an episode may last at most 31536000 s"):
+        PowerManagementEnv(episode_s=1e9)
+    assert PowerManagementEnv(episode_s=365 * 86400.0).episode_steps == 6307200   # a year is taken
+
+
 def test_render_mode_none_is_accepted_and_others_refused():
     assert gym.make(ENV_ID, render_mode=None).unwrapped.render_mode is None
     with pytest.raises(ValueError, match=r"render_mode must be one of \[None\], got 'rgb_array'"), \

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
+import gymnasium as gym
 import pytest
 import yaml
+
+import flash_envs  # noqa: F401  (registers the envs)
 
 from flash_envs.data import DataFormatError
 from flash_envs.envs.config_search import ConfigSearchTaskFamily
@@ -16,6 +19,29 @@ from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 def test_split_is_fixed_by_the_seed():
     assert AutoscalingTaskFamily.generate() == AutoscalingTaskFamily.generate()
     assert AutoscalingTaskFamily.generate(seed=1) != AutoscalingTaskFamily.generate(seed=2)
+
+
+@pytest.mark.parametrize("env_kwargs, episode_s", [("{}", 1800.0),
+                                                   ("{episode_steps: 10, control_interval_s: 60.0}", 600.0)])
+def test_the_autoscaling_case_generates_the_family_the_configured_env_would(env_kwargs, episode_s):
+    """For the configured episode length, as the env's default family (the default config's is the committed one)."""
+    from flash_rl.cases import CONFIG_DIR, get_case
+    from flash_rl.config import load_config
+
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", [f"env.kwargs={env_kwargs}"], check_agents=False)
+    family = get_case("autoscaling").build_family(cfg)
+    assert family == AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
+                                                    episode_s=episode_s)
+    assert family == gym.make(cfg.env.id, **cfg.env.kwargs).unwrapped.family   # the config's 24, 8, 2024
+    assert (family == AutoscalingTaskFamily.generate()) == (episode_s == 1800.0)
+
+
+def test_a_family_for_another_episode_length_scales_the_times_of_the_same_draws():
+    short, default = AutoscalingTaskFamily.generate(episode_s=300.0), AutoscalingTaskFamily.generate()
+    for a, b in zip(short.train + short.test, default.train + default.test, strict=True):
+        assert a.app == b.app and a.workload.kind == b.workload.kind
+        if a.workload.kind == "step":
+            assert abs(a.workload.start_s * 6 - b.workload.start_s) <= 3   # rounded to whole seconds
 
 
 def test_family_is_diverse():

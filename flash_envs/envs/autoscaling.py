@@ -8,7 +8,7 @@ from typing import Any, Sequence, cast
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_workload
+from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily, default_family
@@ -101,7 +101,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour). A
-    ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new episode.
+    ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new episode. An
+    episode lasts at most a year (``control_interval_s * episode_steps`` <= 31 536 000 s; a longer one is refused when
+    the env is made): ``reset()`` realises the episode's workload at 1 s resolution, about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
@@ -111,8 +113,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     ``fidelity="request"`` simulates every request (exact, slower). Bounds are ``(low, high)`` replicas and
     ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken).
     ``slo_in_observation`` is a bool. ``family`` is an :class:`AutoscalingTaskFamily` (default:
-    :meth:`AutoscalingTaskFamily.generate`); ``task`` fixes the starting task (default: the family's first train
-    task). ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
+    :meth:`AutoscalingTaskFamily.generate` with ``episode_s=control_interval_s * episode_steps``, which times its
+    workloads' steps and diurnal periods to the episode); ``task`` fixes the starting task (default: the family's
+    first train task). ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
 
     ## Info
     ``reset`` and ``step`` return a fresh dict of ``task``; the configuration ``replicas``, ``cpu_millicores``,
@@ -154,16 +157,20 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         task: AutoscalingTask | None = None,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(default_family(AutoscalingTaskFamily) if family is None else family, task, render_mode)
-        self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.episode_steps = check_whole("episode_steps", episode_steps, 1)
-        self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
         self.control_interval_s = check_number("control_interval_s", control_interval_s, 0.0, strict=True)
         self.substep_s = check_number("substep_s", substep_s, 0.0, strict=True)
         steps = self.control_interval_s / self.substep_s
         if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"control_interval_s ({control_interval_s}) must be a positive multiple of substep_s "
                              f"({substep_s})")
+        episode_s = self.control_interval_s * self.episode_steps
+        check_episode_length(f"control_interval_s * episode_steps = {control_interval_s} * {episode_steps}", episode_s)
+        if family is None:
+            family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
+        super().__init__(family, task, render_mode)
+        self.alpha = check_number("alpha", alpha, 0.0, 1.0)
+        self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
         if fidelity not in FIDELITIES:
             raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
         self.fidelity = fidelity
@@ -198,19 +205,21 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     # ------------------------------------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        task = self._next_task(options)
-        curve = task.workload.realise(self.np_random, self.control_interval_s * (self.episode_steps + 1))
-        replicas, cpu, memory = self.initial_config
-        sim = make_simulation(self.fidelity, task.app, curve, self._own_stream(), replicas=replicas,
-                              cpu_millicores=cpu, memory_mb=memory, substep_s=self.substep_s)
+        with self._building():
+            super().reset(seed=seed)
+            task = self._next_task(options)
+            curve = task.workload.realise(self.np_random, self.control_interval_s * (self.episode_steps + 1))
+            replicas, cpu, memory = self.initial_config
+            sim = make_simulation(self.fidelity, task.app, curve, self._own_stream(), replicas=replicas,
+                                  cpu_millicores=cpu, memory_mb=memory, substep_s=self.substep_s)
+            metrics = sim.run(self.control_interval_s)
         self.close()   # the new episode is built: only now does the old one end
         self._sim = sim
         self._start_episode(task)
         self._config = list(self.initial_config)
         self._last_direction = [0, 0, 0]
         self._steps = 0
-        self._metrics = self._sim.run(self.control_interval_s)
+        self._metrics = metrics
         return self._get_obs(), self._get_info(penalty=0.0)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

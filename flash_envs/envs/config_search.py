@@ -215,8 +215,10 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._start_episode(self._next_task(options))
+        with self._building():
+            super().reset(seed=seed)
+            task = self._next_task(options)
+        self._start_episode(task)
         self._noise = self._own_stream()
         self._measured[:] = False
         self._runtime[:] = 0.0

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_workload
+from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.tasks import default_family
@@ -64,14 +64,16 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     ## Episode End
     Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by
     default). A ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new
-    episode.
+    episode. An episode lasts at most a year (``episode_s`` <= 31 536 000 s; a longer one is refused when the env is
+    made): ``reset()`` realises the episode's workload at 1 s resolution, about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
     substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``.
-    ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate`);
-    ``task`` fixes the starting task (default: the family's first train task). The env does not render:
-    ``render_mode`` must be ``None``.
+    ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate` with
+    this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``task`` fixes the
+    starting task (default: the family's first train task). The env does not render: ``render_mode`` must be
+    ``None``.
 
     ## Info
     ``reset`` returns ``task`` and ``time_s``. ``step`` returns a fresh dict of ``task``, ``time_s``; the scalars
@@ -108,6 +110,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
         check_transition_latency(transition_latency_s, substep_s)
+        check_episode_length(f"episode_s={episode_s}", episode_s)
         family = default_family(PowerTaskFamily, episode_s=episode_s) if family is None else family
         super().__init__(family, task, render_mode)
         self.n_servers = n_servers
@@ -138,13 +141,14 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     # --------------------------------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        task = self._next_task(options)
-        curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
-        servers = [DVFSServer(task.server, task.app, curve, self._own_stream(), fidelity=self.fidelity,
-                              substep_s=self.substep_s, transition_latency_s=self.transition_latency_s,
-                              timeout_s=self.timeout_s)
-                   for _ in range(self.n_servers)]
+        with self._building():
+            super().reset(seed=seed)
+            task = self._next_task(options)
+            curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
+            servers = [DVFSServer(task.server, task.app, curve, self._own_stream(), fidelity=self.fidelity,
+                                  substep_s=self.substep_s, transition_latency_s=self.transition_latency_s,
+                                  timeout_s=self.timeout_s)
+                       for _ in range(self.n_servers)]
         self.close()   # the new episode is built: only now does the old one end
         self._servers = servers
         self._start_episode(task)

@@ -11,14 +11,16 @@
   mixes two tasks in one episode.
 
 The episode's task is also returned in ``info["task"]``. A ``reset()`` that raises changes nothing: the env keeps
-its task and goes on with the episode it was running (the new task and simulation are committed only once built).
+its task and its ``np_random`` (a failed ``reset(seed=...)`` does not reseed it, and draws made before the failure are
+undone), and goes on with the episode it was running (the new task and simulation are committed only once built).
 The constructor arguments every env shares (``family``, ``task``, ``render_mode``) are checked here;
 :mod:`flash_envs.fields` checks the envs' own numbers.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from contextlib import contextmanager
+from typing import Any, ClassVar, Generic, Iterator, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +36,25 @@ class UnsupportedRenderMode(ValueError, TypeError):
     """
 
 
+MAX_EPISODE_S = 365 * 86400.0
+"""The longest episode an env takes, one year of simulated time: an episode's workload is realised up front at 1 s
+resolution, which takes :data:`REALISED_BYTES_PER_S` per simulated second (about 1 GB for a year)."""
+REALISED_BYTES_PER_S = 32
+"""Peak memory of realising a workload, per simulated second: the rates and their running sum (8 bytes each) that
+the curve keeps, and as much again while they are drawn."""
+
+
+def check_episode_length(name: str, episode_s: float) -> None:
+    """Refuse an episode longer than :data:`MAX_EPISODE_S` (``name``: the argument(s) that set ``episode_s``), with the
+    memory its workload would need, rather than a bare ``MemoryError`` at ``reset()``."""
+    if episode_s > MAX_EPISODE_S:
+        raise ValueError(f"{name} makes an episode of {episode_s:g} s ({episode_s / 86400:.4g} days), whose workload "
+                         f"(realised up front at 1 s resolution) would need about "
+                         f"{episode_s * REALISED_BYTES_PER_S / 1e9:.3g} GB; an episode may last at most "
+                         f"{MAX_EPISODE_S:.0f} s ({MAX_EPISODE_S / 86400:g} days, about "
+                         f"{MAX_EPISODE_S * REALISED_BYTES_PER_S / 1e9:.2g} GB)")
+
+
 def check_workload(task: Any) -> None:
     """Raise what realising ``task.workload`` raises (e.g. a trace CSV that is missing or has no rows), by realising
     one second of it with a throwaway generator: a task that cannot run is refused where it is given, not at a later
@@ -45,11 +66,13 @@ class TaskEnv(gym.Env, Generic[T]):
     """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`.
 
     Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``; their ``reset``
-    calls ``super().reset(seed=seed)``, takes the task from :meth:`_next_task`, builds the episode and only then
-    calls :meth:`_start_episode`.
+    calls ``super().reset(seed=seed)``, takes the task from :meth:`_next_task` and builds the episode, all within
+    :meth:`_building`, and only then calls :meth:`_start_episode`.
     """
 
     family_type: ClassVar[type[TaskFamily]]
+    _np_random: np.random.Generator | None   # gym.Env's generator and its seed, which _building puts back
+    _np_random_seed: int | None
 
     def __init__(self, family: TaskFamily, task: T | None = None, render_mode: str | None = None) -> None:
         if not isinstance(family, self.family_type):
@@ -102,6 +125,20 @@ class TaskEnv(gym.Env, Generic[T]):
             self._check_task(options["task"])
             return options["task"]
         return self._task
+
+    @contextmanager
+    def _building(self) -> Iterator[None]:
+        """Where ``reset`` reseeds ``np_random`` and builds an episode: if anything in it raises, ``np_random`` is put
+        back as it was (the same generator, seed and state), so that a failed reset changes nothing."""
+        rng, seed = self._np_random, self._np_random_seed
+        state = None if rng is None else rng.bit_generator.state
+        try:
+            yield
+        except BaseException:
+            self._np_random, self._np_random_seed = rng, seed
+            if rng is not None:
+                rng.bit_generator.state = state
+            raise
 
     def _start_episode(self, task: T) -> None:
         """Make ``task`` the task of the episode ``reset`` has built and of the episodes after it."""

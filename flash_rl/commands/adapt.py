@@ -61,25 +61,10 @@ def pick_task(tasks: list[Task], split: str, key: str) -> Task:
     return named[0]
 
 
-def effective_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Every argument of the env ``env_id`` made with ``kwargs``: its constructor's defaults, then its registration's
-    kwargs, then ``kwargs``; as JSON would save them (tuples as lists, other objects by ``repr``), so that
-    ``{episode_steps: 60}`` and ``{}`` compare equal where 60 is the default."""
-    import inspect
-
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
-
-    spec = gym.spec(env_id)
-    creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
-    defaults = {name: p.default for name, p in inspect.signature(creator).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    return json.loads(json.dumps({**defaults, **spec.kwargs, **kwargs}, default=repr))
-
-
 def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | MAML:
     """The saved agent at ``path``, which must have been trained on the config's env: ``env_id`` with
-    ``env_kwargs`` (or kwargs that make the same env, see :func:`effective_env_kwargs`)."""
+    ``env_kwargs`` (or kwargs that make the same env, see :func:`flash_rl.cases.effective_env_kwargs`)."""
+    from flash_rl.cases import effective_env_kwargs
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
