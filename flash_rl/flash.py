@@ -98,14 +98,35 @@ AGENT_KWARG_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 
 
-def _savable(value: Any) -> bool:
+def _savable(value: Any, tuples: bool = False) -> bool:
     """Whether ``value`` is written to JSON and read back unchanged (as :meth:`Flash.save` and checkpoints keep an
-    agent's settings): a number, string, bool or None, or a list or string-keyed mapping of such values."""
+    agent's settings): a number, string, bool or None, or a list or string-keyed mapping of such values; with
+    ``tuples``, also a tuple of them (read back as a list)."""
     if isinstance(value, dict):
-        return all(isinstance(key, str) and _savable(v) for key, v in value.items())
-    if isinstance(value, list):
-        return all(_savable(v) for v in value)
+        return all(isinstance(key, str) and _savable(v, tuples) for key, v in value.items())
+    if isinstance(value, (list, tuple) if tuples else list):
+        return all(_savable(v, tuples) for v in value)
     return value is None or isinstance(value, (bool, int, float, str))
+
+
+def check_savable(where: str, name: str, value: Any, instead: str = "", tuples: bool = False) -> None:
+    """Refuse, with a ValueError naming ``where`` and ``name``, a ``value`` that cannot be saved with the agent
+    (:func:`_savable`), before anything is trained; ``instead`` ends the message with what to do instead."""
+    if not _savable(value, tuples):
+        shown = repr(value) if len(repr(value)) <= 80 else f"<{type(value).__qualname__} object>"
+        kinds = "a list, tuple" if tuples else "a list"
+        raise ValueError(f"{where}: {name}={shown} cannot be saved with the agent: give a number, string, bool or "
+                         f"None, or {kinds} or string-keyed mapping of them{instead}")
+
+
+def check_env_kwargs(env_kwargs: dict[str, Any], where: str = "env_kwargs") -> None:
+    """Refuse env keyword arguments that cannot be saved with the agent, in ``flash.json`` or a MAML checkpoint
+    (:func:`check_savable`; a tuple is saved as a list, which FLASH's envs take for one). A family or task object
+    is one: the agent learns the tasks given to its ``meta_train`` and ``adapt``, not the env's."""
+    for name, value in env_kwargs.items():
+        check_savable(where, name, value, "; for a family or task object, give its tasks to meta_train() and adapt() "
+                      "instead (e.g. family.train, family.test[0]; a family file is read with load_yaml()), or make "
+                      "the env yourself with gym.make, which takes such objects", tuples=True)
 
 
 def _fits(value: Any, annotation: Any) -> bool:
@@ -141,10 +162,8 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
                          f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})}){hint}")
     for name, value in kwargs.items():
-        if not _savable(value):
-            schedule = "; SB3 has no such form of a schedule: give a constant" if callable(value) else ""
-            raise ValueError(f"{where}: {name}={value!r} cannot be saved with the agent: give a number, string, bool "
-                             f"or None, or a list or string-keyed mapping of them{schedule}")
+        check_savable(where, name, value,
+                      "; SB3 has no such form of a schedule: give a constant" if callable(value) else "")
         if not _fits(value, params[name].annotation):
             raise ValueError(f"{where}: {name} must be {_annotation_text(params[name].annotation)} (the annotation of "
                              f"{agent_cls.__name__}), got {value!r}")
@@ -328,8 +347,10 @@ class Flash:
     ``agent_cls`` is an SB3 algorithm class (or its name); ``agent_kwargs`` go to it for meta-training and
     ``adapt_kwargs`` override them when fine-tuning on a new task; both are saved with the agent, so their values are
     numbers, strings, bools, None, lists and mappings (no schedules), checked when this is built
-    (:func:`check_agent`). ``n_envs`` vectorised envs each run a task drawn from the training tasks, redrawn every
-    ``episodes_per_task`` episodes.
+    (:func:`check_agent`). ``env_kwargs`` go to ``gym.make`` and are saved too, checked the same way
+    (:func:`check_env_kwargs`: a tuple is saved as a list; a family or task object is refused, the tasks go to
+    :meth:`meta_train` and :meth:`adapt`). ``n_envs`` vectorised envs each run a task drawn from the training tasks,
+    redrawn every ``episodes_per_task`` episodes.
     """
 
     use_context = True
@@ -348,6 +369,7 @@ class Flash:
                              f"{sorted(k for k in gym.registry if k.startswith('flash/'))}")
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
+        check_env_kwargs(self.env_kwargs)
         self.context_len, self.embedding_dim = int(context_len), int(embedding_dim)
         self.encoder, self.encoder_hidden = encoder, int(encoder_hidden)
         self.net_arch = check_layer_sizes(net_arch, "net_arch")
@@ -607,11 +629,11 @@ class Flash:
     def save(self, path: str | Path) -> None:
         """Write ``path/agent.zip`` (the SB3 agent, embedding network included) and ``path/flash.json``."""
         path = Path(path)
+        model, settings = self.agent, json.dumps(self.config(), indent=1)   # both before anything is written
         path.mkdir(parents=True, exist_ok=True)
-        model = self.agent
         with atomic_write(path / "agent.zip") as tmp:
             model.save(tmp)
-        atomic_write_text(path / "flash.json", json.dumps(self.config(), indent=1))
+        atomic_write_text(path / "flash.json", settings)
 
     @classmethod
     def load(cls, path: str | Path) -> "Flash":

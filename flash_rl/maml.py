@@ -27,7 +27,7 @@ import flash_envs  # noqa: F401
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
-from flash_rl.flash import check_resumable, one_torch_thread
+from flash_rl.flash import check_env_kwargs, check_resumable, one_torch_thread
 from flash_rl.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 
@@ -117,7 +117,9 @@ def settings_of(state: dict[str, Any]) -> dict[str, Any]:
 
 class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions). The defaults are those of the config's ``maml:``
-    section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs."""
+    section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs. ``env_kwargs`` are saved in the
+    checkpoint, so they are checked as :class:`~flash_rl.flash.Flash`'s are (:func:`~flash_rl.flash.check_env_kwargs`).
+    """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, hidden: Sequence[int] = (64, 64),
                  inner_lr: float = MamlConfig.inner_lr, outer_lr: float = MamlConfig.outer_lr,
@@ -127,6 +129,7 @@ class MAML:
         if env_id not in gym.registry:
             raise ValueError(f"unknown env id {env_id!r}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
+        check_env_kwargs(self.env_kwargs)
         self.hparams: dict[str, Any] = {
             "hidden": check_layer_sizes(hidden, "maml.hidden"), "inner_lr": float(inner_lr),
             "outer_lr": float(outer_lr), "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),

@@ -181,8 +181,11 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
         ax.scatter(i + rng.uniform(-0.2, 0.2, len(x)), x, s=8, alpha=0.35)
         ax.errorbar(i, s["iqm"], yerr=[[s["iqm"] - s["iqm_ci"][0]], [s["iqm_ci"][1] - s["iqm"]]], fmt="o",
                     color="black", capsize=4)
+    label_x, (left, right) = -0.4, ax.get_xlim()
+    if left > label_x:   # few methods: the axis spans little more than the jitter, and the label would fall off it
+        ax.set_xlim(-0.5, max(right, len(methods) - 0.5))   # (far off the figure for one: no tight layout)
     ax.axhline(cfg.adaptation.budget + 1, ls=":", color="grey")
-    ax.text(-0.4, cfg.adaptation.budget + 1, "censored", fontsize=7, color="grey", va="bottom")
+    ax.text(label_x, cfg.adaptation.budget + 1, "censored", fontsize=7, color="grey", va="bottom")
     ax.set_xticks(range(len(methods)), [LABELS.get(m, m) for m in methods], fontsize=8)
     ax.set_ylabel("episodes to adapt (IQM, 95% CI)")
     fig.tight_layout()

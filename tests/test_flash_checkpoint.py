@@ -214,6 +214,7 @@ def test_an_agent_without_a_model_says_so(tmp_path):
                  lambda: flash.save(tmp_path / "m")):
         with pytest.raises(RuntimeError, match=r"has no model yet: call meta_train\(\), fresh\(\) or load\(\)"):
             call()
+    assert not (tmp_path / "m").exists()   # save() made nothing, not even the folder
 
 
 def meta_train_args(run_dir: Path, *settings: str, method: str = "flash") -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,12 @@ def test_one_run_shows_no_ci_and_a_lone_method_no_speedup_section(tmp_path):
         summary = (folder / "summary.json").read_bytes()
         render(folder)
         assert (folder / "results.md").read_text() == text and (folder / "summary.json").read_bytes() == summary
+
+
+def test_the_plots_of_a_lone_method_are_laid_out_without_a_warning(tmp_path):
+    """One method's x axis used to span only its points' jitter, leaving the "censored" label (at x = -0.4) far off
+    the figure: matplotlib warned "Tight layout not applied"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _write_one_run(tmp_path / "lone", ["flash"])
+        render(tmp_path / "lone")
