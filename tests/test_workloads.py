@@ -428,3 +428,29 @@ def test_a_step_must_end_after_its_ramp():
     with pytest.raises(ValueError, match="StepWorkload.end_s must be a finite number >= 700"):
         StepWorkload(start_s=600.0, ramp_s=100.0, end_s=650.0)
     assert StepWorkload(start_s=600.0, ramp_s=100.0, end_s=700.0).end_s == 700.0
+
+
+@pytest.mark.parametrize("resolution_s", [1.0, 0.1, 30.0])
+def test_mmpp_stays_and_spikes_cover_the_grid_points_in_their_span(resolution_s):
+    """Each MMPP stay and each burst sets the grid points in ``[start, end)``: the realisation equals one built from
+    the same draws by masking the whole grid per stay or burst (the definition, and what the code did before it took
+    slices)."""
+    duration = 2 * 3600.0
+    times = np.arange(int(np.ceil(duration / resolution_s))) * resolution_s
+    mmpp = MMPPWorkload(rates=(2.0, 9.0), mean_sojourn_s=(40.0, 7.3))
+    draws = np.random.default_rng(5)
+    expected = np.empty(len(times))
+    state = int(draws.random() < 7.3 / 47.3)
+    t = 0.0
+    while t <= times[-1] + 1e-9:
+        stay = draws.exponential(mmpp.mean_sojourn_s[state])
+        expected[(times >= t) & (times < t + stay)] = mmpp.rates[state]
+        t, state = t + stay, 1 - state
+    assert mmpp.realise(np.random.default_rng(5), duration, resolution_s).rates.tolist() == expected.tolist()
+    spikes = SpikeWorkload(base_rate=3.0, spikes_per_hour=30.0, multiplier=4.0, duration_s=45.5)
+    draws = np.random.default_rng(6)
+    expected = np.full(len(times), 3.0)
+    horizon = len(times) * resolution_s
+    for start in draws.uniform(0, horizon, size=draws.poisson(30.0 * horizon / 3600)):
+        expected[(times >= start) & (times < start + 45.5)] = 12.0
+    assert spikes.realise(np.random.default_rng(6), duration, resolution_s).rates.tolist() == expected.tolist()
