@@ -8,9 +8,10 @@ them through :class:`flash_envs.envs.task_env.TaskEnv` (``sample_tasks``, ``set_
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -119,17 +120,22 @@ class TaskFamily(Generic[T]):
 
 
 F = TypeVar("F", bound=TaskFamily[Any])
-_DEFAULT_FAMILIES: dict[tuple[type, tuple[tuple[str, Any], ...]], Any] = {}
 
 
 def default_family(family_type: type[F], **kwargs: Any) -> F:
     """``family_type.generate(**kwargs)`` (every family type has one), generated once per process: a family is
     frozen, so every env made without one of its own shares it (``gym.make`` regenerated it each time: 2 ms for
-    autoscaling, 23 ms for config search, and fine-tuning makes an env per evaluation)."""
-    key = (family_type, tuple(sorted(kwargs.items())))
-    if key not in _DEFAULT_FAMILIES:
-        _DEFAULT_FAMILIES[key] = getattr(family_type, "generate")(**kwargs)
-    return _DEFAULT_FAMILIES[key]
+    autoscaling, 23 ms for config search, and fine-tuning makes an env per evaluation). The last
+    :data:`DEFAULT_FAMILIES_KEPT` are kept (an episode length makes a family of its own)."""
+    return _generated(cast(type, family_type), tuple(sorted(kwargs.items())))   # (mypy takes type[F] as unhashable)
+
+
+DEFAULT_FAMILIES_KEPT = 32
+
+
+@functools.lru_cache(maxsize=DEFAULT_FAMILIES_KEPT)
+def _generated(family_type: type, kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    return getattr(family_type, "generate")(**dict(kwargs))
 
 
 class FrozenTask:

@@ -126,6 +126,16 @@ def test_default_family_follows_the_episode_length(kwargs, episode_s):
     assert starts and all(0.2 * episode_s - 0.5 <= s <= 0.5 * episode_s + 0.5 for s in starts)   # within the episode
 
 
+def test_default_families_kept_are_bounded():
+    """A family per episode length: a sweep over many lengths keeps the last DEFAULT_FAMILIES_KEPT, not every one."""
+    from flash_envs.tasks import DEFAULT_FAMILIES_KEPT, _generated
+
+    for steps in range(1, DEFAULT_FAMILIES_KEPT + 10):
+        gym.make(ENV_ID, episode_steps=steps)
+    assert _generated.cache_info().currsize == DEFAULT_FAMILIES_KEPT
+    assert gym.make(ENV_ID).unwrapped.family is gym.make(ENV_ID).unwrapped.family
+
+
 def test_an_episode_longer_than_a_year_is_refused_when_the_env_is_made():
     """Its workload, realised up front at 1 s resolution, would need 9.6 GB: a clear error, not a MemoryError later."""
     with pytest.raises(ValueError, match=r"control_interval_s \* episode_steps = 30.0 \* 10000000 makes an episode of "
