@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib.metadata import version
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
@@ -35,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="flash", description="FLASH: fast adaptation of cloud-management agents")
+    parser.add_argument("--version", action="version", version=f"flash {version('flash-cloud')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text)

@@ -38,3 +38,12 @@ def test_wheel_ships_every_case_config_and_what_it_inherits(tmp_path):
                 path = CONFIG_DIR / parent
     assert {"flash_rl/configs/autoscaling_quick.yaml", "flash_rl/configs/power.yaml"} <= needed
     assert needed <= shipped, f"missing from the wheel: {sorted(needed - shipped)}"
+    assert {"flash_envs/py.typed", "flash_rl/py.typed"} <= shipped   # PEP 561: type checkers read our hints
+
+
+def test_flash_version_is_the_distribution_version():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "flash_rl.cli", "--version"], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == f"flash {version('flash-cloud')}"
