@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -47,3 +50,22 @@ def test_flash_version_is_the_distribution_version():
     out = subprocess.run([sys.executable, "-m", "flash_rl.cli", "--version"], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == f"flash {version('flash-cloud')}"
+
+
+DISTRIBUTIONS = {"yaml": "pyyaml"}   # import name -> distribution name, where they differ
+
+
+def test_flash_envs_needs_only_the_core_dependencies():
+    """``pip install flash-cloud`` (no ``[rl]``) must run the environments: every third-party module that
+    ``flash_envs`` imports is a core dependency (``yaml`` was in ``[rl]`` only, so a family's ``load_yaml`` failed)."""
+    imported = set()
+    for path in (ROOT / "flash_envs").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {DISTRIBUTIONS.get(m, m) for m in imported - set(sys.stdlib_module_names) - {"flash_envs"}}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower() for d in project["dependencies"]}
+    assert third_party and third_party <= core, f"imported by flash_envs but not core: {sorted(third_party - core)}"
