@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from importlib.metadata import version
 
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
-    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+    except ModuleNotFoundError as exc:
+        return _needs_extra(command, exc)
     from flash_envs.cli_args import UsageError  # every command imports flash_envs anyway
     from flash_envs.data import DataFormatError
     command_parser = argparse.ArgumentParser(prog=f"flash {command}", description=COMMANDS[command][1])
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = command_parser.parse_args(argv[:index] + argv[index + 1:])
     try:
         return int(module.run(args) or 0)
+    except ModuleNotFoundError as exc:
+        return _needs_extra(command, exc)
     except UsageError as exc:
         command_parser.error(str(exc))
     except (OSError, DataFormatError) as exc:  # bad input or a file that cannot be written: the message names it
@@ -62,6 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:   # Ctrl-C: worker pools are already stopped (flash_rl.workers); no traceback
         print(f"flash {command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _needs_extra(command: str, exc: ModuleNotFoundError) -> int:
+    """A command that needs a package of an optional extra (``[rl]``: torch, stable-baselines3, ...) that is not
+    installed: say which extra to install, in one line; any other missing module is a bug, raised as it is."""
+    from importlib.metadata import requires
+
+    module = (exc.name or "").split(".")[0]
+    for requirement in requires("flash-cloud") or []:
+        name, _, marker = requirement.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if extra and re.split(r"[\s<>=!~\[(]", name.strip())[0].lower().replace("-", "_") == module.lower():
+            print(f"flash {command}: needs {module}, from the [{extra.group(1)}] extra: "
+                  f"pip install 'flash-cloud[{extra.group(1)}]' (or -e '.[{extra.group(1)}]' in a checkout)",
+                  file=sys.stderr)
+            return 2
+    raise exc
 
 
 if __name__ == "__main__":

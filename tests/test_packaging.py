@@ -69,3 +69,32 @@ def test_flash_envs_needs_only_the_core_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower() for d in project["dependencies"]}
     assert third_party and third_party <= core, f"imported by flash_envs but not core: {sorted(third_party - core)}"
+
+
+def _flash_without(module: str, *argv: str) -> subprocess.CompletedProcess:
+    """``flash *argv`` in a process where importing ``module`` fails as if it were not installed."""
+    code = f"""
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == {module!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+from flash_rl.cli import main
+sys.exit(main({list(argv)!r}))
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_command_missing_an_optional_extra_names_the_extra(tmp_path):
+    """Without the [rl] extra the environments' commands work and the training ones say what to install (they
+    ended in a ModuleNotFoundError traceback)."""
+    for argv in (["meta-train", "--run-dir", str(tmp_path / "run")], ["config-eval", "--data", "simulated"]):
+        out = _flash_without("torch", *argv)
+        assert (out.returncode, out.stderr) == (2, f"flash {argv[0]}: needs torch, from the [rl] extra: pip install "
+                                                   f"'flash-cloud[rl]' (or -e '.[rl]' in a checkout)\n")
+    assert _flash_without("torch", "--version").returncode == 0
+    out = _flash_without("simpy", "demo")   # a core dependency missing is a broken install: the traceback says so
+    assert out.returncode == 1 and "ModuleNotFoundError" in out.stderr
