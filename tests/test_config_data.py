@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from flash_envs.data.config_measurements import load_chunkfunc, load_ibm_multicloud
+from flash_envs.data.config_measurements import RATE_TOLERANCE, load_chunkfunc, load_ibm_multicloud
 
 IBM_HEADER = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
              "target_runtime,status\n"
@@ -34,3 +35,39 @@ def test_failed_chunkfunc_runs_are_dropped_whatever_their_numbers_hold(tmp_path)
     assert data.counts == {"rows read": 3, "dropped: failed run (deployment or HTTP status)": 2,
                            "merged duplicates": 0}
     assert data.apps == ("aws_lambda/f/100",) and data.configs == ("aws_lambda/128MiB/1000m",)
+
+
+def _priced_ibm_csv(path, digits: int | None = None, price_change: float = 0.0) -> None:
+    """An IBM-schema CSV of 5 workloads on 6 configurations whose cost is runtime x the configuration's hourly price
+    x nodes, printed in full or to ``digits`` significant digits; with ``price_change``, the last workload is billed
+    that much (relative) more at every configuration."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, workload in enumerate(["w0", "w1", "w2", "w3", "w4"]):
+        for family, hourly in enumerate((0.0598, 0.0942, 0.1234)):
+            for nodes in (2, 3):
+                runtime = float(rng.uniform(5.0, 500.0))
+                cost = runtime * hourly * nodes / 3600 * (1 + price_change * (i == 4))
+                runtime_text, cost_text = (repr(runtime), repr(cost)) if digits is None else (
+                    f"{runtime:.{digits}g}", f"{cost:.{digits}g}")
+                lines.append(f"{len(lines)},A,{family},0,,,,,,{nodes},{workload},{cost_text},{runtime_text},ok\n")
+    path.write_text(IBM_HEADER + "".join(lines))
+
+
+def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_path):
+    """Rounding runtime and cost to 6 significant digits spreads one configuration's cost / runtime by up to 2e-5;
+    the price list survives it and reproduces every cost of the file to RATE_TOLERANCE; a genuine price difference
+    of 0.1 % within one configuration still means no price list."""
+    exact, rounded, changed = (tmp_path / f"{name}.csv" for name in ("exact", "rounded", "changed"))
+    _priced_ibm_csv(exact)
+    _priced_ibm_csv(rounded, digits=6)
+    _priced_ibm_csv(changed, digits=6, price_change=1e-3)
+    truth = load_ibm_multicloud(exact)
+    data = load_ibm_multicloud(rounded)
+    assert truth.pricing is not None and data.pricing is not None
+    configs = np.arange(len(data.configs))
+    for d in (truth, data):
+        priced = np.stack([d.pricing.cost(configs, runtime) for runtime in d.runtime_s])
+        np.testing.assert_allclose(priced, d.cost_usd, rtol=RATE_TOLERANCE)
+    np.testing.assert_allclose(data.pricing.usd_per_s, truth.pricing.usd_per_s, rtol=2e-5)
+    assert load_ibm_multicloud(changed).pricing is None

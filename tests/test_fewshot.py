@@ -448,10 +448,10 @@ IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,
               "target_runtime,status\n")
 
 
-def _ibm_csv(path, workloads: list[str]) -> str:
-    """An IBM-schema CSV with 8 measured configurations of each of ``workloads``; returns its path."""
+def _ibm_csv(path, workloads: list[str], nodes: tuple[int, ...] = (3, 4)) -> str:
+    """An IBM-schema CSV with 4 x ``len(nodes)`` measured configurations of each of ``workloads``; returns its path."""
     rows = [f"0,A,{f},{v},,,,,,{n},{w},{0.01 * n},{10.0 / (v + 1) + i + 0.1 * f},ok\n"
-            for i, w in enumerate(workloads) for f in (1, 2) for v in (0, 1) for n in (3, 4)]
+            for i, w in enumerate(workloads) for f in (1, 2) for v in (0, 1) for n in nodes]
     path.write_text(IBM_HEADER + "".join(rows))
     return str(path)
 
@@ -500,6 +500,29 @@ def test_every_split_needs_two_training_workloads_before_any_training(tmp_path, 
         "train on")
     two = _ibm_csv(tmp_path / "two.csv", ["w1", "w2"])                  # 2 folds: each trains on the other workload
     assert "1 training workload(s) in ibm:two.csv (split " in _usage_error(["--train", two, "--folds", "2"], capsys)
+
+
+def test_held_out_configurations_no_training_app_measured_are_named(tmp_path, capsys):
+    """Matrix completion knows a configuration by name and predicts one no training app measured as the nearest one
+    that some did: a test file that shares only some configurations with the training file is warned of with the
+    counts and examples; one that shares none, for every learned method; one that shares all, not at all."""
+    train = _ibm_csv(tmp_path / "train.csv", ["w1", "w2", "w3"], nodes=(3, 4))
+    warnings = {}
+    for name, nodes in (("same", (3, 4)), ("partly", (4, 5)), ("disjoint", (2, 5))):
+        test = _ibm_csv(tmp_path / f"{name}.csv", ["w4", "w5"], nodes)
+        assert main(["config-eval", "--train", train, "--test", test, *SMOKE]) == 0
+        warnings[name] = [line for line in capsys.readouterr().err.splitlines() if "no training app" in line]
+    assert warnings["same"] == []
+    (partly,) = warnings["partly"]
+    assert partly.startswith(
+        "flash config-eval: warning: ibm:partly.csv: 4 of the 8 configurations measured for held-out apps (8 of 16 "
+        "measurements) were measured for no training app, e.g. A/A_family=1/A_vcpu=0/nodes=5 -> "
+        "A/A_family=1/A_vcpu=0/nodes=4, A/A_family=1/A_vcpu=1/nodes=5 -> A/A_family=1/A_vcpu=1/nodes=4, "
+        "A/A_family=2/A_vcpu=0/nodes=5 -> A/A_family=2/A_vcpu=0/nodes=4 ...: matrix completion, which knows "
+        "configurations by name, predicts each as its stand-in")
+    (disjoint,) = warnings["disjoint"]
+    assert "ibm:disjoint.csv: 8 of the 8 configurations measured for held-out apps (16 of 16 measurements)" in disjoint
+    assert "no configuration is shared, so every learned method predicts only configurations it never saw" in disjoint
 
 
 def test_a_single_held_out_app_is_tabled_without_a_confidence_interval(tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler
-from flash_rl.fewshot.matrix_completion import LowRankCompletion, matrix_completion_predictor
+from flash_rl.fewshot.matrix_completion import LowRankCompletion, matrix_completion_predictor, stand_in_configs
 
 
 def _low_rank_table(n_apps: int = 40, n_configs: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +63,13 @@ def test_predictor_maps_a_test_file_configurations_by_name_then_by_nearest_featu
     assert pred.shape == ep.target_y.shape
     assert (pred - ep.target_y).abs().max() < 0.3
     assert np.log(2) == pytest.approx(float((pred[..., 1] - pred[..., 0]).mean()), abs=1e-4)
+
+
+def test_a_configuration_no_training_app_measured_stands_in_as_the_nearest_measured_one():
+    """By name where a training app measured it; else the nearest measured one in feature space, also for a
+    configuration the training data lists but none of its apps measured (a fold of one file)."""
+    y, measured = _low_rank_table()
+    measured[:30, 3:5] = False                              # c3, c4: listed in the training data, never measured
+    train = _measurements(y, measured, list(range(30)), list(range(12)))
+    test = _measurements(y, np.ones_like(measured), list(range(30, 40)), [11, 4, 5, 3])
+    assert [train.configs[j] for j in stand_in_configs(train, test)] == ["c11", "c5", "c5", "c2"]

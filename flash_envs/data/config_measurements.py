@@ -59,8 +59,11 @@ CHUNKFUNC_COLUMNS = ("platform", "function", "memory_mib", "milli_cpu", "deploym
 CHUNKFUNC_PLATFORMS = ("aws_lambda", "gcp_cloud_functions")
 #: Memory features are log2(memory / 128 MiB) / 7, which maps 128 MiB..16 GiB onto [0, 1].
 _LOG2_MEMORY_SPAN = 7.0
-#: Largest relative spread of cost / runtime among one configuration's rows for IBM costs to count as a rate.
-RATE_TOLERANCE = 1e-9
+#: Largest relative spread of cost / runtime among one configuration's rows for IBM costs to count as a rate. Rounding
+#: a cost and a runtime to 6 significant digits moves their ratio by up to 1e-5, so two rows' ratios by up to 2e-5;
+#: the shared file's spread is below 1e-12, and its distinct rates differ by 6.4e-4 or more (relative). A price list
+#: accepted at this tolerance reproduces every cost of its file to 1e-4 (relative).
+RATE_TOLERANCE = 1e-4
 
 
 class Pricing(Protocol):
@@ -192,8 +195,9 @@ def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
     spread = high / low - 1.0
     if np.any(spread > RATE_TOLERANCE):
         worst = int(np.argmax(spread))
-        log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.4g to %.4g); "
-                 "no price list", data.source, data.configs[worst], low[worst], high[worst])
+        log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.6g to %.6g, %.2g "
+                 "apart, more than %g); no price list", data.source, data.configs[worst], low[worst], high[worst],
+                 spread[worst], RATE_TOLERANCE)
         return None
     return PerSecondPricing(np.exp(np.nanmean(np.log(rate), axis=0)))
 

@@ -196,6 +196,7 @@ def run_command(args: argparse.Namespace) -> dict:
               f"that are not runtime x one rate per configuration); each method's own cost prediction is scored",
               file=sys.stderr)
     _check_training_apps(splits)
+    _warn_unseen_configs(splits)
     try:
         for split in splits:
             n_validation_apps(len(split.train.apps), args.val_fraction)
@@ -244,6 +245,38 @@ def _check_training_apps(splits: list[Split]) -> None:
             where = "" if len(splits) == 1 else f" (split '{split.name}')"
             raise UsageError(f"{len(split.train.apps)} training workload(s) in {split.train.source}{where}: "
                              f"{list(split.train.apps)}; every method needs at least {MIN_TRAIN_APPS} to train on")
+
+
+def _warn_unseen_configs(splits: list[Split]) -> None:
+    """Warn, per split, of the held-out apps' configurations that no training app measured (counted, with examples).
+
+    The neural models know a configuration by its features, and nearest config uses only the held-out app's own
+    shots, so they predict such configurations as they do the others; matrix completion knows configurations by name
+    and predicts one it has not seen as its stand-in, the nearest one it has
+    (:func:`~flash_rl.fewshot.matrix_completion.stand_in_configs`). So a partial overlap is said for matrix
+    completion's sake, and no overlap at all for every learned method's."""
+    from flash_rl.fewshot.matrix_completion import stand_in_configs
+
+    for split in splits:
+        stand_in, tested = stand_in_configs(split.train, split.test), np.flatnonzero(split.test.measured.any(axis=0))
+        unseen = [j for j in tested if split.train.configs[stand_in[j]] != split.test.configs[j]]
+        if not unseen:
+            continue
+        where = split.test.source if len(splits) == 1 else f"split '{split.name}' of {split.test.source}"
+        n_cells, n_tested = int(split.test.measured[:, unseen].sum()), len(tested)
+        examples = ", ".join(f"{split.test.configs[j]} -> {split.train.configs[stand_in[j]]}" for j in unseen[:3])
+        counts = (f"{len(unseen)} of the {n_tested} configurations measured for held-out apps ({n_cells} of "
+                  f"{int(split.test.measured.sum())} measurements) were measured for no training app")
+        if len(unseen) < n_tested:
+            consequence = ("matrix completion, which knows configurations by name, predicts each as its stand-in "
+                           "after '->' (the nearest measured one in feature space); the other methods predict from "
+                           "features or the app's own shots")
+        else:
+            consequence = ("no configuration is shared, so every learned method predicts only configurations it never "
+                           "saw, the neural ones from features alone, matrix completion each as its stand-in after "
+                           "'->' (the nearest measured one in feature space)")
+        print(f"flash config-eval: warning: {where}: {counts}, e.g. {examples}{' ...' if len(unseen) > 3 else ''}: "
+              f"{consequence}", file=sys.stderr)
 
 
 def held_out_groups(report: dict) -> dict[str, str] | None:

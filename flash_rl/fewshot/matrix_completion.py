@@ -33,6 +33,7 @@ import torch
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import Episodes
 
+
 def _ridge_rows(target: np.ndarray, measured: np.ndarray, other: np.ndarray, ridge: float) -> np.ndarray:
     """Per row ``i``: ``[bias, w]`` minimising ``|target[i] - bias - other @ w|^2`` over ``measured[i]`` +
     ``ridge |w|^2``."""
@@ -89,6 +90,16 @@ class LowRankCompletion:
         return w[0] + self.effect[targets] + self.factors[targets] @ w[1:]
 
 
+def stand_in_configs(train: ConfigMeasurements, test: ConfigMeasurements) -> np.ndarray:
+    """Per configuration of ``test``, the index in ``train.configs`` of the configuration whose parameters matrix
+    completion uses for it: the same one (by name) if some training application measured it, else the nearest one
+    in feature space that some training application measured."""
+    seen = np.flatnonzero(train.measured.any(axis=0))
+    by_name = {train.configs[j]: j for j in seen}
+    nearest = seen[np.linalg.norm(test.features[:, None] - train.features[seen][None], axis=-1).argmin(axis=1)]
+    return np.array([by_name.get(c, nearest[i]) for i, c in enumerate(test.configs)])
+
+
 def matrix_completion_predictor(train: ConfigMeasurements, test: ConfigMeasurements,
                                 rank: int = 2) -> Callable[[Episodes], torch.Tensor]:
     """Fit log runtime and log cost on ``train``'s applications; return a predictor for episodes of ``test``."""
@@ -96,9 +107,7 @@ def matrix_completion_predictor(train: ConfigMeasurements, test: ConfigMeasureme
     seen = np.flatnonzero(measured.any(axis=0))
     y = np.stack([np.log(train.runtime_s), np.log(train.cost_usd)])[:, :, seen]
     models = [LowRankCompletion.fit(y[o], measured[:, seen], rank) for o in range(2)]
-    by_name = {train.configs[j]: i for i, j in enumerate(seen)}
-    nearest = np.linalg.norm(test.features[:, None] - train.features[seen][None], axis=-1).argmin(axis=1)
-    to_train = np.array([by_name.get(c, nearest[i]) for i, c in enumerate(test.configs)])
+    to_train = np.searchsorted(seen, stand_in_configs(train, test))   # a column of the fitted models
 
     def predict(ep: Episodes) -> torch.Tensor:
         shots, targets = to_train[ep.shot_index.numpy()], to_train[ep.target_index.numpy()]
