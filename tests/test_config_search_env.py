@@ -266,3 +266,16 @@ def test_loader_errors_name_file_line_column_value(tmp_path):
     data = load_ibm_multicloud(path)
     assert data.counts == {"rows read": 3, "dropped: failed run (status != ok)": 1, "merged duplicates": 1}
     assert data.runtime_s[0, 0] == pytest.approx(np.sqrt(10.0 * 30.0))
+
+
+def test_the_observation_starts_at_zero_and_records_each_measurement():
+    env = ConfigSearchEnv(family=small_family(), noise_cv=0.0)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs in env.observation_space and not obs.any()
+    task, a = env.get_task(), 2
+    obs = env.step(a)[0]
+    expected = np.zeros_like(obs)
+    expected[3 * a:3 * a + 3] = 1.0, np.log(task.runtime_s[a] / task.deadline_s), 0.0   # cost relative to itself
+    expected[-1] = 1 / env.max_measurements
+    np.testing.assert_allclose(obs, expected, rtol=1e-6)
+    assert not env.reset(seed=1)[0].any()

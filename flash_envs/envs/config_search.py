@@ -255,6 +255,8 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         return self._get_obs(), float(quality), True, False, info
 
     def _get_obs(self) -> np.ndarray:
+        if not self._measurements:   # the starting state, what the formula below gives (a reset's cost halved)
+            return np.zeros(self.observation_space.shape, np.float32)
         m = self._measured
         log_rt = np.where(m, np.log(np.where(m, self._runtime, 1.0) / self.episode_task.deadline_s), 0.0)
         log_cost = np.where(m, np.log(np.where(m, self._cost, 1.0) / (self._ref_cost if m.any() else 1.0)), 0.0)
