@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from flash_envs.data.config_measurements import RATE_TOLERANCE, load_chunkfunc, load_ibm_multicloud
+from flash_envs.data.config_measurements import (RATE_TOLERANCE, ConfigMeasurements, load_chunkfunc,
+                                                 load_ibm_multicloud, simulated_measurements)
 
 IBM_HEADER = ",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost," \
              "target_runtime,status\n"
@@ -71,3 +74,31 @@ def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_p
         np.testing.assert_allclose(priced, d.cost_usd, rtol=RATE_TOLERANCE)
     np.testing.assert_allclose(data.pricing.usd_per_s, truth.pricing.usd_per_s, rtol=2e-5)
     assert load_ibm_multicloud(changed).pricing is None
+
+
+def test_repeated_application_or_configuration_names_are_refused():
+    """A name must pick one row or column (a predictor looks shots up by configuration name)."""
+    with pytest.raises(ValueError, match=r"each configuration must be named once; repeated: \['256MiB'\]"):
+        simulated_measurements(3, memory_sizes=[256, 256, 512])
+    with pytest.raises(ValueError, match=r"mine: each application must be named once; repeated: \['a'\]"):
+        ConfigMeasurements("mine", ("a", "a"), ("c",), ("f",), np.zeros((1, 1)), np.ones((2, 1)), np.ones((2, 1)))
+
+
+def test_loader_arguments_are_named(shared_data):
+    path = shared_data / "chunkfunc_faas_profiles" / "chunkfunc_profiles.csv"
+    for platforms in ("aws_lambda", []):   # a string is not a list of platforms, an empty list loads nothing
+        message = f"platforms must be a sequence of some of .*, got {re.escape(repr(platforms))}"
+        with pytest.raises(ValueError, match=message):
+            load_chunkfunc(path, platforms)
+    with pytest.raises(ValueError, match="n_functions must be a whole number >= 1, got 2.5"):
+        simulated_measurements(2.5)
+
+
+@pytest.mark.parametrize("function", ["", " ", "a/b"])
+def test_a_chunkfunc_function_must_be_named(tmp_path, function):
+    """An app is platform/function/input: a blank function or one with a '/' would name no function or another."""
+    path = tmp_path / "chunkfunc.csv"
+    path.write_text(CHUNKFUNC_HEADER + f"aws_lambda,{function},s,128mib-1000m,128,1000,DeploymentSuccess,100,24,0,"
+                    "200\n")
+    with pytest.raises(ValueError, match=rf"chunkfunc.csv:2: column 'function': '{function}' is not a function name"):
+        load_chunkfunc(path)

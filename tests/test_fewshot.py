@@ -19,7 +19,8 @@ from flash_rl.fewshot.cli import _splits, held_out_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.evaluate import choice_quality, evaluate_split, score, shot_rng
-from flash_rl.fewshot.models import INPUTS, FewShotModel, ShotEncoder, fine_tune_predict, train_model
+from flash_rl.fewshot.models import (INPUTS, FewShotModel, ShotEncoder, early_stopping_apps, early_stopping_split,
+                                     fine_tune_predict, train_model)
 from flash_rl.fewshot.report import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, markdown_table,
                                      metric_columns, paired_differences, plot_summary, summarise)
 from flash_rl.fewshot.splits import Split, app_folds, group_folds, n_validation_apps
@@ -351,7 +352,8 @@ def test_validation_share_must_leave_apps_to_train_on(capsys):
         main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "3",
               "--val-fraction", "0.1", *SMOKE])
     err = capsys.readouterr().err
-    assert "flash config-eval: error: --val-fraction: validation fraction 0.1 of 3 training apps" in err
+    assert "flash config-eval: error: --val-fraction: simulated:30fn-seed2024, K = 1: 3 of the 3 training " \
+           "applications have the 2 measured configurations an episode needs; validation fraction 0.1 of 3" in err
 
 
 def test_held_out_apps_with_too_few_measurements_are_reported(tmp_path, capsys):
@@ -684,3 +686,54 @@ def test_render_refuses_the_options_of_a_run(tmp_path, capsys):
         assert not (tmp_path / "table.md").exists()
     assert main(["config-eval", "--render", str(tmp_path), "--json", "--no-progress"]) == 0
     assert set(json.loads(capsys.readouterr().out)["1"]) == set(METHODS)
+
+
+def test_early_stopping_validates_on_training_apps_that_give_episodes(sim):
+    """Validation apps are drawn among those with K + 1 measured configurations; the others are still fitted on
+    (matrix completion uses them)."""
+    data = sim.select_apps(sim.apps[:8])
+    sparse = np.full_like(data.runtime_s, np.nan)
+    sparse[:, 0] = data.runtime_s[:, 0]
+    data = replace(data, runtime_s=np.where(np.arange(8)[:, None] < 4, data.runtime_s, sparse))   # apps 4-7: 1 each
+    fit, validation = early_stopping_split(data, 2, TrainConfig(val_fraction=0.5), np.random.default_rng(0))
+    assert set(data.apps[4:]) <= set(fit.apps) and len(fit.apps) == 6 and validation is not None
+    assert early_stopping_apps(data, 2, 0.5) == (list(data.apps[:4]), 2)
+    with pytest.raises(ValueError, match="K = 2: 4 of the 8 training applications have the 3 measured configurations "
+                                         "an episode needs; validation fraction 0.9 of 4 training apps keeps 4"):
+        early_stopping_apps(data, 2, 0.9)
+
+
+def test_val_fraction_counts_the_training_apps_that_give_episodes(tmp_path, capsys, no_training):
+    """Too few of them to share is a usage error before any training, not a traceback from a worker after it."""
+    train = tmp_path / "train.csv"
+    _ibm_csv(train, ["w1", "w2", "w3"])
+    train.write_text(train.read_text() + "".join(f"0,A,1,0,,,,,,3,s{i},0.03,12.0,ok\n" for i in range(5)))
+    test = _ibm_csv(tmp_path / "test.csv", ["w4", "w5"])
+    assert _usage_error(["--train", str(train), "--test", test, "--val-fraction", "0.25"], capsys) == (
+        "flash config-eval: error: --val-fraction: ibm:train.csv, K = 1: 3 of the 8 training applications have the 2 "
+        "measured configurations an episode needs; validation fraction 0.25 of 3 training apps keeps 2 for "
+        "validation and leaves 1 to train on; at least 2 of each are needed")
+
+
+def test_training_apps_too_sparse_for_k_are_named(tmp_path, capsys):
+    train = tmp_path / "train.csv"
+    _ibm_csv(train, ["w1", "w2"])
+    train.write_text(train.read_text() + "0,A,1,0,,,,,,3,sparse,0.03,12.0,ok\n")
+    test = _ibm_csv(tmp_path / "test.csv", ["w4", "w5"])
+    assert main(["config-eval", "--train", str(train), "--test", test, *SMOKE]) == 0
+    assert ("K = 1: 1 training app(s) have fewer than K + 1 measured configurations; the neural methods do not train "
+            "on them: ['sparse']") in capsys.readouterr().err
+
+
+def test_json_output_has_no_nan(tmp_path, capsys):
+    """A CI that a single held-out app cannot give is null: strict JSON parsers refuse NaN."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    train = _ibm_csv(tmp_path / "train.csv", ["w1", "w2", "w3"])
+    test = _ibm_csv(tmp_path / "test.csv", ["w4"])
+    assert main(["config-eval", "--train", train, "--test", test, "--json", "--out", str(tmp_path), *SMOKE]) == 0
+    summary = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert summary["1"]["FLASH"]["regret (%)"]["low"] is None and summary["1"]["FLASH"]["regret (%)"]["n"] == 1
+    report = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert report["summary"] == summary and report["flash_minus"]["1"]["nearest config"]["regret (%)"]["high"] is None

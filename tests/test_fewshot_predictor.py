@@ -150,3 +150,29 @@ def test_shots_of_the_wrong_shape_or_type_are_named(data, predictor):
     runtime, cost = data.runtime_s[35, 3], data.cost_usd[35, 3]         # NumPy numbers, lists and arrays are pairs
     for value in ((runtime, cost), [float(runtime), float(cost)], np.array([runtime, cost])):
         assert np.array_equal(predictor.predict({config: value})[0], predictor.predict({config: (runtime, cost)})[0])
+
+
+def test_fit_keeps_the_validation_share_for_early_stopping(data, monkeypatch):
+    """``cfg.val_fraction`` is used as ``flash config-eval --val-fraction`` uses it, not silently ignored."""
+    from flash_rl.fewshot import predictor as predictor_module
+
+    seen = {}
+
+    def spy(sampler, method, cfg, rng, progress=False, validation=None):
+        seen.update(apps=sampler.data.apps, validation=validation)
+        return real_train_model(sampler, method, cfg, rng, progress, validation)
+
+    real_train_model = predictor_module.train_model
+    monkeypatch.setattr(predictor_module, "train_model", spy)
+    apps = data.apps[:10]
+    FewShotPredictor.fit(data.select_apps(apps), k=2, cfg=TrainConfig(steps=2, val_fraction=0.2), progress=False)
+    assert seen["validation"] is not None and len(seen["apps"]) == 8 and set(seen["apps"]) < set(apps)
+    FewShotPredictor.fit(data.select_apps(apps), k=2, cfg=TrainConfig(steps=2), progress=False)
+    assert seen["validation"] is None and seen["apps"] == apps
+
+
+def test_fit_names_a_bad_method_or_seed(data):
+    with pytest.raises(ValueError, match=r"method must be one of \('base', 'flash', 'k-shot'\), got 'FLASH'"):
+        FewShotPredictor.fit(data, k=2, method="FLASH", cfg=CFG)
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0, got -1"):
+        FewShotPredictor.fit(data, k=2, seed=-1, cfg=CFG)

@@ -43,6 +43,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows
+from flash_envs.fields import check_whole
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class ConfigMeasurements:
     pricing: Pricing | None = None
 
     def __post_init__(self) -> None:
+        for what, names in (("application", self.apps), ("configuration", self.configs)):
+            if repeated := sorted(name for name, n in Counter(names).items() if n > 1):
+                raise ValueError(f"{self.source}: each {what} must be named once; repeated: {repeated[:5]}")
         shape = (len(self.apps), len(self.configs))
         if self.runtime_s.shape != shape or self.cost_usd.shape != shape:
             raise ValueError(f"runtime {self.runtime_s.shape} and cost {self.cost_usd.shape} must be {shape}")
@@ -245,6 +249,9 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
 
     An application is ``platform/function/input_size_bytes``; a configuration ``platform/<memory>MiB/<milli_cpu>m``.
     """
+    if isinstance(platforms, str) or (platforms is not None and not platforms):
+        raise ValueError(f"platforms must be a sequence of some of {CHUNKFUNC_PLATFORMS}, or None for all, "
+                         f"got {platforms!r}")
     unknown = sorted(set(platforms or ()) - set(CHUNKFUNC_PLATFORMS))
     if unknown:
         raise ValueError(f"unknown platform(s) {unknown}; expected some of {CHUNKFUNC_PLATFORMS}")
@@ -260,6 +267,9 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         if platform not in CHUNKFUNC_PLATFORMS:
             raise DataFormatError(f"{path}:{line}: column 'platform': unknown platform {platform!r}; "
                                   f"expected one of {CHUNKFUNC_PLATFORMS}")
+        if not row["function"].strip() or "/" in row["function"]:   # apps are platform/function/input_size_bytes
+            raise DataFormatError(f"{path}:{line}: column 'function': {row['function']!r} is not a function name "
+                                  f"(non-blank, without '/')")
         memory = csv_number(path, line, "memory_mib", row["memory_mib"], positive=True)
         milli_cpu = csv_number(path, line, "milli_cpu", row["milli_cpu"], positive=True)
         size = int(csv_number(path, line, "input_size_bytes", row["input_size_bytes"], positive=True, integer=True))
@@ -289,6 +299,7 @@ SIMULATED_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6")
 def simulated_measurements(n_functions: int = 300, seed: int = 2024,
                            memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> ConfigMeasurements:
     """One noisy measurement of each of ``n_functions`` simulated functions at each memory size (seeded)."""
+    n_functions, seed = check_whole("n_functions", n_functions, 1), check_whole("seed", seed, 0)
     functions = generate_functions(n_functions, seed)
     rng = np.random.default_rng(seed + 1)
     memory = np.asarray(memory_sizes, dtype=float)

@@ -29,7 +29,7 @@ from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeas
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_envs.fields import is_real_number
 from flash_rl.fewshot.report import METHODS, METRICS, markdown_table, paired_differences, plot_summary, summarise
-from flash_rl.fewshot.splits import Split, app_folds, group_folds, n_validation_apps
+from flash_rl.fewshot.splits import Split, app_folds, group_folds
 from flash_rl.fewshot.train_config import TrainConfig
 
 DEFAULT_FILES = {"ibm": ("ibm_multicloud", "multi-cloud-configuration.csv"),
@@ -186,6 +186,7 @@ def run_command(args: argparse.Namespace) -> dict:
 
     from flash_rl.fewshot import evaluate
     from flash_rl.fewshot.episodes import EpisodeSampler
+    from flash_rl.fewshot.models import early_stopping_apps
 
     torch.set_num_threads(1)
     splits = _splits(args)
@@ -197,16 +198,21 @@ def run_command(args: argparse.Namespace) -> dict:
               file=sys.stderr)
     _check_training_apps(splits)
     _warn_unseen_configs(splits)
-    try:
-        for split in splits:
-            n_validation_apps(len(split.train.apps), args.val_fraction)
-    except ValueError as err:
-        raise UsageError(f"--val-fraction: {err}") from None
     most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
     if max(args.shots) >= most:
         raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "
                          f"some split has no app with more than {most}")
-    unscored = {k: [a for s in splits for a in EpisodeSampler(s.test, k).skipped_apps] for k in sorted(set(args.shots))}
+    ks = sorted(set(args.shots))
+    try:
+        for k, split in ((k, s) for k in ks for s in splits):
+            early_stopping_apps(split.train, k, args.val_fraction)
+    except ValueError as err:
+        raise UsageError(f"--val-fraction: {err}") from None
+    for k in ks:
+        if untrained := sorted({a for s in splits for a in EpisodeSampler(s.train, k).skipped_apps}):
+            print(f"flash config-eval: warning: K = {k}: {len(untrained)} training app(s) have fewer than K + 1 "
+                  f"measured configurations; the neural methods do not train on them: {untrained}", file=sys.stderr)
+    unscored = {k: [a for s in splits for a in EpisodeSampler(s.test, k).skipped_apps] for k in ks}
     n_test = sum(len(s.test.apps) for s in splits)
     for k, apps in unscored.items():
         if apps:
@@ -214,7 +220,7 @@ def run_command(args: argparse.Namespace) -> dict:
                   f"configurations and are not scored: {apps}", file=sys.stderr)
         if n_test - len(apps) == 1:
             print(f"flash config-eval: warning: K = {k}: a single held-out app is scored; its values have no "
-                  f"confidence interval (NaN: one app gives nothing to resample)", file=sys.stderr)
+                  f"confidence interval (one app gives nothing to resample; null in the JSON)", file=sys.stderr)
     cfg = TrainConfig(steps=args.steps, val_fraction=args.val_fraction)
     scorer: evaluate.Scorer = evaluate.score
     if args.diagnose:
@@ -395,6 +401,20 @@ def _reject_options_with_render(args: argparse.Namespace) -> None:
                          f"drop {', '.join(given)}")
 
 
+def json_text(report: Any) -> str:
+    """``report`` (a JSON-able value) as JSON text with a one-space indent, a NaN (such as the CI that a single
+    held-out app or group cannot give) or infinity written as ``null``: JSON has neither, and strict parsers refuse
+    the ``NaN`` that ``json.dumps`` writes by default."""
+    def nan_to_null(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: nan_to_null(v) for key, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [nan_to_null(v) for v in value]
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    return json.dumps(nan_to_null(report), indent=1, allow_nan=False)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.render:
         _reject_options_with_render(args)
@@ -415,8 +435,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / files[0]).write_text(table)
-        (out / files[1]).write_text(json.dumps(report, indent=1))
+        (out / files[1]).write_text(json_text(report))
         if not args.diagnose:
             plot_summary(report["summary"], title, str(out / "summary.png"))
-    print(json.dumps(report["summary"], indent=1) if args.json else table)
+    print(json_text(report["summary"]) if args.json else table)
     return 0

@@ -5,7 +5,8 @@ Protocol (the same for every method)
 ------------------------------------
 * Applications are held out whole: a *split* is (training apps, test apps) with no app in both.
 * For each seed and K, the learned models are trained on the training apps with the same :class:`TrainConfig`
-  (with ``val_fraction > 0``, a random share of the training apps is held back instead, for early stopping); then
+  (with ``val_fraction > 0``, a random share of the training apps is held back instead, for early stopping:
+  :func:`~flash_rl.fewshot.models.early_stopping_split`); then
   every test app gets ``draws`` random shot subsets (shared by all methods) and each method predicts every
   configuration of the app that was not a shot. The draws depend on the seed and the app's name alone
   (:func:`shot_rng`), so an app is scored on the same shots whatever the training apps, the fold layout or the
@@ -44,9 +45,10 @@ import torch
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
-from flash_rl.fewshot.models import INPUTS, fine_tune_predict, nearest_config_predict, train_model
+from flash_rl.fewshot.models import (INPUTS, early_stopping_split, fine_tune_predict, nearest_config_predict,
+                                     train_model)
 from flash_rl.fewshot.report import METHODS, MISSED_DEADLINE_REGRET
-from flash_rl.fewshot.splits import Split, n_validation_apps
+from flash_rl.fewshot.splits import Split
 from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.progress import tqdm_bar
 from flash_rl.workers import worker_pool
@@ -106,12 +108,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     """Per method, per test app (by name): the mean of ``scorer``'s values (:func:`score`'s metrics by default) over
     ``draws`` draws."""
     rng = np.random.default_rng(seed)
-    fit, validation = split.train, None
-    if cfg.val_fraction > 0:
-        apps = list(rng.permutation(split.train.apps))
-        n_val = n_validation_apps(len(apps), cfg.val_fraction)
-        fit = split.train.select_apps(apps[n_val:])
-        validation = EpisodeSampler(split.train.select_apps(apps[:n_val]), k).sample(256, cfg.n_targets, rng)
+    fit, validation = early_stopping_split(split.train, k, cfg, rng)
     train = EpisodeSampler(fit, k)
     models = {inputs: train_model(train, inputs, cfg, rng, progress, validation) for inputs in INPUTS}
     predictors: dict[str, Callable[[Episodes], torch.Tensor]] = {

@@ -44,7 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
+from flash_rl.fewshot.splits import n_validation_apps
 from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.progress import tqdm_bar
 
@@ -113,6 +115,31 @@ class FewShotModel(nn.Module):
     def predict(self, ep: Episodes) -> torch.Tensor:
         with torch.no_grad():
             return self(ep.shot_x, ep.shot_y, ep.shot_index, ep.target_x)
+
+
+def early_stopping_apps(data: ConfigMeasurements, k: int, val_fraction: float) -> tuple[list[str], int]:
+    """The applications of ``data`` that give ``k``-shot episodes (``k + 1`` measured configurations) and how many
+    of them early stopping keeps for validation (:func:`~flash_rl.fewshot.splits.n_validation_apps`; 0 for
+    ``val_fraction == 0``); a ValueError, naming ``data`` and ``k``, if they are too few to share."""
+    usable = [data.apps[i] for i in EpisodeSampler(data, k).apps]
+    try:
+        return usable, n_validation_apps(len(usable), val_fraction)
+    except ValueError as err:
+        raise ValueError(f"{data.source}, K = {k}: {len(usable)} of the {len(data.apps)} training applications have "
+                         f"the {k + 1} measured configurations an episode needs; {err}") from None
+
+
+def early_stopping_split(data: ConfigMeasurements, k: int, cfg: TrainConfig,
+                         rng: np.random.Generator) -> tuple[ConfigMeasurements, Episodes | None]:
+    """The applications of ``data`` to fit on and, with ``cfg.val_fraction > 0``, validation episodes of the others
+    for :func:`train_model`'s early stopping: a random :func:`early_stopping_apps` share of the applications that
+    give episodes (the shuffled rest of them first among those to fit on)."""
+    if cfg.val_fraction == 0:
+        return data, None
+    usable, n_val = early_stopping_apps(data, k, cfg.val_fraction)
+    shuffled, unusable = list(rng.permutation(usable)), [a for a in data.apps if a not in usable]
+    validation = EpisodeSampler(data.select_apps(shuffled[:n_val]), k).sample(256, cfg.n_targets, rng)
+    return data.select_apps(shuffled[n_val:] + unusable), validation
 
 
 def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.random.Generator,

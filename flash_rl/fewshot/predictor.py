@@ -32,7 +32,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricin
 from flash_envs.fields import check_number, check_whole, is_real_number
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
-from flash_rl.fewshot.models import FewShotModel, fine_tune_predict, train_model
+from flash_rl.fewshot.models import INPUTS, FewShotModel, early_stopping_split, fine_tune_predict, train_model
 from flash_rl.fewshot.train_config import TrainConfig
 from flash_rl.weights_file import load_weights_file
 
@@ -60,9 +60,15 @@ class FewShotPredictor:
             seed: int = 0, progress: bool = True) -> "FewShotPredictor":
         """Train ``method`` (``"flash"``, ``"base"`` or ``"k-shot"``) episodically with ``k`` shots on every
         application of ``data`` that has at least ``k + 1`` measured configurations (``cfg.steps`` steps, with a
-        progress bar unless ``progress=False``)."""
-        k = check_whole("k", k, 1)
-        model = train_model(EpisodeSampler(data, k), method, cfg, np.random.default_rng(seed), progress)
+        progress bar unless ``progress=False``); with ``cfg.val_fraction > 0``, that share of them is kept aside
+        for early stopping, as ``flash config-eval --val-fraction`` does
+        (:func:`~flash_rl.fewshot.models.early_stopping_split`)."""
+        k, seed = check_whole("k", k, 1), check_whole("seed", seed, 0)
+        if method not in INPUTS:
+            raise ValueError(f"method must be one of {INPUTS}, got {method!r}")
+        rng = np.random.default_rng(seed)
+        fit, validation = early_stopping_split(data, k, cfg, rng)
+        model = train_model(EpisodeSampler(fit, k), method, cfg, rng, progress, validation)
         return cls(model, data.configs, data.features, k, data.pricing, cfg)
 
     def _episode(self, shots: Mapping[str, tuple[float, float]]) -> tuple[Episodes, np.ndarray, np.ndarray]:
