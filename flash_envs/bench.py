@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.cli_args import UsageError, float_at_least, int_at_least, output_file
+from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, output_file
 from flash_envs.markdown import md_table
 
 # (label, env id, make kwargs, steps measured)
@@ -149,8 +149,5 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
     else:
         text = markdown(rows, memory)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0

@@ -100,3 +100,13 @@ def output_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     _writable(path)
     return path
+
+
+def emit(text: str, out: Path | None = None) -> None:
+    """Print a command's report and, given ``out``, write the same text there (making its folder): both end in one
+    newline, so the file is byte for byte what was printed."""
+    text = text if text.endswith("\n") else text + "\n"
+    print(text, end="")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)

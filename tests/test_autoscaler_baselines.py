@@ -122,8 +122,8 @@ class _Sampler:
         self.space = space
         space.seed(0)
 
-    def predict(self, obs, deterministic=True):
-        return self.space.sample(), None
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        return self.space.sample(), state
 
 
 @pytest.mark.parametrize("env_id, metrics", [
@@ -135,3 +135,63 @@ def test_evaluate_on_tasks_averages_each_envs_own_info_by_default(env_id, metric
     rows = evaluate_on_tasks(env, _Sampler(env.action_space), env.unwrapped.family.test[:2])
     assert [set(row) for row in rows] == [{"task", "return", "mean_reward", *metrics}] * 2
     assert all(np.isfinite(row[m]) for row in rows for m in metrics)
+
+
+def test_a_batch_of_observations_gets_one_action_per_row(env):
+    """SB3's vectorised call: (n_envs, 9) observations give n_envs actions, each as a lone observation would."""
+    rows = [observation(4, 0.9), observation(4, 0.1), observation(3, 0.5, latency_ratio=1.5)]
+    makers = (lambda: HPA(env, target=0.5), lambda: ThresholdAutoscaler(env), lambda: StaticPolicy(env, 3, 1024, 1024))
+    for make in makers:
+        actions, state = make().predict(np.stack(rows), state="kept")
+        assert actions.shape == (3,) and actions.dtype == np.int64 and state == "kept"
+        assert list(actions) == [make().predict(row)[0] for row in rows]   # a fresh policy per row: no shared history
+    one_by_one = RandomPolicy(env, 3)
+    assert list(RandomPolicy(env, 3).predict(np.stack(rows))[0]) == [one_by_one.predict(row)[0] for row in rows]
+
+
+def test_hpa_keeps_a_window_per_env_and_forgets_it_at_episode_start(env):
+    hpa = HPA(env, target=0.5)
+    assert list(hpa.predict(np.stack([observation(4, 0.9)] * 2))[0]) == [REPLICA_UP] * 2   # both recommend 8
+    # row 0 still has 8 in its window; row 1 starts an episode and forgets it
+    actions, _ = hpa.predict(np.stack([observation(5, 0.1)] * 2), episode_start=np.array([False, True]))
+    assert list(actions) == [NOOP, REPLICA_DOWN]
+
+
+def test_predict_refuses_observations_of_another_shape(env):
+    with pytest.raises(ValueError, match=r"shape \(9,\) or a batch of shape \(n_envs, 9\), got shape \(5,\)"):
+        HPA(env).predict(np.zeros(5))
+    hidden = gym.make("flash/Autoscaling-v0", slo_in_observation=False)
+    hidden.reset(seed=0)
+    with pytest.raises(ValueError, match="reads the SLO from its own env's task"):
+        ThresholdAutoscaler(hidden).predict(np.stack([observation(3, 0.5)] * 2))
+
+
+def test_evaluate_on_tasks_names_a_metric_the_env_does_not_report(env):
+    tasks = env.unwrapped.family.test[:1]
+    with pytest.raises(ValueError, match=r"metrics \['slo_violations'\] are not numbers .* 'slo_violation'"):
+        evaluate_on_tasks(env, HPA(env), tasks, metrics=["slo_violations"])
+    with pytest.raises(ValueError, match=r"metrics \['task'\] are not numbers"):   # info["task"] is the task
+        evaluate_on_tasks(env, HPA(env), tasks, metrics=["task"])
+    with pytest.raises(TypeError, match=r"got the string 'replicas'; write metrics=\['replicas'\]"):
+        evaluate_on_tasks(env, HPA(env), tasks, metrics="replicas")
+    assert evaluate_on_tasks(env, HPA(env), tasks, metrics=["oom_kills"])[0]["oom_kills"] >= 0
+
+
+class _StepCounter:
+    """A recurrent-style policy: its state counts the steps of the episode; it records how it was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        self.calls.append((state, bool(episode_start[0]), deterministic))
+        return NOOP, (state or 0) + 1
+
+
+def test_the_runner_calls_predict_as_sb3s_evaluate_policy_does():
+    """The state returned is passed back (a recurrent policy keeps its memory), episode_start marks the first step."""
+    env = gym.make("flash/Autoscaling-v0", episode_steps=3)
+    policy = _StepCounter()
+    evaluate_on_tasks(env, policy, env.unwrapped.family.test[:1], episodes=2)
+    assert policy.calls == [(None, True, True), (1, False, True), (2, False, True)] * 2
+

@@ -14,7 +14,7 @@ from flash_rl.cli import main
 def test_bench_json(capsys, tmp_path):
     assert main(["bench", "--scale", "0.01", "--json", "--out", str(tmp_path / "bench.json")]) == 0
     printed = capsys.readouterr().out
-    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(printed)   # --out gets what is printed
+    assert (tmp_path / "bench.json").read_text() == printed and printed.endswith("}\n")   # --out: what is printed
     rows = json.loads(printed)["rows"]
     assert [r["env_id"] for r in rows] == [env_id for _, env_id, _, _ in CASES]
     assert [r["steps"] for r in rows] == [max(10, int(steps * 0.01)) for *_, steps in CASES]   # --scale 0.01
@@ -81,6 +81,7 @@ def test_power_fit_reads_the_shared_curves_by_default(shared_data, capsys):
     (["bench", "--memory-steps", "5"], "--memory-steps 5: memory is sampled 10 times, so give 0 or at least 10"),
     (["validate-fidelity", "--horizon", "30"], "argument --horizon: must be a number >= 60, got '30'"),
     (["validate-fidelity", "--horizon", "90"], "--horizon 90: the scenarios run in 60 s intervals, so give a multiple"),
+    (["validate-fidelity", "--horizon", "6e9"], "--horizon 6e+09 makes an episode of 6e+09 s"),
     (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
     (["reproduce", "--seeds", "0"], "argument --seeds: must be an integer >= 1"),

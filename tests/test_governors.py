@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -96,3 +98,22 @@ def test_a_tie_for_the_best_return_counts_for_every_tied_governor():
     table = {line.split(" | ")[1]: line.split(" | ")[-1] for line in summary_markdown(rows).splitlines()[2:]}
     assert table == {"performance": "0/2 |", "powersave": "1/2 (1 tied) |", "ondemand": "1/2 |",
                      "conservative": "0/2 |", "schedutil": "1/2 (1 tied) |"}
+
+
+def test_ondemand_thresholds_are_fractions():
+    with pytest.raises(ValueError, match=r"up_threshold must be a finite number >= 0 and <= 1, got 80"):
+        GOVERNORS["ondemand"](LEVELS, up_threshold=80)   # the kernel's sysfs value: 80 (%) would never jump to f_max
+    with pytest.raises(ValueError, match="up_threshold"):
+        GOVERNORS["ondemand"].for_env(gym.make("flash/PowerManagement-v0"), up_threshold=-0.1)
+
+
+def test_a_governor_made_for_an_env_follows_its_server_type():
+    env = gym.make("flash/PowerManagement-v0")
+    schedutil = GOVERNORS["schedutil"].for_env(env)   # made on the default task's server type
+    task = env.unwrapped.family.test[0]
+    other = dataclasses.replace(task, server=dataclasses.replace(task.server, freq_levels=(0.2, 0.4, 0.6, 0.8, 1.0)))
+    env.reset(seed=0, options={"task": other})
+    # util 0.5 at f_max: target 0.625 of f_max, P-state 3 (0.8) here; on the catalogue's P-states it would be 1 (0.6993)
+    assert schedutil.predict(_obs(0.5, 4))[0] == 3
+    assert make_governor("schedutil", LEVELS).predict(_obs(0.5, 4))[0] == 1
+

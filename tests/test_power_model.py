@@ -21,6 +21,7 @@ from flash_envs.sim.workloads import ConstantWorkload
 HEADER = ("server_id,vendor,system,cores,ssj_ops_at_100pct,watts_idle,watts_10pct,watts_20pct,watts_30pct,"
           "watts_40pct,watts_50pct,watts_60pct,watts_70pct,watts_80pct,watts_90pct,watts_100pct\n")
 GOOD_ROW = "7,ACME,Box 1,16,1600000,50,80,90,100,110,120,135,150,170,195,220\n"
+OTHER_ROW = "8" + GOOD_ROW[1:]   # another result: its own server_id
 
 
 def _data_file(*parts: str) -> Path:
@@ -152,11 +153,12 @@ def test_reader_builds_server_types(tmp_path):
     (HEADER.replace("watts_50pct,", ""), "missing column.*watts_50pct"),
     (HEADER + GOOD_ROW.replace(",120,", ",abc,"), r"spec.csv:2: column 'watts_50pct' holds 'abc', not a number"),
     (HEADER + GOOD_ROW.replace(",120,", ",-120,"), r"spec.csv:2: column 'watts_50pct' holds '-120'"),
-    (HEADER + GOOD_ROW + GOOD_ROW.replace(",16,", ",2.5,"), r"spec.csv:3: column 'cores' holds '2.5', not a whole"),
+    (HEADER + GOOD_ROW + OTHER_ROW.replace(",16,", ",2.5,"), r"spec.csv:3: column 'cores' holds '2.5', not a whole"),
     (HEADER + GOOD_ROW.replace(",220\n", ",\n"), r"column 'watts_100pct' holds ''"),
     (HEADER + GOOD_ROW.replace(",220\n", "\n"), r"spec.csv:2: \d+ field\(s\) where the header has"),
-    (HEADER + GOOD_ROW + GOOD_ROW.replace(",220\n", ",45\n"),
+    (HEADER + GOOD_ROW + OTHER_ROW.replace(",220\n", ",45\n"),
      r"spec.csv:3: SPECpower watts at 100% load \(45\) are below those at active idle \(50\)"),
+    (HEADER + GOOD_ROW + GOOD_ROW, r"spec.csv:3: column 'server_id' holds '7', already the id of line 2"),
 ])
 def test_reader_names_bad_input(tmp_path, content, message):
     path = tmp_path / "spec.csv"

@@ -2,8 +2,10 @@
 
 Every policy reads only the observation (like a learned agent), acts in the env's ``Discrete(7)`` action space (so at
 most one step of one resource per interval) and offers the stable-baselines3 call
-``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)``. Call ``reset()`` at the start
-of every episode (the runner does).
+``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)``: one observation gives one
+action, a batch (``n_envs`` x 9, from a vectorised env) one action per row, each row with its own history (HPA's
+stabilisation window). Call ``reset()`` at the start of every episode (the runner does), or pass ``episode_start``
+(a bool per row, as SB3 does) to forget the history of the rows whose episode has just begun.
 
 * :class:`HPA`: the Kubernetes Horizontal Pod Autoscaler: ``desired = ceil(replicas * utilisation / target)``,
   no change within a 10% tolerance, scale-down only to the highest recommendation of the stabilisation window.
@@ -43,14 +45,35 @@ class AutoscalingPolicy:
             if value is not None and not bounds.contains(value):
                 raise ValueError(f"{name}={value} is not a valid setting within {bounds}")
 
-    def reset(self) -> None:
-        """Forget the previous episode."""
+    def reset(self, env_index: int | None = None) -> None:
+        """Forget the previous episode: of every env, or only of row ``env_index`` of a batch."""
 
     def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.int64, Any]:
-        return np.int64(self.act(np.asarray(obs, dtype=float))), state
+                deterministic: bool = True) -> tuple[np.int64 | np.ndarray, Any]:
+        """SB3's call: the action for one observation (an ``np.int64``), or an array of one action per row of a batch
+        of observations. ``episode_start`` (a bool, or one per row) marks rows whose episode has just begun: their
+        history is forgotten first. ``state`` is returned as given."""
+        batch = np.asarray(obs, dtype=float)
+        shape = self.env.observation_space.shape
+        single = batch.shape == shape
+        if single:
+            batch = batch[np.newaxis]
+        elif batch.ndim != 2 or batch.shape[1:] != shape:
+            raise ValueError(f"{type(self).__name__}.predict takes an observation of shape {shape} or a batch of "
+                             f"shape (n_envs, {shape[0]}), got shape {batch.shape}")
+        starts = np.zeros(len(batch), dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
+        if starts.size not in (1, len(batch)):
+            raise ValueError(f"episode_start has {starts.size} entries for {len(batch)} observation(s)")
+        starts = np.broadcast_to(starts.reshape(-1), (len(batch),))
+        actions = np.empty(len(batch), dtype=np.int64)
+        for row, (row_obs, start) in enumerate(zip(batch, starts)):
+            if start:
+                self.reset(row)
+            actions[row] = self.act(row_obs, row)
+        return (actions[0] if single else actions), state
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
+        """The action for one observation ``obs`` of the env at row ``env_index`` of a batch (0 for a single env)."""
         raise NotImplementedError
 
     def config(self, obs: np.ndarray) -> tuple[int, int, int]:
@@ -80,13 +103,17 @@ class HPA(AutoscalingPolicy):
         self.target = target
         self.tolerance = tolerance
         self.window = max(1, math.ceil(stabilisation_window_s / self.env.control_interval_s))
-        self._recommendations: deque[int] = deque(maxlen=self.window)
+        self._recommendations: dict[int, deque[int]] = {}   # per env of a batch (row 0: a single env)
 
-    def reset(self) -> None:
-        self._recommendations.clear()
+    def reset(self, env_index: int | None = None) -> None:
+        if env_index is None:
+            self._recommendations.clear()
+        else:
+            self._recommendations.pop(env_index, None)
 
-    def desired_replicas(self, obs: np.ndarray) -> int:
-        """HPA's replica count for this observation, clipped to the replica bounds; records it in the window.
+    def desired_replicas(self, obs: np.ndarray, env_index: int = 0) -> int:
+        """HPA's replica count for this observation, clipped to the replica bounds; records it in the window (of row
+        ``env_index`` of a batch).
 
         ``ceil(replicas * utilisation / target)``, unchanged within ``tolerance`` of the target ratio; a scale-down
         goes only to the highest recommendation of the stabilisation window (never above the current count).
@@ -94,17 +121,18 @@ class HPA(AutoscalingPolicy):
         replicas = self.config(obs)[0]
         ratio = obs[0] / self.target
         desired = replicas if abs(ratio - 1) <= self.tolerance else math.ceil(replicas * ratio)
-        self._recommendations.append(desired)
+        window = self._recommendations.setdefault(env_index, deque(maxlen=self.window))
+        window.append(desired)
         if desired < replicas:  # scale-down stabilisation: the highest recommendation in the window
-            desired = min(replicas, max(self._recommendations))
+            desired = min(replicas, max(window))
         return int(np.clip(desired, self.env.bounds[0].low, self.env.bounds[0].high))
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
         limit = self._limit_action(obs)
         if limit is not None:
             return limit
         replicas = self.config(obs)[0]
-        desired = self.desired_replicas(obs)
+        desired = self.desired_replicas(obs, env_index)
         return REPLICA_UP if desired > replicas else REPLICA_DOWN if desired < replicas else NOOP
 
 
@@ -122,7 +150,14 @@ class ThresholdAutoscaler(AutoscalingPolicy):
             raise ValueError(f"thresholds need 0 <= lower < upper <= 1, got {lower}, {upper}")
         self.lower, self.upper = lower, upper
 
-    def act(self, obs: np.ndarray) -> int:
+    def predict(self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.int64 | np.ndarray, Any]:
+        if not self.env.slo_in_observation and np.ndim(obs) > 1 and len(obs) > 1:
+            raise ValueError("with slo_in_observation=False the threshold autoscaler reads the SLO from its own env's "
+                             "task, so it takes one env's observations, not a batch of several envs'")
+        return super().predict(obs, state, episode_start, deterministic)
+
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
         limit = self._limit_action(obs)
         if limit is not None:
             return limit
@@ -146,7 +181,7 @@ class StaticPolicy(AutoscalingPolicy):
             raise ValueError(f"replicas={replicas} is outside {self.env.bounds[0]}")
         self.replicas = replicas
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
         limit = self._limit_action(obs)
         if limit is not None:
             return limit
@@ -163,7 +198,7 @@ class ConstantPolicy(AutoscalingPolicy):
             raise ValueError(f"action {action!r} is not in the action space {self.env.action_space}")
         self.action = int(action)
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
         return self.action
 
 
@@ -174,5 +209,5 @@ class RandomPolicy(AutoscalingPolicy):
         super().__init__(env)
         self.rng = np.random.default_rng(rng)
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray, env_index: int = 0) -> int:
         return int(self.rng.integers(self.env.action_space.n))

@@ -22,7 +22,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import int_at_least, output_file
+from flash_envs.cli_args import emit, int_at_least, output_file
 from flash_envs.markdown import md_table
 
 HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -81,9 +81,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    text = report(*sweep(args.episodes, args.seed))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+    emit(report(*sweep(args.episodes, args.seed)), args.out)
     return 0

@@ -13,9 +13,11 @@ governor         rule (kernel defaults; ``L`` = P-states, fractions ``r_0 < ... 
 ``schedutil``    the lowest P-state >= ``1.25 * r_cur * util`` (= 1.25 * f_max * frequency-invariant util)
 ===============  ========================================================================================
 
-"The lowest P-state >= target" is the kernel's ``CPUFREQ_RELATION_L``; targets above f_max select f_max. They have the
-stable-baselines3 policy interface ``predict(obs, state=None, episode_start=None, deterministic=True) ->
-(action, state)`` and a ``reset()``, so evaluation code can run them and trained agents alike.
+"The lowest P-state >= target" is the kernel's ``CPUFREQ_RELATION_L``; targets above f_max select f_max. Thresholds
+are fractions (the kernel's sysfs ``up_threshold`` of 80 is 0.80 here). They have the stable-baselines3 policy
+interface ``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)`` and a ``reset()``,
+so evaluation code can run them and trained agents alike. A governor made by :meth:`Governor.for_env` follows the
+env's current server type, so its P-states are right on every task it runs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from flash_envs.envs.power_management import N_FEATURES
-from flash_envs.fields import check_whole
+from flash_envs.fields import check_number, check_whole
 
 
 class Governor:
@@ -37,17 +39,27 @@ class Governor:
         if hasattr(freq_levels, "unwrapped"):
             raise TypeError(f"{type(self).__name__} takes the frequency levels, not an env: use "
                             f"{type(self).__name__}.for_env(env)")
-        self.freq_levels = np.asarray(freq_levels, dtype=float)
-        if self.freq_levels.ndim != 1 or len(self.freq_levels) < 2 or np.any(np.diff(self.freq_levels) <= 0):
-            raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
+        self._set_levels(freq_levels)
         self.n_servers = check_whole("n_servers", n_servers, 1)
+        self.env: Any = None   # set by for_env: the env whose current server type gives the P-states
+
+    def _set_levels(self, freq_levels: Sequence[float]) -> None:
+        """Use ``freq_levels`` (checked) as the P-states."""
+        levels = np.asarray(freq_levels, dtype=float)
+        if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0):
+            raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
+        self.freq_levels = levels
+        self._levels_of = freq_levels
 
     @classmethod
     def for_env(cls, env: Any, **options: Any) -> "Governor":
-        """This governor for ``flash/PowerManagement-v0`` ``env`` (its current server type's P-states and its
-        ``n_servers``), with the governor's own ``options`` (e.g. ``up_threshold``)."""
+        """This governor for ``flash/PowerManagement-v0`` ``env`` (its ``n_servers``), with the governor's own
+        ``options`` (e.g. ``up_threshold``). It reads the P-states of the env's current server type at every
+        :meth:`predict`, so it stays right when the env moves to a task on another server type."""
         raw = env.unwrapped
-        return cls(raw.freq_levels, raw.n_servers, **options)
+        governor = cls(raw.freq_levels, raw.n_servers, **options)
+        governor.env = raw
+        return governor
 
     @property
     def top(self) -> int:
@@ -60,6 +72,8 @@ class Governor:
     def predict(self, observation: np.ndarray, state: None = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
         """The next P-state per server for one observation (or a batch), in the env's action format."""
+        if self.env is not None and self.env.freq_levels is not self._levels_of:
+            self._set_levels(self.env.freq_levels)
         obs = np.asarray(observation, dtype=float)
         if obs.shape[-1] != N_FEATURES * self.n_servers:
             raise ValueError(f"expected observations of length {N_FEATURES * self.n_servers} "
@@ -103,7 +117,7 @@ class Ondemand(Governor):
 
     def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80) -> None:
         super().__init__(freq_levels, n_servers)
-        self.up_threshold = up_threshold
+        self.up_threshold = check_number("up_threshold", up_threshold, 0.0, 1.0)
 
     def _next_level(self, util: np.ndarray, level: np.ndarray) -> np.ndarray:
         r_min = self.freq_levels[0]

@@ -15,7 +15,7 @@ import numpy as np
 
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
-from flash_envs.cli_args import int_at_least, output_dir
+from flash_envs.cli_args import emit, int_at_least, output_dir
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
 from flash_envs.tasks import SPLITS
@@ -102,6 +102,5 @@ def run(args: argparse.Namespace) -> int:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        (args.out / "governors.md").write_text(text)
-    print(text)
+    emit(text, None if args.out is None else args.out / "governors.md")
     return 0

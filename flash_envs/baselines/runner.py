@@ -20,25 +20,45 @@ def default_metrics(env: gym.Env) -> tuple[str, ...]:
 
 def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
                 metrics: Sequence[str] | None = None) -> dict[str, float]:
-    """One episode of ``policy`` (anything with SB3's ``predict``) on ``task``; returns the return, the mean reward
-    per step and per-step means of the ``info`` entries named in ``metrics`` (default: the env's
-    :data:`DEFAULT_METRICS`)."""
+    """One episode of ``policy`` on ``task``; returns the return, the mean reward per step and per-step means of the
+    ``info`` entries named in ``metrics`` (default: the env's :data:`DEFAULT_METRICS`).
+
+    ``policy`` is anything with SB3's ``predict(obs, state=None, episode_start=None, deterministic=True)``, called
+    as SB3's ``evaluate_policy`` calls it: deterministic, with the ``state`` it returned last (a recurrent policy keeps
+    its memory) and ``episode_start`` true at the first step only. A metric the env's ``info`` lacks, or holds a
+    non-number in, is a ValueError naming the numeric entries it has.
+    """
     metrics = default_metrics(env) if metrics is None else metrics
+    if isinstance(metrics, str):
+        raise TypeError(f"metrics must be a sequence of info keys, got the string {metrics!r}; "
+                        f"write metrics=[{metrics!r}]")
     if hasattr(policy, "reset"):
         policy.reset()
     obs, info = env.reset(seed=seed, options={"task": task})
     total, steps = 0.0, 0
     sums = dict.fromkeys(metrics, 0.0)
+    state, episode_start = None, np.ones(1, dtype=bool)
     done = False
     while not done:
-        action, _ = policy.predict(obs, deterministic=True)
+        action, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        episode_start = np.zeros(1, dtype=bool)
         obs, reward, terminated, truncated, info = env.step(action)
+        if steps == 0:
+            _check_metrics(metrics, info)
         total += float(reward)
         steps += 1
         for key in metrics:
             sums[key] += float(info[key])
         done = terminated or truncated
     return {"return": total, "mean_reward": total / steps, **{k: v / steps for k, v in sums.items()}}
+
+
+def _check_metrics(metrics: Sequence[str], info: dict[str, Any]) -> None:
+    """Raise a ValueError unless every one of ``metrics`` is a number in a step's ``info``."""
+    numeric = sorted(k for k, v in info.items() if isinstance(v, (int, float, np.number, np.bool_)))
+    bad = [m for m in metrics if m not in numeric]
+    if bad:
+        raise ValueError(f"metrics {bad} are not numbers in the env's step info; it has {numeric}")
 
 
 def evaluate_on_tasks(env: gym.Env, policy: Any, tasks: Iterable[Any], episodes: int = 1, seed: int = 0,

@@ -3,6 +3,7 @@
 * :func:`read_specpower_csv` reads any CSV with the SPECpower schema of ``specpower_ssj2008/specpower_curves.csv``:
   required columns ``server_id``, ``cores`` and ``watts_idle``, ``watts_10pct`` .. ``watts_100pct``; optional
   ``vendor``, ``system``, ``date_submitted``, ``cpu``, ``cpu_mhz``, ``chips``, ``ssj_ops_at_100pct`` (may be empty).
+  Server ids are unique (an empty one stands for the line number).
 * :func:`read_dvfs_csv` reads ``dvfs_cloudsim_grid5000/dvfs_power_tables.csv``: columns ``host_model``,
   ``freq_pct_of_max``, ``power_idle_w``, ``power_full_w``.
 
@@ -75,7 +76,14 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
     """Every result of a SPECpower-schema CSV (see the module docstring for the columns)."""
     path = Path(path)
     records = []
+    id_lines: dict[str, int] = {}
     for line, row in csv_rows(path, ("server_id", "cores") + WATTS_COLUMNS, PowerDataError):
+        server_id = row["server_id"].strip() or str(line)
+        if server_id in id_lines:
+            raise PowerDataError(f"{path}:{line}: column 'server_id' holds {server_id!r}, already the id of line "
+                                 f"{id_lines[server_id]}; each result needs its own id (it names the server type)")
+        id_lines[server_id] = line
+
         def optional(column: str, integer: bool = False) -> float | None:
             text = (row.get(column) or "").strip()
             return None if not text else _number(path, line, column, text, positive=True, integer=integer)
@@ -87,7 +95,7 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
         except ValueError as err:
             raise PowerDataError(f"{path}:{line}: {err}") from None
         records.append(SpecPowerRecord(
-            server_id=row["server_id"].strip() or str(line),
+            server_id=server_id,
             cores=int(_number(path, line, "cores", row["cores"], positive=True, integer=True)),
             watts=watts,
             vendor=(row.get("vendor") or "").strip(),

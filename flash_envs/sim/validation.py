@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, float_at_least, int_at_least, output_file
+from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, output_file
+from flash_envs.envs.task_env import check_episode_length
 from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
@@ -73,9 +74,10 @@ def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int)
 def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
     """Per scenario: both fidelities' metrics (same seed) and the fast one's relative error ``fast / request - 1``
     per metric (see :func:`_relative_error` where the per-request value is 0). ``horizon_s`` is a whole number of
-    60 s intervals."""
+    60 s intervals, at most an env episode's limit (a year: each workload is realised up front)."""
     if horizon_s < 60 or horizon_s % 60:
         raise ValueError(f"the horizon is run in 60 s intervals, so it must be a multiple of 60 s, got {horizon_s:g}")
+    check_episode_length(f"horizon_s={horizon_s:g}", horizon_s)
     rows = []
     for scenario in SCENARIOS:
         results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
@@ -117,10 +119,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.horizon % 60:
         raise UsageError(f"--horizon {args.horizon:g}: the scenarios run in 60 s intervals, so give a multiple of 60")
+    try:
+        check_episode_length(f"--horizon {args.horizon:g}", args.horizon)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     rows = compare(args.horizon, args.seed)
     text = json.dumps(rows, indent=2) if args.json else markdown(rows, args.horizon)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
