@@ -12,9 +12,12 @@ import torch
 
 def load_weights_file(path: Path, what: str, keys: Sequence[str]) -> dict[str, Any]:
     """The dict in ``path``, read with torch's weights-only unpickler: a file holding anything but tensors and plain
-    values (code that would run on unpickling, say) is refused, not executed. A file that torch cannot read, or whose
-    dict lacks one of ``keys``, raises a ValueError saying that ``path`` is not ``what`` (e.g. "a MAML checkpoint")
-    that flash wrote."""
+    values (code that would run on unpickling, say) is refused, not executed. A missing file (or a directory) raises a
+    FileNotFoundError; a file that torch cannot read, or whose dict lacks one of ``keys``, a ValueError saying that
+    ``path`` is not ``what`` (e.g. "a MAML checkpoint") that flash wrote."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: {'a directory, not' if Path(path).is_dir() else 'no such file: expected'} "
+                                f"{what}")
     not_ours = f"{path} is not {what} that flash wrote"
     try:
         state = torch.load(path, weights_only=True)

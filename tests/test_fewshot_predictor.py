@@ -176,3 +176,11 @@ def test_fit_names_a_bad_method_or_seed(data):
         FewShotPredictor.fit(data, k=2, method="FLASH", cfg=CFG)
     with pytest.raises(ValueError, match="seed must be a whole number >= 0, got -1"):
         FewShotPredictor.fit(data, k=2, seed=-1, cfg=CFG)
+
+
+def test_loading_a_missing_file_says_so(tmp_path):
+    """It said the path 'is not a few-shot predictor that flash wrote (torch cannot read it: FileNotFoundError ...)'."""
+    with pytest.raises(FileNotFoundError, match=r"nope.pt: no such file: expected a few-shot predictor"):
+        FewShotPredictor.load(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match=r": a directory, not a few-shot predictor"):
+        FewShotPredictor.load(tmp_path)
