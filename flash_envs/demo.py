@@ -12,6 +12,7 @@ import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_envs.cli_args import int_at_least
+from flash_envs.progress import counting, tqdm_bar
 from flash_envs.tasks import SPLITS
 
 
@@ -37,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
         "random": RandomPolicy(env, args.seed),
     }
     summary = {}
+    bar = tqdm_bar(len(policies) * len(tasks), "demo", unit="task")
     for name, policy in policies.items():
-        rows = evaluate_on_tasks(env, policy, tasks, args.episodes, args.seed)
+        rows = evaluate_on_tasks(env, policy, counting(tasks, bar), args.episodes, args.seed)
         summary[name] = {k: float(np.mean([r[k] for r in rows])) for k in ("mean_reward", "slo_violation",
                                                                             "cpu_utilisation", "replicas")}
+    bar.close()
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

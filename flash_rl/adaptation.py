@@ -32,7 +32,7 @@ import numpy as np
 
 from flash_envs.baselines.runner import run_episode
 from flash_rl.atomic_files import atomic_write_text
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 
 
 def evaluation_points(episodes: int, eval_every: int) -> list[int]:

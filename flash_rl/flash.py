@@ -54,7 +54,7 @@ from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
 from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 
 ALGORITHMS = ("PPO", "A2C", "DQN")
 

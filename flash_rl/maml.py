@@ -28,7 +28,7 @@ from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
 from flash_rl.flash import check_env_kwargs, check_resumable, one_torch_thread
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 
 

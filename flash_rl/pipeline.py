@@ -41,7 +41,7 @@ from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable, read_checkpoint
 from flash_rl.maml import MAML, settings_of
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 from flash_rl.workers import worker_pool
 

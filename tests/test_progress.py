@@ -7,7 +7,7 @@ import io
 import gymnasium as gym
 
 import flash_envs  # noqa: F401
-from flash_rl import progress
+from flash_envs import progress
 from flash_rl.flash import Flash
 
 
@@ -34,3 +34,20 @@ def test_meta_training_bar_leaves_two_lines_in_a_log(capsys):
     flash.meta_train(tasks, 2048, progress_bar=True)
     states = [s for s in capsys.readouterr().err.replace("\r", "\n").splitlines() if "meta-train" in s]
     assert len(states) == 2 and "2048/2048" in states[-1], states
+
+
+def test_counting_advances_one_bar_over_several_loops():
+    bar = progress.tqdm_bar(6, "two loops", file=io.StringIO())
+    for items in ("abc", "xyz"):
+        assert list(progress.counting(items, bar)) == list(items)
+    assert bar.n == 6
+
+
+def test_the_governor_report_shows_its_progress(capsys):
+    """The environments' commands that take a minute (power-governors, task-diversity, demo) had no bar."""
+    from flash_envs.baselines.governors import GOVERNORS
+    from flash_envs.baselines.power_report import governor_rows
+
+    rows = governor_rows(("test",), seeds=1, progress=True, episode_s=50.0)
+    assert f"power-governors: 100%|██████████| {len(rows)}/{len(rows)}" in capsys.readouterr().err
+    assert len(rows) == len(gym.make("flash/PowerManagement-v0").unwrapped.family.test) * len(GOVERNORS)

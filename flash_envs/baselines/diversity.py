@@ -24,13 +24,16 @@ from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_envs.cli_args import emit, int_at_least, output_file
 from flash_envs.markdown import md_table
+from flash_envs.progress import counting, tqdm_bar
 
 HPA_TARGETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 STATIC_GRID = tuple(itertools.product((2, 4, 8, 12, 16), (512, 1024, 2048), (1024, 2048, 3072)))
 
 
-def sweep(episodes: int, seed: int) -> tuple[list[str], dict[str, tuple[list[str], np.ndarray]]]:
-    """Task names, and per policy class: member labels and the mean reward per step (tasks x members)."""
+def sweep(episodes: int, seed: int,
+          progress: bool = False) -> tuple[list[str], dict[str, tuple[list[str], np.ndarray]]]:
+    """Task names, and per policy class: member labels and the mean reward per step (tasks x members); with a
+    progress bar if ``progress``."""
     base = gym.make("flash/Autoscaling-v0")
     family = base.unwrapped.family
     tasks = list(family.train) + list(family.test)
@@ -44,10 +47,12 @@ def sweep(episodes: int, seed: int) -> tuple[list[str], dict[str, tuple[list[str
         members["static configuration"].append((f"{replicas} x {cpu} m x {memory} MiB", env,
                                                 StaticPolicy(env, replicas, cpu, memory)))
     out = {}
-    for name, grid in members.items():
-        rewards = np.array([[row["mean_reward"] for row in evaluate_on_tasks(env, policy, tasks, episodes, seed)]
-                            for _, env, policy in grid]).T
-        out[name] = ([label for label, _, _ in grid], rewards)
+    with tqdm_bar(len(tasks) * sum(map(len, members.values())), "task-diversity", progress, unit="task") as bar:
+        for name, grid in members.items():
+            rewards = np.array([[row["mean_reward"]
+                                 for row in evaluate_on_tasks(env, policy, counting(tasks, bar), episodes, seed)]
+                                for _, env, policy in grid]).T
+            out[name] = ([label for label, _, _ in grid], rewards)
     return [t.name for t in tasks], out
 
 
@@ -81,5 +86,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    emit(report(*sweep(args.episodes, args.seed)), args.out)
+    emit(report(*sweep(args.episodes, args.seed, progress=True)), args.out)
     return 0

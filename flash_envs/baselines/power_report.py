@@ -18,20 +18,24 @@ from flash_envs.baselines.runner import run_episode
 from flash_envs.cli_args import emit, int_at_least, output_dir
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
+from flash_envs.progress import tqdm_bar
 from flash_envs.tasks import SPLITS
 
 COLUMNS = ("split", "task", "server", "cpu_fraction", "governor", "energy_kj", "power_share", "slo_violation",
            "return", "transitions")
 
 
-def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2,
+def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2, progress: bool = False,
                   **env_kwargs: Any) -> list[dict[str, Any]]:
-    """One row per (task, governor), metrics averaged over episodes seeded ``0 .. seeds - 1``."""
+    """One row per (task, governor), metrics averaged over episodes seeded ``0 .. seeds - 1``; with a progress bar
+    if ``progress``."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     env = PowerManagementEnv(**env_kwargs)
     steps = round(env.episode_s / env.interval_s)
     rows = []
+    bar = tqdm_bar(sum(len(env.family.split(s)) for s in splits) * len(GOVERNORS), "power-governors", progress,
+                   unit="task")
     for split in splits:
         for task in env.family.split(split):
             for name in GOVERNORS:
@@ -43,6 +47,8 @@ def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2,
                              "energy_kj": mean["energy_j"] * steps / 1000, "power_share": mean["power_share"],
                              "slo_violation": mean["slo_violation"], "return": mean["return"],
                              "transitions": mean["transitions"] * steps})
+                bar.update()
+    bar.close()
     return rows
 
 
@@ -92,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     splits = SPLITS if args.split == "all" else (args.split,)
-    rows = governor_rows(splits, args.seeds, n_servers=args.n_servers, fidelity=args.fidelity)
+    rows = governor_rows(splits, args.seeds, progress=True, n_servers=args.n_servers, fidelity=args.fidelity)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
             f"{args.n_servers} server(s), fidelity {args.fidelity}, default env settings.\n\n## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")

@@ -50,7 +50,7 @@ from flash_rl.fewshot.models import (INPUTS, early_stopping_split, fine_tune_pre
 from flash_rl.fewshot.report import METHODS, MISSED_DEADLINE_REGRET
 from flash_rl.fewshot.splits import Split
 from flash_rl.fewshot.train_config import TrainConfig
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 from flash_rl.workers import worker_pool
 
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)

@@ -48,7 +48,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.splits import n_validation_apps
 from flash_rl.fewshot.train_config import TrainConfig
-from flash_rl.progress import tqdm_bar
+from flash_envs.progress import tqdm_bar
 
 INPUTS = ("base", "flash", "k-shot")
 
