@@ -102,7 +102,7 @@ def test_a_task_whose_workload_cannot_be_realised_is_refused_and_changes_nothing
         gym.make(env_id, task=bad)
 
 
-@pytest.mark.parametrize("env_id, builder", zip(SIM_ENV_IDS, ["make_simulation", "DVFSServer"]))
+@pytest.mark.parametrize("env_id, builder", list(zip(SIM_ENV_IDS, ["make_simulation", "DVFSServer"])))
 def test_a_reset_that_fails_building_the_episode_changes_nothing(env_id, builder, monkeypatch):
     env = gym.make(env_id).unwrapped
     first, second = env.family.train[0], env.family.test[0]
