@@ -12,12 +12,12 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number
 from flash_envs.sim.power import ServerType
 from flash_envs.sim.server_catalogue import test_servers, train_servers
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import Workload, workload_from_dict
-from flash_envs.tasks import FrozenTask, TaskFamily, random_workload
+from flash_envs.tasks import FrozenTask, TaskFamily, check_generate_arguments, random_workload
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class PowerTaskFamily(TaskFamily[PowerTask]):
                  train_types: Sequence[ServerType] | None = None,
                  test_types: Sequence[ServerType] | None = None) -> "PowerTaskFamily":
         """A family drawn from a fixed seed; train and test tasks use disjoint server types (default: catalogue)."""
-        if n_train < 1 or n_test < 1:
-            raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
+        n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
+        episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         train_types = tuple(train_servers() if train_types is None else train_types)
         test_types = tuple(test_servers() if test_types is None else test_types)
         shared = {s.name for s in train_types} & {s.name for s in test_types}

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import (ConstantWorkload, DiurnalWorkload, MMPPWorkload, SpikeWorkload, StepWorkload,
                                       Workload, workload_from_dict)
@@ -122,6 +122,12 @@ class TaskFamily(Generic[T]):
 F = TypeVar("F", bound=TaskFamily[Any])
 
 
+def check_generate_arguments(n_train: Any, n_test: Any, seed: Any) -> tuple[int, int, int]:
+    """The split sizes (each >= 1) and seed (>= 0) a family's ``generate`` takes, as ints; a TypeError or ValueError
+    naming the argument otherwise (``n_train=2.5`` was a TypeError from ``range``, ``n_test=True`` one task)."""
+    return check_whole("n_train", n_train, 1), check_whole("n_test", n_test, 1), check_whole("seed", seed, 0)
+
+
 def default_family(family_type: type[F], **kwargs: Any) -> F:
     """``family_type.generate(**kwargs)`` (every family type has one), generated once per process: a family is
     frozen, so every env made without one of its own shares it (``gym.make`` regenerated it each time: 2 ms for
@@ -181,8 +187,8 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
         of ``episode_s`` seconds (the default is the default env's 60 steps of 30 s): its step workloads rise and its
         diurnal ones cycle within an episode. The draws do not depend on ``episode_s``: families for other lengths
         have the same applications and workload kinds, with the times scaled."""
-        if n_train < 1 or n_test < 1:
-            raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
+        n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
+        episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         rng = np.random.default_rng(seed)
         tasks = [random_autoscaling_task(rng, f"task-{i:02d}", episode_s) for i in range(n_train + n_test)]
         return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]))

@@ -124,3 +124,23 @@ def test_a_split_that_is_not_a_list_is_named(tmp_path):
     (tmp_path / "family.yaml").write_text("train:\ntest: []\n")
     with pytest.raises(DataFormatError, match="task family split 'train' must be a list of tasks, got NoneType"):
         AutoscalingTaskFamily.load_yaml(tmp_path / "family.yaml")
+
+
+@pytest.mark.parametrize("family_type", [AutoscalingTaskFamily, PowerTaskFamily, ConfigSearchTaskFamily])
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"n_train": 2.5}, ValueError, r"n_train must be a whole number >= 1, got 2.5"),
+    ({"n_test": True}, TypeError, r"n_test must be a whole number, got True"),
+    ({"n_test": 0}, ValueError, r"n_test must be a whole number >= 1, got 0"),
+    ({"seed": -1}, ValueError, r"seed must be a whole number >= 0, got -1"),
+])
+def test_generate_names_a_bad_argument(family_type, kwargs, error, message):
+    """``n_train=2.5`` was a TypeError from ``range``, ``n_test=True`` a family of one test task."""
+    with pytest.raises(error, match=message):
+        family_type.generate(**{"n_train": 3, "n_test": 2, **kwargs})
+
+
+@pytest.mark.parametrize("family_type", [AutoscalingTaskFamily, PowerTaskFamily])
+def test_generate_refuses_an_episode_that_is_not_positive(family_type):
+    """``episode_s=-5`` was an error about a step workload's ``start_s``."""
+    with pytest.raises(ValueError, match=r"episode_s must be a finite number > 0, got -5"):
+        family_type.generate(n_train=2, n_test=1, episode_s=-5)

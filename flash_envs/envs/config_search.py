@@ -16,7 +16,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
-from flash_envs.tasks import FrozenTask, TaskFamily, default_family
+from flash_envs.tasks import FrozenTask, TaskFamily, check_generate_arguments, default_family
 
 OBS_LIMIT = 10.0
 MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
@@ -75,8 +75,7 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
     def generate(cls, n_train: int = 200, n_test: int = 50, seed: int = 2024,
                  memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> "ConfigSearchTaskFamily":
         """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes``, noise-free truth."""
-        if n_train < 1 or n_test < 1:
-            raise ValueError(f"a family needs >= 1 train and >= 1 test task, got {n_train}, {n_test}")
+        n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])   # not the stream the functions use
         memory = np.asarray(memory_sizes, dtype=float)
         configs = tuple(f"{m:g}MiB" for m in memory)
