@@ -67,7 +67,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Power-curve fit to SPECpower_ssj2008 results",
         "",
-        f"Source: `{report['spec_csv']}` ({report['servers_fitted']} servers). Model: "
+        f"Source: `{report['spec_csv']}` ({report['servers_fitted']} server{'s' * (report['servers_fitted'] != 1)}). "
+        "Model: "
         "`flash_envs.sim.power.UtilisationCurve` (non-negative mix of constant, C-state-exit, linear, u^3 and "
         "1-(1-u)^3 terms, least relative error). Error = MAPE over the 11 load points (idle, 10%..100%).",
         "",

@@ -195,3 +195,12 @@ def test_the_runner_calls_predict_as_sb3s_evaluate_policy_does():
     evaluate_on_tasks(env, policy, env.unwrapped.family.test[:1], episodes=2)
     assert policy.calls == [(None, True, True), (1, False, True), (2, False, True)] * 2
 
+
+
+@pytest.mark.parametrize("kwargs, message", [({"tolerance": -0.1}, "tolerance must be a finite number >= 0"),
+                                             ({"stabilisation_window_s": float("nan")},
+                                              "stabilisation_window_s must be a finite number >= 0")])
+def test_hpa_names_a_bad_tolerance_or_window(env, kwargs, message):
+    """A negative tolerance or a NaN window was taken (the window then failed in math.ceil)."""
+    with pytest.raises(ValueError, match=message):
+        HPA(env, **kwargs)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from flash_envs.data import DATA_DIR_ENV, data_dir
-from flash_envs.data.specpower import (PowerDataError, SPECPOWER_CURVES, DVFS_TABLES, load_server_types,
+from flash_envs.data.specpower import (PowerDataError, SPECPOWER_CURVES, DVFS_TABLES, WATTS_COLUMNS, load_server_types,
                                        read_dvfs_csv, read_specpower_csv)
-from flash_envs.power_fit import fit_report
+from flash_envs.power_fit import fit_report, report_markdown
 from flash_envs.sim.dvfs import DVFSServer
 from flash_envs.sim.power import EnergyMeter, FrequencyScaling, ServerType, UtilisationCurve
 from flash_envs.sim import server_catalogue as catalogue
@@ -212,3 +212,11 @@ def test_scalar_fast_path_matches_the_array_model():
     for server in train_servers():
         for r, u in zip(rng.choice(server.freq_levels, 20), rng.random(20)):
             assert server.power_at(r, u) == pytest.approx(server.power(r, u), rel=1e-12)
+
+
+def test_the_fit_report_counts_one_server_in_the_singular(tmp_path):
+    """It printed "(1 servers)"."""
+    path = tmp_path / "one.csv"
+    path.write_text("server_id,cores," + ",".join(WATTS_COLUMNS) + "\n7,8," + ",".join(
+        str(60 + 20 * i) for i in range(len(WATTS_COLUMNS))) + "\n")
+    assert f"`{path}` (1 server)." in report_markdown(fit_report(path))

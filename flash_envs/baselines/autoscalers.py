@@ -30,6 +30,7 @@ import numpy as np
 
 from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_DOWN, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
                                          AutoscalingEnv)
+from flash_envs.fields import check_number
 
 
 class AutoscalingPolicy:
@@ -101,7 +102,8 @@ class HPA(AutoscalingPolicy):
         if not 0 < target <= 1:
             raise ValueError(f"HPA target utilisation must be in (0, 1], got {target}")
         self.target = target
-        self.tolerance = tolerance
+        self.tolerance = check_number("tolerance", tolerance, 0.0)
+        stabilisation_window_s = check_number("stabilisation_window_s", stabilisation_window_s, 0.0)
         self.window = max(1, math.ceil(stabilisation_window_s / self.env.control_interval_s))
         self._recommendations: dict[int, deque[int]] = {}   # per env of a batch (row 0: a single env)
 
