@@ -8,7 +8,6 @@ resident set size along the way: it must not grow.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, output_file
+from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file
 from flash_envs.markdown import md_table
 
 # (label, env id, make kwargs, steps measured)
@@ -146,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     rows = benchmark(args.scale)
     memory = {env_id: memory_run(env_id, args.memory_steps) for env_id in MEMORY_CASES} if args.memory_steps else {}
     if args.json:
-        text = json.dumps({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
+        text = json_text({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
     else:
         text = markdown(rows, memory)
     emit(text, args.out)

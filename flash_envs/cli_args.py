@@ -9,9 +9,11 @@ work starts. Checks that involve several arguments, or the data, raise :class:`U
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 #: The most worker processes a ``--jobs`` option starts by default.
@@ -100,6 +102,20 @@ def output_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     _writable(path)
     return path
+
+
+def json_text(value: Any, indent: int = 1) -> str:
+    """``value`` (a JSON-able value) as strict JSON text: a NaN or infinity (a CI that one run cannot give, an error
+    relative to a zero) is written as ``null``, since JSON has neither and strict parsers refuse the ``NaN`` and
+    ``Infinity`` that ``json.dumps`` writes by default."""
+    def nan_to_null(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: nan_to_null(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [nan_to_null(v) for v in item]
+        return None if isinstance(item, float) and not math.isfinite(item) else item
+
+    return json.dumps(nan_to_null(value), indent=indent, allow_nan=False)
 
 
 def emit(text: str, out: Path | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import int_at_least
+from flash_envs.cli_args import int_at_least, json_text
 from flash_envs.progress import counting, tqdm_bar
 from flash_envs.tasks import SPLITS
 
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                                                                             "cpu_utilisation", "replicas")}
     bar.close()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json_text(summary, indent=2))
         return 0
     print(f"flash/Autoscaling-v0, {len(tasks)} {args.split} tasks x {args.episodes} episodes, {args.fidelity} fidelity")
     print(f"{'policy':<26} {'reward/step':>11} {'SLO viol.':>9} {'CPU util':>8} {'replicas':>8}")

@@ -9,12 +9,12 @@ power-vs-frequency table.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flash_envs.cli_args import json_text
 from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv, specpower_curves_path
 from flash_envs.markdown import md_table
 from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve, percent_errors
@@ -100,5 +100,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = fit_report(args.spec or specpower_curves_path(), args.dvfs)
-    print(json.dumps(report, indent=1) if args.json else report_markdown(report), end="" if not args.json else "\n")
+    print(json_text(report) if args.json else report_markdown(report), end="" if not args.json else "\n")
     return 0

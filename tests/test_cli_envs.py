@@ -109,3 +109,13 @@ def test_a_memory_run_takes_every_step_asked_for():
 def test_the_fidelity_horizon_is_whole_intervals():
     with pytest.raises(ValueError, match="must be a multiple of 60 s, got 90"):
         compare(horizon_s=90)
+
+
+def test_json_reports_are_strict_json():
+    """A NaN CI or an infinite relative error (validate-fidelity, where the per-request value is 0) was written as
+    NaN / Infinity, which strict JSON parsers refuse; they are null."""
+    from flash_envs.cli_args import json_text
+
+    text = json_text({"error": [float("inf"), -float("inf"), 0.5], "ci": (float("nan"), 1.0), "n": 3}, indent=2)
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == {
+        "error": [None, None, 0.5], "ci": [None, 1.0], "n": 3}

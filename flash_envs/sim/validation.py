@@ -8,13 +8,12 @@ Erlang C in the tests; this report is what the README quotes for the fast mode.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, output_file
+from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file
 from flash_envs.envs.task_env import check_episode_length
 from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
@@ -124,6 +123,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     rows = compare(args.horizon, args.seed)
-    text = json.dumps(rows, indent=2) if args.json else markdown(rows, args.horizon)
+    text = json_text(rows, indent=2) if args.json else markdown(rows, args.horizon)
     emit(text, args.out)
     return 0

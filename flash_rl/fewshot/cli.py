@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.cli_args import MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, output_dir
+from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, json_text,
+                                  output_dir)
 from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
@@ -399,20 +400,6 @@ def _reject_options_with_render(args: argparse.Namespace) -> None:
     if given:
         raise UsageError(f"--render only re-summarises the per-app values stored in {args.render}/summary.json; "
                          f"drop {', '.join(given)}")
-
-
-def json_text(report: Any) -> str:
-    """``report`` (a JSON-able value) as JSON text with a one-space indent, a NaN (such as the CI that a single
-    held-out app or group cannot give) or infinity written as ``null``: JSON has neither, and strict parsers refuse
-    the ``NaN`` that ``json.dumps`` writes by default."""
-    def nan_to_null(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: nan_to_null(v) for key, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [nan_to_null(v) for v in value]
-        return None if isinstance(value, float) and not math.isfinite(value) else value
-
-    return json.dumps(nan_to_null(report), indent=1, allow_nan=False)
 
 
 def run(args: argparse.Namespace) -> int:
