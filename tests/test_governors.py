@@ -117,3 +117,10 @@ def test_a_governor_made_for_an_env_follows_its_server_type():
     assert schedutil.predict(_obs(0.5, 4))[0] == 3
     assert make_governor("schedutil", LEVELS).predict(_obs(0.5, 4))[0] == 1
 
+
+
+@pytest.mark.parametrize("name", sorted(GOVERNORS))
+def test_a_non_finite_observation_is_named(name):
+    """A NaN utilisation was an IndexError (or a silent P-state) deep in the governor's rule."""
+    with pytest.raises(ValueError, match="observations must be finite numbers"):
+        make_governor(name, LEVELS).predict(_obs(float("nan"), 2))

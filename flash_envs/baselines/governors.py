@@ -78,6 +78,8 @@ class Governor:
         if obs.shape[-1] != N_FEATURES * self.n_servers:
             raise ValueError(f"expected observations of length {N_FEATURES * self.n_servers} "
                              f"({self.n_servers} server(s)), got shape {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError(f"observations must be finite numbers, got {observation!r}")
         per_server = obs.reshape(*obs.shape[:-1], self.n_servers, N_FEATURES)
         util = per_server[..., 0]
         level = np.rint(per_server[..., 2] * self.top).astype(np.int64)
