@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import platform
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from flash_envs.cli_args import json_text
 from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.fields import check_whole
 from flash_envs.markdown import ci_brackets, fmt_ci, md_table
@@ -302,7 +304,7 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
                 w.writerow([task, seed, f"{r.random:.4f}", f"{r.expert:.4f}", r.expert_source,
                             *(f"{r.heuristics[h]:.4f}" for h in heur)])
     plot(out_dir, cfg, _normalised_curves(records, refs), rows, summary)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "summary.json").write_text(json_text(summary))
     (out_dir / "results.md").write_text(markdown(cfg, summary))
     return summary
 
@@ -322,10 +324,21 @@ def _lacking(entry: Any, keys: tuple[str, ...]) -> list[str]:
     return [key for key in keys if key not in entry] if isinstance(entry, dict) else list(keys)
 
 
+def _cis_as_numbers(value: Any) -> Any:
+    """``value`` read from ``summary.json`` with the ``null`` bounds of a CI that could not be computed (one run:
+    :func:`~flash_envs.cli_args.json_text` writes NaN as ``null``) as NaN again. Every list there is a CI; a ``null``
+    elsewhere (no ``probe``) stays None."""
+    if isinstance(value, dict):
+        return {key: _cis_as_numbers(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [math.nan if v is None else _cis_as_numbers(v) for v in value]
+    return value
+
+
 def _read_summary(path: Path) -> dict[str, Any]:
     """A reproduction's ``summary.json``, checked to hold what :func:`render` reads (a :class:`DataFormatError`
     naming ``path`` otherwise)."""
-    summary = json.loads(path.read_text())
+    summary = _cis_as_numbers(json.loads(path.read_text()))
 
     def fail(problem: str) -> DataFormatError:
         return DataFormatError(f"{path}: {problem}; it is not a summary.json that flash reproduce wrote")
@@ -428,5 +441,5 @@ def render(out_dir: Path) -> None:
                              f"summary.json's ({redone[fraction]['methods']} vs {entry['methods']})")
     summary["threshold_sensitivity"] = redone
     plot(out_dir, cfg, curves, rows, summary)
-    needed[3].write_text(json.dumps(summary, indent=1))
+    needed[3].write_text(json_text(summary))
     (out_dir / "results.md").write_text(markdown(cfg, summary))

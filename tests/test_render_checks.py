@@ -119,6 +119,7 @@ def test_one_run_shows_no_ci_and_a_lone_method_no_speedup_section(tmp_path):
     assert "## Speedup" not in lone and "vs FLASH" not in lone and "## Threshold sensitivity" in lone
     for folder, text in ((tmp_path / "pair", table), (tmp_path / "lone", lone)):   # render writes the same
         summary = (folder / "summary.json").read_bytes()
+        json.loads(summary, parse_constant=lambda name: pytest.fail(f"{name} in summary.json: not strict JSON"))
         render(folder)
         assert (folder / "results.md").read_text() == text and (folder / "summary.json").read_bytes() == summary
 
