@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.cli_args import json_text
+from flash_envs.cli_args import emit, json_text, output_file
 from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv, specpower_curves_path
 from flash_envs.markdown import md_table
 from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve, percent_errors
@@ -95,10 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a CSV with the SPECpower_ssj2008 schema (default: the shared dataset's, "
                              "$FLASH_DATA_DIR/specpower_ssj2008/specpower_curves.csv)")
     parser.add_argument("--dvfs", type=Path, default=None, help="optionally, a power-vs-frequency table to fit too")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    parser.add_argument("--json", action="store_true", help="print (and write to --out) JSON instead of markdown")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help="also write the report (markdown, or JSON with --json) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     report = fit_report(args.spec or specpower_curves_path(), args.dvfs)
-    print(json_text(report) if args.json else report_markdown(report), end="" if not args.json else "\n")
+    emit(json_text(report) if args.json else report_markdown(report), args.out)
     return 0

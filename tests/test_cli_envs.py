@@ -71,6 +71,19 @@ def test_power_fit_reads_the_shared_curves_by_default(shared_data, capsys):
     assert report["servers_fitted"] == 400
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
+    """power-fit had no --out: its committed reports were made by redirecting stdout."""
+    spec = tmp_path / "one.csv"
+    spec.write_text("server_id,cores,watts_idle," + ",".join(f"watts_{p}0pct" for p in range(1, 10))
+                    + ",watts_100pct\n7,8," + ",".join(str(60 + 20 * i) for i in range(11)) + "\n")
+    out = tmp_path / "fit" / ("fit.json" if as_json else "fit.md")
+    assert main(["power-fit", "--spec", str(spec), "--out", str(out)] + ["--json"] * as_json) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() == printed
+    assert (json.loads(printed)["servers_fitted"] == 1) if as_json else printed.startswith("# Power-curve fit")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--episodes", "0"], "argument --episodes: must be an integer >= 1, got '0'"),
     (["demo", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
