@@ -184,3 +184,13 @@ def test_loading_a_missing_file_says_so(tmp_path):
         FewShotPredictor.load(tmp_path / "nope.pt")
     with pytest.raises(FileNotFoundError, match=r": a directory, not a few-shot predictor"):
         FewShotPredictor.load(tmp_path)
+
+
+def test_a_file_with_settings_this_version_lacks_is_named(predictor, tmp_path):
+    """A file from a version with another TrainConfig field failed in load with a raw TypeError from the dataclass."""
+    predictor.save(tmp_path / "p.pt")
+    saved = torch.load(tmp_path / "p.pt", weights_only=True)
+    saved["cfg"]["dropout"] = 0.1
+    torch.save(saved, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match=r"newer.pt: its training settings hold \['dropout'\], which this version"):
+        FewShotPredictor.load(tmp_path / "newer.pt")

@@ -21,7 +21,7 @@ a price list, the cost is the predicted runtime priced as the data's costs were,
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -129,6 +129,10 @@ class FewShotPredictor:
         """A predictor :meth:`save` wrote, read without unpickling code
         (:func:`~flash_rl.weights_file.load_weights_file`; a ValueError names a file that is not one)."""
         saved = load_weights_file(Path(path), "a few-shot predictor", SAVED_KEYS)
+        unknown = sorted(set(saved["cfg"]) - {field.name for field in fields(TrainConfig)})
+        if unknown:
+            raise ValueError(f"{path}: its training settings hold {unknown}, which this version of flash does not "
+                             "know; it was written by another version (retrain, or load it with that version)")
         cfg = TrainConfig(**saved["cfg"])
         state = saved["state_dict"]
         model = FewShotModel(saved["n_features"], saved["k"], saved["inputs"], state["y_mean"].numpy(),
