@@ -58,3 +58,16 @@ def check_whole(name: str, value: Any, low: int) -> int:
     if not (math.isfinite(value) and value == int(value) and value >= low):
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     return int(value)
+
+
+#: The largest seed: SB3 seeds NumPy's legacy generator (``np.random.seed``), which takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` as an int if it is a whole number in [0, :data:`MAX_SEED`], else a TypeError or ValueError naming the
+    argument ``name`` (numpy's own error, deep inside SB3, names none)."""
+    seed = check_whole(name, value, 0)
+    if seed > MAX_SEED:
+        raise ValueError(f"{name} must be a whole number in [0, 2**32 - 1], got {value!r}")
+    return seed

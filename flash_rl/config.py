@@ -25,6 +25,8 @@ from typing import Any, cast
 
 import yaml
 
+from flash_envs.fields import MAX_SEED
+
 
 class ConfigError(ValueError):
     """A bad experiment configuration (the message names the key and the problem)."""
@@ -162,8 +164,9 @@ POSITIVE = {"flash.timesteps", "transfer.timesteps", "maml.iterations", "adaptat
             "transfer.episodes_per_task", "flash.context_len", "flash.embedding_dim", "flash.encoder_hidden",
             "maml.meta_batch", "maml.inner_steps", "maml.inner_episodes", "maml.outer_episodes", "tasks.n_train",
             "tasks.n_test", "references.random_episodes", "probe.episodes", "probe.samples_per_task"}
+SEEDS = ("run.seed", "tasks.seed", "adaptation.eval_seed")
 NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks",
-                "probe.ridge", "run.seed", "tasks.seed", "adaptation.eval_seed"}
+                "probe.ridge", *SEEDS}
 ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "tasks.trace_time_scale"}  # reals > 0
 
 
@@ -318,9 +321,9 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                data: dict[str, Any] | None = None, check_agents: bool = True) -> ExperimentConfig:
+                data: dict[str, Any] | None = None, runnable: bool = True) -> ExperimentConfig:
     """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides`` (one layer, applied in order);
-    validated (see :func:`validate` for ``check_agents``). Switching an agent's ``algo`` drops the keyword arguments
+    validated (see :func:`validate` for ``runnable``). Switching an agent's ``algo`` drops the keyword arguments
     set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if data:
@@ -334,7 +337,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if isinstance(section, dict) and section.get("algo", AgentConfig.algo) != AgentConfig.algo:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
-    validate(cfg, check_agents)
+    validate(cfg, runnable)
     return cfg
 
 
@@ -345,15 +348,16 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
     return obj
 
 
-def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
+def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
     """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
     discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder or algorithm, or
     agent kwargs it does not take or cannot be built with (:func:`flash_rl.flash.check_agent`); layer sizes that are
     not a non-empty list of positive ints; an unknown case, or one whose env is not ``env.id``; unknown methods, or
-    methods that cannot act in the env's action space; an unknown trace-gap policy, or a trace that is not the path
-    of an existing file. Builds the env once to check it. ``check_agents=False`` skips what needs torch and SB3 (the
-    encoder, the algorithms and their kwargs, which methods can act in the env), for a config only read, never
-    trained with."""
+    methods that cannot act in the env's action space, or a method named twice; an unknown trace-gap policy, or a
+    trace that is not the path of an existing file; a seed above :data:`~flash_envs.fields.MAX_SEED`. Builds the env
+    once to check it. ``runnable=False`` skips what only a run needs, for a config only read (a finished run's folder
+    rendered from its own files): what needs torch and SB3 (the encoder, the algorithms and their kwargs, which
+    methods can act in the env) and the trace files, which may have moved since."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
@@ -365,6 +369,10 @@ def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
                 raise ConfigError(f"config key {key} must be a finite number, got {value}")
             if not (value > low if strict else value >= low):
                 raise ConfigError(f"config key {key} must be {'>' if strict else '>='} {low}, got {value}")
+    for key in SEEDS:
+        if _get(cfg, key) > MAX_SEED:
+            raise ConfigError(f"config key {key} must be at most 2**32 - 1 = {MAX_SEED} (numpy's seeding, which SB3 "
+                              f"uses, takes no more), got {_get(cfg, key)}")
     if not 0 < cfg.maml.gamma <= 1:
         raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
     if cfg.env.id not in gym.registry:
@@ -375,8 +383,8 @@ def validate(cfg: ExperimentConfig, check_agents: bool = True) -> None:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config key env.kwargs: {cfg.env.id} rejects {cfg.env.kwargs}: {err}") from err
     try:
-        _check_settings(cfg)
-        if check_agents:
+        _check_settings(cfg, runnable)
+        if runnable:
             _check_agents(cfg, env)
     finally:
         env.close()
@@ -393,8 +401,9 @@ def check_layer_sizes(sizes: Any, name: str) -> list[int]:
     return [int(n) for n in sizes]
 
 
-def _check_settings(cfg: ExperimentConfig) -> None:
-    """The part of :func:`validate` after the env was built that needs neither the env nor torch."""
+def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
+    """The part of :func:`validate` after the env was built that needs neither the env nor torch (the trace files
+    only if ``runnable``)."""
     for value in [cfg.adaptation.threshold, *cfg.adaptation.extra_thresholds]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ConfigError(f"config keys adaptation.threshold / extra_thresholds must be in (0, 1], got {value!r}")
@@ -412,6 +421,10 @@ def _check_settings(cfg: ExperimentConfig) -> None:
     bad = [m for m in cfg.adaptation.methods if not isinstance(m, str) or m not in known]
     if bad or not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
+    repeated = sorted({m for m in cfg.adaptation.methods if cfg.adaptation.methods.count(m) > 1})
+    if repeated:   # each would be run and counted twice, narrowing its CI
+        raise ConfigError(f"config key adaptation.methods names {repeated} more than once: "
+                          f"{cfg.adaptation.methods}")
     from flash_envs.data.trace_csv import check_reader_options
 
     t = cfg.tasks
@@ -424,7 +437,7 @@ def _check_settings(cfg: ExperimentConfig) -> None:
         if not isinstance(trace, str):
             raise ConfigError(f"config key tasks.test_traces must be a list of CSV file paths, got {trace!r} in "
                               f"{cfg.tasks.test_traces}")
-        if not Path(trace).exists():
+        if runnable and not Path(trace).exists():
             raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
 
 

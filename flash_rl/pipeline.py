@@ -6,7 +6,8 @@ Phases (each timed; the times go into ``summary.json`` and the markdown report):
 2. ``meta-train flash`` / ``pretrain transfer`` / ``meta-train maml`` -- one model each on the train split, with
    atomic checkpoints under ``<run dir>/models/<method>/ckpt``; ``--resume`` continues from them;
 3. ``adapt`` -- every method x held-out task x seed; each finished curve is appended to ``curves.jsonl`` at once,
-   so a resumed run redoes at most the adaptation runs that were interrupted;
+   so a resumed run redoes at most the adaptation runs that were interrupted (and those of a task whose content, a
+   trace file say, changed since: each line holds the task's digest);
 4. ``probe`` -- linear probe from FLASH's embedding to the hidden task parameters (fit on train, R^2 on test);
 5. ``report`` -- CSVs, plots, ``summary.json`` and ``results.md`` in the output directory.
 
@@ -35,7 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from flash_rl.adaptation import ReferenceCache, References, compute_references, episodes_to_adapt, task_references
+from flash_rl.adaptation import (ReferenceCache, References, compute_references, episodes_to_adapt, task_key,
+                                 task_references)
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
@@ -76,7 +78,8 @@ def make_maml(cfg: ExperimentConfig) -> MAML:
 
 def test_tasks(cfg: ExperimentConfig, case: Case, family: Any) -> list[Any]:
     """The held-out tasks to adapt to: the family's test split (its first ``adaptation.max_test_tasks`` when that is
-    set), then the case's trace tasks when ``tasks.test_traces`` names any."""
+    set), then the case's trace tasks when ``tasks.test_traces`` names any. Results are kept by task name, so a
+    ValueError refuses names that repeat (say, from traces ``a/day.csv`` and ``b/day.csv``)."""
     tasks = list(family.test)
     if cfg.adaptation.max_test_tasks:
         tasks = tasks[:cfg.adaptation.max_test_tasks]
@@ -84,6 +87,12 @@ def test_tasks(cfg: ExperimentConfig, case: Case, family: Any) -> list[Any]:
         if case.trace_tasks is None:
             raise ValueError(f"case {case.name!r} cannot replay test traces")
         tasks += case.trace_tasks(cfg, family)
+    names = [task.name for task in tasks]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"held-out tasks share the name(s) {repeated[:5]}{' ...' * (len(repeated) > 5)}, and results "
+                         "are kept by task name; a trace task is named after its file's name without the folder, so "
+                         "give the traces in tasks.test_traces different file names")
     return tasks
 
 
@@ -454,14 +463,15 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
             if isinstance(rec, dict) and {"method", "task", "seed", "curve"} <= rec.keys():   # else damaged: redone
                 done[(rec["method"], rec["task"], rec["seed"])] = rec
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
-    todo = [(m, t, s) for m, t, s in runs if (m, t.name, s) not in done]
+    keys = {t.name: task_key(t) for t in tasks}   # a trace edited since a run was saved: that run is done again
+    todo = [(m, t, s) for m, t, s in runs if done.get((m, t.name, s), {}).get("task_key") != keys[t.name]]
     with timer.phase("adapt"), open(curves_path, "a") as sink:
         bar = tqdm_bar(len(runs), "adaptation runs", cfg.run.progress_bar, initial=len(runs) - len(todo))
 
         def finished(method: str, task: Any, seed: int, curve: list, seconds: float) -> None:
             eval_seed = a.eval_seed + seed
-            rec = {"method": method, "task": task.name, "seed": seed, "eval_seed": eval_seed,
-                   "curve": [[int(e), float(v)] for e, v in curve], "seconds": seconds}
+            rec = {"method": method, "task": task.name, "task_key": keys[task.name], "seed": seed,
+                   "eval_seed": eval_seed, "curve": [[int(e), float(v)] for e, v in curve], "seconds": seconds}
             sink.write(json.dumps(rec) + "\n")
             sink.flush()
             os.fsync(sink.fileno())

@@ -324,21 +324,22 @@ def _lacking(entry: Any, keys: tuple[str, ...]) -> list[str]:
     return [key for key in keys if key not in entry] if isinstance(entry, dict) else list(keys)
 
 
-def _cis_as_numbers(value: Any) -> Any:
-    """``value`` read from ``summary.json`` with the ``null`` bounds of a CI that could not be computed (one run:
-    :func:`~flash_envs.cli_args.json_text` writes NaN as ``null``) as NaN again. Every list there is a CI; a ``null``
-    elsewhere (no ``probe``) stays None."""
+def _nulls_as_nan(value: Any, top: bool = True) -> Any:
+    """``value`` read from ``summary.json`` with every ``null`` as NaN again (:func:`~flash_envs.cli_args.json_text`
+    writes NaN, a CI that one run cannot give or a probe R^2 over one test task, as ``null``), but for a top-level
+    ``probe`` that is ``null`` (there was no probe), which stays None."""
     if isinstance(value, dict):
-        return {key: _cis_as_numbers(v) for key, v in value.items()}
+        return {key: None if top and key == "probe" and v is None else _nulls_as_nan(v, False)
+                for key, v in value.items()}
     if isinstance(value, list):
-        return [math.nan if v is None else _cis_as_numbers(v) for v in value]
-    return value
+        return [_nulls_as_nan(v, False) for v in value]
+    return math.nan if value is None else value
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
     """A reproduction's ``summary.json``, checked to hold what :func:`render` reads (a :class:`DataFormatError`
     naming ``path`` otherwise)."""
-    summary = _cis_as_numbers(json.loads(path.read_text()))
+    summary = _nulls_as_nan(json.loads(path.read_text()))
 
     def fail(problem: str) -> DataFormatError:
         return DataFormatError(f"{path}: {problem}; it is not a summary.json that flash reproduce wrote")
@@ -395,7 +396,7 @@ def render(out_dir: Path) -> None:
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
-    cfg = load_config(needed[0], check_agents=False)   # the run that wrote it checked its agents
+    cfg = load_config(needed[0], runnable=False)   # the run that wrote it checked its agents and traces
     summary = _read_summary(needed[3])
     # per run: raw returns (``curve``) for the sensitivity, normalised ones for the plots
     records: dict[tuple[str, str, int, int], dict[str, Any]] = {}

@@ -80,6 +80,10 @@ def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path)
     ("flash.agent_kwargs={n_step:5}", "with a space after the colon"),
     ("maml.hidden=[0]", "maml.hidden must be a list of positive ints"),
     ("case=power", "case 'power' runs flash/PowerManagement-v0, but env.id is flash/Autoscaling-v0"),
+    # a repeated method was run and counted twice (its CI too narrow); a seed numpy cannot take failed deep in SB3
+    ("adaptation.methods=[flash, transfer, transfer]", "adaptation.methods names ['transfer'] more than once"),
+    ("run.seed=4294967296", "run.seed must be at most 2**32 - 1 = 4294967295"),
+    ("tasks.seed=4294967296", "tasks.seed must be at most 2**32 - 1"),
 ])
 def test_config_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -103,6 +107,24 @@ def test_cli_reports_config_errors_before_any_work(tmp_path):
     assert out.returncode == 2
     assert "adaptation.budget must be >= 1" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, blocked", [
+    (["reproduce", "--quick"], "results/autoscaling/quick: results is a file"),
+    (["reproduce", "--quick", "--out", "o"], "runs/reproduce/autoscaling-quick: runs is a file"),
+    (["meta-train", "--quick"], "runs/autoscaling/meta-train-flash-quick: runs is a file"),
+])
+def test_default_output_folders_are_checked_before_any_work(tmp_path, monkeypatch, capsys, argv, blocked):
+    """A file where a default folder goes was found only when the results were written, after all the training
+    (reproduce), or ended in a traceback (meta-train); a folder given with --out / --run-dir was checked at once."""
+    from flash_rl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").touch()
+    (tmp_path / "runs").touch()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"flash: error: {blocked}, so no folder can be made under it\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "runs"]
 
 
 def test_resume_takes_a_setting_the_saved_run_lacks_at_its_default(tmp_path):
@@ -163,7 +185,8 @@ def test_adapt_and_evaluate_use_the_test_tasks_that_reproduce_adapts_to(tmp_path
     from flash_rl.cli import main
     from flash_rl.flash import Flash
 
-    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, adapt_kwargs={"n_steps": 60, "batch_size": 60})
+    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1,
+                 adapt_kwargs={"n_steps": 60, "batch_size": 60, "n_epochs": 4})   # the config's
     tiny.fresh().save(tmp_path / "model")
     trace = tmp_path / "mine.csv"
     trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + 10 * (i % 5)}\n" for i in range(30)))
@@ -181,6 +204,25 @@ def test_adapt_and_evaluate_use_the_test_tasks_that_reproduce_adapts_to(tmp_path
     assert len(tasks) == 4 + 8 and tasks[0] == first_app and all(t.startswith("trace:mine:") for t in tasks[4:])
     table = capsys.readouterr().out.splitlines()[-(1 + 12):]   # the header, then a row per task, columns aligned
     assert len({len(line) for line in table}) == 1 and table[0].startswith("task ")
+
+
+def test_adapt_fine_tunes_with_the_saved_agents_adapt_kwargs_and_says_so(tmp_path, capsys):
+    """The docs said adapt used the config's adapt_kwargs; it uses the agent's (as reproduce does), and a --set of
+    them was silently ignored."""
+    from flash_rl.cli import main
+    from flash_rl.flash import Flash
+
+    kwargs = {"n_steps": 60, "batch_size": 60, "n_epochs": 4}
+    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, adapt_kwargs=kwargs)
+    tiny.fresh().save(tmp_path / "model")
+    adapt = ["adapt", "--quick", "--model", str(tmp_path / "model"), "--episodes", "1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(adapt) == 0   # the config's are the agent's: nothing to say
+    with pytest.warns(UserWarning, match=r"fine-tunes with the adapt_kwargs saved with it, \{'n_steps': 60, "
+                                         r"'batch_size': 60, 'n_epochs': 4\}; the config's flash.adapt_kwargs, .*"
+                                         r"'n_epochs': 30\}, are not used"):
+        assert main([*adapt, "--set", "flash.adapt_kwargs={n_epochs: 30}"]) == 0
 
 
 def test_methods_that_cannot_act_in_the_env_are_refused():

@@ -103,7 +103,9 @@ def test_reproduce_tiny(tmp_path):
     written = {n: (out / n).read_bytes() for n in ("summary.json", "results.md", "curves.csv")}
     for png in ("adaptation_curves.png", "episodes_to_adapt.png"):
         (out / png).unlink()
+    trace.rename(tmp_path / "moved.csv")   # it needed the trace at its path, though it reads only the folder's files
     assert main(["reproduce", "--render", str(out)]) == 0
+    (tmp_path / "moved.csv").rename(trace)
     assert (out / "adaptation_curves.png").stat().st_size > 0 and (out / "episodes_to_adapt.png").stat().st_size > 0
     assert {n: (out / n).read_bytes() for n in written} == written
     sensitivity = json.loads(written["summary.json"])["threshold_sensitivity"]
@@ -127,6 +129,12 @@ def test_reproduce_tiny(tmp_path):
     kept = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines() if line.startswith('{"method')
             and line.endswith("}") and "curve" in line]
     assert len({(r["method"], r["task"], r["seed"]) for r in kept}) == 5 * 18   # the redone run has a line of its own
+    # a trace edited in place: the runs on it are done again, as its references are (their cache keys on content)
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + 40 * (i % 2)}\n" for i in range(60)))
+    before = len((run / "curves.jsonl").read_text().splitlines())
+    reproduce(cfg, out, run, resume=True, command="test")
+    redone = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()[before:]]
+    assert len(redone) == 5 * 8 * 2 and all(r["task"].startswith("trace:trace:") for r in redone)
     # resuming under other settings would mix the old models and curves into the new results: refused
     other = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
                         f"tasks.test_traces=['{trace}']", "adaptation.budget=3", "run.progress_bar=true"])
@@ -233,6 +241,24 @@ def test_reproduce_rejects_a_bad_trace_before_training(tmp_path, capsys):
                               "--run-dir", str(tmp_path / "r"), "--set", *TINY])
     assert command.run(args) == 2
     assert "missing column(s) ['timestamp']" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_two_traces_of_one_file_name_are_refused_before_training(tmp_path, capsys):
+    """Trace tasks are named after the file name alone: a/day.csv and b/day.csv gave the same task names, so one's
+    results overwrote the other's and the other's were counted twice."""
+    traces = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        traces.append(tmp_path / folder / "day.csv")
+        traces[-1].write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + i}\n" for i in range(30)))
+    parser = __import__("argparse").ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--test-trace", *map(str, traces), "--out", str(tmp_path / "o"),
+                              "--run-dir", str(tmp_path / "r"), "--set", *TINY])
+    assert command.run(args) == 2
+    err = capsys.readouterr().err
+    assert "held-out tasks share the name(s) ['trace:day:" in err and "different file names" in err
     assert not (tmp_path / "r").exists()
 
 
@@ -345,6 +371,6 @@ def test_a_config_read_without_its_agents_checked_skips_only_them():
     bad_algo = ["flash.algo=NOPE"]
     with pytest.raises(ConfigError, match="flash.algo"):
         load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo)
-    assert load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo, check_agents=False).flash.algo == "NOPE"
+    assert load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo, runnable=False).flash.algo == "NOPE"
     with pytest.raises(ConfigError, match="tasks.trace_gaps"):
-        load_config(CONFIG_DIR / "autoscaling.yaml", ["tasks.trace_gaps=nope"], check_agents=False)
+        load_config(CONFIG_DIR / "autoscaling.yaml", ["tasks.trace_gaps=nope"], runnable=False)

@@ -94,15 +94,16 @@ def test_render_refuses_a_summary_that_reproduce_did_not_write(tmp_path, capsys,
     assert f"{folder}/summary.json: {problem}" in err and "not a summary.json that flash reproduce wrote" in err
 
 
-def _write_one_run(out: Path, methods: list[str]) -> str:
-    """A reproduction folder of one held-out task x one seed of ``methods`` (toy curves); returns its results.md."""
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=1"], check_agents=False)
+def _write_one_run(out: Path, methods: list[str], probe: dict | None = None) -> str:
+    """A reproduction folder of one held-out task x one seed of ``methods`` (toy curves, and ``probe`` as the linear
+    probe's results); returns its results.md."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=1"], runnable=False)
     budget = cfg.adaptation.budget
     refs = {("t", 10000): References("t", 10000, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})}
     records = [{"method": m, "task": "t", "seed": 0, "eval_seed": 10000,
                 "curve": [(e, min(10.0, 2.0 * (e + i))) for e in range(budget + 1)]} for i, m in enumerate(methods)]
     out.mkdir()
-    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    write_report(out, cfg, records, refs, probe, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
     save_config(cfg, out / "config.yaml")
     return (out / "results.md").read_text()
 
@@ -131,3 +132,17 @@ def test_the_plots_of_a_lone_method_are_laid_out_without_a_warning(tmp_path):
         warnings.simplefilter("error")
         _write_one_run(tmp_path / "lone", ["flash"])
         render(tmp_path / "lone")
+
+
+def test_a_probe_over_one_test_task_renders(tmp_path):
+    """One test task leaves the probe's test R^2 undefined: NaN, written to summary.json as null, which --render read
+    back as None and could not format (a TypeError traceback)."""
+    probe = {"r2_test": {"log SLO": float("nan")}, "r2_train": {"log SLO": 0.5}, "mean_r2_test": float("nan"),
+             "mean_r2_train": 0.5, "samples": {"train": 4, "test": 1}}
+    table = _write_one_run(tmp_path / "one", ["flash", "transfer"], probe)
+    assert "mean R^2 test nan (train 0.50)" in table and "| log SLO | nan | 0.50 |" in table
+    summary = (tmp_path / "one" / "summary.json").read_bytes()
+    assert b'"mean_r2_test": null' in summary
+    render(tmp_path / "one")
+    assert (tmp_path / "one" / "results.md").read_text() == table
+    assert (tmp_path / "one" / "summary.json").read_bytes() == summary

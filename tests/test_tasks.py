@@ -28,7 +28,7 @@ def test_the_autoscaling_case_generates_the_family_the_configured_env_would(env_
     from flash_rl.cases import CONFIG_DIR, get_case
     from flash_rl.config import load_config
 
-    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", [f"env.kwargs={env_kwargs}"], check_agents=False)
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", [f"env.kwargs={env_kwargs}"], runnable=False)
     family = get_case("autoscaling").build_family(cfg)
     assert family == AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
                                                     episode_s=episode_s)

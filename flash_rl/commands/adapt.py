@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,20 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     return model
 
 
+def warn_of_unused_adapt_kwargs(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
+    """A saved agent fine-tunes with the ``adapt_kwargs`` saved with it; warn when the config's (``flash.`` or, for
+    transfer learning, ``transfer.adapt_kwargs``) differ, since a ``--set`` of them changes nothing here."""
+    from flash_rl.flash import Flash, TransferLearning
+
+    if not isinstance(model, Flash):
+        return
+    section = "transfer" if isinstance(model, TransferLearning) else "flash"
+    configured = getattr(cfg, section).adapt_kwargs
+    if configured != model.adapt_kwargs:
+        warnings.warn(f"--model {path} fine-tunes with the adapt_kwargs saved with it, {model.adapt_kwargs}; the "
+                      f"config's {section}.adapt_kwargs, {configured}, are not used", stacklevel=2)
+
+
 def run(args: argparse.Namespace) -> int:
     from flash_rl.cases import get_case
 
@@ -95,12 +110,13 @@ def run(args: argparse.Namespace) -> int:
         case = get_case(cfg.case)
         task = pick_task(split_tasks(cfg, case, case.build_family(cfg), args.split), args.split, args.task)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
+        warn_of_unused_adapt_kwargs(model, cfg, args.model)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
+        curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
+                            eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,
+                            on_eval=lambda e, v: print(f"episodes {e:3d}  return {v:8.3f}", flush=True))
     except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
-    curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
-                        eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,
-                        on_eval=lambda e, v: print(f"episodes {e:3d}  return {v:8.3f}", flush=True))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"task": task.name, "curve": curve}, indent=1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flash_envs.cli_args import output_dir
 from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
 from flash_rl.config import ConfigError, save_config
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        run_dir = Path(args.run_dir or default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick))
+        run_dir = args.run_dir or output_dir(str(default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick)))
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
             check_run_to_resume(cfg, run_dir, [args.method], may_also_change=resume_may_also_change(args.method))
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
         family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
-    except (OSError, ValueError) as err:   # a bad config, family file or run file (ConfigError is a ValueError)
+    except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
         return fail(err)
     torch.set_num_threads(1)
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one

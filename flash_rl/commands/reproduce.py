@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args, extra)
         case = get_case(cfg.case)
         test_tasks(cfg, case, case.build_family(cfg))  # bad task files / traces fail here, before any work
-    except (OSError, ValueError) as err:   # a bad config, family file or trace (ConfigError is a ValueError)
+        # the default folders are checked as --out and --run-dir are when given: before any work
+        out = args.out or output_dir(str(Path("results") / cfg.case / ("quick" if args.quick else "")))
+        run_dir = args.run_dir or output_dir(str(Path(cfg.run.dir) / "reproduce" /
+                                                 (cfg.case + ("-quick" if args.quick else ""))))
+    except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, trace or folder
         return fail(err)
-    out = Path(args.out or (Path("results") / cfg.case / ("quick" if args.quick else "")))
-    run_dir = Path(args.run_dir or Path(cfg.run.dir) / "reproduce" / (cfg.case + ("-quick" if args.quick else "")))
     try:   # a --resume under other settings, or damaged files, are refused before any work
         summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
                             jobs=args.jobs)
