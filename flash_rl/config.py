@@ -373,6 +373,9 @@ def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
         if _get(cfg, key) > MAX_SEED:
             raise ConfigError(f"config key {key} must be at most 2**32 - 1 = {MAX_SEED} (numpy's seeding, which SB3 "
                               f"uses, takes no more), got {_get(cfg, key)}")
+    if cfg.adaptation.eval_seed + cfg.adaptation.seeds - 1 > MAX_SEED:   # seed s evaluates with eval_seed + s
+        raise ConfigError(f"config key adaptation.eval_seed: the last of {cfg.adaptation.seeds} seeds would evaluate "
+                          f"with eval_seed + {cfg.adaptation.seeds - 1}, above 2**32 - 1 = {MAX_SEED}")
     if not 0 < cfg.maml.gamma <= 1:
         raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
     if cfg.env.id not in gym.registry:

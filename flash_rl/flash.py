@@ -48,7 +48,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
-from flash_envs.fields import check_number
+from flash_envs.fields import check_number, check_seed, check_whole, is_real_number
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
@@ -63,6 +63,8 @@ def algorithm(name_or_cls: str | type[BaseAlgorithm]) -> type[BaseAlgorithm]:
     """The SB3 class named ``name_or_cls`` (PPO, A2C, DQN, ...), a class named ``"module:Class"`` (e.g. your own
     subclass, as :func:`algorithm_name` writes it), or the class itself."""
     if not isinstance(name_or_cls, str):
+        if not (isinstance(name_or_cls, type) and issubclass(name_or_cls, BaseAlgorithm)):
+            raise TypeError(f"agent_cls must be a stable-baselines3 algorithm class or its name, got {name_or_cls!r}")
         return name_or_cls
     module_name, _, class_name = name_or_cls.rpartition(":")
     try:
@@ -154,13 +156,15 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
     saved with the agent (see :func:`_savable`), values of another type than the algorithm's signature annotates, and
     numbers out of :data:`AGENT_KWARG_RANGES`."""
     params = inspect.signature(agent_cls.__init__).parameters
-    reserved = {"policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device"}
+    # what FLASH sets itself, and what breaks the agent (without _init_setup_model, SB3 builds no policy or buffer)
+    reserved = {"self", "policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device",
+                "_init_setup_model"}
     bad = sorted((k for k in kwargs if k not in params or k in reserved), key=str)
     if bad:
         hint = (" (YAML reads {a:1} as the key 'a:1': write {a: 1}, with a space after the colon)"
                 if any(":" in str(k) for k in bad) else "")
         raise ValueError(f"{where}: {agent_cls.__name__} does not take {bad} here "
-                         f"(valid: {sorted(set(params) - reserved - {'self', '_init_setup_model'})}){hint}")
+                         f"(valid: {sorted(set(params) - reserved)}){hint}")
     for name, value in kwargs.items():
         check_savable(where, name, value,
                       "; SB3 has no such form of a schedule: give a constant" if callable(value) else "")
@@ -330,15 +334,70 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
     if not (isinstance(state, dict) and isinstance(state.get("config"), dict) and isinstance(state.get("agent"), str)):
         raise ValueError(f"{path} is damaged: not a JSON object with config (dict), agent (str)")
     check_resumable(state["config"], config, directory)
-    agent = Path(directory) / state["agent"]
-    try:
-        with zipfile.ZipFile(agent) as archive:
-            broken = archive.testzip()
-    except (OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{agent} cannot be read as a saved agent ({err})") from None
-    if broken is not None:
-        raise ValueError(f"{agent} is damaged: its member {broken} fails its CRC check")
+    check_agent_zip(Path(directory) / state["agent"])
     return state
+
+
+def error_text(err: BaseException, limit: int = 300) -> str:
+    """``err`` on one line for a message that wraps it: its type, then its text (whitespace runs made one space, cut
+    to ``limit`` characters)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}" if text else type(err).__name__
+
+
+def check_agent_zip(path: Path) -> None:
+    """Refuse, with a ValueError naming ``path``, a file that is not a whole saved SB3 agent: not a zip file, a member
+    failing its CRC check, or no ``data`` member (the agent's settings; SB3 only asserts that it is there)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken, names = archive.testzip(), archive.namelist()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} cannot be read as a saved agent ({err})") from err
+    if broken is not None:
+        raise ValueError(f"{path} is damaged: its member {broken} fails its CRC check")
+    if "data" not in names:
+        raise ValueError(f"{path} is not a saved agent that flash wrote, or is damaged: it has no data member (the "
+                         "agent's settings)")
+
+
+def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **kwargs: Any) -> BaseAlgorithm:
+    """The ``agent_cls`` agent saved in ``path``, on CPU and acting in ``env`` (:func:`keep_logs_out_of_tmp`;
+    ``kwargs`` go to SB3's ``load``). A file that is not a whole saved agent (:func:`check_agent_zip`), or one SB3
+    fails to load (spaces other than ``env``'s, weights of another network, ...), is a ValueError naming ``path``."""
+    check_agent_zip(path)
+    try:
+        agent = agent_cls.load(path, env=env, device="cpu", **kwargs)
+    except Exception as err:   # SB3 raises AssertionError, ValueError, KeyError, RuntimeError... on a bad file
+        raise ValueError(f"{path} is not a saved agent that flash wrote, or is damaged (stable-baselines3 cannot load "
+                         f"it: {error_text(err)})") from err
+    return keep_logs_out_of_tmp(agent)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (NumPy's included), else a TypeError naming the argument ``name``: a string such as
+    ``"no"`` would otherwise count as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def training_tasks(tasks: Any) -> list[Any]:
+    """The tasks ``meta_train`` trains on: ``tasks`` (a sequence of tasks), or a family's ``train`` split; a
+    ValueError when there are none."""
+    tasks = list(getattr(tasks, "train", tasks))
+    if not tasks:
+        raise ValueError("meta_train needs at least one task: tasks (a sequence of tasks, or a family whose train "
+                         "split is used) is empty")
+    return tasks
+
+
+def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
+    """``episodes`` as an int, and the fine-tuning episodes after which ``adapt`` evaluates (:func:`evaluation_points`).
+    A count that is not a whole number is refused as :func:`check_whole` refuses it, naming it; a whole number out of
+    range (``episodes`` < 0, ``eval_every`` < 1) as :func:`evaluation_points` does."""
+    if not ((is_real_number(episodes) and episodes < 0) or (is_real_number(eval_every) and eval_every < 1)):
+        episodes, eval_every = check_whole("episodes", episodes, 0), check_whole("eval_every", eval_every, 1)
+    return episodes, evaluation_points(episodes, eval_every)
 
 
 class Flash:
@@ -350,7 +409,9 @@ class Flash:
     (:func:`check_agent`). ``env_kwargs`` go to ``gym.make`` and are saved too, checked the same way
     (:func:`check_env_kwargs`: a tuple is saved as a list; a family or task object is refused, the tasks go to
     :meth:`meta_train` and :meth:`adapt`). ``n_envs`` vectorised envs each run a task drawn from the training tasks,
-    redrawn every ``episodes_per_task`` episodes.
+    redrawn every ``episodes_per_task`` episodes. Here and in the methods, counts and sizes are whole numbers (a NumPy
+    int, or 2.0, is one), seeds whole numbers in [0, 2**32 - 1] (what NumPy's seeding, which SB3 uses, takes) and flags
+    bools: anything else is refused with a TypeError or ValueError naming the argument, not converted.
     """
 
     use_context = True
@@ -370,22 +431,23 @@ class Flash:
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
         check_env_kwargs(self.env_kwargs)
-        self.context_len, self.embedding_dim = int(context_len), int(embedding_dim)
-        self.encoder, self.encoder_hidden = encoder, int(encoder_hidden)
+        sizes = {"context_len": context_len, "embedding_dim": embedding_dim, "encoder_hidden": encoder_hidden}
+        if any(is_real_number(value) and value < 1 for value in sizes.values()):
+            raise ValueError(f"context_len, embedding_dim and encoder_hidden must be >= 1, got {context_len}, "
+                             f"{embedding_dim}, {encoder_hidden}")
+        self.context_len, self.embedding_dim, self.encoder_hidden = (check_whole(name, value, 1)
+                                                                     for name, value in sizes.items())
+        self.encoder = encoder
         self.net_arch = check_layer_sizes(net_arch, "net_arch")
         self.agent_kwargs = dict(agent_kwargs or {})
         self.adapt_kwargs = dict(adapt_kwargs or {})
-        if n_envs < 1 or episodes_per_task < 1:
-            raise ValueError(f"n_envs and episodes_per_task must be >= 1, got {n_envs}, {episodes_per_task}")
-        self.n_envs, self.episodes_per_task = int(n_envs), int(episodes_per_task)
-        self.seed = int(seed)
+        self.n_envs = check_whole("n_envs", n_envs, 1)
+        self.episodes_per_task = check_whole("episodes_per_task", episodes_per_task, 1)
+        self.seed = check_seed("seed", seed)
         self.tensorboard_log, self.verbose = tensorboard_log, verbose
         self.model: BaseAlgorithm | None = None
         self.resumed_from: int | None = None
         self._sampling_wrappers: list[TaskSamplingWrapper] = []
-        if self.context_len < 1 or self.embedding_dim < 1 or self.encoder_hidden < 1:
-            raise ValueError(f"context_len, embedding_dim and encoder_hidden must be >= 1, got {self.context_len}, "
-                             f"{self.embedding_dim}, {self.encoder_hidden}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {ENCODERS}")
         probe = gym.make(env_id, **self.env_kwargs)
@@ -470,9 +532,10 @@ class Flash:
         Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
-        tasks = list(getattr(tasks, "train", tasks))
-        if total_timesteps < 1:
-            raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
+        tasks = training_tasks(tasks)
+        total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
+        checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
+        resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         vec_env = self._train_vec_env(tasks)
         state = self._load_checkpoint(checkpoint_dir, vec_env) if resume and checkpoint_dir else None
         if state is None:
@@ -528,8 +591,8 @@ class Flash:
         state = read_checkpoint(directory, self.config())
         if state is None:
             return None
-        self.model = keep_logs_out_of_tmp(self.agent_cls.load(directory / state["agent"], env=vec_env, device="cpu",
-                                                               tensorboard_log=self.tensorboard_log))
+        self.model = load_agent(self.agent_cls, directory / state["agent"], vec_env,
+                                tensorboard_log=self.tensorboard_log)
         if "replay_buffer" in state:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", []), strict=True):
@@ -539,16 +602,18 @@ class Flash:
     # ------------------------------------------------------------------------------------------ adaptation
     def fresh(self, seed: int | None = None) -> "Flash":
         """A copy of this object with a newly initialised (untrained) agent: the from-scratch baseline."""
+        seed = self.seed if seed is None else check_seed("seed", seed)
         other = copy.copy(self)
         env = DummyVecEnv([lambda: self.make_env()])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}  # only ever used through adapt()
-        other.model = self._new_agent(env, kwargs, self.seed if seed is None else seed)
+        other.model = self._new_agent(env, kwargs, seed)
         return other
 
     def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
                  buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
         ``buffer``'s context so that evaluation never feeds the adaptation context."""
+        seed, zero_embedding = check_seed("seed", seed), check_flag("zero_embedding", zero_embedding)
         agent = policy_agent or self.agent
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
         extractors = embedding_extractors(agent.policy)
@@ -572,7 +637,9 @@ class Flash:
         """
         if self.model is None:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
-        points = evaluation_points(episodes, eval_every)
+        episodes, points = adaptation_points(episodes, eval_every)
+        eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
+        zero_embedding = check_flag("zero_embedding", zero_embedding)
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
@@ -609,8 +676,7 @@ class Flash:
             raise RuntimeError("this agent has no context embedding")
         if self.model is None:
             raise RuntimeError("nothing to embed with: call meta_train(), fresh() or load() first")
-        if episodes < 1:
-            raise ValueError(f"need episodes >= 1, got {episodes}")
+        episodes, seed = check_whole("episodes", episodes, 1), check_seed("seed", seed)
         env = self.make_env(task)
         obs = None
         for e in range(episodes):
@@ -638,7 +704,8 @@ class Flash:
     @classmethod
     def load(cls, path: str | Path) -> "Flash":
         """The agent :meth:`save` wrote to ``path`` (on CPU), as the class recorded there (Flash or
-        TransferLearning)."""
+        TransferLearning). A missing file is a FileNotFoundError; a ``flash.json`` or ``agent.zip`` that is damaged,
+        or not one flash wrote, a ValueError naming it."""
         path = Path(path)
         missing = [name for name in ("flash.json", "agent.zip") if not (path / name).is_file()]
         if missing:
@@ -666,7 +733,7 @@ class Flash:
         with warnings.catch_warnings():  # the meta-training batch size does not fit one env: irrelevant here
             warnings.filterwarnings("ignore", message=".*mini-batch size.*")
             env = DummyVecEnv([lambda: obj.make_env()])
-            obj.model = keep_logs_out_of_tmp(obj.agent_cls.load(path / "agent.zip", env=env, device="cpu"))
+            obj.model = load_agent(obj.agent_cls, path / "agent.zip", env)
         return obj
 
 

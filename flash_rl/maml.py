@@ -13,6 +13,7 @@ against finite differences on a toy problem.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,10 +25,11 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
-from flash_rl.adaptation import evaluation_points
+from flash_envs.fields import check_number, check_seed, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
-from flash_rl.flash import check_env_kwargs, check_resumable, one_torch_thread
+from flash_rl.flash import (adaptation_points, check_env_kwargs, check_flag, check_resumable, error_text,
+                            one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 
@@ -119,6 +121,8 @@ class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions). The defaults are those of the config's ``maml:``
     section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs. ``env_kwargs`` are saved in the
     checkpoint, so they are checked as :class:`~flash_rl.flash.Flash`'s are (:func:`~flash_rl.flash.check_env_kwargs`).
+    As there, numbers, counts, seeds and flags of another type or out of range (an infinite learning rate, a
+    fractional count, a negative seed, a string for ``first_order``) are refused with an error naming them.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, hidden: Sequence[int] = (64, 64),
@@ -130,26 +134,29 @@ class MAML:
             raise ValueError(f"unknown env id {env_id!r}")
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
         check_env_kwargs(self.env_kwargs)
+        for key, rate in (("inner_lr", inner_lr), ("outer_lr", outer_lr)):   # in the words of the config's checks
+            if is_real_number(rate) and not rate > 0:
+                raise ValueError(f"maml.{key} must be > 0, got {float(rate)}")
+        if is_real_number(gamma) and not 0 < gamma <= 1:
+            raise ValueError(f"maml.gamma must be in (0, 1], got {float(gamma)}")
         self.hparams: dict[str, Any] = {
-            "hidden": check_layer_sizes(hidden, "maml.hidden"), "inner_lr": float(inner_lr),
-            "outer_lr": float(outer_lr), "inner_steps": int(inner_steps), "inner_episodes": int(inner_episodes),
-            "outer_episodes": int(outer_episodes), "meta_batch": int(meta_batch),
-            "first_order": bool(first_order), "gamma": float(gamma), "seed": int(seed)}
-        for key in ("inner_steps", "inner_episodes", "outer_episodes", "meta_batch"):
-            if self.hparams[key] < 1:
-                raise ValueError(f"maml.{key} must be >= 1, got {self.hparams[key]}")
-        for key in ("inner_lr", "outer_lr"):
-            if not self.hparams[key] > 0:
-                raise ValueError(f"maml.{key} must be > 0, got {self.hparams[key]}")
-        if not 0 < self.hparams["gamma"] <= 1:
-            raise ValueError(f"maml.gamma must be in (0, 1], got {self.hparams['gamma']}")
+            "hidden": check_layer_sizes(hidden, "maml.hidden"),
+            "inner_lr": check_number("maml.inner_lr", inner_lr, 0, strict=True),
+            "outer_lr": check_number("maml.outer_lr", outer_lr, 0, strict=True),
+            "inner_steps": check_whole("maml.inner_steps", inner_steps, 1),
+            "inner_episodes": check_whole("maml.inner_episodes", inner_episodes, 1),
+            "outer_episodes": check_whole("maml.outer_episodes", outer_episodes, 1),
+            "meta_batch": check_whole("maml.meta_batch", meta_batch, 1),
+            "first_order": check_flag("maml.first_order", first_order),
+            "gamma": check_number("maml.gamma", gamma, 0, 1, strict=True), "seed": check_seed("seed", seed)}
+        seed = self.hparams["seed"]
         torch.manual_seed(seed)
         env = gym.make(env_id, **self.env_kwargs)
         if not isinstance(env.action_space, MAML_ACTION_SPACES):
             raise TypeError("this MAML baseline needs a Discrete action space")
         self.n_obs, self.n_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
         self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=outer_lr)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hparams["outer_lr"])
         self.iteration = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -200,13 +207,15 @@ class MAML:
         updates in all; with ``resume`` and a checkpoint in ``checkpoint_dir`` (written every
         ``checkpoint_interval`` iterations and at the end), continue from it. A checkpoint written with other
         settings is refused (:func:`flash_rl.flash.check_resumable`). ``writer``: a TensorBoard ``SummaryWriter``."""
-        tasks = list(getattr(tasks, "train", tasks))
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        tasks = training_tasks(tasks)
+        iterations = check_whole("iterations", iterations, 1)
+        checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
+        resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
-            state = load_weights_file(Path(checkpoint_dir) / "maml.pt", "a MAML checkpoint", self.STATE_KEYS)
+            path = Path(checkpoint_dir) / "maml.pt"
+            state = load_weights_file(path, "a MAML checkpoint", self.STATE_KEYS)
             check_resumable(settings_of(state), self.config(), checkpoint_dir)
-            self._restore(state)
+            self._restore(state, path)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:
             batch = [tasks[i] for i in self.rng.choice(len(tasks), self.hparams["meta_batch"],
@@ -226,6 +235,7 @@ class MAML:
     def evaluate(self, policy: nn.Module | None, task: Any, seed: int) -> float:
         """Return of one deterministic episode of ``policy`` (default: the meta-learned one) on ``task``, the env
         seeded with ``seed``."""
+        seed = check_seed("seed", seed)
         batch = rollout(policy or self.policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
         return float(batch["rewards"].sum())
 
@@ -234,7 +244,8 @@ class MAML:
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
         """One inner SGD step per episode on ``task`` from a copy of the meta-learned weights, evaluating the
         deterministic policy before any step and after every ``eval_every`` episodes."""
-        points = evaluation_points(episodes, eval_every)
+        episodes, points = adaptation_points(episodes, eval_every)
+        eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
         policy = copy.deepcopy(self.policy)
         opt = torch.optim.SGD(policy.parameters(), lr=self.hparams["inner_lr"])
         generator = torch.Generator().manual_seed(seed)
@@ -267,12 +278,18 @@ class MAML:
                 "iteration": self.iteration, "rng": self.rng.bit_generator.state,
                 "generator": self.generator.get_state()}
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.iteration = int(state["iteration"])
-        self.rng.bit_generator.state = state["rng"]
-        self.generator.set_state(state["generator"])
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Take the weights, optimiser, iteration and random states of ``state``, read from ``path``; a ValueError
+        naming ``path`` when they do not fit this agent's settings (e.g. weights of other ``hidden`` layers)."""
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.iteration = int(state["iteration"])
+            self.rng.bit_generator.state = state["rng"]
+            self.generator.set_state(state["generator"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its weights or state "
+                             f"do not fit its settings ({error_text(err)})") from err
 
     def checkpoint(self, directory: str | Path) -> None:
         """Write ``directory/maml.pt`` atomically: settings, policy and optimiser weights, iteration and RNG states."""
@@ -285,10 +302,25 @@ class MAML:
 
     @classmethod
     def load(cls, directory: str | Path) -> "MAML":
-        """The agent :meth:`checkpoint` wrote to ``directory``, ready to adapt or to continue meta-training."""
-        state = load_weights_file(Path(directory) / "maml.pt", "a MAML checkpoint", cls.STATE_KEYS)
-        obj = cls(state["env_id"], state["env_kwargs"], **state["hparams"])
-        obj._restore(state)
+        """The agent :meth:`checkpoint` wrote to ``directory``, ready to adapt or to continue meta-training. A file that
+        is not such a checkpoint, or whose settings or weights are refused, is a ValueError naming it
+        (:func:`~flash_rl.weights_file.load_weights_file` reads it without unpickling code)."""
+        path = Path(directory) / "maml.pt"
+        state = load_weights_file(path, "a MAML checkpoint", cls.STATE_KEYS)
+        hparams = state["hparams"]
+        if not isinstance(hparams, dict):
+            raise ValueError(f"{path} is not a MAML checkpoint that flash wrote (its hparams are a "
+                             f"{type(hparams).__name__}, not a mapping)")
+        known = [name for name, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(hparams) - set(known), key=str)
+        if unknown:
+            raise ValueError(f"{path}: its settings hold {unknown}, which this version of flash does not know; it was "
+                             "written by another version (retrain, or load it with that version)")
+        try:
+            obj = cls(state["env_id"], state["env_kwargs"], **hparams)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: the saved settings are refused: {err}") from err
+        obj._restore(state, path)
         return obj
 
     def config(self) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path)
     ("adaptation.methods=[flash, transfer, transfer]", "adaptation.methods names ['transfer'] more than once"),
     ("run.seed=4294967296", "run.seed must be at most 2**32 - 1 = 4294967295"),
     ("tasks.seed=4294967296", "tasks.seed must be at most 2**32 - 1"),
+    ("adaptation.eval_seed=4294967295", "the last of 5 seeds would evaluate with eval_seed + 4, above 2**32 - 1"),
 ])
 def test_config_errors(override, message):
     with pytest.raises(ConfigError) as err:

@@ -1,0 +1,259 @@
+"""The Python API refuses bad arguments, naming them, instead of converting them or failing deep inside SB3, numpy or
+gymnasium; and a damaged saved agent (``agent.zip``, ``maml.pt``) is a ValueError naming the file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+import flash_envs  # noqa: F401  (registers the envs)
+from flash_rl.flash import Flash, TransferLearning, check_agent_kwargs
+from flash_rl.maml import MAML
+
+ENV = "flash/Autoscaling-v0"
+TINY_ENV = {"episode_steps": 10}
+#: A FLASH agent that is built in milliseconds and fine-tunes one 10-step episode per update.
+TINY = dict(context_len=4, embedding_dim=4, encoder_hidden=8, net_arch=[8], n_envs=1,
+            agent_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1})
+TINY_MAML = dict(hidden=[8], meta_batch=2, outer_episodes=1)
+
+
+def family():
+    return gym.make(ENV).unwrapped.family
+
+
+@pytest.fixture(scope="module")
+def saved_agent(tmp_path_factory):
+    """A FLASH agent meta-trained for one 10-step rollout and saved (``agent.zip`` and ``flash.json``)."""
+    path = tmp_path_factory.mktemp("agent") / "flash"
+    Flash("PPO", ENV, TINY_ENV, **TINY).meta_train(family().train[:2], 10).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """A FLASH agent with an untrained model (nothing to train before adapt() is called)."""
+    return Flash("PPO", ENV, TINY_ENV, **TINY).fresh()
+
+
+# ------------------------------------------------------------------------------------------ damaged saved agents
+def cut_to_half(path):
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def cut_the_end(path):
+    os.truncate(path, path.stat().st_size - 100)   # the zip's central directory
+
+
+def data_not_json(path):
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, b"{not json" if name == "data" else content)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (cut_to_half, "(is not a saved agent that flash wrote, or is damaged|cannot be read as a saved agent|is damaged)"),
+    (cut_the_end, "(is not a saved agent that flash wrote, or is damaged|cannot be read as a saved agent|is damaged)"),
+    (data_not_json, re.escape("is not a saved agent that flash wrote, or is damaged (stable-baselines3 cannot load "
+                              "it: JSONDecodeError")),
+])
+def test_a_damaged_agent_zip_is_a_value_error_naming_it(saved_agent, tmp_path, damage, problem):
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_agent, broken)
+    damage(broken / "agent.zip")
+    with pytest.raises(ValueError, match=re.escape(str(broken / "agent.zip")) + " " + problem):
+        Flash.load(broken)
+
+
+def test_an_agent_zip_sb3_cannot_load_is_named_with_the_cause(saved_agent, tmp_path):
+    """An agent zip whose observation space is not the one ``flash.json`` makes: SB3's error, wrapped."""
+    broken = tmp_path / "broken"
+    shutil.copytree(saved_agent, broken)
+    settings = json.loads((broken / "flash.json").read_text())
+    (broken / "flash.json").write_text(json.dumps({**settings, "context_len": settings["context_len"] + 1}))
+    with pytest.raises(ValueError, match=re.escape(f"{broken / 'agent.zip'} is not a saved agent that flash wrote, "
+                                                   "or is damaged (stable-baselines3 cannot load it: ")) as err:
+        Flash.load(broken)
+    assert err.value.__cause__ is not None
+
+
+def maml_checkpoint(tmp_path, change):
+    """A MAML checkpoint (``tmp_path/m/maml.pt``) whose saved state ``change`` edits."""
+    MAML(ENV, TINY_ENV, **TINY_MAML).checkpoint(tmp_path / "m")
+    path = tmp_path / "m" / "maml.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda s: s["hparams"].update(bogus=1), ": its settings hold ['bogus'], which this version of flash does not "
+                                             "know"),
+    (lambda s: s["hparams"].update(hidden=[16]), " is not a MAML checkpoint that flash wrote, or is damaged: its "
+                                                 "weights or state do not fit its settings (RuntimeError: "),
+    (lambda s: s["hparams"].update(gamma=2.0), ": the saved settings are refused: maml.gamma must be in (0, 1]"),
+    (lambda s: s.update(hparams=[1]), " is not a MAML checkpoint that flash wrote (its hparams are a list"),
+])
+def test_a_maml_checkpoint_whose_settings_or_weights_are_refused_is_named(tmp_path, change, problem):
+    path = maml_checkpoint(tmp_path, change)
+    with pytest.raises(ValueError, match=re.escape(f"{path}{problem}")):
+        MAML.load(path.parent)
+
+
+def test_a_maml_checkpoint_of_other_weights_is_named_when_resumed(tmp_path):
+    path = maml_checkpoint(tmp_path, lambda s: s["policy"].update({"net.0.weight": torch.zeros(3, 3)}))
+    with pytest.raises(ValueError, match=re.escape(f"{path} is not a MAML checkpoint that flash wrote, or is damaged")):
+        MAML(ENV, TINY_ENV, **TINY_MAML).meta_train(family().train[:2], 1, checkpoint_dir=path.parent, resume=True)
+
+
+# ------------------------------------------------------------------------------------------ reserved agent kwargs
+@pytest.mark.parametrize("name", ["_init_setup_model", "self"])
+def test_agent_kwargs_flash_sets_or_that_break_the_agent_are_refused(name):
+    with pytest.raises(ValueError, match=re.escape(f"agent_kwargs: PPO does not take ['{name}'] here")):
+        check_agent_kwargs(PPO, {name: False})
+    with pytest.raises(ValueError, match=re.escape(f"adapt_kwargs: PPO does not take ['{name}'] here")):
+        Flash("PPO", ENV, TINY_ENV, **TINY, adapt_kwargs={name: False})
+
+
+# ------------------------------------------------------------------------------------------ constructor arguments
+@pytest.mark.parametrize("cls", [Flash, TransferLearning])
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"n_envs": "2"}, TypeError, "n_envs must be a whole number, got '2' (str)"),
+    ({"n_envs": 2.7}, ValueError, "n_envs must be a whole number >= 1, got 2.7"),
+    ({"episodes_per_task": 1.5}, ValueError, "episodes_per_task must be a whole number >= 1, got 1.5"),
+    ({"context_len": 2.7}, ValueError, "context_len must be a whole number >= 1, got 2.7"),
+    ({"encoder_hidden": "8"}, TypeError, "encoder_hidden must be a whole number, got '8' (str)"),
+    ({"seed": -1}, ValueError, "seed must be a whole number >= 0, got -1"),
+    ({"seed": 1.5}, ValueError, "seed must be a whole number >= 0, got 1.5"),
+    ({"seed": "3"}, TypeError, "seed must be a whole number, got '3' (str)"),
+    ({"seed": True}, TypeError, "seed must be a whole number, got True (bool)"),
+    ({"seed": 2**32}, ValueError, "seed must be a whole number in [0, 2**32 - 1], got 4294967296"),
+])
+def test_bad_constructor_arguments_are_refused_not_converted(cls, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        cls("PPO", ENV, TINY_ENV, **{**TINY, **kwargs})
+
+
+def test_an_agent_class_that_is_no_algorithm_is_a_type_error():
+    with pytest.raises(TypeError, match="agent_cls must be a stable-baselines3 algorithm class or its name, got 3"):
+        Flash(3, ENV, TINY_ENV, **TINY)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"first_order": "no"}, TypeError, "maml.first_order must be True or False, got 'no' (str)"),
+    ({"first_order": 1}, TypeError, "maml.first_order must be True or False, got 1 (int)"),
+    ({"outer_lr": math.inf}, ValueError, "maml.outer_lr must be a finite number > 0, got inf"),
+    ({"inner_lr": "0.1"}, TypeError, "maml.inner_lr must be a number, got '0.1' (str)"),
+    ({"gamma": "0.9"}, TypeError, "maml.gamma must be a number, got '0.9' (str)"),
+    ({"inner_steps": 1.5}, ValueError, "maml.inner_steps must be a whole number >= 1, got 1.5"),
+    ({"meta_batch": "2"}, TypeError, "maml.meta_batch must be a whole number, got '2' (str)"),
+    ({"outer_episodes": 0}, ValueError, "maml.outer_episodes must be a whole number >= 1, got 0"),
+    ({"seed": -1}, ValueError, "seed must be a whole number >= 0, got -1"),
+    ({"seed": 2**32}, ValueError, "seed must be a whole number in [0, 2**32 - 1], got 4294967296"),
+])
+def test_bad_maml_hyper_parameters_are_refused_not_converted(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        MAML(ENV, TINY_ENV, **{**TINY_MAML, **kwargs})
+
+
+def test_maml_takes_numpy_numbers_as_the_same_settings():
+    numpy_kwargs = {"seed": np.int64(3), "first_order": np.bool_(True), "inner_steps": np.int64(1),
+                    "outer_lr": np.float64(1e-3)}
+    a = MAML(ENV, TINY_ENV, **TINY_MAML, **numpy_kwargs)
+    b = MAML(ENV, TINY_ENV, **TINY_MAML, seed=3, first_order=True, inner_steps=1, outer_lr=1e-3)
+    assert a.config() == b.config()
+    assert all(torch.equal(x, y) for x, y in zip(a.policy.state_dict().values(), b.policy.state_dict().values()))
+
+
+# ------------------------------------------------------------------------------------------ method arguments
+FLASH_CALLS = {
+    "adapt episodes=1.5": (lambda f, t: f.adapt(t, 1.5), ValueError, "episodes must be a whole number >= 0, got 1.5"),
+    "adapt episodes='2'": (lambda f, t: f.adapt(t, "2"), TypeError, "episodes must be a whole number, got '2' (str)"),
+    "adapt eval_every=1.5": (lambda f, t: f.adapt(t, 2, eval_every=1.5), ValueError,
+                             "eval_every must be a whole number >= 1, got 1.5"),
+    "adapt seed=-1": (lambda f, t: f.adapt(t, 1, seed=-1), ValueError, "seed must be a whole number >= 0, got -1"),
+    "adapt seed=2**32": (lambda f, t: f.adapt(t, 1, seed=2**32), ValueError,
+                         "seed must be a whole number in [0, 2**32 - 1], got 4294967296"),
+    "adapt eval_seed=-1": (lambda f, t: f.adapt(t, 1, eval_seed=-1), ValueError,
+                           "eval_seed must be a whole number >= 0, got -1"),
+    "adapt eval_seed=2**32": (lambda f, t: f.adapt(t, 1, eval_seed=2**32), ValueError,
+                              "eval_seed must be a whole number in [0, 2**32 - 1], got 4294967296"),
+    "adapt zero_embedding='no'": (lambda f, t: f.adapt(t, 1, zero_embedding="no"), TypeError,
+                                  "zero_embedding must be True or False, got 'no' (str)"),
+    "fresh seed=-1": (lambda f, t: f.fresh(seed=-1), ValueError, "seed must be a whole number >= 0, got -1"),
+    "evaluate seed=-1": (lambda f, t: f.evaluate(None, t, -1), ValueError, "seed must be a whole number >= 0, got -1"),
+    "embed episodes=1.5": (lambda f, t: f.embed(t, 1.5), ValueError, "episodes must be a whole number >= 1, got 1.5"),
+    "meta_train no tasks": (lambda f, t: f.meta_train([], 10), ValueError, "meta_train needs at least one task"),
+    "meta_train total_timesteps=10.5": (lambda f, t: f.meta_train([t], 10.5), ValueError,
+                                        "total_timesteps must be a whole number >= 1, got 10.5"),
+    "meta_train resume='no'": (lambda f, t: f.meta_train([t], 10, resume="no"), TypeError,
+                               "resume must be True or False, got 'no' (str)"),
+    "meta_train checkpoint_interval=0.5": (lambda f, t: f.meta_train([t], 10, checkpoint_interval=0.5), ValueError,
+                                           "checkpoint_interval must be a whole number >= 0, got 0.5"),
+}
+
+
+@pytest.mark.parametrize("call", FLASH_CALLS)
+def test_bad_flash_method_arguments_are_refused_naming_them(untrained, call):
+    method, error, message = FLASH_CALLS[call]
+    with pytest.raises(error, match=re.escape(message)):
+        method(untrained, family().test[0])
+
+
+MAML_CALLS = {
+    "adapt episodes=1.5": (lambda m, t: m.adapt(t, 1.5), ValueError, "episodes must be a whole number >= 0, got 1.5"),
+    "adapt seed=-1": (lambda m, t: m.adapt(t, 1, seed=-1), ValueError, "seed must be a whole number >= 0, got -1"),
+    "adapt eval_seed=-1": (lambda m, t: m.adapt(t, 1, eval_seed=-1), ValueError,
+                           "eval_seed must be a whole number >= 0, got -1"),
+    "adapt eval_seed=2**32": (lambda m, t: m.adapt(t, 1, eval_seed=2**32), ValueError,
+                              "eval_seed must be a whole number in [0, 2**32 - 1], got 4294967296"),
+    "evaluate seed=-1": (lambda m, t: m.evaluate(None, t, -1), ValueError, "seed must be a whole number >= 0, got -1"),
+    "meta_train no tasks": (lambda m, t: m.meta_train([], 1), ValueError, "meta_train needs at least one task"),
+    "meta_train iterations=1.5": (lambda m, t: m.meta_train([t], 1.5), ValueError,
+                                  "iterations must be a whole number >= 1, got 1.5"),
+    "meta_train progress_bar='yes'": (lambda m, t: m.meta_train([t], 1, progress_bar="yes"), TypeError,
+                                      "progress_bar must be True or False, got 'yes' (str)"),
+}
+
+
+@pytest.mark.parametrize("call", MAML_CALLS)
+def test_bad_maml_method_arguments_are_refused_naming_them(call):
+    method, error, message = MAML_CALLS[call]
+    maml = MAML(ENV, TINY_ENV, **TINY_MAML)
+    with pytest.raises(error, match=re.escape(message)):
+        method(maml, family().test[0])
+    assert maml.iteration == 0
+
+
+def test_adaptation_counts_are_whole_numbers_and_out_of_range_ones_keep_their_message(untrained):
+    task = family().test[0]
+    for episodes, eval_every, name in ((0.5, 1, "episodes"), (2, 1.5, "eval_every"), (math.nan, 1, "episodes")):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number >= "):
+            untrained.adapt(task, episodes, eval_every=eval_every)
+    for episodes, eval_every in ((-1, 1), (2, 0), (-1.5, 1)):   # the message of evaluation_points, as before
+        with pytest.raises(ValueError, match="need episodes >= 0 and eval_every >= 1"):
+            untrained.adapt(task, episodes, eval_every=eval_every)
+
+
+def test_numpy_numbers_and_whole_floats_are_taken_as_ints(untrained):
+    flash = Flash("PPO", ENV, TINY_ENV,
+                  **{**TINY, "n_envs": np.int64(2), "context_len": 4.0, "seed": np.int64(2**32 - 1)})
+    assert (flash.n_envs, flash.context_len, flash.seed) == (2, 4, 2**32 - 1)
+    assert all(type(v) is int for v in (flash.n_envs, flash.context_len, flash.seed))
+    assert flash.config() == Flash("PPO", ENV, TINY_ENV, **{**TINY, "n_envs": 2, "seed": 2**32 - 1}).config()
+    task = family().test[0]   # SB3 and gymnasium refused NumPy seeds here
+    assert (untrained.adapt(task, np.int64(1), eval_seed=np.int64(7), seed=np.int64(2))
+            == untrained.adapt(task, 1, eval_seed=7, seed=2))
