@@ -18,6 +18,7 @@ import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file
+from flash_envs.fields import check_number
 from flash_envs.markdown import md_table
 
 # (label, env id, make kwargs, steps measured)
@@ -69,6 +70,10 @@ def rss_mib() -> float:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+MAX_SCALE = 1000.0
+"""The largest ``--scale``: 10^8 CartPole-v1 steps and 2 * 10^7 of the fast autoscaling env, hours of work (a scale
+such as 1e306 made the step counts overflow)."""
+
 MEMORY_CASES = ("flash/Autoscaling-v0", "flash/PowerManagement-v0")
 MEMORY_SAMPLES = 10
 
@@ -94,7 +99,8 @@ def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[t
 
 def benchmark(scale: float = 1.0) -> list[BenchRow]:
     """One row per :data:`CASES` entry, each timed over ``scale`` x its steps (at least 10); the first case
-    (CartPole-v1) is the reference of the ratios."""
+    (CartPole-v1) is the reference of the ratios. ``scale`` is in (0, :data:`MAX_SCALE`]."""
+    check_number("scale", scale, 0.0, MAX_SCALE, strict=True)
     rows, reference = [], None
     for label, env_id, kwargs, steps in CASES:
         steps = max(10, int(steps * scale))
@@ -129,8 +135,8 @@ def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
-    parser.add_argument("--scale", type=float_at_least(0, strict=True), default=1.0,
-                        help="multiply the number of measured steps")
+    parser.add_argument("--scale", type=float_at_least(0, strict=True, high=MAX_SCALE), default=1.0,
+                        help=f"multiply the number of measured steps (> 0, at most {MAX_SCALE:g})")
     parser.add_argument("--memory-steps", type=int_at_least(0), default=0,
                         help=f"also run this many steps (0, or at least {MEMORY_SAMPLES}) of each of the fast envs "
                              "watching memory")

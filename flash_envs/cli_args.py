@@ -52,12 +52,14 @@ def _number(text: str) -> float:
         return float("nan")
 
 
-def float_at_least(low: float, *, strict: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number >= ``low`` (> ``low`` if ``strict``)."""
+def float_at_least(low: float, *, strict: bool = False, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number >= ``low`` (> ``low`` if ``strict``), and <= ``high`` if that is given."""
     def parse(text: str) -> float:
         value = _number(text)
-        if not (value > low if strict else value >= low) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {low:g}, got {text!r}")
+        if not (value > low if strict else value >= low) or value == float("inf") or value > high:
+            bound = "" if high == math.inf else f" and <= {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {'>' if strict else '>='} {low:g}{bound}, "
+                                             f"got {text!r}")
         return value
     return parse
 

@@ -17,7 +17,7 @@ from flash_envs.sim.power import ServerType
 from flash_envs.sim.server_catalogue import test_servers, train_servers
 from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import Workload, workload_from_dict
-from flash_envs.tasks import FrozenTask, TaskFamily, check_generate_arguments, random_workload
+from flash_envs.tasks import FrozenTask, TaskFamily, check_field_types, check_generate_arguments, random_workload
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class PowerTask(FrozenTask):
     name: str = ""
 
     def __post_init__(self) -> None:
+        check_field_types(self, {"server": ServerType, "app": AppProfile, "workload": Workload, "name": str})
         fastest_ms = 1000 * self.app.mean_service_s(self.server.millicores(self.server.n_levels - 1))
         if self.app.slo_ms <= fastest_ms:
             raise ValueError(f"task {self.name!r}: SLO {self.app.slo_ms} ms is not above the mean service time "

@@ -8,10 +8,13 @@ them through :class:`flash_envs.envs.task_env.TaskEnv` (``sample_tasks``, ``set_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import reprlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, Iterable, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -38,7 +41,9 @@ T = TypeVar("T", bound=Task)
 @dataclass(frozen=True)
 class TaskFamily(Generic[T]):
     """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation; neither may be empty
-    (an env's first task is ``train[0]``, and adaptation runs on the ``test`` tasks)."""
+    (an env's first task is ``train[0]``, and adaptation runs on the ``test`` tasks). Every task has a name of its own
+    (results are keyed by it), and no test task is a train task, under its name or another: what is held out is
+    never trained on."""
 
     train: tuple[T, ...]
     test: tuple[T, ...]
@@ -49,6 +54,27 @@ class TaskFamily(Generic[T]):
         if empty:
             raise ValueError(f"{type(self).__name__}: empty split(s) {empty}; a family needs >= 1 train and >= 1 "
                              f"test task")
+        self._check_names_and_held_out()
+
+    def _check_names_and_held_out(self) -> None:
+        """A ValueError naming the task names a split repeats, those both splits have, or a test task that equals a
+        train task but for its name."""
+        problems = []
+        for s in SPLITS:
+            repeated = _repeated(t.name for t in self.split(s))
+            if repeated:
+                problems.append(f"the {s} split repeats the task name(s) {repeated}")
+        shared = sorted({t.name for t in self.train} & {t.name for t in self.test})
+        if shared:
+            problems.append(f"the test split holds the train task name(s) {shared}")
+        train = [(u.name, _unnamed(u)) for u in self.train]
+        renamed = [f"test {t.name!r} is train {name!r}" for t in self.test for name, fields in train
+                   if t.name != name and _unnamed(t) == fields]
+        if renamed:
+            problems.append(f"the test split holds train task(s) under another name ({', '.join(renamed)})")
+        if problems:
+            raise ValueError(f"{type(self).__name__}: {'; '.join(problems)}. Task names key the results, and test "
+                             f"tasks are held out from training")
 
     def split(self, name: str) -> tuple[T, ...]:
         """The tasks of split ``name`` (``"train"`` or ``"test"``)."""
@@ -59,8 +85,7 @@ class TaskFamily(Generic[T]):
     def sample(self, n: int, split: str, rng: np.random.Generator) -> list[T]:
         """``n`` tasks of ``split`` drawn with ``rng``: without replacement while ``n`` fits, else with."""
         tasks = self.split(split)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = check_whole("n", n, 0)
         idx = rng.choice(len(tasks), size=n, replace=n > len(tasks))
         return [tasks[i] for i in idx]
 
@@ -119,6 +144,19 @@ class TaskFamily(Generic[T]):
             raise DataFormatError(f"task family {path}: {err}") from None
 
 
+def _repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    counts = Counter(names)
+    return sorted(name for name, count in counts.items() if count > 1)
+
+
+def _unnamed(task: Any) -> Any:
+    """What a task is apart from its name: its other fields (a dataclass task), else the task itself."""
+    if dataclasses.is_dataclass(task):
+        return tuple(getattr(task, f.name) for f in dataclasses.fields(task) if f.name != "name")
+    return task
+
+
 F = TypeVar("F", bound=TaskFamily[Any])
 
 
@@ -144,6 +182,19 @@ def _generated(family_type: type, kwargs: tuple[tuple[str, Any], ...]) -> Any:
     return getattr(family_type, "generate")(**dict(kwargs))
 
 
+def check_field_types(obj: Any, types: dict[str, type | tuple[type, ...]]) -> None:
+    """A TypeError naming the first field of ``obj`` (among ``types``, field name -> expected type) whose value is not
+    of its type, e.g. ``AutoscalingTask.workload must be a Workload, got 'constant' (str)``: a task made with a wrong
+    field is refused when it is made, not deep in a later ``reset()``."""
+    for name, expected in types.items():
+        value = getattr(obj, name)
+        if not isinstance(value, expected):
+            wanted = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            article = "an" if wanted[0] in "AEIOU" else "a"
+            raise TypeError(f"{type(obj).__name__}.{name} must be {article} {wanted}, got {reprlib.repr(value)} "
+                            f"({type(value).__name__})")
+
+
 class FrozenTask:
     """Base of the (frozen dataclass) task types: a task is its own copy. SB3's ``DummyVecEnv`` deep-copies every
     step's ``info``, which names the episode's task; copying the task took 3 to 6 % of meta-training."""
@@ -163,6 +214,9 @@ class AutoscalingTask(FrozenTask):
     app: AppProfile
     workload: Workload
     name: str = ""
+
+    def __post_init__(self) -> None:
+        check_field_types(self, {"app": AppProfile, "workload": Workload, "name": str})
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "app": self.app.to_dict(), "workload": self.workload.to_dict()}

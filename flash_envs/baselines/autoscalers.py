@@ -62,6 +62,8 @@ class AutoscalingPolicy:
         elif batch.ndim != 2 or batch.shape[1:] != shape:
             raise ValueError(f"{type(self).__name__}.predict takes an observation of shape {shape} or a batch of "
                              f"shape (n_envs, {shape[0]}), got shape {batch.shape}")
+        if not np.isfinite(batch).all():   # a NaN was "cannot convert float NaN to integer" deep in a rule
+            raise ValueError(f"{type(self).__name__}.predict: observations must be finite numbers, got {obs!r}")
         starts = np.zeros(len(batch), dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
         if starts.size not in (1, len(batch)):
             raise ValueError(f"episode_start has {starts.size} entries for {len(batch)} observation(s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,17 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
     """Per-minute invocations of one function of the Azure Functions 2019 trace (wide schema, one row a function).
 
     Args:
-        function: the row index among the functions, or a ``HashFunction`` value.
+        function: the row index among the functions (an int, NumPy's too; not a bool), or a ``HashFunction`` value
+            (a str).
         path: an ``invocations.csv`` in the Azure 2019 schema; by default the shared 10-function day.
     """
+    if isinstance(function, bool) or not isinstance(function, (numbers.Integral, str)):
+        raise TypeError(f"function must be a row index (an int) or a HashFunction (a str), got {function!r} "
+                        f"({type(function).__name__})")   # True was row 1, np.int64(1) a HashFunction
     path = dataset_path(*AZURE_INVOCATIONS) if path is None else Path(path)
     rows = list(csv_rows(path, ("HashFunction",), TraceFormatError))
-    if isinstance(function, int):
+    if isinstance(function, numbers.Integral):
+        function = int(function)
         if not 0 <= function < len(rows):
             raise IndexError(f"{path}: function index {function} out of range (0..{len(rows) - 1})")
         line, row = rows[function]

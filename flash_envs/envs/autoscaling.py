@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_workload
 from flash_envs.fields import check_number, check_whole
-from flash_envs.sim import FIDELITIES, IntervalMetrics, ServiceSimulation, make_simulation
+from flash_envs.sim import IntervalMetrics, ServiceSimulation, check_fidelity, make_simulation
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily, default_family
 
 NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range(7)
@@ -161,7 +161,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self.control_interval_s = check_number("control_interval_s", control_interval_s, 0.0, strict=True)
         self.substep_s = check_number("substep_s", substep_s, 0.0, strict=True)
         steps = self.control_interval_s / self.substep_s
-        if abs(steps - round(steps)) > 1e-9:
+        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:   # at least one sub-step per interval
             raise ValueError(f"control_interval_s ({control_interval_s}) must be a positive multiple of substep_s "
                              f"({substep_s})")
         episode_s = self.control_interval_s * self.episode_steps
@@ -171,9 +171,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         super().__init__(family, task, render_mode)
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
-        if fidelity not in FIDELITIES:
-            raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
-        self.fidelity = fidelity
+        self.fidelity = check_fidelity(fidelity)
         self.illegal_action_penalty = check_number("illegal_action_penalty", illegal_action_penalty, 0.0)
         self.reversal_penalty = check_number("reversal_penalty", reversal_penalty, 0.0)
         self.bounds = (_resource_bounds("replica_bounds", replica_bounds, step=1),

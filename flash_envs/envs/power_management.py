@@ -14,7 +14,7 @@ from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_worklo
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.tasks import default_family
-from flash_envs.sim import FIDELITIES
+from flash_envs.sim import check_fidelity
 from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_latency
 
 N_FEATURES = 5
@@ -78,7 +78,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     ## Info
     ``reset`` returns ``task`` and ``time_s``. ``step`` returns a fresh dict of ``task``, ``time_s``; the scalars
     ``energy_j`` (all servers, this interval), ``episode_energy_j``, ``power_share``, ``slo_violation`` (the two reward
-    terms), ``transitions`` (P-state switches that took effect), ``dropped`` (requests); and per-server lists
+    terms), ``transitions`` (P-state switches that took effect: within the interval, or at its start when
+    ``transition_latency_s`` is 0), ``dropped`` (requests); and per-server lists
     ``level`` (in effect at the end of the interval), ``utilisation``, ``power_w``, ``p95_ms`` (0 without requests)
     and ``arrival_rate`` (requests/s).
 
@@ -99,8 +100,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                  transition_latency_s: float = 1.0, episode_s: float = 900.0, slo_weight: float = 1.0,
                  timeout_s: float = 5.0, render_mode: str | None = None) -> None:
         n_servers = check_whole("n_servers", n_servers, 1)
-        if fidelity not in FIDELITIES:
-            raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
+        fidelity = check_fidelity(fidelity)
         for name, value in (("interval_s", interval_s), ("substep_s", substep_s), ("episode_s", episode_s),
                             ("timeout_s", timeout_s)):
             check_number(name, value, 0.0, strict=True)
@@ -115,12 +115,12 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         super().__init__(family, task, render_mode)
         self.n_servers = n_servers
         self.fidelity = fidelity
-        self.interval_s = float(interval_s)
-        self.substep_s = float(substep_s)
-        self.transition_latency_s = float(transition_latency_s)
-        self.episode_s = float(episode_s)
-        self.slo_weight = float(slo_weight)
-        self.timeout_s = float(timeout_s)
+        self.interval_s = check_number("interval_s", interval_s, 0.0, strict=True)   # (float() would take a string)
+        self.substep_s = check_number("substep_s", substep_s, 0.0, strict=True)
+        self.transition_latency_s = check_number("transition_latency_s", transition_latency_s, 0.0)
+        self.episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
+        self.slo_weight = check_number("slo_weight", slo_weight, 0.0)
+        self.timeout_s = check_number("timeout_s", timeout_s, 0.0, strict=True)
         if self.n_servers == 1:
             self.action_space: spaces.Space = spaces.Discrete(self.n_levels)
         else:

@@ -14,13 +14,22 @@ from flash_envs.sim.workloads import RateCurve, Workload
 FIDELITIES: dict[str, type[ServiceSimulation]] = {"fast": FluidSimulation, "request": RequestLevelSimulation}
 
 
+def check_fidelity(fidelity: Any, name: str = "fidelity") -> str:
+    """``fidelity`` if it names one of :data:`FIDELITIES`; otherwise a TypeError (not a string: a list was an
+    "unhashable" TypeError from the lookup) or ValueError that names the argument ``name``."""
+    if not isinstance(fidelity, str):
+        raise TypeError(f"{name} must be a string, one of {sorted(FIDELITIES)}; got {fidelity!r} "
+                        f"({type(fidelity).__name__})")
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"unknown {name} {fidelity!r}; expected one of {sorted(FIDELITIES)}")
+    return fidelity
+
+
 def make_simulation(fidelity: str, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
                     **kwargs: Any) -> ServiceSimulation:
     """Build a service simulation of the given fidelity (``"fast"`` or ``"request"``)."""
-    if fidelity not in FIDELITIES:
-        raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {sorted(FIDELITIES)}")
-    return FIDELITIES[fidelity](app, curve, rng, **kwargs)
+    return FIDELITIES[check_fidelity(fidelity)](app, curve, rng, **kwargs)
 
 
 __all__ = ["AppProfile", "IntervalMetrics", "RateCurve", "ServiceSimulation", "Workload", "make_simulation",
-           "FIDELITIES"]
+           "FIDELITIES", "check_fidelity"]

@@ -7,8 +7,9 @@ P-state ``level`` each core runs at ``1000 * core_speed * f / f_max`` millicores
 
 * **Transitions.** A requested P-state takes effect ``transition_latency_s`` later (the actuation path: governor or
   BMC, driver, voltage ramp), a whole number of sub-steps. Until then the server runs at its previous P-state; a
-  newer request supersedes a pending one. The switch is applied after the sub-step ending at that instant has been
-  accounted, so service and power always agree on the P-state of each sub-step.
+  newer request supersedes a pending one. The switch is counted in sub-steps and applied once the sub-step ending at
+  that instant has been accounted, so service and power always agree on the P-state of each sub-step. With no
+  latency it is applied at once, and counted among the ``transitions`` of the interval that follows.
 * **Energy.** A sub-step observer adds ``P(f, u) * dt`` with ``u`` the cores' busy fraction in that sub-step (busy
   cores draw active power whether they compute or stall), so energy is integrated exactly over simulated time.
 """
@@ -18,15 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import simpy
 
+from flash_envs.fields import check_number, is_real_number
 from flash_envs.sim import make_simulation
 from flash_envs.sim.power import EnergyMeter, ServerType
 from flash_envs.sim.service import AppProfile, IntervalMetrics
 from flash_envs.sim.workloads import RateCurve
-
-_AFTER_SUBSTEP = simpy.events.NORMAL + 1
-"""Event priority that orders a P-state switch after the sub-step accounting due at the same instant."""
 
 
 @dataclass(frozen=True)
@@ -41,22 +39,18 @@ class ServerInterval:
     transitions: int
 
 
-def check_transition_latency(transition_latency_s: float, substep_s: float) -> None:
-    """A P-state switch takes effect on a sub-step boundary: the latency must be a whole number (>= 0) of sub-steps."""
+def check_transition_latency(transition_latency_s: float, substep_s: float) -> int:
+    """A P-state switch takes effect on a sub-step boundary: the latency must be a whole number (>= 0) of sub-steps,
+    which is returned. A TypeError or ValueError names the argument (a string latency is refused, not divided)."""
+    substep_s = check_number("substep_s", substep_s, 0.0, strict=True)
+    if not is_real_number(transition_latency_s):
+        raise TypeError(f"transition_latency_s must be a number, got {transition_latency_s!r} "
+                        f"({type(transition_latency_s).__name__})")
     steps = transition_latency_s / substep_s
     if not np.isfinite(steps) or transition_latency_s < 0 or abs(steps - round(steps)) > 1e-9:
         raise ValueError(f"transition_latency_s={transition_latency_s} must be a whole number (>= 0) of "
                          f"sub-steps of {substep_s} s")
-
-
-class _Switch(simpy.events.Event):
-    """A P-state switch scheduled ``delay`` ahead with a priority below the sub-step loop's timeouts."""
-
-    def __init__(self, env: simpy.Environment, delay: float) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        env.schedule(self, _AFTER_SUBSTEP, delay)
+    return round(steps)
 
 
 class DVFSServer:
@@ -65,7 +59,7 @@ class DVFSServer:
     def __init__(self, server: ServerType, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
                  fidelity: str = "fast", level: int | None = None, substep_s: float = 1.0,
                  transition_latency_s: float = 1.0, timeout_s: float = 30.0) -> None:
-        check_transition_latency(transition_latency_s, substep_s)
+        self._latency_substeps = check_transition_latency(transition_latency_s, substep_s)
         self.server = server
         self.transition_latency_s = float(transition_latency_s)
         self.level = server.n_levels - 1 if level is None else int(level)
@@ -78,7 +72,7 @@ class DVFSServer:
         self.meter = EnergyMeter()
         self._busy_time = 0.0
         self._transitions = 0
-        self._pending: _Switch | None = None
+        self._pending: tuple[int, int] | None = None   # (the sub-step after which it takes effect, the level)
 
     @property
     def now(self) -> float:
@@ -97,12 +91,12 @@ class DVFSServer:
         if level == self.target:
             return
         self.target = level
-        if self.transition_latency_s == 0:
+        if self._latency_substeps == 0:
             self._apply(level)
             return
-        switch = _Switch(self.sim.env, self.transition_latency_s)
-        switch.callbacks.append(lambda _event: self._apply(level) if switch is self._pending else None)
-        self._pending = switch
+        # counted in sub-steps, not timed in seconds, so that it lands on a sub-step boundary whatever the float
+        # arithmetic; a newer request replaces a pending one
+        self._pending = (self.sim.substeps_done + self._latency_substeps, level)
 
     def _apply(self, level: int) -> None:
         self._pending = None
@@ -112,13 +106,19 @@ class DVFSServer:
             self.sim.configure(self.server.cores, self.server.millicores(level), self.sim.memory_mb)
 
     def _meter_substep(self, dt: float, busy_fraction: float, servers: float) -> None:
+        """Meter the sub-step that just ended at the P-state it ran at, then apply a switch due at its end."""
         self._busy_time += busy_fraction * dt
         self.meter.add(dt, self.server.power_at(self.server.level_fraction(self.level), busy_fraction))
+        if self._pending is not None and self.sim.substeps_done >= self._pending[0]:
+            self._apply(self._pending[1])
 
     def run(self, duration_s: float) -> ServerInterval:
-        """Advance by ``duration_s`` (a multiple of the sub-step) and report the interval."""
-        energy_before, self._busy_time, self._transitions = self.meter.energy_j, 0.0, 0
+        """Advance by ``duration_s`` (a multiple of the sub-step) and report the interval. Its ``transitions`` are
+        the switches that took effect since the last report: within the interval, or at its start (an immediate
+        switch, with no transition latency, requested before it)."""
+        energy_before, self._busy_time = self.meter.energy_j, 0.0
         metrics = self.sim.run(duration_s)
         energy = self.meter.energy_j - energy_before
+        transitions, self._transitions = self._transitions, 0
         return ServerInterval(metrics, energy, energy / duration_s, self._busy_time / duration_s, self.level,
-                              self._transitions)
+                              transitions)

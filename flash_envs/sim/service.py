@@ -137,6 +137,7 @@ class ServiceSimulation:
         self._substep_start = self._ready_since = self.env.now   # replica-seconds of the current sub-step: see
         self._ready_area = 0.0                                     # _change_ready and _servers_in_substep
         self._starting: list[_PendingStart] = []
+        self.substeps_done = 0   # sub-steps accounted since time 0; the last one ended at substep_end(substeps_done)
         self.substep_observers: list[Callable[[float, float, int], None]] = []
         replicas = check_whole("replicas", replicas, 0)
         self._set_limits(cpu_millicores, memory_mb)
@@ -210,11 +211,11 @@ class ServiceSimulation:
     def run(self, duration_s: float) -> IntervalMetrics:
         """Advance the simulation by ``duration_s`` (a multiple of ``substep_s``) and return its metrics."""
         steps = duration_s / self.substep_s
-        if abs(steps - round(steps)) > 1e-9 or steps < 1:
+        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
             raise ValueError(f"duration_s={duration_s} must be a positive multiple of substep_s={self.substep_s}")
         self._reset_accumulators()
         start = self.env.now
-        end = start + duration_s
+        end = self.substep_end(self.substeps_done + round(steps))   # exactly round(steps) sub-steps, see substep_end
         self.env.run(until=end)
         while self.env.peek() <= end:  # events due exactly at the end belong to this interval
             self.env.step()
@@ -247,10 +248,19 @@ class ServiceSimulation:
         self._memory_utilisation_sum = 0.0
         self._oom_kills = 0
 
+    def substep_end(self, k: int) -> float:
+        """When sub-step ``k`` (counted from 1 since time 0) ends: ``k * substep_s``, computed from the count rather
+        than by adding ``substep_s`` up, so that a sub-step such as 0.1 or 0.2 s, which binary floats do not hold
+        exactly, does not drift against the intervals: every interval of ``duration_s`` holds exactly
+        ``duration_s / substep_s`` sub-steps, and ends where its last one does."""
+        return k * self.substep_s
+
     def _substep_loop(self):
         integral_before = self.curve.integral(self.env.now)
         while True:
-            yield self.env.timeout(self.substep_s)
+            # now is substep_end(k - 1) and the difference is exact (Sterbenz), so the timeout fires at substep_end(k)
+            yield self.env.timeout(self.substep_end(self.substeps_done + 1) - self.env.now)
+            self.substeps_done += 1
             servers = self._servers_in_substep()
             integral_now = self.curve.integral(self.env.now)
             expected_arrivals, integral_before = integral_now - integral_before, integral_now

@@ -70,13 +70,21 @@ def run_scenario(scenario: Scenario, fidelity: str, horizon_s: float, seed: int)
     return {m: float(np.nanmean([getattr(i, m) for i in intervals])) for m in METRICS}
 
 
+def exact(value: float) -> str:
+    """``value`` as ``:g`` writes it (``3600``, ``6e+09``) when that reads back as ``value``, else Python's shortest
+    exact form: ``:g`` alone printed 120.0000000001 as ``120``, a valid horizon."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def compare(horizon_s: float = 3600.0, seed: int = 0) -> list[dict]:
     """Per scenario: both fidelities' metrics (same seed) and the fast one's relative error ``fast / request - 1``
     per metric (see :func:`_relative_error` where the per-request value is 0). ``horizon_s`` is a whole number of
     60 s intervals, at most an env episode's limit (a year: each workload is realised up front)."""
     if horizon_s < 60 or horizon_s % 60:
-        raise ValueError(f"the horizon is run in 60 s intervals, so it must be a multiple of 60 s, got {horizon_s:g}")
-    check_episode_length(f"horizon_s={horizon_s:g}", horizon_s)
+        raise ValueError(f"the horizon is run in 60 s intervals, so it must be a multiple of 60 s, got "
+                         f"{exact(horizon_s)}")
+    check_episode_length(f"horizon_s={exact(horizon_s)}", horizon_s)
     rows = []
     for scenario in SCENARIOS:
         results = {f: run_scenario(scenario, f, horizon_s, seed) for f in FIDELITIES}
@@ -117,9 +125,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.horizon % 60:
-        raise UsageError(f"--horizon {args.horizon:g}: the scenarios run in 60 s intervals, so give a multiple of 60")
+        raise UsageError(f"--horizon {exact(args.horizon)}: the scenarios run in 60 s intervals, so give a multiple "
+                         f"of 60")
     try:
-        check_episode_length(f"--horizon {args.horizon:g}", args.horizon)
+        check_episode_length(f"--horizon {exact(args.horizon)}", args.horizon)
     except ValueError as err:
         raise UsageError(str(err)) from None
     rows = compare(args.horizon, args.seed)
