@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from flash_envs.fields import MAX_SEED
+
 
 #: The most worker processes a ``--jobs`` option starts by default.
 MAX_DEFAULT_JOBS = 8
@@ -31,17 +33,22 @@ class UsageError(ValueError):
     """Arguments that are each valid but not together (or not for this data); reported as a usage error."""
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``low``."""
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low``, and <= ``high`` if that is given."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        if value < low or (high is not None and value > high):
+            bound = "" if high is None else f" and <= {high}"
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}{bound}, got {text!r}")
         return value
     return parse
+
+
+#: An argparse type: a seed, a whole number in [0, :data:`~flash_envs.fields.MAX_SEED`].
+seed_arg = int_at_least(0, MAX_SEED)
 
 
 def _number(text: str) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import int_at_least, json_text
+from flash_envs.cli_args import int_at_least, json_text, seed_arg
 from flash_envs.progress import counting, tqdm_bar
 from flash_envs.tasks import SPLITS
 
@@ -18,7 +18,7 @@ from flash_envs.tasks import SPLITS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=SPLITS, help="task split to run on")
     parser.add_argument("--episodes", type=int_at_least(1), default=2, help="episodes per task and policy")
-    parser.add_argument("--seed", type=int_at_least(0), default=0,
+    parser.add_argument("--seed", type=seed_arg, default=0,
                         help="seed of the first episode (episode i uses seed + i) and of the random policy "
                              "(default 0)")
     parser.add_argument("--fidelity", default="fast", choices=("fast", "request"),

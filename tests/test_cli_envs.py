@@ -86,7 +86,9 @@ def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
 
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--episodes", "0"], "argument --episodes: must be an integer >= 1, got '0'"),
-    (["demo", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    (["demo", "--seed", "-1"], "argument --seed: must be an integer >= 0 and <= 4294967295, got '-1'"),
+    (["adapt", "--model", "m", "--seed", "4294967296"],   # numpy's seeding, in SB3, failed with a traceback
+     "argument --seed: must be an integer >= 0 and <= 4294967295, got '4294967296'"),
     (["task-diversity", "--episodes", "two"], "argument --episodes: must be an integer >= 1, got 'two'"),
     (["power-governors", "--n-servers", "0"], "argument --n-servers: must be an integer >= 1"),
     (["bench", "--scale", "0"], "argument --scale: must be a number > 0 and <= 1000, got '0'"),

@@ -22,7 +22,7 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import emit, int_at_least, output_file
+from flash_envs.cli_args import emit, int_at_least, output_file, seed_arg
 from flash_envs.markdown import md_table
 from flash_envs.progress import counting, tqdm_bar
 
@@ -81,7 +81,7 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the first episode (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the first episode (default 0)")
     parser.add_argument("--out", type=output_file, default=None, help="write the markdown report here")
 
 

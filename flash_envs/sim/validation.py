@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file
+from flash_envs.cli_args import UsageError, emit, float_at_least, json_text, output_file, seed_arg
 from flash_envs.envs.task_env import check_episode_length
 from flash_envs.markdown import md_table
 from flash_envs.sim import FIDELITIES, AppProfile, make_simulation
@@ -117,7 +117,7 @@ def markdown(rows: list[dict], horizon_s: float) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=float_at_least(60), default=3600.0,
                         help="simulated seconds per scenario, a multiple of 60 (default 3600)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of both fidelities' runs (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of both fidelities' runs (default 0)")
     parser.add_argument("--json", action="store_true", help="print (and write to --out) JSON instead of markdown")
     parser.add_argument("--out", type=output_file, default=None,
                         help="also write the report (markdown, or JSON with --json) to this file")

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flash_envs.cli_args import int_at_least, output_file
+from flash_envs.cli_args import int_at_least, output_file, seed_arg
 from flash_envs.tasks import SPLITS, Task, TaskFamily
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
                                        test_trace_overrides)
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "(default: 0)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     parser.add_argument("--episodes", type=int_at_least(1), help="fine-tuning budget (default: adaptation.budget)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0,
+    parser.add_argument("--seed", type=seed_arg, default=0,
                         help="fine-tuning seed; the evaluation episodes use adaptation.eval_seed + seed (default: 0)")
     parser.add_argument("--json", type=output_file, help="also write the curve to this JSON file")
     add_test_trace_argument(parser)
