@@ -211,18 +211,23 @@ AGENT_SECTIONS = ("flash", "transfer")
 ALGORITHM_KWARGS = ("agent_kwargs", "adapt_kwargs")
 
 
+def _same_algorithm(name: Any, other: Any) -> bool | None:
+    """Whether the algorithm names ``name`` and ``other`` give the same class (``PPO`` and ``stable_baselines3:PPO``
+    do); None if either names none."""
+    from flash_rl.flash import algorithm
+
+    try:
+        return algorithm(name) is algorithm(other)
+    except (TypeError, ValueError):
+        return None
+
+
 def _switch_algorithm(section: dict[str, Any], algo: Any, name: str) -> dict[str, Any]:
     """The agent ``section`` of the layers below one that sets ``algo``: if that is another algorithm, without its
     keyword arguments (a warning names them). They were set for the other algorithm, and a name both take can mean
     different things (PPO's ``n_steps`` is a rollout length, DQN's an n-step return)."""
-    from flash_rl.flash import algorithm
-
     before = section.get("algo", AgentConfig.algo)
-    try:
-        algorithm(algo)
-    except ValueError:
-        return section  # validation names the unknown algorithm
-    if algo == before:
+    if _same_algorithm(algo, before) is not False:   # unknown (None): validation names it
         return section
     dropped = {key: section[key] for key in ALGORITHM_KWARGS if section.get(key)}
     if dropped:
@@ -334,7 +339,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     merged = _merge_layer(merged, command_line)
     for name in AGENT_SECTIONS:  # the defaults' kwargs are PPO's: another algorithm starts from its own
         section = merged.get(name)
-        if isinstance(section, dict) and section.get("algo", AgentConfig.algo) != AgentConfig.algo:
+        if isinstance(section, dict) and _same_algorithm(section.get("algo", AgentConfig.algo),
+                                                         AgentConfig.algo) is False:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
     validate(cfg, runnable)

@@ -53,7 +53,8 @@ def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         same = load_config(CONFIG, ["flash.algo=PPO"])
-    assert same.flash.agent_kwargs == load_config(CONFIG).flash.agent_kwargs
+        by_module = load_config(CONFIG, ["flash.algo=stable_baselines3:PPO"])   # PPO too: it dropped PPO's kwargs
+    assert same.flash.agent_kwargs == by_module.flash.agent_kwargs == load_config(CONFIG).flash.agent_kwargs
 
 
 @pytest.mark.parametrize("override, message", [
