@@ -481,7 +481,8 @@ def test_groups_held_out_whole_must_be_named_and_at_least_two(tmp_path, capsys, 
         "turn needs at least 2")
     unnamed = _ibm_csv(tmp_path / "unnamed.csv", ["w1", "w2"])
     assert _usage_error(["--train", unnamed, "--hold-out", "algorithm"], capsys).endswith(
-        "workload 'w1' of ibm:unnamed.csv does not name its algorithm (expected dataset-algorithm, e.g. buzz-kmeans)")
+        "workload 'w1' of ibm:unnamed.csv does not name its algorithm (expected dataset-algorithm with exactly one "
+        "'-', e.g. buzz-kmeans)")
 
 
 def test_a_function_held_out_needs_another_to_train_on(shared_data, tmp_path, capsys, no_training):
@@ -500,8 +501,8 @@ def test_every_split_needs_two_training_workloads_before_any_training(tmp_path, 
     assert _usage_error(["--train", train, "--test", test], capsys) == (
         "flash config-eval: error: 1 training workload(s) in ibm:train.csv: ['w1']; every method needs at least 2 to "
         "train on")
-    two = _ibm_csv(tmp_path / "two.csv", ["w1", "w2"])                  # 2 folds: each trains on the other workload
-    assert "1 training workload(s) in ibm:two.csv (split " in _usage_error(["--train", two, "--folds", "2"], capsys)
+    three = _ibm_csv(tmp_path / "three.csv", ["w1", "w2", "w3"])        # 2 folds: one trains on 1 workload
+    assert "1 training workload(s) in ibm:three.csv (split " in _usage_error(["--train", three, "--folds", "2"], capsys)
 
 
 def test_held_out_configurations_no_training_app_measured_are_named(tmp_path, capsys):

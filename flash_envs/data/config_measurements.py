@@ -15,7 +15,9 @@ Three sources load into :class:`ConfigMeasurements`:
 Every loader validates the schema and raises :class:`~flash_envs.data.DataFormatError` (a ``ValueError``) naming
 file, line, column and value. A failed run is dropped before its other fields are read, whatever they hold (its
 runtime and cost are often blank). What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
-Repeated measurements of the same (application, configuration) are merged by their geometric mean.
+Repeated measurements of the same (application, configuration) are merged by their geometric mean. Application names
+(IBM ``workload``, chunk-func ``function``) are read without surrounding whitespace, so that ``"w "`` and ``"w"``
+are one application (their rows at one configuration are repeated measurements), in every file.
 
 Where the data's cost is a price list applied to the runtime, ``ConfigMeasurements.pricing`` says so, so that a
 predicted runtime can be priced the way the data's own costs were:
@@ -231,12 +233,13 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
         nodes = int(csv_number(path, line, "nodes", row["nodes"], positive=True, integer=True))
         if nodes not in IBM_NODES:
             raise DataFormatError(f"{path}:{line}: column 'nodes': {row['nodes']!r} not in {IBM_NODES}")
-        if not row["workload"].strip():
+        workload = row["workload"].strip()   # "w " is "w": one app, also across files (a held-out app never trains)
+        if not workload:
             raise DataFormatError(f"{path}:{line}: column 'workload': empty workload id")
         runtime = csv_number(path, line, "target_runtime", row["target_runtime"], positive=True)
         cost = csv_number(path, line, "target_cost", row["target_cost"], positive=True)
         config = "/".join([provider, *(f"{c}={row[c]}" for c in provider_columns[provider]), f"nodes={nodes}"])
-        table.add(row["workload"], config, ibm_features(row), runtime, cost)
+        table.add(workload, config, ibm_features(row), runtime, cost)
     data = table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
     return replace(data, pricing=per_second_pricing(data))
 
@@ -258,6 +261,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
     path = Path(path)
     table = _Table()
     memory_of: dict[str, float] = {}
+    other_platforms: set[str] = set()   # of successful runs skipped for their platform
     for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
         if row["deployment_status"] != "DeploymentSuccess" or row["status_code"] != "200":
@@ -267,7 +271,8 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         if platform not in CHUNKFUNC_PLATFORMS:
             raise DataFormatError(f"{path}:{line}: column 'platform': unknown platform {platform!r}; "
                                   f"expected one of {CHUNKFUNC_PLATFORMS}")
-        if not row["function"].strip() or "/" in row["function"]:   # apps are platform/function/input_size_bytes
+        function = row["function"].strip()   # "f " is "f": one app, also across files (a held-out app never trains)
+        if not function or "/" in function:   # apps are platform/function/input_size_bytes
             raise DataFormatError(f"{path}:{line}: column 'function': {row['function']!r} is not a function name "
                                   f"(non-blank, without '/')")
         memory = csv_number(path, line, "memory_mib", row["memory_mib"], positive=True)
@@ -278,15 +283,20 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
                           positive=platform != "aws_lambda")
         if platforms is not None and platform not in platforms:
             table.counts[f"skipped: platform {platform}"] += 1
+            other_platforms.add(platform)
             continue
         if platform == "aws_lambda":
             cost = float(invocation_cost(memory, runtime))
         feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / 6000.0,
                           *(platform == p for p in CHUNKFUNC_PLATFORMS)], dtype=float)
         config = f"{platform}/{memory:g}MiB/{milli_cpu:g}m"
-        table.add(f"{platform}/{row['function']}/{size}", config, feats, runtime, cost)
+        table.add(f"{platform}/{function}/{size}", config, feats, runtime, cost)
         if platform == "aws_lambda":
             memory_of[config] = memory
+    if not table.values and other_platforms:
+        raise DataFormatError(f"chunkfunc:{path.name}: no successful run is on platform {', '.join(platforms or ())}; "
+                              f"the file's are on {', '.join(sorted(other_platforms))} (choose the platform with "
+                              f"--platform)")
     data = table.build(f"chunkfunc:{path.name}", CHUNKFUNC_FEATURE_NAMES)
     if all(c in memory_of for c in data.configs):   # AWS Lambda only: its price list
         data = replace(data, pricing=LambdaPricing(np.array([memory_of[c] for c in data.configs])))

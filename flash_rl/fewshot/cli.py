@@ -41,13 +41,25 @@ COST_TITLES = {"priced": "cost = price list x predicted runtime", "predicted": "
 #: Report key of each reference method's paired differences with every other method.
 DIFFERENCE_KEYS = {"flash_minus": "FLASH", "flash_fine_tuned_minus": "FLASH + fine-tuning"}
 DEFAULT_PLATFORM, DEFAULT_FUNCTIONS, DEFAULT_FOLDS = "aws_lambda", 300, 4
-#: ``--hold-out`` groups: the dataset each applies to, an app's group, how a report's title says it, and the app
-#: names the group is read from.
+
+
+def _name_part(app: str, separator: str, n_parts: int, part: int) -> str:
+    """Part ``part`` of ``app`` split at ``separator``, which must give exactly ``n_parts`` non-empty parts (a
+    ValueError otherwise: with more, the group would be read from the wrong part, e.g. "card-kmeans" of
+    "credit-card-kmeans", and an algorithm would be trained on while held out)."""
+    parts = app.split(separator)
+    if len(parts) != n_parts or not all(parts):
+        raise ValueError(f"{app!r} does not split at {separator!r} into {n_parts} non-empty parts")
+    return parts[part]
+
+
+#: ``--hold-out`` groups: the dataset each applies to, an app's group (a ValueError if the app's name does not give
+#: one), how a report's title says it, and the app names the group is read from.
 HOLD_OUT_GROUPS = {
-    "function": ("chunkfunc", lambda app: app.split("/")[1], "each function held out with all its inputs",
+    "function": ("chunkfunc", lambda app: _name_part(app, "/", 3, 1), "each function held out with all its inputs",
                  "platform/function/input"),
-    "algorithm": ("ibm", lambda app: app.split("-", 1)[1], "each algorithm held out with all its datasets",
-                  "dataset-algorithm, e.g. buzz-kmeans"),
+    "algorithm": ("ibm", lambda app: _name_part(app, "-", 2, 1), "each algorithm held out with all its datasets",
+                  "dataset-algorithm with exactly one '-', e.g. buzz-kmeans"),
 }
 #: Fewest training workloads every method can be fitted on (matrix completion learns how workloads differ: their
 #: factors' spread).
@@ -58,59 +70,85 @@ RENDER_OPTIONS = ("render", "json", "no_progress")
 REPORT_KEYS = ("dataset", "hold_out", "train", "test", "splits", "seeds", "train_config", "per_app")
 
 
+class _Typed(argparse.Action):
+    """argparse's ``store`` action that also adds the option's name to ``args.typed_options``, so that ``--render``
+    can refuse every option of a run that was given, whatever its value (one equal to the default included)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.typed_options = (*getattr(namespace, "typed_options", ()), self.dest)
+
+
+class _TypedFlag(_Typed):
+    """argparse's ``store_true`` that also records the option as given (:class:`_Typed`)."""
+
+    def __init__(self, option_strings: list[str], dest: str, default: bool = False, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, True, option_string)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=("ibm", "chunkfunc", "simulated"), default="ibm",
-                        help="schema of --train/--test, or the built-in simulated serverless functions (default: ibm)")
-    parser.add_argument("--train", help="CSV whose workloads train the models (default: the shared dataset file)")
-    parser.add_argument("--test",
-                        help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
-    parser.add_argument("--platform", choices=CHUNKFUNC_PLATFORMS,
-                        help=f"chunkfunc only: the platform whose functions are used (default: {DEFAULT_PLATFORM})")
-    parser.add_argument("--functions", type=int_at_least(3),
-                        help="simulated only: number of functions; the last third are held out "
-                             f"(default: {DEFAULT_FUNCTIONS})")
-    parser.add_argument("--train-functions", type=int_at_least(2),
-                        help="simulated only: train on the first N functions (default: all not held out)")
-    parser.add_argument("--shots", type=int_at_least(1), nargs="+", default=[1, 2, 5],
-                        help="numbers of shots K (default: 1 2 5)")
-    parser.add_argument("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
-    parser.add_argument("--folds", type=int_at_least(2),
-                        help=f"ibm or chunkfunc without --test or a --hold-out group: cross-validation folds "
-                             f"(default: {DEFAULT_FOLDS})")
-    parser.add_argument("--hold-out", choices=("workload", *HOLD_OUT_GROUPS), default="workload",
-                        help="'function' (chunkfunc) holds out each function with all its inputs, 'algorithm' (ibm) "
-                             "each algorithm with all its datasets, one fold per group, instead of --folds random "
-                             "groups of workloads (default: workload)")
-    parser.add_argument("--draws", type=int_at_least(1), default=5,
-                        help="shot subsets per held-out app and seed (default: 5)")
-    parser.add_argument("--steps", type=int_at_least(1), default=TrainConfig.steps,
-                        help=f"training steps per model (default: {TrainConfig.steps})")
-    parser.add_argument("--val-fraction", type=fraction, default=TrainConfig.val_fraction,
-                        help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
-                             "every model on all of them for --steps (default: 0)")
-    parser.add_argument("--cost", choices=tuple(COST_TITLES), default="priced",
-                        help="each method's cost estimate: 'priced' applies the data's price list to the method's "
-                             "predicted runtime, as the data's own costs were computed (IBM: runtime x the "
-                             "configuration's rate; AWS Lambda and simulated: billed GB-seconds plus request fee); "
-                             "'predicted' takes the method's own cost output, as data without a price list (GCP) "
-                             "always does (default: priced)")
-    parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
-                        help="worker processes (about 0.4 GB each, at most one per (K, seed, split) evaluation), one "
-                             "torch thread each; the numbers do not depend on it (default: the usable CPUs up to "
-                             f"{MAX_DEFAULT_JOBS}, here {default_jobs()})")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a markdown table")
-    parser.add_argument("--out", type=output_dir, help="folder to write table.md, summary.json and summary.png into")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("--diagnose", action="store_true",
-                        help="measure why the methods choose as they do, on the same predictions: spread and bias of "
-                             "their runtime errors within an app, rank correlations, error at the picked "
-                             "configuration (flash_rl/fewshot/diagnose.py); with --out, writes diagnosis.md and "
-                             "diagnosis.json instead of the table")
-    parser.add_argument("--render", metavar="DIR",
-                        help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
-                             "values an earlier run stored there, and rewrite DIR/table.md and DIR/summary.png (e.g. "
-                             "after a change of the table layout or a new derived metric); trains and evaluates "
-                             "nothing, so it takes no other option but --json and --no-progress")
+    parser.set_defaults(typed_options=())   # the options given on the command line, whatever their values
+
+    def add(*flags: str, action: type[argparse.Action] = _Typed, **kwargs: Any) -> None:
+        parser.add_argument(*flags, action=action, **kwargs)
+
+    add("--dataset", choices=("ibm", "chunkfunc", "simulated"), default="ibm",
+        help="schema of --train/--test, or the built-in simulated serverless functions (default: ibm)")
+    add("--train", help="CSV whose workloads train the models (default: the shared dataset file)")
+    add("--test",
+        help="CSV whose workloads are evaluated; without it, leave-workloads-out CV on --train")
+    add("--platform", choices=CHUNKFUNC_PLATFORMS,
+        help=f"chunkfunc only: the platform whose functions are used (default: {DEFAULT_PLATFORM})")
+    add("--functions", type=int_at_least(3),
+        help="simulated only: number of functions; the last third are held out "
+             f"(default: {DEFAULT_FUNCTIONS})")
+    add("--train-functions", type=int_at_least(2),
+        help="simulated only: train on the first N functions (default: all not held out)")
+    add("--shots", type=int_at_least(1), nargs="+", default=[1, 2, 5],
+        help="numbers of shots K (default: 1 2 5)")
+    add("--seeds", type=int_at_least(1), default=3, help="training seeds 0..N-1 (default: 3)")
+    add("--folds", type=int_at_least(2),
+        help=f"ibm or chunkfunc without --test or a --hold-out group: cross-validation folds "
+             f"(default: {DEFAULT_FOLDS})")
+    add("--hold-out", choices=("workload", *HOLD_OUT_GROUPS), default="workload",
+        help="'function' (chunkfunc) holds out each function with all its inputs, 'algorithm' (ibm) "
+             "each algorithm with all its datasets, one fold per group, instead of --folds random "
+             "groups of workloads (default: workload)")
+    add("--draws", type=int_at_least(1), default=5,
+        help="shot subsets per held-out app and seed (default: 5)")
+    add("--steps", type=int_at_least(1), default=TrainConfig.steps,
+        help=f"training steps per model (default: {TrainConfig.steps})")
+    add("--val-fraction", type=fraction, default=TrainConfig.val_fraction,
+        help="early stopping: share of the training apps (at least 2) kept for validation; 0 trains "
+             "every model on all of them for --steps (default: 0)")
+    add("--cost", choices=tuple(COST_TITLES), default="priced",
+        help="each method's cost estimate: 'priced' applies the data's price list to the method's "
+             "predicted runtime, as the data's own costs were computed (IBM: runtime x the "
+             "configuration's rate; AWS Lambda and simulated: billed GB-seconds plus request fee); "
+             "'predicted' takes the method's own cost output, as data without a price list (GCP) "
+             "always does (default: priced)")
+    add("--jobs", type=int_at_least(1), default=default_jobs(),
+        help="worker processes (about 0.4 GB each, at most one per (K, seed, split) evaluation), one "
+             "torch thread each; the numbers do not depend on it (default: the usable CPUs up to "
+             f"{MAX_DEFAULT_JOBS}, here {default_jobs()})")
+    add("--json", action=_TypedFlag, help="print the summary as JSON instead of a markdown table")
+    add("--out", type=output_dir, help="folder to write table.md, summary.json and summary.png into")
+    add("--no-progress", action=_TypedFlag, help="hide the progress bars")
+    add("--diagnose", action=_TypedFlag,
+        help="measure why the methods choose as they do, on the same predictions: spread and bias of "
+             "their runtime errors within an app, rank correlations, error at the picked "
+             "configuration (flash_rl/fewshot/diagnose.py); with --out, writes diagnosis.md and "
+             "diagnosis.json instead of the table")
+    add("--render", metavar="DIR",
+        help="only recompute the summary and paired differences in DIR/summary.json from the per-app "
+             "values an earlier run stored there, and rewrite DIR/table.md and DIR/summary.png (e.g. "
+             "after a change of the table layout or a new derived metric); trains and evaluates "
+             "nothing, so it takes no other option but --json and --no-progress")
 
 
 def _load(dataset: str, path: str | Path, platform: str) -> ConfigMeasurements:
@@ -141,7 +179,7 @@ def _hold_out_groups(data: ConfigMeasurements, hold_out: str) -> dict[str, str]:
     for app in data.apps:
         try:
             groups[app] = group_of(app)
-        except IndexError:
+        except ValueError:
             raise UsageError(f"--hold-out {hold_out}: workload {app!r} of {data.source} does not name its {hold_out} "
                              f"(expected {naming})") from None
     if len(names := sorted(set(groups.values()))) < 2:
@@ -175,9 +213,15 @@ def _splits(args: argparse.Namespace) -> list[Split]:
             return [Split("train file -> test file", train, test)]
         except ValueError as err:   # the two files share workloads
             raise UsageError(f"--train {train_path} and --test {args.test}: {err}") from None
+    n_apps = len(train.apps)
+    if n_apps < MIN_TRAIN_APPS + 1:   # whatever --folds: some workload held out, MIN_TRAIN_APPS others to train on
+        raise UsageError(f"{train.source} has {n_apps} workload{'s' * (n_apps != 1)}; cross-validation holds some out "
+                         f"and trains on at least {MIN_TRAIN_APPS} others, so it needs at least {MIN_TRAIN_APPS + 1}")
     folds = args.folds or DEFAULT_FOLDS
-    if folds > len(train.apps):
-        raise UsageError(f"--folds {folds}: {train.source} has only {len(train.apps)} workloads")
+    if folds > n_apps:
+        default = "" if args.folds else " (the default)"
+        raise UsageError(f"--folds {folds}{default}: {train.source} has only {n_apps} workloads; give --folds "
+                         f"{n_apps} or fewer")
     return app_folds(train, folds)
 
 
@@ -228,7 +272,7 @@ def run_command(args: argparse.Namespace) -> dict:
         from flash_rl.fewshot.diagnose import choice_diagnostics, diagnosis_summaries
         scorer = choice_diagnostics
     per_app = evaluate.run(splits, tuple(sorted(set(args.shots))), tuple(range(args.seeds)), cfg, args.draws,
-                           progress=not args.no_progress, jobs=args.jobs, scorer=scorer)
+                           progress=not args.no_progress, jobs=args.jobs, scorer=scorer, nan_aware=args.diagnose)
     first = splits[0]
     report = {
         "dataset": args.dataset, "hold_out": args.hold_out, "train": first.train.source, "test": first.test.source,
@@ -387,16 +431,13 @@ def _per_app_values(per_app: object, path: Path) -> dict[int, dict[str, dict[str
 
 
 def _reject_options_with_render(args: argparse.Namespace) -> None:
-    """``--render`` trains and evaluates nothing: an option other than :data:`RENDER_OPTIONS` given a value other
-    than its default is a usage error, not a silent no-op."""
+    """``--render`` trains and evaluates nothing: an option other than :data:`RENDER_OPTIONS` that was given (even
+    with its default value) is a usage error, not a silent no-op."""
     if args.out:
         raise UsageError("--render rewrites the files in its own folder; drop --out")
     if args.diagnose:
         raise UsageError("--diagnose trains and predicts anew; it cannot --render a folder")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    given = [f"--{dest.replace('_', '-')}" for dest, default in vars(parser.parse_args([])).items()
-             if dest not in RENDER_OPTIONS and getattr(args, dest) != default]
+    given = [f"--{dest.replace('_', '-')}" for dest in dict.fromkeys(args.typed_options) if dest not in RENDER_OPTIONS]
     if given:
         raise UsageError(f"--render only re-summarises the per-app values stored in {args.render}/summary.json; "
                          f"drop {', '.join(given)}")

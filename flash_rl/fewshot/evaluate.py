@@ -35,6 +35,7 @@ Protocol (the same for every method)
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Callable
 from concurrent.futures import as_completed
@@ -98,15 +99,26 @@ def score(pred_log: np.ndarray, shots: np.ndarray, targets: np.ndarray, data: Co
     return np.asarray(out)
 
 
+def mean_over_runs(values: np.ndarray | list[np.ndarray], nan_aware: bool = False) -> np.ndarray:
+    """Mean over the first axis (draws, or seeds); with ``nan_aware``, of the values that are not NaN (NaN where all
+    are), for measures that some draws leave undefined (:mod:`flash_rl.fewshot.diagnose`). The scored metrics are
+    always defined, and averaged with ``nan_aware=False``."""
+    if not nan_aware:
+        return np.mean(values, axis=0)
+    with warnings.catch_warnings():   # "Mean of empty slice" where every value is NaN: NaN is the answer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=0)
+
+
 def shot_rng(seed: int, app: str) -> np.random.Generator:
     """The generator of held-out app ``app``'s shot draws under ``seed``: a function of the two alone."""
     return np.random.default_rng([seed, zlib.crc32(app.encode())])
 
 
-def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
-                   progress: bool = False, scorer: Scorer = score) -> dict[str, dict[str, np.ndarray]]:
+def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int, progress: bool = False,
+                   scorer: Scorer = score, nan_aware: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per test app (by name): the mean of ``scorer``'s values (:func:`score`'s metrics by default) over
-    ``draws`` draws."""
+    ``draws`` draws (with ``nan_aware``, over the draws that give a value: :func:`mean_over_runs`)."""
     rng = np.random.default_rng(seed)
     fit, validation = early_stopping_split(split.train, k, cfg, rng)
     train = EpisodeSampler(fit, k)
@@ -126,21 +138,24 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
         ep, shots, targets = test.evaluation(app, draws, shot_rng(seed, split.test.apps[app]))
         for method, predict in predictors.items():
             pred = predict(ep).detach().numpy()
-            results[method][split.test.apps[app]] = scorer(pred, shots, targets, split.test, app).mean(axis=0)
+            values = scorer(pred, shots, targets, split.test, app)
+            results[method][split.test.apps[app]] = mean_over_runs(values, nan_aware)
     return results
 
 
 def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
-                                    scorer: Scorer) -> dict[str, dict[str, np.ndarray]]:
+                                    scorer: Scorer, nan_aware: bool) -> dict[str, dict[str, np.ndarray]]:
     """:func:`evaluate_split` with one torch thread, as ``flash config-eval`` runs it (a worker process's job)."""
     torch.set_num_threads(1)
-    return evaluate_split(split, k, seed, cfg, draws, scorer=scorer)
+    return evaluate_split(split, k, seed, cfg, draws, scorer=scorer, nan_aware=nan_aware)
 
 
 def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg: TrainConfig, draws: int,
-        progress: bool = True, jobs: int = 1, scorer: Scorer = score) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+        progress: bool = True, jobs: int = 1, scorer: Scorer = score,
+        nan_aware: bool = False) -> dict[int, dict[str, dict[str, np.ndarray]]]:
     """Per K, per method, per held-out app: ``scorer``'s values (by default the
-    :data:`~flash_rl.fewshot.report.METRICS`) averaged over seeds and draws.
+    :data:`~flash_rl.fewshot.report.METRICS`) averaged over seeds and draws (with ``nan_aware``, over those that give
+    a value, for the diagnostics only: :func:`mean_over_runs`).
 
     Every (K, seed, split) is an independent evaluation seeded by its seed alone; with ``jobs > 1`` they run in that
     many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
@@ -151,7 +166,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     bar = tqdm_bar(len(runs), "config-eval runs", progress)
     if jobs > 1:
         with worker_pool(jobs) as pool:   # Ctrl-C stops every worker at once
-            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer)
+            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer, nan_aware)
                        for k, seed, split in runs]
             for _ in as_completed(futures):
                 bar.update()
@@ -159,7 +174,7 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     else:
         results = []
         for k, seed, split in runs:
-            results.append(evaluate_split(split, k, seed, cfg, draws, scorer=scorer))
+            results.append(evaluate_split(split, k, seed, cfg, draws, scorer=scorer, nan_aware=nan_aware))
             bar.update()
     bar.close()
     per_run: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {k: {m: {} for m in METHODS} for k in shots}
@@ -167,5 +182,5 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
         for method, apps in result.items():
             for app, values in apps.items():
                 per_run[k][method].setdefault(app, []).append(values)
-    return {k: {m: {a: np.mean(v, axis=0) for a, v in apps.items()} for m, apps in methods.items()}
+    return {k: {m: {a: mean_over_runs(v, nan_aware) for a, v in apps.items()} for m, apps in methods.items()}
             for k, methods in per_run.items()}

@@ -147,7 +147,8 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
     """Train the predictor with ``inputs`` (see :data:`INPUTS`) episodically on ``sampler``'s applications.
 
     With ``validation`` episodes (of other applications), the loss on them is checked every ``cfg.eval_every``
-    steps and the weights with the lowest one are kept (early stopping).
+    steps and after the last step, and the weights with the lowest one are kept (early stopping; so a run of fewer
+    than ``eval_every`` steps is validated too, and the steps after the last multiple of it are not discarded).
     """
     torch.manual_seed(int(rng.integers(2**31)))
     measured = sampler.y[sampler.apps][sampler.data.measured[sampler.apps]]
@@ -162,7 +163,7 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if validation is not None and step % cfg.eval_every == 0:
+        if validation is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             val_loss = nn.functional.mse_loss(model.predict(validation), validation.target_y).item()
             if val_loss < best_loss:
                 best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())

@@ -63,6 +63,13 @@ class FewShotPredictor:
         progress bar unless ``progress=False``); with ``cfg.val_fraction > 0``, that share of them is kept aside
         for early stopping, as ``flash config-eval --val-fraction`` does
         (:func:`~flash_rl.fewshot.models.early_stopping_split`)."""
+        if not isinstance(data, ConfigMeasurements):
+            raise TypeError(f"data must be a ConfigMeasurements (load_ibm_multicloud, load_chunkfunc or "
+                            f"simulated_measurements of flash_envs.data.config_measurements), got a "
+                            f"{type(data).__name__}")
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig (flash_rl.fewshot.train_config), e.g. TrainConfig(steps=500), "
+                            f"got a {type(cfg).__name__}")
         k, seed = check_whole("k", k, 1), check_whole("seed", seed, 0)
         if method not in INPUTS:
             raise ValueError(f"method must be one of {INPUTS}, got {method!r}")

@@ -22,10 +22,16 @@ OVERSPEND = "overspend (%)"
 MISSED_DEADLINE_REGRET = 100.0
 
 
-def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None) -> dict[str, float]:
+def _mean_ci(v: np.ndarray, seed: int, groups: list[str] | None = None, skip_nan: bool = False) -> dict[str, float]:
     """Mean of ``v`` with a 95 % percentile-bootstrap CI (``low``, ``high``) and ``n``. With ``groups`` (one label
     per value), the bootstrap resamples whole groups, e.g. the apps of one function held out together; the CI is NaN
-    with fewer than 2 units to resample (:mod:`flash_rl.stats`)."""
+    with fewer than 2 units to resample (:mod:`flash_rl.stats`). With ``skip_nan`` (diagnostics only: the scored
+    metrics are never NaN), NaN values are left out, and ``n`` counts the others (0: every value NaN)."""
+    if skip_nan:
+        defined = ~np.isnan(v)
+        v, groups = v[defined], None if groups is None else [g for g, d in zip(groups, defined) if d]
+        if not len(v):
+            return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
     if groups is None:
         _, low, high = bootstrap_ci(v, np.mean, seed=seed)
     else:
@@ -44,27 +50,28 @@ def metric_columns(values: np.ndarray, metrics: tuple[str, ...] = METRICS) -> di
 
 
 def summarise(per_app: dict[int, dict[str, dict[str, np.ndarray]]], seed: int = 0,
-              groups: dict[str, str] | None = None,
-              metrics: tuple[str, ...] = METRICS) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+              groups: dict[str, str] | None = None, metrics: tuple[str, ...] = METRICS,
+              skip_nan: bool = False) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """Per K, method and metric (``metrics`` names the per-app values' columns): mean over held-out apps with a 95 %
     bootstrap CI (``low``, ``high``) and ``n``; the CI resamples apps, or with ``groups`` (app -> group held out
-    together) whole groups."""
+    together) whole groups. With ``skip_nan``, an app whose value is NaN is left out of that metric's entry."""
     out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
     for k, methods in per_app.items():
         out[k] = {}
         for method, apps in methods.items():
             values = np.stack(list(apps.values()))   # (apps, metrics)
             labels = [groups[a] for a in apps] if groups else None
-            out[k][method] = {metric: _mean_ci(column, seed, labels)
+            out[k][method] = {metric: _mean_ci(column, seed, labels, skip_nan)
                               for metric, column in metric_columns(values, metrics).items()}
     return out
 
 
 def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], reference: str = "FLASH",
-                       seed: int = 0, groups: dict[str, str] | None = None, metrics: tuple[str, ...] = METRICS
-                       ) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+                       seed: int = 0, groups: dict[str, str] | None = None, metrics: tuple[str, ...] = METRICS,
+                       skip_nan: bool = False) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """Per K, other method and metric: mean over held-out apps of ``reference - method`` with a 95 % bootstrap CI
-    (over apps, or with ``groups`` over whole groups, as in :func:`summarise`).
+    (over apps, or with ``groups`` over whole groups, as in :func:`summarise`; with ``skip_nan``, over the apps where
+    both values are defined).
 
     The difference is paired per app (both methods saw the same shot draws), so it is far tighter than comparing the
     two methods' CIs; a CI entirely below 0 means ``reference`` is better.
@@ -77,7 +84,7 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
         out[k] = {}
         for method in (m for m in METHODS if m != reference):
             diff = ref - np.stack([methods[method][a] for a in apps])
-            out[k][method] = {metric: _mean_ci(column, seed, labels)
+            out[k][method] = {metric: _mean_ci(column, seed, labels, skip_nan)
                               for metric, column in metric_columns(diff, metrics).items()}
     return out
 
