@@ -213,7 +213,9 @@ ALGORITHM_KWARGS = ("agent_kwargs", "adapt_kwargs")
 
 def _same_algorithm(name: Any, other: Any) -> bool | None:
     """Whether the algorithm names ``name`` and ``other`` give the same class (``PPO`` and ``stable_baselines3:PPO``
-    do); None if either names none."""
+    do); None if either names none. Equal names need no import of SB3 (a config only read loads without torch)."""
+    if name == other:
+        return True
     from flash_rl.flash import algorithm
 
     try:
@@ -339,8 +341,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     merged = _merge_layer(merged, command_line)
     for name in AGENT_SECTIONS:  # the defaults' kwargs are PPO's: another algorithm starts from its own
         section = merged.get(name)
-        if isinstance(section, dict) and _same_algorithm(section.get("algo", AgentConfig.algo),
-                                                         AgentConfig.algo) is False:
+        algo = section.get("algo", AgentConfig.algo) if isinstance(section, dict) else AgentConfig.algo
+        if algo != AgentConfig.algo and _same_algorithm(algo, AgentConfig.algo) is False:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
     validate(cfg, runnable)
