@@ -341,8 +341,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     merged = _merge_layer(merged, command_line)
     for name in AGENT_SECTIONS:  # the defaults' kwargs are PPO's: another algorithm starts from its own
         section = merged.get(name)
-        algo = section.get("algo", AgentConfig.algo) if isinstance(section, dict) else AgentConfig.algo
-        if algo != AgentConfig.algo and _same_algorithm(algo, AgentConfig.algo) is False:
+        if isinstance(section, dict) and _same_algorithm(section.get("algo", AgentConfig.algo),
+                                                         AgentConfig.algo) is False:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
     validate(cfg, runnable)
