@@ -43,18 +43,37 @@ class TaskFamily(Generic[T]):
     """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation; neither may be empty
     (an env's first task is ``train[0]``, and adaptation runs on the ``test`` tasks). Every task has a name of its own
     (results are keyed by it), and no test task is a train task, under its name or another: what is held out is
-    never trained on."""
+    never trained on. Each split is a tuple (a list is taken as one) of tasks of the family's ``task_type``."""
 
     train: tuple[T, ...]
     test: tuple[T, ...]
     task_type: ClassVar[type[Any]]   # a task class, with a ``from_dict`` classmethod
 
     def __post_init__(self) -> None:
+        self._check_task_types()
         empty = [s for s in SPLITS if not self.split(s)]
         if empty:
             raise ValueError(f"{type(self).__name__}: empty split(s) {empty}; a family needs >= 1 train and >= 1 "
                              f"test task")
         self._check_names_and_held_out()
+
+    def _check_task_types(self) -> None:
+        """Store each split as a tuple (a family is hashable); a TypeError naming a split that is not a tuple or list,
+        or the split and index of a task that is not of the family's ``task_type`` (it failed deep in a later call)."""
+        family = type(self).__name__
+        task_type = getattr(type(self), "task_type", None)
+        for s in SPLITS:
+            tasks = getattr(self, s)
+            if not isinstance(tasks, (tuple, list)):
+                got = (f"one {type(tasks).__name__} (a split of one task is (task,))" if task_type is not None
+                       and isinstance(tasks, task_type) else f"{reprlib.repr(tasks)} ({type(tasks).__name__})")
+                raise TypeError(f"{family}.{s} must be a tuple of tasks, got {got}")
+            if task_type is not None:
+                for i, task in enumerate(tasks):
+                    if not isinstance(task, task_type):
+                        raise TypeError(f"{family}.{s}[{i}] must be {_a(task_type.__name__)}, got "
+                                        f"{reprlib.repr(task)} ({type(task).__name__})")
+            object.__setattr__(self, s, tuple(tasks))
 
     def _check_names_and_held_out(self) -> None:
         """A ValueError naming the task names a split repeats, those both splits have, or a test task that equals a
@@ -190,9 +209,13 @@ def check_field_types(obj: Any, types: dict[str, type | tuple[type, ...]]) -> No
         value = getattr(obj, name)
         if not isinstance(value, expected):
             wanted = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            article = "an" if wanted[0] in "AEIOU" else "a"
-            raise TypeError(f"{type(obj).__name__}.{name} must be {article} {wanted}, got {reprlib.repr(value)} "
+            raise TypeError(f"{type(obj).__name__}.{name} must be {_a(wanted)}, got {reprlib.repr(value)} "
                             f"({type(value).__name__})")
+
+
+def _a(noun: str) -> str:
+    """``noun`` after its indefinite article: ``a Workload``, ``an AppProfile``."""
+    return f"{'an' if noun[0] in 'AEIOU' else 'a'} {noun}"
 
 
 class FrozenTask:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -40,10 +41,11 @@ def csv_rows(path: str | Path, required: Sequence[str],
              error: type[DataFormatError] = DataFormatError) -> Iterator[tuple[int, dict[str, str]]]:
     """The rows of a CSV file with a header, each with its 1-based line number, read lazily.
 
-    The file is UTF-8 text (a leading byte-order mark, as spreadsheet programs write, is dropped). Raises
-    ``FileNotFoundError`` for a missing file and ``error`` for text that is not UTF-8, an empty file, a header
-    without the ``required`` columns, a row with more or fewer fields than the header, or a header with no rows
-    under it.
+    The file is UTF-8 text (a leading byte-order mark, as spreadsheet programs write, is dropped); blank lines before
+    the header are skipped. Raises ``FileNotFoundError`` for a missing file and ``error`` for text that is not UTF-8,
+    an empty file, a header that repeats a column name (a row would hold only the last such column; repeated blank
+    names, as a spreadsheet's unnamed columns, are no column a reader reads) or lacks one of the ``required`` columns,
+    a row with more or fewer fields than the header, or a header with no rows under it.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,11 +61,20 @@ def _checked_rows(path: Path, required: Sequence[str],
                   error: type[DataFormatError]) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if not reader.fieldnames:
+        header = next(reader.reader, None)
+        while header == []:   # blank lines before the header (DictReader took the first for an empty header)
+            header = next(reader.reader, None)
+        if not header:
             raise error(f"{path}: empty file (expected a header with columns {list(required)})")
-        missing = [c for c in required if c not in reader.fieldnames]
+        reader.fieldnames = header
+        header_line = reader.reader.line_num
+        repeated = sorted(name for name, count in Counter(header).items() if count > 1 and name.strip())
+        if repeated:   # a dict row keeps one value per name: the last such column, silently
+            raise error(f"{path}:{header_line}: the header repeats the column name(s) {repeated}; every column needs "
+                        f"a name of its own")
+        missing = [c for c in required if c not in header]
         if missing:
-            raise error(f"{path}:1: missing column(s) {missing}; the header has {reader.fieldnames}")
+            raise error(f"{path}:{header_line}: missing column(s) {missing}; the header has {header}")
         n_rows = 0
         for row in reader:
             extra = row.get(None)   # DictReader keeps a long row's surplus under None, fills a short row with None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
                         f"({type(function).__name__})")   # True was row 1, np.int64(1) a HashFunction
     path = dataset_path(*AZURE_INVOCATIONS) if path is None else Path(path)
     rows = list(csv_rows(path, ("HashFunction",), TraceFormatError))
+    minutes = _minute_columns(path, list(rows[0][1]))
     if isinstance(function, numbers.Integral):
         function = int(function)
         if not 0 <= function < len(rows):
@@ -49,8 +51,23 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
         if not matches:
             raise KeyError(f"{path}: no function with HashFunction {function!r}")
         line, row = matches[0]
-    header = list(row)
-    first_minute = header.index("1") if "1" in header else 4
-    counts = [csv_number(path, line, column, text, positive=False, integer=True, error=TraceFormatError)
-              for column, text in list(row.items())[first_minute:]]
+    counts = [csv_number(path, line, column, row[column], positive=False, integer=True, error=TraceFormatError)
+              for column in minutes]
     return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row['HashFunction']}")
+
+
+def _minute_columns(path: Path, header: list[str]) -> list[str]:
+    """The per-minute count columns of an Azure 2019 header, in time order: ``"1"``, ``"2"``, ... ``"N"``, every minute
+    once (other columns, such as ``HashOwner`` or ``Trigger``, are not minutes). A ``TraceFormatError`` naming the
+    file otherwise: counts read by position from a header without them, or with minutes missing, were another trace."""
+    numbered = [c for c in header if c.isascii() and c.isdigit()]
+    if not numbered:
+        raise TraceFormatError(f"{path}: no minute columns ('1', '2', ...) in the header {reprlib.repr(header)}; "
+                               f"is this an Azure Functions 2019 invocations file?")
+    minutes = [str(i) for i in range(1, len(numbered) + 1)]
+    if sorted(numbered, key=int) != minutes:
+        missing = sorted(set(minutes) - set(numbered), key=int)
+        raise TraceFormatError(f"{path}: the minute columns must be '1' .. '{len(numbered)}', each once; the header "
+                               f"has {len(numbered)} numbered column(s) {reprlib.repr(numbered)}, without "
+                               f"{reprlib.repr(missing)}")
+    return minutes

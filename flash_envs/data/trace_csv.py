@@ -185,8 +185,11 @@ def read_rate_trace(
     t = t[order] - t[order][0]
     if value_column is None:
         width = 1.0 if bin_s is None else bin_s
-        counts = np.bincount(_bin_index(t, width, path)).astype(float)
-        return RateTrace(counts / width, width, str(path))
+        index = _bin_index(t, width, path)
+        counts = np.bincount(index).astype(float)
+        with np.errstate(over="ignore"):   # _finite names an overflow
+            rates = counts / width
+        return RateTrace(_finite(rates, index, np.asarray(lines)[order], width, path), width, str(path))
     v = np.asarray(values)[order]
     if bin_s is None:
         spacing = np.diff(t)
@@ -197,10 +200,12 @@ def read_rate_trace(
     index = _bin_index(t, bin_s, path)
     rows = np.bincount(index)
     present = rows > 0
-    if value_kind == "count":   # a bin's rows add up its requests
-        rates = np.bincount(index, weights=v) / bin_s
-    else:                       # rows at a finer spacing than bin_s each give the rate of an equal share of the bin
-        rates = np.bincount(index, weights=v) / np.maximum(rows, 1)
+    with np.errstate(over="ignore"):   # _finite names an overflow
+        if value_kind == "count":   # a bin's rows add up its requests
+            rates = np.bincount(index, weights=v) / bin_s
+        else:                       # rows at a finer spacing than bin_s each give the rate of an equal share of the bin
+            rates = np.bincount(index, weights=v) / np.maximum(rows, 1)
+    rates = _finite(rates, index, np.asarray(lines)[order], bin_s, path)
     if not present.all():
         if gaps == "error":
             first = int(np.argmin(present))                       # the first missing bin, and the rows around it
@@ -213,6 +218,20 @@ def read_rate_trace(
         if gaps == "join":
             rates = rates[present]
     return RateTrace(rates, bin_s, str(path))
+
+
+def _finite(rates: np.ndarray, index: np.ndarray, lines: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
+    """``rates`` if all are finite; else a ``TraceFormatError`` naming the file and the first row of the first bin whose
+    rate overflows (counts near 1e308 that add up in a bin, or a count over a tiny ``bin_s``). ``index`` is each row's
+    bin and ``lines`` its line, both in time order."""
+    finite = np.isfinite(rates)
+    if finite.all():
+        return rates
+    first = int(np.argmin(finite))
+    line = lines[int(np.searchsorted(index, first))]
+    raise TraceFormatError(f"{path}:{line}: the rate of the {bin_s:g} s bin this row is in overflows (over "
+                           f"{np.finfo(float).max:.3g} req/s, the largest float); are the values, time_unit_s and "
+                           f"bin_s right?")
 
 
 def _bin_index(t: np.ndarray, bin_s: float, path: Path) -> np.ndarray:

@@ -6,25 +6,31 @@ The env is documented on :class:`ConfigSearchEnv`; its tasks come from :class:`C
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 from gymnasium import spaces
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
-from flash_envs.fields import check_fields, check_number, check_whole
-from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost
-from flash_envs.tasks import FrozenTask, TaskFamily, check_generate_arguments, default_family
+from flash_envs.fields import check_fields, check_number, check_seed, check_whole, is_real_number
+from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MEMORY_SIZES_MIB, MIN_MEMORY_MIB, generate_functions,
+                                       invocation_cost)
+from flash_envs.tasks import FrozenTask, TaskFamily, check_field_types, check_generate_arguments, default_family
 
 OBS_LIMIT = 10.0
 MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
+#: The range of a task's runtimes (s), costs ($) and deadline: with noise of at most :data:`MAX_NOISE_CV`, no
+#: measurement or ratio of two of them then over- or underflows (a cost of 1e308 made an observation NaN).
+MIN_VALUE, MAX_VALUE = 1e-100, 1e100
 
 
 @dataclass(frozen=True)
 class ConfigSearchTask(FrozenTask):
-    """One hidden application: true runtime and cost per configuration and the deadline to meet."""
+    """One hidden application: true runtime and cost per configuration and the deadline to meet. Each field is checked
+    as the task is made, naming it; the per-configuration fields are stored as tuples (of str, and of Python floats)."""
 
     name: str
     configs: tuple[str, ...]
@@ -33,13 +39,20 @@ class ConfigSearchTask(FrozenTask):
     deadline_s: float
 
     def __post_init__(self) -> None:
+        check_field_types(self, {"name": str})
+        object.__setattr__(self, "configs", _sequence(self, "configs", _config_name))
+        for field in ("runtime_s", "cost_usd"):   # plain floats: a NumPy scalar is no YAML
+            object.__setattr__(self, field, _sequence(self, field, _number))
+        object.__setattr__(self, "deadline_s", _number("deadline_s", self.deadline_s))
         n = len(self.configs)
         if n < 2 or len(self.runtime_s) != n or len(self.cost_usd) != n:
             raise ValueError(f"task {self.name!r}: needs >= 2 configs and one runtime and cost each; got "
                              f"{n} configs, {len(self.runtime_s)} runtimes, {len(self.cost_usd)} costs")
         values = np.asarray([*self.runtime_s, *self.cost_usd, self.deadline_s], dtype=float)
-        if not np.all(np.isfinite(values) & (values > 0)):
-            raise ValueError(f"task {self.name!r}: runtimes, costs and deadline must be positive and finite")
+        if not np.all((values >= MIN_VALUE) & (values <= MAX_VALUE)):   # NaN fails too
+            raise ValueError(f"task {self.name!r}: runtimes, costs and deadline must be numbers in [{MIN_VALUE:g}, "
+                             f"{MAX_VALUE:g}] (seconds and dollars; beyond, a noisy measurement could over- or "
+                             "underflow)")
         if min(self.runtime_s) > self.deadline_s:
             raise ValueError(f"task {self.name!r}: no configuration meets the deadline {self.deadline_s} s")
 
@@ -56,8 +69,35 @@ class ConfigSearchTask(FrozenTask):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ConfigSearchTask":
         check_fields(d, cls.__dataclass_fields__, "config-search task", required=cls.__dataclass_fields__)
-        return cls(str(d["name"]), tuple(map(str, d["configs"])), tuple(map(float, d["runtime_s"])),
-                   tuple(map(float, d["cost_usd"])), float(d["deadline_s"]))
+        return cls(d["name"], d["configs"], d["runtime_s"], d["cost_usd"], d["deadline_s"])   # checked as made
+
+
+def _sequence(task: ConfigSearchTask, field: str, element: Callable[[str, Any], Any]) -> tuple[Any, ...]:
+    """Field ``field`` of ``task`` as a tuple of its elements, each checked (and converted) by ``element``; a TypeError
+    naming the field if it is not a list, tuple or 1-D array (a string is not a list of its characters)."""
+    value = getattr(task, field)
+    if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)):
+        what = "configuration names" if field == "configs" else "numbers"
+        raise TypeError(f"ConfigSearchTask.{field} must be a list of {what}, one per configuration, got "
+                        f"{reprlib.repr(value)} ({type(value).__name__})")
+    return tuple(element(f"{field}[{i}]", v) for i, v in enumerate(value))
+
+
+def _number(field: str, value: Any) -> float:
+    """``value`` as a Python float if it is a real number (not a bool, not a string), else a TypeError naming
+    ``field`` of a task; its range is checked with the task's other numbers."""
+    if not is_real_number(value):
+        raise TypeError(f"ConfigSearchTask.{field} must be a number, got {reprlib.repr(value)} "
+                        f"({type(value).__name__})")
+    return float(value)
+
+
+def _config_name(field: str, value: Any) -> str:
+    """``value`` as a plain str if it is one (a NumPy ``str_`` is), else a TypeError naming ``field`` of a task."""
+    if not isinstance(value, str):
+        raise TypeError(f"ConfigSearchTask.{field} must be a configuration name (a str), got {reprlib.repr(value)} "
+                        f"({type(value).__name__})")
+    return str(value)
 
 
 def _deadline(runtime: np.ndarray, rng: np.random.Generator) -> float:
@@ -74,11 +114,12 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
     @classmethod
     def generate(cls, n_train: int = 200, n_test: int = 50, seed: int = 2024,
                  memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> "ConfigSearchTaskFamily":
-        """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes``, noise-free truth."""
+        """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes`` (>= 2 distinct sizes
+        in [128, 10240] MiB, one configuration each), noise-free truth."""
         n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
+        memory = np.asarray(_check_memory_sizes(memory_sizes), dtype=float)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])   # not the stream the functions use
-        memory = np.asarray(memory_sizes, dtype=float)
-        configs = tuple(f"{m:g}MiB" for m in memory)
+        configs = tuple(_memory_config(m) for m in memory)
         tasks = []
         for fn in generate_functions(n_train + n_test, seed):
             runtime = fn.expected_time_s(memory)
@@ -89,13 +130,19 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
     @classmethod
     def from_measurements(cls, data: ConfigMeasurements, test_fraction: float = 0.25,
                           seed: int = 2024) -> "ConfigSearchTaskFamily":
-        """One task per application, over the configurations measured for every application; apps split at random."""
+        """One task per application, over the configurations measured for every application; apps split at random,
+        ``test_fraction`` (in (0, 1)) of them held out, the split fixed by ``seed`` (a whole number; not None)."""
+        if seed is None:   # default_rng(None) would split the apps another way at each call
+            raise TypeError("seed must be a whole number, not None: a family's split is fixed by its seed")
+        seed = check_seed("seed", seed)
+        if not is_real_number(test_fraction):
+            raise TypeError(f"test_fraction must be a number, got {test_fraction!r} ({type(test_fraction).__name__})")
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         common = np.all(data.measured, axis=0)
         if common.sum() < 2 or len(data.apps) < 2:
             raise ValueError(f"{data.source}: needs >= 2 applications and >= 2 configurations measured for all of "
                              f"them; got {len(data.apps)} apps, {int(common.sum())} common configs")
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         rng = np.random.default_rng(seed)
         configs = tuple(c for c, keep in zip(data.configs, common) if keep)
         tasks = [ConfigSearchTask(app, configs, tuple(data.runtime_s[i, common].tolist()),
@@ -104,6 +151,32 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
         order = rng.permutation(len(tasks))
         n_test = min(max(1, round(test_fraction * len(tasks))), len(tasks) - 1)
         return cls(tuple(tasks[i] for i in order[n_test:]), tuple(tasks[i] for i in order[:n_test]))
+
+
+def _check_memory_sizes(memory_sizes: Any) -> tuple[float, ...]:
+    """``generate``'s ``memory_sizes`` as a tuple of floats if it is a list (tuple, 1-D array) of >= 2 distinct sizes
+    in [128, 10240] MiB; else a TypeError or ValueError naming the argument (a scalar, a nested list, one size or a
+    repeated one gave raw NumPy errors, or tasks with the same configuration twice)."""
+    if not isinstance(memory_sizes, (list, tuple)) and not (isinstance(memory_sizes, np.ndarray)
+                                                            and memory_sizes.ndim == 1):
+        raise TypeError(f"memory_sizes must be a list of memory sizes (MiB), got {reprlib.repr(memory_sizes)} "
+                        f"({type(memory_sizes).__name__})")
+    sizes = tuple(check_number(f"memory_sizes[{i}]", m, MIN_MEMORY_MIB, MAX_MEMORY_MIB)
+                  for i, m in enumerate(memory_sizes))
+    if len(sizes) < 2:
+        raise ValueError(f"memory_sizes must hold >= 2 sizes (a task chooses among its configurations), got "
+                         f"{list(memory_sizes)}")
+    names = [_memory_config(m) for m in sizes]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:   # (sizes equal to 6 digits name one configuration)
+        raise ValueError(f"memory_sizes repeats the size(s) {repeated}; each configuration must be a size of its own, "
+                         f"got {list(memory_sizes)}")
+    return sizes
+
+
+def _memory_config(memory_mib: float) -> str:
+    """The configuration name of a memory size, e.g. ``"128MiB"``."""
+    return f"{memory_mib:g}MiB"
 
 
 class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):

@@ -20,12 +20,13 @@ memory), :func:`generate_functions` a seeded list of hundreds of them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number, check_whole
 
 #: AWS Lambda x86 price per GB-second of billed duration and per request (us-east-1, 2024).
 PRICE_PER_GB_S = 0.0000166667
@@ -68,12 +69,16 @@ class ServerlessFunction:
     noise_cv: float = 0.05
 
     def __post_init__(self) -> None:
-        checks = {"cpu_work_s": self.cpu_work_s >= 0, "io_s": self.io_s >= 0, "pressure": self.pressure >= 0,
-                  "noise_cv": self.noise_cv >= 0, "parallel_fraction": 0 <= self.parallel_fraction <= 1,
-                  "max_threads": self.max_threads >= 1, "memory_need_mib": self.memory_need_mib > 0}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid ServerlessFunction field(s) {bad}: {self}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"ServerlessFunction.name must be a str, got {self.name!r} ({type(self.name).__name__})")
+        numbers = {name: check_number(f"ServerlessFunction.{name}", getattr(self, name), 0.0, high)
+                   for name, high in (("cpu_work_s", math.inf), ("parallel_fraction", 1.0), ("io_s", math.inf),
+                                      ("pressure", math.inf), ("noise_cv", math.inf))}
+        numbers["memory_need_mib"] = check_number("ServerlessFunction.memory_need_mib", self.memory_need_mib, 0.0,
+                                                  strict=True)
+        for name, value in numbers.items():   # plain floats (a NumPy scalar is no YAML) and an int thread count
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "max_threads", check_whole("ServerlessFunction.max_threads", self.max_threads, 1))
         if self.cpu_work_s + self.io_s <= 0:
             raise ValueError(f"a function needs cpu_work_s + io_s > 0: {self}")
 
@@ -118,7 +123,6 @@ def random_function(rng: np.random.Generator, name: str) -> ServerlessFunction:
 
 def generate_functions(n: int, seed: int = 2024) -> list[ServerlessFunction]:
     """``n`` functions ``fn-000``, ``fn-001``, ... drawn from a fixed seed."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n, seed = check_whole("n", n, 1), check_whole("seed", seed, 0)
     rng = np.random.default_rng(seed)
     return [random_function(rng, f"fn-{i:03d}") for i in range(n)]

@@ -10,7 +10,7 @@ kind           parameters
 ``constant``   ``rate``
 ``diurnal``    ``mean_rate``, ``amplitude`` (0..1), ``period_s``, ``phase`` (0..1 of a period; random if None)
 ``step``       ``base_rate``, ``peak_rate``, ``start_s``, ``ramp_s`` (0 = a step), ``end_s`` (None = stays up)
-``mmpp``       ``rates`` (low, high), ``mean_sojourn_s`` (low, high): a two-state Markov-modulated Poisson process
+``mmpp``       ``rates`` (low, high), ``mean_sojourn_s`` (low, high; >= 1 s): two-state Markov-modulated Poisson
 ``spikes``     ``base_rate``, ``spikes_per_hour``, ``multiplier``, ``duration_s``: Poisson-timed bursts
 ``trace``      a CSV file, or a :class:`~flash_envs.data.trace_csv.RateTrace` held inline, replayed (see
                :class:`TraceWorkload`)
@@ -207,10 +207,15 @@ class StepWorkload(Workload):
         return self.base_rate + (self.peak_rate - self.base_rate) * level
 
 
+#: The shortest mean stay of an MMPP state (s): the default grid of :meth:`Workload.realise`.
+MIN_SOJOURN_S = 1.0
+
+
 @dataclass(frozen=True)
 class MMPPWorkload(Workload):
     """A two-state Markov-modulated rate: ``rates`` (low, high) req/s, alternating with exponentially distributed
-    stays of mean ``mean_sojourn_s`` (low, high) seconds, starting in a state drawn from the stationary distribution.
+    stays of mean ``mean_sojourn_s`` (low, high) seconds, each at least :data:`MIN_SOJOURN_S`, starting in a state
+    drawn from the stationary distribution.
     """
 
     kind: ClassVar[str] = "mmpp"
@@ -221,6 +226,11 @@ class MMPPWorkload(Workload):
         super().__post_init__()
         _check_pair(self, "rates", strict=False)
         _check_pair(self, "mean_sojourn_s", strict=True)
+        for i, stay in enumerate(self.mean_sojourn_s):
+            if stay < MIN_SOJOURN_S:
+                raise ValueError(f"MMPPWorkload.mean_sojourn_s[{i}] must be >= {MIN_SOJOURN_S:g} s, the grid a "
+                                 f"workload is realised on (shorter stays average out within a step of it, and "
+                                 f"realising loops over every stay), got {stay!r}")
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         out = np.empty(len(times))
@@ -370,11 +380,19 @@ class TraceWorkload(Workload):
         """The trace's rates, scaled to average ``mean_rate`` when it is set."""
         if self.mean_rate is None:
             return trace.rates
-        mean = trace.rates.mean()
-        if mean <= 0 < self.mean_rate:
-            raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} has no requests, so it cannot "
-                             f"be scaled to mean_rate={self.mean_rate}")
-        return trace.rates * (self.mean_rate / mean if mean > 0 else 0.0)
+        rates = trace.rates
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # refused below
+            mean = rates.mean()
+            if mean <= 0 < self.mean_rate:
+                raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} has no requests, so it "
+                                 f"cannot be scaled to mean_rate={self.mean_rate}")
+            factor = self.mean_rate / mean if mean > 0 else 0.0
+            scaled = rates * factor
+        if not (np.isfinite(mean) and np.isfinite(factor) and np.all(np.isfinite(scaled))):   # a sum past 1e308 was
+            raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} (peak "   # an all-zero workload
+                             f"{rates.max():.3g} req/s) is too close to the float limits to scale to "
+                             f"mean_rate={self.mean_rate}")
+        return scaled
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         trace = self.load()
