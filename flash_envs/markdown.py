@@ -26,3 +26,9 @@ def fmt_ci(point: float, ci: Sequence[float], digits: int = 1) -> str:
     """``"point [low, high]"`` for ``ci = (low, high)``, with ``digits`` decimals (``"point [no CI]"`` where the CI is
     NaN)."""
     return f"{point:.{digits}f} {ci_brackets(ci, digits)}"
+
+
+def percent(fraction: float) -> str:
+    """``fraction`` as a percentage with the digits it needs: ``90%``, ``97.5%``, ``99.9%`` (``.0%`` would print
+    0.975 and 0.98 both as ``98%``, and 0.999 as ``100%``)."""
+    return f"{fraction * 100:g}%"

@@ -141,9 +141,11 @@ class ReferenceCache:
         return References(**entry) if entry else None
 
     def put(self, task: Any, ref: References) -> None:
-        """Store ``ref`` for ``task`` and rewrite the whole file (atomically)."""
+        """Store ``ref`` for ``task`` and rewrite the whole file (atomically), keeping the entries that another run
+        sharing the file wrote since this one read it (it kept only its own, the last writer's)."""
         self.entries[self.key(task, ref.eval_seed)] = asdict(ref)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.entries = {**(json.loads(self.path.read_text()) if self.path.exists() else {}), **self.entries}
         atomic_write_text(self.path, json.dumps(self.entries, indent=1))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -9,16 +10,23 @@ from typing import Iterator
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write to; when the block ends, it replaces ``path`` in one step.
+    """Yield a temporary path beside ``path`` to write to; when the block ends, its content is flushed to disk and it
+    replaces ``path`` in one step.
 
-    The temporary path keeps ``path``'s suffix (``agent.zip`` -> ``agent.tmp.zip``), because some writers add theirs
-    when it is missing (SB3's ``save`` adds ``.zip``). If the block raises, ``path`` is left as it was and the
-    temporary file is removed.
+    The temporary file is hidden and named uniquely (``.agent.<random>.tmp.zip`` for ``agent.zip``), so that two
+    processes writing ``path`` at once (two runs sharing a reference cache) never write into one file: a reader sees
+    one writer's whole file or the other's. It keeps ``path``'s suffix, because some writers add theirs when it is
+    missing (SB3's ``save`` adds ``.zip``). If the block raises, ``path`` is left as it was and the temporary file is
+    removed.
     """
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
+    tmp = Path(name)
     try:
         yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

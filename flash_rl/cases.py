@@ -64,6 +64,15 @@ def effective_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({**defaults, **spec.kwargs, **kwargs}, default=repr))
 
 
+def episode_seconds(cfg: Any) -> float:
+    """Simulated seconds of one episode of the config's env: ``episode_s`` (power management), or
+    ``control_interval_s * episode_steps`` (autoscaling)."""
+    kwargs = effective_env_kwargs(cfg.env.id, cfg.env.kwargs)
+    if "episode_s" in kwargs:
+        return float(kwargs["episode_s"])
+    return float(kwargs["control_interval_s"]) * int(kwargs["episode_steps"])
+
+
 CASES: dict[str, Case] = {}
 PLUGIN_GROUP = "flash_rl.cases"   # entry points whose modules register more cases
 
@@ -86,9 +95,8 @@ def _autoscaling_family(cfg: Any):
 
     if cfg.tasks.family_file:
         return AutoscalingTaskFamily.load_yaml(cfg.tasks.family_file)
-    kwargs = effective_env_kwargs(cfg.env.id, cfg.env.kwargs)
-    episode_s = float(kwargs["control_interval_s"]) * int(kwargs["episode_steps"])
-    return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_s)
+    return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
+                                          episode_s=episode_seconds(cfg))
 
 
 def _autoscaling_heuristics(env: gym.Env) -> dict[str, Any]:
@@ -112,6 +120,9 @@ def _autoscaling_sweep(env: gym.Env) -> dict[str, Any]:
 
 
 def _workload_mean_rate(workload: Any, seconds: float = 3600.0) -> float:
+    """Mean arrival rate (req/s) of ``workload`` over its first ``seconds``, realised with seed 0. The probe's
+    features take an hour, a property of the task whatever the episode length; a test trace is replayed at the test
+    task's rate over one episode, the load the agent meets on that task."""
     curve = workload.realise(np.random.default_rng(0), seconds)
     return curve.mean_rate(0.0, seconds)
 
@@ -126,7 +137,8 @@ def _autoscaling_features(task: Any) -> dict[str, float]:
 
 
 def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
-    """(trace, test task, workload replaying the trace at the test task's mean rate) for every trace x test task.
+    """(trace, test task, workload replaying the trace at the test task's mean rate over an episode) for every trace x
+    test task.
 
     Each trace is read once first, so that a bad file or column fails before any training (the reader names the file,
     line and column).
@@ -134,7 +146,7 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     from flash_envs.data.trace_csv import TraceGapError
     from flash_envs.sim.workloads import TraceWorkload
 
-    t = cfg.tasks
+    t, seconds = cfg.tasks, episode_seconds(cfg)
     for path in t.test_traces:
         columns = {"path": str(path), "time_column": t.trace_time_column,
                    "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind,
@@ -144,8 +156,8 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
         except TraceGapError as err:
             raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
         for test_task in family.test:
-            yield Path(path), test_task, TraceWorkload(**columns, time_scale=t.trace_time_scale,
-                                                       mean_rate=round(_workload_mean_rate(test_task.workload), 2))
+            rate = round(_workload_mean_rate(test_task.workload, seconds), 2)
+            yield Path(path), test_task, TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)
 
 
 def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
@@ -168,8 +180,7 @@ def _power_family(cfg: Any):
 
     if cfg.tasks.family_file:
         return PowerTaskFamily.load_yaml(cfg.tasks.family_file)
-    episode_s = float(effective_env_kwargs(cfg.env.id, cfg.env.kwargs)["episode_s"])
-    return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_s)
+    return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
 
 
 def _governors(env: gym.Env) -> dict[str, Any]:

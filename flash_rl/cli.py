@@ -6,13 +6,15 @@ A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> Non
   (:class:`flash_envs.cli_args.UsageError`): argparse's usage error;
 - a missing file, a data file off its schema, or a file that cannot be read or written: a one-line
   ``flash: error: ...``. Output paths are checked before any work (:func:`flash_envs.cli_args.output_file`).
-Ctrl-C stops a command and its worker processes and ends it with exit status 130 and one line.
+Ctrl-C stops a command and its worker processes and ends it with exit status 130 and one line. A reader of the output
+that stops early (``flash demo | head -1``) ends it quietly, with status 141 as for SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 from importlib.metadata import version
@@ -46,6 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
     try:
+        return _run(command, argv)
+    except KeyboardInterrupt:   # Ctrl-C, also while the command loads: worker pools are already stopped
+        print(f"flash {command}: interrupted", file=sys.stderr)   # (flash_rl.workers); no traceback
+        return 130
+    except BrokenPipeError:   # the reader of the output stopped (flash demo | head -1): nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error as Python flushes at exit
+        return 141   # as a shell reports a command ended by SIGPIPE
+
+
+def _run(command: str, argv: list[str]) -> int:
+    """Load ``command``'s module, parse its arguments and run it; bad input ends in a usage error or one line."""
+    try:
         module = importlib.import_module(COMMANDS[command][0])
     except ModuleNotFoundError as exc:
         return _needs_extra(command, exc)
@@ -61,13 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return _needs_extra(command, exc)
     except UsageError as exc:
         command_parser.error(str(exc))
+    except BrokenPipeError:   # an OSError, but no bad input: main ends quietly
+        raise
     except (OSError, DataFormatError) as exc:  # bad input or a file that cannot be written: the message names it
         from flash_rl.commands._common import fail
 
         return fail(exc)
-    except KeyboardInterrupt:   # Ctrl-C: worker pools are already stopped (flash_rl.workers); no traceback
-        print(f"flash {command}: interrupted", file=sys.stderr)
-        return 130
 
 
 def _needs_extra(command: str, exc: ModuleNotFoundError) -> int:

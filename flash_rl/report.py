@@ -15,7 +15,7 @@ import numpy as np
 from flash_envs.cli_args import json_text
 from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.fields import check_whole
-from flash_envs.markdown import ci_brackets, fmt_ci, md_table
+from flash_envs.markdown import ci_brackets, fmt_ci, md_table, percent
 from flash_rl.adaptation import References, episodes_to_adapt, evaluation_points
 from flash_rl.config import load_config
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
@@ -166,7 +166,7 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
         ax.text(cfg.adaptation.budget * i / len(heuristics), stats["normalised"], f" {h} (heuristic)", fontsize=7,
                 color="dimgrey", va="bottom", bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 0.3})
     ax.axhline(cfg.adaptation.threshold, ls="--", lw=1, color="black",
-               label=f"threshold ({cfg.adaptation.threshold:.0%} of the way to the expert)")
+               label=f"threshold ({percent(cfg.adaptation.threshold)} of the way to the expert)")
     ax.set_xlabel("fine-tuning episodes on the held-out task")
     ax.set_ylabel("normalised return (0 random, 1 expert), IQM")
     ax.set_title("Adaptation on held-out tasks (95% bootstrap CI)")
@@ -202,7 +202,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     m = summary["methods"]
     lines = [f"# FLASH adaptation on held-out tasks: {cfg.case}", "",
              f"{summary['n_test_tasks']} held-out tasks x {a.seeds} seeds, budget {a.budget} fine-tuning episodes, "
-             f"evaluation every {a.eval_every}, threshold {a.threshold:.0%} of the way from the random policy's "
+             f"evaluation every {a.eval_every}, threshold {percent(a.threshold)} of the way from the random policy's "
              "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "
              f"deterministic policy first reaches the threshold (1 = zero-shot); censored runs count as "
              f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", ""]
@@ -239,7 +239,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
             sp = entry.get("speedup_transfer_vs_flash")
             sp_text = fmt_ci(sp["ratio_of_means"], sp["ci"], 2) if sp else "-"
             tasks_text = ci_brackets(sp["ci_tasks"], 2) if sp and "ci_tasks" in sp else "-"
-            rows.append((f"{float(fraction):.0%}", *cells, sp_text, tasks_text))
+            rows.append((percent(float(fraction)), *cells, sp_text, tasks_text))
         lines += md_table(("threshold", *(m[k]["label"] for k in methods),
                            "transfer / FLASH [95% CI resampling runs]", "95% CI resampling tasks"), rows)
     if summary.get("probe"):

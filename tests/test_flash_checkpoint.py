@@ -207,6 +207,18 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]
 
 
+def test_two_writers_of_one_file_write_apart(tmp_path):
+    """Both wrote one fixed temporary file: a reader could see one writer's half-written file, or a writer fail."""
+    target = tmp_path / "refs.json"
+    with atomic_write(target) as first:
+        first.write_text("first, whole")
+        with atomic_write(target) as second:
+            assert second != first
+            second.write_text("second")
+        assert target.read_text() == "second"
+    assert target.read_text() == "first, whole" and [p.name for p in tmp_path.iterdir()] == ["refs.json"]
+
+
 def test_an_agent_without_a_model_says_so(tmp_path):
     """checkpoint() and evaluate() hit None.num_timesteps / None.policy before any meta_train() or load()."""
     flash = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, agent_kwargs=TINY_PPO)

@@ -286,6 +286,26 @@ def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_pa
         assert len(rates) == bins and (rates == 0).sum() == (gaps == "zero")
 
 
+def test_a_trace_is_replayed_at_the_test_tasks_rate_over_an_episode(tmp_path):
+    """It was the test task's mean rate over an hour, whatever the episode: up to 2x the load the agent met on the
+    task (power's 300 s episodes of a step workload)."""
+    from flash_rl.cases import episode_seconds, get_case
+    from flash_rl.pipeline import test_tasks
+
+    trace = tmp_path / "day.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + i}\n" for i in range(30)))
+    for case_name, config in (("autoscaling", "autoscaling.yaml"), ("power", "power.yaml")):
+        cfg = load_config(CONFIG_DIR / config, [f"tasks.test_traces=['{trace}']"])
+        case = get_case(case_name)
+        family = case.build_family(cfg)
+        seconds = episode_seconds(cfg)
+        assert seconds == {"autoscaling": 1800.0, "power": 300.0}[case_name]
+        replayed = [t for t in test_tasks(cfg, case, family) if t.name.startswith("trace:")]
+        for task, test_task in zip(replayed, family.test, strict=True):
+            curve = test_task.workload.realise(np.random.default_rng(0), seconds)
+            assert task.workload.mean_rate == round(curve.mean_rate(0.0, seconds), 2)
+
+
 def test_a_trace_counted_in_minutes_is_read_in_minutes(tmp_path):
     from flash_rl.cases import get_case
     from flash_rl.pipeline import test_tasks
@@ -350,6 +370,19 @@ def test_the_reference_cache_key_names_the_case_and_its_policies():
     fewer = replace(case, heuristics=lambda env: {"HPA": HPA(env)})
     assert reference_settings(cfg, fewer, None) != settings
     assert reference_settings(cfg, replace(case, name="mine"), None)["case"] == "mine"
+
+
+def test_two_runs_sharing_a_reference_cache_keep_each_others_entries(tmp_path):
+    """Each cache read the file once and rewrote it from memory: the last writer's entries were all that was left."""
+    from flash_rl.adaptation import ReferenceCache, References
+    from flash_rl.cases import get_case
+
+    tasks = get_case("autoscaling").build_family(load_config(CONFIG_DIR / "autoscaling.yaml", TINY)).test
+    first, second = (ReferenceCache(tmp_path / "refs.json", {"run.seed": seed}) for seed in (0, 1))
+    first.put(tasks[0], References(tasks[0].name, 10000, 0.0, 1.0, "heuristic HPA", {}))
+    second.put(tasks[1], References(tasks[1].name, 10000, 0.0, 2.0, "heuristic HPA", {}))
+    again = [ReferenceCache(tmp_path / "refs.json", {"run.seed": seed}) for seed in (0, 1)]
+    assert again[0].get(tasks[0], 10000).expert == 1.0 and again[1].get(tasks[1], 10000).expert == 2.0
 
 
 def test_render_starts_without_torch(tmp_path):

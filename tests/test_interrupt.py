@@ -111,3 +111,26 @@ def test_ctrl_c_stops_reproduce_and_its_workers_with_one_line(tmp_path):
                               "runs so far: run the same command with --resume to continue")
     assert group_gone(proc.pid), "a worker outlived the run"
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line(monkeypatch, capsys):
+    """Importing a command (torch: about a second) sat outside the handler: Ctrl-C then printed a traceback."""
+    from flash_rl import cli
+
+    def interrupted(name: str):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    assert cli.main(["config-eval", "--help"]) == 130
+    assert capsys.readouterr().err == "flash config-eval: interrupted\n"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`flash demo | true`: the write to the closed pipe was reported as "flash: error: [Errno 32] Broken pipe",
+    exit status 2, as if the input were bad."""
+    proc = subprocess.Popen([sys.executable, "-m", "flash_rl.cli", "demo", "--episodes", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()   # before the demo has printed anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "error" not in err and "Traceback" not in err

@@ -29,6 +29,7 @@ from flash_envs.data import DataFormatError, dataset_path
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_envs.fields import is_real_number
+from flash_envs.markdown import percent
 from flash_rl.fewshot.report import METHODS, METRICS, markdown_table, paired_differences, plot_summary, summarise
 from flash_rl.fewshot.splits import Split, app_folds, group_folds
 from flash_rl.fewshot.train_config import TrainConfig
@@ -358,7 +359,7 @@ def report_title(report: dict) -> str:
     n_test = _count_range([len(s["test_apps"]) for s in splits])
     whole = f", {HOLD_OUT_GROUPS[report['hold_out']][2]}" if report["hold_out"] in HOLD_OUT_GROUPS else ""
     val_fraction = report["train_config"]["val_fraction"]
-    early_stop = f" ({val_fraction:.0%} of them kept for early stopping)" if val_fraction > 0 else ""
+    early_stop = f" ({percent(val_fraction)} of them kept for early stopping)" if val_fraction > 0 else ""
     return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
             f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s); "
             f"{COST_TITLES[report.get('cost', 'predicted')]}")
