@@ -14,6 +14,7 @@ with zeros (``valid = 0``) so the newest transition is always the last row.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from typing import Any, Sequence
 
@@ -160,10 +161,37 @@ class TaskSamplingWrapper(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
     def get_state(self) -> dict[str, Any]:
-        """The task generator's state and the episodes run on the current task (for checkpoints)."""
-        return {"rng": self.rng.bit_generator.state, "episodes_on_task": self._episodes_on_task}
+        """The task generator's state, the episodes run on the current task and that task (its ``to_dict()``, so that
+        the state is plain JSON), for checkpoints."""
+        task = self.env.unwrapped.get_task()   # the TaskEnv API (flash_envs.envs.task_env)
+        return {"rng": self.rng.bit_generator.state, "episodes_on_task": self._episodes_on_task,
+                "task": task.to_dict()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`get_state`."""
+        """Restore a state from :meth:`get_state`: the env goes back on the task it was running, for the rest of its
+        ``episodes_per_task``. When that task is not one of :attr:`tasks` (the state was taken with other tasks), or
+        the state has none (a checkpoint written before it was saved), the next reset draws a new task from
+        :attr:`tasks` instead: the env never stays on a task outside them, such as its constructor's default."""
         self.rng.bit_generator.state = state["rng"]
-        self._episodes_on_task = state["episodes_on_task"]
+        self._episodes_on_task = int(state["episodes_on_task"])
+        task = self._listed_task(state.get("task"))
+        if task is None:
+            self._episodes_on_task = self.episodes_per_task   # draw at the next reset
+        else:
+            self.env.unwrapped.set_task(task)   # run from the next reset on
+
+    def _listed_task(self, saved: Any) -> Any:
+        """The task of :attr:`tasks` whose ``to_dict()`` is ``saved`` (compared as JSON, as checkpoints keep it),
+        None if there is none."""
+        key = _json_key(saved) if isinstance(saved, dict) else None
+        if key is None:
+            return None
+        return next((task for task in self.tasks if _json_key(task.to_dict()) == key), None)
+
+
+def _json_key(value: Any) -> str | None:
+    """``value`` as canonical JSON text (tuples as lists, keys sorted), None when it is not JSON."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return None

@@ -9,6 +9,8 @@ averaged over valid rows).
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -55,7 +57,7 @@ class FlashFeaturesExtractor(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Dict, embedding_dim: int = 32, hidden: int = 64,
                  encoder: str = "gru", zero_embedding: bool = False) -> None:
-        n_obs = int(observation_space["obs"].shape[0])
+        n_obs = int(math.prod(observation_space["obs"].shape))   # flattened, as forward and the context do
         width = int(observation_space["context"].shape[-1])
         super().__init__(observation_space, features_dim=n_obs + embedding_dim)
         self.encoder = ContextEncoder(width, embedding_dim, hidden, encoder)
