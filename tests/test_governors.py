@@ -124,3 +124,22 @@ def test_a_non_finite_observation_is_named(name):
     """A NaN utilisation was an IndexError (or a silent P-state) deep in the governor's rule."""
     with pytest.raises(ValueError, match="observations must be finite numbers"):
         make_governor(name, LEVELS).predict(_obs(float("nan"), 2))
+
+
+@pytest.mark.parametrize("levels", [(1600, 1867, 2133, 2400, 2667), (0.5, 0.6, 0.7), (0.0, 0.5, 1.0)])
+def test_p_states_are_fractions_of_f_max_ending_at_one(levels):
+    """MHz were taken: ondemand then stayed at the lowest P-state until its up threshold."""
+    with pytest.raises(ValueError, match=r"freq_levels must be >= 2 increasing fractions of f_max, the last 1"):
+        make_governor("ondemand", levels)
+
+
+def test_a_family_whose_tasks_have_other_p_state_counts_is_refused_when_the_env_is_made():
+    """It was accepted, and the first reset on a test task failed."""
+    from flash_envs.envs.power_management import PowerManagementEnv
+    from flash_envs.power_tasks import PowerTaskFamily
+    from flash_envs.sim.server_catalogue import test_servers, train_servers
+
+    three = dataclasses.replace(test_servers()[0], freq_levels=(0.6, 0.8, 1.0))
+    family = PowerTaskFamily.generate(n_train=2, n_test=2, train_types=[train_servers()[0]], test_types=[three])
+    with pytest.raises(ValueError, match=r"the family's tasks have \[3, 5\] P-states .*needs the same number"):
+        PowerManagementEnv(family=family)

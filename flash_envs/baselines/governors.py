@@ -13,7 +13,10 @@ governor         rule (kernel defaults; ``L`` = P-states, fractions ``r_0 < ... 
 ``schedutil``    the lowest P-state >= ``1.25 * r_cur * util`` (= 1.25 * f_max * frequency-invariant util)
 ===============  ========================================================================================
 
-"The lowest P-state >= target" is the kernel's ``CPUFREQ_RELATION_L``; targets above f_max select f_max. Thresholds
+"The lowest P-state >= target" is the kernel's ``CPUFREQ_RELATION_L``; targets above f_max select f_max. Two rules
+are simpler than today's kernel: its ondemand resolves the target to the closest P-state (``CPUFREQ_RELATION_C``),
+one lower at some loads, and its conservative moves by ``freq_step`` (5% of f_max) per sampling period, not a whole
+P-state. Thresholds
 are fractions (the kernel's sysfs ``up_threshold`` of 80 is 0.80 here). They have the stable-baselines3 policy
 interface ``predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)`` and a ``reset()``,
 so evaluation code can run them and trained agents alike. A governor made by :meth:`Governor.for_env` follows the
@@ -46,8 +49,9 @@ class Governor:
     def _set_levels(self, freq_levels: Sequence[float]) -> None:
         """Use ``freq_levels`` (checked) as the P-states."""
         levels = np.asarray(freq_levels, dtype=float)
-        if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0):
-            raise ValueError(f"freq_levels must be >= 2 increasing frequency fractions, got {list(freq_levels)}")
+        if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] != 1:
+            raise ValueError(f"freq_levels must be >= 2 increasing fractions of f_max, the last 1 (the rules take "
+                             f"them as such: MHz made ondemand stay at the lowest), got {list(freq_levels)}")
         self.freq_levels = levels
         self._levels_of = freq_levels
 

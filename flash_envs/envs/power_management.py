@@ -52,6 +52,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     | 3   | p95 latency / SLO (0 when the interval had no requests; saturates at 10) | 0   | 10  |
     | 4   | mean power / peak power (f_max, full load)                               | 0   | 1   |
 
+    The arrival rate is the workload's mean rate over the interval (the offered load, the same for every server), not
+    a count of the requests drawn.
+
     ## Rewards
     ``-power_share - slo_weight * slo_violation``: ``power_share`` = the servers' mean power over the interval / their
     summed peak power, ``slo_violation`` = the share of servers whose interval p95 latency exceeds the SLO.
@@ -121,6 +124,11 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self.episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         self.slo_weight = check_number("slo_weight", slo_weight, 0.0)
         self.timeout_s = check_number("timeout_s", timeout_s, 0.0, strict=True)
+        counts = {task.name: task.server.n_levels for task in (*self.family.train, *self.family.test)}
+        if len(set(counts.values())) > 1:   # one action space for every task: found only at a reset before
+            raise ValueError(f"the family's tasks have {sorted(set(counts.values()))} P-states (e.g. "
+                             f"{dict(list(counts.items())[:3])}); the env's one action space needs the same number for "
+                             "every task")
         if self.n_servers == 1:
             self.action_space: spaces.Space = spaces.Discrete(self.n_levels)
         else:
