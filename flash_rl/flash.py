@@ -429,6 +429,10 @@ class Flash:
             raise ValueError(f"unknown env id {env_id!r}; registered flash envs: "
                              f"{sorted(k for k in gym.registry if k.startswith('flash/'))}")
         self.env_id = env_id
+        for name, kwargs in {"env_kwargs": env_kwargs, "agent_kwargs": agent_kwargs,
+                             "adapt_kwargs": adapt_kwargs}.items():
+            if kwargs is not None and not isinstance(kwargs, dict):   # dict() made a raw error of it, or a mapping
+                raise TypeError(f"{name} must be a dict of keyword arguments, got {kwargs!r} ({type(kwargs).__name__})")
         self.env_kwargs = dict(env_kwargs or {})
         check_env_kwargs(self.env_kwargs)
         sizes = {"context_len": context_len, "embedding_dim": embedding_dim, "encoder_hidden": encoder_hidden}

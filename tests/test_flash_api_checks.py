@@ -147,6 +147,15 @@ def test_bad_constructor_arguments_are_refused_not_converted(cls, kwargs, error,
         cls("PPO", ENV, TINY_ENV, **{**TINY, **kwargs})
 
 
+@pytest.mark.parametrize("name", ["env_kwargs", "agent_kwargs", "adapt_kwargs"])
+def test_keyword_arguments_that_are_not_a_dict_are_named(name):
+    """env_kwargs=[1] was a raw TypeError from dict(); a list of pairs was taken as a mapping."""
+    kwargs = {"env_kwargs": TINY_ENV, **TINY, name: [("n_steps", 60)]}
+    message = f"{name} must be a dict of keyword arguments, got [('n_steps', 60)]"
+    with pytest.raises(TypeError, match=re.escape(message)):
+        Flash("PPO", ENV, **kwargs)
+
+
 def test_an_agent_class_that_is_no_algorithm_is_a_type_error():
     with pytest.raises(TypeError, match="agent_cls must be a stable-baselines3 algorithm class or its name, got 3"):
         Flash(3, ENV, TINY_ENV, **TINY)

@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
-from flash_envs.fields import check_fields, check_number, check_seed, check_whole, is_real_number
+from flash_envs.fields import check_fields, check_number, check_whole, is_real_number
 from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MEMORY_SIZES_MIB, MIN_MEMORY_MIB, generate_functions,
                                        invocation_cost)
 from flash_envs.tasks import FrozenTask, TaskFamily, check_field_types, check_generate_arguments, default_family
@@ -134,7 +134,7 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
         ``test_fraction`` (in (0, 1)) of them held out, the split fixed by ``seed`` (a whole number; not None)."""
         if seed is None:   # default_rng(None) would split the apps another way at each call
             raise TypeError("seed must be a whole number, not None: a family's split is fixed by its seed")
-        seed = check_seed("seed", seed)
+        seed = check_whole("seed", seed, 0)   # as generate() takes it
         if not is_real_number(test_fraction):
             raise TypeError(f"test_fraction must be a number, got {test_fraction!r} ({type(test_fraction).__name__})")
         if not 0 < test_fraction < 1:
