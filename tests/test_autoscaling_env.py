@@ -201,11 +201,14 @@ def test_episode_truncates_and_never_terminates():
     assert flags == [(False, False)] * 3 + [(False, True)]
 
 
-def test_ansi_render():
+def test_ansi_render_shows_the_step_the_info_reports():
     env = gym.make(ENV_ID, render_mode="ansi")
     env.reset(seed=0)
-    env.step(NOOP)
-    assert "replicas=" in env.render()
+    *_, info = env.step(NOOP)
+    assert env.render().endswith(
+        f"s replicas={info['replicas']:2d} cpu={info['cpu_millicores']:4d}m mem={info['memory_mb']:4d}MiB "
+        f"rate={info['arrival_rate']:7.1f}/s p95={info['latency_p95_ms']:8.1f}ms cpu={info['cpu_utilisation']:.2f} "
+        f"mem={info['memory_utilisation']:.2f}")
 
 
 def test_action_outside_space_raises():

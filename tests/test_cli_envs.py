@@ -94,6 +94,7 @@ def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
     (["bench", "--scale", "0"], "argument --scale: must be a number > 0 and <= 1000, got '0'"),
     (["bench", "--scale", "inf"], "argument --scale: must be a number > 0 and <= 1000, got 'inf'"),
     (["bench", "--scale", "1e306"], "argument --scale: must be a number > 0 and <= 1000, got '1e306'"),   # overflowed
+    (["bench", "--scale", "1001"], "argument --scale: must be a number > 0 and <= 1000, got '1001'"),
     (["bench", "--memory-steps", "5"], "--memory-steps 5: memory is sampled 10 times, so give 0 or at least 10"),
     (["validate-fidelity", "--horizon", "30"], "argument --horizon: must be a number >= 60, got '30'"),
     (["validate-fidelity", "--horizon", "90"], "--horizon 90: the scenarios run in 60 s intervals, so give a multiple"),

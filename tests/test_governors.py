@@ -64,7 +64,9 @@ def test_multi_server_and_batched_predict():
 
 @pytest.mark.parametrize("name", sorted(GOVERNORS))
 def test_governors_drive_the_env(name):
-    env = gym.make("flash/PowerManagement-v0", n_servers=2, episode_s=60.0)
+    """Each governor's P-states are the ones the servers run (no switching latency here), and conservative moves
+    one P-state at a time."""
+    env = gym.make("flash/PowerManagement-v0", n_servers=2, episode_s=60.0, transition_latency_s=0.0)
     gov = GOVERNORS[name].for_env(env)
     assert gov.n_servers == 2 and list(gov.freq_levels) == list(env.unwrapped.freq_levels)
     with pytest.raises(TypeError, match=r"not an env: use .*\.for_env\(env\)"):
@@ -76,11 +78,12 @@ def test_governors_drive_the_env(name):
         action, _ = gov.predict(obs)
         assert env.action_space.contains(action)
         obs, _, _, truncated, info = env.step(action)
-        levels += info["level"]
-    if name == "performance":
-        assert set(levels) == {4}
-    if name == "powersave":
-        assert set(levels) == {0}
+        assert info["level"] == list(action)
+        levels.append(info["level"])
+    if name in ("performance", "powersave"):
+        assert set(np.ravel(levels)) == {4 if name == "performance" else 0}
+    if name == "conservative":
+        assert np.abs(np.diff(levels, axis=0)).max() <= 1
 
 
 def test_governor_report_rows():
