@@ -14,3 +14,13 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"public datasets not found at {path.resolve()} (set FLASH_DATA_DIR to run this test)")
     return path
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Makes any few-shot training or evaluation fail the test: checks of the input must come first."""
+    from flash_rl.fewshot import evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained before refusing the input")
+    monkeypatch.setattr(evaluate, "run", refuse)

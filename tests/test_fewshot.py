@@ -458,18 +458,11 @@ def _ibm_csv(path, workloads: list[str], nodes: tuple[int, ...] = (3, 4)) -> str
     return str(path)
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    """Makes any training or evaluation fail the test: checks of the input must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("trained before refusing the input")
-    monkeypatch.setattr(evaluate, "run", refuse)
-
-
-def _usage_error(argv: list[str], capsys) -> str:
-    """The error line of ``flash config-eval argv``, which must end in a usage error (exit status 2)."""
+def _usage_error(argv: list[str], capsys, smoke: bool = True) -> str:
+    """The error line of ``flash config-eval argv`` (and the smoke-test options, unless not ``smoke``), which must end
+    in a usage error (exit status 2)."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["config-eval", *argv, *SMOKE])
+        main(["config-eval", *argv, *(SMOKE if smoke else [])])
     assert exit_info.value.code == 2
     return capsys.readouterr().err.strip().splitlines()[-1]
 

@@ -13,7 +13,6 @@ import pytest
 from flash_envs.data import DataFormatError
 from flash_envs.data.config_measurements import load_chunkfunc, load_ibm_multicloud, simulated_measurements
 from flash_rl.cli import main
-from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.cli import HOLD_OUT_GROUPS
 from flash_rl.fewshot.diagnose import DIAGNOSTICS, choice_diagnostics, diagnosis_summaries, diagnosis_table
 from flash_rl.fewshot.episodes import EpisodeSampler
@@ -23,6 +22,7 @@ from flash_rl.fewshot.predictor import FewShotPredictor
 from flash_rl.fewshot.report import METHODS, summarise
 from flash_rl.fewshot.splits import Split
 from flash_rl.fewshot.train_config import TrainConfig
+from test_fewshot import _usage_error   # the tests' module folder is on sys.path (pytest's rootdir import)
 
 IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost,"
               "target_runtime,status\n")
@@ -39,20 +39,6 @@ def _ibm_csv(path, workloads: list[str], runtimes: tuple[float, ...] = (10.0, 20
     return str(path)
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    """Makes any training or evaluation fail the test: checks of the input must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("trained before refusing the input")
-    monkeypatch.setattr(evaluate, "run", refuse)
-
-
-def _usage_error(argv: list[str], capsys) -> str:
-    """The error line of ``flash config-eval argv``, which must end in a usage error (exit status 2)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(["config-eval", *argv])
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
 
 
 # 1. names with surrounding whitespace
@@ -78,7 +64,7 @@ def test_a_held_out_workload_named_with_a_trailing_space_is_still_refused_in_tra
                                                                                        no_training):
     train = _ibm_csv(tmp_path / "train.csv", ["d0-alg0", "d1-alg1", "d2-alg2"])
     test = _ibm_csv(tmp_path / "test.csv", ["d0-alg0 ", "d3-alg1"])
-    assert _usage_error(["--train", train, "--test", test, "--shots", "1", *SMOKE], capsys).endswith(
+    assert _usage_error(["--train", train, "--test", test, "--shots", "1"], capsys).endswith(
         f"--train {train} and --test {test}: 1 app(s) both in training and held out: ['d0-alg0']; held-out apps "
         "must never be trained on")
 
@@ -99,7 +85,7 @@ def test_hold_out_groups_need_names_of_exactly_the_expected_parts():
 def test_an_algorithm_name_with_more_than_one_hyphen_is_refused_not_misgrouped(tmp_path, capsys, no_training):
     """credit-card-kmeans was grouped as "card-kmeans", so kmeans was trained on while held out."""
     train = _ibm_csv(tmp_path / "hyph.csv", ["buzz-kmeans", "credit-card-kmeans", "buzz-xgboost"])
-    assert _usage_error(["--train", train, "--hold-out", "algorithm", "--shots", "1", *SMOKE], capsys) == (
+    assert _usage_error(["--train", train, "--hold-out", "algorithm", "--shots", "1"], capsys) == (
         "flash config-eval: error: --hold-out algorithm: workload 'credit-card-kmeans' of ibm:hyph.csv does not name "
         "its algorithm (expected dataset-algorithm with exactly one '-', e.g. buzz-kmeans)")
 
@@ -227,7 +213,7 @@ def test_render_refuses_options_of_a_run_given_with_their_default_value(tmp_path
     for options, dropped in ((["--seeds", "3", "--cost", "priced", "--jobs", "2"], "--seeds, --cost, --jobs"),
                              (["--dataset", "ibm", "--shots", "1", "2", "5"], "--dataset, --shots"),
                              (["--hold-out", "workload", "--val-fraction", "0"], "--hold-out, --val-fraction")):
-        assert _usage_error(["--render", str(tmp_path), *options], capsys) == (
+        assert _usage_error(["--render", str(tmp_path), *options], capsys, smoke=False) == (
             f"flash config-eval: error: --render only re-summarises the per-app values stored in "
             f"{tmp_path}/summary.json; drop {dropped}")
         assert not (tmp_path / "table.md").exists()
@@ -261,15 +247,15 @@ def test_a_chunkfunc_file_without_the_chosen_platform_names_the_platforms_it_has
 
 def test_too_few_workloads_for_cross_validation_is_not_blamed_on_folds(tmp_path, capsys, no_training):
     one = _ibm_csv(tmp_path / "one.csv", ["only-alg"])
-    assert _usage_error(["--train", one, "--shots", "1", *SMOKE], capsys) == (
+    assert _usage_error(["--train", one, "--shots", "1"], capsys) == (
         "flash config-eval: error: ibm:one.csv has 1 workload; cross-validation holds some out and trains on at "
         "least 2 others, so it needs at least 3")
     two = _ibm_csv(tmp_path / "two.csv", ["a-x", "b-x"])
-    assert _usage_error(["--train", two, "--folds", "2", "--shots", "1", *SMOKE], capsys).endswith(
+    assert _usage_error(["--train", two, "--folds", "2", "--shots", "1"], capsys).endswith(
         "ibm:two.csv has 2 workloads; cross-validation holds some out and trains on at least 2 others, so it needs "
         "at least 3")
     three = _ibm_csv(tmp_path / "three.csv", ["a-x", "b-x", "c-x"])
-    assert _usage_error(["--train", three, "--shots", "1", *SMOKE], capsys).endswith(
+    assert _usage_error(["--train", three, "--shots", "1"], capsys).endswith(
         "--folds 4 (the default): ibm:three.csv has only 3 workloads; give --folds 3 or fewer")
-    assert _usage_error(["--train", three, "--folds", "5", "--shots", "1", *SMOKE], capsys).endswith(
+    assert _usage_error(["--train", three, "--folds", "5", "--shots", "1"], capsys).endswith(
         "--folds 5: ibm:three.csv has only 3 workloads; give --folds 3 or fewer")
