@@ -30,7 +30,9 @@ class RequestLevelSimulation(ServiceSimulation):
     def __init__(self, *args, **kwargs) -> None:
         self._replicas: list[_Replica] = []
         self._latencies: list[float] = []
-        self._busy_time = 0.0
+        self._busy_servers = 0    # replicas serving a request now
+        self._busy_area = 0.0     # replica-seconds of service since the last sub-step was accounted
+        self._busy_since = 0.0    # when _busy_servers last changed (or the area was last taken)
         self._idle: simpy.Store | None = None
         super().__init__(*args, **kwargs)
         self.env.process(self._arrival_process())
@@ -81,8 +83,9 @@ class RequestLevelSimulation(ServiceSimulation):
     def _request(self, service_s: float):
         arrived = self.env.now
         replica = yield self._store().get()
-        self._busy_time += service_s
+        self._change_busy(+1)
         yield self.env.timeout(service_s)
+        self._change_busy(-1)
         if replica.state == "killed":
             self._reject()
             return
@@ -99,8 +102,19 @@ class RequestLevelSimulation(ServiceSimulation):
         super()._reset_accumulators()
         self._latencies = []
 
+    def _change_busy(self, delta: int) -> None:
+        """Add the replica-seconds of service up to now to the area, then ``delta`` replicas to those serving."""
+        now = self.env.now
+        self._busy_area += self._busy_servers * (now - self._busy_since)
+        self._busy_servers += delta
+        self._busy_since = now
+
     def _serve_substep(self, dt: float, servers: float, expected_arrivals: float) -> float:
-        busy, self._busy_time = self._busy_time, 0.0
+        """The busy fraction of the replicas over the sub-step that just ended: service time is counted in the
+        sub-steps it spans (counted where a request's service started, a long service overflowed its sub-step and was
+        cut at 1, so utilisation and energy came out low with short sub-steps at high load)."""
+        self._change_busy(0)
+        busy, self._busy_area = self._busy_area, 0.0
         return min(1.0, busy / (servers * dt)) if servers > 0 else 0.0
 
     def _latency_stats(self) -> tuple[float, float, float, float]:
