@@ -48,7 +48,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
-from flash_envs.fields import check_number, check_seed, check_whole, is_real_number
+from flash_envs.fields import check_number, check_seed, check_whole
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
@@ -392,11 +392,9 @@ def training_tasks(tasks: Any) -> list[Any]:
 
 
 def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
-    """``episodes`` as an int, and the fine-tuning episodes after which ``adapt`` evaluates (:func:`evaluation_points`).
-    A count that is not a whole number is refused as :func:`check_whole` refuses it, naming it; a whole number out of
-    range (``episodes`` < 0, ``eval_every`` < 1) as :func:`evaluation_points` does."""
-    if not ((is_real_number(episodes) and episodes < 0) or (is_real_number(eval_every) and eval_every < 1)):
-        episodes, eval_every = check_whole("episodes", episodes, 0), check_whole("eval_every", eval_every, 1)
+    """``episodes`` as an int, and the fine-tuning episodes after which ``adapt`` evaluates (:func:`evaluation_points`);
+    a TypeError or ValueError names a count that is not a whole number >= 0 (``episodes``) or >= 1 (``eval_every``)."""
+    episodes, eval_every = check_whole("episodes", episodes, 0), check_whole("eval_every", eval_every, 1)
     return episodes, evaluation_points(episodes, eval_every)
 
 
@@ -435,12 +433,10 @@ class Flash:
                 raise TypeError(f"{name} must be a dict of keyword arguments, got {kwargs!r} ({type(kwargs).__name__})")
         self.env_kwargs = dict(env_kwargs or {})
         check_env_kwargs(self.env_kwargs)
-        sizes = {"context_len": context_len, "embedding_dim": embedding_dim, "encoder_hidden": encoder_hidden}
-        if any(is_real_number(value) and value < 1 for value in sizes.values()):
-            raise ValueError(f"context_len, embedding_dim and encoder_hidden must be >= 1, got {context_len}, "
-                             f"{embedding_dim}, {encoder_hidden}")
-        self.context_len, self.embedding_dim, self.encoder_hidden = (check_whole(name, value, 1)
-                                                                     for name, value in sizes.items())
+        self.context_len, self.embedding_dim, self.encoder_hidden = (
+            check_whole(name, value, 1) for name, value in (("context_len", context_len),
+                                                            ("embedding_dim", embedding_dim),
+                                                            ("encoder_hidden", encoder_hidden)))
         self.encoder = encoder
         self.net_arch = check_layer_sizes(net_arch, "net_arch")
         self.agent_kwargs = dict(agent_kwargs or {})

@@ -136,7 +136,7 @@ def test_bad_arguments():
         Flash("PPO", "flash/Autoscaling-v0", agent_kwargs={"n_stepz": 3})
     with pytest.raises(ValueError, match="unknown stable-baselines3 algorithm"):
         Flash("PPOO", "flash/Autoscaling-v0")
-    with pytest.raises(ValueError, match="context_len, embedding_dim and encoder_hidden must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="context_len must be a whole number >= 1, got 0"):
         Flash("PPO", "flash/Autoscaling-v0", context_len=0)
     with pytest.raises(ValueError, match="unknown encoder 'lstm'"):
         Flash("PPO", "flash/Autoscaling-v0", encoder="lstm")

@@ -113,6 +113,6 @@ def test_layer_sizes_the_config_refuses_are_refused(hidden):
 def test_bad_adaptation_arguments_are_refused():
     maml = MAML("flash/Autoscaling-v0", {"episode_steps": 5}, hidden=[8])
     task = gym.make("flash/Autoscaling-v0").unwrapped.family.test[0]
-    for episodes, eval_every in ((-1, 1), (2, 0)):
-        with pytest.raises(ValueError, match="need episodes >= 0 and eval_every >= 1"):
+    for episodes, eval_every, name in ((-1, 1, "episodes"), (2, 0, "eval_every")):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number >= "):
             maml.adapt(task, episodes, eval_every=eval_every)
