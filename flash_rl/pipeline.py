@@ -21,6 +21,7 @@ meta-training phase times are then each model's own, and overlap. Ctrl-C stops t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from flash_envs.cli_args import output_file
 from flash_rl.adaptation import (ReferenceCache, References, compute_references, episodes_to_adapt, task_key,
                                  task_references)
 from flash_rl.atomic_files import atomic_write_text
@@ -179,7 +181,12 @@ def check_run_to_resume(cfg: ExperimentConfig, run_dir: Path, names: list[str],
 
 def check_reference_cache(path: str | Path) -> None:
     """Refuse (:class:`ConfigError`), before any work, a ``references.cache`` file that is not a reference cache
-    flash wrote: it is read only after the meta-training, and rewritten with the references it lacks."""
+    flash wrote, or a path where no file can be written: it is read only after the meta-training, and rewritten with
+    the references it lacks."""
+    try:
+        output_file(str(path))   # not a folder (nor empty), and its folder can be made and written in
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"references.cache {str(path)!r}: {err}") from None
     try:
         entries = ReferenceCache(path, {}).entries
         if not isinstance(entries, dict):

@@ -167,6 +167,18 @@ def test_meta_train_resume_lets_what_it_does_not_read_change(tmp_path, capsys, m
         assert "holds a run made with other settings" in err and refused in err
 
 
+def test_meta_train_into_a_reproduce_run_dir_drops_its_adaptation_runs(tmp_path, capsys):
+    """They stayed, and a reproduce --resume there reported the curves of the old models (or of another budget, which
+    meta-train lets change) as the new ones'."""
+    from flash_rl.cli import main
+    from test_flash_reproduce import TINY
+
+    (tmp_path / "curves.jsonl").write_text('{"method": "flash", "task": "task-24", "seed": 0, "curve": [[0, 1.0]]}\n')
+    assert main(["meta-train", "--method", "flash", "--run-dir", str(tmp_path), "--set", *TINY]) == 0
+    assert not (tmp_path / "curves.jsonl").exists()
+    assert f"meta-train: removed {tmp_path / 'curves.jsonl'}" in capsys.readouterr().out
+
+
 def test_a_model_of_another_env_is_refused(tmp_path, capsys):
     from flash_rl.cli import main
     from flash_rl.flash import Flash
@@ -225,6 +237,44 @@ def test_adapt_fine_tunes_with_the_saved_agents_adapt_kwargs_and_says_so(tmp_pat
                                          r"'batch_size': 60, 'n_epochs': 4\}; the config's flash.adapt_kwargs, .*"
                                          r"'n_epochs': 30\}, are not used"):
         assert main([*adapt, "--set", "flash.adapt_kwargs={n_epochs: 30}"]) == 0
+
+
+def test_test_trace_paths_reach_the_config_as_given(tmp_path):
+    """They were quoted with repr(), which is not YAML: a backslash came back doubled, and a name holding both kinds
+    of quote was no YAML at all."""
+    import argparse
+
+    from flash_rl.commands._common import test_trace_overrides
+
+    paths = ["tr/a\\b.csv", "q\"x'y.csv", "día 1.csv"]
+    overrides = test_trace_overrides(argparse.Namespace(test_trace=paths))
+    assert load_config(CONFIG, overrides, runnable=False).tasks.test_traces == paths
+
+
+def test_a_reference_cache_where_no_file_can_be_written_is_refused_before_any_work(tmp_path):
+    """It failed after every meta-training, with a bare errno ("File exists", or "Is a directory" for '')."""
+    from flash_rl.pipeline import check_reference_cache
+
+    (tmp_path / "plain").touch()
+    for path, problem in ((tmp_path / "plain" / "refs.json", "plain is a file, so no folder can be made under it"),
+                          ("", "is a folder; give a file name")):
+        with pytest.raises(ConfigError, match=f"references.cache '{path}': .*{problem}"):
+            check_reference_cache(path)
+
+
+def test_evaluate_refuses_episodes_whose_seeds_pass_the_limit(tmp_path, capsys):
+    """Seed eval_seed + e of the last episode passed 2**32 - 1: a traceback after the table's header."""
+    from flash_rl.cli import main
+    from flash_rl.flash import Flash
+
+    Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1,
+          adapt_kwargs={"n_steps": 60, "batch_size": 60, "n_epochs": 4}).fresh().save(tmp_path / "model")
+    argv = ["evaluate", "--quick", "--model", str(tmp_path / "model"), "--episodes", "2",
+            "--set", "adaptation.eval_seed=4294967295", "adaptation.seeds=1"]
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ("flash: error: --episodes 2: the last would evaluate with "
+                                         "adaptation.eval_seed + 1, above 2**32 - 1 = 4294967295\n")
 
 
 def test_methods_that_cannot_act_in_the_env_are_refused():

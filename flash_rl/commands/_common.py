@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ def test_trace_overrides(args: argparse.Namespace) -> list[str]:
     """The config override that ``--test-trace`` stands for (none without it)."""
     if not args.test_trace:
         return []
-    return ["tasks.test_traces=[" + ", ".join(repr(str(p)) for p in args.test_trace) + "]"]
+    return ["tasks.test_traces=" + json.dumps([str(p) for p in args.test_trace])]   # JSON is YAML (repr() is not:
+    # it doubled a Windows path's backslashes)
 
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from flash_envs.cli_args import int_at_least, output_file
+from flash_envs.fields import MAX_SEED
 from flash_envs.tasks import SPLITS
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
                                        test_trace_overrides)
+from flash_rl.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
         case = get_case(cfg.case)
         tasks = split_tasks(cfg, case, case.build_family(cfg), args.split)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
+        if cfg.adaptation.eval_seed + args.episodes - 1 > MAX_SEED:   # episode e evaluates with eval_seed + e
+            raise ConfigError(f"--episodes {args.episodes}: the last would evaluate with adaptation.eval_seed + "
+                              f"{args.episodes - 1}, above 2**32 - 1 = {MAX_SEED}")
     except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
     env = gym.make(cfg.env.id, **cfg.env.kwargs)

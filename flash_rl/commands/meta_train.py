@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
         discard_training(directory)
     run_dir.mkdir(parents=True, exist_ok=True)
+    curves = run_dir / "curves.jsonl"   # a reproduce's adaptation runs in a shared --run-dir: made with the models and
+    if curves.exists():                 # settings this changes, so a reproduce --resume must not keep them
+        curves.unlink()
+        print(f"meta-train: removed {curves}; a reproduce --resume there redoes its adaptation runs", flush=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
     if args.method == "maml":
