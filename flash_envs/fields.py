@@ -7,6 +7,8 @@ import math
 import numbers
 from typing import Any, Iterable
 
+import numpy as np
+
 
 def check_mapping(d: Any, what: str) -> dict[str, Any]:
     """``d`` if it is a dict (the plain form of a ``what``), else a ``TypeError`` naming ``what`` and ``d``'s type (a
@@ -71,3 +73,10 @@ def check_seed(name: str, value: Any) -> int:
     if seed > MAX_SEED:
         raise ValueError(f"{name} must be a whole number in [0, 2**32 - 1], got {value!r}")
     return seed
+
+
+def check_finite_observations(values: np.ndarray, given: Any, owner: str) -> None:
+    """A ValueError naming ``owner`` (a policy's ``predict``) unless every value of ``values`` (the observations
+    ``given``, as an array) is finite: a NaN failed deep inside a heuristic's rule, or picked an arbitrary action."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"{owner}: observations must be finite numbers, got {given!r}")

@@ -30,7 +30,7 @@ import numpy as np
 
 from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_DOWN, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
                                          AutoscalingEnv)
-from flash_envs.fields import check_number
+from flash_envs.fields import check_finite_observations, check_number
 
 
 class AutoscalingPolicy:
@@ -62,8 +62,7 @@ class AutoscalingPolicy:
         elif batch.ndim != 2 or batch.shape[1:] != shape:
             raise ValueError(f"{type(self).__name__}.predict takes an observation of shape {shape} or a batch of "
                              f"shape (n_envs, {shape[0]}), got shape {batch.shape}")
-        if not np.isfinite(batch).all():   # a NaN was "cannot convert float NaN to integer" deep in a rule
-            raise ValueError(f"{type(self).__name__}.predict: observations must be finite numbers, got {obs!r}")
+        check_finite_observations(batch, obs, f"{type(self).__name__}.predict")
         starts = np.zeros(len(batch), dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool)
         if starts.size not in (1, len(batch)):
             raise ValueError(f"episode_start has {starts.size} entries for {len(batch)} observation(s)")

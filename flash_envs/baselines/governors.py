@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from flash_envs.envs.power_management import N_FEATURES
-from flash_envs.fields import check_number, check_whole
+from flash_envs.fields import check_finite_observations, check_number, check_whole
 
 
 class Governor:
@@ -82,8 +82,7 @@ class Governor:
         if obs.shape[-1] != N_FEATURES * self.n_servers:
             raise ValueError(f"expected observations of length {N_FEATURES * self.n_servers} "
                              f"({self.n_servers} server(s)), got shape {obs.shape}")
-        if not np.isfinite(obs).all():
-            raise ValueError(f"observations must be finite numbers, got {observation!r}")
+        check_finite_observations(obs, observation, f"{type(self).__name__}.predict")
         per_server = obs.reshape(*obs.shape[:-1], self.n_servers, N_FEATURES)
         util = per_server[..., 0]
         level = np.rint(per_server[..., 2] * self.top).astype(np.int64)

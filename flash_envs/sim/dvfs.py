@@ -61,7 +61,6 @@ class DVFSServer:
                  transition_latency_s: float = 1.0, timeout_s: float = 30.0) -> None:
         self._latency_substeps = check_transition_latency(transition_latency_s, substep_s)
         self.server = server
-        self.transition_latency_s = float(transition_latency_s)
         self.level = server.n_levels - 1 if level is None else int(level)
         server.level_fraction(self.level)  # validates the level
         self.target = self.level
