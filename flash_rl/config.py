@@ -275,7 +275,7 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]
         raise ConfigError(f"config file {path} inherits from itself" if len(cycle) == 2 else
                           f"config files inherit in a cycle: {' -> '.join(map(str, cycle))}")
     try:
-        data = exponent_numbers(yaml.safe_load(path.read_text()) or {})
+        data = parse_yaml(path.read_text()) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as err:
@@ -292,32 +292,48 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]
 
 #: A number with an exponent, which PyYAML (YAML 1.1) reads as a string unless it has a point and a signed exponent.
 EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+EXPONENT_TAG = "tag:flash,2024:exponent-number"
 
 
-def exponent_numbers(value: Any) -> Any:
-    """``value`` with every string that is an exponent number YAML 1.1 reads as text (``1e5``, ``3e-4``) turned into
-    that number (an int when whole and written without a point), in nested mappings and lists too."""
-    if isinstance(value, dict):
-        return {k: exponent_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [exponent_numbers(v) for v in value]
-    if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-        number = float(value)
-        return int(number) if number.is_integer() and "." not in value else number
-    return value
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads a plain (unquoted) ``1e5`` or ``3e-4`` as a number, as YAML 1.2 does: an
+    int when whole and written without a point. A quoted ``'1e3'`` stays a string."""
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that quotes a string :class:`ConfigLoader` would read back as a number (``'1e3'``)."""
+
+
+def _exponent_number(loader: ConfigLoader, node: yaml.ScalarNode) -> int | float:
+    text = loader.construct_scalar(node)
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text else number
+
+
+for _cls in (ConfigLoader, ConfigDumper):
+    _cls.add_implicit_resolver(EXPONENT_TAG, EXPONENT_NUMBER, list("-+.0123456789"))
+ConfigLoader.add_constructor(EXPONENT_TAG, _exponent_number)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` read as YAML by :class:`ConfigLoader`."""
+    return yaml.load(text, Loader=ConfigLoader)
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` written as YAML that :func:`parse_yaml` reads back equal (block style, keys in order)."""
+    return yaml.dump(data, Dumper=ConfigDumper, sort_keys=False)
 
 
 def parse_override(text: str) -> dict[str, Any]:
-    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML (then
-    :func:`exponent_numbers`)."""
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}`` with the value parsed as YAML (:func:`parse_yaml`)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
-    value = exponent_numbers(value)
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
@@ -490,7 +506,7 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """Write ``cfg`` as YAML to ``path`` (creating its folder), in the layout :func:`load_config` reads."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    Path(path).write_text(dump_yaml(cfg.to_dict()))
 
 
 #: Settings (glob patterns) that may differ between a run and its ``--resume``: they change no saved model and no
@@ -518,7 +534,7 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tu
         return out
 
     def as_saved(c: ExperimentConfig) -> dict[str, Any]:
-        return dotted(yaml.safe_load(yaml.safe_dump(c.to_dict())))
+        return dotted(parse_yaml(dump_yaml(c.to_dict())))
 
     old = as_saved(ExperimentConfig()) | dotted(read_yaml(saved))   # a damaged file is refused by name
     new = as_saved(cfg)

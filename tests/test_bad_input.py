@@ -26,7 +26,7 @@ from flash_rl.cli import main
 from flash_rl.commands.adapt import add_arguments as adapt_arguments
 from flash_rl.commands.adapt import load_model
 from flash_rl.commands.meta_train import default_run_dir
-from flash_rl.config import ConfigError, load_config
+from flash_rl.config import ConfigError, load_config, save_config
 from flash_rl.flash import Flash
 from flash_rl.maml import MAML
 
@@ -273,6 +273,14 @@ def test_exponent_numbers_are_numbers_and_repeated_set_options_add_up():
     adapt_arguments(parser)
     args = parser.parse_args(["--model", "m", "--set", "run.seed=1", "--set", "tasks.seed=2", "adaptation.seeds=3"])
     assert args.overrides == ["run.seed=1", "tasks.seed=2", "adaptation.seeds=3"]   # the first --set was dropped
+
+
+def test_a_quoted_exponent_stays_text_and_a_saved_config_reads_back_equal(tmp_path):
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["run.dir='1e3'", "flash.timesteps=2e4"])
+    assert cfg.run.dir == "1e3" and cfg.flash.timesteps == 20_000   # it was the number 1000 (an int's error)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert "dir: '1e3'" in (tmp_path / "config.yaml").read_text()
+    assert load_config(tmp_path / "config.yaml") == cfg
 
 
 def test_quick_and_full_meta_training_get_their_own_run_folders():

@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 import flash_envs  # noqa: F401
 from flash_rl.context import ContextWrapper, TaskSamplingWrapper, row_dim
 from flash_rl.encoder import FlashFeaturesExtractor
-from flash_rl.flash import Flash
+from flash_rl.flash import Flash, keep_logs_out_of_tmp
 
 ENV_ID = "flash/Autoscaling-v0"
 TINY_ENV = {"episode_steps": 10}
@@ -139,6 +139,7 @@ def test_features_dim_is_the_forward_width_for_a_2d_observation():
     agent = PPO("MultiInputPolicy", env, n_steps=10, batch_size=10, n_epochs=1, seed=0, device="cpu",
                 policy_kwargs={"features_extractor_class": FlashFeaturesExtractor,
                                "features_extractor_kwargs": {"embedding_dim": 4, "hidden": 8}, "net_arch": [8]})
+    keep_logs_out_of_tmp(agent)
     agent.learn(10)
 
 
