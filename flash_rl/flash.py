@@ -278,11 +278,14 @@ class ProgressBar(BaseCallback):
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``interval`` timesteps, write a checkpoint with :meth:`Flash.checkpoint`."""
+    """Every ``interval`` timesteps, write a checkpoint of a meta-training to ``total_timesteps`` with
+    :meth:`Flash.checkpoint`."""
 
-    def __init__(self, owner: "Flash", directory: str | Path, interval: int) -> None:
+    def __init__(self, owner: "Flash", directory: str | Path, interval: int, total_timesteps: int | None = None
+                 ) -> None:
         super().__init__()
         self.owner, self.directory, self.interval = owner, Path(directory), int(interval)
+        self.total_timesteps = total_timesteps
         self._last = None
 
     def _on_training_start(self) -> None:
@@ -290,7 +293,7 @@ class CheckpointCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps - self._last >= self.interval:
-            self.owner.checkpoint(self.directory)
+            self.owner.checkpoint(self.directory, self.total_timesteps)
             self._last = self.model.num_timesteps
         return True
 
@@ -319,11 +322,13 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: s
                          f"({diff}); resume with the same settings, or train into another checkpoint_dir")
 
 
-def read_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, Any] | None:
+def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timesteps: int | None = None
+                    ) -> dict[str, Any] | None:
     """The state (``state.json``) of the checkpoint in ``directory``, None if there is none. A ValueError names the
     file when ``state.json`` is unreadable or not a JSON object with ``config`` and ``agent``, when its agent zip is
-    not whole (every member's CRC is checked), or when it was written with other settings than ``config``
-    (:func:`check_resumable`)."""
+    not whole (every member's CRC is checked), when it was written with other settings than ``config``
+    (:func:`check_resumable`), or when it is past ``total_timesteps`` in a meta-training to another total
+    (:func:`check_resume_total`; checkpoints written before the total was recorded are not checked)."""
     path = Path(directory) / "state.json"
     if not path.exists():
         return None
@@ -334,8 +339,22 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
     if not (isinstance(state, dict) and isinstance(state.get("config"), dict) and isinstance(state.get("agent"), str)):
         raise ValueError(f"{path} is damaged: not a JSON object with config (dict), agent (str)")
     check_resumable(state["config"], config, directory)
+    done, run_total = state.get("num_timesteps"), state.get("total_timesteps")
+    if total_timesteps is not None and isinstance(done, int) and isinstance(run_total, int):
+        check_resume_total(directory, done, total_timesteps, "timesteps", run_total)
     check_agent_zip(Path(directory) / state["agent"])
     return state
+
+
+def check_resume_total(directory: str | Path, done: int, total: int, unit: str, run_total: int | None) -> None:
+    """Refuse (ValueError) to resume, as a meta-training to ``total``, a checkpoint ``done`` ``unit`` into a
+    meta-training to ``run_total`` (None: unknown) that is already past ``total``: nothing would be trained, and the
+    model would be reported as trained to ``total``. A checkpoint of a run to ``total`` itself is never refused: SB3's
+    whole rollouts pass their total by a little."""
+    if done > total and run_total != total:
+        of = f" of a meta-training to {run_total}" if run_total is not None else ""
+        raise ValueError(f"{directory} holds a checkpoint at {done} {unit}{of}, past the total {total} asked for "
+                         f"(resume to a total of at least {done})")
 
 
 def error_text(err: BaseException, limit: int = 300) -> str:
@@ -537,7 +556,7 @@ class Flash:
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         vec_env = self._train_vec_env(tasks)
-        state = self._load_checkpoint(checkpoint_dir, vec_env) if resume and checkpoint_dir else None
+        state = self._load_checkpoint(checkpoint_dir, vec_env, total_timesteps) if resume and checkpoint_dir else None
         if state is None:
             self.model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
             if init_from is not None:
@@ -548,18 +567,20 @@ class Flash:
         if progress_bar:
             callbacks.append(ProgressBar(total_timesteps, f"{type(self).__name__} meta-train"))
         if checkpoint_dir and checkpoint_interval > 0:
-            callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval))
+            callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval, total_timesteps))
         if callback is not None:
             callbacks.append(callback)
         if remaining > 0:
             self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
                              tb_log_name=tb_log_name or type(self).__name__)
         if checkpoint_dir:
-            self.checkpoint(checkpoint_dir)
+            self.checkpoint(checkpoint_dir, total_timesteps)
         return self
 
-    def checkpoint(self, directory: str | Path) -> None:
-        """Atomically write the agent and the task samplers' state (what ``resume`` needs).
+    def checkpoint(self, directory: str | Path, total_timesteps: int | None = None) -> None:
+        """Atomically write the agent and the task samplers' state (what ``resume`` needs), and the
+        ``total_timesteps`` of the meta-training it belongs to, if given: a resume to a smaller total than the
+        checkpoint has already passed is refused (:func:`check_resume_total`).
 
         The agent goes to ``agent-<timesteps>.zip`` first, and an off-policy agent's (e.g. DQN's) replay buffer to
         ``replay-<timesteps>.pkl``, so that a resumed run samples from the same transitions; replacing
@@ -579,16 +600,17 @@ class Flash:
             files["replay_buffer"] = f"replay-{steps}.pkl"
             with atomic_write(directory / files["replay_buffer"]) as tmp:
                 model.save_replay_buffer(tmp)
-        state = {"config": self.config(), "num_timesteps": steps, **files,
+        state = {"config": self.config(), "num_timesteps": steps, "total_timesteps": total_timesteps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
         for old in [*directory.glob("agent-*.zip"), *directory.glob("replay-*.pkl")]:
             if old.name not in files.values():
                 old.unlink()
 
-    def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv) -> dict[str, Any] | None:
+    def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv, total_timesteps: int
+                         ) -> dict[str, Any] | None:
         directory = Path(directory)
-        state = read_checkpoint(directory, self.config())
+        state = read_checkpoint(directory, self.config(), total_timesteps)
         if state is None:
             return None
         self.model = load_agent(self.agent_cls, directory / state["agent"], vec_env,

@@ -28,8 +28,8 @@ import flash_envs  # noqa: F401
 from flash_envs.fields import check_number, check_seed, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
-from flash_rl.flash import (adaptation_points, check_env_kwargs, check_flag, check_resumable, error_text,
-                            one_torch_thread, training_tasks)
+from flash_rl.flash import (adaptation_points, check_env_kwargs, check_flag, check_resumable, check_resume_total,
+                            error_text, one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 
@@ -215,6 +215,7 @@ class MAML:
             path = Path(checkpoint_dir) / "maml.pt"
             state = load_weights_file(path, "a MAML checkpoint", self.STATE_KEYS)
             check_resumable(settings_of(state), self.config(), checkpoint_dir)
+            check_resume_total(checkpoint_dir, int(state["iteration"]), iterations, "iterations", None)   # exact
             self._restore(state, path)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:

@@ -43,7 +43,7 @@ from flash_rl.adaptation import (ReferenceCache, References, compute_references,
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
-from flash_rl.flash import Flash, TransferLearning, check_resumable, read_checkpoint
+from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -151,20 +151,22 @@ def discard_training(directory: Path) -> None:
 def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
     that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
-    total, a finished model or checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), or a missing
-    or damaged file that it would load (named)."""
-    directory, ckpt = run_dir / "models" / name, run_dir / "models" / name / "ckpt"
-    finished = _finished(directory, training_total(cfg, name), name)
+    total, a finished model or checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), a checkpoint
+    already past the total of a ``meta-train --resume`` to another one (:func:`~flash_rl.flash.check_resume_total`),
+    or a missing or damaged file that it would load (named)."""
+    directory, ckpt, total = run_dir / "models" / name, run_dir / "models" / name / "ckpt", training_total(cfg, name)
+    finished = _finished(directory, total, name)
     try:
         if name == "maml":
             if finished or (ckpt / "maml.pt").exists():
                 state = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS)
                 check_resumable(settings_of(state), make_model(name, cfg).config(), ckpt)
+                check_resume_total(ckpt, int(state["iteration"]), total, "iterations", None)
         elif finished:   # e.g. left by a meta-train of other settings into a --run-dir shared by the methods
             check_resumable(Flash.load(directory / "final").config(), make_model(name, cfg).config(),
                             directory / "final")
         else:
-            read_checkpoint(ckpt, make_model(name, cfg).config())
+            read_checkpoint(ckpt, make_model(name, cfg).config(), total)
     except (OSError, ValueError) as err:   # ConfigError included
         raise ConfigError(f"--resume: {err}; drop --resume to train {name} anew") from None
 

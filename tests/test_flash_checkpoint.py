@@ -193,6 +193,25 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     assert len(steps) == 1  # continued from the checkpoint's iteration 1
 
 
+def test_a_resume_to_a_total_the_checkpoint_has_passed_is_refused(tmp_path):
+    """It trained nothing, and the pipeline marked the model as trained to the smaller total."""
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], n_envs=2, agent_kwargs=TINY_PPO)
+    Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(tasks, 120, checkpoint_dir=tmp_path / "f")
+    shorter = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+    with pytest.raises(ValueError, match=r"checkpoint at 120 timesteps of a meta-training to 120, past the total 80"):
+        shorter.meta_train(tasks, 80, checkpoint_dir=tmp_path / "f", resume=True)
+    assert shorter.model is None   # nothing was loaded
+    for total in (120, 160):   # its own total (SB3's rollouts may pass it), or more
+        again = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
+        assert again.meta_train(tasks, total, checkpoint_dir=tmp_path / "f", resume=True).resumed_from == 120
+
+    MAML("flash/Autoscaling-v0", TINY_ENV, hidden=[8], meta_batch=2).meta_train(tasks, 2, checkpoint_dir=tmp_path / "m")
+    with pytest.raises(ValueError, match=r"checkpoint at 2 iterations, past the total 1"):
+        MAML("flash/Autoscaling-v0", TINY_ENV, hidden=[8], meta_batch=2).meta_train(
+            tasks, 1, checkpoint_dir=tmp_path / "m", resume=True)
+
+
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "agent.zip"
     target.write_text("old")
@@ -233,6 +252,21 @@ def meta_train_args(run_dir: Path, *settings: str, method: str = "flash") -> lis
     """``flash meta-train`` of :data:`TINY_META_TRAIN` (80 timesteps, checkpoints every 40) and ``settings``."""
     return ["meta-train", "--method", method, "--run-dir", str(run_dir), "--set", *TINY_META_TRAIN,
             "flash.timesteps=80", *settings]
+
+
+@pytest.mark.parametrize("method, settings", [("flash", ["flash.timesteps=40"]), ("maml", ["maml.iterations=1"])])
+def test_meta_train_resume_to_fewer_than_the_checkpoint_is_refused_before_any_work(tmp_path, capsys, method,
+                                                                                    settings):
+    """A run killed after its last checkpoint (no DONE yet), resumed to a smaller total: refused before config.yaml
+    is rewritten (it trained nothing and wrote a DONE of the smaller total)."""
+    from flash_rl.cli import main
+
+    assert main(meta_train_args(tmp_path, method=method)) == 0
+    (tmp_path / "models" / method / "DONE").unlink()
+    config = (tmp_path / "config.yaml").read_text()
+    assert main(meta_train_args(tmp_path, *settings, method=method) + ["--resume"]) == 2
+    assert "past the total" in capsys.readouterr().err and (tmp_path / "config.yaml").read_text() == config
+    assert not (tmp_path / "models" / method / "DONE").exists()
 
 
 def test_a_new_training_leaves_no_finished_model_of_the_old_one_to_resume(tmp_path, monkeypatch, capsys):
