@@ -217,7 +217,8 @@ def test_blank_lines_before_the_header_are_skipped(tmp_path):
 # ------------------------------------------------------------------ 8. serverless function fields
 @pytest.mark.parametrize("fields, error, message", [
     ({"cpu_work_s": float("inf")}, ValueError, "ServerlessFunction.cpu_work_s must be a finite number >= 0, got inf"),
-    ({"noise_cv": float("inf")}, ValueError, "ServerlessFunction.noise_cv must be a finite number >= 0, got inf"),
+    ({"noise_cv": float("inf")}, ValueError, "ServerlessFunction.noise_cv must be a finite number >= 0 and <= 3"),
+    ({"noise_cv": 800.0}, ValueError, "noise_cv must be a finite number >= 0 and <= 3, got 800"),   # exp overflowed
     ({"max_threads": 2.5}, ValueError, "ServerlessFunction.max_threads must be a whole number >= 1, got 2.5"),
     ({"cpu_work_s": "1"}, TypeError, "ServerlessFunction.cpu_work_s must be a number, got '1'"),
     ({"io_s": None}, TypeError, r"ServerlessFunction.io_s must be a number, got None \(NoneType\)"),

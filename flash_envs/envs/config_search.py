@@ -16,12 +16,11 @@ from gymnasium import spaces
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole, is_real_number
-from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MEMORY_SIZES_MIB, MIN_MEMORY_MIB, generate_functions,
-                                       invocation_cost)
+from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MAX_NOISE_CV, MEMORY_SIZES_MIB, MIN_MEMORY_MIB,
+                                       generate_functions, invocation_cost)
 from flash_envs.tasks import FrozenTask, TaskFamily, check_field_types, check_generate_arguments, default_family
 
 OBS_LIMIT = 10.0
-MAX_NOISE_CV = 3.0   # lognormal sigma of a measurement; see the env's Arguments
 #: The range of a task's runtimes (s), costs ($) and deadline: with noise of at most :data:`MAX_NOISE_CV`, no
 #: measurement or ratio of two of them then over- or underflows (a cost of 1e308 made an observation NaN).
 MIN_VALUE, MAX_VALUE = 1e-100, 1e100

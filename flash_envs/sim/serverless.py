@@ -11,8 +11,8 @@ Model (one invocation of a function at memory size ``m`` MiB)
   ``1 + pressure * (need / m - 1)``.
 * **Cost.** AWS's x86 price: ``m / 1024`` GB times the billed duration (rounded up to 1 ms) times
   :data:`PRICE_PER_GB_S`, plus :data:`PRICE_PER_REQUEST`.
-* **Noise.** A measurement multiplies the expected time by a log-normal factor with log-sd ``noise_cv``, drawn from
-  the :class:`numpy.random.Generator` the caller passes (no global RNG).
+* **Noise.** A measurement multiplies the expected time by a log-normal factor with log-sd ``noise_cv`` (at most
+  :data:`MAX_NOISE_CV`), drawn from the :class:`numpy.random.Generator` the caller passes (no global RNG).
 
 :func:`random_function` draws functions from wide ranges (CPU-bound to I/O-bound, serial to parallel, small to large
 memory), :func:`generate_functions` a seeded list of hundreds of them.
@@ -38,6 +38,9 @@ MIN_MEMORY_MIB = 128
 #: The default grid of memory sizes (MiB): the sizes practitioners try, 128 MiB to 10 GiB.
 MEMORY_SIZES_MIB: tuple[int, ...] = (128, 256, 384, 512, 768, 1024, 1536, 1769, 2048, 3008, 4096, 5120, 6144, 8192,
                                      10240)
+#: The largest log-sd of a measurement's noise: a factor of e^3 = 20 at one standard deviation; beyond it a measurement
+#: says nothing, and ``exp`` overflows.
+MAX_NOISE_CV = 3.0
 
 
 def vcpus(memory_mib: np.ndarray | float) -> np.ndarray:
@@ -73,7 +76,7 @@ class ServerlessFunction:
             raise TypeError(f"ServerlessFunction.name must be a str, got {self.name!r} ({type(self.name).__name__})")
         numbers = {name: check_number(f"ServerlessFunction.{name}", getattr(self, name), 0.0, high)
                    for name, high in (("cpu_work_s", math.inf), ("parallel_fraction", 1.0), ("io_s", math.inf),
-                                      ("pressure", math.inf), ("noise_cv", math.inf))}
+                                      ("pressure", math.inf), ("noise_cv", MAX_NOISE_CV))}
         numbers["memory_need_mib"] = check_number("ServerlessFunction.memory_need_mib", self.memory_need_mib, 0.0,
                                                   strict=True)
         for name, value in numbers.items():   # plain floats (a NumPy scalar is no YAML) and an int thread count
