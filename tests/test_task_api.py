@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pickle
 import sys
 
 import gymnasium as gym
@@ -148,3 +149,28 @@ def test_envs_without_a_family_share_the_generated_one():
     short = gym.make("flash/PowerManagement-v0", episode_s=300.0).unwrapped.family   # other arguments, other family
     assert short is not gym.make("flash/PowerManagement-v0").unwrapped.family
     assert short == type(short).generate(episode_s=300.0)
+
+
+@pytest.mark.parametrize("env_id, kwargs", [("flash/Autoscaling-v0", {}),
+                                            ("flash/Autoscaling-v0", {"fidelity": "request"}),
+                                            ("flash/PowerManagement-v0", {"n_servers": 2}),
+                                            ("flash/ConfigSearch-v0", {})])
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env))])
+def test_an_env_copied_mid_episode_goes_on_as_the_original(env_id, kwargs, duplicate):
+    """A SimPy simulation's processes are generators, which cannot be pickled: copying an env mid-episode failed."""
+    env = gym.make(env_id, **kwargs)
+    family = env.unwrapped.family
+    env.reset(seed=5, options={"task": family.test[1]})
+    for action in range(3):   # ConfigSearch: measure configurations 0, 1, 2
+        env.step(action if env_id.endswith("ConfigSearch-v0") else env.action_space.sample())
+    env.unwrapped.sample_tasks(2)              # np_random moves on during the episode
+    env.unwrapped.set_task(family.train[2])    # and the next episode's task is another
+    twin = duplicate(env)
+    for action in range(3, 8):
+        action = action if env_id.endswith("ConfigSearch-v0") else env.action_space.sample()
+        mine, theirs = env.step(action), twin.step(action)
+        assert np.array_equal(mine[0], theirs[0]) and mine[1:4] == theirs[1:4]
+        assert mine[4]["task"] == theirs[4]["task"] == family.test[1]
+    assert twin.unwrapped.get_task() == family.train[2]
+    assert np.array_equal(env.reset()[0], twin.reset()[0])   # np_random was copied as it was, not as replayed
+    assert env.unwrapped.episode_task == twin.unwrapped.episode_task == family.train[2]

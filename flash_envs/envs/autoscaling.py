@@ -135,6 +135,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     family_type = AutoscalingTaskFamily
+    live_attributes = {"_sim": None}   # its simulation, rebuilt by replay when unpickled
 
     def __init__(
         self,
@@ -204,7 +205,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         with self._building():
-            super().reset(seed=seed)
+            rng_state = self._seed(seed)
             task = self._next_task(options)
             curve = task.workload.realise(self.np_random, self.control_interval_s * (self.episode_steps + 1))
             replicas, cpu, memory = self.initial_config
@@ -213,7 +214,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             metrics = sim.run(self.control_interval_s)
         self.close()   # the new episode is built: only now does the old one end
         self._sim = sim
-        self._start_episode(task)
+        self._start_episode(task, rng_state)
         self._config = list(self.initial_config)
         self._last_direction = [0, 0, 0]
         self._steps = 0
@@ -225,6 +226,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
+        self._log_action(action)
         penalty = self._apply(int(action))
         self._metrics = self._sim.run(self.control_interval_s)
         self._steps += 1
@@ -246,6 +248,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if self._sim is not None:
             self._sim.close()
             self._sim = None
+        self._episode_log = None
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _apply(self, action: int) -> float:

@@ -287,9 +287,9 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         with self._building():
-            super().reset(seed=seed)
+            rng_state = self._seed(seed)
             task = self._next_task(options)
-        self._start_episode(task)
+        self._start_episode(task, rng_state)
         self._noise = self._own_stream()
         self._measured[:] = False
         self._runtime[:] = 0.0

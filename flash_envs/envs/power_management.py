@@ -97,6 +97,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     metadata: dict[str, Any] = {"render_modes": []}
     family_type = PowerTaskFamily
+    live_attributes = {"_servers": []}   # its simulation, rebuilt by replay when unpickled
 
     def __init__(self, n_servers: int = 1, family: PowerTaskFamily | None = None, task: PowerTask | None = None,
                  fidelity: str = "fast", interval_s: float = 5.0, substep_s: float = 1.0,
@@ -150,7 +151,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         with self._building():
-            super().reset(seed=seed)
+            rng_state = self._seed(seed)
             task = self._next_task(options)
             curve = task.workload.realise(self.np_random, self.episode_s + self.interval_s)
             servers = [DVFSServer(task.server, task.app, curve, self._own_stream(), fidelity=self.fidelity,
@@ -159,7 +160,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                        for _ in range(self.n_servers)]
         self.close()   # the new episode is built: only now does the old one end
         self._servers = servers
-        self._start_episode(task)
+        self._start_episode(task, rng_state)
         self._episode_energy_j = 0.0
         idle = task.server.power(1.0, 0.0) / task.server.peak_w
         rate = curve.rate_at(0.0)
@@ -172,6 +173,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
         if not self._servers:
             raise RuntimeError("call reset() before step()")
+        self._log_action(action)
         for server, level in zip(self._servers, np.atleast_1d(action)):
             server.request_level(int(level))
         intervals = [server.run(self.interval_s) for server in self._servers]
@@ -222,6 +224,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         for server in self._servers:
             server.sim.close()
         self._servers = []
+        self._episode_log = None
 
     @property
     def n_levels(self) -> int:

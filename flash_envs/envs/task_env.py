@@ -10,16 +10,19 @@
   episode (e.g. a meta-learner's ``vec_env.env_method("set_task", ...)``) takes effect at the next reset and never
   mixes two tasks in one episode.
 
-The episode's task is also returned in ``info["task"]``. A ``reset()`` that raises changes nothing: the env keeps
-its task and its ``np_random`` (a failed ``reset(seed=...)`` does not reseed it, and draws made before the failure are
-undone), and goes on with the episode it was running (the new task and simulation are committed only once built).
-The constructor arguments every env shares (``family``, ``task``, ``render_mode``) are checked here;
-:mod:`flash_envs.fields` checks the envs' own numbers.
+The episode's task is also returned in ``info["task"]``. An env pickles and deep-copies mid-episode too: a SimPy
+simulation (its processes are generators) cannot be pickled, so the copy rebuilds it by replaying the episode from the
+``np_random`` state it started from, with the same actions (the envs are deterministic given that state). A
+``reset()`` that raises changes nothing: the env keeps its task and its ``np_random`` (a failed ``reset(seed=...)``
+does not reseed it, and draws made before the failure are undone), and goes on with the episode it was running (the
+new task and simulation are committed only once built). The constructor arguments every env shares (``family``,
+``task``, ``render_mode``) are checked here; :mod:`flash_envs.fields` checks the envs' own numbers.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Iterator, TypeVar
 
 import gymnasium as gym
@@ -62,15 +65,28 @@ def check_workload(task: Any) -> None:
     task.workload.realise(np.random.default_rng(0), 1.0)
 
 
+@dataclass
+class EpisodeLog:
+    """What replays the current episode: ``np_random``'s state when it was built, its task and the actions taken."""
+
+    rng_state: dict[str, Any]
+    task: Any
+    actions: list[Any] = field(default_factory=list)
+
+
 class TaskEnv(gym.Env, Generic[T]):
     """A Gymnasium env over a :class:`~flash_envs.tasks.TaskFamily`.
 
     Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``; their ``reset``
-    calls ``super().reset(seed=seed)``, takes the task from :meth:`_next_task` and builds the episode, all within
-    :meth:`_building`, and only then calls :meth:`_start_episode`.
+    calls :meth:`_seed` (``gym.Env.reset``), takes the task from :meth:`_next_task` and builds the episode, all within
+    :meth:`_building`, and only then calls :meth:`_start_episode`; their ``step`` calls :meth:`_log_action` once the
+    action is checked. ``live_attributes`` maps the attributes holding an episode's simulation, which cannot be
+    pickled, to their value between episodes: a pickled env holds that value instead, and its copy replays the
+    episode.
     """
 
     family_type: ClassVar[type[TaskFamily]]
+    live_attributes: ClassVar[dict[str, Any]] = {}
     _np_random: np.random.Generator | None   # gym.Env's generator and its seed, which _building puts back
     _np_random_seed: int | None
 
@@ -87,6 +103,7 @@ class TaskEnv(gym.Env, Generic[T]):
         self._task: T = family.train[0] if task is None else task
         self._check_task(self._task)
         self._episode_task: T | None = None
+        self._episode_log: EpisodeLog | None = None
 
     def sample_tasks(self, n: int, split: str = "train") -> list[T]:
         """Draw ``n`` tasks of ``split`` with the env's ``np_random`` (seed it with ``reset(seed=...)``)."""
@@ -140,9 +157,45 @@ class TaskEnv(gym.Env, Generic[T]):
                 rng.bit_generator.state = state
             raise
 
-    def _start_episode(self, task: T) -> None:
-        """Make ``task`` the task of the episode ``reset`` has built and of the episodes after it."""
+    def _seed(self, seed: int | None) -> dict[str, Any]:
+        """``gym.Env.reset(seed=seed)``; returns the state of ``np_random`` the episode is then built from."""
+        super().reset(seed=seed)
+        return self.np_random.bit_generator.state
+
+    def _start_episode(self, task: T, rng_state: dict[str, Any]) -> None:
+        """Make ``task`` the task of the episode ``reset`` has built (from ``np_random`` in ``rng_state``) and of the
+        episodes after it."""
         self._task = self._episode_task = task
+        self._episode_log = EpisodeLog(rng_state, task)
+
+    def _log_action(self, action: Any) -> None:
+        """Record a checked action of the current episode (see :meth:`__setstate__`)."""
+        if self._episode_log is not None:
+            self._episode_log.actions.append(np.copy(action) if isinstance(action, np.ndarray) else action)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The env's attributes, with :attr:`live_attributes` at their value between episodes (see
+        :meth:`__setstate__`)."""
+        state = self.__dict__.copy()
+        if self.live_attributes:
+            state.update(self.live_attributes)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the attributes; for an env with :attr:`live_attributes` pickled mid-episode, rebuild its simulation
+        by replaying the episode: reset from the ``np_random`` state and task it started with, take its actions
+        again, then give ``np_random`` and the next episodes' task back their pickled values."""
+        self.__dict__.update(state)
+        log = self._episode_log
+        if not self.live_attributes or log is None:
+            return
+        rng_now, next_task = self.np_random.bit_generator.state, self._task
+        self.np_random.bit_generator.state = log.rng_state
+        self.reset(options={"task": log.task})   # no seed: np_random goes on from the state just set
+        for action in log.actions:
+            self.step(action)
+        self.np_random.bit_generator.state = rng_now
+        self._task = next_task
 
     def _own_stream(self) -> np.random.Generator:
         """A generator of its own, seeded from ``np_random``, for an episode's randomness (a simulation, measurement
