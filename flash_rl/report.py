@@ -205,7 +205,10 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
              f"evaluation every {a.eval_every}, threshold {percent(a.threshold)} of the way from the random policy's "
              "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "
              f"deterministic policy first reaches the threshold (1 = zero-shot); censored runs count as "
-             f"{a.budget + 1}. 95% bootstrap CIs over tasks x seeds. Normalised return: 0 random, 1 expert.", ""]
+             f"{a.budget + 1}, as does a run that first reaches it after the last episode ({a.budget}), which is not "
+             "counted as censored. IQM: the mean of the middle 50% of runs. 95% bootstrap CIs (2000 resamples) over "
+             "tasks x seeds. Normalised return: 0 random, 1 expert, averaged over the runs (or tasks x evaluation "
+             "seeds).", ""]
     rows: list[tuple[str, ...]]   # table cells, here and in the threshold-sensitivity table
     rows = [(s["label"], fmt_ci(s["median"], s["median_ci"]), fmt_ci(s["iqm"], s["iqm_ci"]),
              f"{s['censored']}/{s['runs']}", f"{s['zero_shot_return']:.2f} ({s['zero_shot_normalised']:.2f})",
