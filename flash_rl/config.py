@@ -333,7 +333,7 @@ def parse_override(text: str) -> dict[str, Any]:
     try:
         value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {err}") from err
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {' '.join(str(err).split())}") from None
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")

@@ -149,6 +149,9 @@ def test_a_config_path_that_is_a_folder_or_not_text(tmp_path):
     with pytest.raises(ConfigError, match=r"not valid YAML: .*\n?") as err:
         load_config(tmp_path / "c.yaml")
     assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"override 'flash.net_arch=\[64': value is not valid YAML") as err:
+        load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["flash.net_arch=[64"])
+    assert "\n" not in str(err.value)   # it was 7 lines
 
 
 @pytest.fixture(scope="module")
