@@ -120,6 +120,17 @@ def test_a_reset_that_fails_building_the_episode_changes_nothing(env_id, builder
     assert env.get_task() is env.episode_task is first
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_a_made_env_whose_first_reset_was_refused_runs(env_id):
+    """Gymnasium's passive env checker (on by default in gym.make) took a first reset that raised as done, and the
+    next step() failed inside it: "cannot unpack non-iterable NoneType object"."""
+    env = gym.make(env_id)
+    with pytest.raises(TypeError, match="tasks, got str"):
+        env.reset(seed=0, options={"task": "task-24"})
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and np.isfinite(env.step(0)[1])
+
+
 @pytest.mark.parametrize("env_id", ["flash/PowerManagement-v0", "flash/ConfigSearch-v0"])
 def test_render_without_a_render_mode_warns_and_returns_none(env_id):
     env = gym.make(env_id)
