@@ -17,7 +17,10 @@ import importlib
 import os
 import re
 import sys
+import warnings
 from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _warning_format(command, previous_format)
     try:
         return _run(command, argv)
     except KeyboardInterrupt:   # Ctrl-C, also while the command loads: worker pools are already stopped
@@ -55,6 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # the reader of the output stopped (flash demo | head -1): nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error as Python flushes at exit
         return 141   # as a shell reports a command ended by SIGPIPE
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _warning_format(command: str, fallback: Callable[..., str]) -> Callable[..., str]:
+    """A ``warnings.formatwarning`` that writes flash's own warnings as one ``flash COMMAND: warning: ...`` line (not
+    Python's two, with a source path and a line of code), and leaves other packages' to ``fallback``."""
+    ours = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "flash_envs"))
+
+    def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       line: str | None = None) -> str:
+        if str(Path(filename).resolve()).startswith(ours):
+            return f"flash {command}: warning: {message}\n"
+        return fallback(message, category, filename, lineno, line)
+
+    return format_warning
 
 
 def _run(command: str, argv: list[str]) -> int:

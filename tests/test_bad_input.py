@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -306,3 +308,21 @@ def test_a_case_that_is_not_the_config_files_is_refused(capsys):
     quick = str(CONFIG_DIR / "autoscaling_quick.yaml")
     assert main(["meta-train", "--case", "power", "--config", quick]) == 2   # it trained an autoscaling agent
     assert "--case power, but the config" in one_line_error(capsys)
+
+
+def test_a_warning_of_flash_is_one_line_naming_the_command(tmp_path):
+    """It was Python's two lines: the source path of flash_rl/config.py, then a line of its code."""
+    out = subprocess.run([sys.executable, "-m", "flash_rl.cli", "evaluate", "--model", str(tmp_path / "none"),
+                          "--set", "flash.algo=A2C"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    lines = out.stderr.splitlines()
+    assert out.returncode == 2 and len(lines) == 2, out.stderr
+    assert lines[0].startswith("flash evaluate: warning: config key flash.algo: switching from PPO to A2C drops")
+    assert lines[1].startswith("flash: error: --model")
+
+
+def test_an_empty_flash_data_dir_is_the_default(monkeypatch):
+    from flash_envs.data import DEFAULT_DATA_DIR, data_dir
+
+    monkeypatch.setenv("FLASH_DATA_DIR", "")
+    assert data_dir() == Path(DEFAULT_DATA_DIR)   # it was the working directory

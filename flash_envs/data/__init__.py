@@ -23,8 +23,9 @@ class DataFormatError(ValueError):
 
 
 def data_dir() -> Path:
-    """The folder holding the public datasets (``$FLASH_DATA_DIR`` or ``../shared/data``)."""
-    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)).expanduser()
+    """The folder holding the public datasets (``$FLASH_DATA_DIR``, or ``../shared/data`` when it is unset or
+    empty)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def dataset_path(*parts: str) -> Path:
