@@ -277,6 +277,16 @@ def test_evaluate_refuses_episodes_whose_seeds_pass_the_limit(tmp_path, capsys):
                                          "adaptation.eval_seed + 1, above 2**32 - 1 = 4294967295\n")
 
 
+def test_adapt_refuses_a_seed_whose_evaluation_seed_passes_the_limit(capsys):
+    """--seed takes [0, 2**32 - 1], but the evaluation uses eval_seed + seed: an error about a value never typed."""
+    from flash_rl.cli import main
+
+    assert main(["adapt", "--quick", "--model", "anything", "--seed", "4294967295"]) == 2
+    assert capsys.readouterr().err == ("flash: error: --seed 4294967295: the evaluation episodes would use "
+                                       "adaptation.eval_seed + seed = 10000 + 4294967295, above 2**32 - 1 = "
+                                       "4294967295\n")
+
+
 def test_methods_that_cannot_act_in_the_env_are_refused():
     power = CONFIG_DIR / "power.yaml"
     with pytest.raises(ConfigError, match=r"\['flash', 'maml', 'flash_zero_embedding'\] cannot act in "

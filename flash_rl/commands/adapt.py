@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flash_envs.cli_args import int_at_least, output_file, seed_arg
+from flash_envs.fields import MAX_SEED
 from flash_envs.tasks import SPLITS, Task, TaskFamily
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
                                        test_trace_overrides)
@@ -107,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args, test_trace_overrides(args))
+        if cfg.adaptation.eval_seed + args.seed > MAX_SEED:   # before any work: it evaluates with their sum
+            raise ConfigError(f"--seed {args.seed}: the evaluation episodes would use adaptation.eval_seed + seed = "
+                              f"{cfg.adaptation.eval_seed} + {args.seed}, above 2**32 - 1 = {MAX_SEED}")
         case = get_case(cfg.case)
         task = pick_task(split_tasks(cfg, case, case.build_family(cfg), args.split), args.split, args.task)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
