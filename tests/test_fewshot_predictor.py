@@ -60,6 +60,15 @@ def test_save_and_load_give_the_same_predictions(data, predictor, tmp_path):
     assert np.array_equal(loaded.pricing.memory_mib, predictor.pricing.memory_mib)
 
 
+def test_save_makes_missing_folders_and_names_a_folder_path(predictor, tmp_path):
+    """Both were raw torch RuntimeErrors ("Parent directory ... does not exist", "[enforce fail ...] Is a directory")."""
+    predictor.save(tmp_path / "new" / "folder" / "p.pt")
+    assert FewShotPredictor.load(tmp_path / "new" / "folder" / "p.pt").configs == predictor.configs
+    with pytest.raises(IsADirectoryError, match=r"new is a folder; give the predictor a file path"):
+        predictor.save(tmp_path / "new")
+    assert sorted(p.name for p in (tmp_path / "new" / "folder").iterdir()) == ["p.pt"]   # no temporary file left
+
+
 def test_a_saved_predictor_holds_only_tensors_and_plain_values(data, predictor, tmp_path):
     """:meth:`load` reads with torch's weights-only unpickler, so a file carrying code is refused; a price list it
     cannot write that way is refused at :meth:`save`."""

@@ -30,6 +30,7 @@ import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing
 from flash_envs.fields import check_number, check_whole, is_real_number
+from flash_rl.atomic_files import atomic_write
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
 from flash_rl.fewshot.models import INPUTS, FewShotModel, early_stopping_split, fine_tune_predict, train_model
@@ -119,7 +120,11 @@ class FewShotPredictor:
 
     def save(self, path: str | Path) -> None:
         """Write the model, the configurations, their features, the price list and the training settings, as
-        tensors and plain values only, so that :meth:`load` needs no unpickling of code."""
+        tensors and plain values only, so that :meth:`load` needs no unpickling of code. The file is written whole
+        or not at all, its missing folders made; a ``path`` that is a folder is an ``IsADirectoryError``."""
+        path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; give the predictor a file path (e.g. {path / 'predictor.pt'})")
         if self.pricing is not None and type(self.pricing) not in PRICE_LISTS.values():
             raise TypeError(f"cannot save a predictor priced by {type(self.pricing).__name__}; the price lists it "
                             f"saves are {sorted(PRICE_LISTS)}")
@@ -127,9 +132,11 @@ class FewShotPredictor:
         pricing = None if self.pricing is None else {
             "class": type(self.pricing).__name__,
             **{name: torch.from_numpy(np.asarray(value)) for name, value in vars(self.pricing).items()}}
-        torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": list(self.configs),
-                    "features": torch.from_numpy(self.features), "pricing": pricing, "cfg": asdict(self.cfg),
-                    "n_features": self.features.shape[1]}, Path(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": list(self.configs),
+                        "features": torch.from_numpy(self.features), "pricing": pricing, "cfg": asdict(self.cfg),
+                        "n_features": self.features.shape[1]}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "FewShotPredictor":
