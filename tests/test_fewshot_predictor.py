@@ -61,7 +61,8 @@ def test_save_and_load_give_the_same_predictions(data, predictor, tmp_path):
 
 
 def test_save_makes_missing_folders_and_names_a_folder_path(predictor, tmp_path):
-    """Both were raw torch RuntimeErrors ("Parent directory ... does not exist", "[enforce fail ...] Is a directory")."""
+    """Both were raw torch RuntimeErrors ("Parent directory ... does not exist", "[enforce fail ...] Is a
+    directory")."""
     predictor.save(tmp_path / "new" / "folder" / "p.pt")
     assert FewShotPredictor.load(tmp_path / "new" / "folder" / "p.pt").configs == predictor.configs
     with pytest.raises(IsADirectoryError, match=r"new is a folder; give the predictor a file path"):

@@ -124,7 +124,8 @@ class FewShotPredictor:
         or not at all, its missing folders made; a ``path`` that is a folder is an ``IsADirectoryError``."""
         path = Path(path)
         if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder; give the predictor a file path (e.g. {path / 'predictor.pt'})")
+            raise IsADirectoryError(f"{path} is a folder; give the predictor a file path "
+                                    f"(e.g. {path / 'predictor.pt'})")
         if self.pricing is not None and type(self.pricing) not in PRICE_LISTS.values():
             raise TypeError(f"cannot save a predictor priced by {type(self.pricing).__name__}; the price lists it "
                             f"saves are {sorted(PRICE_LISTS)}")
