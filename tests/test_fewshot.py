@@ -279,6 +279,9 @@ def test_render_needs_a_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["config-eval", "--render", str(tmp_path), "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "drop --out" in capsys.readouterr().err
+    (tmp_path / "diagnosis.json").write_text("{}")   # a --diagnose folder: the hint said to run with --out there
+    assert main(["config-eval", "--render", str(tmp_path)]) == 2
+    assert "holds a --diagnose run (diagnosis.json), which --render does not redraw" in capsys.readouterr().err
 
 
 def test_table_bolds_every_method_that_prints_the_lowest_mean():

@@ -371,6 +371,9 @@ def _rescore_report(folder: str) -> dict:
     :data:`~flash_rl.fewshot.report.OVERSPEND` gets it)."""
     path = Path(folder) / "summary.json"
     if not path.is_file():
+        if (Path(folder) / "diagnosis.json").is_file():
+            raise FileNotFoundError(f"--render: {folder} holds a --diagnose run (diagnosis.json), which --render does "
+                                    "not redraw: it has no summary.json, and its diagnosis.md is already final")
         raise FileNotFoundError(f"--render: {path} not found; it is written by a run with --out {folder}")
     try:
         report = json.loads(path.read_text())
