@@ -89,12 +89,30 @@ def get_case(name: str) -> Case:
     return CASES[name]
 
 
+def _family_file(family_type: Any, path: str) -> Any:
+    """The task family (of type ``family_type``) in the YAML file ``path``, with every task's workload realised for a
+    second, so that one that cannot run (a trace file that is missing, bad or has no requests to scale to its
+    ``mean_rate``) fails before any training: a ``DataFormatError`` naming the family file and the task."""
+    from flash_envs.data import DataFormatError
+    from flash_envs.envs.task_env import check_workload
+    from flash_envs.tasks import SPLITS
+
+    family = family_type.load_yaml(path)
+    for split in SPLITS:
+        for index, task in enumerate(family.split(split)):
+            try:
+                check_workload(task)
+            except (OSError, ValueError) as err:
+                raise DataFormatError(f"task family {path}: {split}[{index}]: {err}") from None
+    return family
+
+
 # ----------------------------------------------------------------------------------------------------- autoscaling
 def _autoscaling_family(cfg: Any):
     from flash_envs.tasks import AutoscalingTaskFamily
 
     if cfg.tasks.family_file:
-        return AutoscalingTaskFamily.load_yaml(cfg.tasks.family_file)
+        return _family_file(AutoscalingTaskFamily, cfg.tasks.family_file)
     return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
                                           episode_s=episode_seconds(cfg))
 
@@ -141,23 +159,28 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     test task.
 
     Each trace is read once first, so that a bad file or column fails before any training (the reader names the file,
-    line and column).
+    line and column), and each replay is realised for a second, so that a trace without requests to scale to a test
+    task's rate fails then too.
     """
-    from flash_envs.data.trace_csv import TraceGapError
+    from flash_envs.data.trace_csv import TraceBinError, TraceGapError
     from flash_envs.sim.workloads import TraceWorkload
 
     t, seconds = cfg.tasks, episode_seconds(cfg)
     for path in t.test_traces:
         columns = {"path": str(path), "time_column": t.trace_time_column,
                    "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind,
-                   "time_unit_s": t.trace_time_unit_s, "gaps": t.trace_gaps}
+                   "time_unit_s": t.trace_time_unit_s, "bin_s": t.trace_bin_s, "gaps": t.trace_gaps}
         try:
             TraceWorkload(**columns).load()
         except TraceGapError as err:
             raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
+        except TraceBinError as err:
+            raise TraceBinError(f"{err} (config key tasks.trace_bin_s, e.g. --set tasks.trace_bin_s=60)") from None
         for test_task in family.test:
             rate = round(_workload_mean_rate(test_task.workload, seconds), 2)
-            yield Path(path), test_task, TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)
+            workload = TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)
+            workload.realise(np.random.default_rng(0), 1.0)
+            yield Path(path), test_task, workload
 
 
 def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
@@ -179,7 +202,7 @@ def _power_family(cfg: Any):
     from flash_envs.power_tasks import PowerTaskFamily
 
     if cfg.tasks.family_file:
-        return PowerTaskFamily.load_yaml(cfg.tasks.family_file)
+        return _family_file(PowerTaskFamily, cfg.tasks.family_file)
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
 
 

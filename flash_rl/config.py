@@ -50,10 +50,11 @@ class TasksConfig:
     family_file: str = ""  # a task-family YAML replaces the generated split when set
     test_traces: list = field(default_factory=list)  # CSV files replayed as extra held-out workloads
     trace_time_column: str = "timestamp"
-    trace_value_column: str = "requests"
+    trace_value_column: str = "requests"  # "": one row per request
     trace_value_kind: str = "count"
     trace_time_unit_s: float = 1.0  # seconds per unit of a numeric time column (60: minutes)
     trace_time_scale: float = 1.0
+    trace_bin_s: float | None = None  # bin width (s); None: the smallest spacing between rows (per request: 1 s)
     trace_gaps: str = "error"  # bins without a row: "error", "zero" (no requests) or "join" (spliced out)
 
 
@@ -455,9 +456,9 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
     from flash_envs.data.trace_csv import check_reader_options
 
     t = cfg.tasks
-    try:   # the trace reader's own checks, named as config keys
-        check_reader_options(t.trace_time_column, t.trace_value_column, t.trace_value_kind, t.trace_time_unit_s, None,
-                             t.trace_gaps, owner="config key tasks.trace_")
+    try:   # the trace reader's own checks, named as config keys ("" is the reader's None: one row per request)
+        check_reader_options(t.trace_time_column, t.trace_value_column or None, t.trace_value_kind,
+                             t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, owner="config key tasks.trace_")
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     for trace in cfg.tasks.test_traces:

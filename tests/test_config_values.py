@@ -7,7 +7,7 @@ import torch
 
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
-from flash_rl.config import ConfigError, load_config
+from flash_rl.config import ConfigError, check_resume, load_config, save_config
 
 CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
 
@@ -25,6 +25,10 @@ CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
     ("adaptation.methods=[{a: 1}]", "config key adaptation.methods: unknown method(s) [{'a': 1}]"),
     ("adaptation.extra_thresholds=[true]", "extra_thresholds must be in (0, 1], got True"),
     ("flash=1", "config key flash must be a mapping of keys, got int 1"),
+    ("tasks.trace_bin_s=0", "config key tasks.trace_bin_s must be a finite number > 0, got 0"),
+    ("tasks.trace_bin_s=abc", "config key tasks.trace_bin_s must be a number, got 'abc' (str)"),
+    ("tasks.trace_bin_s=true", "config key tasks.trace_bin_s must be a number, got True (bool)"),
+    ("tasks.trace_value_column=[]", "config key tasks.trace_value_column must be str, got list []"),
 ])
 def test_values_that_would_fail_later_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
@@ -63,3 +67,21 @@ def test_a_bad_inherit_is_named(tmp_path, files, message):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "a.yaml")
     assert message.format(dir=tmp_path) in str(err.value)
+
+
+@pytest.mark.parametrize("override", ["tasks.trace_value_column=", 'tasks.trace_value_column=""'])
+def test_an_empty_trace_value_column_reads_one_row_per_request(override):
+    """docs/reference.md documents "" as one row per request; validation refused it as no column name."""
+    assert load_config(CONFIG, [override]).tasks.trace_value_column == ""
+
+
+def test_trace_bin_s_is_inferred_by_default_and_a_run_saved_before_it_existed_resumes(tmp_path):
+    assert load_config(CONFIG).tasks.trace_bin_s is None
+    assert load_config(CONFIG, ["tasks.trace_bin_s=60"]).tasks.trace_bin_s == 60
+    save_config(load_config(CONFIG), tmp_path / "config.yaml")
+    saved = (tmp_path / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(saved.replace("  trace_bin_s: null\n", ""))   # saved before the key existed
+    assert "trace_bin_s" not in (tmp_path / "config.yaml").read_text()
+    check_resume(load_config(CONFIG), tmp_path)
+    with pytest.raises(ConfigError, match="tasks.trace_bin_s: None then, 60 now"):
+        check_resume(load_config(CONFIG, ["tasks.trace_bin_s=60"]), tmp_path)

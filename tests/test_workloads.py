@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from flash_envs.data.public import AZURE_INVOCATIONS, NASA_TRACE, azure_function_trace, nasa_http_trace
-from flash_envs.data.trace_csv import RateTrace, TraceFormatError, read_rate_trace
+from flash_envs.data.trace_csv import RateTrace, TraceBinError, TraceFormatError, TraceGapError, read_rate_trace
 from flash_envs.sim.workloads import (WORKLOADS, ConstantWorkload, DiurnalWorkload, MMPPWorkload, RateCurve,
                                       SpikeWorkload, StepWorkload, TraceWorkload, workload_from_dict)
 
@@ -468,3 +468,95 @@ def test_mmpp_stays_and_spikes_cover_the_grid_points_in_their_span(resolution_s)
     for start in draws.uniform(0, horizon, size=draws.poisson(30.0 * horizon / 3600)):
         expected[(times >= start) & (times < start + 45.5)] = 12.0
     assert spikes.realise(np.random.default_rng(6), duration, resolution_s).rates.tolist() == expected.tolist()
+
+
+def test_an_aggregated_trace_is_binned_at_its_smallest_spacing_so_missing_rows_are_gaps(tmp_path):
+    """The median spacing read rows at 0, 120 and 180 s as 90 s bins, and a per-minute trace missing most odd minutes
+    as 2-minute bins that added up its rows: the missing minutes were never reported."""
+    path = write(tmp_path, "t,n\n0,60\n120,120\n180,30\n")
+    with pytest.raises(TraceGapError, match=r"trace.csv: 1 bin\(s\) of 60 s have no row \(the first gap is between "
+                                            r"lines 2 and 3\)"):
+        read_rate_trace(path, "t", "n")
+    assert read_rate_trace(path, "t", "n", gaps="zero").rates.tolist() == [1.0, 0.0, 2.0, 0.5]
+    minutes = [m for m in range(60) if m % 2 == 0 or m % 10 == 1]    # 0, 1, 2, 4, 6, 8, 10, 11, 12, 14, ..., 58
+    sparse = write(tmp_path, "t,n\n" + "".join(f"{60 * m},60\n" for m in minutes), "sparse.csv")
+    with pytest.raises(TraceGapError, match=rf"sparse.csv: {59 - len(minutes)} bin\(s\) of 60 s have no row"):
+        read_rate_trace(sparse, "t", "n")
+    coarse = read_rate_trace(sparse, "t", "n", bin_s=120)    # a bin_s given still re-bins, adding up the counts
+    assert coarse.bin_s == 120 and len(coarse.rates) == 30 and coarse.rates[:2].tolist() == [1.0, 0.5]
+
+
+def test_rows_on_no_one_grid_are_refused_unless_bin_s_is_given(tmp_path):
+    """Rows 60 s and then 40 s apart were read as 50 s bins; no bin width fits them, so the reader asks for one."""
+    path = write(tmp_path, "t,n\n0,60\n60,60\n100,40\n")
+    with pytest.raises(TraceBinError, match=r"trace.csv: lines 2 and 3 are 60 s apart, not a whole number of the "
+                                            r"smallest spacing between rows, 40 s \(lines 3 and 4\).*pass bin_s"):
+        read_rate_trace(path, "t", "n")
+    assert read_rate_trace(path, "t", "n", bin_s=60).rates.tolist() == [1.0, 100 / 60]
+
+
+def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path):
+    from flash_rl.cases import CONFIG_DIR, get_case
+    from flash_rl.config import load_config
+    from flash_rl.pipeline import test_tasks
+
+    case = get_case("autoscaling")
+    path = write(tmp_path, "timestamp,requests\n0,60\n120,120\n180,30\n", "sparse.csv")
+    off_grid = write(tmp_path, "timestamp,requests\n0,60\n60,60\n100,40\n", "off_grid.csv")
+    for trace, error, key in ((path, TraceGapError, "trace_gaps"), (off_grid, TraceBinError, "trace_bin_s")):
+        cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"tasks.test_traces=['{trace}']"])
+        with pytest.raises(error, match=f"config key tasks.{key}, e.g. --set tasks.{key}="):
+            test_tasks(cfg, case, case.build_family(cfg))
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"tasks.test_traces=['{path}']", "tasks.trace_bin_s=120"])
+    replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
+    assert replayed and {t.workload.bin_s for t in replayed} == {120}
+    assert replayed[0].workload.load().rates.tolist() == [0.5, 1.25]
+
+
+def test_a_request_log_is_replayed_with_an_empty_value_column(tmp_path):
+    """docs/reference.md: tasks.trace_value_column "" reads one row per request; the config refused it."""
+    from flash_rl.cases import CONFIG_DIR, get_case
+    from flash_rl.config import load_config
+    from flash_rl.pipeline import test_tasks
+
+    log = write(tmp_path, "timestamp,user\n" + "".join(f"{i / 4},u{i % 3}\n" for i in range(400)), "log.csv")
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"tasks.test_traces=['{log}']",
+                                                              "tasks.trace_value_column="])
+    case = get_case("autoscaling")
+    replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
+    assert replayed and {t.workload.value_column for t in replayed} == {None}
+    trace = replayed[0].workload.load()
+    assert trace.bin_s == 1.0 and trace.rates.tolist() == [4.0] * 100     # 4 requests a second for 100 s
+
+
+def family_replaying(tmp_path, trace):
+    """A task-family YAML whose test task replays ``trace`` at 30 req/s."""
+    from flash_envs.tasks import AutoscalingTaskFamily
+
+    family = AutoscalingTaskFamily.generate(2, 1, 0).to_dict()
+    family["test"][0]["workload"] = {"kind": "trace", "path": str(trace), "mean_rate": 30}
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump(family))
+    return path
+
+
+@pytest.mark.parametrize("source", ["--test-trace", "tasks.family_file"])
+@pytest.mark.parametrize("command", ["reproduce", "evaluate", "adapt"])
+def test_a_trace_without_requests_is_refused_before_any_work(tmp_path, capsys, command, source):
+    """It passed the up-front check of trace files and failed with a traceback where the trace was first replayed:
+    for reproduce, in the references phase after the whole meta-training. evaluate and adapt are given no model: the
+    trace is refused before one is loaded."""
+    from flash_rl.cli import main
+
+    zeros = write(tmp_path, "timestamp,requests\n0,0\n60,0\n120,0\n", "zeros.csv")
+    given = (["--test-trace", str(zeros)] if source == "--test-trace" else
+             ["--set", f"tasks.family_file={family_replaying(tmp_path, zeros)}"])
+    where = (["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out")] if command == "reproduce" else
+             ["--model", str(tmp_path / "no-model")])
+    assert main([command, "--quick", *where, *given]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flash: error: ") and len(err.splitlines()) == 1
+    assert f"the trace {zeros} has no requests, so it cannot be scaled to mean_rate=" in err
+    if source == "tasks.family_file":
+        assert f"task family {tmp_path / 'family.yaml'}: test[0]: " in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()

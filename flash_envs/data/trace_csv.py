@@ -10,8 +10,9 @@ Two layouts are understood:
 Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-8601 date-times
 (``1995-07-01 00:00``), one or the other throughout a file. Every problem names the file, the line and the column.
 
-An aggregated file without a row for some bins has a gap: missing data, not a quiet period. By default that is an
-error naming the gap; ``gaps="zero"`` reads missing bins as no requests and ``gaps="join"`` splices them out.
+An aggregated file's bins are, unless ``bin_s`` says otherwise, the smallest spacing between its rows, so a bin without
+a row is a gap: missing data, not a quiet period. By default that is an error naming the gap; ``gaps="zero"`` reads
+missing bins as no requests and ``gaps="join"`` splices them out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class TraceFormatError(DataFormatError):
 
 class TraceGapError(TraceFormatError):
     """An aggregated trace with bins that have no row, read with ``gaps="error"``; the message names the first gap."""
+
+
+class TraceBinError(TraceFormatError):
+    """An aggregated trace read without ``bin_s`` whose timestamps give no bin width: one timestamp only, or rows that
+    are not on one grid; the message names the rows."""
 
 
 @dataclass(frozen=True)
@@ -155,9 +161,10 @@ def read_rate_trace(
         value_column: column holding counts or rates; ``None`` for one row per request.
         value_kind: ``"count"`` (requests in the row's bin) or ``"rate"`` (requests per second).
         time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds).
-        bin_s: bin width in seconds; by default the median spacing of the timestamps for aggregated files, 1 s for
-            per-request files. Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or
-            average their rates.
+        bin_s: bin width in seconds; by default 1 s for per-request files and, for aggregated files, the smallest
+            spacing between timestamps, which every other spacing must be a whole multiple of (a larger multiple
+            is a gap). Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or average
+            their rates.
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
     """
@@ -192,11 +199,7 @@ def read_rate_trace(
         return RateTrace(_finite(rates, index, np.asarray(lines)[order], width, path), width, str(path))
     v = np.asarray(values)[order]
     if bin_s is None:
-        spacing = np.diff(t)
-        spacing = spacing[spacing > 0]
-        if len(spacing) == 0:
-            raise TraceFormatError(f"{path}: a single timestamp; pass bin_s to give the bin width")
-        bin_s = float(np.median(spacing))
+        bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path)
     index = _bin_index(t, bin_s, path)
     rows = np.bincount(index)
     present = rows > 0
@@ -232,6 +235,29 @@ def _finite(rates: np.ndarray, index: np.ndarray, lines: np.ndarray, bin_s: floa
     raise TraceFormatError(f"{path}:{line}: the rate of the {bin_s:g} s bin this row is in overflows (over "
                            f"{np.finfo(float).max:.3g} req/s, the largest float); are the values, time_unit_s and "
                            f"bin_s right?")
+
+
+def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path) -> float:
+    """The bin width of an aggregated trace with times ``t`` (sorted, from 0) on ``lines``: the smallest spacing
+    between rows, so that a row missing from the grid is a gap (the median spacing read a trace missing most odd
+    minutes as 2-minute bins, summing rows). A :class:`TraceBinError` if there is one timestamp only, or a spacing
+    that is not a whole number of bins (within :data:`BIN_TOLERANCE` of one). The width returned is the span over
+    the number of bins, so that float rounding of one spacing does not add up over the trace."""
+    steps = np.diff(t)
+    rows = np.flatnonzero(steps > 0)   # row i is followed by a later one (rows at one time share a bin)
+    if len(rows) == 0:
+        raise TraceBinError(f"{path}: a single timestamp; pass bin_s to give the bin width")
+    smallest = rows[np.argmin(steps[rows])]
+    ratio = steps[rows] / steps[smallest]
+    bins = np.round(ratio)
+    off = np.abs(ratio - bins) > BIN_TOLERANCE
+    if off.any():
+        i = rows[np.argmax(off)]
+        raise TraceBinError(f"{path}: lines {lines[i]} and {lines[i + 1]} are {steps[i]:g} s apart, not a whole number "
+                            f"of the smallest spacing between rows, {steps[smallest]:g} s (lines {lines[smallest]} and "
+                            f"{lines[smallest + 1]}): the rows are not on one grid of bins; pass bin_s to give the "
+                            f"bin width")
+    return float(t[-1] / bins.sum())
 
 
 def _bin_index(t: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
