@@ -179,7 +179,11 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
         for test_task in family.test:
             rate = round(_workload_mean_rate(test_task.workload, seconds), 2)
             workload = TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)
-            workload.realise(np.random.default_rng(0), 1.0)
+            try:
+                workload.realise(np.random.default_rng(0), 1.0)
+            except ValueError as err:   # no requests: the rate is the test task's, which the user never gave
+                raise ValueError(f"--test-trace / tasks.test_traces {path}: it is replayed at each test task's mean "
+                                 f"rate (test task {test_task.name!r}: {rate}/s), but {err}") from None
             yield Path(path), test_task, workload
 
 
