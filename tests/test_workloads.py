@@ -495,6 +495,29 @@ def test_rows_on_no_one_grid_are_refused_unless_bin_s_is_given(tmp_path):
     assert read_rate_trace(path, "t", "n", bin_s=60).rates.tolist() == [1.0, 100 / 60]
 
 
+@pytest.mark.parametrize("stamp", [lambda i: f"{1_700_000_000 + i / 10:.1f}",                  # epoch seconds
+                                   lambda i: f"2024-01-01 00:00:{i // 10:02d}.{i % 10}00"])   # ISO-8601, 100 ms
+def test_a_sub_second_grid_of_absolute_timestamps_is_read(tmp_path, stamp):
+    """The float rounding of epoch-sized times (about 2e-7 s) is over a millionth of a 0.1 s bin: such a trace was
+    refused as off its grid."""
+    path = write(tmp_path, "t,n\n" + "".join(f"{stamp(i)},{i % 3}\n" for i in range(50)))
+    trace = read_rate_trace(path, "t", "n")
+    assert len(trace.rates) == 50 and trace.bin_s == pytest.approx(0.1, rel=1e-6)
+    assert trace.rates == pytest.approx([i % 3 / 0.1 for i in range(50)], rel=1e-6)
+
+
+def test_a_gap_in_an_inferred_grid_says_a_stray_row_may_have_set_it(tmp_path):
+    """One row 1 s off a 60 s grid makes 1 s bins; the gap error offered gaps='zero' or 'join' only, which read the
+    trace at 60x its rate."""
+    path = write(tmp_path, "t,n\n" + "".join(f"{60 * m},5\n" for m in range(10)) + "61,5\n")
+    with pytest.raises(TraceGapError, match=r"the bin width, 1 s, is the smallest spacing between rows: if one stray "
+                                            r"row set it, pass bin_s"):
+        read_rate_trace(path, "t", "n")
+    with pytest.raises(TraceGapError) as err:   # a width that was given is not second-guessed
+        read_rate_trace(write(tmp_path, "t,n\n0,5\n120,5\n", "given.csv"), "t", "n", bin_s=60)
+    assert "stray" not in str(err.value)
+
+
 def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path):
     from flash_rl.cases import CONFIG_DIR, get_case
     from flash_rl.config import load_config

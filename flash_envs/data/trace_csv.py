@@ -188,19 +188,21 @@ def read_rate_trace(
             values.append(csv_number(path, line, value_column, row[value_column], positive=False,
                                      error=TraceFormatError))
     t = np.asarray(times)
-    order = np.argsort(t, kind="stable")
+    slack_s = 16 * np.finfo(float).eps * float(np.abs(t).max())   # float rounding of the timestamps as parsed
+    order = np.argsort(t, kind="stable")                            # (epoch seconds: about 6e-6 s)
     t = t[order] - t[order][0]
     if value_column is None:
         width = 1.0 if bin_s is None else bin_s
-        index = _bin_index(t, width, path)
+        index = _bin_index(t, width, path, slack_s)
         counts = np.bincount(index).astype(float)
         with np.errstate(over="ignore"):   # _finite names an overflow
             rates = counts / width
         return RateTrace(_finite(rates, index, np.asarray(lines)[order], width, path), width, str(path))
     v = np.asarray(values)[order]
+    inferred = bin_s is None
     if bin_s is None:
-        bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path)
-    index = _bin_index(t, bin_s, path)
+        bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path, slack_s)
+    index = _bin_index(t, bin_s, path, slack_s)
     rows = np.bincount(index)
     present = rows > 0
     with np.errstate(over="ignore"):   # _finite names an overflow
@@ -217,7 +219,9 @@ def read_rate_trace(
                 f"{path}: {int((~present).sum())} bin(s) of {bin_s:g} s have no row (the first gap is between "
                 f"lines {np.asarray(lines)[order][after - 1]} and {np.asarray(lines)[order][after]}); missing rows "
                 f"are missing data, not zero load: pass gaps='zero' to read them as no requests or gaps='join' to "
-                f"splice them out")
+                f"splice them out"
+                + (f"; the bin width, {bin_s:g} s, is the smallest spacing between rows: if one stray row set it, "
+                   f"pass bin_s" if inferred else ""))
         if gaps == "join":
             rates = rates[present]
     return RateTrace(rates, bin_s, str(path))
@@ -237,12 +241,13 @@ def _finite(rates: np.ndarray, index: np.ndarray, lines: np.ndarray, bin_s: floa
                            f"bin_s right?")
 
 
-def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path) -> float:
+def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float) -> float:
     """The bin width of an aggregated trace with times ``t`` (sorted, from 0) on ``lines``: the smallest spacing
     between rows, so that a row missing from the grid is a gap (the median spacing read a trace missing most odd
     minutes as 2-minute bins, summing rows). A :class:`TraceBinError` if there is one timestamp only, or a spacing
-    that is not a whole number of bins (within :data:`BIN_TOLERANCE` of one). The width returned is the span over
-    the number of bins, so that float rounding of one spacing does not add up over the trace."""
+    that is not a whole number of bins (within :data:`BIN_TOLERANCE` of one, plus twice ``slack_s``, the float
+    rounding of the timestamps). The width returned is the span over the number of bins, so that float rounding of
+    one spacing does not add up over the trace."""
     steps = np.diff(t)
     rows = np.flatnonzero(steps > 0)   # row i is followed by a later one (rows at one time share a bin)
     if len(rows) == 0:
@@ -250,7 +255,7 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path) -> float:
     smallest = rows[np.argmin(steps[rows])]
     ratio = steps[rows] / steps[smallest]
     bins = np.round(ratio)
-    off = np.abs(ratio - bins) > BIN_TOLERANCE
+    off = np.abs(ratio - bins) > BIN_TOLERANCE + 2 * slack_s / steps[smallest]
     if off.any():
         i = rows[np.argmax(off)]
         raise TraceBinError(f"{path}: lines {lines[i]} and {lines[i + 1]} are {steps[i]:g} s apart, not a whole number "
@@ -260,10 +265,11 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path) -> float:
     return float(t[-1] / bins.sum())
 
 
-def _bin_index(t: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
-    """The bin of each time ``t`` (from 0): a time within :data:`BIN_TOLERANCE` of a bin's start is in that bin, so
-    that rows on a decimal grid (0.1, 0.2, ...) are not split by float rounding."""
+def _bin_index(t: np.ndarray, bin_s: float, path: Path, slack_s: float) -> np.ndarray:
+    """The bin of each time ``t`` (from 0): a time short of a bin's start by less than :data:`BIN_TOLERANCE` of a bin
+    plus ``slack_s`` (the float rounding of the timestamps as parsed) is in that bin, so that rows on a decimal grid
+    (0.1, 0.2, ...) are not split by float rounding."""
     if len(t) and t[-1] / bin_s > MAX_BINS:
         raise TraceFormatError(f"{path}: the timestamps span {t[-1]:.3g} s, over {MAX_BINS:.0e} bins of {bin_s:g} s; "
                                f"is time_unit_s right?")
-    return np.floor(t / bin_s + BIN_TOLERANCE).astype(np.int64)
+    return np.floor(t / bin_s + BIN_TOLERANCE + slack_s / bin_s).astype(np.int64)
