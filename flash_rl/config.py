@@ -16,7 +16,6 @@ import dataclasses
 import fnmatch
 import math
 import numbers
-import re
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, cast
 import yaml
 
 from flash_envs.fields import MAX_SEED
+from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 
 
 class ConfigError(ValueError):
@@ -289,41 +289,6 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]
     if parent:
         data = _merge_layer(read_yaml(path.parent / parent, _chain + (path,)), data)
     return data
-
-
-#: A number with an exponent, which PyYAML (YAML 1.1) reads as a string unless it has a point and a signed exponent.
-EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-EXPONENT_TAG = "tag:flash,2024:exponent-number"
-
-
-class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads a plain (unquoted) ``1e5`` or ``3e-4`` as a number, as YAML 1.2 does: an
-    int when whole and written without a point. A quoted ``'1e3'`` stays a string."""
-
-
-class ConfigDumper(yaml.SafeDumper):
-    """PyYAML's safe dumper that quotes a string :class:`ConfigLoader` would read back as a number (``'1e3'``)."""
-
-
-def _exponent_number(loader: ConfigLoader, node: yaml.ScalarNode) -> int | float:
-    text = loader.construct_scalar(node)
-    number = float(text)
-    return int(number) if number.is_integer() and "." not in text else number
-
-
-for _cls in (ConfigLoader, ConfigDumper):
-    _cls.add_implicit_resolver(EXPONENT_TAG, EXPONENT_NUMBER, list("-+.0123456789"))
-ConfigLoader.add_constructor(EXPONENT_TAG, _exponent_number)
-
-
-def parse_yaml(text: str) -> Any:
-    """``text`` read as YAML by :class:`ConfigLoader`."""
-    return yaml.load(text, Loader=ConfigLoader)
-
-
-def dump_yaml(data: Any) -> str:
-    """``data`` written as YAML that :func:`parse_yaml` reads back equal (block style, keys in order)."""
-    return yaml.dump(data, Dumper=ConfigDumper, sort_keys=False)
 
 
 def parse_override(text: str) -> dict[str, Any]:

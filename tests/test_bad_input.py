@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from flash_envs.baselines.autoscalers import ConstantPolicy
 from flash_envs.data import DataFormatError, csv_rows
@@ -286,6 +287,17 @@ def test_a_quoted_exponent_stays_text_and_a_saved_config_reads_back_equal(tmp_pa
     save_config(cfg, tmp_path / "config.yaml")
     assert "dir: '1e3'" in (tmp_path / "config.yaml").read_text()
     assert load_config(tmp_path / "config.yaml") == cfg
+    # a name that starts like one is a name (PyYAML's resolvers match a prefix: float('1e3_run') failed)
+    assert load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["run.dir=1e3_run"]).run.dir == "1e3_run"
+
+
+def test_a_task_family_file_reads_exponent_numbers_as_a_config_file_does(tmp_path):
+    from flash_envs.tasks import AutoscalingTaskFamily
+
+    family = AutoscalingTaskFamily.generate(2, 1, 0).to_dict()
+    family["test"][0]["workload"]["scale"] = "SCALE"
+    (tmp_path / "family.yaml").write_text(yaml.safe_dump(family).replace("SCALE", "7e-1"))
+    assert AutoscalingTaskFamily.load_yaml(tmp_path / "family.yaml").test[0].workload.scale == 0.7   # was text
 
 
 def test_quick_and_full_meta_training_get_their_own_run_folders():
