@@ -120,6 +120,33 @@ def test_a_reset_that_fails_building_the_episode_changes_nothing(env_id, builder
     assert env.get_task() is env.episode_task is first
 
 
+def test_a_copy_replays_the_actions_taken_not_a_reused_list_as_it_is_now():
+    """The episode kept the caller's list, which a loop reusing it changed after the step: the copy replayed other
+    actions."""
+    env = gym.make("flash/PowerManagement-v0", n_servers=2)
+    env.reset(seed=1)
+    action = [0, 0]
+    for level in (4, 0, 4):
+        action[:] = [level, 4 - level]
+        env.step(action)
+    action[:] = [2, 2]
+    twin = copy.deepcopy(env)
+    mine, theirs = env.step([1, 3]), twin.step([1, 3])
+    assert np.array_equal(mine[0], theirs[0]) and mine[1] == theirs[1]
+    assert mine[4]["episode_energy_j"] == theirs[4]["episode_energy_j"]
+
+
+def test_a_step_that_raised_is_not_replayed_in_a_copy(monkeypatch):
+    """The action was recorded before the simulation ran: a copy made after a step interrupted there replayed it."""
+    env = gym.make("flash/Autoscaling-v0").unwrapped
+    env.reset(seed=2)
+    env.step(0)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(env._sim, "run", lambda seconds: (_ for _ in ()).throw(KeyboardInterrupt))
+        env.step(1)
+    assert env._episode_log.actions == [0] and copy.deepcopy(env)._steps == 1
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_a_made_env_whose_first_reset_was_refused_runs(env_id):
     """Gymnasium's passive env checker (on by default in gym.make) took a first reset that raised as done, and the

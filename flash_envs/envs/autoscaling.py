@@ -126,8 +126,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     ## Notes
     The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
-    or deep-copied before ``reset()`` and after ``close()``, not during an episode: the running SimPy processes are
-    Python generators (vector envs and SB3's ``SubprocVecEnv`` pickle the env's constructor, so they work).
+    or deep-copied, during an episode too: the running SimPy processes are Python generators, which cannot be
+    pickled, so the copy replays the episode's steps (a trace workload read from a file reads it again, so the file
+    must still be there, unchanged, and a relative path must resolve where the copy is made).
 
     ## Version History
     * v0: initial version.
@@ -226,9 +227,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
-        self._log_action(action)
         penalty = self._apply(int(action))
         self._metrics = self._sim.run(self.control_interval_s)
+        self._log_action(action)   # once the step has run: an interrupted one is not replayed in a copy
         self._steps += 1
         reward = self._reward(self._metrics) - penalty
         truncated = self._steps >= self.episode_steps

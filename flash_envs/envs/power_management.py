@@ -88,8 +88,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Notes
     The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
-    or deep-copied before ``reset()`` and after ``close()``, not during an episode: the running SimPy processes are
-    Python generators (vector envs and SB3's ``SubprocVecEnv`` pickle the env's constructor, so they work).
+    or deep-copied, during an episode too: the running SimPy processes are Python generators, which cannot be
+    pickled, so the copy replays the episode's steps (a trace workload read from a file reads it again, so the file
+    must still be there, unchanged, and a relative path must resolve where the copy is made).
 
     ## Version History
     * v0: initial version.
@@ -173,10 +174,10 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
         if not self._servers:
             raise RuntimeError("call reset() before step()")
-        self._log_action(action)
         for server, level in zip(self._servers, np.atleast_1d(action)):
             server.request_level(int(level))
         intervals = [server.run(self.interval_s) for server in self._servers]
+        self._log_action(action)   # once the step has run: an interrupted one is not replayed in a copy
         self._obs, violations, p95 = self._observe(intervals)
         task = self.episode_task
         power = np.array([iv.mean_power_w for iv in intervals])

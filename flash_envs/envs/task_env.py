@@ -21,6 +21,7 @@ new task and simulation are committed only once built). The constructor argument
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Iterator, TypeVar
@@ -80,7 +81,7 @@ class TaskEnv(gym.Env, Generic[T]):
     Subclasses set ``family_type`` (the family class they take) and ``metadata["render_modes"]``; their ``reset``
     calls :meth:`_seed` (``gym.Env.reset``), takes the task from :meth:`_next_task` and builds the episode, all within
     :meth:`_building`, and only then calls :meth:`_start_episode`; their ``step`` calls :meth:`_log_action` once the
-    action is checked. ``live_attributes`` maps the attributes holding an episode's simulation, which cannot be
+    step has run. ``live_attributes`` maps the attributes holding an episode's simulation, which cannot be
     pickled, to their value between episodes: a pickled env holds that value instead, and its copy replays the
     episode.
     """
@@ -169,9 +170,10 @@ class TaskEnv(gym.Env, Generic[T]):
         self._episode_log = EpisodeLog(rng_state, task)
 
     def _log_action(self, action: Any) -> None:
-        """Record a checked action of the current episode (see :meth:`__setstate__`)."""
+        """Record the action of a step of the current episode that has run (see :meth:`__setstate__`); a copy, so
+        that a caller reusing its list or array for the next action leaves the record be."""
         if self._episode_log is not None:
-            self._episode_log.actions.append(np.copy(action) if isinstance(action, np.ndarray) else action)
+            self._episode_log.actions.append(copy.deepcopy(action))
 
     def __getstate__(self) -> dict[str, Any]:
         """The env's attributes, with :attr:`live_attributes` at their value between episodes (see
