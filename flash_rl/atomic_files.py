@@ -23,6 +23,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(handle)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())   # mkstemp makes it owner-only; the file gets the mode open() would give it
     try:
         yield tmp
         with open(tmp, "rb") as written:
@@ -37,3 +38,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through :func:`atomic_write`."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

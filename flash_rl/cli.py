@@ -65,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _warning_format(command: str, fallback: Callable[..., str]) -> Callable[..., str]:
-    """A ``warnings.formatwarning`` that writes flash's own warnings as one ``flash COMMAND: warning: ...`` line (not
-    Python's two, with a source path and a line of code), and leaves other packages' to ``fallback``."""
+    """A ``warnings.formatwarning`` that writes flash's own warnings (UserWarnings raised in its files) as one ``flash
+    COMMAND: warning: ...`` line (not Python's two, with a source path and a line of code), and leaves the others,
+    such as numpy's RuntimeWarnings, to ``fallback``."""
     ours = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "flash_envs"))
 
     def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                        line: str | None = None) -> str:
-        if str(Path(filename).resolve()).startswith(ours):
+        if category is UserWarning and str(Path(filename).resolve()).startswith(ours):
             return f"flash {command}: warning: {message}\n"
         return fallback(message, category, filename, lineno, line)
 

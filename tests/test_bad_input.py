@@ -333,6 +333,19 @@ def test_a_warning_of_flash_is_one_line_naming_the_command(tmp_path):
     assert lines[1].startswith("flash: error: --model")
 
 
+def test_only_flashs_own_warnings_are_shortened():
+    """numpy's RuntimeWarning raised in flash's code read as one of flash's own, without its category."""
+    import warnings
+
+    from flash_rl import cli
+
+    fallback = lambda message, category, *rest: f"{category.__name__}: {message}"
+    fmt = cli._warning_format("reproduce", fallback)
+    assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
+    assert fmt("Mean of empty slice", RuntimeWarning, cli.__file__, 1) == "RuntimeWarning: Mean of empty slice"
+    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
+
+
 def test_an_empty_flash_data_dir_is_the_default(monkeypatch):
     from flash_envs.data import DEFAULT_DATA_DIR, data_dir
 

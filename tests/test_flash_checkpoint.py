@@ -212,6 +212,18 @@ def test_a_resume_to_a_total_the_checkpoint_has_passed_is_refused(tmp_path):
             tasks, 1, checkpoint_dir=tmp_path / "m", resume=True)
 
 
+def test_an_atomically_written_file_has_the_mode_open_would_give_it(tmp_path):
+    """mkstemp's temporary file is owner-only (0600), and so was every file written through it."""
+    mask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "p.pt") as tmp:
+            tmp.write_text("x")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "p.pt").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "agent.zip"
     target.write_text("old")
