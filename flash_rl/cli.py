@@ -19,8 +19,8 @@ import re
 import sys
 import warnings
 from importlib.metadata import version
-from pathlib import Path
-from typing import Callable
+
+from flash_rl.warning_lines import OneLineWarnings
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
     previous_format = warnings.formatwarning
-    warnings.formatwarning = _warning_format(command, previous_format)
+    warnings.formatwarning = OneLineWarnings(command, previous_format)
     try:
         return _run(command, argv)
     except KeyboardInterrupt:   # Ctrl-C, also while the command loads: worker pools are already stopped
@@ -62,21 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         return 141   # as a shell reports a command ended by SIGPIPE
     finally:
         warnings.formatwarning = previous_format
-
-
-def _warning_format(command: str, fallback: Callable[..., str]) -> Callable[..., str]:
-    """A ``warnings.formatwarning`` that writes flash's own warnings (UserWarnings raised in its files) as one ``flash
-    COMMAND: warning: ...`` line (not Python's two, with a source path and a line of code), and leaves the others,
-    such as numpy's RuntimeWarnings, to ``fallback``."""
-    ours = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "flash_envs"))
-
-    def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                       line: str | None = None) -> str:
-        if category is UserWarning and str(Path(filename).resolve()).startswith(ours):
-            return f"flash {command}: warning: {message}\n"
-        return fallback(message, category, filename, lineno, line)
-
-    return format_warning
 
 
 def _run(command: str, argv: list[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -12,18 +13,27 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
+from flash_rl.warning_lines import OneLineWarnings
 
-def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
-    """Ignore SIGINT, then run ``initializer(*initargs)``. Ctrl-C in a terminal reaches the whole process group, and
-    a worker's executor would record the KeyboardInterrupt as its task's result and start its next task: stopping the
-    workers is left to the parent (:func:`worker_pool`).
+
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...],
+                  one_line_warnings: OneLineWarnings | None) -> None:
+    """Ignore SIGINT, write flash's warnings as the parent does, then run ``initializer(*initargs)``.
+
+    Ctrl-C in a terminal reaches the whole process group, and a worker's executor would record the KeyboardInterrupt
+    as its task's result and start its next task: stopping the workers is left to the parent (:func:`worker_pool`).
 
     Progress bars get a thread lock instead of tqdm's default process lock: a worker that is terminated would leave
     that one registered, and the resource tracker would warn of "leaked semaphore objects" at exit (a spawned
     worker shares no lock with the others anyway).
+
+    ``one_line_warnings`` is the parent's ``warnings.formatwarning`` when the ``flash`` command installed it: a spawned
+    worker starts with Python's two-line format.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
+    if one_line_warnings is not None:
+        warnings.formatwarning = one_line_warnings
     if initializer is not None:
         initializer(*initargs)
 
@@ -37,8 +47,9 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
     task's error re-raised by ``future.result()``), the queued tasks are cancelled and the workers terminated before
     the exception goes on: no queued task starts and no task keeps running after the run has stopped.
     """
+    one_line = warnings.formatwarning if isinstance(warnings.formatwarning, OneLineWarnings) else None
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(initializer, initargs))
+                               initargs=(initializer, initargs, one_line))
     try:
         yield pool
     except BaseException:

@@ -338,12 +338,37 @@ def test_only_flashs_own_warnings_are_shortened():
     import warnings
 
     from flash_rl import cli
+    from flash_rl.warning_lines import OneLineWarnings
 
     fallback = lambda message, category, *rest: f"{category.__name__}: {message}"
-    fmt = cli._warning_format("reproduce", fallback)
+    fmt = OneLineWarnings("reproduce", fallback)
     assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
     assert fmt("Mean of empty slice", RuntimeWarning, cli.__file__, 1) == "RuntimeWarning: Mean of empty slice"
     assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
+
+
+def _warn_in_worker(filename: str) -> None:
+    import warnings
+
+    warnings.warn_explicit("from a worker", UserWarning, filename, 1)
+
+
+def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
+    """A spawned worker started with Python's two-line format: flash reproduce's adaptation workers wrote a DQN
+    learning_starts warning as a source path and a line of code."""
+    import warnings
+
+    from flash_rl import cli
+    from flash_rl.warning_lines import OneLineWarnings
+    from flash_rl.workers import worker_pool
+
+    monkeypatch.setattr(warnings, "formatwarning", OneLineWarnings("reproduce", warnings.formatwarning))
+    with worker_pool(1) as pool:
+        pool.submit(_warn_in_worker, cli.__file__).result()
+        pool.submit(_warn_in_worker, warnings.__file__).result()
+    err = capfd.readouterr().err.splitlines()
+    assert "flash reproduce: warning: from a worker" in err
+    assert any(line.endswith("UserWarning: from a worker") and "warnings.py" in line for line in err), err
 
 
 def test_an_empty_flash_data_dir_is_the_default(monkeypatch):
