@@ -22,7 +22,7 @@ from flash_rl.fewshot.predictor import FewShotPredictor
 from flash_rl.fewshot.report import METHODS, summarise
 from flash_rl.fewshot.splits import Split
 from flash_rl.fewshot.train_config import TrainConfig
-from test_fewshot import _usage_error   # the tests' module folder is on sys.path (pytest's rootdir import)
+from test_fewshot import _data_error, _usage_error   # the tests' module folder is on sys.path (pytest's rootdir import)
 
 IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost,"
               "target_runtime,status\n")
@@ -64,7 +64,7 @@ def test_a_held_out_workload_named_with_a_trailing_space_is_still_refused_in_tra
                                                                                        no_training):
     train = _ibm_csv(tmp_path / "train.csv", ["d0-alg0", "d1-alg1", "d2-alg2"])
     test = _ibm_csv(tmp_path / "test.csv", ["d0-alg0 ", "d3-alg1"])
-    assert _usage_error(["--train", train, "--test", test, "--shots", "1"], capsys).endswith(
+    assert _data_error(["--train", train, "--test", test, "--shots", "1"], capsys).endswith(
         f"--train {train} and --test {test}: 1 app(s) both in training and held out: ['d0-alg0']; held-out apps "
         "must never be trained on")
 
@@ -85,9 +85,17 @@ def test_hold_out_groups_need_names_of_exactly_the_expected_parts():
 def test_an_algorithm_name_with_more_than_one_hyphen_is_refused_not_misgrouped(tmp_path, capsys, no_training):
     """credit-card-kmeans was grouped as "card-kmeans", so kmeans was trained on while held out."""
     train = _ibm_csv(tmp_path / "hyph.csv", ["buzz-kmeans", "credit-card-kmeans", "buzz-xgboost"])
-    assert _usage_error(["--train", train, "--hold-out", "algorithm", "--shots", "1"], capsys) == (
-        "flash config-eval: error: --hold-out algorithm: workload 'credit-card-kmeans' of ibm:hyph.csv does not name "
+    assert _data_error(["--train", train, "--hold-out", "algorithm"], capsys) == (
+        "flash: error: --hold-out algorithm: workload 'credit-card-kmeans' of ibm:hyph.csv does not name "
         "its algorithm (expected dataset-algorithm with exactly one '-', e.g. buzz-kmeans)")
+
+
+def test_an_algorithm_is_read_without_surrounding_blanks():
+    """"creditcard- kmeans" made a group " kmeans" of its own, so kmeans was trained on while held out."""
+    algorithm_of = HOLD_OUT_GROUPS["algorithm"][1]
+    assert algorithm_of("creditcard- kmeans") == algorithm_of("buzz-kmeans ") == "kmeans"
+    with pytest.raises(ValueError, match="non-empty parts"):
+        algorithm_of("buzz- ")
 
 
 # 3. and 4. diagnostics that some draws leave undefined

@@ -46,7 +46,9 @@ def csv_rows(path: str | Path, required: Sequence[str],
     the header are skipped. Raises ``FileNotFoundError`` for a missing file and ``error`` for text that is not UTF-8,
     an empty file, a header that repeats a column name (a row would hold only the last such column; repeated blank
     names, as a spreadsheet's unnamed columns, are no column a reader reads) or lacks one of the ``required`` columns,
-    a row with more or fewer fields than the header, or a header with no rows under it.
+    a row with more or fewer fields than the header (read across lines: naming the line it starts on, as an
+    unclosed quote reads on to the next one), a row the ``csv`` module cannot read (a field over its size limit), or
+    a header with no rows under it.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,6 +58,10 @@ def csv_rows(path: str | Path, required: Sequence[str],
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start:err.start + 1]!r}); "
                     "save it as UTF-8 CSV") from None
+
+
+#: What a row read across several lines most often means.
+_OPEN_QUOTE = 'is a \'"\' at the start of a field left unclosed?'
 
 
 def _checked_rows(path: Path, required: Sequence[str],
@@ -76,15 +82,22 @@ def _checked_rows(path: Path, required: Sequence[str],
         missing = [c for c in required if c not in header]
         if missing:
             raise error(f"{path}:{header_line}: missing column(s) {missing}; the header has {header}")
-        n_rows = 0
-        for row in reader:
-            extra = row.get(None)   # DictReader keeps a long row's surplus under None, fills a short row with None
-            if extra is not None or None in row.values():
-                n_fields = len(reader.fieldnames) + len(extra) if extra else sum(v is not None for v in row.values())
-                raise error(f"{path}:{reader.line_num}: {n_fields} field(s) where the header has "
-                            f"{len(reader.fieldnames)}")
-            n_rows += 1
-            yield reader.line_num, row
+        n_rows, last_line = 0, header_line
+        try:
+            for row in reader:
+                extra = row.get(None)   # DictReader keeps a long row's surplus under None, fills a short one with None
+                if extra is not None or None in row.values():
+                    n_fields = (len(reader.fieldnames) + len(extra) if extra
+                                else sum(v is not None for v in row.values()))
+                    spans = f" (a row from line {last_line + 1}: {_OPEN_QUOTE})" if reader.line_num > last_line + 1 \
+                        else ""
+                    raise error(f"{path}:{reader.line_num}: {n_fields} field(s) where the header has "
+                                f"{len(reader.fieldnames)}{spans}")
+                n_rows += 1
+                last_line = reader.line_num
+                yield last_line, row
+        except csv.Error as err:   # e.g. a quote left open, which read the rest of a large file into one field
+            raise error(f"{path}:{last_line + 1}: the row from here on cannot be read ({err}); {_OPEN_QUOTE}") from None
     if not n_rows:
         raise error(f"{path}: no data rows after the header")
 

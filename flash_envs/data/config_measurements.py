@@ -7,17 +7,19 @@ Three sources load into :class:`ConfigMeasurements`:
   ``ok`` are failed runs and are dropped.
 * :func:`load_chunkfunc` — exhaustive FaaS profiles of the chunk-func project: 3 functions x input sizes on AWS Lambda
   (159 memory sizes) and Google Cloud Functions (7-8 tiers). An application is a (platform, function, input size).
-  AWS rows carry no cost, so it is computed from AWS's price (:func:`flash_envs.sim.serverless.invocation_cost`).
-  Rows whose deployment failed or whose HTTP status is not 200 are dropped.
+  The AWS rows' ``execution_cost_usd`` is not read (the shared file rounds it to whole micro-dollars, 0 in 51 rows):
+  their cost is AWS's price of the runtime (:func:`flash_envs.sim.serverless.invocation_cost`). Rows whose deployment
+  failed or whose HTTP status is not 200 are dropped.
 * :func:`simulated_measurements` — one noisy measurement of each built-in simulated serverless function at each
   memory size (:mod:`flash_envs.sim.serverless`).
 
 Every loader validates the schema and raises :class:`~flash_envs.data.DataFormatError` (a ``ValueError``) naming
-file, line, column and value. A failed run is dropped before its other fields are read, whatever they hold (its
-runtime and cost are often blank). What was dropped or merged is counted in ``ConfigMeasurements.counts`` and logged.
-Repeated measurements of the same (application, configuration) are merged by their geometric mean. Application names
-(IBM ``workload``, chunk-func ``function``) are read without surrounding whitespace, so that ``"w "`` and ``"w"``
-are one application (their rows at one configuration are repeated measurements), in every file.
+file, line, column and value; runtimes and costs must lie in [:data:`MIN_MEASURED`, :data:`MAX_MEASURED`]. A failed
+run is dropped before its other fields are read, whatever they hold (its runtime and cost are often blank). What was
+dropped or merged is counted in ``ConfigMeasurements.counts`` and logged. Repeated measurements of the same
+(application, configuration) are merged by their geometric mean. Application names (IBM ``workload``, chunk-func
+``function``) are read without surrounding whitespace, so that ``"w "`` and ``"w"`` are one application (their rows
+at one configuration are repeated measurements), in every file.
 
 Where the data's cost is a price list applied to the runtime, ``ConfigMeasurements.pricing`` says so, so that a
 predicted runtime can be priced the way the data's own costs were:
@@ -67,6 +69,9 @@ _LOG2_MEMORY_SPAN = 7.0
 #: the shared file's spread is below 1e-12, and its distinct rates differ by 6.4e-4 or more (relative). A price list
 #: accepted at this tolerance reproduces every cost of its file to 1e-4 (relative).
 RATE_TOLERANCE = 1e-4
+#: The range of the runtimes and costs a file may hold, in its own units: the learned predictors compute in float32,
+#: whose exp overflows past 3.4e38 (a runtime of 1e40 made every MAPE infinite); no real measurement comes near.
+MIN_MEASURED, MAX_MEASURED = 1e-30, 1e30
 
 
 class Pricing(Protocol):
@@ -178,7 +183,7 @@ class _Table:
             runtime[a_idx[app], c_idx[config]], cost[a_idx[app], c_idx[config]] = np.exp(logs.mean(axis=0))
             self.counts["merged duplicates"] += len(vals) - 1
         counts = dict(self.counts)
-        log.info("%s: %s", source, counts)
+        log.info("%s: %s", source, ", ".join(f"{n} {what}" for what, n in counts.items()))
         return ConfigMeasurements(source, tuple(apps), tuple(configs), tuple(feature_names),
                                   np.stack([self.features[c] for c in configs]), runtime, cost, counts)
 
@@ -201,21 +206,43 @@ def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
     spread = high / low - 1.0
     if np.any(spread > RATE_TOLERANCE):
         worst = int(np.argmax(spread))
-        log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.6g to %.6g, %.2g "
-                 "apart, more than %g); no price list", data.source, data.configs[worst], low[worst], high[worst],
-                 spread[worst], RATE_TOLERANCE)
+        apps = [data.apps[i] for i in (np.nanargmin(rate[:, worst]), np.nanargmax(rate[:, worst]))]
+        log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.6g (%s) to %.6g "
+                 "(%s), %.2g apart, more than %g); no price list", data.source, data.configs[worst], low[worst],
+                 apps[0], high[worst], apps[1], spread[worst], RATE_TOLERANCE)
         return None
     return PerSecondPricing(np.exp(np.nanmean(np.log(rate), axis=0)))
 
 
+def _measured(path: Path, line: int, column: str, text: str, *, positive: bool = True) -> float:
+    """A runtime or cost field as a number (see :func:`~flash_envs.data.csv_number`) in [:data:`MIN_MEASURED`,
+    :data:`MAX_MEASURED`] (a cost that may be 0 may also be 0)."""
+    value = csv_number(path, line, column, text, positive=positive)
+    if value > MAX_MEASURED or 0 < value < MIN_MEASURED:
+        raise DataFormatError(f"{path}:{line}: column {column!r} holds {text!r}, outside [{MIN_MEASURED:g}, "
+                              f"{MAX_MEASURED:g}]; a runtime or cost in another unit?")
+    return value
+
+
+def _label(text: str) -> str:
+    """A label-encoded IBM field as the dataset writes it: a whole number written ``1.0`` (as pandas writes a column
+    with blanks) is ``1``."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else text
+
+
 def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
-    """Load a CSV of the IBM multi-cloud schema (an unnamed index column is allowed). Failed runs are dropped."""
+    """Load a CSV of the IBM multi-cloud schema (an unnamed index column is allowed). Failed runs (``status`` other
+    than ``ok``, in any case) are dropped; label-encoded fields may be written as floats (``1.0``)."""
     path = Path(path)
     table = _Table()
     provider_columns = {p: [c for c in IBM_CATEGORIES if c.startswith(f"{p}_")] for p in IBM_CATEGORIES["provider"]}
     for line, row in csv_rows(path, IBM_COLUMNS):
         table.counts["rows read"] += 1
-        if row["status"] != "ok":
+        if row["status"].strip().lower() != "ok":
             table.counts["dropped: failed run (status != ok)"] += 1
             continue
         provider = row["provider"]
@@ -224,6 +251,8 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
                                   f"expected one of {IBM_CATEGORIES['provider']}")
         for col in (c for c in IBM_CATEGORIES if c != "provider"):
             own = col in provider_columns[provider]
+            if own:
+                row[col] = _label(row[col])   # as ibm_features and the configuration's name read it
             if own and row[col] not in IBM_CATEGORIES[col]:
                 raise DataFormatError(f"{path}:{line}: column {col!r}: value {row[col]!r} not in the design "
                                       f"space {IBM_CATEGORIES[col]} of provider {provider}")
@@ -236,8 +265,8 @@ def load_ibm_multicloud(path: str | Path) -> ConfigMeasurements:
         workload = row["workload"].strip()   # "w " is "w": one app, also across files (a held-out app never trains)
         if not workload:
             raise DataFormatError(f"{path}:{line}: column 'workload': empty workload id")
-        runtime = csv_number(path, line, "target_runtime", row["target_runtime"], positive=True)
-        cost = csv_number(path, line, "target_cost", row["target_cost"], positive=True)
+        runtime = _measured(path, line, "target_runtime", row["target_runtime"])
+        cost = _measured(path, line, "target_cost", row["target_cost"])
         config = "/".join([provider, *(f"{c}={row[c]}" for c in provider_columns[provider]), f"nodes={nodes}"])
         table.add(workload, config, ibm_features(row), runtime, cost)
     data = table.build(f"ibm:{path.name}", IBM_FEATURE_NAMES)
@@ -264,7 +293,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
     other_platforms: set[str] = set()   # of successful runs skipped for their platform
     for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
-        if row["deployment_status"] != "DeploymentSuccess" or row["status_code"] != "200":
+        if row["deployment_status"].strip() != "DeploymentSuccess" or row["status_code"].strip() != "200":
             table.counts["dropped: failed run (deployment or HTTP status)"] += 1
             continue
         platform = row["platform"]
@@ -278,9 +307,8 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         memory = csv_number(path, line, "memory_mib", row["memory_mib"], positive=True)
         milli_cpu = csv_number(path, line, "milli_cpu", row["milli_cpu"], positive=True)
         size = int(csv_number(path, line, "input_size_bytes", row["input_size_bytes"], positive=True, integer=True))
-        runtime = csv_number(path, line, "execution_time_ms", row["execution_time_ms"], positive=True) / 1000.0
-        cost = csv_number(path, line, "execution_cost_usd", row["execution_cost_usd"],
-                          positive=platform != "aws_lambda")
+        runtime = _measured(path, line, "execution_time_ms", row["execution_time_ms"]) / 1000.0
+        cost = _measured(path, line, "execution_cost_usd", row["execution_cost_usd"], positive=platform != "aws_lambda")
         if platforms is not None and platform not in platforms:
             table.counts[f"skipped: platform {platform}"] += 1
             other_platforms.add(platform)

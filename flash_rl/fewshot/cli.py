@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, json_text,
                                   output_dir)
 from flash_envs.data import DataFormatError, dataset_path
+from flash_envs.data import config_measurements
 from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_envs.fields import is_real_number
@@ -47,8 +50,9 @@ DEFAULT_PLATFORM, DEFAULT_FUNCTIONS, DEFAULT_FOLDS = "aws_lambda", 300, 4
 def _name_part(app: str, separator: str, n_parts: int, part: int) -> str:
     """Part ``part`` of ``app`` split at ``separator``, which must give exactly ``n_parts`` non-empty parts (a
     ValueError otherwise: with more, the group would be read from the wrong part, e.g. "card-kmeans" of
-    "credit-card-kmeans", and an algorithm would be trained on while held out)."""
-    parts = app.split(separator)
+    "credit-card-kmeans", and an algorithm would be trained on while held out). Parts are read without surrounding
+    whitespace, as app names are: "creditcard- kmeans" holds out with "buzz-kmeans"."""
+    parts = [name.strip() for name in app.split(separator)]
     if len(parts) != n_parts or not all(parts):
         raise ValueError(f"{app!r} does not split at {separator!r} into {n_parts} non-empty parts")
     return parts[part]
@@ -153,7 +157,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(dataset: str, path: str | Path, platform: str) -> ConfigMeasurements:
-    return load_ibm_multicloud(path) if dataset == "ibm" else load_chunkfunc(path, [platform])
+    """The file at ``path``, saying on stderr what its loader dropped and merged (and, for a file whose costs are no
+    price list, where that shows): the loader's log."""
+    with _loader_log_on_stderr():
+        return load_ibm_multicloud(path) if dataset == "ibm" else load_chunkfunc(path, [platform])
+
+
+@contextmanager
+def _loader_log_on_stderr() -> Iterator[None]:
+    logger = logging.getLogger(config_measurements.__name__)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("flash config-eval: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _reject_inapplicable_options(args: argparse.Namespace) -> None:
@@ -181,8 +203,8 @@ def _hold_out_groups(data: ConfigMeasurements, hold_out: str) -> dict[str, str]:
         try:
             groups[app] = group_of(app)
         except ValueError:
-            raise UsageError(f"--hold-out {hold_out}: workload {app!r} of {data.source} does not name its {hold_out} "
-                             f"(expected {naming})") from None
+            raise DataFormatError(f"--hold-out {hold_out}: workload {app!r} of {data.source} does not name its "
+                                  f"{hold_out} (expected {naming})") from None
     if len(names := sorted(set(groups.values()))) < 2:
         raise UsageError(f"--hold-out {hold_out}: {data.source} has {len(names)} {hold_out} ({', '.join(names)}); "
                          f"holding each out in turn needs at least 2")
@@ -213,7 +235,7 @@ def _splits(args: argparse.Namespace) -> list[Split]:
         try:
             return [Split("train file -> test file", train, test)]
         except ValueError as err:   # the two files share workloads
-            raise UsageError(f"--train {train_path} and --test {args.test}: {err}") from None
+            raise DataFormatError(f"--train {train_path} and --test {args.test}: {err}") from None
     n_apps = len(train.apps)
     if n_apps < MIN_TRAIN_APPS + 1:   # whatever --folds: some workload held out, MIN_TRAIN_APPS others to train on
         raise UsageError(f"{train.source} has {n_apps} workload{'s' * (n_apps != 1)}; cross-validation holds some out "
