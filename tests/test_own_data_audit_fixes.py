@@ -111,3 +111,27 @@ def test_a_file_without_a_price_list_says_where_it_shows(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="flash_envs.data.config_measurements"):
         assert load_ibm_multicloud(path).pricing is None
     assert re.search(r"cost / runtime from \S+ \(w[0-3]\) to \S+ \(w4\), .*; no price list", caplog.text)
+
+
+# ------------------------------------------------------------------ 5. ConfigSearch on sparse measurements
+def test_config_search_names_the_workloads_that_leave_too_few_common_configurations(tmp_path):
+    from flash_envs.envs.config_search import ConfigSearchTaskFamily
+
+    path = tmp_path / "sparse.csv"
+    _ibm_csv(path, ["w1", "w2"])
+    path.write_text(path.read_text() + "99,B,,,1,1,,,,3,few,0.01,10.0,ok\n")   # "few": one configuration of its own
+    with pytest.raises(ValueError, match=r"got 3 apps, 0 common configs \(fewest measured: few \(1 of 9\), w1 \(8 of "
+                                         r"9\), w2 \(8 of 9\)\)"):
+        ConfigSearchTaskFamily.from_measurements(load_ibm_multicloud(path))
+
+
+def test_a_title_says_how_many_held_out_apps_a_k_cannot_score():
+    """"8 held-out apps" while 7 were scored (n: 7); only the warning said so."""
+    from flash_rl.fewshot.cli import report_title
+
+    report = {"splits": [{"train_apps": ["a", "b"], "test_apps": ["c", "d"]}], "hold_out": "workload",
+              "dataset": "ibm", "train": "x", "test": "y", "seeds": 1, "train_config": {"val_fraction": 0.0}}
+    assert "1 split(s) of 2 training and 2 held-out apps; 1 seed(s)" in report_title(report)
+    unscored = {**report, "unscored_test_apps": {"5": ["d"]}}   # JSON keys
+    assert ("2 held-out apps (1 not scored at K = 5: fewer than K + 1 measured configurations); 1 seed(s)"
+            in report_title(unscored))

@@ -140,8 +140,12 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         common = np.all(data.measured, axis=0)
         if common.sum() < 2 or len(data.apps) < 2:
+            measured = data.measured.sum(axis=1)
+            fewest = ", ".join(f"{data.apps[i]} ({measured[i]} of {len(data.configs)})"
+                               for i in np.argsort(measured, kind="stable")[:3])
             raise ValueError(f"{data.source}: needs >= 2 applications and >= 2 configurations measured for all of "
-                             f"them; got {len(data.apps)} apps, {int(common.sum())} common configs")
+                             f"them; got {len(data.apps)} apps, {int(common.sum())} common configs (fewest measured: "
+                             f"{fewest})")
         rng = np.random.default_rng(seed)
         configs = tuple(c for c, keep in zip(data.configs, common) if keep)
         tasks = [ConfigSearchTask(app, configs, tuple(data.runtime_s[i, common].tolist()),

@@ -375,15 +375,18 @@ def _count_range(counts: list[int]) -> str:
 
 
 def report_title(report: dict) -> str:
-    """The table's title: data, splits, training and held-out apps per split, seeds, how cost is estimated."""
+    """The table's title: data, splits, training and held-out apps per split (and how many of those some K cannot
+    score), seeds, how cost is estimated."""
     splits = report["splits"]
     n_train = _count_range([len(s["train_apps"]) for s in splits])
     n_test = _count_range([len(s["test_apps"]) for s in splits])
     whole = f", {HOLD_OUT_GROUPS[report['hold_out']][2]}" if report["hold_out"] in HOLD_OUT_GROUPS else ""
     val_fraction = report["train_config"]["val_fraction"]
     early_stop = f" ({percent(val_fraction)} of them kept for early stopping)" if val_fraction > 0 else ""
+    unscored = "".join(f" ({len(apps)} not scored at K = {k}: fewer than K + 1 measured configurations)"
+                       for k, apps in report.get("unscored_test_apps", {}).items())
     return (f"{report['dataset']}: {report['train']} -> {report['test']}; {len(splits)} split(s) of {n_train} "
-            f"training{early_stop} and {n_test} held-out apps{whole}; {report['seeds']} seed(s); "
+            f"training{early_stop} and {n_test} held-out apps{unscored}{whole}; {report['seeds']} seed(s); "
             f"{COST_TITLES[report.get('cost', 'predicted')]}")
 
 
