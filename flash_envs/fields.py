@@ -80,3 +80,11 @@ def check_finite_observations(values: np.ndarray, given: Any, owner: str) -> Non
     ``given``, as an array) is finite: a NaN failed deep inside a heuristic's rule, or picked an arbitrary action."""
     if not np.isfinite(values).all():
         raise ValueError(f"{owner}: observations must be finite numbers, got {given!r}")
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (NumPy's included), else a TypeError naming the argument ``name``: a string such as
+    ``"no"`` would otherwise count as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)

@@ -129,7 +129,20 @@ class ReferenceCache:
     def __init__(self, path: str | Path, settings: dict[str, Any]) -> None:
         self.path = Path(path)
         self.salt = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        self.entries: dict[str, dict[str, Any]] = (json.loads(self.path.read_text()) if self.path.exists() else {})
+        self.entries: dict[str, dict[str, Any]] = self._stored()
+
+    def _stored(self) -> dict[str, dict[str, Any]]:
+        """The entries in the file (none if there is no file); a ValueError names a file that is not a JSON object."""
+        if not self.path.exists():
+            return {}
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError) as err:   # unreadable, not UTF-8 or not JSON
+            raise ValueError(f"{self.path} cannot be read ({err}); delete it to compute the references again") from None
+        if not isinstance(entries, dict):
+            raise ValueError(f"{self.path} is damaged (not a JSON object of references); delete it to compute the "
+                             "references again")
+        return entries
 
     def key(self, task: Any, eval_seed: int) -> str:
         """``settings digest/task content digest/eval_seed``: the entry's key in the file."""
@@ -145,7 +158,7 @@ class ReferenceCache:
         sharing the file wrote since this one read it (it kept only its own, the last writer's)."""
         self.entries[self.key(task, ref.eval_seed)] = asdict(ref)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.entries = {**(json.loads(self.path.read_text()) if self.path.exists() else {}), **self.entries}
+        self.entries = {**self._stored(), **self.entries}
         atomic_write_text(self.path, json.dumps(self.entries, indent=1))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-import numbers
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any, cast
 
 import yaml
 
-from flash_envs.fields import MAX_SEED
+from flash_envs.fields import MAX_SEED, is_real_number
 from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 
 
@@ -385,11 +384,11 @@ def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
 
 def check_layer_sizes(sizes: Any, name: str) -> list[int]:
     """``sizes`` (the hidden layers of a network) as a list of ints if it is a non-empty list or tuple of positive
-    whole numbers, else a :class:`ConfigError` (a ValueError) naming ``name``: the one check of ``flash.net_arch``,
-    ``transfer.net_arch`` and ``maml.hidden``, in a config and in the :class:`~flash_rl.flash.Flash` and
-    :class:`~flash_rl.maml.MAML` APIs."""
+    whole numbers (as counts are: ``64.0`` is 64), else a :class:`ConfigError` (a ValueError) naming ``name``: the one
+    check of ``flash.net_arch``, ``transfer.net_arch`` and ``maml.hidden``, in a config and in the
+    :class:`~flash_rl.flash.Flash` and :class:`~flash_rl.maml.MAML` APIs."""
     if not (isinstance(sizes, (list, tuple)) and sizes and all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and int(n) >= 1 for n in sizes)):
+            is_real_number(n) and float(n).is_integer() and n >= 1 for n in sizes)):
         raise ConfigError(f"{name} must be a list of positive ints (one per hidden layer, at least one), got {sizes!r}")
     return [int(n) for n in sizes]
 

@@ -22,6 +22,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from flash_envs.fields import check_whole
+
 
 CONTEXT_ACTION_SPACES = (spaces.Discrete, spaces.Box)   # the action spaces a context row can encode
 
@@ -44,8 +46,7 @@ class ContextBuffer:
     """The last ``length`` transitions of the current task (kept across episodes, cleared on task change)."""
 
     def __init__(self, length: int, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        if length < 1:
-            raise ValueError(f"context length must be >= 1, got {length}")
+        length = check_whole("context length", length, 1)   # 2.5 was cut to 2; "4" a raw TypeError
         if not isinstance(observation_space, spaces.Box):
             raise TypeError(f"FLASH's context needs a Box observation space, got {observation_space}")
         self.length = int(length)

@@ -3,8 +3,10 @@
 Example::
 
     from stable_baselines3 import PPO
+    from flash_envs.tasks import AutoscalingTaskFamily
     from flash_rl import Flash
 
+    family = AutoscalingTaskFamily.generate()
     flash = Flash(PPO, "flash/Autoscaling-v0", agent_kwargs={"n_steps": 120, "batch_size": 240},
                   adapt_kwargs={"n_steps": 60, "batch_size": 60})  # fine-tuning: one 60-step episode per update
     flash.meta_train(family.train, total_timesteps=300_000)
@@ -27,19 +29,20 @@ import importlib
 import inspect
 import json
 import math
+import os
 import sys
 import types
 import typing
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -48,7 +51,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
-from flash_envs.fields import check_number, check_seed, check_whole
+from flash_envs.fields import check_flag, check_number, check_seed, check_whole
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
@@ -117,8 +120,17 @@ def check_savable(where: str, name: str, value: Any, instead: str = "", tuples: 
     if not _savable(value, tuples):
         shown = repr(value) if len(repr(value)) <= 80 else f"<{type(value).__qualname__} object>"
         kinds = "a list, tuple" if tuples else "a list"
-        raise ValueError(f"{where}: {name}={shown} cannot be saved with the agent: give a number, string, bool or "
-                         f"None, or {kinds} or string-keyed mapping of them{instead}")
+        numpy = " (a NumPy number is not one: give value.item())" if _holds_numpy_scalar(value) else ""
+        raise ValueError(f"{where}: {name}={shown} cannot be saved with the agent: give a number{numpy}, string, "
+                         f"bool or None, or {kinds} or string-keyed mapping of them{instead}")
+
+
+def _holds_numpy_scalar(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_numpy_scalar(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_numpy_scalar(v) for v in value)
+    return isinstance(value, np.generic)
 
 
 def check_env_kwargs(env_kwargs: dict[str, Any], where: str = "env_kwargs") -> None:
@@ -220,10 +232,11 @@ def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, An
     if issubclass(agent_cls, OnPolicyAlgorithm):
         n_steps = int(kwargs.get("n_steps", defaults["n_steps"]))
         if episode_steps % n_steps:
+            batch = f", batch_size={episode_steps}" if "batch_size" in defaults else ""   # PPO has one, A2C not
             raise ValueError(f"{where}: fine-tuning learns one {episode_steps}-step episode at a time, but {name}'s "
                              f"n_steps={n_steps} would collect {-(-episode_steps // n_steps) * n_steps} steps per "
-                             f"episode; set n_steps={episode_steps}, batch_size={episode_steps} (or an n_steps that "
-                             f"divides {episode_steps})")
+                             f"episode; set n_steps={episode_steps}{batch} (or an n_steps that divides "
+                             f"{episode_steps})")
     if issubclass(agent_cls, OffPolicyAlgorithm):
         starts = int(kwargs.get("learning_starts", defaults["learning_starts"]))
         if starts >= episode_steps:
@@ -392,22 +405,38 @@ def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **k
     return keep_logs_out_of_tmp(agent)
 
 
-def check_flag(name: str, value: Any) -> bool:
-    """``value`` if it is a bool (NumPy's included), else a TypeError naming the argument ``name``: a string such as
-    ``"no"`` would otherwise count as true."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return bool(value)
-
-
 def training_tasks(tasks: Any) -> list[Any]:
     """The tasks ``meta_train`` trains on: ``tasks`` (a sequence of tasks), or a family's ``train`` split; a
     ValueError when there are none."""
-    tasks = list(getattr(tasks, "train", tasks))
+    tasks = getattr(tasks, "train", tasks)
+    if not isinstance(tasks, Iterable) or isinstance(tasks, (str, dict)):
+        raise TypeError(f"meta_train trains on tasks: a sequence of tasks, or a family whose train split is used; got "
+                        f"{type(tasks).__name__} (for one task, pass [task])")
+    tasks = list(tasks)
     if not tasks:
         raise ValueError("meta_train needs at least one task: tasks (a sequence of tasks, or a family whose train "
                          "split is used) is empty")
     return tasks
+
+
+def _load_weights_of(model: BaseAlgorithm, init_from: Any) -> None:
+    """Give ``model``'s policy the weights of ``init_from``'s (``meta_train``'s ``init_from``); a TypeError or
+    ValueError naming ``init_from`` when it is no agent with a model, or one of another architecture."""
+    if not isinstance(init_from, Flash) or init_from.model is None:
+        raise TypeError(f"init_from must be a Flash or TransferLearning agent with a model (meta-trained, fresh or "
+                        f"loaded), got {type(init_from).__name__}")
+    try:
+        model.policy.load_state_dict(init_from.policy.state_dict())
+    except RuntimeError as err:   # missing or unexpected layers, other sizes
+        raise ValueError(f"init_from: its policy does not fit this agent's ({error_text(err)})") from None
+
+
+def _architecture(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What of an agent's ``policy_kwargs`` shapes its network: ``net_arch`` and the features extractor's class and
+    arguments, in one flat dict."""
+    extractor = policy_kwargs.get("features_extractor_class")
+    return {"net_arch": policy_kwargs.get("net_arch"), **policy_kwargs.get("features_extractor_kwargs", {}),
+            "features_extractor": None if extractor is None else extractor.__name__}
 
 
 def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
@@ -463,7 +492,9 @@ class Flash:
         self.n_envs = check_whole("n_envs", n_envs, 1)
         self.episodes_per_task = check_whole("episodes_per_task", episodes_per_task, 1)
         self.seed = check_seed("seed", seed)
-        self.tensorboard_log, self.verbose = tensorboard_log, verbose
+        if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
+            raise TypeError(f"tensorboard_log must be a folder path or None, got {tensorboard_log!r}")
+        self.tensorboard_log, self.verbose = tensorboard_log, check_whole("verbose", verbose, 0)
         self.model: BaseAlgorithm | None = None
         self.resumed_from: int | None = None
         self._sampling_wrappers: list[TaskSamplingWrapper] = []
@@ -542,12 +573,14 @@ class Flash:
     @one_torch_thread()
     def meta_train(self, tasks: Any, total_timesteps: int, *, checkpoint_dir: str | Path | None = None,
                    checkpoint_interval: int = 0, resume: bool = False, progress_bar: bool = False,
-                   tb_log_name: str | None = None, callback: BaseCallback | None = None,
+                   tb_log_name: str | None = None,
+                   callback: BaseCallback | list[BaseCallback] | Callable[..., bool] | None = None,
                    init_from: "Flash | None" = None) -> "Flash":
         """Train on ``tasks`` (a sequence of tasks or a family, whose ``train`` split is used) for
         ``total_timesteps``; with ``resume`` and a checkpoint in ``checkpoint_dir``, continue from it (to a total of
         ``total_timesteps``; a checkpoint written with other settings is refused, see :func:`check_resumable`).
         ``init_from`` starts from another agent's weights (same architecture) instead of a random initialisation.
+        ``callback`` is what SB3's ``learn`` takes: a callback, a list of them, or a function of ``(locals, globals)``.
         Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
@@ -555,12 +588,15 @@ class Flash:
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
+        if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+            raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
         vec_env = self._train_vec_env(tasks)
         state = self._load_checkpoint(checkpoint_dir, vec_env, total_timesteps) if resume and checkpoint_dir else None
         if state is None:
-            self.model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
+            model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
             if init_from is not None:
-                self.model.policy.load_state_dict(init_from.policy.state_dict())
+                _load_weights_of(model, init_from)
+            self.model = model   # only now: a refused init_from leaves the trained model be
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
         remaining = total_timesteps - self.agent.num_timesteps
         callbacks: list[BaseCallback] = []
@@ -568,8 +604,10 @@ class Flash:
             callbacks.append(ProgressBar(total_timesteps, f"{type(self).__name__} meta-train"))
         if checkpoint_dir and checkpoint_interval > 0:
             callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval, total_timesteps))
-        if callback is not None:
-            callbacks.append(callback)
+        if isinstance(callback, list):   # what SB3's own learn() takes: a list of callbacks, or a function
+            callbacks.extend(callback)
+        elif callback is not None:
+            callbacks.append(callback if isinstance(callback, BaseCallback) else ConvertCallback(callback))
         if remaining > 0:
             self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
                              tb_log_name=tb_log_name or type(self).__name__)
@@ -613,11 +651,16 @@ class Flash:
         state = read_checkpoint(directory, self.config(), total_timesteps)
         if state is None:
             return None
+        samplers = state.get("samplers")
+        if not isinstance(samplers, list) or len(samplers) != len(self._sampling_wrappers):
+            raise ValueError(f"{directory / 'state.json'} holds no task-sampler state for the {self.n_envs} training "
+                             f"env(s), so a meta-training cannot resume from it (checkpoint() of a loaded or fresh "
+                             f"agent writes none); train anew, or start from its weights with init_from")
         self.model = load_agent(self.agent_cls, directory / state["agent"], vec_env,
                                 tensorboard_log=self.tensorboard_log)
         if "replay_buffer" in state:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
-        for wrapper, s in zip(self._sampling_wrappers, state.get("samplers", []), strict=True):
+        for wrapper, s in zip(self._sampling_wrappers, samplers, strict=True):
             wrapper.set_state(s)
         return state
 
@@ -656,6 +699,8 @@ class Flash:
         """Fine-tune a copy of the agent online on ``task`` for ``episodes`` episodes with the agent's own algorithm
         (``adapt_kwargs``), evaluating the deterministic policy before any fine-tuning and after every
         ``eval_every`` episodes. Returns ``[(episodes fine-tuned, evaluation return), ...]``; ``self`` is unchanged.
+        An episode of fine-tuning is :attr:`episode_steps` steps: for an env whose episodes can end sooner
+        (``flash/ConfigSearch-v0`` ends when the agent commits), one point of the curve spans several of them.
         """
         if self.model is None:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
@@ -756,6 +801,12 @@ class Flash:
             warnings.filterwarnings("ignore", message=".*mini-batch size.*")
             env = DummyVecEnv([lambda: obj.make_env()])
             obj.model = load_agent(obj.agent_cls, path / "agent.zip", env)
+        built, saved = _architecture(obj._policy()[1]), _architecture(obj.model.policy_kwargs)
+        if built != saved:   # SB3 rebuilds the network from the zip's own settings
+            differences = {key: (saved.get(key), built.get(key)) for key in sorted(built.keys() | saved.keys())
+                           if saved.get(key) != built.get(key)}
+            raise ValueError(f"{file} does not describe {path / 'agent.zip'}: (agent.zip, flash.json) differ in "
+                             f"{differences}")
         return obj
 
 

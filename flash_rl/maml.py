@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 import flash_envs  # noqa: F401
-from flash_envs.fields import check_number, check_seed, check_whole, is_real_number
+from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
-from flash_rl.flash import (adaptation_points, check_env_kwargs, check_flag, check_resumable, check_resume_total,
+from flash_rl.flash import (adaptation_points, check_env_kwargs, check_resumable, check_resume_total,
                             error_text, one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -71,12 +71,14 @@ class PolicyNet(nn.Module):
 
 def rollout(policy: Callable[[torch.Tensor], torch.Tensor], envs: Sequence[gym.Env], task: Any, seeds: Sequence[int],
             generator: torch.Generator, deterministic: bool = False) -> dict[str, torch.Tensor]:
-    """One episode in each of ``envs`` (all on ``task``), batched through ``policy``; returns obs (n, T, d),
-    actions (n, T) and rewards (n, T). Episodes must have equal length (true of the FLASH envs)."""
+    """One episode in each of ``envs`` (all on ``task``), batched through ``policy``; returns obs (n, T, d), actions
+    (n, T), rewards (n, T) and, when the episodes end at different steps (``flash/ConfigSearch-v0`` ends when the agent
+    commits), ``mask`` (n, T): 1 for the steps of each episode, 0 after its end, where obs repeat its last, actions are
+    drawn but not taken and rewards are 0. T is the longest episode's length."""
     obs = np.stack([env.reset(seed=int(s), options={"task": task})[0] for env, s in zip(envs, seeds)])
-    all_obs, all_act, all_rew = [], [], []
-    done = False
-    while not done:
+    all_obs, all_act, all_rew, all_live = [], [], [], []
+    live = [True] * len(envs)
+    while any(live):
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         with torch.no_grad():
             logits = policy(obs_t)
@@ -84,28 +86,42 @@ def rollout(policy: Callable[[torch.Tensor], torch.Tensor], envs: Sequence[gym.E
             actions = logits.argmax(-1)
         else:
             actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-        steps = [env.step(int(a)) for env, a in zip(envs, actions)]
+        steps = [env.step(int(a)) if running else (last, 0.0, True, False, {})
+                 for env, a, running, last in zip(envs, actions, live, obs)]
         all_obs.append(obs_t)
         all_act.append(actions)
         all_rew.append(torch.tensor([s[1] for s in steps], dtype=torch.float32))
+        all_live.append(torch.tensor(live, dtype=torch.float32))
         obs = np.stack([s[0] for s in steps])
-        done = any(s[2] or s[3] for s in steps)
-    return {"obs": torch.stack(all_obs, 1), "actions": torch.stack(all_act, 1), "rewards": torch.stack(all_rew, 1)}
+        live = [not (s[2] or s[3]) for s in steps]
+    batch = {"obs": torch.stack(all_obs, 1), "actions": torch.stack(all_act, 1), "rewards": torch.stack(all_rew, 1)}
+    mask = torch.stack(all_live, 1)
+    return batch if bool(mask.all()) else {**batch, "mask": mask}
 
 
 def reinforce_loss(policy: Callable[[torch.Tensor], torch.Tensor], batch: dict[str, torch.Tensor],
                    gamma: float) -> torch.Tensor:
     """REINFORCE with a time-dependent baseline (the mean return-to-go over the batch's episodes at each step),
-    advantages normalised; differentiable w.r.t. ``policy``'s (fast) weights."""
+    advantages normalised; differentiable w.r.t. ``policy``'s (fast) weights. With a ``mask`` (episodes of different
+    lengths, see :func:`rollout`), the baseline, normalisation and mean run over each step's unfinished episodes."""
     rewards = batch["rewards"]
     returns = torch.zeros_like(rewards)
     running = torch.zeros(rewards.shape[0])
     for t in range(rewards.shape[1] - 1, -1, -1):
         running = rewards[:, t] + gamma * running
         returns[:, t] = running
+    logp = torch.log_softmax(policy(batch["obs"]), -1).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+    if "mask" in batch:
+        mask = batch["mask"]
+        adv = returns - (returns * mask).sum(0, keepdim=True) / mask.sum(0, keepdim=True).clamp(min=1.0)
+        adv = adv * mask
+        valid = mask.sum()
+        std = torch.sqrt((adv ** 2).sum() / (valid - 1)) if valid > 1 else torch.tensor(0.0)
+        return -(logp * (adv / (std + 1e-8)).detach() * mask).sum() / valid
+    if returns.numel() == 1:   # a single one-step episode: nothing to compare its return with
+        return -(logp * 0.0).mean()
     adv = returns - returns.mean(0, keepdim=True) if rewards.shape[0] > 1 else returns - returns.mean()
     adv = adv / (adv.std() + 1e-8)
-    logp = torch.log_softmax(policy(batch["obs"]), -1).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
     return -(logp * adv.detach()).mean()
 
 

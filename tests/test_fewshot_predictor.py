@@ -97,6 +97,8 @@ def test_bad_shots_are_named(data, predictor):
         predictor.predict({data.configs[0]: (0.0, 1.0)})
     with pytest.raises(ValueError, match=r"needs at least 1 shot\(s\), got 0"):
         predictor.predict({})
+    with pytest.raises(TypeError, match="fine_tune must be True or False, got 'yes'"):   # it counted as true
+        predictor.predict(shots_of(data, 35, [3]), fine_tune="yes")
     k_shot = FewShotPredictor.fit(data.select_apps(data.apps[:10]), k=2, method="k-shot",
                                   cfg=TrainConfig(steps=5))
     with pytest.raises(ValueError, match=r"the k-shot predictor needs exactly 2 shot\(s\), got 1"):

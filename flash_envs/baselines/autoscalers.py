@@ -30,7 +30,7 @@ import numpy as np
 
 from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_DOWN, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
                                          AutoscalingEnv)
-from flash_envs.fields import check_finite_observations, check_number
+from flash_envs.fields import check_finite_observations, check_number, check_whole
 
 
 class AutoscalingPolicy:
@@ -43,7 +43,7 @@ class AutoscalingPolicy:
         self.env = unwrapped
         self.limit_targets = (cpu_millicores, memory_mb)
         for value, bounds, name in zip(self.limit_targets, unwrapped.bounds[1:], ("cpu_millicores", "memory_mb")):
-            if value is not None and not bounds.contains(value):
+            if value is not None and not bounds.contains(check_whole(name, value, 0)):
                 raise ValueError(f"{name}={value} is not a valid setting within {bounds}")
 
     def reset(self, env_index: int | None = None) -> None:
@@ -100,7 +100,7 @@ class HPA(AutoscalingPolicy):
                  stabilisation_window_s: float = 300.0, cpu_millicores: int | None = None,
                  memory_mb: int | None = None) -> None:
         super().__init__(env, cpu_millicores, memory_mb)
-        if not 0 < target <= 1:
+        if not 0 < check_number("target", target, -math.inf) <= 1:
             raise ValueError(f"HPA target utilisation must be in (0, 1], got {target}")
         self.target = target
         self.tolerance = check_number("tolerance", tolerance, 0.0)
@@ -149,7 +149,7 @@ class ThresholdAutoscaler(AutoscalingPolicy):
     def __init__(self, env: gym.Env, lower: float = 0.3, upper: float = 0.8, cpu_millicores: int | None = None,
                  memory_mb: int | None = None) -> None:
         super().__init__(env, cpu_millicores, memory_mb)
-        if not 0 <= lower < upper <= 1:
+        if not 0 <= check_number("lower", lower, -math.inf) < check_number("upper", upper, -math.inf) <= 1:
             raise ValueError(f"thresholds need 0 <= lower < upper <= 1, got {lower}, {upper}")
         self.lower, self.upper = lower, upper
 

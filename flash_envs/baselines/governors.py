@@ -25,6 +25,7 @@ env's current server type, so its P-states are right on every task it runs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -61,6 +62,8 @@ class Governor:
         ``options`` (e.g. ``up_threshold``). It reads the P-states of the env's current server type at every
         :meth:`predict`, so it stays right when the env moves to a task on another server type."""
         raw = env.unwrapped
+        if not (hasattr(raw, "freq_levels") and hasattr(raw, "n_servers")):
+            raise TypeError(f"{cls.__name__}.for_env drives flash/PowerManagement-v0, got {type(raw).__name__}")
         governor = cls(raw.freq_levels, raw.n_servers, **options)
         governor.env = raw
         return governor
@@ -138,7 +141,8 @@ class Conservative(Governor):
     def __init__(self, freq_levels: Sequence[float], n_servers: int = 1, up_threshold: float = 0.80,
                  down_threshold: float = 0.20) -> None:
         super().__init__(freq_levels, n_servers)
-        if not 0 <= down_threshold < up_threshold <= 1:
+        if not 0 <= check_number("down_threshold", down_threshold, -math.inf) < check_number(
+                "up_threshold", up_threshold, -math.inf) <= 1:
             raise ValueError(f"need 0 <= down_threshold < up_threshold <= 1, got {down_threshold}, {up_threshold}")
         self.up_threshold = up_threshold
         self.down_threshold = down_threshold

@@ -7,6 +7,8 @@ from typing import Any, Iterable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from flash_envs.fields import check_seed, check_whole
+
 #: The ``info`` entries averaged per episode unless ``metrics`` is given, by env class name; other envs: none.
 DEFAULT_METRICS = {"AutoscalingEnv": ("slo_violation", "cpu_utilisation", "memory_utilisation", "replicas"),
                    "PowerManagementEnv": ("energy_j", "power_share", "slo_violation", "transitions"),
@@ -64,8 +66,7 @@ def _check_metrics(metrics: Sequence[str], info: dict[str, Any]) -> None:
 def evaluate_on_tasks(env: gym.Env, policy: Any, tasks: Iterable[Any], episodes: int = 1, seed: int = 0,
                       metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per task: the mean over ``episodes`` episodes (seeds ``seed, seed+1, ...``) of :func:`run_episode`."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    episodes, seed = check_whole("episodes", episodes, 1), check_seed("seed", seed)
     rows = []
     for task in tasks:
         runs = [run_episode(env, policy, task, seed + e, metrics) for e in range(episodes)]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing
-from flash_envs.fields import check_number, check_whole, is_real_number
+from flash_envs.fields import check_flag, check_number, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
@@ -104,6 +104,7 @@ class FewShotPredictor:
         """Runtime (s) and cost (USD) at every configuration (in :attr:`configs` order) of an application measured
         at ``shots`` (configuration name -> (runtime s, cost USD), the first the base measurement). ``fine_tune``
         first takes transfer learning's gradient steps on the shots (FLASH + fine-tuning, for ``"flash"``)."""
+        fine_tune = check_flag("fine_tune", fine_tune)   # "no" would count as true
         episode, index, measured = self._episode(shots)
         log_pred = fine_tune_predict(self.model, episode, self.cfg) if fine_tune else self.model.predict(episode)
         runtime, cost = np.exp(log_pred[0].detach().numpy().astype(np.float64)).T
