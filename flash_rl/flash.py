@@ -674,6 +674,7 @@ class Flash:
         other.model = self._new_agent(env, kwargs, seed)
         return other
 
+    @one_torch_thread()
     def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
                  buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
@@ -737,6 +738,7 @@ class Flash:
         env.close()
         return spaces
 
+    @one_torch_thread()
     def embed(self, task: Any, episodes: int = 1, seed: int = 0) -> np.ndarray:
         """The embedding after running the (deterministic) policy for ``episodes`` episodes on ``task``."""
         if not self.use_context:

@@ -249,6 +249,7 @@ class MAML:
         return self
 
     # -------------------------------------------------------------------------------------------- adaptation
+    @one_torch_thread()
     def evaluate(self, policy: nn.Module | None, task: Any, seed: int) -> float:
         """Return of one deterministic episode of ``policy`` (default: the meta-learned one) on ``task``, the env
         seeded with ``seed``."""
