@@ -765,6 +765,10 @@ class Flash:
         """Write ``path/agent.zip`` (the SB3 agent, embedding network included) and ``path/flash.json``."""
         path = Path(path)
         model, settings = self.agent, json.dumps(self.config(), indent=1)   # both before anything is written
+        name = algorithm_name(self.agent_cls)
+        if name.startswith("__main__:") or "<locals>" in name:
+            warnings.warn(f"the agent's class is saved as {name!r}, which Flash.load can import only in this same "
+                          f"program; define the class in a module to load the agent elsewhere", stacklevel=2)
         path.mkdir(parents=True, exist_ok=True)
         with atomic_write(path / "agent.zip") as tmp:
             model.save(tmp)

@@ -179,3 +179,16 @@ def test_small_arguments_and_files_are_checked(tmp_path):
     (tmp_path / "references.json").write_text("[]")
     with pytest.raises(ValueError, match="references.json is damaged"):
         ReferenceCache(tmp_path / "references.json", {})
+
+
+def test_saving_an_agent_whose_class_only_this_program_can_import_warns(tmp_path):
+    """A class defined in a notebook was saved as "__main__:MyPPO"; Flash.load elsewhere refused it, unwarned."""
+    from stable_baselines3 import PPO
+
+    class LocalPPO(PPO):
+        pass
+
+    agent = Flash(LocalPPO, ENV, TINY_ENV, **TINY).fresh()
+    with pytest.warns(UserWarning, match=r"saved as '.*<locals>.LocalPPO', which Flash.load can import only in this "
+                                         r"same program"):
+        agent.save(tmp_path / "local")
