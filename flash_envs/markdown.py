@@ -10,10 +10,15 @@ NO_CI = "no CI"
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """The lines of a GitHub-flavoured Markdown table; each cell is written as ``str(cell)``, so format numbers
-    first."""
+    first. A ``|`` in a cell is escaped and a line break becomes a space (a server's name from a user's file broke
+    the table)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
     return lines
+
+
+def _cell(value: object) -> str:
+    return " ".join(str(value).replace("|", "\\|").splitlines())
 
 
 def ci_brackets(ci: Sequence[float], digits: int = 1) -> str:

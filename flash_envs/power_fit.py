@@ -49,6 +49,10 @@ def fit_report(spec_csv: str | Path, dvfs_csv: str | Path | None = None) -> dict
     return report
 
 
+#: A fitted DVFS parameter this close to 0 or 1 is reported as at the bound of its range [0, 1].
+BOUND_TOLERANCE = 1e-6
+
+
 def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
     scaling = table.fit()
     r = np.asarray(table.freq_fraction)
@@ -57,7 +61,9 @@ def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
     idle = table.idle_w[top] * idle_factor
     full = idle + (table.full_w[top] - table.idle_w[top]) * dynamic_factor
     errors = percent_errors(np.concatenate([idle, full]), np.concatenate([table.idle_w, table.full_w]))
-    return {"host": table.host, **scaling.to_dict(), "mape_pct": float(errors.mean()),
+    params = scaling.to_dict()
+    at_bound = [name for name, value in params.items() if min(value, 1.0 - value) < BOUND_TOLERANCE]
+    return {"host": table.host, **params, "at_bound": at_bound, "mape_pct": float(errors.mean()),
             "max_error_pct": float(errors.max())}
 
 
@@ -79,10 +85,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- goals met: **{'yes' if goal['met'] else 'no'}**",
     ]
     if "dvfs" in report:
-        lines += ["", f"## DVFS scaling fit (`{report['dvfs_csv']}`)", "", *md_table(
-            ("host", "idle_share", "dynamic_share", "voltage_slope", "MAPE %", "max error %"),
-            [(d["host"], f"{d['idle_share']:.3f}", f"{d['dynamic_share']:.3f}", f"{d['voltage_slope']:.3f}",
-              f"{d['mape_pct']:.2f}", f"{d['max_error_pct']:.2f}") for d in report["dvfs"]])]
+        lines += ["", f"## DVFS scaling fit (`{report['dvfs_csv']}`)", "",
+                  "A parameter at a bound (0 or 1) is where the fit stopped against its range: the table does not "
+                  "pin it down (power that falls as frequency rises fits as no scaling at all, every share 0).", "",
+                  *md_table(("host", "idle_share", "dynamic_share", "voltage_slope", "at a bound", "MAPE %",
+                             "max error %"),
+                            [(d["host"], f"{d['idle_share']:.3f}", f"{d['dynamic_share']:.3f}",
+                              f"{d['voltage_slope']:.3f}", ", ".join(d.get("at_bound", [])) or "none",
+                              f"{d['mape_pct']:.2f}", f"{d['max_error_pct']:.2f}") for d in report["dvfs"]])]
     lines += ["", "## Per server", "", *md_table(
         ("server_id", "system", "cores", "idle W", "100% W", "MAPE %", "max error %"),
         [(s["server_id"], s["system"] or "(unnamed)", s["cores"], f"{s['idle_w']:g}", f"{s['peak_w']:g}",

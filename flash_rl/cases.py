@@ -89,21 +89,26 @@ def get_case(name: str) -> Case:
     return CASES[name]
 
 
-def _family_file(family_type: Any, path: str) -> Any:
-    """The task family (of type ``family_type``) in the YAML file ``path``, with every task's workload realised for a
-    second, so that one that cannot run (a trace file that is missing, bad or has no requests to scale to its
-    ``mean_rate``) fails before any training: a ``DataFormatError`` naming the family file and the task."""
+def _family_file(family_type: Any, cfg: Any) -> Any:
+    """The task family (of type ``family_type``) in the YAML file ``cfg.tasks.family_file``, each task checked before
+    any training: the config's env (``cfg.env``) must run it (e.g. a server type with as many P-states as the env's
+    actions), and its workload is realised for a second (a trace file that is missing, bad or has no requests to
+    scale to its ``mean_rate`` fails). A task that fails is a ``DataFormatError`` naming the family file and it."""
     from flash_envs.data import DataFormatError
     from flash_envs.envs.task_env import check_workload
     from flash_envs.tasks import SPLITS
 
+    path = cfg.tasks.family_file
     family = family_type.load_yaml(path)
+    env = gym.make(cfg.env.id, **cfg.env.kwargs).unwrapped   # the env the agents are built on
     for split in SPLITS:
         for index, task in enumerate(family.split(split)):
             try:
+                env.set_task(task)
                 check_workload(task)
-            except (OSError, ValueError) as err:
-                raise DataFormatError(f"task family {path}: {split}[{index}]: {err}") from None
+            except (OSError, TypeError, ValueError) as err:
+                raise DataFormatError(f"task family {path}: {split}[{index}] ({task.name}): {err}") from None
+    env.close()
     return family
 
 
@@ -112,7 +117,7 @@ def _autoscaling_family(cfg: Any):
     from flash_envs.tasks import AutoscalingTaskFamily
 
     if cfg.tasks.family_file:
-        return _family_file(AutoscalingTaskFamily, cfg.tasks.family_file)
+        return _family_file(AutoscalingTaskFamily, cfg)
     return AutoscalingTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
                                           episode_s=episode_seconds(cfg))
 
@@ -206,7 +211,7 @@ def _power_family(cfg: Any):
     from flash_envs.power_tasks import PowerTaskFamily
 
     if cfg.tasks.family_file:
-        return _family_file(PowerTaskFamily, cfg.tasks.family_file)
+        return _family_file(PowerTaskFamily, cfg)
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
 
 

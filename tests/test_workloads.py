@@ -581,7 +581,7 @@ def test_a_trace_without_requests_is_refused_before_any_work(tmp_path, capsys, c
     assert err.startswith("flash: error: ") and len(err.splitlines()) == 1
     assert f"the trace {zeros} has no requests, so it cannot be scaled to mean_rate=" in err
     if source == "tasks.family_file":
-        assert f"task family {tmp_path / 'family.yaml'}: test[0]: " in err
+        assert f"task family {tmp_path / 'family.yaml'}: test[0] (" in err
     else:   # the rate is the test task's, which the user never gave
         assert f"{zeros}: it is replayed at each test task's mean rate (test task 'task-24': " in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()

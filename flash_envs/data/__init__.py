@@ -89,8 +89,8 @@ def _checked_rows(path: Path, required: Sequence[str],
                 if extra is not None or None in row.values():
                     n_fields = (len(reader.fieldnames) + len(extra) if extra
                                 else sum(v is not None for v in row.values()))
-                    spans = f" (a row from line {last_line + 1}: {_OPEN_QUOTE})" if reader.line_num > last_line + 1 \
-                        else ""
+                    across = reader.line_num > last_line + 1 or any("\n" in v for v in row.values() if v)  # at EOF
+                    spans = f" (a row from line {last_line + 1}: {_OPEN_QUOTE})" if across else ""
                     raise error(f"{path}:{reader.line_num}: {n_fields} field(s) where the header has "
                                 f"{len(reader.fieldnames)}{spans}")
                 n_rows += 1

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows, dataset_path
-from flash_envs.sim.power import FrequencyScaling, ServerType, check_watts
+from flash_envs.sim.power import MAX_CORES, FrequencyScaling, ServerType, check_watts
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
 DVFS_TABLES = ("dvfs_cloudsim_grid5000", "dvfs_power_tables.csv")
@@ -48,13 +48,19 @@ class SpecPowerRecord:
     chips: int | None = None
     ssj_ops_at_100pct: float | None = None
 
+    @property
+    def core_speed(self) -> float:
+        """Per-core speed relative to the reference core: ssj_ops per core / 100,000, to 4 decimals (1.0 when the
+        result does not give ssj_ops)."""
+        if self.ssj_ops_at_100pct is None:
+            return 1.0
+        return round(self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE, 4)
+
     def server_type(self, scaling: FrequencyScaling) -> ServerType:
-        """The server type: per-core speed from ssj_ops per core (1.0 when the result does not give ssj_ops)."""
-        speed = (1.0 if self.ssj_ops_at_100pct is None
-                 else self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE)
+        """The server type: per-core speed from ssj_ops per core (:attr:`core_speed`)."""
         described = ", ".join(v for v in (f"{self.vendor} {self.system}".strip(), self.cpu, self.date_submitted) if v)
         return ServerType(name=f"specpower-{self.server_id}", cores=self.cores, watts=self.watts, scaling=scaling,
-                          core_speed=round(speed, 4), max_mhz=self.cpu_mhz,
+                          core_speed=self.core_speed, max_mhz=self.cpu_mhz,
                           source=f"SPECpower_ssj2008 result {self.server_id}" + (f": {described}" if described else ""))
 
 
@@ -94,9 +100,13 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
             check_watts(watts)
         except ValueError as err:
             raise PowerDataError(f"{path}:{line}: {err}") from None
-        records.append(SpecPowerRecord(
+        cores = int(_number(path, line, "cores", row["cores"], positive=True, integer=True))
+        if cores > MAX_CORES:
+            raise PowerDataError(f"{path}:{line}: column 'cores' holds {row['cores']!r}; a server type has at most "
+                                 f"{MAX_CORES} cores (the simulation follows each one)")
+        record = SpecPowerRecord(
             server_id=server_id,
-            cores=int(_number(path, line, "cores", row["cores"], positive=True, integer=True)),
+            cores=cores,
             watts=watts,
             vendor=(row.get("vendor") or "").strip(),
             system=(row.get("system") or "").strip(),
@@ -105,7 +115,12 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
             cpu_mhz=optional("cpu_mhz"),
             chips=None if chips is None else int(chips),
             ssj_ops_at_100pct=optional("ssj_ops_at_100pct"),
-        ))
+        )
+        if record.core_speed == 0:
+            raise PowerDataError(f"{path}:{line}: column 'ssj_ops_at_100pct' holds {row['ssj_ops_at_100pct']!r}: per "
+                                 f"core, under 0.00005 of the reference core's {REFERENCE_SSJ_OPS_PER_CORE:,.0f} "
+                                 f"ssj_ops, a per-core speed of 0")
+        records.append(record)
     return records
 
 

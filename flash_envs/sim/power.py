@@ -30,7 +30,7 @@ from typing import Any, Sequence, cast
 
 import numpy as np
 
-from flash_envs.fields import check_fields
+from flash_envs.fields import check_fields, check_number, check_whole, is_real_number
 
 LOAD_POINTS = np.linspace(0.0, 1.0, 11)
 """The SPECpower_ssj2008 measurement points: active idle, then 10% .. 100% of the calibrated maximum throughput."""
@@ -96,11 +96,14 @@ def percent_errors(predicted: np.ndarray, measured: Sequence[float] | np.ndarray
 def check_watts(watts: Sequence[float]) -> np.ndarray:
     """``watts`` as an array, if it is a SPECpower curve: 11 finite points > 0 (idle, 10%..100% load), full load not
     below idle (real curves may dip between: one of the 400 shared ones does); a ValueError otherwise."""
+    if isinstance(watts, (str, bytes)) or not all(is_real_number(w) for w in np.ravel(np.asarray(watts, dtype=object))):
+        raise TypeError(f"a SPECpower curve is {len(LOAD_POINTS)} numbers (W at idle, 10%..100% load), got "
+                        f"{watts!r}")
     y = np.asarray(watts, dtype=float)
     if y.shape != (len(LOAD_POINTS),):
         raise ValueError(f"a SPECpower curve has {len(LOAD_POINTS)} points (idle, 10%..100%), got {len(y)}")
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
-        raise ValueError(f"SPECpower watts must be finite and > 0, got {list(y)}")
+        raise ValueError(f"SPECpower watts must be finite and > 0, got {y.tolist()}")
     if y[-1] < y[0]:
         raise ValueError(f"SPECpower watts at 100% load ({y[-1]:g}) are below those at active idle ({y[0]:g}); "
                          "power grows with load")
@@ -118,9 +121,7 @@ class FrequencyScaling:
 
     def __post_init__(self) -> None:
         for name in ("idle_share", "dynamic_share", "voltage_slope"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"FrequencyScaling.{name} must be in [0, 1], got {value!r}")
+            check_number(f"FrequencyScaling.{name}", getattr(self, name), 0.0, 1.0)
 
     def phi(self, r: float | np.ndarray) -> float | np.ndarray:
         """Relative switching power ``f V^2`` at frequency fraction ``r`` (1 at full speed)."""
@@ -160,6 +161,10 @@ class FrequencyScaling:
         return asdict(self)
 
 
+#: The most cores a server type may have: the simulation follows each core (the largest of the 400 shared SPECpower
+#: results has 80; 10**8 cores took 8 s per step).
+MAX_CORES = 1024
+
 DEFAULT_FREQ_LEVELS = (0.59925, 0.6993, 0.7989, 0.8989, 1.0)
 """The five P-states (fractions of f_max) of the CloudSim-DVFS experiments (Guerout et al., SIMPAT 39, 2013)."""
 
@@ -190,22 +195,30 @@ class ServerType:
     source: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "watts", tuple(float(w) for w in self.watts))
-        object.__setattr__(self, "freq_levels", tuple(float(f) for f in self.freq_levels))
-        if int(self.cores) != self.cores or self.cores < 1:
-            raise ValueError(f"server {self.name!r}: cores must be a whole number >= 1, got {self.cores!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"ServerType.name must be a str, got {self.name!r} ({type(self.name).__name__})")
+        if not isinstance(self.scaling, FrequencyScaling):
+            raise TypeError(f"server {self.name!r}: scaling must be a FrequencyScaling, got {self.scaling!r}")
+        if not isinstance(self.source, str):
+            raise TypeError(f"server {self.name!r}: source must be a str, got {self.source!r}")
+        where = f"server {self.name!r}:"
+        if check_whole(f"{where} cores", self.cores, 1) > MAX_CORES:
+            raise ValueError(f"{where} cores must be at most {MAX_CORES}, got {self.cores!r}")
+        check_number(f"{where} core_speed", self.core_speed, 0.0, strict=True)
+        if self.max_mhz is not None:
+            check_number(f"{where} max_mhz", self.max_mhz, 0.0, strict=True)
         try:
             check_watts(self.watts)
-        except ValueError as err:
-            raise ValueError(f"server {self.name!r}: {err}") from None
-        if not np.isfinite(self.core_speed) or self.core_speed <= 0:
-            raise ValueError(f"server {self.name!r}: core_speed must be a finite number > 0, got {self.core_speed!r}")
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{where} {err}") from None
+        if isinstance(self.freq_levels, (str, bytes)) or not all(is_real_number(f) for f in self.freq_levels):
+            raise TypeError(f"{where} freq_levels must be numbers (fractions of f_max), got {self.freq_levels!r}")
+        object.__setattr__(self, "watts", tuple(float(w) for w in self.watts))
+        object.__setattr__(self, "freq_levels", tuple(float(f) for f in self.freq_levels))
         levels = np.asarray(self.freq_levels)
         if len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] != 1.0:
             raise ValueError(f"server {self.name!r}: freq_levels must be >= 2 increasing fractions in (0, 1] ending "
                              f"at 1.0, got {self.freq_levels!r}")
-        if self.max_mhz is not None and (not np.isfinite(self.max_mhz) or self.max_mhz <= 0):
-            raise ValueError(f"server {self.name!r}: max_mhz must be > 0 or None, got {self.max_mhz!r}")
 
     @cached_property
     def curve(self) -> UtilisationCurve:
@@ -264,6 +277,8 @@ class ServerType:
         scaling = d.get("scaling")
         if not isinstance(scaling, dict):
             raise ValueError(f"server type {d.get('name')!r} needs a 'scaling' mapping, got {scaling!r}")
+        fields = FrequencyScaling.__dataclass_fields__
+        check_fields(scaling, fields, "FrequencyScaling", required=fields)
         d["scaling"] = FrequencyScaling(**scaling)
         return cls(**d)
 

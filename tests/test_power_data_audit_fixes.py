@@ -1,0 +1,102 @@
+"""Defects found by an audit of the power-management commands on a user's own server data: each test failed before
+its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from flash_envs.data import DataFormatError, csv_rows
+from flash_envs.data.specpower import WATTS_COLUMNS, PowerDataError, read_specpower_csv
+from flash_envs.markdown import md_table
+from flash_envs.power_fit import fit_report, report_markdown
+from flash_envs.power_tasks import PowerTaskFamily
+from flash_envs.sim import server_catalogue   # not its test_servers by name: pytest would collect it
+from flash_envs.sim.power import MAX_CORES, ServerType
+from flash_rl.cli import main
+
+SERVER = server_catalogue.train_servers()[0]
+HEADER = "server_id,cores," + ",".join(WATTS_COLUMNS) + ",ssj_ops_at_100pct\n"
+WATTS = ",".join(str(100 + 10 * i) for i in range(11))
+
+
+# ------------------------------------------------------------------ 1. family files the case's env cannot run
+def test_a_family_file_with_other_p_states_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    """It was a traceback at meta-training, or, with one such task, after all the training (in the probe)."""
+    three = dataclasses.replace(server_catalogue.test_servers()[0], freq_levels=(0.5, 0.75, 1.0))
+    family = PowerTaskFamily.generate(n_train=2, n_test=2, train_types=[SERVER], test_types=[three])
+    family.save_yaml(tmp_path / "family.yaml")
+    argv = ["--case", "power", "--quick", "--set", f"tasks.family_file={tmp_path / 'family.yaml'}"]
+    assert main(["reproduce", *argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"flash: error: task family {tmp_path / 'family.yaml'}: test[0] (" in err
+    assert "has 3 P-states; this env's action space has 5" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ 2. server fields of the wrong type
+@pytest.mark.parametrize("field, value, error, message", [
+    ("cores", True, TypeError, "server '.*': cores must be a whole number, got True"),
+    ("cores", MAX_CORES + 1, ValueError, f"cores must be at most {MAX_CORES}"),
+    ("core_speed", True, TypeError, "core_speed must be a number, got True"),
+    ("core_speed", "1.0", TypeError, "core_speed must be a number, got '1.0'"),
+    ("max_mhz", "2200", TypeError, "max_mhz must be a number, got '2200'"),
+    ("watts", "100,200", TypeError, "a SPECpower curve is 11 numbers"),
+    ("freq_levels", ["0.5", "1.0"], TypeError, "freq_levels must be numbers"),
+    ("name", 5, TypeError, "ServerType.name must be a str, got 5"),
+])
+def test_server_fields_of_the_wrong_type_are_named(field, value, error, message):
+    """cores: true and core_speed: true were taken as 1; a string gave numpy's or float()'s words, naming nothing."""
+    with pytest.raises(error, match=message):
+        dataclasses.replace(SERVER, **{field: value})
+
+
+def test_server_dicts_name_a_bad_scaling():
+    d = SERVER.to_dict()
+    with pytest.raises(TypeError, match="FrequencyScaling.idle_share must be a number, got '0.3'"):
+        ServerType.from_dict({**d, "scaling": {**d["scaling"], "idle_share": "0.3"}})
+    with pytest.raises(ValueError, match=r"unknown FrequencyScaling field\(s\) \['bogus'\]"):
+        ServerType.from_dict({**d, "scaling": {**d["scaling"], "bogus": 1}})
+    assert ServerType.from_dict(d) == SERVER
+
+
+# ------------------------------------------------------------------ 3.-4. SPECpower files
+def test_a_specpower_file_names_too_many_cores_and_a_per_core_speed_of_0(tmp_path):
+    """10**8 cores made each step take seconds; ssj_ops of 1 made a bare ValueError later, naming no file."""
+    path = tmp_path / "servers.csv"
+    path.write_text(HEADER + f"a,{MAX_CORES + 1},{WATTS},\n")
+    with pytest.raises(PowerDataError, match=rf"servers.csv:2: column 'cores' holds '{MAX_CORES + 1}'; a server type "
+                                             rf"has at most {MAX_CORES} cores"):
+        read_specpower_csv(path)
+    path.write_text(HEADER + f"a,8,{WATTS},1\n")
+    with pytest.raises(PowerDataError, match="servers.csv:2: column 'ssj_ops_at_100pct' holds '1': per core, under"):
+        read_specpower_csv(path)
+    path.write_text(HEADER + f"a,8,{WATTS},800000\n")
+    assert read_specpower_csv(path)[0].server_type(SERVER.scaling).core_speed == 1.0
+
+
+def test_an_unclosed_quote_in_the_last_row_gets_the_hint_too(tmp_path):
+    path = tmp_path / "last.csv"
+    path.write_text("a,b,c\n1,2,3\n4,\"5,6\n")
+    with pytest.raises(DataFormatError, match=r"last.csv:3: 2 field\(s\) where the header has 3 \(a row from line 3: "
+                                              r"is a '\"' at the start of a field left unclosed\?\)"):
+        list(csv_rows(path, ["a"]))
+
+
+# ------------------------------------------------------------------ 5.-6. reports
+def test_dvfs_parameters_at_a_bound_are_marked(tmp_path):
+    """A table whose power falls as frequency rises fitted silently to no scaling."""
+    spec, dvfs = tmp_path / "servers.csv", tmp_path / "dvfs.csv"
+    spec.write_text(HEADER + f"a,8,{WATTS},\n")
+    dvfs.write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\n"
+                    "falling,60,100,300\nfalling,80,90,250\nfalling,100,80,200\n")
+    report = fit_report(spec, dvfs)
+    assert report["dvfs"][0]["at_bound"] == ["idle_share", "dynamic_share", "voltage_slope"]
+    assert "| falling | 0.000 | 0.000 | 0.000 | idle_share, dynamic_share, voltage_slope |" in report_markdown(report)
+    json.dumps(report)
+
+
+def test_a_pipe_or_line_break_in_a_cell_keeps_the_table_whole():
+    assert md_table(["id", "system"], [["a|b", "one\ntwo"]])[2] == "| a\\|b | one two |"
