@@ -100,3 +100,16 @@ def test_dvfs_parameters_at_a_bound_are_marked(tmp_path):
 
 def test_a_pipe_or_line_break_in_a_cell_keeps_the_table_whole():
     assert md_table(["id", "system"], [["a|b", "one\ntwo"]])[2] == "| a\\|b | one two |"
+
+
+def test_an_id_clash_with_a_blank_id_says_the_blank_one_is_a_line_number(tmp_path):
+    """"holds '2', already the id of line 2" named an id that line 2 does not hold."""
+    path = tmp_path / "servers.csv"
+    path.write_text(HEADER + f",8,{WATTS},\n2,8,{WATTS},\n")
+    with pytest.raises(PowerDataError, match=r"servers.csv:3: column 'server_id' holds '2', already the id of line 2 "
+                                             r"\(whose blank id stands for its line number\)"):
+        read_specpower_csv(path)
+    path.write_text(HEADER + f"3,8,{WATTS},\n,8,{WATTS},\n")
+    with pytest.raises(PowerDataError, match=r"servers.csv:3: column 'server_id' is blank, which stands for its line "
+                                             r"number 3, already the id of line 2;"):
+        read_specpower_csv(path)

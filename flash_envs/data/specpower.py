@@ -83,12 +83,19 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
     path = Path(path)
     records = []
     id_lines: dict[str, int] = {}
+    blank_lines: set[int] = set()   # whose id is their line number
     for line, row in csv_rows(path, ("server_id", "cores") + WATTS_COLUMNS, PowerDataError):
         server_id = row["server_id"].strip() or str(line)
         if server_id in id_lines:
-            raise PowerDataError(f"{path}:{line}: column 'server_id' holds {server_id!r}, already the id of line "
-                                 f"{id_lines[server_id]}; each result needs its own id (it names the server type)")
+            first = id_lines[server_id]
+            holds = (f"is blank, which stands for its line number {line}" if not row["server_id"].strip()
+                     else f"holds {server_id!r}")
+            of = f"line {first}" + (" (whose blank id stands for its line number)" if first in blank_lines else "")
+            raise PowerDataError(f"{path}:{line}: column 'server_id' {holds}, already the id of {of}; each result "
+                                 f"needs its own id (it names the server type)")
         id_lines[server_id] = line
+        if not row["server_id"].strip():
+            blank_lines.add(line)
 
         def optional(column: str, integer: bool = False) -> float | None:
             text = (row.get(column) or "").strip()
