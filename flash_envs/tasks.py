@@ -14,7 +14,7 @@ import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Iterable, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, Iterable, Protocol, Self, TypeVar, cast
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class TaskFamily(Generic[T]):
         return {s: [t.to_dict() for t in self.split(s)] for s in SPLITS}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskFamily[T]":
+    def from_dict(cls, d: dict[str, Any]) -> Self:
         missing = [s for s in SPLITS if s not in d]
         if missing:
             raise ValueError(f"a task family needs the splits {SPLITS}; missing {missing}")
@@ -138,7 +138,7 @@ class TaskFamily(Generic[T]):
         Path(path).write_text(dump_yaml(self.to_dict(), fast=True))
 
     @classmethod
-    def load_yaml(cls, path: str | Path) -> "TaskFamily[T]":
+    def load_yaml(cls, path: str | Path) -> Self:
         """A family written by :meth:`save_yaml` (or by hand, in its layout). A missing file raises
         ``FileNotFoundError``; anything else that is not such a family, a ``DataFormatError`` naming the file."""
         import yaml

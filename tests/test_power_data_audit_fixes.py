@@ -113,3 +113,23 @@ def test_an_id_clash_with_a_blank_id_says_the_blank_one_is_a_line_number(tmp_pat
     with pytest.raises(PowerDataError, match=r"servers.csv:3: column 'server_id' is blank, which stands for its line "
                                              r"number 3, already the id of line 2;"):
         read_specpower_csv(path)
+
+
+# ------------------------------------------------------------------ 7. governors on one's own servers
+def test_power_governors_run_a_family_file_with_its_own_p_states(tmp_path, capsys):
+    """power-governors ran the built-in family only."""
+    three = [dataclasses.replace(s, freq_levels=(0.5, 0.75, 1.0)) for s in server_catalogue.train_servers()[:2]]
+    family = PowerTaskFamily.generate(n_train=1, n_test=1, episode_s=120.0, train_types=three[:1],
+                                      test_types=three[1:])
+    family.save_yaml(tmp_path / "family.yaml")
+    assert main(["power-governors", "--family-file", str(tmp_path / "family.yaml"), "--seeds", "1", "--out",
+                 str(tmp_path / "out")]) == 0
+    rows = (tmp_path / "out" / "governors.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 5 and {family.train[0].name, family.test[0].name} == {r.split(",")[1] for r in rows[1:]}
+    assert f"tasks of `{tmp_path / 'family.yaml'}`" in (tmp_path / "out" / "governors.md").read_text()
+    five = dataclasses.replace(family.test[0], server=server_catalogue.test_servers()[0])
+    PowerTaskFamily(family.train, (five,)).save_yaml(tmp_path / "mixed.yaml")
+    capsys.readouterr()
+    assert main(["power-governors", "--family-file", str(tmp_path / "mixed.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"flash: error: --family-file {tmp_path / 'mixed.yaml'}: the family's tasks have [3, 5] P-states" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
 from flash_envs.cli_args import emit, int_at_least, output_dir
+from flash_envs.data import DataFormatError
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
 from flash_envs.progress import tqdm_bar
@@ -50,6 +52,19 @@ def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2, progress: bo
                 bar.update()
     bar.close()
     return rows
+
+
+def _family(path: Path) -> Any:
+    """The power task family in the YAML file ``path``, one the env can run (its tasks' servers with as many P-states
+    each); a ``DataFormatError`` naming the file otherwise."""
+    from flash_envs.power_tasks import PowerTaskFamily
+
+    family = PowerTaskFamily.load_yaml(path)   # a DataFormatError naming the file for a bad one
+    try:
+        PowerManagementEnv(family=family)
+    except ValueError as err:
+        raise DataFormatError(f"--family-file {path}: {err}") from None
+    return family
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
@@ -92,15 +107,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="servers of the task's type sharing the load (the env's n_servers; default 1)")
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
                         help="the env's simulator: fluid model (fast, default) or one event per request")
+    parser.add_argument("--family-file", type=Path, default=None,
+                        help="task-family YAML (PowerTaskFamily.save_yaml) to run instead of the default family, "
+                             "e.g. tasks on your own servers")
     parser.add_argument("--out", type=output_dir, default=None,
                         help="folder for governors.csv and governors.md (default: print the markdown only)")
 
 
 def run(args: argparse.Namespace) -> int:
     splits = SPLITS if args.split == "all" else (args.split,)
-    rows = governor_rows(splits, args.seeds, progress=True, n_servers=args.n_servers, fidelity=args.fidelity)
+    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
+    tasks = "default env settings"
+    if args.family_file is not None:
+        env_kwargs["family"], tasks = _family(args.family_file), f"tasks of `{args.family_file}`"
+    rows = governor_rows(splits, args.seeds, progress=True, **env_kwargs)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
-            f"{args.n_servers} server(s), fidelity {args.fidelity}, default env settings.\n\n## Summary\n\n"
+            f"{args.n_servers} server(s), fidelity {args.fidelity}, {tasks}.\n\n## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
