@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -211,7 +212,12 @@ def _power_family(cfg: Any):
     from flash_envs.power_tasks import PowerTaskFamily
 
     if cfg.tasks.family_file:
-        return _family_file(PowerTaskFamily, cfg)
+        family = _family_file(PowerTaskFamily, cfg)
+        if shared := sorted({t.server.name for t in family.train} & {t.server.name for t in family.test}):
+            warnings.warn(f"task family {cfg.tasks.family_file}: test tasks run on server types that training tasks "
+                          f"run on too ({', '.join(shared)}); the power case holds server types out, as "
+                          f"PowerTaskFamily.generate does", stacklevel=2)
+        return family
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
 
 

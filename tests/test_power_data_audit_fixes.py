@@ -133,3 +133,18 @@ def test_power_governors_run_a_family_file_with_its_own_p_states(tmp_path, capsy
     assert main(["power-governors", "--family-file", str(tmp_path / "mixed.yaml")]) == 2
     err = capsys.readouterr().err
     assert f"flash: error: --family-file {tmp_path / 'mixed.yaml'}: the family's tasks have [3, 5] P-states" in err
+
+
+def test_a_family_file_whose_test_servers_are_trained_on_is_warned_of(tmp_path):
+    """generate() holds server types out; a family file that does not was taken silently."""
+    from flash_rl.cases import get_case
+    from flash_rl.config import load_config
+
+    server = server_catalogue.train_servers()[0]
+    family = PowerTaskFamily.generate(n_train=2, n_test=1, train_types=[server])
+    PowerTaskFamily(family.train, (dataclasses.replace(family.test[0], server=server),)).save_yaml(
+        tmp_path / "family.yaml")
+    cfg = load_config(get_case("power").config_path(True), [f"tasks.family_file={tmp_path / 'family.yaml'}"])
+    with pytest.warns(UserWarning, match=rf"test tasks run on server types that training tasks run on too "
+                                         rf"\({server.name}\); the power case holds server types out"):
+        get_case("power").build_family(cfg)
