@@ -15,7 +15,6 @@ with zeros (``valid = 0``) so the newest transition is always the last row.
 from __future__ import annotations
 
 import json
-from collections import deque
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -55,12 +54,13 @@ class ContextBuffer:
         self.n_obs = int(np.prod(observation_space.shape))
         self.n_act = action_dim(action_space)
         self.width = self.n_obs + self.n_act + 2
-        self._rows: deque[np.ndarray] = deque(maxlen=self.length)
+        self._window = np.zeros((self.length, self.width), dtype=np.float32)   # what array() returns a copy of
+        self._filled = 0   # rows of the window that hold transitions (the last ones; those above are zeros)
         self.task: Any = None
         self.transitions_seen = 0  # in the current task, including those that fell out of the window
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._filled
 
     def observe_task(self, task: Any) -> bool:
         """Note the task the next episode runs; clears the buffer (and returns True) when it differs from the last."""
@@ -72,7 +72,8 @@ class ContextBuffer:
 
     def clear(self) -> None:
         """Drop every transition and forget the task."""
-        self._rows.clear()
+        self._window[:] = 0.0
+        self._filled = 0
         self.task = None
         self.transitions_seen = 0
 
@@ -86,15 +87,14 @@ class ContextBuffer:
             row[self.n_obs:self.n_obs + self.n_act] = np.asarray(action, dtype=np.float32).ravel()
         row[-2] = float(reward)
         row[-1] = 1.0
-        self._rows.append(row)
+        self._window[:-1] = self._window[1:]
+        self._window[-1] = row
+        self._filled = min(self._filled + 1, self.length)
         self.transitions_seen += 1
 
     def array(self) -> np.ndarray:
         """``(length, width)`` float32, oldest first, left-padded with zero rows."""
-        out = np.zeros((self.length, self.width), dtype=np.float32)
-        if self._rows:
-            out[self.length - len(self._rows):] = np.stack(self._rows)
-        return out
+        return self._window.copy()
 
 
 class ContextWrapper(gym.Wrapper):

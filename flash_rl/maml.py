@@ -99,6 +99,15 @@ def rollout(policy: Callable[[torch.Tensor], torch.Tensor], envs: Sequence[gym.E
     return batch if bool(mask.all()) else {**batch, "mask": mask}
 
 
+def with_fast_weights(net: nn.Module, fmodel: nn.Module) -> nn.Module:
+    """``net``, a plain copy of ``fmodel``'s network, given ``fmodel``'s current (fast) weights, to act through in a
+    rollout: the same outputs, at a third of the cost of a forward pass through ``higher``'s patched module."""
+    with torch.no_grad():
+        for param, fast in zip(net.parameters(), fmodel.parameters()):
+            param.copy_(fast)
+    return net
+
+
 def reinforce_loss(policy: Callable[[torch.Tensor], torch.Tensor], batch: dict[str, torch.Tensor],
                    gamma: float) -> torch.Tensor:
     """REINFORCE with a time-dependent baseline (the mean return-to-go over the batch's episodes at each step),
@@ -192,17 +201,19 @@ class MAML:
         h = self.hparams
         totals = [torch.zeros_like(p) for p in self.policy.parameters()]
         losses = []
+        actor = copy.deepcopy(self.policy)
         for task in tasks:
             def inner(fmodel, task=task):
-                return reinforce_loss(fmodel, rollout(fmodel, self._get_envs(h["inner_episodes"]), task,
-                                                      self._seeds(h["inner_episodes"]), self.generator), h["gamma"])
+                batch = rollout(with_fast_weights(actor, fmodel), self._get_envs(h["inner_episodes"]), task,
+                                self._seeds(h["inner_episodes"]), self.generator)
+                return reinforce_loss(fmodel, batch, h["gamma"])
 
             outer_batch: dict[str, torch.Tensor] = {}
 
             def outer(fmodel, task=task):
                 if not outer_batch:
-                    outer_batch.update(rollout(fmodel, self._get_envs(h["outer_episodes"]), task,
-                                               self._seeds(h["outer_episodes"]), self.generator))
+                    outer_batch.update(rollout(with_fast_weights(actor, fmodel), self._get_envs(h["outer_episodes"]),
+                                               task, self._seeds(h["outer_episodes"]), self.generator))
                 return reinforce_loss(fmodel, outer_batch, h["gamma"])
 
             loss, grads = meta_gradient(self.policy, inner, outer, h["inner_lr"], h["inner_steps"], h["first_order"])

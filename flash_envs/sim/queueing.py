@@ -74,9 +74,10 @@ def weighted_percentiles(samples: np.ndarray, weights: np.ndarray, qs: tuple[flo
     The same as numpy >= 2.0's ``np.percentile(samples, qs, weights=weights, method="inverted_cdf")``, kept because
     the package supports numpy 1.24 and up."""
     flat = samples.ravel()
-    order = np.argsort(flat)
-    cum = np.cumsum(weights.ravel()[order])
-    if cum[-1] <= 0:
+    order = flat.argsort()
+    cum = weights.ravel()[order].cumsum()
+    total = float(cum[-1])
+    if total <= 0:
         return [float("nan")] * len(qs)
-    idx = np.searchsorted(cum, np.asarray(qs) / 100.0 * cum[-1])
-    return [float(v) for v in flat[order][np.minimum(idx, len(flat) - 1)]]
+    last = len(flat) - 1   # called once per control interval: a few qs, in plain floats rather than numpy calls
+    return [float(flat[order[min(i, last)]]) for i in cum.searchsorted([q / 100.0 * total for q in qs])]
