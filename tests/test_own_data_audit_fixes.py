@@ -42,6 +42,15 @@ def test_a_row_read_across_lines_with_the_wrong_field_count_names_the_line_it_st
     assert [(line, row["b"]) for line, row in csv_rows(path, ["a"])] == [(3, "2\nmore"), (4, "4")]
 
 
+def test_an_unclosed_quote_in_the_last_row_gets_the_hint_too(tmp_path):
+    """The hint needs a row read across lines; an unclosed quote at the end of the file reads none."""
+    path = tmp_path / "last.csv"
+    path.write_text("a,b,c\n1,2,3\n4,\"5,6\n")
+    with pytest.raises(DataFormatError, match=r"last.csv:3: 2 field\(s\) where the header has 3 \(a row from line 3: "
+                                              r"is a '\"' at the start of a field left unclosed\?\)"):
+        list(csv_rows(path, ["a"]))
+
+
 # ------------------------------------------------------------------ 2. runtimes and costs past float32
 @pytest.mark.parametrize("column, row", [
     ("target_runtime", "0,A,1,1,,,,,,3,w,0.01,1e40,ok\n"),
