@@ -407,7 +407,7 @@ def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **k
 
 def training_tasks(tasks: Any) -> list[Any]:
     """The tasks ``meta_train`` trains on: ``tasks`` (a sequence of tasks), or a family's ``train`` split; a
-    ValueError when there are none."""
+    TypeError for anything else (one task included), a ValueError when there are none."""
     tasks = getattr(tasks, "train", tasks)
     if not isinstance(tasks, Iterable) or isinstance(tasks, (str, dict)):
         raise TypeError(f"meta_train trains on tasks: a sequence of tasks, or a family whose train split is used; got "
