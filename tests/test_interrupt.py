@@ -46,11 +46,17 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the child, as a terminal's command has it: a suite started in the background by a
+    non-interactive shell (``pytest &``) runs with SIGINT ignored, which its children would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_until(cmd: list[str], cwd: Path, ready: Callable[[], bool]) -> subprocess.Popen:
     """Start ``cmd`` in a process group of its own (as a terminal runs a command) and wait until ``ready()``."""
     with (cwd / "log.txt").open("w") as log:   # a file, not a pipe: a child filling an unread pipe would block
         proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while not ready():
         if proc.poll() is not None or time.time() > deadline:
