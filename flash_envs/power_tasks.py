@@ -7,6 +7,7 @@ types never seen in training.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -54,6 +55,23 @@ class PowerTaskFamily(TaskFamily[PowerTask]):
     """Power-management tasks; build the default split with :meth:`generate`."""
 
     task_type: ClassVar[type] = PowerTask
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_server_names()
+
+    def _check_server_names(self) -> None:
+        """A ValueError naming two tasks whose servers share a name but differ (reports group results by server
+        name, and the held-out check compares server names)."""
+        first: dict[str, PowerTask] = {}
+        for task in (*self.train, *self.test):
+            seen = first.setdefault(task.server.name, task)
+            if seen.server != task.server:
+                differ = [f.name for f in dataclasses.fields(ServerType)
+                          if getattr(seen.server, f.name) != getattr(task.server, f.name)]
+                raise ValueError(f"tasks {seen.name!r} and {task.name!r} run on two different servers named "
+                                 f"{task.server.name!r} (they differ in {', '.join(differ)}); give each server type "
+                                 f"a name of its own")
 
     @classmethod
     def generate(cls, n_train: int = 24, n_test: int = 8, seed: int = 2024, episode_s: float = 900.0,

@@ -139,3 +139,31 @@ def test_a_family_file_whose_test_servers_are_trained_on_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match=rf"test tasks run on server types that training tasks run on too "
                                          rf"\({server.name}\); the power case holds server types out"):
         get_case("power").build_family(cfg)
+
+
+# ------------------------------------------------------------------ 8. one name, one server; a DVFS table's P-states
+def test_two_different_servers_with_one_name_are_refused():
+    """Reports group by server name; a family whose tasks ran on two servers of one name merged them silently."""
+    family = PowerTaskFamily.generate(n_train=2, n_test=1, train_types=server_catalogue.train_servers()[:2])
+    other = dataclasses.replace(family.train[1].server, name=family.train[0].server.name)
+    with pytest.raises(ValueError, match=rf"tasks '{family.train[0].name}' and 'other' run on two different servers "
+                                         rf"named '{other.name}' \(they differ in watts, core_speed"):
+        PowerTaskFamily(family.train + (dataclasses.replace(family.train[1], server=other, name="other"),),
+                        family.test)
+    same = dataclasses.replace(family.train[1], server=family.train[0].server, name="same server, other app")
+    assert len(PowerTaskFamily(family.train + (same,), family.test).train) == 3
+
+
+def test_a_dvfs_tables_frequencies_become_the_p_states(tmp_path):
+    """load_server_types had no freq_levels: a server measured at other frequencies got the catalogue's five."""
+    from flash_envs.data.specpower import load_server_types, read_dvfs_csv
+
+    (tmp_path / "spec.csv").write_text(HEADER + f"7,16,{WATTS},1600000\n")
+    (tmp_path / "dvfs.csv").write_text("host_model,freq_pct_of_max,power_idle_w,power_full_w\n"
+                                       "box,50,60,110\nbox,75,70,150\nbox,100,80,200\n")
+    table = read_dvfs_csv(tmp_path / "dvfs.csv")[0]
+    server, = load_server_types(tmp_path / "spec.csv", scaling=table.fit(), freq_levels=table.freq_fraction)
+    assert server.freq_levels == (0.5, 0.75, 1.0) and server.scaling == table.fit()
+    assert load_server_types(tmp_path / "spec.csv")[0].freq_levels == server_catalogue.train_servers()[0].freq_levels
+    with pytest.raises(ValueError, match="server 'specpower-7': freq_levels must be >= 2 increasing fractions"):
+        load_server_types(tmp_path / "spec.csv", freq_levels=(0.5, 0.9))

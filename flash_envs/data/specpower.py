@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows, dataset_path
-from flash_envs.sim.power import MAX_CORES, FrequencyScaling, ServerType, check_watts
+from flash_envs.sim.power import DEFAULT_FREQ_LEVELS, MAX_CORES, FrequencyScaling, ServerType, check_watts
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
 DVFS_TABLES = ("dvfs_cloudsim_grid5000", "dvfs_power_tables.csv")
@@ -56,11 +57,12 @@ class SpecPowerRecord:
             return 1.0
         return round(self.ssj_ops_at_100pct / self.cores / REFERENCE_SSJ_OPS_PER_CORE, 4)
 
-    def server_type(self, scaling: FrequencyScaling) -> ServerType:
-        """The server type: per-core speed from ssj_ops per core (:attr:`core_speed`)."""
+    def server_type(self, scaling: FrequencyScaling,
+                    freq_levels: Sequence[float] = DEFAULT_FREQ_LEVELS) -> ServerType:
+        """The server type: per-core speed from ssj_ops per core (:attr:`core_speed`), P-states ``freq_levels``."""
         described = ", ".join(v for v in (f"{self.vendor} {self.system}".strip(), self.cpu, self.date_submitted) if v)
         return ServerType(name=f"specpower-{self.server_id}", cores=self.cores, watts=self.watts, scaling=scaling,
-                          core_speed=self.core_speed, max_mhz=self.cpu_mhz,
+                          core_speed=self.core_speed, freq_levels=tuple(freq_levels), max_mhz=self.cpu_mhz,
                           source=f"SPECpower_ssj2008 result {self.server_id}" + (f": {described}" if described else ""))
 
 
@@ -131,12 +133,15 @@ def read_specpower_csv(path: str | Path) -> list[SpecPowerRecord]:
     return records
 
 
-def load_server_types(path: str | Path, scaling: FrequencyScaling | None = None) -> list[ServerType]:
-    """Server types built from a SPECpower-schema CSV; ``scaling`` defaults to the catalogue's fitted DVFS shape."""
+def load_server_types(path: str | Path, scaling: FrequencyScaling | None = None,
+                      freq_levels: Sequence[float] = DEFAULT_FREQ_LEVELS) -> list[ServerType]:
+    """Server types built from a SPECpower-schema CSV; ``scaling`` defaults to the catalogue's fitted DVFS shape and
+    ``freq_levels`` (the P-states, increasing fractions of f_max ending at 1.0) to the catalogue's five. To take both
+    from a DVFS table of your own: ``scaling=table.fit(), freq_levels=table.freq_fraction``."""
     from flash_envs.sim.server_catalogue import default_scaling
 
     scaling = default_scaling() if scaling is None else scaling
-    return [record.server_type(scaling) for record in read_specpower_csv(path)]
+    return [record.server_type(scaling, freq_levels) for record in read_specpower_csv(path)]
 
 
 def read_dvfs_csv(path: str | Path) -> list[DVFSTable]:
