@@ -678,10 +678,18 @@ class Flash:
     def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
                  buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
-        ``buffer``'s context so that evaluation never feeds the adaptation context."""
+        ``buffer``'s context so that evaluation never feeds the adaptation context. ``policy_agent`` (None: this
+        object's agent) must observe and act in this object's env; a ValueError says when it does not."""
         seed, zero_embedding = check_seed("seed", seed), check_flag("zero_embedding", zero_embedding)
         agent = policy_agent or self.agent
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
+        if policy_agent is not None and (policy_agent.observation_space, policy_agent.action_space) != (
+                env.observation_space, env.action_space):
+            env.close()
+            raise ValueError(f"policy_agent observes {policy_agent.observation_space} and acts in "
+                             f"{policy_agent.action_space}; this Flash's env (context_len {self.context_len}) gives "
+                             f"{env.observation_space} and takes {env.action_space}. Evaluate an agent of another "
+                             f"env with flash_rl.adaptation.run_policy")
         extractors = embedding_extractors(agent.policy)
         previous = [extractor.zero_embedding for extractor in extractors]
         for extractor in extractors:

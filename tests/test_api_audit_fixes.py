@@ -192,3 +192,20 @@ def test_saving_an_agent_whose_class_only_this_program_can_import_warns(tmp_path
     with pytest.warns(UserWarning, match=r"saved as '.*<locals>.LocalPPO', which Flash.load can import only in this "
                                          r"same program"):
         agent.save(tmp_path / "local")
+
+
+def test_evaluating_an_agent_of_another_env_is_named():
+    """An agent trained on the plain env failed inside SB3's observation check (an AssertionError about a dict)."""
+    from stable_baselines3 import PPO
+
+    from flash_rl.adaptation import run_policy
+
+    agent = Flash("PPO", ENV, TINY_ENV, **TINY).fresh()
+    env = gym.make(ENV, **TINY_ENV)
+    plain, task = PPO("MlpPolicy", env, n_steps=10, batch_size=10, seed=0), family().test[0]
+    with pytest.raises(ValueError, match=r"policy_agent observes Box\(.*\(9,\), float32\) and acts in Discrete\(7\); "
+                                         r"this Flash's env \(context_len 4\) gives Dict\('context'.*flash_rl."
+                                         r"adaptation.run_policy"):
+        agent.evaluate(plain, task, 0)
+    assert np.isfinite(run_policy(env, plain, task, 0))
+    assert agent.evaluate(agent.agent, task, 0) == agent.evaluate(None, task, 0)
