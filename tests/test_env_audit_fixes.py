@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -260,3 +261,54 @@ def test_validate_fidelity_prints_the_horizon_exactly():
     test_cli_envs' table)."""
     values = (3600.0, 120.0000000001, 90.0, 6e9, 1234567.5)
     assert [exact(v) for v in values] == ["3600", "120.0000000001", "90", "6e+09", "1234567.5"]
+
+
+# ------------------------------------------------------------------------------ 13. a Gymnasium user's audit
+ENV_IDS = ("flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reset_options_other_than_task_are_refused(env_id):
+    """A misspelt key ran the env's own task silently; a list of options failed indexing it."""
+    env = gym.make(env_id).unwrapped
+    test_task = env.family.test[0]
+    with pytest.raises(ValueError, match=r"reset\(options=...\) takes the key 'task' only, got 'split', 'tsk'"):
+        env.reset(seed=0, options={"tsk": test_task, "split": "test"})
+    with pytest.raises(TypeError, match=r"takes a dict such as \{'task': task\}, got \['task'\] \(list\)"):
+        env.reset(options=["task"])
+    assert env.reset(seed=0, options={"task": test_task})[1]["task"] == test_task
+    assert env.reset(seed=0, options={})[1]["task"] == test_task   # the task persists, as documented
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_every_env_refuses_a_bad_step_the_same_way(env_id):
+    """Autoscaling named a missing reset first, the others a bad action; the messages had three wordings; after
+    close() ConfigSearch went on stepping."""
+    env = gym.make(env_id).unwrapped
+    no_episode = r"step\(\) with no episode running \(no reset\(\) since the env was made or closed\): call reset"
+    with pytest.raises(RuntimeError, match=no_episode):
+        env.step(10 ** 6)   # before any reset and outside the space: the missing reset is named
+    env.reset(seed=0)
+    space = re.escape(str(env.action_space))
+    with pytest.raises(ValueError, match=rf"action 1000000 is not in the action space {space}"):
+        env.step(10 ** 6)
+    env.step(0)
+    env.close()
+    with pytest.raises(RuntimeError, match=no_episode):
+        env.step(0)
+    env.reset(seed=0)
+    env.step(0)
+
+
+def test_power_reset_returns_the_info_keys_of_step():
+    """reset returned task and time_s only, so a vector env's autoreset step lost the energy and power keys."""
+    env = gym.make("flash/PowerManagement-v0", n_servers=2)
+    obs, info = env.reset(seed=0)
+    _, _, _, _, stepped = env.step(env.action_space.sample())
+    assert info.keys() == stepped.keys()
+    server = info["task"].server
+    assert info["level"] == [server.n_levels - 1] * 2 and info["energy_j"] == info["episode_energy_j"] == 0.0
+    assert info["power_share"] == pytest.approx(float(obs[4])) and info["utilisation"] == [0.0, 0.0]
+    assert info["power_w"] == [server.power(1.0, 0.0)] * 2 and info["slo_violation"] == 0.0
+    capacity = server.cores / info["task"].app.mean_service_s(server.millicores(server.n_levels - 1))
+    assert info["arrival_rate"] == [pytest.approx(float(obs[1]) * capacity, rel=1e-6)] * 2

@@ -101,9 +101,10 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour). A
-    ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new episode. An
-    episode lasts at most a year (``control_interval_s * episode_steps`` <= 31 536 000 s; a longer one is refused when
-    the env is made): ``reset()`` realises the episode's workload at 1 s resolution, about 1 GB for a year.
+    ``step()`` after the truncation goes on simulating, with the workload repeating from its start (and truncates
+    again); call ``reset()`` for a new episode. An episode lasts at most a year (``control_interval_s * episode_steps``
+    <= 31 536 000 s; a longer one is refused when the env is made): ``reset()`` realises the episode's workload at 1 s
+    resolution, about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
@@ -223,12 +224,11 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         return self._get_obs(), self._get_info(penalty=0.0)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._sim is None:
-            raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
+        sim = self._sim
+        self._check_step(action, sim is not None)
+        assert sim is not None   # for mypy: _check_step raised otherwise
         penalty = self._apply(int(action))
-        self._metrics = self._sim.run(self.control_interval_s)
+        self._metrics = sim.run(self.control_interval_s)
         self._log_action(action)   # once the step has run: an interrupted one is not replayed in a copy
         self._steps += 1
         reward = self._reward(self._metrics) - penalty

@@ -273,7 +273,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._ref_cost = math.nan
         self._measurements = 0
         self._noise: np.random.Generator   # the episode's measurement noise, set by reset()
-        self._ended: str | None = "no reset() yet"   # why step() may not run now, or None while an episode runs
+        self._ended: str | None = ""   # why step() may not run ("": no reset() yet), None while an episode runs
 
     @property
     def n_configs(self) -> int:
@@ -304,10 +304,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         return self._get_obs(), self._get_info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"invalid action {action!r}; expected an int in [0, {2 * self.n_configs})")
-        if self._ended is not None:
-            raise RuntimeError(f"step() after the episode ended ({self._ended}): call reset() first")
+        self._check_step(action, self._ended is None, self._ended or "")
         a = int(action)
         task = self.episode_task
         if a < self.n_configs:
@@ -319,15 +316,20 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
             self._measurements += 1
             terminated = self._measurements >= self.max_measurements
             if terminated:
-                self._ended = f"all {self.max_measurements} measurements used"
+                self._ended = f"the episode ended: all {self.max_measurements} measurements used"
             return self._get_obs(), -self.measure_penalty, terminated, False, self._get_info()
         chosen, best = a - self.n_configs, task.best
         meets = task.runtime_s[chosen] <= task.deadline_s
         quality = task.cost_usd[best] / task.cost_usd[chosen] if meets else 0.0
         info = self._get_info() | {"chosen": chosen, "best": best, "meets_deadline": meets,
                                    "regret": task.cost_usd[chosen] / task.cost_usd[best] - 1.0 if meets else math.inf}
-        self._ended = f"committed to configuration {chosen}"
+        self._ended = f"the episode ended: committed to configuration {chosen}"
         return self._get_obs(), float(quality), True, False, info
+
+    def close(self) -> None:
+        """End the running episode, if any: a ``step()`` needs a ``reset()`` first, as in the other envs."""
+        if self._ended is None:
+            self._ended = ""
 
     def _get_obs(self) -> np.ndarray:
         if not self._measurements:   # the starting state, what the formula below gives (a reset's cost halved)

@@ -66,9 +66,10 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by
-    default). A ``step()`` after the truncation goes on simulating (and truncates again); call ``reset()`` for a new
-    episode. An episode lasts at most a year (``episode_s`` <= 31 536 000 s; a longer one is refused when the env is
-    made): ``reset()`` realises the episode's workload at 1 s resolution, about 1 GB for a year.
+    default). A ``step()`` after the truncation goes on simulating, with the workload repeating from its start (and
+    truncates again); call ``reset()`` for a new episode. An episode lasts at most a year (``episode_s`` <= 31 536 000
+    s; a longer one is refused when the env is made): ``reset()`` realises the episode's workload at 1 s resolution,
+    about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
@@ -79,12 +80,13 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     ``None``.
 
     ## Info
-    ``reset`` returns ``task`` and ``time_s``. ``step`` returns a fresh dict of ``task``, ``time_s``; the scalars
+    ``reset`` and ``step`` return a fresh dict of ``task``, ``time_s``; the scalars
     ``energy_j`` (all servers, this interval), ``episode_energy_j``, ``power_share``, ``slo_violation`` (the two reward
     terms), ``transitions`` (P-state switches that took effect: within the interval, or at its start when
     ``transition_latency_s`` is 0), ``dropped`` (requests); and per-server lists
     ``level`` (in effect at the end of the interval), ``utilisation``, ``power_w``, ``p95_ms`` (0 without requests)
-    and ``arrival_rate`` (requests/s).
+    and ``arrival_rate`` (requests/s). At ``reset`` they describe the starting state the observation shows: every
+    server idle at its top P-state, no energy used, no requests served, the workload's rate at time 0.
 
     ## Notes
     The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
@@ -167,40 +169,25 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         rate = curve.rate_at(0.0)
         self._obs = np.tile(np.array([0.0, 0.0, 1.0, 0.0, idle], dtype=np.float32), self.n_servers)
         self._obs[1::N_FEATURES] = min(RATIO_CAP, rate / self._servers[0].capacity())
-        return self._obs.copy(), {"task": task, "time_s": 0.0}
+        n = self.n_servers   # the starting state the observation shows: top P-state, idle, no requests served yet
+        return self._obs.copy(), self._info(0.0, 0.0, np.full(n, idle * task.server.peak_w), np.zeros(n), 0, 0,
+                                            [s.level for s in servers], [0.0] * n, np.zeros(n), [rate] * n)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
-        if not self._servers:
-            raise RuntimeError("call reset() before step()")
+        self._check_step(action, bool(self._servers))
         for server, level in zip(self._servers, np.atleast_1d(action)):
             server.request_level(int(level))
         intervals = [server.run(self.interval_s) for server in self._servers]
         self._log_action(action)   # once the step has run: an interrupted one is not replayed in a copy
         self._obs, violations, p95 = self._observe(intervals)
-        task = self.episode_task
-        power = np.array([iv.mean_power_w for iv in intervals])
         energy = float(sum(iv.energy_j for iv in intervals))
         self._episode_energy_j += energy
-        power_share = float(power.sum() / (task.server.peak_w * self.n_servers))
-        reward = -power_share - self.slo_weight * float(violations.mean())
         now = self._servers[0].now
-        info = {
-            "task": task,
-            "time_s": now,
-            "energy_j": energy,
-            "episode_energy_j": self._episode_energy_j,
-            "power_share": power_share,
-            "slo_violation": float(violations.mean()),
-            "transitions": sum(iv.transitions for iv in intervals),
-            "dropped": sum(iv.metrics.dropped for iv in intervals),
-            "level": [iv.level for iv in intervals],
-            "utilisation": [iv.utilisation for iv in intervals],
-            "power_w": power.tolist(),
-            "p95_ms": p95.tolist(),
-            "arrival_rate": [iv.metrics.arrival_rate for iv in intervals],
-        }
+        info = self._info(now, energy, np.array([iv.mean_power_w for iv in intervals]), violations,
+                          sum(iv.transitions for iv in intervals), sum(iv.metrics.dropped for iv in intervals),
+                          [iv.level for iv in intervals], [iv.utilisation for iv in intervals], p95,
+                          [iv.metrics.arrival_rate for iv in intervals])
+        reward = -info["power_share"] - self.slo_weight * info["slo_violation"]
         truncated = now >= self.episode_s - 1e-9
         return self._obs.copy(), float(reward), False, truncated, info
 
@@ -219,6 +206,26 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         obs[:, 3] = np.minimum(RATIO_CAP, p95 / task.app.slo_ms)
         obs[:, 4] = [iv.mean_power_w / task.server.peak_w for iv in intervals]
         return obs.ravel(), violations, p95
+
+    def _info(self, time_s: float, energy_j: float, power_w: np.ndarray, violations: np.ndarray, transitions: int,
+              dropped: int, level: list[int], utilisation: list[float], p95_ms: np.ndarray,
+              arrival_rate: list[float]) -> dict[str, Any]:
+        """The info dict of ``reset`` and ``step`` (see the class docstring), from the per-server figures."""
+        return {
+            "task": self.episode_task,
+            "time_s": time_s,
+            "energy_j": energy_j,
+            "episode_energy_j": self._episode_energy_j,
+            "power_share": float(power_w.sum() / (self.episode_task.server.peak_w * self.n_servers)),
+            "slo_violation": float(violations.mean()),
+            "transitions": transitions,
+            "dropped": dropped,
+            "level": level,
+            "utilisation": utilisation,
+            "power_w": power_w.tolist(),
+            "p95_ms": p95_ms.tolist(),
+            "arrival_rate": arrival_rate,
+        }
 
     def close(self) -> None:
         """Free the servers' simulations (see :meth:`~flash_envs.sim.service.ServiceSimulation.close`)."""

@@ -5,7 +5,7 @@
 * ``set_task(task)`` / ``get_task()``: the task the next episodes run (it persists across resets). A task the env
   cannot run (of the wrong type or size, or whose workload cannot be realised, e.g. an empty trace file) is refused
   there, as it is by the constructor's ``task`` and by ``reset(options={"task": ...})``;
-* ``reset(options={"task": task})``: set the task and reset in one call;
+* ``reset(options={"task": task})``: set the task and reset in one call (``"task"`` is the one key ``options`` takes);
 * ``episode_task``: the task the current episode runs. It is fixed at ``reset()``: a ``set_task()`` during an
   episode (e.g. a meta-learner's ``vec_env.env_method("set_task", ...)``) takes effect at the next reset and never
   mixes two tasks in one episode.
@@ -22,6 +22,8 @@ new task and simulation are committed only once built). The constructor argument
 from __future__ import annotations
 
 import copy
+import reprlib
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Iterator, TypeVar
@@ -84,6 +86,11 @@ class TaskEnv(gym.Env, Generic[T]):
     step has run. ``live_attributes`` maps the attributes holding an episode's simulation, which cannot be
     pickled, to their value between episodes: a pickled env holds that value instead, and its copy replays the
     episode.
+
+    The envs end their episodes themselves (after ``episode_steps`` steps; ConfigSearch's after at most
+    ``max_measurements``), so they register no ``max_episode_steps``. ``gym.make(id, max_episode_steps=N)`` adds
+    Gymnasium's ``TimeLimit``, which ends episodes sooner when ``N`` is below that and has no effect above it; a wrapper
+    that needs a limit, such as ``TimeAwareObservation``, runs with ``max_episode_steps`` set to it.
     """
 
     family_type: ClassVar[type[TaskFamily]]
@@ -138,7 +145,14 @@ class TaskEnv(gym.Env, Generic[T]):
 
     def _next_task(self, options: dict[str, Any] | None) -> T:
         """The task of the episode ``reset`` builds: ``options["task"]`` (checked) if given, else :meth:`get_task`.
-        Changes nothing; ``reset`` commits the task with :meth:`_start_episode` once the episode is built."""
+        Changes nothing; ``reset`` commits the task with :meth:`_start_episode` once the episode is built. ``options``
+        is ``None`` or a dict whose one key is ``"task"``: another key (a misspelt ``"task"`` say) is refused, not
+        ignored."""
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"reset(options=...) takes a dict such as {{'task': task}}, got {reprlib.repr(options)} "
+                            f"({type(options).__name__})")
+        if unknown := sorted(map(repr, set(options or ()) - {"task"})):
+            raise ValueError(f"reset(options=...) takes the key 'task' only, got {', '.join(unknown)}")
         if options and "task" in options:
             self._check_task(options["task"])
             return options["task"]
@@ -168,6 +182,16 @@ class TaskEnv(gym.Env, Generic[T]):
         episodes after it."""
         self._task = self._episode_task = task
         self._episode_log = EpisodeLog(rng_state, task)
+
+    def _check_step(self, action: Any, running: bool, ended: str = "") -> None:
+        """Refuse a ``step(action)`` the env cannot take, the same way in every env: first a RuntimeError when no
+        episode is ``running`` (``ended`` says why, when it is not the lack of a ``reset()``), then a ValueError naming
+        an ``action`` outside the action space."""
+        if not running:
+            why = ended or "no reset() since the env was made or closed"
+            raise RuntimeError(f"step() with no episode running ({why}): call reset() first")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
 
     def _log_action(self, action: Any) -> None:
         """Record the action of a step of the current episode that has run (see :meth:`__setstate__`); a copy, so
