@@ -1,20 +1,22 @@
-"""The reproduction pipeline behind ``flash reproduce``: references, meta-training, adaptation, probe, report.
+"""The reproduction pipeline behind ``flash reproduce``: meta-training, references, adaptation, probe, report.
 
 Phases (each timed; the times go into ``summary.json`` and the markdown report):
 
-1. ``references`` -- random and expert returns per held-out task and evaluation seed (cached across runs);
-2. ``meta-train flash`` / ``pretrain transfer`` / ``meta-train maml`` -- one model each on the train split, with
+1. ``meta-train flash`` / ``pretrain transfer`` / ``meta-train maml`` -- one model each on the train split, with
    atomic checkpoints under ``<run dir>/models/<method>/ckpt``; ``--resume`` continues from them;
+2. ``references`` -- random and expert returns per held-out task and evaluation seed (cached across runs; the
+   per-task expert starts from the transfer agent);
 3. ``adapt`` -- every method x held-out task x seed; each finished curve is appended to ``curves.jsonl`` at once,
    so a resumed run redoes at most the adaptation runs that were interrupted (and those of a task whose content, a
    trace file say, changed since: each line holds the task's digest);
 4. ``probe`` -- linear probe from FLASH's embedding to the hidden task parameters (fit on train, R^2 on test);
 5. ``report`` -- CSVs, plots, ``summary.json`` and ``results.md`` in the output directory.
 
-With ``jobs > 1`` the meta-trainings run side by side, and the reference tasks and the adaptation runs are shared out,
-in worker processes of one torch thread each that load the models the run saved. Every training, expert and
-adaptation run is seeded by its own settings alone, so the results do not depend on ``jobs`` (a test checks it); the
-meta-training phase times are then each model's own, and overlap. Ctrl-C stops the workers at once
+With ``jobs > 1`` the same work is shared out among worker processes of one torch thread each, which load the models
+the run saved: the meta-trainings side by side, then each reference task, adaptation run and the probe as soon as the
+model it needs is saved, while the longest meta-training may still run (:func:`_run_in_workers`). Every training,
+expert and adaptation run is seeded by its own settings alone, so the results do not depend on ``jobs`` (a test checks
+it); the phase times then overlap. Ctrl-C stops the workers at once
 (:func:`~flash_rl.workers.worker_pool`); what was saved (checkpoints, finished models and curves) is what
 ``--resume`` continues from.
 """
@@ -26,12 +28,12 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 import gymnasium as gym
 import numpy as np
@@ -234,11 +236,20 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
 PHASES = {"flash": "meta-train flash", "transfer": "pretrain transfer", "maml": "meta-train maml"}
 
 
+METHOD_MODEL = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "transfer", "scratch": "transfer",
+                "maml": "maml"}
+"""The trained model (key of :data:`PHASES`) each adaptation method starts from."""
+
+
 def models_needed(methods: list[str]) -> list[str]:
     """The trained models (keys of :data:`PHASES`) that adapting ``methods`` starts from, in training order."""
-    uses = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "transfer", "scratch": "transfer",
-            "maml": "maml"}
-    return [name for name in PHASES if name in {uses[m] for m in methods}]
+    return [name for name in PHASES if name in {METHOD_MODEL[m] for m in methods}]
+
+
+def models_to_train(cfg: ExperimentConfig) -> list[str]:
+    """:func:`models_needed` by the configured methods, and the transfer agent the per-task expert starts from."""
+    needed = models_needed(list(cfg.adaptation.methods))
+    return needed + (["transfer"] if cfg.references.expert_timesteps > 0 and "transfer" not in needed else [])
 
 
 def make_model(name: str, cfg: ExperimentConfig, tensorboard_log: str | None = None) -> Flash | MAML:
@@ -321,22 +332,38 @@ def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bo
     return time.perf_counter() - start
 
 
+def _one_torch_thread() -> None:
+    torch.set_num_threads(1)
+
+
 _WORKER_MODELS: dict[str, Any] = {}
 
 
-def _load_models_in_worker(names: list[str], run_dir: Path) -> None:
-    torch.set_num_threads(1)
-    _WORKER_MODELS.update({name: load_model(name, run_dir) for name in names})
+def _worker_model(name: str, run_dir: Path) -> Any:
+    """The saved model ``name``, loaded once per worker process (a pool serves one run)."""
+    if name not in _WORKER_MODELS:
+        _WORKER_MODELS[name] = load_model(name, run_dir)
+    return _WORKER_MODELS[name]
 
 
-def _references_in_worker(cfg: ExperimentConfig, task: Any, seeds: list[int]) -> list[References]:
-    return references_of(cfg, _WORKER_MODELS.get("transfer"), task, seeds)
+def _references_in_worker(cfg: ExperimentConfig, run_dir: Path, task: Any, seeds: list[int]) -> list[References]:
+    pretrained = _worker_model("transfer", run_dir) if cfg.references.expert_timesteps > 0 else None
+    return references_of(cfg, pretrained, task, seeds)
 
 
-def _adapt_in_worker(method: str, task: Any, seed: int, cfg: ExperimentConfig) -> tuple[list, float]:
+def _adapt_in_worker(method: str, task: Any, seed: int, cfg: ExperimentConfig, run_dir: Path) -> tuple[list, float]:
     start = time.perf_counter()
-    curve = adapt_once(_WORKER_MODELS, method, task, seed, cfg)
+    model = METHOD_MODEL[method]
+    curve = adapt_once({model: _worker_model(model, run_dir)}, method, task, seed, cfg)
     return curve, time.perf_counter() - start
+
+
+def _probe_in_worker(cfg: ExperimentConfig, run_dir: Path) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    case = get_case(cfg.case)
+    family = case.build_family(cfg)
+    probe = linear_probe(_worker_model("flash", run_dir), case, list(family.train), list(family.test), cfg)
+    return probe, time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------------ probe
@@ -391,6 +418,119 @@ def reference_settings(cfg: ExperimentConfig, case: Case, pretrained: Flash | No
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
+AdaptRun = tuple[str, Any, int]
+"""(method, held-out task, adaptation seed)."""
+Finished = Callable[[str, Any, int, list, float], None]
+"""Called with an adaptation run, its curve and its seconds, as each run ends."""
+
+
+def _saved_curves(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The adaptation runs an interrupted run saved in ``curves.jsonl``, by (method, task name, seed). A line cut short
+    by a kill, or damaged, is left out (that run is done again), and a last line without its newline gets one, so
+    that the next record starts a line of its own."""
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        with open(path, "a") as sink:
+            sink.write("\n")
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and {"method", "task", "seed", "curve"} <= rec.keys():
+            done[(rec["method"], rec["task"], rec["seed"])] = rec
+    return done
+
+
+def _run_in_this_process(cfg: ExperimentConfig, case: Case, family: Any, run_dir: Path, resume: bool,
+                         tasks: list[Any], eval_seeds: list[int], todo: list[AdaptRun], n_runs: int,
+                         refs: dict[tuple[str, int], References], finished: Finished, timer: PhaseTimer,
+                         writer: Any) -> dict[str, Any] | None:
+    """Phases 1 to 4 one after another in this process: fills ``refs``, gives each run of ``todo`` to ``finished``,
+    and returns the probe (None without FLASH)."""
+    models = {}
+    for name in models_to_train(cfg):
+        with timer.phase(PHASES[name]):
+            models[name] = train_model(name, cfg, family, run_dir, resume, writer)
+    with timer.phase("references"):   # after meta-training: the per-task expert starts from the transfer agent
+        cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, models.get("transfer")))
+        refs.update(compute_references(tasks, eval_seeds, cache, partial(references_of, cfg, models.get("transfer")),
+                                       cfg.run.progress_bar))
+    with timer.phase("adapt"):
+        bar = tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar, initial=n_runs - len(todo))
+        for method, task, seed in todo:
+            start = time.perf_counter()
+            curve = adapt_once(models, method, task, seed, cfg)
+            finished(method, task, seed, curve, time.perf_counter() - start)
+            bar.update()
+        bar.close()
+    if "flash" not in models:
+        return None
+    with timer.phase("probe"):
+        return linear_probe(models["flash"], case, list(family.train), list(family.test), cfg)
+
+
+def _run_in_workers(cfg: ExperimentConfig, case: Case, run_dir: Path, resume: bool, jobs: int, tasks: list[Any],
+                    eval_seeds: list[int], todo: list[AdaptRun], n_runs: int, refs: dict[tuple[str, int], References],
+                    finished: Finished, timer: PhaseTimer) -> dict[str, Any] | None:
+    """Phases 1 to 4 in one pool of ``jobs`` worker processes, as :func:`_run_in_this_process` does them, each piece of
+    work queued as soon as the model it needs is saved: the meta-trainings first, the references once the transfer
+    agent (their expert's start) is, then each method's adaptation runs, and the probe, once its model is. So no core
+    waits for the longest meta-training while other work is ready. Phase times: each meta-training's and the probe's
+    own seconds; the references' and the adaptation's wall-clock spans, which overlap the meta-trainings."""
+    to_train = models_to_train(cfg)
+    with worker_pool(jobs, initializer=_one_torch_thread) as pool:
+        training = {pool.submit(_train_in_worker, name, cfg, run_dir, resume, i): name
+                    for i, name in enumerate(to_train)}
+        trained: set[str] = set()
+
+        def saved(future: Future) -> str:
+            name = training.pop(future)
+            timer.times[PHASES[name]] = future.result()
+            trained.add(name)
+            return name
+
+        pretrained = None
+        if cfg.references.expert_timesteps > 0:
+            transfer = next(future for future, name in training.items() if name == "transfer")
+            transfer.result()
+            saved(transfer)
+            pretrained = load_model("transfer", run_dir)
+        with timer.phase("references"):
+            cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, pretrained))
+            refs.update(compute_references(tasks, eval_seeds, cache, partial(_references_in_worker, cfg, run_dir),
+                                           cfg.run.progress_bar, pool, bar_position=len(to_train)))
+        with timer.phase("adapt"):   # its bar below the workers' meta-training bars, which may still be running
+            bar = tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar, initial=n_runs - len(todo),
+                           position=len(to_train))
+            waiting, running = list(todo), {}
+            probe, probing = None, None
+            pending: set[Future] = set(training)
+            while True:
+                ready = [run for run in waiting if METHOD_MODEL[run[0]] in trained]
+                waiting = [run for run in waiting if METHOD_MODEL[run[0]] not in trained]
+                running.update({pool.submit(_adapt_in_worker, *run, cfg, run_dir): run for run in ready})
+                pending.update(running)
+                if not pending:
+                    break
+                ended, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ended:
+                    if future in training:
+                        if saved(future) == "flash":
+                            probing = pool.submit(_probe_in_worker, cfg, run_dir)
+                            pending.add(probing)
+                    elif future is probing:
+                        probe, timer.times["probe"] = future.result()
+                    else:
+                        finished(*running.pop(future), *future.result())
+                        bar.update()
+            bar.close()
+    return probe
+
+
 def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, resume: bool = False,
               quick: bool = False, command: str = "", jobs: int = 1) -> dict[str, Any]:
     """Run every phase of the module docstring and write the report; ``jobs`` worker processes (1: all in this one).
@@ -430,89 +570,39 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
 
-    # 1. meta-training
-    if jobs > 1 and len(needed) > 1:
-        with worker_pool(min(jobs, len(needed))) as pool:
-            futures = [pool.submit(_train_in_worker, name, cfg, run_dir, resume, i) for i, name in enumerate(needed)]
-            timer.times.update({PHASES[name]: future.result() for name, future in zip(needed, futures)})
-        models = {name: load_model(name, run_dir) for name in needed}
-    else:
-        models = {}
-        for name in needed:
-            with timer.phase(PHASES[name]):
-                models[name] = train_model(name, cfg, family, run_dir, resume, writer)
-
-    # 2. references (after meta-training: the per-task expert starts from the pretrained transfer agent)
-    with timer.phase("references"):
-        pretrained = models.get("transfer")
-        if pretrained is None and cfg.references.expert_timesteps > 0:
-            pretrained = train_model("transfer", cfg, family, run_dir, resume)
-        cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, pretrained))
-        if jobs > 1:
-            expert_init = ["transfer"] if cfg.references.expert_timesteps > 0 else []
-            with worker_pool(jobs, initializer=_load_models_in_worker, initargs=(expert_init, run_dir)) as pool:
-                refs = compute_references(tasks, eval_seeds, cache, partial(_references_in_worker, cfg),
-                                          cfg.run.progress_bar, pool)
-        else:
-            refs = compute_references(tasks, eval_seeds, cache, partial(references_of, cfg, pretrained),
-                                      cfg.run.progress_bar)
-
-    # 3. adaptation
-    done: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if resume and curves_path.exists():
-        text = curves_path.read_text()
-        if text and not text.endswith("\n"):   # end a line cut short by a kill, so the next record starts its own
-            with open(curves_path, "a") as sink:
-                sink.write("\n")
-        for line in text.splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill: that run is done again
-                continue
-            if isinstance(rec, dict) and {"method", "task", "seed", "curve"} <= rec.keys():   # else damaged: redone
-                done[(rec["method"], rec["task"], rec["seed"])] = rec
+    done = _saved_curves(curves_path) if resume else {}
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
     keys = {t.name: task_key(t) for t in tasks}   # a trace edited since a run was saved: that run is done again
     todo = [(m, t, s) for m, t, s in runs if done.get((m, t.name, s), {}).get("task_key") != keys[t.name]]
-    with timer.phase("adapt"), open(curves_path, "a") as sink:
-        bar = tqdm_bar(len(runs), "adaptation runs", cfg.run.progress_bar, initial=len(runs) - len(todo))
+    refs: dict[tuple[str, int], References] = {}
 
-        def finished(method: str, task: Any, seed: int, curve: list, seconds: float) -> None:
-            eval_seed = a.eval_seed + seed
-            rec = {"method": method, "task": task.name, "task_key": keys[task.name], "seed": seed,
-                   "eval_seed": eval_seed, "curve": [[int(e), float(v)] for e, v in curve], "seconds": seconds}
+    def finished(method: str, task: Any, seed: int, curve: list, seconds: float) -> None:
+        """Append the run to ``curves.jsonl`` at once (what ``--resume`` finds), and its episodes to TensorBoard."""
+        eval_seed = a.eval_seed + seed
+        rec = {"method": method, "task": task.name, "task_key": keys[task.name], "seed": seed,
+               "eval_seed": eval_seed, "curve": [[int(e), float(v)] for e, v in curve], "seconds": seconds}
+        with open(curves_path, "a") as sink:
             sink.write(json.dumps(rec) + "\n")
             sink.flush()
             os.fsync(sink.fileno())
-            done[(method, task.name, seed)] = rec
-            e2a, _ = episodes_to_adapt(curve, refs[(task.name, eval_seed)].threshold(a.threshold), a.budget)
-            writer.add_scalar(f"episodes_to_adapt/{method}", e2a, len(done))
-            bar.update()
+        done[(method, task.name, seed)] = rec
+        e2a, _ = episodes_to_adapt(curve, refs[(task.name, eval_seed)].threshold(a.threshold), a.budget)
+        writer.add_scalar(f"episodes_to_adapt/{method}", e2a, len(done))
 
-        if jobs > 1 and len(todo) > 1:
-            with worker_pool(min(jobs, len(todo)), initializer=_load_models_in_worker,
-                             initargs=(needed, run_dir)) as pool:
-                runs_of = {pool.submit(_adapt_in_worker, m, t, s, cfg): (m, t, s) for m, t, s in todo}
-                for future in as_completed(runs_of):
-                    finished(*runs_of[future], *future.result())
-        else:
-            for method, task, seed in todo:
-                t0 = time.perf_counter()
-                curve = adapt_once(models, method, task, seed, cfg)
-                finished(method, task, seed, curve, time.perf_counter() - t0)
-        bar.close()
-
-    # 4. probe
-    probe = None
-    if "flash" in models:
-        with timer.phase("probe"):
-            probe = linear_probe(models["flash"], case, list(family.train), list(family.test), cfg)
+    if jobs > 1:
+        probe = _run_in_workers(cfg, case, run_dir, resume, jobs, tasks, eval_seeds, todo, len(runs), refs, finished,
+                                timer)
+    else:
+        probe = _run_in_this_process(cfg, case, family, run_dir, resume, tasks, eval_seeds, todo, len(runs), refs,
+                                     finished, timer, writer)
 
     # 5. report
     with timer.phase("report"):
         records = [done[(m, t.name, s)] for m, t, s in runs]
         save_config(cfg, out_dir / "config.yaml")
-        summary = report.write_report(out_dir, cfg, records, refs, probe, timer.times, quick=quick,
+        phase_order = (*PHASES.values(), "references", "adapt", "probe")   # as _run_in_this_process runs them
+        times = {name: timer.times[name] for name in phase_order if name in timer.times}
+        summary = report.write_report(out_dir, cfg, records, refs, probe, times, quick=quick,
                                       command=command, total_seconds=time.perf_counter() - started, jobs=jobs)
     writer.close()
     return summary

@@ -257,8 +257,8 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
               *md_table(("phase", "seconds"), [*((k, f"{v:.0f}") for k, v in summary["phase_seconds"].items()),
                                                ("**total**", f"{summary['total_seconds']:.0f}")]), ""]
     if summary.get("jobs", 1) > 1:
-        lines += [f"The phases ran in {summary['jobs']} worker processes; the meta-trainings ran side by side, so the "
-                  "phase times add up to more than the total.", ""]
+        lines += [f"The phases ran in {summary['jobs']} worker processes, side by side where they could, so the phase "
+                  "times add up to more than the total.", ""]
     lines += [f"Machine: {summary['machine']}. Command: `{summary['command']}`", "",
               "Files: `summary.json`, `curves.csv` (every evaluation), `episodes_to_adapt.csv`, `references.csv`, "
               "`adaptation_curves.png`, `episodes_to_adapt.png`, `config.yaml` (the effective config).", ""]

@@ -167,6 +167,48 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
     assert model_files_written(tmp_path / "run2") == saved   # loaded, not trained and saved again
 
 
+def test_work_in_workers_starts_as_soon_as_its_model_is_saved(tmp_path, monkeypatch):
+    """With jobs=2 the references and the adaptation runs waited for every meta-training, so one core idled while
+    FLASH's, the longest, finished. Here FLASH's meta-training waits until a transfer run has adapted: the run
+    completes only if that run did not wait for FLASH. (Threads stand in for the worker processes, so that the test can
+    hold FLASH back; the work done is the real one.)"""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    from flash_rl import pipeline
+
+    transfer_adapted = threading.Event()
+    train, adapt = pipeline._train_in_worker, pipeline._adapt_in_worker
+
+    def flash_waits(name, *args):
+        if name == "flash" and not transfer_adapted.wait(60):
+            raise AssertionError("no transfer run adapted while FLASH had not meta-trained")
+        return train(name, *args)
+
+    def adapt_and_tell(method, *args):
+        result = adapt(method, *args)
+        if method == "transfer":
+            transfer_adapted.set()
+        return result
+
+    @contextmanager
+    def threads(jobs, initializer=None, initargs=()):
+        with ThreadPoolExecutor(jobs) as pool:
+            yield pool
+
+    monkeypatch.setenv("TQDM_POSITION", "0")   # restored afterwards: a worker sets it for its progress bar
+    monkeypatch.setattr(pipeline, "worker_pool", threads)
+    monkeypatch.setattr(pipeline, "_train_in_worker", flash_waits)
+    monkeypatch.setattr(pipeline, "_adapt_in_worker", adapt_and_tell)
+    monkeypatch.setattr(pipeline, "_WORKER_MODELS", {})
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
+                                                               "adaptation.methods=[flash,transfer]"])
+    summary = reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test", jobs=2)
+    assert transfer_adapted.is_set() and list(summary["methods"]) == ["flash", "transfer"]
+    assert list(summary["phase_seconds"]) == ["meta-train flash", "pretrain transfer", "references", "adapt", "probe"]
+
+
 def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch):
     """The results folder (by default the committed results/<case>) gets config.yaml with the results, not before."""
     def killed(*args, **kwargs):
