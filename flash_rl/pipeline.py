@@ -24,6 +24,7 @@ it); the phase times then overlap. Ctrl-C stops the workers at once
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -82,15 +83,16 @@ def make_maml(cfg: ExperimentConfig) -> MAML:
 
 def test_tasks(cfg: ExperimentConfig, case: Case, family: Any) -> list[Any]:
     """The held-out tasks to adapt to: the family's test split (its first ``adaptation.max_test_tasks`` when that is
-    set), then the case's trace tasks when ``tasks.test_traces`` names any. Results are kept by task name, so a
-    ValueError refuses names that repeat (say, from traces ``a/day.csv`` and ``b/day.csv``)."""
+    set), then the case's trace tasks when ``tasks.test_traces`` names any, made from those same test tasks. Results
+    are kept by task name, so a ValueError refuses names that repeat (say, from traces ``a/day.csv`` and
+    ``b/day.csv``)."""
     tasks = list(family.test)
     if cfg.adaptation.max_test_tasks:
         tasks = tasks[:cfg.adaptation.max_test_tasks]
     if cfg.tasks.test_traces:
         if case.trace_tasks is None:
             raise ValueError(f"case {case.name!r} cannot replay test traces")
-        tasks += case.trace_tasks(cfg, family)
+        tasks += case.trace_tasks(cfg, dataclasses.replace(family, test=tuple(tasks)))
     names = [task.name for task in tasks]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

@@ -215,7 +215,7 @@ def test_adapt_and_evaluate_use_the_test_tasks_that_reproduce_adapts_to(tmp_path
     capsys.readouterr()
     assert main(["evaluate", *model, "--test-trace", str(trace), "--json", str(tmp_path / "table.json")]) == 0
     tasks = [row["task"] for row in json.loads((tmp_path / "table.json").read_text())]
-    assert len(tasks) == 4 + 8 and tasks[0] == first_app and all(t.startswith("trace:mine:") for t in tasks[4:])
+    assert len(tasks) == 4 + 4 and tasks[0] == first_app and all(t.startswith("trace:mine:") for t in tasks[4:])
     table = capsys.readouterr().out.splitlines()[-(1 + 12):]   # the header, then a row per task, columns aligned
     assert len({len(line) for line in table}) == 1 and table[0].startswith("task ")
 

@@ -55,7 +55,7 @@ def check_summary_against_the_run(cfg, summary, out, run):
     with open(out / "episodes_to_adapt.csv", newline="") as f:
         rows = {(r["method"], r["task"], int(r["seed"])): r for r in csv.DictReader(f)}
     records = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()]
-    assert len(records) == len(rows) == 5 * 9 * 2 and len(written) == len(rows) * (a.budget + 1)
+    assert len(records) == len(rows) == 5 * 2 * 2 and len(written) == len(rows) * (a.budget + 1)
     for rec in records:
         random, expert = refs[(rec["task"], rec["eval_seed"])]   # 4 decimals in the CSV, hence abs=1e-3 below
         row = rows[(rec["method"], rec["task"], rec["seed"])]
@@ -71,7 +71,7 @@ def check_summary_against_the_run(cfg, summary, out, run):
     for m, s in summary["methods"].items():
         mine = [r for r in rows.values() if r["method"] == m]
         x = np.array([float(r["episodes"]) for r in mine])
-        assert s["runs"] == len(x) == 9 * 2 and s["censored"] == sum(r["censored"] == "True" for r in mine)
+        assert s["runs"] == len(x) == 2 * 2 and s["censored"] == sum(r["censored"] == "True" for r in mine)
         assert s["median"] == np.median(x) and s["mean"] == pytest.approx(x.mean())
         assert x.min() <= s["median_ci"][0] <= s["median_ci"][1] <= x.max()   # resamples of these runs
     flash = np.mean([float(r["episodes"]) for r in rows.values() if r["method"] == "flash"])
@@ -90,15 +90,15 @@ def test_reproduce_tiny(tmp_path):
     summary = reproduce(cfg, out, run, command="test")
     methods = set(summary["methods"])
     assert methods == {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
-    assert summary["n_test_tasks"] == 1 + 8  # one generated test task + the trace under each test application
+    assert summary["n_test_tasks"] == 1 + 1  # one generated test task (max_test_tasks) + the trace under its application
     check_summary_against_the_run(cfg, summary, out, run)
     assert "transfer/flash" in summary["speedup"] and summary["probe"]["samples"]["test"] == 8
     assert set(summary["phase_seconds"]) >= {"references", "meta-train flash", "adapt", "probe"}
     for name in ("summary.json", "results.md", "curves.csv", "episodes_to_adapt.csv", "references.csv",
                  "adaptation_curves.png", "episodes_to_adapt.png", "config.yaml"):
         assert (out / name).stat().st_size > 0, name
-    assert json.loads((out / "summary.json").read_text())["methods"]["flash"]["runs"] == 18
-    assert (run / "tb").is_dir() and len(json.loads(Path(cfg.references.cache).read_text())) == 9 * 2
+    assert json.loads((out / "summary.json").read_text())["methods"]["flash"]["runs"] == 4
+    assert (run / "tb").is_dir() and len(json.loads(Path(cfg.references.cache).read_text())) == 2 * 2
     # --render redraws the plots from the folder's files alone and leaves the numbers as they are
     written = {n: (out / n).read_bytes() for n in ("summary.json", "results.md", "curves.csv")}
     for png in ("adaptation_curves.png", "episodes_to_adapt.png"):
@@ -124,17 +124,17 @@ def test_reproduce_tiny(tmp_path):
     (run / "curves.jsonl").write_text("\n".join(lines[:-3] + damaged) + "\n" + lines[-3][:10])  # a run cut short
     saved = model_files_written(run)
     again = reproduce(cfg, out, run, resume=True, command="test")
-    assert again["methods"]["flash"]["runs"] == 18
+    assert again["methods"]["flash"]["runs"] == 4
     assert model_files_written(run) == saved   # loaded, not trained and saved again
     kept = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines() if line.startswith('{"method')
             and line.endswith("}") and "curve" in line]
-    assert len({(r["method"], r["task"], r["seed"]) for r in kept}) == 5 * 18   # the redone run has a line of its own
+    assert len({(r["method"], r["task"], r["seed"]) for r in kept}) == 5 * 4   # the redone run has a line of its own
     # a trace edited in place: the runs on it are done again, as its references are (their cache keys on content)
     trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + 40 * (i % 2)}\n" for i in range(60)))
     before = len((run / "curves.jsonl").read_text().splitlines())
     reproduce(cfg, out, run, resume=True, command="test")
     redone = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()[before:]]
-    assert len(redone) == 5 * 8 * 2 and all(r["task"].startswith("trace:trace:") for r in redone)
+    assert len(redone) == 5 * 1 * 2 and all(r["task"].startswith("trace:trace:") for r in redone)
     # resuming under other settings would mix the old models and curves into the new results: refused
     other = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",
                         f"tasks.test_traces=['{trace}']", "adaptation.budget=3", "run.progress_bar=true"])
@@ -323,7 +323,7 @@ def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_pa
                                                                          f"tasks.trace_gaps={gaps}"])
         case = get_case("autoscaling")
         replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
-        assert len(replayed) == 8 and {t.workload.gaps for t in replayed} == {gaps}
+        assert len(replayed) == 1 and {t.workload.gaps for t in replayed} == {gaps}   # max_test_tasks=1
         rates = replayed[0].workload.load().rates
         assert len(rates) == bins and (rates == 0).sum() == (gaps == "zero")
 
@@ -346,6 +346,21 @@ def test_a_trace_is_replayed_at_the_test_tasks_rate_over_an_episode(tmp_path):
         for task, test_task in zip(replayed, family.test, strict=True):
             curve = test_task.workload.realise(np.random.default_rng(0), seconds)
             assert task.workload.mean_rate == round(curve.mean_rate(0.0, seconds), 2)
+
+
+def test_a_quick_run_replays_traces_with_its_own_test_tasks_only(tmp_path):
+    """Trace tasks were made from every test task of the family: a quick run (4 test tasks) with one trace adapted to
+    12 tasks, among them trace versions of the 4 test tasks it leaves out."""
+    from flash_rl.cases import get_case
+    from flash_rl.pipeline import test_tasks
+
+    trace = tmp_path / "day.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + i}\n" for i in range(30)))
+    case = get_case("autoscaling")
+    cfg = load_config(case.config_path(True), [f"tasks.test_traces=['{trace}']"])
+    kept = case.build_family(cfg).test[:cfg.adaptation.max_test_tasks]
+    assert len(kept) == 4 and [t.name for t in test_tasks(cfg, case, case.build_family(cfg))] == [
+        *(t.name for t in kept), *(f"trace:day:{t.app.name}" for t in kept)]
 
 
 def test_a_trace_counted_in_minutes_is_read_in_minutes(tmp_path):
