@@ -69,6 +69,13 @@ def test_chunkfunc_runtimes_are_bounded_and_aws_costs_of_0_still_load(tmp_path):
     path = tmp_path / "chunkfunc.csv"
     path.write_text(CHUNKFUNC_HEADER + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,24,0,200\n")
     assert load_chunkfunc(path).cost_usd[0, 0] > 0   # AWS's price of the runtime, not the file's 0
+    for unread in ("", "-1", "n/a"):   # the AWS cost is not read, as documented: a file may leave it out
+        aws = f"aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,24,{unread},200\n"
+        path.write_text(CHUNKFUNC_HEADER + aws)
+        assert load_chunkfunc(path).cost_usd[0, 0] > 0
+        path.write_text(CHUNKFUNC_HEADER + aws + aws.replace("aws_lambda", "gcp_cloud_functions"))
+        with pytest.raises(DataFormatError, match=rf"chunkfunc.csv:3: column 'execution_cost_usd' holds '{unread}'"):
+            load_chunkfunc(path)   # a GCP cost is read
     path.write_text(CHUNKFUNC_HEADER + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,1e31,0,200\n")
     with pytest.raises(DataFormatError, match="column 'execution_time_ms' holds '1e31', outside"):
         load_chunkfunc(path)

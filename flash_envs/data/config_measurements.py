@@ -7,9 +7,9 @@ Three sources load into :class:`ConfigMeasurements`:
   ``ok`` are failed runs and are dropped.
 * :func:`load_chunkfunc` — exhaustive FaaS profiles of the chunk-func project: 3 functions x input sizes on AWS Lambda
   (159 memory sizes) and Google Cloud Functions (7-8 tiers). An application is a (platform, function, input size).
-  The AWS rows' ``execution_cost_usd`` is not read (the shared file rounds it to whole micro-dollars, 0 in 51 rows):
-  their cost is AWS's price of the runtime (:func:`flash_envs.sim.serverless.invocation_cost`). Rows whose deployment
-  failed or whose HTTP status is not 200 are dropped.
+  The AWS rows' ``execution_cost_usd`` is not read and may be blank (the shared file rounds it to whole micro-dollars,
+  0 in 51 rows): their cost is AWS's price of the runtime (:func:`flash_envs.sim.serverless.invocation_cost`). Rows
+  whose deployment failed or whose HTTP status is not 200 are dropped.
 * :func:`simulated_measurements` — one noisy measurement of each built-in simulated serverless function at each
   memory size (:mod:`flash_envs.sim.serverless`).
 
@@ -308,13 +308,14 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         milli_cpu = csv_number(path, line, "milli_cpu", row["milli_cpu"], positive=True)
         size = int(csv_number(path, line, "input_size_bytes", row["input_size_bytes"], positive=True, integer=True))
         runtime = _measured(path, line, "execution_time_ms", row["execution_time_ms"]) / 1000.0
-        cost = _measured(path, line, "execution_cost_usd", row["execution_cost_usd"], positive=platform != "aws_lambda")
+        if platform == "aws_lambda":   # its file's cost is not read, whatever it holds (blank too)
+            cost = float(invocation_cost(memory, runtime))
+        else:
+            cost = _measured(path, line, "execution_cost_usd", row["execution_cost_usd"])
         if platforms is not None and platform not in platforms:
             table.counts[f"skipped: platform {platform}"] += 1
             other_platforms.add(platform)
             continue
-        if platform == "aws_lambda":
-            cost = float(invocation_cost(memory, runtime))
         feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / 6000.0,
                           *(platform == p for p in CHUNKFUNC_PLATFORMS)], dtype=float)
         config = f"{platform}/{memory:g}MiB/{milli_cpu:g}m"
