@@ -90,7 +90,7 @@ def test_reproduce_tiny(tmp_path):
     summary = reproduce(cfg, out, run, command="test")
     methods = set(summary["methods"])
     assert methods == {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
-    assert summary["n_test_tasks"] == 1 + 1  # one generated test task (max_test_tasks) + the trace under its application
+    assert summary["n_test_tasks"] == 1 + 1  # one generated test task (max_test_tasks) + the trace at its rate
     check_summary_against_the_run(cfg, summary, out, run)
     assert "transfer/flash" in summary["speedup"] and summary["probe"]["samples"]["test"] == 8
     assert set(summary["phase_seconds"]) >= {"references", "meta-train flash", "adapt", "probe"}
@@ -207,6 +207,14 @@ def test_work_in_workers_starts_as_soon_as_its_model_is_saved(tmp_path, monkeypa
     summary = reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test", jobs=2)
     assert transfer_adapted.is_set() and list(summary["methods"]) == ["flash", "transfer"]
     assert list(summary["phase_seconds"]) == ["meta-train flash", "pretrain transfer", "references", "adapt", "probe"]
+
+
+def test_render_refuses_the_options_of_a_run(tmp_path, capsys):
+    """--render with --out (or --quick, --set, ...) exited 0, wrote nothing to --out and rewrote DIR's plots."""
+    assert main(["reproduce", "--render", str(tmp_path), "--quick", "--set", "adaptation.seeds=3", "--out",
+                 str(tmp_path / "elsewhere"), "--jobs", "7"]) == 2
+    assert capsys.readouterr().err == (f"flash: error: --render redraws the files in {tmp_path} and runs nothing; drop "
+                                       f"--quick, --set, --out, --jobs\n")
 
 
 def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch):

@@ -38,15 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"up to {MAX_DEFAULT_JOBS}, here {default_jobs()})")
     add_test_trace_argument(parser)
     parser.add_argument("--render", metavar="DIR",
-                        help="only redraw DIR's two plots and recompute its speedup table (summary.json, "
-                             "results.md) from the CSVs, summary.json and config.yaml an earlier run wrote there "
-                             "(e.g. after a change of the plots or statistics); trains and runs nothing")
+                        help="only redraw DIR's two plots and recompute its speedup and threshold-sensitivity "
+                             "tables (summary.json, results.md) in place, from the CSVs, summary.json and config.yaml "
+                             "an earlier run wrote there (e.g. after a change of the plots or statistics); trains and "
+                             "runs nothing, and takes no other option")
+
+
+#: The options of a run (argument name -> option), which ``--render`` does not take.
+RUN_OPTIONS = {"case": "--case", "config": "--config", "quick": "--quick", "overrides": "--set", "run_dir": "--run-dir",
+               "resume": "--resume", "seeds": "--seeds", "out": "--out", "jobs": "--jobs", "test_trace": "--test-trace"}
 
 
 def run(args: argparse.Namespace) -> int:
     if args.render:
         from flash_rl.report import render
 
+        defaults = {"jobs": default_jobs()}
+        given = [option for name, option in RUN_OPTIONS.items()
+                 if getattr(args, name) not in (None, False, [], defaults.get(name))]
+        if given:   # (one given with its default value is not seen, and changes nothing)
+            return fail(f"--render redraws the files in {args.render} and runs nothing; drop {', '.join(given)}")
         try:
             render(Path(args.render))
         except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
