@@ -16,8 +16,8 @@ from flash_envs.tasks import SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", default="test", choices=SPLITS, help="task split to run on")
-    parser.add_argument("--episodes", type=int_at_least(1), default=2, help="episodes per task and policy")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="task split to run on (default test)")
+    parser.add_argument("--episodes", type=int_at_least(1), default=2, help="episodes per task and policy (default 2)")
     parser.add_argument("--seed", type=seed_arg, default=0,
                         help="seed of the first episode (episode i uses seed + i) and of the random policy "
                              "(default 0)")

@@ -7,7 +7,8 @@ A command module defines ``add_arguments(parser: argparse.ArgumentParser) -> Non
 - a missing file, a data file off its schema, or a file that cannot be read or written: a one-line
   ``flash: error: ...``. Output paths are checked before any work (:func:`flash_envs.cli_args.output_file`).
 Ctrl-C stops a command and its worker processes and ends it with exit status 130 and one line. A reader of the output
-that stops early (``flash demo | head -1``) ends it quietly, with status 141 as for SIGPIPE.
+that goes away early (``flash power-fit --json | head -c 10``) ends it quietly: with status 141 as for SIGPIPE when a
+write fails because the reader has gone, with 0 when none does (the rest fitted in the pipe, or the reader took it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flash_envs.demo", "run the autoscaling env under the heuristic baselines and a random policy"),
     "bench": ("flash_envs.bench", "environment steps per second against Gymnasium's CartPole-v1"),
     "validate-fidelity": ("flash_envs.sim.validation", "compare the fast and the per-request simulators"),
-    "task-diversity": ("flash_envs.baselines.diversity", "best fixed HPA target per task vs one target for all"),
+    "task-diversity": ("flash_envs.baselines.diversity",
+                       "per-task best vs best-for-all of fixed HPA targets and static configurations"),
     "config-eval": ("flash_rl.fewshot.cli",
                     "few-shot runtime/cost prediction on held-out workloads (FLASH vs baselines)"),
     "power-fit": ("flash_envs.power_fit",

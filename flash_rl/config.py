@@ -411,7 +411,9 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
                           f"case of this env in the config file (case: ...) or with --set case=...")
     known = {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
     bad = [m for m in cfg.adaptation.methods if not isinstance(m, str) or m not in known]
-    if bad or not cfg.adaptation.methods:
+    if not cfg.adaptation.methods:
+        raise ConfigError(f"config key adaptation.methods must name at least one method of {sorted(known)}")
+    if bad:
         raise ConfigError(f"config key adaptation.methods: unknown method(s) {bad}; known: {sorted(known)}")
     repeated = sorted({m for m in cfg.adaptation.methods if cfg.adaptation.methods.count(m) > 1})
     if repeated:   # each would be run and counted twice, narrowing its CI

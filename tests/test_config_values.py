@@ -23,6 +23,7 @@ CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
     ("flash.agent_kwargs={learning_rate: 2024-01-01}", "learning_rate=datetime.date(2024, 1, 1) cannot be saved"),
     ("tasks.test_traces=[1]", "config key tasks.test_traces must be a list of CSV file paths, got 1"),
     ("adaptation.methods=[{a: 1}]", "config key adaptation.methods: unknown method(s) [{'a': 1}]"),
+    ("adaptation.methods=[]", "config key adaptation.methods must name at least one method of ['flash', "),
     ("adaptation.extra_thresholds=[true]", "extra_thresholds must be in (0, 1], got True"),
     ("flash=1", "config key flash must be a mapping of keys, got int 1"),
     ("tasks.trace_bin_s=0", "config key tasks.trace_bin_s must be a finite number > 0, got 0"),

@@ -80,9 +80,10 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy")
+    parser.add_argument("--episodes", type=int_at_least(1), default=1, help="episodes per task and policy (default 1)")
     parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the first episode (default 0)")
-    parser.add_argument("--out", type=output_file, default=None, help="write the markdown report here")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help="also write the markdown report to this file (it is printed either way)")
 
 
 def run(args: argparse.Namespace) -> int:

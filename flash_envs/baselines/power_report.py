@@ -102,7 +102,7 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
     parser.add_argument("--seeds", type=int_at_least(1), default=2,
-                        help="episodes per task and governor (seeds 0..N-1)")
+                        help="episodes per task and governor (seeds 0..N-1; default 2)")
     parser.add_argument("--n-servers", type=int_at_least(1), default=1,
                         help="servers of the task's type sharing the load (the env's n_servers; default 1)")
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
