@@ -550,14 +550,12 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     out_dir, run_dir = Path(out_dir), Path(run_dir)
     a = cfg.adaptation
     methods = list(a.methods)
-    needed = models_needed(methods)
     curves_path = run_dir / "curves.jsonl"
     if resume:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run to continue (no config.yaml); check --run-dir, or "
                               "drop --resume to start a new run")
-        expert = ["transfer"] if cfg.references.expert_timesteps > 0 and "transfer" not in needed else []
-        check_run_to_resume(cfg, run_dir, needed + expert)
+        check_run_to_resume(cfg, run_dir, models_to_train(cfg))
     check_reference_cache(cfg.references.cache)
     if not resume:   # before config.yaml changes: no --resume may take the earlier run's models or curves for ours
         for name in PHASES:
@@ -598,7 +596,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         probe = _run_in_this_process(cfg, case, family, run_dir, resume, tasks, eval_seeds, todo, len(runs), refs,
                                      finished, timer, writer)
 
-    # 5. report
+    # the report
     with timer.phase("report"):
         records = [done[(m, t.name, s)] for m, t, s in runs]
         save_config(cfg, out_dir / "config.yaml")
