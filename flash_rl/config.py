@@ -165,6 +165,10 @@ POSITIVE = {"flash.timesteps", "transfer.timesteps", "maml.iterations", "adaptat
             "maml.meta_batch", "maml.inner_steps", "maml.inner_episodes", "maml.outer_episodes", "tasks.n_train",
             "tasks.n_test", "references.random_episodes", "probe.episodes", "probe.samples_per_task"}
 SEEDS = ("run.seed", "tasks.seed", "adaptation.eval_seed")
+METHOD_MODEL = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "transfer", "scratch": "transfer",
+                "maml": "maml"}
+"""The adaptation methods ``adaptation.methods`` may name, and the trained model (flash, transfer or maml) each
+starts from."""
 NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks",
                 "probe.ridge", *SEEDS}
 ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "tasks.trace_time_scale"}  # reals > 0
@@ -409,7 +413,7 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
     if case_env != cfg.env.id:
         raise ConfigError(f"config key case: case {cfg.case!r} runs {case_env}, but env.id is {cfg.env.id}; name the "
                           f"case of this env in the config file (case: ...) or with --set case=...")
-    known = {"flash", "transfer", "scratch", "maml", "flash_zero_embedding"}
+    known = set(METHOD_MODEL)
     bad = [m for m in cfg.adaptation.methods if not isinstance(m, str) or m not in known]
     if not cfg.adaptation.methods:
         raise ConfigError(f"config key adaptation.methods must name at least one method of {sorted(known)}")

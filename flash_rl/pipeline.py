@@ -45,7 +45,7 @@ from flash_rl.adaptation import (ReferenceCache, References, compute_references,
                                  task_references)
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
-from flash_rl.config import ConfigError, ExperimentConfig, check_resume, save_config
+from flash_rl.config import METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import tqdm_bar
@@ -236,11 +236,6 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
 
 
 PHASES = {"flash": "meta-train flash", "transfer": "pretrain transfer", "maml": "meta-train maml"}
-
-
-METHOD_MODEL = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "transfer", "scratch": "transfer",
-                "maml": "maml"}
-"""The trained model (key of :data:`PHASES`) each adaptation method starts from."""
 
 
 def models_needed(methods: list[str]) -> list[str]:
