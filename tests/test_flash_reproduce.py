@@ -217,6 +217,15 @@ def test_render_refuses_the_options_of_a_run(tmp_path, capsys):
                                        f"--quick, --set, --out, --jobs\n")
 
 
+def test_render_refuses_jobs_given_with_its_default_value(tmp_path, capsys):
+    """--jobs defaulted to the usable CPUs, and --render only saw options that differed from their defaults, so
+    ``--render DIR --jobs N`` with N the default went through."""
+    from flash_envs.cli_args import default_jobs
+
+    assert main(["reproduce", "--render", str(tmp_path), "--jobs", str(default_jobs())]) == 2
+    assert capsys.readouterr().err.endswith("runs nothing; drop --jobs\n")
+
+
 def test_a_run_that_fails_leaves_the_results_folder_alone(tmp_path, monkeypatch):
     """The results folder (by default the committed results/<case>) gets config.yaml with the results, not before."""
     def killed(*args, **kwargs):

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int_at_least(1),
                         help="adaptation seeds per task (sets adaptation.seeds; a --set of it wins)")
     parser.add_argument("--out", type=output_dir, help="output directory (default: results/<case>[/quick])")
-    parser.add_argument("--jobs", type=int_at_least(1), default=default_jobs(),
+    parser.add_argument("--jobs", type=int_at_least(1),   # no default value, so that --render sees it was given
                         help="worker processes (about 0.4 GB each) for the meta-trainings, references and adaptation "
                              "runs, one torch thread each; the results do not depend on it (default: the usable CPUs "
                              f"up to {MAX_DEFAULT_JOBS}, here {default_jobs()})")
@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs nothing, and takes no other option")
 
 
-#: The options of a run (argument name -> option), which ``--render`` does not take.
+#: The options of a run (argument name -> option), which ``--render`` does not take. None has a default value other
+#: than None, False or [], so one given (whatever its value) is seen.
 RUN_OPTIONS = {"case": "--case", "config": "--config", "quick": "--quick", "overrides": "--set", "run_dir": "--run-dir",
                "resume": "--resume", "seeds": "--seeds", "out": "--out", "jobs": "--jobs", "test_trace": "--test-trace"}
 
@@ -53,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.render:
         from flash_rl.report import render
 
-        defaults = {"jobs": default_jobs()}
-        given = [option for name, option in RUN_OPTIONS.items()
-                 if getattr(args, name) not in (None, False, [], defaults.get(name))]
-        if given:   # (one given with its default value is not seen, and changes nothing)
+        given = [option for name, option in RUN_OPTIONS.items() if getattr(args, name) not in (None, False, [])]
+        if given:
             return fail(f"--render redraws the files in {args.render} and runs nothing; drop {', '.join(given)}")
         try:
             render(Path(args.render))
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(err)
     try:   # a --resume under other settings, or damaged files, are refused before any work
         summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
-                            jobs=args.jobs)
+                            jobs=args.jobs or default_jobs())
     except ConfigError as err:
         return fail(err)
     except KeyboardInterrupt:   # Ctrl-C: the worker processes are stopped already
