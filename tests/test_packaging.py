@@ -22,7 +22,7 @@ def test_wheel_ships_every_case_config_and_what_it_inherits(tmp_path):
     source = tmp_path / "source"  # build from a copy so that the build leaves nothing in the checkout
     for name in ("flash_envs", "flash_rl"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
@@ -42,6 +42,9 @@ def test_wheel_ships_every_case_config_and_what_it_inherits(tmp_path):
     assert {"flash_rl/configs/autoscaling_quick.yaml", "flash_rl/configs/power.yaml"} <= needed
     assert needed <= shipped, f"missing from the wheel: {sorted(needed - shipped)}"
     assert {"flash_envs/py.typed", "flash_rl/py.typed"} <= shipped   # PEP 561: type checkers read our hints
+    licence = [name for name in shipped if name.endswith(".dist-info/LICENSE") or "/licenses/LICENSE" in name]
+    assert licence, "the wheel does not carry the Apache-2.0 text that pyproject.toml declares"
+    assert "Apache License" in zipfile.ZipFile(wheel).read(licence[0]).decode()
 
 
 def test_flash_version_is_the_distribution_version():
