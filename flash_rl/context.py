@@ -190,6 +190,11 @@ class TaskSamplingWrapper(gym.Wrapper):
         return next((task for task in self.tasks if _json_key(task.to_dict()) == key), None)
 
 
+def task_list_key(tasks: Sequence[Any]) -> str | None:
+    """``tasks`` (each with ``to_dict()``) as one canonical JSON text, to tell two task lists apart by content."""
+    return _json_key([task.to_dict() for task in tasks])
+
+
 def _json_key(value: Any) -> str | None:
     """``value`` as canonical JSON text (tuples as lists, keys sorted), None when it is not JSON."""
     try:

@@ -30,6 +30,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import sys
 import types
 import typing
@@ -55,7 +56,7 @@ from flash_envs.fields import check_flag, check_number, check_seed, check_whole
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.config import check_layer_sizes
-from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim
+from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, task_list_key
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_envs.progress import tqdm_bar
 
@@ -291,8 +292,10 @@ class ProgressBar(BaseCallback):
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``interval`` timesteps, write a checkpoint of a meta-training to ``total_timesteps`` with
-    :meth:`Flash.checkpoint`."""
+    """Once ``interval`` timesteps have passed since the last one, write a checkpoint of a meta-training to
+    ``total_timesteps`` with :meth:`Flash.checkpoint`, at the start of the next rollout: the agent has then learnt from
+    every step taken (SB3 trains between rollouts) and holds nothing half-collected, so that a resumed run goes on
+    step for step as if it had never stopped."""
 
     def __init__(self, owner: "Flash", directory: str | Path, interval: int, total_timesteps: int | None = None
                  ) -> None:
@@ -304,11 +307,37 @@ class CheckpointCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self._last = self.model.num_timesteps
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
         if self.model.num_timesteps - self._last >= self.interval:
             self.owner.checkpoint(self.directory, self.total_timesteps)
             self._last = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
         return True
+
+
+def _task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:
+    """The :class:`TaskSamplingWrapper` in ``env``'s chain of wrappers, None if there is none."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TaskSamplingWrapper):
+            return env
+        env = env.env
+    return None
+
+
+def _random_states(agent: BaseAlgorithm) -> dict[str, Any]:
+    """The states of the generators an SB3 agent draws from as it trains: NumPy's global one (PPO's minibatches,
+    DQN's exploration coin), torch's (the policy's action samples) and its action space's (DQN's random actions).
+    SB3's ``load`` seeds them all anew."""
+    return {"numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "action_space": agent.action_space.np_random.bit_generator.state}
+
+
+def _set_random_states(agent: BaseAlgorithm, states: dict[str, Any]) -> None:
+    """Restore what :func:`_random_states` returned."""
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    agent.action_space.np_random.bit_generator.state = states["action_space"]
 
 
 @contextlib.contextmanager
@@ -337,11 +366,12 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: s
 
 def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timesteps: int | None = None
                     ) -> dict[str, Any] | None:
-    """The state (``state.json``) of the checkpoint in ``directory``, None if there is none. A ValueError names the
-    file when ``state.json`` is unreadable or not a JSON object with ``config`` and ``agent``, when its agent zip is
-    not whole (every member's CRC is checked), when it was written with other settings than ``config``
-    (:func:`check_resumable`), or when it is past ``total_timesteps`` in a meta-training to another total
-    (:func:`check_resume_total`; checkpoints written before the total was recorded are not checked)."""
+    """The state (``state.json``) of the checkpoint in ``directory``, None if there is none. A ValueError names the file
+    when ``state.json`` is unreadable or not a JSON object with ``config`` and ``agent``, when its agent zip is not
+    whole (every member's CRC is checked) or its episodes file (:func:`read_episodes`) cannot be read, when it was
+    written with other settings than ``config`` (:func:`check_resumable`), or when it is past ``total_timesteps`` in
+    a meta-training to another total (:func:`check_resume_total`; checkpoints written before the total was recorded
+    are not checked)."""
     path = Path(directory) / "state.json"
     if not path.exists():
         return None
@@ -356,7 +386,23 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timeste
     if total_timesteps is not None and isinstance(done, int) and isinstance(run_total, int):
         check_resume_total(directory, done, total_timesteps, "timesteps", run_total)
     check_agent_zip(Path(directory) / state["agent"])
+    if "episodes" in state:
+        read_episodes(Path(directory) / str(state["episodes"]))
     return state
+
+
+def read_episodes(path: Path) -> dict[str, Any]:
+    """The episodes in progress that :meth:`Flash.checkpoint` wrote to ``path``: a ValueError names a file that is
+    missing, cut short or not such a record."""
+    try:
+        episodes = pickle.loads(path.read_bytes())
+        if not (isinstance(episodes, dict) and isinstance(episodes.get("envs"), list)
+                and {"last_obs", "last_episode_starts", "random"} <= set(episodes)):
+            raise ValueError("not a record of training envs, observations and random states")
+    except Exception as err:   # (unpickling a cut or foreign file raises anything from EOFError to TypeError)
+        raise ValueError(f"{path} cannot be read as the episodes in progress of a checkpoint "
+                         f"({error_text(err)})") from None
+    return episodes
 
 
 def check_resume_total(directory: str | Path, done: int, total: int, unit: str, run_total: int | None) -> None:
@@ -621,9 +667,13 @@ class Flash:
         checkpoint has already passed is refused (:func:`check_resume_total`).
 
         The agent goes to ``agent-<timesteps>.zip`` first, and an off-policy agent's (e.g. DQN's) replay buffer to
-        ``replay-<timesteps>.pkl``, so that a resumed run samples from the same transitions; replacing
-        ``state.json``, which names those files, is the one commit point, so a run killed at any moment leaves
-        agent, buffer and sampler state of the same step. (SB3 allocates the whole replay buffer up front, and its file
+        ``replay-<timesteps>.pkl``, so that a resumed run samples from the same transitions. An agent that
+        meta-trains goes on with ``episodes-<timesteps>.pkl``: its training envs, mid-episode (their simulations,
+        context buffers and task samplers), its last observations and the random generators it draws from, so that
+        a run resumed from a checkpoint taken at a rollout's start (as :meth:`meta_train`'s are) takes the steps
+        and updates it would have taken (a pickle, trusted as SB3's own agent zip is). Replacing ``state.json``,
+        which names those files, is the one commit point, so a run killed at any moment leaves agent, buffer,
+        episodes and sampler state of the same step. (SB3 allocates the whole replay buffer up front, and its file
         is that size however little is in it: DQN's default ``buffer_size`` of 10^6 FLASH observations is several GB
         per checkpoint, so give an off-policy agent a ``buffer_size`` that fits your disk.)
         """
@@ -638,10 +688,18 @@ class Flash:
             files["replay_buffer"] = f"replay-{steps}.pkl"
             with atomic_write(directory / files["replay_buffer"]) as tmp:
                 model.save_replay_buffer(tmp)
+        training_env = model.get_env()
+        if isinstance(training_env, DummyVecEnv) and self._sampling_wrappers == [
+                _task_sampler(env) for env in training_env.envs]:   # (not an agent loaded, or fine-tuned elsewhere)
+            files["episodes"] = f"episodes-{steps}.pkl"
+            episodes = {"envs": training_env.envs, "last_obs": model._last_obs,
+                        "last_episode_starts": model._last_episode_starts, "random": _random_states(model)}
+            with atomic_write(directory / files["episodes"]) as tmp:
+                tmp.write_bytes(pickle.dumps(episodes))
         state = {"config": self.config(), "num_timesteps": steps, "total_timesteps": total_timesteps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
-        for old in [*directory.glob("agent-*.zip"), *directory.glob("replay-*.pkl")]:
+        for old in [*directory.glob("agent-*.zip"), *directory.glob("replay-*.pkl"), *directory.glob("episodes-*.pkl")]:
             if old.name not in files.values():
                 old.unlink()
 
@@ -662,7 +720,24 @@ class Flash:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, samplers, strict=True):
             wrapper.set_state(s)
+        if "episodes" in state:
+            self._restore_episodes(directory / state["episodes"], vec_env)
         return state
+
+    def _restore_episodes(self, path: Path, vec_env: DummyVecEnv) -> None:
+        """Put ``vec_env`` and the agent back in the episodes of the checkpoint file ``path`` (see
+        :meth:`checkpoint`), so that training goes on without a reset. Skipped, leaving every env to start a new
+        episode on its sampler's task, when the checkpoint's envs sampled from other tasks than this run's."""
+        episodes = read_episodes(path)
+        samplers = [_task_sampler(env) for env in episodes["envs"]]
+        if len(samplers) != len(vec_env.envs) or any(
+                sampler is None or task_list_key(sampler.tasks) != task_list_key(current.tasks)
+                for sampler, current in zip(samplers, self._sampling_wrappers)):
+            return
+        vec_env.envs[:] = episodes["envs"]
+        self._sampling_wrappers = typing.cast(list[TaskSamplingWrapper], samplers)
+        self.agent._last_obs, self.agent._last_episode_starts = episodes["last_obs"], episodes["last_episode_starts"]
+        _set_random_states(self.agent, episodes["random"])
 
     # ------------------------------------------------------------------------------------------ adaptation
     def fresh(self, seed: int | None = None) -> "Flash":

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 import flash_envs  # noqa: F401
 from flash_rl.atomic_files import atomic_write
@@ -161,12 +162,57 @@ def test_dqn_resume_keeps_the_replay_buffer(tmp_path):
     tasks = family().train[:4]
     a = Flash("DQN", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
     a.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", checkpoint_interval=40)
-    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*-*.*")) == ["agent-120.zip", "replay-120.pkl"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*-*.*")) == ["agent-120.zip", "episodes-120.pkl",
+                                                                          "replay-120.pkl"]
     b = Flash("DQN", "flash/Autoscaling-v0", TINY_ENV, **kwargs)
     b.meta_train(tasks, 120, checkpoint_dir=tmp_path / "ckpt", resume=True)
     assert b.resumed_from == 120 and b.model.replay_buffer.size() == a.model.replay_buffer.size() == 60
     before, after = a.model.replay_buffer.observations, b.model.replay_buffer.observations   # dict observations
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+
+
+class KillAt(BaseCallback):
+    """Raises KeyboardInterrupt (a Ctrl-C) once the agent has taken ``step`` timesteps; ``tasks`` logs the task of
+    every step of each env (read from the step's ``info``)."""
+
+    def __init__(self, step: int | None = None) -> None:
+        super().__init__()
+        self.step, self.tasks = step, []
+
+    def _on_step(self) -> bool:
+        self.tasks.append([info["task"].name for info in self.locals["infos"]])
+        if self.step is not None and self.num_timesteps >= self.step:
+            raise KeyboardInterrupt
+        return True
+
+
+@pytest.mark.parametrize("algo, agent_kwargs", [
+    ("PPO", {"n_steps": 15, "batch_size": 30, "n_epochs": 2}),
+    ("DQN", {"learning_starts": 10, "buffer_size": 1000, "train_freq": 3, "batch_size": 8,
+             "target_update_interval": 20, "exploration_fraction": 0.5})])
+def test_a_killed_meta_training_resumes_step_for_step(tmp_path, algo, agent_kwargs):
+    """A run killed after a checkpoint and resumed ends with the very weights, optimiser state and task sequence of
+    one that was never stopped. Resuming used to reset every env, losing the episode in progress (and with it a
+    step of the task block), and checkpoints were taken mid-rollout, so the resumed run's rollouts, draws and
+    updates all differed. Episodes of 10 steps and rollouts of 15 per env put the checkpoint mid-episode."""
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], agent_kwargs=agent_kwargs, n_envs=2,
+                  episodes_per_task=3, seed=5)
+    whole, log = Flash(algo, "flash/Autoscaling-v0", TINY_ENV, **kwargs), KillAt()
+    whole.meta_train(tasks, 150, callback=log)   # no checkpoints: writing them changes nothing either
+    with pytest.raises(KeyboardInterrupt):
+        Flash(algo, "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(
+            tasks, 150, checkpoint_dir=tmp_path / "killed", checkpoint_interval=30, callback=KillAt(100))
+    resumed, resumed_log = Flash(algo, "flash/Autoscaling-v0", TINY_ENV, **kwargs), KillAt()
+    resumed.meta_train(tasks, 150, checkpoint_dir=tmp_path / "killed", resume=True, callback=resumed_log)
+    start = resumed.resumed_from
+    assert 60 <= start < 100 and (start // 2) % 10 != 0, start   # 2 envs; a checkpoint in the middle of an episode
+    assert resumed_log.tasks == log.tasks[start // 2:]     # (2 envs: one log row per 2 timesteps)
+    assert resumed.model.num_timesteps == whole.model.num_timesteps
+    assert same_params(whole.policy, resumed.policy)
+    opt_a, opt_b = whole.policy.optimizer.state_dict(), resumed.policy.optimizer.state_dict()
+    assert opt_a["state"] and all(torch.equal(opt_a["state"][k][key], opt_b["state"][k][key])
+                                  for k in opt_a["state"] for key in ("exp_avg", "exp_avg_sq"))
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
@@ -350,6 +396,8 @@ def truncate(path: Path) -> None:
     ("flash", lambda run: truncate(run / "models/flash/ckpt/agent-80.zip"), "models/flash/ckpt/agent-80.zip",
      "cannot be read as a saved agent"),
     ("flash", lambda run: truncate(run / "models/flash/final/agent.zip"), "models/flash/final/agent.zip", "zip"),
+    ("flash", lambda run: truncate(run / "models/flash/ckpt/episodes-80.pkl"), "models/flash/ckpt/episodes-80.pkl",
+     "cannot be read as the episodes in progress of a checkpoint"),
     ("maml", lambda run: truncate(run / "models/maml/ckpt/maml.pt"), "models/maml/ckpt/maml.pt",
      "is not a MAML checkpoint"),
 ])

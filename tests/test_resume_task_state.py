@@ -67,8 +67,19 @@ def test_resume_continues_the_running_task_within_the_task_list(tmp_path):
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [40, 40]
     assert [names[0] for names in after.seen] == running   # each env goes on with its task
     assert {name for names in after.seen for name in names} <= allowed
-    # resuming starts a new episode, the block's 4th, on that task; the 3 episodes after it are on a drawn task
-    assert all(names[:10] == [names[0]] * 10 and len(set(names[10:])) == 1 for names in after.seen)
+    # the 3rd episode of the block goes on where it stopped, then the 4th on that task; the 2 after it on a drawn task
+    assert all(names[:20] == [names[0]] * 20 and len(set(names[20:])) == 1 for names in after.seen)
+
+
+def test_resume_with_other_tasks_draws_from_the_new_list(tmp_path):
+    """The checkpoint's episodes in progress (flash_rl.flash.Flash.checkpoint) are not restored when the resumed run
+    samples from other tasks: every env starts a new episode on a task of the new list."""
+    Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(subset(), 40, checkpoint_dir=tmp_path)
+    others = family().train[10:12]
+    resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
+    resumed.meta_train(others, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
+    assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
+    assert {name for names in after.seen for name in names} <= {t.name for t in others}
 
 
 def test_resume_from_a_checkpoint_without_the_task_draws_from_the_task_list(tmp_path):
@@ -76,8 +87,9 @@ def test_resume_from_a_checkpoint_without_the_task_draws_from_the_task_list(tmp_
     Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(tasks, 40, checkpoint_dir=tmp_path)
     path = tmp_path / "state.json"
     state = json.loads(path.read_text())
-    for sampler in state["samplers"]:   # as written before the task was saved
+    for sampler in state["samplers"]:   # as written before the task and the episodes in progress were saved
         del sampler["task"]
+    del state["episodes"]
     path.write_text(json.dumps(state))
     resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
     resumed.meta_train(tasks, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
