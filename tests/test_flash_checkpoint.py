@@ -149,6 +149,11 @@ def test_kill_and_resume_meta_train(tmp_path):
     assert (run_dir / "models" / "flash" / "DONE").exists()
     final = Flash.load(run_dir / "models" / "flash" / "final")
     assert final.model.num_timesteps == target
+    # and it is the model of a run never stopped (SIGKILL, then --resume: step for step)
+    unbroken = [*cmd[:cmd.index("--run-dir") + 1], str(tmp_path / "unbroken"), *cmd[cmd.index("--run-dir") + 2:]]
+    subprocess.run(unbroken + [f"flash.timesteps={target}"], cwd=tmp_path, env=env, capture_output=True, check=True,
+                   timeout=120)
+    assert same_params(final.policy, Flash.load(tmp_path / "unbroken" / "models" / "flash" / "final").policy)
     assert (run_dir / "config.yaml").exists()
     # a finished run is not silently loaded in place of a longer one
     again = subprocess.run(cmd + [f"flash.timesteps={target + 40}", "--resume"], cwd=tmp_path, env=env,
