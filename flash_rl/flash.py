@@ -160,7 +160,9 @@ def _fits(value: Any, annotation: Any) -> bool:
 def _annotation_text(annotation: Any) -> str:
     """``annotation`` as written in the code (``int``, ``float | Callable[[float], float]``)."""
     if isinstance(annotation, type):
-        return annotation.__name__
+        return "None" if annotation is type(None) else annotation.__name__
+    if typing.get_origin(annotation) is typing.Union:   # SB3 < 2.8 writes Union[float, Schedule], newer ones the |
+        return " | ".join(_annotation_text(member) for member in typing.get_args(annotation))
     return str(annotation).replace("collections.abc.", "").replace("typing.", "")
 
 
