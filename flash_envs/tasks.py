@@ -14,7 +14,7 @@ import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Iterable, Protocol, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Iterable, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class Task(Protocol):
 
 
 T = TypeVar("T", bound=Task)
+F = TypeVar("F", bound="TaskFamily[Any]")   # (typing.Self needs Python 3.11)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class TaskFamily(Generic[T]):
         return {s: [t.to_dict() for t in self.split(s)] for s in SPLITS}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
+    def from_dict(cls: type[F], d: dict[str, Any]) -> F:
         missing = [s for s in SPLITS if s not in d]
         if missing:
             raise ValueError(f"a task family needs the splits {SPLITS}; missing {missing}")
@@ -138,7 +139,7 @@ class TaskFamily(Generic[T]):
         Path(path).write_text(dump_yaml(self.to_dict(), fast=True))
 
     @classmethod
-    def load_yaml(cls, path: str | Path) -> Self:
+    def load_yaml(cls: type[F], path: str | Path) -> F:
         """A family written by :meth:`save_yaml` (or by hand, in its layout). A missing file raises
         ``FileNotFoundError``; anything else that is not such a family, a ``DataFormatError`` naming the file."""
         import yaml
@@ -175,8 +176,6 @@ def _unnamed(task: Any) -> Any:
         return tuple(getattr(task, f.name) for f in dataclasses.fields(task) if f.name != "name")
     return task
 
-
-F = TypeVar("F", bound=TaskFamily[Any])
 
 
 def check_generate_arguments(n_train: Any, n_test: Any, seed: Any) -> tuple[int, int, int]:

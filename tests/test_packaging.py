@@ -7,9 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:   # Python 3.10 (the [dev] extra installs tomli there)
+    import tomli as tomllib
 
 import yaml
 
