@@ -167,6 +167,30 @@ def test_reproduce_in_worker_processes_gives_the_same_results(tmp_path):
     assert model_files_written(tmp_path / "run2") == saved   # loaded, not trained and saved again
 
 
+def test_a_reproduction_killed_in_meta_training_and_resumed_gives_the_results_of_an_unbroken_one(tmp_path,
+                                                                                                 monkeypatch):
+    """Meta-training resumes step for step (flash_rl.flash.Flash.checkpoint), and finished runs are kept, so a
+    reproduction stopped after FLASH's first checkpoint and resumed writes the very CSVs of one never stopped."""
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}"])
+    reproduce(cfg, tmp_path / "whole", tmp_path / "run_whole", command="test", jobs=1)
+    checkpoint = Flash.checkpoint
+
+    def killed_after_the_first(self, directory, total_timesteps=None):
+        checkpoint(self, directory, total_timesteps)
+        if type(self) is Flash and self.agent.num_timesteps < total_timesteps:
+            raise KeyboardInterrupt   # Ctrl-C, with a checkpoint part of the way through FLASH's meta-training
+
+    monkeypatch.setattr(Flash, "checkpoint", killed_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test", jobs=1)
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "run" / "models" / "flash" / "ckpt" / "state.json").read_text())
+    assert 0 < state["num_timesteps"] < 160 and "episodes" in state
+    reproduce(cfg, tmp_path / "out", tmp_path / "run", resume=True, command="test", jobs=1)
+    for name in ("curves.csv", "episodes_to_adapt.csv", "references.csv"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def test_work_in_workers_starts_as_soon_as_its_model_is_saved(tmp_path, monkeypatch):
     """With jobs=2 the references and the adaptation runs waited for every meta-training, so one core idled while
     FLASH's, the longest, finished. Here FLASH's meta-training waits until a transfer run has adapted: the run
