@@ -722,19 +722,26 @@ class Flash:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
         for wrapper, s in zip(self._sampling_wrappers, samplers, strict=True):
             wrapper.set_state(s)
-        if "episodes" in state:
+        if "episodes" not in state:
+            warnings.warn(f"{directory} is a checkpoint written before its episodes in progress were saved: every env "
+                          "starts a new episode, so the resumed run will not take the steps of one never stopped",
+                          stacklevel=3)
+        else:
             self._restore_episodes(directory / state["episodes"], vec_env)
         return state
 
     def _restore_episodes(self, path: Path, vec_env: DummyVecEnv) -> None:
         """Put ``vec_env`` and the agent back in the episodes of the checkpoint file ``path`` (see
-        :meth:`checkpoint`), so that training goes on without a reset. Skipped, leaving every env to start a new
-        episode on its sampler's task, when the checkpoint's envs sampled from other tasks than this run's."""
+        :meth:`checkpoint`), so that training goes on without a reset. Skipped with a warning, leaving every env to
+        start a new episode on its sampler's task, when the checkpoint's envs sampled from other tasks than this
+        run's."""
         episodes = read_episodes(path)
         samplers = [_task_sampler(env) for env in episodes["envs"]]
         if len(samplers) != len(vec_env.envs) or any(
                 sampler is None or task_list_key(sampler.tasks) != task_list_key(current.tasks)
                 for sampler, current in zip(samplers, self._sampling_wrappers)):
+            warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every env "
+                          "starts a new episode on a task of this run's", stacklevel=4)
             return
         vec_env.envs[:] = episodes["envs"]
         self._sampling_wrappers = typing.cast(list[TaskSamplingWrapper], samplers)

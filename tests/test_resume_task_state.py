@@ -7,6 +7,7 @@ import json
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
@@ -77,7 +78,8 @@ def test_resume_with_other_tasks_draws_from_the_new_list(tmp_path):
     Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(subset(), 40, checkpoint_dir=tmp_path)
     others = family().train[10:12]
     resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
-    resumed.meta_train(others, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
+    with pytest.warns(UserWarning, match="sampled from other tasks than this run's: every env starts a new episode"):
+        resumed.meta_train(others, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
     assert {name for names in after.seen for name in names} <= {t.name for t in others}
 
@@ -92,7 +94,8 @@ def test_resume_from_a_checkpoint_without_the_task_draws_from_the_task_list(tmp_
     del state["episodes"]
     path.write_text(json.dumps(state))
     resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
-    resumed.meta_train(tasks, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
+    with pytest.warns(UserWarning, match="written before its episodes in progress were saved: every env starts a new"):
+        resumed.meta_train(tasks, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
     assert {name for names in after.seen for name in names} <= allowed
     # a new task was drawn at the first reset, on which the 2 episodes run (the first 2 of its block)
