@@ -740,8 +740,8 @@ class Flash:
         if len(samplers) != len(vec_env.envs) or any(
                 sampler is None or task_list_key(sampler.tasks) != task_list_key(current.tasks)
                 for sampler, current in zip(samplers, self._sampling_wrappers)):
-            warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every env "
-                          "starts a new episode on a task of this run's", stacklevel=4)
+            warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every "
+                          "env starts a new episode on a task of this run's", stacklevel=4)
             return
         vec_env.envs[:] = episodes["envs"]
         self._sampling_wrappers = typing.cast(list[TaskSamplingWrapper], samplers)
