@@ -318,6 +318,12 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
+#: The files of a checkpoint (:meth:`Flash.checkpoint`) that a newer one replaces, and those that :func:`atomic_write`
+#: was writing when a kill cut it short (``.agent-120.<random>.tmp.zip``; state.json's included).
+CHECKPOINT_FILES = ("agent-*.zip", "replay-*.pkl", "episodes-*.pkl", ".agent-*.tmp.zip", ".replay-*.tmp.pkl",
+                    ".episodes-*.tmp.pkl", ".state.*.tmp.json")
+
+
 def _task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:
     """The :class:`TaskSamplingWrapper` in ``env``'s chain of wrappers, None if there is none."""
     while isinstance(env, gym.Wrapper):
@@ -394,12 +400,13 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timeste
 
 
 def read_episodes(path: Path) -> dict[str, Any]:
-    """The episodes in progress that :meth:`Flash.checkpoint` wrote to ``path``: a ValueError names a file that is
-    missing, cut short or not such a record."""
+    """The episodes in progress that :meth:`Flash.checkpoint` wrote to ``path``, with the training envs still pickled
+    (``envs``: unpickling them replays their episodes): a ValueError names a file that is missing, cut short or not
+    such a record."""
     try:
         episodes = pickle.loads(path.read_bytes())
-        if not (isinstance(episodes, dict) and isinstance(episodes.get("envs"), list)
-                and {"last_obs", "last_episode_starts", "random"} <= set(episodes)):
+        if not (isinstance(episodes, dict) and isinstance(episodes.get("envs"), bytes)
+                and {"tasks", "last_obs", "last_episode_starts", "random"} <= set(episodes)):
             raise ValueError("not a record of training envs, observations and random states")
     except Exception as err:   # (unpickling a cut or foreign file raises anything from EOFError to TypeError)
         raise ValueError(f"{path} cannot be read as the episodes in progress of a checkpoint "
@@ -694,16 +701,19 @@ class Flash:
         if isinstance(training_env, DummyVecEnv) and self._sampling_wrappers == [
                 _task_sampler(env) for env in training_env.envs]:   # (not an agent loaded, or fine-tuned elsewhere)
             files["episodes"] = f"episodes-{steps}.pkl"
-            episodes = {"envs": training_env.envs, "last_obs": model._last_obs,
-                        "last_episode_starts": model._last_episode_starts, "random": _random_states(model)}
+            episodes = {"tasks": task_list_key(self._sampling_wrappers[0].tasks),
+                        "envs": pickle.dumps(training_env.envs),   # apart: unpickling an env replays its episode
+                        "last_obs": model._last_obs, "last_episode_starts": model._last_episode_starts,
+                        "random": _random_states(model)}
             with atomic_write(directory / files["episodes"]) as tmp:
                 tmp.write_bytes(pickle.dumps(episodes))
         state = {"config": self.config(), "num_timesteps": steps, "total_timesteps": total_timesteps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
-        for old in [*directory.glob("agent-*.zip"), *directory.glob("replay-*.pkl"), *directory.glob("episodes-*.pkl")]:
-            if old.name not in files.values():
-                old.unlink()
+        for pattern in CHECKPOINT_FILES:   # the last checkpoint's files, and those of writes a kill cut short
+            for old in directory.glob(pattern):
+                if old.name not in files.values():
+                    old.unlink()
 
     def _load_checkpoint(self, directory: str | Path, vec_env: DummyVecEnv, total_timesteps: int
                          ) -> dict[str, Any] | None:
@@ -736,14 +746,19 @@ class Flash:
         start a new episode on its sampler's task, when the checkpoint's envs sampled from other tasks than this
         run's."""
         episodes = read_episodes(path)
-        samplers = [_task_sampler(env) for env in episodes["envs"]]
-        if len(samplers) != len(vec_env.envs) or any(
-                sampler is None or task_list_key(sampler.tasks) != task_list_key(current.tasks)
-                for sampler, current in zip(samplers, self._sampling_wrappers)):
+        if episodes["tasks"] != task_list_key(self._sampling_wrappers[0].tasks):
             warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every "
                           "env starts a new episode on a task of this run's", stacklevel=4)
             return
-        vec_env.envs[:] = episodes["envs"]
+        try:
+            envs = pickle.loads(episodes["envs"])   # each env replays its episode (a trace task reads its file)
+        except Exception as err:
+            raise ValueError(f"{path}: the training envs cannot be rebuilt ({error_text(err)})") from None
+        samplers = [_task_sampler(env) for env in envs]
+        if len(envs) != len(vec_env.envs) or None in samplers:
+            raise ValueError(f"{path} holds {len(envs)} training env(s), not the {len(vec_env.envs)} of this run, or "
+                             "envs without a task sampler")
+        vec_env.envs[:] = envs
         self._sampling_wrappers = typing.cast(list[TaskSamplingWrapper], samplers)
         self.agent._last_obs, self.agent._last_episode_starts = episodes["last_obs"], episodes["last_episode_starts"]
         _set_random_states(self.agent, episodes["random"])

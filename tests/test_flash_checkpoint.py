@@ -100,6 +100,21 @@ def test_kill_between_agent_and_state_writes_resumes_the_committed_checkpoint(tm
     assert b.resumed_from == 80 and b.model.num_timesteps == 80
 
 
+def test_files_of_writes_a_kill_cut_short_go_with_the_next_checkpoint(tmp_path):
+    """atomic_write removes its temporary file only when Python sees the error; after a SIGKILL it stayed, and the
+    clean-up of old checkpoints never matched its hidden name (a DQN replay buffer's can be gigabytes)."""
+    tasks = family().train[:4]
+    kwargs = dict(context_len=6, embedding_dim=4, encoder_hidden=8, net_arch=[16], agent_kwargs=TINY_PPO, n_envs=2,
+                  episodes_per_task=2, seed=2)
+    ckpt = tmp_path / "ckpt"
+    Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(tasks, 80, checkpoint_dir=ckpt)
+    stale = [".agent-120.k3j_x.tmp.zip", ".episodes-120.a8b.tmp.pkl", ".replay-120.zz1.tmp.pkl", ".state.q9w.tmp.json"]
+    for name in stale:
+        (ckpt / name).write_bytes(b"cut short")
+    Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(tasks, 120, checkpoint_dir=ckpt, resume=True)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["agent-120.zip", "episodes-120.pkl", "state.json"]
+
+
 def test_maml_resume_is_exactly_equivalent(tmp_path):
     tasks = family().train[:4]
     kw = dict(hidden=[8], meta_batch=2, outer_episodes=1, seed=3)

@@ -3,6 +3,7 @@ extractor's width matches its output for an observation Box of any shape."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 import flash_envs  # noqa: F401
+from flash_envs.sim.workloads import TraceWorkload
 from flash_rl.context import ContextWrapper, TaskSamplingWrapper, row_dim
 from flash_rl.encoder import FlashFeaturesExtractor
 from flash_rl.flash import Flash, keep_logs_out_of_tmp
@@ -82,6 +84,26 @@ def test_resume_with_other_tasks_draws_from_the_new_list(tmp_path):
         resumed.meta_train(others, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
     assert {name for names in after.seen for name in names} <= {t.name for t in others}
+
+
+def test_a_trace_moved_since_the_checkpoint_starts_new_episodes_on_the_moved_file(tmp_path):
+    """Tasks replaying a CSV trace that was moved after the checkpoint are other tasks (their path differs): the resume
+    warns and starts new episodes on them. It failed instead: rebuilding the checkpoint's envs replays their episodes,
+    which read the trace at its old path, and that was done before the task lists were compared."""
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{t},{100 + 7 * t % 900}\n" for t in range(0, 3600, 60)))
+
+    def on(path):
+        return [dataclasses.replace(t, workload=TraceWorkload(path=str(path), mean_rate=12.0), name=t.name + "-trace")
+                for t in family().train[:2]]
+
+    Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(on(trace), 30, checkpoint_dir=tmp_path / "ckpt")
+    trace.rename(tmp_path / "moved.csv")
+    resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
+    with pytest.warns(UserWarning, match="sampled from other tasks than this run's"):
+        resumed.meta_train(on(tmp_path / "moved.csv"), 60, checkpoint_dir=tmp_path / "ckpt", resume=True,
+                           callback=after)
+    assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]   # one 20-step rollout
 
 
 def test_resume_from_a_checkpoint_without_the_task_draws_from_the_task_list(tmp_path):
