@@ -177,7 +177,6 @@ def _unnamed(task: Any) -> Any:
     return task
 
 
-
 def check_generate_arguments(n_train: Any, n_test: Any, seed: Any) -> tuple[int, int, int]:
     """The split sizes (each >= 1) and seed (>= 0) a family's ``generate`` takes, as ints; a TypeError or ValueError
     naming the argument otherwise (``n_train=2.5`` was a TypeError from ``range``, ``n_test=True`` one task)."""
