@@ -48,6 +48,7 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
@@ -154,7 +155,28 @@ def _fits(value: Any, annotation: Any) -> bool:
     if annotation in (int, float):  # a bool is no number here; an int is a float
         return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
     kind = typing.get_origin(annotation) or annotation
+    if kind is tuple and isinstance(value, (list, tuple)):   # saved as a list; see sb3_kwargs
+        members = typing.get_args(annotation)
+        if not members or members[-1] is Ellipsis:
+            return all(_fits(item, members[0]) for item in value) if members else True
+        return len(value) == len(members) and all(_fits(item, m) for item, m in zip(value, members))
     return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def sb3_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` as ``agent_cls`` takes them: a list (how JSON and YAML give a tuple) becomes a tuple where the
+    parameter is annotated as a tuple and not a list, e.g. DQN's ``train_freq=[1, "episode"]``, which SB3 reads only
+    as a tuple."""
+    params = inspect.signature(agent_cls.__init__).parameters
+    return {name: tuple(value) if isinstance(value, list) and name in params
+            and _takes_tuple_not_list(params[name].annotation) else value for name, value in kwargs.items()}
+
+
+def _takes_tuple_not_list(annotation: Any) -> bool:
+    members = (typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+               else (annotation,))
+    kinds = {typing.get_origin(member) or member for member in members}
+    return tuple in kinds and list not in kinds
 
 
 def _annotation_text(annotation: Any) -> str:
@@ -182,7 +204,7 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
                          f"(valid: {sorted(set(params) - reserved)}){hint}")
     for name, value in kwargs.items():
         check_savable(where, name, value,
-                      "; SB3 has no such form of a schedule: give a constant" if callable(value) else "")
+                      "; SB3 has no such form of a schedule: give a constant" if callable(value) else "", tuples=True)
         if not _fits(value, params[name].annotation):
             raise ValueError(f"{where}: {name} must be {_annotation_text(params[name].annotation)} (the annotation of "
                              f"{agent_cls.__name__}), got {value!r}")
@@ -206,7 +228,8 @@ def check_agent(agent_cls: type[BaseAlgorithm], agent_kwargs: dict[str, Any], ad
     meta-trains (``agent_kwargs`` on ``n_envs`` envs ``env_id``) and once as it fine-tunes (``adapt_kwargs`` over
     them, on one env), with a one-unit MLP policy and no optimiser (about a millisecond each). Building is the one
     complete check of what SB3 refuses only then (a non-positive ``clip_range_vf``, ``n_steps * n_envs`` below 2, an
-    action space the algorithm cannot act in, ...); the global torch random state is left as it was."""
+    action space the algorithm cannot act in, ...), or only once it learns (an off-policy ``train_freq`` counted in
+    episodes on more than one env); the global torch random state is left as it was."""
     check_agent_kwargs(agent_cls, agent_kwargs, f"{prefix}agent_kwargs")
     check_agent_kwargs(agent_cls, adapt_kwargs, f"{prefix}adapt_kwargs")
     for where, kwargs, envs in (("agent_kwargs", agent_kwargs, n_envs),
@@ -215,13 +238,17 @@ def check_agent(agent_cls: type[BaseAlgorithm], agent_kwargs: dict[str, Any], ad
         try:
             with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
                 warnings.simplefilter("ignore")   # e.g. a mini-batch size that does not divide this rollout
-                agent_cls("MlpPolicy", vec_env, policy_kwargs={"net_arch": [1], "optimizer_class": _NoOptimizer},
-                          device="cpu", **kwargs)
+                agent = agent_cls("MlpPolicy", vec_env, device="cpu", **sb3_kwargs(agent_cls, kwargs),
+                                  policy_kwargs={"net_arch": [1], "optimizer_class": _NoOptimizer})
         except (AssertionError, TypeError, ValueError, MemoryError) as err:
             raise ValueError(f"{prefix}{where}: {agent_cls.__name__} cannot be built with {kwargs} on {env_id}: "
                              f"{' '.join(str(err).split()) or type(err).__name__}") from err
         finally:
             vec_env.close()
+        if isinstance(agent, OffPolicyAlgorithm) and agent.train_freq.unit is TrainFrequencyUnit.EPISODE and envs > 1:
+            raise ValueError(f"{prefix}{where}: {agent_cls.__name__} counts train_freq in episodes "
+                             f"({kwargs['train_freq']!r}), which stable-baselines3 allows on one env only, but "
+                             f"meta-training runs n_envs={envs}: set n_envs to 1, or count train_freq in steps")
 
 
 def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], episode_steps: int,
@@ -506,7 +533,8 @@ class Flash:
 
     ``agent_cls`` is an SB3 algorithm class (or its name); ``agent_kwargs`` go to it for meta-training and
     ``adapt_kwargs`` override them when fine-tuning on a new task; both are saved with the agent, so their values are
-    numbers, strings, bools, None, lists and mappings (no schedules), checked when this is built
+    numbers, strings, bools, None, lists (tuples are saved as lists, and given to SB3 as tuples where it takes only
+    a tuple: :func:`sb3_kwargs`) and mappings (no schedules), checked when this is built
     (:func:`check_agent`). ``env_kwargs`` go to ``gym.make`` and are saved too, checked the same way
     (:func:`check_env_kwargs`: a tuple is saved as a list; a family or task object is refused, the tasks go to
     :meth:`meta_train` and :meth:`adapt`). ``n_envs`` vectorised envs each run a task drawn from the training tasks,
@@ -589,7 +617,8 @@ class Flash:
     def _new_agent(self, env, kwargs: dict[str, Any], seed: int, tensorboard_log: str | None = None) -> BaseAlgorithm:
         policy, policy_kwargs = self._policy()
         return keep_logs_out_of_tmp(self.agent_cls(policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
-                                                   tensorboard_log=tensorboard_log, verbose=self.verbose, **kwargs))
+                                                   tensorboard_log=tensorboard_log, verbose=self.verbose,
+                                                   **sb3_kwargs(self.agent_cls, kwargs)))
 
     def _train_vec_env(self, tasks: Sequence[Any]) -> DummyVecEnv:
         self._sampling_wrappers = []

@@ -110,6 +110,38 @@ def test_second_algorithm(family, algo, kwargs, adapt_kwargs, monkeypatch):
     assert flash.embed(family.test[1]).shape == (8,)
 
 
+@pytest.mark.parametrize("train_freq", [[1, "episode"], (1, "episode")])
+def test_dqn_trains_once_an_episode_with_train_freq_counted_in_episodes(family, train_freq, tmp_path, monkeypatch):
+    """SB3 reads train_freq=(1, "episode") only as a tuple; JSON and YAML give a list, and a saved agent's
+    settings are JSON: either form trains once an episode, after a save and load too, and when fine-tuning."""
+    flash = Flash(DQN, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16, net_arch=[32],
+                  agent_kwargs={"learning_starts": 20, "buffer_size": 1000, "batch_size": 16, "train_freq": train_freq},
+                  adapt_kwargs={"learning_starts": 0}, n_envs=1)
+    flash.meta_train(family.train[:3], 200)
+    assert flash.model._n_updates == 18       # after each 10-step episode that ends past learning_starts (30..200)
+    flash.save(tmp_path)
+    loaded = Flash.load(tmp_path)
+    assert loaded.agent_kwargs["train_freq"] == [1, "episode"] and loaded.model.train_freq == flash.model.train_freq
+    meta_trained, task = weights(loaded.policy), family.test[0]
+    start = loaded.evaluate(None, task, seed=EVAL_SEED)
+    check_adaptation(*adapt_watched(monkeypatch, loaded, task, episodes=2), 2, meta_trained, start)
+
+
+ANNOTATION = "agent_kwargs: train_freq must be int | tuple[int, str] (the annotation of DQN), got "
+
+
+@pytest.mark.parametrize("train_freq, message", [
+    ([1, "episode"], "agent_kwargs: DQN counts train_freq in episodes ([1, 'episode']), which stable-baselines3 "
+                     "allows on one env only, but meta-training runs n_envs=2"),
+    ([1, 2], ANNOTATION + "[1, 2]"),
+    ([1, "episode", 3], ANNOTATION + "[1, 'episode', 3]"),
+])
+def test_a_train_freq_dqn_would_fail_on_is_refused_when_built(train_freq, message):
+    with pytest.raises(ValueError) as err:
+        Flash(DQN, "flash/Autoscaling-v0", ENV, agent_kwargs={"train_freq": train_freq}, n_envs=2)
+    assert message in str(err.value)
+
+
 def test_transfer_scratch_and_maml(family, monkeypatch):
     tl = TransferLearning("PPO", "flash/Autoscaling-v0", ENV, net_arch=[32],
                           agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 1},
