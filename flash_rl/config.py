@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class TasksConfig:
     family_file: str = ""  # a task-family YAML replaces the generated split when set
     test_traces: list = field(default_factory=list)  # CSV files replayed as extra held-out workloads
     trace_time_column: str = "timestamp"
-    trace_value_column: str = "requests"  # "": one row per request
+    trace_value_column: str | None = "requests"  # "" or None (YAML: null, or nothing): one row per request
     trace_value_kind: str = "count"
     trace_time_unit_s: float = 1.0  # seconds per unit of a numeric time column (60: minutes)
     trace_time_scale: float = 1.0
@@ -175,6 +176,10 @@ ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "task
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_type_ok(value, member) for member in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
