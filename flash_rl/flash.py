@@ -53,6 +53,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
+from flash_envs.envs.task_env import ReplayMismatch
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
@@ -773,7 +774,7 @@ class Flash:
         """Put ``vec_env`` and the agent back in the episodes of the checkpoint file ``path`` (see
         :meth:`checkpoint`), so that training goes on without a reset. Skipped with a warning, leaving every env to
         start a new episode on its sampler's task, when the checkpoint's envs sampled from other tasks than this
-        run's."""
+        run's, or replaying their episodes comes to other observations (a trace file rewritten since)."""
         episodes = read_episodes(path)
         if episodes["tasks"] != task_list_key(self._sampling_wrappers[0].tasks):
             warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every "
@@ -781,6 +782,11 @@ class Flash:
             return
         try:
             envs = pickle.loads(episodes["envs"])   # each env replays its episode (a trace task reads its file)
+        except ReplayMismatch as err:
+            warnings.warn(f"the checkpoint's training envs ({path}) cannot be rebuilt as they were: {err}. Every env "
+                          "starts a new episode, so the resumed run will not take the steps of one never stopped",
+                          stacklevel=4)
+            return
         except Exception as err:
             raise ValueError(f"{path}: the training envs cannot be rebuilt ({error_text(err)})") from None
         samplers = [_task_sampler(env) for env in envs]

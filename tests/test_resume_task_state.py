@@ -106,6 +106,28 @@ def test_a_trace_moved_since_the_checkpoint_starts_new_episodes_on_the_moved_fil
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]   # one 20-step rollout
 
 
+def test_a_trace_rewritten_since_the_checkpoint_starts_new_episodes(tmp_path):
+    """Tasks replaying a CSV trace rewritten in place after the checkpoint are the same tasks (same path), but
+    replaying the checkpoint's episodes in progress comes to other observations: the resume warns and starts new
+    episodes. It went on silently from envs the replay had made into other ones."""
+    trace = tmp_path / "trace.csv"
+
+    def write(period):
+        trace.write_text("timestamp,requests\n" + "".join(f"{t},{100 + period * t % 900}\n"
+                                                          for t in range(0, 3600, 60)))
+
+    write(7)
+    tasks = [dataclasses.replace(t, workload=TraceWorkload(path=str(trace), mean_rate=12.0), name=t.name + "-trace")
+             for t in family().train[:2]]
+    Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(tasks, 30, checkpoint_dir=tmp_path / "ckpt")
+    write(13)
+    resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
+    with pytest.warns(UserWarning, match="cannot be rebuilt as they were: replaying the episode in progress .* came to "
+                                         "another observation .* Every env starts a new episode"):
+        resumed.meta_train(tasks, 60, checkpoint_dir=tmp_path / "ckpt", resume=True, callback=after)
+    assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
+
+
 def test_resume_from_a_checkpoint_without_the_task_draws_from_the_task_list(tmp_path):
     tasks, allowed = subset(), {t.name for t in subset()}
     Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(tasks, 40, checkpoint_dir=tmp_path)

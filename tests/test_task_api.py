@@ -14,6 +14,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import flash_envs  # noqa: F401
 from flash_envs.data.trace_csv import TraceFormatError
+from flash_envs.envs.task_env import ReplayMismatch
 from flash_envs.sim.workloads import TraceWorkload
 
 ENV_IDS = ["flash/Autoscaling-v0", "flash/PowerManagement-v0", "flash/ConfigSearch-v0"]
@@ -137,14 +138,18 @@ def test_a_copy_replays_the_actions_taken_not_a_reused_list_as_it_is_now():
 
 
 def test_a_step_that_raised_is_not_replayed_in_a_copy(monkeypatch):
-    """The action was recorded before the simulation ran: a copy made after a step interrupted there replayed it."""
+    """The action was recorded before the simulation ran: a copy made after a step interrupted there replayed it.
+    Such a step has applied its action but not run the simulation, a state no replay of whole steps reaches: a copy
+    is refused as not one (it was made silently, with the configuration before the action)."""
     env = gym.make("flash/Autoscaling-v0").unwrapped
     env.reset(seed=2)
     env.step(0)
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(env._sim, "run", lambda seconds: (_ for _ in ()).throw(KeyboardInterrupt))
         env.step(1)
-    assert env._episode_log.actions == [0] and copy.deepcopy(env)._steps == 1
+    assert env._episode_log.actions == [0]
+    with pytest.raises(ReplayMismatch, match=r"\(1 step of task .* or a step was interrupted part-way"):
+        copy.deepcopy(env)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -212,3 +217,21 @@ def test_an_env_copied_mid_episode_goes_on_as_the_original(env_id, kwargs, dupli
     assert twin.unwrapped.get_task() == family.train[2]
     assert np.array_equal(env.reset()[0], twin.reset()[0])   # np_random was copied as it was, not as replayed
     assert env.unwrapped.episode_task == twin.unwrapped.episode_task == family.train[2]
+
+
+@pytest.mark.parametrize("env_id", ["flash/Autoscaling-v0", "flash/PowerManagement-v0"])
+def test_a_copy_whose_trace_file_was_rewritten_since_is_refused(env_id, tmp_path):
+    """A copy replays the episode in progress, reading the task's trace file again: once the file is rewritten, the
+    replay comes to other observations, and the copy is refused rather than made another env silently."""
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{t},{100 + 7 * t % 900}\n" for t in range(0, 3600, 60)))
+    env = gym.make(env_id)
+    task = dataclasses.replace(env.unwrapped.family.test[0], workload=TraceWorkload(path=str(trace), mean_rate=12.0))
+    env.reset(seed=5, options={"task": task})
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    assert np.array_equal(copy.deepcopy(env).unwrapped._get_obs(), env.unwrapped._get_obs())
+    trace.write_text("timestamp,requests\n" + "".join(f"{t},{100 + 13 * t % 900}\n" for t in range(0, 3600, 60)))
+    with pytest.raises(ReplayMismatch, match=r"replaying the episode in progress \(3 steps of task .*\) came to "
+                                             "another observation than the env had"):
+        copy.deepcopy(env)

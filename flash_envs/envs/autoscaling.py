@@ -129,7 +129,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
     or deep-copied, during an episode too: the running SimPy processes are Python generators, which cannot be
     pickled, so the copy replays the episode's steps (a trace workload read from a file reads it again, so the file
-    must still be there, unchanged, and a relative path must resolve where the copy is made).
+    must still be there, unchanged, and a relative path must resolve where the copy is made; a replay that comes to
+    another observation, as a rewritten file makes it, raises ``ReplayMismatch``).
 
     ## Version History
     * v0: initial version.

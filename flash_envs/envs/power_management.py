@@ -92,7 +92,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     The task is fixed at ``reset()`` (``episode_task``; see :mod:`flash_envs.envs.task_env`). The env can be pickled
     or deep-copied, during an episode too: the running SimPy processes are Python generators, which cannot be
     pickled, so the copy replays the episode's steps (a trace workload read from a file reads it again, so the file
-    must still be there, unchanged, and a relative path must resolve where the copy is made).
+    must still be there, unchanged, and a relative path must resolve where the copy is made; a replay that comes to
+    another observation, as a rewritten file makes it, raises ``ReplayMismatch``).
 
     ## Version History
     * v0: initial version.
@@ -170,7 +171,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self._obs = np.tile(np.array([0.0, 0.0, 1.0, 0.0, idle], dtype=np.float32), self.n_servers)
         self._obs[1::N_FEATURES] = min(RATIO_CAP, rate / self._servers[0].capacity())
         n = self.n_servers   # the starting state the observation shows: top P-state, idle, no requests served yet
-        return self._obs.copy(), self._info(0.0, 0.0, np.full(n, idle * task.server.peak_w), np.zeros(n), 0, 0,
+        return self._get_obs(), self._info(0.0, 0.0, np.full(n, idle * task.server.peak_w), np.zeros(n), 0, 0,
                                             [s.level for s in servers], [0.0] * n, np.zeros(n), [rate] * n)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -189,9 +190,12 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                           [iv.metrics.arrival_rate for iv in intervals])
         reward = -info["power_share"] - self.slo_weight * info["slo_violation"]
         truncated = now >= self.episode_s - 1e-9
-        return self._obs.copy(), float(reward), False, truncated, info
+        return self._get_obs(), float(reward), False, truncated, info
 
     # --------------------------------------------------------------------------------------------------- helpers
+    def _get_obs(self) -> np.ndarray:
+        return self._obs.copy()
+
     def _observe(self, intervals: list[ServerInterval]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observation, per-server SLO violations and p95 (ms, 0 when the interval had no requests)."""
         task = self.episode_task

@@ -12,7 +12,8 @@
 
 The episode's task is also returned in ``info["task"]``. An env pickles and deep-copies mid-episode too: a SimPy
 simulation (its processes are generators) cannot be pickled, so the copy rebuilds it by replaying the episode from the
-``np_random`` state it started from, with the same actions (the envs are deterministic given that state). A
+``np_random`` state it started from, with the same actions (the envs are deterministic given that state), and
+checks that it comes to the observation the env had (:class:`ReplayMismatch` otherwise). A
 ``reset()`` that raises changes nothing: the env keeps its task and its ``np_random`` (a failed ``reset(seed=...)``
 does not reseed it, and draws made before the failure are undone), and goes on with the episode it was running (the
 new task and simulation are committed only once built). The constructor arguments every env shares (``family``,
@@ -68,6 +69,11 @@ def check_workload(task: Any) -> None:
     task.workload.realise(np.random.default_rng(0), 1.0)
 
 
+class ReplayMismatch(ValueError):
+    """A copy of an env, replaying its episode in progress, came to another observation than the env had: what the
+    episode was built from changed in between (e.g. the trace file a task replays was rewritten)."""
+
+
 @dataclass
 class EpisodeLog:
     """What replays the current episode: ``np_random``'s state when it was built, its task and the actions taken."""
@@ -85,7 +91,8 @@ class TaskEnv(gym.Env, Generic[T]):
     :meth:`_building`, and only then calls :meth:`_start_episode`; their ``step`` calls :meth:`_log_action` once the
     step has run. ``live_attributes`` maps the attributes holding an episode's simulation, which cannot be
     pickled, to their value between episodes: a pickled env holds that value instead, and its copy replays the
-    episode.
+    episode, then checks that it came to the observation the env had (:meth:`_get_obs`, which such a subclass
+    defines) or raises :class:`ReplayMismatch`.
 
     The envs end their episodes themselves (after ``episode_steps`` steps; ConfigSearch's after at most
     ``max_measurements``), so they register no ``max_episode_steps``. ``gym.make(id, max_episode_steps=N)`` adds
@@ -210,11 +217,14 @@ class TaskEnv(gym.Env, Generic[T]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore the attributes; for an env with :attr:`live_attributes` pickled mid-episode, rebuild its simulation
         by replaying the episode: reset from the ``np_random`` state and task it started with, take its actions
-        again, then give ``np_random`` and the next episodes' task back their pickled values."""
+        again, then give ``np_random`` and the next episodes' task back their pickled values. A replay that comes to
+        another observation than the pickled env had raises :class:`ReplayMismatch` (the task's trace file changed
+        since, or the env was copied after a step that raised part-way): the copy would not be one."""
         self.__dict__.update(state)
         log = self._episode_log
         if not self.live_attributes or log is None:
             return
+        expected = self._get_obs()   # from the attributes pickled by value
         rng_now, next_task = self.np_random.bit_generator.state, self._task
         self.np_random.bit_generator.state = log.rng_state
         self.reset(options={"task": log.task})   # no seed: np_random goes on from the state just set
@@ -222,6 +232,16 @@ class TaskEnv(gym.Env, Generic[T]):
             self.step(action)
         self.np_random.bit_generator.state = rng_now
         self._task = next_task
+        if not np.array_equal(self._get_obs(), expected, equal_nan=True):
+            steps = f"{len(log.actions)} step{'' if len(log.actions) == 1 else 's'}"
+            raise ReplayMismatch(f"replaying the episode in progress ({steps} of task "
+                                 f"{getattr(log.task, 'name', log.task)!r}) came to another observation than the env "
+                                 "had: what the task is built from changed since (a trace file rewritten?), or a step "
+                                 "was interrupted part-way")
+
+    def _get_obs(self) -> np.ndarray:
+        """The observation of the current step (envs with :attr:`live_attributes` define it)."""
+        raise NotImplementedError
 
     def _own_stream(self) -> np.random.Generator:
         """A generator of its own, seeded from ``np_random``, for an episode's randomness (a simulation, measurement
