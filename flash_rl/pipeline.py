@@ -48,7 +48,7 @@ from flash_rl.cases import Case, get_case
 from flash_rl.config import METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
 from flash_rl.maml import MAML, settings_of
-from flash_envs.progress import tqdm_bar
+from flash_envs.progress import set_bar_line, tqdm_bar
 from flash_rl.weights_file import load_weights_file
 from flash_rl.workers import worker_pool
 
@@ -320,7 +320,7 @@ def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bo
     from torch.utils.tensorboard import SummaryWriter
 
     torch.set_num_threads(1)
-    os.environ["TQDM_POSITION"] = str(bar_position)   # tqdm >= 4.66 reads its defaults from TQDM_* variables
+    set_bar_line(bar_position)
     start = time.perf_counter()
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
     train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)

@@ -36,6 +36,46 @@ def test_meta_training_bar_leaves_two_lines_in_a_log(capsys):
     assert len(states) == 2 and "2048/2048" in states[-1], states
 
 
+def test_a_meta_training_worker_draws_its_bar_on_its_own_line(monkeypatch):
+    """flash reproduce --jobs N meta-trains in worker processes, each of whose bars is given a line. The worker set
+    TQDM_POSITION, which tqdm reads only when imported, before the worker knew its line: every worker's bar took
+    line 0 of its own process, and on a terminal the bars overwrote each other on one line."""
+    from flash_rl import pipeline
+    from flash_rl.cases import CONFIG_DIR
+    from flash_rl.config import load_config
+
+    drawn = []
+
+    def train_model(*args):
+        bar = progress.tqdm_bar(1, "meta-train", file=Terminal())
+        bar.close()
+        drawn.append(bar.fp.getvalue())
+
+    monkeypatch.setattr(progress, "_bar_line", None)   # the worker's setting is put back after the test
+    monkeypatch.setattr(pipeline.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(pipeline, "train_model", train_model)
+    pipeline._train_in_worker("flash", load_config(CONFIG_DIR / "autoscaling_quick.yaml"), None, False, 2)
+    assert drawn[0].startswith("\n\n\rmeta-train:") and "\x1b[A\x1b[A" in drawn[0]   # 2 lines down, then back up
+
+
+def test_a_bar_beside_other_processes_bars_leaves_the_cursor_where_it_was():
+    """A bar with a line, left in place as it closed, drew its last state on the first line and wrote a newline:
+    every other process's bars then drew one line off theirs, over one another. In a file the line is ignored."""
+    for line in (0, 3):
+        bar = progress.tqdm_bar(4, "beside", file=Terminal(), position=line)
+        bar.update(4)
+        bar.close()
+        drawn = bar.fp.getvalue()
+        assert drawn.startswith("\n" * line + "\rbeside:")
+        assert drawn.count("\n") == drawn.count("\x1b[A") == 2 * line and not drawn.endswith("\n")   # back up
+    bar = progress.tqdm_bar(4, "in a log", file=io.StringIO(), position=3)
+    bar.update(4)
+    bar.close()
+    logged = bar.fp.getvalue()
+    assert logged.startswith("\rin a log:") and "\x1b[A" not in logged
+    assert logged.count("\n") == 1 and "| 4/4 [" in logged
+
+
 def test_counting_advances_one_bar_over_several_loops():
     bar = progress.tqdm_bar(6, "two loops", file=io.StringIO())
     for items in ("abc", "xyz"):
