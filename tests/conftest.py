@@ -1,6 +1,8 @@
-"""Shared fixtures: the public data folder (tests that need it skip when it is absent)."""
+"""Shared fixtures: the public data folder (tests that need it skip when it is absent), the project's metadata."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,16 @@ def shared_data():
     if not path.is_dir():
         pytest.skip(f"public datasets not found at {path.resolve()} (set FLASH_DATA_DIR to run this test)")
     return path
+
+
+@pytest.fixture(scope="session")
+def project():
+    """The ``[project]`` table of the repository's ``pyproject.toml``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python 3.10 (the [dev] extra installs tomli there)
+        import tomli as tomllib
+    return tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
 
 
 @pytest.fixture

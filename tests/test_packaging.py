@@ -10,11 +10,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:   # Python 3.10 (the [dev] extra installs tomli there)
-    import tomli as tomllib
-
 import yaml
 
 from flash_rl.cases import CASES, CONFIG_DIR
@@ -62,7 +57,7 @@ def test_flash_version_is_the_distribution_version():
 DISTRIBUTIONS = {"yaml": "pyyaml"}   # import name -> distribution name, where they differ
 
 
-def test_flash_envs_needs_only_the_core_dependencies():
+def test_flash_envs_needs_only_the_core_dependencies(project):
     """``pip install flash-cloud`` (no ``[rl]``) must run the environments: every third-party module that
     ``flash_envs`` imports is a core dependency (``yaml`` was in ``[rl]`` only, so a family's ``load_yaml`` failed)."""
     imported = set()
@@ -73,7 +68,6 @@ def test_flash_envs_needs_only_the_core_dependencies():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     third_party = {DISTRIBUTIONS.get(m, m) for m in imported - set(sys.stdlib_module_names) - {"flash_envs"}}
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower() for d in project["dependencies"]}
     assert third_party and third_party <= core, f"imported by flash_envs but not core: {sorted(third_party - core)}"
 

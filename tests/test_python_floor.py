@@ -8,11 +8,6 @@ import ast
 import re
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:   # Python 3.10 (the [dev] extra installs tomli there)
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parent.parent
 #: Standard-library modules and names added in Python 3.11 and later (a checker such as ``vermin --target`` knows them
 #: all; these are the ones code like ours reaches for).
@@ -27,9 +22,8 @@ NEWER = {"tomllib": None, "wsgiref.types": None,
          "itertools": {"batched"}, "contextlib": {"chdir"}}
 
 
-def floor() -> tuple[int, int]:
-    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
-    major, minor = re.fullmatch(r">=\s*(\d+)\.(\d+)", spec.strip()).groups()
+def floor(project: dict) -> tuple[int, int]:
+    major, minor = re.fullmatch(r">=\s*(\d+)\.(\d+)", project["requires-python"].strip()).groups()
     return int(major), int(minor)
 
 
@@ -49,8 +43,8 @@ def newer_names(tree: ast.AST) -> list[str]:
     return found
 
 
-def test_the_packages_parse_and_import_nothing_newer_than_requires_python():
-    version = floor()
+def test_the_packages_parse_and_import_nothing_newer_than_requires_python(project):
+    version = floor(project)
     assert version >= (3, 10), "NEWER lists what came after 3.10; extend it for an older floor"
     files = sorted(p for package in ("flash_envs", "flash_rl") for p in (ROOT / package).rglob("*.py"))
     assert len(files) > 50
