@@ -41,7 +41,8 @@ def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> tqdm
     on a terminal it draws there and is cleared when it closes (``leave=False``: a bar left in place writes a newline,
     which moves every other process's lines down one); in a file, which keeps every redraw, the line is ignored."""
     position = kwargs.pop("position", _bar_line)
-    if position is not None and kwargs.get("file", sys.stderr).isatty():
+    stream = kwargs.get("file") or sys.stderr
+    if position is not None and getattr(stream, "isatty", lambda: False)():
         kwargs.update(position=position, leave=False)
     return tqdm(total=total, desc=desc, disable=not enabled, mininterval=redraw_interval_s(), dynamic_ncols=True,
                 **kwargs)

@@ -50,7 +50,7 @@ class TasksConfig:
     family_file: str = ""  # a task-family YAML replaces the generated split when set
     test_traces: list = field(default_factory=list)  # CSV files replayed as extra held-out workloads
     trace_time_column: str = "timestamp"
-    trace_value_column: str | None = "requests"  # "" or None (YAML: null, or nothing): one row per request
+    trace_value_column: str | None = "requests"  # "": one row per request (null, or no value in YAML, is read as "")
     trace_value_kind: str = "count"
     trace_time_unit_s: float = 1.0  # seconds per unit of a numeric time column (60: minutes)
     trace_time_scale: float = 1.0
@@ -110,6 +110,10 @@ class AdaptationConfig:
     seeds: int = 5
     eval_seed: int = 10_000
     max_test_tasks: int = 0  # 0: all test tasks
+
+
+EXPERT_N_ENVS = 4
+"""Vectorised envs the per-task expert trains on (all running its one task)."""
 
 
 @dataclass
@@ -335,6 +339,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                                                          AgentConfig.algo) is False:
             merged[name] = {**{key: {} for key in ALGORITHM_KWARGS}, **section}
     cfg = _build(ExperimentConfig, merged, "")
+    if cfg.tasks.trace_value_column is None:   # YAML's null, a key with no value: one row per request, written ""
+        cfg.tasks.trace_value_column = ""
     validate(cfg, runnable)
     return cfg
 
@@ -452,7 +458,7 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
 
     from flash_rl.context import CONTEXT_ACTION_SPACES
     from flash_rl.encoder import ENCODERS
-    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent, episode_steps_of
+    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent, episode_steps_of, trains_per_episode
     from flash_rl.maml import MAML_ACTION_SPACES
 
     if cfg.flash.encoder not in ENCODERS:
@@ -471,6 +477,12 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
                                     f"config key {section}.adapt_kwargs")
         except ValueError as err:
             raise ConfigError(str(err)) from err
+        expert = section == "transfer" and cfg.references.expert_timesteps > 0
+        if expert and trains_per_episode(cls, agent.agent_kwargs):
+            raise ConfigError(f"config key transfer.agent_kwargs: {cls.__name__} counts train_freq in episodes "
+                              f"({agent.agent_kwargs['train_freq']!r}), which stable-baselines3 allows on one env "
+                              f"only, but the per-task expert (references.expert_timesteps > 0) trains on "
+                              f"{EXPERT_N_ENVS}: count train_freq in steps, or set references.expert_timesteps=0")
     acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
                "maml": MAML_ACTION_SPACES}
     unfit = [m for m in cfg.adaptation.methods if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]

@@ -117,6 +117,11 @@ def _savable(value: Any, tuples: bool = False) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def as_saved(value: Any) -> Any:
+    """``value`` (one :func:`_savable` accepts) as it is read back from the JSON it is saved in: tuples are lists."""
+    return json.loads(json.dumps(value))
+
+
 def check_savable(where: str, name: str, value: Any, instead: str = "", tuples: bool = False) -> None:
     """Refuse, with a ValueError naming ``where`` and ``name``, a ``value`` that cannot be saved with the agent
     (:func:`_savable`), before anything is trained; ``instead`` ends the message with what to do instead."""
@@ -246,10 +251,21 @@ def check_agent(agent_cls: type[BaseAlgorithm], agent_kwargs: dict[str, Any], ad
                              f"{' '.join(str(err).split()) or type(err).__name__}") from err
         finally:
             vec_env.close()
-        if isinstance(agent, OffPolicyAlgorithm) and agent.train_freq.unit is TrainFrequencyUnit.EPISODE and envs > 1:
+        if isinstance(agent, OffPolicyAlgorithm) and agent.train_freq.frequency < 1:   # SB3 fails at learn()
+            raise ValueError(f"{prefix}{where}: {agent_cls.__name__}'s train_freq must count at least 1 step or "
+                             f"episode, got {kwargs['train_freq']!r}")
+        if envs > 1 and trains_per_episode(agent_cls, kwargs):
             raise ValueError(f"{prefix}{where}: {agent_cls.__name__} counts train_freq in episodes "
                              f"({kwargs['train_freq']!r}), which stable-baselines3 allows on one env only, but "
                              f"meta-training runs n_envs={envs}: set n_envs to 1, or count train_freq in steps")
+
+
+def trains_per_episode(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any]) -> bool:
+    """Whether ``agent_cls`` built with ``kwargs`` (which it takes) counts its ``train_freq`` in episodes, as an
+    off-policy algorithm's ``train_freq=(n, "episode")`` does; stable-baselines3 allows that on one env only."""
+    freq = kwargs.get("train_freq")
+    return (issubclass(agent_cls, OffPolicyAlgorithm) and isinstance(freq, (list, tuple)) and len(freq) == 2
+            and freq[1] == TrainFrequencyUnit.EPISODE.value)
 
 
 def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], episode_steps: int,
@@ -391,8 +407,8 @@ def one_torch_thread() -> Iterator[None]:
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: str | Path) -> None:
     """Refuse to resume from the checkpoint in ``directory``, written by an agent of the settings ``saved``, with
     other ``current`` settings: the loaded agent would keep some of the old ones (SB3 restores its saved
-    hyper-parameters) and take the others, a mix that neither run's settings describe."""
-    current = json.loads(json.dumps(current))  # compare as saved: tuples become lists
+    hyper-parameters) and take the others, a mix that neither run's settings describe. Both are settings as saved
+    (:meth:`Flash.config`, MAML's ``config``: tuples are lists)."""
     changed = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
     if changed:
         diff = "; ".join(f"{key}: {saved.get(key)!r} there, {current.get(key)!r} here" for key in changed)
@@ -571,8 +587,7 @@ class Flash:
                                                             ("encoder_hidden", encoder_hidden)))
         self.encoder = encoder
         self.net_arch = check_layer_sizes(net_arch, "net_arch")
-        self.agent_kwargs = dict(agent_kwargs or {})
-        self.adapt_kwargs = dict(adapt_kwargs or {})
+        self.agent_kwargs, self.adapt_kwargs = dict(agent_kwargs or {}), dict(adapt_kwargs or {})
         self.n_envs = check_whole("n_envs", n_envs, 1)
         self.episodes_per_task = check_whole("episodes_per_task", episodes_per_task, 1)
         self.seed = check_seed("seed", seed)
@@ -593,9 +608,10 @@ class Flash:
 
     # ------------------------------------------------------------------------------------------ construction
     def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-serialisable) that rebuild this object: :data:`CONFIG_KEYS` and ``kind``."""
-        return {**{key: getattr(self, key) for key in self.CONFIG_KEYS}, "agent_cls": algorithm_name(self.agent_cls),
-                "kind": type(self).__name__}
+        """Constructor arguments that rebuild this object, :data:`CONFIG_KEYS` and ``kind``, as they are saved
+        (:func:`as_saved`: tuples are lists), so that a loaded agent's equal this one's."""
+        return as_saved({**{key: getattr(self, key) for key in self.CONFIG_KEYS},
+                         "agent_cls": algorithm_name(self.agent_cls), "kind": type(self).__name__})
 
     def make_env(self, task: Any = None, buffer: ContextBuffer | None = None) -> gym.Env:
         """One env (on ``task`` if given), with the context wrapper when this agent uses context."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,7 +27,7 @@ import flash_envs  # noqa: F401
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
 from flash_rl.config import MamlConfig, check_layer_sizes
-from flash_rl.flash import (adaptation_points, check_env_kwargs, check_resumable, check_resume_total,
+from flash_rl.flash import (adaptation_points, as_saved, check_env_kwargs, check_resumable, check_resume_total,
                             error_text, one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -139,7 +138,7 @@ MAML_ACTION_SPACES = (gym.spaces.Discrete,)   # what the policy network acts in
 
 def settings_of(state: dict[str, Any]) -> dict[str, Any]:
     """The settings (env and hyper-parameters, JSON-serialisable) of a MAML checkpoint's state."""
-    return json.loads(json.dumps({"env_id": state["env_id"], "env_kwargs": state["env_kwargs"], **state["hparams"]}))
+    return as_saved({"env_id": state["env_id"], "env_kwargs": state["env_kwargs"], **state["hparams"]})
 
 
 class MAML:

@@ -45,7 +45,7 @@ from flash_rl.adaptation import (ReferenceCache, References, compute_references,
                                  task_references)
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
-from flash_rl.config import METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
+from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import set_bar_line, tqdm_bar
@@ -298,7 +298,7 @@ def adapt_once(models: dict[str, Any], method: str, task: Any, seed: int, cfg: E
 def train_expert(cfg: ExperimentConfig, pretrained: TransferLearning, task: Any) -> Any:
     """The per-task expert: the pretrained transfer agent trained ``references.expert_timesteps`` on ``task`` alone."""
     expert = make_transfer(cfg, seed=cfg.run.seed)
-    expert.n_envs = 4
+    expert.n_envs = EXPERT_N_ENVS
     expert.meta_train([task], cfg.references.expert_timesteps, init_from=pretrained)
     return expert.model
 
@@ -316,16 +316,20 @@ def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, ta
 
 # ------------------------------------------------------------------------------------------------ worker processes
 def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool, bar_position: int) -> float:
-    """:func:`train_model` in a worker process; returns its seconds. Its progress bar takes line ``bar_position``."""
+    """:func:`train_model` in a worker process; returns its seconds. Its progress bar takes line ``bar_position``
+    (the worker's later tasks draw theirs where tqdm puts them)."""
     from torch.utils.tensorboard import SummaryWriter
 
     torch.set_num_threads(1)
     set_bar_line(bar_position)
     start = time.perf_counter()
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
-    train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
-    if writer is not None:
-        writer.close()
+    try:
+        train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
+    finally:
+        set_bar_line(None)
+        if writer is not None:
+            writer.close()
     return time.perf_counter() - start
 
 

@@ -122,6 +122,7 @@ def test_dqn_trains_once_an_episode_with_train_freq_counted_in_episodes(family, 
     flash.save(tmp_path)
     loaded = Flash.load(tmp_path)
     assert loaded.agent_kwargs["train_freq"] == [1, "episode"] and loaded.model.train_freq == flash.model.train_freq
+    assert loaded.config() == flash.config()   # the tuple is kept as saved, a list
     meta_trained, task = weights(loaded.policy), family.test[0]
     start = loaded.evaluate(None, task, seed=EVAL_SEED)
     check_adaptation(*adapt_watched(monkeypatch, loaded, task, episodes=2), 2, meta_trained, start)
@@ -135,6 +136,8 @@ ANNOTATION = "agent_kwargs: train_freq must be int | tuple[int, str] (the annota
                      "allows on one env only, but meta-training runs n_envs=2"),
     ([1, 2], ANNOTATION + "[1, 2]"),
     ([1, "episode", 3], ANNOTATION + "[1, 'episode', 3]"),
+    ([0, "episode"], "agent_kwargs: DQN's train_freq must count at least 1 step or episode, got [0, 'episode']"),
+    (0, "agent_kwargs: DQN's train_freq must count at least 1 step or episode, got 0"),
 ])
 def test_a_train_freq_dqn_would_fail_on_is_refused_when_built(train_freq, message):
     with pytest.raises(ValueError) as err:

@@ -16,6 +16,14 @@ class Terminal(io.StringIO):
         return True
 
 
+class WriteOnly:
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def test_bars_redraw_often_on_a_terminal_and_seldom_in_a_log(monkeypatch):
     monkeypatch.setattr("sys.stderr", Terminal())
     assert progress.tqdm_bar(10, "t").mininterval == progress.TERMINAL_INTERVAL_S
@@ -56,6 +64,7 @@ def test_a_meta_training_worker_draws_its_bar_on_its_own_line(monkeypatch):
     monkeypatch.setattr(pipeline, "train_model", train_model)
     pipeline._train_in_worker("flash", load_config(CONFIG_DIR / "autoscaling_quick.yaml"), None, False, 2)
     assert drawn[0].startswith("\n\n\rmeta-train:") and "\x1b[A\x1b[A" in drawn[0]   # 2 lines down, then back up
+    assert progress._bar_line is None   # the worker's later tasks do not take the line
 
 
 def test_a_bar_beside_other_processes_bars_leaves_the_cursor_where_it_was():
@@ -72,6 +81,7 @@ def test_a_bar_beside_other_processes_bars_leaves_the_cursor_where_it_was():
     bar.update(4)
     bar.close()
     logged = bar.fp.getvalue()
+    progress.tqdm_bar(1, "a stream that is no file", file=WriteOnly(), position=3).close()   # no isatty: not a terminal
     assert logged.startswith("\rin a log:") and "\x1b[A" not in logged
     assert logged.count("\n") == 1 and "| 4/4 [" in logged
 
