@@ -587,7 +587,8 @@ class Flash:
                                                             ("encoder_hidden", encoder_hidden)))
         self.encoder = encoder
         self.net_arch = check_layer_sizes(net_arch, "net_arch")
-        self.agent_kwargs, self.adapt_kwargs = dict(agent_kwargs or {}), dict(adapt_kwargs or {})
+        self.agent_kwargs = dict(agent_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
         self.n_envs = check_whole("n_envs", n_envs, 1)
         self.episodes_per_task = check_whole("episodes_per_task", episodes_per_task, 1)
         self.seed = check_seed("seed", seed)
