@@ -25,6 +25,18 @@ def redraw_interval_s() -> float:
 _bar_line: int | None = None
 
 
+class _BarOnALine(tqdm):
+    """A bar drawn on a line below the cursor: once cleared, it puts the cursor back at the start of the line it
+    came from (tqdm leaves it after the blanks it cleared with, where the next text, such as a report, would start)."""
+
+    def close(self) -> None:
+        drawn = not self.disable
+        super().close()
+        if drawn:
+            self.fp.write("\r")
+            self.fp.flush()
+
+
 def set_bar_line(line: int | None) -> None:
     """Draw this process's bars on terminal line ``line`` below the cursor (tqdm's ``position``), unless a bar is
     given one: a worker process's, beside the bars of the parent and of other workers, which each count their lines
@@ -42,10 +54,11 @@ def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> tqdm
     which moves every other process's lines down one); in a file, which keeps every redraw, the line is ignored."""
     position = kwargs.pop("position", _bar_line)
     stream = kwargs.get("file") or sys.stderr
-    if position is not None and getattr(stream, "isatty", lambda: False)():
+    on_a_line = position is not None and getattr(stream, "isatty", lambda: False)()
+    if on_a_line:
         kwargs.update(position=position, leave=False)
-    return tqdm(total=total, desc=desc, disable=not enabled, mininterval=redraw_interval_s(), dynamic_ncols=True,
-                **kwargs)
+    return (_BarOnALine if on_a_line else tqdm)(total=total, desc=desc, disable=not enabled,
+                                                mininterval=redraw_interval_s(), dynamic_ncols=True, **kwargs)
 
 
 def counting(items: Iterable[T], bar: tqdm) -> Iterator[T]:

@@ -69,14 +69,15 @@ def test_a_meta_training_worker_draws_its_bar_on_its_own_line(monkeypatch):
 
 def test_a_bar_beside_other_processes_bars_leaves_the_cursor_where_it_was():
     """A bar with a line, left in place as it closed, drew its last state on the first line and wrote a newline:
-    every other process's bars then drew one line off theirs, over one another. In a file the line is ignored."""
+    every other process's bars then drew one line off theirs, over one another. Cleared, it left the cursor after
+    its blanks, where the report printed next began. In a file the line is ignored."""
     for line in (0, 3):
         bar = progress.tqdm_bar(4, "beside", file=Terminal(), position=line)
         bar.update(4)
         bar.close()
         drawn = bar.fp.getvalue()
         assert drawn.startswith("\n" * line + "\rbeside:")
-        assert drawn.count("\n") == drawn.count("\x1b[A") == 2 * line and not drawn.endswith("\n")   # back up
+        assert drawn.count("\n") == drawn.count("\x1b[A") == 2 * line and drawn.endswith("\r")   # back where it was
     bar = progress.tqdm_bar(4, "in a log", file=io.StringIO(), position=3)
     bar.update(4)
     bar.close()
