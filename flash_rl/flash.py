@@ -234,8 +234,8 @@ def check_agent(agent_cls: type[BaseAlgorithm], agent_kwargs: dict[str, Any], ad
     meta-trains (``agent_kwargs`` on ``n_envs`` envs ``env_id``) and once as it fine-tunes (``adapt_kwargs`` over
     them, on one env), with a one-unit MLP policy and no optimiser (about a millisecond each). Building is the one
     complete check of what SB3 refuses only then (a non-positive ``clip_range_vf``, ``n_steps * n_envs`` below 2, an
-    action space the algorithm cannot act in, ...), or only once it learns (an off-policy ``train_freq`` counted in
-    episodes on more than one env); the global torch random state is left as it was."""
+    action space the algorithm cannot act in, ...), or only once it learns (an off-policy ``train_freq`` below 1, or
+    counted in episodes on more than one env); the global torch random state is left as it was."""
     check_agent_kwargs(agent_cls, agent_kwargs, f"{prefix}agent_kwargs")
     check_agent_kwargs(agent_cls, adapt_kwargs, f"{prefix}adapt_kwargs")
     for where, kwargs, envs in (("agent_kwargs", agent_kwargs, n_envs),
