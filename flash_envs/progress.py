@@ -1,12 +1,18 @@
 """Progress bars: one home for how they look and how often they write.
 
 On a terminal a bar redraws in place at most every :data:`TERMINAL_INTERVAL_S`; when stderr is a file or a pipe (a
-``nohup`` log, CI) every redraw is a new line, so a bar writes one at most every :data:`LOG_INTERVAL_S`. Worker
-processes whose bars run beside other processes' each draw on a line of their own (:func:`set_bar_line`).
+``nohup`` log, CI) every redraw is a new line, so a bar writes one at most every :data:`LOG_INTERVAL_S`. The bars
+and printed lines of a pool's worker processes are drawn by the parent (:func:`relay_into`, :class:`RelayedOutput`).
 """
 from __future__ import annotations
 
+import io
+import itertools
+import os
 import sys
+import threading
+import time
+from queue import Empty
 from typing import Any, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -22,12 +28,18 @@ def redraw_interval_s() -> float:
     return TERMINAL_INTERVAL_S if sys.stderr.isatty() else LOG_INTERVAL_S
 
 
-_bar_line: int | None = None
+RELAY_INTERVAL_S = 0.5
+"""Seconds between two updates that a worker's bar sends to the process drawing it."""
+
+_relay: Any = None        # in a worker process: the queue its bars and printed lines go to (relay_into)
+_beside_workers = 0       # in the parent: how many RelayedOutput are drawing workers' bars beside its own
+_keys = itertools.count()
 
 
-class _BarOnALine(tqdm):
-    """A bar drawn on a line below the cursor: once cleared, it puts the cursor back at the start of the line it
-    came from (tqdm leaves it after the blanks it cleared with, where the next text, such as a report, would start)."""
+class _Bar(tqdm):
+    """A bar among others, cleared when it closes (``leave=False``): left in place it would draw its last state on
+    the first line and write a newline, moving the other bars' lines. Cleared, it puts the cursor back at the start
+    of its line (tqdm leaves it after the blanks, where the next text, such as a report, would begin)."""
 
     def close(self) -> None:
         drawn = not self.disable
@@ -37,28 +49,123 @@ class _BarOnALine(tqdm):
             self.fp.flush()
 
 
-def set_bar_line(line: int | None) -> None:
-    """Draw this process's bars on terminal line ``line`` below the cursor (tqdm's ``position``), unless a bar is
-    given one: a worker process's, beside the bars of the parent and of other workers, which each count their lines
-    only among their own. (``TQDM_POSITION`` cannot do this: tqdm reads it once, when it is imported.) None: tqdm's
-    own choice, the first free line."""
-    global _bar_line
-    _bar_line = line
-
-
-def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> tqdm:
+def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> Any:
     """A tqdm bar of ``total`` items on stderr; ``enabled=False`` gives a silent one. ``kwargs`` go to tqdm.
 
-    A bar with a line (its ``position``, or else the one :func:`set_bar_line` set) runs beside bars of other processes:
-    on a terminal it draws there and is cleared when it closes (``leave=False``: a bar left in place writes a newline,
-    which moves every other process's lines down one); in a file, which keeps every redraw, the line is ignored."""
-    position = kwargs.pop("position", _bar_line)
-    stream = kwargs.get("file") or sys.stderr
-    on_a_line = position is not None and getattr(stream, "isatty", lambda: False)()
-    if on_a_line:
-        kwargs.update(position=position, leave=False)
-    return (_BarOnALine if on_a_line else tqdm)(total=total, desc=desc, disable=not enabled,
-                                                mininterval=redraw_interval_s(), dynamic_ncols=True, **kwargs)
+    In a worker process of a pool (:func:`relay_into`) the bar is drawn by the parent, which draws every bar of the
+    run: processes that each drew on one terminal would move each other's lines. While the parent draws its
+    workers' bars beside its own, every bar on a terminal is cleared when it closes (:class:`_Bar`)."""
+    if _relay is not None and enabled:
+        return _RelayedBar(_relay, total, desc, kwargs.get("initial", 0), kwargs.get("unit", "it"),
+                           kwargs.get("iterable"))
+    cls = tqdm
+    if _beside_workers and getattr(kwargs.get("file") or sys.stderr, "isatty", lambda: False)():
+        cls, kwargs["leave"] = _Bar, False   # in a log file, which keeps every redraw, a bar ends with its last state
+    return cls(total=total, desc=desc, disable=not enabled, mininterval=redraw_interval_s(), dynamic_ncols=True,
+               **kwargs)
+
+
+class _RelayedBar:
+    """A worker's bar: what it counts goes to the relay queue (at most every :data:`RELAY_INTERVAL_S`, and when it
+    closes), where the parent's :class:`RelayedOutput` draws it. ``n`` may be set, as on a tqdm bar."""
+
+    def __init__(self, queue: Any, total: int, desc: str, initial: int, unit: str, iterable: Iterable | None) -> None:
+        self.key, self.n, self.total, self._iterable = f"{os.getpid()}-{next(_keys)}", initial, total, iterable
+        self._queue: Any = queue
+        self._sent = time.monotonic()
+        queue.put(("open", self.key, {"total": total, "desc": desc, "initial": initial, "unit": unit}))
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self._queue is not None and time.monotonic() - self._sent >= RELAY_INTERVAL_S:
+            self._queue.put(("update", self.key, self.n))
+            self._sent = time.monotonic()
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(("close", self.key, self.n))
+            self._queue = None
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._iterable or ():
+            yield item
+            self.update()
+        self.close()
+
+    def __enter__(self) -> "_RelayedBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _LineRelay(io.TextIOBase):
+    """A worker's stdout or stderr: whole lines go to the relay queue, printed by the parent between its bars."""
+
+    def __init__(self, queue: Any, stream: str) -> None:
+        self._queue, self._stream, self._partial = queue, stream, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._queue.put(("write", self._stream, line))
+        return len(text)
+
+
+def relay_into(queue: Any) -> None:
+    """Send this process's bars and the lines it prints (stdout, stderr, warnings) to ``queue``: for a worker of a
+    pool whose parent draws and prints them (:class:`RelayedOutput`)."""
+    global _relay
+    _relay = queue
+    sys.stdout, sys.stderr = _LineRelay(queue, "stdout"), _LineRelay(queue, "stderr")
+
+
+class RelayedOutput:
+    """Draws, from a thread of this process, the bars of the workers that relay to ``queue`` (:func:`relay_into`),
+    and prints their lines between the bars (``tqdm.write``), so that one process writes to the terminal; for a
+    ``with`` block around the pool's work, which ends once the workers have (what they sent is drawn first)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue, self.bars = queue, dict[str, Any]()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._draw, name="relayed output", daemon=True)
+
+    def __enter__(self) -> "RelayedOutput":
+        global _beside_workers
+        _beside_workers += 1
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _beside_workers
+        self.stop.set()
+        self.thread.join(timeout=2)   # a worker terminated while writing may have left half a message
+        for bar in self.bars.values():
+            bar.close()
+        _beside_workers -= 1
+
+    def _draw(self) -> None:
+        while True:
+            try:
+                kind, key, value = self.queue.get(timeout=0.1)
+            except Empty:
+                if self.stop.is_set():
+                    return
+                continue
+            except (EOFError, OSError, ValueError):   # the queue closed, or a terminated worker broke a message
+                return
+            if kind == "open":
+                self.bars[key] = tqdm_bar(value.pop("total"), value.pop("desc"), **value)
+            elif kind == "write":
+                tqdm.write(value, file=sys.stdout if key == "stdout" else sys.stderr)
+            elif key in self.bars:
+                bar = self.bars[key] if kind == "update" else self.bars.pop(key)
+                bar.update(value - bar.n)
+                if kind == "close":
+                    bar.close()
 
 
 def counting(items: Iterable[T], bar: tqdm) -> Iterator[T]:

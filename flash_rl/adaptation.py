@@ -190,32 +190,30 @@ def task_references(env: gym.Env, task: Any, eval_seeds: Sequence[int],
 
 def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: ReferenceCache,
                        references_of: Callable[[Any, list[int]], list[References]], progress_bar: bool = False,
-                       executor: Executor | None = None, bar_position: int | None = None
-                       ) -> dict[tuple[str, int], References]:
+                       executor: Executor | None = None) -> dict[tuple[str, int], References]:
     """References for every (task, evaluation seed), in that order, from the cache where present.
 
     ``references_of(task, seeds)`` computes a task's missing ones (e.g. :func:`task_references` with its other
     arguments bound); with an ``executor`` the tasks are shared out among its workers, and ``references_of`` must then
-    be picklable. The progress bar takes terminal line ``bar_position`` (tqdm's ``position``) when given.
+    be picklable.
     """
     found = {(task.name, int(seed)): cache.get(task, seed) for task in tasks for seed in eval_seeds}
     todo = [(task, [int(s) for s in eval_seeds if found[(task.name, int(s))] is None]) for task in tasks]
     todo = [(task, seeds) for task, seeds in todo if seeds]
-    bar = tqdm_bar(len(found), "references", progress_bar, initial=sum(ref is not None for ref in found.values()),
-                   position=bar_position)
+    with tqdm_bar(len(found), "references", progress_bar,
+                  initial=sum(ref is not None for ref in found.values())) as bar:   # closed on Ctrl-C too
 
-    def store(task: Any, refs: list[References]) -> None:
-        for ref in refs:
-            cache.put(task, ref)
-            found[(task.name, ref.eval_seed)] = ref
-        bar.update(len(refs))
+        def store(task: Any, refs: list[References]) -> None:
+            for ref in refs:
+                cache.put(task, ref)
+                found[(task.name, ref.eval_seed)] = ref
+            bar.update(len(refs))
 
-    if executor is None:
-        for task, seeds in todo:
-            store(task, references_of(task, seeds))
-    else:
-        futures = {executor.submit(references_of, task, seeds): task for task, seeds in todo}
-        for future in as_completed(futures):
-            store(futures[future], future.result())
-    bar.close()
+        if executor is None:
+            for task, seeds in todo:
+                store(task, references_of(task, seeds))
+        else:
+            futures = {executor.submit(references_of, task, seeds): task for task, seeds in todo}
+            for future in as_completed(futures):
+                store(futures[future], future.result())
     return cast("dict[tuple[str, int], References]", found)   # every None was computed above

@@ -48,7 +48,7 @@ from flash_rl.cases import Case, get_case
 from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
 from flash_rl.maml import MAML, settings_of
-from flash_envs.progress import set_bar_line, tqdm_bar
+from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
 from flash_rl.workers import worker_pool
 
@@ -315,21 +315,16 @@ def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, ta
 
 
 # ------------------------------------------------------------------------------------------------ worker processes
-def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool, bar_position: int) -> float:
-    """:func:`train_model` in a worker process; returns its seconds. Its progress bar takes line ``bar_position``
-    (the worker's later tasks draw theirs where tqdm puts them)."""
+def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool) -> float:
+    """:func:`train_model` in a worker process; returns its seconds."""
     from torch.utils.tensorboard import SummaryWriter
 
     torch.set_num_threads(1)
-    set_bar_line(bar_position)
     start = time.perf_counter()
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
-    try:
-        train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
-    finally:
-        set_bar_line(None)
-        if writer is not None:
-            writer.close()
+    train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
+    if writer is not None:
+        writer.close()
     return time.perf_counter() - start
 
 
@@ -460,14 +455,13 @@ def _run_in_this_process(cfg: ExperimentConfig, case: Case, family: Any, run_dir
         cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, models.get("transfer")))
         refs.update(compute_references(tasks, eval_seeds, cache, partial(references_of, cfg, models.get("transfer")),
                                        cfg.run.progress_bar))
-    with timer.phase("adapt"):
-        bar = tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar, initial=n_runs - len(todo))
+    with timer.phase("adapt"), tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar,
+                                        initial=n_runs - len(todo)) as bar:
         for method, task, seed in todo:
             start = time.perf_counter()
             curve = adapt_once(models, method, task, seed, cfg)
             finished(method, task, seed, curve, time.perf_counter() - start)
             bar.update()
-        bar.close()
     if "flash" not in models:
         return None
     with timer.phase("probe"):
@@ -484,8 +478,7 @@ def _run_in_workers(cfg: ExperimentConfig, case: Case, run_dir: Path, resume: bo
     own seconds; the references' and the adaptation's wall-clock spans, which overlap the meta-trainings."""
     to_train = models_to_train(cfg)
     with worker_pool(jobs, initializer=_one_torch_thread) as pool:
-        training = {pool.submit(_train_in_worker, name, cfg, run_dir, resume, i): name
-                    for i, name in enumerate(to_train)}
+        training = {pool.submit(_train_in_worker, name, cfg, run_dir, resume): name for name in to_train}
         trained: set[str] = set()
 
         def saved(future: Future) -> str:
@@ -503,10 +496,9 @@ def _run_in_workers(cfg: ExperimentConfig, case: Case, run_dir: Path, resume: bo
         with timer.phase("references"):
             cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, pretrained))
             refs.update(compute_references(tasks, eval_seeds, cache, partial(_references_in_worker, cfg, run_dir),
-                                           cfg.run.progress_bar, pool, bar_position=len(to_train)))
-        with timer.phase("adapt"):   # its bar below the workers' meta-training bars, which may still be running
-            bar = tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar, initial=n_runs - len(todo),
-                           position=len(to_train))
+                                           cfg.run.progress_bar, pool))
+        with timer.phase("adapt"), tqdm_bar(n_runs, "adaptation runs", cfg.run.progress_bar,
+                                            initial=n_runs - len(todo)) as bar:
             waiting, running = list(todo), {}
             probe, probing = None, None
             pending: set[Future] = set(training)
@@ -528,7 +520,6 @@ def _run_in_workers(cfg: ExperimentConfig, case: Case, run_dir: Path, resume: bo
                     else:
                         finished(*running.pop(future), *future.result())
                         bar.update()
-            bar.close()
     return probe
 
 

@@ -13,12 +13,15 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
+from flash_envs.progress import RelayedOutput, relay_into
 from flash_rl.warning_lines import OneLineWarnings
 
 
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...],
-                  one_line_warnings: OneLineWarnings | None) -> None:
-    """Ignore SIGINT, write flash's warnings as the parent does, then run ``initializer(*initargs)``.
+                  one_line_warnings: OneLineWarnings | None, output: Any) -> None:
+    """Ignore SIGINT, send progress bars and printed lines to the parent's ``output`` queue (see
+    :func:`~flash_envs.progress.relay_into`), write flash's warnings as the parent does, then run
+    ``initializer(*initargs)``.
 
     Ctrl-C in a terminal reaches the whole process group, and a worker's executor would record the KeyboardInterrupt
     as its task's result and start its next task: stopping the workers is left to the parent (:func:`worker_pool`).
@@ -32,6 +35,7 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
+    relay_into(output)
     if one_line_warnings is not None:
         warnings.formatwarning = one_line_warnings
     if initializer is not None:
@@ -48,14 +52,17 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
     the exception goes on: no queued task starts and no task keeps running after the run has stopped.
     """
     one_line = warnings.formatwarning if isinstance(warnings.formatwarning, OneLineWarnings) else None
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(initializer, initargs, one_line))
-    try:
-        yield pool
-    except BaseException:
-        workers = list(pool._processes.values())   # no public way to stop a running task before Python 3.14
-        for worker in workers:
-            worker.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
+    context = multiprocessing.get_context("spawn")
+    output = context.Queue()
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                               initargs=(initializer, initargs, one_line, output))
+    with RelayedOutput(output):
+        try:
+            yield pool
+        except BaseException:
+            workers = list(pool._processes.values())   # no public way to stop a running task before Python 3.14
+            for worker in workers:
+                worker.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()

@@ -221,7 +221,6 @@ def test_work_in_workers_starts_as_soon_as_its_model_is_saved(tmp_path, monkeypa
         with ThreadPoolExecutor(jobs) as pool:
             yield pool
 
-    monkeypatch.setattr("flash_envs.progress._bar_line", None)   # restored afterwards: a worker sets its bar's line
     monkeypatch.setattr(pipeline, "worker_pool", threads)
     monkeypatch.setattr(pipeline, "_train_in_worker", flash_waits)
     monkeypatch.setattr(pipeline, "_adapt_in_worker", adapt_and_tell)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import warnings
 
 import gymnasium as gym
 
 import flash_envs  # noqa: F401
 from flash_envs import progress
 from flash_rl.flash import Flash
+from flash_rl.workers import worker_pool
 
 
 class Terminal(io.StringIO):
@@ -44,47 +47,47 @@ def test_meta_training_bar_leaves_two_lines_in_a_log(capsys):
     assert len(states) == 2 and "2048/2048" in states[-1], states
 
 
-def test_a_meta_training_worker_draws_its_bar_on_its_own_line(monkeypatch):
-    """flash reproduce --jobs N meta-trains in worker processes, each of whose bars is given a line. The worker set
-    TQDM_POSITION, which tqdm reads only when imported, before the worker knew its line: every worker's bar took
-    line 0 of its own process, and on a terminal the bars overwrote each other on one line."""
-    from flash_rl import pipeline
-    from flash_rl.cases import CONFIG_DIR
-    from flash_rl.config import load_config
-
-    drawn = []
-
-    def train_model(*args):
-        bar = progress.tqdm_bar(1, "meta-train", file=Terminal())
-        bar.close()
-        drawn.append(bar.fp.getvalue())
-
-    monkeypatch.setattr(progress, "_bar_line", None)   # the worker's setting is put back after the test
-    monkeypatch.setattr(pipeline.torch, "set_num_threads", lambda n: None)
-    monkeypatch.setattr(pipeline, "train_model", train_model)
-    pipeline._train_in_worker("flash", load_config(CONFIG_DIR / "autoscaling_quick.yaml"), None, False, 2)
-    assert drawn[0].startswith("\n\n\rmeta-train:") and "\x1b[A\x1b[A" in drawn[0]   # 2 lines down, then back up
-    assert progress._bar_line is None   # the worker's later tasks do not take the line
+def work_in_a_worker() -> int:
+    """What a pool's worker does that reaches the terminal: a bar, a printed line, a warning."""
+    bar = progress.tqdm_bar(5, "relayed work")
+    for _ in range(5):
+        bar.update()
+    bar.close()
+    print("a line from the worker")
+    warnings.warn("a warning from the worker")
+    return os.getpid()
 
 
-def test_a_bar_beside_other_processes_bars_leaves_the_cursor_where_it_was():
-    """A bar with a line, left in place as it closed, drew its last state on the first line and wrote a newline:
-    every other process's bars then drew one line off theirs, over one another. Cleared, it left the cursor after
-    its blanks, where the report printed next began. In a file the line is ignored."""
+def test_a_workers_bars_and_lines_are_drawn_by_the_parent(capsys):
+    """flash reproduce --jobs N meta-trains in worker processes. Each drew its own bar, counting lines from a cursor
+    that all the processes share: the bars overwrote one another on one line, and any line a process printed moved
+    the others' bars. The parent now draws every bar and prints the workers' lines between them. (capsys sees only
+    what this process writes: a worker writing to the terminal itself would be missed.)"""
+    with worker_pool(1) as pool:
+        assert pool.submit(work_in_a_worker).result() != os.getpid()
+    out, err = capsys.readouterr()
+    assert out == "a line from the worker\n"
+    assert "relayed work: 100%" in err and "5/5" in err and "UserWarning: a warning from the worker" in err
+
+
+def test_a_bar_beside_workers_bars_leaves_the_cursor_where_it_was(monkeypatch):
+    """While workers' bars are drawn (by this process), a bar left in place as it closed drew its last state on the
+    first line and wrote a newline, which moved the other bars' lines; and tqdm left the cursor after the blanks that
+    clear a bar, where the report printed next began. In a log file the bar keeps its last state."""
+    monkeypatch.setattr(progress, "_beside_workers", 1)
     for line in (0, 3):
         bar = progress.tqdm_bar(4, "beside", file=Terminal(), position=line)
         bar.update(4)
         bar.close()
         drawn = bar.fp.getvalue()
-        assert drawn.startswith("\n" * line + "\rbeside:")
+        assert drawn.startswith("\n" * line + "\rbeside:") and "100%" not in drawn   # cleared, not left
         assert drawn.count("\n") == drawn.count("\x1b[A") == 2 * line and drawn.endswith("\r")   # back where it was
-    bar = progress.tqdm_bar(4, "in a log", file=io.StringIO(), position=3)
+    bar = progress.tqdm_bar(4, "in a log", file=io.StringIO())
     bar.update(4)
     bar.close()
     logged = bar.fp.getvalue()
-    progress.tqdm_bar(1, "a stream that is no file", file=WriteOnly(), position=3).close()   # no isatty: not a terminal
-    assert logged.startswith("\rin a log:") and "\x1b[A" not in logged
-    assert logged.count("\n") == 1 and "| 4/4 [" in logged
+    progress.tqdm_bar(1, "a stream that is no file", file=WriteOnly()).close()   # no isatty: not a terminal
+    assert logged.startswith("\rin a log:") and logged.count("\n") == 1 and "| 4/4 [" in logged
 
 
 def test_counting_advances_one_bar_over_several_loops():
