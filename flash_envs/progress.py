@@ -54,13 +54,16 @@ def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> Any:
 
     In a worker process of a pool (:func:`relay_into`) the bar is drawn by the parent, which draws every bar of the
     run: processes that each drew on one terminal would move each other's lines. While the parent draws its
-    workers' bars beside its own, every bar on a terminal is cleared when it closes (:class:`_Bar`)."""
+    workers' bars beside its own, every bar on a terminal is cleared when it closes (:class:`_Bar`); in a file,
+    every bar writes where the last line ends, with no cursor moves, and ends with its last state."""
     if _relay is not None and enabled:
         return _RelayedBar(_relay, total, desc, kwargs.get("initial", 0), kwargs.get("unit", "it"),
                            kwargs.get("iterable"))
     cls = tqdm
-    if _beside_workers and getattr(kwargs.get("file") or sys.stderr, "isatty", lambda: False)():
-        cls, kwargs["leave"] = _Bar, False   # in a log file, which keeps every redraw, a bar ends with its last state
+    if not getattr(kwargs.get("file") or sys.stderr, "isatty", lambda: False)():
+        kwargs.setdefault("position", 0)   # a file keeps every redraw: another line would only add escape codes
+    elif _beside_workers:
+        cls, kwargs["leave"] = _Bar, False
     return cls(total=total, desc=desc, disable=not enabled, mininterval=redraw_interval_s(), dynamic_ncols=True,
                **kwargs)
 

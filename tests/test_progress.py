@@ -73,7 +73,8 @@ def test_a_workers_bars_and_lines_are_drawn_by_the_parent(capsys):
 def test_a_bar_beside_workers_bars_leaves_the_cursor_where_it_was(monkeypatch):
     """While workers' bars are drawn (by this process), a bar left in place as it closed drew its last state on the
     first line and wrote a newline, which moved the other bars' lines; and tqdm left the cursor after the blanks that
-    clear a bar, where the report printed next began. In a log file the bar keeps its last state."""
+    clear a bar, where the report printed next began. In a log file, bars side by side wrote cursor moves as escape
+    codes; there every bar keeps its last state."""
     monkeypatch.setattr(progress, "_beside_workers", 1)
     for line in (0, 3):
         bar = progress.tqdm_bar(4, "beside", file=Terminal(), position=line)
@@ -82,12 +83,15 @@ def test_a_bar_beside_workers_bars_leaves_the_cursor_where_it_was(monkeypatch):
         drawn = bar.fp.getvalue()
         assert drawn.startswith("\n" * line + "\rbeside:") and "100%" not in drawn   # cleared, not left
         assert drawn.count("\n") == drawn.count("\x1b[A") == 2 * line and drawn.endswith("\r")   # back where it was
-    bar = progress.tqdm_bar(4, "in a log", file=io.StringIO())
-    bar.update(4)
-    bar.close()
-    logged = bar.fp.getvalue()
+    log = io.StringIO()
+    bars = [progress.tqdm_bar(4, f"in a log {i}", file=log) for i in range(2)]   # open side by side
+    for bar in bars:
+        bar.update(4)
+        bar.close()
     progress.tqdm_bar(1, "a stream that is no file", file=WriteOnly()).close()   # no isatty: not a terminal
-    assert logged.startswith("\rin a log:") and logged.count("\n") == 1 and "| 4/4 [" in logged
+    logged = log.getvalue()
+    assert "\x1b[" not in logged and logged.count("\n") == 2   # no cursor moves: every redraw where the log ends
+    assert "in a log 0: 100%" in logged and "in a log 1: 100%" in logged
 
 
 def test_counting_advances_one_bar_over_several_loops():
