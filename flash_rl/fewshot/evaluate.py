@@ -163,20 +163,19 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     """
     runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
     jobs = min(jobs, len(runs))
-    bar = tqdm_bar(len(runs), "config-eval runs", progress)
-    if jobs > 1:
-        with worker_pool(jobs) as pool:   # Ctrl-C stops every worker at once
-            futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer, nan_aware)
-                       for k, seed, split in runs]
-            for _ in as_completed(futures):
+    with tqdm_bar(len(runs), "config-eval runs", progress) as bar:   # closed before Ctrl-C's message too
+        if jobs > 1:
+            with worker_pool(jobs) as pool:   # Ctrl-C stops every worker at once
+                futures = [pool.submit(_single_threaded_evaluate_split, split, k, seed, cfg, draws, scorer, nan_aware)
+                           for k, seed, split in runs]
+                for _ in as_completed(futures):
+                    bar.update()
+                results = [f.result() for f in futures]
+        else:
+            results = []
+            for k, seed, split in runs:
+                results.append(evaluate_split(split, k, seed, cfg, draws, scorer=scorer, nan_aware=nan_aware))
                 bar.update()
-            results = [f.result() for f in futures]
-    else:
-        results = []
-        for k, seed, split in runs:
-            results.append(evaluate_split(split, k, seed, cfg, draws, scorer=scorer, nan_aware=nan_aware))
-            bar.update()
-    bar.close()
     per_run: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {k: {m: {} for m in METHODS} for k in shots}
     for (k, _, _), result in zip(runs, results):
         for method, apps in result.items():
