@@ -160,15 +160,23 @@ class RelayedOutput:
                 continue
             except (EOFError, OSError, ValueError):   # the queue closed, or a terminated worker broke a message
                 return
-            if kind == "open":
-                self.bars[key] = tqdm_bar(value.pop("total"), value.pop("desc"), **value)
-            elif kind == "write":
-                tqdm.write(value, file=sys.stdout if key == "stdout" else sys.stderr)
-            elif key in self.bars:
-                bar = self.bars[key] if kind == "update" else self.bars.pop(key)
-                bar.update(value - bar.n)
-                if kind == "close":
-                    bar.close()
+            try:   # a failing write (a closed pipe, an encoding) must not stop the draining: workers would block
+                self._show(kind, key, value)
+            except Exception:
+                continue
+
+    def _show(self, kind: str, key: str, value: Any) -> None:
+        if kind == "open":
+            self.bars[key] = tqdm_bar(value.pop("total"), value.pop("desc"), **value)
+        elif kind == "write":
+            stream = sys.stdout if key == "stdout" else sys.stderr
+            tqdm.write(value, file=stream)
+            stream.flush()   # a worker's print(..., flush=True) reaches a log file or pipe now
+        elif key in self.bars:
+            bar = self.bars[key] if kind == "update" else self.bars.pop(key)
+            bar.update(value - bar.n)
+            if kind == "close":
+                bar.close()
 
 
 def counting(items: Iterable[T], bar: tqdm) -> Iterator[T]:

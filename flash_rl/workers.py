@@ -65,4 +65,9 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
                 worker.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown()
+        try:
+            pool.shutdown()
+        except BaseException:   # Ctrl-C while waiting for the workers
+            for worker in list(pool._processes.values()):
+                worker.terminate()
+            raise
