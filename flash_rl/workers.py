@@ -60,14 +60,16 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
         try:
             yield pool
         except BaseException:
-            workers = list(pool._processes.values())   # no public way to stop a running task before Python 3.14
-            for worker in workers:
-                worker.terminate()
+            _terminate_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         try:
             pool.shutdown()
         except BaseException:   # Ctrl-C while waiting for the workers
-            for worker in list(pool._processes.values()):
-                worker.terminate()
+            _terminate_workers(pool)
             raise
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    for worker in list(pool._processes.values()):   # no public way to stop a running task before Python 3.14
+        worker.terminate()
