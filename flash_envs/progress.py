@@ -12,7 +12,8 @@ import os
 import sys
 import threading
 import time
-from queue import Empty
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from typing import Any, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -31,7 +32,7 @@ def redraw_interval_s() -> float:
 RELAY_INTERVAL_S = 0.5
 """Seconds between two updates that a worker's bar sends to the process drawing it."""
 
-_relay: Any = None        # in a worker process: the queue its bars and printed lines go to (relay_into)
+_relay: RelaySender | None = None      # in a worker process: where its bars and printed lines go (relay_into)
 _beside_workers = 0       # in the parent: how many RelayedOutput are drawing workers' bars beside its own
 _keys = itertools.count()
 
@@ -69,25 +70,26 @@ def tqdm_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> Any:
 
 
 class _RelayedBar:
-    """A worker's bar: what it counts goes to the relay queue (at most every :data:`RELAY_INTERVAL_S`, and when it
+    """A worker's bar: what it counts goes to the relay (at most every :data:`RELAY_INTERVAL_S`, and when it
     closes), where the parent's :class:`RelayedOutput` draws it. ``n`` may be set, as on a tqdm bar."""
 
-    def __init__(self, queue: Any, total: int, desc: str, initial: int, unit: str, iterable: Iterable | None) -> None:
+    def __init__(self, relay: RelaySender, total: int, desc: str, initial: int, unit: str,
+                 iterable: Iterable | None) -> None:
         self.key, self.n, self.total, self._iterable = f"{os.getpid()}-{next(_keys)}", initial, total, iterable
-        self._queue: Any = queue
+        self._relay: RelaySender | None = relay
         self._sent = time.monotonic()
-        queue.put(("open", self.key, {"total": total, "desc": desc, "initial": initial, "unit": unit}))
+        relay.put(("open", self.key, {"total": total, "desc": desc, "initial": initial, "unit": unit}))
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        if self._queue is not None and time.monotonic() - self._sent >= RELAY_INTERVAL_S:
-            self._queue.put(("update", self.key, self.n))
+        if self._relay is not None and time.monotonic() - self._sent >= RELAY_INTERVAL_S:
+            self._relay.put(("update", self.key, self.n))
             self._sent = time.monotonic()
 
     def close(self) -> None:
-        if self._queue is not None:
-            self._queue.put(("close", self.key, self.n))
-            self._queue = None
+        if self._relay is not None:
+            self._relay.put(("close", self.key, self.n))
+            self._relay = None
 
     def __iter__(self) -> Iterator[Any]:
         for item in self._iterable or ():
@@ -103,10 +105,12 @@ class _RelayedBar:
 
 
 class _LineRelay(io.TextIOBase):
-    """A worker's stdout or stderr: whole lines go to the relay queue, printed by the parent between its bars."""
+    """A worker's stdout or stderr: whole lines go to the relay, printed by the parent between its bars. A partial line
+    (no newline yet) goes when the stream is flushed, as a line of its own: a pool flushes both streams when a task
+    ends (:func:`flash_rl.workers.worker_pool`)."""
 
-    def __init__(self, queue: Any, stream: str) -> None:
-        self._queue, self._stream, self._partial = queue, stream, ""
+    def __init__(self, relay: RelaySender, stream: str) -> None:
+        self._relay, self._stream, self._partial = relay, stream, ""
 
     def writable(self) -> bool:
         return True
@@ -114,26 +118,58 @@ class _LineRelay(io.TextIOBase):
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
-            self._queue.put(("write", self._stream, line))
+            self._relay.put(("write", self._stream, line))
         return len(text)
 
+    def flush(self) -> None:
+        if self._partial:
+            self._relay.put(("write", self._stream, self._partial))
+            self._partial = ""
 
-def relay_into(queue: Any) -> None:
-    """Send this process's bars and the lines it prints (stdout, stderr, warnings) to ``queue``: for a worker of a
+
+class RelaySender:
+    """The end of the relay pipe that a pool's workers write to (:func:`relay_into`), sent to each worker.
+
+    A message is in the pipe when :meth:`put` returns, so what a task printed reaches the parent before the task's
+    result or error does, even if the worker is terminated right after. A lock keeps the workers' messages whole: a
+    message longer than a few kB takes several writes."""
+
+    def __init__(self, connection: Connection, lock: Any) -> None:
+        self._connection, self._lock = connection, lock
+
+    def put(self, message: tuple[str, str, Any]) -> None:
+        with self._lock:
+            self._connection.send(message)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def relay_into(relay: RelaySender) -> None:
+    """Send this process's bars and the lines it prints (stdout, stderr, warnings) to ``relay``: for a worker of a
     pool whose parent draws and prints them (:class:`RelayedOutput`)."""
     global _relay
-    _relay = queue
-    sys.stdout, sys.stderr = _LineRelay(queue, "stdout"), _LineRelay(queue, "stderr")
+    _relay = relay
+    sys.stdout, sys.stderr = _LineRelay(relay, "stdout"), _LineRelay(relay, "stderr")
 
 
 class RelayedOutput:
-    """Draws, from a thread of this process, the bars of the workers that relay to ``queue`` (:func:`relay_into`),
-    and prints their lines between the bars (``tqdm.write``), so that one process writes to the terminal; for a
-    ``with`` block around the pool's work, which ends once the workers have (what they sent is drawn first)."""
+    """Draws, from a thread of this process, the bars of the workers that relay to :attr:`sender` (give it to
+    :func:`relay_into` in each worker of ``context``), and prints their lines between the bars (``tqdm.write``), so
+    that one process writes to the terminal.
 
-    def __init__(self, queue: Any) -> None:
-        self.queue, self.bars = queue, dict[str, Any]()
-        self.stop = threading.Event()
+    For a ``with`` block around the pool's work, which ends once the workers have: the thread then draws what is left
+    in the pipe and ends when the pipe is empty with no writer left. Messages cut short by a terminated worker are
+    discarded; the thread never stops reading before that, since a worker writing to a full pipe would block."""
+
+    JOIN_TIMEOUT_S = 5.0
+    """Longest wait, once the workers have ended, for the thread to draw what is left (a process started by a worker
+    may have kept the pipe open)."""
+
+    def __init__(self, context: BaseContext) -> None:
+        self._reader, writer = context.Pipe(duplex=False)
+        self.sender = RelaySender(writer, context.Lock())
+        self.bars = dict[str, Any]()
         self.thread = threading.Thread(target=self._draw, name="relayed output", daemon=True)
 
     def __enter__(self) -> "RelayedOutput":
@@ -144,26 +180,29 @@ class RelayedOutput:
 
     def __exit__(self, *exc: Any) -> None:
         global _beside_workers
-        self.stop.set()
-        self.thread.join(timeout=2)   # a worker terminated while writing may have left half a message
-        for bar in self.bars.values():
-            bar.close()
-        _beside_workers -= 1
+        self.sender.close()   # the last writer, once the workers have ended: the thread reads to the end of the pipe
+        try:
+            self.thread.join(timeout=self.JOIN_TIMEOUT_S)
+        finally:   # a second Ctrl-C
+            for bar in list(self.bars.values()):
+                bar.close()
+            _beside_workers -= 1
 
     def _draw(self) -> None:
         while True:
             try:
-                kind, key, value = self.queue.get(timeout=0.1)
-            except Empty:
-                if self.stop.is_set():
-                    return
-                continue
-            except (EOFError, OSError, ValueError):   # the queue closed, or a terminated worker broke a message
-                return
-            try:   # a failing write (a closed pipe, an encoding) must not stop the draining: workers would block
+                kind, key, value = self._reader.recv()
+            except EOFError:   # every writer has closed the pipe, and what they sent is drawn
+                break
+            except Exception:   # a message cut short (a terminated worker) made the rest unreadable
+                while os.read(self._reader.fileno(), 1 << 16):
+                    pass
+                break
+            try:   # a failing write (a closed pipe, an encoding) must not stop the reading: workers would block
                 self._show(kind, key, value)
             except Exception:
                 continue
+        self._reader.close()
 
     def _show(self, kind: str, key: str, value: Any) -> None:
         if kind == "open":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -13,18 +14,19 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from flash_envs.progress import RelayedOutput, relay_into
+from flash_envs.progress import RelayedOutput, RelaySender, relay_into
 from flash_rl.warning_lines import OneLineWarnings
 
 
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...],
-                  one_line_warnings: OneLineWarnings | None, output: Any) -> None:
-    """Ignore SIGINT, send progress bars and printed lines to the parent's ``output`` queue (see
+                  one_line_warnings: OneLineWarnings | None, output: RelaySender) -> None:
+    """Ignore SIGINT, send progress bars and printed lines to the parent's ``output`` (see
     :func:`~flash_envs.progress.relay_into`), write flash's warnings as the parent does, then run
     ``initializer(*initargs)``.
 
     Ctrl-C in a terminal reaches the whole process group, and a worker's executor would record the KeyboardInterrupt
     as its task's result and start its next task: stopping the workers is left to the parent (:func:`worker_pool`).
+    (The worker started with SIGINT blocked, see :class:`_Pool`; once it is ignored, it is unblocked.)
 
     Progress bars get a thread lock instead of tqdm's default process lock: a worker that is terminated would leave
     that one registered, and the resource tracker would warn of "leaked semaphore objects" at exit (a spawned
@@ -34,6 +36,8 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
     worker starts with Python's two-line format.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     tqdm.set_lock(threading.RLock())
     relay_into(output)
     if one_line_warnings is not None:
@@ -42,10 +46,55 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
         initializer(*initargs)
 
 
+def _flushing_output(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, then flush what the worker printed without a newline (:func:`worker_pool`)."""
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """A ``with`` block during which SIGINT is blocked in this thread and, if it comes, handled when the block ends.
+
+    For spawning workers (:class:`_Pool`), which inherit the block, and terminating them (:func:`_terminate_workers`):
+    a KeyboardInterrupt raised half-way (between starting a worker and recording it, or between terminating two
+    workers) left a worker running. Only the main thread can set a signal handler: elsewhere this changes nothing."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield   # Windows, or a thread that never sees KeyboardInterrupt
+        return
+    received: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)   # one that came while blocked is handled now, as received
+        signal.signal(signal.SIGINT, handler)
+        if received:
+            signal.raise_signal(signal.SIGINT)
+
+
+class _Pool(ProcessPoolExecutor):
+    """A pool whose tasks flush their printed output when they end (:func:`_flushing_output`), and whose workers start
+    with SIGINT blocked (:func:`_sigint_deferred`): a spawned worker imports for about a second before it ignores
+    SIGINT (:func:`_start_worker`), and a Ctrl-C then printed its traceback and broke the pool."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        with _sigint_deferred():
+            return super().submit(_flushing_output, fn, *args, **kwargs)
+
+
 @contextmanager
 def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
                 initargs: tuple[Any, ...] = ()) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` spawned worker processes, each set up by ``initializer(*initargs)``, for a ``with`` block.
+
+    The workers' progress bars and printed lines are drawn by this process
+    (:class:`~flash_envs.progress.RelayedOutput`). What a task printed is drawn by the time the block ends, even when
+    the task failed or the block raised.
 
     When the block ends normally, the pool waits for its tasks as usual. When it raises (Ctrl-C in this process, or a
     task's error re-raised by ``future.result()``), the queued tasks are cancelled and the workers terminated before
@@ -53,15 +102,13 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
     """
     one_line = warnings.formatwarning if isinstance(warnings.formatwarning, OneLineWarnings) else None
     context = multiprocessing.get_context("spawn")
-    output = context.Queue()
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                               initargs=(initializer, initargs, one_line, output))
-    with RelayedOutput(output):
+    with RelayedOutput(context) as output:
+        pool = _Pool(jobs, mp_context=context, initializer=_start_worker,
+                     initargs=(initializer, initargs, one_line, output.sender))
         try:
             yield pool
         except BaseException:
             _terminate_workers(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
             raise
         try:
             pool.shutdown()
@@ -71,5 +118,9 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    for worker in list(pool._processes.values()):   # no public way to stop a running task before Python 3.14
-        worker.terminate()
+    """Terminate the pool's workers and wait for them to end, with a second Ctrl-C held until they have (raised
+    half-way, it left workers running)."""
+    with _sigint_deferred():
+        for worker in list(pool._processes.values()):   # no public way to stop a running task before Python 3.14
+            worker.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,144 @@
+"""A pool's workers: what they print reaches this process whole and in time, and Ctrl-C stops them at any moment."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import struct
+import threading
+import time
+from multiprocessing.context import SpawnProcess
+from pathlib import Path
+
+import pytest
+
+from flash_envs import progress
+from flash_rl.workers import worker_pool
+
+LINES = 2000
+
+
+def print_then_fail() -> None:
+    for i in range(LINES):
+        print(f"line {i} before the error")
+    raise ValueError("the task failed")
+
+
+def print_without_a_newline() -> None:
+    print("a partial line", end="")
+
+
+def print_many_lines() -> int:
+    for i in range(20 * LINES):
+        print(f"line {i} of a long report, about forty bytes")
+    return os.getpid()
+
+
+def print_then_wait_until_logged(log: str) -> bool:
+    print("flash: resumed from the checkpoint")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "resumed" in Path(log).read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def sleep_long() -> None:
+    time.sleep(600)
+
+
+def test_lines_printed_before_a_task_fails_are_all_drawn(capsys):
+    """The error came back on the executor's own queue while the lines waited in the worker's queue feeder, and the
+    worker was terminated before it wrote them: the last lines before an error, which explain it, were lost."""
+    with pytest.raises(ValueError, match="the task failed"):
+        with worker_pool(1) as pool:
+            pool.submit(print_then_fail).result()
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"line {i} before the error" for i in range(LINES)]
+
+
+def test_a_partial_line_is_drawn_when_its_task_ends(capsys):
+    with worker_pool(1) as pool:
+        pool.submit(print_without_a_newline).result()
+        pool.submit(print_without_a_newline).result()
+    assert capsys.readouterr().out == "a partial line\n" * 2   # not lost, nor glued to the next task's output
+
+
+def test_workers_go_on_when_this_process_cannot_write(monkeypatch):
+    """stdout piped to ``head``: a failing write stopped the thread that reads the workers' output, the pipe filled
+    and the workers blocked for ever."""
+    class ClosedPipe:
+        def write(self, text: str) -> None:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    with worker_pool(1) as pool:
+        assert pool.submit(print_many_lines).result(timeout=120) != os.getpid()   # ~1.7 MB: far more than a pipe holds
+
+
+def test_a_workers_line_reaches_a_log_file_while_the_run_goes_on(monkeypatch, tmp_path):
+    """``flash reproduce --resume > log``: the resume message sat in this process's file buffer, to appear later glued
+    to a bar."""
+    log = tmp_path / "log"
+    with open(log, "w") as stdout:
+        monkeypatch.setattr("sys.stdout", stdout)
+        with worker_pool(1) as pool:
+            assert pool.submit(print_then_wait_until_logged, str(log)).result()
+
+
+def test_ctrl_c_while_the_pool_waits_for_its_workers_terminates_them():
+    with pytest.raises(KeyboardInterrupt):
+        with worker_pool(1) as pool:
+            pool.submit(sleep_long)
+            workers = list(pool._processes.values())
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    for worker in workers:
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+
+
+def test_a_second_ctrl_c_while_the_workers_are_terminated_ends_them_all(monkeypatch):
+    """Pressed twice, Ctrl-C raised again after the first worker was terminated: the others ran on."""
+    terminate = SpawnProcess.terminate
+
+    def pressed_again(worker: SpawnProcess) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        terminate(worker)
+
+    monkeypatch.setattr(SpawnProcess, "terminate", pressed_again)
+    with pytest.raises(KeyboardInterrupt):
+        with worker_pool(2) as pool:
+            for _ in range(2):
+                pool.submit(sleep_long)
+            workers = list(pool._processes.values())
+            raise KeyboardInterrupt
+    for worker in workers:
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+
+
+def test_ctrl_c_while_a_worker_starts_does_not_break_the_pool(capfd):
+    """A spawned worker imports for about a second before it ignores SIGINT: a Ctrl-C then (it reaches every process
+    of the terminal) printed the worker's traceback and broke the pool. It now starts with SIGINT blocked."""
+    with worker_pool(1) as pool:
+        future = pool.submit(os.getpid)
+        (worker,) = pool._processes.values()
+        for _ in range(10):
+            os.kill(worker.pid, signal.SIGINT)
+            time.sleep(0.05)
+        assert future.result(timeout=120) == worker.pid
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
+
+
+def test_a_message_cut_short_by_a_terminated_worker_does_not_block_the_drawing():
+    """A worker terminated half-way through a long message left the reading thread waiting for the rest."""
+    output = progress.RelayedOutput(multiprocessing.get_context("spawn"))
+    with output:
+        output.sender.put(("write", "stdout", "whole"))
+        os.write(output.sender._connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes of a long one")
+    assert not output.thread.is_alive()
