@@ -105,9 +105,9 @@ class _RelayedBar:
 
 
 class _LineRelay(io.TextIOBase):
-    """A worker's stdout or stderr: whole lines go to the relay, printed by the parent between its bars. A partial line
-    (no newline yet) goes when the stream is flushed, as a line of its own: a pool flushes both streams when a task
-    ends (:func:`flash_rl.workers.worker_pool`)."""
+    """A worker's stdout or stderr: whole lines go to the relay, printed by the parent between its bars, as a terminal
+    would show them (:func:`_as_shown`). A partial line (no newline yet) goes as a line of its own when the task ends
+    (:func:`send_partial_lines`), not when the stream is flushed: a bar drawn with tqdm itself flushes every redraw."""
 
     def __init__(self, relay: RelaySender, stream: str) -> None:
         self._relay, self._stream, self._partial = relay, stream, ""
@@ -118,13 +118,30 @@ class _LineRelay(io.TextIOBase):
     def write(self, text: str) -> int:
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
-            self._relay.put(("write", self._stream, line))
+            self._send(line)
         return len(text)
 
-    def flush(self) -> None:
+    def send_partial(self) -> None:
         if self._partial:
-            self._relay.put(("write", self._stream, self._partial))
+            self._send(self._partial)
             self._partial = ""
+
+    def _send(self, line: str) -> None:
+        shown = _as_shown(line)
+        if shown is not None:
+            self._relay.put(("write", self._stream, shown))
+
+
+def _as_shown(line: str) -> str | None:
+    """``line`` as a terminal shows it: a carriage return goes back to the start of the line, where the text after it
+    overwrites what was there. A bar drawn with tqdm itself (not :func:`tqdm_bar`) in a worker is one such line: its
+    redraws until it closes. ``None`` for a line that carriage returns left blank (a bar cleared as it closed)."""
+    if "\r" not in line:
+        return line
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part):]
+    return shown if shown.strip() else None
 
 
 class RelaySender:
@@ -151,6 +168,14 @@ def relay_into(relay: RelaySender) -> None:
     global _relay
     _relay = relay
     sys.stdout, sys.stderr = _LineRelay(relay, "stdout"), _LineRelay(relay, "stderr")
+
+
+def send_partial_lines() -> None:
+    """In a worker (:func:`relay_into`), send what it printed since its last newline, as a line: for the end of a task
+    of a pool (:func:`flash_rl.workers.worker_pool`), whose next task's output would be glued to it."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _LineRelay):
+            stream.send_partial()
 
 
 class RelayedOutput:
@@ -210,7 +235,7 @@ class RelayedOutput:
         elif kind == "write":
             stream = sys.stdout if key == "stdout" else sys.stderr
             tqdm.write(value, file=stream)
-            stream.flush()   # a worker's print(..., flush=True) reaches a log file or pipe now
+            stream.flush()   # a worker's line reaches a log file or pipe now, not when the buffer is full
         elif key in self.bars:
             bar = self.bars[key] if kind == "update" else self.bars.pop(key)
             bar.update(value - bar.n)

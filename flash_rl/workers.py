@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sys
 import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from flash_envs.progress import RelayedOutput, RelaySender, relay_into
+from flash_envs.progress import RelayedOutput, RelaySender, relay_into, send_partial_lines
 from flash_rl.warning_lines import OneLineWarnings
 
 
@@ -46,13 +45,12 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
         initializer(*initargs)
 
 
-def _flushing_output(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, then flush what the worker printed without a newline (:func:`worker_pool`)."""
+def _run_task(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, then send what the worker printed without a newline (:func:`worker_pool`)."""
     try:
         return fn(*args, **kwargs)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        send_partial_lines()
 
 
 @contextmanager
@@ -78,13 +76,19 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 class _Pool(ProcessPoolExecutor):
-    """A pool whose tasks flush their printed output when they end (:func:`_flushing_output`), and whose workers start
+    """A pool whose tasks send their partial printed lines when they end (:func:`_run_task`), and whose workers start
     with SIGINT blocked (:func:`_sigint_deferred`): a spawned worker imports for about a second before it ignores
     SIGINT (:func:`_start_worker`), and a Ctrl-C then printed its traceback and broke the pool."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.futures: list[Future] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         with _sigint_deferred():
-            return super().submit(_flushing_output, fn, *args, **kwargs)
+            future = super().submit(_run_task, fn, *args, **kwargs)
+        self.futures.append(future)
+        return future
 
 
 @contextmanager
@@ -110,9 +114,10 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
         except BaseException:
             _terminate_workers(pool)
             raise
-        try:
+        try:   # Ctrl-C while the tasks run: wait for them first, since one during shutdown's join of its thread
+            wait(pool.futures)   # made Python 3.11 take that thread for ended, which then failed as the pool closed
             pool.shutdown()
-        except BaseException:   # Ctrl-C while waiting for the workers
+        except BaseException:
             _terminate_workers(pool)
             raise
 

@@ -16,6 +16,8 @@ import pytest
 from flash_envs import progress
 from flash_rl.workers import worker_pool
 
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")   # a broken pool
+
 LINES = 2000
 
 
@@ -45,6 +47,16 @@ def print_then_wait_until_logged(log: str) -> bool:
     return False
 
 
+def draw_a_bar_with_tqdm_itself() -> None:
+    from tqdm import tqdm
+
+    for _ in tqdm(range(50), desc="tqdm itself", mininterval=0):
+        pass
+    print("a line ended by CR LF\r")
+    for _ in tqdm(range(5), desc="cleared", leave=False, mininterval=0):
+        pass
+
+
 def sleep_long() -> None:
     time.sleep(600)
 
@@ -64,6 +76,17 @@ def test_a_partial_line_is_drawn_when_its_task_ends(capsys):
         pool.submit(print_without_a_newline).result()
         pool.submit(print_without_a_newline).result()
     assert capsys.readouterr().out == "a partial line\n" * 2   # not lost, nor glued to the next task's output
+
+
+def test_a_bar_drawn_with_tqdm_itself_is_relayed_as_a_terminal_shows_it(capsys):
+    """A worker's own tqdm bar (not flash's) redraws with carriage returns and no newline: it reached the parent as one
+    line of fifty redraws."""
+    with worker_pool(1) as pool:
+        pool.submit(draw_a_bar_with_tqdm_itself).result()
+    out, err = capsys.readouterr()
+    assert out == "a line ended by CR LF\n"
+    (line,) = err.splitlines()   # the cleared bar left none
+    assert line.startswith("tqdm itself: 100%") and "50/50" in line and "\r" not in line
 
 
 def test_workers_go_on_when_this_process_cannot_write(monkeypatch):
