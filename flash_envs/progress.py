@@ -14,6 +14,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
+from queue import SimpleQueue
 from typing import Any, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -107,7 +108,7 @@ class _RelayedBar:
 class _LineRelay(io.TextIOBase):
     """A worker's stdout or stderr: whole lines go to the relay, printed by the parent between its bars, as a terminal
     would show them (:func:`_as_shown`). A partial line (no newline yet) goes as a line of its own when the task ends
-    (:func:`send_partial_lines`), not when the stream is flushed: a bar drawn with tqdm itself flushes every redraw."""
+    (:func:`end_task_output`), not when the stream is flushed: a bar drawn with tqdm itself flushes every redraw."""
 
     def __init__(self, relay: RelaySender, stream: str) -> None:
         self._relay, self._stream, self._partial = relay, stream, ""
@@ -145,18 +146,46 @@ def _as_shown(line: str) -> str | None:
 
 
 class RelaySender:
-    """The end of the relay pipe that a pool's workers write to (:func:`relay_into`), sent to each worker.
+    """The end of the relay pipe that a pool's workers write to, sent to each worker (:func:`relay_into`).
 
-    A message is in the pipe when :meth:`put` returns, so what a task printed reaches the parent before the task's
-    result or error does, even if the worker is terminated right after. A lock keeps the workers' messages whole: a
-    message longer than a few kB takes several writes."""
+    In a worker, a thread of its own sends what :meth:`put` queues (after :meth:`start`): a signal handler that raises
+    (a timeout) or a ``__del__`` that prints, run by the task's thread, would otherwise cut a message short or
+    deadlock on the lock. The lock keeps the workers' messages whole: a message longer than a few kB takes several
+    writes. :meth:`drain` waits until what was put is in the pipe, where it survives the worker."""
 
     def __init__(self, connection: Connection, lock: Any) -> None:
         self._connection, self._lock = connection, lock
+        self._pending: SimpleQueue[Any] = SimpleQueue()   # its put is reentrant: safe from signal handlers, __del__
+
+    def __getstate__(self) -> tuple[Connection, Any]:
+        return self._connection, self._lock
+
+    def __setstate__(self, state: tuple[Connection, Any]) -> None:
+        self._connection, self._lock = state
+        self._pending = SimpleQueue()
+
+    def start(self) -> None:
+        threading.Thread(target=self._send, name="relay sender", daemon=True).start()
 
     def put(self, message: tuple[str, str, Any]) -> None:
-        with self._lock:
-            self._connection.send(message)
+        self._pending.put(message)
+
+    def drain(self) -> None:
+        sent = threading.Event()
+        self._pending.put(sent)
+        sent.wait()
+
+    def _send(self) -> None:
+        while True:
+            message = self._pending.get()
+            if isinstance(message, threading.Event):
+                message.set()
+                continue
+            try:
+                with self._lock:
+                    self._connection.send(message)
+            except Exception:   # the parent has gone (a closed pipe): nothing left to show it to
+                continue
 
     def close(self) -> None:
         self._connection.close()
@@ -167,15 +196,20 @@ def relay_into(relay: RelaySender) -> None:
     pool whose parent draws and prints them (:class:`RelayedOutput`)."""
     global _relay
     _relay = relay
+    relay.start()
     sys.stdout, sys.stderr = _LineRelay(relay, "stdout"), _LineRelay(relay, "stderr")
 
 
-def send_partial_lines() -> None:
-    """In a worker (:func:`relay_into`), send what it printed since its last newline, as a line: for the end of a task
-    of a pool (:func:`flash_rl.workers.worker_pool`), whose next task's output would be glued to it."""
+def end_task_output() -> None:
+    """In a worker (:func:`relay_into`), at the end of a task of a pool (:func:`flash_rl.workers.worker_pool`): send
+    what it printed since its last newline, as a line (the next task's output would be glued to it), and wait until
+    all it sent is in the pipe, so that the parent has it before the task's result or error, even if the worker is
+    terminated right after."""
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, _LineRelay):
             stream.send_partial()
+    if _relay is not None:
+        _relay.drain()
 
 
 class RelayedOutput:

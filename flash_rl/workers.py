@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from flash_envs.progress import RelayedOutput, RelaySender, relay_into, send_partial_lines
+from flash_envs.progress import RelayedOutput, RelaySender, end_task_output, relay_into
 from flash_rl.warning_lines import OneLineWarnings
 
 
@@ -46,11 +46,11 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
 
 
 def _run_task(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, then send what the worker printed without a newline (:func:`worker_pool`)."""
+    """``fn(*args, **kwargs)``, then send all the worker printed (:func:`~flash_envs.progress.end_task_output`)."""
     try:
         return fn(*args, **kwargs)
     finally:
-        send_partial_lines()
+        end_task_output()
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 class _Pool(ProcessPoolExecutor):
-    """A pool whose tasks send their partial printed lines when they end (:func:`_run_task`), and whose workers start
+    """A pool whose tasks send all they printed before their result (:func:`_run_task`), and whose workers start
     with SIGINT blocked (:func:`_sigint_deferred`): a spawned worker imports for about a second before it ignores
     SIGINT (:func:`_start_worker`), and a Ctrl-C then printed its traceback and broke the pool."""
 

@@ -57,6 +57,48 @@ def draw_a_bar_with_tqdm_itself() -> None:
         pass
 
 
+class Timeout(Exception):
+    pass
+
+
+def print_while_a_timer_raises(lines: int) -> int:
+    """A common timeout: a signal handler that raises, here every 2 ms, while long lines are printed (and sent)."""
+    printing = [False]
+
+    def expire(signum: int, frame: object) -> None:
+        if printing[0]:
+            printing[0] = False
+            raise Timeout
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    raised = 0
+    for _ in range(lines):
+        try:
+            printing[0] = True
+            print("x" * 100_000)
+            printing[0] = False
+        except Timeout:
+            raised += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return raised
+
+
+class PrintsWhenCollected:
+    def __init__(self) -> None:
+        self.itself = self   # a cycle: the garbage collector frees it, whenever it runs
+
+    def __del__(self) -> None:
+        print("collected")
+
+
+def print_while_the_garbage_collector_prints(n: int) -> int:
+    for i in range(n):
+        PrintsWhenCollected()
+        print(f"line {i}")
+    return n
+
+
 def sleep_long() -> None:
     time.sleep(600)
 
@@ -76,6 +118,24 @@ def test_a_partial_line_is_drawn_when_its_task_ends(capsys):
         pool.submit(print_without_a_newline).result()
         pool.submit(print_without_a_newline).result()
     assert capsys.readouterr().out == "a partial line\n" * 2   # not lost, nor glued to the next task's output
+
+
+def test_a_signal_handler_that_raises_while_a_line_is_sent_loses_nothing_after_it(capsys):
+    """The exception cut a message short in the pipe, and the rest of the pool's output was discarded as unreadable."""
+    with worker_pool(1) as pool:
+        assert pool.submit(print_while_a_timer_raises, 200).result(timeout=120) > 0
+        pool.submit(print, "the next task's line").result(timeout=120)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "the next task's line" and set("".join(out[:-1])) == {"x"}, out[-1][:50]   # (some glued)
+
+
+def test_a_worker_that_prints_while_it_sends_does_not_deadlock(capsys):
+    """A ``__del__`` that prints, run by the garbage collector while the worker held the relay's lock to send a line,
+    waited for that lock for ever."""
+    with worker_pool(1) as pool:
+        assert pool.submit(print_while_the_garbage_collector_prints, 20_000).result(timeout=120) == 20_000
+    lines = [line for line in capsys.readouterr().out.splitlines() if line != "collected"]
+    assert lines == [f"line {i}" for i in range(20_000)]
 
 
 def test_a_bar_drawn_with_tqdm_itself_is_relayed_as_a_terminal_shows_it(capsys):
@@ -162,6 +222,8 @@ def test_a_message_cut_short_by_a_terminated_worker_does_not_block_the_drawing()
     """A worker terminated half-way through a long message left the reading thread waiting for the rest."""
     output = progress.RelayedOutput(multiprocessing.get_context("spawn"))
     with output:
+        output.sender.start()
         output.sender.put(("write", "stdout", "whole"))
+        output.sender.drain()
         os.write(output.sender._connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes of a long one")
     assert not output.thread.is_alive()
