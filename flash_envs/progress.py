@@ -122,6 +122,10 @@ class _LineRelay(io.TextIOBase):
             self._send(line)
         return len(text)
 
+    def flush(self) -> None:
+        """Wait until the whole lines written so far are in the pipe (a process forked by a task flushes as it ends)."""
+        self._relay.drain()
+
     def send_partial(self) -> None:
         if self._partial:
             self._send(self._partial)
@@ -156,21 +160,32 @@ class RelaySender:
     def __init__(self, connection: Connection, lock: Any) -> None:
         self._connection, self._lock = connection, lock
         self._pending: SimpleQueue[Any] = SimpleQueue()   # its put is reentrant: safe from signal handlers, __del__
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> tuple[Connection, Any]:
         return self._connection, self._lock
 
     def __setstate__(self, state: tuple[Connection, Any]) -> None:
         self._connection, self._lock = state
-        self._pending = SimpleQueue()
+        self._pending, self._thread = SimpleQueue(), None
 
     def start(self) -> None:
-        threading.Thread(target=self._send, name="relay sender", daemon=True).start()
+        """Start the sending thread, here and in any process forked from here: a thread does not survive a fork, and
+        the forked process's lines would wait in its queue for ever."""
+        os.register_at_fork(after_in_child=self._start_anew)
+        self._start_anew()
+
+    def _start_anew(self) -> None:
+        self._pending = SimpleQueue()   # (in a forked process: what was queued before the fork is the parent's to send)
+        self._thread = threading.Thread(target=self._send, name="relay sender", daemon=True)
+        self._thread.start()
 
     def put(self, message: tuple[str, str, Any]) -> None:
         self._pending.put(message)
 
     def drain(self) -> None:
+        if threading.current_thread() is self._thread or sys.is_finalizing():   # a __del__ run by the sending thread;
+            return   # Python flushing stdout as it exits, when the sending thread (a daemon) can no longer run
         sent = threading.Event()
         self._pending.put(sent)
         sent.wait()
@@ -208,8 +223,7 @@ def end_task_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, _LineRelay):
             stream.send_partial()
-    if _relay is not None:
-        _relay.drain()
+            stream.flush()
 
 
 class RelayedOutput:
@@ -228,7 +242,7 @@ class RelayedOutput:
     def __init__(self, context: BaseContext) -> None:
         self._reader, writer = context.Pipe(duplex=False)
         self.sender = RelaySender(writer, context.Lock())
-        self.bars = dict[str, Any]()
+        self.bars, self.ended = dict[str, Any](), False
         self.thread = threading.Thread(target=self._draw, name="relayed output", daemon=True)
 
     def __enter__(self) -> "RelayedOutput":
@@ -242,7 +256,8 @@ class RelayedOutput:
         self.sender.close()   # the last writer, once the workers have ended: the thread reads to the end of the pipe
         try:
             self.thread.join(timeout=self.JOIN_TIMEOUT_S)
-        finally:   # a second Ctrl-C
+        finally:   # (a second Ctrl-C) what comes later is read, not drawn: it would be glued to this process's lines
+            self.ended = True
             for bar in list(self.bars.values()):
                 bar.close()
             _beside_workers -= 1
@@ -258,7 +273,8 @@ class RelayedOutput:
                     pass
                 break
             try:   # a failing write (a closed pipe, an encoding) must not stop the reading: workers would block
-                self._show(kind, key, value)
+                if not self.ended:
+                    self._show(kind, key, value)
             except Exception:
                 continue
         self._reader.close()

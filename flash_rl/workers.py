@@ -59,18 +59,21 @@ def _sigint_deferred() -> Iterator[None]:
 
     For spawning workers (:class:`_Pool`), which inherit the block, and terminating them (:func:`_terminate_workers`):
     a KeyboardInterrupt raised half-way (between starting a worker and recording it, or between terminating two
-    workers) left a worker running. Only the main thread can set a signal handler: elsewhere this changes nothing."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield   # Windows, or a thread that never sees KeyboardInterrupt
+    workers) left a worker running. Only the main thread, which alone raises KeyboardInterrupt, sets a handler."""
+    if not hasattr(signal, "pthread_sigmask"):   # Windows
+        yield
         return
+    in_main_thread = threading.current_thread() is threading.main_thread()
     received: list[int] = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    if in_main_thread:
+        handler = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)   # one that came while blocked is handled now, as received
-        signal.signal(signal.SIGINT, handler)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, handler)
         if received:
             signal.raise_signal(signal.SIGINT)
 

@@ -99,6 +99,12 @@ def print_while_the_garbage_collector_prints(n: int) -> int:
     return n
 
 
+def fork_a_process_that_prints() -> None:
+    child = multiprocessing.get_context("fork").Process(target=print, args=("a line from a forked process",))
+    child.start()
+    child.join()
+
+
 def sleep_long() -> None:
     time.sleep(600)
 
@@ -136,6 +142,13 @@ def test_a_worker_that_prints_while_it_sends_does_not_deadlock(capsys):
         assert pool.submit(print_while_the_garbage_collector_prints, 20_000).result(timeout=120) == 20_000
     lines = [line for line in capsys.readouterr().out.splitlines() if line != "collected"]
     assert lines == [f"line {i}" for i in range(20_000)]
+
+
+def test_a_process_forked_by_a_task_is_relayed_too(capsys):
+    """A forked process has none of its parent's threads: its lines waited for the worker's sending thread."""
+    with worker_pool(1) as pool:
+        pool.submit(fork_a_process_that_prints).result(timeout=120)
+    assert capsys.readouterr().out == "a line from a forked process\n"
 
 
 def test_a_bar_drawn_with_tqdm_itself_is_relayed_as_a_terminal_shows_it(capsys):
@@ -222,8 +235,6 @@ def test_a_message_cut_short_by_a_terminated_worker_does_not_block_the_drawing()
     """A worker terminated half-way through a long message left the reading thread waiting for the rest."""
     output = progress.RelayedOutput(multiprocessing.get_context("spawn"))
     with output:
-        output.sender.start()
-        output.sender.put(("write", "stdout", "whole"))
-        output.sender.drain()
+        output.sender._connection.send(("write", "stdout", "whole"))
         os.write(output.sender._connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes of a long one")
     assert not output.thread.is_alive()
