@@ -177,7 +177,7 @@ class RelaySender:
 
     def _start_anew(self) -> None:
         self._pending = SimpleQueue()   # (in a forked process: what was queued before the fork is the parent's to send)
-        self._thread = threading.Thread(target=self._send, name="relay sender", daemon=True)
+        self._thread = threading.Thread(target=self._send_queued, name="relay sender", daemon=True)
         self._thread.start()
 
     def put(self, message: tuple[str, str, Any]) -> None:
@@ -190,7 +190,7 @@ class RelaySender:
         self._pending.put(sent)
         sent.wait()
 
-    def _send(self) -> None:
+    def _send_queued(self) -> None:
         while True:
             message = self._pending.get()
             if isinstance(message, threading.Event):
