@@ -15,7 +15,7 @@ import torch
 
 from flash_envs.data.config_measurements import simulated_measurements
 from flash_rl.cli import main
-from flash_rl.fewshot.cli import _splits, held_out_groups, report_title
+from flash_rl.fewshot.cli import _splits, held_out_groups, related_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
 from flash_rl.fewshot.evaluate import choice_quality, evaluate_split, score, shot_rng
@@ -445,6 +445,52 @@ def test_functions_held_out_whole_are_the_resampling_groups():
                                                  {"name": "held-out f1", "test_apps": ["f1/a"]}]}
     assert held_out_groups(report) == {"f0/a": "held-out f0", "f0/b": "held-out f0", "f1/a": "held-out f1"}
     assert held_out_groups({**report, "hold_out": "workload"}) is None
+
+
+def test_apps_of_a_few_functions_held_out_one_by_one_also_get_cis_resampling_the_functions():
+    splits = [{"name": "fold 1", "test_apps": ["aws_lambda/f0/1", "aws_lambda/f0/2"]},
+              {"name": "fold 2", "test_apps": ["aws_lambda/f1/1"]}]
+    chunk = {"dataset": "chunkfunc", "hold_out": "workload", "splits": splits}
+    assert related_groups(chunk) == ("function", {"aws_lambda/f0/1": "f0", "aws_lambda/f0/2": "f0",
+                                                  "aws_lambda/f1/1": "f1"})
+    assert related_groups({**chunk, "hold_out": "function"}) is None   # held out whole: its CIs resample them
+    assert related_groups({**chunk, "dataset": "simulated"}) is None
+    ibm = {"dataset": "ibm", "hold_out": "workload", "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans",
+                                                                                             "b-svm"]}]}
+    assert related_groups(ibm) == ("algorithm", {"b-kmeans": "kmeans", "s-kmeans": "kmeans", "b-svm": "svm"})
+    own = [{"name": "all", "test_apps": ["my-app", "other"]}]          # own names without the dataset's pattern
+    assert related_groups({**ibm, "splits": own}) is None
+    assert related_groups({**ibm, "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans"]}]}) is None
+
+
+def test_differences_resampled_by_function_count_the_functions_that_favour_flash(tmp_path, capsys):
+    apps = [f"aws_lambda/f{g}/{i}" for g in range(3) for i in range(4)]
+    worse = {"f0": 1.0, "f1": 2.0, "f2": -3.0}   # what each method adds to FLASH's values, per function
+    per_app = {"2": {m: {a: [10.0 + i + (0.0 if m == "FLASH" else worse[a.split("/")[1]])] * len(METRICS)
+                         for i, a in enumerate(apps)} for m in METHODS}}
+    report = {"dataset": "chunkfunc", "hold_out": "workload", "train": "t", "test": "t", "seeds": 1, "draws": 1,
+              "splits": [{"name": "all", "train_apps": ["x", "y"], "test_apps": apps}], "cost": "priced",
+              "train_config": {"val_fraction": 0.0}, "per_app": per_app}
+    (tmp_path / "summary.json").write_text(json.dumps(report))
+    assert main(["config-eval", "--render", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert list(written)[-2:] == ["flash_minus_by_group", "per_app"]   # the layout a run writes
+    by_group = written["flash_minus_by_group"]
+    assert by_group["group"] == "function"
+    assert by_group["per_group"]["2"]["base learner"]["regret (%)"] == {"f0": -1.0, "f1": -2.0, "f2": 3.0}
+    resampled = by_group["differences"]["2"]["base learner"]["regret (%)"]
+    assert resampled["mean"] == pytest.approx(0.0) and resampled["n"] == 12
+    assert [resampled["low"], resampled["high"]] == pytest.approx([-2.0, 3.0])   # all f1 .. all f2
+    by_app = written["flash_minus"]["2"]["base learner"]["regret (%)"]
+    assert resampled["high"] - resampled["low"] > by_app["high"] - by_app["low"]   # apps as if independent: narrower
+    table = (tmp_path / "table.md").read_text()
+    assert "resampling the 3 functions of the held-out applications whole" in table
+    assert "so few cannot make significant" in table
+    row = next(line for line in table.split("resampling the 3 functions")[1].splitlines()
+               if line.startswith("| base learner |"))
+    assert row.count("0.0 [-2.0, 3.0] (2/3)") == 4   # both MAPEs, regret and misses: -1, -2 and +3 by function
+    assert row.endswith("| 0.0 [0.0, 0.0] (0/3) |")    # overspend = regret - misses: 0 everywhere, none favours
+    capsys.readouterr()
 
 
 IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost,"

@@ -33,7 +33,8 @@ from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeas
                                                  load_ibm_multicloud, simulated_measurements)
 from flash_envs.fields import is_real_number
 from flash_envs.markdown import percent
-from flash_rl.fewshot.report import METHODS, METRICS, markdown_table, paired_differences, plot_summary, summarise
+from flash_rl.fewshot.report import (METHODS, METRICS, markdown_table, paired_differences, per_group_differences,
+                                     plot_summary, summarise)
 from flash_rl.fewshot.splits import Split, app_folds, group_folds
 from flash_rl.fewshot.train_config import TrainConfig
 
@@ -307,7 +308,8 @@ def run_command(args: argparse.Namespace) -> dict:
         "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
     }
     groups = held_out_groups(report)
-    return report | (diagnosis_summaries(per_app, groups) if args.diagnose else summaries(per_app, groups)) | {
+    return report | (diagnosis_summaries(per_app, groups) if args.diagnose
+                     else summaries(per_app, groups, related_groups(report))) | {
         "per_app": {k: {m: {a: v.tolist() for a, v in apps.items()} for m, apps in ms.items()}
                     for k, ms in per_app.items()}}
 
@@ -361,13 +363,35 @@ def held_out_groups(report: dict) -> dict[str, str] | None:
     return {app: split["name"] for split in report["splits"] for app in split["test_apps"]}
 
 
-def summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]],
-              groups: dict[str, str] | None = None) -> dict[str, dict]:
+def related_groups(report: dict) -> tuple[str, dict[str, str]] | None:
+    """Where apps are held out one by one (``--hold-out workload``) but their names say which function (chunk-func)
+    or algorithm (IBM) each runs, as :data:`HOLD_OUT_GROUPS` reads them: that kind and app -> group, for FLASH's
+    paired differences with CIs resampling the groups whole (apps of one function are not independent evidence about
+    another). ``None`` where a name gives no group, or the held-out apps belong to fewer than 2."""
+    kinds = [kind for kind, (dataset, *_) in HOLD_OUT_GROUPS.items() if dataset == report["dataset"]]
+    if report["hold_out"] != "workload" or not kinds:
+        return None
+    group_of = HOLD_OUT_GROUPS[kinds[0]][1]
+    try:
+        groups = {app: group_of(app) for split in report["splits"] for app in split["test_apps"]}
+    except ValueError:   # own files whose names do not follow the dataset's pattern
+        return None
+    return (kinds[0], groups) if len(set(groups.values())) >= 2 else None
+
+
+def summaries(per_app: dict[int, dict[str, dict[str, np.ndarray]]], groups: dict[str, str] | None = None,
+              related: tuple[str, dict[str, str]] | None = None) -> dict[str, dict]:
     """The report's ``summary`` and paired differences (:data:`DIFFERENCE_KEYS`), computed from the per-app values
-    (CIs over whole ``groups`` if given)."""
-    return {"summary": summarise(per_app, groups=groups),
-            **{key: paired_differences(per_app, reference, groups=groups)
-               for key, reference in DIFFERENCE_KEYS.items()}}
+    (CIs over whole ``groups`` if given); with ``related`` (:func:`related_groups`), also ``flash_minus_by_group``:
+    FLASH's paired differences with CIs resampling those groups, and each group's mean differences."""
+    out: dict[str, dict] = {"summary": summarise(per_app, groups=groups),
+                            **{key: paired_differences(per_app, reference, groups=groups)
+                               for key, reference in DIFFERENCE_KEYS.items()}}
+    if related:
+        kind, by = related
+        out["flash_minus_by_group"] = {"group": kind, "differences": paired_differences(per_app, groups=by),
+                                       "per_group": per_group_differences(per_app, by)}
+    return out
 
 
 def _count_range(counts: list[int]) -> str:
@@ -409,7 +433,8 @@ def _rescore_report(folder: str) -> dict:
     unplaced = sorted({a for methods in per_app.values() for a in methods["FLASH"]} - set(groups or ()))
     if groups is not None and unplaced:
         raise DataFormatError(f"--render: {path}: per_app has apps that no split held out: {unplaced[:5]}")
-    return report | summaries(per_app, groups)
+    rest = {key: value for key, value in report.items() if key != "per_app"}   # per_app last, as a run writes it
+    return rest | summaries(per_app, groups, related_groups(report)) | {"per_app": report["per_app"]}
 
 
 def _check_report(report: Any, path: Path) -> None:   # any JSON value; checked here
@@ -485,7 +510,8 @@ def run(args: argparse.Namespace) -> int:
         table = markdown_table(report["summary"], title,
                                {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
                                ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"
-                                        if held_out_groups(report) else ""), n_units=len(report["splits"]))
+                                        if held_out_groups(report) else ""), n_units=len(report["splits"]),
+                               by_group=report.get("flash_minus_by_group"))
         files = ("table.md", "summary.json")
     out_dir = args.render or args.out
     if out_dir:

@@ -89,6 +89,23 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
     return out
 
 
+def per_group_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], groups: dict[str, str],
+                          reference: str = "FLASH") -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """Per K, other method, metric and group (``groups``: app -> group): the mean of ``reference - method`` over the
+    group's held-out apps (the paired differences of :func:`paired_differences`, one mean per group)."""
+    out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
+    for k, methods in per_app.items():
+        apps = sorted(methods[reference])
+        labels = np.array([groups[a] for a in apps])
+        ref = np.stack([methods[reference][a] for a in apps])
+        out[k] = {}
+        for method in (m for m in METHODS if m != reference):
+            diff = metric_columns(ref - np.stack([methods[method][a] for a in apps]))
+            out[k][method] = {metric: {g: float(column[labels == g].mean()) for g in sorted(set(labels))}
+                              for metric, column in diff.items()}
+    return out
+
+
 def _metrics_in(summary: dict[int, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
     """The :data:`METRICS` and :data:`OVERSPEND` that ``summary`` has (reports written before deadline misses were
     scored lack both)."""
@@ -117,12 +134,15 @@ MAX_UNITS_WITHOUT_SIGNIFICANCE = 5
 
 def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str,
                    differences: dict[str, dict[int, dict[str, dict[str, dict[str, float]]]]] | None = None,
-                   ci_unit: str = "", n_units: int = 0) -> str:
+                   ci_unit: str = "", n_units: int = 0, by_group: dict | None = None) -> str:
     """A table in the layout of FLASH's Table 2 (one row per method, one column per metric x K), and below it, per
     reference method in ``differences``, the paired differences reference - method (:func:`paired_differences`).
     ``ci_unit`` names what the CIs resample when it is not the held-out applications (e.g. "the 3 held-out
     functions"), and ``n_units`` how many there are: with 5 or fewer (where even a sign test with every unit on one
     side stays above p = 0.05), the notes say that a CI clear of 0 shows their agreement, not significance.
+    ``by_group`` (a report's ``flash_minus_by_group``: apps held out one by one that belong to groups, such as the
+    inputs of a few functions) adds FLASH's paired differences with CIs resampling the groups whole, each cell with
+    the number of groups whose mean favours FLASH.
 
     Bold marks the lowest mean *as printed* (one decimal), so methods that print the same lowest value are all bold.
     """
@@ -147,7 +167,29 @@ def markdown_table(summary: dict[int, dict[str, dict[str, dict[str, float]]]], t
         rows = [(method, *(ci_cell(diffs[k][method][metric]) for metric in metrics for k in ks))
                 for method in diffs[ks[0]]]
         lines += ["", note, "", *md_table((f"{reference} -", *columns), rows)]
+    if by_group:
+        lines += ["", *_by_group_table(by_group, metrics, ks)]
     return "\n".join(lines) + "\n"
+
+
+def _by_group_table(by_group: dict, metrics: list[str], ks: list[int]) -> list[str]:
+    """The lines of :func:`markdown_table`'s ``by_group`` section."""
+    kind, diffs, per_group = by_group["group"], by_group["differences"], by_group["per_group"]
+    n = max(len(means) for methods in per_group.values() for by_metric in methods.values()
+            for means in by_metric.values())
+    verdict = ("a CI below 0 means that they all agreed, which so few cannot make significant"
+               if n <= MAX_UNITS_WITHOUT_SIGNIFICANCE else "a CI below 0: significantly so")
+    note = (f"FLASH minus each method as above, with the 95% bootstrap CI resampling the {n} {kind}s of the held-out "
+            f"applications whole, and in parentheses how many {kind}s' mean difference favours FLASH. The apps of one "
+            f"{kind} are not independent evidence about another, so the CIs above speak for new apps of these {n} "
+            f"{kind}s, and these for new {kind}s like them. Negative: FLASH is better, {verdict}.")
+
+    def cell(k: int, method: str, metric: str) -> str:
+        means = per_group[k][method][metric].values()
+        return f"{ci_cell(diffs[k][method][metric])} ({sum(mean < 0 for mean in means)}/{len(means)})"
+
+    rows = [(method, *(cell(k, method, metric) for metric in metrics for k in ks)) for method in diffs[ks[0]]]
+    return [note, "", *md_table(("FLASH -", *(f"{metric} K={k}" for metric in metrics for k in ks)), rows)]
 
 
 def plot_summary(summary: dict[int, dict[str, dict[str, dict[str, float]]]], title: str, path: str) -> None:
