@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -216,4 +217,10 @@ def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: R
             futures = {executor.submit(references_of, task, seeds): task for task, seeds in todo}
             for future in as_completed(futures):
                 store(futures[future], future.result())
-    return cast("dict[tuple[str, int], References]", found)   # every None was computed above
+    refs = cast("dict[tuple[str, int], References]", found)   # every None was computed above
+    if inverted := [key for key, ref in refs.items() if ref.expert <= ref.random]:
+        warnings.warn(f"{len(inverted)} (task, evaluation seed) pair(s) whose expert return is not above the random "
+                      f"policy's, e.g. {inverted[:3]}: the success threshold there lies at or below random's return, "
+                      "so every method counts as adapted at once, and normalised returns are undefined or flip sign; "
+                      "give the expert more training (references.expert_timesteps) or check the task")
+    return refs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,24 @@ def test_a_curve_is_evaluated_before_any_fine_tuning_every_eval_every_episodes_a
     assert evaluation_points(0, 1) == [0]
     with pytest.raises(ValueError, match="eval_every >= 1"):
         evaluation_points(5, 0)
+
+
+def test_an_expert_no_better_than_random_is_warned_of(tmp_path):
+    """A threshold at or below the random return would count every method as adapted at once: say so."""
+    from flash_envs.tasks import AutoscalingTaskFamily, default_family
+    from flash_rl.adaptation import ReferenceCache, compute_references
+
+    tasks = default_family(AutoscalingTaskFamily).test[:2]
+    expert = {(tasks[0].name, 0): 5.0, (tasks[0].name, 1): 12.0, (tasks[1].name, 0): 11.0, (tasks[1].name, 1): 10.0}
+
+    def references_of(task, seeds):
+        return [References(task.name, s, 10.0, expert[(task.name, s)], "heuristic HPA") for s in seeds]
+
+    not_above = r"2 \(task, evaluation seed\) pair\(s\) whose expert return is not above"
+    with pytest.warns(UserWarning, match=not_above) as w:
+        compute_references(tasks, [0, 1], ReferenceCache(tmp_path / "refs.json", {}), references_of)
+    assert f"('{tasks[0].name}', 0)" in str(w[0].message) and f"('{tasks[1].name}', 1)" in str(w[0].message)
+    expert.update({(tasks[0].name, 0): 10.5, (tasks[1].name, 1): 30.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compute_references(tasks, [0, 1], ReferenceCache(tmp_path / "other.json", {}), references_of)
