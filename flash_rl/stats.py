@@ -30,11 +30,22 @@ def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x, axis=axis)
 
 
+def _finite(values: Sequence[float], what: str) -> np.ndarray:
+    """``values`` as a float array, refused (ValueError) if one is NaN or infinite: scipy would give a NaN or
+    meaningless interval for it, with at most a warning."""
+    x = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(x)):
+        bad = x[~np.isfinite(x)]
+        raise ValueError(f"{what}: {len(bad)} of {x.size} values are not finite (e.g. {bad[0]}); a bootstrap CI needs "
+                         "finite values (leave undefined ones out first)")
+    return x
+
+
 def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float, float]:
-    """(point estimate, CI low, CI high) of ``statistic`` over ``values``; the CI is NaN for a single value (nothing
-    to resample) and the point itself when all values are equal."""
-    x = np.asarray(values, dtype=float)
+    """(point estimate, CI low, CI high) of ``statistic`` over ``values`` (finite: a ValueError otherwise); the CI is
+    NaN for a single value (nothing to resample) and the point itself when all values are equal."""
+    x = _finite(values, "bootstrap_ci")
     point = float(statistic(x))
     if len(x) < 2:
         return point, math.nan, math.nan
@@ -48,8 +59,8 @@ def bootstrap_ci(values: Sequence[float], statistic: Callable[..., np.ndarray], 
 def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], statistic: Callable[..., np.ndarray] = mean,
              n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """``statistic(numerator) / statistic(denominator)`` with a paired bootstrap CI (pairs: the same task and seed);
-    NaN for a single pair, the point itself when every pair is the same."""
-    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    NaN for a single pair, the point itself when every pair is the same. The values must be finite."""
+    a, b = _finite(numerator, "ratio_ci numerator"), _finite(denominator, "ratio_ci denominator")
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
 
@@ -75,7 +86,9 @@ def clustered_ratio_of_means_ci(numerator: Sequence[float], denominator: Sequenc
     ratio of means is the ratio of the clusters' sums, and the bootstrap resamples the clusters' paired sums (NaN CI
     for a single cluster).
     """
-    a, b, labels = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float), np.asarray(clusters)
+    what = "clustered_ratio_of_means_ci"
+    a, b = _finite(numerator, f"{what} numerator"), _finite(denominator, f"{what} denominator")
+    labels = np.asarray(clusters)
     if not a.shape == b.shape == labels.shape:
         raise ValueError(f"paired samples and their clusters need equal shapes, got {a.shape}, {b.shape}, "
                          f"{labels.shape}")

@@ -113,3 +113,14 @@ def test_an_expert_no_better_than_random_is_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compute_references(tasks, [0, 1], ReferenceCache(tmp_path / "other.json", {}), references_of)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_bootstrap_cis_refuse_values_that_are_not_finite(bad):
+    """scipy gives an all-NaN or a meaningless interval ((inf, 1.5, inf)) for them, with at most a warning."""
+    with pytest.raises(ValueError, match="bootstrap_ci: 1 of 4 values are not finite"):
+        bootstrap_ci([1.0, 2.0, bad, 4.0], mean)
+    with pytest.raises(ValueError, match="ratio_ci denominator: 1 of 3 values are not finite"):
+        ratio_ci([1.0, 2.0, 3.0], [1.0, bad, 3.0])
+    with pytest.raises(ValueError, match="clustered_ratio_of_means_ci numerator"):
+        clustered_ratio_of_means_ci([bad, 2.0], [1.0, 1.0], ["a", "b"])
