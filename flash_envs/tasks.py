@@ -261,7 +261,9 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
         """A diverse family drawn from a fixed seed (see :func:`random_autoscaling_task` for the ranges), for episodes
         of ``episode_s`` seconds (the default is the default env's 60 steps of 30 s): its step workloads rise and its
         diurnal ones cycle within an episode. The draws do not depend on ``episode_s``: families for other lengths
-        have the same applications and workload kinds, with the times scaled."""
+        have the same applications and workload kinds, with the steps' start times and the diurnal periods scaled
+        (not a step's ramp, MMPP stays or spike durations, so in much shorter episodes some steps do not reach their
+        peak)."""
         n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
         episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         rng = np.random.default_rng(seed)

@@ -76,7 +76,10 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``.
     ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate` with
     this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``task`` fixes the
-    starting task (default: the family's first train task). The env does not render: ``render_mode`` must be
+    starting task (default: the family's first train task). ``timeout_s`` caps a request's latency: a server's queue
+    holds at most ``timeout_s`` seconds of work for its current capacity, a request beyond that is rejected and counts
+    with latency ``timeout_s``, and no latency counts more (the service model's rule, :mod:`flash_envs.sim.service`,
+    whose default is 30 s). The env does not render: ``render_mode`` must be
     ``None``.
 
     ## Info
