@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import math
 import types
 import typing
@@ -30,6 +31,30 @@ from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 
 class ConfigError(ValueError):
     """A bad experiment configuration (the message names the key and the problem)."""
+
+
+def check_env_id(env_id: Any) -> str:
+    """``env_id`` if ``gym.make`` can make it: a registered id, or ``"module:id"``, whose module is imported first (as
+    ``gym.make`` does) so that it can register an env of its own; a ValueError otherwise, saying how to register one.
+    """
+    import gymnasium as gym
+
+    if not isinstance(env_id, str):
+        raise TypeError(f"env id must be a str such as 'flash/Autoscaling-v0', got {env_id!r} "
+                        f"({type(env_id).__name__})")
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"env id {env_id!r}: its module {module!r} cannot be imported ({err})") from None
+    if name not in gym.registry:
+        flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
+        raise ValueError(f"unknown env id {env_id!r}; FLASH registers {flash_ids}. For an env of your own, call "
+                         f"gymnasium.register(id=..., entry_point=...) in a module and give the id as "
+                         f"'module:{name}', which imports that module wherever the env is made (worker processes and "
+                         f"Flash.load included)")
+    return env_id
 
 
 @dataclass
@@ -382,9 +407,10 @@ def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
                           f"with eval_seed + {cfg.adaptation.seeds - 1}, above 2**32 - 1 = {MAX_SEED}")
     if not 0 < cfg.maml.gamma <= 1:
         raise ConfigError(f"config key maml.gamma must be in (0, 1], got {cfg.maml.gamma}")
-    if cfg.env.id not in gym.registry:
-        flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
-        raise ConfigError(f"config key env.id: unknown env id {cfg.env.id!r}; registered FLASH envs: {flash_ids}")
+    try:
+        check_env_id(cfg.env.id)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key env.id: {err}") from None
     try:
         env = gym.make(cfg.env.id, **cfg.env.kwargs)
     except (TypeError, ValueError) as err:

@@ -36,6 +36,59 @@ def action_dim(action_space: spaces.Space) -> int:
     raise TypeError(f"FLASH's context supports Discrete and Box actions, got {action_space}")
 
 
+def same_task(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are the same task by value (``==``; NumPy arrays compared whole)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+def episode_task(info: dict[str, Any], env: gym.Env) -> Any:
+    """The task of the episode a ``reset`` began: ``info["task"]``, else the env's ``episode_task`` (None if
+    neither)."""
+    return info["task"] if "task" in info else getattr(env.unwrapped, "episode_task", None)
+
+
+TASK_API = ("set_task", "get_task")
+"""What flash_rl calls on ``env.unwrapped`` to put an env on a task (besides ``reset(options={"task": task})``)."""
+
+
+def check_task_env(env: gym.Env, env_id: str, use_context: bool) -> None:
+    """Refuse (TypeError, ValueError) an env ``flash_rl`` cannot put on its tasks: without :data:`TASK_API`, or, for
+    an agent with context (``use_context``), one whose ``reset`` does not tell the episode's task
+    (:func:`episode_task`) or tells it unequal for the same task twice, which would clear the context every episode.
+    Resets ``env`` twice on its own task."""
+    unwrapped = env.unwrapped
+    if missing := [name for name in TASK_API if not callable(getattr(unwrapped, name, None))]:
+        raise TypeError(f"env {env_id!r} lacks the task API flash_rl puts its envs on tasks with: "
+                        f"{', '.join(missing)}() (README, 'Your own environment')")
+    if not use_context:
+        return
+    task = unwrapped.get_task()
+    first, second = (episode_task(env.reset(options={"task": task})[1], env) for _ in range(2))
+    if first is None:
+        raise ValueError(f"env {env_id!r}: FLASH's context needs each episode's task, and its reset() returns none "
+                         "in info['task'] (nor has the env an episode_task); without it the context would be cleared "
+                         "every episode")
+    if not same_task(first, second):
+        raise ValueError(f"env {env_id!r}: two resets on one task gave tasks that compare unequal "
+                         f"({type(first).__name__} compares by identity?), so FLASH's context would be cleared every "
+                         "episode; give the task class value equality, e.g. make it a (frozen) dataclass")
+
+
+def check_checkpointable(tasks: Sequence[Any]) -> None:
+    """Refuse (TypeError), before any training, tasks that a checkpoint cannot record: a checkpoint names the task
+    list and each env's task by their ``to_dict()``, which must give plain JSON."""
+    for task in tasks:
+        to_dict = getattr(task, "to_dict", None)
+        problem = ("has no to_dict()" if not callable(to_dict)
+                   else "has a to_dict() that is not plain JSON" if _json_key(to_dict()) is None else "")
+        if problem:
+            raise TypeError(f"checkpoint_dir: a checkpoint records the tasks by their to_dict(), and task "
+                            f"{str(task)[:60]!r} ({type(task).__name__}) {problem}; give the task class one (e.g. "
+                            "returning dataclasses.asdict(self)), or meta-train without checkpoint_dir")
+
+
 def row_dim(observation_space: spaces.Space, action_space: spaces.Space) -> int:
     """Width of one context row: observation, action encoding, reward, valid flag."""
     return int(np.prod(observation_space.shape)) + action_dim(action_space) + 2
@@ -64,7 +117,7 @@ class ContextBuffer:
 
     def observe_task(self, task: Any) -> bool:
         """Note the task the next episode runs; clears the buffer (and returns True) when it differs from the last."""
-        if self.task is None or task != self.task:
+        if self.task is None or not same_task(task, self.task):
             self.clear()
             self.task = task
             return True
@@ -121,8 +174,7 @@ class ContextWrapper(gym.Wrapper):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        task = info["task"] if "task" in info else getattr(self.env.unwrapped, "episode_task", None)
-        self.buffer.observe_task(task)
+        self.buffer.observe_task(episode_task(info, self.env))
         self._last_obs = obs
         return self._wrap(obs), info
 

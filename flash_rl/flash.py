@@ -57,8 +57,9 @@ from flash_envs.envs.task_env import ReplayMismatch
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole
 from flash_rl.adaptation import evaluation_points
 from flash_rl.atomic_files import atomic_write, atomic_write_text
-from flash_rl.config import check_layer_sizes
-from flash_rl.context import ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, task_list_key
+from flash_rl.config import check_env_id, check_layer_sizes
+from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
+                              check_task_env, task_list_key)
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_envs.progress import tqdm_bar
 
@@ -524,6 +525,11 @@ def _load_weights_of(model: BaseAlgorithm, init_from: Any) -> None:
     if not isinstance(init_from, Flash) or init_from.model is None:
         raise TypeError(f"init_from must be a Flash or TransferLearning agent with a model (meta-trained, fresh or "
                         f"loaded), got {type(init_from).__name__}")
+    kinds = {True: "a FLASH agent (with the context encoder)", False: "an agent without FLASH's context encoder"}
+    with_context = isinstance(model.policy.observation_space, gym.spaces.Dict)   # FLASH's {"obs", "context"}
+    if with_context != init_from.use_context:
+        raise ValueError(f"init_from is {kinds[init_from.use_context]} ({type(init_from).__name__}), and this agent is "
+                         f"{kinds[with_context]}: their policies differ; give an agent of the same kind and settings")
     try:
         model.policy.load_state_dict(init_from.policy.state_dict())
     except RuntimeError as err:   # missing or unexpected layers, other sizes
@@ -571,10 +577,7 @@ class Flash:
                  adapt_kwargs: dict[str, Any] | None = None, n_envs: int = 8, episodes_per_task: int = 4,
                  seed: int = 0, tensorboard_log: str | None = None, verbose: int = 0) -> None:
         self.agent_cls = algorithm(agent_cls)
-        if env_id not in gym.registry:
-            raise ValueError(f"unknown env id {env_id!r}; registered flash envs: "
-                             f"{sorted(k for k in gym.registry if k.startswith('flash/'))}")
-        self.env_id = env_id
+        self.env_id = check_env_id(env_id)
         for name, kwargs in {"env_kwargs": env_kwargs, "agent_kwargs": agent_kwargs,
                              "adapt_kwargs": adapt_kwargs}.items():
             if kwargs is not None and not isinstance(kwargs, dict):   # dict() made a raw error of it, or a mapping
@@ -602,8 +605,13 @@ class Flash:
             raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {ENCODERS}")
         probe = gym.make(env_id, **self.env_kwargs)
         self.episode_steps = episode_steps_of(probe)
+        if not isinstance(probe.observation_space, gym.spaces.Box):   # before check_agent's "use MultiInputPolicy"
+            raise TypeError(f"env {env_id!r}: {type(self).__name__}'s policy takes a Box observation, got "
+                            f"{probe.observation_space}; register the env wrapped in "
+                            "gymnasium.wrappers.FlattenObservation")
         if self.use_context:
             action_dim(probe.action_space)   # raises for an action space the context cannot encode
+        check_task_env(probe, env_id, self.use_context)
         probe.close()
         check_agent(self.agent_cls, self.agent_kwargs, self.adapt_kwargs, env_id, self.env_kwargs, self.n_envs)
 
@@ -687,6 +695,8 @@ class Flash:
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
         tasks = training_tasks(tasks)
+        if checkpoint_dir is not None:
+            check_checkpointable(tasks)
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)

@@ -26,7 +26,7 @@ from torch import nn
 import flash_envs  # noqa: F401
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write
-from flash_rl.config import MamlConfig, check_layer_sizes
+from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
 from flash_rl.flash import (adaptation_points, as_saved, check_env_kwargs, check_resumable, check_resume_total,
                             error_text, one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
@@ -154,9 +154,7 @@ class MAML:
                  inner_steps: int = MamlConfig.inner_steps, inner_episodes: int = MamlConfig.inner_episodes,
                  outer_episodes: int = MamlConfig.outer_episodes, meta_batch: int = MamlConfig.meta_batch,
                  first_order: bool = MamlConfig.first_order, gamma: float = MamlConfig.gamma, seed: int = 0) -> None:
-        if env_id not in gym.registry:
-            raise ValueError(f"unknown env id {env_id!r}")
-        self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
+        self.env_id, self.env_kwargs = check_env_id(env_id), dict(env_kwargs or {})
         check_env_kwargs(self.env_kwargs)
         for key, rate in (("inner_lr", inner_lr), ("outer_lr", outer_lr)):   # in the words of the config's checks
             if is_real_number(rate) and not rate > 0:

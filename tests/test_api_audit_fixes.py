@@ -85,9 +85,15 @@ def test_a_flash_json_that_does_not_describe_its_agent_zip_is_refused(trained, t
 def test_a_wrong_init_from_is_refused_and_leaves_the_trained_model_be(trained):
     agent = trained[0]
     before = agent.agent
-    other = TransferLearning("PPO", ENV, TINY_ENV, **TINY).fresh()
+    wider = Flash("PPO", ENV, TINY_ENV, **{**TINY, "net_arch": [16]}).fresh()
     with pytest.raises(ValueError, match=r"init_from: its policy does not fit this agent's \(RuntimeError"):
+        agent.meta_train(family().train[:2], 10, init_from=wider)
+    other = TransferLearning("PPO", ENV, TINY_ENV, **TINY).fresh()   # no context encoder: named, not a layer dump
+    with pytest.raises(ValueError, match=r"init_from is an agent without FLASH's context encoder \(TransferLearning\), "
+                                         r"and this agent is a FLASH agent \(with the context encoder\)"):
         agent.meta_train(family().train[:2], 10, init_from=other)
+    with pytest.raises(ValueError, match=r"init_from is a FLASH agent \(with the context encoder\) \(Flash\)"):
+        other.meta_train(family().train[:2], 10, init_from=agent)
     with pytest.raises(TypeError, match="init_from must be a Flash or TransferLearning agent with a model .* got str"):
         agent.meta_train(family().train[:2], 10, init_from="runs/flash")
     assert agent.agent is before   # it was replaced by a fresh agent before init_from was looked at
