@@ -168,7 +168,7 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     line and column), and each replay is realised for a second, so that a trace without requests to scale to a test
     task's rate fails then too.
     """
-    from flash_envs.data.trace_csv import TraceBinError, TraceGapError
+    from flash_envs.data.trace_csv import TraceBinError, TraceColumnError, TraceGapError
     from flash_envs.sim.workloads import TraceWorkload
 
     t, seconds = cfg.tasks, episode_seconds(cfg)
@@ -178,6 +178,10 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
                    "time_unit_s": t.trace_time_unit_s, "bin_s": t.trace_bin_s, "gaps": t.trace_gaps}
         try:
             TraceWorkload(**columns).load()
+        except TraceColumnError as err:
+            raise TraceColumnError(f"{err} (config keys tasks.trace_time_column and tasks.trace_value_column, e.g. "
+                                   f"--set tasks.trace_time_column=minute; a value column of \"\" reads one row per "
+                                   f"request)") from None
         except TraceGapError as err:
             raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
         except TraceBinError as err:

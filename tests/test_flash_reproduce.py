@@ -368,6 +368,19 @@ def test_a_trace_with_gaps_is_refused_until_the_config_says_what_they_are(tmp_pa
         assert len(rates) == bins and (rates == 0).sum() == (gaps == "zero")
 
 
+def test_a_trace_without_the_configured_columns_names_the_config_keys(tmp_path, capsys):
+    minutes = tmp_path / "minutes.csv"
+    minutes.write_text("minute,requests\n" + "".join(f"{i},{100 + i}\n" for i in range(30)))
+    parser = __import__("argparse").ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--test-trace", str(minutes), "--out", str(tmp_path / "o"),
+                              "--run-dir", str(tmp_path / "r"), "--set", *TINY])
+    assert command.run(args) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) ['timestamp']" in err and "--set tasks.trace_time_column=minute" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_trace_is_replayed_at_the_test_tasks_rate_over_an_episode(tmp_path):
     """It was the test task's mean rate over an hour, whatever the episode: up to 2x the load the agent met on the
     task (power's 300 s episodes of a step workload)."""

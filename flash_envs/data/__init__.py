@@ -38,8 +38,8 @@ def dataset_path(*parts: str) -> Path:
     return path
 
 
-def csv_rows(path: str | Path, required: Sequence[str],
-             error: type[DataFormatError] = DataFormatError) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(path: str | Path, required: Sequence[str], error: type[DataFormatError] = DataFormatError,
+             missing_error: type[DataFormatError] | None = None) -> Iterator[tuple[int, dict[str, str]]]:
     """The rows of a CSV file with a header, each with its 1-based line number, read lazily.
 
     The file is UTF-8 text (a leading byte-order mark, as spreadsheet programs write, is dropped); blank lines before
@@ -48,13 +48,13 @@ def csv_rows(path: str | Path, required: Sequence[str],
     names, as a spreadsheet's unnamed columns, are no column a reader reads) or lacks one of the ``required`` columns,
     a row with more or fewer fields than the header (read across lines: naming the line it starts on, as an
     unclosed quote reads on to the next one), a row the ``csv`` module cannot read (a field over its size limit), or
-    a header with no rows under it.
+    a header with no rows under it; ``missing_error`` (default ``error``) for a header without a required column.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {'a directory, not a CSV file' if path.is_dir() else 'no such file'}")
     try:
-        yield from _checked_rows(path, required, error)
+        yield from _checked_rows(path, required, error, missing_error or error)
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start:err.start + 1]!r}); "
                     "save it as UTF-8 CSV") from None
@@ -64,8 +64,8 @@ def csv_rows(path: str | Path, required: Sequence[str],
 _OPEN_QUOTE = 'is a \'"\' at the start of a field left unclosed?'
 
 
-def _checked_rows(path: Path, required: Sequence[str],
-                  error: type[DataFormatError]) -> Iterator[tuple[int, dict[str, str]]]:
+def _checked_rows(path: Path, required: Sequence[str], error: type[DataFormatError],
+                  missing_error: type[DataFormatError]) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = next(reader.reader, None)
@@ -81,7 +81,7 @@ def _checked_rows(path: Path, required: Sequence[str],
                         f"a name of its own")
         missing = [c for c in required if c not in header]
         if missing:
-            raise error(f"{path}:{header_line}: missing column(s) {missing}; the header has {header}")
+            raise missing_error(f"{path}:{header_line}: missing column(s) {missing}; the header has {header}")
         n_rows, last_line = 0, header_line
         try:
             for row in reader:

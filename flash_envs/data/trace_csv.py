@@ -32,6 +32,10 @@ class TraceFormatError(DataFormatError):
     """A trace file that cannot be read as asked; the message names file, line, column and value."""
 
 
+class TraceColumnError(TraceFormatError):
+    """A trace file whose header lacks the time column or the value column it is read with."""
+
+
 class TraceGapError(TraceFormatError):
     """An aggregated trace with bins that have no row, read with ``gaps="error"``; the message names the first gap."""
 
@@ -175,7 +179,7 @@ def read_rate_trace(
     lines: list[int] = []
     first_format: tuple[str, int] | None = None   # the time format of the first row, and its line
     columns = [c for c in (time_column, value_column) if c is not None]
-    for line, row in csv_rows(path, columns, TraceFormatError):
+    for line, row in csv_rows(path, columns, TraceFormatError, TraceColumnError):
         time, time_format = _parse_time(row[time_column], path, line, time_column, time_unit_s)
         first_format = first_format or (time_format, line)
         if time_format != first_format[0]:   # mixed, the times' differences would be meaningless
