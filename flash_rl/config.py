@@ -509,12 +509,41 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
                               f"({agent.agent_kwargs['train_freq']!r}), which stable-baselines3 allows on one env "
                               f"only, but the per-task expert (references.expert_timesteps > 0) trains on "
                               f"{EXPERT_N_ENVS}: count train_freq in steps, or set references.expert_timesteps=0")
+        _warn_of_a_default_replay_buffer(cfg, section, cls, env)
     acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
                "maml": MAML_ACTION_SPACES}
     unfit = [m for m in cfg.adaptation.methods if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]
     if unfit:
         raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
                           f"{env.action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
+
+
+#: A replay buffer this large (GB of observations) or more, kept at SB3's default size, is warned of.
+LARGE_REPLAY_BUFFER_GB = 1.0
+
+
+def _warn_of_a_default_replay_buffer(cfg: ExperimentConfig, section: str, cls: type, env: Any) -> None:
+    """Warn when the ``section`` agent, of off-policy algorithm ``cls``, keeps SB3's default ``buffer_size`` and that
+    holds :data:`LARGE_REPLAY_BUFFER_GB` or more: SB3 allocates it up front, and every checkpoint writes it whole
+    (about 5 GB with FLASH's context on autoscaling)."""
+    import inspect
+
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from flash_rl.context import row_dim
+
+    if not issubclass(cls, OffPolicyAlgorithm) or "buffer_size" in getattr(cfg, section).agent_kwargs:
+        return
+    size = inspect.signature(cls).parameters["buffer_size"].default
+    floats = math.prod(env.observation_space.shape)
+    if section == "flash":
+        floats += cfg.flash.context_len * row_dim(env.observation_space, env.action_space)
+    gigabytes = size * 2 * floats * 4 / 1e9   # float32 observations and next observations
+    if gigabytes >= LARGE_REPLAY_BUFFER_GB:
+        warnings.warn(f"config key {section}.algo={cls.__name__} keeps SB3's default buffer_size of {size:,} "
+                      f"transitions, allocated up front and written whole with every checkpoint: about "
+                      f"{gigabytes:.1g} GB of observations; set a smaller one, e.g. --set "
+                      f"{section}.agent_kwargs.buffer_size=50000")
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -316,3 +316,21 @@ def test_a_case_declared_as_an_entry_point_is_found(tmp_path, monkeypatch):
     parser = __import__("argparse").ArgumentParser()
     add_config_arguments(parser)
     assert config_from_args(parser.parse_args(["--case", "mini"])).case == "mini"
+    with pytest.raises(ConfigError, match="--quick: case 'mini' has no quick config"):   # not its full run, as quick
+        config_from_args(parser.parse_args(["--case", "mini", "--quick"]))
+    quick = config_from_args(parser.parse_args(["--case", "mini", "--quick", "--config", str(tmp_path / "mini.yaml")]))
+    assert quick.case == "mini"
+
+
+def test_an_off_policy_agent_left_at_sb3s_replay_buffer_size_is_warned_of():
+    """DQN's default 10^6 transitions of FLASH's observations (context included) are about 5 GB, allocated up front
+    and written with every checkpoint; an auditor's 2000-step run wrote a 4.4 GB checkpoint."""
+    with pytest.warns(UserWarning, match=r"flash.algo=DQN keeps SB3's default buffer_size of 1,000,000 transitions, "
+                                         r".* about 5 GB .* --set flash.agent_kwargs.buffer_size=50000") as caught:
+        load_config(CONFIG, ["flash.algo=DQN", "transfer.algo=DQN"])
+    assert not [w for w in caught if "transfer.algo=DQN keeps" in str(w.message)]   # 0.07 GB without the context
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(CONFIG, ["flash.algo=DQN", "flash.agent_kwargs.buffer_size=5000"])
+    assert cfg.flash.agent_kwargs == {"buffer_size": 5000}
+    assert not [w for w in caught if "buffer_size" in str(w.message)]

@@ -61,6 +61,9 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
         case = get_case(args.case or DEFAULT_CASE)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if args.quick and not args.config and not case.quick_config:   # the full run, in folders named quick
+        raise ConfigError(f"--quick: case {case.name!r} has no quick config (its Case sets no quick_config); drop "
+                          f"--quick, or give a smaller config with --config")
     path = Path(args.config) if args.config else case.config_path(args.quick)
     cfg = load_config(path, list(extra or []) + list(args.overrides))
     if args.case and cfg.case != args.case:
