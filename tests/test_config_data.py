@@ -84,6 +84,17 @@ def test_repeated_application_or_configuration_names_are_refused():
         ConfigMeasurements("mine", ("a", "a"), ("c",), ("f",), np.zeros((1, 1)), np.ones((2, 1)), np.ones((2, 1)))
 
 
+@pytest.mark.parametrize("value", [32.0, -0.5, np.nan])
+def test_own_features_must_be_scaled_to_the_unit_interval(value):
+    """The predictors' inputs are features in [0, 1], as every loader gives them; 32 (MiB / 1024) was accepted."""
+    features = np.array([[0.0, 1.0], [0.5, value]])
+    with pytest.raises(ValueError, match=r"mine: features must be numbers in \[0, 1\] .*; 1 are not, e.g. size of "
+                                         r"c2: "):
+        ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("cpu", "size"), features, np.ones((1, 2)), np.ones((1, 2)))
+    features[1, 1] = 1.0   # the bounds themselves are in
+    ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("cpu", "size"), features, np.ones((1, 2)), np.ones((1, 2)))
+
+
 def test_loader_arguments_are_named(shared_data):
     path = shared_data / "chunkfunc_faas_profiles" / "chunkfunc_profiles.csv"
     for platforms in ("aws_lambda", []):   # a string is not a list of platforms, an empty list loads nothing

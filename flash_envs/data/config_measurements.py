@@ -134,6 +134,11 @@ class ConfigMeasurements:
             raise ValueError(f"runtime {self.runtime_s.shape} and cost {self.cost_usd.shape} must be {shape}")
         if self.features.shape != (len(self.configs), len(self.feature_names)):
             raise ValueError(f"features {self.features.shape} must be {(len(self.configs), len(self.feature_names))}")
+        if len(outside := np.argwhere(~((self.features >= 0) & (self.features <= 1)))):   # NaN too
+            config, feature = outside[0]
+            raise ValueError(f"{self.source}: features must be numbers in [0, 1] (one-hot categories, numbers scaled "
+                             f"by their maximum); {len(outside)} are not, e.g. {self.feature_names[feature]} of "
+                             f"{self.configs[config]}: {float(self.features[config, feature])!r}")
         for name, values in (("runtime_s", self.runtime_s), ("cost_usd", self.cost_usd)):
             bad = np.argwhere(self.measured & ~(values > 0))   # the predictors work on log values
             if len(bad):
