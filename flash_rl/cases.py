@@ -58,7 +58,9 @@ def effective_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     ``{episode_steps: 60}`` and ``{}`` compare equal where 60 is the default."""
     from gymnasium.envs.registration import load_env_creator
 
-    spec = gym.spec(env_id)
+    from flash_rl.config import registered_name
+
+    spec = gym.spec(registered_name(env_id))
     creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
     defaults = {name: p.default for name, p in inspect.signature(creator).parameters.items()
                 if p.default is not inspect.Parameter.empty}

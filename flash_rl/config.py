@@ -33,6 +33,18 @@ class ConfigError(ValueError):
     """A bad experiment configuration (the message names the key and the problem)."""
 
 
+def registered_name(env_id: str) -> str:
+    """The id under which ``env_id`` is registered: ``env_id`` itself, or for ``"module:id"`` the ``id``, once its
+    module is imported (as ``gym.make`` does; ``gym.spec`` takes no module part). A ValueError if that import fails."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"env id {env_id!r}: its module {module!r} cannot be imported ({err})") from None
+    return name
+
+
 def check_env_id(env_id: Any) -> str:
     """``env_id`` if ``gym.make`` can make it: a registered id, or ``"module:id"``, whose module is imported first (as
     ``gym.make`` does) so that it can register an env of its own; a ValueError otherwise, saying how to register one.
@@ -42,13 +54,7 @@ def check_env_id(env_id: Any) -> str:
     if not isinstance(env_id, str):
         raise TypeError(f"env id must be a str such as 'flash/Autoscaling-v0', got {env_id!r} "
                         f"({type(env_id).__name__})")
-    module, _, name = env_id.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ValueError(f"env id {env_id!r}: its module {module!r} cannot be imported ({err})") from None
-    if name not in gym.registry:
+    if (name := registered_name(env_id)) not in gym.registry:
         flash_ids = sorted(k for k in gym.registry if k.startswith("flash/"))
         raise ValueError(f"unknown env id {env_id!r}; FLASH registers {flash_ids}. For an env of your own, call "
                          f"gymnasium.register(id=..., entry_point=...) in a module and give the id as "
@@ -542,7 +548,7 @@ def _warn_of_a_default_replay_buffer(cfg: ExperimentConfig, section: str, cls: t
     if gigabytes >= LARGE_REPLAY_BUFFER_GB:
         warnings.warn(f"config key {section}.algo={cls.__name__} keeps SB3's default buffer_size of {size:,} "
                       f"transitions, allocated up front and written whole with every checkpoint: about "
-                      f"{gigabytes:.1g} GB of observations; set a smaller one, e.g. --set "
+                      f"{gigabytes:.1f} GB of observations; set a smaller one, e.g. --set "
                       f"{section}.agent_kwargs.buffer_size=50000")
 
 

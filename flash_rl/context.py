@@ -53,19 +53,23 @@ TASK_API = ("set_task", "get_task")
 """What flash_rl calls on ``env.unwrapped`` to put an env on a task (besides ``reset(options={"task": task})``)."""
 
 
-def check_task_env(env: gym.Env, env_id: str, use_context: bool) -> None:
+def check_task_env(env: gym.Env, env_id: str, use_context: bool, task: Any = None) -> None:
     """Refuse (TypeError, ValueError) an env ``flash_rl`` cannot put on its tasks: without :data:`TASK_API`, or, for
     an agent with context (``use_context``), one whose ``reset`` does not tell the episode's task
     (:func:`episode_task`) or tells it unequal for the same task twice, which would clear the context every episode.
-    Resets ``env`` twice on its own task."""
+    Resets ``env`` twice on ``task`` (default: its own, ``get_task()``; nothing to reset on if that is None)."""
     unwrapped = env.unwrapped
     if missing := [name for name in TASK_API if not callable(getattr(unwrapped, name, None))]:
         raise TypeError(f"env {env_id!r} lacks the task API flash_rl puts its envs on tasks with: "
                         f"{', '.join(missing)}() (README, 'Your own environment')")
-    if not use_context:
+    task = unwrapped.get_task() if task is None else task
+    if not use_context or task is None:
         return
-    task = unwrapped.get_task()
-    first, second = (episode_task(env.reset(options={"task": task})[1], env) for _ in range(2))
+    try:
+        first, second = (episode_task(env.reset(options={"task": task})[1], env) for _ in range(2))
+    except Exception as err:   # the env's own error, named as what it failed
+        raise ValueError(f"env {env_id!r}: checking that its reset() tells the episode's task, "
+                         f"reset(options={{'task': ...}}) raised {type(err).__name__}: {err}") from err
     if first is None:
         raise ValueError(f"env {env_id!r}: FLASH's context needs each episode's task, and its reset() returns none "
                          "in info['task'] (nor has the env an episode_task); without it the context would be cleared "

@@ -39,6 +39,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 import torch
@@ -695,6 +696,11 @@ class Flash:
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
         tasks = training_tasks(tasks)
+        if self.use_context:   # an env without a task of its own yet could not be checked when this was made
+            probe = gym.make(self.env_id, **self.env_kwargs)
+            if probe.unwrapped.get_task() is None:
+                check_task_env(probe, self.env_id, True, tasks[0])
+            probe.close()
         if checkpoint_dir is not None:
             check_checkpointable(tasks)
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
@@ -703,6 +709,13 @@ class Flash:
         if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
             raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
         vec_env = self._train_vec_env(tasks)
+        if checkpoint_dir is not None:   # what a checkpoint writes of them, tried before any training
+            try:
+                cloudpickle.dumps(vec_env.envs)
+            except Exception as err:
+                raise TypeError(f"checkpoint_dir: a checkpoint pickles the training envs (to resume mid-episode), "
+                                f"and these cannot be pickled ({type(err).__name__}: {err}); make the env and its "
+                                f"wrappers picklable, or meta-train without checkpoint_dir") from err
         state = self._load_checkpoint(checkpoint_dir, vec_env, total_timesteps) if resume and checkpoint_dir else None
         if state is None:
             model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)
@@ -759,7 +772,8 @@ class Flash:
                 _task_sampler(env) for env in training_env.envs]:   # (not an agent loaded, or fine-tuned elsewhere)
             files["episodes"] = f"episodes-{steps}.pkl"
             episodes = {"tasks": task_list_key(self._sampling_wrappers[0].tasks),
-                        "envs": pickle.dumps(training_env.envs),   # apart: unpickling an env replays its episode
+                        "envs": cloudpickle.dumps(training_env.envs),   # apart: unpickling replays the episodes;
+                        # cloudpickle: a wrapper holding a lambda (gymnasium's FlattenObservation) pickles too
                         "last_obs": model._last_obs, "last_episode_starts": model._last_episode_starts,
                         "random": _random_states(model)}
             with atomic_write(directory / files["episodes"]) as tmp:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import sys
 import textwrap
+import threading
 from dataclasses import asdict, dataclass
 
 import gymnasium as gym
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from flash_rl.cases import CONFIG_DIR
+from flash_rl.cases import CONFIG_DIR, effective_env_kwargs
 from flash_rl.config import ConfigError, check_env_id, load_config
 from flash_rl.context import ContextBuffer, check_task_env
 from flash_rl.flash import Flash, TransferLearning
@@ -44,12 +45,13 @@ class Reach(gym.Env):
 
     episode_steps = 4
 
-    def __init__(self, info_task: str = "same", observation: str = "box", task_api: bool = True) -> None:
+    def __init__(self, info_task: str = "same", observation: str = "box", task_api: bool = True,
+                 default_task: bool = True) -> None:
         self.observation_space = (spaces.Box(-10, 10, (2,), np.float32) if observation == "box"
                                   else spaces.Dict({"x": spaces.Box(-10, 10, (1,), np.float32)}))
         self.action_space = spaces.Discrete(2)
         self.info_task, self.observation = info_task, observation
-        self._task: object = Target("a", 1.0)
+        self._task: object = Target("a", 1.0) if default_task else None
         if not task_api:
             self.set_task = None   # type: ignore[assignment]   (not callable: no task API)
         self._x, self._t = 0.0, 0
@@ -68,6 +70,8 @@ class Reach(gym.Env):
         super().reset(seed=seed)
         if options and "task" in options:
             self._task = options["task"]
+        if self._task is None:
+            raise RuntimeError("no task set: call set_task() first")
         self._x, self._t = 0.0, 0
         info = {} if self.info_task == "none" else {
             "task": self._task if self.info_task == "same" else copy.copy(self._task)}
@@ -79,8 +83,26 @@ class Reach(gym.Env):
         return self._obs(), -abs(self._x - self._task.goal), False, self._t >= self.episode_steps, {}
 
 
+def flat_reach(**kwargs) -> gym.Env:
+    """Reach with a Dict observation, flattened as the README advises (FlattenObservation holds a lambda)."""
+    return gym.wrappers.FlattenObservation(Reach(observation="dict", **kwargs))
+
+
+class LockedReach(Reach):
+    """Reach holding what no pickler takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+for variant, entry_point in {"ReachFlat-v0": flat_reach, "ReachLocked-v0": LockedReach}.items():
+    if f"own/{variant}" not in gym.registry:
+        gym.register(f"own/{variant}", entry_point=entry_point)
 for variant, kwargs in {"Reach-v0": {}, "ReachNoInfoTask-v0": {"info_task": "none"},
-                        "ReachDict-v0": {"observation": "dict"}, "ReachNoApi-v0": {"task_api": False}}.items():
+                        "ReachDict-v0": {"observation": "dict"}, "ReachNoApi-v0": {"task_api": False},
+                        "ReachNoDefault-v0": {"default_task": False},
+                        "ReachNoDefaultNoInfoTask-v0": {"default_task": False, "info_task": "none"}}.items():
     if f"own/{variant}" not in gym.registry:
         gym.register(f"own/{variant}", entry_point=Reach, kwargs=kwargs)
 
@@ -111,6 +133,7 @@ def test_module_colon_id_imports_the_module_that_registers_the_env(tmp_path, mon
         agent = Flash("PPO", "my_reach_envs:mine/Reach-v0", **TINY)   # gym.make takes the same form
         assert agent.config()["env_id"] == "my_reach_envs:mine/Reach-v0"   # saved so: Flash.load imports it too
         assert isinstance(agent.make_env().unwrapped, Reach)
+        assert effective_env_kwargs(agent.env_id, {})["info_task"] == "same"   # gym.spec takes no module part
     finally:
         gym.registry.pop("mine/Reach-v0", None)
         sys.modules.pop("my_reach_envs", None)
@@ -144,6 +167,28 @@ def test_flash_needs_each_episodes_task_by_value():
         gym.registry.pop("own/ReachOpaque-v0")
 
 
+def test_an_env_without_a_task_of_its_own_is_checked_on_the_first_training_task():
+    """Its reset needs a task, so the agent is made without the check, which meta_train makes on its first task."""
+    tasks = [Target("a", 1.0), Target("b", -2.0)]
+    Flash("PPO", "own/ReachNoDefault-v0", **TINY).meta_train(tasks, 8)
+    agent = Flash("PPO", "own/ReachNoDefaultNoInfoTask-v0", **TINY)
+    with pytest.raises(ValueError, match=r"reset\(\) returns none in info\['task'\]"):
+        agent.meta_train(tasks, 8)
+    assert agent.model is None
+
+
+def test_an_env_whose_reset_fails_on_its_task_is_named_with_the_check():
+    env = gym.make("own/Reach-v0")
+
+    def fail(**kwargs):
+        raise RuntimeError("the service is down")
+
+    env.unwrapped.reset = fail
+    with pytest.raises(ValueError, match=r"checking that its reset\(\) tells the episode's task, reset\(options="
+                                         r"\{'task': ...\}\) raised RuntimeError: the service is down"):
+        check_task_env(env, "own/Reach-v0", use_context=True)
+
+
 def test_a_dict_observation_is_refused_with_the_wrapper_to_use():
     for kind in (Flash, TransferLearning):
         with pytest.raises(TypeError, match=r"policy takes a Box observation, got Dict.*FlattenObservation"):
@@ -156,6 +201,19 @@ def test_tasks_a_checkpoint_cannot_record_are_refused_before_training(tmp_path):
                                         r"task .* \(Opaque\) has no to_dict\(\)"):
         agent.meta_train([Opaque(1.0), Opaque(2.0)], 16, checkpoint_dir=tmp_path / "ckpt")
     assert agent.model is None and not (tmp_path / "ckpt").exists()
+
+
+def test_a_flattened_env_checkpoints_and_an_unpicklable_one_is_refused_before_training(tmp_path):
+    tasks = [Target("a", 1.0), Target("b", -2.0)]
+    Flash("PPO", "own/ReachFlat-v0", **TINY).meta_train(tasks, 16, checkpoint_dir=tmp_path / "flat")
+    resumed = Flash("PPO", "own/ReachFlat-v0", **TINY).meta_train(tasks, 24, checkpoint_dir=tmp_path / "flat",
+                                                                  resume=True)
+    assert resumed.resumed_from == 16
+    agent = Flash("PPO", "own/ReachLocked-v0", **TINY)
+    with pytest.raises(TypeError, match=r"checkpoint_dir: a checkpoint pickles the training envs .* cannot be "
+                                        r"pickled \(TypeError: cannot pickle '_thread.lock' object\)"):
+        agent.meta_train(tasks, 16, checkpoint_dir=tmp_path / "locked")
+    assert agent.model is None and not (tmp_path / "locked").exists()
 
 
 def test_array_tasks_are_compared_whole():
