@@ -156,8 +156,10 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
     for m in methods:
         episodes, y = curves[m]
-        centre = iqm(y, axis=0)
-        band = np.array([bootstrap_ci(y[:, j], iqm, n_resamples=500)[1:] for j in range(y.shape[1])])
+        columns = [y[:, j][np.isfinite(y[:, j])] for j in range(y.shape[1])]   # NaN: a task whose expert ties random
+        centre = [iqm(c) if len(c) else math.nan for c in columns]
+        band = np.array([bootstrap_ci(c, iqm, n_resamples=500)[1:] if len(c) else (math.nan, math.nan)
+                         for c in columns])
         ax.plot(episodes, centre, label=LABELS.get(m, m))
         ax.fill_between(episodes, band[:, 0], band[:, 1], alpha=0.2)
     heuristics = summary["references"]["heuristics"]

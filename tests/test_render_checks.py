@@ -125,6 +125,19 @@ def test_one_run_shows_no_ci_and_a_lone_method_no_speedup_section(tmp_path):
         assert (folder / "results.md").read_text() == text and (folder / "summary.json").read_bytes() == summary
 
 
+def test_a_task_whose_expert_ties_random_still_gets_its_report(tmp_path):
+    """Its normalised returns are NaN (compute_references warns of it); the curve plot bootstrapped them and, once the
+    CIs refused values that are not finite, crashed after all the training."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2"], runnable=False)
+    refs = {("tie", 10000): References("tie", 10000, -5.0, -5.0, "heuristic HPA", {"HPA": -5.0}),
+            ("t", 10000): References("t", 10000, -9.0, -1.0, "heuristic HPA", {"HPA": -1.0})}
+    records = [{"method": m, "task": task, "seed": seed, "eval_seed": 10000,
+                "curve": [(e, -5.0 + e) for e in range(cfg.adaptation.budget + 1)]}
+               for m in ("flash", "transfer") for task in ("tie", "t") for seed in (0, 1)]
+    write_report(tmp_path, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    assert (tmp_path / "adaptation_curves.png").is_file() and (tmp_path / "results.md").is_file()
+
+
 def test_the_plots_of_a_lone_method_are_laid_out_without_a_warning(tmp_path):
     """One method's x axis used to span only its points' jitter, leaving the "censored" label (at x = -0.4) far off
     the figure: matplotlib warned "Tight layout not applied"."""
