@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from flash_envs.data import DataFormatError
 from flash_envs.data.config_measurements import (RATE_TOLERANCE, ConfigMeasurements, load_chunkfunc,
                                                  load_ibm_multicloud, simulated_measurements)
 
@@ -38,6 +39,19 @@ def test_failed_chunkfunc_runs_are_dropped_whatever_their_numbers_hold(tmp_path)
     assert data.counts == {"rows read": 3, "dropped: failed run (deployment or HTTP status)": 2,
                            "merged duplicates": 0}
     assert data.apps == ("aws_lambda/f/100",) and data.configs == ("aws_lambda/128MiB/1000m",)
+
+
+@pytest.mark.parametrize("memory, cpu, column", [(32768, 1000, "memory_mib"), (64, 1000, "memory_mib"),
+                                                  (1024, 8000, "milli_cpu")])
+def test_chunkfunc_configurations_outside_the_features_range_are_named(tmp_path, memory, cpu, column):
+    """Features scale memory over 128 MiB..16 GiB and CPU up to 6000m; a GCP 8-vCPU row was a ValueError traceback
+    (features outside [0, 1]) until it was named."""
+    path = tmp_path / "chunkfunc.csv"
+    path.write_text(CHUNKFUNC_HEADER + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,24,0,200\n"
+                    + f"gcp_cloud_functions,f,s,x,{memory},{cpu},DeploymentSuccess,100,24,0.1,200\n")
+    with pytest.raises(DataFormatError, match=rf"chunkfunc.csv:3: column '{column}' holds .*; the features support"):
+        load_chunkfunc(path, ["aws_lambda", "gcp_cloud_functions"])
+    assert load_chunkfunc(path, ["aws_lambda"]).configs == ("aws_lambda/128MiB/1000m",)   # a platform not read
 
 
 def _priced_ibm_csv(path, digits: int | None = None, price_change: float = 0.0) -> None:

@@ -64,6 +64,8 @@ CHUNKFUNC_COLUMNS = ("platform", "function", "memory_mib", "milli_cpu", "deploym
 CHUNKFUNC_PLATFORMS = ("aws_lambda", "gcp_cloud_functions")
 #: Memory features are log2(memory / 128 MiB) / 7, which maps 128 MiB..16 GiB onto [0, 1].
 _LOG2_MEMORY_SPAN = 7.0
+#: The most CPU a chunk-func configuration may have (millicores): its feature is ``milli_cpu / 6000``.
+CHUNKFUNC_MAX_MILLI_CPU = 6000.0
 #: Largest relative spread of cost / runtime among one configuration's rows for IBM costs to count as a rate. Rounding
 #: a cost and a runtime to 6 significant digits moves their ratio by up to 1e-5, so two rows' ratios by up to 2e-5;
 #: the shared file's spread is below 1e-12, and its distinct rates differ by 6.4e-4 or more (relative). A price list
@@ -321,7 +323,12 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
             table.counts[f"skipped: platform {platform}"] += 1
             other_platforms.add(platform)
             continue
-        feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / 6000.0,
+        for column, value, low, high in (("memory_mib", memory, 128.0, 128.0 * 2 ** _LOG2_MEMORY_SPAN),
+                                         ("milli_cpu", milli_cpu, 0.0, CHUNKFUNC_MAX_MILLI_CPU)):
+            if not low <= value <= high:   # the features scale them to [0, 1] over these ranges
+                raise DataFormatError(f"{path}:{line}: column {column!r} holds {row[column]!r}; the features "
+                                      f"support {low:g} to {high:g}")
+        feats = np.array([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, milli_cpu / CHUNKFUNC_MAX_MILLI_CPU,
                           *(platform == p for p in CHUNKFUNC_PLATFORMS)], dtype=float)
         config = f"{platform}/{memory:g}MiB/{milli_cpu:g}m"
         table.add(f"{platform}/{function}/{size}", config, feats, runtime, cost)
