@@ -493,6 +493,28 @@ def test_differences_resampled_by_function_count_the_functions_that_favour_flash
     capsys.readouterr()
 
 
+def test_a_group_tied_up_to_float_rounding_does_not_count_as_favouring_flash(tmp_path, capsys):
+    """On chunk-func, two methods' equal deadline misses on one function differed by -3e-16 and counted for FLASH."""
+    apps = [f"aws_lambda/f{g}/{i}" for g in range(2) for i in range(3)]
+    flash = dict(zip(apps, [1.0, 2.0, 3.0, 0.1, 0.2, 0.7]))
+    other = dict(zip(apps, [2.0, 3.0, 4.0, 0.7, 0.1, 0.2]))   # f0: FLASH 1 point better; f1: the same sum
+    per_app = {"2": {m: {a: [(flash if m == "FLASH" else other)[a]] * len(METRICS) for a in apps} for m in METHODS}}
+    report = {"dataset": "chunkfunc", "hold_out": "workload", "train": "t", "test": "t", "seeds": 1, "draws": 1,
+              "splits": [{"name": "all", "train_apps": ["x", "y"], "test_apps": apps}], "cost": "priced",
+              "train_config": {"val_fraction": 0.0}, "per_app": per_app}
+    (tmp_path / "summary.json").write_text(json.dumps(report))
+    assert main(["config-eval", "--render", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "summary.json").read_text())["flash_minus_by_group"]["per_group"]["2"]
+    assert -1e-15 < written["base learner"]["regret (%)"]["f1"] < 0   # float rounding of a tie
+    row = next(line for line in (tmp_path / "table.md").read_text().split("resampling the 2 functions")[1].splitlines()
+               if line.startswith("| base learner |"))
+    assert "(1/2)" in row and "(2/2)" not in row
+    report["splits"][0]["test_apps"] = apps[:-1]   # an app no split held out: named, not a KeyError
+    (tmp_path / "summary.json").write_text(json.dumps(report))
+    assert main(["config-eval", "--render", str(tmp_path)]) == 2
+    assert "per_app has apps that no split held out: ['aws_lambda/f1/2']" in capsys.readouterr().err
+
+
 IBM_HEADER = (",provider,A_family,A_vcpu,B_family,B_vcpu,C_family,C_type,C_vcpu,nodes,workload,target_cost,"
               "target_runtime,status\n")
 

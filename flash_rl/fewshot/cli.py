@@ -429,12 +429,13 @@ def _rescore_report(folder: str) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataFormatError(f"--render: {path} is not valid JSON ({err})") from None
     _check_report(report, path)
-    per_app, groups = _per_app_values(report["per_app"], path), held_out_groups(report)
-    unplaced = sorted({a for methods in per_app.values() for a in methods["FLASH"]} - set(groups or ()))
-    if groups is not None and unplaced:
+    per_app, groups, related = _per_app_values(report["per_app"], path), held_out_groups(report), related_groups(report)
+    placed = groups if groups is not None else related[1] if related else None   # the apps the CIs group
+    unplaced = sorted({a for methods in per_app.values() for a in methods["FLASH"]} - set(placed or ()))
+    if placed is not None and unplaced:
         raise DataFormatError(f"--render: {path}: per_app has apps that no split held out: {unplaced[:5]}")
     rest = {key: value for key, value in report.items() if key != "per_app"}   # per_app last, as a run writes it
-    return rest | summaries(per_app, groups, related_groups(report)) | {"per_app": report["per_app"]}
+    return rest | summaries(per_app, groups, related) | {"per_app": report["per_app"]}
 
 
 def _check_report(report: Any, path: Path) -> None:   # any JSON value; checked here

@@ -128,6 +128,8 @@ def _no_ci_note(summary: dict[int, dict[str, dict[str, dict[str, float]]]], metr
             f"gives no confidence interval (nothing to resample), so those cells show [{NO_CI}].")
 
 
+#: A group's mean difference (points) this close to 0 is a tie: two methods' equal sums can differ by float rounding.
+TIE_TOLERANCE = 1e-9
 #: With this many resampled units or fewer, all on one side still leaves a two-sided sign test above p = 0.05.
 MAX_UNITS_WITHOUT_SIGNIFICANCE = 5
 
@@ -185,8 +187,8 @@ def _by_group_table(by_group: dict, metrics: list[str], ks: list[int]) -> list[s
             f"{kind}s, and these for new {kind}s like them. Negative: FLASH is better, {verdict}.")
 
     def cell(k: int, method: str, metric: str) -> str:
-        means = per_group[k][method][metric].values()
-        return f"{ci_cell(diffs[k][method][metric])} ({sum(mean < 0 for mean in means)}/{len(means)})"
+        means = per_group[k][method][metric].values()   # a float-rounding tie (-1e-15) favours neither
+        return f"{ci_cell(diffs[k][method][metric])} ({sum(mean < -TIE_TOLERANCE for mean in means)}/{len(means)})"
 
     rows = [(method, *(cell(k, method, metric) for metric in metrics for k in ks)) for method in diffs[ks[0]]]
     return [note, "", *md_table(("FLASH -", *(f"{metric} K={k}" for metric in metrics for k in ks)), rows)]
