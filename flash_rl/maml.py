@@ -268,8 +268,10 @@ class MAML:
     @one_torch_thread()
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
-        """One inner SGD step per episode on ``task`` from a copy of the meta-learned weights, evaluating the
-        deterministic policy before any step and after every ``eval_every`` episodes."""
+        """Inner SGD steps on ``task`` from a copy of the meta-learned weights, by the rule it was meta-trained with:
+        one step per ``inner_episodes`` episodes (the last step on the episodes that remain), evaluating the
+        deterministic policy before any step and after every ``eval_every`` episodes (within a step's episodes, the
+        policy they were sampled with)."""
         episodes, points = adaptation_points(episodes, eval_every)
         eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
         policy = copy.deepcopy(self.policy)
@@ -285,13 +287,20 @@ class MAML:
                 on_eval(e, value)
 
         record(0)
-        for e in range(1, episodes + 1):
-            batch = rollout(policy, self._get_envs(1), task, [int(rng.integers(2**31 - 1))], generator)
+        done = 0
+        while done < episodes:
+            n = min(self.hparams["inner_episodes"], episodes - done)
+            batch = rollout(policy, self._get_envs(n), task, [int(rng.integers(2**31 - 1)) for _ in range(n)],
+                            generator)
+            for e in range(done + 1, done + n):   # spent on this step, which has not been taken yet
+                if e in points:
+                    record(e)
             opt.zero_grad()
             reinforce_loss(policy, batch, self.hparams["gamma"]).backward()
             opt.step()
-            if e in points:
-                record(e)
+            done += n
+            if done in points:
+                record(done)
         return curve
 
     # -------------------------------------------------------------------------------------------- persistence

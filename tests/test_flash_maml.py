@@ -116,3 +116,26 @@ def test_bad_adaptation_arguments_are_refused():
     for episodes, eval_every, name in ((-1, 1, "episodes"), (2, 0, "eval_every")):
         with pytest.raises(ValueError, match=f"{name} must be a whole number >= "):
             maml.adapt(task, episodes, eval_every=eval_every)
+
+
+def test_adaptation_steps_by_the_rule_meta_training_used(monkeypatch):
+    """One inner step per inner_episodes episodes, as in meta-training; adapt took one per episode whatever the
+    setting. The evaluations within a step's episodes see the policy those episodes were sampled with."""
+    import flash_rl.maml as maml_module
+
+    task = gym.make("flash/Autoscaling-v0").unwrapped.family.test[0]
+    steps: list[int] = []   # the episodes of each step
+    loss = maml_module.reinforce_loss
+
+    def counted(policy, batch, gamma):
+        steps.append(batch["rewards"].shape[0])
+        return loss(policy, batch, gamma)
+
+    monkeypatch.setattr(maml_module, "reinforce_loss", counted)
+    for inner_episodes, expected in ((1, [1] * 5), (2, [2, 2, 1])):
+        steps.clear()
+        maml = MAML("flash/Autoscaling-v0", {"episode_steps": 5}, hidden=[8], inner_episodes=inner_episodes)
+        curve = maml.adapt(task, 5)
+        assert steps == expected and [e for e, _ in curve] == [0, 1, 2, 3, 4, 5]
+        if inner_episodes == 2:   # episode 1 is evaluated before the first step: the meta-learned policy
+            assert curve[1][1] == curve[0][1]
