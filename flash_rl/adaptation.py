@@ -13,7 +13,8 @@ env arguments and reference settings).
 **Episodes-to-adapt.** The number of episodes spent on the task when the evaluation first reaches the threshold,
 counting the evaluation episode itself: ``e + 1`` for the first evaluation after ``e`` fine-tuning episodes (1 =
 zero-shot). A run that never reaches it within the budget is *censored* and counted as ``budget + 1`` (a lower bound on
-its true value), never dropped.
+its true value), never dropped. As a sensitivity check, :func:`episodes_to_sustained_adaptation` counts instead the
+first evaluation from which the return stays at or above the threshold at every later one.
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budg
         if episode > budget:
             break
         if value >= threshold:
+            return int(episode) + 1, False
+    return budget + 1, True
+
+
+def episodes_to_sustained_adaptation(curve: Sequence[tuple[int, float]], threshold: float,
+                                     budget: int) -> tuple[int, bool]:
+    """``(episodes, censored)`` as :func:`episodes_to_adapt`, counting the first evaluation (within the budget) from
+    which every later evaluation within the budget reaches the threshold too: a run that reaches it once by chance
+    and falls back counts from when it stays."""
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    points = [(episode, value) for episode, value in sorted(curve) if episode <= budget]
+    for i, (episode, _) in enumerate(points):
+        if all(value >= threshold for _, value in points[i:]):
             return int(episode) + 1, False
     return budget + 1, True
 

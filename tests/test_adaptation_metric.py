@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from flash_rl.adaptation import References, episodes_to_adapt, evaluation_points
+from flash_rl.adaptation import References, episodes_to_adapt, episodes_to_sustained_adaptation, evaluation_points
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
 
@@ -68,6 +68,18 @@ def test_clustered_ratio_ci_resamples_tasks_not_seeds():
     assert clustered_ratio_of_means_ci([4, 2, 6], [1, 1, 2], ["a", "a", "b"])[0] == pytest.approx(12 / 4)
     with pytest.raises(ValueError, match="clusters"):
         clustered_ratio_of_means_ci([1, 2], [1, 2], ["a"])
+
+
+def test_sustained_adaptation_counts_from_when_the_threshold_holds():
+    chance = [(0, 1.0), (1, 9.5), (2, 5.0), (3, 9.0), (4, 9.2)]   # reached after 1 episode, held from 3
+    assert episodes_to_adapt(chance, 9.0, budget=4) == (2, False)
+    assert episodes_to_sustained_adaptation(chance, 9.0, budget=4) == (4, False)
+    assert episodes_to_sustained_adaptation(chance, 0.5, budget=4) == (1, False)   # zero-shot and held
+    falls = [(0, 9.5), (1, 9.6), (2, 3.0)]                                         # falls back at the end
+    assert episodes_to_sustained_adaptation(falls, 9.0, budget=2) == (3, True)
+    assert episodes_to_sustained_adaptation(falls + [(3, 1.0)], 9.0, budget=1) == (1, False)   # past the budget
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        episodes_to_sustained_adaptation(falls, 9.0, budget=0)
 
 
 def test_a_trace_file_edited_in_place_gets_a_new_reference_key(tmp_path):

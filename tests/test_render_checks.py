@@ -125,6 +125,22 @@ def test_one_run_shows_no_ci_and_a_lone_method_no_speedup_section(tmp_path):
         assert (folder / "results.md").read_text() == text and (folder / "summary.json").read_bytes() == summary
 
 
+def test_sustained_success_is_reported_and_rendered_where_a_run_puts_it(tmp_path):
+    """A run that reaches the threshold once and falls back counts, in this check, from when it stays."""
+    _write_one_run(tmp_path / "run", ["flash", "transfer"])
+    folder = tmp_path / "run"
+    summary = json.loads((folder / "summary.json").read_text())
+    keys = list(summary)
+    assert keys[keys.index("threshold_sensitivity") + 1] == "sustained"
+    assert "## Sustained success" in (folder / "results.md").read_text()
+    del summary["sustained"]   # a summary written before it: render adds it, in its place
+    (folder / "summary.json").write_text(json.dumps(summary))
+    render(folder)
+    again = json.loads((folder / "summary.json").read_text())
+    assert list(again) == keys and again["sustained"]["methods"] == {"flash": {"mean": 6.0, "censored": 0},
+                                                                     "transfer": {"mean": 5.0, "censored": 0}}
+
+
 def test_a_task_whose_expert_ties_random_still_gets_its_report(tmp_path):
     """Its normalised returns are NaN (compute_references warns of it); the curve plot bootstrapped them and, once the
     CIs refused values that are not finite, crashed after all the training."""
