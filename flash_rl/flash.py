@@ -647,18 +647,39 @@ class Flash:
                                                    tensorboard_log=tensorboard_log, verbose=self.verbose,
                                                    **sb3_kwargs(self.agent_cls, kwargs)))
 
+    def _training_env(self, tasks: Sequence[Any], i: int) -> tuple[gym.Env, TaskSamplingWrapper]:
+        """Training env ``i`` on ``tasks`` (wrapped as :meth:`meta_train` runs it) and its task sampler."""
+        sampler = TaskSamplingWrapper(gym.make(self.env_id, **self.env_kwargs), tasks, self.episodes_per_task,
+                                      seed=self.seed * 1000 + i)
+        return (ContextWrapper(sampler, self.context_len) if self.use_context else sampler), sampler
+
     def _train_vec_env(self, tasks: Sequence[Any]) -> DummyVecEnv:
         self._sampling_wrappers = []
 
         def factory(i: int) -> Callable[[], gym.Env]:
             def make() -> gym.Env:
-                env = TaskSamplingWrapper(gym.make(self.env_id, **self.env_kwargs), tasks, self.episodes_per_task,
-                                          seed=self.seed * 1000 + i)
-                self._sampling_wrappers.append(env)
-                return ContextWrapper(env, self.context_len) if self.use_context else env
+                env, sampler = self._training_env(tasks, i)
+                self._sampling_wrappers.append(sampler)
+                return env
             return make
 
         return DummyVecEnv([factory(i) for i in range(self.n_envs)])
+
+    def _check_picklable(self, tasks: Sequence[Any]) -> None:
+        """Refuse (TypeError), before any training, training envs that a checkpoint cannot pickle: one made apart,
+        reset and stepped once, is pickled as checkpoints pickle them."""
+        env, _ = self._training_env(tasks, 0)
+        try:
+            env.reset()
+            env.step(env.action_space.sample())
+            try:
+                cloudpickle.dumps([env])
+            except Exception as err:
+                raise TypeError(f"checkpoint_dir: a checkpoint pickles the training envs (to resume mid-episode), "
+                                f"and these cannot be pickled ({type(err).__name__}: {err}); make the env and its "
+                                f"wrappers picklable, or meta-train without checkpoint_dir") from err
+        finally:
+            env.close()
 
     @property
     def agent(self) -> BaseAlgorithm:
@@ -708,14 +729,9 @@ class Flash:
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
             raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
+        if checkpoint_dir is not None:
+            self._check_picklable(tasks)
         vec_env = self._train_vec_env(tasks)
-        if checkpoint_dir is not None:   # what a checkpoint writes of them, tried before any training
-            try:
-                cloudpickle.dumps(vec_env.envs)
-            except Exception as err:
-                raise TypeError(f"checkpoint_dir: a checkpoint pickles the training envs (to resume mid-episode), "
-                                f"and these cannot be pickled ({type(err).__name__}: {err}); make the env and its "
-                                f"wrappers picklable, or meta-train without checkpoint_dir") from err
         state = self._load_checkpoint(checkpoint_dir, vec_env, total_timesteps) if resume and checkpoint_dir else None
         if state is None:
             model = self._new_agent(vec_env, self.agent_kwargs, self.seed, self.tensorboard_log)

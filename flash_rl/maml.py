@@ -4,7 +4,8 @@ The policy is an MLP over the observation (no context). Meta-training: for each 
 ``inner_steps`` SGD steps (learning rate ``inner_lr``) on a REINFORCE loss from ``inner_episodes`` episodes with the
 current policy, then evaluate the REINFORCE loss of the adapted policy on ``outer_episodes`` fresh episodes and
 back-propagate through the inner steps (``higher.innerloop_ctx``) into the initial weights; ``first_order=True``
-drops the second-order terms (FOMAML). Adaptation to a new task repeats the inner step, one per episode.
+drops the second-order terms (FOMAML). Adaptation to a new task goes on taking such inner steps, one per
+``inner_episodes`` episodes, for its whole budget.
 
 :func:`meta_gradient` is the generic piece (a differentiable inner loop over arbitrary losses); a test checks it
 against finite differences on a toy problem.
@@ -268,8 +269,9 @@ class MAML:
     @one_torch_thread()
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
-        """Inner SGD steps on ``task`` from a copy of the meta-learned weights, by the rule it was meta-trained with:
-        one step per ``inner_episodes`` episodes (the last step on the episodes that remain), evaluating the
+        """Inner SGD steps on ``task`` from a copy of the meta-learned weights, each as meta-training took its
+        ``inner_steps`` ones: one step per ``inner_episodes`` episodes, for the whole budget (the last step on the
+        episodes that remain), evaluating the
         deterministic policy before any step and after every ``eval_every`` episodes (within a step's episodes, the
         policy they were sampled with)."""
         episodes, points = adaptation_points(episodes, eval_every)

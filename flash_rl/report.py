@@ -412,7 +412,8 @@ def _check_runs(path: Path, found: Counter[Run], expected: set[Run], unit: str) 
 
 
 def render(out_dir: Path) -> None:
-    """Rewrite the plots, the speedup and threshold-sensitivity sections of ``summary.json`` and ``results.md`` of a
+    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
+    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
     finished reproduction folder from its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
     ``references.csv`` and ``summary.json`` (after a change of the plots or of the speedup statistics; nothing is
     trained or run, and the other numbers are kept). The files must agree: every run that ``summary.json`` counts (its

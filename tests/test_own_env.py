@@ -89,11 +89,11 @@ def flat_reach(**kwargs) -> gym.Env:
 
 
 class LockedReach(Reach):
-    """Reach holding what no pickler takes."""
+    """Reach holding what no pickler takes, from its first reset on (a lazy reader's open stream, say)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def reset(self, *, seed=None, options=None):
         self.lock = threading.Lock()
+        return super().reset(seed=seed, options=options)
 
 
 for variant, entry_point in {"ReachFlat-v0": flat_reach, "ReachLocked-v0": LockedReach}.items():
