@@ -613,6 +613,8 @@ class Flash:
         if self.use_context:
             action_dim(probe.action_space)   # raises for an action space the context cannot encode
         check_task_env(probe, env_id, self.use_context)
+        #: An env with no task of its own yet could not be checked for the context here; meta_train checks it then.
+        self._task_env_unchecked = self.use_context and probe.unwrapped.get_task() is None
         probe.close()
         check_agent(self.agent_cls, self.agent_kwargs, self.adapt_kwargs, env_id, self.env_kwargs, self.n_envs)
 
@@ -717,19 +719,18 @@ class Flash:
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
         tasks = training_tasks(tasks)
-        if self.use_context:   # an env without a task of its own yet could not be checked when this was made
+        if self._task_env_unchecked:
             probe = gym.make(self.env_id, **self.env_kwargs)
-            if probe.unwrapped.get_task() is None:
-                check_task_env(probe, self.env_id, True, tasks[0])
+            check_task_env(probe, self.env_id, True, tasks[0])
             probe.close()
-        if checkpoint_dir is not None:
-            check_checkpointable(tasks)
+            self._task_env_unchecked = False
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
             raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None:   # what a checkpoint records of the tasks and envs, tried before training
+            check_checkpointable(tasks)
             self._check_picklable(tasks)
         vec_env = self._train_vec_env(tasks)
         state = self._load_checkpoint(checkpoint_dir, vec_env, total_timesteps) if resume and checkpoint_dir else None

@@ -366,9 +366,9 @@ def held_out_groups(report: dict) -> dict[str, str] | None:
 def related_groups(report: dict) -> tuple[str, dict[str, str]] | None:
     """Where apps are held out one by one (``--hold-out workload``) but their names say which function (chunk-func,
     whose loader names apps) or algorithm (the shared IBM file) each runs, as :data:`HOLD_OUT_GROUPS` reads them: that
-    kind and app -> group, for FLASH's
-    paired differences with CIs resampling the groups whole (apps of one function are not independent evidence about
-    another). ``None`` where a name gives no group, or the held-out apps belong to fewer than 2."""
+    kind and app -> group, for FLASH's paired differences with CIs resampling the groups whole (apps of one function
+    are not independent evidence about another). ``None`` where a name gives no group, or the held-out apps belong to
+    fewer than 2."""
     kinds = [kind for kind, (dataset, *_) in HOLD_OUT_GROUPS.items() if dataset == report["dataset"]]
     if report["hold_out"] != "workload" or not kinds:
         return None
