@@ -78,15 +78,21 @@ def paired_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], ref
     """
     out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
     for k, methods in per_app.items():
-        apps = sorted(methods[reference])
-        ref = np.stack([methods[reference][a] for a in apps])
+        apps, diffs = _differences(methods, reference, metrics)
         labels = [groups[a] for a in apps] if groups else None
-        out[k] = {}
-        for method in (m for m in METHODS if m != reference):
-            diff = ref - np.stack([methods[method][a] for a in apps])
-            out[k][method] = {metric: _mean_ci(column, seed, labels, skip_nan)
-                              for metric, column in metric_columns(diff, metrics).items()}
+        out[k] = {method: {metric: _mean_ci(column, seed, labels, skip_nan) for metric, column in columns.items()}
+                  for method, columns in diffs.items()}
     return out
+
+
+def _differences(methods: dict[str, dict[str, np.ndarray]], reference: str, metrics: tuple[str, ...] = METRICS
+                 ) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
+    """The held-out apps (sorted) and, per other method, its :func:`metric_columns` of ``reference - method`` over
+    them: one K's per-app values, paired per app."""
+    apps = sorted(methods[reference])
+    ref = np.stack([methods[reference][a] for a in apps])
+    return apps, {method: metric_columns(ref - np.stack([methods[method][a] for a in apps]), metrics)
+                  for method in METHODS if method != reference}
 
 
 def per_group_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], groups: dict[str, str],
@@ -95,14 +101,10 @@ def per_group_differences(per_app: dict[int, dict[str, dict[str, np.ndarray]]], 
     group's held-out apps (the paired differences of :func:`paired_differences`, one mean per group)."""
     out: dict[int, dict[str, dict[str, dict[str, float]]]] = {}
     for k, methods in per_app.items():
-        apps = sorted(methods[reference])
+        apps, diffs = _differences(methods, reference)
         labels = np.array([groups[a] for a in apps])
-        ref = np.stack([methods[reference][a] for a in apps])
-        out[k] = {}
-        for method in (m for m in METHODS if m != reference):
-            diff = metric_columns(ref - np.stack([methods[method][a] for a in apps]))
-            out[k][method] = {metric: {g: float(column[labels == g].mean()) for g in sorted(set(labels))}
-                              for metric, column in diff.items()}
+        out[k] = {method: {metric: {g: float(column[labels == g].mean()) for g in sorted(set(labels))}
+                           for metric, column in columns.items()} for method, columns in diffs.items()}
     return out
 
 
