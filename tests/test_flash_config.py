@@ -239,6 +239,23 @@ def test_adapt_fine_tunes_with_the_saved_agents_adapt_kwargs_and_says_so(tmp_pat
         assert main([*adapt, "--set", "flash.adapt_kwargs={n_epochs: 30}"]) == 0
 
 
+def test_adapt_says_a_maml_models_saved_adaptation_settings_are_used(tmp_path):
+    """A --set of maml.inner_lr (or inner_episodes, gamma) was silently ignored by adapt of a MAML model: it adapts
+    with the settings saved in maml.pt. Settings adaptation does not use (iterations) are not warned of."""
+    from flash_rl.cli import main
+    from flash_rl.maml import MAML
+
+    MAML("flash/Autoscaling-v0", hidden=[8], inner_lr=0.1).checkpoint(tmp_path / "maml")
+    adapt = ["adapt", "--quick", "--model", str(tmp_path / "maml"), "--episodes", "1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main([*adapt, "--set", "maml.iterations=5"]) == 0
+    with pytest.warns(UserWarning, match=r"fine-tunes with the MAML settings saved with it, inner_lr=0.1, "
+                                         r"inner_episodes=1; the config's maml.inner_lr=1000.0, "
+                                         r"maml.inner_episodes=3 are not used"):
+        assert main([*adapt, "--set", "maml.inner_lr=1000", "maml.inner_episodes=3"]) == 0
+
+
 def test_test_trace_paths_reach_the_config_as_given(tmp_path):
     """They were quoted with repr(), which is not YAML: a backslash came back doubled, and a name holding both kinds
     of quote was no YAML at all."""

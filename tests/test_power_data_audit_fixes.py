@@ -126,6 +126,29 @@ def test_power_governors_run_a_family_file_with_its_own_p_states(tmp_path, capsy
     assert f"flash: error: --family-file {tmp_path / 'mixed.yaml'}: the family's tasks have [3, 5] P-states" in err
 
 
+def test_power_governors_run_the_episode_length_a_family_was_generated_for(tmp_path, monkeypatch, capsys):
+    """power-governors always ran the env's default 900 s episodes, though a family file's tasks may be generated for
+    another length (the docs' example uses 300 s), and its workloads' steps then fell early in the episode."""
+    from flash_envs.baselines import power_report
+
+    family = PowerTaskFamily.generate(n_train=1, n_test=1, episode_s=120.0)
+    family.save_yaml(tmp_path / "family.yaml")
+    lengths = []
+
+    def run_episode(env, *args):
+        lengths.append(env.episode_steps)
+        return real(env, *args)
+
+    real, _ = power_report.run_episode, monkeypatch.setattr(power_report, "run_episode", run_episode)
+    assert main(["power-governors", "--family-file", str(tmp_path / "family.yaml"), "--episode-s", "120",
+                 "--split", "test", "--seeds", "1"]) == 0
+    assert lengths == [120 // 5] * 5
+    assert "1 server(s), fidelity fast, 120 s episodes, tasks of" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):
+        main(["power-governors", "--episode-s", "7"])
+    assert "argument --episode-s: episode_s=7.0 must be a positive multiple of 5.0" in capsys.readouterr().err
+
+
 def test_a_family_file_whose_test_servers_are_trained_on_is_warned_of(tmp_path):
     """generate() holds server types out; a family file that does not was taken silently."""
     from flash_rl.cases import get_case

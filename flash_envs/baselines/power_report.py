@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
-from flash_envs.cli_args import emit, int_at_least, output_dir
+from flash_envs.cli_args import emit, float_at_least, int_at_least, output_dir
 from flash_envs.data import DataFormatError
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.markdown import md_table
@@ -99,6 +100,20 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
                                          for r in rows)))
 
 
+DEFAULT_EPISODE_S = inspect.signature(PowerManagementEnv).parameters["episode_s"].default
+
+
+def episode_seconds(text: str) -> float:
+    """An argparse type: an ``episode_s`` the env takes (a positive multiple of its default interval, at most a
+    year)."""
+    value = float_at_least(0.0, strict=True)(text)
+    try:
+        PowerManagementEnv(episode_s=value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
     parser.add_argument("--seeds", type=int_at_least(1), default=2,
@@ -107,6 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="servers of the task's type sharing the load (the env's n_servers; default 1)")
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
                         help="the env's simulator: fluid model (fast, default) or one event per request")
+    parser.add_argument("--episode-s", type=episode_seconds, default=DEFAULT_EPISODE_S,
+                        help="episode length in simulated seconds, a multiple of the env's 5 s interval (the env's "
+                             "episode_s; default %(default)g); with --family-file, the one its tasks were generated "
+                             "for (PowerTaskFamily.generate's episode_s)")
     parser.add_argument("--family-file", type=Path, default=None,
                         help="task-family YAML (PowerTaskFamily.save_yaml) to run instead of the default family, "
                              "e.g. tasks on your own servers")
@@ -116,13 +135,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     splits = SPLITS if args.split == "all" else (args.split,)
-    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
-    tasks = "default env settings"
+    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity, "episode_s": args.episode_s}
+    tasks = "the default family"
     if args.family_file is not None:
         env_kwargs["family"], tasks = _family(args.family_file), f"tasks of `{args.family_file}`"
     rows = governor_rows(splits, args.seeds, progress=True, **env_kwargs)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
-            f"{args.n_servers} server(s), fidelity {args.fidelity}, {tasks}.\n\n## Summary\n\n"
+            f"{args.n_servers} server(s), fidelity {args.fidelity}, {args.episode_s:g} s episodes, {tasks}.\n\n"
+            f"## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

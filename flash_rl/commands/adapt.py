@@ -89,18 +89,28 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     return model
 
 
-def warn_of_unused_adapt_kwargs(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
-    """A saved agent fine-tunes with the ``adapt_kwargs`` saved with it; warn when the config's (``flash.`` or, for
-    transfer learning, ``transfer.adapt_kwargs``) differ, since a ``--set`` of them changes nothing here."""
+MAML_ADAPT_SETTINGS = ("inner_lr", "inner_episodes", "gamma")
+"""The ``maml.*`` settings that :meth:`flash_rl.maml.MAML.adapt` uses (the rest only shape or meta-train the model)."""
+
+
+def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
+    """A saved agent fine-tunes with the settings saved with it; warn when the config's differ (``flash.`` or, for
+    transfer learning, ``transfer.adapt_kwargs``; for MAML, :data:`MAML_ADAPT_SETTINGS`), since a ``--set`` of them
+    changes nothing here."""
     from flash_rl.flash import Flash, TransferLearning
 
-    if not isinstance(model, Flash):
-        return
-    section = "transfer" if isinstance(model, TransferLearning) else "flash"
-    configured = getattr(cfg, section).adapt_kwargs
-    if configured != model.adapt_kwargs:
-        warnings.warn(f"--model {path} fine-tunes with the adapt_kwargs saved with it, {model.adapt_kwargs}; the "
-                      f"config's {section}.adapt_kwargs, {configured}, are not used", stacklevel=2)
+    if isinstance(model, Flash):
+        section = "transfer" if isinstance(model, TransferLearning) else "flash"
+        saved, configured = model.adapt_kwargs, getattr(cfg, section).adapt_kwargs
+        what = f"adapt_kwargs saved with it, {saved}; the config's {section}.adapt_kwargs, {configured},"
+    else:
+        saved = {k: model.hparams[k] for k in MAML_ADAPT_SETTINGS}
+        configured = {k: getattr(cfg.maml, k) for k in MAML_ADAPT_SETTINGS}
+        differ = [k for k in MAML_ADAPT_SETTINGS if saved[k] != configured[k]]
+        what = (f"MAML settings saved with it, {', '.join(f'{k}={saved[k]!r}' for k in differ)}; the config's "
+                f"{', '.join(f'maml.{k}={configured[k]!r}' for k in differ)}")
+    if configured != saved:
+        warnings.warn(f"--model {path} fine-tunes with the {what} are not used", stacklevel=2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         case = get_case(cfg.case)
         task = pick_task(split_tasks(cfg, case, case.build_family(cfg), args.split), args.split, args.task)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
-        warn_of_unused_adapt_kwargs(model, cfg, args.model)
+        warn_of_unused_adapt_settings(model, cfg, args.model)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
         curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
                             eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,

@@ -38,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"up to {MAX_DEFAULT_JOBS}, here {default_jobs()})")
     add_test_trace_argument(parser)
     parser.add_argument("--render", metavar="DIR",
-                        help="only redraw DIR's two plots and recompute its speedup and threshold-sensitivity "
-                             "tables (summary.json, results.md) in place, from the CSVs, summary.json and config.yaml "
-                             "an earlier run wrote there (e.g. after a change of the plots or statistics); trains and "
-                             "runs nothing, and takes no other option")
+                        help="only redraw DIR's two plots and recompute its speedup, threshold-sensitivity and "
+                             "sustained-success tables (summary.json, results.md) in place, from the CSVs, "
+                             "summary.json and config.yaml an earlier run wrote there (e.g. after a change of the "
+                             "plots or statistics); trains and runs nothing, and takes no other option")
 
 
 #: The options of a run (argument name -> option), which ``--render`` does not take. None has a default value other
