@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from flash_envs.baselines.runner import run_episode
+from flash_envs.fields import check_whole
 from flash_rl.atomic_files import atomic_write_text
 from flash_envs.progress import tqdm_bar
 
@@ -43,6 +44,13 @@ def evaluation_points(episodes: int, eval_every: int) -> list[int]:
     if episodes < 0 or eval_every < 1:
         raise ValueError(f"need episodes >= 0 and eval_every >= 1, got {episodes}, {eval_every}")
     return [e for e in range(episodes + 1) if e % eval_every == 0 or e == episodes]
+
+
+def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
+    """``episodes`` as an int, and the fine-tuning episodes after which ``adapt`` evaluates (:func:`evaluation_points`);
+    a TypeError or ValueError names a count that is not a whole number >= 0 (``episodes``) or >= 1 (``eval_every``)."""
+    episodes, eval_every = check_whole("episodes", episodes, 0), check_whole("eval_every", eval_every, 1)
+    return episodes, evaluation_points(episodes, eval_every)
 
 
 def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budget: int) -> tuple[int, bool]:

@@ -260,7 +260,7 @@ def _same_algorithm(name: Any, other: Any) -> bool | None:
     do); None if either names none. Equal names need no import of SB3 (a config only read loads without torch)."""
     if name == other:
         return True
-    from flash_rl.flash import algorithm
+    from flash_rl.agent_settings import algorithm
 
     try:
         return algorithm(name) is algorithm(other)
@@ -386,13 +386,13 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
 def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
     """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
     discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder or algorithm, or
-    agent kwargs it does not take or cannot be built with (:func:`flash_rl.flash.check_agent`); layer sizes that are
-    not a non-empty list of positive ints; an unknown case, or one whose env is not ``env.id``; unknown methods, or
-    methods that cannot act in the env's action space, or a method named twice; an unknown trace-gap policy, or a
-    trace that is not the path of an existing file; a seed above :data:`~flash_envs.fields.MAX_SEED`. Builds the env
-    once to check it. ``runnable=False`` skips what only a run needs, for a config only read (a finished run's folder
-    rendered from its own files): what needs torch and SB3 (the encoder, the algorithms and their kwargs, which
-    methods can act in the env) and the trace files, which may have moved since."""
+    agent kwargs it does not take or cannot be built with (:func:`flash_rl.agent_settings.check_agent`); layer sizes
+    that are not a non-empty list of positive ints; an unknown case, or one whose env is not ``env.id``; unknown
+    methods, or methods that cannot act in the env's action space, or a method named twice; an unknown trace-gap
+    policy, or a trace that is not the path of an existing file; a seed above :data:`~flash_envs.fields.MAX_SEED`.
+    Builds the env once to check it. ``runnable=False`` skips what only a run needs, for a config only read (a
+    finished run's folder rendered from its own files): what needs torch and SB3 (the encoder, the algorithms and
+    their kwargs, which methods can act in the env) and the trace files, which may have moved since."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
@@ -488,9 +488,10 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
     ``env``'s action space."""
     import gymnasium as gym
 
+    from flash_rl.agent_settings import (algorithm, check_adaptation_kwargs, check_agent, episode_steps_of,
+                                         trains_per_episode)
     from flash_rl.context import CONTEXT_ACTION_SPACES
     from flash_rl.encoder import ENCODERS
-    from flash_rl.flash import algorithm, check_adaptation_kwargs, check_agent, episode_steps_of, trains_per_episode
     from flash_rl.maml import MAML_ACTION_SPACES
 
     if cfg.flash.encoder not in ENCODERS:

@@ -26,11 +26,13 @@ from torch import nn
 
 import flash_envs  # noqa: F401
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
+from flash_rl.adaptation import adaptation_points
+from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks
 from flash_rl.atomic_files import atomic_write
+from flash_rl.checkpoints import check_resumable, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
-from flash_rl.flash import (adaptation_points, as_saved, check_env_kwargs, check_resumable, check_resume_total,
-                            error_text, one_torch_thread, training_tasks)
 from flash_envs.progress import tqdm_bar
+from flash_rl.torch_threads import one_torch_thread
 from flash_rl.weights_file import load_weights_file
 
 
@@ -145,9 +147,10 @@ def settings_of(state: dict[str, Any]) -> dict[str, Any]:
 class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions). The defaults are those of the config's ``maml:``
     section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs. ``env_kwargs`` are saved in the
-    checkpoint, so they are checked as :class:`~flash_rl.flash.Flash`'s are (:func:`~flash_rl.flash.check_env_kwargs`).
-    As there, numbers, counts, seeds and flags of another type or out of range (an infinite learning rate, a
-    fractional count, a negative seed, a string for ``first_order``) are refused with an error naming them.
+    checkpoint, so they are checked as :class:`~flash_rl.flash.Flash`'s are
+    (:func:`~flash_rl.agent_settings.check_env_kwargs`). As there, numbers, counts, seeds and flags of another type or
+    out of range (an infinite learning rate, a fractional count, a negative seed, a string for ``first_order``) are
+    refused with an error naming them.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None, *, hidden: Sequence[int] = (64, 64),
@@ -231,7 +234,8 @@ class MAML:
         """Meta-train on ``tasks`` (a sequence, or a family whose ``train`` split is used) up to ``iterations`` outer
         updates in all; with ``resume`` and a checkpoint in ``checkpoint_dir`` (written every
         ``checkpoint_interval`` iterations and at the end), continue from it. A checkpoint written with other
-        settings is refused (:func:`flash_rl.flash.check_resumable`). ``writer``: a TensorBoard ``SummaryWriter``."""
+        settings is refused (:func:`flash_rl.checkpoints.check_resumable`). ``writer``: a TensorBoard
+        ``SummaryWriter``."""
         tasks = training_tasks(tasks)
         iterations = check_whole("iterations", iterations, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)

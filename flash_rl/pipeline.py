@@ -46,7 +46,8 @@ from flash_rl.adaptation import (ReferenceCache, References, compute_references,
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
-from flash_rl.flash import Flash, TransferLearning, check_resumable, check_resume_total, read_checkpoint
+from flash_rl.checkpoints import check_resumable, check_resume_total, read_checkpoint
+from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import tqdm_bar
 from flash_rl.weights_file import load_weights_file
@@ -155,9 +156,9 @@ def discard_training(directory: Path) -> None:
 def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
     that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
-    total, a finished model or checkpoint of other settings (:func:`~flash_rl.flash.check_resumable`), a checkpoint
-    already past the total of a ``meta-train --resume`` to another one (:func:`~flash_rl.flash.check_resume_total`),
-    or a missing or damaged file that it would load (named)."""
+    total, a finished model or checkpoint of other settings (:func:`~flash_rl.checkpoints.check_resumable`), a
+    checkpoint already past the total of a ``meta-train --resume`` to another one
+    (:func:`~flash_rl.checkpoints.check_resume_total`), or a missing or damaged file that it would load (named)."""
     directory, ckpt, total = run_dir / "models" / name, run_dir / "models" / name / "ckpt", training_total(cfg, name)
     finished = _finished(directory, total, name)
     try:

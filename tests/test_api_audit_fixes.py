@@ -17,7 +17,8 @@ from flash_envs.baselines.autoscalers import HPA, ThresholdAutoscaler
 from flash_envs.baselines.governors import Conservative, Ondemand
 from flash_envs.baselines.runner import evaluate_on_tasks
 from flash_envs.envs.config_search import ConfigSearchTaskFamily
-from flash_rl.flash import Flash, TransferLearning, check_adaptation_kwargs
+from flash_rl.agent_settings import check_adaptation_kwargs
+from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML, PolicyNet, reinforce_loss, rollout
 from test_flash_api_checks import ENV, TINY, TINY_ENV, family   # the tests' folder is on sys.path
 

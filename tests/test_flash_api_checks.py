@@ -17,7 +17,8 @@ import torch
 from stable_baselines3 import PPO
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_rl.flash import Flash, TransferLearning, check_agent_kwargs
+from flash_rl.agent_settings import check_agent_kwargs
+from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
 
 ENV = "flash/Autoscaling-v0"

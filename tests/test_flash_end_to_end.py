@@ -12,8 +12,9 @@ from stable_baselines3 import A2C, DQN, PPO
 
 import flash_envs  # noqa: F401
 from flash_rl import MAML, Flash, TransferLearning
+from flash_rl.agent_settings import check_adaptation_kwargs
 from flash_rl.encoder import FlashFeaturesExtractor
-from flash_rl.flash import check_adaptation_kwargs, embedding_extractors
+from flash_rl.flash import embedding_extractors
 
 ENV = {"episode_steps": 10}
 

@@ -12,7 +12,7 @@ from stable_baselines3 import PPO
 import flash_envs  # noqa: F401
 from flash_envs.baselines.autoscalers import ConstantPolicy, RandomPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_rl.flash import keep_logs_out_of_tmp
+from flash_rl.agent_settings import keep_logs_out_of_tmp
 
 # A memory-hungry train task: always MEMORY_UP, the best constant action, returns 18.9 and HPA ~45, so a policy must
 # read the observation to do well. (On train[1] always-NOOP is about optimal: nothing to learn beyond a constant.)

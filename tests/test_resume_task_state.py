@@ -16,9 +16,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import flash_envs  # noqa: F401
 from flash_envs.sim.workloads import TraceWorkload
+from flash_rl.agent_settings import keep_logs_out_of_tmp
 from flash_rl.context import ContextWrapper, TaskSamplingWrapper, row_dim
 from flash_rl.encoder import FlashFeaturesExtractor
-from flash_rl.flash import Flash, keep_logs_out_of_tmp
+from flash_rl.flash import Flash
 
 ENV_ID = "flash/Autoscaling-v0"
 TINY_ENV = {"episode_steps": 10}
