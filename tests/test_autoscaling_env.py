@@ -20,11 +20,13 @@ from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 ENV_ID = "flash/Autoscaling-v0"
 
 
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
 @pytest.mark.parametrize("fidelity", ["fast", "request"])
 def test_gymnasium_check_env(fidelity):
     check_env(gym.make(ENV_ID, fidelity=fidelity, episode_steps=5).unwrapped, skip_render_check=True)
 
 
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
 def test_sb3_check_env():
     sb3_check_env(gym.make(ENV_ID).unwrapped, warn=True)
 

@@ -23,6 +23,7 @@ def small_family() -> ConfigSearchTaskFamily:
     return ConfigSearchTaskFamily.generate(n_train=6, n_test=3, seed=7)
 
 
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
 def test_checkers_pass():
     check_env(gym.make(ENV_ID, family=small_family()).unwrapped, skip_render_check=True)
     sb3_check_env(gym.make(ENV_ID, family=small_family()).unwrapped)

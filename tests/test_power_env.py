@@ -28,6 +28,7 @@ def _rollout(env, seed, task=None, steps=20, action=None):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"n_servers": 3}, {"fidelity": "request", "episode_s": 60.0}])
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
 def test_check_env_gymnasium_and_sb3(kwargs):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
