@@ -310,7 +310,8 @@ def test_reports_written_before_deadline_misses_still_render(tmp_path):
 
 
 def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
-    rows = list(csv.reader((shared_data / "ibm_multicloud" / "multi-cloud-configuration.csv").open()))
+    with (shared_data / "ibm_multicloud" / "multi-cloud-configuration.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
     workloads = sorted({r[10] for r in rows[1:]})
     for name, keep in (("train", workloads[:18]), ("test", workloads[18:])):
         with (tmp_path / f"{name}.csv").open("w", newline="") as f:

@@ -137,6 +137,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     proc = subprocess.Popen([sys.executable, "-m", "flash_rl.cli", "demo", "--episodes", "1", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()   # before the demo has printed anything
-    err = proc.stderr.read()
+    with proc.stderr:
+        err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert "error" not in err and "Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +113,8 @@ def test_config_eval_says_what_each_file_lost(tmp_path, capsys):
     """The counts of dropped and merged rows were only in summary.json: with --json alone, never shown."""
     train = _ibm_csv(tmp_path / "train.csv", ["w1", "w2", "w3"])
     test = tmp_path / "test.csv"
-    test.write_text(open(_ibm_csv(tmp_path / "t.csv", ["w4", "w5"])).read() + OK_ROW.replace(",ok", ",Timed out."))
+    rows = Path(_ibm_csv(tmp_path / "t.csv", ["w4", "w5"])).read_text()
+    test.write_text(rows + OK_ROW.replace(",ok", ",Timed out."))
     assert main(["config-eval", "--train", train, "--test", str(test), "--json", *SMOKE]) == 0
     err = capsys.readouterr().err.splitlines()
     assert "flash config-eval: ibm:train.csv: 24 rows read, 0 merged duplicates" in err
