@@ -38,7 +38,6 @@ from typing import Any, Callable, Iterator, cast
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from flash_envs.cli_args import output_file
 from flash_rl.adaptation import (ReferenceCache, References, compute_references, episodes_to_adapt, task_key,
@@ -50,6 +49,7 @@ from flash_rl.checkpoints import check_resumable, check_resume_total, read_check
 from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import tqdm_bar
+from flash_rl.torch_threads import use_one_torch_thread
 from flash_rl.weights_file import load_weights_file
 from flash_rl.workers import worker_pool
 
@@ -320,17 +320,13 @@ def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bo
     """:func:`train_model` in a worker process; returns its seconds."""
     from torch.utils.tensorboard import SummaryWriter
 
-    torch.set_num_threads(1)
+    use_one_torch_thread()
     start = time.perf_counter()
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
     train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
     if writer is not None:
         writer.close()
     return time.perf_counter() - start
-
-
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
 
 
 _WORKER_MODELS: dict[str, Any] = {}
@@ -478,7 +474,7 @@ def _run_in_workers(cfg: ExperimentConfig, case: Case, run_dir: Path, resume: bo
     waits for the longest meta-training while other work is ready. Phase times: each meta-training's and the probe's
     own seconds; the references' and the adaptation's wall-clock spans, which overlap the meta-trainings."""
     to_train = models_to_train(cfg)
-    with worker_pool(jobs, initializer=_one_torch_thread) as pool:
+    with worker_pool(jobs, initializer=use_one_torch_thread) as pool:
         training = {pool.submit(_train_in_worker, name, cfg, run_dir, resume): name for name in to_train}
         trained: set[str] = set()
 
@@ -536,7 +532,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     from torch.utils.tensorboard import SummaryWriter
     from flash_rl import report
 
-    torch.set_num_threads(1)
+    use_one_torch_thread()
     case = get_case(cfg.case)
     out_dir, run_dir = Path(out_dir), Path(run_dir)
     a = cfg.adaptation

@@ -39,10 +39,9 @@ def resume_may_also_change(method: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from flash_rl.cases import get_case
     from flash_rl.pipeline import check_run_to_resume, discard_training, train_model
+    from flash_rl.torch_threads import use_one_torch_thread
 
     try:
         cfg = config_from_args(args)
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
         return fail(err)
-    torch.set_num_threads(1)
+    use_one_torch_thread()
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
         discard_training(directory)
     run_dir.mkdir(parents=True, exist_ok=True)

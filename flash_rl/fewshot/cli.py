@@ -251,13 +251,12 @@ def _splits(args: argparse.Namespace) -> list[Split]:
 
 def run_command(args: argparse.Namespace) -> dict:
     """Evaluate as ``args`` say; returns the JSON-able report."""
-    import torch   # only training needs torch (2 s to import), so --help and --render start without it
-
-    from flash_rl.fewshot import evaluate
+    from flash_rl.fewshot import evaluate   # only training needs torch (2 s to import): --help and --render skip it
     from flash_rl.fewshot.episodes import EpisodeSampler
     from flash_rl.fewshot.models import early_stopping_apps
+    from flash_rl.torch_threads import use_one_torch_thread
 
-    torch.set_num_threads(1)
+    use_one_torch_thread()
     splits = _splits(args)
     if args.cost == "predicted":
         splits = [Split(s.name, replace(s.train, pricing=None), replace(s.test, pricing=None)) for s in splits]

@@ -52,6 +52,7 @@ from flash_rl.fewshot.report import METHODS, MISSED_DEADLINE_REGRET
 from flash_rl.fewshot.splits import Split
 from flash_rl.fewshot.train_config import TrainConfig
 from flash_envs.progress import tqdm_bar
+from flash_rl.torch_threads import use_one_torch_thread
 from flash_rl.workers import worker_pool
 
 DEADLINE_FACTORS = (1.25, 1.5, 2.0)
@@ -146,7 +147,7 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
 def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
                                     scorer: Scorer, nan_aware: bool) -> dict[str, dict[str, np.ndarray]]:
     """:func:`evaluate_split` with one torch thread, as ``flash config-eval`` runs it (a worker process's job)."""
-    torch.set_num_threads(1)
+    use_one_torch_thread()
     return evaluate_split(split, k, seed, cfg, draws, scorer=scorer, nan_aware=nan_aware)
 
 
