@@ -74,9 +74,9 @@ AGENT_KWARG_RANGES: dict[str, tuple[float, float, bool]] = {
 
 
 def _savable(value: Any, tuples: bool = False) -> bool:
-    """Whether ``value`` is written to JSON and read back unchanged (as :meth:`Flash.save` and checkpoints keep an
-    agent's settings): a number, string, bool or None, or a list or string-keyed mapping of such values; with
-    ``tuples``, also a tuple of them (read back as a list)."""
+    """Whether ``value`` is written to JSON and read back unchanged (as :meth:`~flash_rl.flash.Flash.save` and
+    checkpoints keep an agent's settings): a number, string, bool or None, or a list or string-keyed mapping of such
+    values; with ``tuples``, also a tuple of them (read back as a list)."""
     if isinstance(value, dict):
         return all(isinstance(key, str) and _savable(v, tuples) for key, v in value.items())
     if isinstance(value, (list, tuple) if tuples else list):

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 class CheckpointCallback(BaseCallback):
     """Once ``interval`` timesteps have passed since the last one, write a checkpoint of a meta-training to
-    ``total_timesteps`` with :meth:`Flash.checkpoint`, at the start of the next rollout: the agent has then learnt from
-    every step taken (SB3 trains between rollouts) and holds nothing half-collected, so that a resumed run goes on
-    step for step as if it had never stopped."""
+    ``total_timesteps`` with :meth:`~flash_rl.flash.Flash.checkpoint`, at the start of the next rollout: the agent has
+    then learnt from every step taken (SB3 trains between rollouts) and holds nothing half-collected, so that a
+    resumed run goes on step for step as if it had never stopped."""
 
     def __init__(self, owner: "Flash", directory: str | Path, interval: int, total_timesteps: int | None = None
                  ) -> None:
@@ -50,13 +50,14 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
-#: The files of a checkpoint (:meth:`Flash.checkpoint`) that a newer one replaces, and those that :func:`atomic_write`
-#: was writing when a kill cut it short (``.agent-120.<random>.tmp.zip``; state.json's included).
+#: The files of a checkpoint (:meth:`~flash_rl.flash.Flash.checkpoint`) that a newer one replaces, and those that
+#: :func:`~flash_rl.atomic_files.atomic_write` was writing when a kill cut it short (``.agent-120.<random>.tmp.zip``;
+#: state.json's included).
 CHECKPOINT_FILES = ("agent-*.zip", "replay-*.pkl", "episodes-*.pkl", ".agent-*.tmp.zip", ".replay-*.tmp.pkl",
                     ".episodes-*.tmp.pkl", ".state.*.tmp.json")
 
 
-def _task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:
+def task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:
     """The :class:`TaskSamplingWrapper` in ``env``'s chain of wrappers, None if there is none."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, TaskSamplingWrapper):
@@ -65,7 +66,7 @@ def _task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:
     return None
 
 
-def _random_states(agent: BaseAlgorithm) -> dict[str, Any]:
+def random_states(agent: BaseAlgorithm) -> dict[str, Any]:
     """The states of the generators an SB3 agent draws from as it trains: NumPy's global one (PPO's minibatches,
     DQN's exploration coin), torch's (the policy's action samples) and its action space's (DQN's random actions).
     SB3's ``load`` seeds them all anew."""
@@ -73,8 +74,8 @@ def _random_states(agent: BaseAlgorithm) -> dict[str, Any]:
             "action_space": agent.action_space.np_random.bit_generator.state}
 
 
-def _set_random_states(agent: BaseAlgorithm, states: dict[str, Any]) -> None:
-    """Restore what :func:`_random_states` returned."""
+def set_random_states(agent: BaseAlgorithm, states: dict[str, Any]) -> None:
+    """Restore what :func:`random_states` returned."""
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     agent.action_space.np_random.bit_generator.state = states["action_space"]
@@ -84,7 +85,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: s
     """Refuse to resume from the checkpoint in ``directory``, written by an agent of the settings ``saved``, with
     other ``current`` settings: the loaded agent would keep some of the old ones (SB3 restores its saved
     hyper-parameters) and take the others, a mix that neither run's settings describe. Both are settings as saved
-    (:meth:`Flash.config`, MAML's ``config``: tuples are lists)."""
+    (:meth:`~flash_rl.flash.Flash.config`, MAML's ``config``: tuples are lists)."""
     changed = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
     if changed:
         diff = "; ".join(f"{key}: {saved.get(key)!r} there, {current.get(key)!r} here" for key in changed)
@@ -120,9 +121,9 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timeste
 
 
 def read_episodes(path: Path) -> dict[str, Any]:
-    """The episodes in progress that :meth:`Flash.checkpoint` wrote to ``path``, with the training envs still pickled
-    (``envs``: unpickling them replays their episodes): a ValueError names a file that is missing, cut short or not
-    such a record."""
+    """The episodes in progress that :meth:`~flash_rl.flash.Flash.checkpoint` wrote to ``path``, with the training envs
+    still pickled (``envs``: unpickling them replays their episodes): a ValueError names a file that is missing, cut
+    short or not such a record."""
     try:
         episodes = pickle.loads(path.read_bytes())
         if not (isinstance(episodes, dict) and isinstance(episodes.get("envs"), bytes)

@@ -3,8 +3,9 @@
 A config file holds the sections below (every field optional; defaults are the autoscaling full run). A file may
 start with ``inherit: other.yaml`` (a path relative to it) to apply its fields on top of another file. Command-line
 overrides use dotted keys: ``--set flash.timesteps=50000 adaptation.seeds=3`` (values parsed as YAML). Mappings merge
-key by key (``--set flash.agent_kwargs={n_epochs: 2}`` keeps the other kwargs), except that switching an agent's
-``algo`` drops the ``agent_kwargs`` / ``adapt_kwargs`` set for the previous algorithm (with a warning).
+key by key (``--set 'flash.agent_kwargs={n_epochs: 2}'``, quoted for the shell, keeps the other kwargs), except that
+switching an agent's ``algo`` drops the ``agent_kwargs`` / ``adapt_kwargs`` set for the previous algorithm (with a
+warning).
 
 Validation fails at start with a message naming the key: unknown keys, wrong types, unknown env ids or algorithms,
 and budgets / counts that must be positive.

@@ -51,8 +51,8 @@ from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_
                                      check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
                                      training_tasks)
 from flash_rl.atomic_files import atomic_write, atomic_write_text
-from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, _random_states, _set_random_states,
-                                  _task_sampler, error_text, load_agent, read_checkpoint, read_episodes)
+from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, error_text, load_agent, random_states,
+                                  read_checkpoint, read_episodes, set_random_states, task_sampler)
 from flash_rl.config import check_env_id, check_layer_sizes
 from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
                               check_task_env, task_list_key)
@@ -346,13 +346,13 @@ class Flash:
                 model.save_replay_buffer(tmp)
         training_env = model.get_env()
         if isinstance(training_env, DummyVecEnv) and self._sampling_wrappers == [
-                _task_sampler(env) for env in training_env.envs]:   # (not an agent loaded, or fine-tuned elsewhere)
+                task_sampler(env) for env in training_env.envs]:   # (not an agent loaded, or fine-tuned elsewhere)
             files["episodes"] = f"episodes-{steps}.pkl"
             episodes = {"tasks": task_list_key(self._sampling_wrappers[0].tasks),
                         "envs": cloudpickle.dumps(training_env.envs),   # apart: unpickling replays the episodes;
                         # cloudpickle: a wrapper holding a lambda (gymnasium's FlattenObservation) pickles too
                         "last_obs": model._last_obs, "last_episode_starts": model._last_episode_starts,
-                        "random": _random_states(model)}
+                        "random": random_states(model)}
             with atomic_write(directory / files["episodes"]) as tmp:
                 tmp.write_bytes(pickle.dumps(episodes))
         state = {"config": self.config(), "num_timesteps": steps, "total_timesteps": total_timesteps, **files,
@@ -407,14 +407,14 @@ class Flash:
             return
         except Exception as err:
             raise ValueError(f"{path}: the training envs cannot be rebuilt ({error_text(err)})") from None
-        samplers = [_task_sampler(env) for env in envs]
+        samplers = [task_sampler(env) for env in envs]
         if len(envs) != len(vec_env.envs) or None in samplers:
             raise ValueError(f"{path} holds {len(envs)} training env(s), not the {len(vec_env.envs)} of this run, or "
                              "envs without a task sampler")
         vec_env.envs[:] = envs
         self._sampling_wrappers = typing.cast(list[TaskSamplingWrapper], samplers)
         self.agent._last_obs, self.agent._last_episode_starts = episodes["last_obs"], episodes["last_episode_starts"]
-        _set_random_states(self.agent, episodes["random"])
+        set_random_states(self.agent, episodes["random"])
 
     # ------------------------------------------------------------------------------------------ adaptation
     def fresh(self, seed: int | None = None) -> "Flash":

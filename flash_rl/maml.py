@@ -270,6 +270,9 @@ class MAML:
         batch = rollout(policy or self.policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
         return float(batch["rewards"].sum())
 
+    #: The settings (``hparams``) :meth:`adapt` uses; the others shape or meta-train the model.
+    ADAPT_SETTINGS = ("inner_lr", "inner_episodes", "gamma")
+
     @one_torch_thread()
     def adapt(self, task: Any, episodes: int, *, eval_every: int = 1, eval_seed: int = 10_000, seed: int = 0,
               on_eval: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:

@@ -198,6 +198,7 @@ def test_simulated_measurements_are_seeded():
     assert a.runtime_s.shape == (20, len(MEMORY_SIZES_MIB)) and a.measured.all()
 
 
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
 def test_ibm_loader_on_real_data(shared_data):
     data = load_ibm_multicloud(shared_data.joinpath(*IBM))
     assert len(data.apps) == 24 and data.features.shape[1] == len(data.feature_names)

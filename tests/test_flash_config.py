@@ -254,6 +254,8 @@ def test_adapt_says_a_maml_models_saved_adaptation_settings_are_used(tmp_path):
                                          r"inner_episodes=1; the config's maml.inner_lr=1000.0, "
                                          r"maml.inner_episodes=3 are not used"):
         assert main([*adapt, "--set", "maml.inner_lr=1000", "maml.inner_episodes=3"]) == 0
+    with pytest.warns(UserWarning, match=r"saved with it, gamma=0.95; the config's maml.gamma=0.5 are not used"):
+        assert main([*adapt, "--set", "maml.gamma=0.5"]) == 0
 
 
 def test_test_trace_paths_reach_the_config_as_given(tmp_path):

@@ -139,11 +139,14 @@ def test_power_governors_run_the_episode_length_a_family_was_generated_for(tmp_p
         lengths.append(env.episode_steps)
         return real(env, *args)
 
-    real, _ = power_report.run_episode, monkeypatch.setattr(power_report, "run_episode", run_episode)
+    real = power_report.run_episode
+    monkeypatch.setattr(power_report, "run_episode", run_episode)
     assert main(["power-governors", "--family-file", str(tmp_path / "family.yaml"), "--episode-s", "120",
                  "--split", "test", "--seeds", "1"]) == 0
     assert lengths == [120 // 5] * 5
     assert "1 server(s), fidelity fast, 120 s episodes, tasks of" in capsys.readouterr().out
+    assert main(["power-governors", "--episode-s", "60", "--split", "test", "--seeds", "1"]) == 0   # default family
+    assert lengths[5:] == [60 // 5] * 8 * 5 and "60 s episodes, the default family" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         main(["power-governors", "--episode-s", "7"])
     assert "argument --episode-s: episode_s=7.0 must be a positive multiple of 5.0" in capsys.readouterr().err

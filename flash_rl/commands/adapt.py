@@ -89,14 +89,10 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     return model
 
 
-MAML_ADAPT_SETTINGS = ("inner_lr", "inner_episodes", "gamma")
-"""The ``maml.*`` settings that :meth:`flash_rl.maml.MAML.adapt` uses (the rest only shape or meta-train the model)."""
-
-
 def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
     """A saved agent fine-tunes with the settings saved with it; warn when the config's differ (``flash.`` or, for
-    transfer learning, ``transfer.adapt_kwargs``; for MAML, :data:`MAML_ADAPT_SETTINGS`), since a ``--set`` of them
-    changes nothing here."""
+    transfer learning, ``transfer.adapt_kwargs``; for MAML, the ``maml.`` ones of
+    :attr:`~flash_rl.maml.MAML.ADAPT_SETTINGS`), since a ``--set`` of them changes nothing here."""
     from flash_rl.flash import Flash, TransferLearning
 
     if isinstance(model, Flash):
@@ -104,9 +100,9 @@ def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, pa
         saved, configured = model.adapt_kwargs, getattr(cfg, section).adapt_kwargs
         what = f"adapt_kwargs saved with it, {saved}; the config's {section}.adapt_kwargs, {configured},"
     else:
-        saved = {k: model.hparams[k] for k in MAML_ADAPT_SETTINGS}
-        configured = {k: getattr(cfg.maml, k) for k in MAML_ADAPT_SETTINGS}
-        differ = [k for k in MAML_ADAPT_SETTINGS if saved[k] != configured[k]]
+        saved = {k: model.hparams[k] for k in model.ADAPT_SETTINGS}
+        configured = {k: getattr(cfg.maml, k) for k in model.ADAPT_SETTINGS}
+        differ = [k for k in model.ADAPT_SETTINGS if saved[k] != configured[k]]
         what = (f"MAML settings saved with it, {', '.join(f'{k}={saved[k]!r}' for k in differ)}; the config's "
                 f"{', '.join(f'maml.{k}={configured[k]!r}' for k in differ)}")
     if configured != saved:
