@@ -44,13 +44,18 @@ class TaskFamily(Generic[T]):
     """A fixed split of tasks: ``train`` for (meta-)training, ``test`` held out for adaptation; neither may be empty
     (an env's first task is ``train[0]``, and adaptation runs on the ``test`` tasks). Every task has a name of its own
     (results are keyed by it), and no test task is a train task, under its name or another: what is held out is
-    never trained on. Each split is a tuple (a list is taken as one) of tasks of the family's ``task_type``."""
+    never trained on. Each split is a tuple (a list is taken as one) of tasks of the family's ``task_type``.
+    ``episode_s`` is the episode length (s) a generator timed the tasks' workloads for (their steps and diurnal
+    periods), None when not recorded; an env of another episode length warns of it, and the YAML keeps it."""
 
     train: tuple[T, ...]
     test: tuple[T, ...]
+    episode_s: float | None = None
     task_type: ClassVar[type[Any]]   # a task class, with a ``from_dict`` classmethod
 
     def __post_init__(self) -> None:
+        if self.episode_s is not None:
+            object.__setattr__(self, "episode_s", check_number("episode_s", self.episode_s, 0.0, strict=True))
         self._check_task_types()
         empty = [s for s in SPLITS if not self.split(s)]
         if empty:
@@ -110,7 +115,8 @@ class TaskFamily(Generic[T]):
         return [tasks[i] for i in idx]
 
     def to_dict(self) -> dict[str, Any]:
-        return {s: [t.to_dict() for t in self.split(s)] for s in SPLITS}
+        d: dict[str, Any] = {} if self.episode_s is None else {"episode_s": self.episode_s}
+        return {**d, **{s: [t.to_dict() for t in self.split(s)] for s in SPLITS}}
 
     @classmethod
     def from_dict(cls: type[F], d: dict[str, Any]) -> F:
@@ -120,7 +126,8 @@ class TaskFamily(Generic[T]):
         for s in SPLITS:
             if not isinstance(d[s], list):
                 raise TypeError(f"task family split {s!r} must be a list of tasks, got {type(d[s]).__name__}")
-        return cls(*(tuple(cls._task_from_dict(s, i, t) for i, t in enumerate(d[s])) for s in SPLITS))
+        train, test = (tuple(cls._task_from_dict(s, i, t) for i, t in enumerate(d[s])) for s in SPLITS)
+        return cls(train, test, d.get("episode_s"))
 
     @classmethod
     def _task_from_dict(cls, split: str, index: int, d: Any) -> T:
@@ -268,7 +275,7 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
         episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         rng = np.random.default_rng(seed)
         tasks = [random_autoscaling_task(rng, f"task-{i:02d}", episode_s) for i in range(n_train + n_test)]
-        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]))
+        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]), episode_s)
 
 
 def random_app(rng: np.random.Generator, name: str) -> AppProfile:

@@ -141,12 +141,18 @@ def test_power_governors_run_the_episode_length_a_family_was_generated_for(tmp_p
 
     real = power_report.run_episode
     monkeypatch.setattr(power_report, "run_episode", run_episode)
-    assert main(["power-governors", "--family-file", str(tmp_path / "family.yaml"), "--episode-s", "120",
+    assert main(["power-governors", "--family-file", str(tmp_path / "family.yaml"),   # the file records 120 s
                  "--split", "test", "--seeds", "1"]) == 0
     assert lengths == [120 // 5] * 5
     assert "1 server(s), fidelity fast, 120 s episodes, tasks of" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="generated for 120 s episodes, but this env's last 60 s"):
+        main(["power-governors", "--family-file", str(tmp_path / "family.yaml"), "--episode-s", "60", "--seeds", "1"])
+    PowerTaskFamily(family.train, family.test).save_yaml(tmp_path / "unrecorded.yaml")   # a file of an older flash
+    assert main(["power-governors", "--family-file", str(tmp_path / "unrecorded.yaml"), "--seeds", "1"]) == 0
+    assert "900 s episodes" in capsys.readouterr().out
+    del lengths[:]
     assert main(["power-governors", "--episode-s", "60", "--split", "test", "--seeds", "1"]) == 0   # default family
-    assert lengths[5:] == [60 // 5] * 8 * 5 and "60 s episodes, the default family" in capsys.readouterr().out
+    assert lengths == [60 // 5] * 8 * 5 and "60 s episodes, the default family" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         main(["power-governors", "--episode-s", "7"])
     assert "argument --episode-s: episode_s=7.0 must be a positive multiple of 5.0" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import gymnasium as gym
 import pytest
@@ -42,6 +43,38 @@ def test_a_family_for_another_episode_length_scales_the_times_of_the_same_draws(
         assert a.app == b.app and a.workload.kind == b.workload.kind
         if a.workload.kind == "step":
             assert abs(a.workload.start_s * 6 - b.workload.start_s) <= 3   # rounded to whole seconds
+
+
+@pytest.mark.parametrize("family_type, env_id, other", [
+    (AutoscalingTaskFamily, "flash/Autoscaling-v0", {"episode_steps": 10}),
+    (PowerTaskFamily, "flash/PowerManagement-v0", {"episode_s": 300.0}),
+])
+def test_a_family_records_its_episode_length_and_an_env_of_another_warns(family_type, env_id, other, tmp_path):
+    """A family's workloads are timed for an episode length, which nothing recorded: an env (or a family file) of
+    another length ran with steps and diurnal periods misplaced, silently."""
+    family = family_type.generate(n_train=2, n_test=1, episode_s=600.0)
+    assert family.episode_s == 600.0 and family != family_type(family.train, family.test)
+    family.save_yaml(tmp_path / "family.yaml")
+    assert "episode_s: 600.0" in (tmp_path / "family.yaml").read_text()
+    assert family_type.load_yaml(tmp_path / "family.yaml") == family
+    length = {"episode_steps": 20} if family_type is AutoscalingTaskFamily else {"episode_s": 600.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym.make(env_id, family=family, **length)   # the length it was generated for
+        gym.make(env_id, family=family_type(family.train, family.test), **other)   # none recorded
+    with pytest.warns(UserWarning, match="the task family was generated for 600 s episodes, but this env's last "
+                                         "300 s"):   # 10 steps of 30 s; 300 s
+        gym.make(env_id, family=family, **other)
+
+
+def test_a_family_file_without_an_episode_length_loads_and_a_bad_one_is_named(tmp_path):
+    d = AutoscalingTaskFamily.generate(n_train=2, n_test=1).to_dict()
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump({"train": d["train"], "test": d["test"]}))   # written before it was recorded
+    assert AutoscalingTaskFamily.load_yaml(path).episode_s is None
+    path.write_text(yaml.safe_dump({**d, "episode_s": -5}))
+    with pytest.raises(DataFormatError, match=f"task family {path}: episode_s must be a finite number > 0, got -5"):
+        AutoscalingTaskFamily.load_yaml(path)
 
 
 def test_family_is_diverse():

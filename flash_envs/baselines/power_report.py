@@ -62,7 +62,7 @@ def _family(path: Path) -> Any:
 
     family = PowerTaskFamily.load_yaml(path)   # a DataFormatError naming the file for a bad one
     try:
-        PowerManagementEnv(family=family)
+        PowerManagementEnv(family=family, episode_s=family.episode_s or DEFAULT_EPISODE_S)
     except ValueError as err:
         raise DataFormatError(f"--family-file {path}: {err}") from None
     return family
@@ -122,10 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="servers of the task's type sharing the load (the env's n_servers; default 1)")
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
                         help="the env's simulator: fluid model (fast, default) or one event per request")
-    parser.add_argument("--episode-s", type=episode_seconds, default=DEFAULT_EPISODE_S,
+    parser.add_argument("--episode-s", type=episode_seconds, default=None,
                         help="episode length in simulated seconds, a multiple of the env's 5 s interval (the env's "
-                             "episode_s; default %(default)g); with --family-file, the one its tasks were generated "
-                             "for (PowerTaskFamily.generate's episode_s)")
+                             f"episode_s; default: the one a --family-file's tasks were generated for, as the file "
+                             f"records it, else {DEFAULT_EPISODE_S:g})")
     parser.add_argument("--family-file", type=Path, default=None,
                         help="task-family YAML (PowerTaskFamily.save_yaml) to run instead of the default family, "
                              "e.g. tasks on your own servers")
@@ -135,14 +135,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     splits = SPLITS if args.split == "all" else (args.split,)
-    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity, "episode_s": args.episode_s}
-    tasks = "the default family"
+    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
+    tasks, episode_s = "the default family", args.episode_s
     if args.family_file is not None:
         env_kwargs["family"], tasks = _family(args.family_file), f"tasks of `{args.family_file}`"
+        if episode_s is None:
+            episode_s = env_kwargs["family"].episode_s
+    env_kwargs["episode_s"] = DEFAULT_EPISODE_S if episode_s is None else episode_s
     rows = governor_rows(splits, args.seeds, progress=True, **env_kwargs)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
-            f"{args.n_servers} server(s), fidelity {args.fidelity}, {args.episode_s:g} s episodes, {tasks}.\n\n"
-            f"## Summary\n\n"
+            f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, "
+            f"{tasks}.\n\n## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

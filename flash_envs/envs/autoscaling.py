@@ -172,7 +172,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         check_episode_length(f"control_interval_s * episode_steps = {control_interval_s} * {episode_steps}", episode_s)
         if family is None:
             family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
-        super().__init__(family, task, render_mode)
+        super().__init__(family, task, render_mode, episode_s)
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
         self.fidelity = check_fidelity(fidelity)

@@ -123,7 +123,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         check_transition_latency(transition_latency_s, substep_s)
         check_episode_length(f"episode_s={episode_s}", episode_s)
         family = default_family(PowerTaskFamily, episode_s=episode_s) if family is None else family
-        super().__init__(family, task, render_mode)
+        super().__init__(family, task, render_mode, episode_s)
         self.n_servers = n_servers
         self.fidelity = fidelity
         self.interval_s = check_number("interval_s", interval_s, 0.0, strict=True)   # (float() would take a string)

@@ -23,7 +23,9 @@ new task and simulation are committed only once built). The constructor argument
 from __future__ import annotations
 
 import copy
+import math
 import reprlib
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -105,10 +107,17 @@ class TaskEnv(gym.Env, Generic[T]):
     _np_random: np.random.Generator | None   # gym.Env's generator and its seed, which _building puts back
     _np_random_seed: int | None
 
-    def __init__(self, family: TaskFamily, task: T | None = None, render_mode: str | None = None) -> None:
+    def __init__(self, family: TaskFamily, task: T | None = None, render_mode: str | None = None,
+                 episode_s: float | None = None) -> None:
+        """``episode_s``: this env's episode length (s), if it has one, checked against the family's."""
         if not isinstance(family, self.family_type):
             raise TypeError(f"{type(self).__name__}: family must be of type {self.family_type.__name__}, got "
                             f"{type(family).__name__}")
+        made_for = family.episode_s
+        if episode_s is not None and made_for is not None and not math.isclose(episode_s, made_for, rel_tol=1e-9):
+            warnings.warn(f"{type(self).__name__}: the task family was generated for {made_for:g} s episodes, "
+                          f"but this env's last {episode_s:g} s: its workloads' steps and diurnal periods are timed "
+                          "for the other length (generate the family with this env's episode_s)", stacklevel=2)
         modes = [None, *self.metadata["render_modes"]]
         if render_mode not in modes:
             raise UnsupportedRenderMode(f"{type(self).__name__}: render_mode must be one of {modes}, got "
