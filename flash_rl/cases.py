@@ -96,14 +96,15 @@ def _family_file(family_type: Any, cfg: Any) -> Any:
     """The task family (of type ``family_type``) in the YAML file ``cfg.tasks.family_file``, each task checked before
     any training: the config's env (``cfg.env``) must run it (e.g. a server type with as many P-states as the env's
     actions), and its workload is realised for a second (a trace file that is missing, bad or has no requests to
-    scale to its ``mean_rate`` fails). A task that fails is a ``DataFormatError`` naming the family file and it."""
+    scale to its ``mean_rate`` fails). A task that fails is a ``DataFormatError`` naming the family file and it. A
+    family generated for another episode length than the config's env runs is warned of."""
     from flash_envs.data import DataFormatError
     from flash_envs.envs.task_env import check_workload
     from flash_envs.tasks import SPLITS
 
     path = cfg.tasks.family_file
     family = family_type.load_yaml(path)
-    env = gym.make(cfg.env.id, **cfg.env.kwargs).unwrapped   # the env the agents are built on
+    env = gym.make(cfg.env.id, **cfg.env.kwargs, family=family).unwrapped   # the agents' env (warns of another length)
     for split in SPLITS:
         for index, task in enumerate(family.split(split)):
             try:

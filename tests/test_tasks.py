@@ -67,6 +67,27 @@ def test_a_family_records_its_episode_length_and_an_env_of_another_warns(family_
         gym.make(env_id, family=family, **other)
 
 
+def test_a_case_warns_of_a_family_file_generated_for_another_episode_length(tmp_path):
+    """The case's envs get the file's tasks one by one (set_task), never the family: the env's own check did not
+    reach a family file, so the case's probe env is given it."""
+    from flash_rl.cases import get_case
+    from flash_rl.config import load_config
+
+    case = get_case("autoscaling")
+    for episode_s in (1800.0, 600.0):   # the quick config's 60 steps of 30 s, then another length
+        AutoscalingTaskFamily.generate(n_train=2, n_test=1, episode_s=episode_s).save_yaml(tmp_path / "family.yaml")
+        cfg = load_config(case.config_path(True), [f"tasks.family_file={tmp_path / 'family.yaml'}"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            case.build_family(cfg)
+        messages = [str(w.message) for w in caught]
+        if episode_s == 1800.0:
+            assert messages == []
+        else:
+            assert len(messages) == 1 and messages[0].startswith(
+                "AutoscalingEnv: the task family was generated for 600 s episodes, but this env's last 1800 s")
+
+
 def test_a_family_file_without_an_episode_length_loads_and_a_bad_one_is_named(tmp_path):
     d = AutoscalingTaskFamily.generate(n_train=2, n_test=1).to_dict()
     path = tmp_path / "family.yaml"

@@ -117,7 +117,8 @@ class TaskEnv(gym.Env, Generic[T]):
         if episode_s is not None and made_for is not None and not math.isclose(episode_s, made_for, rel_tol=1e-9):
             warnings.warn(f"{type(self).__name__}: the task family was generated for {made_for:g} s episodes, "
                           f"but this env's last {episode_s:g} s: its workloads' steps and diurnal periods are timed "
-                          "for the other length (generate the family with this env's episode_s)", stacklevel=2)
+                          "for the other length (generate the family for this env's length, or give the env the "
+                          "family's)", stacklevel=2)
         modes = [None, *self.metadata["render_modes"]]
         if render_mode not in modes:
             raise UnsupportedRenderMode(f"{type(self).__name__}: render_mode must be one of {modes}, got "
