@@ -99,12 +99,13 @@ def _family_file(family_type: Any, cfg: Any) -> Any:
     scale to its ``mean_rate`` fails). A task that fails is a ``DataFormatError`` naming the family file and it. A
     family generated for another episode length than the config's env runs is warned of."""
     from flash_envs.data import DataFormatError
-    from flash_envs.envs.task_env import check_workload
+    from flash_envs.envs.task_env import check_workload, warn_of_another_episode_length
     from flash_envs.tasks import SPLITS
 
     path = cfg.tasks.family_file
     family = family_type.load_yaml(path)
-    env = gym.make(cfg.env.id, **cfg.env.kwargs, family=family).unwrapped   # the agents' env (warns of another length)
+    env = gym.make(cfg.env.id, **cfg.env.kwargs).unwrapped   # the env the agents are built on
+    warn_of_another_episode_length(type(env).__name__, family, episode_seconds(cfg))
     for split in SPLITS:
         for index, task in enumerate(family.split(split)):
             try:

@@ -25,7 +25,7 @@ WATTS = ",".join(str(100 + 10 * i) for i in range(11))
 def test_a_family_file_with_other_p_states_is_a_one_line_error_before_any_work(tmp_path, capsys):
     """It was a traceback at meta-training, or, with one such task, after all the training (in the probe)."""
     three = dataclasses.replace(server_catalogue.test_servers()[0], freq_levels=(0.5, 0.75, 1.0))
-    family = PowerTaskFamily.generate(n_train=2, n_test=2, train_types=[SERVER], test_types=[three])
+    family = PowerTaskFamily.generate(n_train=2, n_test=2, train_types=[SERVER], test_types=[three], episode_s=300.0)
     family.save_yaml(tmp_path / "family.yaml")
     argv = ["--case", "power", "--quick", "--set", f"tasks.family_file={tmp_path / 'family.yaml'}"]
     assert main(["reproduce", *argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 2

@@ -64,6 +64,16 @@ def check_episode_length(name: str, episode_s: float) -> None:
                          f"{MAX_EPISODE_S * REALISED_BYTES_PER_S / 1e9:.2g} GB)")
 
 
+def warn_of_another_episode_length(env_name: str, family: TaskFamily, episode_s: float | None) -> None:
+    """Warn when ``family`` was generated for episodes of another length than ``episode_s`` (the env ``env_name``'s;
+    nothing to compare when either is None): its workloads' steps and diurnal periods would fall elsewhere."""
+    made_for = family.episode_s
+    if episode_s is not None and made_for is not None and not math.isclose(episode_s, made_for, rel_tol=1e-9):
+        warnings.warn(f"{env_name}: the task family was generated for {made_for:g} s episodes, but this env's last "
+                      f"{episode_s:g} s: its workloads' steps and diurnal periods are timed for the other length "
+                      "(generate the family for this env's length, or give the env the family's)", stacklevel=3)
+
+
 def check_workload(task: Any) -> None:
     """Raise what realising ``task.workload`` raises (e.g. a trace CSV that is missing or has no rows), by realising
     one second of it with a throwaway generator: a task that cannot run is refused where it is given, not at a later
@@ -113,12 +123,7 @@ class TaskEnv(gym.Env, Generic[T]):
         if not isinstance(family, self.family_type):
             raise TypeError(f"{type(self).__name__}: family must be of type {self.family_type.__name__}, got "
                             f"{type(family).__name__}")
-        made_for = family.episode_s
-        if episode_s is not None and made_for is not None and not math.isclose(episode_s, made_for, rel_tol=1e-9):
-            warnings.warn(f"{type(self).__name__}: the task family was generated for {made_for:g} s episodes, "
-                          f"but this env's last {episode_s:g} s: its workloads' steps and diurnal periods are timed "
-                          "for the other length (generate the family for this env's length, or give the env the "
-                          "family's)", stacklevel=2)
+        warn_of_another_episode_length(type(self).__name__, family, episode_s)
         modes = [None, *self.metadata["render_modes"]]
         if render_mode not in modes:
             raise UnsupportedRenderMode(f"{type(self).__name__}: render_mode must be one of {modes}, got "
