@@ -88,7 +88,7 @@ class PowerTaskFamily(TaskFamily[PowerTask]):
         rng = np.random.default_rng(seed)
         train = _draw(rng, train_types, n_train, "train", episode_s)
         test = _draw(rng, test_types, n_test, "test", episode_s)
-        return cls(tuple(train), tuple(test), episode_s)
+        return cls(tuple(train), tuple(test), episode_s=episode_s)
 
 
 def _draw(rng: np.random.Generator, servers: tuple[ServerType, ...], n: int, prefix: str,

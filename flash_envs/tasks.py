@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import reprlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Iterable, Protocol, TypeVar, cast
 
@@ -50,7 +50,7 @@ class TaskFamily(Generic[T]):
 
     train: tuple[T, ...]
     test: tuple[T, ...]
-    episode_s: float | None = None
+    episode_s: float | None = field(default=None, kw_only=True)
     task_type: ClassVar[type[Any]]   # a task class, with a ``from_dict`` classmethod
 
     def __post_init__(self) -> None:
@@ -123,11 +123,15 @@ class TaskFamily(Generic[T]):
         missing = [s for s in SPLITS if s not in d]
         if missing:
             raise ValueError(f"a task family needs the splits {SPLITS}; missing {missing}")
+        unknown = sorted(set(d) - {*SPLITS, "episode_s"}, key=str)
+        if unknown:
+            raise ValueError(f"unknown task family field(s) {unknown}; a family holds {list(SPLITS)} and, optionally, "
+                             "episode_s")
         for s in SPLITS:
             if not isinstance(d[s], list):
                 raise TypeError(f"task family split {s!r} must be a list of tasks, got {type(d[s]).__name__}")
         train, test = (tuple(cls._task_from_dict(s, i, t) for i, t in enumerate(d[s])) for s in SPLITS)
-        return cls(train, test, d.get("episode_s"))
+        return cls(train, test, episode_s=d.get("episode_s"))
 
     @classmethod
     def _task_from_dict(cls, split: str, index: int, d: Any) -> T:
@@ -275,7 +279,7 @@ class AutoscalingTaskFamily(TaskFamily[AutoscalingTask]):
         episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         rng = np.random.default_rng(seed)
         tasks = [random_autoscaling_task(rng, f"task-{i:02d}", episode_s) for i in range(n_train + n_test)]
-        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]), episode_s)
+        return cls(tuple(tasks[:n_train]), tuple(tasks[n_train:]), episode_s=episode_s)
 
 
 def random_app(rng: np.random.Generator, name: str) -> AppProfile:

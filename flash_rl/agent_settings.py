@@ -26,6 +26,7 @@ from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import flash_envs  # noqa: F401  (registers the environments)
+from flash_envs.envs.task_env import warn_of_another_episode_length
 from flash_envs.fields import check_number
 
 
@@ -276,6 +277,16 @@ def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
     if agent.tensorboard_log is None:
         agent.set_logger(Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if agent.verbose else []))
     return agent
+
+
+def warn_of_a_family_of_another_length(tasks: Any, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """``meta_train``'s envs take a family's tasks one at a time (``set_task``) and never see the family itself: warn
+    here when ``tasks`` is a family generated for another episode length than the agent's env runs."""
+    if getattr(tasks, "episode_s", None) is None:
+        return
+    env = gym.make(env_id, **env_kwargs).unwrapped
+    warn_of_another_episode_length(type(env).__name__, tasks, getattr(env, "episode_s", None))
+    env.close()
 
 
 def training_tasks(tasks: Any) -> list[Any]:

@@ -49,7 +49,7 @@ from flash_envs.fields import check_flag, check_seed, check_whole
 from flash_rl.adaptation import adaptation_points
 from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_adaptation_kwargs, check_agent,
                                      check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
-                                     training_tasks)
+                                     training_tasks, warn_of_a_family_of_another_length)
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, error_text, load_agent, random_states,
                                   read_checkpoint, read_episodes, set_random_states, task_sampler)
@@ -278,6 +278,7 @@ class Flash:
         Otherwise every call trains a new agent from scratch, replacing ``self.model`` (a loaded or
         earlier-trained one included): to train further, checkpoint to ``checkpoint_dir`` and call again with
         ``resume``."""
+        warn_of_a_family_of_another_length(tasks, self.env_id, self.env_kwargs)
         tasks = training_tasks(tasks)
         if self._task_env_unchecked:
             probe = gym.make(self.env_id, **self.env_kwargs)

@@ -27,7 +27,7 @@ from torch import nn
 import flash_envs  # noqa: F401
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
 from flash_rl.adaptation import adaptation_points
-from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks
+from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks, warn_of_a_family_of_another_length
 from flash_rl.atomic_files import atomic_write
 from flash_rl.checkpoints import check_resumable, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
@@ -236,6 +236,7 @@ class MAML:
         ``checkpoint_interval`` iterations and at the end), continue from it. A checkpoint written with other
         settings is refused (:func:`flash_rl.checkpoints.check_resumable`). ``writer``: a TensorBoard
         ``SummaryWriter``."""
+        warn_of_a_family_of_another_length(tasks, self.env_id, self.env_kwargs)
         tasks = training_tasks(tasks)
         iterations = check_whole("iterations", iterations, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)

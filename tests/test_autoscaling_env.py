@@ -122,7 +122,9 @@ def test_default_family_is_the_one_committed_results_used():
                                                 0.5)])
 def test_default_family_follows_the_episode_length(kwargs, episode_s):
     family = gym.make(ENV_ID, **kwargs).unwrapped.family
-    assert family == AutoscalingTaskFamily.generate(episode_s=episode_s) != AutoscalingTaskFamily.generate()
+    assert family == AutoscalingTaskFamily.generate(episode_s=episode_s) and family.episode_s == episode_s
+    default = AutoscalingTaskFamily.generate()
+    assert (family.train, family.test) != (default.train, default.test)   # the tasks differ, not only episode_s
     assert family is gym.make(ENV_ID, **kwargs).unwrapped.family   # generated once per episode length
     starts = [t.workload.start_s for t in family.train + family.test if t.workload.kind == "step"]
     assert starts and all(0.2 * episode_s - 0.5 <= s <= 0.5 * episode_s + 0.5 for s in starts)   # within the episode

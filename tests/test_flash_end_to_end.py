@@ -21,7 +21,7 @@ ENV = {"episode_steps": 10}
 
 @pytest.fixture(scope="module")
 def family():
-    return gym.make("flash/Autoscaling-v0").unwrapped.family
+    return gym.make("flash/Autoscaling-v0", **ENV).unwrapped.family   # the default family for ENV's episode length
 
 
 EVAL_SEED = 10_000   # adapt()'s default eval_seed

@@ -153,6 +153,14 @@ def test_power_governors_run_the_episode_length_a_family_was_generated_for(tmp_p
     del lengths[:]
     assert main(["power-governors", "--episode-s", "60", "--split", "test", "--seeds", "1"]) == 0   # default family
     assert lengths == [60 // 5] * 8 * 5 and "60 s episodes, the default family" in capsys.readouterr().out
+    PowerTaskFamily.generate(n_train=1, n_test=1, episode_s=302.0).save_yaml(tmp_path / "302.yaml")
+    assert main(["power-governors", "--family-file", str(tmp_path / "302.yaml")]) == 2   # not a multiple of 5 s
+    assert "episode_s=302.0 must be a positive multiple of 5.0; the file records this episode_s: give --episode-s" in (
+        capsys.readouterr().err)
+    with pytest.warns(UserWarning, match="generated for 302 s episodes, but this env's last 300 s"):
+        assert main(["power-governors", "--family-file", str(tmp_path / "302.yaml"), "--episode-s", "300",
+                     "--seeds", "1"]) == 0
+    capsys.readouterr()
     with pytest.raises(SystemExit, match="2"):
         main(["power-governors", "--episode-s", "7"])
     assert "argument --episode-s: episode_s=7.0 must be a positive multiple of 5.0" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from flash_envs.envs.config_search import ConfigSearchTaskFamily
 from flash_envs.power_tasks import PowerTaskFamily
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 
+ENV_ID = "flash/Autoscaling-v0"
+
 
 def test_split_is_fixed_by_the_seed():
     assert AutoscalingTaskFamily.generate() == AutoscalingTaskFamily.generate()
@@ -96,6 +98,39 @@ def test_a_family_file_without_an_episode_length_loads_and_a_bad_one_is_named(tm
     path.write_text(yaml.safe_dump({**d, "episode_s": -5}))
     with pytest.raises(DataFormatError, match=f"task family {path}: episode_s must be a finite number > 0, got -5"):
         AutoscalingTaskFamily.load_yaml(path)
+
+
+def test_every_way_of_training_on_a_family_of_another_length_warns_once_checked(tmp_path):
+    """meta_train takes a family's tasks one at a time, so the env never saw the family; an env whose other settings
+    are refused (SB3's make_vec_env first tries render_mode="rgb_array") warned before refusing; a family file's
+    misspelt key was ignored; a subclass with a field of its own could not be defined once episode_s had a default."""
+    from dataclasses import dataclass
+
+    from flash_envs.envs.autoscaling import AutoscalingEnv
+    from flash_rl.flash import Flash
+    from flash_rl.maml import MAML
+
+    family = AutoscalingTaskFamily.generate(n_train=2, n_test=1)   # for the default 1800 s
+    short = {"episode_steps": 4}   # 120 s
+    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s"):
+        Flash("PPO", ENV_ID, short, net_arch=[4], n_envs=1, agent_kwargs={"n_steps": 8, "batch_size": 8}).meta_train(
+            family, 8)
+    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s"):
+        MAML(ENV_ID, short, hidden=[4], meta_batch=1).meta_train(family, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="render_mode"):
+            AutoscalingEnv(family=family, render_mode="rgb_array", **short)
+    path = tmp_path / "family.yaml"
+    path.write_text(yaml.safe_dump({**family.to_dict(), "episode_secs": 600}))
+    with pytest.raises(DataFormatError, match=r"unknown task family field\(s\) \['episode_secs'\]"):
+        AutoscalingTaskFamily.load_yaml(path)
+
+    @dataclass(frozen=True)
+    class Seeded(AutoscalingTaskFamily):
+        seed: int
+
+    assert Seeded(family.train, family.test, 7, episode_s=60.0).episode_s == 60.0
 
 
 def test_family_is_diverse():

@@ -55,17 +55,21 @@ def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2, progress: bo
     return rows
 
 
-def _family(path: Path) -> Any:
-    """The power task family in the YAML file ``path``, one the env can run (its tasks' servers with as many P-states
-    each); a ``DataFormatError`` naming the file otherwise."""
+def _family(path: Path, episode_s: float | None) -> tuple[Any, float]:
+    """The power task family in the YAML file ``path`` and the episode length to run it for: ``episode_s`` if given,
+    else the one the file records, else the env's default. The env must run both (its tasks' servers with as many
+    P-states each, and the length); a ``DataFormatError`` naming the file otherwise."""
     from flash_envs.power_tasks import PowerTaskFamily
 
     family = PowerTaskFamily.load_yaml(path)   # a DataFormatError naming the file for a bad one
+    recorded = episode_s is None and family.episode_s is not None
+    length: float = episode_s or family.episode_s or DEFAULT_EPISODE_S   # (an episode_s is > 0 when given)
     try:
-        PowerManagementEnv(family=family, episode_s=family.episode_s or DEFAULT_EPISODE_S)
+        PowerManagementEnv(family=family, episode_s=length)
     except ValueError as err:
-        raise DataFormatError(f"--family-file {path}: {err}") from None
-    return family
+        hint = "; the file records this episode_s: give --episode-s" if recorded and "episode_s" in str(err) else ""
+        raise DataFormatError(f"--family-file {path}: {err}{hint}") from None
+    return family, length
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
@@ -136,12 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     splits = SPLITS if args.split == "all" else (args.split,)
     env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
-    tasks, episode_s = "the default family", args.episode_s
-    if args.family_file is not None:
-        env_kwargs["family"], tasks = _family(args.family_file), f"tasks of `{args.family_file}`"
-        if episode_s is None:
-            episode_s = env_kwargs["family"].episode_s
-    env_kwargs["episode_s"] = DEFAULT_EPISODE_S if episode_s is None else episode_s
+    if args.family_file is None:
+        tasks, env_kwargs["episode_s"] = "the default family", args.episode_s or DEFAULT_EPISODE_S
+    else:
+        env_kwargs["family"], env_kwargs["episode_s"] = _family(args.family_file, args.episode_s)
+        tasks = f"tasks of `{args.family_file}`"
     rows = governor_rows(splits, args.seeds, progress=True, **env_kwargs)
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
             f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, "

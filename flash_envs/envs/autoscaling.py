@@ -168,7 +168,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:   # at least one sub-step per interval
             raise ValueError(f"control_interval_s ({control_interval_s}) must be a positive multiple of substep_s "
                              f"({substep_s})")
-        episode_s = self.control_interval_s * self.episode_steps
+        episode_s = self.episode_s
         check_episode_length(f"control_interval_s * episode_steps = {control_interval_s} * {episode_steps}", episode_s)
         if family is None:
             family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
@@ -199,6 +199,11 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self._last_direction = [0, 0, 0]
         self._metrics: IntervalMetrics | None = None
         self._steps = 0
+
+    @property
+    def episode_s(self) -> float:
+        """Simulated seconds of an episode: ``control_interval_s * episode_steps``."""
+        return self.control_interval_s * self.episode_steps
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)

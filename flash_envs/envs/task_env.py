@@ -123,7 +123,6 @@ class TaskEnv(gym.Env, Generic[T]):
         if not isinstance(family, self.family_type):
             raise TypeError(f"{type(self).__name__}: family must be of type {self.family_type.__name__}, got "
                             f"{type(family).__name__}")
-        warn_of_another_episode_length(type(self).__name__, family, episode_s)
         modes = [None, *self.metadata["render_modes"]]
         if render_mode not in modes:
             raise UnsupportedRenderMode(f"{type(self).__name__}: render_mode must be one of {modes}, got "
@@ -132,6 +131,7 @@ class TaskEnv(gym.Env, Generic[T]):
         self.render_mode = render_mode
         self._task: T = family.train[0] if task is None else task
         self._check_task(self._task)
+        warn_of_another_episode_length(type(self).__name__, family, episode_s)
         self._episode_task: T | None = None
         self._episode_log: EpisodeLog | None = None
 
