@@ -105,8 +105,7 @@ def _family_file(family_type: Any, cfg: Any) -> Any:
     path = cfg.tasks.family_file
     family = family_type.load_yaml(path)
     env = gym.make(cfg.env.id, **cfg.env.kwargs).unwrapped   # the env the agents are built on
-    if family.episode_s is not None:
-        warn_of_another_episode_length(type(env).__name__, family, episode_seconds(cfg))
+    warn_of_another_episode_length(type(env).__name__, family, getattr(env, "episode_s", None))
     for split in SPLITS:
         for index, task in enumerate(family.split(split)):
             try:
