@@ -179,7 +179,8 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     for path in t.test_traces:
         columns = {"path": str(path), "time_column": t.trace_time_column,
                    "value_column": t.trace_value_column or None, "value_kind": t.trace_value_kind,
-                   "time_unit_s": t.trace_time_unit_s, "bin_s": t.trace_bin_s, "gaps": t.trace_gaps}
+                   "time_unit_s": t.trace_time_unit_s, "bin_s": t.trace_bin_s, "gaps": t.trace_gaps,
+                   "time_round_s": t.trace_time_round_s}
         try:
             TraceWorkload(**columns).load()
         except TraceColumnError as err:
@@ -189,7 +190,8 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
         except TraceGapError as err:
             raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
         except TraceBinError as err:
-            raise TraceBinError(f"{err} (config key tasks.trace_bin_s, e.g. --set tasks.trace_bin_s=60)") from None
+            raise TraceBinError(f"{err} (config key tasks.trace_bin_s, e.g. --set tasks.trace_bin_s=60; time_round_s "
+                                f"is config key tasks.trace_time_round_s)") from None
         for test_task in family.test:
             rate = round(_workload_mean_rate(test_task.workload, seconds), 2)
             workload = TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)

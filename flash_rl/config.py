@@ -88,6 +88,7 @@ class TasksConfig:
     trace_time_scale: float = 1.0
     trace_bin_s: float | None = None  # bin width (s); None: the smallest spacing between rows (per request: 1 s)
     trace_gaps: str = "error"  # bins without a row: "error", "zero" (no requests) or "join" (spliced out)
+    trace_time_round_s: float | None = None  # round drifting timestamps to multiples of this (s); None: as written
 
 
 @dataclass
@@ -472,7 +473,8 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
     t = cfg.tasks
     try:   # the trace reader's own checks, named as config keys ("" is the reader's None: one row per request)
         check_reader_options(t.trace_time_column, t.trace_value_column or None, t.trace_value_kind,
-                             t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, owner="config key tasks.trace_")
+                             t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, t.trace_time_round_s,
+                             owner="config key tasks.trace_")
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     for trace in cfg.tasks.test_traces:

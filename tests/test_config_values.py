@@ -30,6 +30,7 @@ CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
     ("tasks.trace_bin_s=abc", "config key tasks.trace_bin_s must be float | None, got str 'abc'"),
     ("tasks.trace_bin_s=true", "config key tasks.trace_bin_s must be float | None, got bool True"),
     ("tasks.trace_value_column=[]", "config key tasks.trace_value_column must be str | None, got list []"),
+    ("tasks.trace_time_round_s=-60", "config key tasks.trace_time_round_s must be a finite number > 0, got -60"),
 ])
 def test_values_that_would_fail_later_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
@@ -95,6 +96,12 @@ def test_an_empty_trace_value_column_reads_one_row_per_request(override, tmp_pat
     save_config(cfg, tmp_path / "config.yaml")
     for spelling in ("tasks.trace_value_column=", "tasks.trace_value_column=null"):
         check_resume(load_config(CONFIG, [spelling]), tmp_path)
+
+
+def test_trace_time_round_s_is_refused_for_a_request_log():
+    with pytest.raises(ConfigError, match="^config key tasks.trace_time_round_s=60 puts an aggregated file's "
+                                          "timestamps on a grid; a file of one row per request"):
+        load_config(CONFIG, ["tasks.trace_value_column=", "tasks.trace_time_round_s=60"])
 
 
 def test_trace_bin_s_is_inferred_by_default_and_a_run_saved_before_it_existed_resumes(tmp_path):

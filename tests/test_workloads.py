@@ -518,6 +518,63 @@ def test_a_gap_in_an_inferred_grid_says_a_stray_row_may_have_set_it(tmp_path):
     assert "stray" not in str(err.value)
 
 
+def drifting(stamp, minutes=30, seed=0):
+    """A per-minute count file whose row m is stamped ``stamp(60 m + drift)``, drift up to 20 s either way (the first
+    row's too), with m + 1 requests."""
+    drift = np.random.default_rng(seed).uniform(-20, 20, minutes)
+    return "t,n\n" + "".join(f"{stamp(60 * m + d)},{m + 1}\n" for m, d in enumerate(drift))
+
+
+@pytest.mark.parametrize("stamp", [lambda s: f"{1_700_000_040 + s:.3f}",                     # epoch seconds
+                                   lambda s: (np.datetime64("2024-01-01T00:00:00") + np.timedelta64(round(s * 1000),
+                                                                                                   "ms")).astype(str)])
+def test_timestamps_drifting_around_a_grid_are_read_with_time_round_s(tmp_path, stamp):
+    """A per-minute export stamped a few seconds off each minute was refused as on no grid, and bin_s=60 (the fix
+    the error asked for) then put two rows in some bins and none in others: a gap error, or with gaps="zero" a trace
+    with doubled and empty minutes. time_round_s=60 puts each row on its minute."""
+    path = write(tmp_path, drifting(stamp))
+    with pytest.raises(TraceBinError, match="not on one grid of bins; pass bin_s to give the bin width, or "
+                                            "time_round_s if the timestamps drift around a grid"):
+        read_rate_trace(path, "t", "n")
+    with pytest.raises(TraceGapError):
+        read_rate_trace(path, "t", "n", bin_s=60)
+    trace = read_rate_trace(path, "t", "n", time_round_s=60)
+    assert trace.bin_s == pytest.approx(60) and trace.rates == pytest.approx([(m + 1) / 60 for m in range(30)])
+    coarse = read_rate_trace(path, "t", "n", time_round_s=60, bin_s=300)   # rounded first, then binned
+    assert coarse.rates == pytest.approx([sum(range(5 * b + 1, 5 * b + 6)) / 300 for b in range(6)])
+
+
+def test_rows_that_time_round_s_puts_on_one_time_are_named(tmp_path):
+    path = write(tmp_path, "t,n\n0,1\n60,2\n155,3\n180,4\n")   # the third row drifts by more than 30 s
+    with pytest.raises(TraceBinError, match=r"trace.csv: lines 4 and 5 \(155 s and 180 s\) both round to 180 s "
+                                            r"with time_round_s=60, which cannot tell their bins apart: give it the "
+                                            r"rows' spacing"):
+        read_rate_trace(path, "t", "n", time_round_s=60)
+    with pytest.raises(TraceBinError, match=r"lines 2 and 3 \(0 s and 60 s\) both round to 0 s"):   # too coarse
+        read_rate_trace(path, "t", "n", time_round_s=150)
+    same = write(tmp_path, "t,n\n0.4,1\n0.4,2\n60,3\n", "same.csv")   # rows at one time already share a bin
+    assert read_rate_trace(same, "t", "n", time_round_s=60, bin_s=60).rates == pytest.approx([3 / 60, 3 / 60])
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "60"])
+def test_a_bad_time_round_s_is_refused_naming_it(value):
+    with pytest.raises((TypeError, ValueError), match="^TraceWorkload.time_round_s must be a"):
+        TraceWorkload(path="t.csv", time_round_s=value)
+    with pytest.raises(ValueError, match="^TraceWorkload.time_round_s=60 puts an aggregated file's timestamps on a "
+                                         "grid; a file of one row per request"):
+        TraceWorkload(path="t.csv", value_column=None, time_round_s=60)
+
+
+def test_a_workload_with_time_round_s_round_trips_and_a_file_saved_before_it_loads(tmp_path):
+    path = write(tmp_path, drifting(lambda s: f"{s + 600:.3f}"))
+    workload = TraceWorkload(path=str(path), time_column="t", value_column="n", time_round_s=60)
+    assert workload_from_dict(yaml.safe_load(yaml.safe_dump(workload.to_dict()))) == workload
+    assert len(workload.load().rates) == 30
+    assert "time_round_s" not in TraceWorkload(path=str(path)).to_dict()   # see test_csv_trace_workload_dict_form...
+    with pytest.raises(ValueError, match="CSV option.*time_round_s"):   # an in-memory trace is replayed as it is
+        TraceWorkload(trace=workload.load(), time_round_s=60)
+
+
 def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path):
     from flash_rl.cases import CONFIG_DIR, get_case
     from flash_rl.config import load_config
@@ -534,6 +591,15 @@ def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path)
     replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
     assert replayed and {t.workload.bin_s for t in replayed} == {120}
     assert replayed[0].workload.load().rates.tolist() == [0.5, 1.25]
+    minutes = write(tmp_path, drifting(lambda s: f"{s + 600:.3f}").replace("t,n", "timestamp,requests"), "drift.csv")
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"tasks.test_traces=['{minutes}']"])
+    with pytest.raises(TraceBinError, match="time_round_s is config key tasks.trace_time_round_s"):
+        test_tasks(cfg, case, case.build_family(cfg))
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml",
+                      [f"tasks.test_traces=['{minutes}']", "tasks.trace_time_round_s=60"])
+    replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
+    assert replayed and {t.workload.time_round_s for t in replayed} == {60}
+    assert len(replayed[0].workload.load().rates) == 30
 
 
 def test_a_request_log_is_replayed_with_an_empty_value_column(tmp_path):

@@ -12,7 +12,9 @@ Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-
 
 An aggregated file's bins are, unless ``bin_s`` says otherwise, the smallest spacing between its rows, so a bin without
 a row is a gap: missing data, not a quiet period. By default that is an error naming the gap; ``gaps="zero"`` reads
-missing bins as no requests and ``gaps="join"`` splices them out.
+missing bins as no requests and ``gaps="join"`` splices them out. An aggregated file whose timestamps drift around
+their grid (a per-minute export stamped 60.2 s, 119.9 s, ...) is read with ``time_round_s``, which puts each
+timestamp on the nearest multiple of it first.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ class TraceGapError(TraceFormatError):
 
 
 class TraceBinError(TraceFormatError):
-    """An aggregated trace read without ``bin_s`` whose timestamps give no bin width: one timestamp only, or rows that
-    are not on one grid; the message names the rows."""
+    """An aggregated trace whose timestamps give no bin width (read without ``bin_s``: one timestamp only, or rows
+    that are not on one grid), or two of whose rows ``time_round_s`` puts on one time; the message names the rows."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ NUMBER, DATE_TIME = "a number", "an ISO-8601 date-time"   # the two time formats
 
 
 def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, time_unit_s: Any, bin_s: Any,
-                         gaps: Any, owner: str = "") -> None:
+                         gaps: Any, time_round_s: Any = None, owner: str = "") -> None:
     """Raise a ``TypeError`` or ``ValueError`` naming the first of :func:`read_rate_trace`'s options (after
     ``owner``, e.g. ``"TraceWorkload."``) that is not of its type and range."""
     if not isinstance(time_column, str) or not time_column:
@@ -122,6 +124,11 @@ def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, t
     check_number(f"{owner}time_unit_s", time_unit_s, 0.0, strict=True)
     if bin_s is not None:
         check_number(f"{owner}bin_s", bin_s, 0.0, strict=True)
+    if time_round_s is not None:
+        check_number(f"{owner}time_round_s", time_round_s, 0.0, strict=True)
+        if value_column is None:
+            raise ValueError(f"{owner}time_round_s={time_round_s} puts an aggregated file's timestamps on a grid; a "
+                             f"file of one row per request (no value column) is counted in bins of bin_s as it is")
 
 
 def _parse_time(text: str, path: Path, line: int, column: str, time_unit_s: float) -> tuple[float, str]:
@@ -153,6 +160,7 @@ def read_rate_trace(
     time_unit_s: float = 1.0,
     bin_s: float | None = None,
     gaps: str = "error",
+    time_round_s: float | None = None,
 ) -> RateTrace:
     """Read a CSV file into a :class:`RateTrace` (requests per trace second on a uniform grid).
 
@@ -171,9 +179,14 @@ def read_rate_trace(
             their rates.
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
+        time_round_s: for aggregated files whose timestamps drift around a grid (a per-minute export stamped
+            60.2 s, 119.9 s, ...), seconds to round each timestamp to the nearest multiple of (of the time since the
+            epoch for date-times, so 60 puts them on whole minutes) before anything else; two rows rounded to one time
+            are an error naming them (their drift is half ``time_round_s`` or more). ``None`` (the default) takes the
+            timestamps as written.
     """
     path = Path(path)
-    check_reader_options(time_column, value_column, value_kind, time_unit_s, bin_s, gaps)
+    check_reader_options(time_column, value_column, value_kind, time_unit_s, bin_s, gaps, time_round_s)
     times: list[float] = []
     values: list[float] = []
     lines: list[int] = []
@@ -192,6 +205,8 @@ def read_rate_trace(
             values.append(csv_number(path, line, value_column, row[value_column], positive=False,
                                      error=TraceFormatError))
     t = np.asarray(times)
+    if time_round_s is not None:
+        t = _rounded(t, time_round_s, np.asarray(lines), path)
     slack_s = 16 * np.finfo(float).eps * float(np.abs(t).max())   # float rounding of the timestamps as parsed
     order = np.argsort(t, kind="stable")                            # (epoch seconds: about 6e-6 s)
     t = t[order] - t[order][0]
@@ -265,8 +280,24 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float
         raise TraceBinError(f"{path}: lines {lines[i]} and {lines[i + 1]} are {steps[i]:g} s apart, not a whole number "
                             f"of the smallest spacing between rows, {steps[smallest]:g} s (lines {lines[smallest]} and "
                             f"{lines[smallest + 1]}): the rows are not on one grid of bins; pass bin_s to give the "
-                            f"bin width")
+                            f"bin width, or time_round_s if the timestamps drift around a grid (e.g. 60 for rows a "
+                            f"minute apart give or take a few seconds)")
     return float(t[-1] / bins.sum())
+
+
+def _rounded(t: np.ndarray, time_round_s: float, lines: np.ndarray, path: Path) -> np.ndarray:
+    """The times ``t`` (of the rows on ``lines``, in file order) rounded to the nearest multiple of ``time_round_s``;
+    a :class:`TraceBinError` naming the first two rows of different times that round to one time."""
+    rounded = np.round(t / time_round_s) * time_round_s
+    order = np.lexsort((t, rounded))
+    merged = np.flatnonzero((np.diff(rounded[order]) == 0) & (np.diff(t[order]) > 0))
+    if len(merged):
+        first, second = order[merged[0]], order[merged[0] + 1]
+        raise TraceBinError(f"{path}: lines {lines[first]} and {lines[second]} ({t[first]:g} s and {t[second]:g} s) "
+                            f"both round to {rounded[first]:g} s with time_round_s={time_round_s:g}, which cannot tell "
+                            f"their bins apart: give it the rows' spacing (their timestamps must drift by less than "
+                            f"half of it)")
+    return rounded
 
 
 def _bin_index(t: np.ndarray, bin_s: float, path: Path, slack_s: float) -> np.ndarray:

@@ -290,9 +290,10 @@ def _file_version(path: str) -> tuple[str, int, int] | None:
 
 @lru_cache(maxsize=32)
 def _cached_trace(path: str, version: tuple[str, int, int] | None, time_column: str, value_column: str | None,
-                  value_kind: str, time_unit_s: float, bin_s: float | None, gaps: str) -> RateTrace:
+                  value_kind: str, time_unit_s: float, bin_s: float | None, gaps: str,
+                  time_round_s: float | None) -> RateTrace:
     """``read_rate_trace`` of ``path``, cached per ``version`` of the file (:func:`_file_version`)."""
-    return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s, gaps)
+    return read_rate_trace(path, time_column, value_column, value_kind, time_unit_s, bin_s, gaps, time_round_s)
 
 
 @dataclass(frozen=True)
@@ -305,10 +306,11 @@ class TraceWorkload(Workload):
     in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, the rates are instead scaled so
     that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1). ``start_s`` is the trace offset
     (seconds) where replay begins; ``None`` draws it uniformly from the trace for each realisation. Replay wraps around
-    at the end of the trace. ``gaps`` says what bins without a row in the file are (see ``read_rate_trace``).
+    at the end of the trace. ``gaps`` says what bins without a row in the file are, and ``time_round_s`` what grid
+    drifting timestamps are put on (see ``read_rate_trace``).
 
-    A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``gaps``), and its dict form
-    names the file, which is read when a realisation is first drawn and again only once the file has changed (its
+    A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``time_round_s``), and its dict
+    form names the file, which is read when a realisation is first drawn and again only once the file has changed (its
     modification time or size; a relative path resolves against the working directory at each read). An in-memory
     workload has no path and takes no reader options: the trace itself is the description, so its dict form holds the
     trace inline (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance only) and
@@ -323,13 +325,14 @@ class TraceWorkload(Workload):
     time_unit_s: float = 1.0
     bin_s: float | None = None
     gaps: str = "error"
+    time_round_s: float | None = None
     time_scale: float = 1.0
     mean_rate: float | None = None
     start_s: float | None = None
     trace: RateTrace | None = None
 
     CSV_OPTIONS: ClassVar[tuple[str, ...]] = ("path", "time_column", "value_column", "value_kind", "time_unit_s",
-                                              "bin_s", "gaps")
+                                              "bin_s", "gaps", "time_round_s")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -338,7 +341,7 @@ class TraceWorkload(Workload):
         if not isinstance(self.path, str):
             raise TypeError(f"TraceWorkload.path must be a file path (a string), got {type(self.path).__name__}")
         check_reader_options(self.time_column, self.value_column, self.value_kind, self.time_unit_s, self.bin_s,
-                             self.gaps, owner="TraceWorkload.")
+                             self.gaps, self.time_round_s, owner="TraceWorkload.")
         _check_positive(self, "time_scale")
         if self.mean_rate is not None:
             _check_nonnegative(self, "mean_rate")
@@ -374,7 +377,7 @@ class TraceWorkload(Workload):
         if self.trace is not None:
             return self.trace
         return _cached_trace(self.path, _file_version(self.path), self.time_column, self.value_column,
-                             self.value_kind, self.time_unit_s, self.bin_s, self.gaps)
+                             self.value_kind, self.time_unit_s, self.bin_s, self.gaps, self.time_round_s)
 
     def _scaled_rates(self, trace: RateTrace) -> np.ndarray:
         """The trace's rates, scaled to average ``mean_rate`` when it is set."""
@@ -402,11 +405,15 @@ class TraceWorkload(Workload):
         return rates[(trace_times // trace.bin_s).astype(np.int64) % len(rates)]
 
     def to_dict(self) -> dict[str, Any]:
-        """A CSV workload: ``kind``, ``scale``, ``path``, the reader and the replay options. An in-memory one:
-        ``kind``, ``scale``, the replay options and ``trace`` (:meth:`RateTrace.to_dict`), plain lists and floats."""
+        """A CSV workload: ``kind``, ``scale``, ``path``, the reader and the replay options (``time_round_s`` only
+        when set, so that a workload without it keeps the dict form, and with it the checkpoints' task records and the
+        reference caches' keys, that it had before the option existed). An in-memory one: ``kind``, ``scale``, the
+        replay options and ``trace`` (:meth:`RateTrace.to_dict`), plain lists and floats."""
         if self.trace is None:
             d = super().to_dict()
             d.pop("trace")
+            if self.time_round_s is None:
+                d.pop("time_round_s")
             return d
         skip = {*self.CSV_OPTIONS, "trace"}
         replay = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}

@@ -40,7 +40,8 @@ def add_test_trace_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
                         help="add held-out tasks replaying these CSV traces with the test split's applications "
                              "(read as the config's tasks.trace_* keys say: trace_time_column, trace_value_column, "
-                             "trace_value_kind, trace_time_unit_s, trace_time_scale, trace_bin_s, trace_gaps)")
+                             "trace_value_kind, trace_time_unit_s, trace_time_scale, trace_bin_s, trace_gaps, "
+                             "trace_time_round_s)")
 
 
 def test_trace_overrides(args: argparse.Namespace) -> list[str]:
