@@ -371,6 +371,40 @@ def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
     assert any(line.endswith("UserWarning: from a worker") and "warnings.py" in line for line in err), err
 
 
+def test_flashs_own_warnings_are_written_once_per_command_workers_included(capfd, monkeypatch):
+    """flash reproduce on a task family made for another episode length wrote the same warning twice with --jobs 1
+    (where the family was loaded and where it was trained on) and six times with --jobs 2 (the workers too)."""
+    import warnings
+
+    from flash_rl import cli
+    from flash_rl.warning_lines import OneLineWarnings
+    from flash_rl.workers import worker_pool
+
+    fmt = OneLineWarnings("reproduce", lambda message, category, *rest: f"{category.__name__}: {message}")
+    assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
+    assert fmt("w", UserWarning, cli.__file__, 2) == ""                 # the same warning from another place
+    assert fmt("v", UserWarning, cli.__file__, 2) == "flash reproduce: warning: v\n"
+    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"   # not ours: left to Python, every time
+    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
+
+    monkeypatch.setattr(warnings, "formatwarning", OneLineWarnings("reproduce", warnings.formatwarning))
+    print(warnings.formatwarning("from a worker", UserWarning, cli.__file__, 1), end="", file=sys.stderr)
+    with worker_pool(1) as pool:
+        for _ in range(2):   # the worker's registry forgets (catch_warnings resets it), as SB3 and flash's own code do
+            pool.submit(_warn_in_worker, cli.__file__).result()
+            pool.submit(_warn_in_worker_elsewhere, cli.__file__).result()
+    assert capfd.readouterr().err.splitlines() == ["flash reproduce: warning: from a worker",   # the command's
+                                                  "flash reproduce: warning: from a worker, new"]
+
+
+def _warn_in_worker_elsewhere(filename: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():   # resets the registry of warnings already shown, at its end
+        pass
+    warnings.warn_explicit("from a worker, new", UserWarning, filename, 3)
+
+
 def test_an_empty_flash_data_dir_is_the_default(monkeypatch):
     from flash_envs.data import DEFAULT_DATA_DIR, data_dir
 
