@@ -172,7 +172,7 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
     line and column), and each replay is realised for a second, so that a trace without requests to scale to a test
     task's rate fails then too.
     """
-    from flash_envs.data.trace_csv import TraceBinError, TraceColumnError, TraceGapError
+    from flash_envs.data.trace_csv import TraceBinError, TraceColumnError, TraceGapError, TraceRoundError
     from flash_envs.sim.workloads import TraceWorkload
 
     t, seconds = cfg.tasks, episode_seconds(cfg)
@@ -189,6 +189,8 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
                                    f"request)") from None
         except TraceGapError as err:
             raise TraceGapError(f"{err} (config key tasks.trace_gaps, e.g. --set tasks.trace_gaps=zero)") from None
+        except TraceRoundError as err:
+            raise TraceRoundError(f"{err} (config key tasks.trace_time_round_s)") from None
         except TraceBinError as err:
             raise TraceBinError(f"{err} (config key tasks.trace_bin_s, e.g. --set tasks.trace_bin_s=60; time_round_s "
                                 f"is config key tasks.trace_time_round_s)") from None

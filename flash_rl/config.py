@@ -473,8 +473,8 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
     t = cfg.tasks
     try:   # the trace reader's own checks, named as config keys ("" is the reader's None: one row per request)
         check_reader_options(t.trace_time_column, t.trace_value_column or None, t.trace_value_kind,
-                             t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, t.trace_time_round_s,
-                             owner="config key tasks.trace_")
+                             t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, owner="config key tasks.trace_",
+                             time_round_s=t.trace_time_round_s)
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     for trace in cfg.tasks.test_traces:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from flash_envs.data.public import AZURE_INVOCATIONS, NASA_TRACE, azure_function_trace, nasa_http_trace
-from flash_envs.data.trace_csv import RateTrace, TraceBinError, TraceFormatError, TraceGapError, read_rate_trace
+from flash_envs.data.trace_csv import (RateTrace, TraceBinError, TraceFormatError, TraceGapError, TraceRoundError,
+                                      read_rate_trace)
 from flash_envs.sim.workloads import (WORKLOADS, ConstantWorkload, DiurnalWorkload, MMPPWorkload, RateCurve,
                                       SpikeWorkload, StepWorkload, TraceWorkload, workload_from_dict)
 
@@ -544,14 +545,34 @@ def test_timestamps_drifting_around_a_grid_are_read_with_time_round_s(tmp_path, 
     assert coarse.rates == pytest.approx([sum(range(5 * b + 1, 5 * b + 6)) / 300 for b in range(6)])
 
 
+@pytest.mark.parametrize("stamp", [lambda s: f"{s + 30:.3f}",                                   # mid-minute
+                                   lambda s: f"{1_700_000_010 + s:.3f}",                      # 10 s into the minute
+                                   lambda s: (np.datetime64("2024-01-01T00:00:00") + np.timedelta64(round(s * 1000),
+                                                                                                   "ms")).astype(str)
+                                   + "+05:30"])                                              # a half-hour zone
+def test_a_drifting_grid_off_the_multiples_of_time_round_s_is_read(tmp_path, stamp):
+    """Rounding to multiples of time_round_s (of the epoch, for date-times) read only grids on those multiples: a
+    grid stamped mid-minute lost all its slack for drift, and one exactly mid-minute failed on round-half-to-even."""
+    trace = read_rate_trace(write(tmp_path, drifting(stamp)), "t", "n", time_round_s=60)
+    assert trace.rates == pytest.approx([(m + 1) / 60 for m in range(30)])
+    exact = write(tmp_path, "t,n\n30,1\n90,2\n150,3\n210,4\n", "exact.csv")
+    as_written = read_rate_trace(exact, "t", "n").rates.tolist()
+    assert read_rate_trace(exact, "t", "n", time_round_s=60).rates.tolist() == as_written
+
+
 def test_rows_that_time_round_s_puts_on_one_time_are_named(tmp_path):
     path = write(tmp_path, "t,n\n0,1\n60,2\n155,3\n180,4\n")   # the third row drifts by more than 30 s
-    with pytest.raises(TraceBinError, match=r"trace.csv: lines 4 and 5 \(155 s and 180 s\) both round to 180 s "
-                                            r"with time_round_s=60, which cannot tell their bins apart: give it the "
-                                            r"rows' spacing"):
+    with pytest.raises(TraceRoundError, match=r"trace.csv: lines 4 and 5 \('155' and '180', 25 s apart\) round to "
+                                              r"one time with time_round_s=60, which cannot tell their bins apart: "
+                                              r"give it the rows' spacing"):
         read_rate_trace(path, "t", "n", time_round_s=60)
-    with pytest.raises(TraceBinError, match=r"lines 2 and 3 \(0 s and 60 s\) both round to 0 s"):   # too coarse
+    with pytest.raises(TraceRoundError, match=r"lines 2 and 3 \('0' and '60', 60 s apart\) round to one"):   # coarse
         read_rate_trace(path, "t", "n", time_round_s=150)
+    epoch = write(tmp_path, "t,n\n1700000040,1\n1700000195,2\n1700000220,3\n", "epoch.csv")   # named as written
+    with pytest.raises(TraceRoundError, match=r"lines 3 and 4 \('1700000195' and '1700000220', 25 s apart\)"):
+        read_rate_trace(epoch, "t", "n", time_round_s=60)
+    with pytest.raises(TraceFormatError, match=r"time_round_s=1e-300 is finer than timestamps of up to 1.7e\+09 s"):
+        read_rate_trace(epoch, "t", "n", time_round_s=1e-300)
     same = write(tmp_path, "t,n\n0.4,1\n0.4,2\n60,3\n", "same.csv")   # rows at one time already share a bin
     assert read_rate_trace(same, "t", "n", time_round_s=60, bin_s=60).rates == pytest.approx([3 / 60, 3 / 60])
 
@@ -565,7 +586,7 @@ def test_a_bad_time_round_s_is_refused_naming_it(value):
         TraceWorkload(path="t.csv", value_column=None, time_round_s=60)
 
 
-def test_a_workload_with_time_round_s_round_trips_and_a_file_saved_before_it_loads(tmp_path):
+def test_a_workload_with_time_round_s_round_trips_and_one_without_keeps_its_dict_form(tmp_path):
     path = write(tmp_path, drifting(lambda s: f"{s + 600:.3f}"))
     workload = TraceWorkload(path=str(path), time_column="t", value_column="n", time_round_s=60)
     assert workload_from_dict(yaml.safe_load(yaml.safe_dump(workload.to_dict()))) == workload
@@ -600,6 +621,11 @@ def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path)
     replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
     assert replayed and {t.workload.time_round_s for t in replayed} == {60}
     assert len(replayed[0].workload.load().rates) == 30
+    collide = write(tmp_path, "timestamp,requests\n0,1\n60,2\n155,3\n180,4\n", "collide.csv")
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml",
+                      [f"tasks.test_traces=['{collide}']", "tasks.trace_time_round_s=60"])
+    with pytest.raises(TraceRoundError, match=r"round to one time .*\(config key tasks.trace_time_round_s\)$"):
+        test_tasks(cfg, case, case.build_family(cfg))
 
 
 def test_a_request_log_is_replayed_with_an_empty_value_column(tmp_path):

@@ -43,8 +43,13 @@ class TraceGapError(TraceFormatError):
 
 
 class TraceBinError(TraceFormatError):
-    """An aggregated trace whose timestamps give no bin width (read without ``bin_s``: one timestamp only, or rows
-    that are not on one grid), or two of whose rows ``time_round_s`` puts on one time; the message names the rows."""
+    """An aggregated trace read without ``bin_s`` whose timestamps give no bin width: one timestamp only, or rows that
+    are not on one grid; the message names the rows."""
+
+
+class TraceRoundError(TraceBinError):
+    """An aggregated trace two of whose rows, at different times, ``time_round_s`` puts on one time; the message names
+    them."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,13 @@ class RateTrace:
 GAP_POLICIES = ("error", "zero", "join")
 VALUE_KINDS = ("count", "rate")
 MAX_BINS = 10**8
+MAX_ROUNDED_STEPS = 2**52   # steps of time_round_s up to which a float timestamp still resolves one step
 BIN_TOLERANCE = 1e-6   # share of a bin by which a timestamp may fall short of its bin's start (float rounding)
 NUMBER, DATE_TIME = "a number", "an ISO-8601 date-time"   # the two time formats, as _parse_time names them
 
 
 def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, time_unit_s: Any, bin_s: Any,
-                         gaps: Any, time_round_s: Any = None, owner: str = "") -> None:
+                         gaps: Any, owner: str = "", time_round_s: Any = None) -> None:
     """Raise a ``TypeError`` or ``ValueError`` naming the first of :func:`read_rate_trace`'s options (after
     ``owner``, e.g. ``"TraceWorkload."``) that is not of its type and range."""
     if not isinstance(time_column, str) or not time_column:
@@ -180,16 +186,18 @@ def read_rate_trace(
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
         time_round_s: for aggregated files whose timestamps drift around a grid (a per-minute export stamped
-            60.2 s, 119.9 s, ...), seconds to round each timestamp to the nearest multiple of (of the time since the
-            epoch for date-times, so 60 puts them on whole minutes) before anything else; two rows rounded to one time
-            are an error naming them (their drift is half ``time_round_s`` or more). ``None`` (the default) takes the
-            timestamps as written.
+            60.2 s, 119.9 s, ...), the grid's step in seconds: before anything else, each timestamp is put on the
+            nearest point of a grid of this step, placed at the rows' mean offset from its multiples (so a grid
+            stamped mid-minute, or by a scraper started at any second, is read as well as one on whole minutes). Two
+            rows at different times put on one point are an error naming them (a drift of half the step or more).
+            ``None`` (the default) takes the timestamps as written.
     """
     path = Path(path)
-    check_reader_options(time_column, value_column, value_kind, time_unit_s, bin_s, gaps, time_round_s)
+    check_reader_options(time_column, value_column, value_kind, time_unit_s, bin_s, gaps, time_round_s=time_round_s)
     times: list[float] = []
     values: list[float] = []
     lines: list[int] = []
+    texts: list[str] = []   # the timestamps as written, for messages
     first_format: tuple[str, int] | None = None   # the time format of the first row, and its line
     columns = [c for c in (time_column, value_column) if c is not None]
     for line, row in csv_rows(path, columns, TraceFormatError, TraceColumnError):
@@ -201,12 +209,13 @@ def read_rate_trace(
                                    f"throughout")
         times.append(time)
         lines.append(line)
+        texts.append(row[time_column])
         if value_column is not None:
             values.append(csv_number(path, line, value_column, row[value_column], positive=False,
                                      error=TraceFormatError))
     t = np.asarray(times)
     if time_round_s is not None:
-        t = _rounded(t, time_round_s, np.asarray(lines), path)
+        t = _rounded(t, time_round_s, np.asarray(lines), texts, path)
     slack_s = 16 * np.finfo(float).eps * float(np.abs(t).max())   # float rounding of the timestamps as parsed
     order = np.argsort(t, kind="stable")                            # (epoch seconds: about 6e-6 s)
     t = t[order] - t[order][0]
@@ -285,18 +294,26 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float
     return float(t[-1] / bins.sum())
 
 
-def _rounded(t: np.ndarray, time_round_s: float, lines: np.ndarray, path: Path) -> np.ndarray:
-    """The times ``t`` (of the rows on ``lines``, in file order) rounded to the nearest multiple of ``time_round_s``;
-    a :class:`TraceBinError` naming the first two rows of different times that round to one time."""
-    rounded = np.round(t / time_round_s) * time_round_s
+def _rounded(t: np.ndarray, time_round_s: float, lines: np.ndarray, texts: list[str], path: Path) -> np.ndarray:
+    """The times ``t`` (of the rows on ``lines``, written ``texts``, in file order), each put on the nearest point of a
+    grid of step ``time_round_s`` placed at the rows' mean (circular) offset from the multiples of the step, so that a
+    grid stamped mid-bin, in a half-hour time zone or by a scraper started at any second rounds as well as one on
+    whole multiples. A :class:`TraceRoundError` names the first two rows of different times put on one point."""
+    if np.abs(t).max() > MAX_ROUNDED_STEPS * time_round_s:
+        raise TraceFormatError(f"{path}: time_round_s={time_round_s:g} is finer than timestamps of up to "
+                               f"{np.abs(t).max():.3g} s can be told apart by (over {MAX_ROUNDED_STEPS:.0e} steps of "
+                               f"it); is it in seconds?")
+    angle = 2 * np.pi * np.mod(t, time_round_s) / time_round_s
+    phase = time_round_s * float(np.angle(np.exp(1j * angle).mean())) / (2 * np.pi)
+    rounded = phase + np.round((t - phase) / time_round_s) * time_round_s
     order = np.lexsort((t, rounded))
     merged = np.flatnonzero((np.diff(rounded[order]) == 0) & (np.diff(t[order]) > 0))
     if len(merged):
         first, second = order[merged[0]], order[merged[0] + 1]
-        raise TraceBinError(f"{path}: lines {lines[first]} and {lines[second]} ({t[first]:g} s and {t[second]:g} s) "
-                            f"both round to {rounded[first]:g} s with time_round_s={time_round_s:g}, which cannot tell "
-                            f"their bins apart: give it the rows' spacing (their timestamps must drift by less than "
-                            f"half of it)")
+        raise TraceRoundError(f"{path}: lines {lines[first]} and {lines[second]} ({texts[first]!r} and "
+                              f"{texts[second]!r}, {t[second] - t[first]:g} s apart) round to one time with "
+                              f"time_round_s={time_round_s:g}, which cannot tell their bins apart: give it the rows' "
+                              f"spacing (their timestamps must drift by less than half of it)")
     return rounded
 
 

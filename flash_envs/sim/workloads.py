@@ -306,15 +306,15 @@ class TraceWorkload(Workload):
     in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, the rates are instead scaled so
     that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1). ``start_s`` is the trace offset
     (seconds) where replay begins; ``None`` draws it uniformly from the trace for each realisation. Replay wraps around
-    at the end of the trace. ``gaps`` says what bins without a row in the file are, and ``time_round_s`` what grid
-    drifting timestamps are put on (see ``read_rate_trace``).
+    at the end of the trace. ``gaps`` says what bins without a row in the file are, and ``time_round_s`` the step of
+    the grid that drifting timestamps are put on (see ``read_rate_trace``).
 
-    A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``time_round_s``), and its dict
-    form names the file, which is read when a realisation is first drawn and again only once the file has changed (its
-    modification time or size; a relative path resolves against the working directory at each read). An in-memory
-    workload has no path and takes no reader options: the trace itself is the description, so its dict form holds the
-    trace inline (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance only) and
-    rebuilds, from a dict or YAML on any machine, to an equal workload that replays bit-identical rates.
+    A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``gaps``, ``time_round_s``),
+    and its dict form names the file, which is read when a realisation is first drawn and again only once the file has
+    changed (its modification time or size; a relative path resolves against the working directory at each read). An
+    in-memory workload has no path and takes no reader options: the trace itself is the description, so its dict form
+    holds the trace inline (``"trace": {"rates": [...], "bin_s": ..., "source": ...}``, ``source`` for provenance
+    only) and rebuilds, from a dict or YAML on any machine, to an equal workload that replays bit-identical rates.
     """
 
     kind: ClassVar[str] = "trace"
@@ -325,11 +325,11 @@ class TraceWorkload(Workload):
     time_unit_s: float = 1.0
     bin_s: float | None = None
     gaps: str = "error"
-    time_round_s: float | None = None
     time_scale: float = 1.0
     mean_rate: float | None = None
     start_s: float | None = None
     trace: RateTrace | None = None
+    time_round_s: float | None = None
 
     CSV_OPTIONS: ClassVar[tuple[str, ...]] = ("path", "time_column", "value_column", "value_kind", "time_unit_s",
                                               "bin_s", "gaps", "time_round_s")
@@ -341,7 +341,7 @@ class TraceWorkload(Workload):
         if not isinstance(self.path, str):
             raise TypeError(f"TraceWorkload.path must be a file path (a string), got {type(self.path).__name__}")
         check_reader_options(self.time_column, self.value_column, self.value_kind, self.time_unit_s, self.bin_s,
-                             self.gaps, self.time_round_s, owner="TraceWorkload.")
+                             self.gaps, owner="TraceWorkload.", time_round_s=self.time_round_s)
         _check_positive(self, "time_scale")
         if self.mean_rate is not None:
             _check_nonnegative(self, "mean_rate")
