@@ -29,6 +29,30 @@ def test_checkers_pass():
     sb3_check_env(gym.make(ENV_ID, family=small_family()).unwrapped)
 
 
+@pytest.mark.filterwarnings("error")
+def test_ansi_render_shows_the_last_measurement_or_the_choice():
+    """The env did not render (render_modes []); a commit now shows the true runtime and cost and the best choice's."""
+    check_env(gym.make(ENV_ID, family=small_family(), render_mode="ansi").unwrapped)
+    env = gym.make(ENV_ID, family=small_family(), render_mode="ansi")
+    _, info = env.reset(seed=0)
+    task = info["task"]
+    assert env.render() == f"{task.name}: nothing measured yet (0/15); the {task.deadline_s:g}s deadline"
+    obs, *_ = env.step(3)
+    runtime = float(np.exp(obs[3 * 3 + 1])) * task.deadline_s   # the measured runtime, as the observation shows it
+    assert env.render().startswith(f"measurement 1/15: {task.configs[3]} runtime={runtime:.4g}s cost=$")
+    meets = "meets" if runtime <= task.deadline_s else "misses"
+    assert env.render().endswith(f"({meets} the {task.deadline_s:g}s deadline)")
+    *_, info = env.step(15 + 5)
+    meets = "meets" if info["meets_deadline"] else "misses"
+    assert env.render() == (f"committed to {task.configs[5]} after 1 measurement(s): true runtime="
+                            f"{task.runtime_s[5]:.4g}s cost=${task.cost_usd[5]:.4g} ({meets} the {task.deadline_s:g}s "
+                            f"deadline); best {task.configs[info['best']]} cost=${task.cost_usd[info['best']]:.4g}")
+    env.close()
+    assert env.unwrapped.render() is None
+    with pytest.raises(RuntimeError, match=r"no episode running \(no reset\(\) since the env was made or closed\)"):
+        env.unwrapped.step(0)
+
+
 def test_lambda_cpu_share_and_cost():
     assert vcpus(1769) == pytest.approx(1.0) and vcpus(10240) == pytest.approx(6.0)
     fn = ServerlessFunction(cpu_work_s=2.0, parallel_fraction=0.0, io_s=0.0, memory_need_mib=128)

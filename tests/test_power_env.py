@@ -147,7 +147,7 @@ def test_an_episode_longer_than_a_year_is_refused_when_the_env_is_made():
 
 def test_render_mode_none_is_accepted_and_others_refused():
     assert gym.make(ENV_ID, render_mode=None).unwrapped.render_mode is None
-    with pytest.raises(ValueError, match=r"render_mode must be one of \[None\], got 'rgb_array'"), \
+    with pytest.raises(ValueError, match=r"render_mode must be one of \[None, 'ansi'\], got 'rgb_array'"), \
             pytest.warns(UserWarning, match="not in the possible render_modes"):   # gym.make's warning, then ours
         gym.make(ENV_ID, render_mode="rgb_array")
 
@@ -171,3 +171,27 @@ def test_per_request_utilisation_counts_service_in_the_sub_steps_it_spans(subste
     env.reset(seed=0, options={"task": PowerTask(base.server, app, ConstantWorkload(rate=2 * capacity), "over")})
     utilisation = [env.step(base.server.n_levels - 1)[4]["utilisation"][0] for _ in range(4)]
     assert utilisation[1:] == pytest.approx([1.0] * 3, abs=1e-9)   # every core busy once the queue has formed
+
+
+@pytest.mark.filterwarnings("error")   # a checker's warning is a failure, not a pass
+def test_ansi_render_shows_each_servers_interval_as_the_info_reports():
+    """The env did not render (render_modes []): a user watching an agent had only the info dict to print."""
+    check_env(gym.make(ENV_ID, render_mode="ansi").unwrapped)
+    env = gym.make(ENV_ID, render_mode="ansi", n_servers=2)
+    _, info = env.reset(seed=0)
+    task = info["task"]
+    lines = env.render().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("t=      0s server 0: f=100% util=0.00 power=")
+    *_, info = env.step(np.array([0, 4]))
+    for k, line in enumerate(env.render().splitlines()):
+        f = task.server.level_fraction(info["level"][k])
+        assert line == (f"t={info['time_s']:7.0f}s server {k}: f={f:4.0%} util={info['utilisation'][k]:.2f} "
+                        f"power={info['power_w'][k]:6.1f}W p95={info['p95_ms'][k]:8.1f}ms/{task.app.slo_ms:g}ms "
+                        f"rate={info['arrival_rate'][k]:7.1f}/s")
+    assert "f= 60%" in env.render().splitlines()[0] and "f=100%" in env.render().splitlines()[1]
+    info["level"][0] = 4   # the caller's dict is its own
+    assert "f= 60%" in env.render().splitlines()[0]
+    import copy
+    assert copy.deepcopy(env.unwrapped).render() == env.render()   # a copy mid-episode replays to the same
+    env.close()
+    assert env.unwrapped.render() is None

@@ -236,7 +236,9 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     ``task`` fixes the starting task (default: the family's first train task); ``max_measurements`` defaults to ``n``
     (the default family has ``n = 15`` memory sizes, 128 MiB to 10 GiB: ``Box(46,)`` observations, ``Discrete(30)``
     actions). ``noise_cv`` is at most 3 (a factor of e^3 = 20 at one standard deviation; beyond that a measurement
-    says nothing and ``exp`` overflows). The env does not render: ``render_mode`` must be ``None``.
+    says nothing and ``exp`` overflows). ``render_mode="ansi"`` makes :meth:`render` return a line on the last step:
+    the configuration measured and its measured runtime and cost against the deadline, or the one committed to, with
+    its true runtime and cost and the best choice's.
 
     ## Version History
     * v0: initial version.
@@ -248,7 +250,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
     deadline).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
     family_type = ConfigSearchTaskFamily
 
     def __init__(self, family: ConfigSearchTaskFamily | None = None, task: ConfigSearchTask | None = None,
@@ -272,6 +274,7 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._measured = np.zeros(self.n_configs, dtype=bool)
         self._ref_cost = math.nan
         self._measurements = 0
+        self._last_action: int | None = None   # of the episode, for render()
         self._noise: np.random.Generator   # the episode's measurement noise, set by reset()
         self._ended: str | None = ""   # why step() may not run ("": no reset() yet), None while an episode runs
 
@@ -300,12 +303,13 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._cost[:] = 0.0
         self._ref_cost = math.nan
         self._measurements = 0
+        self._last_action = None
         self._ended = None
         return self._get_obs(), self._get_info()
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self._check_step(action, self._ended is None, self._ended or "")
-        a = int(action)
+        a = self._last_action = int(action)
         task = self.episode_task
         if a < self.n_configs:
             factor = math.exp(self._noise.normal(0.0, self.noise_cv))
@@ -326,10 +330,29 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._ended = f"the episode ended: committed to configuration {chosen}"
         return self._get_obs(), float(quality), True, False, info
 
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return super().render()
+        if self._ended == "":   # before reset() or after close(): nothing to show
+            return None
+        task, a = self.episode_task, self._last_action
+        deadline = f"the {task.deadline_s:g}s deadline"
+        if a is None:
+            return f"{task.name}: nothing measured yet (0/{self.max_measurements}); {deadline}"
+        if a < self.n_configs:
+            meets = "meets" if self._runtime[a] <= task.deadline_s else "misses"
+            return (f"measurement {self._measurements}/{self.max_measurements}: {task.configs[a]} "
+                    f"runtime={self._runtime[a]:.4g}s cost=${self._cost[a]:.4g} ({meets} {deadline})")
+        chosen, best = a - self.n_configs, task.best
+        meets = "meets" if task.runtime_s[chosen] <= task.deadline_s else "misses"
+        return (f"committed to {task.configs[chosen]} after {self._measurements} measurement(s): true "
+                f"runtime={task.runtime_s[chosen]:.4g}s cost=${task.cost_usd[chosen]:.4g} ({meets} {deadline}); best "
+                f"{task.configs[best]} cost=${task.cost_usd[best]:.4g}")
+
     def close(self) -> None:
-        """End the running episode, if any: a ``step()`` needs a ``reset()`` first, as in the other envs."""
-        if self._ended is None:
-            self._ended = ""
+        """End the episode: a ``step()`` needs a ``reset()`` first, and :meth:`render` shows nothing until then, as in
+        the other envs."""
+        self._ended = ""
 
     def _get_obs(self) -> np.ndarray:
         if not self._measurements:   # the starting state, what the formula below gives (a reset's cost halved)

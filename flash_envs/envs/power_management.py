@@ -79,8 +79,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     starting task (default: the family's first train task). ``timeout_s`` caps a request's latency: a server's queue
     holds at most ``timeout_s`` seconds of work for its current capacity, a request beyond that is rejected and counts
     with latency ``timeout_s``, and no latency counts more (the service model's rule, :mod:`flash_envs.sim.service`,
-    whose default is 30 s). The env does not render: ``render_mode`` must be
-    ``None``.
+    whose default is 30 s). ``render_mode="ansi"`` makes :meth:`render` return the last interval (or the starting
+    state), a line per server: its P-state as a share of f_max, utilisation, mean power, p95 latency against the SLO,
+    and arrival rate.
 
     ## Info
     ``reset`` and ``step`` return a fresh dict of ``task``, ``time_s``; the scalars
@@ -102,7 +103,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     * v0: initial version.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
     family_type = PowerTaskFamily
     live_attributes = {"_servers": []}   # its simulation, rebuilt by replay when unpickled
 
@@ -146,6 +147,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self._servers: list[DVFSServer] = []
         self._obs = np.zeros(N_FEATURES * self.n_servers, dtype=np.float32)
         self._episode_energy_j = 0.0
+        self._last_interval: tuple | None = None   # what render() shows: time, then per server (_info sets it)
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)
@@ -175,7 +177,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self._obs[1::N_FEATURES] = min(RATIO_CAP, rate / self._servers[0].capacity())
         n = self.n_servers   # the starting state the observation shows: top P-state, idle, no requests served yet
         return self._get_obs(), self._info(0.0, 0.0, np.full(n, idle * task.server.peak_w), np.zeros(n), 0, 0,
-                                            [s.level for s in servers], [0.0] * n, np.zeros(n), [rate] * n)
+                                           [s.level for s in servers], [0.0] * n, np.zeros(n), [rate] * n)
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self._check_step(action, bool(self._servers))
@@ -217,7 +219,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     def _info(self, time_s: float, energy_j: float, power_w: np.ndarray, violations: np.ndarray, transitions: int,
               dropped: int, level: list[int], utilisation: list[float], p95_ms: np.ndarray,
               arrival_rate: list[float]) -> dict[str, Any]:
-        """The info dict of ``reset`` and ``step`` (see the class docstring), from the per-server figures."""
+        """The info dict of ``reset`` and ``step`` (see the class docstring), from the per-server figures, which are
+        kept for :meth:`render`."""
+        self._last_interval = (time_s, list(zip(level, utilisation, power_w.tolist(), p95_ms.tolist(), arrival_rate)))
         return {
             "task": self.episode_task,
             "time_s": time_s,
@@ -234,12 +238,23 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
             "arrival_rate": arrival_rate,
         }
 
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return super().render()
+        if self._last_interval is None:   # before reset() or after close(): nothing to show
+            return None
+        (time_s, servers), task = self._last_interval, self.episode_task
+        return "\n".join(f"t={time_s:7.0f}s server {k}: f={task.server.level_fraction(level):4.0%} util={util:.2f} "
+                         f"power={power_w:6.1f}W p95={p95_ms:8.1f}ms/{task.app.slo_ms:g}ms rate={rate:7.1f}/s"
+                         for k, (level, util, power_w, p95_ms, rate) in enumerate(servers))
+
     def close(self) -> None:
         """Free the servers' simulations (see :meth:`~flash_envs.sim.service.ServiceSimulation.close`)."""
         for server in self._servers:
             server.sim.close()
         self._servers = []
         self._episode_log = None
+        self._last_interval = None
 
     @property
     def n_levels(self) -> int:
