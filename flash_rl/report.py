@@ -419,8 +419,8 @@ def render(out_dir: Path) -> None:
     trained or run, and the other numbers are kept). The files must agree: every run that ``summary.json`` counts (its
     methods x its ``n_test_tasks`` tasks x its seeds) has one row in ``episodes_to_adapt.csv`` and its whole curve in
     ``curves.csv``, and no other run is there, or a :class:`DataFormatError` names the file and the runs. The
-    sensitivity's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved ones, or
-    this raises."""
+    sensitivity's and the sustained success's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and
+    must match the saved ones (a summary written before the sustained section has none to match), or this raises."""
     out_dir = Path(out_dir)
     needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
                                     "references.csv")]
@@ -467,14 +467,18 @@ def render(out_dir: Path) -> None:
                               "which curves.csv has")
     saved = summary.get("threshold_sensitivity", {})
     redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], a.budget)
-    for fraction, entry in saved.items():
-        if redone[fraction]["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
-            raise ValueError(f"{out_dir}: the {fraction} threshold's episodes-to-adapt from curves.csv differ from "
-                             f"summary.json's ({redone[fraction]['methods']} vs {entry['methods']})")
+    sustained = sustained_adaptation(list(records.values()), refs, a.threshold, a.budget)
+    checks = [(f"the {fraction} threshold's", redone[fraction], entry) for fraction, entry in saved.items()]
+    if "sustained" in summary:
+        checks.append((f"the sustained success's (at the {a.threshold:g} threshold)", sustained, summary["sustained"]))
+    for what, recomputed, entry in checks:
+        if recomputed["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
+            raise ValueError(f"{out_dir}: {what} episodes-to-adapt from curves.csv differ from summary.json's "
+                             f"({recomputed['methods']} vs {entry['methods']})")
     summary["threshold_sensitivity"] = redone
     items = [(key, value) for key, value in summary.items() if key != "sustained"]   # (a summary written before it
     at = [key for key, _ in items].index("threshold_sensitivity") + 1                 # has none) where a run puts it
-    items.insert(at, ("sustained", sustained_adaptation(list(records.values()), refs, a.threshold, a.budget)))
+    items.insert(at, ("sustained", sustained))
     summary = dict(items)
     plot(out_dir, cfg, curves, rows, summary)
     needed[3].write_text(json_text(summary))

@@ -116,6 +116,16 @@ def test_reproduce_tiny(tmp_path):
     (out / "summary.json").write_text(json.dumps(tampered))
     with pytest.raises(ValueError, match="0.95 threshold's episodes-to-adapt from curves.csv differ"):
         render(out)
+    tampered = json.loads(written["summary.json"])   # and the sustained success (it was recomputed unchecked)
+    tampered["sustained"]["methods"]["transfer"]["censored"] += 1
+    (out / "summary.json").write_text(json.dumps(tampered))
+    with pytest.raises(ValueError, match=r"the sustained success's \(at the 0.9 threshold\) episodes-to-adapt from "
+                                         r"curves.csv differ from summary.json's"):
+        render(out)
+    del tampered["sustained"]   # a summary written before the section: it is computed, in its place
+    (out / "summary.json").write_text(json.dumps(tampered))
+    render(out)
+    assert (out / "summary.json").read_bytes() == written["summary.json"]
     (out / "summary.json").write_bytes(written["summary.json"])
     assert main(["reproduce", "--render", str(tmp_path)]) == 2  # not a reproduction folder: a one-line error
     # resume: every model and curve is reused
