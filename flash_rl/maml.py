@@ -357,10 +357,12 @@ class MAML:
             raise ValueError(f"{path} is not a MAML checkpoint that flash wrote (its hparams are a "
                              f"{type(hparams).__name__}, not a mapping)")
         known = [name for name, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY]
-        unknown = sorted(set(hparams) - set(known), key=str)
-        if unknown:
-            raise ValueError(f"{path}: its settings hold {unknown}, which this version of flash does not know; it was "
-                             "written by another version (retrain, or load it with that version)")
+        unknown, missing = sorted(set(hparams) - set(known), key=str), sorted(set(known) - set(hparams))
+        if unknown or missing:   # a missing one would take today's default, which the model may not have had
+            problem = (f"hold {unknown}, which this version of flash does not know" if unknown
+                       else f"lack {missing}, which this version of flash records")
+            raise ValueError(f"{path}: its settings {problem}; it was written by another version (retrain, or load it "
+                             "with that version)")
         try:
             obj = cls(state["env_id"], state["env_kwargs"], **hparams)
         except (TypeError, ValueError) as err:

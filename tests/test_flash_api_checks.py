@@ -103,6 +103,8 @@ def maml_checkpoint(tmp_path, change):
 @pytest.mark.parametrize("change, problem", [
     (lambda s: s["hparams"].update(bogus=1), ": its settings hold ['bogus'], which this version of flash does not "
                                              "know"),
+    (lambda s: s["hparams"].pop("gamma"), ": its settings lack ['gamma'], which this version of flash records; it "
+                                          "was written by another version"),   # it adapted with today's default
     (lambda s: s["hparams"].update(hidden=[16]), " is not a MAML checkpoint that flash wrote, or is damaged: its "
                                                  "weights or state do not fit its settings (RuntimeError: "),
     (lambda s: s["hparams"].update(gamma=2.0), ": the saved settings are refused: maml.gamma must be in (0, 1]"),
