@@ -15,7 +15,7 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from queue import SimpleQueue
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -233,13 +233,17 @@ class RelayedOutput:
 
     For a ``with`` block around the pool's work, which ends once the workers have: the thread then draws what is left
     in the pipe and ends when the pipe is empty with no writer left. Messages cut short by a terminated worker are
-    discarded; the thread never stops reading before that, since a worker writing to a full pipe would block."""
+    discarded; the thread never stops reading before that, since a worker writing to a full pipe would block.
+
+    ``skip_line``, if given, is asked of every line a worker writes to stderr: a line it says yes to is not printed
+    (e.g. a warning another process has printed already)."""
 
     JOIN_TIMEOUT_S = 5.0
     """Longest wait, once the workers have ended, for the thread to draw what is left (a process started by a worker
     may have kept the pipe open)."""
 
-    def __init__(self, context: BaseContext) -> None:
+    def __init__(self, context: BaseContext, skip_line: Callable[[str], bool] | None = None) -> None:
+        self.skip_line = skip_line
         self._reader, writer = context.Pipe(duplex=False)
         self.sender = RelaySender(writer, context.Lock())
         self.bars, self.ended = dict[str, Any](), False
@@ -283,6 +287,8 @@ class RelayedOutput:
         if kind == "open":
             self.bars[key] = tqdm_bar(value.pop("total"), value.pop("desc"), **value)
         elif kind == "write":
+            if key == "stderr" and self.skip_line is not None and self.skip_line(value):
+                return
             stream = sys.stdout if key == "stdout" else sys.stderr
             tqdm.write(value, file=stream)
             stream.flush()   # a worker's line reaches a log file or pipe now, not when the buffer is full

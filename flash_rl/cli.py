@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         parser.parse_args(argv if argv else ["--help"])
         parser.error(f"unknown command {command!r}")
-    previous_format = warnings.formatwarning
-    warnings.formatwarning = OneLineWarnings(command, previous_format)
+    previous_format, previous_show = warnings.formatwarning, warnings.showwarning
+    one_line = OneLineWarnings(command, previous_format, previous_show)
+    warnings.formatwarning, warnings.showwarning = one_line, one_line.show
     try:
         return _run(command, argv)
     except KeyboardInterrupt:   # Ctrl-C, also while the command loads: worker pools are already stopped
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error as Python flushes at exit
         return 141   # as a shell reports a command ended by SIGPIPE
     finally:
-        warnings.formatwarning = previous_format
+        warnings.formatwarning, warnings.showwarning = previous_format, previous_show
 
 
 def _run(command: str, argv: list[str]) -> int:

@@ -31,8 +31,8 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
     that one registered, and the resource tracker would warn of "leaked semaphore objects" at exit (a spawned
     worker shares no lock with the others anyway).
 
-    ``one_line_warnings`` is the parent's ``warnings.formatwarning`` when the ``flash`` command installed it: a spawned
-    worker starts with Python's two-line format.
+    ``one_line_warnings`` is the parent's ``warnings.formatwarning`` when the ``flash`` command installed it (with its
+    ``show`` as ``warnings.showwarning``): a spawned worker starts with Python's two-line format.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
@@ -40,7 +40,7 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
     tqdm.set_lock(threading.RLock())
     relay_into(output)
     if one_line_warnings is not None:
-        warnings.formatwarning = one_line_warnings
+        warnings.formatwarning, warnings.showwarning = one_line_warnings, one_line_warnings.show
     if initializer is not None:
         initializer(*initargs)
 
@@ -100,8 +100,9 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
     """A pool of ``jobs`` spawned worker processes, each set up by ``initializer(*initargs)``, for a ``with`` block.
 
     The workers' progress bars and printed lines are drawn by this process
-    (:class:`~flash_envs.progress.RelayedOutput`). What a task printed is drawn by the time the block ends, even when
-    the task failed or the block raised.
+    (:class:`~flash_envs.progress.RelayedOutput`), but for a flash command's warning lines written already, by it or
+    another worker (:meth:`~flash_rl.warning_lines.OneLineWarnings.written_before`). What a task printed is drawn by
+    the time the block ends, even when the task failed or the block raised.
 
     When the block ends normally, the pool waits for its tasks as usual. When it raises (Ctrl-C in this process, or a
     task's error re-raised by ``future.result()``), the queued tasks are cancelled and the workers terminated before
@@ -109,7 +110,7 @@ def worker_pool(jobs: int, initializer: Callable[..., None] | None = None,
     """
     one_line = warnings.formatwarning if isinstance(warnings.formatwarning, OneLineWarnings) else None
     context = multiprocessing.get_context("spawn")
-    with RelayedOutput(context) as output:
+    with RelayedOutput(context, skip_line=one_line.written_before if one_line else None) as output:
         pool = _Pool(jobs, mp_context=context, initializer=_start_worker,
                      initargs=(initializer, initargs, one_line, output.sender))
         try:

@@ -341,7 +341,7 @@ def test_only_flashs_own_warnings_are_shortened():
     from flash_rl.warning_lines import OneLineWarnings
 
     fallback = lambda message, category, *rest: f"{category.__name__}: {message}"
-    fmt = OneLineWarnings("reproduce", fallback)
+    fmt = OneLineWarnings("reproduce", fallback, warnings.showwarning)
     assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
     assert fmt("Mean of empty slice", RuntimeWarning, cli.__file__, 1) == "RuntimeWarning: Mean of empty slice"
     assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
@@ -362,7 +362,9 @@ def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
     from flash_rl.warning_lines import OneLineWarnings
     from flash_rl.workers import worker_pool
 
-    monkeypatch.setattr(warnings, "formatwarning", OneLineWarnings("reproduce", warnings.formatwarning))
+    fmt = OneLineWarnings("reproduce", warnings.formatwarning, warnings.showwarning)
+    monkeypatch.setattr(warnings, "formatwarning", fmt)
+    monkeypatch.setattr(warnings, "showwarning", fmt.show)
     with worker_pool(1) as pool:
         pool.submit(_warn_in_worker, cli.__file__).result()
         pool.submit(_warn_in_worker, warnings.__file__).result()
@@ -380,20 +382,32 @@ def test_flashs_own_warnings_are_written_once_per_command_workers_included(capfd
     from flash_rl.warning_lines import OneLineWarnings
     from flash_rl.workers import worker_pool
 
-    fmt = OneLineWarnings("reproduce", lambda message, category, *rest: f"{category.__name__}: {message}")
-    assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
-    assert fmt("w", UserWarning, cli.__file__, 2) == ""                 # the same warning from another place
-    assert fmt("v", UserWarning, cli.__file__, 2) == "flash reproduce: warning: v\n"
-    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"   # not ours: left to Python, every time
-    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
+    written: list[str] = []
+    fmt = OneLineWarnings("reproduce", lambda message, category, *rest: f"{category.__name__}: {message}",
+                          lambda *args: written.append(fmt(*args[:4])))
+    assert fmt("w", UserWarning, cli.__file__, 1) == fmt("w", UserWarning, cli.__file__, 1)   # formatting stays pure
+    fmt.show("w", UserWarning, cli.__file__, 1)
+    fmt.show("w", UserWarning, cli.__file__, 2)   # the same warning from another place
+    fmt.show("v", UserWarning, cli.__file__, 2)
+    fmt.show("w", UserWarning, warnings.__file__, 1)   # not ours: left to Python, every time
+    fmt.show("w", UserWarning, warnings.__file__, 1)
+    assert written == ["flash reproduce: warning: w\n", "flash reproduce: warning: v\n", "UserWarning: w",
+                       "UserWarning: w"]
 
-    monkeypatch.setattr(warnings, "formatwarning", OneLineWarnings("reproduce", warnings.formatwarning))
-    print(warnings.formatwarning("from a worker", UserWarning, cli.__file__, 1), end="", file=sys.stderr)
-    with worker_pool(1) as pool:
-        for _ in range(2):   # the worker's registry forgets (catch_warnings resets it), as SB3 and flash's own code do
-            pool.submit(_warn_in_worker, cli.__file__).result()
-            pool.submit(_warn_in_worker_elsewhere, cli.__file__).result()
-    assert capfd.readouterr().err.splitlines() == ["flash reproduce: warning: from a worker",   # the command's
+    def to_stderr(*args):   # (pytest records what Python's own showwarning writes)
+        print(fmt(*args[:4]), end="", file=sys.stderr)
+
+    fmt = OneLineWarnings("reproduce", warnings.formatwarning, to_stderr)
+    monkeypatch.setattr(warnings, "formatwarning", fmt)
+    monkeypatch.setattr(warnings, "showwarning", fmt.show)
+    fmt.show("from a worker", UserWarning, cli.__file__, 1)   # the command writes it before it starts its workers
+    with worker_pool(2) as pool:
+        for _ in range(3):   # a worker's registry forgets (catch_warnings resets it), as SB3 and flash's own code do
+            for future in [pool.submit(_warn_in_worker, cli.__file__),
+                           pool.submit(_warn_in_worker_elsewhere, cli.__file__)]:
+                future.result()
+    fmt.show("from a worker, new", UserWarning, cli.__file__, 9)   # written by a worker already
+    assert capfd.readouterr().err.splitlines() == ["flash reproduce: warning: from a worker",
                                                   "flash reproduce: warning: from a worker, new"]
 
 
