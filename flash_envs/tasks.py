@@ -182,10 +182,17 @@ def _repeated(names: Iterable[str]) -> list[str]:
 
 
 def _unnamed(task: Any) -> Any:
-    """What a task is apart from its name: its other fields (a dataclass task), else the task itself."""
-    if dataclasses.is_dataclass(task):
-        return tuple(getattr(task, f.name) for f in dataclasses.fields(task) if f.name != "name")
+    """What a task is apart from names: its fields but ``name`` (a dataclass task), each named dataclass within it (an
+    application, a server type) likewise, since one renamed is the same; else the task itself."""
+    if dataclasses.is_dataclass(task) and not isinstance(task, type):
+        return tuple(_unnamed(value) if _named_dataclass(value) else value
+                     for f in dataclasses.fields(task) if f.name != "name" for value in [getattr(task, f.name)])
     return task
+
+
+def _named_dataclass(value: Any) -> bool:
+    return (dataclasses.is_dataclass(value) and not isinstance(value, type)
+            and any(f.name == "name" for f in dataclasses.fields(value)))
 
 
 def check_generate_arguments(n_train: Any, n_test: Any, seed: Any) -> tuple[int, int, int]:

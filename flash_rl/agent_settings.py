@@ -261,14 +261,16 @@ def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, An
 
 
 def episode_steps_of(env: gym.Env) -> int:
-    """Steps per episode: the unwrapped env's ``episode_steps``, else the spec's ``max_episode_steps`` (else a
-    ValueError)."""
-    steps = getattr(env.unwrapped, "episode_steps", None)
-    if steps is None and env.spec is not None:
-        steps = env.spec.max_episode_steps
-    if steps is None:
-        raise ValueError("cannot tell the episode length of this env; it needs an `episode_steps` attribute")
-    return int(steps)
+    """Steps per episode, at most: the smaller of the unwrapped env's ``episode_steps`` and the spec's
+    ``max_episode_steps`` (``gym.make(..., max_episode_steps=10)`` ends the env's episodes sooner), whichever there is
+    (else a ValueError)."""
+    limits = [int(steps) for steps in (getattr(env.unwrapped, "episode_steps", None),
+                                       env.spec.max_episode_steps if env.spec is not None else None)
+              if steps is not None]
+    if not limits:
+        raise ValueError("cannot tell the episode length of this env; it needs an `episode_steps` attribute, or "
+                         "max_episode_steps (e.g. in env_kwargs)")
+    return min(limits)
 
 
 def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:

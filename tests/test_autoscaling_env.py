@@ -215,6 +215,17 @@ def test_ansi_render_shows_the_step_the_info_reports():
         f"mem={info['memory_utilisation']:.2f}")
 
 
+def test_ansi_render_shows_a_sub_second_time():
+    """The time was rounded to whole seconds: 0.5 s intervals rendered as t=0s, 1s, 2s, 2s."""
+    env = gym.make(ENV_ID, render_mode="ansi", control_interval_s=0.5, substep_s=0.5)
+    env.reset(seed=0)   # (the first observation is measured over one interval)
+    times = [env.render().split("s replicas=")[0]]
+    for _ in range(3):
+        env.step(NOOP)
+        times.append(env.render().split("s replicas=")[0])
+    assert times == ["t=       0.5", "t=         1", "t=       1.5", "t=         2"]
+
+
 def test_action_outside_space_raises():
     env = gym.make(ENV_ID).unwrapped
     env.reset(seed=0)

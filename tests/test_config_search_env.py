@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -51,6 +53,26 @@ def test_ansi_render_shows_the_last_measurement_or_the_choice():
     assert env.unwrapped.render() is None
     with pytest.raises(RuntimeError, match=r"no episode running \(no reset\(\) since the env was made or closed\)"):
         env.unwrapped.step(0)
+
+
+def test_a_family_or_task_of_other_configurations_is_refused_and_the_episode_length_is_the_budget():
+    """Only the number of configurations was checked: a family mixing ('128MiB', '256MiB') with ('x-large', 'tiny')
+    was taken, so action i measured another configuration on each task."""
+    a = ConfigSearchTask("a", ("128MiB", "256MiB"), (2.0, 1.0), (1.0, 1.5), 1.5)
+    b = ConfigSearchTask("b", ("x-large", "tiny"), (1.0, 2.0), (3.0, 1.0), 1.5)
+    swapped = ConfigSearchTask("s", ("256MiB", "128MiB"), (1.0, 2.0), (1.5, 1.0), 1.5)
+    for other in (b, swapped):
+        with pytest.raises(ValueError, match=rf"^ConfigSearchTaskFamily: test\[0\] \('{other.name}'\) has "
+                                             rf"configuration 0 '{other.configs[0]}', where it is '128MiB' in the "
+                                             r"first train task's \('a'\); a family's tasks must all have the same "
+                                             r"configurations, in the same order"):
+            ConfigSearchTaskFamily((a,), (other,))
+    env = ConfigSearchEnv(family=ConfigSearchTaskFamily((a,), (dataclasses.replace(a, name="c", deadline_s=1.2),)))
+    with pytest.raises(ValueError, match=r"^task 'b' has configuration 0 'x-large', where it is '128MiB' in this env's "
+                                         r"family's \(action i measures configuration i\)"):
+        env.set_task(b)
+    assert env.episode_steps == env.max_measurements == 2
+    assert ConfigSearchEnv(family=small_family(), max_measurements=4).episode_steps == 4
 
 
 def test_lambda_cpu_share_and_cost():
@@ -113,10 +135,10 @@ def test_a_task_of_another_size_than_the_family_is_blamed_with_the_fix():
         gym.make(ENV_ID, task=three.train[0])
     env = gym.make(ENV_ID, family=three, task=three.train[1]).unwrapped
     assert env.n_configs == 3 and env.action_space.n == 6 and env.get_task() is three.train[1]
-    mixed = ConfigSearchTaskFamily(three.train, small_family().test)
-    with pytest.raises(ValueError, match=f"family: task 'fn-006' has {n} configurations, its first train task 3; a "
-                                         "family's tasks must all have the same configurations"):
-        gym.make(ENV_ID, family=mixed)
+    with pytest.raises(ValueError, match=rf"ConfigSearchTaskFamily: test\[0\] \('fn-006'\) has {n} configurations "
+                                         r"where there are 3 in the first train task's \('fn-000'\); a family's tasks "
+                                         "must all have the same configurations"):   # refused when made, not at the env
+        ConfigSearchTaskFamily(three.train, small_family().test)
 
 
 def test_commit_rewards_the_best_choice_and_ends_the_episode():

@@ -148,10 +148,18 @@ def _family_cases():
                                                               r"\['task-03'\]"),
         ((a, b, c), (d, dataclasses.replace(b, name="renamed")), r"the test split holds train task\(s\) under "
                                                                  r"another name \(test 'renamed' is train 'task-01'\)"),
+        ((a, b, c), (d, dataclasses.replace(b, name="renamed", app=dataclasses.replace(b.app, name="other"))),
+         r"the test split holds train task\(s\) under another name \(test 'renamed' is train 'task-01'\)"),   # app too
     ]
 
 
-@pytest.mark.parametrize("case", range(5))
+def test_an_app_name_is_a_str():
+    """AppProfile(name=5) was taken, and written to a family file as a number."""
+    with pytest.raises(TypeError, match=r"^AppProfile.name must be a str, got 5 \(int\)"):
+        AppProfile(name=5)
+
+
+@pytest.mark.parametrize("case", range(6))
 def test_a_family_refuses_repeated_names_and_train_tasks_held_out(case, tmp_path):
     train, test, message = _family_cases()[case]
     with pytest.raises(ValueError, match="AutoscalingTaskFamily: " + message):

@@ -122,6 +122,22 @@ def test_a_maml_checkpoint_of_other_weights_is_named_when_resumed(tmp_path):
         MAML(ENV, TINY_ENV, **TINY_MAML).meta_train(family().train[:2], 1, checkpoint_dir=path.parent, resume=True)
 
 
+def test_an_episode_is_the_shorter_of_the_envs_and_max_episode_steps_and_config_search_has_one():
+    """gym.make's max_episode_steps=5 ended every 10-step episode at 5 steps, but an adaptation "episode" stayed 10
+    steps (two episodes); flash/ConfigSearch-v0 was refused ("cannot tell the episode length of this env")."""
+    from flash_envs.envs.config_search import ConfigSearchTaskFamily
+
+    short = Flash("PPO", ENV, {"max_episode_steps": 5, **TINY_ENV}, **TINY)
+    assert short.episode_steps == 5
+    with pytest.raises(ValueError, match="fine-tuning learns one 5-step episode at a time, but PPO's n_steps=10"):
+        short.fresh().adapt(family().test[0], 1)
+    search = Flash("PPO", "flash/ConfigSearch-v0", {"max_measurements": 4},
+                   **{**TINY, "agent_kwargs": {"n_steps": 4, "batch_size": 4, "n_epochs": 1}})
+    assert search.episode_steps == 4   # its longest episode; it ends sooner when the agent commits
+    curve = search.fresh().adapt(ConfigSearchTaskFamily.generate(n_train=2, n_test=1).test[0], 2)
+    assert [episodes for episodes, _ in curve] == [0, 1, 2]
+
+
 # ------------------------------------------------------------------------------------------ reserved agent kwargs
 @pytest.mark.parametrize("name", ["_init_setup_model", "self"])
 def test_agent_kwargs_flash_sets_or_that_break_the_agent_are_refused(name):

@@ -181,11 +181,11 @@ def test_ansi_render_shows_each_servers_interval_as_the_info_reports():
     _, info = env.reset(seed=0)
     task = info["task"]
     lines = env.render().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("t=     0.0s server 0: f=100% util=0.00 power=")
+    assert len(lines) == 2 and lines[0].startswith("t=         0s server 0: f=100% util=0.00 power=")
     *_, info = env.step(np.array([0, 4]))
     for k, line in enumerate(env.render().splitlines()):
         f = task.server.level_fraction(info["level"][k])
-        assert line == (f"t={info['time_s']:8.1f}s server {k}: f={f:4.0%} util={info['utilisation'][k]:.2f} "
+        assert line == (f"t={info['time_s']:10.9g}s server {k}: f={f:4.0%} util={info['utilisation'][k]:.2f} "
                         f"power={info['power_w'][k]:6.1f}W p95={info['p95_ms'][k]:8.1f}ms/{task.app.slo_ms:g}ms "
                         f"rate={info['arrival_rate'][k]:7.1f}/s")
     assert "f= 60%" in env.render().splitlines()[0] and "f=100%" in env.render().splitlines()[1]

@@ -247,7 +247,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if self._metrics is None or self._sim is None:  # before reset() or after close(): nothing to show
             return None
         m = self._metrics
-        return (f"t={self._sim.env.now:7.0f}s replicas={self._config[0]:2d} cpu={self._config[1]:4d}m "
+        return (f"t={self._sim.env.now:10.9g}s replicas={self._config[0]:2d} cpu={self._config[1]:4d}m "
                 f"mem={self._config[2]:4d}MiB rate={m.arrival_rate:7.1f}/s p95={m.p95_ms:8.1f}ms "
                 f"cpu={m.cpu_utilisation:.2f} mem={m.memory_utilisation:.2f}")
 

@@ -18,7 +18,8 @@ from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole, is_real_number
 from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MAX_NOISE_CV, MEMORY_SIZES_MIB, MIN_MEMORY_MIB,
                                        generate_functions, invocation_cost)
-from flash_envs.tasks import FrozenTask, TaskFamily, check_field_types, check_generate_arguments, default_family
+from flash_envs.tasks import (SPLITS, FrozenTask, TaskFamily, check_field_types, check_generate_arguments,
+                             default_family)
 
 OBS_LIMIT = 10.0
 #: The range of a task's runtimes (s), costs ($) and deadline: with noise of at most :data:`MAX_NOISE_CV`, no
@@ -106,9 +107,21 @@ def _deadline(runtime: np.ndarray, rng: np.random.Generator) -> float:
 
 @dataclass(frozen=True)
 class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
-    """Config-search tasks over one shared list of configurations."""
+    """Config-search tasks over one shared list of configurations (a family whose tasks list others, or the same in
+    another order, is refused: action ``i`` and observation block ``i`` are configuration ``i`` of every task)."""
 
     task_type: ClassVar[type] = ConfigSearchTask
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        configs = self.train[0].configs
+        for split in SPLITS:
+            for index, task in enumerate(self.split(split)):
+                if task.configs != configs:
+                    raise ValueError(f"{type(self).__name__}: {split}[{index}] ({task.name!r}) "
+                                     f"{_config_difference(task.configs, configs)} the first train task's "
+                                     f"({self.train[0].name!r}); a family's tasks must all have the same "
+                                     "configurations, in the same order")
 
     @classmethod
     def generate(cls, n_train: int = 200, n_test: int = 50, seed: int = 2024,
@@ -175,6 +188,14 @@ def _check_memory_sizes(memory_sizes: Any) -> tuple[float, ...]:
         raise ValueError(f"memory_sizes repeats the size(s) {repeated}; each configuration must be a size of its own, "
                          f"got {list(memory_sizes)}")
     return sizes
+
+
+def _config_difference(configs: tuple[str, ...], expected: tuple[str, ...]) -> str:
+    """Where the configuration list ``configs`` first differs from ``expected``, for a message ending "... than"."""
+    if len(configs) != len(expected):
+        return f"has {len(configs)} configurations where there are {len(expected)} in"
+    i = next(i for i, (a, b) in enumerate(zip(configs, expected)) if a != b)
+    return f"has configuration {i} {configs[i]!r}, where it is {expected[i]!r} in"
 
 
 def _memory_config(memory_mib: float) -> str:
@@ -260,9 +281,6 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         super().__init__(family, task, render_mode)   # checks the task against the family
         for t in (*family.train, *family.test):
             super()._check_task(t)
-            if len(t.configs) != self.n_configs:
-                raise ValueError(f"family: task {t.name!r} has {len(t.configs)} configurations, its first train task "
-                                 f"{self.n_configs}; a family's tasks must all have the same configurations")
         self.noise_cv = check_number("noise_cv", noise_cv, 0.0, MAX_NOISE_CV)
         self.measure_penalty = check_number("measure_penalty", measure_penalty, 0.0)
         self.max_measurements = (self.n_configs if max_measurements is None
@@ -279,6 +297,11 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
         self._ended: str | None = ""   # why step() may not run ("": no reset() yet), None while an episode runs
 
     @property
+    def episode_steps(self) -> int:
+        """The longest an episode lasts, in steps: ``max_measurements`` (it ends sooner when the agent commits)."""
+        return self.max_measurements
+
+    @property
     def n_configs(self) -> int:
         """Configurations per task (``n``), as the family's first train task has; every task run must have as many."""
         return len(self.family.train[0].configs)
@@ -290,6 +313,10 @@ class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):
             raise ValueError(f"task {task.name!r} has {k} configurations, but this env's family has {self.n_configs} "
                              f"(they set its spaces); to run tasks of {k} configurations, make the env with a family "
                              f"of such tasks (family=...)")
+        if task.configs != self.family.train[0].configs:
+            raise ValueError(f"task {task.name!r} {_config_difference(task.configs, self.family.train[0].configs)} "
+                             f"this env's family's (action i measures configuration i); to run it, make the env with "
+                             f"a family of such tasks (family=...)")
 
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:

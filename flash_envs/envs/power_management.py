@@ -244,7 +244,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         if self._last_interval is None:   # before reset() or after close(): nothing to show
             return None
         (time_s, servers), task = self._last_interval, self.episode_task
-        return "\n".join(f"t={time_s:8.1f}s server {k}: f={task.server.level_fraction(level):4.0%} util={util:.2f} "
+        return "\n".join(f"t={time_s:10.9g}s server {k}: f={task.server.level_fraction(level):4.0%} util={util:.2f} "
                          f"power={power_w:6.1f}W p95={p95_ms:8.1f}ms/{task.app.slo_ms:g}ms rate={rate:7.1f}/s"
                          for k, (level, util, power_w, p95_ms, rate) in enumerate(servers))
 

@@ -50,6 +50,8 @@ class AppProfile:
     slo_ms: float = 250.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"AppProfile.name must be a str, got {self.name!r} ({type(self.name).__name__})")
         for name in ("service_time_ms", "service_cv", "working_set_mb", "slo_ms"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, strict=True)
         for name in ("cpu_fraction", "idle_memory_fraction"):
