@@ -411,6 +411,25 @@ def _check_runs(path: Path, found: Counter[Run], expected: set[Run], unit: str) 
         raise DataFormatError(f"{path}: more than one {unit} for the run(s) (method, task, seed) {_some(repeated)}")
 
 
+def _check_rows_against_curves(path: Path, rows: list[dict[str, str]], records: dict[tuple, dict[str, Any]],
+                               refs: dict[tuple[str, int], References], fraction: float, budget: int) -> None:
+    """A :class:`DataFormatError` naming ``path`` and the runs whose episodes-to-adapt (``rows``, the speedup's
+    input) are not what their curves (``records``) reach the ``fraction`` threshold in."""
+    curve_of = {key[:3]: rec for key, rec in records.items()}
+    wrong = []
+    for r in rows:
+        run = (r["method"], r["task"], int(r["seed"]))
+        rec = curve_of[run]
+        episodes, censored = episodes_to_adapt(rec["curve"], refs[(rec["task"], rec["eval_seed"])].threshold(fraction),
+                                               budget)
+        if (r["episodes"], r["censored"]) != (str(episodes), str(censored)):
+            wrong.append(f"{run}: {r['episodes']} ({'censored' if r['censored'] == 'True' else 'reached'}) where "
+                         f"curves.csv reaches it in {episodes}{' (censored)' if censored else ''}")
+    if wrong:   # the CSVs keep 4 decimals: a near-tie could flip
+        raise DataFormatError(f"{path}: the episodes-to-adapt of {len(wrong)} run(s) differ from what their curves in "
+                              f"curves.csv give at the {fraction:g} threshold, e.g. {'; '.join(wrong[:3])}")
+
+
 def render(out_dir: Path) -> None:
     """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
     whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
@@ -418,9 +437,10 @@ def render(out_dir: Path) -> None:
     ``references.csv`` and ``summary.json`` (after a change of the plots or of the speedup statistics; nothing is
     trained or run, and the other numbers are kept). The files must agree: every run that ``summary.json`` counts (its
     methods x its ``n_test_tasks`` tasks x its seeds) has one row in ``episodes_to_adapt.csv`` and its whole curve in
-    ``curves.csv``, and no other run is there, or a :class:`DataFormatError` names the file and the runs. The
-    sensitivity's and the sustained success's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and
-    must match the saved ones (a summary written before the sustained section has none to match), or this raises."""
+    ``curves.csv``, with the episodes-to-adapt its curve gives, and no other run is there, or a
+    :class:`DataFormatError` names the file and the runs. The sensitivity's and the sustained success's
+    episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved ones (a summary written
+    before the sustained section has none to match), or this raises."""
     out_dir = Path(out_dir)
     needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
                                     "references.csv")]
@@ -465,6 +485,7 @@ def render(out_dir: Path) -> None:
     if unscored:
         raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {_some(unscored)}, "
                               "which curves.csv has")
+    _check_rows_against_curves(needed[2], rows, records, refs, a.threshold, a.budget)
     saved = summary.get("threshold_sensitivity", {})
     redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], a.budget)
     sustained = sustained_adaptation(list(records.values()), refs, a.threshold, a.budget)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flash_envs.data import DataFormatError
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
 from flash_rl.commands import reproduce as command
@@ -127,6 +128,17 @@ def test_reproduce_tiny(tmp_path):
     render(out)
     assert (out / "summary.json").read_bytes() == written["summary.json"]
     (out / "summary.json").write_bytes(written["summary.json"])
+    rows = (out / "episodes_to_adapt.csv").read_text()   # the speedup's input, which was taken as it was
+    header, first, *rest = rows.splitlines(keepends=True)
+    fields = first.split(",")
+    fields[3:5] = ["1", "False"] if fields[3:5] != ["1", "False"] else ["2", "False"]
+    (out / "episodes_to_adapt.csv").write_text(header + ",".join(fields) + "".join(rest))
+    row_run = rf"\('{fields[0]}', '{fields[1]}', {fields[2]}\)"
+    with pytest.raises(DataFormatError, match=r"episodes_to_adapt.csv: the episodes-to-adapt of 1 run\(s\) differ "
+                                              rf"from what their curves in curves.csv give at the 0.9 threshold, e.g. "
+                                              rf"{row_run}: {fields[3]} \(reached\)"):
+        render(out)
+    (out / "episodes_to_adapt.csv").write_text(rows)
     assert main(["reproduce", "--render", str(tmp_path)]) == 2  # not a reproduction folder: a one-line error
     # resume: every model and curve is reused
     lines = (run / "curves.jsonl").read_text().splitlines()
