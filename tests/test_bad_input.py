@@ -424,3 +424,15 @@ def test_an_empty_flash_data_dir_is_the_default(monkeypatch):
 
     monkeypatch.setenv("FLASH_DATA_DIR", "")
     assert data_dir() == Path(DEFAULT_DATA_DIR)   # it was the working directory
+
+
+@pytest.mark.parametrize("command", ["evaluate", "adapt"])
+def test_a_test_trace_with_another_split_is_refused(command, tmp_path, capsys):
+    """flash evaluate --split train --test-trace X.csv evaluated the train tasks and left the trace out, silently."""
+    from flash_rl.cli import main
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests\n0,60\n60,60\n")
+    assert main([command, "--model", str(tmp_path / "none"), "--split", "train", "--test-trace", str(trace)]) == 2
+    assert capsys.readouterr().err.strip() == ("flash: error: --test-trace adds held-out tasks to the test split, not "
+                                               "to --split train: drop one of them")

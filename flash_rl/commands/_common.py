@@ -45,9 +45,13 @@ def add_test_trace_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def test_trace_overrides(args: argparse.Namespace) -> list[str]:
-    """The config override that ``--test-trace`` stands for (none without it)."""
+    """The config override that ``--test-trace`` stands for (none without it); a :class:`ConfigError` with another
+    ``--split`` than test, which the traces' tasks are not in."""
     if not args.test_trace:
         return []
+    if getattr(args, "split", "test") != "test":   # (evaluate and adapt take --split; the tasks were left out)
+        raise ConfigError(f"--test-trace adds held-out tasks to the test split, not to --split {args.split}: drop "
+                          "one of them")
     return ["tasks.test_traces=" + json.dumps([str(p) for p in args.test_trace])]   # JSON is YAML (repr() is not:
     # it doubled a Windows path's backslashes)
 
