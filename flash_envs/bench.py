@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -111,8 +112,9 @@ def benchmark(scale: float = 1.0) -> list[BenchRow]:
     return rows
 
 
-def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -> str:
-    """The Markdown report: the timing table, then per env id of ``memory`` its RSS trace (from :func:`memory_run`)."""
+def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]], command: str) -> str:
+    """The Markdown report: the timing table, then per env id of ``memory`` its RSS trace (from :func:`memory_run`),
+    then the ``command`` that regenerates it."""
     lines = [
         "# flash bench",
         "",
@@ -129,7 +131,7 @@ def markdown(rows: list[BenchRow], memory: dict[str, list[tuple[int, float]]]) -
                   f"RSS {trace[0][1]:.1f} MiB after the first tenth, {trace[-1][1]:.1f} MiB at the end "
                   f"({growth:+.1f} MiB).", "",
                   *md_table(("steps", "RSS MiB"), [(f"{s:,}", f"{m:.1f}") for s, m in trace])]
-    lines += ["", "Regenerate: `flash bench --memory-steps 1000000 --out results/bench.md`", ""]
+    lines += ["", f"Regenerate: `{command}`", ""]
     return "\n".join(lines)
 
 
@@ -144,6 +146,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the report (markdown, or JSON with --json) to this file")
 
 
+def command_of(args: argparse.Namespace) -> str:
+    """The ``flash bench`` command that ``args`` stand for, with the options that are not at their defaults."""
+    words = ["flash", "bench"]
+    if args.scale != 1.0:
+        words += ["--scale", f"{args.scale:g}"]
+    if args.memory_steps:
+        words += ["--memory-steps", str(args.memory_steps)]
+    if args.out is not None:
+        words += ["--out", shlex.quote(str(args.out))]
+    return " ".join(words)
+
+
 def run(args: argparse.Namespace) -> int:
     if 0 < args.memory_steps < MEMORY_SAMPLES:
         raise UsageError(f"--memory-steps {args.memory_steps}: memory is sampled {MEMORY_SAMPLES} times, so give 0 "
@@ -153,6 +167,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         text = json_text({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
     else:
-        text = markdown(rows, memory)
+        text = markdown(rows, memory, command_of(args))
     emit(text, args.out)
     return 0

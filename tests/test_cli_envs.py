@@ -11,6 +11,15 @@ from flash_envs.sim.validation import _relative_error, compare
 from flash_rl.cli import main
 
 
+def test_bench_markdown_names_the_command_that_wrote_it(capsys, tmp_path):
+    """Every report said "Regenerate: `flash bench --memory-steps 1000000 --out results/bench.md`", whatever ran."""
+    out = tmp_path / "my bench.md"
+    assert main(["bench", "--scale", "0.01", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.endswith(f"\nRegenerate: `flash bench --scale 0.01 --out '{out}'`\n")
+    assert main(["bench", "--scale", "0.01"]) == 0
+    assert capsys.readouterr().out.endswith("\nRegenerate: `flash bench --scale 0.01`\n")
+
+
 def test_bench_json(capsys, tmp_path):
     assert main(["bench", "--scale", "0.01", "--json", "--out", str(tmp_path / "bench.json")]) == 0
     printed = capsys.readouterr().out
