@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json_text(summary, indent=2))
         return 0
-    print(f"flash/Autoscaling-v0, {len(tasks)} {args.split} tasks x {args.episodes} episodes, {args.fidelity} fidelity")
+    episodes = f"{args.episodes} episode{'s' * (args.episodes != 1)}"
+    print(f"flash/Autoscaling-v0, {len(tasks)} {args.split} tasks x {episodes}, {args.fidelity} fidelity")
     print(f"{'policy':<26} {'reward/step':>11} {'SLO viol.':>9} {'CPU util':>8} {'replicas':>8}")
     for name, s in summary.items():
         print(f"{name:<26} {s['mean_reward']:>11.3f} {s['slo_violation']:>9.1%} {s['cpu_utilisation']:>8.1%} "

@@ -44,6 +44,11 @@ def test_demo_json(capsys):
     assert summary["random"]["mean_reward"] < summary["threshold 30/80%"]["mean_reward"]
 
 
+def test_demo_table_counts_its_episodes_in_words(capsys):
+    assert main(["demo", "--episodes", "1"]) == 0
+    assert capsys.readouterr().out.startswith("flash/Autoscaling-v0, 8 test tasks x 1 episode, fast fidelity\n")
+
+
 def test_unknown_command_fails_clearly(capsys):
     with pytest.raises(SystemExit):
         main(["frobnicate"])
