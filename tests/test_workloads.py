@@ -541,6 +541,10 @@ def test_timestamps_drifting_around_a_grid_are_read_with_time_round_s(tmp_path, 
         read_rate_trace(path, "t", "n", bin_s=60)
     trace = read_rate_trace(path, "t", "n", time_round_s=60)
     assert trace.bin_s == pytest.approx(60) and trace.rates == pytest.approx([(m + 1) / 60 for m in range(30)])
+    with pytest.raises(TraceBinError, match=r"not on one grid of bins; pass bin_s to give the bin width "
+                                            r"\(time_round_s=0.001 left them off one grid: give it the rows' "
+                                            r"spacing\)$"):
+        read_rate_trace(path, "t", "n", time_round_s=1e-3)   # it asked for the time_round_s already given
     coarse = read_rate_trace(path, "t", "n", time_round_s=60, bin_s=300)   # rounded first, then binned
     assert coarse.rates == pytest.approx([sum(range(5 * b + 1, 5 * b + 6)) / 300 for b in range(6)])
 

@@ -229,7 +229,7 @@ def read_rate_trace(
     v = np.asarray(values)[order]
     inferred = bin_s is None
     if bin_s is None:
-        bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path, slack_s)
+        bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path, slack_s, time_round_s)
     index = _bin_index(t, bin_s, path, slack_s)
     rows = np.bincount(index)
     present = rows > 0
@@ -269,13 +269,15 @@ def _finite(rates: np.ndarray, index: np.ndarray, lines: np.ndarray, bin_s: floa
                            f"bin_s right?")
 
 
-def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float) -> float:
+def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float,
+                    time_round_s: float | None = None) -> float:
     """The bin width of an aggregated trace with times ``t`` (sorted, from 0) on ``lines``: the smallest spacing
     between rows, so that a row missing from the grid is a gap (the median spacing read a trace missing most odd
     minutes as 2-minute bins, summing rows). A :class:`TraceBinError` if there is one timestamp only, or a spacing
     that is not a whole number of bins (within :data:`BIN_TOLERANCE` of one, plus twice ``slack_s``, the float
-    rounding of the timestamps). The width returned is the span over the number of bins, so that float rounding of
-    one spacing does not add up over the trace."""
+    rounding of the timestamps; the message says what to pass, in the light of the ``time_round_s`` they were read
+    with). The width returned is the span over the number of bins, so that float rounding of one spacing does not add
+    up over the trace."""
     steps = np.diff(t)
     rows = np.flatnonzero(steps > 0)   # row i is followed by a later one (rows at one time share a bin)
     if len(rows) == 0:
@@ -289,8 +291,10 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float
         raise TraceBinError(f"{path}: lines {lines[i]} and {lines[i + 1]} are {steps[i]:g} s apart, not a whole number "
                             f"of the smallest spacing between rows, {steps[smallest]:g} s (lines {lines[smallest]} and "
                             f"{lines[smallest + 1]}): the rows are not on one grid of bins; pass bin_s to give the "
-                            f"bin width, or time_round_s if the timestamps drift around a grid (e.g. 60 for rows a "
-                            f"minute apart give or take a few seconds)")
+                            + ("bin width, or time_round_s if the timestamps drift around a grid (e.g. 60 for rows a "
+                               "minute apart give or take a few seconds)" if time_round_s is None else
+                               f"bin width (time_round_s={time_round_s:g} left them off one grid: give it the rows' "
+                               f"spacing)"))
     return float(t[-1] / bins.sum())
 
 
