@@ -113,8 +113,8 @@ def test_ctrl_c_stops_reproduce_and_its_workers_with_one_line(tmp_path):
     assert not (run_dir / "models" / "maml").exists(), "the queued MAML meta-training started after Ctrl-C"
     lines = (tmp_path / "log.txt").read_text().strip().splitlines()
     assert stopped and proc.returncode == 130 and "Traceback" not in "\n".join(lines)
-    assert lines[-1].endswith(f"flash: interrupted; {run_dir} keeps the checkpoints, finished models and adaptation "
-                              "runs so far: run the same command with --resume to continue")
+    assert lines[-1].endswith(f"flash reproduce: interrupted; {run_dir} keeps the checkpoints, finished models and "
+                              "adaptation runs so far: run the same command with --resume to continue")
     assert group_gone(proc.pid), "a worker outlived the run"
     assert not (tmp_path / "out").exists()
 
@@ -141,3 +141,19 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
         err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert "error" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_in_meta_train_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """It printed "flash meta-train: interrupted" alone, where reproduce names the checkpoints and --resume."""
+    from flash_rl import pipeline
+    from flash_rl.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_model", interrupted)
+    assert main(["meta-train", "--case", "autoscaling", "--quick", "--method", "transfer", "--run-dir",
+                 str(tmp_path / "run")]) == 130
+    checkpoints = tmp_path / "run" / "models" / "transfer" / "ckpt"
+    assert capsys.readouterr().err == (f"flash meta-train: interrupted; {checkpoints} keeps the checkpoints so far: "
+                                       "run the same command with --resume to continue\n")

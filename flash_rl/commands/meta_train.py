@@ -9,6 +9,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from flash_envs.cli_args import output_dir
@@ -65,14 +66,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"meta-train: removed {curves}; a reproduce --resume there redoes its adaptation runs", flush=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
-    if args.method == "maml":
-        from torch.utils.tensorboard import SummaryWriter
+    try:
+        if args.method == "maml":
+            from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb" / "maml"))
-        train_model("maml", cfg, family, run_dir, args.resume, writer)
-        writer.close()
-        print(f"MAML saved to {directory / 'ckpt'}")
-    else:
-        train_model(args.method, cfg, family, run_dir, args.resume)
-        print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
+            writer = SummaryWriter(str(run_dir / "tb" / "maml"))
+            train_model("maml", cfg, family, run_dir, args.resume, writer)
+            writer.close()
+            print(f"MAML saved to {directory / 'ckpt'}")
+        else:
+            train_model(args.method, cfg, family, run_dir, args.resume)
+            print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
+    except KeyboardInterrupt:   # Ctrl-C
+        print(f"flash meta-train: interrupted; {directory / 'ckpt'} keeps the checkpoints so far: run the same command "
+              "with --resume to continue", file=sys.stderr)
+        return 130
     return 0

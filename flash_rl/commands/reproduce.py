@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return fail(err)
     except KeyboardInterrupt:   # Ctrl-C: the worker processes are stopped already
-        print(f"flash: interrupted; {run_dir} keeps the checkpoints, finished models and adaptation runs so far: "
-              "run the same command with --resume to continue", file=sys.stderr)
+        print(f"flash reproduce: interrupted; {run_dir} keeps the checkpoints, finished models and adaptation runs so "
+              "far: run the same command with --resume to continue", file=sys.stderr)
         return 130
     print((out / "results.md").read_text())
     flash = summary["speedup"].get("transfer/flash")
