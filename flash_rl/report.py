@@ -212,16 +212,18 @@ def plot(out_dir: Path, cfg: Any, curves: dict[str, tuple[list[int], np.ndarray]
 
 def _sensitivity_table(methods: dict[str, Any], entries: dict[str, dict[str, Any]]) -> list[str]:
     """A table of :func:`sensitivity_entry` rows, one per threshold (``entries``: its label -> entry): each method's
-    mean episodes (censored runs) and transfer learning's mean over FLASH's with its CIs."""
+    mean episodes (censored runs) and, where both ran, transfer learning's mean over FLASH's with its CIs."""
+    speedup = "flash" in methods and "transfer" in methods
     rows = []
     for label, entry in entries.items():
         cells = [f"{entry['methods'][k]['mean']:.1f} ({entry['methods'][k]['censored']})" for k in methods]
-        sp = entry.get("speedup_transfer_vs_flash")
-        sp_text = fmt_ci(sp["ratio_of_means"], sp["ci"], 2) if sp else "-"
-        tasks_text = ci_brackets(sp["ci_tasks"], 2) if sp and "ci_tasks" in sp else "-"
-        rows.append((label, *cells, sp_text, tasks_text))
-    return md_table(("threshold", *(methods[k]["label"] for k in methods),
-                     "transfer / FLASH [95% CI resampling runs]", "95% CI resampling tasks"), rows)
+        if speedup:
+            sp = entry.get("speedup_transfer_vs_flash")
+            cells += [fmt_ci(sp["ratio_of_means"], sp["ci"], 2) if sp else "-",
+                      ci_brackets(sp["ci_tasks"], 2) if sp and "ci_tasks" in sp else "-"]
+        rows.append((label, *cells))
+    speedup_columns = ("transfer / FLASH [95% CI resampling runs]", "95% CI resampling tasks") if speedup else ()
+    return md_table(("threshold", *(methods[k]["label"] for k in methods), *speedup_columns), rows)
 
 
 def markdown(cfg: Any, summary: dict[str, Any]) -> str:
@@ -229,7 +231,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     the full summary that :func:`write_report` builds (not :func:`summarise`'s alone)."""
     a = cfg.adaptation
     m = summary["methods"]
-    lines = [f"# FLASH adaptation on held-out tasks: {cfg.case}", "",
+    lines = [f"# {'FLASH adaptation' if 'flash' in m else 'Adaptation'} on held-out tasks: {cfg.case}", "",
              f"{summary['n_test_tasks']} held-out tasks x {a.seeds} seeds, budget {a.budget} fine-tuning episodes, "
              f"evaluation every {a.eval_every}, threshold {percent(a.threshold)} of the way from the random policy's "
              "return to the per-task expert's. Episodes-to-adapt counts the episodes spent on the task when the "

@@ -295,6 +295,8 @@ def test_a_new_run_leaves_nothing_of_the_old_one_for_resume(tmp_path, monkeypatc
     out, run = tmp_path / "out", tmp_path / "run"
     reproduce(load_config(CONFIG_DIR / "autoscaling.yaml", settings(0)), out, run, command="test")
     assert (run / "models" / "transfer" / "DONE").exists() and (run / "curves.jsonl").exists()
+    report = (out / "results.md").read_text()   # without FLASH, neither the title nor a speedup column names it
+    assert report.startswith("# Adaptation on held-out tasks: autoscaling\n") and "transfer / FLASH" not in report
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
