@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
@@ -71,7 +72,7 @@ def _priced_ibm_csv(path, digits: int | None = None, price_change: float = 0.0) 
     path.write_text(IBM_HEADER + "".join(lines))
 
 
-def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_path):
+def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_path, caplog):
     """Rounding runtime and cost to 6 significant digits spreads one configuration's cost / runtime by up to 2e-5;
     the price list survives it and reproduces every cost of the file to RATE_TOLERANCE; a genuine price difference
     of 0.1 % within one configuration still means no price list."""
@@ -87,7 +88,10 @@ def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_p
         priced = np.stack([d.pricing.cost(configs, runtime) for runtime in d.runtime_s])
         np.testing.assert_allclose(priced, d.cost_usd, rtol=RATE_TOLERANCE)
     np.testing.assert_allclose(data.pricing.usd_per_s, truth.pricing.usd_per_s, rtol=2e-5)
-    assert load_ibm_multicloud(changed).pricing is None
+    with caplog.at_level(logging.INFO, logger="flash_envs.data.config_measurements"):
+        assert load_ibm_multicloud(changed).pricing is None
+    assert re.search(r"changed.csv: costs are not runtime x a rate per configuration \(.*\), 1.001 times as high, "
+                     r"more than the 1.0001 times the rates may differ by\); no price list", caplog.text), caplog.text
 
 
 def test_repeated_application_or_configuration_names_are_refused():

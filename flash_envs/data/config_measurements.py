@@ -215,8 +215,9 @@ def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
         worst = int(np.argmax(spread))
         apps = [data.apps[i] for i in (np.nanargmin(rate[:, worst]), np.nanargmax(rate[:, worst]))]
         log.info("%s: costs are not runtime x a rate per configuration (%s: cost / runtime from %.6g (%s) to %.6g "
-                 "(%s), %.2g apart, more than %g); no price list", data.source, data.configs[worst], low[worst],
-                 apps[0], high[worst], apps[1], spread[worst], RATE_TOLERANCE)
+                 "(%s), %.6g times as high, more than the %g times the rates may differ by); no price list",
+                 data.source, data.configs[worst], low[worst], apps[0], high[worst], apps[1], high[worst] / low[worst],
+                 1 + RATE_TOLERANCE)
         return None
     return PerSecondPricing(np.exp(np.nanmean(np.log(rate), axis=0)))
 
