@@ -483,30 +483,8 @@ def test_an_aggregated_trace_is_binned_at_its_smallest_spacing_so_missing_rows_a
     sparse = write(tmp_path, "t,n\n" + "".join(f"{60 * m},60\n" for m in minutes), "sparse.csv")
     with pytest.raises(TraceGapError, match=rf"sparse.csv: {59 - len(minutes)} bin\(s\) of 60 s have no row"):
         read_rate_trace(sparse, "t", "n")
-    with pytest.raises(TraceGapError, match=rf"sparse.csv: {60 - len(minutes) - 1} bin\(s\) of 120 s hold fewer than "
-                                            r"their 2 rows 60 s apart \(the first, from line 4, holds 1\)"):
-        read_rate_trace(sparse, "t", "n", bin_s=120)   # a coarser bin_s still has the missing minutes in its bins
-    coarse = read_rate_trace(sparse, "t", "n", bin_s=120, gaps="zero")    # adding up the counts
+    coarse = read_rate_trace(sparse, "t", "n", bin_s=120)    # a bin_s given still re-bins, adding up the counts
     assert coarse.bin_s == 120 and len(coarse.rates) == 30 and coarse.rates[:2].tolist() == [1.0, 0.5]
-    joined = read_rate_trace(sparse, "t", "n", bin_s=120, gaps="join")   # a bin's rate from the minutes it has
-    assert joined.rates.tolist() == [1.0] * 30
-
-
-def test_a_coarser_bin_s_reads_rows_missing_from_its_bins_as_gaps_for_counts_and_rates_alike(tmp_path):
-    """A per-minute trace without its 180 s row, read with bin_s=120: the counts halved that bin's rate and the rates
-    averaged the row it has, with every gaps setting and no word; the counts also halved a last bin the trace ends in
-    half-way."""
-    path = write(tmp_path, "t,n\n0,60\n60,60\n120,60\n240,60\n300,60\n360,60\n")
-    for kind, unit in (("count", 1.0), ("rate", 60.0)):
-        with pytest.raises(TraceGapError, match=r"trace.csv: 1 bin\(s\) of 120 s hold fewer than their 2 rows 60 s "
-                                                r"apart \(the first, from line 4, holds 1\); missing rows are missing "
-                                                r"data, not zero load"):
-            read_rate_trace(path, "t", "n", value_kind=kind, bin_s=120)
-        zero = read_rate_trace(path, "t", "n", value_kind=kind, bin_s=120, gaps="zero")
-        assert zero.rates.tolist() == [unit, unit / 2, unit, unit]   # the last bin is the trace's end, not a gap
-        assert read_rate_trace(path, "t", "n", value_kind=kind, bin_s=120, gaps="join").rates.tolist() == [unit] * 4
-    stray = write(tmp_path, "t,n\n0,60\n60,60\n61,1\n120,60\n", "stray.csv")   # no finer grid fills the bins:
-    assert read_rate_trace(stray, "t", "n", bin_s=60).rates.tolist() == [1.0, 61 / 60, 1.0]   # binned as they are
 
 
 def test_rows_on_no_one_grid_are_refused_unless_bin_s_is_given(tmp_path):
@@ -635,11 +613,6 @@ def test_the_config_key_trace_bin_s_sets_the_bin_width_of_a_test_trace(tmp_path)
         with pytest.raises(error, match=f"config key tasks.{key}, e.g. --set tasks.{key}="):
             test_tasks(cfg, case, case.build_family(cfg))
     cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"tasks.test_traces=['{path}']", "tasks.trace_bin_s=120"])
-    with pytest.raises(TraceGapError, match=r"1 bin\(s\) of 120 s hold fewer than their 2 rows 60 s apart .*\(config "
-                                            r"key tasks.trace_gaps"):   # minute 1 is missing from the first bin
-        test_tasks(cfg, case, case.build_family(cfg))
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml",
-                      [f"tasks.test_traces=['{path}']", "tasks.trace_bin_s=120", "tasks.trace_gaps=zero"])
     replayed = [t for t in test_tasks(cfg, case, case.build_family(cfg)) if t.name.startswith("trace:")]
     assert replayed and {t.workload.bin_s for t in replayed} == {120}
     assert replayed[0].workload.load().rates.tolist() == [0.5, 1.25]

@@ -182,12 +182,9 @@ def read_rate_trace(
         bin_s: bin width in seconds; by default 1 s for per-request files and, for aggregated files, the smallest
             spacing between timestamps, which every other spacing must be a whole multiple of (a larger multiple
             is a gap). Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or average
-            their rates; where ``bin_s`` is a whole multiple of the rows' smallest spacing, a bin with fewer rows than
-            it spans is a gap too (missing rows), but for the last, which the trace ends in (its rate is that of
-            its rows).
+            their rates.
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
-            or ``"join"`` (spliced out, so the trace continues with the next row); and rows missing from a bin that
-            has others: an error, no requests, or left out (the bin's rate is that of the rows it has).
+            or ``"join"`` (spliced out, so the trace continues with the next row).
         time_round_s: for aggregated files whose timestamps drift around a grid (a per-minute export stamped
             60.2 s, 119.9 s, ...), the grid's step in seconds: before anything else, each timestamp is put on the
             nearest point of a grid of this step, placed at the rows' mean offset from its multiples (so a grid
@@ -242,27 +239,6 @@ def read_rate_trace(
         else:                       # rows at a finer spacing than bin_s each give the rate of an equal share of the bin
             rates = np.bincount(index, weights=v) / np.maximum(rows, 1)
     rates = _finite(rates, index, np.asarray(lines)[order], bin_s, path)
-    finer = None if inferred else _finer_rows(t, index, bin_s)
-    if finer is not None:   # bins of several rows each: a bin short of rows is missing data too
-        k, held = finer
-        short = present & (held < k)
-        short[-1] = False   # the trace ends in its last bin: a bin of the rows it has, not missing data
-        if short.any() and gaps == "error":
-            first = int(np.argmax(short))
-            line = np.asarray(lines)[order][int(np.searchsorted(index, first))]
-            raise TraceGapError(
-                f"{path}: {int(short.sum())} bin(s) of {bin_s:g} s hold fewer than their {k} rows {bin_s / k:g} s "
-                f"apart (the first, from line {line}, holds {held[first]}); missing rows are missing data, not zero "
-                f"load: pass "
-                f"gaps='zero' to read them as no requests or gaps='join' to take such a bin's rate from the rows it "
-                f"has")
-        share = held / k   # of its time that each bin's rows cover
-        if value_kind == "count":   # spliced out (or the trace's end): its requests over the time its rows cover
-            cover = short if gaps == "join" else np.zeros_like(short)
-            cover[-1] = held[-1] < k
-            rates = np.where(cover, rates / np.where(cover, share, 1.0), rates)
-        elif gaps == "zero":        # rate rows that are missing count as no requests
-            rates = np.where(short, rates * share, rates)
     if not present.all():
         if gaps == "error":
             first = int(np.argmin(present))                       # the first missing bin, and the rows around it
@@ -277,23 +253,6 @@ def read_rate_trace(
         if gaps == "join":
             rates = rates[present]
     return RateTrace(rates, bin_s, str(path))
-
-
-def _finer_rows(t: np.ndarray, index: np.ndarray, bin_s: float) -> tuple[int, np.ndarray] | None:
-    """For rows at times ``t`` (sorted, from 0) in bins ``index`` of a given ``bin_s``: ``(k, held)`` when ``bin_s``
-    is a whole multiple k >= 2 of the smallest spacing between rows and some bin holds k rows (so a full bin holds k),
-    ``held`` the rows at distinct times in each bin; else None (the rows are as coarse as the bins, or on no finer
-    grid that fills them, e.g. a stray row a second off a minute)."""
-    distinct = np.r_[True, np.diff(t) > 0]   # rows at one time share a bin
-    steps = np.diff(t[distinct])
-    if len(steps) == 0:
-        return None
-    ratio = bin_s / steps.min()
-    k = round(ratio)
-    if k < 2 or abs(ratio - k) > BIN_TOLERANCE * k:
-        return None
-    held = np.bincount(index[distinct], minlength=int(index[-1]) + 1)
-    return (k, held) if held.max() == k else None
 
 
 def _finite(rates: np.ndarray, index: np.ndarray, lines: np.ndarray, bin_s: float, path: Path) -> np.ndarray:
