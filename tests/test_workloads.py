@@ -487,6 +487,20 @@ def test_an_aggregated_trace_is_binned_at_its_smallest_spacing_so_missing_rows_a
     assert coarse.bin_s == 120 and len(coarse.rates) == 30 and coarse.rates[:2].tolist() == [1.0, 0.5]
 
 
+def test_a_coarser_bin_s_bins_the_rows_there_are_as_documented(tmp_path):
+    """docs/reference.md (tasks.trace_bin_s): a row missing from a bin that has others is not a gap, for counts and
+    rates alike, and a stray row half-way is binned with its minute; read without bin_s, the missing row is a gap."""
+    path = write(tmp_path, "t,n\n0,60\n60,60\n120,60\n240,60\n300,60\n360,60\n")   # no 180 s row
+    with pytest.raises(TraceGapError, match=r"1 bin\(s\) of 60 s have no row \(the first gap is between lines 4 and "
+                                            r"5\)"):
+        read_rate_trace(path, "t", "n")
+    for gaps in ("error", "zero", "join"):
+        assert read_rate_trace(path, "t", "n", bin_s=120, gaps=gaps).rates.tolist() == [1.0, 0.5, 1.0, 0.5]
+        assert read_rate_trace(path, "t", "n", value_kind="rate", bin_s=120, gaps=gaps).rates.tolist() == [60.0] * 4
+    stray = write(tmp_path, "t,n\n0,60\n30,5\n60,60\n120,60\n180,60\n", "stray.csv")
+    assert read_rate_trace(stray, "t", "n", bin_s=60).rates.tolist() == [65 / 60, 1.0, 1.0, 1.0]
+
+
 def test_rows_on_no_one_grid_are_refused_unless_bin_s_is_given(tmp_path):
     """Rows 60 s and then 40 s apart were read as 50 s bins; no bin width fits them, so the reader asks for one."""
     path = write(tmp_path, "t,n\n0,60\n60,60\n100,40\n")

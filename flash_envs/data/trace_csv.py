@@ -182,7 +182,9 @@ def read_rate_trace(
         bin_s: bin width in seconds; by default 1 s for per-request files and, for aggregated files, the smallest
             spacing between timestamps, which every other spacing must be a whole multiple of (a larger multiple
             is a gap). Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or average
-            their rates.
+            their rates, whatever rows the bin holds: a row missing from a bin that has others is not a gap (its
+            count reads as none, its rate as the others' mean), nor is a last bin the trace ends in part-way. Read the
+            file without ``bin_s`` first to find such rows.
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
         time_round_s: for aggregated files whose timestamps drift around a grid (a per-minute export stamped
