@@ -150,7 +150,7 @@ def command_of(args: argparse.Namespace) -> str:
     """The ``flash bench`` command that ``args`` stand for, with the options that are not at their defaults."""
     words = ["flash", "bench"]
     if args.scale != 1.0:
-        words += ["--scale", f"{args.scale:g}"]
+        words += ["--scale", str(args.scale)]
     if args.memory_steps:
         words += ["--memory-steps", str(args.memory_steps)]
     if args.out is not None:

@@ -458,7 +458,7 @@ def render(out_dir: Path) -> None:
         rec = records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[], normalised=[]))
         rec["curve"].append((int(r["episodes"]), float(r["return"])))
         rec["normalised"].append(float(r["normalised_return"]))
-    rows = [r for _, r in csv_rows(needed[2], ("method", "task", "seed", "episodes"))]
+    rows = [r for _, r in csv_rows(needed[2], ("method", "task", "seed", "episodes", "censored"))]
     row_runs = Counter((r["method"], r["task"], int(r["seed"])) for r in rows)
     curve_runs = Counter(key[:3] for key in records)
     tasks = sorted({task for _, task, _ in [*row_runs, *curve_runs]})
