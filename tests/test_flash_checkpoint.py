@@ -360,7 +360,8 @@ def test_a_new_training_leaves_no_finished_model_of_the_old_one_to_resume(tmp_pa
 
     monkeypatch.setattr(Flash, "save", killed)
     assert main(meta_train_args(run_dir, "run.seed=1")) == 130   # Ctrl-C: one line, no traceback
-    assert capsys.readouterr().err == "flash meta-train: interrupted\n"
+    assert capsys.readouterr().err == (f"flash meta-train: interrupted; {run_dir / 'models' / 'flash' / 'ckpt'} keeps "
+                                       "the checkpoints so far: run the same command with --resume to continue\n")
     monkeypatch.undo()
     assert main(meta_train_args(run_dir, "run.seed=1", "--resume")) == 0
     assert "flash: resumed from the checkpoint at 80 timesteps" in capsys.readouterr().out
