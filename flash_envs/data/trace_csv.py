@@ -13,8 +13,8 @@ Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-
 An aggregated file's bins are, unless ``bin_s`` says otherwise, the smallest spacing between its rows, so a bin without
 a row is a gap: missing data, not a quiet period. By default that is an error naming the gap; ``gaps="zero"`` reads
 missing bins as no requests and ``gaps="join"`` splices them out. An aggregated file whose timestamps drift around
-their grid (a per-minute export stamped 60.2 s, 119.9 s, ...) is read with ``time_round_s``, which puts each
-timestamp on the nearest multiple of it first.
+their grid (a per-minute export stamped 60.2 s, 119.9 s, ...) is read with ``time_round_s``, which first puts each
+timestamp on the nearest point of a grid of that step.
 """
 
 from __future__ import annotations

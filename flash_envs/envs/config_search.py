@@ -191,7 +191,8 @@ def _check_memory_sizes(memory_sizes: Any) -> tuple[float, ...]:
 
 
 def _config_difference(configs: tuple[str, ...], expected: tuple[str, ...]) -> str:
-    """Where the configuration list ``configs`` first differs from ``expected``, for a message ending "... than"."""
+    """Where the configuration list ``configs`` first differs from ``expected``: a phrase ending in "in", which the
+    message follows with whose list ``expected`` is."""
     if len(configs) != len(expected):
         return f"has {len(configs)} configurations where there are {len(expected)} in"
     i = next(i for i, (a, b) in enumerate(zip(configs, expected)) if a != b)
