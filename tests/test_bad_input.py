@@ -436,3 +436,15 @@ def test_a_test_trace_with_another_split_is_refused(command, tmp_path, capsys):
     assert main([command, "--model", str(tmp_path / "none"), "--split", "train", "--test-trace", str(trace)]) == 2
     assert capsys.readouterr().err.strip() == ("flash: error: --test-trace adds held-out tasks to the test split, not "
                                                "to --split train: drop one of them")
+
+
+def test_test_traces_in_the_config_with_another_split_are_warned_of(tmp_path, capsys):
+    """--set tasks.test_traces=[...] --split train evaluated the train tasks and left the traces out, silently."""
+    from flash_rl.cli import main
+
+    trace = tmp_path / "trace.csv"
+    trace.write_text("timestamp,requests\n0,60\n60,60\n")
+    with pytest.warns(UserWarning, match=r"^config key tasks.test_traces names 1 trace\(s\), whose tasks join the "
+                                         r"test split: --split train leaves them out$"):
+        assert main(["evaluate", "--model", str(tmp_path / "none"), "--split", "train", "--quick",
+                     "--set", f"tasks.test_traces=['{trace}']"]) == 2   # (no model there: the error comes after)

@@ -44,10 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def split_tasks(cfg: ExperimentConfig, case: Case, family: TaskFamily[Any], split: str) -> list[Task]:
     """The tasks of ``split`` as ``flash reproduce`` adapts to them: for the test split, its first
-    ``adaptation.max_test_tasks`` (all when 0) and then the tasks replaying ``tasks.test_traces``."""
+    ``adaptation.max_test_tasks`` (all when 0) and then the tasks replaying ``tasks.test_traces`` (another split has
+    none of those, which is warned of when the config names traces)."""
     from flash_rl.pipeline import test_tasks
 
-    return test_tasks(cfg, case, family) if split == "test" else list(family.split(split))
+    if split == "test":
+        return test_tasks(cfg, case, family)
+    if cfg.tasks.test_traces:
+        warnings.warn(f"config key tasks.test_traces names {len(cfg.tasks.test_traces)} trace(s), whose tasks join the "
+                      f"test split: --split {split} leaves them out", stacklevel=2)
+    return list(family.split(split))
 
 
 def pick_task(tasks: list[Task], split: str, key: str) -> Task:
