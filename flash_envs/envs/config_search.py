@@ -16,8 +16,8 @@ from gymnasium import spaces
 from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_envs.envs.task_env import TaskEnv
 from flash_envs.fields import check_fields, check_number, check_whole, is_real_number
-from flash_envs.sim.serverless import (MAX_MEMORY_MIB, MAX_NOISE_CV, MEMORY_SIZES_MIB, MIN_MEMORY_MIB,
-                                       generate_functions, invocation_cost)
+from flash_envs.sim.serverless import (MAX_NOISE_CV, MEMORY_SIZES_MIB, check_memory_sizes, generate_functions,
+                                       invocation_cost, memory_config_name)
 from flash_envs.tasks import (SPLITS, FrozenTask, TaskFamily, check_field_types, check_generate_arguments,
                              default_family)
 
@@ -129,9 +129,9 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
         """Simulated serverless functions (:mod:`flash_envs.sim.serverless`) at ``memory_sizes`` (>= 2 distinct sizes
         in [128, 10240] MiB, one configuration each), noise-free truth."""
         n_train, n_test, seed = check_generate_arguments(n_train, n_test, seed)
-        memory = np.asarray(_check_memory_sizes(memory_sizes), dtype=float)
+        memory = np.asarray(check_memory_sizes(memory_sizes), dtype=float)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])   # not the stream the functions use
-        configs = tuple(_memory_config(m) for m in memory)
+        configs = tuple(memory_config_name(m) for m in memory)
         tasks = []
         for fn in generate_functions(n_train + n_test, seed):
             runtime = fn.expected_time_s(memory)
@@ -169,27 +169,6 @@ class ConfigSearchTaskFamily(TaskFamily[ConfigSearchTask]):
         return cls(tuple(tasks[i] for i in order[n_test:]), tuple(tasks[i] for i in order[:n_test]))
 
 
-def _check_memory_sizes(memory_sizes: Any) -> tuple[float, ...]:
-    """``generate``'s ``memory_sizes`` as a tuple of floats if it is a list (tuple, 1-D array) of >= 2 distinct sizes
-    in [128, 10240] MiB; else a TypeError or ValueError naming the argument (a scalar, a nested list, one size or a
-    repeated one gave raw NumPy errors, or tasks with the same configuration twice)."""
-    if not isinstance(memory_sizes, (list, tuple)) and not (isinstance(memory_sizes, np.ndarray)
-                                                            and memory_sizes.ndim == 1):
-        raise TypeError(f"memory_sizes must be a list of memory sizes (MiB), got {reprlib.repr(memory_sizes)} "
-                        f"({type(memory_sizes).__name__})")
-    sizes = tuple(check_number(f"memory_sizes[{i}]", m, MIN_MEMORY_MIB, MAX_MEMORY_MIB)
-                  for i, m in enumerate(memory_sizes))
-    if len(sizes) < 2:
-        raise ValueError(f"memory_sizes must hold >= 2 sizes (a task chooses among its configurations), got "
-                         f"{list(memory_sizes)}")
-    names = [_memory_config(m) for m in sizes]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:   # (sizes equal to 6 digits name one configuration)
-        raise ValueError(f"memory_sizes repeats the size(s) {repeated}; each configuration must be a size of its own, "
-                         f"got {list(memory_sizes)}")
-    return sizes
-
-
 def _config_difference(configs: tuple[str, ...], expected: tuple[str, ...]) -> str:
     """Where the configuration list ``configs`` first differs from ``expected``: a phrase ending in "in", which the
     message follows with whose list ``expected`` is."""
@@ -197,11 +176,6 @@ def _config_difference(configs: tuple[str, ...], expected: tuple[str, ...]) -> s
         return f"has {len(configs)} configurations where there are {len(expected)} in"
     i = next(i for i, (a, b) in enumerate(zip(configs, expected)) if a != b)
     return f"has configuration {i} {configs[i]!r}, where it is {expected[i]!r} in"
-
-
-def _memory_config(memory_mib: float) -> str:
-    """The configuration name of a memory size, e.g. ``"128MiB"``."""
-    return f"{memory_mib:g}MiB"
 
 
 class ConfigSearchEnv(TaskEnv[ConfigSearchTask]):

@@ -21,6 +21,7 @@ memory), :func:`generate_functions` a seeded list of hundreds of them.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -129,3 +130,30 @@ def generate_functions(n: int, seed: int = 2024) -> list[ServerlessFunction]:
     n, seed = check_whole("n", n, 1), check_whole("seed", seed, 0)
     rng = np.random.default_rng(seed)
     return [random_function(rng, f"fn-{i:03d}") for i in range(n)]
+
+
+def memory_config_name(memory_mib: float) -> str:
+    """The configuration name of a memory size, e.g. ``"128MiB"``."""
+    return f"{memory_mib:g}MiB"
+
+
+def check_memory_sizes(memory_sizes: Any) -> tuple[float, ...]:
+    """``memory_sizes`` (of ``ConfigSearchTaskFamily.generate`` or ``simulated_measurements``) as a tuple of floats
+    if it is a list (tuple, 1-D array) of >= 2 distinct sizes in [128, 10240] MiB; else a TypeError or ValueError
+    naming the argument (a scalar, a nested list, one size or a repeated one gave raw NumPy errors, or tasks with the
+    same configuration twice)."""
+    if not isinstance(memory_sizes, (list, tuple)) and not (isinstance(memory_sizes, np.ndarray)
+                                                            and memory_sizes.ndim == 1):
+        raise TypeError(f"memory_sizes must be a list of memory sizes (MiB), got {reprlib.repr(memory_sizes)} "
+                        f"({type(memory_sizes).__name__})")
+    sizes = tuple(check_number(f"memory_sizes[{i}]", m, MIN_MEMORY_MIB, MAX_MEMORY_MIB)
+                  for i, m in enumerate(memory_sizes))
+    if len(sizes) < 2:
+        raise ValueError(f"memory_sizes must hold >= 2 sizes (a task chooses among its configurations), got "
+                         f"{list(memory_sizes)}")
+    names = [memory_config_name(m) for m in sizes]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:   # (sizes equal to 6 digits name one configuration)
+        raise ValueError(f"memory_sizes repeats the size(s) {repeated}; each configuration must be a size of its own, "
+                         f"got {list(memory_sizes)}")
+    return sizes
