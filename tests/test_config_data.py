@@ -40,6 +40,8 @@ def test_failed_chunkfunc_runs_are_dropped_whatever_their_numbers_hold(tmp_path)
     assert data.counts == {"rows read": 3, "dropped: failed run (deployment or HTTP status)": 2,
                            "merged duplicates": 0}
     assert data.apps == ("aws_lambda/f/100",) and data.configs == ("aws_lambda/128MiB/1000m",)
+    path.write_text(CHUNKFUNC_HEADER + good.replace(",200\n", ",200.0\n") + good.replace("128", "256"))
+    assert len(load_chunkfunc(path, ["aws_lambda"]).configs) == 2   # pandas writes 200.0: every row was dropped
 
 
 @pytest.mark.parametrize("memory, cpu, column", [(32768, 1000, "memory_mib"), (64, 1000, "memory_mib"),
@@ -96,8 +98,9 @@ def test_ibm_costs_printed_to_six_significant_digits_keep_their_price_list(tmp_p
 
 def test_repeated_application_or_configuration_names_are_refused():
     """A name must pick one row or column (a predictor looks shots up by configuration name)."""
-    with pytest.raises(ValueError, match=r"each configuration must be named once; repeated: \['256MiB'\]"):
-        simulated_measurements(3, memory_sizes=[256, 256, 512])
+    with pytest.raises(ValueError, match=r"mine: each configuration must be named once; repeated: \['256MiB'\]"):
+        ConfigMeasurements("mine", ("a",), ("256MiB", "256MiB"), ("f",), np.zeros((2, 1)), np.ones((1, 2)),
+                           np.ones((1, 2)))
     with pytest.raises(ValueError, match=r"mine: each application must be named once; repeated: \['a'\]"):
         ConfigMeasurements("mine", ("a", "a"), ("c",), ("f",), np.zeros((1, 1)), np.ones((2, 1)), np.ones((2, 1)))
 
@@ -121,6 +124,18 @@ def test_loader_arguments_are_named(shared_data):
             load_chunkfunc(path, platforms)
     with pytest.raises(ValueError, match="n_functions must be a whole number >= 1, got 2.5"):
         simulated_measurements(2.5)
+
+
+@pytest.mark.parametrize("sizes, error, message", [
+    (512, TypeError, "memory_sizes must be a list of memory sizes"),              # was numpy's AxisError
+    ((), ValueError, r"memory_sizes must hold >= 2 sizes"),                       # was a set of no configurations
+    ((np.nan, 128), ValueError, r"memory_sizes\[0\] must be a finite number"),
+    (("128", "256"), TypeError, r"memory_sizes\[0\] must be a number"),          # was taken
+    ((256, 256, 512), ValueError, r"memory_sizes repeats the size\(s\) \['256MiB'\]"),
+])
+def test_simulated_measurements_check_their_memory_sizes_as_the_env_family_does(sizes, error, message):
+    with pytest.raises(error, match=message):
+        simulated_measurements(3, memory_sizes=sizes)
 
 
 @pytest.mark.parametrize("function", ["", " ", "a/b"])

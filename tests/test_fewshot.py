@@ -120,6 +120,14 @@ def test_folds_hold_apps_out_whole(sim):
     assert all(not set(f.train.apps) & set(f.test.apps) for f in folds)
 
 
+@pytest.mark.parametrize("n_folds, seed, message", [(2.5, 0, "n_folds must be a whole number >= 2, got 2.5"),
+                                                    (3, -1, "seed must be a whole number >= 0, got -1")])
+def test_folds_name_a_bad_count_or_seed(sim, n_folds, seed, message):
+    """app_folds(data, 2.5) made 2 folds named "fold 1/2.5"; a seed of -1 was numpy's error, naming nothing."""
+    with pytest.raises(ValueError, match=message):
+        app_folds(sim, n_folds, seed)
+
+
 def test_group_folds_hold_each_group_out_whole(sim, capsys):
     folds = group_folds(sim, lambda app: app[-1])                     # fn-012 -> group "2": ten groups
     assert len(folds) == 10

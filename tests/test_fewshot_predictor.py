@@ -105,11 +105,17 @@ def test_bad_shots_are_named(data, predictor):
         k_shot.predict(shots_of(data, 35, [3]))
 
 
-def test_measurements_that_are_not_positive_are_refused():
-    """The predictors learn log runtime and cost: a zero would train a model of NaNs."""
-    with pytest.raises(ValueError, match="runtime_s must be > 0 where measured; a at c2 has 0.0"):
-        ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("f",), np.zeros((2, 1)), np.array([[1.0, 0.0]]),
-                           np.array([[1.0, 2.0]]))
+@pytest.mark.parametrize("runtime, cost, message", [
+    (0.0, 2.0, r"runtime_s must lie in \[1e-30, 1e\+30\] where measured; a at c2 has 0.0"),
+    (1e40, 2.0, r"runtime_s must lie in \[1e-30, 1e\+30\] where measured; a at c2 has 1e\+40"),
+    (1.0, 1e-40, r"cost_usd must lie in \[1e-30, 1e\+30\] where measured; a at c2 has 1e-40"),
+])
+def test_measurements_that_are_not_positive_or_out_of_range_are_refused(runtime, cost, message):
+    """The predictors learn log runtime and cost: a zero would train a model of NaNs. A hand-built set of runtimes
+    near 1e40, which the loaders refuse, made every MAPE infinite (float32 exp overflows past 3.4e38)."""
+    with pytest.raises(ValueError, match=message):
+        ConfigMeasurements("mine", ("a",), ("c1", "c2"), ("f",), np.zeros((2, 1)), np.array([[1.0, runtime]]),
+                           np.array([[1.0, cost]]))
 
 
 @pytest.mark.parametrize("field, value, error, message", [

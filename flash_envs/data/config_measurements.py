@@ -48,7 +48,8 @@ import numpy as np
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows
 from flash_envs.fields import check_whole
-from flash_envs.sim.serverless import MEMORY_SIZES_MIB, generate_functions, invocation_cost, vcpus
+from flash_envs.sim.serverless import (MEMORY_SIZES_MIB, check_memory_sizes, generate_functions, invocation_cost,
+                                       memory_config_name, vcpus)
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,12 @@ class ConfigMeasurements:
                              f"by their maximum); {len(outside)} are not, e.g. {self.feature_names[feature]} of "
                              f"{self.configs[config]}: {float(self.features[config, feature])!r}")
         for name, values in (("runtime_s", self.runtime_s), ("cost_usd", self.cost_usd)):
-            bad = np.argwhere(self.measured & ~(values > 0))   # the predictors work on log values
-            if len(bad):
+            bad = np.argwhere(self.measured & ~((values >= MIN_MEASURED) & (values <= MAX_MEASURED)))
+            if len(bad):   # the predictors work on log values, in float32 (as the loaders refuse, see MIN_MEASURED)
                 app, config = bad[0]
-                raise ValueError(f"{self.source}: {name} must be > 0 where measured; {self.apps[app]} at "
-                                 f"{self.configs[config]} has {float(values[app, config])!r}")
+                raise ValueError(f"{self.source}: {name} must lie in [{MIN_MEASURED:g}, {MAX_MEASURED:g}] where "
+                                 f"measured; {self.apps[app]} at {self.configs[config]} has "
+                                 f"{float(values[app, config])!r}")
 
     @property
     def measured(self) -> np.ndarray:
@@ -220,6 +222,14 @@ def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
                  1 + RATE_TOLERANCE)
         return None
     return PerSecondPricing(np.exp(np.nanmean(np.log(rate), axis=0)))
+
+
+def _http_ok(text: str) -> bool:
+    """Whether an HTTP status field says 200, as written or as a spreadsheet or pandas writes it (``200.0``)."""
+    try:
+        return float(text) == 200
+    except ValueError:
+        return False
 
 
 def _measured(path: Path, line: int, column: str, text: str, *, positive: bool = True) -> float:
@@ -301,7 +311,7 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
     other_platforms: set[str] = set()   # of successful runs skipped for their platform
     for line, row in csv_rows(path, CHUNKFUNC_COLUMNS):
         table.counts["rows read"] += 1
-        if row["deployment_status"].strip() != "DeploymentSuccess" or row["status_code"].strip() != "200":
+        if row["deployment_status"].strip() != "DeploymentSuccess" or not _http_ok(row["status_code"]):
             table.counts["dropped: failed run (deployment or HTTP status)"] += 1
             continue
         platform = row["platform"]
@@ -350,13 +360,14 @@ SIMULATED_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6")
 
 def simulated_measurements(n_functions: int = 300, seed: int = 2024,
                            memory_sizes: Sequence[int] = MEMORY_SIZES_MIB) -> ConfigMeasurements:
-    """One noisy measurement of each of ``n_functions`` simulated functions at each memory size (seeded)."""
+    """One noisy measurement of each of ``n_functions`` simulated functions at each memory size (seeded; >= 2
+    distinct sizes in [128, 10240] MiB)."""
     n_functions, seed = check_whole("n_functions", n_functions, 1), check_whole("seed", seed, 0)
+    memory = np.asarray(check_memory_sizes(memory_sizes), dtype=float)
     functions = generate_functions(n_functions, seed)
     rng = np.random.default_rng(seed + 1)
-    memory = np.asarray(memory_sizes, dtype=float)
     runtime, cost = map(np.stack, zip(*(f.measure(memory, rng) for f in functions)))
     features = np.stack([np.log2(memory / 128.0) / _LOG2_MEMORY_SPAN, vcpus(memory) / 6.0], axis=1)
     return ConfigMeasurements(f"simulated:{n_functions}fn-seed{seed}", tuple(f.name for f in functions),
-                              tuple(f"{m:g}MiB" for m in memory), SIMULATED_FEATURE_NAMES, features, runtime, cost,
-                              {"functions": n_functions}, LambdaPricing(memory))
+                              tuple(memory_config_name(m) for m in memory), SIMULATED_FEATURE_NAMES, features,
+                              runtime, cost, {"functions": n_functions}, LambdaPricing(memory))

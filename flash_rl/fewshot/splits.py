@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flash_envs.data.config_measurements import ConfigMeasurements
+from flash_envs.fields import check_whole
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def n_validation_apps(n_train: int, val_fraction: float) -> int:
 
 def app_folds(data: ConfigMeasurements, n_folds: int, seed: int = 0) -> list[Split]:
     """Leave-workloads-out cross-validation: apps shuffled with ``seed`` and dealt into ``n_folds`` test groups."""
+    n_folds, seed = check_whole("n_folds", n_folds, 2), check_whole("seed", seed, 0)   # (2.5 made 2 folds)
     if not 2 <= n_folds <= len(data.apps):
         raise ValueError(f"n_folds must lie in [2, {len(data.apps)}] for {len(data.apps)} apps, got {n_folds}")
     order = np.random.default_rng(seed).permutation(len(data.apps))
