@@ -218,6 +218,27 @@ def test_an_app_is_scored_on_the_same_shots_in_every_run(sim):
     assert not np.array_equal(shots[1], EpisodeSampler(test, 2).evaluation(0, 3, shot_rng(2, test.apps[0]))[1])
 
 
+def test_bad_evaluation_arguments_are_refused_before_any_training(sim, monkeypatch):
+    """draws=0 trained every model, then failed in torch.cat; a held-out side whose apps have too few measured
+    configurations was found only after training; run() took jobs=0, and returned nothing for no seeds."""
+    from flash_rl.fewshot import evaluate
+
+    def trained(*args, **kwargs):
+        raise AssertionError("a model was trained")
+
+    monkeypatch.setattr(evaluate, "train_model", trained)
+    split = Split("t", sim.select_apps(sim.apps[:60]), sim.select_apps(sim.apps[60:]))
+    for draws in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"^draws must be a whole number >= 1, got {draws}"):
+            evaluate_split(split, 2, 0, TrainConfig(steps=5), draws)
+    with pytest.raises(ValueError, match=r"no application has the 16 measured configurations that 15 shots"):
+        evaluate_split(split, 15, 0, TrainConfig(steps=5), 1)   # the held-out side, before training
+    with pytest.raises(ValueError, match="^jobs must be a whole number >= 1, got 0"):
+        evaluate.run([split], (2,), (0,), TrainConfig(steps=5), 1, progress=False, jobs=0)
+    with pytest.raises(ValueError, match=r"^nothing to evaluate: 1 split\(s\), shots \(2,\), seeds \(\)"):
+        evaluate.run([split], (2,), (), TrainConfig(steps=5), 1, progress=False)
+
+
 def test_learned_predictors_beat_nearest_config(sim):
     torch.set_num_threads(1)
     split = Split("t", sim.select_apps(sim.apps[:70]), sim.select_apps(sim.apps[70:]))

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements
+from flash_envs.fields import check_whole
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import (INPUTS, early_stopping_split, fine_tune_predict, nearest_config_predict,
@@ -119,7 +120,10 @@ def shot_rng(seed: int, app: str) -> np.random.Generator:
 def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int, progress: bool = False,
                    scorer: Scorer = score, nan_aware: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Per method, per test app (by name): the mean of ``scorer``'s values (:func:`score`'s metrics by default) over
-    ``draws`` draws (with ``nan_aware``, over the draws that give a value: :func:`mean_over_runs`)."""
+    ``draws`` draws (with ``nan_aware``, over the draws that give a value: :func:`mean_over_runs`). A held-out side
+    with no app of K + 1 measured configurations, or a bad ``draws``, is refused before any training."""
+    draws = check_whole("draws", draws, 1)
+    test = EpisodeSampler(split.test, k)
     rng = np.random.default_rng(seed)
     fit, validation = early_stopping_split(split.train, k, cfg, rng)
     train = EpisodeSampler(fit, k)
@@ -133,7 +137,6 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
         "nearest config": nearest_config_predict,
         "K-shot MLP (reference)": models["k-shot"].predict,
     }
-    test = EpisodeSampler(split.test, k)
     results: dict[str, dict[str, np.ndarray]] = {m: {} for m in METHODS}
     for app in test.apps:
         ep, shots, targets = test.evaluation(app, draws, shot_rng(seed, split.test.apps[app]))
@@ -162,7 +165,10 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
     does not depend on ``jobs``.
     """
+    draws, jobs = check_whole("draws", draws, 1), check_whole("jobs", jobs, 1)
     runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
+    if not runs:
+        raise ValueError(f"nothing to evaluate: {len(splits)} split(s), shots {tuple(shots)}, seeds {tuple(seeds)}")
     jobs = min(jobs, len(runs))
     with tqdm_bar(len(runs), "config-eval runs", progress) as bar:   # closed before Ctrl-C's message too
         if jobs > 1:
