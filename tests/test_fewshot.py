@@ -364,7 +364,7 @@ def test_cli_train_file_test_file_on_ibm(shared_data, tmp_path, capsys):
         csv.writer(f).writerows(rounded)
     assert main(["config-eval", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "rounded.csv"),
                  "--out", str(tmp_path / "rounded"), *SMOKE]) == 0
-    assert "warning: --cost priced, but ibm:rounded.csv has no price list" in capsys.readouterr().err
+    assert "warning: --cost priced (the default), but ibm:rounded.csv has no price list" in capsys.readouterr().err
     assert json.loads((tmp_path / "rounded" / "summary.json").read_text())["cost"] == "predicted"
     both = ["--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv")]   # refused, not scored
     assert "18 app(s) both in training and held out" in _data_error(both, capsys)

@@ -266,3 +266,14 @@ def test_too_few_workloads_for_cross_validation_is_not_blamed_on_folds(tmp_path,
         "--folds 4 (the default): ibm:three.csv has only 3 workloads; give --folds 3 or fewer")
     assert _usage_error(["--train", three, "--folds", "5", "--shots", "1"], capsys).endswith(
         "--folds 5: ibm:three.csv has only 3 workloads; give --folds 3 or fewer")
+
+
+def test_a_message_on_an_option_the_user_did_not_give_says_it_is_the_default(tmp_path, capsys, no_training):
+    """Each workload has 4 measured configurations, so K = 5 (of the default shots 1 2 5) cannot be scored."""
+    four = _ibm_csv(tmp_path / "four.csv", ["a-x", "b-x", "c-x", "d-x"])
+    assert _usage_error(["--train", four, "--folds", "2"], capsys, smoke=False).endswith(
+        "--shots 5 (the default): K shots and one target need K + 1 measured configurations, and some split has no "
+        "app with more than 4; give --shots below 4")
+    assert _usage_error(["--train", four, "--folds", "2", "--shots", "1", "4"], capsys, smoke=False).endswith(
+        "--shots 4: K shots and one target need K + 1 measured configurations, and some split has no app with more "
+        "than 4; give --shots below 4")

@@ -212,6 +212,12 @@ def _hold_out_groups(data: ConfigMeasurements, hold_out: str) -> dict[str, str]:
     return groups
 
 
+def _as_given(args: argparse.Namespace, dest: str, value: Any) -> str:
+    """``--dest value`` for a message, followed by "(the default)" when the user did not give the option, so that the
+    message does not put an option in their mouth."""
+    return f"--{dest.replace('_', '-')} {value}" + ("" if dest in args.typed_options else " (the default)")
+
+
 def _splits(args: argparse.Namespace) -> list[Split]:
     _reject_inapplicable_options(args)
     if args.dataset == "simulated":
@@ -243,9 +249,8 @@ def _splits(args: argparse.Namespace) -> list[Split]:
                          f"and trains on at least {MIN_TRAIN_APPS} others, so it needs at least {MIN_TRAIN_APPS + 1}")
     folds = args.folds or DEFAULT_FOLDS
     if folds > n_apps:
-        default = "" if args.folds else " (the default)"
-        raise UsageError(f"--folds {folds}{default}: {train.source} has only {n_apps} workloads; give --folds "
-                         f"{n_apps} or fewer")
+        raise UsageError(f"{_as_given(args, 'folds', folds)}: {train.source} has only {n_apps} workloads; give "
+                         f"--folds {n_apps} or fewer")
     return app_folds(train, folds)
 
 
@@ -261,15 +266,15 @@ def run_command(args: argparse.Namespace) -> dict:
     if args.cost == "predicted":
         splits = [Split(s.name, replace(s.train, pricing=None), replace(s.test, pricing=None)) for s in splits]
     elif unpriced := sorted({s.test.source for s in splits if s.test.pricing is None}):
-        print(f"flash config-eval: warning: --cost priced, but {', '.join(unpriced)} has no price list (GCP, or costs "
-              f"that are not runtime x one rate per configuration); each method's own cost prediction is scored",
-              file=sys.stderr)
+        print(f"flash config-eval: warning: {_as_given(args, 'cost', 'priced')}, but {', '.join(unpriced)} has no "
+              f"price list (GCP, or costs that are not runtime x one rate per configuration); each method's own cost "
+              f"prediction is scored", file=sys.stderr)
     _check_training_apps(splits)
     _warn_unseen_configs(splits)
     most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
     if max(args.shots) >= most:
-        raise UsageError(f"--shots {max(args.shots)}: K shots and one target need K + 1 measured configurations, and "
-                         f"some split has no app with more than {most}")
+        raise UsageError(f"{_as_given(args, 'shots', max(args.shots))}: K shots and one target need K + 1 measured "
+                         f"configurations, and some split has no app with more than {most}; give --shots below {most}")
     ks = sorted(set(args.shots))
     try:
         for k, split in ((k, s) for k in ks for s in splits):
