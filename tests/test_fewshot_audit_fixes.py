@@ -250,6 +250,17 @@ def test_a_chunkfunc_file_without_the_chosen_platform_names_the_platforms_it_has
     assert load_chunkfunc(path, ["gcp_cloud_functions"]).apps == ("gcp_cloud_functions/f/100",)
 
 
+def test_rows_of_a_platform_not_chosen_are_skipped_unread(tmp_path):
+    """A GCP row with a cost that is not a number does not stop loading AWS Lambda's rows; loading GCP names it."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(CHUNKFUNC_HEADER + "gcp_cloud_functions,f,s,128mib-83m,128,83,DeploymentSuccess,100,977,n/a,200\n"
+                    + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,900,,200\n")
+    aws = load_chunkfunc(path, ["aws_lambda"])
+    assert aws.apps == ("aws_lambda/f/100",) and aws.counts["skipped: platform gcp_cloud_functions"] == 1
+    with pytest.raises(DataFormatError, match=r"mixed.csv:2: column 'execution_cost_usd'"):
+        load_chunkfunc(path, ["gcp_cloud_functions"])
+
+
 # 9. too few workloads for cross-validation, whatever --folds
 
 def test_too_few_workloads_for_cross_validation_is_not_blamed_on_folds(tmp_path, capsys, no_training):

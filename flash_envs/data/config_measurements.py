@@ -295,7 +295,8 @@ CHUNKFUNC_FEATURE_NAMES = ("log2(memory/128MiB)/7", "vcpus/6", *(f"platform={p}"
 
 
 def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> ConfigMeasurements:
-    """Load the chunk-func profiles CSV, optionally only some ``platforms``. Failed runs are dropped.
+    """Load the chunk-func profiles CSV, optionally only some ``platforms``. Failed runs are dropped; a run of another
+    platform is skipped with only its platform read (so a column it leaves malformed does not stop the load).
 
     An application is ``platform/function/input_size_bytes``; a configuration ``platform/<memory>MiB/<milli_cpu>m``.
     """
@@ -318,6 +319,10 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
         if platform not in CHUNKFUNC_PLATFORMS:
             raise DataFormatError(f"{path}:{line}: column 'platform': unknown platform {platform!r}; "
                                   f"expected one of {CHUNKFUNC_PLATFORMS}")
+        if platforms is not None and platform not in platforms:   # its other columns are not read
+            table.counts[f"skipped: platform {platform}"] += 1
+            other_platforms.add(platform)
+            continue
         function = row["function"].strip()   # "f " is "f": one app, also across files (a held-out app never trains)
         if not function or "/" in function:   # apps are platform/function/input_size_bytes
             raise DataFormatError(f"{path}:{line}: column 'function': {row['function']!r} is not a function name "
@@ -330,10 +335,6 @@ def load_chunkfunc(path: str | Path, platforms: Sequence[str] | None = None) -> 
             cost = float(invocation_cost(memory, runtime))
         else:
             cost = _measured(path, line, "execution_cost_usd", row["execution_cost_usd"])
-        if platforms is not None and platform not in platforms:
-            table.counts[f"skipped: platform {platform}"] += 1
-            other_platforms.add(platform)
-            continue
         for column, value, low, high in (("memory_mib", memory, 128.0, 128.0 * 2 ** _LOG2_MEMORY_SPAN),
                                          ("milli_cpu", milli_cpu, 0.0, CHUNKFUNC_MAX_MILLI_CPU)):
             if not low <= value <= high:   # the features scale them to [0, 1] over these ranges
