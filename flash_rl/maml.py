@@ -32,6 +32,7 @@ from flash_rl.atomic_files import atomic_write
 from flash_rl.checkpoints import check_resumable, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
 from flash_envs.progress import tqdm_bar
+from flash_rl.torch_random import torch_seeded
 from flash_rl.torch_threads import one_torch_thread
 from flash_rl.weights_file import load_weights_file
 
@@ -176,12 +177,12 @@ class MAML:
             "first_order": check_flag("maml.first_order", first_order),
             "gamma": check_number("maml.gamma", gamma, 0, 1, strict=True), "seed": check_seed("seed", seed)}
         seed = self.hparams["seed"]
-        torch.manual_seed(seed)
         env = gym.make(env_id, **self.env_kwargs)
         if not isinstance(env.action_space, MAML_ACTION_SPACES):
             raise TypeError("this MAML baseline needs a Discrete action space")
         self.n_obs, self.n_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
-        self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
+        with torch_seeded(seed):
+            self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hparams["outer_lr"])
         self.iteration = 0
         self.rng = np.random.default_rng(seed)

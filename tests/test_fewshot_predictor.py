@@ -212,3 +212,17 @@ def test_a_file_with_settings_this_version_lacks_is_named(predictor, tmp_path):
     torch.save(saved, tmp_path / "newer.pt")
     with pytest.raises(ValueError, match=r"newer.pt: its training settings hold \['dropout'\], which this version"):
         FewShotPredictor.load(tmp_path / "newer.pt")
+
+
+def test_fit_leaves_the_callers_torch_generator_alone(data):
+    """Fitting seeds the model's initial weights from its own seed, not by reseeding the caller's global torch
+    stream: the stream goes on as if nothing were fitted, and a refit gives the same predictor."""
+    small, cfg = data.select_apps(data.apps[:10]), TrainConfig(steps=2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = FewShotPredictor.fit(small, k=2, cfg=cfg, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    second = FewShotPredictor.fit(small, k=2, cfg=cfg, progress=False)
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)

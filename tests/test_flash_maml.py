@@ -139,3 +139,18 @@ def test_adaptation_steps_by_the_rule_meta_training_used(monkeypatch):
         assert steps == expected and [e for e, _ in curve] == [0, 1, 2, 3, 4, 5]
         if inner_episodes == 2:   # episode 1 is evaluated before the first step: the meta-learned policy
             assert curve[1][1] == curve[0][1]
+
+
+def test_building_maml_seeds_its_policy_but_leaves_the_callers_torch_generator_alone():
+    """The same seed gives the same initial weights; the caller's global torch stream goes on as if MAML were not
+    built (it used to be reseeded with MAML's seed)."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = MAML("flash/Autoscaling-v0", hidden=[8], seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    second = MAML("flash/Autoscaling-v0", hidden=[8], seed=5)
+    for a, b in zip(first.policy.parameters(), second.policy.parameters()):
+        assert torch.equal(a, b)
+    other = MAML("flash/Autoscaling-v0", hidden=[8], seed=6)
+    assert not torch.equal(next(other.policy.parameters()), next(first.policy.parameters()))

@@ -48,6 +48,7 @@ from flash_envs.data.config_measurements import ConfigMeasurements
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.splits import n_validation_apps
 from flash_rl.fewshot.train_config import TrainConfig
+from flash_rl.torch_random import torch_seeded
 from flash_envs.progress import tqdm_bar
 
 INPUTS = ("base", "flash", "k-shot")
@@ -150,10 +151,10 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
     steps and after the last step, and the weights with the lowest one are kept (early stopping; so a run of fewer
     than ``eval_every`` steps is validated too, and the steps after the last multiple of it are not discarded).
     """
-    torch.manual_seed(int(rng.integers(2**31)))
     measured = sampler.y[sampler.apps][sampler.data.measured[sampler.apps]]
-    model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), measured.std(0) + 1e-6,
-                         cfg.hidden, cfg.embed_dim)
+    with torch_seeded(int(rng.integers(2**31))):
+        model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), measured.std(0) + 1e-6,
+                             cfg.hidden, cfg.embed_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_loss, best_state = np.inf, None
     for step in tqdm_bar(cfg.steps, f"train {inputs} K={sampler.k}", progress, iterable=range(1, cfg.steps + 1),
