@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
 import yaml
 
 from flash_envs.data.public import AZURE_INVOCATIONS, NASA_TRACE, azure_function_trace, nasa_http_trace
-from flash_envs.data.trace_csv import (RateTrace, TraceBinError, TraceFormatError, TraceGapError, TraceRoundError,
-                                      read_rate_trace)
+from flash_envs.data.trace_csv import (RateTrace, TraceAliasWarning, TraceBinError, TraceFormatError, TraceGapError,
+                                      TraceRoundError, read_rate_trace)
 from flash_envs.sim.workloads import (WORKLOADS, ConstantWorkload, DiurnalWorkload, MMPPWorkload, RateCurve,
                                       SpikeWorkload, StepWorkload, TraceWorkload, workload_from_dict)
 
@@ -499,6 +500,25 @@ def test_a_coarser_bin_s_bins_the_rows_there_are_as_documented(tmp_path):
         assert read_rate_trace(path, "t", "n", value_kind="rate", bin_s=120, gaps=gaps).rates.tolist() == [60.0] * 4
     stray = write(tmp_path, "t,n\n0,60\n30,5\n60,60\n120,60\n180,60\n", "stray.csv")
     assert read_rate_trace(stray, "t", "n", bin_s=60).rates.tolist() == [65 / 60, 1.0, 1.0, 1.0]
+
+
+def test_a_bin_s_that_is_no_multiple_of_the_rows_spacing_warns_for_counts(tmp_path):
+    """90 s bins over a steady 60 requests a minute hold two rows, then one: 4/3 and 2/3 requests a second by turns.
+    A multiple of the spacing, rates (averaged, not added up), and rows on no one grid do not warn."""
+    path = write(tmp_path, "t,n\n" + "".join(f"{60 * i},60\n" for i in range(6)))
+    with pytest.warns(TraceAliasWarning, match=r"trace.csv: bin_s=90 is not a whole multiple of the spacing of most "
+                                               r"rows, 60 s: its bins add up the counts of 1 or 2 rows, so a steady "
+                                               r"load reads as alternating rates; give a multiple of 60$"):
+        rates = read_rate_trace(path, "t", "n", bin_s=90).rates
+    assert rates.tolist() == pytest.approx([4 / 3, 2 / 3, 4 / 3, 2 / 3])
+    stray = write(tmp_path, "t,n\n0,60\n60,60\n90,5\n120,60\n180,60\n240,60\n", "stray.csv")
+    with pytest.warns(TraceAliasWarning, match="spacing of most rows, 60 s"):   # one stray row does not hide it
+        read_rate_trace(stray, "t", "n", bin_s=90)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_rate_trace(path, "t", "n", bin_s=120).rates.tolist() == [1.0] * 3
+        assert read_rate_trace(path, "t", "n", value_kind="rate", bin_s=90).rates.tolist() == [60.0] * 4
+        read_rate_trace(write(tmp_path, "t,n\n0,60\n60,60\n100,40\n", "no_grid.csv"), "t", "n", bin_s=90)
 
 
 def test_rows_on_no_one_grid_are_refused_unless_bin_s_is_given(tmp_path):

@@ -19,6 +19,7 @@ timestamp on the nearest point of a grid of that step.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,11 @@ class TraceGapError(TraceFormatError):
 class TraceBinError(TraceFormatError):
     """An aggregated trace read without ``bin_s`` whose timestamps give no bin width: one timestamp only, or rows that
     are not on one grid; the message names the rows."""
+
+
+class TraceAliasWarning(UserWarning):
+    """An aggregated trace of counts read with a ``bin_s`` that is not a whole multiple of the spacing of most of its
+    rows: the bins hold unequal numbers of rows, so a steady load reads as rates that alternate."""
 
 
 class TraceRoundError(TraceBinError):
@@ -184,7 +190,8 @@ def read_rate_trace(
             is a gap). Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or average
             their rates, whatever rows the bin holds: a row missing from a bin that has others is not a gap (its
             count reads as none, its rate as the others' mean), nor is a last bin the trace ends in part-way. Read the
-            file without ``bin_s`` first to find such rows.
+            file without ``bin_s`` first to find such rows. For counts, a ``bin_s`` coarser than the spacing of
+            most rows but not a whole multiple of it warns (:class:`TraceAliasWarning`).
         gaps: for aggregated files, what bins without a row are: ``"error"`` (the default), ``"zero"`` (no requests)
             or ``"join"`` (spliced out, so the trace continues with the next row).
         time_round_s: for aggregated files whose timestamps drift around a grid (a per-minute export stamped
@@ -232,6 +239,8 @@ def read_rate_trace(
     inferred = bin_s is None
     if bin_s is None:
         bin_s = _inferred_bin_s(t, np.asarray(lines)[order], path, slack_s, time_round_s)
+    elif value_kind == "count":
+        _warn_of_aliasing(t, bin_s, path, slack_s)
     index = _bin_index(t, bin_s, path, slack_s)
     rows = np.bincount(index)
     present = rows > 0
@@ -298,6 +307,26 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float
                                f"bin width (time_round_s={time_round_s:g} left them off one grid: give it the rows' "
                                f"spacing)"))
     return float(t[-1] / bins.sum())
+
+
+def _warn_of_aliasing(t: np.ndarray, bin_s: float, path: Path, slack_s: float) -> None:
+    """Warn (:class:`TraceAliasWarning`) if the given ``bin_s`` is coarser than the spacing of most rows at times ``t``
+    (sorted, from 0) but not a whole multiple of it (within :data:`BIN_TOLERANCE`): 90 s bins over per-minute counts
+    hold two rows, then one, so a constant count reads as rates alternating between two and one."""
+    steps = np.diff(t)
+    steps = steps[steps > slack_s]
+    if not len(steps):
+        return
+    spacings, n_rows = np.unique(np.round(steps, 6), return_counts=True)   # to the microsecond: float rounding aside
+    if 2 * n_rows.max() <= len(steps):   # rows on no one grid: no bin width holds as many rows each
+        return
+    common = float(spacings[np.argmax(n_rows)])
+    ratio = bin_s / common
+    if ratio > 1 and abs(ratio - round(ratio)) > BIN_TOLERANCE + 2 * slack_s / common:
+        warnings.warn(f"{path}: bin_s={bin_s:g} is not a whole multiple of the spacing of most rows, "
+                      f"{common:g} s: its bins add up the counts of {int(np.floor(ratio))} or {int(np.ceil(ratio))} "
+                      f"rows, so a steady load reads as alternating rates; give a multiple of {common:g}",
+                      TraceAliasWarning, stacklevel=3)
 
 
 def _rounded(t: np.ndarray, time_round_s: float, lines: np.ndarray, texts: list[str], path: Path) -> np.ndarray:
