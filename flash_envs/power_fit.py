@@ -17,7 +17,7 @@ import numpy as np
 from flash_envs.cli_args import emit, json_text, output_file
 from flash_envs.data.specpower import DVFSTable, read_dvfs_csv, read_specpower_csv, specpower_curves_path
 from flash_envs.markdown import md_table
-from flash_envs.sim.power import LOAD_POINTS, UtilisationCurve, percent_errors
+from flash_envs.sim.power import LOAD_POINTS, FrequencyScaling, UtilisationCurve, percent_errors
 
 MEDIAN_GOAL_PCT = 3.0
 WORST_GOAL_PCT = 10.0
@@ -53,18 +53,23 @@ def fit_report(spec_csv: str | Path, dvfs_csv: str | Path | None = None) -> dict
 BOUND_TOLERANCE = 1e-6
 
 
+#: The voltage slopes at which ``flash power-fit --dvfs`` refits the shares, to show how well a table pins the slope.
+VOLTAGE_SLOPE_PROFILE = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 def _dvfs_fit(table: DVFSTable) -> dict[str, Any]:
+    """A DVFS table's fit: its parameters, which are at a bound, its errors, and the MAPE of refits with the voltage
+    slope held at each of :data:`VOLTAGE_SLOPE_PROFILE`."""
+    columns = (table.freq_fraction, table.idle_w, table.full_w)
     scaling = table.fit()
-    r = np.asarray(table.freq_fraction)
-    top = int(np.argmax(r))
-    idle_factor, dynamic_factor = scaling.factors(r)
-    idle = table.idle_w[top] * idle_factor
-    full = idle + (table.full_w[top] - table.idle_w[top]) * dynamic_factor
-    errors = percent_errors(np.concatenate([idle, full]), np.concatenate([table.idle_w, table.full_w]))
+    errors = 100 * np.abs(scaling.table_errors(*columns))
     params = scaling.to_dict()
     at_bound = [name for name, value in params.items() if min(value, 1.0 - value) < BOUND_TOLERANCE]
+    profile = [{"voltage_slope": k,
+                "mape_pct": float(100 * np.abs(FrequencyScaling.fit(*columns, voltage_slope=k).table_errors(*columns))
+                                  .mean())} for k in VOLTAGE_SLOPE_PROFILE]
     return {"host": table.host, **params, "at_bound": at_bound, "mape_pct": float(errors.mean()),
-            "max_error_pct": float(errors.max())}
+            "max_error_pct": float(errors.max()), "voltage_slope_profile": profile}
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -92,7 +97,14 @@ def report_markdown(report: dict[str, Any]) -> str:
                              "max error %"),
                             [(d["host"], f"{d['idle_share']:.3f}", f"{d['dynamic_share']:.3f}",
                               f"{d['voltage_slope']:.3f}", ", ".join(d.get("at_bound", [])) or "none",
-                              f"{d['mape_pct']:.2f}", f"{d['max_error_pct']:.2f}") for d in report["dvfs"]])]
+                              f"{d['mape_pct']:.2f}", f"{d['max_error_pct']:.2f}") for d in report["dvfs"]]),
+                  "", "MAPE % of refits with the voltage slope held at each value (the shares fitted anew): where it "
+                  "stays near the best fit's across the slopes, the table does not tell a voltage drop from a larger "
+                  "share of power scaling with frequency, and the fitted split between them is as much an assumption "
+                  "as a measurement.", "",
+                  *md_table(("host", *(f"voltage_slope = {k:g}" for k in VOLTAGE_SLOPE_PROFILE)),
+                            [(d["host"], *(f"{p['mape_pct']:.2f}" for p in d["voltage_slope_profile"]))
+                             for d in report["dvfs"]])]
     lines += ["", "## Per server", "", *md_table(
         ("server_id", "system", "cores", "idle W", "100% W", "MAPE %", "max error %"),
         [(s["server_id"], s["system"] or "(unnamed)", s["cores"], f"{s['idle_w']:g}", f"{s['peak_w']:g}",

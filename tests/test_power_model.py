@@ -65,6 +65,37 @@ def test_dvfs_fit_reproduces_measured_tables():
     assert bazar.idle_share < 0.05 and bazar.dynamic_share > 0.9  # desktop idle power did not follow frequency
 
 
+def test_a_fit_with_the_voltage_slope_held_refits_the_shares_only():
+    """The profile flash power-fit reports: each refit keeps the slope it is given, fits no better than the free fit
+    (whose errors it shares the definition of), and on the Reims table stays within a fraction of a percent of it
+    from slope 0 to 1, so the table does not pin the slope down."""
+    reims = catalogue.REIMS_DVFS
+    columns = (reims.freq_fraction, reims.idle_w, reims.full_w)
+    free = reims.fit()
+    best = np.abs(free.table_errors(*columns)).mean()
+    idle_factor, _ = free.factors(np.asarray(reims.freq_fraction))
+    assert free.table_errors(*columns)[0] == pytest.approx((167 * idle_factor[0] - 140) / 140)
+    mapes = []
+    for slope in (0.0, 0.5, 1.0):
+        held = FrequencyScaling.fit(*columns, voltage_slope=slope)
+        assert held.voltage_slope == slope
+        mapes.append(np.abs(held.table_errors(*columns)).mean())
+    assert min(mapes) >= best and max(mapes) < 0.01
+    with pytest.raises(ValueError, match="voltage_slope"):
+        FrequencyScaling.fit(*columns, voltage_slope=1.5)
+
+
+def test_the_fit_report_profiles_the_voltage_slope():
+    report = fit_report(_data_file(*SPECPOWER_CURVES), _data_file(*DVFS_TABLES))
+    reims = next(d for d in report["dvfs"] if d["host"] == "REIMS")
+    assert [p["voltage_slope"] for p in reims["voltage_slope_profile"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert all(p["mape_pct"] >= reims["mape_pct"] for p in reims["voltage_slope_profile"])
+    text = report_markdown(report)
+    assert "| host | voltage_slope = 0 | voltage_slope = 0.25 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| REIMS |") and line.count("|") == 7)
+    assert row == "| REIMS | " + " | ".join(f"{p['mape_pct']:.2f}" for p in reims["voltage_slope_profile"]) + " |"
+
+
 def test_energy_meter_integrates_piecewise_constant_power():
     meter = EnergyMeter()
     for dt, watts in ((1.0, 100.0), (2.5, 40.0), (0.5, 0.0)):

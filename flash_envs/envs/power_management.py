@@ -29,7 +29,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     ``n_servers`` servers of one type (a SPECpower_ssj2008-measured model, see :mod:`flash_envs.sim.server_catalogue`)
     each receive the task's arrival-rate workload (a load balancer splits ``n_servers`` times that rate evenly). Every
     ``interval_s`` the agent picks a P-state (frequency level) per server; the switch takes effect
-    ``transition_latency_s`` later. Lower frequency saves power (``f V^2`` scaling fitted to measured DVFS tables) but
+    ``transition_latency_s`` later. Lower frequency saves power (``f V^2`` scaling fitted to a measured DVFS table) but
     slows the CPU-bound part of every request (``app.cpu_fraction``), raising utilisation and latency. The server
     type, the application's frequency sensitivity, its service time, the workload and the p95 SLO form the hidden task
     (:class:`~flash_envs.power_tasks.PowerTask`); test tasks use server types never seen in training. The service
@@ -50,7 +50,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     | 1   | arrival rate / the server's capacity at f_max (saturates at 10)          | 0   | 10  |
     | 2   | P-state in effect at the end of the interval / (L - 1)                   | 0   | 1   |
     | 3   | p95 latency / SLO (0 when the interval had no requests; saturates at 10) | 0   | 10  |
-    | 4   | mean power / peak power (f_max, full load)                               | 0   | 1   |
+    | 4   | mean power / the model's peak power (f_max, full load)                   | 0   | 1   |
 
     The arrival rate is the workload's mean rate over the interval (the offered load, the same for every server), not
     a count of the requests drawn.

@@ -9,10 +9,14 @@ power at frequency fraction ``r`` and utilisation ``u`` (busy fraction of its co
     phi(r)  = r * v(r)**2,   v(r) = 1 - k * (1 - r)            (dynamic CMOS power ~ f V^2, V linear in f)
 
 * ``C(u)`` is the :class:`UtilisationCurve` fitted to the server's 11 SPECpower_ssj2008 points (watts at active idle
-  and 10%..100% load, measured at full speed) and ``I = C(0)``.
+  and 10%..100% load) and ``I = C(0)``. The model takes them as the power at f_max, an assumption: the results do not
+  say whether the OS's power management lowered the frequency at low load (then ``C`` holds some of the DVFS saving
+  already), nor whether turbo raised it at full load.
 * ``a_i`` and ``a_d`` (:class:`FrequencyScaling`) are the shares of idle and of load-dependent power that scale with
   ``f V^2``; the rest (fans, memory, disks, uncore) does not. ``k`` is the relative voltage drop per unit of frequency
-  drop. They are fitted to measured power-vs-frequency tables (:meth:`FrequencyScaling.fit`).
+  drop. They are fitted to a measured power-vs-frequency table (:meth:`FrequencyScaling.fit`); such a table may not
+  pin down how the drop splits between ``k`` and the shares (``flash power-fit --dvfs`` reports the fit's error
+  with ``k`` held at several values).
 
 ``P`` increases in ``u`` (the curve is a non-negative mix of increasing functions) and in ``r`` (``phi`` increases for
 ``0 <= k <= 1``). Power is piecewise constant over a simulation sub-step, so energy is the exact sum of
@@ -110,6 +114,17 @@ def check_watts(watts: Sequence[float]) -> np.ndarray:
     return y
 
 
+def _dvfs_table(freq_fraction: Sequence[float], idle_w: Sequence[float],
+                full_w: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A DVFS table's columns as float arrays; a ValueError unless they are >= 2 rows, one of them at fraction 1.0."""
+    r, idle, full = (np.asarray(v, dtype=float) for v in (freq_fraction, idle_w, full_w))
+    if not (r.shape == idle.shape == full.shape) or r.ndim != 1 or len(r) < 2:
+        raise ValueError("a DVFS table needs >= 2 rows of (frequency fraction, idle W, full-load W)")
+    if not np.any(np.isclose(r, 1.0)):
+        raise ValueError(f"a DVFS table must include the full-speed row (fraction 1.0), got fractions {list(r)}")
+    return r, idle, full
+
+
 @dataclass(frozen=True)
 class FrequencyScaling:
     """How idle and load-dependent power follow frequency: shares ``idle_share`` / ``dynamic_share`` scale as
@@ -132,30 +147,39 @@ class FrequencyScaling:
         phi = self.phi(r)
         return 1 - self.idle_share + self.idle_share * phi, 1 - self.dynamic_share + self.dynamic_share * phi
 
-    @classmethod
-    def fit(cls, freq_fraction: Sequence[float], idle_w: Sequence[float],
-            full_w: Sequence[float]) -> "FrequencyScaling":
-        """Least relative-error fit to a table of idle and full-load watts measured at each frequency fraction.
+    def table_errors(self, freq_fraction: Sequence[float], idle_w: Sequence[float],
+                     full_w: Sequence[float]) -> np.ndarray:
+        """Relative errors (predicted - measured) / measured of this scaling on a table of idle and full-load watts
+        measured at each frequency fraction, anchored at its full-speed row (fraction 1.0, which must be there): the
+        idle rows' errors, then the full-load rows'."""
+        r, idle, full = _dvfs_table(freq_fraction, idle_w, full_w)
+        top = int(np.argmin(np.abs(r - 1.0)))
+        fi, fd = self.factors(r)
+        predicted = np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd])
+        measured = np.concatenate([idle, full])
+        return (predicted - measured) / measured
 
-        The fraction 1.0 must be in the table: the model is anchored at full-speed power.
+    @classmethod
+    def fit(cls, freq_fraction: Sequence[float], idle_w: Sequence[float], full_w: Sequence[float],
+            voltage_slope: float | None = None) -> "FrequencyScaling":
+        """Least relative-error fit (:meth:`table_errors`) to a table of idle and full-load watts measured at each
+        frequency fraction, the fraction 1.0 among them: the model is anchored at full-speed power.
+
+        With ``voltage_slope`` given, only the two shares are fitted, the slope held at it: a profile of the fit's
+        error over the slope shows how well the table pins it down (``flash power-fit --dvfs`` reports one).
         """
         from scipy.optimize import least_squares
 
-        r, idle, full = (np.asarray(v, dtype=float) for v in (freq_fraction, idle_w, full_w))
-        if not (r.shape == idle.shape == full.shape) or r.ndim != 1 or len(r) < 2:
-            raise ValueError("a DVFS table needs >= 2 rows of (frequency fraction, idle W, full-load W)")
-        if not np.any(np.isclose(r, 1.0)):
-            raise ValueError(f"a DVFS table must include the full-speed row (fraction 1.0), got fractions {list(r)}")
-        top = int(np.argmin(np.abs(r - 1.0)))
-        measured = np.concatenate([idle, full])
-
-        def residuals(p: np.ndarray) -> np.ndarray:
-            fi, fd = cls(*p).factors(r)
-            predicted = np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd])
-            return (predicted - measured) / measured
-
-        result = least_squares(residuals, x0=[0.5, 0.5, 0.5], bounds=([0, 0, 0], [1, 1, 1]))
-        return cls(*(float(np.clip(v, 0, 1)) for v in result.x))
+        table = _dvfs_table(freq_fraction, idle_w, full_w)
+        if voltage_slope is None:
+            result = least_squares(lambda p: cls(*p).table_errors(*table), x0=[0.5, 0.5, 0.5],
+                                   bounds=([0, 0, 0], [1, 1, 1]))
+            return cls(*(float(np.clip(v, 0, 1)) for v in result.x))
+        slope = check_number("voltage_slope", voltage_slope, 0.0, 1.0)
+        result = least_squares(lambda p: cls(p[0], p[1], slope).table_errors(*table), x0=[0.5, 0.5],
+                               bounds=([0, 0], [1, 1]))
+        idle_share, dynamic_share = (float(np.clip(v, 0, 1)) for v in result.x)
+        return cls(idle_share, dynamic_share, slope)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -176,7 +200,7 @@ class ServerType:
     Args:
         name: a unique name (shown in task names and reports).
         cores: physical cores; each serves one request at a time.
-        watts: the 11 SPECpower_ssj2008 points (W at active idle, 10%..100% load), measured at full speed.
+        watts: the 11 SPECpower_ssj2008 points (W at active idle, 10%..100% load), taken as the power at f_max.
         scaling: how power follows frequency (:class:`FrequencyScaling`).
         core_speed: per-core speed at f_max relative to the reference core (100,000 ssj_ops per core); an application's
             ``service_time_ms`` is its time on the reference core.
@@ -257,7 +281,8 @@ class ServerType:
 
     @cached_property
     def peak_w(self) -> float:
-        """Power at full speed and full load (the normaliser of the env's power observation and reward)."""
+        """The model's power at full speed and full load (the normaliser of the env's power observation and reward):
+        the fitted curve at 100% load, within the fit's error of the measured SPECpower point."""
         return float(self.power(1.0, 1.0))
 
     def millicores(self, level: int) -> float:

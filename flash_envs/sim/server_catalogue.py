@@ -11,7 +11,10 @@ The environment runs with no external file. Every figure below is copied from a 
   aware simulation with DVFS", SIMPAT 39 (2013) (CloudSim-DVFS ``PowerModelSpecPower_BAZAR`` / ``_REIMS``; shared as
   ``dvfs_cloudsim_grid5000/dvfs_power_tables.csv``). The Reims host (a Grid'5000 server) sets the default
   :class:`~flash_envs.sim.power.FrequencyScaling` of every catalogue server; the Bazar desktop (only one core of four
-  changed frequency) is kept for comparison.
+  changed frequency) is kept for comparison. Two caveats: the Reims watts are measured but its frequency levels are
+  not given by the source, and are taken to be CloudSim-DVFS's five (those of the Bazar CPU's GHz steps); and one
+  host's fit applied to servers of other CPU generations (2009-2021) is an extrapolation. ``flash power-fit --dvfs``
+  shows how loosely the table pins the fit's voltage slope.
 
 :data:`TRAIN_RECORDS` and :data:`TEST_RECORDS` are disjoint: the power-management task family trains on the first and
 holds out the second, so test tasks run on server types never seen in training.
@@ -73,7 +76,8 @@ TEST_RECORDS: tuple[SpecPowerRecord, ...] = (
 
 REIMS_DVFS = DVFSTable("REIMS", DEFAULT_FREQ_LEVELS, (140.0, 146.0, 153.0, 159.0, 167.0),
                        (228.0, 238.0, 249.0, 260.0, 272.0))
-"""Grid'5000 Reims host: measured idle and full-load W at 59.925..100% of f_max (Guerout et al. 2013)."""
+"""Grid'5000 Reims host: measured idle and full-load W at five P-states (Guerout et al. 2013), taken to be at
+59.925..100% of f_max: the source gives the watts only, and the shared table assumes CloudSim-DVFS's five levels."""
 BAZAR_DVFS = DVFSTable("BAZAR", DEFAULT_FREQ_LEVELS, (82.75, 82.85, 85.95, 83.10, 83.25),
                        (88.77, 92.00, 95.50, 99.45, 103.00))
 """Intel Core2 Quad Q6700 desktop, one core of four at each frequency, Plogg meter (Guerout et al. 2013)."""
@@ -81,7 +85,7 @@ BAZAR_DVFS = DVFSTable("BAZAR", DEFAULT_FREQ_LEVELS, (82.75, 82.85, 85.95, 83.10
 
 @lru_cache(maxsize=1)
 def default_scaling() -> FrequencyScaling:
-    """The DVFS shape fitted to the Reims server's measured table."""
+    """The DVFS shape fitted to the Reims server's table (:data:`REIMS_DVFS`), shared by every catalogue server."""
     return REIMS_DVFS.fit()
 
 
