@@ -80,6 +80,18 @@ def check_task_env(env: gym.Env, env_id: str, use_context: bool, task: Any = Non
                          "episode; give the task class value equality, e.g. make it a (frozen) dataclass")
 
 
+def check_tasks_settable(env: gym.Env, env_id: str, tasks: Sequence[Any]) -> None:
+    """Refuse, before any training, a task of ``tasks`` that ``env``'s ``set_task`` refuses (the env's TypeError or
+    ValueError, naming the task's place in the list): meta-training draws tasks at random, so one it cannot run failed
+    only when drawn, after hours, or never. Leaves ``env`` on another task; give it a probe."""
+    for i, task in enumerate(tasks):
+        try:
+            env.unwrapped.set_task(task)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"meta_train: task {i} of {len(tasks)} ({str(getattr(task, 'name', task))[:60]!r}) "
+                            f"cannot run on env {env_id!r}: {err}") from None
+
+
 def check_checkpointable(tasks: Sequence[Any]) -> None:
     """Refuse (TypeError), before any training, tasks that a checkpoint cannot record: a checkpoint names the task
     list and each env's task by their ``to_dict()``, which must give plain JSON."""

@@ -55,7 +55,7 @@ from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, error_te
                                   read_checkpoint, read_episodes, set_random_states, task_sampler)
 from flash_rl.config import check_env_id, check_layer_sizes
 from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
-                              check_task_env, task_list_key)
+                              check_task_env, check_tasks_settable, task_list_key)
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import one_torch_thread
@@ -280,11 +280,12 @@ class Flash:
         ``resume``."""
         warn_of_a_family_of_another_length(tasks, self.env_id, self.env_kwargs)
         tasks = training_tasks(tasks)
+        probe = gym.make(self.env_id, **self.env_kwargs)
+        check_tasks_settable(probe, self.env_id, tasks)
         if self._task_env_unchecked:
-            probe = gym.make(self.env_id, **self.env_kwargs)
             check_task_env(probe, self.env_id, True, tasks[0])
-            probe.close()
             self._task_env_unchecked = False
+        probe.close()
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)

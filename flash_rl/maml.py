@@ -31,6 +31,7 @@ from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks, 
 from flash_rl.atomic_files import atomic_write
 from flash_rl.checkpoints import check_resumable, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
+from flash_rl.context import check_task_env, check_tasks_settable
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_random import torch_seeded
 from flash_rl.torch_threads import one_torch_thread
@@ -178,9 +179,15 @@ class MAML:
             "gamma": check_number("maml.gamma", gamma, 0, 1, strict=True), "seed": check_seed("seed", seed)}
         seed = self.hparams["seed"]
         env = gym.make(env_id, **self.env_kwargs)
+        check_task_env(env, env_id, use_context=False)
         if not isinstance(env.action_space, MAML_ACTION_SPACES):
-            raise TypeError("this MAML baseline needs a Discrete action space")
+            raise TypeError(f"env {env_id!r}: this MAML baseline needs a Discrete action space, got {env.action_space}")
+        if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+            raise TypeError(f"env {env_id!r}: this MAML baseline's policy takes a flat (1-D) Box observation, got "
+                            f"{env.observation_space}; register the env wrapped in "
+                            "gymnasium.wrappers.FlattenObservation")
         self.n_obs, self.n_actions = int(env.observation_space.shape[0]), int(env.action_space.n)
+        env.close()
         with torch_seeded(seed):
             self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hparams["outer_lr"])
@@ -239,6 +246,9 @@ class MAML:
         ``SummaryWriter``."""
         warn_of_a_family_of_another_length(tasks, self.env_id, self.env_kwargs)
         tasks = training_tasks(tasks)
+        probe = gym.make(self.env_id, **self.env_kwargs)
+        check_tasks_settable(probe, self.env_id, tasks)
+        probe.close()
         iterations = check_whole("iterations", iterations, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)

@@ -17,7 +17,10 @@ from gymnasium import spaces
 from flash_rl.cases import CONFIG_DIR, effective_env_kwargs
 from flash_rl.config import ConfigError, check_env_id, load_config
 from flash_rl.context import ContextBuffer, check_task_env
+from flash_envs.power_tasks import PowerTaskFamily
+from flash_envs.tasks import AutoscalingTaskFamily
 from flash_rl.flash import Flash, TransferLearning
+from flash_rl.maml import MAML
 
 TINY = dict(context_len=4, embedding_dim=4, encoder_hidden=8, net_arch=[8], n_envs=1,
             agent_kwargs={"n_steps": 8, "batch_size": 8, "n_epochs": 1}, adapt_kwargs={"n_steps": 4, "batch_size": 4})
@@ -149,6 +152,33 @@ def test_an_env_without_the_task_api_is_refused_when_the_agent_is_made():
         with pytest.raises(TypeError, match=r"env 'own/ReachNoApi-v0' lacks the task API flash_rl puts its envs on "
                                             r"tasks with: set_task\(\)"):
             kind("PPO", "own/ReachNoApi-v0", **TINY)
+
+
+def test_maml_refuses_an_env_without_the_task_api_or_a_flat_box_observation():
+    """MAML ran on such envs and dropped every task silently (reset's task option aside, nothing put the env on one),
+    or failed in torch's matrix product on a Dict observation."""
+    with pytest.raises(TypeError, match=r"env 'own/ReachNoApi-v0' lacks the task API flash_rl puts its envs on "
+                                        r"tasks with: set_task\(\)"):
+        MAML("own/ReachNoApi-v0", hidden=[8])
+    with pytest.raises(TypeError, match=r"env 'own/ReachDict-v0': this MAML baseline's policy takes a flat \(1-D\) "
+                                        r"Box observation, got Dict.*FlattenObservation"):
+        MAML("own/ReachDict-v0", hidden=[8])
+    assert MAML("own/ReachFlat-v0", hidden=[8]).n_obs == 1
+
+
+def test_a_training_task_the_env_cannot_run_is_refused_before_training():
+    """Only the first task was checked; a power task last in an autoscaling list failed when the sampler drew it,
+    after some training, or (MAML, few iterations) never."""
+    tasks = [*AutoscalingTaskFamily.generate(n_train=2, n_test=1, episode_s=240.0).train,
+             PowerTaskFamily.generate(n_train=1, n_test=1, episode_s=60.0).train[0]]
+    message = (r"^meta_train: task 2 of 3 \('train-00-specpower-123'\) cannot run on env 'flash/Autoscaling-v0': "
+               r"AutoscalingEnv takes AutoscalingTask tasks, got PowerTask$")
+    kwargs = {"episode_steps": 8}
+    for agent in (Flash("PPO", "flash/Autoscaling-v0", kwargs, **TINY),
+                  MAML("flash/Autoscaling-v0", kwargs, hidden=[8])):
+        with pytest.raises(TypeError, match=message):
+            agent.meta_train(tasks, 8)
+        assert getattr(agent, "model", None) is None and getattr(agent, "iteration", 0) == 0
 
 
 def test_flash_needs_each_episodes_task_by_value():
