@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from concurrent.futures import Executor, as_completed
@@ -33,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from flash_envs.baselines.runner import run_episode
-from flash_envs.fields import check_whole
+from flash_envs.fields import check_whole, is_real_number
 from flash_rl.atomic_files import atomic_write_text
 from flash_envs.progress import tqdm_bar
 
@@ -53,10 +54,18 @@ def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
     return episodes, evaluation_points(episodes, eval_every)
 
 
+def _checked_threshold_and_budget(threshold: Any, budget: Any) -> tuple[float, int]:
+    """A finite ``threshold`` and a whole ``budget`` >= 1, else a TypeError or ValueError naming them: a NaN threshold
+    censored every run, and a budget of 2.5 counted a censored one as 3.5 episodes."""
+    if not is_real_number(threshold) or not math.isfinite(threshold):
+        error = ValueError if is_real_number(threshold) else TypeError
+        raise error(f"threshold must be a finite number, got {threshold!r}")
+    return float(threshold), check_whole("budget", budget, 1)
+
+
 def episodes_to_adapt(curve: Sequence[tuple[int, float]], threshold: float, budget: int) -> tuple[int, bool]:
     """``(episodes, censored)`` for one adaptation curve (see the module docstring)."""
-    if budget < 1:
-        raise ValueError(f"budget must be >= 1, got {budget}")
+    threshold, budget = _checked_threshold_and_budget(threshold, budget)
     for episode, value in sorted(curve):
         if episode > budget:
             break
@@ -70,8 +79,7 @@ def episodes_to_sustained_adaptation(curve: Sequence[tuple[int, float]], thresho
     """``(episodes, censored)`` as :func:`episodes_to_adapt`, counting the first evaluation (within the budget) from
     which every later evaluation within the budget reaches the threshold too: a run that reaches it once by chance
     and falls back counts from when it stays."""
-    if budget < 1:
-        raise ValueError(f"budget must be >= 1, got {budget}")
+    threshold, budget = _checked_threshold_and_budget(threshold, budget)
     points = [(episode, value) for episode, value in sorted(curve) if episode <= budget]
     for i, (episode, _) in enumerate(points):
         if all(value >= threshold for _, value in points[i:]):
@@ -219,8 +227,13 @@ def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: R
 
     ``references_of(task, seeds)`` computes a task's missing ones (e.g. :func:`task_references` with its other
     arguments bound); with an ``executor`` the tasks are shared out among its workers, and ``references_of`` must then
-    be picklable.
+    be picklable. The result is keyed by task name, so tasks that share one are refused (ValueError): the second's
+    references replaced the first's.
     """
+    names = [task.name for task in tasks]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"compute_references keys the references by task name, and tasks share the name(s) "
+                         f"{repeated[:5]}{' ...' * (len(repeated) > 5)}; give each task its own name")
     found = {(task.name, int(seed)): cache.get(task, seed) for task in tasks for seed in eval_seeds}
     todo = [(task, [int(s) for s in eval_seeds if found[(task.name, int(s))] is None]) for task in tasks]
     todo = [(task, seeds) for task, seeds in todo if seeds]

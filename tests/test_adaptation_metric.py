@@ -78,8 +78,20 @@ def test_sustained_adaptation_counts_from_when_the_threshold_holds():
     falls = [(0, 9.5), (1, 9.6), (2, 3.0)]                                         # falls back at the end
     assert episodes_to_sustained_adaptation(falls, 9.0, budget=2) == (3, True)
     assert episodes_to_sustained_adaptation(falls + [(3, 1.0)], 9.0, budget=1) == (1, False)   # past the budget
-    with pytest.raises(ValueError, match="budget must be >= 1"):
+    with pytest.raises(ValueError, match="budget must be a whole number >= 1, got 0"):
         episodes_to_sustained_adaptation(falls, 9.0, budget=0)
+
+
+@pytest.mark.parametrize("metric", [episodes_to_adapt, episodes_to_sustained_adaptation])
+def test_a_fractional_budget_or_a_threshold_that_is_not_finite_is_refused(metric):
+    """A budget of 2.5 counted a censored run as 3.5 episodes; a NaN threshold censored every run, silently."""
+    never = [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert metric(never, 9.0, budget=2.0) == (3, True)
+    with pytest.raises(ValueError, match=r"^budget must be a whole number >= 1, got 2.5$"):
+        metric(never, 9.0, budget=2.5)
+    for threshold, error in ((np.nan, ValueError), (np.inf, ValueError), ("9", TypeError), (None, TypeError)):
+        with pytest.raises(error, match=r"^threshold must be a finite number, got "):
+            metric(never, threshold, budget=2)
 
 
 def test_a_trace_file_edited_in_place_gets_a_new_reference_key(tmp_path):
@@ -125,6 +137,29 @@ def test_an_expert_no_better_than_random_is_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compute_references(tasks, [0, 1], ReferenceCache(tmp_path / "other.json", {}), references_of)
+
+
+def test_references_of_tasks_that_share_a_name_are_refused(tmp_path):
+    """They are keyed by name: the second task's references replaced the first's, and its threshold judged both."""
+    import dataclasses
+
+    from flash_envs.tasks import AutoscalingTaskFamily, default_family
+    from flash_rl.adaptation import ReferenceCache, compute_references
+
+    first, second = default_family(AutoscalingTaskFamily).test[:2]
+    computed = []
+
+    def references_of(task, seeds):
+        computed.append(task)
+        return [References(task.name, s, 0.0, 10.0, "heuristic HPA") for s in seeds]
+
+    with pytest.raises(ValueError, match=rf"tasks share the name\(s\) \['{first.name}'\]; give each task its own "
+                                         r"name"):
+        compute_references([first, dataclasses.replace(second, name=first.name)], [0],
+                           ReferenceCache(tmp_path / "refs.json", {}), references_of)
+    assert computed == []
+    assert len(compute_references([first, second], [0], ReferenceCache(tmp_path / "refs.json", {}),
+                                  references_of)) == 2
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
