@@ -434,7 +434,7 @@ class Flash:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
         ``buffer``'s context so that evaluation never feeds the adaptation context. ``policy_agent`` (None: this
         object's agent) must observe and act in this object's env; a ValueError says when it does not."""
-        seed, zero_embedding = check_seed("seed", seed), check_flag("zero_embedding", zero_embedding)
+        seed, zero_embedding = check_seed("seed", seed), self._zero_embedding(zero_embedding)
         agent = policy_agent or self.agent
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
         if policy_agent is not None and (policy_agent.observation_space, policy_agent.action_space) != (
@@ -469,7 +469,7 @@ class Flash:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
         episodes, points = adaptation_points(episodes, eval_every)
         eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
-        zero_embedding = check_flag("zero_embedding", zero_embedding)
+        zero_embedding = self._zero_embedding(zero_embedding)
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)
         train_env = DummyVecEnv([lambda: self.make_env(task, buffer)])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
@@ -493,6 +493,15 @@ class Flash:
                 record(e)
         train_env.close()
         return curve
+
+    def _zero_embedding(self, flag: Any) -> bool:
+        """``zero_embedding`` checked: a bool, and True only for an agent with a context embedding (it ablated
+        nothing, silently, on one without)."""
+        flag = check_flag("zero_embedding", flag)
+        if flag and not self.use_context:
+            raise ValueError(f"zero_embedding=True zeroes the context embedding, and this {type(self).__name__} has "
+                             "none")
+        return flag
 
     def _spaces(self):
         env = gym.make(self.env_id, **self.env_kwargs)

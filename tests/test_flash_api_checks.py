@@ -241,6 +241,19 @@ def test_bad_flash_method_arguments_are_refused_naming_them(untrained, call):
         method(untrained, family().test[0])
 
 
+def test_zero_embedding_is_refused_for_an_agent_without_one():
+    """TransferLearning took adapt(..., zero_embedding=True) and ablated nothing, silently."""
+    transfer = TransferLearning("PPO", ENV, TINY_ENV, net_arch=[8], n_envs=1,
+                                agent_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1}).fresh()
+    task = family().test[0]
+    for call in (lambda: transfer.adapt(task, 1, zero_embedding=True),
+                 lambda: transfer.evaluate(None, task, 0, zero_embedding=True)):
+        with pytest.raises(ValueError, match=r"^zero_embedding=True zeroes the context embedding, and this "
+                                             r"TransferLearning has none$"):
+            call()
+    assert len(transfer.adapt(task, 1, zero_embedding=False)) == 2
+
+
 MAML_CALLS = {
     "adapt episodes=1.5": (lambda m, t: m.adapt(t, 1.5), ValueError, "episodes must be a whole number >= 0, got 1.5"),
     "adapt seed=-1": (lambda m, t: m.adapt(t, 1, seed=-1), ValueError, "seed must be a whole number >= 0, got -1"),
