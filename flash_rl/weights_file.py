@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,15 @@ import torch
 def load_weights_file(path: Path, what: str, keys: Sequence[str]) -> dict[str, Any]:
     """The dict in ``path``, read with torch's weights-only unpickler: a file holding anything but tensors and plain
     values (code that would run on unpickling, say) is refused, not executed. A missing file (or a directory) raises a
-    FileNotFoundError; a file that torch cannot read, or whose dict lacks one of ``keys``, a ValueError saying that
-    ``path`` is not ``what`` (e.g. "a MAML checkpoint") that flash wrote."""
+    FileNotFoundError; a file that torch.save did not write, that torch cannot read, or whose dict lacks one of
+    ``keys``, a ValueError saying that ``path`` is not ``what`` (e.g. "a MAML checkpoint") that flash wrote."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: {'a directory, not' if Path(path).is_dir() else 'no such file: expected'} "
                                 f"{what}")
     not_ours = f"{path} is not {what} that flash wrote"
+    if not zipfile.is_zipfile(path):   # torch.save writes a zip archive; the unpickler's error would blame objects
+        raise ValueError(f"{not_ours}: it is not a whole zip archive, as torch.save writes (another format, or a "
+                         "file cut short)")
     try:
         state = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as err:
