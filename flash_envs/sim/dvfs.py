@@ -7,10 +7,11 @@ P-state ``level`` each core runs at ``1000 * core_speed * f / f_max`` millicores
 
 * **Transitions.** A requested P-state takes effect ``transition_latency_s`` later (the actuation path: governor or
   BMC, driver, voltage ramp; the silicon itself switches in microseconds to milliseconds, so the environment's default
-  of 1 s stands for a controller's loop, not the hardware), a whole number of sub-steps. Until then the server runs at its previous P-state; a
-  newer request supersedes a pending one. The switch is counted in sub-steps and applied once the sub-step ending at
-  that instant has been accounted, so service and power always agree on the P-state of each sub-step. With no
-  latency it is applied at once, and counted among the ``transitions`` of the interval that follows.
+  of 1 s stands for a controller's loop, not the hardware), a whole number of sub-steps. Until then the server runs
+  at its previous P-state; a newer request supersedes a pending one. The switch is counted in sub-steps and applied
+  once the sub-step ending at that instant has been accounted, so service and power always agree on the P-state of
+  each sub-step. With no latency it is applied at once, and counted among the ``transitions`` of the interval that
+  follows.
 * **Energy.** A sub-step observer adds ``P(f, u) * dt`` with ``u`` the cores' busy fraction in that sub-step, so
   energy is integrated exactly over simulated time. A core is busy for a request's whole service time and draws
   active power whether it computes or stalls: right for memory stalls, a simplification for I/O waits (a core waiting
