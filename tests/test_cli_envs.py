@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from flash_envs.bench import CASES, memory_run
@@ -114,6 +115,9 @@ def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
     (["validate-fidelity", "--horizon", "90"], "--horizon 90: the scenarios run in 60 s intervals, so give a multiple"),
     (["validate-fidelity", "--horizon", "6e9"], "--horizon 6e+09 makes an episode of 6e+09 s"),
     (["validate-fidelity", "--horizon", "120.0000000001"], "--horizon 120.0000000001: the scenarios run in 60 s"),
+    (["validate-fidelity", "--seeds", "0"], "argument --seeds: must be an integer >= 1, got '0'"),
+    (["validate-fidelity", "--seed", "4294967295", "--seeds", "2"], "--seed 4294967295 --seeds 2: the last seed, "
+                                                                     "4294967296, is above 4294967295"),
     (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
     (["reproduce", "--seeds", "0"], "argument --seeds: must be an integer >= 1"),
@@ -141,6 +145,25 @@ def test_a_memory_run_takes_every_step_asked_for():
 def test_the_fidelity_horizon_is_whole_intervals():
     with pytest.raises(ValueError, match="must be a multiple of 60 s, got 90"):
         compare(horizon_s=90)
+
+
+def test_the_fidelity_report_gives_each_seeds_error_and_their_spread():
+    """One seed's error mixes model error with sampling noise: the report runs each seed and shows the range."""
+    from flash_envs.sim.validation import SCENARIOS, markdown, run_scenario
+
+    rows = compare(horizon_s=60, seeds=[3, 4])
+    assert [row["scenario"] for row in rows] == [s.name for s in SCENARIOS] and rows[0]["seeds"] == [3, 4]
+    first = run_scenario(SCENARIOS[0], "fast", 60, 4), run_scenario(SCENARIOS[0], "request", 60, 4)
+    assert rows[0]["fast"]["p95_ms"][1] == first[0]["p95_ms"] and rows[0]["request"]["p95_ms"][1] == first[1]["p95_ms"]
+    errors = rows[0]["relative_error"]["p95_ms"]
+    assert errors[1] == _relative_error(first[0]["p95_ms"], first[1]["p95_ms"])
+    text = markdown(rows, 60)
+    assert "same seed, seeds 3..4." in text
+    cell = (f"{np.mean(rows[0]['request']['p95_ms']):.3g} ({np.mean(errors):+.1%} [{min(errors):+.1%}, "
+            f"{max(errors):+.1%}])")
+    assert f"| {SCENARIOS[0].name} | " in text and cell in text.splitlines()[6]
+    single = markdown(compare(horizon_s=60, seeds=[3]), 60)
+    assert "same seed, seed 3. " in single and "[" not in single.splitlines()[6]
 
 
 def test_json_reports_are_strict_json():

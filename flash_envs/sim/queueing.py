@@ -36,8 +36,11 @@ class ResponseTimeModel:
 
     Service times are Gamma distributed with mean ``m`` and coefficient of variation ``cv`` (``cv = 1`` is
     exponential). The waiting time is 0 with probability ``1 - Pw`` and otherwise exponential with mean
-    ``(1 + cv^2) / (2 (c mu - lambda))`` (Allen-Cunneen), where ``Pw`` is Erlang C. The quadrature nodes are drawn once
-    from a generator with a fixed seed, so the model is deterministic: it integrates, it does not sample.
+    ``(1 + cv^2) / (2 (c mu - lambda))`` (Allen-Cunneen), where ``Pw`` is Erlang C. The ``points`` nodes are one
+    random sample, drawn once from a generator with a fixed seed: the model is deterministic (the same operating point
+    gives the same percentiles every time), but its percentiles carry that sample's fixed error. The service times are
+    rescaled to mean 1, and the mean is within 1 %; the tail less so: at ``cv = 1`` and no backlog the p95 is 7 % to
+    9 % high and the p99 4 % to 14 % low against M/M/1's exact sojourn time at loads 0.5 to 0.9.
     """
 
     def __init__(self, service_cv: float, points: int = 256) -> None:
