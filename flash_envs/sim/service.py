@@ -8,11 +8,14 @@ Model
 * **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
 * **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * load)``, where
-  ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica, checked at the
-  end of each sub-step over the replicas ready then. When that exceeds the memory limit the replica is OOM-killed with
-  probability ``min(1, excess / 10%)`` per sub-step, its in-flight request fails, and it restarts after the startup
-  delay (a Kubernetes crash loop below the idle footprint; it ends when the load falls). With no replica ready, no
-  memory is in use.
+  ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica over a sub-step
+  (the ready replicas averaged over the part of it in which some were), checked at its end. When that exceeds the memory limit a replica is OOM-killed with probability
+  ``min(1, excess / 10%)`` per sub-step it was ready throughout, and that probability times the share of the sub-step
+  it was ready in if it came up during it: so a restarted replica's expected life does not depend on where in a
+  sub-step it came up (one that comes up at a sub-step's end is checked after the next). Its in-flight request
+  fails, and it restarts after the startup delay (a Kubernetes crash loop below the idle footprint; it ends when the
+  load falls). Memory is in use while some replica is ready: a sub-step's utilisation counts for the share of it
+  in which one was.
 * **Scaling.** A new replica serves from ``startup_delay_s`` after the request; scale-in cancels pending starts first,
   then retires ready replicas, which finish their in-flight request. CPU and memory limits change in place
   (Kubernetes in-place pod resize). A sub-step's capacity and utilisation count each replica for the time it was
@@ -137,8 +140,9 @@ class ServiceSimulation:
         self.env = simpy.Environment()
         self.ready = 0
         self._substep_start = self._ready_since = self.env.now   # replica-seconds of the current sub-step: see
-        self._ready_area = 0.0                                     # _change_ready and _servers_in_substep
+        self._ready_area = self._up_area = 0.0                     # _change_ready and _servers_in_substep
         self._starting: list[_PendingStart] = []
+        self._came_up: list[float] = []   # when the replicas that came up since the last memory check did
         self.substeps_done = 0   # sub-steps accounted since time 0; the last one ended at substep_end(substeps_done)
         self.substep_observers: list[Callable[[float, float, int], None]] = []
         replicas = check_whole("replicas", replicas, 0)
@@ -185,6 +189,7 @@ class ServiceSimulation:
 
     def _replica_up(self) -> None:
         self._change_ready(+1)
+        self._came_up.append(self.env.now)
         self._on_replica_ready()
 
     def _retire_replica(self, killed: bool) -> None:
@@ -192,22 +197,27 @@ class ServiceSimulation:
         self._on_replica_removed(killed)
 
     def _change_ready(self, delta: int) -> None:
-        """Change the ready count, first crediting the current sub-step with the replica-seconds of the old one."""
+        """Change the ready count, first crediting the current sub-step with the replica-seconds of the old one (and
+        with the seconds some replica was ready in)."""
         now = self.env.now
         self._ready_area += self.ready * (now - self._ready_since)
+        self._up_area += (now - self._ready_since) * (self.ready > 0)
         self._ready_since = now
         self.ready += delta
 
-    def _servers_in_substep(self) -> float:
-        """Time-averaged ready replicas over the sub-step that ends now (the count itself if it never changed)."""
+    def _servers_in_substep(self) -> tuple[float, float]:
+        """Over the sub-step that ends now: the time-averaged ready replicas (the count itself if it never changed),
+        and the share of it in which some replica was ready."""
         now = self.env.now
         if self._ready_since == self._substep_start:
-            servers = float(self.ready)
+            servers, up_share = float(self.ready), float(self.ready > 0)
         else:
-            servers = (self._ready_area + self.ready * (now - self._ready_since)) / (now - self._substep_start)
+            span = now - self._substep_start
+            servers = (self._ready_area + self.ready * (now - self._ready_since)) / span
+            up_share = (self._up_area + (now - self._ready_since) * (self.ready > 0)) / span
         self._substep_start = self._ready_since = now
-        self._ready_area = 0.0
-        return servers
+        self._ready_area = self._up_area = 0.0
+        return servers, up_share
 
     # ----------------------------------------------------------------------------------------------- time stepping
     def run(self, duration_s: float) -> IntervalMetrics:
@@ -263,27 +273,35 @@ class ServiceSimulation:
             # now is substep_end(k - 1) and the difference is exact (Sterbenz), so the timeout fires at substep_end(k)
             yield self.env.timeout(self.substep_end(self.substeps_done + 1) - self.env.now)
             self.substeps_done += 1
-            servers = self._servers_in_substep()
+            servers, up_share = self._servers_in_substep()
             integral_now = self.curve.integral(self.env.now)
             expected_arrivals, integral_before = integral_now - integral_before, integral_now
             busy_fraction = self._serve_substep(self.substep_s, servers, expected_arrivals)
             self._ready_time += servers * self.substep_s
             self._cpu_busy_time += busy_fraction * servers * self.substep_s * self.cpu_share
-            self._check_memory(expected_arrivals)
+            self._check_memory(expected_arrivals, servers, up_share)
             for observer in self.substep_observers:  # e.g. an energy meter: (dt, busy fraction, servers)
                 observer(self.substep_s, busy_fraction, servers)
 
-    def _check_memory(self, expected_arrivals: float) -> None:
-        """Memory follows the offered load per ready replica (requests in flight), the same in both fidelities."""
-        if self.ready == 0:
-            return   # nothing runs, nothing uses memory (the sum of utilisations gains 0)
-        offered_load = min(1.0, expected_arrivals / (self.ready * self.service_rate * self.substep_s))
+    def _check_memory(self, expected_arrivals: float, servers: float, up_share: float) -> None:
+        """Memory follows the offered load per replica over the sub-step that ends now (``servers``: its time-averaged
+        ready replicas), the same in both fidelities; it is in use for the ``up_share`` of the sub-step in which some
+        replica was ready. See the module docstring for the kills."""
+        came_up, self._came_up = self._came_up[-self.ready:] if self.ready else [], []
+        if servers <= 0:
+            return   # nothing ran, nothing used memory (the sum of utilisations gains 0)
+        # the arrival rate over the mean ready count while some replica was up: a replica up for half the sub-step
+        # carries the rate of one up for all of it, not the sub-step's arrivals in half the time
+        offered_load = min(1.0, expected_arrivals * up_share / (servers * self.service_rate * self.substep_s))
         used = self.app.memory_used_mb(offered_load)
-        self._memory_utilisation_sum += min(1.0, used / self.memory_mb)
+        self._memory_utilisation_sum += min(1.0, used / self.memory_mb) * up_share
         excess = used / self.memory_mb - 1
-        if excess <= 0:
+        if excess <= 0 or self.ready == 0:
             return
-        kills = int(self.rng.binomial(self.ready, min(1.0, excess / self.OOM_KILL_EXCESS)))
+        p_kill = min(1.0, excess / self.OOM_KILL_EXCESS)
+        shares = (self.env.now - np.asarray(came_up)) / self.substep_s   # of the sub-step each new one was ready
+        kills = int(self.rng.binomial(self.ready - len(came_up), p_kill)) + int(
+            (self.rng.random(len(came_up)) < p_kill * np.minimum(shares, 1.0)).sum())
         for _ in range(kills):
             self._oom_kills += 1
             self._retire_replica(killed=True)
