@@ -9,13 +9,13 @@ Model
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
 * **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * load)``, where
   ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica over a sub-step
-  (the ready replicas averaged over the part of it in which some were), checked at its end. When that exceeds the memory limit a replica is OOM-killed with probability
-  ``min(1, excess / 10%)`` per sub-step it was ready throughout, and that probability times the share of the sub-step
-  it was ready in if it came up during it: so a restarted replica's expected life does not depend on where in a
-  sub-step it came up (one that comes up at a sub-step's end is checked after the next). Its in-flight request
-  fails, and it restarts after the startup delay (a Kubernetes crash loop below the idle footprint; it ends when the
-  load falls). Memory is in use while some replica is ready: a sub-step's utilisation counts for the share of it
-  in which one was.
+  (the ready replicas averaged over the part of it in which some were), checked at its end. When that exceeds the
+  memory limit a replica is OOM-killed with probability ``min(1, excess / 10%)`` per sub-step it was ready
+  throughout, and that probability times the share of the sub-step it was ready in if it came up during it: so a
+  restarted replica's expected life does not depend on where in a sub-step it came up (one that comes up at a
+  sub-step's end is checked after the next). Its in-flight request fails, and it restarts after the startup delay (a
+  Kubernetes crash loop below the idle footprint; it ends when the load falls). Memory is in use while some replica
+  is ready: a sub-step's utilisation counts for the share of it in which one was.
 * **Scaling.** A new replica serves from ``startup_delay_s`` after the request; scale-in cancels pending starts first,
   then retires ready replicas, which finish their in-flight request. CPU and memory limits change in place
   (Kubernetes in-place pod resize). A sub-step's capacity and utilisation count each replica for the time it was
