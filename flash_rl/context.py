@@ -88,8 +88,9 @@ def check_tasks_settable(env: gym.Env, env_id: str, tasks: Sequence[Any]) -> Non
         try:
             env.unwrapped.set_task(task)
         except (TypeError, ValueError) as err:
-            raise type(err)(f"meta_train: task {i} of {len(tasks)} ({str(getattr(task, 'name', task))[:60]!r}) "
-                            f"cannot run on env {env_id!r}: {err}") from None
+            kind = TypeError if isinstance(err, TypeError) else ValueError   # not type(err): its __init__ may differ
+            raise kind(f"meta_train: task {i} of {len(tasks)} ({str(getattr(task, 'name', task))[:60]!r}) cannot run "
+                       f"on env {env_id!r}: {err}") from None
 
 
 def check_checkpointable(tasks: Sequence[Any]) -> None:
