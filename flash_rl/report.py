@@ -7,6 +7,7 @@ import json
 import math
 import platform
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -432,17 +433,23 @@ def _check_rows_against_curves(path: Path, rows: list[dict[str, str]], records: 
                               f"curves.csv give at the {fraction:g} threshold, e.g. {'; '.join(wrong[:3])}")
 
 
-def render(out_dir: Path) -> None:
-    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
-    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
-    finished reproduction folder from its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
-    ``references.csv`` and ``summary.json`` (after a change of the plots or of the speedup statistics; nothing is
-    trained or run, and the other numbers are kept). The files must agree: every run that ``summary.json`` counts (its
+@dataclass
+class Reproduction:
+    """A finished reproduction folder as :func:`read_reproduction` reads it."""
+
+    cfg: Any   #: its ``config.yaml``
+    summary: dict[str, Any]   #: its ``summary.json``
+    records: dict[tuple[str, str, int, int], dict[str, Any]]   #: per (method, task, seed, eval seed): its curve
+    rows: list[dict[str, str]]   #: ``episodes_to_adapt.csv``'s rows
+    refs: dict[tuple[str, int], References]   #: per (task, eval seed): ``references.csv``'s random and expert returns
+
+
+def read_reproduction(out_dir: Path) -> Reproduction:
+    """Read a finished reproduction folder: its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
+    ``references.csv`` and ``summary.json``. The files must agree: every run that ``summary.json`` counts (its
     methods x its ``n_test_tasks`` tasks x its seeds) has one row in ``episodes_to_adapt.csv`` and its whole curve in
     ``curves.csv``, with the episodes-to-adapt its curve gives, and no other run is there, or a
-    :class:`DataFormatError` names the file and the runs. The sensitivity's and the sustained success's
-    episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved ones (a summary written
-    before the sustained section has none to match), or this raises."""
+    :class:`DataFormatError` names the file and the runs (a FileNotFoundError names a missing file)."""
     out_dir = Path(out_dir)
     needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
                                     "references.csv")]
@@ -477,9 +484,6 @@ def render(out_dir: Path) -> None:
                        else f"has evaluations after {episodes} fine-tuning episodes, not {schedule}")
             raise DataFormatError(f"{needed[1]}: the curve of the run (method, task, seed) {key[:3]} {problem} "
                                   f"(config.yaml: budget {a.budget}, eval_every {a.eval_every})")
-    curves = {m: (schedule, np.array([rec["normalised"] for rec in records.values() if rec["method"] == m]))
-              for m in summary["methods"]}
-    summary["speedup"] = speedup_summary(rows)
     refs = {(r["task"], int(r["eval_seed"])): References(r["task"], int(r["eval_seed"]), float(r["random"]),
                                                          float(r["expert"]), r["expert_source"])
             for _, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source"))}
@@ -488,6 +492,24 @@ def render(out_dir: Path) -> None:
         raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {_some(unscored)}, "
                               "which curves.csv has")
     _check_rows_against_curves(needed[2], rows, records, refs, a.threshold, a.budget)
+    return Reproduction(cfg, summary, records, rows, refs)
+
+
+def render(out_dir: Path) -> None:
+    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
+    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
+    finished reproduction folder (:func:`read_reproduction`, whose checks apply) after a change of the plots or of the
+    speedup statistics; nothing is trained or run, and the other numbers are kept. The sensitivity's and the
+    sustained success's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved
+    ones (a summary written before the sustained section has none to match), or this raises."""
+    out_dir = Path(out_dir)
+    run = read_reproduction(out_dir)
+    cfg, summary, records, refs = run.cfg, run.summary, run.records, run.refs
+    a = cfg.adaptation
+    schedule = evaluation_points(a.budget, a.eval_every)
+    curves = {m: (schedule, np.array([rec["normalised"] for rec in records.values() if rec["method"] == m]))
+              for m in summary["methods"]}
+    summary["speedup"] = speedup_summary(run.rows)
     saved = summary.get("threshold_sensitivity", {})
     redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], a.budget)
     sustained = sustained_adaptation(list(records.values()), refs, a.threshold, a.budget)
@@ -503,6 +525,6 @@ def render(out_dir: Path) -> None:
     at = [key for key, _ in items].index("threshold_sensitivity") + 1                 # has none) where a run puts it
     items.insert(at, ("sustained", sustained))
     summary = dict(items)
-    plot(out_dir, cfg, curves, rows, summary)
-    needed[3].write_text(json_text(summary))
+    plot(out_dir, cfg, curves, run.rows, summary)
+    (out_dir / "summary.json").write_text(json_text(summary))
     (out_dir / "results.md").write_text(markdown(cfg, summary))
