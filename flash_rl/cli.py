@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "adapt": ("flash_rl.commands.adapt", "fine-tune a saved agent on a held-out task and print its adaptation curve"),
     "evaluate": ("flash_rl.commands.evaluate", "zero-shot returns of a saved agent and the heuristics on a split"),
     "reproduce": ("flash_rl.commands.reproduce", "the whole adaptation study of a case: references to results table"),
+    "compare-seeds": ("flash_rl.across_seeds",
+                      "speedups of reproductions that differ only in their meta-training seed, pooled"),
 }
 
 

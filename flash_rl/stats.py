@@ -96,3 +96,43 @@ def clustered_ratio_of_means_ci(numerator: Sequence[float], denominator: Sequenc
     sums_a = np.array([a[labels == k].sum() for k in keys])
     sums_b = np.array([b[labels == k].sum() for k in keys])
     return ratio_ci(sums_a, sums_b, lambda x, axis=-1: np.sum(x, axis=axis), n_resamples, seed)
+
+
+def crossed_ratio_of_means_ci(numerator: Sequence[float], denominator: Sequence[float], rows: Sequence[str],
+                              columns: Sequence[str], n_resamples: int = 2000, seed: int = 0
+                              ) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` with a paired bootstrap CI that resamples two crossed factors at once,
+    e.g. meta-training seeds (``rows``) and held-out tasks (``columns``), every task met by every seed.
+
+    Each resample draws the row labels and, independently, the column labels with replacement, and weighs each cell
+    (row, column) by how often both were drawn: Owen's pigeonhole bootstrap (Annals of Applied Statistics 1(1),
+    2007), which is slightly conservative for crossed random effects. Paired values share a cell, and every cell
+    must hold at least one pair (a ValueError otherwise). With few rows (three to five meta-training seeds) the
+    interval is itself rough; it is NaN when either factor has a single level.
+    """
+    what = "crossed_ratio_of_means_ci"
+    a, b = _finite(numerator, f"{what} numerator"), _finite(denominator, f"{what} denominator")
+    row_labels, column_labels = np.asarray(rows), np.asarray(columns)
+    if not a.shape == b.shape == row_labels.shape == column_labels.shape:
+        raise ValueError(f"paired samples and their labels need equal shapes, got {a.shape}, {b.shape}, "
+                         f"{row_labels.shape}, {column_labels.shape}")
+    row_keys, row_index = np.unique(row_labels, return_inverse=True)
+    column_keys, column_index = np.unique(column_labels, return_inverse=True)
+    cells = (len(row_keys), len(column_keys))
+    sums_a, sums_b, counts = np.zeros(cells), np.zeros(cells), np.zeros(cells, dtype=int)
+    np.add.at(sums_a, (row_index, column_index), a)
+    np.add.at(sums_b, (row_index, column_index), b)
+    np.add.at(counts, (row_index, column_index), 1)
+    if (empty := np.argwhere(counts == 0)).size:
+        r, c = empty[0]
+        raise ValueError(f"{what}: the factors must be crossed, but ({row_keys[r]}, {column_keys[c]}) has no pair")
+    point = float(sums_a.sum() / sums_b.sum())
+    if min(cells) < 2:
+        return point, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    row_weights = rng.multinomial(cells[0], np.full(cells[0], 1 / cells[0]), size=n_resamples)
+    column_weights = rng.multinomial(cells[1], np.full(cells[1], 1 / cells[1]), size=n_resamples)
+    resampled_a = np.einsum("ni,ij,nj->n", row_weights, sums_a, column_weights)
+    resampled_b = np.einsum("ni,ij,nj->n", row_weights, sums_b, column_weights)
+    low, high = np.quantile(resampled_a / resampled_b, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return point, float(low), float(high)

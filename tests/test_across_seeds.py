@@ -1,0 +1,138 @@
+"""``flash compare-seeds``: speedups of reproductions that differ only in their meta-training seed, per seed and pooled
+with a CI over seeds and tasks; folders that are not one config's seeds are refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flash_rl.across_seeds import compare
+from flash_rl.adaptation import References
+from flash_rl.cases import CONFIG_DIR
+from flash_rl.cli import main
+from flash_rl.config import load_config, save_config
+from flash_rl.report import read_reproduction, write_report
+from flash_rl.stats import clustered_ratio_of_means_ci, crossed_ratio_of_means_ci
+
+RESULTS = Path(__file__).parents[1] / "results"
+TASKS = ("a", "b", "c")
+
+
+def _write_seed(out: Path, seed: int, flash_slope: float, overrides: tuple[str, ...] = ()) -> Path:
+    """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds; transfer learning's return climbs 1
+    per episode, FLASH's ``flash_slope`` (threshold 9 of 10: the faster climber adapts in fewer episodes)."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}", *overrides],
+                      runnable=False)
+    refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
+            for t in TASKS for s in range(2)}
+    slopes = {"flash": flash_slope, "transfer": 1.0}
+    records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
+                "curve": [(e, min(10.0, slope * (e + 1 + i + s))) for e in range(cfg.adaptation.budget + 1)]}
+               for m, slope in slopes.items() for i, t in enumerate(TASKS) for s in range(2)]
+    out.mkdir(parents=True)
+    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, out / "config.yaml")
+    return out
+
+
+def _usage_error(argv: list[str]) -> int:
+    """The exit status of a ``flash`` command that ends in argparse's usage error."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code
+
+
+def test_the_crossed_bootstrap_covers_the_spread_between_seeds_that_resampling_tasks_alone_misses():
+    """Two seeds whose ratios are 2x and 0.5x on every task: the pooled ratio's CI over tasks alone is a point (every
+    task pools to the same ratio), while the crossed one, resampling seeds too, spans both."""
+    seeds = [s for s in ("s0", "s1") for _ in range(8)]
+    tasks = [f"t{t}" for _ in range(2) for t in range(8)]
+    flash = np.tile(np.arange(1.0, 9.0), 2) * np.repeat([1.0, 4.0], 8)
+    other = flash * np.repeat([2.0, 0.5], 8)
+    point, low, high = crossed_ratio_of_means_ci(other, flash, seeds, tasks)
+    assert point == pytest.approx(other.sum() / flash.sum())
+    assert low < 0.6 and high > 1.9
+    _, task_low, task_high = clustered_ratio_of_means_ci(other, flash, tasks)
+    assert task_low == pytest.approx(task_high)
+
+
+def test_the_crossed_bootstrap_refuses_factors_that_are_not_crossed_and_has_no_ci_for_one_level():
+    with pytest.raises(ValueError, match=r"must be crossed, but \(s1, t0\) has no pair"):
+        crossed_ratio_of_means_ci([1, 2, 3], [1, 1, 1], ["s0", "s0", "s1"], ["t0", "t1", "t1"])
+    point, low, high = crossed_ratio_of_means_ci([2, 4], [1, 1], ["s0", "s0"], ["t0", "t1"])
+    assert point == 3.0 and math.isnan(low) and math.isnan(high)
+    with pytest.raises(ValueError, match="equal shapes"):
+        crossed_ratio_of_means_ci([1, 2], [1, 1], ["s0"], ["t0", "t1"])
+
+
+def test_per_seed_ratios_are_each_reproductions_own_and_the_pooled_one_is_the_ratio_of_all_runs(tmp_path):
+    folders = [_write_seed(tmp_path / f"s{seed}", seed, slope) for seed, slope in ((0, 2.0), (1, 0.5), (2, 1.0))]
+    result = compare({f: read_reproduction(f) for f in folders})
+    transfer = result["metrics"]["first_passage"]["transfer"]
+    for row, folder in zip(transfer["seeds"], folders):
+        own = json.loads((folder / "summary.json").read_text())["speedup"]["transfer/flash"]
+        assert row["ratio_of_means"] == pytest.approx(own["ratio_of_means"])
+        assert row["ci"] == pytest.approx(own["ci"]) and row["ci_tasks"] == pytest.approx(own["ci_tasks"])
+    assert [r["seed"] for r in transfer["seeds"]] == [0, 1, 2]
+    assert transfer["seeds"][0]["ratio_of_means"] > 1 > transfer["seeds"][1]["ratio_of_means"]
+    pooled = transfer["pooled"]
+    assert pooled["ratio_of_means"] == pytest.approx(pooled["mean"] / pooled["flash_mean"])
+    means = [(r["mean"], r["flash_mean"]) for r in transfer["seeds"]]   # equal runs per seed: the mean of means
+    assert pooled["mean"] == pytest.approx(np.mean([m for m, _ in means]))
+    low, high = pooled["ci_seeds_and_tasks"]
+    assert low < 1 < high   # one seed faster, one slower: no clear difference pooled
+
+
+def test_compare_seeds_writes_its_report_table_plot_and_json(tmp_path, capsys):
+    folders = [str(_write_seed(tmp_path / f"s{seed}", seed, 2.0)) for seed in (3, 1)]
+    out = tmp_path / "out"
+    assert main(["compare-seeds", *folders, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "across_seeds.md").read_text() == printed
+    assert "| transfer learning | seed 1 |" in printed and "| transfer learning | **pooled** |" in printed
+    assert "## Sustained success" in printed and "nan" not in printed.lower()
+    assert (out / "across_seeds.png").stat().st_size > 0
+    saved = json.loads((out / "across_seeds.json").read_text())
+    assert list(saved["folders"].values()) == [1, 3]   # seed order
+    assert main(["compare-seeds", *folders, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == saved
+
+
+@pytest.mark.parametrize("second, message", [
+    ((0, ()), "both have run.seed 0: the same meta-training twice is not two pieces of evidence"),
+    ((1, ("adaptation.threshold=0.8",)), "differ in more than the meta-training seed (adaptation.threshold: 0.9 vs "
+                                         "0.8)"),
+])
+def test_folders_that_are_not_one_configs_seeds_are_refused(tmp_path, capsys, second, message):
+    first = _write_seed(tmp_path / "first", 0, 2.0)
+    seed, overrides = second
+    other = _write_seed(tmp_path / "other", seed, 2.0, overrides)
+    assert _usage_error(["compare-seeds", str(first), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_one_folder_is_a_usage_error_and_a_folder_that_is_no_reproduction_is_named(tmp_path, capsys):
+    folder = _write_seed(tmp_path / "s0", 0, 2.0)
+    assert _usage_error(["compare-seeds", str(folder), str(folder)]) == 2
+    assert "at least two different reproduction folders" in capsys.readouterr().err
+    assert main(["compare-seeds", str(folder), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is not a finished reproduction" in err and err.count("\n") == 1
+
+
+def test_the_committed_autoscaling_seeds_compare_to_their_own_results():
+    """The per-seed rows of the committed meta-training seeds are the speedups each results.md reports."""
+    folders = [RESULTS / "autoscaling", *sorted((RESULTS / "autoscaling").glob("meta_seed_*"))]
+    result = compare({f: read_reproduction(f) for f in folders})
+    for row in result["metrics"]["first_passage"]["transfer"]["seeds"]:
+        folder = folders[0] if row["seed"] == 0 else RESULTS / "autoscaling" / f"meta_seed_{row['seed']}"
+        own = json.loads((folder / "summary.json").read_text())
+        assert row["ratio_of_means"] == pytest.approx(own["speedup"]["transfer/flash"]["ratio_of_means"])
+        sustained = result["metrics"]["sustained"]["transfer"]["seeds"][folders.index(folder)]
+        assert sustained["ratio_of_means"] == pytest.approx(own["sustained"]["speedup_transfer_vs_flash"]
+                                                            ["ratio_of_means"])
