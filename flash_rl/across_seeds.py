@@ -3,12 +3,14 @@
 One reproduction's confidence intervals are over its held-out tasks and adaptation seeds: they describe one
 meta-trained agent per method. A user who meta-trains again gets another agent, so whether FLASH adapts faster is a
 question over meta-training seeds as well. This command reads finished ``flash reproduce`` folders whose configs are
-the same but for ``run.seed`` (and where they keep their files), and reports per method other than FLASH its mean
-episodes-to-adapt over FLASH's:
+the same but for ``run.seed`` (and where they keep their files), and reports per method other than FLASH the ratio of
+its mean episodes-to-adapt to FLASH's:
 
-- per meta-training seed, with paired bootstrap CIs over runs and over whole tasks (as each ``results.md`` does);
-- pooled over every seed, with a CI that resamples meta-training seeds and tasks at once
-  (:func:`~flash_rl.stats.crossed_ratio_of_means_ci`);
+- per meta-training seed, with paired bootstrap CIs over runs and over whole tasks (for transfer learning's first
+  passage these are the speedup of each folder's ``results.md``);
+- across seeds, two ways: the ratio of the means of all seeds' runs, with a CI that resamples meta-training seeds and
+  tasks at once (:func:`~flash_rl.stats.crossed_ratio_of_means_ci`), and the geometric mean of the seeds' ratios with
+  a Student-t interval over seeds (:func:`~flash_rl.stats.geometric_mean_ci`);
 
 for the first passage of the success threshold (the reported metric) and for sustained success
 (:func:`~flash_rl.adaptation.episodes_to_sustained_adaptation`), both recomputed from each folder's curves and
@@ -30,11 +32,15 @@ import numpy as np
 from flash_envs.cli_args import UsageError, emit, json_text, output_dir
 from flash_envs.markdown import ci_brackets, md_table
 from flash_rl.adaptation import episodes_to_adapt, episodes_to_sustained_adaptation
+from flash_rl.commands._common import fail
 from flash_rl.report import LABELS, Reproduction, read_reproduction
-from flash_rl.stats import clustered_ratio_of_means_ci, crossed_ratio_of_means_ci, mean, ratio_ci
+from flash_rl.stats import (clustered_ratio_of_means_ci, crossed_ratio_of_means_ci, geometric_mean_ci, mean,
+                             ratio_ci)
 
-#: Config settings that may differ between the folders compared: the seed, and where each run keeps its files.
-FREE_SETTINGS = ("run.seed", "run.dir", "run.progress_bar", "run.checkpoint_interval", "references.cache")
+#: Config settings that may differ between the folders compared: the seed, where each run keeps its files, and the
+#: extra thresholds of its sensitivity table (not compared here).
+FREE_SETTINGS = ("run.seed", "run.dir", "run.progress_bar", "run.checkpoint_interval", "references.cache",
+                 "adaptation.extra_thresholds")
 #: The metrics compared: name -> (what the report calls it, episodes-to-adapt of a curve at a threshold in a budget).
 METRICS: dict[str, tuple[str, Callable[..., tuple[int, bool]]]] = {
     "first_passage": ("first passage of the threshold (the reported metric)", episodes_to_adapt),
@@ -61,7 +67,7 @@ def _flat_settings(cfg: Any) -> dict[str, Any]:
 
 def check_comparable(runs: dict[Path, Reproduction]) -> None:
     """Refuse (ValueError) folders whose configs differ in more than :data:`FREE_SETTINGS`, that share a
-    meta-training seed, whose held-out tasks differ, or that ran no FLASH or nothing to compare it with."""
+    meta-training seed, whose held-out tasks or methods differ, or that ran no FLASH or nothing to compare it with."""
     (first, base), *others = runs.items()
     settings = _flat_settings(base.cfg)
     for path, run in others:
@@ -83,27 +89,32 @@ def check_comparable(runs: dict[Path, Reproduction]) -> None:
         other = next(p for p, t in tasks.items() if t != tasks[first])
         raise ValueError(f"{first} and {other} hold out different tasks ({tasks[first]} vs {tasks[other]})")
     methods = list(base.summary["methods"])
+    for path, run in others:
+        if sorted(run.summary["methods"]) != sorted(methods):
+            raise ValueError(f"{first} ran {methods} and {path} {list(run.summary['methods'])}: compare-seeds compares "
+                             "the same methods on every seed")
     if "flash" not in methods or len(methods) < 2:
         raise ValueError(f"{first} ran {methods}: compare-seeds compares FLASH with the other methods, so it needs "
                          "flash and at least one more")
 
 
-def _episodes(run: Reproduction, metric: str) -> dict[str, dict[tuple[str, int], int]]:
-    """Per method, ``(task, adaptation seed) -> episodes-to-adapt`` under ``metric`` (see :data:`METRICS`)."""
+def _episodes(run: Reproduction, metric: str) -> dict[str, dict[tuple[str, int], tuple[int, bool]]]:
+    """Per method, ``(task, adaptation seed) -> (episodes-to-adapt, censored)`` under ``metric`` (see
+    :data:`METRICS`)."""
     count = METRICS[metric][1]
     a = run.cfg.adaptation
-    out: dict[str, dict[tuple[str, int], int]] = {}
+    out: dict[str, dict[tuple[str, int], tuple[int, bool]]] = {}
     for (method, task, seed, eval_seed), rec in run.records.items():
         threshold = run.refs[(task, eval_seed)].threshold(a.threshold)
-        out.setdefault(method, {})[(task, seed)] = count(rec["curve"], threshold, a.budget)[0]
+        out.setdefault(method, {})[(task, seed)] = count(rec["curve"], threshold, a.budget)
     return out
 
 
 def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     """The comparison that :func:`markdown` and :func:`plot` show (``runs``: folder -> its reproduction, checked by
     :func:`check_comparable`): per metric and method other than FLASH, each meta-training seed's ratio of mean
-    episodes-to-adapt (method over FLASH) with its CIs over runs and over tasks, and the pooled ratio with its CI over
-    seeds and tasks."""
+    episodes-to-adapt (method over FLASH) with its CIs over runs and over tasks and both methods' censored runs, and
+    the two summaries across seeds (the ratio of pooled means, the geometric mean of the seeds' ratios)."""
     check_comparable(runs)
     ordered = sorted(runs.items(), key=lambda item: item[1].cfg.run.seed)
     methods = [m for m in next(iter(runs.values())).summary["methods"] if m != "flash"]
@@ -118,71 +129,96 @@ def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
             pooled: dict[str, list[Any]] = {"other": [], "flash": [], "seed": [], "task": []}
             for seed, episodes in per_seed:
                 keys = sorted(episodes["flash"])
-                flash = [episodes["flash"][k] for k in keys]
-                other = [episodes[m][k] for k in keys]
+                flash = [episodes["flash"][k][0] for k in keys]
+                other = [episodes[m][k][0] for k in keys]
                 tasks = [task for task, _ in keys]
                 ratio = ratio_ci(other, flash, mean)
-                seeds_rows.append({"seed": seed, "mean": float(np.mean(other)), "flash_mean": float(np.mean(flash)),
+                seeds_rows.append({"seed": seed, "runs": len(keys), "mean": float(np.mean(other)),
+                                   "flash_mean": float(np.mean(flash)),
+                                   "censored": sum(episodes[m][k][1] for k in keys),
+                                   "flash_censored": sum(episodes["flash"][k][1] for k in keys),
                                    "ratio_of_means": ratio[0], "ci": ratio[1:],
                                    "ci_tasks": clustered_ratio_of_means_ci(other, flash, tasks)[1:]})
                 for name, values in (("other", other), ("flash", flash), ("task", tasks), ("seed", [seed] * len(keys))):
                     pooled[name] += values
             point, low, high = crossed_ratio_of_means_ci(pooled["other"], pooled["flash"], pooled["seed"],
                                                          pooled["task"])
-            entry[m] = {"seeds": seeds_rows, "pooled": {"ratio_of_means": point, "ci_seeds_and_tasks": (low, high),
-                                                        "mean": float(np.mean(pooled["other"])),
-                                                        "flash_mean": float(np.mean(pooled["flash"]))}}
+            geometric = geometric_mean_ci([r["ratio_of_means"] for r in seeds_rows])
+            entry[m] = {"seeds": seeds_rows, "pooled": {
+                "runs": len(pooled["other"]), "mean": float(np.mean(pooled["other"])),
+                "flash_mean": float(np.mean(pooled["flash"])),
+                "censored": sum(r["censored"] for r in seeds_rows),
+                "flash_censored": sum(r["flash_censored"] for r in seeds_rows),
+                "ratio_of_means": point, "ci_seeds_and_tasks": (low, high),
+                "geometric_mean_of_seeds": geometric[0], "ci_seeds_t": geometric[1:]}}
         result["metrics"][metric] = entry
     return result
 
 
-def _verdict(ci: Sequence[float]) -> str:
-    """How a ratio's CI (method over FLASH) reads: FLASH faster, slower, or no clear difference."""
-    low, high = ci
-    if math.isnan(low):
+def _verdict(*cis: Sequence[float]) -> str:
+    """How ratios' CIs (method over FLASH), read at the two decimals shown, agree: FLASH faster if every one is above
+    1, slower if every one is below, no clear difference otherwise."""
+    rounded = [(round(low, 2), round(high, 2)) for low, high in cis]
+    if any(math.isnan(low) for low, _ in rounded):
         return "no CI"
-    return "FLASH faster" if low > 1 else "FLASH slower" if high < 1 else "no clear difference"
+    if all(low > 1 for low, _ in rounded):
+        return "FLASH faster"
+    return "FLASH slower" if all(high < 1 for _, high in rounded) else "no clear difference"
+
+
+def _censored_note(rows: list[dict[str, Any]]) -> str:
+    """A warning where most of a method's or FLASH's runs are censored (counted as budget + 1): the ratio then
+    mostly reflects the budget, not a measured speed."""
+    runs = sum(r["runs"] for r in rows)
+    heavy = [who for who, key in (("its", "censored"), ("FLASH's", "flash_censored"))
+             if sum(r[key] for r in rows) > runs / 2]
+    return f" (most of {' and '.join(heavy)} runs censored: the ratio is mostly the budget's)" if heavy else ""
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The report of :func:`compare` as Markdown (ending in one newline): one table per metric, each method's seeds
-    and then its pooled row."""
+    """The report of :func:`compare` as Markdown (ending in one newline): per metric, a table of every method's seeds
+    and one of the summaries across seeds."""
     folders = result["folders"]
     lines = ["# Speedup across meta-training seeds", "",
              f"{len(folders)} reproductions of one config, meta-training seeds {sorted(folders.values())}: "
              + ", ".join(f"`{p}` (seed {s})" for p, s in folders.items())
-             + f". Budget {result['budget']} episodes, threshold {result['threshold']:g} of the way from random to "
-             "expert (each seed's own references). Ratio = the method's mean episodes-to-adapt over FLASH's on the "
-             "same runs: above 1, FLASH adapts faster. CIs are 95% paired bootstraps: per seed over runs and over "
-             "whole tasks; pooled over meta-training seeds and tasks at once (a crossed bootstrap; with few seeds "
-             "it is rough). The reading follows the CI over tasks (pooled: over seeds and tasks).", ""]
+             + f". Budget {result['budget']} episodes (a run that never reaches the threshold, censored, counts as "
+             f"{result['budget'] + 1}), threshold {result['threshold']:g} of the way from random to expert, each "
+             "seed with its own references (so the spread between seeds includes theirs). Ratio = the method's mean "
+             "episodes-to-adapt over FLASH's on the same runs: above 1, FLASH adapts faster. CIs are 95%: per seed, "
+             "paired bootstraps over runs and over whole tasks. Across seeds, the ratio of the means of all runs "
+             "(seeds where FLASH is slow weigh more) with a bootstrap resampling seeds and tasks at once (it "
+             "undercovers with few seeds), and the geometric mean of the seeds' ratios with a Student-t interval "
+             "over seeds. A reading of FLASH faster or slower needs every CI it rests on to clear 1.", ""]
     for metric, entry in result["metrics"].items():
-        rows = []
+        rows, across = [], []
         for m, item in entry.items():
             label = LABELS.get(m, m)
-            rows += [[label, f"seed {r['seed']}", f"{r['mean']:.1f}", f"{r['flash_mean']:.1f}",
-                      f"{r['ratio_of_means']:.2f}x", ci_brackets(r["ci"], 2), ci_brackets(r["ci_tasks"], 2),
-                      _verdict(r["ci_tasks"])] for r in item["seeds"]]
+            rows += [[label, f"seed {r['seed']}", f"{r['mean']:.1f} ({r['censored']})",
+                      f"{r['flash_mean']:.1f} ({r['flash_censored']})", f"{r['ratio_of_means']:.2f}x",
+                      ci_brackets(r["ci"], 2), ci_brackets(r["ci_tasks"], 2), _verdict(r["ci_tasks"])]
+                     for r in item["seeds"]]
             p = item["pooled"]
-            rows.append([label, "**pooled**", f"{p['mean']:.1f}", f"{p['flash_mean']:.1f}",
-                         f"**{p['ratio_of_means']:.2f}x**", "", ci_brackets(p["ci_seeds_and_tasks"], 2),
-                         _verdict(p["ci_seeds_and_tasks"])])
+            across.append([label, f"{p['mean']:.1f} ({p['censored']}/{p['runs']})",
+                           f"{p['flash_mean']:.1f} ({p['flash_censored']}/{p['runs']})",
+                           f"{p['ratio_of_means']:.2f}x {ci_brackets(p['ci_seeds_and_tasks'], 2)}",
+                           f"{p['geometric_mean_of_seeds']:.2f}x {ci_brackets(p['ci_seeds_t'], 2)}",
+                           _verdict(p["ci_seeds_and_tasks"], p["ci_seeds_t"]) + _censored_note(item["seeds"])])
         lines += [f"## {METRICS[metric][0].capitalize()}", ""]
-        lines += md_table(["method", "meta-training", "its mean", "FLASH mean", "ratio", "95% CI over runs",
-                           "95% CI over tasks (pooled: seeds and tasks)", "reading"], rows)
+        lines += md_table(["method", "meta-training", "its mean (censored)", "FLASH mean (censored)", "ratio",
+                           "95% CI over runs", "95% CI over tasks", "reading"], rows)
         lines += [""]
-        for m, item in entry.items():
-            readings = [_verdict(r["ci_tasks"]) for r in item["seeds"]]
-            lines.append(f"- {LABELS.get(m, m)}: FLASH faster on {readings.count('FLASH faster')} of {len(readings)} "
-                         f"seeds, slower on {readings.count('FLASH slower')}.")
+        lines += md_table(["method, across seeds", "its mean (censored)", "FLASH mean (censored)",
+                           "ratio of means [CI over seeds and tasks]", "geometric mean of the seeds' ratios [t CI]",
+                           "reading"], across)
         lines += [""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """A forest plot of :func:`compare`'s ratios, one panel per metric: each seed's ratio against transfer learning
-    (or the first method compared) with its CI over tasks, and the pooled one, on a log axis with 1 and the paper's
-    5.5x marked."""
+    (or the first method compared) with its CI over tasks, then the two summaries across seeds, on a log axis with 1
+    and the paper's 5.5x marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,17 +227,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     metrics = result["metrics"]
     method = "transfer" if "transfer" in next(iter(metrics.values())) else next(iter(next(iter(metrics.values()))))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.5 * len(result["folders"]) + 2.2),
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.5 * len(result["folders"]) + 2.6),
                              sharex=True, sharey=True, squeeze=False)
     for ax, (metric, entry) in zip(axes[0], metrics.items()):
-        item = entry[method]
-        labels = [f"seed {r['seed']}" for r in item["seeds"]] + ["pooled"]
-        points = [r["ratio_of_means"] for r in item["seeds"]] + [item["pooled"]["ratio_of_means"]]
-        cis = [r["ci_tasks"] for r in item["seeds"]] + [item["pooled"]["ci_seeds_and_tasks"]]
+        item, pooled = entry[method], entry[method]["pooled"]
+        labels = [f"seed {r['seed']}" for r in item["seeds"]] + ["ratio of all runs' means",
+                                                                "geometric mean of seeds"]
+        points = [r["ratio_of_means"] for r in item["seeds"]] + [pooled["ratio_of_means"],
+                                                                pooled["geometric_mean_of_seeds"]]
+        cis = [r["ci_tasks"] for r in item["seeds"]] + [pooled["ci_seeds_and_tasks"], pooled["ci_seeds_t"]]
         y = np.arange(len(labels))[::-1]
-        for yi, point, (low, high), pooled in zip(y, points, cis, [False] * (len(labels) - 1) + [True]):
-            ax.errorbar(point, yi, xerr=[[point - low], [high - point]] if not math.isnan(low) else None,
-                        fmt="D" if pooled else "o", color="black" if pooled else "tab:blue", capsize=4)
+        for i, (yi, point, (low, high)) in enumerate(zip(y, points, cis)):
+            summary = i >= len(item["seeds"])
+            ax.errorbar(point, yi, xerr=None if math.isnan(low) else [[point - low], [high - point]],
+                        fmt="D" if summary else "o", color="black" if summary else "tab:blue", capsize=4)
+        ax.axhline(1.5, color="lightgrey", lw=1)   # seeds above, summaries across them below
         ax.axvline(1, color="grey", lw=1)
         ax.axvline(PAPER_SPEEDUP, color="tab:red", ls=":", lw=1)
         ax.text(PAPER_SPEEDUP, y[0] + 0.4, " paper", color="tab:red", fontsize=8, va="bottom")
@@ -211,9 +251,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_yticks(y, labels)
         ax.set_ylim(-0.7, len(labels) - 0.1)
-        ax.set_xlabel(f"{LABELS.get(method, method)} / FLASH mean episodes (>1: FLASH faster)")
         ax.set_title(METRICS[metric][0].split(" (")[0], fontsize=10)
-    fig.suptitle("Speedup per meta-training seed (95% CI over tasks; pooled: over seeds and tasks)", fontsize=10)
+    fig.supxlabel(f"{LABELS.get(method, method)}'s mean episodes-to-adapt / FLASH's (above 1: FLASH faster)",
+                  fontsize=10)
+    fig.suptitle("Speedup per meta-training seed (95% CI over tasks) and across seeds (over seeds and tasks; t over "
+                 "seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -228,9 +270,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if len(set(args.folders)) < 2:
-        raise UsageError("give at least two different reproduction folders")
-    runs = {folder: read_reproduction(folder) for folder in args.folders}
+    if len({folder.resolve() for folder in args.folders}) < len(args.folders):
+        raise UsageError("a folder is given twice; give each reproduction folder once")
+    if len(args.folders) < 2:
+        raise UsageError("give at least two reproduction folders")
+    runs = {}
+    for folder in args.folders:
+        try:
+            runs[folder] = read_reproduction(folder)
+        except (OSError, ValueError) as err:   # a missing or damaged file (text where a number goes, a config that
+            return fail(f"{folder}: cannot compare: {err}")   # does not load, ...)
     try:
         result = compare(runs)
     except ValueError as err:   # folders that are not one config's seeds: arguments that do not go together

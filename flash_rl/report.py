@@ -442,6 +442,9 @@ class Reproduction:
     records: dict[tuple[str, str, int, int], dict[str, Any]]   #: per (method, task, seed, eval seed): its curve
     rows: list[dict[str, str]]   #: ``episodes_to_adapt.csv``'s rows
     refs: dict[tuple[str, int], References]   #: per (task, eval seed): ``references.csv``'s random and expert returns
+    #: :func:`threshold_sensitivity` at ``summary.json``'s thresholds and :func:`sustained_adaptation`, recomputed
+    threshold_sensitivity: dict[str, Any]
+    sustained: dict[str, Any]
 
 
 def read_reproduction(out_dir: Path) -> Reproduction:
@@ -449,7 +452,10 @@ def read_reproduction(out_dir: Path) -> Reproduction:
     ``references.csv`` and ``summary.json``. The files must agree: every run that ``summary.json`` counts (its
     methods x its ``n_test_tasks`` tasks x its seeds) has one row in ``episodes_to_adapt.csv`` and its whole curve in
     ``curves.csv``, with the episodes-to-adapt its curve gives, and no other run is there, or a
-    :class:`DataFormatError` names the file and the runs (a FileNotFoundError names a missing file)."""
+    :class:`DataFormatError` names the file and the runs (a FileNotFoundError names a missing file). The threshold
+    sensitivity's and the sustained success's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and
+    must match the saved ones (a summary written before the sustained section has none to match), or a ValueError
+    says which differ."""
     out_dir = Path(out_dir)
     needed = [out_dir / n for n in ("config.yaml", "curves.csv", "episodes_to_adapt.csv", "summary.json",
                                     "references.csv")]
@@ -492,24 +498,6 @@ def read_reproduction(out_dir: Path) -> Reproduction:
         raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {_some(unscored)}, "
                               "which curves.csv has")
     _check_rows_against_curves(needed[2], rows, records, refs, a.threshold, a.budget)
-    return Reproduction(cfg, summary, records, rows, refs)
-
-
-def render(out_dir: Path) -> None:
-    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
-    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
-    finished reproduction folder (:func:`read_reproduction`, whose checks apply) after a change of the plots or of the
-    speedup statistics; nothing is trained or run, and the other numbers are kept. The sensitivity's and the
-    sustained success's episodes-to-adapt are recomputed from the CSVs' 4-decimal returns and must match the saved
-    ones (a summary written before the sustained section has none to match), or this raises."""
-    out_dir = Path(out_dir)
-    run = read_reproduction(out_dir)
-    cfg, summary, records, refs = run.cfg, run.summary, run.records, run.refs
-    a = cfg.adaptation
-    schedule = evaluation_points(a.budget, a.eval_every)
-    curves = {m: (schedule, np.array([rec["normalised"] for rec in records.values() if rec["method"] == m]))
-              for m in summary["methods"]}
-    summary["speedup"] = speedup_summary(run.rows)
     saved = summary.get("threshold_sensitivity", {})
     redone = threshold_sensitivity(list(records.values()), refs, [float(f) for f in saved], a.budget)
     sustained = sustained_adaptation(list(records.values()), refs, a.threshold, a.budget)
@@ -520,10 +508,26 @@ def render(out_dir: Path) -> None:
         if recomputed["methods"] != entry["methods"]:   # the CSVs keep 4 decimals: a near-tie could flip
             raise ValueError(f"{out_dir}: {what} episodes-to-adapt from curves.csv differ from summary.json's "
                              f"({recomputed['methods']} vs {entry['methods']})")
-    summary["threshold_sensitivity"] = redone
+    return Reproduction(cfg, summary, records, rows, refs, redone, sustained)
+
+
+def render(out_dir: Path) -> None:
+    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
+    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
+    finished reproduction folder (:func:`read_reproduction`, whose checks apply) after a change of the plots or of the
+    speedup statistics; nothing is trained or run, and the other numbers are kept."""
+    out_dir = Path(out_dir)
+    run = read_reproduction(out_dir)
+    cfg, summary, records = run.cfg, run.summary, run.records
+    a = cfg.adaptation
+    schedule = evaluation_points(a.budget, a.eval_every)
+    curves = {m: (schedule, np.array([rec["normalised"] for rec in records.values() if rec["method"] == m]))
+              for m in summary["methods"]}
+    summary["speedup"] = speedup_summary(run.rows)
+    summary["threshold_sensitivity"] = run.threshold_sensitivity
     items = [(key, value) for key, value in summary.items() if key != "sustained"]   # (a summary written before it
     at = [key for key, _ in items].index("threshold_sensitivity") + 1                 # has none) where a run puts it
-    items.insert(at, ("sustained", sustained))
+    items.insert(at, ("sustained", run.sustained))
     summary = dict(items)
     plot(out_dir, cfg, curves, run.rows, summary)
     (out_dir / "summary.json").write_text(json_text(summary))

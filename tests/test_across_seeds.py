@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,22 @@ from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
 from flash_rl.config import load_config, save_config
 from flash_rl.report import read_reproduction, write_report
-from flash_rl.stats import clustered_ratio_of_means_ci, crossed_ratio_of_means_ci
+from flash_rl.stats import clustered_ratio_of_means_ci, crossed_ratio_of_means_ci, geometric_mean_ci
 
 RESULTS = Path(__file__).parents[1] / "results"
 TASKS = ("a", "b", "c")
 
 
-def _write_seed(out: Path, seed: int, flash_slope: float, overrides: tuple[str, ...] = ()) -> Path:
-    """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds; transfer learning's return climbs 1
-    per episode, FLASH's ``flash_slope`` (threshold 9 of 10: the faster climber adapts in fewer episodes)."""
+def _write_seed(out: Path, seed: int, flash_slope: float, overrides: tuple[str, ...] = (),
+                methods: tuple[str, ...] = ("flash", "transfer")) -> Path:
+    """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds; transfer learning's return (and any
+    other method's) climbs 1 per episode, FLASH's ``flash_slope`` (threshold 9 of 10: the faster climber adapts in
+    fewer episodes)."""
     cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}", *overrides],
                       runnable=False)
     refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
             for t in TASKS for s in range(2)}
-    slopes = {"flash": flash_slope, "transfer": 1.0}
+    slopes = {m: flash_slope if m == "flash" else 1.0 for m in methods}
     records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
                 "curve": [(e, min(10.0, slope * (e + 1 + i + s))) for e in range(cfg.adaptation.budget + 1)]}
                for m, slope in slopes.items() for i, t in enumerate(TASKS) for s in range(2)]
@@ -83,8 +86,11 @@ def test_per_seed_ratios_are_each_reproductions_own_and_the_pooled_one_is_the_ra
     assert pooled["ratio_of_means"] == pytest.approx(pooled["mean"] / pooled["flash_mean"])
     means = [(r["mean"], r["flash_mean"]) for r in transfer["seeds"]]   # equal runs per seed: the mean of means
     assert pooled["mean"] == pytest.approx(np.mean([m for m, _ in means]))
-    low, high = pooled["ci_seeds_and_tasks"]
-    assert low < 1 < high   # one seed faster, one slower: no clear difference pooled
+    assert pooled["runs"] == 18 and pooled["censored"] == sum(r["censored"] for r in transfer["seeds"])
+    for low, high in (pooled["ci_seeds_and_tasks"], pooled["ci_seeds_t"]):
+        assert low < 1 < high   # one seed faster, one slower: no clear difference across seeds
+    ratios = [r["ratio_of_means"] for r in transfer["seeds"]]
+    assert pooled["geometric_mean_of_seeds"] == pytest.approx(np.exp(np.mean(np.log(ratios))))
 
 
 def test_compare_seeds_writes_its_report_table_plot_and_json(tmp_path, capsys):
@@ -93,7 +99,9 @@ def test_compare_seeds_writes_its_report_table_plot_and_json(tmp_path, capsys):
     assert main(["compare-seeds", *folders, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert (out / "across_seeds.md").read_text() == printed
-    assert "| transfer learning | seed 1 |" in printed and "| transfer learning | **pooled** |" in printed
+    # transfer learning reaches 9 after 9 - task - seed episodes (mean 7.5), FLASH after 5 - task - seed (3.5)
+    assert "| transfer learning | seed 1 | 7.5 (0) | 3.5 (0) | 2.14x |" in printed
+    assert "| transfer learning | 7.5 (0/12) | 3.5 (0/12) | 2.14x [" in printed
     assert "## Sustained success" in printed and "nan" not in printed.lower()
     assert (out / "across_seeds.png").stat().st_size > 0
     saved = json.loads((out / "across_seeds.json").read_text())
@@ -103,26 +111,70 @@ def test_compare_seeds_writes_its_report_table_plot_and_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("second, message", [
-    ((0, ()), "both have run.seed 0: the same meta-training twice is not two pieces of evidence"),
-    ((1, ("adaptation.threshold=0.8",)), "differ in more than the meta-training seed (adaptation.threshold: 0.9 vs "
-                                         "0.8)"),
+    ((0, (), ("flash", "transfer")),
+     "both have run.seed 0: the same meta-training twice is not two pieces of evidence"),
+    ((1, ("adaptation.threshold=0.8",), ("flash", "transfer")),
+     "differ in more than the meta-training seed (adaptation.threshold: 0.9 vs 0.8)"),
+    ((1, (), ("flash",)), "ran ['flash', 'transfer'] and {other} ['flash']: compare-seeds compares the same methods"),
+    ((1, (), ("flash", "maml")), "ran ['flash', 'transfer'] and {other} ['flash', 'maml']"),
 ])
-def test_folders_that_are_not_one_configs_seeds_are_refused(tmp_path, capsys, second, message):
+def test_folders_that_are_not_one_configs_seeds_are_refused_in_either_order(tmp_path, capsys, second, message):
+    """Methods that differ were a KeyError traceback when the second folder lacked one the first had."""
     first = _write_seed(tmp_path / "first", 0, 2.0)
-    seed, overrides = second
-    other = _write_seed(tmp_path / "other", seed, 2.0, overrides)
-    assert _usage_error(["compare-seeds", str(first), str(other)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    seed, overrides, methods = second
+    other = _write_seed(tmp_path / "other", seed, 2.0, overrides, methods)
+    for order in ([first, other], [other, first]):
+        assert _usage_error(["compare-seeds", *map(str, order)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 2 and "Traceback" not in err   # the usage line and the error
+        if order[0] == first:
+            assert message.format(other=other) in err
 
 
-def test_one_folder_is_a_usage_error_and_a_folder_that_is_no_reproduction_is_named(tmp_path, capsys):
+def test_one_folder_or_one_given_twice_is_a_usage_error(tmp_path, capsys, monkeypatch):
     folder = _write_seed(tmp_path / "s0", 0, 2.0)
-    assert _usage_error(["compare-seeds", str(folder), str(folder)]) == 2
-    assert "at least two different reproduction folders" in capsys.readouterr().err
-    assert main(["compare-seeds", str(folder), str(tmp_path)]) == 2
+    assert _usage_error(["compare-seeds", str(folder)]) == 2
+    assert "give at least two reproduction folders" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert _usage_error(["compare-seeds", str(folder), "s0/"]) == 2   # one folder, spelled two ways
+    assert "a folder is given twice" in capsys.readouterr().err
+
+
+def _damage_curve(folder: Path, old: str, new: str, last: bool = False) -> None:
+    """Replace ``old`` by ``new`` in the first (or ``last``) line of transfer learning's curve on task b, seed 1."""
+    lines = (folder / "curves.csv").read_text().splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.startswith("transfer,b,1,10001,")][-1 if last else 0]
+    lines[at] = lines[at].replace(old, new, 1)
+    (folder / "curves.csv").write_text("".join(lines))
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda d: shutil.rmtree(d), "is not a finished reproduction"),
+    (lambda d: (d / "summary.json").write_text("{"), "Expecting property name"),
+    (lambda d: (d / "config.yaml").write_text("adaptation: {budget: -3}"), "budget"),
+    (lambda d: _damage_curve(d, ",10001,", ",x,"), "invalid literal for int()"),
+    (lambda d: _damage_curve(d, ",10.0000,", ",0.0000,", last=True),   # first passage as before, never sustained
+     "the sustained success's (at the 0.9 threshold) episodes-to-adapt from curves.csv differ from summary.json's"),
+])
+def test_a_damaged_folder_is_one_line_naming_it(tmp_path, capsys, damage, problem):
+    """A damaged file was a traceback; returns that no longer give the saved sustained success (a curve that falls
+    back at its last evaluation) were compared all the same."""
+    good, folder = _write_seed(tmp_path / "s0", 0, 2.0), _write_seed(tmp_path / "s1", 1, 2.0)
+    damage(folder)
+    assert main(["compare-seeds", str(good), str(folder)]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path} is not a finished reproduction" in err and err.count("\n") == 1
+    assert err.startswith(f"flash: error: {folder}: cannot compare: ") and problem in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_geometric_mean_of_seeds_has_a_t_interval_as_wide_as_their_spread():
+    point, low, high = geometric_mean_ci([0.5, 2.0])
+    assert point == pytest.approx(1.0)
+    assert low == pytest.approx(np.exp(-12.706 * np.log(2) * np.sqrt(2) / np.sqrt(2)), rel=1e-3)   # t(0.975, 1)
+    assert high == pytest.approx(1 / low)
+    assert geometric_mean_ci([3.0, 3.0]) == pytest.approx((3.0, 3.0, 3.0))
+    with pytest.raises(ValueError, match="must be positive"):
+        geometric_mean_ci([1.0, 0.0])
 
 
 def test_the_committed_autoscaling_seeds_compare_to_their_own_results():
