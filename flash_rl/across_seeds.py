@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -175,9 +176,9 @@ def _censored_note(rows: list[dict[str, Any]]) -> str:
     return f" (most of {' and '.join(heavy)} runs censored: the ratio is mostly the budget's)" if heavy else ""
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], command: str) -> str:
     """The report of :func:`compare` as Markdown (ending in one newline): per metric, a table of every method's seeds
-    and one of the summaries across seeds."""
+    and one of the summaries across seeds; then the ``command`` that regenerates it."""
     folders = result["folders"]
     lines = ["# Speedup across meta-training seeds", "",
              f"{len(folders)} reproductions of one config, meta-training seeds {sorted(folders.values())}: "
@@ -212,7 +213,8 @@ def markdown(result: dict[str, Any]) -> str:
                            "ratio of means [CI over seeds and tasks]", "geometric mean of the seeds' ratios [t CI]",
                            "reading"], across)
         lines += [""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    lines += [f"Regenerate: `{command}`"]
+    return "\n".join(lines) + "\n"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -284,10 +286,12 @@ def run(args: argparse.Namespace) -> int:
         result = compare(runs)
     except ValueError as err:   # folders that are not one config's seeds: arguments that do not go together
         raise UsageError(str(err)) from None
+    words = ["flash", "compare-seeds", *map(str, args.folders), *(["--out", str(args.out)] if args.out else [])]
+    text = markdown(result, " ".join(shlex.quote(word) for word in words))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "across_seeds.md").write_text(markdown(result))
+        (args.out / "across_seeds.md").write_text(text)
         (args.out / "across_seeds.json").write_text(json_text(result))
         plot(result, args.out / "across_seeds.png")
-    emit(json_text(result) if args.json else markdown(result))
+    emit(json_text(result) if args.json else text)
     return 0

@@ -99,6 +99,7 @@ def test_compare_seeds_writes_its_report_table_plot_and_json(tmp_path, capsys):
     assert main(["compare-seeds", *folders, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert (out / "across_seeds.md").read_text() == printed
+    assert printed.endswith(f"\nRegenerate: `flash compare-seeds {' '.join(folders)} --out {out}`\n")
     # transfer learning reaches 9 after 9 - task - seed episodes (mean 7.5), FLASH after 5 - task - seed (3.5)
     assert "| transfer learning | seed 1 | 7.5 (0) | 3.5 (0) | 2.14x |" in printed
     assert "| transfer learning | 7.5 (0/12) | 3.5 (0/12) | 2.14x [" in printed
