@@ -22,7 +22,6 @@ references. ``--out DIR`` writes ``across_seeds.md``, ``across_seeds.json`` and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import shlex
 from pathlib import Path
@@ -34,12 +33,13 @@ from flash_envs.cli_args import UsageError, emit, json_text, output_dir
 from flash_envs.markdown import ci_brackets, md_table
 from flash_rl.adaptation import episodes_to_adapt, episodes_to_sustained_adaptation
 from flash_rl.commands._common import fail
+from flash_rl.config import differing_settings, dotted_settings
 from flash_rl.report import LABELS, Reproduction, read_reproduction
 from flash_rl.stats import (clustered_ratio_of_means_ci, crossed_ratio_of_means_ci, geometric_mean_ci, mean,
                              ratio_ci)
 
-#: Config settings that may differ between the folders compared: the seed, where each run keeps its files, and the
-#: extra thresholds of its sensitivity table (not compared here).
+#: Config settings (glob patterns) that may differ between the folders compared: the seed, where each run keeps its
+#: files, and the extra thresholds of its sensitivity table (not compared here).
 FREE_SETTINGS = ("run.seed", "run.dir", "run.progress_bar", "run.checkpoint_interval", "references.cache",
                  "adaptation.extra_thresholds")
 #: The metrics compared: name -> (what the report calls it, episodes-to-adapt of a curve at a threshold in a budget).
@@ -51,31 +51,14 @@ METRICS: dict[str, tuple[str, Callable[..., tuple[int, bool]]]] = {
 PAPER_SPEEDUP = 5.5   # FLASH (MLSys 2024): adaptation 5.5x faster than transfer learning
 
 
-def _flat_settings(cfg: Any) -> dict[str, Any]:
-    """``cfg`` (an :class:`~flash_rl.config.ExperimentConfig`) as dotted setting -> value."""
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, item)
-        else:
-            flat[prefix] = value
-
-    walk("", dataclasses.asdict(cfg))
-    return flat
-
-
 def check_comparable(runs: dict[Path, Reproduction]) -> None:
     """Refuse (ValueError) folders whose configs differ in more than :data:`FREE_SETTINGS`, that share a
     meta-training seed, whose held-out tasks or methods differ, or that ran no FLASH or nothing to compare it with."""
     (first, base), *others = runs.items()
-    settings = _flat_settings(base.cfg)
+    settings = dotted_settings(base.cfg.to_dict())
     for path, run in others:
-        mine = _flat_settings(run.cfg)
-        differ = sorted(k for k in settings.keys() | mine.keys()
-                        if k not in FREE_SETTINGS and settings.get(k) != mine.get(k))
-        if differ:
+        mine = dotted_settings(run.cfg.to_dict())
+        if differ := differing_settings(settings, mine, FREE_SETTINGS):
             shown = "; ".join(f"{k}: {settings.get(k)!r} vs {mine.get(k)!r}" for k in differ[:3])
             raise ValueError(f"{first} and {path} differ in more than the meta-training seed ({shown}"
                              f"{' ...' if len(differ) > 3 else ''}); compare-seeds compares runs of one config")

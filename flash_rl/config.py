@@ -570,6 +570,22 @@ RESUME_MAY_CHANGE = ("run.dir", "run.progress_bar", "run.checkpoint_interval", "
                      "adaptation.extra_thresholds")
 
 
+def dotted_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A config's mapping with its sections flattened: ``{"flash": {"timesteps": 1}}`` -> ``{"flash.timesteps": 1}``
+    (a section's mapping values, such as ``env.kwargs``, stay whole)."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        out.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
+    return out
+
+
+def differing_settings(old: dict[str, Any], new: dict[str, Any], may_differ: tuple[str, ...] = ()) -> list[str]:
+    """The settings (keys of two :func:`dotted_settings`) whose values differ, a missing one counting as ``None``,
+    sorted, but for those matching one of the glob patterns ``may_differ``."""
+    return [k for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k) and not any(fnmatch.fnmatch(k, p) for p in may_differ)]
+
+
 def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tuple[str, ...] = ()) -> None:
     """Raise :class:`ConfigError` if ``run_dir`` holds a run made with other settings than ``cfg``: resuming would
     mix its saved models and adaptation curves into this run's results. Settings matching :data:`RESUME_MAY_CHANGE`
@@ -580,20 +596,12 @@ def check_resume(cfg: ExperimentConfig, run_dir: str | Path, may_also_change: tu
     if not saved.is_file():
         return
 
-    def dotted(data: dict[str, Any]) -> dict[str, Any]:    # {"flash": {"timesteps": 1}} -> {"flash.timesteps": 1}
-        out: dict[str, Any] = {}
-        for name, value in data.items():
-            out.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
-        return out
-
     def as_saved(c: ExperimentConfig) -> dict[str, Any]:
-        return dotted(parse_yaml(dump_yaml(c.to_dict())))
+        return dotted_settings(parse_yaml(dump_yaml(c.to_dict())))
 
-    old = as_saved(ExperimentConfig()) | dotted(read_yaml(saved))   # a damaged file is refused by name
+    old = as_saved(ExperimentConfig()) | dotted_settings(read_yaml(saved))   # a damaged file is refused by name
     new = as_saved(cfg)
-    changed = [k for k in sorted(old.keys() | new.keys())
-               if old.get(k) != new.get(k)
-               and not any(fnmatch.fnmatch(k, p) for p in RESUME_MAY_CHANGE + may_also_change)]
+    changed = differing_settings(old, new, RESUME_MAY_CHANGE + may_also_change)
     if changed:
         details = "; ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in changed[:5])
         raise ConfigError(f"--resume: {run_dir} holds a run made with other settings ({details}"
