@@ -211,7 +211,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     from matplotlib import ticker
 
     metrics = result["metrics"]
-    method = "transfer" if "transfer" in next(iter(metrics.values())) else next(iter(next(iter(metrics.values()))))
+    compared = next(iter(metrics.values()))   # method -> its comparison with FLASH, the same methods for each metric
+    method = "transfer" if "transfer" in compared else next(iter(compared))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.5 * len(result["folders"]) + 2.6),
                              sharex=True, sharey=True, squeeze=False)
     for ax, (metric, entry) in zip(axes[0], metrics.items()):
