@@ -34,6 +34,7 @@ from flash_envs.markdown import ci_brackets, md_table
 from flash_rl.adaptation import episodes_to_adapt, episodes_to_sustained_adaptation
 from flash_rl.commands._common import fail
 from flash_rl.config import differing_settings, dotted_settings
+from flash_rl.machine import machine_text, machine_without_commit
 from flash_rl.report import LABELS, Reproduction, read_reproduction
 from flash_rl.stats import (clustered_ratio_of_means_ci, crossed_ratio_of_means_ci, geometric_mean_ci, mean,
                              ratio_ci)
@@ -94,6 +95,19 @@ def _episodes(run: Reproduction, metric: str) -> dict[str, dict[tuple[str, int],
     return out
 
 
+def _machines(ordered: list[tuple[Path, Reproduction]]) -> list[dict[str, Any]]:
+    """The machines the seeds ran on (:func:`~flash_rl.machine.describe_machine` less the commit; a string from runs
+    that recorded no more), each with its seeds, in seed order."""
+    machines: list[dict[str, Any]] = []
+    for _, run in ordered:
+        machine = machine_without_commit(run.summary["machine"])
+        same = next((m for m in machines if m["machine"] == machine), None)
+        if same is None:
+            machines.append(same := {"machine": machine, "seeds": []})
+        same["seeds"].append(run.cfg.run.seed)
+    return machines
+
+
 def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     """The comparison that :func:`markdown` and :func:`plot` show (``runs``: folder -> its reproduction, checked by
     :func:`check_comparable`): per metric and method other than FLASH, each meta-training seed's ratio of mean
@@ -104,7 +118,8 @@ def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     methods = [m for m in next(iter(runs.values())).summary["methods"] if m != "flash"]
     result: dict[str, Any] = {"folders": {str(p): run.cfg.run.seed for p, run in ordered},
                               "budget": ordered[0][1].cfg.adaptation.budget,
-                              "threshold": ordered[0][1].cfg.adaptation.threshold, "metrics": {}}
+                              "threshold": ordered[0][1].cfg.adaptation.threshold, "machines": _machines(ordered),
+                              "metrics": {}}
     for metric in METRICS:
         per_seed = [(run.cfg.run.seed, _episodes(run, metric)) for _, run in ordered]
         entry: dict[str, Any] = {}
@@ -174,6 +189,10 @@ def markdown(result: dict[str, Any], command: str) -> str:
              "(seeds where FLASH is slow weigh more) with a bootstrap resampling seeds and tasks at once (it "
              "undercovers with few seeds), and the geometric mean of the seeds' ratios with a Student-t interval "
              "over seeds. A reading of FLASH faster or slower needs every CI it rests on to clear 1.", ""]
+    if len(machines := result["machines"]) > 1:
+        lines += [f"The seeds ran on {len(machines)} machines, so the spread between them includes the machines' "
+                  "(another CPU or package version can change a meta-training):", ""]
+        lines += [f"- seeds {', '.join(map(str, m['seeds']))}: {machine_text(m['machine'])}" for m in machines] + [""]
     for metric, entry in result["metrics"].items():
         rows, across = [], []
         for m, item in entry.items():

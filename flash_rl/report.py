@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import platform
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from flash_envs.markdown import ci_brackets, fmt_ci, md_table, percent
 from flash_rl.adaptation import (References, episodes_to_adapt, episodes_to_sustained_adaptation,
                                  evaluation_points)
 from flash_rl.config import load_config
+from flash_rl.machine import describe_machine, machine_text
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
 LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
@@ -289,7 +289,7 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     if summary.get("jobs", 1) > 1:
         lines += [f"The phases ran in {summary['jobs']} worker processes, side by side where they could, so the phase "
                   "times add up to more than the total.", ""]
-    lines += [f"Machine: {summary['machine']}. Command: `{summary['command']}`", "",
+    lines += [f"Machine: {machine_text(summary['machine'])}. Command: `{summary['command']}`", "",
               "Files: `summary.json`, `curves.csv` (every evaluation), `episodes_to_adapt.csv`, `references.csv`, "
               "`adaptation_curves.png`, `episodes_to_adapt.png`, `config.yaml` (the effective config).", ""]
     return "\n".join(lines)
@@ -301,8 +301,6 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     """Write ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, the plots, ``summary.json`` and
     ``results.md`` into the existing ``out_dir``, and return the summary (with references, probe, timings and run
     details added to :func:`summarise`'s)."""
-    import os
-
     out_dir = Path(out_dir)
     summary, rows = summarise(cfg, records, refs)
     used = {(r["task"], r["eval_seed"]) for r in records}
@@ -315,7 +313,7 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     summary["total_seconds"] = round(total_seconds, 1)
     summary["jobs"] = jobs
     summary["command"] = command
-    summary["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch threads 1"
+    summary["machine"] = describe_machine()
     with open(out_dir / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return"])

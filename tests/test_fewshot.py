@@ -264,7 +264,9 @@ def test_cli_smoke_on_simulated_functions(tmp_path, capsys):
     assert "| FLASH + fine-tuning | " in table.split("| FLASH - |")[1]   # FLASH's table compares it with FLASH + FT
     assert table.startswith("### simulated: simulated:30fn-seed2024 -> simulated:30fn-seed2024; 1 split(s) of 12 "
                             "training (25% of them kept for early stopping) and 10 held-out apps; 1 seed(s)")
-    (split,) = json.loads((tmp_path / "summary.json").read_text())["splits"]
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["machine"]["packages"]["torch"] == torch.__version__   # which machine's numbers these are
+    (split,) = written["splits"]
     assert len(split["train_apps"]) == 12 and not set(split["train_apps"]) & set(split["test_apps"])
     report = (tmp_path / "summary.json").read_text()
     older = json.loads(report)                                         # as written before overspend was derived

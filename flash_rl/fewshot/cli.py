@@ -259,6 +259,7 @@ def run_command(args: argparse.Namespace) -> dict:
     from flash_rl.fewshot import evaluate   # only training needs torch (2 s to import): --help and --render skip it
     from flash_rl.fewshot.episodes import EpisodeSampler
     from flash_rl.fewshot.models import early_stopping_apps
+    from flash_rl.machine import describe_machine
     from flash_rl.torch_threads import use_one_torch_thread
 
     use_one_torch_thread()
@@ -309,7 +310,7 @@ def run_command(args: argparse.Namespace) -> dict:
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
         "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
-        "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg),
+        "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg), "machine": describe_machine(),
     }
     groups = held_out_groups(report)
     return report | (diagnosis_summaries(per_app, groups) if args.diagnose

@@ -1,0 +1,81 @@
+"""What a run's numbers depend on besides its config: the code's commit, the CPU and the numeric packages' versions.
+
+The same code and seeds can give other numbers on another CPU or with another release of torch, numpy or
+stable-baselines3 (a different SIMD kernel rounds differently, and a meta-trained policy amplifies it). So every
+``flash reproduce`` and ``flash config-eval`` run records :func:`describe_machine` in its ``summary.json``, and
+``results.md`` prints it (:func:`machine_text`): two folders whose numbers differ can then be told apart by machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: The distributions whose versions are recorded: the numeric stack a result's numbers go through, and this one.
+PACKAGES = ("flash-cloud", "torch", "numpy", "scipy", "stable-baselines3", "gymnasium", "simpy", "higher")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), else :func:`platform.processor`, else ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Each distribution's installed version (None: not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def code_commit(directory: Path = Path(__file__).resolve().parent.parent) -> str | None:
+    """The git commit ``directory`` (default: this package's checkout) is at, with ``+changes`` when tracked files
+    differ from it; None outside a git checkout or without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if changed else "")
+
+
+def describe_machine() -> dict[str, Any]:
+    """The machine and software a run's numbers come from (JSON-ready)."""
+    import torch
+
+    return {"platform": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": 1,
+            "python": platform.python_version(), "packages": package_versions(), "commit": code_commit()}
+
+
+def machine_without_commit(machine: dict[str, Any] | str) -> dict[str, Any] | str:
+    """``machine`` less the code's commit: what two runs of results-neutral commits can share."""
+    return {k: v for k, v in machine.items() if k != "commit"} if isinstance(machine, dict) else machine
+
+
+def machine_text(machine: dict[str, Any] | str) -> str:
+    """One line for ``results.md``; a string (what runs before this module recorded) is returned as it is."""
+    if isinstance(machine, str):
+        return machine
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items() if version)
+    commit = f"; code at {machine['commit']}" if machine.get("commit") else ""
+    return (f"{machine['platform']} {machine['cpu']} ({machine['torch_cpu_capability']}), {machine['cores']} cores, "
+            f"torch threads {machine['torch_threads']}; Python {machine['python']}, {packages}{commit}")

@@ -1,0 +1,88 @@
+"""What a run records of the machine and software its numbers come from (``flash_rl.machine``), in ``flash reproduce``
+and ``flash config-eval`` reports and in ``flash compare-seeds``' warning when seeds ran on different machines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from flash_rl.across_seeds import compare, markdown
+from flash_rl.machine import code_commit, describe_machine, machine_text, machine_without_commit, package_versions
+from flash_rl.report import read_reproduction
+from tests.test_across_seeds import _write_seed
+
+
+def test_the_machine_names_the_cpu_torchs_kernels_and_the_installed_versions():
+    machine = describe_machine()
+    assert machine["packages"]["torch"] == torch.__version__
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu"] and machine["cpu"] != "unknown" and machine["cores"] >= 1
+    assert package_versions(("numpy", "no-such-distribution-xyz")) == {
+        "numpy": __import__("numpy").__version__, "no-such-distribution-xyz": None}
+    text = machine_text(machine)
+    assert machine["cpu"] in text and f"torch {torch.__version__}" in text and machine["torch_cpu_capability"] in text
+    assert json.loads(json.dumps(machine)) == machine
+
+
+def _git(directory: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(directory), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                   capture_output=True)
+
+
+def test_the_commit_is_the_checkouts_and_says_when_tracked_files_changed(tmp_path):
+    assert code_commit(tmp_path) is None   # not a git checkout
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert code_commit(tmp_path) == head
+    (tmp_path / "new.py").write_text("untracked\n")   # untracked files are not the code that ran
+    assert code_commit(tmp_path) == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_commit(tmp_path) == head + "+changes"
+
+
+def test_a_reproduction_records_its_machine_and_its_results_md_prints_it(tmp_path):
+    run = read_reproduction(_write_seed(tmp_path / "s0", 0, 2.0))
+    machine = run.summary["machine"]
+    assert machine["packages"]["stable-baselines3"] and machine["commit"] == code_commit()
+    assert f"Machine: {machine_text(machine)}." in (tmp_path / "s0" / "results.md").read_text()
+    assert machine_text("x86_64, 2 cores, torch threads 1") == "x86_64, 2 cores, torch threads 1"   # older runs
+
+
+def _set_machine(folder: Path, machine: dict | str) -> None:
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["machine"] = machine
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_compare_seeds_lists_the_machines_when_seeds_ran_on_more_than_one(tmp_path):
+    folders = [_write_seed(tmp_path / f"s{seed}", seed, 2.0) for seed in range(3)]
+    machine = describe_machine()
+    _set_machine(folders[1], {**machine, "commit": "another-commit"})   # a results-neutral commit: same machine
+    one = compare({f: read_reproduction(f) for f in folders})
+    assert one["machines"] == [{"machine": machine_without_commit(machine), "seeds": [0, 1, 2]}]
+    assert "machines" not in markdown(one, "cmd")
+    _set_machine(folders[2], {**machine, "torch_cpu_capability": "AVX2"})
+    _set_machine(folders[0], "x86_64, 2 cores, torch threads 1")
+    two = compare({f: read_reproduction(f) for f in folders})
+    assert [m["seeds"] for m in two["machines"]] == [[0], [1], [2]]
+    text = markdown(two, "cmd")
+    assert "The seeds ran on 3 machines" in text and "- seeds 0: x86_64, 2 cores, torch threads 1" in text
+    assert "- seeds 2: " in text and "(AVX2)" in text
+
+
+@pytest.mark.parametrize("machine", [describe_machine(), "x86_64, 2 cores, torch threads 1"])
+def test_render_keeps_the_recorded_machine(tmp_path, machine):
+    folder = _write_seed(tmp_path / "s0", 0, 2.0)
+    _set_machine(folder, machine)
+    from flash_rl.report import render
+    render(folder)
+    assert json.loads((folder / "summary.json").read_text())["machine"] == machine
+    assert f"Machine: {machine_text(machine)}." in (folder / "results.md").read_text()
