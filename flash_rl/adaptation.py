@@ -103,9 +103,10 @@ class References:
         return self.random + fraction * (self.expert - self.random)
 
 
-def run_policy(env: gym.Env, policy: Any, task: Any, seed: int) -> float:
-    """Return of one deterministic episode of ``policy`` (SB3-style ``predict``) on ``task``."""
-    return run_episode(env, policy, task, seed, metrics=())["return"]
+def run_policy(env: gym.Env, policy: Any, task: Any, seed: int, actions: list[Any] | None = None) -> float:
+    """Return of one deterministic episode of ``policy`` (SB3-style ``predict``) on ``task``; each action taken is
+    appended to ``actions`` when it is given."""
+    return run_episode(env, policy, task, seed, metrics=(), actions=actions)["return"]
 
 
 class SpaceSampler:

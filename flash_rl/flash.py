@@ -430,10 +430,12 @@ class Flash:
 
     @one_torch_thread()
     def evaluate(self, policy_agent: BaseAlgorithm | None, task: Any, seed: int,
-                 buffer: ContextBuffer | None = None, zero_embedding: bool = False) -> float:
+                 buffer: ContextBuffer | None = None, zero_embedding: bool = False,
+                 actions: list[Any] | None = None) -> float:
         """Return of one deterministic episode on ``task`` (``seed`` seeds the env), starting from a *copy* of
         ``buffer``'s context so that evaluation never feeds the adaptation context. ``policy_agent`` (None: this
-        object's agent) must observe and act in this object's env; a ValueError says when it does not."""
+        object's agent) must observe and act in this object's env; a ValueError says when it does not. Each action
+        taken is appended to ``actions`` when it is given."""
         seed, zero_embedding = check_seed("seed", seed), self._zero_embedding(zero_embedding)
         agent = policy_agent or self.agent
         env = self.make_env(task, copy.deepcopy(buffer) if buffer is not None else None)
@@ -449,7 +451,7 @@ class Flash:
         for extractor in extractors:
             extractor.zero_embedding = zero_embedding
         try:
-            return run_episode(env, agent, task, seed, metrics=())["return"]
+            return run_episode(env, agent, task, seed, metrics=(), actions=actions)["return"]
         finally:
             for extractor, value in zip(extractors, previous):
                 extractor.zero_embedding = value

@@ -275,11 +275,14 @@ class MAML:
 
     # -------------------------------------------------------------------------------------------- adaptation
     @one_torch_thread()
-    def evaluate(self, policy: nn.Module | None, task: Any, seed: int) -> float:
+    def evaluate(self, policy: nn.Module | None, task: Any, seed: int, actions: list[Any] | None = None) -> float:
         """Return of one deterministic episode of ``policy`` (default: the meta-learned one) on ``task``, the env
-        seeded with ``seed``."""
+        seeded with ``seed``; each action taken is appended to ``actions`` when it is given."""
         seed = check_seed("seed", seed)
         batch = rollout(policy or self.policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
+        if actions is not None:
+            taken = batch["actions"][0] if "mask" not in batch else batch["actions"][0][batch["mask"][0] > 0]
+            actions.extend(int(a) for a in taken)
         return float(batch["rewards"].sum())
 
     #: The settings (``hparams``) :meth:`adapt` uses; the others shape or meta-train the model.

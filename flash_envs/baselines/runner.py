@@ -20,10 +20,11 @@ def default_metrics(env: gym.Env) -> tuple[str, ...]:
     return DEFAULT_METRICS.get(type(env.unwrapped).__name__, ())
 
 
-def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
-                metrics: Sequence[str] | None = None) -> dict[str, float]:
+def run_episode(env: gym.Env, policy: Any, task: Any, seed: int, metrics: Sequence[str] | None = None,
+                actions: list[Any] | None = None) -> dict[str, float]:
     """One episode of ``policy`` on ``task``; returns the return, the mean reward per step and per-step means of the
-    ``info`` entries named in ``metrics`` (default: the env's :data:`DEFAULT_METRICS`).
+    ``info`` entries named in ``metrics`` (default: the env's :data:`DEFAULT_METRICS`). Each action taken is appended
+    to ``actions`` when it is given.
 
     ``policy`` is anything with SB3's ``predict(obs, state=None, episode_start=None, deterministic=True)``, called
     as SB3's ``evaluate_policy`` calls it: deterministic, with the ``state`` it returned last (a recurrent policy keeps
@@ -44,6 +45,8 @@ def run_episode(env: gym.Env, policy: Any, task: Any, seed: int,
     while not done:
         action, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         episode_start = np.zeros(1, dtype=bool)
+        if actions is not None:
+            actions.append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         if steps == 0:
             _check_metrics(metrics, info)
