@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from flash_rl.across_seeds import compare, markdown
-from flash_rl.machine import code_commit, describe_machine, machine_text, machine_without_commit, package_versions
+from flash_rl.machine import (PACKAGES, code_commit, describe_machine, machine_text, machine_without_commit,
+                              package_versions)
 from flash_rl.report import read_reproduction
 from tests.test_across_seeds import _write_seed
 
@@ -86,3 +87,21 @@ def test_render_keeps_the_recorded_machine(tmp_path, machine):
     render(folder)
     assert json.loads((folder / "summary.json").read_text())["machine"] == machine
     assert f"Machine: {machine_text(machine)}." in (folder / "results.md").read_text()
+
+
+def test_the_set_up_pins_every_package_a_run_records_within_pyprojects_ranges(project):
+    """constraints.txt (the README's set-up) pins each numeric package that :data:`PACKAGES` records, at a version
+    that pyproject.toml's requirement admits, so that the main job reproduces the committed numbers."""
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).parents[1]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            pins[requirement.name] = next(iter(requirement.specifier)).version
+    assert set(PACKAGES) - {"flash-cloud"} <= set(pins)
+    required = [Requirement(r) for r in (*project["dependencies"], *project["optional-dependencies"]["rl"])]
+    for requirement in required:
+        if requirement.name in pins:
+            assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
