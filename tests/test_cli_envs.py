@@ -149,21 +149,41 @@ def test_the_fidelity_horizon_is_whole_intervals():
 
 def test_the_fidelity_report_gives_each_seeds_error_and_their_spread():
     """One seed's error mixes model error with sampling noise: the report runs each seed and shows the range."""
-    from flash_envs.sim.validation import SCENARIOS, markdown, run_scenario
+    from flash_envs.sim.validation import SCENARIOS, markdown, report, run_scenario
 
-    rows = compare(horizon_s=60, seeds=[3, 4])
+    full = report(horizon_s=60, seeds=[3, 4])
+    rows = full["scenarios"]
     assert [row["scenario"] for row in rows] == [s.name for s in SCENARIOS] and rows[0]["seeds"] == [3, 4]
     first = run_scenario(SCENARIOS[0], "fast", 60, 4), run_scenario(SCENARIOS[0], "request", 60, 4)
     assert rows[0]["fast"]["p95_ms"][1] == first[0]["p95_ms"] and rows[0]["request"]["p95_ms"][1] == first[1]["p95_ms"]
     errors = rows[0]["relative_error"]["p95_ms"]
     assert errors[1] == _relative_error(first[0]["p95_ms"], first[1]["p95_ms"])
-    text = markdown(rows, 60)
+    text = markdown(full, 60)
     assert "same seed, seeds 3..4." in text
     cell = (f"{np.mean(rows[0]['request']['p95_ms']):.3g} ({np.mean(errors):+.1%} [{min(errors):+.1%}, "
             f"{max(errors):+.1%}])")
     assert f"| {SCENARIOS[0].name} | " in text and cell in text.splitlines()[6]
-    single = markdown(compare(horizon_s=60, seeds=[3]), 60)
+    single = markdown(report(horizon_s=60, seeds=[3]), 60)
     assert "same seed, seed 3. " in single and "[" not in single.splitlines()[6]
+
+
+def test_the_fidelity_report_holds_the_high_load_and_percentile_sections(capsys):
+    """The JSON has the scenarios, the high-load queues against Erlang C and the fixed sample's percentiles; the
+    Markdown has a table for each and ends with the command that regenerates it."""
+    assert main(["validate-fidelity", "--horizon", "60", "--seeds", "1", "--no-progress", "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert list(full) == ["scenarios", "high_load", "percentile_sample"]
+    assert [row["scenario"] for row in full["high_load"]] == ["M/M/1, rho 0.9", "M/M/10, rho 0.95"]
+    assert [(run["fidelity"], run["substep_s"]) for run in full["high_load"][0]["runs"]] == [
+        ("request", 5.0), ("fast", 5.0), ("fast", 1.0)]
+    assert full["high_load"][0]["erlang_c_ms"] == pytest.approx(1000)
+    assert sorted(full["percentile_sample"][0]) == ["load", "p95", "p99"]
+    assert "ready_replicas" in full["scenarios"][0]["request"]
+    assert main(["validate-fidelity", "--horizon", "60", "--seeds", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "| queue | Erlang C | per-request | fast, 5 s sub-step | fast, 1 s sub-step |" in text
+    assert "| M/M/1, rho 0.9 | 1000 | " in text and "| 0.9 | 2996 | 3242 (+8.2%) | 4605 | 3967 (-13.9%) |" in text
+    assert text.rstrip().splitlines()[-1] == "Regenerate: `flash validate-fidelity --out results/fidelity.md`"
 
 
 def test_json_reports_are_strict_json():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from flash_envs.sim import AppProfile, make_simulation
-from flash_envs.sim.queueing import erlang_c, mmc_mean_wait
-from flash_envs.sim.validation import SCENARIOS, run_scenario
+from flash_envs.sim.queueing import ResponseTimeModel, erlang_c, mm1_response_percentile, mmc_mean_wait
+from flash_envs.sim.validation import (HIGH_LOAD, HIGH_LOAD_RUNS, SCENARIOS, erlang_c_mean_ms, high_load,
+                                       percentile_sample_error, run_scenario)
 from flash_envs.sim.workloads import ConstantWorkload, StepWorkload
 
 MM_APP = AppProfile(service_time_ms=100, cpu_fraction=1.0, service_cv=1.0, working_set_mb=256)  # mu = 10/s
@@ -18,6 +19,53 @@ def test_erlang_c_known_values():
     assert erlang_c(2, 1.0) == pytest.approx(1 / 3)  # textbook value for c=2, a=1
     assert erlang_c(4, 5.0) == 1.0
     assert mmc_mean_wait(1, 5.0, 10.0) == pytest.approx(0.5 / (10 - 5))  # M/M/1: rho / (mu - lambda)
+
+
+def test_mm1_response_percentiles_are_exponential():
+    assert mm1_response_percentile(5.0, 10.0, 50) == pytest.approx(np.log(2) / 5)   # the median of Exp(mu - lambda)
+    assert mm1_response_percentile(9.0, 10.0, 95) == pytest.approx(-np.log(0.05))
+    assert mm1_response_percentile(10.0, 10.0, 99) == float("inf")
+
+
+def test_high_load_reference_is_erlang_c_plus_the_service_time():
+    """M/M/1 at 0.9 with mu = 10/s: 1 / (mu - lambda) = 1 s; M/M/10 at 0.95: Erlang C's wait plus 100 ms."""
+    assert [s.name for s in HIGH_LOAD] == ["M/M/1, rho 0.9", "M/M/10, rho 0.95"]
+    assert erlang_c_mean_ms(HIGH_LOAD[0]) == pytest.approx(1000)
+    assert erlang_c_mean_ms(HIGH_LOAD[1]) == pytest.approx(1000 * (mmc_mean_wait(10, 95.0, 10.0) + 0.1))
+    with pytest.raises(TypeError, match="Erlang C needs a constant rate; 'step to overload, 4 replicas' has a Step"):
+        erlang_c_mean_ms(SCENARIOS[6])
+
+
+def test_fast_mode_is_slow_at_high_load_and_slower_with_shorter_sub_steps():
+    """The report's high-load table on 600 s: each sub-step's Poisson count leaves a backlog whose delay the fast
+    mode adds to Erlang C's wait, so its mean is high on every seed, and higher at 1 s than at 5 s sub-steps."""
+    rows = high_load(horizon_s=600, seeds=[0, 1])
+    assert [(run["fidelity"], run["substep_s"]) for run in rows[0]["runs"]] == list(HIGH_LOAD_RUNS)
+    for scenario, row in zip(HIGH_LOAD, rows):
+        assert row["scenario"] == scenario.name and row["erlang_c_ms"] == erlang_c_mean_ms(scenario)
+        runs = {(run["fidelity"], run["substep_s"]): run for run in row["runs"]}
+        for run in row["runs"]:
+            assert run["relative_error"] == [m / row["erlang_c_ms"] - 1 for m in run["mean_ms"]]
+        assert runs["request", 5.0]["mean_ms"] == [run_scenario(scenario, "request", 600, seed)["mean_ms"]
+                                                   for seed in (0, 1)]
+        assert min(runs["fast", 5.0]["relative_error"]) > 0 and min(runs["fast", 1.0]["relative_error"]) > 0
+        assert np.mean(runs["fast", 1.0]["relative_error"]) > np.mean(runs["fast", 5.0]["relative_error"])
+
+
+def test_fixed_sample_percentiles_against_the_exact_m_m_1_ones():
+    """The fast mode's p95 and p99 at no backlog are its model's sample's (inverted-CDF) percentiles; M/M/1's are
+    exponential. The sample puts the p95 high and the p99 low at every load of the report."""
+    rows = percentile_sample_error()
+    assert [row["load"] for row in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    last = rows[-1]
+    assert last["p95"]["exact_ms"] == pytest.approx(-1000 * np.log(0.05))   # rate mu - lambda = 1/s
+    assert last["p99"]["exact_ms"] == pytest.approx(-1000 * np.log(0.01))
+    samples = ResponseTimeModel(1.0).samples(1, 9.0, 10.0, 0.0)
+    assert last["p99"]["model_ms"] == pytest.approx(1000 * np.percentile(samples, 99, method="inverted_cdf"))
+    for row in rows:
+        for q in ("p95", "p99"):
+            assert row[q]["relative_error"] == pytest.approx(row[q]["model_ms"] / row[q]["exact_ms"] - 1)
+        assert row["p95"]["relative_error"] > 0 > row["p99"]["relative_error"]
 
 
 def mean_wait(fidelity: str, servers: int, rate: float, horizon_s: float, seed: int = 0) -> float:

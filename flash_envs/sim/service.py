@@ -38,6 +38,9 @@ import simpy
 from flash_envs.fields import check_fields, check_number, check_whole
 from flash_envs.sim.workloads import RateCurve
 
+#: Seconds per sub-step (arrivals, service, memory checks) unless a simulation is given another.
+DEFAULT_SUBSTEP_S = 5.0
+
 
 @dataclass(frozen=True)
 class AppProfile:
@@ -129,7 +132,8 @@ class ServiceSimulation:
     OOM_KILL_EXCESS = 0.10
 
     def __init__(self, app: AppProfile, curve: RateCurve, rng: np.random.Generator, replicas: int,
-                 cpu_millicores: float, memory_mb: float, substep_s: float = 5.0, timeout_s: float = 30.0) -> None:
+                 cpu_millicores: float, memory_mb: float, substep_s: float = DEFAULT_SUBSTEP_S,
+                 timeout_s: float = 30.0) -> None:
         check_number("substep_s", substep_s, 0.0, strict=True)
         check_number("timeout_s", timeout_s, 0.0, strict=True)
         self.app = app
