@@ -42,16 +42,20 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return versions
 
 
+#: What counts as the code in a checkout: a change elsewhere (``results/``, the README) leaves the numbers alone.
+CODE_PATHS = ("flash_envs", "flash_rl", "pyproject.toml")
+
+
 def code_commit(directory: Path = Path(__file__).resolve().parent.parent) -> str | None:
-    """The git commit ``directory`` (default: this package's checkout) is at, with ``+changes`` when tracked files
-    differ from it; None outside a git checkout or without git."""
+    """The git commit ``directory`` (default: this package's checkout) is at, with ``+changes`` when tracked files of
+    :data:`CODE_PATHS` differ from it; None outside a git checkout or without git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True,
                               timeout=10).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+changes" if changed else "")

@@ -37,15 +37,19 @@ def _git(directory: Path, *args: str) -> None:
 def test_the_commit_is_the_checkouts_and_says_when_tracked_files_changed(tmp_path):
     assert code_commit(tmp_path) is None   # not a git checkout
     _git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    _git(tmp_path, "add", "a.py")
+    (tmp_path / "flash_rl").mkdir()
+    (tmp_path / "flash_rl" / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("v1\n")
+    _git(tmp_path, "add", "flash_rl/a.py", "README.md")
     _git(tmp_path, "commit", "-q", "-m", "one")
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert code_commit(tmp_path) == head
     (tmp_path / "new.py").write_text("untracked\n")   # untracked files are not the code that ran
     assert code_commit(tmp_path) == head
-    (tmp_path / "a.py").write_text("x = 2\n")
+    (tmp_path / "README.md").write_text("v2\n")   # nor are results or documents
+    assert code_commit(tmp_path) == head
+    (tmp_path / "flash_rl" / "a.py").write_text("x = 2\n")
     assert code_commit(tmp_path) == head + "+changes"
 
 
