@@ -48,12 +48,16 @@ CODE_PATHS = ("flash_envs", "flash_rl", "pyproject.toml")
 
 def code_commit(directory: Path = Path(__file__).resolve().parent.parent) -> str | None:
     """The git commit ``directory`` (default: this package's checkout) is at, with ``+changes`` when tracked files of
-    :data:`CODE_PATHS` differ from it; None outside a git checkout or without git."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
+    :data:`CODE_PATHS` differ from it; None outside a git checkout, without git, or when the repository around
+    ``directory`` does not track the code (an install in a virtual environment inside another project's checkout:
+    that project's commit is not this code's)."""
+    def git(*args: str) -> str:   # --no-optional-locks: status takes no index lock that a user's git could trip on
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(directory), *args], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
 
     try:
+        if not git("ls-files", "--", *CODE_PATHS):
+            return None
         commit = git("rev-parse", "HEAD")
         changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     except (OSError, subprocess.SubprocessError):

@@ -53,6 +53,20 @@ def test_the_commit_is_the_checkouts_and_says_when_tracked_files_changed(tmp_pat
     assert code_commit(tmp_path) == head + "+changes"
 
 
+def test_an_install_inside_another_projects_checkout_has_no_commit(tmp_path):
+    """A wheel installed in a virtual environment inside another project's git checkout: git finds that project's
+    repository from site-packages, but its commit is not this code's."""
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text(".venv/\n")
+    (tmp_path / "app.py").write_text("x = 1\n")
+    _git(tmp_path, "add", ".gitignore", "app.py")
+    _git(tmp_path, "commit", "-q", "-m", "their project")
+    site = tmp_path / ".venv" / "lib" / "site-packages"
+    (site / "flash_rl").mkdir(parents=True)
+    (site / "flash_rl" / "machine.py").write_text("# installed\n")
+    assert code_commit(site) is None
+
+
 def test_a_reproduction_records_its_machine_and_its_results_md_prints_it(tmp_path):
     run = read_reproduction(_write_seed(tmp_path / "s0", 0, 2.0))
     machine = run.summary["machine"]
