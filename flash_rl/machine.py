@@ -65,6 +65,22 @@ def code_commit(directory: Path = Path(__file__).resolve().parent.parent) -> str
     return commit + ("+changes" if changed else "")
 
 
+#: The entries of :func:`describe_machine`'s record (what :func:`machine_text` reads).
+MACHINE_KEYS = ("platform", "cpu", "cores", "torch_cpu_capability", "torch_threads", "python", "packages", "commit")
+
+
+def machine_problem(machine: Any) -> str | None:
+    """What is wrong with ``machine`` as read back from a ``summary.json`` (None: a :func:`describe_machine` record,
+    or the string that runs before it recorded)."""
+    if isinstance(machine, str):
+        return None
+    if not isinstance(machine, dict) or any(key not in machine for key in MACHINE_KEYS):
+        return f"machine must be a string or an object with {', '.join(MACHINE_KEYS)}"
+    if not isinstance(machine["packages"], dict):
+        return "machine.packages must map each package to its version"
+    return None
+
+
 def describe_machine() -> dict[str, Any]:
     """The machine and software a run's numbers come from (JSON-ready)."""
     import torch

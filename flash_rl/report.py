@@ -19,7 +19,7 @@ from flash_envs.markdown import ci_brackets, fmt_ci, md_table, percent
 from flash_rl.adaptation import (References, episodes_to_adapt, episodes_to_sustained_adaptation,
                                  evaluation_points)
 from flash_rl.config import load_config
-from flash_rl.machine import describe_machine, machine_text
+from flash_rl.machine import describe_machine, machine_problem, machine_text
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
 LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
@@ -383,6 +383,8 @@ def _read_summary(path: Path) -> dict[str, Any]:
     for name, (part, keys) in {**parts, "references": (summary["references"], REFERENCE_KEYS)}.items():
         if lacking := _lacking(part, keys):
             raise fail(f"{name} lacks {', '.join(lacking)}")
+    if problem := machine_problem(summary["machine"]):
+        raise fail(problem)
     for key in ("n_test_tasks", "seeds"):
         try:
             check_whole(key, summary[key], 1)

@@ -123,3 +123,16 @@ def test_the_set_up_pins_every_package_a_run_records_within_pyprojects_ranges(pr
     for requirement in required:
         if requirement.name in pins:
             assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
+
+
+@pytest.mark.parametrize("machine", [{"cpu": "x"}, ["x"], {**describe_machine(), "packages": "torch 2"}])
+def test_a_damaged_machine_is_a_one_line_error_naming_the_file(tmp_path, machine, capsys):
+    """compare-seeds and reproduce --render printed a KeyError/TypeError traceback from machine_text."""
+    folders = [_write_seed(tmp_path / f"s{seed}", seed, 2.0) for seed in range(2)]
+    _set_machine(folders[1], machine)
+    from flash_rl.cli import main
+    assert main(["compare-seeds", *map(str, folders), "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "summary.json: machine" in err and "Traceback" not in err
+    assert main(["reproduce", "--render", str(folders[1])]) != 0
+    assert "summary.json: machine" in capsys.readouterr().err
