@@ -193,6 +193,10 @@ def markdown(result: dict[str, Any], command: str) -> str:
         lines += [f"The seeds ran on {len(machines)} machines, so the spread between them includes the machines' "
                   "(another CPU or package version can change a meta-training):", ""]
         lines += [f"- seeds {', '.join(map(str, m['seeds']))}: {machine_text(m['machine'])}" for m in machines] + [""]
+    if unrecorded := sorted(seed for m in machines if isinstance(m["machine"], str) for seed in m["seeds"]):
+        lines += [f"Seeds {', '.join(map(str, unrecorded))} ran before runs recorded their CPU and package versions "
+                  "(summary.json names only the platform and cores), so they may have run on machines that differ "
+                  "in those.", ""]
     for metric, entry in result["metrics"].items():
         rows, across = [], []
         for m, item in entry.items():

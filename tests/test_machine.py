@@ -136,3 +136,15 @@ def test_a_damaged_machine_is_a_one_line_error_naming_the_file(tmp_path, machine
     assert "summary.json: machine" in err and "Traceback" not in err
     assert main(["reproduce", "--render", str(folders[1])]) != 0
     assert "summary.json: machine" in capsys.readouterr().err
+
+
+def test_compare_seeds_says_when_seeds_recorded_too_little_to_tell_their_machines_apart(tmp_path):
+    """Runs before flash_rl.machine recorded one string ("x86_64, 2 cores, torch threads 1") on every machine: equal
+    strings are no evidence of one machine (results/autoscaling's seeds 0 to 2 and 3 to 9 ran on two)."""
+    folders = [_write_seed(tmp_path / f"s{seed}", seed, 2.0) for seed in range(3)]
+    for folder in folders[:2]:
+        _set_machine(folder, "x86_64, 2 cores, torch threads 1")
+    text = markdown(compare({f: read_reproduction(f) for f in folders}), "cmd")
+    assert "Seeds 0, 1 ran before runs recorded their CPU and package versions" in text
+    recorded = markdown(compare({f: read_reproduction(f) for f in folders[2:]}), "cmd")
+    assert "ran before runs recorded" not in recorded
