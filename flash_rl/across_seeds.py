@@ -192,7 +192,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
     if len(machines := result["machines"]) > 1:
         lines += [f"The seeds ran on {len(machines)} machines, so the spread between them includes the machines' "
                   "(another CPU or package version can change a meta-training):", ""]
-        lines += [f"- seeds {', '.join(map(str, m['seeds']))}: {machine_text(m['machine'])}" for m in machines] + [""]
+        lines += [f"- seed{'s' * (len(m['seeds']) > 1)} {', '.join(map(str, m['seeds']))}: "
+                  f"{machine_text(m['machine'])}" for m in machines] + [""]
     if unrecorded := sorted(seed for m in machines if isinstance(m["machine"], str) for seed in m["seeds"]):
         lines += [f"Seeds {', '.join(map(str, unrecorded))} ran before runs recorded their CPU and package versions "
                   "(summary.json names only the platform and cores), so they may have run on machines that differ "

@@ -2,8 +2,9 @@
 
 The same code and seeds can give other numbers on another CPU or with another release of torch, numpy or
 stable-baselines3 (a different SIMD kernel rounds differently, and a meta-trained policy amplifies it). So every
-``flash reproduce`` and ``flash config-eval`` run records :func:`describe_machine` in its ``summary.json``, and
-``results.md`` prints it (:func:`machine_text`): two folders whose numbers differ can then be told apart by machine.
+``flash reproduce`` and ``flash config-eval`` run records :func:`describe_machine` in its ``summary.json`` (and
+``flash reproduce``'s ``results.md`` prints it, :func:`machine_text`): two folders whose numbers differ can then be
+told apart by machine.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: The distributions whose versions are recorded: the numeric stack a result's numbers go through, and this one.
-PACKAGES = ("flash-cloud", "torch", "numpy", "scipy", "stable-baselines3", "gymnasium", "simpy", "higher")
+#: The distributions whose versions are recorded: the numeric stack a result's numbers go through, the plots' writers
+#: (matplotlib, pillow), and this one.
+PACKAGES = ("flash-cloud", "torch", "numpy", "scipy", "stable-baselines3", "gymnasium", "simpy", "higher",
+            "matplotlib", "pillow")
 
 
 def cpu_model() -> str:
@@ -82,7 +85,9 @@ def machine_problem(machine: Any) -> str | None:
 
 
 def describe_machine() -> dict[str, Any]:
-    """The machine and software a run's numbers come from (JSON-ready)."""
+    """The machine and software a run's numbers come from (JSON-ready). ``torch_threads`` is the project's fixed
+    setting (:mod:`flash_rl.torch_threads`: training, adaptation and the few-shot models run on one thread), not the
+    caller's."""
     import torch
 
     return {"platform": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),

@@ -280,9 +280,8 @@ class MAML:
         seeded with ``seed``; each action taken is appended to ``actions`` when it is given."""
         seed = check_seed("seed", seed)
         batch = rollout(policy or self.policy, self._get_envs(1), task, [seed], self.generator, deterministic=True)
-        if actions is not None:
-            taken = batch["actions"][0] if "mask" not in batch else batch["actions"][0][batch["mask"][0] > 0]
-            actions.extend(int(a) for a in taken)
+        if actions is not None:   # one env: the rollout stops when its episode ends, so every action was taken
+            actions.extend(int(a) for a in batch["actions"][0])
         return float(batch["rewards"].sum())
 
     #: The settings (``hparams``) :meth:`adapt` uses; the others shape or meta-train the model.

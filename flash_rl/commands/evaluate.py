@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         seeds = [cfg.adaptation.eval_seed + e for e in range(args.episodes)]
         actions: list[Any] = []
-        agent = float(np.mean([model.evaluate(None, task, s, actions=actions) for s in seeds]))   # None: the saved one
+        recorded = actions if args.actions else None
+        agent = float(np.mean([model.evaluate(None, task, s, actions=recorded) for s in seeds]))   # None: the saved one
         heur = {h: float(np.mean([run_policy(env, p, task, s) for s in seeds])) for h, p in heuristics.items()}
         rows.append({"task": task.name, "agent": agent, **heur})
         if args.actions:
