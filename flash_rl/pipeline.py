@@ -47,6 +47,7 @@ from flash_rl.cases import Case, get_case
 from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
 from flash_rl.checkpoints import check_resumable, check_resume_total, read_checkpoint
 from flash_rl.flash import Flash, TransferLearning
+from flash_rl.machine import describe_machine
 from flash_rl.maml import MAML, settings_of
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import use_one_torch_thread
@@ -552,6 +553,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     save_config(cfg, run_dir / "config.yaml")   # out_dir gets its copy with the results, never before them
     timer = PhaseTimer()
     started = time.perf_counter()
+    machine = describe_machine()   # now: the code a long run loaded, not the checkout's state when it ends
     family = case.build_family(cfg)
     tasks = test_tasks(cfg, case, family)
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
@@ -590,7 +592,8 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         phase_order = (*PHASES.values(), "references", "adapt", "probe")   # as _run_in_this_process runs them
         times = {name: timer.times[name] for name in phase_order if name in timer.times}
         summary = report.write_report(out_dir, cfg, records, refs, probe, times, quick=quick,
-                                      command=command, total_seconds=time.perf_counter() - started, jobs=jobs)
+                                      command=command, total_seconds=time.perf_counter() - started, jobs=jobs,
+                                      machine=machine)
     writer.close()
     return summary
 

@@ -297,10 +297,11 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
 
 def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
                  probe: dict[str, Any] | None, phase_seconds: dict[str, float], quick: bool, command: str,
-                 total_seconds: float, jobs: int = 1) -> dict[str, Any]:
+                 total_seconds: float, jobs: int = 1, machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, the plots, ``summary.json`` and
     ``results.md`` into the existing ``out_dir``, and return the summary (with references, probe, timings and run
-    details added to :func:`summarise`'s)."""
+    details added to :func:`summarise`'s). ``machine``: :func:`~flash_rl.machine.describe_machine` as the run began
+    (None: as it is now)."""
     out_dir = Path(out_dir)
     summary, rows = summarise(cfg, records, refs)
     used = {(r["task"], r["eval_seed"]) for r in records}
@@ -313,7 +314,7 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     summary["total_seconds"] = round(total_seconds, 1)
     summary["jobs"] = jobs
     summary["command"] = command
-    summary["machine"] = describe_machine()
+    summary["machine"] = machine if machine is not None else describe_machine()
     with open(out_dir / "curves.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return"])

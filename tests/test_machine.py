@@ -148,3 +148,23 @@ def test_compare_seeds_says_when_seeds_recorded_too_little_to_tell_their_machine
     assert "Seeds 0, 1 ran before runs recorded their CPU and package versions" in text
     recorded = markdown(compare({f: read_reproduction(f) for f in folders[2:]}), "cmd")
     assert "ran before runs recorded" not in recorded
+
+
+def test_a_reproduction_records_the_machine_as_it_began_not_as_it_ended(tmp_path, monkeypatch):
+    """A long run loads its code at the start; the checkout can move on while it runs (a commit, an edit), so the
+    commit recorded when the report was written named code the run never ran."""
+    import flash_rl.machine as machine_module
+    from flash_rl.cases import CONFIG_DIR
+    from flash_rl.config import load_config
+    from flash_rl.pipeline import reproduce
+    from tests.test_flash_reproduce import TINY
+
+    curves = tmp_path / "run" / "curves.jsonl"   # a line per finished adaptation run: none before they run
+    monkeypatch.setattr(machine_module, "code_commit",
+                        lambda: "at-end" if curves.exists() and curves.stat().st_size else "at-start")
+    tiny = [o for o in TINY if not o.startswith("env.kwargs")] + ["env.kwargs={episode_s: 40.0}",
+                                                                    "adaptation.methods=[flash, transfer]"]
+    cfg = load_config(CONFIG_DIR / "power.yaml", tiny + [f"references.cache={tmp_path / 'refs.json'}"])
+    summary = reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
+    assert summary["machine"]["commit"] == "at-start"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["machine"]["commit"] == "at-start"

@@ -263,6 +263,7 @@ def run_command(args: argparse.Namespace) -> dict:
     from flash_rl.torch_threads import use_one_torch_thread
 
     use_one_torch_thread()
+    machine = describe_machine()   # now: the code this run loaded, not the checkout's state when it ends
     splits = _splits(args)
     if args.cost == "predicted":
         splits = [Split(s.name, replace(s.train, pricing=None), replace(s.test, pricing=None)) for s in splits]
@@ -310,7 +311,7 @@ def run_command(args: argparse.Namespace) -> dict:
         "counts": {"train": first.train.counts, "test": first.test.counts},
         "unscored_test_apps": {k: apps for k, apps in unscored.items() if apps},
         "cost": "priced" if all(s.test.pricing is not None for s in splits) else "predicted",
-        "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg), "machine": describe_machine(),
+        "seeds": args.seeds, "draws": args.draws, "train_config": asdict(cfg), "machine": machine,
     }
     groups = held_out_groups(report)
     return report | (diagnosis_summaries(per_app, groups) if args.diagnose
