@@ -190,8 +190,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
              "undercovers with few seeds), and the geometric mean of the seeds' ratios with a Student-t interval "
              "over seeds. A reading of FLASH faster or slower needs every CI it rests on to clear 1.", ""]
     if len(machines := result["machines"]) > 1:
-        lines += [f"The seeds ran on {len(machines)} machines, so the spread between them includes the machines' "
-                  "(another CPU or package version can change a meta-training):", ""]
+        lines += [f"The seeds' summary.json record {len(machines)} different machines, so the spread between them may "
+                  "include the machines' (another CPU or package version can change a meta-training):", ""]
         lines += [f"- seed{'s' * (len(m['seeds']) > 1)} {', '.join(map(str, m['seeds']))}: "
                   f"{machine_text(m['machine'])}" for m in machines] + [""]
     if unrecorded := sorted(seed for m in machines if isinstance(m["machine"], str) for seed in m["seeds"]):

@@ -93,7 +93,7 @@ def test_compare_seeds_lists_the_machines_when_seeds_ran_on_more_than_one(tmp_pa
     two = compare({f: read_reproduction(f) for f in folders})
     assert [m["seeds"] for m in two["machines"]] == [[0], [1], [2]]
     text = markdown(two, "cmd")
-    assert "The seeds ran on 3 machines" in text and "- seed 0: x86_64, 2 cores, torch threads 1" in text
+    assert "The seeds' summary.json record 3 different machines" in text and "- seed 0: x86_64, 2 cores, torch threads 1" in text
     assert "- seed 2: " in text and "(AVX2)" in text
 
 
