@@ -168,3 +168,25 @@ def test_a_reproduction_records_the_machine_as_it_began_not_as_it_ended(tmp_path
     summary = reproduce(cfg, tmp_path / "out", tmp_path / "run", command="test")
     assert summary["machine"]["commit"] == "at-start"
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["machine"]["commit"] == "at-start"
+
+
+def test_config_eval_records_the_machine_as_it_began_not_as_it_ended(tmp_path, monkeypatch):
+    """As for reproduce: the commit is taken before the training starts, not when the report is written."""
+    import flash_rl.machine as machine_module
+    from flash_rl.cli import main
+    from flash_rl.fewshot import evaluate
+    from tests.test_fewshot import SMOKE
+
+    moment = {"now": "at-start"}
+    run = evaluate.run
+
+    def run_then_move_on(*args, **kwargs):
+        moment["now"] = "at-end"                       # the checkout moves on while the methods train
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(machine_module, "code_commit", lambda: moment["now"])
+    monkeypatch.setattr(evaluate, "run", run_then_move_on)
+    assert main(["config-eval", "--dataset", "simulated", "--functions", "30", "--train-functions", "12",
+                 "--val-fraction", "0.25", "--out", str(tmp_path), *SMOKE]) == 0
+    assert moment["now"] == "at-end"
+    assert json.loads((tmp_path / "summary.json").read_text())["machine"]["commit"] == "at-start"
