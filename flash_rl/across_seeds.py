@@ -108,6 +108,17 @@ def _machines(ordered: list[tuple[Path, Reproduction]]) -> list[dict[str, Any]]:
     return machines
 
 
+def _commits(ordered: list[tuple[Path, Reproduction]]) -> list[dict[str, Any]]:
+    """The code's commits the seeds ran (``+changes`` marks uncommitted edits), each with its seeds, in seed order;
+    seeds that recorded none (older runs, or code outside a git checkout) are left out."""
+    commits: dict[str, list[int]] = {}
+    for _, run in ordered:
+        machine = run.summary["machine"]
+        if isinstance(machine, dict) and machine.get("commit"):
+            commits.setdefault(machine["commit"], []).append(run.cfg.run.seed)
+    return [{"commit": commit, "seeds": seeds} for commit, seeds in commits.items()]
+
+
 def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     """The comparison that :func:`markdown` and :func:`plot` show (``runs``: folder -> its reproduction, checked by
     :func:`check_comparable`): per metric and method other than FLASH, each meta-training seed's ratio of mean
@@ -119,7 +130,7 @@ def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     result: dict[str, Any] = {"folders": {str(p): run.cfg.run.seed for p, run in ordered},
                               "budget": ordered[0][1].cfg.adaptation.budget,
                               "threshold": ordered[0][1].cfg.adaptation.threshold, "machines": _machines(ordered),
-                              "metrics": {}}
+                              "commits": _commits(ordered), "metrics": {}}
     for metric in METRICS:
         per_seed = [(run.cfg.run.seed, _episodes(run, metric)) for _, run in ordered]
         entry: dict[str, Any] = {}
@@ -198,6 +209,11 @@ def markdown(result: dict[str, Any], command: str) -> str:
         lines += [f"Seeds {', '.join(map(str, unrecorded))} ran before runs recorded their CPU and package versions "
                   "(summary.json names only the platform and cores), so they may have run on machines that differ "
                   "in those.", ""]
+    if len(commits := result["commits"]) > 1:
+        lines += [f"The seeds ran {len(commits)} commits of the code (`git diff` between them shows whether a change "
+                  "could move the results):", ""]
+        lines += [f"- seed{'s' * (len(c['seeds']) > 1)} {', '.join(map(str, c['seeds']))}: {c['commit']}"
+                  for c in commits] + [""]
     for metric, entry in result["metrics"].items():
         rows, across = [], []
         for m, item in entry.items():

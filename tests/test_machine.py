@@ -83,18 +83,24 @@ def _set_machine(folder: Path, machine: dict | str) -> None:
 
 def test_compare_seeds_lists_the_machines_when_seeds_ran_on_more_than_one(tmp_path):
     folders = [_write_seed(tmp_path / f"s{seed}", seed, 2.0) for seed in range(3)]
-    machine = describe_machine()
-    _set_machine(folders[1], {**machine, "commit": "another-commit"})   # a results-neutral commit: same machine
+    machine = {**describe_machine(), "commit": "one-commit"}
+    for folder, commit in zip(folders, ("one-commit", "another-commit", "one-commit")):
+        _set_machine(folder, {**machine, "commit": commit})            # a results-neutral commit: same machine
     one = compare({f: read_reproduction(f) for f in folders})
     assert one["machines"] == [{"machine": machine_without_commit(machine), "seeds": [0, 1, 2]}]
+    assert one["commits"] == [{"commit": "one-commit", "seeds": [0, 2]}, {"commit": "another-commit", "seeds": [1]}]
     assert "machines" not in markdown(one, "cmd")
+    assert "The seeds ran 2 commits of the code" in markdown(one, "cmd")
+    assert "- seeds 0, 2: one-commit\n- seed 1: another-commit" in markdown(one, "cmd")
     _set_machine(folders[2], {**machine, "torch_cpu_capability": "AVX2"})
     _set_machine(folders[0], "x86_64, 2 cores, torch threads 1")
     two = compare({f: read_reproduction(f) for f in folders})
     assert [m["seeds"] for m in two["machines"]] == [[0], [1], [2]]
     text = markdown(two, "cmd")
-    assert "The seeds' summary.json record 3 different machines" in text and "- seed 0: x86_64, 2 cores, torch threads 1" in text
+    assert "The seeds' summary.json record 3 different machines" in text
+    assert "- seed 0: x86_64, 2 cores, torch threads 1" in text
     assert "- seed 2: " in text and "(AVX2)" in text
+    assert [c["seeds"] for c in two["commits"]] == [[1], [2]]   # seed 0's one-line string names no commit
 
 
 @pytest.mark.parametrize("machine", [describe_machine(), "x86_64, 2 cores, torch threads 1"])
