@@ -22,15 +22,23 @@ PACKAGES = ("flash-cloud", "torch", "numpy", "scipy", "stable-baselines3", "gymn
             "matplotlib", "pillow")
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux's ``/proc/cpuinfo``), else :func:`platform.processor`, else ``"unknown"``."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model: Linux's ``model name`` in ``cpuinfo`` (x86), else its ``CPU implementer`` and ``CPU part``
+    codes (Arm, whose cpuinfo names no model: the codes name the core design, e.g. ``0x41``/``0xd0c`` for Arm's
+    Neoverse N1), else :func:`platform.processor`, else ``"unknown"``."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(cpuinfo) as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, colon, value = line.partition(":")
+                if colon:
+                    fields.setdefault(key.strip(), value.strip())   # the first processor's
     except OSError:
         pass
+    if fields.get("model name"):
+        return fields["model name"]
+    if fields.get("CPU implementer") and fields.get("CPU part"):
+        return f"CPU implementer {fields['CPU implementer']}, part {fields['CPU part']}"
     return platform.processor() or "unknown"
 
 

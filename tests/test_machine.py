@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flash_rl.across_seeds import compare, markdown
-from flash_rl.machine import (PACKAGES, code_commit, describe_machine, machine_text, machine_without_commit,
+from flash_rl.machine import (PACKAGES, code_commit, cpu_model, describe_machine, machine_text, machine_without_commit,
                               package_versions)
 from flash_rl.report import read_reproduction
 from tests.test_across_seeds import _write_seed
@@ -28,6 +28,17 @@ def test_the_machine_names_the_cpu_torchs_kernels_and_the_installed_versions():
     assert machine["cpu"] in text and f"torch {torch.__version__}" in text and machine["torch_cpu_capability"] in text
     assert json.loads(json.dumps(machine)) == machine
 
+
+def test_the_cpu_is_named_on_x86_and_on_arm_whose_cpuinfo_has_no_model_name(tmp_path, monkeypatch):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert cpu_model(x86) == "AMD EPYC 7B13"
+    arm = tmp_path / "arm"   # as a Graviton 2 (Neoverse N1) prints it
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                   "CPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n")
+    assert cpu_model(arm) == "CPU implementer 0x41, part 0xd0c"
+    monkeypatch.setattr("platform.processor", lambda: "")
+    assert cpu_model(tmp_path / "absent") == "unknown"
 
 def _git(directory: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(directory), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
