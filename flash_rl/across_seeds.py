@@ -119,6 +119,12 @@ def _commits(ordered: list[tuple[Path, Reproduction]]) -> list[dict[str, Any]]:
     return [{"commit": commit, "seeds": seeds} for commit, seeds in commits.items()]
 
 
+def _by_seeds(heading: str, groups: list[tuple[list[int], str]]) -> list[str]:
+    """Markdown lines: ``heading``, then one bullet per group naming its seeds and what they share."""
+    return [heading, ""] + [f"- seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}: {what}"
+                            for seeds, what in groups] + [""]
+
+
 def compare(runs: dict[Path, Reproduction]) -> dict[str, Any]:
     """The comparison that :func:`markdown` and :func:`plot` show (``runs``: folder -> its reproduction, checked by
     :func:`check_comparable`): per metric and method other than FLASH, each meta-training seed's ratio of mean
@@ -201,19 +207,16 @@ def markdown(result: dict[str, Any], command: str) -> str:
              "undercovers with few seeds), and the geometric mean of the seeds' ratios with a Student-t interval "
              "over seeds. A reading of FLASH faster or slower needs every CI it rests on to clear 1.", ""]
     if len(machines := result["machines"]) > 1:
-        lines += [f"The seeds' summary.json record {len(machines)} different machines, so the spread between them may "
-                  "include the machines' (another CPU or package version can change a meta-training):", ""]
-        lines += [f"- seed{'s' * (len(m['seeds']) > 1)} {', '.join(map(str, m['seeds']))}: "
-                  f"{machine_text(m['machine'])}" for m in machines] + [""]
+        lines += _by_seeds(f"The seeds' summary.json record {len(machines)} different machines, so the spread between "
+                           "them may include the machines' (another CPU or package version can change a "
+                           "meta-training):", [(m["seeds"], machine_text(m["machine"])) for m in machines])
     if unrecorded := sorted(seed for m in machines if isinstance(m["machine"], str) for seed in m["seeds"]):
         lines += [f"Seeds {', '.join(map(str, unrecorded))} ran before runs recorded their CPU and package versions "
                   "(summary.json names only the platform and cores), so they may have run on machines that differ "
                   "in those.", ""]
     if len(commits := result["commits"]) > 1:
-        lines += [f"The seeds ran {len(commits)} commits of the code (`git diff` between them shows whether a change "
-                  "could move the results):", ""]
-        lines += [f"- seed{'s' * (len(c['seeds']) > 1)} {', '.join(map(str, c['seeds']))}: {c['commit']}"
-                  for c in commits] + [""]
+        lines += _by_seeds(f"The seeds ran {len(commits)} commits of the code (`git diff` between them shows whether "
+                           "a change could move the results):", [(c["seeds"], c["commit"]) for c in commits])
     for metric, entry in result["metrics"].items():
         rows, across = [], []
         for m, item in entry.items():
