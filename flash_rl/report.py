@@ -63,7 +63,8 @@ def summarise(cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int
         }
     sensitivity = threshold_sensitivity(records, refs, [a.threshold, *a.extra_thresholds], a.budget)
     return {"methods": per_method, "speedup": speedup_summary(rows), "threshold_sensitivity": sensitivity,
-            "sustained": sustained_adaptation(records, refs, a.threshold, a.budget)}, rows
+            "sustained": sustained_adaptation(records, refs, a.threshold, a.budget),
+            "unchanged_returns": unchanged_returns(records)}, rows
 
 
 def threshold_sensitivity(records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
@@ -87,6 +88,19 @@ def sustained_adaptation(records: list[dict[str, Any]], refs: dict[tuple[str, in
         {m: {(r["task"], r["seed"]): episodes_to_sustained_adaptation(
             r["curve"], refs[(r["task"], r["eval_seed"])].threshold(fraction), budget)
              for r in records if r["method"] == m} for m in methods})
+
+
+def unchanged_returns(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per method, how many of its runs (``records``' ``curve`` of (episodes, return)) evaluate to their zero-shot
+    return at every evaluation, compared at ``curves.csv``'s 4 decimals (so that a run and its re-render agree):
+    fine-tuning did not change what the deterministic policy does on that task, or not where it matters."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        returns = {round(ret, 4) for _, ret in r["curve"]}
+        entry = counts.setdefault(r["method"], {"unchanged": 0, "runs": 0})
+        entry["unchanged"] += int(len(returns) == 1)
+        entry["runs"] += 1
+    return counts
 
 
 def sensitivity_entry(runs: dict[str, dict[tuple[str, Any], tuple[int, bool]]]) -> dict[str, Any]:
@@ -275,6 +289,14 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
                   "that reaches the threshold once and falls back counts from when it stays (a sensitivity check, "
                   "added after the results were known; the tables above count the first evaluation).", "",
                   *_sensitivity_table(m, {percent(a.threshold): summary["sustained"]})]
+    if "unchanged_returns" in summary:
+        lines += ["", "## Runs whose return never changes", "",
+                  "Runs whose deterministic policy evaluates to its zero-shot return at every evaluation up to the "
+                  "budget (to curves.csv's 4 decimals): fine-tuning did not change what the policy does on that task, "
+                  "or not where it matters.", "",
+                  *md_table(("method", "runs with an unchanged return"),
+                            [(LABELS.get(k, k), f"{v['unchanged']}/{v['runs']}")
+                             for k, v in summary["unchanged_returns"].items()])]
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
@@ -513,8 +535,8 @@ def read_reproduction(out_dir: Path) -> Reproduction:
 
 
 def render(out_dir: Path) -> None:
-    """Rewrite the plots, the speedup, threshold-sensitivity and sustained-success sections (the last recomputed
-    whole, so that a summary written before it gets it) of ``summary.json`` and ``results.md`` of a
+    """Rewrite the plots, the speedup, threshold-sensitivity, sustained-success and unchanged-return sections (the last
+    two recomputed whole, so that a summary written before them gets them) of ``summary.json`` and ``results.md`` of a
     finished reproduction folder (:func:`read_reproduction`, whose checks apply) after a change of the plots or of the
     speedup statistics; nothing is trained or run, and the other numbers are kept."""
     out_dir = Path(out_dir)
@@ -526,9 +548,10 @@ def render(out_dir: Path) -> None:
               for m in summary["methods"]}
     summary["speedup"] = speedup_summary(run.rows)
     summary["threshold_sensitivity"] = run.threshold_sensitivity
-    items = [(key, value) for key, value in summary.items() if key != "sustained"]   # (a summary written before it
-    at = [key for key, _ in items].index("threshold_sensitivity") + 1                 # has none) where a run puts it
-    items.insert(at, ("sustained", run.sustained))
+    recomputed = {"sustained": run.sustained, "unchanged_returns": unchanged_returns(list(records.values()))}
+    items = [(key, value) for key, value in summary.items() if key not in recomputed]   # (a summary written before
+    at = [key for key, _ in items].index("threshold_sensitivity") + 1                    # them has none) where a run
+    items[at:at] = recomputed.items()                                                    # puts them
     summary = dict(items)
     plot(out_dir, cfg, curves, run.rows, summary)
     (out_dir / "summary.json").write_text(json_text(summary))

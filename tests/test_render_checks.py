@@ -144,6 +144,32 @@ def test_sustained_success_is_reported_and_rendered_where_a_run_puts_it(tmp_path
                                                                      "transfer": {"mean": 5.0, "censored": 0}}
 
 
+def test_runs_whose_return_never_changes_are_counted_and_rendered_where_a_run_puts_them(tmp_path):
+    """A run whose every evaluation returns its zero-shot return (to curves.csv's 4 decimals) counts as unchanged."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=1"], runnable=False)
+    budget = cfg.adaptation.budget
+    refs = {("t", 10000): References("t", 10000, -9.0, -1.0, "heuristic HPA", {"HPA": -1.0})}
+    flat = [(e, -5.0 + 1e-6 * (e % 2)) for e in range(budget + 1)]          # moves below curves.csv's 4 decimals
+    rising = [(e, -5.0 + 0.01 * e) for e in range(budget + 1)]
+    records = [{"method": m, "task": "t", "seed": 0, "eval_seed": 10000, "curve": curve}
+               for m, curve in (("flash", flat), ("transfer", rising))]
+    folder = tmp_path
+    write_report(folder, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, folder / "config.yaml")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["unchanged_returns"] == {"flash": {"unchanged": 1, "runs": 1},
+                                            "transfer": {"unchanged": 0, "runs": 1}}
+    keys = list(summary)
+    assert keys[keys.index("sustained") + 1] == "unchanged_returns"
+    text = (folder / "results.md").read_text()
+    assert "## Runs whose return never changes" in text
+    assert "| FLASH | 1/1 |" in text and "| transfer learning | 0/1 |" in text
+    del summary["unchanged_returns"]   # a summary written before it: render adds it, in its place
+    (folder / "summary.json").write_text(json.dumps(summary))
+    render(folder)
+    again = json.loads((folder / "summary.json").read_text())
+    assert list(again) == keys and (folder / "results.md").read_text() == text
+
 def test_a_task_whose_expert_ties_random_still_gets_its_report(tmp_path):
     """Its normalised returns are NaN (compute_references warns of it); the curve plot bootstrapped them and, once the
     CIs refused values that are not finite, crashed after all the training."""
