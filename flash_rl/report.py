@@ -90,13 +90,19 @@ def sustained_adaptation(records: list[dict[str, Any]], refs: dict[tuple[str, in
              for r in records if r["method"] == m} for m in methods})
 
 
+def csv_number(value: float) -> str:
+    """A return as ``curves.csv`` and ``references.csv`` write it: 4 decimals."""
+    return f"{value:.4f}"
+
+
 def unchanged_returns(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per method, how many of its runs (``records``' ``curve`` of (episodes, return)) evaluate to their zero-shot
-    return at every evaluation, compared at ``curves.csv``'s 4 decimals (so that a run and its re-render agree):
-    fine-tuning did not change what the deterministic policy does on that task, or not where it matters."""
+    return at every evaluation, compared as ``curves.csv`` writes them (:func:`csv_number`, so that a run and its
+    re-render agree): fine-tuning did not change what the deterministic policy does on that task, or not where it
+    matters."""
     counts: dict[str, dict[str, int]] = {}
     for r in records:
-        returns = {round(ret, 4) for _, ret in r["curve"]}
+        returns = {float(csv_number(ret)) for _, ret in r["curve"]}   # float: "-0.0000" and "0.0000" are one
         entry = counts.setdefault(r["method"], {"unchanged": 0, "runs": 0})
         entry["unchanged"] += int(len(returns) == 1)
         entry["runs"] += 1
@@ -343,8 +349,8 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
         for rec in records:
             ref = refs[(rec["task"], rec["eval_seed"])]
             for e, v in rec["curve"]:
-                w.writerow([rec["method"], rec["task"], rec["seed"], rec["eval_seed"], e, f"{v:.4f}",
-                            f"{normalised(v, ref):.4f}"])
+                w.writerow([rec["method"], rec["task"], rec["seed"], rec["eval_seed"], e, csv_number(v),
+                            csv_number(normalised(v, ref))])
     with open(out_dir / "episodes_to_adapt.csv", "w", newline="") as f:
         table = csv.DictWriter(f, fieldnames=list(rows[0]))
         table.writeheader()
@@ -355,8 +361,8 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
         w.writerow(["task", "eval_seed", "random", "expert", "expert_source", *heur])
         for (task, seed), r in sorted(refs.items()):
             if (task, seed) in used:
-                w.writerow([task, seed, f"{r.random:.4f}", f"{r.expert:.4f}", r.expert_source,
-                            *(f"{r.heuristics[h]:.4f}" for h in heur)])
+                w.writerow([task, seed, csv_number(r.random), csv_number(r.expert), r.expert_source,
+                            *(csv_number(r.heuristics[h]) for h in heur)])
     plot(out_dir, cfg, _normalised_curves(records, refs), rows, summary)
     (out_dir / "summary.json").write_text(json_text(summary))
     (out_dir / "results.md").write_text(markdown(cfg, summary))
