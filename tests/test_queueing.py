@@ -195,6 +195,39 @@ def test_a_crash_loop_does_not_hang_on_where_in_a_sub_step_restarts_come_up(fide
     assert ready[20.0] == pytest.approx(ready[20.5], rel=0.1) and ready[20.5] == pytest.approx(ready[21.0], rel=0.1)
 
 
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_requests_left_waiting_when_capacity_falls_give_up_after_the_timeout(fidelity):
+    """The queue admits ``timeout_s`` of work at the capacity of the moment; when every replica is then retired, what
+    waits gives up within ``timeout_s`` and counts as dropped, so that nothing is left in the system: arrivals equal
+    completed plus dropped requests. The per-request mode kept those requests queued however long they waited, and
+    served them when a replica came back."""
+    curve = ConstantWorkload(rate=30).realise(np.random.default_rng(0), 60)   # 3x one replica's 10 req/s
+    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024, timeout_s=2.0)
+    before = [sim.run(30)]          # a queue of about 2 s of work (20 requests) builds up
+    assert before[0].completed > 0 and before[0].dropped > 0
+    sim.configure(0, 1000, 1024)    # no replica: new arrivals are rejected, the queue has nowhere to go
+    after = [sim.run(5), sim.run(5)]
+    assert after[1].completed == 0 and after[1].dropped == after[1].arrivals   # empty after 2 s: only new ones drop
+    runs = before + after
+    assert sum(m.arrivals for m in runs) == sum(m.completed + m.dropped for m in runs)
+    assert after[0].dropped > after[0].arrivals + 10   # the queue gave up, at the timeout (the retired replica
+    assert after[0].mean_ms == pytest.approx(2000, rel=1e-3)   # finishes the request it was serving)
+
+
+def test_a_killed_replicas_request_fails_when_it_is_killed():
+    """An OOM kill ends the request in service on the killed replica at once, and the replica's service with it; the
+    per-request mode let the dead replica serve it to the end (30 s here) before counting it as failed."""
+    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=2000,
+                     startup_delay_s=20)   # idle, it needs 1200 MiB of its 1024: killed at the first check (5 s)
+    curve = ConstantWorkload(rate=2).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("request", app, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024, timeout_s=600.0)   # a long queue: no arrival is rejected
+    first = sim.run(5)
+    assert first.oom_kills == 1 and first.arrivals > 1
+    assert first.dropped == 1 and first.completed == 0   # the one in service; the others still wait
+
+
 def test_fast_fidelity_counts_fractional_service_once_per_interval():
     """Overloaded, 1 replica serves 3.2 requests per 5 s sub-step: 19.2 per 30 s interval, which rounds to 19, not
     6 x round(3.2) = 18."""

@@ -2,11 +2,14 @@
 
 Arrivals form a non-homogeneous Poisson process drawn by time rescaling of the workload's rate curve. Each ready
 replica is a token in a FIFO :class:`simpy.Store`; a request takes a token, holds it for a Gamma-distributed service
-time and returns it. Response times are recorded one by one, so percentiles are exact.
+time and returns it. A request that has not got a replica ``timeout_s`` after it arrived gives up (capacity fell after
+the queue admitted it), and an OOM kill fails the request in service on the killed replica at that moment; both count
+as dropped. Response times are recorded one by one, so percentiles are exact.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import cast
 
 import numpy as np
@@ -16,12 +19,14 @@ from flash_envs.sim.service import ServiceSimulation
 
 
 class _Replica:
-    """A ready replica; ``state`` becomes ``"retired"`` on scale-in and ``"killed"`` on an OOM kill."""
+    """A ready replica; ``state`` becomes ``"retired"`` on scale-in and ``"killed"`` on an OOM kill. ``serving`` is
+    the request process it serves, if any."""
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "serving")
 
     def __init__(self) -> None:
         self.state = "ready"
+        self.serving: simpy.Process | None = None
 
 
 class RequestLevelSimulation(ServiceSimulation):
@@ -57,6 +62,8 @@ class RequestLevelSimulation(ServiceSimulation):
         replica.state = "killed" if killed else "retired"
         if replica in idle:
             idle.remove(replica)
+        elif killed and replica.serving is not None:   # its request fails now; a retired one finishes its request
+            replica.serving.interrupt()
 
     def close(self) -> None:
         if self._idle is not None:  # requests waiting for a replica and the store reference each other
@@ -82,17 +89,34 @@ class RequestLevelSimulation(ServiceSimulation):
 
     def _request(self, service_s: float):
         arrived = self.env.now
-        replica = yield self._store().get()
-        self._change_busy(+1)
-        yield self.env.timeout(service_s)
-        self._change_busy(-1)
-        if replica.state == "killed":
+        get = self._store().get()
+        if not get.triggered:   # every replica is busy: wait, but no longer than the client does
+            self.env.timeout(self.timeout_s).callbacks.append(partial(self._give_up, get))
+        replica = yield get
+        if replica is None or replica.state == "killed":   # gave up, or the replica died as the request took it
             self._reject()
             return
+        replica.serving = self.env.active_process
+        self._change_busy(+1)
+        try:
+            yield self.env.timeout(service_s)
+        except simpy.Interrupt:   # the OOM killer took the replica
+            self._change_busy(-1)
+            self._reject()
+            return
+        self._change_busy(-1)
+        replica.serving = None
         self._completed += 1
         self._latencies.append(min(self.env.now - arrived, self.timeout_s))
         if replica.state == "ready":
             self._store().put(replica)
+
+    @staticmethod
+    def _give_up(get: simpy.resources.store.StoreGet, _timeout: simpy.Event) -> None:
+        """The client's timeout: a request still waiting for a replica leaves the queue with no replica."""
+        if not get.triggered:
+            get.cancel()
+            get.succeed(None)
 
     def _reject(self) -> None:
         self._dropped += 1

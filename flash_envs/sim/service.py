@@ -7,6 +7,8 @@ Model
   are Gamma distributed with coefficient of variation ``service_cv`` (1 = exponential).
 * **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
+  When capacity falls, what the queue holds beyond that limit is dropped the same way (a request still waiting
+  ``timeout_s`` after it arrived gives up; the fast fidelity drops the backlog beyond the limit at each sub-step).
 * **Memory.** A replica uses ``working_set_mb * (idle_memory_fraction + (1 - idle_memory_fraction) * load)``, where
   ``load = min(1, arrival rate / (ready replicas * service rate))`` is the offered load per replica over a sub-step
   (the ready replicas averaged over the part of it in which some were), checked at its end. When that exceeds the
