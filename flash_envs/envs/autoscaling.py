@@ -87,8 +87,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     The arrival rate is the workload's mean rate over the interval; the processing rate is the requests per second
     the ready replicas (time-averaged over the interval) complete at the CPU limit. With
     ``slo_in_observation=False`` the SLO is hidden like the rest of the task: index 6 becomes the p95 latency in
-    seconds (saturating at 10) and index 7 the requests rejected per request arrived (in the fast fidelity the backlog
-    dropped at a scale-in counts too, so it could exceed 1; clipped to 1); the agent has to infer the SLO from rewards.
+    seconds (saturating at 10) and index 7 the requests rejected per request arrived (the queued requests dropped when
+    capacity falls count too, so it could exceed 1; clipped to 1); the agent has to infer the SLO from rewards.
 
     ## Rewards
     ``alpha * utilisation + (1 - alpha) * SLO preservation - penalties``, where utilisation is the mean of CPU and

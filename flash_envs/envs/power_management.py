@@ -78,7 +78,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``task`` fixes the
     starting task (default: the family's first train task). ``timeout_s`` caps a request's latency: a server's queue
     holds at most ``timeout_s`` seconds of work for its current capacity, a request beyond that is rejected and counts
-    with latency ``timeout_s``, and no latency counts more (the service model's rule, :mod:`flash_envs.sim.service`,
+    with latency ``timeout_s`` (when a lower P-state cuts the capacity, so does the queued work beyond it: at the
+    sub-step's end in the fast fidelity, each request once it has waited ``timeout_s`` in the per-request one), and no
+    latency counts more (the service model's rule, :mod:`flash_envs.sim.service`,
     whose default is 30 s). ``render_mode="ansi"`` makes :meth:`render` return the last interval (or the starting
     state), a line per server: its P-state as a share of f_max, utilisation, mean power, p95 latency against the SLO,
     and arrival rate.
