@@ -34,7 +34,7 @@ from flash_envs.sim.queueing import ResponseTimeModel, mm1_response_percentile, 
 from flash_envs.sim.service import DEFAULT_SUBSTEP_S
 from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, MMPPWorkload, StepWorkload, Workload
 
-#: Seeds the report runs by default: five give the spread of an error over seeds in about 90 s.
+#: Seeds the report runs by default: five give the spread of an error over seeds in about 2 min (2026-12-01).
 DEFAULT_SEEDS = 5
 
 METRICS = ("mean_ms", "p95_ms", "p99_ms", "throughput", "cpu_utilisation", "memory_utilisation", "ready_replicas")
