@@ -40,7 +40,7 @@ class RequestLevelSimulation(ServiceSimulation):
         self._busy_since = 0.0    # when _busy_servers last changed (or the area was last taken)
         self._idle: simpy.Store | None = None
         self._waiting: deque[tuple[float, simpy.Event]] = deque()   # (arrival, request for a replica), FIFO
-        self._give_up_timer: simpy.Event | None = None
+        self._give_up_armed = False   # a timer waits for the longest-waiting request's timeout
         super().__init__(*args, **kwargs)
         self.env.process(self._arrival_process())
 
@@ -103,11 +103,12 @@ class RequestLevelSimulation(ServiceSimulation):
         self._change_busy(+1)
         try:
             yield self.env.timeout(service_s)
-        except simpy.Interrupt:   # the OOM killer took the replica
-            self._change_busy(-1)
+        except simpy.Interrupt:   # the OOM killer took the replica (its state is now "killed")
+            pass
+        self._change_busy(-1)
+        if replica.state == "killed":
             self._reject()
             return
-        self._change_busy(-1)
         replica.serving = None
         self._completed += 1
         self._latencies.append(min(self.env.now - arrived, self.timeout_s))
@@ -127,14 +128,14 @@ class RequestLevelSimulation(ServiceSimulation):
     def _arm_give_up(self) -> None:
         """Wake when the longest-waiting request has waited ``timeout_s``: one timer for the whole FIFO queue, not
         one per waiting request (which made every per-request run a quarter to a half slower)."""
-        if self._give_up_timer is None and self._waiting:
-            self._give_up_timer = self.env.timeout(self._waiting[0][0] + self.timeout_s - self.env.now)
-            self._give_up_timer.callbacks.append(self._give_up)
+        if not self._give_up_armed and self._waiting:
+            self._give_up_armed = True
+            self.env.timeout(self._waiting[0][0] + self.timeout_s - self.env.now).callbacks.append(self._give_up)
 
     def _give_up(self, _timer: simpy.Event) -> None:
         """The client's timeout: the requests that have waited ``timeout_s`` leave the queue with no replica (those
         served since they started waiting are only forgotten); then wait for the next one."""
-        self._give_up_timer = None
+        self._give_up_armed = False
         waiting = self._waiting
         while waiting and (waiting[0][1].triggered or waiting[0][0] + self.timeout_s <= self.env.now):
             _, get = waiting.popleft()
