@@ -488,12 +488,13 @@ def test_apps_of_a_few_functions_held_out_one_by_one_also_get_cis_resampling_the
     assert related_groups({**chunk, "hold_out": "function"}) is None   # held out whole: its CIs resample them
     assert related_groups({**chunk, "dataset": "simulated"}) is None
     ibm = {"dataset": "ibm", "hold_out": "workload", "train": "ibm:multi-cloud-configuration.csv",
-           "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans", "b-svm"]}]}
+           "test": "ibm:multi-cloud-configuration.csv", "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans", "b-svm"]}]}
     assert related_groups(ibm) == ("algorithm", {"b-kmeans": "kmeans", "s-kmeans": "kmeans", "b-svm": "svm"})
     own = [{"name": "all", "test_apps": ["my-app", "other"]}]          # own names without the dataset's pattern
     assert related_groups({**ibm, "splits": own}) is None
     assert related_groups({**ibm, "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans"]}]}) is None
     assert related_groups({**ibm, "train": "ibm:mine.csv"}) is None   # own names ("web-1", "db-1") are not guessed at
+    assert related_groups({**ibm, "test": "ibm:mine.csv"}) is None    # nor those of an own --test file
 
 
 def test_differences_resampled_by_function_count_the_functions_that_favour_flash(tmp_path, capsys):

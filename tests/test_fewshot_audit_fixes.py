@@ -283,8 +283,56 @@ def test_a_message_on_an_option_the_user_did_not_give_says_it_is_the_default(tmp
     """Each workload has 4 measured configurations, so K = 5 (of the default shots 1 2 5) cannot be scored."""
     four = _ibm_csv(tmp_path / "four.csv", ["a-x", "b-x", "c-x", "d-x"])
     assert _usage_error(["--train", four, "--folds", "2"], capsys, smoke=False).endswith(
-        "--shots 5 (the default): K shots and one target need K + 1 measured configurations, and some split has no "
-        "app with more than 4; give --shots below 4")
+        "--shots 5 (the default): K shots and one target need K + 1 measured configurations, and the training apps "
+        "of split 'fold 1/2' have at most 4 measured configurations; give --shots below 4")
     assert _usage_error(["--train", four, "--folds", "2", "--shots", "1", "4"], capsys, smoke=False).endswith(
-        "--shots 4: K shots and one target need K + 1 measured configurations, and some split has no app with more "
-        "than 4; give --shots below 4")
+        "--shots 4: K shots and one target need K + 1 measured configurations, and the training apps of split "
+        "'fold 1/2' have at most 4 measured configurations; give --shots below 4")
+
+
+# 10. a fold whose held-out apps are too sparse for K
+
+def test_a_fold_with_no_scorable_held_out_app_is_skipped_not_the_whole_run(tmp_path, capsys, monkeypatch):
+    """Leave-one-out over a file where one workload measured a single configuration: its fold has nothing to score
+    at K = 1, so it is skipped (untrained) with the warning naming the app; the other folds are scored. (The run
+    used to be refused, telling the user to give --shots below 1.)"""
+    from flash_rl.fewshot import evaluate
+    path = tmp_path / "sparse.csv"
+    _ibm_csv(path, ["a-x", "b-x", "c-x", "d-x", "e-x"])
+    path.write_text(path.read_text() + "0,A,0,0,,,,,,2,z-x,0.01,10.0,ok\n")
+    trained_for = []
+    real = evaluate.evaluate_split
+    monkeypatch.setattr(evaluate, "evaluate_split",
+                        lambda split, *args, **kw: trained_for.append(split.name) or real(split, *args, **kw))
+    assert main(["config-eval", "--train", str(path), "--folds", "6", "--shots", "1", "--json", *SMOKE]) == 0
+    out = capsys.readouterr()
+    assert "K = 1: 1 held-out app(s) have fewer than K + 1 measured configurations and are not scored: ['z-x']" in (
+        out.err)
+    assert len(trained_for) == 5 and all("z-x" not in name for name in trained_for)
+    assert json.loads(out.out)["1"]["FLASH"]["runtime MAPE (%)"]["n"] == 5
+
+
+def test_a_k_that_cannot_be_trained_or_scored_says_which_side_lacks_measurements(tmp_path, capsys, no_training):
+    singles = _ibm_csv(tmp_path / "singles.csv", ["a-x", "b-x", "c-x"], runtimes=(10.0,))
+    assert _usage_error(["--train", singles, "--folds", "3", "--shots", "1"], capsys).endswith(
+        "--shots 1: K shots and one target need K + 1 measured configurations, and the training apps of split "
+        "'fold 1/3' have at most 1 measured configuration; no number of shots can be evaluated on these data")
+    train = _ibm_csv(tmp_path / "train.csv", ["a-x", "b-x", "c-x"])
+    test = _ibm_csv(tmp_path / "test.csv", ["d-x", "e-x"], runtimes=(10.0, 20.0))
+    assert _usage_error(["--train", train, "--test", test, "--shots", "1", "2", *SMOKE], capsys, smoke=False).endswith(
+        "--shots 2: K shots and one target need K + 1 measured configurations, and no held-out app has more than 2 "
+        "measured configurations; give --shots below 2")
+
+
+def test_run_refuses_a_k_no_split_can_score_before_training(monkeypatch):
+    from dataclasses import replace
+
+    from flash_rl.fewshot import evaluate
+    monkeypatch.setattr(evaluate, "evaluate_split", lambda *a, **kw: pytest.fail("trained before refusing"))
+    data = simulated_measurements(12)
+    test = data.select_apps(data.apps[8:])
+    two_measured = np.arange(len(test.configs)) < 2                      # every held-out app: 2 configurations
+    test = replace(test, runtime_s=np.where(two_measured, test.runtime_s, np.nan),
+                   cost_usd=np.where(two_measured, test.cost_usd, np.nan))
+    with pytest.raises(ValueError, match="K = 2: no held-out app of the 1 split"):
+        evaluate.run([Split("s", data.select_apps(data.apps[:8]), test)], (1, 2), (0,), TrainConfig(steps=5), 1)

@@ -73,3 +73,20 @@ def test_a_configuration_no_training_app_measured_stands_in_as_the_nearest_measu
     train = _measurements(y, measured, list(range(30)), list(range(12)))
     test = _measurements(y, np.ones_like(measured), list(range(30, 40)), [11, 4, 5, 3])
     assert [train.configs[j] for j in stand_in_configs(train, test)] == ["c11", "c5", "c5", "c2"]
+
+
+def test_a_training_app_that_measured_nothing_is_left_out_of_the_fit():
+    """An app with no measured cell (possible in a hand-built ConfigMeasurements) says nothing about the others: the
+    predictor fits on the rest, as if it were absent, instead of refusing the whole training set."""
+    y, measured = _low_rank_table()
+    measured[30:] = True
+    test = _measurements(y, measured, list(range(30, 40)), list(range(12)))
+    ep, _, _ = EpisodeSampler(test, 2).evaluation(0, 3, np.random.default_rng(0))
+    without = matrix_completion_predictor(_measurements(y, measured, list(range(30)), list(range(12))), test)(ep)
+    measured[7] = False
+    with_empty = matrix_completion_predictor(_measurements(y, measured, list(range(30)), list(range(12))), test)(ep)
+    # the same fit as on the 29 apps that measured something
+    kept = [a for a in range(30) if a != 7]
+    on_29 = matrix_completion_predictor(_measurements(y, measured, kept, list(range(12))), test)(ep)
+    np.testing.assert_array_equal(with_empty.numpy(), on_29.numpy())
+    assert (with_empty - without).abs().max() < 0.3

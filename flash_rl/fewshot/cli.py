@@ -273,10 +273,7 @@ def run_command(args: argparse.Namespace) -> dict:
               f"prediction is scored", file=sys.stderr)
     _check_training_apps(splits)
     _warn_unseen_configs(splits)
-    most = min(int(side.measured.sum(axis=1).max()) for s in splits for side in (s.train, s.test))
-    if max(args.shots) >= most:
-        raise UsageError(f"{_as_given(args, 'shots', max(args.shots))}: K shots and one target need K + 1 measured "
-                         f"configurations, and some split has no app with more than {most}; give --shots below {most}")
+    _check_shots(args, splits)
     ks = sorted(set(args.shots))
     try:
         for k, split in ((k, s) for k in ks for s in splits):
@@ -287,7 +284,8 @@ def run_command(args: argparse.Namespace) -> dict:
         if untrained := sorted({a for s in splits for a in EpisodeSampler(s.train, k).skipped_apps}):
             print(f"flash config-eval: warning: K = {k}: {len(untrained)} training app(s) have fewer than K + 1 "
                   f"measured configurations; the neural methods do not train on them: {untrained}", file=sys.stderr)
-    unscored = {k: [a for s in splits for a in EpisodeSampler(s.test, k).skipped_apps] for k in ks}
+    unscored = {k: [a for s in splits for a, n in zip(s.test.apps, s.test.measured.sum(axis=1)) if n < k + 1]
+                for k in ks}
     n_test = sum(len(s.test.apps) for s in splits)
     for k, apps in unscored.items():
         if apps:
@@ -327,6 +325,26 @@ def _check_training_apps(splits: list[Split]) -> None:
             where = "" if len(splits) == 1 else f" (split '{split.name}')"
             raise UsageError(f"{len(split.train.apps)} training workload(s) in {split.train.source}{where}: "
                              f"{list(split.train.apps)}; every method needs at least {MIN_TRAIN_APPS} to train on")
+
+
+def _check_shots(args: argparse.Namespace, splits: list[Split]) -> None:
+    """Refuse, before any training, a K that some split cannot train on or that no held-out app can be scored at: K
+    shots and one target need K + 1 measured configurations. A split whose held-out apps are all too sparse for a K
+    is only skipped at that K (the warning of unscored apps names them)."""
+    k = max(args.shots)
+    most_train, where = min((int(s.train.measured.sum(axis=1).max()), s.name) for s in splits)
+    most_test = max(int(s.test.measured.sum(axis=1).max()) for s in splits)
+    if k < min(most_train, most_test):
+        return
+    if most_train <= k:
+        problem = (f"the training apps{'' if len(splits) == 1 else f' of split {where!r}'} have at most {most_train} "
+                   f"measured configuration{'s' * (most_train != 1)}")
+    else:
+        problem = f"no held-out app has more than {most_test} measured configuration{'s' * (most_test != 1)}"
+    most = min(most_train, most_test)
+    remedy = f"give --shots below {most}" if most > 1 else "no number of shots can be evaluated on these data"
+    raise UsageError(f"{_as_given(args, 'shots', k)}: K shots and one target need K + 1 measured configurations, "
+                     f"and {problem}; {remedy}")
 
 
 def _warn_unseen_configs(splits: list[Split]) -> None:
@@ -378,7 +396,7 @@ def related_groups(report: dict) -> tuple[str, dict[str, str]] | None:
     kinds = [kind for kind, (dataset, *_) in HOLD_OUT_GROUPS.items() if dataset == report["dataset"]]
     if report["hold_out"] != "workload" or not kinds:
         return None
-    if kinds[0] == "algorithm" and report["train"] != f"ibm:{DEFAULT_FILES['ibm'][1]}":
+    if kinds[0] == "algorithm" and not report["train"] == report["test"] == f"ibm:{DEFAULT_FILES['ibm'][1]}":
         return None   # the shared file names workloads dataset-algorithm; another file's names are not guessed at
     group_of = HOLD_OUT_GROUPS[kinds[0]][1]
     try:

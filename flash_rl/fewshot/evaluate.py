@@ -147,6 +147,12 @@ def evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int
     return results
 
 
+def _scorable(split: Split, k: int) -> bool:
+    """Whether some held-out app of ``split`` has the ``k + 1`` measured configurations an episode needs (a split
+    without one gives nothing to score at ``k``, so :func:`run` does not train for it)."""
+    return bool((split.test.measured.sum(axis=1) >= k + 1).any())
+
+
 def _single_threaded_evaluate_split(split: Split, k: int, seed: int, cfg: TrainConfig, draws: int,
                                     scorer: Scorer, nan_aware: bool) -> dict[str, dict[str, np.ndarray]]:
     """:func:`evaluate_split` with one torch thread, as ``flash config-eval`` runs it (a worker process's job)."""
@@ -163,12 +169,17 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
 
     Every (K, seed, split) is an independent evaluation seeded by its seed alone; with ``jobs > 1`` they run in that
     many worker processes (one torch thread each) and are combined in the same order as a serial run, so the result
-    does not depend on ``jobs``.
+    does not depend on ``jobs``. A split none of whose held-out apps has ``K + 1`` measured configurations is skipped
+    at that K (nothing to score, so nothing is trained); a K that no split can score is refused, before any training.
     """
     draws, jobs = check_whole("draws", draws, 1), check_whole("jobs", jobs, 1)
-    runs = [(k, seed, s) for k in shots for seed in seeds for s in splits]
-    if not runs:
+    if not shots or not seeds or not splits:
         raise ValueError(f"nothing to evaluate: {len(splits)} split(s), shots {tuple(shots)}, seeds {tuple(seeds)}")
+    for k in shots:
+        if not any(_scorable(s, k) for s in splits):
+            raise ValueError(f"K = {k}: no held-out app of the {len(splits)} split(s) has the {k + 1} measured "
+                             f"configurations that {k} shots and one target need")
+    runs = [(k, seed, s) for k in shots for seed in seeds for s in splits if _scorable(s, k)]
     jobs = min(jobs, len(runs))
     with tqdm_bar(len(runs), "config-eval runs", progress) as bar:   # closed before Ctrl-C's message too
         if jobs > 1:

@@ -102,11 +102,12 @@ def stand_in_configs(train: ConfigMeasurements, test: ConfigMeasurements) -> np.
 
 def matrix_completion_predictor(train: ConfigMeasurements, test: ConfigMeasurements,
                                 rank: int = 2) -> Callable[[Episodes], torch.Tensor]:
-    """Fit log runtime and log cost on ``train``'s applications; return a predictor for episodes of ``test``."""
-    measured = train.measured
-    seen = np.flatnonzero(measured.any(axis=0))
-    y = np.stack([np.log(train.runtime_s), np.log(train.cost_usd)])[:, :, seen]
-    models = [LowRankCompletion.fit(y[o], measured[:, seen], rank) for o in range(2)]
+    """Fit log runtime and log cost on ``train``'s applications that measured some configuration (an app with none
+    says nothing about the others; the neural methods skip it too); return a predictor for episodes of ``test``."""
+    apps, seen = np.flatnonzero(train.measured.any(axis=1)), np.flatnonzero(train.measured.any(axis=0))
+    measured = train.measured[np.ix_(apps, seen)]
+    y = np.stack([np.log(train.runtime_s), np.log(train.cost_usd)])[:, apps][:, :, seen]
+    models = [LowRankCompletion.fit(y[o], measured, rank) for o in range(2)]
     to_train = np.searchsorted(seen, stand_in_configs(train, test))   # a column of the fitted models
 
     def predict(ep: Episodes) -> torch.Tensor:
