@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,7 +82,8 @@ def fraction(text: str) -> float:
 
 def _writable(path: Path) -> None:
     """Raise unless ``path`` can be written: its nearest existing ancestor is a folder this process may write in
-    (to make the folders missing above ``path``, or ``path`` itself), and ``path``, if it exists, may be written."""
+    (to make the folders missing above ``path``, or ``path`` itself), and ``path``, if it exists, may be written; and
+    a file can in fact be created in the folder that will hold it (a probe: a temporary file, gone at once)."""
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -91,6 +93,12 @@ def _writable(path: Path) -> None:
         raise argparse.ArgumentTypeError(f"{path}: no permission to write in {ancestor}")
     if path.exists() and not os.access(path, os.W_OK | os.X_OK if path.is_dir() else os.W_OK):
         raise argparse.ArgumentTypeError(f"{path}: no permission to write {'in it' if path.is_dir() else 'to it'}")
+    folder = path if path.is_dir() else ancestor
+    try:   # os.access answers yes for root, and on file systems such as /proc where no file can be made
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"{path}: no file can be created in {folder} ({err.strerror})") from None
 
 
 def output_file(text: str) -> Path:

@@ -559,8 +559,8 @@ class Flash:
         file = path / "flash.json"
         try:
             config = json.loads(file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{file} is damaged (not JSON: {err})") from None
+        except ValueError as err:   # not UTF-8 (UnicodeDecodeError) or not JSON (JSONDecodeError)
+            raise ValueError(f"{file} is damaged (not JSON text: {err})") from None
         if not isinstance(config, dict):
             raise ValueError(f"{file} is damaged (not a JSON object of settings: {config!r})")
         kinds = {"Flash": Flash, "TransferLearning": TransferLearning}

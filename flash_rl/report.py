@@ -399,10 +399,13 @@ def _nulls_as_nan(value: Any, top: bool = True) -> Any:
 def _read_summary(path: Path) -> dict[str, Any]:
     """A reproduction's ``summary.json``, checked to hold what :func:`render` reads (a :class:`DataFormatError`
     naming ``path`` otherwise)."""
-    summary = _nulls_as_nan(json.loads(path.read_text()))
-
     def fail(problem: str) -> DataFormatError:
         return DataFormatError(f"{path}: {problem}; it is not a summary.json that flash reproduce wrote")
+
+    try:
+        summary = _nulls_as_nan(json.loads(path.read_text()))
+    except ValueError as err:   # not UTF-8 (UnicodeDecodeError) or not JSON (JSONDecodeError)
+        raise fail(f"not JSON text ({err})") from None
 
     if lacking := _lacking(summary, SUMMARY_KEYS):
         raise fail(f"it lacks {', '.join(lacking)}")

@@ -89,6 +89,17 @@ def test_a_read_only_folder_is_refused_as_an_output(tmp_path, capsys):
     assert stop.value.code == 2 and f"{ro}/out: no permission to write in {ro}" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where os.access says writable")
+@pytest.mark.parametrize("argv", [["validate-fidelity", "--out", "/proc/x.md"], ["bench", "--out", "/proc/new/b.md"]])
+def test_a_folder_where_no_file_can_be_created_is_refused_though_os_access_allows_it(capsys, monkeypatch, argv):
+    """Root may write in /proc by os.access, yet no file can be made there: validate-fidelity ran every simulation
+    and then failed to write. (os.access is faked to answer as it does for root.)"""
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "no file can be created in /proc (" in capsys.readouterr().err
+
+
 def test_validate_fidelity_writes_json_to_out_with_json(tmp_path, capsys):
     out = tmp_path / "new" / "fidelity.json"
     assert main(["validate-fidelity", "--horizon", "60", "--json", "--out", str(out)]) == 0
@@ -184,7 +195,10 @@ def test_a_damaged_saved_agent_is_named(saved_agent, tmp_path):
         Flash.load(broken)
     shutil.copy(saved_agent / "agent.zip", broken / "agent.zip")
     (broken / "flash.json").write_text("{")
-    with pytest.raises(ValueError, match="flash.json is damaged"):
+    with pytest.raises(ValueError, match=r"flash.json is damaged \(not JSON text: Expecting"):
+        Flash.load(broken)
+    (broken / "flash.json").write_bytes(b'{"kind": "\xff"}')         # not UTF-8
+    with pytest.raises(ValueError, match=r"flash.json is damaged \(not JSON text: 'utf-8' codec"):
         Flash.load(broken)
 
 
@@ -247,7 +261,8 @@ def test_a_maml_checkpoint_is_read_without_running_its_code(tmp_path):
      "no reference returns for"),
     (lambda d: (d / "episodes_to_adapt.csv").write_text((d / "episodes_to_adapt.csv").read_text().splitlines()[0]),
      "episodes_to_adapt.csv: no data rows"),
-    (lambda d: (d / "summary.json").write_text("{"), "cannot re-render: Expecting property name"),
+    (lambda d: (d / "summary.json").write_text("{"), "summary.json: not JSON text (Expecting property name"),
+    (lambda d: (d / "summary.json").write_bytes(b"\xff"), "summary.json: not JSON text ('utf-8' codec"),
 ])
 def test_rendering_a_damaged_reproduction_folder_is_a_one_line_error(tmp_path, capsys, damage, message):
     folder = tmp_path / "quick"

@@ -320,3 +320,25 @@ def test_power_reset_returns_the_info_keys_of_step():
     assert info["power_w"] == [server.power(1.0, 0.0)] * 2 and info["slo_violation"] == 0.0
     capacity = server.cores / info["task"].app.mean_service_s(server.millicores(server.n_levels - 1))
     assert info["arrival_rate"] == [pytest.approx(float(obs[1]) * capacity, rel=1e-6)] * 2
+
+
+# ------------------------------------------------------------------------------ a service-time cv the sim cannot model
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_the_largest_service_cv_allowed_gives_finite_latencies_and_a_larger_one_is_refused(fidelity):
+    """A Gamma shape of 1/cv^2 ~ 1e-6 underflows: at cv 1000 the fast mode gave NaN latencies under load (and counted
+    the SLO as met: reward 0.85), the per-request mode served in zero time. cv is bounded; at the bound both modes
+    still give finite latencies above the mean service time, and worse ones than at cv 1."""
+    from flash_envs.sim.service import MAX_SERVICE_CV
+    base = AutoscalingTaskFamily.generate(n_train=2, n_test=1, episode_s=300.0).train[1]
+    p95 = {}
+    for cv in (1.0, MAX_SERVICE_CV):
+        task = dataclasses.replace(base, app=dataclasses.replace(base.app, service_cv=cv), name=f"cv{cv}")
+        env = gym.make("flash/Autoscaling-v0", episode_steps=10, fidelity=fidelity)
+        env.reset(seed=0, options={"task": task})
+        info = env.step(0)[4]
+        assert info["throughput"] > 0 and np.isfinite(info["latency_p95_ms"])
+        p95[cv] = info["latency_p95_ms"]
+        assert p95[cv] > base.app.service_time_ms
+    assert p95[MAX_SERVICE_CV] > p95[1.0]
+    with pytest.raises(ValueError, match=r"AppProfile.service_cv must be a finite number > 0 and <= 5"):
+        dataclasses.replace(base.app, service_cv=MAX_SERVICE_CV + 0.01)

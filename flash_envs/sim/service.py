@@ -4,7 +4,8 @@ Model
 -----
 * **Service time.** A request needs ``service_time_ms`` at 1000 millicores. A share ``cpu_fraction`` of it is CPU work
   that scales with ``1000 / cpu_millicores`` (the CFS quota); the rest is I/O that CPU does not speed up. Service times
-  are Gamma distributed with coefficient of variation ``service_cv`` (1 = exponential).
+  are Gamma distributed with coefficient of variation ``service_cv`` (1 = exponential), at most
+  :data:`MAX_SERVICE_CV`.
 * **Queue.** One FIFO queue feeds every ready replica (an M/G/c queue). An arrival is rejected when the queue already
   holds ``timeout_s`` seconds of work for the current capacity; a rejected request counts with latency ``timeout_s``.
   When capacity falls, what the queue holds beyond that limit is dropped the same way (a request still waiting
@@ -44,6 +45,12 @@ from flash_envs.sim.workloads import RateCurve
 DEFAULT_SUBSTEP_S = 5.0
 
 
+#: The largest ``service_cv`` simulated. Beyond it the Gamma's shape (``1 / cv^2``) is so small that most samples
+#: underflow to 0: the fast mode's 256-point sample of service times degenerates (NaN latency under load) and the
+#: per-request mode serves in zero time. ``results/fidelity.md`` validates cv 0.5 to 2 (p99 already +35 % at 2).
+MAX_SERVICE_CV = 5.0
+
+
 @dataclass(frozen=True)
 class AppProfile:
     """Hidden characteristics of an application (one half of an autoscaling task)."""
@@ -60,8 +67,9 @@ class AppProfile:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"AppProfile.name must be a str, got {self.name!r} ({type(self.name).__name__})")
-        for name in ("service_time_ms", "service_cv", "working_set_mb", "slo_ms"):
+        for name in ("service_time_ms", "working_set_mb", "slo_ms"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, strict=True)
+        check_number("AppProfile.service_cv", self.service_cv, 0.0, MAX_SERVICE_CV, strict=True)
         for name in ("cpu_fraction", "idle_memory_fraction"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, 1.0)
         check_number("AppProfile.startup_delay_s", self.startup_delay_s, 0.0)
