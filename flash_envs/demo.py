@@ -10,7 +10,8 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, RandomPolicy, StaticPolicy, ThresholdAutoscaler
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import int_at_least, json_text, seed_arg
+from flash_envs.cli_args import UsageError, int_at_least, json_text, seed_arg
+from flash_envs.fields import MAX_SEED
 from flash_envs.progress import counting, tqdm_bar
 from flash_envs.tasks import SPLITS
 
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed + args.episodes - 1 > MAX_SEED:   # episode i uses seed + i
+        raise UsageError(f"--seed {args.seed} --episodes {args.episodes}: the last episode's seed, "
+                         f"{args.seed + args.episodes - 1}, is above {MAX_SEED}")
     env = gym.make("flash/Autoscaling-v0", fidelity=args.fidelity)
     tasks = env.unwrapped.family.split(args.split)
     policies = {

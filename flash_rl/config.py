@@ -20,6 +20,7 @@ import math
 import types
 import typing
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -219,11 +220,21 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return value is None
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is int:   # a whole float too (YAML's 1.5e5 is one): _build stores it as the int it is
+        return (isinstance(value, int) and not isinstance(value, bool)) or _whole_float(value)
     if annotation in (str, bool, list, dict):
         return isinstance(value, annotation)
     return True
+
+
+def _whole_float(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
+def _admits_float(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_admits_float(member) for member in typing.get_args(annotation))
+    return annotation is float
 
 
 def _type_name(annotation: Any) -> str:
@@ -249,7 +260,11 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if not _type_ok(value, hint):
             raise ConfigError(f"config key {prefix}{key} must be {_type_name(hint)}, got "
                               f"{type(value).__name__} {value!r}")
-        setattr(obj, key, float(value) if hint is float else value)
+        if hint is float:
+            value = float(value)
+        elif _whole_float(value) and not _admits_float(hint):   # an int key given as 1.5e5 or 3.0
+            value = int(value)
+        setattr(obj, key, value)
     return obj
 
 
@@ -355,9 +370,10 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                data: dict[str, Any] | None = None, runnable: bool = True) -> ExperimentConfig:
+                data: dict[str, Any] | None = None, runnable: bool = True,
+                methods: Sequence[str] | None = None) -> ExperimentConfig:
     """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides`` (one layer, applied in order);
-    validated (see :func:`validate` for ``runnable``). Switching an agent's ``algo`` drops the keyword arguments
+    validated (see :func:`validate` for ``runnable`` and ``methods``). Switching an agent's ``algo`` drops the keyword arguments
     set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if data:
@@ -374,7 +390,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     cfg = _build(ExperimentConfig, merged, "")
     if cfg.tasks.trace_value_column is None:   # YAML's null, a key with no value: one row per request, written ""
         cfg.tasks.trace_value_column = ""
-    validate(cfg, runnable)
+    validate(cfg, runnable, methods)
     return cfg
 
 
@@ -385,7 +401,7 @@ def _get(cfg: ExperimentConfig, dotted: str) -> Any:
     return obj
 
 
-def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
+def validate(cfg: ExperimentConfig, runnable: bool = True, methods: Sequence[str] | None = None) -> None:
     """Raise a :class:`ConfigError` naming the key of the first problem found: out-of-range counts, budgets, rates,
     discount or thresholds; an unknown env id, or env kwargs the env rejects; an unknown encoder or algorithm, or
     agent kwargs it does not take or cannot be built with (:func:`flash_rl.agent_settings.check_agent`); layer sizes
@@ -394,7 +410,9 @@ def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
     policy, or a trace that is not the path of an existing file; a seed above :data:`~flash_envs.fields.MAX_SEED`.
     Builds the env once to check it. ``runnable=False`` skips what only a run needs, for a config only read (a
     finished run's folder rendered from its own files): what needs torch and SB3 (the encoder, the algorithms and
-    their kwargs, which methods can act in the env) and the trace files, which may have moved since."""
+    their kwargs, which methods can act in the env) and the trace files, which may have moved since. ``methods``
+    (default: ``adaptation.methods``) are the methods checked to act in the env: ``flash meta-train --method
+    transfer`` trains only transfer learning's model, whatever ``adaptation.methods`` lists."""
     import gymnasium as gym
 
     import flash_envs  # noqa: F401
@@ -426,7 +444,7 @@ def validate(cfg: ExperimentConfig, runnable: bool = True) -> None:
     try:
         _check_settings(cfg, runnable)
         if runnable:
-            _check_agents(cfg, env)
+            _check_agents(cfg, env, methods)
     finally:
         env.close()
 
@@ -485,10 +503,10 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
             raise ConfigError(f"config key tasks.test_traces: file {trace} does not exist")
 
 
-def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
+def _check_agents(cfg: ExperimentConfig, env: Any, methods: Sequence[str] | None) -> None:
     """The part of :func:`validate` that needs torch and SB3: the encoder, each agent's algorithm and kwargs (against
-    ``env``'s episode length), and whether every method in ``adaptation.methods`` (names already checked) can act in
-    ``env``'s action space."""
+    ``env``'s episode length), and whether every method in ``methods`` (default ``adaptation.methods``; names already
+    checked) can act in ``env``'s action space."""
     import gymnasium as gym
 
     from flash_rl.agent_settings import (algorithm, check_adaptation_kwargs, check_agent, episode_steps_of,
@@ -522,10 +540,14 @@ def _check_agents(cfg: ExperimentConfig, env: Any) -> None:
         _warn_of_a_default_replay_buffer(cfg, section, cls, env)
     acts_in = {"flash": CONTEXT_ACTION_SPACES, "flash_zero_embedding": CONTEXT_ACTION_SPACES,
                "maml": MAML_ACTION_SPACES}
-    unfit = [m for m in cfg.adaptation.methods if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]
-    if unfit:
+    checked = cfg.adaptation.methods if methods is None else methods
+    unfit = [m for m in checked if not isinstance(env.action_space, acts_in.get(m, gym.spaces.Space))]
+    if unfit and methods is None:
         raise ConfigError(f"config key adaptation.methods: {unfit} cannot act in {cfg.env.id}'s action space "
                           f"{env.action_space} (env.kwargs {cfg.env.kwargs}); drop them or change the env")
+    if unfit:
+        raise ConfigError(f"{', '.join(unfit)} cannot act in {cfg.env.id}'s action space {env.action_space} "
+                          f"(env.kwargs {cfg.env.kwargs}); change the env")
 
 
 #: A replay buffer this large (GB of observations) or more, kept at SB3's default size, is warned of.

@@ -118,6 +118,8 @@ def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
     (["validate-fidelity", "--seeds", "0"], "argument --seeds: must be an integer >= 1, got '0'"),
     (["validate-fidelity", "--seed", "4294967295", "--seeds", "2"], "--seed 4294967295 --seeds 2: the last seed, "
                                                                      "4294967296, is above 4294967295"),
+    (["demo", "--seed", "4294967295", "--episodes", "2"], "--seed 4294967295 --episodes 2: the last episode's seed, "
+                                                          "4294967296, is above 4294967295"),
     (["evaluate", "--model", "m", "--episodes", "0"], "argument --episodes: must be an integer >= 1"),
     (["adapt", "--model", "m", "--episodes", "-2"], "argument --episodes: must be an integer >= 1"),
     (["reproduce", "--seeds", "0"], "argument --seeds: must be an integer >= 1"),

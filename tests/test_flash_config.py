@@ -93,6 +93,18 @@ def test_config_errors(override, message):
     assert message in str(err.value)
 
 
+def test_a_whole_float_is_taken_for_an_int_key_and_stored_as_an_int():
+    """YAML reads 1e5 as an int but 1.5e5 (a point) as a float: both are whole, so both are taken, as the env kwargs
+    and the Python API take 2.0 for 2; 2.5 is refused."""
+    config = load_config(CONFIG, ["flash.timesteps=1.5e5", "maml.iterations=3.0", "adaptation.max_test_tasks=4.0"])
+    assert (config.flash.timesteps, config.maml.iterations, config.adaptation.max_test_tasks) == (150000, 3, 4)
+    assert all(type(v) is int for v in (config.flash.timesteps, config.maml.iterations,
+                                        config.adaptation.max_test_tasks))
+    assert type(load_config(CONFIG, ["adaptation.threshold=1"]).adaptation.threshold) is float
+    with pytest.raises(ConfigError, match=r"flash.timesteps must be int, got float 2.5"):
+        load_config(CONFIG, ["flash.timesteps=2.5"])
+
+
 def test_bad_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"inherit": str(CONFIG), "maml": {"iterations": "many"}}))
@@ -312,6 +324,23 @@ def test_methods_that_cannot_act_in_the_env_are_refused():
                                           r"flash/PowerManagement-v0's action space MultiDiscrete"):
         load_config(power, ["env.kwargs={n_servers: 2}"])
     assert load_config(power, ["env.kwargs={n_servers: 2}", "adaptation.methods=[transfer, scratch]"])
+
+
+def test_meta_train_checks_only_the_method_it_trains(tmp_path, capsys):
+    """meta-train --method transfer on two servers trains transfer learning's model, which can act there, whatever
+    adaptation.methods (which meta-train does not read) lists; --method flash is refused for its own method."""
+    from flash_rl.cli import main
+
+    power = CONFIG_DIR / "power.yaml"
+    assert load_config(power, ["env.kwargs={n_servers: 2}"], methods=["transfer"])
+    with pytest.raises(ConfigError, match=r"^flash cannot act in flash/PowerManagement-v0's action space Multi"):
+        load_config(power, ["env.kwargs={n_servers: 2}"], methods=["flash"])
+    two_servers = ["--case", "power", "--set", "env.kwargs.n_servers=2", "transfer.timesteps=64",
+                   "transfer.n_envs=1", "transfer.agent_kwargs.n_steps=64", "transfer.agent_kwargs.batch_size=32"]
+    assert main(["meta-train", "--method", "transfer", "--run-dir", str(tmp_path / "t"), *two_servers]) == 0
+    assert (tmp_path / "t" / "models" / "transfer" / "final" / "agent.zip").is_file()
+    assert main(["meta-train", "--method", "flash", "--run-dir", str(tmp_path / "f"), *two_servers]) == 2
+    assert capsys.readouterr().err.strip().endswith("(env.kwargs {'episode_s': 300.0, 'n_servers': 2}); change the env")
 
 
 def test_a_case_declared_as_an_entry_point_is_found(tmp_path, monkeypatch):

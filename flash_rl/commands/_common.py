@@ -56,9 +56,11 @@ def test_trace_overrides(args: argparse.Namespace) -> list[str]:
     # it doubled a Windows path's backslashes)
 
 
-def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> ExperimentConfig:
+def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
+                     methods: list[str] | None = None) -> ExperimentConfig:
     """The config of ``--config`` (default: the case's file, quick or full) with the ``extra`` overrides applied
-    before the ``--set`` ones. An unknown case, or a ``--case`` that is not the config's, is a
+    before the ``--set`` ones, validated for ``methods`` (default: ``adaptation.methods``; see
+    :func:`~flash_rl.config.validate`). An unknown case, or a ``--case`` that is not the config's, is a
     :class:`ConfigError`."""
     from flash_rl.cases import get_case
 
@@ -70,7 +72,7 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
         raise ConfigError(f"--quick: case {case.name!r} has no quick config (its Case sets no quick_config); drop "
                           f"--quick, or give a smaller config with --config")
     path = Path(args.config) if args.config else case.config_path(args.quick)
-    cfg = load_config(path, list(extra or []) + list(args.overrides))
+    cfg = load_config(path, list(extra or []) + list(args.overrides), methods=methods)
     if args.case and cfg.case != args.case:
         raise ConfigError(f"--case {args.case}, but the config ({path} and --set) is for case {cfg.case!r}; drop "
                           f"--case, or give a config of case {args.case}")

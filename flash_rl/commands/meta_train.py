@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.torch_threads import use_one_torch_thread
 
     try:
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, methods=[args.method])   # adaptation.methods is not what it trains
         run_dir = args.run_dir or output_dir(str(default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick)))
         directory = run_dir / "models" / args.method
         if args.resume:   # a killed meta-training may be continued to another total
