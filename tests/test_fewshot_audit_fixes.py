@@ -336,3 +336,18 @@ def test_run_refuses_a_k_no_split_can_score_before_training(monkeypatch):
                    cost_usd=np.where(two_measured, test.cost_usd, np.nan))
     with pytest.raises(ValueError, match="K = 2: no held-out app of the 1 split"):
         evaluate.run([Split("s", data.select_apps(data.apps[:8]), test)], (1, 2), (0,), TrainConfig(steps=5), 1)
+
+
+# 11. a file of the other schema
+
+def test_a_file_of_the_other_schema_is_told_which_dataset_to_give(tmp_path, capsys, no_training):
+    ibm = _ibm_csv(tmp_path / "ibm.csv", ["a-x", "b-x", "c-x"])
+    chunkfunc = tmp_path / "chunkfunc.csv"
+    chunkfunc.write_text(CHUNKFUNC_HEADER + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,10,0,200\n")
+    assert _data_error(["--train", str(chunkfunc)], capsys).endswith(
+        "it has the columns of the chunkfunc schema; give --dataset chunkfunc")
+    assert _data_error(["--dataset", "chunkfunc", "--train", ibm], capsys).endswith(
+        "it has the columns of the ibm schema; give --dataset ibm")
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    assert _data_error(["--train", str(other)], capsys).endswith("the header has ['a', 'b']")

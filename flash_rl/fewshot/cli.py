@@ -27,10 +27,11 @@ import numpy as np
 
 from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, json_text,
                                   output_dir)
-from flash_envs.data import DataFormatError, dataset_path
+from flash_envs.data import DataFormatError, csv_rows, dataset_path
 from flash_envs.data import config_measurements
-from flash_envs.data.config_measurements import (CHUNKFUNC_PLATFORMS, ConfigMeasurements, load_chunkfunc,
-                                                 load_ibm_multicloud, simulated_measurements)
+from flash_envs.data.config_measurements import (CHUNKFUNC_COLUMNS, CHUNKFUNC_PLATFORMS, IBM_COLUMNS,
+                                                 ConfigMeasurements, load_chunkfunc, load_ibm_multicloud,
+                                                 simulated_measurements)
 from flash_envs.fields import is_real_number
 from flash_envs.markdown import percent
 from flash_rl.fewshot.report import (METHODS, METRICS, markdown_table, paired_differences, per_group_differences,
@@ -160,8 +161,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load(dataset: str, path: str | Path, platform: str) -> ConfigMeasurements:
     """The file at ``path``, saying on stderr what its loader dropped and merged (and, for a file whose costs are no
     price list, where that shows): the loader's log."""
-    with _loader_log_on_stderr():
-        return load_ibm_multicloud(path) if dataset == "ibm" else load_chunkfunc(path, [platform])
+    try:
+        with _loader_log_on_stderr():
+            return load_ibm_multicloud(path) if dataset == "ibm" else load_chunkfunc(path, [platform])
+    except DataFormatError as err:
+        other = "chunkfunc" if dataset == "ibm" else "ibm"
+        try:   # the header has every column of the other schema: say so
+            next(csv_rows(path, {"ibm": IBM_COLUMNS, "chunkfunc": CHUNKFUNC_COLUMNS}[other]), None)
+        except (DataFormatError, OSError):
+            raise err from None
+        raise type(err)(f"{err}: it has the columns of the {other} schema; give --dataset {other}") from None
 
 
 @contextmanager
