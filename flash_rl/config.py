@@ -373,8 +373,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
                 data: dict[str, Any] | None = None, runnable: bool = True,
                 methods: Sequence[str] | None = None) -> ExperimentConfig:
     """Defaults, then ``path`` (if any), then ``data``, then dotted ``overrides`` (one layer, applied in order);
-    validated (see :func:`validate` for ``runnable`` and ``methods``). Switching an agent's ``algo`` drops the keyword arguments
-    set for the previous one (see :func:`_merge_layer`)."""
+    validated (see :func:`validate` for ``runnable`` and ``methods``). Switching an agent's ``algo`` drops the
+    keyword arguments set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if data:
         merged = _merge_layer(merged, data)

@@ -488,7 +488,8 @@ def test_apps_of_a_few_functions_held_out_one_by_one_also_get_cis_resampling_the
     assert related_groups({**chunk, "hold_out": "function"}) is None   # held out whole: its CIs resample them
     assert related_groups({**chunk, "dataset": "simulated"}) is None
     ibm = {"dataset": "ibm", "hold_out": "workload", "train": "ibm:multi-cloud-configuration.csv",
-           "test": "ibm:multi-cloud-configuration.csv", "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans", "b-svm"]}]}
+           "test": "ibm:multi-cloud-configuration.csv",
+           "splits": [{"name": "all", "test_apps": ["b-kmeans", "s-kmeans", "b-svm"]}]}
     assert related_groups(ibm) == ("algorithm", {"b-kmeans": "kmeans", "s-kmeans": "kmeans", "b-svm": "svm"})
     own = [{"name": "all", "test_apps": ["my-app", "other"]}]          # own names without the dataset's pattern
     assert related_groups({**ibm, "splits": own}) is None
