@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -35,6 +34,7 @@ import numpy as np
 
 from flash_envs.baselines.runner import run_episode
 from flash_envs.fields import check_whole, is_real_number
+from flash_envs.flash_warnings import warn
 from flash_rl.atomic_files import atomic_write_text
 from flash_envs.progress import tqdm_bar
 
@@ -256,8 +256,8 @@ def compute_references(tasks: Sequence[Any], eval_seeds: Sequence[int], cache: R
                 store(futures[future], future.result())
     refs = cast("dict[tuple[str, int], References]", found)   # every None was computed above
     if inverted := [key for key, ref in refs.items() if ref.expert <= ref.random]:
-        warnings.warn(f"{len(inverted)} (task, evaluation seed) pair(s) whose expert return is not above the random "
-                      f"policy's, e.g. {inverted[:3]}: the success threshold there lies at or below random's return, "
-                      "so every method counts as adapted at once, and normalised returns are undefined or flip sign; "
-                      "give the expert more training (references.expert_timesteps) or check the task")
+        warn(f"{len(inverted)} (task, evaluation seed) pair(s) whose expert return is not above the random policy's, "
+             f"e.g. {inverted[:3]}: the success threshold there lies at or below random's return, so every method "
+             "counts as adapted at once, and normalised returns are undefined or flip sign; give the expert more "
+             "training (references.expert_timesteps) or check the task")
     return refs

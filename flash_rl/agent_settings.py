@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.envs.task_env import warn_of_another_episode_length
 from flash_envs.fields import check_number
+from flash_envs.flash_warnings import warn
 
 
 ALGORITHMS = ("PPO", "A2C", "DQN")
@@ -255,9 +256,9 @@ def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, An
     if issubclass(agent_cls, OffPolicyAlgorithm):
         starts = int(kwargs.get("learning_starts", defaults["learning_starts"]))
         if starts >= episode_steps:
-            warnings.warn(f"{where}: {name}'s learning_starts={starts} is not below the {episode_steps}-step "
-                          f"episode, so fine-tuning makes no update in the first {starts // episode_steps} "
-                          "episode(s); set learning_starts=0 to update from the first step", stacklevel=3)
+            warn(f"{where}: {name}'s learning_starts={starts} is not below the {episode_steps}-step episode, so "
+                 f"fine-tuning makes no update in the first {starts // episode_steps} episode(s); set "
+                 "learning_starts=0 to update from the first step")
 
 
 def episode_steps_of(env: gym.Env) -> int:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
+
+from flash_envs.flash_warnings import warn
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -226,9 +227,9 @@ def _power_family(cfg: Any):
     if cfg.tasks.family_file:
         family = _family_file(PowerTaskFamily, cfg)
         if shared := sorted({t.server.name for t in family.train} & {t.server.name for t in family.test}):
-            warnings.warn(f"task family {cfg.tasks.family_file}: test tasks run on server types that training tasks "
-                          f"run on too ({', '.join(shared)}); the power case holds server types out, as "
-                          f"PowerTaskFamily.generate does", stacklevel=2)
+            warn(f"task family {cfg.tasks.family_file}: test tasks run on server types that training tasks run on "
+                 f"too ({', '.join(shared)}); the power case holds server types out, as PowerTaskFamily.generate "
+                 "does")
         return family
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
 

@@ -19,7 +19,6 @@ import importlib
 import math
 import types
 import typing
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, cast
 import yaml
 
 from flash_envs.fields import MAX_SEED, is_real_number
+from flash_envs.flash_warnings import warn
 from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 
 
@@ -285,18 +285,19 @@ def _same_algorithm(name: Any, other: Any) -> bool | None:
         return None
 
 
-def _switch_algorithm(section: dict[str, Any], algo: Any, name: str) -> dict[str, Any]:
-    """The agent ``section`` of the layers below one that sets ``algo``: if that is another algorithm, without its
-    keyword arguments (a warning names them). They were set for the other algorithm, and a name both take can mean
-    different things (PPO's ``n_steps`` is a rollout length, DQN's an n-step return)."""
-    before = section.get("algo", AgentConfig.algo)
+def _switch_algorithm(section: dict[str, Any], above: dict[str, Any], name: str) -> dict[str, Any]:
+    """The agent ``section`` of the layers below one (``above``) that sets ``algo``: if that is another algorithm,
+    without its keyword arguments (a warning names those ``above`` does not replace). They were set for the other
+    algorithm, and a name both take can mean different things (PPO's ``n_steps`` is a rollout length, DQN's an
+    n-step return)."""
+    algo, before = above["algo"], section.get("algo", AgentConfig.algo)
     if _same_algorithm(algo, before) is not False:   # unknown (None): validation names it
         return section
-    dropped = {key: section[key] for key in ALGORITHM_KWARGS if section.get(key)}
+    dropped = {key: section[key] for key in ALGORITHM_KWARGS if section.get(key) and key not in above}
     if dropped:
-        warnings.warn(f"config key {name}.algo: switching from {before} to {algo} drops the keyword arguments set for "
-                      f"{before} ({dropped}); set {algo}'s own with --set {name}.agent_kwargs={{...}} "
-                      f"{name}.adapt_kwargs={{...}}", stacklevel=2)
+        warn(f"config key {name}.algo: switching from {before} to {algo} drops the keyword arguments set for "
+             f"{before} ({dropped}); set {algo}'s own with --set {name}.agent_kwargs={{...}} "
+             f"{name}.adapt_kwargs={{...}}")
     return {**section, **{key: {} for key in ALGORITHM_KWARGS}}
 
 
@@ -308,7 +309,7 @@ def _merge_layer(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     for name in AGENT_SECTIONS:
         below, above = base.get(name), layer.get(name)
         if isinstance(below, dict) and isinstance(above, dict) and "algo" in above:
-            base[name] = _switch_algorithm(below, above["algo"], name)
+            base[name] = _switch_algorithm(below, above, name)
     return _merge(base, layer)
 
 
@@ -572,10 +573,9 @@ def _warn_of_a_default_replay_buffer(cfg: ExperimentConfig, section: str, cls: t
         floats += cfg.flash.context_len * row_dim(env.observation_space, env.action_space)
     gigabytes = size * 2 * floats * 4 / 1e9   # float32 observations and next observations
     if gigabytes >= LARGE_REPLAY_BUFFER_GB:
-        warnings.warn(f"config key {section}.algo={cls.__name__} keeps SB3's default buffer_size of {size:,} "
-                      f"transitions, allocated up front and written whole with every checkpoint: about "
-                      f"{gigabytes:.1f} GB of observations; set a smaller one, e.g. --set "
-                      f"{section}.agent_kwargs.buffer_size=50000")
+        warn(f"config key {section}.algo={cls.__name__} keeps SB3's default buffer_size of {size:,} transitions, "
+             f"allocated up front and written whole with every checkpoint: about {gigabytes:.1f} GB of "
+             f"observations; set a smaller one, e.g. --set {section}.agent_kwargs.buffer_size=50000")
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -4,16 +4,15 @@ process and its workers."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any, Callable, TextIO
 
-_OURS = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "flash_envs"))
+from flash_envs.flash_warnings import FlashWarning
 
 
 class OneLineWarnings:
-    """A ``warnings.formatwarning`` that writes flash's own warnings (UserWarnings raised in its files) as one ``flash
-    COMMAND: warning: ...`` line (not Python's two, with a source path and a line of code), and leaves the others,
-    such as numpy's RuntimeWarnings, to ``fallback``.
+    """A ``warnings.formatwarning`` that writes flash's own warnings (:class:`~flash_envs.flash_warnings.FlashWarning`,
+    whatever line they are attributed to) as one ``flash COMMAND: warning: ...`` line (not Python's two, with a source
+    path and a line of code), and leaves the others, such as numpy's RuntimeWarnings, to ``fallback``.
 
     Its :meth:`show`, installed as ``warnings.showwarning`` beside it, writes each of flash's own warnings once: one
     already written (``shown``) is skipped, though raised from another place in the code (Python's filters skip repeats
@@ -35,7 +34,7 @@ class OneLineWarnings:
 
     def __call__(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  line: str | None = None) -> str:
-        if self._ours(category, filename):
+        if issubclass(category, FlashWarning):
             return f"flash {self.command}: warning: {message}\n"
         return self.fallback(message, category, filename, lineno, line)
 
@@ -43,7 +42,7 @@ class OneLineWarnings:
              file: TextIO | None = None, line: str | None = None) -> None:
         """``warnings.showwarning``: write the warning as ``fallback_show`` does, unless it is one of flash's own that
         was written already."""
-        if self._ours(category, filename) and self.written_before(self(message, category, filename, lineno, line)):
+        if issubclass(category, FlashWarning) and self.written_before(self(message, category, filename, lineno, line)):
             return
         self.fallback_show(message, category, filename, lineno, file, line)
 
@@ -57,10 +56,6 @@ class OneLineWarnings:
             return True
         self.shown.add(line)
         return False
-
-    @staticmethod
-    def _ours(category: type[Warning], filename: str) -> bool:
-        return category is UserWarning and str(Path(filename).resolve()).startswith(_OURS)
 
     def __reduce__(self) -> tuple[Any, tuple[str, frozenset[str]]]:
         return _in_this_process, (self.command, frozenset(self.shown))

@@ -352,23 +352,27 @@ def test_a_warning_of_flash_is_one_line_naming_the_command(tmp_path):
 
 
 def test_only_flashs_own_warnings_are_shortened():
-    """numpy's RuntimeWarning raised in flash's code read as one of flash's own, without its category."""
+    """numpy's RuntimeWarning raised in flash's code read as one of flash's own, without its category. flash's own are
+    known by their class, not by the line they are attributed to (the user's, when flash is called from code)."""
     import warnings
 
+    from flash_envs.data.trace_csv import TraceAliasWarning
+    from flash_envs.flash_warnings import FlashWarning
     from flash_rl import cli
     from flash_rl.warning_lines import OneLineWarnings
 
     fallback = lambda message, category, *rest: f"{category.__name__}: {message}"
     fmt = OneLineWarnings("reproduce", fallback, warnings.showwarning)
-    assert fmt("w", UserWarning, cli.__file__, 1) == "flash reproduce: warning: w\n"
+    ours = "flash reproduce: warning: w\n"
+    assert fmt("w", FlashWarning, __file__, 1) == fmt("w", TraceAliasWarning, __file__, 1) == ours
     assert fmt("Mean of empty slice", RuntimeWarning, cli.__file__, 1) == "RuntimeWarning: Mean of empty slice"
-    assert fmt("w", UserWarning, warnings.__file__, 1) == "UserWarning: w"
+    assert fmt("w", UserWarning, cli.__file__, 1) == "UserWarning: w"
 
 
-def _warn_in_worker(filename: str) -> None:
+def _warn_in_worker(category: type[Warning]) -> None:
     import warnings
 
-    warnings.warn_explicit("from a worker", UserWarning, filename, 1)
+    warnings.warn_explicit("from a worker", category, "elsewhere.py", 1)
 
 
 def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
@@ -376,7 +380,7 @@ def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
     learning_starts warning as a source path and a line of code."""
     import warnings
 
-    from flash_rl import cli
+    from flash_envs.flash_warnings import FlashWarning
     from flash_rl.warning_lines import OneLineWarnings
     from flash_rl.workers import worker_pool
 
@@ -384,11 +388,11 @@ def test_a_worker_writes_flashs_warnings_as_one_line_too(capfd, monkeypatch):
     monkeypatch.setattr(warnings, "formatwarning", fmt)
     monkeypatch.setattr(warnings, "showwarning", fmt.show)
     with worker_pool(1) as pool:
-        pool.submit(_warn_in_worker, cli.__file__).result()
-        pool.submit(_warn_in_worker, warnings.__file__).result()
+        pool.submit(_warn_in_worker, FlashWarning).result()
+        pool.submit(_warn_in_worker, UserWarning).result()
     err = capfd.readouterr().err.splitlines()
     assert "flash reproduce: warning: from a worker" in err
-    assert any(line.endswith("UserWarning: from a worker") and "warnings.py" in line for line in err), err
+    assert any(line.endswith("UserWarning: from a worker") and "elsewhere.py" in line for line in err), err
 
 
 def test_flashs_own_warnings_are_written_once_per_command_workers_included(capfd, monkeypatch):
@@ -396,19 +400,19 @@ def test_flashs_own_warnings_are_written_once_per_command_workers_included(capfd
     (where the family was loaded and where it was trained on) and six times with --jobs 2 (the workers too)."""
     import warnings
 
-    from flash_rl import cli
+    from flash_envs.flash_warnings import FlashWarning
     from flash_rl.warning_lines import OneLineWarnings
     from flash_rl.workers import worker_pool
 
     written: list[str] = []
     fmt = OneLineWarnings("reproduce", lambda message, category, *rest: f"{category.__name__}: {message}",
                           lambda *args: written.append(fmt(*args[:4])))
-    assert fmt("w", UserWarning, cli.__file__, 1) == fmt("w", UserWarning, cli.__file__, 1)   # formatting stays pure
-    fmt.show("w", UserWarning, cli.__file__, 1)
-    fmt.show("w", UserWarning, cli.__file__, 2)   # the same warning from another place
-    fmt.show("v", UserWarning, cli.__file__, 2)
-    fmt.show("w", UserWarning, warnings.__file__, 1)   # not ours: left to Python, every time
-    fmt.show("w", UserWarning, warnings.__file__, 1)
+    assert fmt("w", FlashWarning, __file__, 1) == fmt("w", FlashWarning, __file__, 1)   # formatting stays pure
+    fmt.show("w", FlashWarning, __file__, 1)
+    fmt.show("w", FlashWarning, __file__, 2)   # the same warning from another place
+    fmt.show("v", FlashWarning, __file__, 2)
+    fmt.show("w", UserWarning, __file__, 1)   # not ours: left to Python, every time
+    fmt.show("w", UserWarning, __file__, 1)
     assert written == ["flash reproduce: warning: w\n", "flash reproduce: warning: v\n", "UserWarning: w",
                        "UserWarning: w"]
 
@@ -418,23 +422,24 @@ def test_flashs_own_warnings_are_written_once_per_command_workers_included(capfd
     fmt = OneLineWarnings("reproduce", warnings.formatwarning, to_stderr)
     monkeypatch.setattr(warnings, "formatwarning", fmt)
     monkeypatch.setattr(warnings, "showwarning", fmt.show)
-    fmt.show("from a worker", UserWarning, cli.__file__, 1)   # the command writes it before it starts its workers
+    fmt.show("from a worker", FlashWarning, __file__, 1)   # the command writes it before it starts its workers
     with worker_pool(2) as pool:
         for _ in range(3):   # a worker's registry forgets (catch_warnings resets it), as SB3 and flash's own code do
-            for future in [pool.submit(_warn_in_worker, cli.__file__),
-                           pool.submit(_warn_in_worker_elsewhere, cli.__file__)]:
+            for future in [pool.submit(_warn_in_worker, FlashWarning), pool.submit(_warn_in_worker_elsewhere)]:
                 future.result()
-    fmt.show("from a worker, new", UserWarning, cli.__file__, 9)   # written by a worker already
+    fmt.show("from a worker, new", FlashWarning, __file__, 9)   # written by a worker already
     assert capfd.readouterr().err.splitlines() == ["flash reproduce: warning: from a worker",
                                                   "flash reproduce: warning: from a worker, new"]
 
 
-def _warn_in_worker_elsewhere(filename: str) -> None:
+def _warn_in_worker_elsewhere() -> None:
     import warnings
+
+    from flash_envs.flash_warnings import FlashWarning
 
     with warnings.catch_warnings():   # resets the registry of warnings already shown, at its end
         pass
-    warnings.warn_explicit("from a worker, new", UserWarning, filename, 3)
+    warnings.warn_explicit("from a worker, new", FlashWarning, "elsewhere.py", 3)
 
 
 def test_an_empty_flash_data_dir_is_the_default(monkeypatch):

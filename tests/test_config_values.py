@@ -50,7 +50,6 @@ def test_agent_kwargs_are_checked_by_building_the_agent_as_it_trains():
     assert torch.equal(torch.get_rng_state(), state), "validation leaves the global torch random state alone"
 
 
-@pytest.mark.filterwarnings("ignore:config key transfer.algo. switching from PPO to DQN")
 def test_an_expert_of_an_agent_that_trains_per_episode_is_refused():
     """The per-task expert trains the transfer agent on 4 envs, which stable-baselines3 refuses (at learn, in the
     references phase, after the meta-trainings) for a train_freq counted in episodes."""

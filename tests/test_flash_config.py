@@ -36,8 +36,10 @@ def test_overrides_any_field(tmp_path):
 
 
 def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path):
-    with pytest.warns(UserWarning, match=r"switching from PPO to A2C drops .*'n_epochs': 4"):
+    with pytest.warns(UserWarning, match=r"switching from PPO to A2C drops .*'n_epochs': 4") as caught:
         a2c = load_config(CONFIG, ["flash.algo=A2C", "flash.adapt_kwargs={n_steps: 30}"])
+    assert "'adapt_kwargs'" not in str(caught[0].message)   # the layer replaces it: nothing of it is lost
+    assert [w.filename for w in caught] == [__file__]
     assert a2c.flash.agent_kwargs == {} and a2c.flash.adapt_kwargs == {"n_steps": 30}  # same layer's kwargs apply
     assert a2c.transfer.agent_kwargs["n_epochs"] == 4  # the other agent keeps its algorithm and kwargs
     save_config(a2c, tmp_path / "effective.yaml")
@@ -54,6 +56,9 @@ def test_switching_algorithm_drops_the_kwargs_set_for_the_previous_one(tmp_path)
         warnings.simplefilter("error")
         same = load_config(CONFIG, ["flash.algo=PPO"])
         by_module = load_config(CONFIG, ["flash.algo=stable_baselines3:PPO"])   # PPO too: it dropped PPO's kwargs
+        # a layer that switches and sets both kwargs loses nothing set for PPO (it was told to set them)
+        own = load_config(CONFIG, ["flash.algo=A2C", "flash.agent_kwargs={n_steps: 5}", "flash.adapt_kwargs={}"])
+    assert own.flash.agent_kwargs == {"n_steps": 5} and own.flash.adapt_kwargs == {}
     assert same.flash.agent_kwargs == by_module.flash.agent_kwargs == load_config(CONFIG).flash.agent_kwargs
 
 

@@ -65,8 +65,9 @@ def test_a_family_records_its_episode_length_and_an_env_of_another_warns(family_
         gym.make(env_id, family=family, **length)   # the length it was generated for
         gym.make(env_id, family=family_type(family.train, family.test), **other)   # none recorded
     with pytest.warns(UserWarning, match="the task family was generated for 600 s episodes, but this env's last "
-                                         "300 s"):   # 10 steps of 30 s; 300 s
+                                         "300 s") as caught:   # 10 steps of 30 s; 300 s
         gym.make(env_id, family=family, **other)
+    assert [w.filename for w in caught] == [__file__]   # the user's line, not one in gymnasium's make
 
 
 def test_a_case_warns_of_a_family_file_generated_for_another_episode_length(tmp_path):
@@ -112,11 +113,12 @@ def test_every_way_of_training_on_a_family_of_another_length_warns_once_checked(
 
     family = AutoscalingTaskFamily.generate(n_train=2, n_test=1)   # for the default 1800 s
     short = {"episode_steps": 4}   # 120 s
-    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s"):
+    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s") as caught:
         Flash("PPO", ENV_ID, short, net_arch=[4], n_envs=1, agent_kwargs={"n_steps": 8, "batch_size": 8}).meta_train(
             family, 8)
-    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s"):
+    with pytest.warns(UserWarning, match="generated for 1800 s episodes, but this env's last 120 s") as maml_caught:
         MAML(ENV_ID, short, hidden=[4], meta_batch=1).meta_train(family, 1)
+    assert {w.filename for w in [*caught, *maml_caught]} == {__file__}   # the user's line (each meta_train call)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(TypeError, match="render_mode"):

@@ -508,8 +508,9 @@ def test_a_bin_s_that_is_no_multiple_of_the_rows_spacing_warns_for_counts(tmp_pa
     path = write(tmp_path, "t,n\n" + "".join(f"{60 * i},60\n" for i in range(6)))
     with pytest.warns(TraceAliasWarning, match=r"trace.csv: bin_s=90 is not a whole multiple of the spacing of most "
                                                r"rows, 60 s: its bins add up the counts of 1 or 2 rows, so a steady "
-                                               r"load reads as alternating rates; give a multiple of 60$"):
+                                               r"load reads as alternating rates; give a multiple of 60$") as caught:
         rates = read_rate_trace(path, "t", "n", bin_s=90).rates
+    assert [w.filename for w in caught] == [__file__]
     assert rates.tolist() == pytest.approx([4 / 3, 2 / 3, 4 / 3, 2 / 3])
     stray = write(tmp_path, "t,n\n0,60\n60,60\n90,5\n120,60\n180,60\n240,60\n", "stray.csv")
     with pytest.warns(TraceAliasWarning, match="spacing of most rows, 60 s"):   # one stray row does not hide it

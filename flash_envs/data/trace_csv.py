@@ -19,7 +19,6 @@ timestamp on the nearest point of a grid of that step.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows
 from flash_envs.fields import check_fields, check_number
+from flash_envs.flash_warnings import FlashWarning, warn
 
 
 class TraceFormatError(DataFormatError):
@@ -48,7 +48,7 @@ class TraceBinError(TraceFormatError):
     are not on one grid; the message names the rows."""
 
 
-class TraceAliasWarning(UserWarning):
+class TraceAliasWarning(FlashWarning):
     """An aggregated trace of counts read with a ``bin_s`` that is not a whole multiple of the spacing of most of its
     rows: the bins hold unequal numbers of rows, so a steady load reads as rates that alternate."""
 
@@ -323,10 +323,9 @@ def _warn_of_aliasing(t: np.ndarray, bin_s: float, path: Path, slack_s: float) -
     common = float(spacings[np.argmax(n_rows)])
     ratio = bin_s / common
     if ratio > 1 and abs(ratio - round(ratio)) > BIN_TOLERANCE + 2 * slack_s / common:
-        warnings.warn(f"{path}: bin_s={bin_s:g} is not a whole multiple of the spacing of most rows, "
-                      f"{common:g} s: its bins add up the counts of {int(np.floor(ratio))} or {int(np.ceil(ratio))} "
-                      f"rows, so a steady load reads as alternating rates; give a multiple of {common:g}",
-                      TraceAliasWarning, stacklevel=3)
+        warn(f"{path}: bin_s={bin_s:g} is not a whole multiple of the spacing of most rows, {common:g} s: its bins "
+             f"add up the counts of {int(np.floor(ratio))} or {int(np.ceil(ratio))} rows, so a steady load reads as "
+             f"alternating rates; give a multiple of {common:g}", TraceAliasWarning)
 
 
 def _rounded(t: np.ndarray, time_round_s: float, lines: np.ndarray, texts: list[str], path: Path) -> np.ndarray:

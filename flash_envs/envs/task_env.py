@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import math
 import reprlib
-import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, ClassVar, Generic, Iterator, TypeVar
 import gymnasium as gym
 import numpy as np
 
+from flash_envs.flash_warnings import warn
 from flash_envs.tasks import TaskFamily
 
 T = TypeVar("T")
@@ -69,9 +69,9 @@ def warn_of_another_episode_length(env_name: str, family: TaskFamily, episode_s:
     nothing to compare when either is None): its workloads' steps and diurnal periods would fall elsewhere."""
     made_for = family.episode_s
     if episode_s is not None and made_for is not None and not math.isclose(episode_s, made_for, rel_tol=1e-9):
-        warnings.warn(f"{env_name}: the task family was generated for {made_for:g} s episodes, but this env's last "
-                      f"{episode_s:g} s: its workloads' steps and diurnal periods are timed for the other length "
-                      "(generate the family for this env's length, or give the env the family's)", stacklevel=3)
+        warn(f"{env_name}: the task family was generated for {made_for:g} s episodes, but this env's last "
+             f"{episode_s:g} s: its workloads' steps and diurnal periods are timed for the other length (generate the "
+             "family for this env's length, or give the env the family's)")
 
 
 def check_workload(task: Any) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flash_envs.cli_args import int_at_least, output_file, seed_arg
 from flash_envs.fields import MAX_SEED
+from flash_envs.flash_warnings import warn
 from flash_envs.tasks import SPLITS, Task, TaskFamily
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
                                        test_trace_overrides)
@@ -51,8 +51,8 @@ def split_tasks(cfg: ExperimentConfig, case: Case, family: TaskFamily[Any], spli
     if split == "test":
         return test_tasks(cfg, case, family)
     if cfg.tasks.test_traces:
-        warnings.warn(f"config key tasks.test_traces names {len(cfg.tasks.test_traces)} trace(s), whose tasks join the "
-                      f"test split: --split {split} leaves them out", stacklevel=2)
+        warn(f"config key tasks.test_traces names {len(cfg.tasks.test_traces)} trace(s), whose tasks join the test "
+             f"split: --split {split} leaves them out")
     return list(family.split(split))
 
 
@@ -112,7 +112,7 @@ def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, pa
         what = (f"MAML settings saved with it, {', '.join(f'{k}={saved[k]!r}' for k in differ)}; the config's "
                 f"{', '.join(f'maml.{k}={configured[k]!r}' for k in differ)}")
     if configured != saved:
-        warnings.warn(f"--model {path} fine-tunes with the {what} are not used", stacklevel=2)
+        warn(f"--model {path} fine-tunes with the {what} are not used")
 
 
 def run(args: argparse.Namespace) -> int:
