@@ -5,8 +5,10 @@ refuse a damaged one or one of other settings, and the saved SB3 agent, its epis
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
+import pickletools
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,8 +98,9 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], directory: s
 def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timesteps: int | None = None
                     ) -> dict[str, Any] | None:
     """The state (``state.json``) of the checkpoint in ``directory``, None if there is none. A ValueError names the file
-    when ``state.json`` is unreadable or not a JSON object with ``config`` and ``agent``, when its agent zip is not
-    whole (every member's CRC is checked) or its episodes file (:func:`read_episodes`) cannot be read, when it was
+    when ``state.json`` is unreadable or not a JSON object with ``config``, ``agent`` and the state of ``config``'s
+    ``n_envs`` task samplers, when its agent zip is not whole (every member's CRC is checked), its replay buffer
+    (:func:`check_whole_pickle`) or its episodes file (:func:`read_episodes`) cannot be read, when it was
     written with other settings than ``config`` (:func:`check_resumable`), or when it is past ``total_timesteps`` in
     a meta-training to another total (:func:`check_resume_total`; checkpoints written before the total was recorded
     are not checked)."""
@@ -114,10 +117,32 @@ def read_checkpoint(directory: str | Path, config: dict[str, Any], total_timeste
     done, run_total = state.get("num_timesteps"), state.get("total_timesteps")
     if total_timesteps is not None and isinstance(done, int) and isinstance(run_total, int):
         check_resume_total(directory, done, total_timesteps, "timesteps", run_total)
+    samplers, n_envs = state.get("samplers"), config.get("n_envs")
+    if not isinstance(samplers, list) or (isinstance(n_envs, int) and len(samplers) != n_envs):
+        raise ValueError(f"{path} holds no task-sampler state for the {n_envs} training env(s), so a meta-training "
+                         "cannot resume from it (checkpoint() of a loaded or fresh agent writes none); train anew, "
+                         "or start from its weights with init_from")
     check_agent_zip(Path(directory) / state["agent"])
+    if "replay_buffer" in state:
+        check_whole_pickle(Path(directory) / str(state["replay_buffer"]), "the replay buffer of a checkpoint")
     if "episodes" in state:
         read_episodes(Path(directory) / str(state["episodes"]))
     return state
+
+
+def check_whole_pickle(path: Path, what: str, data: bytes | None = None) -> None:
+    """Refuse, with a ValueError naming ``path`` as ``what``, a pickle that is missing, cut short or not a pickle at
+    all: the file ``path``, or ``data``, a pickle held inside it. Its opcodes are read, none executed: cheap against
+    unpickling, which for a checkpoint's training envs replays their episodes."""
+    try:
+        with io.BytesIO(data) if data is not None else open(path, "rb") as file:
+            for _ in pickletools.genops(file):
+                pass
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file: expected {what}") from None
+    except Exception as err:   # (genops raises ValueError for a cut file, and others for foreign bytes)
+        raise ValueError(f"{path} cannot be read as {what}: it is cut short or not a pickle "
+                         f"({error_text(err)})") from None
 
 
 def read_episodes(path: Path) -> dict[str, Any]:
@@ -132,6 +157,7 @@ def read_episodes(path: Path) -> dict[str, Any]:
     except Exception as err:   # (unpickling a cut or foreign file raises anything from EOFError to TypeError)
         raise ValueError(f"{path} cannot be read as the episodes in progress of a checkpoint "
                          f"({error_text(err)})") from None
+    check_whole_pickle(path, "the episodes in progress of a checkpoint (its training envs)", episodes["envs"])
     return episodes
 
 

@@ -46,6 +46,7 @@ import flash_envs  # noqa: F401  (registers the environments)
 from flash_envs.baselines.runner import run_episode
 from flash_envs.envs.task_env import ReplayMismatch
 from flash_envs.fields import check_flag, check_seed, check_whole
+from flash_envs.flash_warnings import warn
 from flash_rl.adaptation import adaptation_points
 from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_adaptation_kwargs, check_agent,
                                      check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
@@ -371,21 +372,15 @@ class Flash:
         state = read_checkpoint(directory, self.config(), total_timesteps)
         if state is None:
             return None
-        samplers = state.get("samplers")
-        if not isinstance(samplers, list) or len(samplers) != len(self._sampling_wrappers):
-            raise ValueError(f"{directory / 'state.json'} holds no task-sampler state for the {self.n_envs} training "
-                             f"env(s), so a meta-training cannot resume from it (checkpoint() of a loaded or fresh "
-                             f"agent writes none); train anew, or start from its weights with init_from")
         self.model = load_agent(self.agent_cls, directory / state["agent"], vec_env,
                                 tensorboard_log=self.tensorboard_log)
         if "replay_buffer" in state:
             self.model.load_replay_buffer(directory / state["replay_buffer"])
-        for wrapper, s in zip(self._sampling_wrappers, samplers, strict=True):
+        for wrapper, s in zip(self._sampling_wrappers, state["samplers"], strict=True):
             wrapper.set_state(s)
         if "episodes" not in state:
-            warnings.warn(f"{directory} is a checkpoint written before its episodes in progress were saved: every env "
-                          "starts a new episode, so the resumed run will not take the steps of one never stopped",
-                          stacklevel=3)
+            warn(f"{directory} is a checkpoint written before its episodes in progress were saved: every env starts a "
+                 "new episode, so the resumed run will not take the steps of one never stopped")
         else:
             self._restore_episodes(directory / state["episodes"], vec_env)
         return state
@@ -397,15 +392,14 @@ class Flash:
         run's, or replaying their episodes comes to other observations (a trace file rewritten since)."""
         episodes = read_episodes(path)
         if episodes["tasks"] != task_list_key(self._sampling_wrappers[0].tasks):
-            warnings.warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every "
-                          "env starts a new episode on a task of this run's", stacklevel=4)
+            warn(f"the checkpoint's training envs ({path}) sampled from other tasks than this run's: every env "
+                 "starts a new episode on a task of this run's")
             return
         try:
             envs = pickle.loads(episodes["envs"])   # each env replays its episode (a trace task reads its file)
         except ReplayMismatch as err:
-            warnings.warn(f"the checkpoint's training envs ({path}) cannot be rebuilt as they were: {err}. Every env "
-                          "starts a new episode, so the resumed run will not take the steps of one never stopped",
-                          stacklevel=4)
+            warn(f"the checkpoint's training envs ({path}) cannot be rebuilt as they were: {err}. Every env starts "
+                 "a new episode, so the resumed run will not take the steps of one never stopped")
             return
         except Exception as err:
             raise ValueError(f"{path}: the training envs cannot be rebuilt ({error_text(err)})") from None
@@ -540,8 +534,8 @@ class Flash:
         model, settings = self.agent, json.dumps(self.config(), indent=1)   # both before anything is written
         name = algorithm_name(self.agent_cls)
         if name.startswith("__main__:") or "<locals>" in name:
-            warnings.warn(f"the agent's class is saved as {name!r}, which Flash.load can import only in this same "
-                          f"program; define the class in a module to load the agent elsewhere", stacklevel=2)
+            warn(f"the agent's class is saved as {name!r}, which Flash.load can import only in this same program; "
+                 "define the class in a module to load the agent elsewhere")
         path.mkdir(parents=True, exist_ok=True)
         with atomic_write(path / "agent.zip") as tmp:
             model.save(tmp)

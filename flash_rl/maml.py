@@ -146,6 +146,16 @@ def settings_of(state: dict[str, Any]) -> dict[str, Any]:
     return as_saved({"env_id": state["env_id"], "env_kwargs": state["env_kwargs"], **state["hparams"]})
 
 
+def saved_iteration(state: dict[str, Any], path: Path) -> int:
+    """The iteration a MAML checkpoint ``state`` (read from ``path``) was taken at: a ValueError naming ``path`` when
+    it is not a whole number of iterations."""
+    iteration = state["iteration"]
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its iteration "
+                         f"{iteration!r} is not a count")
+    return iteration
+
+
 class MAML:
     """Policy-gradient MAML on a FLASH env (Discrete actions). The defaults are those of the config's ``maml:``
     section (:class:`~flash_rl.config.MamlConfig`), which ``flash reproduce`` runs. ``env_kwargs`` are saved in the
@@ -256,7 +266,7 @@ class MAML:
             path = Path(checkpoint_dir) / "maml.pt"
             state = load_weights_file(path, "a MAML checkpoint", self.STATE_KEYS)
             check_resumable(settings_of(state), self.config(), checkpoint_dir)
-            check_resume_total(checkpoint_dir, int(state["iteration"]), iterations, "iterations", None)   # exact
+            check_resume_total(checkpoint_dir, saved_iteration(state, path), iterations, "iterations", None)   # exact
             self._restore(state, path)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:
@@ -339,15 +349,16 @@ class MAML:
     def _restore(self, state: dict[str, Any], path: Path) -> None:
         """Take the weights, optimiser, iteration and random states of ``state``, read from ``path``; a ValueError
         naming ``path`` when they do not fit this agent's settings (e.g. weights of other ``hidden`` layers)."""
+        iteration = saved_iteration(state, path)
         try:
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
-            self.iteration = int(state["iteration"])
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its weights or state "
                              f"do not fit its settings ({error_text(err)})") from err
+        self.iteration = iteration
 
     def checkpoint(self, directory: str | Path) -> None:
         """Write ``directory/maml.pt`` atomically: settings, policy and optimiser weights, iteration and RNG states."""

@@ -40,8 +40,8 @@ import gymnasium as gym
 import numpy as np
 
 from flash_envs.cli_args import output_file
-from flash_rl.adaptation import (ReferenceCache, References, compute_references, episodes_to_adapt, task_key,
-                                 task_references)
+from flash_rl.adaptation import (ReferenceCache, References, compute_references, episodes_to_adapt,
+                                 evaluation_points, task_key, task_references)
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
@@ -165,9 +165,10 @@ def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     try:
         if name == "maml":
             if finished or (ckpt / "maml.pt").exists():
-                state = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS)
-                check_resumable(settings_of(state), make_model(name, cfg).config(), ckpt)
-                check_resume_total(ckpt, int(state["iteration"]), total, "iterations", None)
+                state, maml = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS), make_maml(cfg)
+                check_resumable(settings_of(state), maml.config(), ckpt)
+                maml._restore(state, ckpt / "maml.pt")   # weights and random states it would take
+                check_resume_total(ckpt, maml.iteration, total, "iterations", None)
         elif finished:   # e.g. left by a meta-train of other settings into a --run-dir shared by the methods
             check_resumable(Flash.load(directory / "final").config(), make_model(name, cfg).config(),
                             directory / "final")
@@ -418,25 +419,42 @@ Finished = Callable[[str, Any, int, list, float], None]
 """Called with an adaptation run, its curve and its seconds, as each run ends."""
 
 
-def _saved_curves(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """The adaptation runs an interrupted run saved in ``curves.jsonl``, by (method, task name, seed). A line cut short
-    by a kill, or damaged, is left out (that run is done again), and a last line without its newline gets one, so
+def _saved_curves(path: Path, a: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The adaptation runs an interrupted run saved in ``curves.jsonl``, by (method, task name, seed), under the
+    adaptation settings ``a``. A line cut short by a kill, or damaged (not UTF-8, not JSON, or not a record of a run:
+    see :func:`_is_saved_run`), is left out (that run is done again), and a last line without its newline gets one, so
     that the next record starts a line of its own."""
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
     if not path.exists():
         return done
-    text = path.read_text()
+    text = path.read_bytes().decode("utf-8", errors="replace")   # a damaged byte spoils its line only
     if text and not text.endswith("\n"):
         with open(path, "a") as sink:
             sink.write("\n")
+    schedule = evaluation_points(a.budget, a.eval_every)
     for line in text.splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(rec, dict) and {"method", "task", "seed", "curve"} <= rec.keys():
+        if _is_saved_run(rec, schedule, a.eval_seed):
             done[(rec["method"], rec["task"], rec["seed"])] = rec
     return done
+
+
+def _is_saved_run(rec: Any, schedule: list[int], eval_seed: int) -> bool:
+    """Whether ``rec``, read from ``curves.jsonl``, is the record of an adaptation run as the pipeline writes it:
+    method and task names, a seed evaluated at ``eval_seed`` + seed, and a curve of finite returns after the
+    ``schedule``'s fine-tuning episodes."""
+    if not (isinstance(rec, dict) and isinstance(rec.get("method"), str) and isinstance(rec.get("task"), str)):
+        return False
+    seed, curve = rec.get("seed"), rec.get("curve")
+    if isinstance(seed, bool) or not isinstance(seed, int) or rec.get("eval_seed") != eval_seed + seed:
+        return False
+    return (isinstance(curve, list) and len(curve) == len(schedule)
+            and all(isinstance(point, list) and len(point) == 2 and type(point[0]) is int and point[0] == episode
+                    and isinstance(point[1], (int, float)) and not isinstance(point[1], bool)
+                    and np.isfinite(point[1]) for point, episode in zip(curve, schedule)))
 
 
 def _run_in_this_process(cfg: ExperimentConfig, case: Case, family: Any, run_dir: Path, resume: bool,
@@ -559,7 +577,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
 
-    done = _saved_curves(curves_path) if resume else {}
+    done = _saved_curves(curves_path, a) if resume else {}
     runs = [(m, t, s) for m in methods for t in tasks for s in range(a.seeds)]
     keys = {t.name: task_key(t) for t in tasks}   # a trace edited since a run was saved: that run is done again
     todo = [(m, t, s) for m, t, s in runs if done.get((m, t.name, s), {}).get("task_key") != keys[t.name]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -398,13 +399,36 @@ def finished_runs(tmp_path_factory):
     from flash_rl.cli import main
 
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    for method in ("flash", "maml"):
-        assert main(meta_train_args(run_dir, method=method)) == 0
+    for method in ("flash", "maml", "transfer"):
+        assert main(meta_train_args(run_dir, *METHOD_SETTINGS.get(method, []), method=method)) == 0
     return run_dir
+
+
+#: Settings of the meta-trainings :func:`finished_runs` holds besides :data:`TINY_META_TRAIN`: transfer learning
+#: with DQN, whose checkpoints hold a replay buffer.
+METHOD_SETTINGS = {"transfer": ["transfer.algo=DQN", "transfer.timesteps=80", "transfer.n_envs=2",
+                                "transfer.net_arch=[16]", "transfer.agent_kwargs={learning_starts: 20, "
+                                "buffer_size: 1000, train_freq: 4, batch_size: 16}",
+                                "transfer.adapt_kwargs={learning_starts: 0, batch_size: 8}"]}
 
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:300])
+
+
+def cut_the_pickled_envs(path: Path) -> None:
+    """Rewrite the episodes file ``path`` with its training envs' pickle cut short (the record around it whole)."""
+    episodes = pickle.loads(path.read_bytes())
+    episodes["envs"] = episodes["envs"][:200]
+    path.write_bytes(pickle.dumps(episodes))
+
+
+def edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def edit_maml_checkpoint(path: Path, **changes) -> None:
+    torch.save({**torch.load(path, weights_only=True), **changes}, path)
 
 
 @pytest.mark.parametrize("method, damage, culprit, problem", [
@@ -421,6 +445,19 @@ def truncate(path: Path) -> None:
      "cannot be read as the episodes in progress of a checkpoint"),
     ("maml", lambda run: truncate(run / "models/maml/ckpt/maml.pt"), "models/maml/ckpt/maml.pt",
      "is not a MAML checkpoint"),
+    # found by an audit: these gave a traceback on resume, after config.yaml and command.txt were rewritten
+    ("flash", lambda run: cut_the_pickled_envs(run / "models/flash/ckpt/episodes-80.pkl"),
+     "models/flash/ckpt/episodes-80.pkl", "it is cut short or not a pickle"),
+    ("flash", lambda run: edit_json(run / "models/flash/ckpt/state.json", samplers=[{}]),
+     "models/flash/ckpt/state.json", "holds no task-sampler state for the 2 training env(s)"),
+    ("transfer", lambda run: truncate(run / "models/transfer/ckpt/replay-80.pkl"), "models/transfer/ckpt/replay-80.pkl",
+     "cannot be read as the replay buffer of a checkpoint"),
+    ("transfer", lambda run: (run / "models/transfer/ckpt/replay-80.pkl").unlink(),
+     "models/transfer/ckpt/replay-80.pkl: no such file", "expected the replay buffer of a checkpoint"),
+    ("maml", lambda run: edit_maml_checkpoint(run / "models/maml/ckpt/maml.pt", rng={"bit_generator": "MT19937"}),
+     "models/maml/ckpt/maml.pt", "its weights or state do not fit its settings"),
+    ("maml", lambda run: edit_maml_checkpoint(run / "models/maml/ckpt/maml.pt", iteration="2"),
+     "models/maml/ckpt/maml.pt", "its iteration '2' is not a count"),
 ])
 def test_a_resume_names_the_damaged_file_before_writing_anything(finished_runs, tmp_path, capsys, method, damage,
                                                                   culprit, problem):
@@ -428,11 +465,11 @@ def test_a_resume_names_the_damaged_file_before_writing_anything(finished_runs, 
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_runs, run_dir)
-    if "ckpt/" in culprit and method == "flash":
-        (run_dir / "models" / "flash" / "DONE").unlink()   # an unfinished run: --resume continues its checkpoint
+    if "ckpt/" in culprit and method != "maml":
+        (run_dir / "models" / method / "DONE").unlink()   # an unfinished run: --resume continues its checkpoint
     damage(run_dir)
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    assert main(meta_train_args(run_dir, "--resume", method=method)) == 2
+    assert main(meta_train_args(run_dir, *METHOD_SETTINGS.get(method, []), "--resume", method=method)) == 2
     err = capsys.readouterr().err
     assert err.startswith("flash: error: ") and err.count("\n") == 1   # one line
     assert str(run_dir / culprit) in err and problem in err

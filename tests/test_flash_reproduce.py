@@ -143,19 +143,27 @@ def test_reproduce_tiny(tmp_path):
     # resume: every model and curve is reused
     lines = (run / "curves.jsonl").read_text().splitlines()
     damaged = ['{"method": "flash"}', "[1, 2]"]   # not records: those lines are ignored, as a line cut short is
-    (run / "curves.jsonl").write_text("\n".join(lines[:-3] + damaged) + "\n" + lines[-3][:10])  # a run cut short
+    for line, curve in ((lines[-1], lambda c: []), (lines[-2], lambda c: c[1:]), (lines[-2], lambda c: c[:1] * len(c)),
+                        (lines[-1], lambda c: [[e, None] for e, _ in c])):   # records of runs lost, curves damaged
+        rec = json.loads(line)
+        damaged.append(json.dumps({**rec, "curve": curve(rec["curve"])}))
+    (run / "curves.jsonl").write_bytes("\n".join(lines[:-3] + damaged).encode() + b"\n\xff\xfe{\x00}\n"
+                                       + lines[-3][:10].encode())   # bytes not UTF-8, and a run cut short
     saved = model_files_written(run)
     again = reproduce(cfg, out, run, resume=True, command="test")
     assert again["methods"]["flash"]["runs"] == 4
+    assert again["methods"] == summary["methods"]   # the runs redone, not taken from the damaged records
     assert model_files_written(run) == saved   # loaded, not trained and saved again
-    kept = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines() if line.startswith('{"method')
+    text = (run / "curves.jsonl").read_bytes().decode(errors="replace")
+    kept = [json.loads(line) for line in text.splitlines() if line.startswith('{"method')
             and line.endswith("}") and "curve" in line]
     assert len({(r["method"], r["task"], r["seed"]) for r in kept}) == 5 * 4   # the redone run has a line of its own
     # a trace edited in place: the runs on it are done again, as its references are (their cache keys on content)
     trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + 40 * (i % 2)}\n" for i in range(60)))
-    before = len((run / "curves.jsonl").read_text().splitlines())
+    before = len(text.splitlines())
     reproduce(cfg, out, run, resume=True, command="test")
-    redone = [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()[before:]]
+    text = (run / "curves.jsonl").read_bytes().decode(errors="replace")
+    redone = [json.loads(line) for line in text.splitlines()[before:]]
     assert len(redone) == 5 * 1 * 2 and all(r["task"].startswith("trace:trace:") for r in redone)
     # resuming under other settings would mix the old models and curves into the new results: refused
     other = load_config(CONFIG_DIR / "autoscaling.yaml", TINY + [f"references.cache={tmp_path / 'refs.json'}",

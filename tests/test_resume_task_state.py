@@ -81,8 +81,10 @@ def test_resume_with_other_tasks_draws_from_the_new_list(tmp_path):
     Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(subset(), 40, checkpoint_dir=tmp_path)
     others = family().train[10:12]
     resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
-    with pytest.warns(UserWarning, match="sampled from other tasks than this run's: every env starts a new episode"):
+    with pytest.warns(UserWarning, match="sampled from other tasks than this run's: every env starts a new "
+                                         "episode") as caught:
         resumed.meta_train(others, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
+    assert [w.filename for w in caught] == [__file__]   # the meta_train call, not the decorator in between
     assert resumed.resumed_from == 40 and [len(names) for names in after.seen] == [20, 20]
     assert {name for names in after.seen for name in names} <= {t.name for t in others}
 
