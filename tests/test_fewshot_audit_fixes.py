@@ -351,3 +351,47 @@ def test_a_file_of_the_other_schema_is_told_which_dataset_to_give(tmp_path, caps
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     assert _data_error(["--train", str(other)], capsys).endswith("the header has ['a', 'b']")
+
+
+# 12. a level that never varies in training, a split of two schemas, shots and seeds of another type
+
+def test_a_cost_of_one_price_for_every_training_app_leaves_the_predictions_finite():
+    """The level was standardised by the training apps' spread + 1e-6: a cost of one price for all gave a held-out app
+    at another price a context near 10^6, and every neural method's runtime MAPE was inf (config-eval: a traceback)."""
+    from dataclasses import replace
+
+    data = simulated_measurements(10, memory_sizes=(128, 512, 2048))
+    cost = np.where(np.arange(len(data.apps))[:, None] < 8, 1e-6, 2e-6) * np.ones_like(data.cost_usd)
+    data = replace(data, cost_usd=cost)
+    split = Split("s", data.select_apps(data.apps[:8]), data.select_apps(data.apps[8:]))
+    scores = evaluate_split(split, 1, 0, TrainConfig(steps=20, val_fraction=0), 1)
+    values = np.array([v for method in scores.values() for metric in method.values() for v in np.ravel(metric)])
+    assert values.size and np.isfinite(values).all()
+
+
+def test_a_split_of_two_schemas_is_refused_before_any_training():
+    """A simulated training side and a chunk-func test side trained every model, then failed in numpy broadcasting."""
+    from dataclasses import replace
+
+    data = simulated_measurements(6, memory_sizes=(128, 512, 2048))
+    other = replace(data, feature_names=tuple(f"x{i}" for i in range(len(data.feature_names))))
+    with pytest.raises(ValueError, match="describe configurations by other features"):
+        Split("s", data.select_apps(data.apps[:4]), other.select_apps(other.apps[4:]))
+    shifted = replace(data, features=data.features[::-1].copy())   # the same names, other features per configuration
+    with pytest.raises(ValueError, match=r"give other features to \d configuration\(s\) of the same name"):
+        Split("s", data.select_apps(data.apps[:4]), shifted.select_apps(shifted.apps[4:]))
+
+
+@pytest.mark.parametrize("shots, seeds, error, message", [
+    ((2.5,), (0,), ValueError, r"shots must be a whole number >= 1, got 2.5"),
+    ((True,), (0,), TypeError, r"shots must be a whole number, got True"),
+    ((1,), (-1,), ValueError, r"seeds must be a whole number >= 0, got -1"),
+    ((1, 1), (0,), ValueError, r"shots \(1, 1\) name one value twice"),
+])
+def test_run_names_bad_shots_and_seeds_before_training(monkeypatch, shots, seeds, error, message):
+    from flash_rl.fewshot import evaluate
+    monkeypatch.setattr(evaluate, "evaluate_split", lambda *a, **kw: pytest.fail("trained before refusing"))
+    data = simulated_measurements(6, memory_sizes=(128, 512, 2048))
+    with pytest.raises(error, match=message):
+        evaluate.run([Split("s", data.select_apps(data.apps[:4]), data.select_apps(data.apps[4:]))], shots, seeds,
+                     TrainConfig(steps=5), 1)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements
-from flash_envs.fields import check_whole
+from flash_envs.fields import check_seed, check_whole
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.matrix_completion import matrix_completion_predictor
 from flash_rl.fewshot.models import (INPUTS, early_stopping_split, fine_tune_predict, nearest_config_predict,
@@ -173,6 +173,11 @@ def run(splits: list[Split], shots: tuple[int, ...], seeds: tuple[int, ...], cfg
     at that K (nothing to score, so nothing is trained); a K that no split can score is refused, before any training.
     """
     draws, jobs = check_whole("draws", draws, 1), check_whole("jobs", jobs, 1)
+    shots = tuple(check_whole("shots", k, 1) for k in shots)   # (a bool, or 2.5, failed deep in training or
+    seeds = tuple(check_seed("seeds", seed) for seed in seeds)   # gave a result keyed by True)
+    for name, values in (("shots", shots), ("seeds", seeds)):
+        if len(set(values)) < len(values):
+            raise ValueError(f"{name} {values} name one value twice: each is evaluated once")
     if not shots or not seeds or not splits:
         raise ValueError(f"nothing to evaluate: {len(splits)} split(s), shots {tuple(shots)}, seeds {tuple(seeds)}")
     for k in shots:

@@ -52,6 +52,9 @@ from flash_rl.torch_random import torch_seeded
 from flash_envs.progress import tqdm_bar
 
 INPUTS = ("base", "flash", "k-shot")
+#: Below this spread of the training apps' log runtimes (or log costs), a level is standardised by 1 (see
+#: :func:`level_spread`): 0.001 in log space is a 0.1 % spread.
+MIN_SPREAD = 1e-3
 
 
 def mlp(n_in: int, hidden: int, n_out: int, layers: int = 2) -> nn.Sequential:
@@ -143,6 +146,15 @@ def early_stopping_split(data: ConfigMeasurements, k: int, cfg: TrainConfig,
     return data.select_apps(shuffled[n_val:] + unusable), validation
 
 
+def level_spread(measured: np.ndarray) -> np.ndarray:
+    """The spread (per output: log runtime, log cost) that standardises an application's level in
+    :class:`FewShotModel`: the standard deviation of the training apps' measurements (+ 1e-6), or 1 where it is below
+    :data:`MIN_SPREAD`, such as a cost column of one price for all: standardised by ~1e-6, a held-out app at another
+    level would feed the network values near 10^6, and its predictions overflow."""
+    spread = measured.std(0)
+    return np.where(spread < MIN_SPREAD, 1.0, spread + 1e-6)
+
+
 def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.random.Generator,
                 progress: bool = False, validation: Episodes | None = None) -> FewShotModel:
     """Train the predictor with ``inputs`` (see :data:`INPUTS`) episodically on ``sampler``'s applications.
@@ -153,7 +165,7 @@ def train_model(sampler: EpisodeSampler, inputs: str, cfg: TrainConfig, rng: np.
     """
     measured = sampler.y[sampler.apps][sampler.data.measured[sampler.apps]]
     with torch_seeded(int(rng.integers(2**31))):
-        model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), measured.std(0) + 1e-6,
+        model = FewShotModel(sampler.x.shape[1], sampler.k, inputs, measured.mean(0), level_spread(measured),
                              cfg.hidden, cfg.embed_dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_loss, best_state = np.inf, None

@@ -13,14 +13,26 @@ from flash_envs.fields import check_whole
 
 @dataclass(frozen=True)
 class Split:
-    """Training and held-out test applications (possibly from different files of one schema); no app in both."""
+    """Training and held-out test applications (possibly from different files of one schema: the same feature names,
+    and the same features for a configuration both have); no app in both."""
 
     name: str
     train: ConfigMeasurements
     test: ConfigMeasurements
 
     def __post_init__(self) -> None:
-        shared = sorted(set(self.train.apps) & set(self.test.apps))
+        train, test = self.train, self.test
+        if train.feature_names != test.feature_names:
+            raise ValueError(f"{train.source} and {test.source} describe configurations by other features "
+                             f"({len(train.feature_names)}: {', '.join(train.feature_names[:4])}... and "
+                             f"{len(test.feature_names)}: {', '.join(test.feature_names[:4])}...): a model trained on "
+                             "one cannot predict the other; give two files of one schema")
+        index = {config: j for j, config in enumerate(test.configs)}
+        if other := [c for i, c in enumerate(train.configs) if c in index
+                     and not np.array_equal(train.features[i], test.features[index[c]])]:
+            raise ValueError(f"{train.source} and {test.source} give other features to {len(other)} configuration(s) "
+                             f"of the same name, e.g. {other[0]}: they are not files of one schema")
+        shared = sorted(set(train.apps) & set(test.apps))
         if shared:
             raise ValueError(f"{len(shared)} app(s) both in training and held out: {shared[:5]}"
                              f"{' ...' if len(shared) > 5 else ''}; held-out apps must never be trained on")
