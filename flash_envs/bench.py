@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
-import shlex
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 import gymnasium as gym
 
 import flash_envs  # noqa: F401  (registers the envs)
-from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file
+from flash_envs.cli_args import UsageError, command_of, emit, float_at_least, int_at_least, json_text, output_file
 from flash_envs.fields import check_number
 from flash_envs.markdown import md_table
+from flash_envs.progress import tqdm_bar
 
 # (label, env id, make kwargs, steps measured)
 CASES: list[tuple[str, str, dict[str, Any], int]] = [
@@ -79,8 +79,10 @@ MEMORY_CASES = ("flash/Autoscaling-v0", "flash/PowerManagement-v0")
 MEMORY_SAMPLES = 10
 
 
-def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[tuple[int, float]]:
-    """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of ``env_id`` (fast fidelity)."""
+def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES, progress: bool = False
+               ) -> list[tuple[int, float]]:
+    """RSS (MiB) after each of ``samples`` equal parts of a ``steps``-step run of ``env_id`` (fast fidelity); with a
+    progress bar (moved between the parts) if ``progress``."""
     if steps < samples:
         raise ValueError(f"a memory run of {steps} steps cannot be sampled {samples} times")
     env = gym.make(env_id)
@@ -88,27 +90,33 @@ def memory_run(env_id: str, steps: int, samples: int = MEMORY_SAMPLES) -> list[t
     env.reset(seed=0)
     trace: list[tuple[int, float]] = []
     done = 0
-    for part in range(1, samples + 1):
-        for _ in range(part * steps // samples - done):
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            if terminated or truncated:
-                env.reset()
-        done = part * steps // samples
-        trace.append((done, rss_mib()))
+    with tqdm_bar(steps, f"memory {env_id}", progress, unit="step") as bar:
+        for part in range(1, samples + 1):
+            for _ in range(part * steps // samples - done):
+                _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                if terminated or truncated:
+                    env.reset()
+            bar.update(part * steps // samples - done)
+            done = part * steps // samples
+            trace.append((done, rss_mib()))
     return trace
 
 
-def benchmark(scale: float = 1.0) -> list[BenchRow]:
+def benchmark(scale: float = 1.0, progress: bool = False) -> list[BenchRow]:
     """One row per :data:`CASES` entry, each timed over ``scale`` x its steps (at least 10); the first case
-    (CartPole-v1) is the reference of the ratios. ``scale`` is in (0, :data:`MAX_SCALE`]."""
+    (CartPole-v1) is the reference of the ratios. ``scale`` is in (0, :data:`MAX_SCALE`]. With a progress bar if
+    ``progress``, moved between the timings only."""
     check_number("scale", scale, 0.0, MAX_SCALE, strict=True)
     rows, reference = [], None
-    for label, env_id, kwargs, steps in CASES:
-        steps = max(10, int(steps * scale))
-        seconds = time_steps(env_id, kwargs, steps)
-        per_step = seconds / steps
-        reference = reference or per_step
-        rows.append(BenchRow(label, env_id, steps, seconds, steps / seconds, 1e6 * per_step, per_step / reference))
+    with tqdm_bar(len(CASES), "bench", progress, unit="env") as bar:
+        for label, env_id, kwargs, steps in CASES:
+            steps = max(10, int(steps * scale))
+            seconds = time_steps(env_id, kwargs, steps)
+            per_step = seconds / steps
+            reference = reference or per_step
+            rows.append(BenchRow(label, env_id, steps, seconds, steps / seconds, 1e6 * per_step,
+                                 per_step / reference))
+            bar.update(1)
     return rows
 
 
@@ -144,29 +152,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "watching memory")
     parser.add_argument("--out", type=output_file, default=None,
                         help="also write the report (markdown, or JSON with --json) to this file")
-
-
-def command_of(args: argparse.Namespace) -> str:
-    """The ``flash bench`` command that ``args`` stand for, with the options that are not at their defaults."""
-    words = ["flash", "bench"]
-    if args.scale != 1.0:
-        words += ["--scale", str(args.scale)]
-    if args.memory_steps:
-        words += ["--memory-steps", str(args.memory_steps)]
-    if args.out is not None:
-        words += ["--out", shlex.quote(str(args.out))]
-    return " ".join(words)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     if 0 < args.memory_steps < MEMORY_SAMPLES:
         raise UsageError(f"--memory-steps {args.memory_steps}: memory is sampled {MEMORY_SAMPLES} times, so give 0 "
                          f"or at least {MEMORY_SAMPLES} steps")
-    rows = benchmark(args.scale)
-    memory = {env_id: memory_run(env_id, args.memory_steps) for env_id in MEMORY_CASES} if args.memory_steps else {}
+    rows = benchmark(args.scale, progress=not args.no_progress)
+    memory = ({env_id: memory_run(env_id, args.memory_steps, progress=not args.no_progress)
+               for env_id in MEMORY_CASES} if args.memory_steps else {})
     if args.json:
         text = json_text({"rows": [asdict(r) for r in rows], "memory_rss_mib": memory}, indent=2)
     else:
-        text = markdown(rows, memory, command_of(args))
+        text = markdown(rows, memory, command_of("bench", args, add_arguments, leave_out=("no_progress",)))
     emit(text, args.out)
     return 0

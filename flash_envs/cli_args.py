@@ -12,9 +12,10 @@ import argparse
 import json
 import math
 import os
+import shlex
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from flash_envs.fields import MAX_SEED
 
@@ -84,6 +85,8 @@ def _writable(path: Path) -> None:
     """Raise unless ``path`` can be written: its nearest existing ancestor is a folder this process may write in
     (to make the folders missing above ``path``, or ``path`` itself), and ``path``, if it exists, may be written; and
     a file can in fact be created in the folder that will hold it (a probe: a temporary file, gone at once)."""
+    if path.is_symlink() and not path.exists():   # (exists() follows the link: the check went to its folder)
+        raise argparse.ArgumentTypeError(f"{path} is a link to {os.readlink(path)}, which does not exist")
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -111,6 +114,17 @@ def output_file(text: str) -> Path:
     return path
 
 
+def check_files_in(folder: Path, names: Iterable[str], option: str = "--out") -> None:
+    """Raise a :class:`UsageError` unless each of ``names`` can be written in ``folder`` (given as ``option``), as
+    :func:`output_file` checks a file: for a command that writes several files into a folder, before any work (a
+    folder of one of their names failed the command at its end, after the others were written)."""
+    for name in names:
+        try:
+            output_file(str(folder / name))
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"{option} {folder}: {err}") from None
+
+
 def output_dir(text: str) -> Path:
     """An argparse type: a folder to write into, checked before any work (not a file; it exists or can be made, and
     may be written in)."""
@@ -119,6 +133,25 @@ def output_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     _writable(path)
     return path
+
+
+def command_of(name: str, args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None],
+               leave_out: tuple[str, ...] = ()) -> str:
+    """The ``flash name`` command that ``args`` stand for (for a report's "Regenerate:" line): the options that
+    ``add_arguments`` defines and ``args`` sets to other values than their defaults, but ``leave_out`` (names of
+    options that do not change the report, such as ``no_progress``)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    words = ["flash", name]
+    for dest, default in vars(parser.parse_args([])).items():
+        value = getattr(args, dest, default)
+        if dest in leave_out or value == default:
+            continue
+        words.append("--" + dest.replace("_", "-"))
+        if value is not True:   # (a whole float as it would be typed: 60, not 60.0)
+            words += [shlex.quote(str(int(v) if isinstance(v, float) and v.is_integer() else v))
+                      for v in (value if isinstance(value, list) else [value])]
+    return " ".join(words)
 
 
 def json_text(value: Any, indent: int = 1) -> str:

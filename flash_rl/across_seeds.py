@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, emit, json_text, output_dir
+from flash_envs.cli_args import UsageError, check_files_in, emit, json_text, output_dir
 from flash_envs.markdown import ci_brackets, md_table
 from flash_rl.adaptation import episodes_to_adapt, episodes_to_sustained_adaptation
 from flash_rl.commands._common import fail
@@ -298,7 +298,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON instead of Markdown")
 
 
+#: What ``--out`` gets: the report, its numbers and its plot.
+OUT_FILES = ("across_seeds.md", "across_seeds.json", "across_seeds.png")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_files_in(args.out, OUT_FILES)
     if len({folder.resolve() for folder in args.folders}) < len(args.folders):
         raise UsageError("a folder is given twice; give each reproduction folder once")
     if len(args.folders) < 2:
@@ -317,8 +323,9 @@ def run(args: argparse.Namespace) -> int:
     text = markdown(result, " ".join(shlex.quote(word) for word in words))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "across_seeds.md").write_text(text)
-        (args.out / "across_seeds.json").write_text(json_text(result))
-        plot(result, args.out / "across_seeds.png")
+        markdown_file, json_file, png_file = (args.out / name for name in OUT_FILES)
+        markdown_file.write_text(text)
+        json_file.write_text(json_text(result))
+        plot(result, png_file)
     emit(json_text(result) if args.json else text)
     return 0

@@ -22,6 +22,10 @@ from flash_rl.config import load_config
 from flash_rl.machine import describe_machine, machine_problem, machine_text
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
+#: What a reproduction writes into its results folder: :func:`write_report`'s files and the run's ``config.yaml``.
+REPORT_FILES = ("curves.csv", "episodes_to_adapt.csv", "references.csv", "adaptation_curves.png",
+                "episodes_to_adapt.png", "summary.json", "results.md", "config.yaml")
+
 LABELS = {"flash": "FLASH", "transfer": "transfer learning", "scratch": "from scratch", "maml": "MAML",
           "flash_zero_embedding": "FLASH, embedding zeroed"}
 

@@ -471,3 +471,47 @@ def test_test_traces_in_the_config_with_another_split_are_warned_of(tmp_path, ca
                                          r"test split: --split train leaves them out$"):
         assert main(["evaluate", "--model", str(tmp_path / "none"), "--split", "train", "--quick",
                      "--set", f"tasks.test_traces=['{trace}']"]) == 2   # (no model there: the error comes after)
+
+
+@pytest.mark.parametrize("argv, taken, work", [
+    (["power-governors", "--out", "{out}"], "governors.md", "flash_envs.baselines.power_report.governor_rows"),
+    (["compare-seeds", "{a}", "{b}", "--out", "{out}"], "across_seeds.png", "flash_rl.across_seeds.read_reproduction"),
+    (["config-eval", "--out", "{out}"], "summary.json", "flash_rl.fewshot.cli.run_command"),
+    (["config-eval", "--diagnose", "--out", "{out}"], "diagnosis.json", "flash_rl.fewshot.cli.run_command"),
+    (["reproduce", "--quick", "--out", "{out}"], "results.md", "flash_rl.pipeline.reproduce"),
+])
+def test_a_folder_in_the_way_of_an_output_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch, argv, taken,
+                                                                          work):
+    """Only the --out folder was checked: a folder named as one of the files it gets failed the command at its end,
+    after all the work, with some files written and an errno line."""
+    monkeypatch.setattr(work, lambda *a, **kw: pytest.fail("worked before refusing"))
+    out = tmp_path / "out"
+    (out / taken).mkdir(parents=True)
+    for name in "ab":
+        (tmp_path / name).mkdir()
+    try:
+        code = main([a.format(out=out, a=tmp_path / "a", b=tmp_path / "b") for a in argv])
+    except SystemExit as stop:   # a usage error
+        code = stop.code
+    assert code == 2 and f"--out {out}: {out / taken} is a folder; give a file name" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [taken]   # nothing written
+
+
+@pytest.mark.parametrize("argv", [["validate-fidelity", "--out", "{link}"], ["power-governors", "--out", "{link}"]])
+def test_an_output_that_is_a_dangling_link_is_refused_before_any_work(tmp_path, capsys, argv):
+    """exists() is false for a link to nothing, so the check probed the link's folder; the command failed at its end."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "missing" / "target")
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(link=link) for a in argv])
+    assert stop.value.code == 2
+    assert f"{link} is a link to {tmp_path / 'missing' / 'target'}, which does not exist" in capsys.readouterr().err
+
+
+def test_a_power_env_of_more_servers_than_it_can_simulate_is_refused():
+    """n_servers=10**14 failed in a MemoryError making the action space (power-governors: a traceback)."""
+    from flash_envs.envs.power_management import MAX_SERVERS
+
+    assert gym.make("flash/PowerManagement-v0", n_servers=MAX_SERVERS).unwrapped.n_servers == MAX_SERVERS
+    with pytest.raises(ValueError, match=r"n_servers must be at most 1000 \(each server is simulated on its own\)"):
+        gym.make("flash/PowerManagement-v0", n_servers=10**14)

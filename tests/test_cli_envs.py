@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,21 @@ def test_bench_markdown_names_the_command_that_wrote_it(capsys, tmp_path):
     assert capsys.readouterr().out.endswith(f"\nRegenerate: `flash bench --scale 0.01 --out '{out}'`\n")
     assert main(["bench", "--scale", "0.01"]) == 0
     assert capsys.readouterr().out.endswith("\nRegenerate: `flash bench --scale 0.01`\n")
+
+
+def test_the_regenerate_line_names_the_options_given():
+    """validate-fidelity and task-diversity always said they were made by their default command with --out results/."""
+    from argparse import Namespace
+
+    from flash_envs.baselines import diversity
+    from flash_envs.cli_args import command_of
+    from flash_envs.sim import validation
+
+    args = Namespace(horizon=60.0, seed=0, seeds=1, no_progress=True, json=False, out=Path("my report.md"))
+    assert (command_of("validate-fidelity", args, validation.add_arguments, leave_out=("no_progress",))
+            == "flash validate-fidelity --horizon 60 --seeds 1 --out 'my report.md'")
+    assert (command_of("task-diversity", Namespace(episodes=1, seed=7, out=None), diversity.add_arguments)
+            == "flash task-diversity --seed 7")
 
 
 def test_bench_json(capsys, tmp_path):
@@ -106,6 +122,10 @@ def test_power_fit_writes_what_it_prints_to_out(tmp_path, capsys, as_json):
      "argument --seed: must be an integer >= 0 and <= 4294967295, got '4294967296'"),
     (["task-diversity", "--episodes", "two"], "argument --episodes: must be an integer >= 1, got 'two'"),
     (["power-governors", "--n-servers", "0"], "argument --n-servers: must be an integer >= 1"),
+    (["power-governors", "--n-servers", "99999999999999"],   # a MemoryError traceback
+     "argument --n-servers: must be an integer >= 1 and <= 1000, got '99999999999999'"),
+    (["task-diversity", "--seed", "4294967295", "--episodes", "2"],   # the env took 2**32 silently
+     "--seed 4294967295 --episodes 2: the last episode's seed, 4294967296, is above 4294967295"),
     (["bench", "--scale", "0"], "argument --scale: must be a number > 0 and <= 1000, got '0'"),
     (["bench", "--scale", "inf"], "argument --scale: must be a number > 0 and <= 1000, got 'inf'"),
     (["bench", "--scale", "1e306"], "argument --scale: must be a number > 0 and <= 1000, got '1e306'"),   # overflowed
@@ -160,12 +180,12 @@ def test_the_fidelity_report_gives_each_seeds_error_and_their_spread():
     assert rows[0]["fast"]["p95_ms"][1] == first[0]["p95_ms"] and rows[0]["request"]["p95_ms"][1] == first[1]["p95_ms"]
     errors = rows[0]["relative_error"]["p95_ms"]
     assert errors[1] == _relative_error(first[0]["p95_ms"], first[1]["p95_ms"])
-    text = markdown(full, 60)
-    assert "same seed, seeds 3..4." in text
+    text = markdown(full, 60, "flash validate-fidelity --horizon 60")
+    assert "same seed, seeds 3..4." in text and text.endswith("Regenerate: `flash validate-fidelity --horizon 60`\n")
     cell = (f"{np.mean(rows[0]['request']['p95_ms']):.3g} ({np.mean(errors):+.1%} [{min(errors):+.1%}, "
             f"{max(errors):+.1%}])")
     assert f"| {SCENARIOS[0].name} | " in text and cell in text.splitlines()[6]
-    single = markdown(report(horizon_s=60, seeds=[3]), 60)
+    single = markdown(report(horizon_s=60, seeds=[3]), 60, "flash validate-fidelity")
     assert "same seed, seed 3. " in single and "[" not in single.splitlines()[6]
 
 
@@ -185,7 +205,7 @@ def test_the_fidelity_report_holds_the_high_load_and_percentile_sections(capsys)
     text = capsys.readouterr().out
     assert "| queue | Erlang C | per-request | fast, 5 s sub-step | fast, 1 s sub-step |" in text
     assert "| M/M/1, rho 0.9 | 1000 | " in text and "| 0.9 | 2996 | 3242 (+8.2%) | 4605 | 3967 (-13.9%) |" in text
-    assert text.rstrip().splitlines()[-1] == "Regenerate: `flash validate-fidelity --out results/fidelity.md`"
+    assert text.rstrip().splitlines()[-1] == "Regenerate: `flash validate-fidelity --horizon 60 --seeds 1`"
 
 
 def test_json_reports_are_strict_json():

@@ -20,7 +20,7 @@ from flash_rl.commands import reproduce as command
 from flash_rl.config import ConfigError, load_config, save_config
 from flash_rl.flash import Flash
 from flash_rl.pipeline import reproduce
-from flash_rl.report import render
+from flash_rl.report import REPORT_FILES, render
 
 TINY = ["env.kwargs={episode_steps: 8}", "flash.timesteps=160", "transfer.timesteps=160", "flash.n_envs=2",
         "transfer.n_envs=2", "flash.context_len=6", "flash.embedding_dim=4", "flash.encoder_hidden=8",
@@ -95,8 +95,8 @@ def test_reproduce_tiny(tmp_path):
     check_summary_against_the_run(cfg, summary, out, run)
     assert "transfer/flash" in summary["speedup"] and summary["probe"]["samples"]["test"] == 8
     assert set(summary["phase_seconds"]) >= {"references", "meta-train flash", "adapt", "probe"}
-    for name in ("summary.json", "results.md", "curves.csv", "episodes_to_adapt.csv", "references.csv",
-                 "adaptation_curves.png", "episodes_to_adapt.png", "config.yaml"):
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)   # what reproduce checks before any work
+    for name in REPORT_FILES:
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "summary.json").read_text())["methods"]["flash"]["runs"] == 4
     assert (run / "tb").is_dir() and len(json.loads(Path(cfg.references.cache).read_text())) == 2 * 2

@@ -22,7 +22,8 @@ import numpy as np
 import flash_envs  # noqa: F401  (registers the envs)
 from flash_envs.baselines.autoscalers import HPA, StaticPolicy
 from flash_envs.baselines.runner import evaluate_on_tasks
-from flash_envs.cli_args import emit, int_at_least, output_file, seed_arg
+from flash_envs.cli_args import UsageError, command_of, emit, int_at_least, output_file, seed_arg
+from flash_envs.fields import MAX_SEED
 from flash_envs.markdown import md_table
 from flash_envs.progress import counting, tqdm_bar
 
@@ -56,9 +57,10 @@ def sweep(episodes: int, seed: int,
     return [t.name for t in tasks], out
 
 
-def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -> str:
+def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]], command: str) -> str:
     """The Markdown report of a :func:`sweep`: per policy class a summary line and a per-task table of the best
-    member's reward against the task-blind member's (best mean over tasks) and the gain of knowing the task."""
+    member's reward against the task-blind member's (best mean over tasks) and the gain of knowing the task; then
+    ``command``, which regenerates it."""
     lines = ["# Task diversity of flash/Autoscaling-v0", "",
              f"Mean reward per step on each of the default family's {len(names)} tasks (train and test), for the "
              "best member of a policy class chosen per task (task known) and for the one member best on average "
@@ -76,7 +78,7 @@ def report(names: list[str], results: dict[str, tuple[list[str], np.ndarray]]) -
                 for n, r, b, g in zip(names, rewards, best, gaps)]
         tables += ["", f"## {policy_class}", "",
                    *md_table(("task", f"best {policy_class}", "reward", "reward task-blind", "gain"), rows)]
-    return "\n".join(lines + tables + ["", "Regenerate: `flash task-diversity --out results/task_diversity.md`", ""])
+    return "\n".join(lines + tables + ["", f"Regenerate: `{command}`", ""])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,5 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    emit(report(*sweep(args.episodes, args.seed, progress=True)), args.out)
+    if args.seed + args.episodes - 1 > MAX_SEED:   # (as flash demo refuses it; the env took 2**32 silently)
+        raise UsageError(f"--seed {args.seed} --episodes {args.episodes}: the last episode's seed, "
+                         f"{args.seed + args.episodes - 1}, is above {MAX_SEED}")
+    emit(report(*sweep(args.episodes, args.seed, progress=True), command_of("task-diversity", args, add_arguments)),
+         args.out)
     return 0

@@ -17,9 +17,9 @@ import numpy as np
 
 from flash_envs.baselines.governors import GOVERNORS, make_governor
 from flash_envs.baselines.runner import run_episode
-from flash_envs.cli_args import emit, float_at_least, int_at_least, output_dir
+from flash_envs.cli_args import check_files_in, emit, float_at_least, int_at_least, output_dir
 from flash_envs.data import DataFormatError
-from flash_envs.envs.power_management import PowerManagementEnv
+from flash_envs.envs.power_management import MAX_SERVERS, PowerManagementEnv
 from flash_envs.markdown import md_table
 from flash_envs.progress import tqdm_bar
 from flash_envs.tasks import SPLITS
@@ -122,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which tasks (default all)")
     parser.add_argument("--seeds", type=int_at_least(1), default=2,
                         help="episodes per task and governor (seeds 0..N-1; default 2)")
-    parser.add_argument("--n-servers", type=int_at_least(1), default=1,
+    parser.add_argument("--n-servers", type=int_at_least(1, MAX_SERVERS), default=1,
                         help="servers of the task's type sharing the load (the env's n_servers; default 1)")
     parser.add_argument("--fidelity", choices=("fast", "request"), default="fast",
                         help="the env's simulator: fluid model (fast, default) or one event per request")
@@ -137,7 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for governors.csv and governors.md (default: print the markdown only)")
 
 
+#: What ``--out`` gets.
+OUT_FILES = ("governors.csv", "governors.md")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_files_in(args.out, OUT_FILES)
     splits = SPLITS if args.split == "all" else (args.split,)
     env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
     if args.family_file is None:
@@ -150,11 +156,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, "
             f"{tasks}.\n\n## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
-    if args.out is not None:
+    csv_file, markdown_file = (None, None) if args.out is None else (args.out / name for name in OUT_FILES)
+    if csv_file is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        with (args.out / "governors.csv").open("w", newline="") as handle:
+        with csv_file.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    emit(text, None if args.out is None else args.out / "governors.md")
+    emit(text, markdown_file)
     return 0

@@ -20,6 +20,9 @@ from flash_envs.sim.dvfs import DVFSServer, ServerInterval, check_transition_lat
 N_FEATURES = 5
 RATIO_CAP = 10.0
 """Where the arrival-rate and latency ratios of the observation saturate (the reward uses the unsaturated p95)."""
+MAX_SERVERS = 1000
+"""The most servers one env simulates (each is simulated on its own; 10^14 failed in a MemoryError making the action
+space)."""
 
 
 class PowerManagementEnv(TaskEnv[PowerTask]):
@@ -73,7 +76,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
-    substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``.
+    substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``;
+    ``n_servers`` is at most :data:`MAX_SERVERS` (1000).
     ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate` with
     this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``task`` fixes the
     starting task (default: the family's first train task). ``timeout_s`` caps a request's latency: a server's queue
@@ -114,6 +118,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                  transition_latency_s: float = 1.0, episode_s: float = 900.0, slo_weight: float = 1.0,
                  timeout_s: float = 5.0, render_mode: str | None = None) -> None:
         n_servers = check_whole("n_servers", n_servers, 1)
+        if n_servers > MAX_SERVERS:
+            raise ValueError(f"n_servers must be at most {MAX_SERVERS} (each server is simulated on its own), got "
+                             f"{n_servers}")
         fidelity = check_fidelity(fidelity)
         for name, value in (("interval_s", interval_s), ("substep_s", substep_s), ("episode_s", episode_s),
                             ("timeout_s", timeout_s)):

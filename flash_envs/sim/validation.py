@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from flash_envs.cli_args import UsageError, emit, float_at_least, int_at_least, json_text, output_file, seed_arg
+from flash_envs.cli_args import (UsageError, command_of, emit, float_at_least, int_at_least, json_text, output_file,
+                                 seed_arg)
 from flash_envs.envs.task_env import check_episode_length
 from flash_envs.fields import MAX_SEED, check_seed
 from flash_envs.progress import tqdm_bar
@@ -223,9 +224,10 @@ def _error_cell(values: list[float], errors: list[float], value_format: str = ".
     return f"{float(np.nanmean(values)):{value_format}} ({mean_error:+.1%}{spread})"
 
 
-def markdown(full_report: dict[str, list[dict]], horizon_s: float) -> str:
+def markdown(full_report: dict[str, list[dict]], horizon_s: float, command: str) -> str:
     """The Markdown text of :func:`report`: per-request values with the fast mode's error and the worst error, then
-    the high-load queues against Erlang C, then the fixed sample's percentiles."""
+    the high-load queues against Erlang C, then the fixed sample's percentiles, then ``command``, which regenerates
+    it."""
     rows = full_report["scenarios"]
     seeds = rows[0]["seeds"]
     which = (f"seeds {seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1
@@ -242,7 +244,7 @@ def markdown(full_report: dict[str, list[dict]], horizon_s: float) -> str:
     lines += ["", "Worst absolute relative error on any seed: " + ", ".join(f"{m} {v:.1%}" for m, v in worst.items())
               + ".", *_high_load_markdown(full_report["high_load"]),
               *_percentile_markdown(full_report["percentile_sample"]),
-              "", "Regenerate: `flash validate-fidelity --out results/fidelity.md`", ""]
+              "", f"Regenerate: `{command}`", ""]
     return "\n".join(lines)
 
 
@@ -306,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed {args.seed} --seeds {args.seeds}: the last seed, {args.seed + args.seeds - 1}, is "
                          f"above {MAX_SEED}")
     full_report = report(args.horizon, range(args.seed, args.seed + args.seeds), progress=not args.no_progress)
-    text = json_text(full_report, indent=2) if args.json else markdown(full_report, args.horizon)
+    text = (json_text(full_report, indent=2) if args.json
+            else markdown(full_report, args.horizon, command_of("validate-fidelity", args, add_arguments,
+                                                                 leave_out=("no_progress",))))
     emit(text, args.out)
     return 0

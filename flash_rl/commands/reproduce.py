@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flash_envs.cli_args import MAX_DEFAULT_JOBS, default_jobs, int_at_least, output_dir
+from flash_envs.cli_args import MAX_DEFAULT_JOBS, check_files_in, default_jobs, int_at_least, output_dir
 from flash_envs.markdown import ci_brackets
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, command_line, config_from_args,
                                        fail, test_trace_overrides)
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from flash_rl.cases import get_case
     from flash_rl.pipeline import reproduce, test_tasks
+    from flash_rl.report import REPORT_FILES
 
     extra = test_trace_overrides(args)
     if args.seeds is not None:
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or output_dir(str(Path("results") / cfg.case / ("quick" if args.quick else "")))
         run_dir = args.run_dir or output_dir(str(Path(cfg.run.dir) / "reproduce" /
                                                  (cfg.case + ("-quick" if args.quick else ""))))
+        check_files_in(out, REPORT_FILES)
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, trace or folder
         return fail(err)
     try:   # a --resume under other settings, or damaged files, are refused before any work

@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, default_jobs, fraction, int_at_least, json_text,
-                                  output_dir)
+from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, check_files_in, default_jobs, fraction,
+                                  int_at_least, json_text, output_dir)
 from flash_envs.data import DataFormatError, csv_rows, dataset_path
 from flash_envs.data import config_measurements
 from flash_envs.data.config_measurements import (CHUNKFUNC_COLUMNS, CHUNKFUNC_PLATFORMS, IBM_COLUMNS,
@@ -537,26 +537,29 @@ def _reject_options_with_render(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.render:
         _reject_options_with_render(args)
+    files: tuple[str, ...] = (("diagnosis.md", "diagnosis.json") if args.diagnose
+                              else ("table.md", "summary.json", "summary.png"))
+    out_dir = args.render or args.out
+    if out_dir:
+        check_files_in(Path(out_dir), files, "--render" if args.render else "--out")
     report = _rescore_report(args.render) if args.render else run_command(args)
     title = report_title(report)
     if args.diagnose:   # the same predictions, measured (diagnose.py) instead of scored
         from flash_rl.fewshot.diagnose import diagnosis_table
 
-        table, files = diagnosis_table(report, title), ("diagnosis.md", "diagnosis.json")
+        table = diagnosis_table(report, title)
     else:
         table = markdown_table(report["summary"], title,
                                {reference: report[key] for key, reference in DIFFERENCE_KEYS.items()},
                                ci_unit=(f"the {len(report['splits'])} held-out {report['hold_out']}s"
                                         if held_out_groups(report) else ""), n_units=len(report["splits"]),
                                by_group=report.get("flash_minus_by_group"))
-        files = ("table.md", "summary.json")
-    out_dir = args.render or args.out
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / files[0]).write_text(table)
         (out / files[1]).write_text(json_text(report))
         if not args.diagnose:
-            plot_summary(report["summary"], title, str(out / "summary.png"))
+            plot_summary(report["summary"], title, str(out / files[2]))
     print(json_text(report["summary"]) if args.json else table)
     return 0
