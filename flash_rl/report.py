@@ -6,9 +6,10 @@ import csv
 import json
 import math
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from flash_envs.fields import check_whole
 from flash_envs.markdown import ci_brackets, fmt_ci, md_table, percent
 from flash_rl.adaptation import (References, episodes_to_adapt, episodes_to_sustained_adaptation,
                                  evaluation_points)
-from flash_rl.config import load_config
+from flash_rl.config import load_config, read_yaml
 from flash_rl.machine import describe_machine, machine_problem, machine_text
 from flash_rl.stats import bootstrap_ci, clustered_ratio_of_means_ci, iqm, mean, median, ratio_ci
 
@@ -483,6 +484,23 @@ class Reproduction:
     sustained: dict[str, Any]
 
 
+@contextmanager
+def _naming_the_row(path: Path, line: int) -> Iterator[None]:
+    """Turn a ValueError reading a field of the row on ``line`` of ``path`` into a DataFormatError naming both."""
+    try:
+        yield
+    except ValueError as err:
+        raise DataFormatError(f"{path}, line {line}: {err}") from None
+
+
+def _finite(text: str, column: str) -> float:
+    """The field ``text`` of ``column`` as a finite number, else a ValueError naming the column."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{column} {text!r} is not a finite number")
+    return value
+
+
 def read_reproduction(out_dir: Path) -> Reproduction:
     """Read a finished reproduction folder: its ``config.yaml``, ``curves.csv``, ``episodes_to_adapt.csv``,
     ``references.csv`` and ``summary.json``. The files must agree: every run that ``summary.json`` counts (its
@@ -498,16 +516,26 @@ def read_reproduction(out_dir: Path) -> Reproduction:
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{out_dir} is not a finished reproduction: missing {missing}")
+    if "case" not in read_yaml(needed[0]):   # (an empty file loads as the default config: of another case, maybe)
+        raise DataFormatError(f"{needed[0]} is not the config a reproduction saves: it has no case (empty, or cut)")
     cfg = load_config(needed[0], runnable=False)   # the run that wrote it checked its agents and traces
     summary = _read_summary(needed[3])
     # per run: raw returns (``curve``) for the sensitivity, normalised ones for the plots
     records: dict[tuple[str, str, int, int], dict[str, Any]] = {}
-    for _, r in csv_rows(needed[1], ("method", "task", "seed", "eval_seed", "episodes", "return", "normalised_return")):
-        key = (r["method"], r["task"], int(r["seed"]), int(r["eval_seed"]))
+    for line, r in csv_rows(needed[1], ("method", "task", "seed", "eval_seed", "episodes", "return",
+                                        "normalised_return")):
+        with _naming_the_row(needed[1], line):
+            key = (r["method"], r["task"], int(r["seed"]), int(r["eval_seed"]))
+            point = (int(r["episodes"]), _finite(r["return"], "return"), float(r["normalised_return"]))
         rec = records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[], normalised=[]))
-        rec["curve"].append((int(r["episodes"]), float(r["return"])))
-        rec["normalised"].append(float(r["normalised_return"]))
-    rows = [r for _, r in csv_rows(needed[2], ("method", "task", "seed", "episodes", "censored"))]
+        rec["curve"].append(point[:2])
+        rec["normalised"].append(point[2])
+    rows = []
+    for line, r in csv_rows(needed[2], ("method", "task", "seed", "episodes", "censored")):
+        with _naming_the_row(needed[2], line):   # the numbers, read where they are used, checked here
+            int(r["seed"])
+            int(r["episodes"])
+        rows.append(r)
     row_runs = Counter((r["method"], r["task"], int(r["seed"])) for r in rows)
     curve_runs = Counter(key[:3] for key in records)
     tasks = sorted({task for _, task, _ in [*row_runs, *curve_runs]})
@@ -526,9 +554,12 @@ def read_reproduction(out_dir: Path) -> Reproduction:
                        else f"has evaluations after {episodes} fine-tuning episodes, not {schedule}")
             raise DataFormatError(f"{needed[1]}: the curve of the run (method, task, seed) {key[:3]} {problem} "
                                   f"(config.yaml: budget {a.budget}, eval_every {a.eval_every})")
-    refs = {(r["task"], int(r["eval_seed"])): References(r["task"], int(r["eval_seed"]), float(r["random"]),
-                                                         float(r["expert"]), r["expert_source"])
-            for _, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source"))}
+    refs = {}
+    for line, r in csv_rows(needed[4], ("task", "eval_seed", "random", "expert", "expert_source")):
+        with _naming_the_row(needed[4], line):
+            refs[(r["task"], int(r["eval_seed"]))] = References(r["task"], int(r["eval_seed"]),
+                                                                _finite(r["random"], "random"),
+                                                                _finite(r["expert"], "expert"), r["expert_source"])
     unscored = sorted({(r["task"], r["eval_seed"]) for r in records.values()} - set(refs))
     if unscored:
         raise DataFormatError(f"{needed[4]}: no reference returns for (task, evaluation seed) {_some(unscored)}, "

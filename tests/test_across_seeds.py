@@ -152,8 +152,12 @@ def _damage_curve(folder: Path, old: str, new: str, last: bool = False) -> None:
 @pytest.mark.parametrize("damage, problem", [
     (lambda d: shutil.rmtree(d), "is not a finished reproduction"),
     (lambda d: (d / "summary.json").write_text("{"), "Expecting property name"),
-    (lambda d: (d / "config.yaml").write_text("adaptation: {budget: -3}"), "budget"),
-    (lambda d: _damage_curve(d, ",10001,", ",x,"), "invalid literal for int()"),
+    (lambda d: (d / "config.yaml").write_text("case: autoscaling\nadaptation: {budget: -3}"), "budget"),
+    # found by an audit: an empty config.yaml was read as the default (autoscaling) config; a damaged field was not
+    # traced to its file and line; a return of nan was read and counted as not reached
+    (lambda d: (d / "config.yaml").write_text(""), "config.yaml is not the config a reproduction saves: it has no case"),
+    (lambda d: _damage_curve(d, ",10001,", ",x,"), "curves.csv, line "),
+    (lambda d: _damage_curve(d, ",10.0000,", ",nan,", last=True), "return 'nan' is not a finite number"),
     (lambda d: _damage_curve(d, ",10.0000,", ",0.0000,", last=True),   # first passage as before, never sustained
      "the sustained success's (at the 0.9 threshold) episodes-to-adapt from curves.csv differ from summary.json's"),
 ])
