@@ -181,6 +181,8 @@ def test_bad_input_errors():
         env.set_task(ConfigSearchTask("x", ("a", "b"), (1.0, 2.0), (1.0, 1.0), 1.5))
     with pytest.raises(ValueError, match="deadline"):
         ConfigSearchTask("x", ("a", "b"), (3.0, 2.0), (1.0, 1.0), 1.0)
+    with pytest.raises(ValueError, match=r"each configuration must be named once; repeated: \['a'\]"):   # (taken)
+        ConfigSearchTask("x", ("a", "a", "b"), (1.0, 2.0, 3.0), (1.0, 1.0, 1.0), 1.5)
     with pytest.raises(ValueError, match=r"config-search task needs the field\(s\) \['configs', 'cost_usd'"):
         ConfigSearchTask.from_dict({"name": "x"})
     with pytest.raises(ValueError, match=r"unknown config-search task field\(s\) \['memory'\]"):

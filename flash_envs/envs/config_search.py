@@ -48,6 +48,8 @@ class ConfigSearchTask(FrozenTask):
         if n < 2 or len(self.runtime_s) != n or len(self.cost_usd) != n:
             raise ValueError(f"task {self.name!r}: needs >= 2 configs and one runtime and cost each; got "
                              f"{n} configs, {len(self.runtime_s)} runtimes, {len(self.cost_usd)} costs")
+        if repeated := sorted({c for c in self.configs if self.configs.count(c) > 1}):   # (render, info name them)
+            raise ValueError(f"task {self.name!r}: each configuration must be named once; repeated: {repeated[:5]}")
         values = np.asarray([*self.runtime_s, *self.cost_usd, self.deadline_s], dtype=float)
         if not np.all((values >= MIN_VALUE) & (values <= MAX_VALUE)):   # NaN fails too
             raise ValueError(f"task {self.name!r}: runtimes, costs and deadline must be numbers in [{MIN_VALUE:g}, "
