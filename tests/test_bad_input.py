@@ -256,7 +256,7 @@ def test_a_maml_checkpoint_is_read_without_running_its_code(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "curves.csv").write_text((d / "curves.csv").read_text().replace(",0.", ",abc", 1)),
-     "cannot re-render: could not convert"),
+     "curves.csv, line 4: could not convert string to float"),
     (lambda d: (d / "references.csv").write_text("\n".join((d / "references.csv").read_text().splitlines()[:2])),
      "no reference returns for"),
     (lambda d: (d / "episodes_to_adapt.csv").write_text((d / "episodes_to_adapt.csv").read_text().splitlines()[0]),
