@@ -155,7 +155,8 @@ def _damage_curve(folder: Path, old: str, new: str, last: bool = False) -> None:
     (lambda d: (d / "config.yaml").write_text("case: autoscaling\nadaptation: {budget: -3}"), "budget"),
     # found by an audit: an empty config.yaml was read as the default (autoscaling) config; a damaged field was not
     # traced to its file and line; a return of nan was read and counted as not reached
-    (lambda d: (d / "config.yaml").write_text(""), "config.yaml is not the config a reproduction saves: it has no case"),
+    (lambda d: (d / "config.yaml").write_text(""),
+     "config.yaml is not the config a reproduction saves: it has no case"),
     (lambda d: _damage_curve(d, ",10001,", ",x,"), "curves.csv, line "),
     (lambda d: _damage_curve(d, ",10.0000,", ",nan,", last=True), "return 'nan' is not a finite number"),
     (lambda d: _damage_curve(d, ",10.0000,", ",0.0000,", last=True),   # first passage as before, never sustained

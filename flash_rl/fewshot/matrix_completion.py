@@ -18,10 +18,10 @@ strong non-neural baseline for FLASH. Per output (log runtime, log cost) it mode
 It learns no weights by gradient and uses no random numbers apart from a fixed initialisation, so it is the same for
 every seed given its training applications. (With early stopping, ``config-eval`` fits it on the applications the
 networks train on, which leave out the seed's validation applications, so that every method learns from the same
-data: it then varies with the seed.) It predicts by configuration *identity*: a held-out file's configuration that no training application
-measured borrows the parameters of the nearest measured training configuration in feature space. Rank 2 and ridge 1
-were chosen by cross-validation inside the IBM folds' training workloads (rank 1 to 4 and ridge 0.3 to 3 all within one
-point of MAPE; ``results/config/README.md``).
+data: it then varies with the seed.) It predicts by configuration *identity*: a held-out file's configuration that no
+training application measured borrows the parameters of the nearest measured training configuration in feature space.
+Rank 2 and ridge 1 were chosen by cross-validation inside the IBM folds' training workloads (rank 1 to 4 and ridge
+0.3 to 3 all within one point of MAPE; ``results/config/README.md``).
 """
 
 from __future__ import annotations
