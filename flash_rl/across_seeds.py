@@ -323,9 +323,9 @@ def run(args: argparse.Namespace) -> int:
     text = markdown(result, " ".join(shlex.quote(word) for word in words))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        markdown_file, json_file, png_file = (args.out / name for name in OUT_FILES)
-        markdown_file.write_text(text)
-        json_file.write_text(json_text(result))
-        plot(result, png_file)
+        markdown_name, json_name, png_name = OUT_FILES
+        (args.out / markdown_name).write_text(text)
+        (args.out / json_name).write_text(json_text(result))
+        plot(result, args.out / png_name)
     emit(json_text(result) if args.json else text)
     return 0

@@ -530,13 +530,12 @@ def read_reproduction(out_dir: Path) -> Reproduction:
         rec = records.setdefault(key, dict(zip(("method", "task", "seed", "eval_seed"), key), curve=[], normalised=[]))
         rec["curve"].append(point[:2])
         rec["normalised"].append(point[2])
-    rows = []
+    rows, row_runs = [], Counter[tuple[str, str, int]]()
     for line, r in csv_rows(needed[2], ("method", "task", "seed", "episodes", "censored")):
-        with _naming_the_row(needed[2], line):   # the numbers, read where they are used, checked here
-            int(r["seed"])
-            int(r["episodes"])
+        with _naming_the_row(needed[2], line):
+            row_runs[(r["method"], r["task"], int(r["seed"]))] += 1
+            int(r["episodes"])   # (read as a number where it is used: named here when it is none)
         rows.append(r)
-    row_runs = Counter((r["method"], r["task"], int(r["seed"])) for r in rows)
     curve_runs = Counter(key[:3] for key in records)
     tasks = sorted({task for _, task, _ in [*row_runs, *curve_runs]})
     if len(tasks) != summary["n_test_tasks"]:

@@ -156,12 +156,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, "
             f"{tasks}.\n\n## Summary\n\n"
             f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
-    csv_file, markdown_file = (None, None) if args.out is None else (args.out / name for name in OUT_FILES)
-    if csv_file is not None:
+    csv_name, markdown_name = OUT_FILES
+    if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        with csv_file.open("w", newline="") as handle:
+        with (args.out / csv_name).open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    emit(text, markdown_file)
+    emit(text, None if args.out is None else args.out / markdown_name)
     return 0
