@@ -166,7 +166,7 @@ def test_per_request_utilisation_counts_service_in_the_sub_steps_it_spans(subste
 
     env = PowerManagementEnv(fidelity="request", substep_s=substep_s, transition_latency_s=0.0, episode_s=30)
     base = env.family.train[3]
-    app = dataclasses.replace(base.app, service_time_ms=400.0, slo_ms=10000.0, service_cv=0.2)
+    app = dataclasses.replace(base.app, service_time_ms=400.0, slo_ms=4000.0, service_cv=0.2)
     capacity = base.server.cores / app.mean_service_s(base.server.millicores(base.server.n_levels - 1))
     env.reset(seed=0, options={"task": PowerTask(base.server, app, ConstantWorkload(rate=2 * capacity), "over")})
     utilisation = [env.step(base.server.n_levels - 1)[4]["utilisation"][0] for _ in range(4)]

@@ -55,17 +55,18 @@ def governor_rows(splits: tuple[str, ...] = SPLITS, seeds: int = 2, progress: bo
     return rows
 
 
-def _family(path: Path, episode_s: float | None) -> tuple[Any, float]:
+def _family(path: Path, episode_s: float | None, timeout_s: float) -> tuple[Any, float]:
     """The power task family in the YAML file ``path`` and the episode length to run it for: ``episode_s`` if given,
-    else the one the file records, else the env's default. The env must run both (its tasks' servers with as many
-    P-states each, and the length); a ``DataFormatError`` naming the file otherwise."""
+    else the one the file records, else the env's default. The env (with ``timeout_s``) must run both (its tasks'
+    servers with as many P-states each, SLOs below the timeout, and the length); a ``DataFormatError`` naming the file
+    otherwise."""
     from flash_envs.power_tasks import PowerTaskFamily
 
     family = PowerTaskFamily.load_yaml(path)   # a DataFormatError naming the file for a bad one
     recorded = episode_s is None and family.episode_s is not None
     length: float = episode_s or family.episode_s or DEFAULT_EPISODE_S   # (an episode_s is > 0 when given)
     try:
-        PowerManagementEnv(family=family, episode_s=length)
+        PowerManagementEnv(family=family, episode_s=length, timeout_s=timeout_s)
     except ValueError as err:
         hint = "; the file records this episode_s: give --episode-s" if recorded and "episode_s" in str(err) else ""
         raise DataFormatError(f"--family-file {path}: {err}{hint}") from None
@@ -105,6 +106,7 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 DEFAULT_EPISODE_S = inspect.signature(PowerManagementEnv).parameters["episode_s"].default
+DEFAULT_TIMEOUT_S = inspect.signature(PowerManagementEnv).parameters["timeout_s"].default
 
 
 def episode_seconds(text: str) -> float:
@@ -133,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family-file", type=Path, default=None,
                         help="task-family YAML (PowerTaskFamily.save_yaml) to run instead of the default family, "
                              "e.g. tasks on your own servers")
+    parser.add_argument("--timeout-s", type=float_at_least(0.0, strict=True), default=DEFAULT_TIMEOUT_S,
+                        help="the env's timeout_s: the latency cap, which every task's SLO must be below (tasks on a "
+                             f"slow server may need more; default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--out", type=output_dir, default=None,
                         help="folder for governors.csv and governors.md (default: print the markdown only)")
 
@@ -145,17 +150,17 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_files_in(args.out, OUT_FILES)
     splits = SPLITS if args.split == "all" else (args.split,)
-    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity}
+    env_kwargs: dict[str, Any] = {"n_servers": args.n_servers, "fidelity": args.fidelity, "timeout_s": args.timeout_s}
     if args.family_file is None:
         tasks, env_kwargs["episode_s"] = "the default family", args.episode_s or DEFAULT_EPISODE_S
     else:
-        env_kwargs["family"], env_kwargs["episode_s"] = _family(args.family_file, args.episode_s)
+        env_kwargs["family"], env_kwargs["episode_s"] = _family(args.family_file, args.episode_s, args.timeout_s)
         tasks = f"tasks of `{args.family_file}`"
     rows = governor_rows(splits, args.seeds, progress=True, **env_kwargs)
+    timeout = "" if args.timeout_s == DEFAULT_TIMEOUT_S else f"timeout_s {args.timeout_s:g}, "
     text = (f"# Linux cpufreq governors on flash/PowerManagement-v0\n\n{args.seeds} seed(s) per task, "
-            f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, "
-            f"{tasks}.\n\n## Summary\n\n"
-            f"{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
+            f"{args.n_servers} server(s), fidelity {args.fidelity}, {env_kwargs['episode_s']:g} s episodes, {timeout}"
+            f"{tasks}.\n\n## Summary\n\n{summary_markdown(rows)}\n\n## Per task\n\n{rows_markdown(rows)}\n")
     csv_name, markdown_name = OUT_FILES
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

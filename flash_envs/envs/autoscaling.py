@@ -8,9 +8,10 @@ from typing import Any, Sequence, cast
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_workload
+from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_slo_below_timeout, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import IntervalMetrics, ServiceSimulation, check_fidelity, make_simulation
+from flash_envs.sim.service import DEFAULT_TIMEOUT_S
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily, default_family
 
 NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range(7)
@@ -101,10 +102,10 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_steps`` control intervals (default 60 of 30 s: half an hour). A
-    ``step()`` after the truncation goes on simulating, with the workload repeating from its start (and truncates
-    again); call ``reset()`` for a new episode. An episode lasts at most a year (``control_interval_s * episode_steps``
-    <= 31 536 000 s; a longer one is refused when the env is made): ``reset()`` realises the episode's workload at 1 s
-    resolution, about 1 GB for a year.
+    ``step()`` after the truncation goes on simulating (and truncates again): ``reset()`` draws the workload for
+    ``episode_steps + 1`` intervals, and it repeats with that period; call ``reset()`` for a new episode. An episode
+    lasts at most a year (``control_interval_s * episode_steps`` <= 31 536 000 s; a longer one is refused when the env
+    is made): ``reset()`` realises the episode's workload at 1 s resolution, about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
@@ -115,8 +116,10 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken).
     ``slo_in_observation`` is a bool. ``family`` is an :class:`AutoscalingTaskFamily` (default:
     :meth:`AutoscalingTaskFamily.generate` with ``episode_s=control_interval_s * episode_steps``, which times its
-    workloads' steps and diurnal periods to the episode); ``task`` fixes the starting task (default: the family's
-    first train task). ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
+    workloads' steps and diurnal periods to the episode); ``task`` fixes the starting task (default: the family's first
+    train task). A request's latency counts at most the service model's cap (30 s,
+    :data:`~flash_envs.sim.service.DEFAULT_TIMEOUT_S`), so a family or task whose SLO is not below it is refused.
+    ``render_mode="ansi"`` makes :meth:`render` return a one-line summary of the last interval.
 
     ## Info
     ``reset`` and ``step`` return a fresh dict of ``task``; the configuration ``replicas``, ``cpu_millicores``,
@@ -173,6 +176,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if family is None:
             family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
         super().__init__(family, task, render_mode, episode_s)
+        check_slo_below_timeout((*self.family.train, *self.family.test), DEFAULT_TIMEOUT_S, "give it a lower SLO")
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
         self.fidelity = check_fidelity(fidelity)
@@ -207,6 +211,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)
+        check_slo_below_timeout((task,), DEFAULT_TIMEOUT_S, "give it a lower SLO")
         check_workload(task)
 
     # ------------------------------------------------------------------------------------------------ gym API

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_workload
+from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_slo_below_timeout, check_workload
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.tasks import default_family
@@ -23,6 +23,10 @@ RATIO_CAP = 10.0
 MAX_SERVERS = 1000
 """The most servers one env simulates (each is simulated on its own; 10^14 failed in a MemoryError making the action
 space)."""
+
+
+#: What a user whose task's SLO is not below ``timeout_s`` can do (e.g. a family drawn on a slow SPECpower server).
+TIMEOUT_REMEDY = "give the env a larger timeout_s (5 s by default), or the task a lower SLO"
 
 
 class PowerManagementEnv(TaskEnv[PowerTask]):
@@ -69,10 +73,11 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Episode End
     Never terminates; truncates after ``episode_s`` simulated seconds (``episode_s / interval_s`` steps, 180 by
-    default). A ``step()`` after the truncation goes on simulating, with the workload repeating from its start (and
-    truncates again); call ``reset()`` for a new episode. An episode lasts at most a year (``episode_s`` <= 31 536 000
-    s; a longer one is refused when the env is made): ``reset()`` realises the episode's workload at 1 s resolution,
-    about 1 GB for a year.
+    default). A ``step()`` after the truncation goes on simulating (and truncates again): ``reset()`` draws the workload
+    for ``episode_s + interval_s`` seconds, and it repeats with that period (its rate at time ``t`` is that at ``t mod
+    (episode_s + interval_s)``); call ``reset()`` for a new episode. An episode lasts at most a year (``episode_s`` <=
+    31 536 000 s; a longer one is refused when the env is made): ``reset()`` realises the episode's workload at 1 s
+    resolution, about 1 GB for a year.
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
@@ -84,10 +89,10 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     holds at most ``timeout_s`` seconds of work for its current capacity, a request beyond that is rejected and counts
     with latency ``timeout_s`` (when a lower P-state cuts the capacity, so does the queued work beyond it: at the
     sub-step's end in the fast fidelity, each request once it has waited ``timeout_s`` in the per-request one), and no
-    latency counts more (the service model's rule, :mod:`flash_envs.sim.service`,
-    whose default is 30 s). ``render_mode="ansi"`` makes :meth:`render` return the last interval (or the starting
-    state), a line per server: its P-state as a share of f_max, utilisation, mean power, p95 latency against the SLO,
-    and arrival rate.
+    latency counts more (the service model's rule, :mod:`flash_envs.sim.service`, whose default is 30 s). So every
+    task's SLO must be below ``timeout_s`` (else it could never be missed): a family or task with one at or above it is
+    refused. ``render_mode="ansi"`` makes :meth:`render` return the last interval (or the starting state), a line per
+    server: its P-state as a share of f_max, utilisation, mean power, p95 latency against the SLO, and arrival rate.
 
     ## Info
     ``reset`` and ``step`` return a fresh dict of ``task``, ``time_s``; the scalars
@@ -133,6 +138,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         check_transition_latency(transition_latency_s, substep_s)
         check_episode_length(f"episode_s={episode_s}", episode_s)
         family = default_family(PowerTaskFamily, episode_s=episode_s) if family is None else family
+        self.timeout_s = check_number("timeout_s", timeout_s, 0.0, strict=True)   # before the task is checked
         super().__init__(family, task, render_mode, episode_s)
         self.n_servers = n_servers
         self.fidelity = fidelity
@@ -141,12 +147,12 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         self.transition_latency_s = check_number("transition_latency_s", transition_latency_s, 0.0)
         self.episode_s = check_number("episode_s", episode_s, 0.0, strict=True)
         self.slo_weight = check_number("slo_weight", slo_weight, 0.0)
-        self.timeout_s = check_number("timeout_s", timeout_s, 0.0, strict=True)
         counts = {task.name: task.server.n_levels for task in (*self.family.train, *self.family.test)}
         if len(set(counts.values())) > 1:   # one action space for every task: found only at a reset before
             raise ValueError(f"the family's tasks have {sorted(set(counts.values()))} P-states (e.g. "
                              f"{dict(list(counts.items())[:3])}); the env's one action space needs the same number for "
                              "every task")
+        check_slo_below_timeout((*self.family.train, *self.family.test), self.timeout_s, TIMEOUT_REMEDY)
         if self.n_servers == 1:
             self.action_space: spaces.Space = spaces.Discrete(self.n_levels)
         else:
@@ -163,6 +169,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         if task.server.n_levels != self.n_levels:
             raise ValueError(f"task {task.name!r} has {task.server.n_levels} P-states; this env's action space has "
                              f"{self.n_levels}")
+        check_slo_below_timeout((task,), self.timeout_s, TIMEOUT_REMEDY)
         check_workload(task)
 
     # --------------------------------------------------------------------------------------------------- gym API

@@ -28,7 +28,7 @@ import reprlib
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Iterator, TypeVar
+from typing import Any, ClassVar, Generic, Iterable, Iterator, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -79,6 +79,17 @@ def check_workload(task: Any) -> None:
     one second of it with a throwaway generator: a task that cannot run is refused where it is given, not at a later
     ``reset()``."""
     task.workload.realise(np.random.default_rng(0), 1.0)
+
+
+def check_slo_below_timeout(tasks: Iterable[Any], timeout_s: float, remedy: str) -> None:
+    """Refuse a task whose SLO (``task.app.slo_ms``) is not below the latency cap ``timeout_s``: no request counts a
+    latency above the cap, so such an SLO could never be missed and the reward's SLO term would silently vanish.
+    ``remedy`` ends the message: what the user can change."""
+    for task in tasks:
+        if task.app.slo_ms >= 1000 * timeout_s:
+            raise ValueError(f"task {task.name!r}: its SLO ({task.app.slo_ms:g} ms) must be below the latency cap "
+                             f"({timeout_s:g} s): no latency counts more than the cap, so the SLO could never be "
+                             f"missed; {remedy}")
 
 
 class ReplayMismatch(ValueError):

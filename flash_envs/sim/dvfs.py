@@ -28,7 +28,7 @@ import numpy as np
 from flash_envs.fields import check_number, is_real_number
 from flash_envs.sim import make_simulation
 from flash_envs.sim.power import EnergyMeter, ServerType
-from flash_envs.sim.service import AppProfile, IntervalMetrics
+from flash_envs.sim.service import DEFAULT_TIMEOUT_S, AppProfile, IntervalMetrics
 from flash_envs.sim.workloads import RateCurve
 
 
@@ -63,7 +63,7 @@ class DVFSServer:
 
     def __init__(self, server: ServerType, app: AppProfile, curve: RateCurve, rng: np.random.Generator,
                  fidelity: str = "fast", level: int | None = None, substep_s: float = 1.0,
-                 transition_latency_s: float = 1.0, timeout_s: float = 30.0) -> None:
+                 transition_latency_s: float = 1.0, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._latency_substeps = check_transition_latency(transition_latency_s, substep_s)
         self.server = server
         self.level = server.n_levels - 1 if level is None else int(level)

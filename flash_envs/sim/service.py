@@ -44,6 +44,10 @@ from flash_envs.sim.workloads import RateCurve
 #: Seconds per sub-step (arrivals, service, memory checks) unless a simulation is given another.
 DEFAULT_SUBSTEP_S = 5.0
 
+#: The latency cap (s) unless a simulation is given another: the queue holds at most this much work, and no request
+#: counts a longer latency (see the module docstring).
+DEFAULT_TIMEOUT_S = 30.0
+
 
 #: The largest ``service_cv`` simulated. Beyond it the Gamma's shape (``1 / cv^2``) is so small that most samples
 #: underflow to 0: the fast mode's 256-point sample of service times degenerates (NaN latency under load) and the
@@ -143,7 +147,7 @@ class ServiceSimulation:
 
     def __init__(self, app: AppProfile, curve: RateCurve, rng: np.random.Generator, replicas: int,
                  cpu_millicores: float, memory_mb: float, substep_s: float = DEFAULT_SUBSTEP_S,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         check_number("substep_s", substep_s, 0.0, strict=True)
         check_number("timeout_s", timeout_s, 0.0, strict=True)
         self.app = app
