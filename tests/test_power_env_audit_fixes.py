@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
+from flash_envs.baselines.governors import GOVERNORS, Schedutil
+from flash_envs.data.specpower import DVFSTable
 from flash_envs.envs.autoscaling import AutoscalingEnv
 from flash_envs.envs.power_management import PowerManagementEnv
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.sim import server_catalogue   # not its test_servers by name: pytest would collect it
+from flash_envs.sim.power import FrequencyScaling
 from flash_envs.sim.service import AppProfile
-from flash_envs.sim.workloads import ConstantWorkload
+from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 from flash_rl.cli import main
 
@@ -74,3 +78,65 @@ def test_power_governors_take_the_timeout_a_slow_servers_family_needs(tmp_path, 
     assert main(["power-governors", "--family-file", str(tmp_path / "slow.yaml"), "--seeds", "1", "--timeout-s", "10",
                  "--out", str(tmp_path / "out")]) == 0
     assert "30 s episodes, timeout_s 10, tasks of" in (tmp_path / "out" / "governors.md").read_text()
+
+
+# ------------------------------------------------------------------ 2. P-states that are not numbers
+@pytest.mark.parametrize("levels", [(0.5, float("nan"), 1.0), (float("nan"), 1.0), (0.5, float("inf"), 1.0)])
+def test_non_finite_p_states_are_refused(levels):
+    """NaN compares false both ways, so np.diff(levels) <= 0 let (0.5, nan, 1.0) through: the env failed later with
+    a SimPy traceback (power-governors --family-file too)."""
+    with pytest.raises(ValueError, match="freq_levels must be >= 2 increasing fractions"):
+        dataclasses.replace(SERVER, freq_levels=levels)
+    with pytest.raises(ValueError, match="freq_levels must be >= 2 increasing fractions of f_max"):
+        Schedutil(levels)
+
+
+# ------------------------------------------------------------------ 3. observations outside the space
+@pytest.mark.parametrize("governor", sorted(GOVERNORS))
+@pytest.mark.parametrize("index, value", [(2, 1.2), (2, -0.3), (0, 1.5), (0, -0.1)])
+def test_governors_refuse_a_share_outside_zero_to_one(governor, index, value):
+    """Schedutil read a P-state share of 1.2 as level 5 of 0..4 (an IndexError) and -0.3 as level -1 (the top one,
+    by NumPy's wrap-around)."""
+    obs = np.array([0.5, 1.0, 1.0, 0.5, 0.5])
+    GOVERNORS[governor](SERVER.freq_levels).predict(obs)   # in range: fine
+    obs[index] = value
+    with pytest.raises(ValueError, match=rf"predict: each server's utilisation .* must be in \[0, 1\].*got {value:g}"):
+        GOVERNORS[governor](SERVER.freq_levels).predict(obs)
+
+
+# ------------------------------------------------------------------ 4. DVFS tables no server has
+FRACTIONS = r"frequency fractions must be distinct numbers in \(0, 1\]"
+
+
+@pytest.mark.parametrize("fractions, idle, full, message", [
+    ((0.5, 1.0), (10.0, -5.0), (20.0, 30.0), "watts must be finite and > 0"),
+    ((0.5, 1.0), (0.0, 10.0), (20.0, 30.0), "watts must be finite and > 0"),
+    ((0.5, 1.0), (10.0, 10.0), (20.0, float("nan")), "watts must be finite and > 0"),
+    ((0.5, 1.2, 1.0), (10.0, 10.0, 10.0), (20.0, 20.0, 30.0), FRACTIONS),
+    ((0.5, 0.5, 1.0), (10.0, 10.0, 10.0), (20.0, 20.0, 30.0), FRACTIONS),
+    ((0.0, 1.0), (10.0, 10.0), (20.0, 30.0), FRACTIONS),
+    ((0.5, 1.0), (10.0, 10.0), (5.0, 30.0), r"full-load watts are below its idle watts at fraction 0.5 \(5 W < 10 W\)"),
+])
+def test_impossible_dvfs_tables_are_refused(fractions, idle, full, message):
+    """Only the CSV reader checked a table: FrequencyScaling.fit fitted negative watts and fractions above 1, and a
+    zero idle power failed inside SciPy."""
+    with pytest.raises(ValueError, match=message):
+        FrequencyScaling.fit(fractions, idle, full)
+    with pytest.raises(ValueError, match=f"DVFS table 'mine': a DVFS table's {message}"):
+        DVFSTable("mine", fractions, idle, full)
+
+
+def test_the_catalogues_dvfs_tables_pass_the_checks():
+    for table in (server_catalogue.REIMS_DVFS, server_catalogue.BAZAR_DVFS):
+        assert table.fit() == FrequencyScaling.fit(table.freq_fraction, table.idle_w, table.full_w)
+
+
+# ------------------------------------------------------------------ 5. the workload after truncation
+def test_after_truncation_the_workload_repeats_with_the_period_the_docstring_gives():
+    """The docstring said the workload repeats "from its start"; it repeats every episode_s + interval_s."""
+    task = PowerTask(SERVER, AppProfile(service_time_ms=20.0), DiurnalWorkload(mean_rate=50.0, period_s=40.0), "wave")
+    env = PowerManagementEnv(task=task, episode_s=30.0)
+    env.reset(seed=3)
+    rates = [env.step(4)[4]["arrival_rate"][0] for _ in range(20)]
+    period = round((30.0 + env.interval_s) / env.interval_s)
+    assert rates[period:] == pytest.approx(rates[:-period], rel=1e-12) and rates[6:] != pytest.approx(rates[:-6])

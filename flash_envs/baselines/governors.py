@@ -32,6 +32,7 @@ import numpy as np
 
 from flash_envs.envs.power_management import N_FEATURES
 from flash_envs.fields import check_finite_observations, check_number, check_whole
+from flash_envs.sim.power import are_freq_levels
 
 
 class Governor:
@@ -50,7 +51,7 @@ class Governor:
     def _set_levels(self, freq_levels: Sequence[float]) -> None:
         """Use ``freq_levels`` (checked) as the P-states."""
         levels = np.asarray(freq_levels, dtype=float)
-        if levels.ndim != 1 or len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] != 1:
+        if not are_freq_levels(levels):
             raise ValueError(f"freq_levels must be >= 2 increasing fractions of f_max, the last 1 (the rules take "
                              f"them as such: MHz made ondemand stay at the lowest), got {list(freq_levels)}")
         self.freq_levels = levels
@@ -87,6 +88,12 @@ class Governor:
                              f"({self.n_servers} server(s)), got shape {obs.shape}")
         check_finite_observations(obs, observation, f"{type(self).__name__}.predict")
         per_server = obs.reshape(*obs.shape[:-1], self.n_servers, N_FEATURES)
+        shares = per_server[..., [0, 2]]   # what the rules read: utilisation and P-state / (L - 1), both in [0, 1]
+        outside = shares[(shares < 0) | (shares > 1)]
+        if outside.size:
+            raise ValueError(f"{type(self).__name__}.predict: each server's utilisation (value 0) and P-state share "
+                             f"(value 2) must be in [0, 1], as the env's observation space has them; got "
+                             f"{outside[0]:g}")
         util = per_server[..., 0]
         level = np.rint(per_server[..., 2] * self.top).astype(np.int64)
         action = np.clip(self._next_level(util, level), 0, self.top).astype(np.int64)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows, dataset_path
-from flash_envs.sim.power import DEFAULT_FREQ_LEVELS, MAX_CORES, FrequencyScaling, ServerType, check_watts
+from flash_envs.sim.power import (DEFAULT_FREQ_LEVELS, MAX_CORES, FrequencyScaling, ServerType, check_dvfs_table,
+                                   check_watts)
 
 SPECPOWER_CURVES = ("specpower_ssj2008", "specpower_curves.csv")
 DVFS_TABLES = ("dvfs_cloudsim_grid5000", "dvfs_power_tables.csv")
@@ -74,6 +75,12 @@ class DVFSTable:
     freq_fraction: tuple[float, ...]
     idle_w: tuple[float, ...]
     full_w: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            check_dvfs_table(self.freq_fraction, self.idle_w, self.full_w)
+        except ValueError as err:
+            raise ValueError(f"DVFS table {self.host!r}: {err}") from None
 
     def fit(self) -> FrequencyScaling:
         """The :class:`FrequencyScaling` fitted to this table (least relative error; needs the fraction 1.0 row)."""

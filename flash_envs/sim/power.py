@@ -97,6 +97,13 @@ def percent_errors(predicted: np.ndarray, measured: Sequence[float] | np.ndarray
     return np.abs(predicted - measured) / measured * 100
 
 
+def are_freq_levels(levels: np.ndarray) -> bool:
+    """Whether ``levels`` are P-states: >= 2 finite, increasing fractions of f_max in (0, 1], the last 1.0 (NaN fails
+    every comparison, so it is no P-state)."""
+    return bool(levels.ndim == 1 and len(levels) >= 2 and np.all(np.isfinite(levels)) and np.all(np.diff(levels) > 0)
+                and levels[0] > 0 and levels[-1] == 1.0)
+
+
 def check_watts(watts: Sequence[float]) -> np.ndarray:
     """``watts`` as an array, if it is a SPECpower curve: 11 finite points > 0 (idle, 10%..100% load), full load not
     below idle (real curves may dip between: one of the 400 shared ones does); a ValueError otherwise."""
@@ -114,14 +121,24 @@ def check_watts(watts: Sequence[float]) -> np.ndarray:
     return y
 
 
-def _dvfs_table(freq_fraction: Sequence[float], idle_w: Sequence[float],
-                full_w: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A DVFS table's columns as float arrays; a ValueError unless they are >= 2 rows, one of them at fraction 1.0."""
+def check_dvfs_table(freq_fraction: Sequence[float], idle_w: Sequence[float],
+                     full_w: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A DVFS table's columns as float arrays; a ValueError unless they are >= 2 rows at distinct frequency fractions
+    in (0, 1], one of them 1.0, with finite watts > 0 and full load not below idle in each row."""
     r, idle, full = (np.asarray(v, dtype=float) for v in (freq_fraction, idle_w, full_w))
     if not (r.shape == idle.shape == full.shape) or r.ndim != 1 or len(r) < 2:
         raise ValueError("a DVFS table needs >= 2 rows of (frequency fraction, idle W, full-load W)")
+    if not (np.all(np.isfinite(r)) and np.all((r > 0) & (r <= 1)) and len(np.unique(r)) == len(r)):
+        raise ValueError(f"a DVFS table's frequency fractions must be distinct numbers in (0, 1], got {r.tolist()}")
     if not np.any(np.isclose(r, 1.0)):
         raise ValueError(f"a DVFS table must include the full-speed row (fraction 1.0), got fractions {list(r)}")
+    if not (np.all(np.isfinite(idle)) and np.all(np.isfinite(full)) and np.all(idle > 0) and np.all(full > 0)):
+        raise ValueError(f"a DVFS table's watts must be finite and > 0, got idle {idle.tolist()}, full load "
+                         f"{full.tolist()}")
+    if np.any(full < idle):
+        row = int(np.argmax(full < idle))
+        raise ValueError(f"a DVFS table's full-load watts are below its idle watts at fraction {r[row]:g} "
+                         f"({full[row]:g} W < {idle[row]:g} W); power grows with load")
     return r, idle, full
 
 
@@ -152,7 +169,7 @@ class FrequencyScaling:
         """Relative errors (predicted - measured) / measured of this scaling on a table of idle and full-load watts
         measured at each frequency fraction, anchored at its full-speed row (fraction 1.0, which must be there): the
         idle rows' errors, then the full-load rows'."""
-        r, idle, full = _dvfs_table(freq_fraction, idle_w, full_w)
+        r, idle, full = check_dvfs_table(freq_fraction, idle_w, full_w)
         top = int(np.argmin(np.abs(r - 1.0)))
         fi, fd = self.factors(r)
         predicted = np.concatenate([idle[top] * fi, idle[top] * fi + (full[top] - idle[top]) * fd])
@@ -170,7 +187,7 @@ class FrequencyScaling:
         """
         from scipy.optimize import least_squares
 
-        table = _dvfs_table(freq_fraction, idle_w, full_w)
+        table = check_dvfs_table(freq_fraction, idle_w, full_w)
         if voltage_slope is None:
             result = least_squares(lambda p: cls(*p).table_errors(*table), x0=[0.5, 0.5, 0.5],
                                    bounds=([0, 0, 0], [1, 1, 1]))
@@ -240,7 +257,7 @@ class ServerType:
         object.__setattr__(self, "watts", tuple(float(w) for w in self.watts))
         object.__setattr__(self, "freq_levels", tuple(float(f) for f in self.freq_levels))
         levels = np.asarray(self.freq_levels)
-        if len(levels) < 2 or np.any(np.diff(levels) <= 0) or levels[0] <= 0 or levels[-1] != 1.0:
+        if not are_freq_levels(levels):
             raise ValueError(f"server {self.name!r}: freq_levels must be >= 2 increasing fractions in (0, 1] ending "
                              f"at 1.0, got {self.freq_levels!r}")
 
