@@ -60,6 +60,7 @@ from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper
 from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import one_torch_thread
+from flash_rl.trained_tasks import read_trained_on, task_records, write_trained_on
 
 
 def embedding_extractors(policy: torch.nn.Module) -> list[FlashFeaturesExtractor]:
@@ -162,6 +163,8 @@ class Flash:
         self.tensorboard_log, self.verbose = tensorboard_log, check_whole("verbose", verbose, 0)
         self.model: BaseAlgorithm | None = None
         self.resumed_from: int | None = None
+        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`), None before any; saved with the agent.
+        self.trained_on: list[dict[str, str | None]] | None = None
         self._sampling_wrappers: list[TaskSamplingWrapper] = []
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {ENCODERS}")
@@ -302,6 +305,7 @@ class Flash:
             if init_from is not None:
                 _load_weights_of(model, init_from)
             self.model = model   # only now: a refused init_from leaves the trained model be
+        self.trained_on = [*(getattr(init_from, "trained_on", None) or []), *task_records(tasks)]
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
         remaining = total_timesteps - self.agent.num_timesteps
         callbacks: list[BaseCallback] = []
@@ -420,6 +424,7 @@ class Flash:
         env = DummyVecEnv([lambda: self.make_env()])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}  # only ever used through adapt()
         other.model = self._new_agent(env, kwargs, seed)
+        other.trained_on = []   # untrained: no task is seen
         return other
 
     @one_torch_thread()
@@ -540,6 +545,7 @@ class Flash:
         with atomic_write(path / "agent.zip") as tmp:
             model.save(tmp)
         atomic_write_text(path / "flash.json", settings)
+        write_trained_on(path, self.trained_on)
 
     @classmethod
     def load(cls, path: str | Path) -> "Flash":
@@ -580,6 +586,7 @@ class Flash:
                            if saved.get(key) != built.get(key)}
             raise ValueError(f"{file} does not describe {path / 'agent.zip'}: (agent.zip, flash.json) differ in "
                              f"{differences}")
+        obj.trained_on = read_trained_on(path)
         return obj
 
 

@@ -35,6 +35,7 @@ from flash_rl.context import check_task_env, check_tasks_settable
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_random import torch_seeded
 from flash_rl.torch_threads import one_torch_thread
+from flash_rl.trained_tasks import read_trained_on, task_records, write_trained_on
 from flash_rl.weights_file import load_weights_file
 
 
@@ -202,6 +203,8 @@ class MAML:
             self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hparams["outer_lr"])
         self.iteration = 0
+        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`), None before any; saved with it.
+        self.trained_on: list[dict[str, str | None]] | None = None
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self._envs: list[gym.Env] = []
@@ -260,6 +263,7 @@ class MAML:
         check_tasks_settable(probe, self.env_id, tasks)
         probe.close()
         iterations = check_whole("iterations", iterations, 1)
+        self.trained_on = task_records(tasks)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
@@ -366,6 +370,7 @@ class MAML:
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_write(directory / "maml.pt") as tmp:
             torch.save(self._state(), tmp)
+        write_trained_on(directory, self.trained_on)
 
     save = checkpoint
 
@@ -392,6 +397,7 @@ class MAML:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: the saved settings are refused: {err}") from err
         obj._restore(state, path)
+        obj.trained_on = read_trained_on(Path(directory))
         return obj
 
     def config(self) -> dict[str, Any]:

@@ -72,4 +72,5 @@ def test_the_flash_api_example(tmp_path, monkeypatch):
     })
     scope = _run(code, tmp_path, monkeypatch)
     assert [episodes for episodes, _ in scope["curve"]] == [0, 1]
-    assert {p.name for p in (tmp_path / "runs" / "my-flash").iterdir()} == {"agent.zip", "flash.json"}
+    saved = {p.name for p in (tmp_path / "runs" / "my-flash").iterdir()}
+    assert saved == {"agent.zip", "flash.json", "trained_on.json"}

@@ -52,8 +52,9 @@ def test_trace_overrides(args: argparse.Namespace) -> list[str]:
     if getattr(args, "split", "test") != "test":   # (evaluate and adapt take --split; the tasks were left out)
         raise ConfigError(f"--test-trace adds held-out tasks to the test split, not to --split {args.split}: drop "
                           "one of them")
-    return ["tasks.test_traces=" + json.dumps([str(p) for p in args.test_trace])]   # JSON is YAML (repr() is not:
-    # it doubled a Windows path's backslashes)
+    # JSON is YAML (repr() is not: it doubled a Windows path's backslashes); ensure_ascii=False, since YAML reads the
+    # \ud83d\ude00 that JSON escapes a character beyond the BMP as (an emoji, say) as two lone surrogates
+    return ["tasks.test_traces=" + json.dumps([str(p) for p in args.test_trace], ensure_ascii=False)]
 
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
@@ -77,6 +78,20 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
         raise ConfigError(f"--case {args.case}, but the config ({path} and --set) is for case {cfg.case!r}; drop "
                           f"--case, or give a config of case {args.case}")
     return cfg
+
+
+def check_output_not_an_input(args: argparse.Namespace) -> None:
+    """A :class:`ConfigError` when ``--json`` would overwrite what the command reads: a file of ``--model`` (the saved
+    agent, which adapting leaves unchanged), the ``--config`` file or a ``--test-trace`` CSV."""
+    if not args.json:
+        return
+    out = Path(args.json).resolve()
+    if Path(args.model).resolve() in out.parents:
+        raise ConfigError(f"--json {args.json} is inside --model {args.model}: it would overwrite the saved agent's "
+                          "files; write it elsewhere")
+    for option, path in [("--config", args.config), *(("--test-trace", p) for p in args.test_trace)]:
+        if path and Path(path).resolve() == out:
+            raise ConfigError(f"--json {args.json} is the {option} file, which it would overwrite; write it elsewhere")
 
 
 def command_line() -> str:

@@ -16,8 +16,8 @@ from flash_envs.cli_args import int_at_least, output_file, seed_arg
 from flash_envs.fields import MAX_SEED
 from flash_envs.flash_warnings import warn
 from flash_envs.tasks import SPLITS, Task, TaskFamily
-from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
-                                       test_trace_overrides)
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_output_not_an_input,
+                                       config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def split_tasks(cfg: ExperimentConfig, case: Case, family: TaskFamily[Any], spli
 def pick_task(tasks: list[Task], split: str, key: str) -> Task:
     """The task of ``tasks`` (those of ``split``) that ``key`` names: an index when all digits, else a task name (a
     ConfigError if none)."""
-    if key.isdigit():
+    if key.isascii() and key.isdigit():   # (str.isdigit also takes "²", which int() refuses, and other scripts' digits)
         if int(key) >= len(tasks):
             raise ConfigError(f"--task {key}: the {split} split has {len(tasks)} tasks ({[t.name for t in tasks]})")
         return tasks[int(key)]
@@ -95,6 +95,26 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
     return model
 
 
+def check_held_out(model: Flash | MAML, tasks: list[Task], split: str, path: str) -> None:
+    """Refuse tasks of the test ``split`` that ``model`` (loaded from ``path``) was meta-trained on, by content: the
+    config's family can differ from the training run's (:mod:`flash_rl.trained_tasks`). Warn when the model records no
+    training tasks, so that none can be checked."""
+    from flash_rl.trained_tasks import TRAINED_ON_FILE, trained_among
+
+    if split != "test":
+        return
+    if model.trained_on is None:
+        warn(f"--model {path} records no training tasks (no {TRAINED_ON_FILE}: it was saved by an earlier version of "
+             "flash, or never meta-trained), so its test tasks cannot be checked as held out")
+        return
+    trained = [task.name for task in trained_among(model.trained_on, tasks)]
+    if trained:
+        raise ConfigError(f"--model {path} was meta-trained on {len(trained)} task(s) of the config's test split "
+                          f"({', '.join(trained[:5])}{', ...' if len(trained) > 5 else ''}): they are not held out; "
+                          "pass the tasks settings (tasks.n_train, tasks.n_test, tasks.seed, tasks.family_file) the "
+                          "model was trained with")
+
+
 def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
     """A saved agent fine-tunes with the settings saved with it; warn when the config's differ (``flash.`` or, for
     transfer learning, ``transfer.adapt_kwargs``; for MAML, the ``maml.`` ones of
@@ -119,18 +139,22 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.cases import get_case
 
     try:
-        cfg = config_from_args(args, test_trace_overrides(args))
+        check_output_not_an_input(args)
+        cfg = config_from_args(args, test_trace_overrides(args), methods=[])   # the model's own method acts: load_model
         if cfg.adaptation.eval_seed + args.seed > MAX_SEED:   # before any work: it evaluates with their sum
             raise ConfigError(f"--seed {args.seed}: the evaluation episodes would use adaptation.eval_seed + seed = "
                               f"{cfg.adaptation.eval_seed} + {args.seed}, above 2**32 - 1 = {MAX_SEED}")
         case = get_case(cfg.case)
         task = pick_task(split_tasks(cfg, case, case.build_family(cfg), args.split), args.split, args.task)
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
+        check_held_out(model, [task], args.split, args.model)
         warn_of_unused_adapt_settings(model, cfg, args.model)
         episodes = cfg.adaptation.budget if args.episodes is None else args.episodes
         curve = model.adapt(task, episodes, eval_every=cfg.adaptation.eval_every,
                             eval_seed=cfg.adaptation.eval_seed + args.seed, seed=args.seed,
                             on_eval=lambda e, v: print(f"episodes {e:3d}  return {v:8.3f}", flush=True))
+    except BrokenPipeError:   # the curve's reader left (flash adapt | head): flash.cli ends quietly
+        raise
     except (OSError, ValueError) as err:   # a bad config, family file or saved agent (ConfigError is a ValueError)
         return fail(err)
     if args.json:

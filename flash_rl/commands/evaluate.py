@@ -19,8 +19,8 @@ import numpy as np
 from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.fields import MAX_SEED
 from flash_envs.tasks import SPLITS
-from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, config_from_args, fail,
-                                       test_trace_overrides)
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_output_not_an_input,
+                                       config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
 
@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
     from flash_rl.adaptation import run_policy
     from flash_rl.cases import get_case
-    from flash_rl.commands.adapt import load_model, split_tasks
+    from flash_rl.commands.adapt import check_held_out, load_model, split_tasks
 
     try:
-        cfg = config_from_args(args, test_trace_overrides(args))
+        check_output_not_an_input(args)
+        cfg = config_from_args(args, test_trace_overrides(args), methods=[])   # the model's own method acts: load_model
         case = get_case(cfg.case)
         tasks = split_tasks(cfg, case, case.build_family(cfg), args.split)
         env = gym.make(cfg.env.id, **cfg.env.kwargs)
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--actions counts the actions of a Discrete action space; {cfg.env.id} with these "
                               f"env.kwargs acts in {env.action_space}")
         model = load_model(Path(args.model), cfg.env.id, cfg.env.kwargs)
+        check_held_out(model, tasks, args.split, args.model)
         if cfg.adaptation.eval_seed + args.episodes - 1 > MAX_SEED:   # episode e evaluates with eval_seed + e
             raise ConfigError(f"--episodes {args.episodes}: the last would evaluate with adaptation.eval_seed + "
                               f"{args.episodes - 1}, above 2**32 - 1 = {MAX_SEED}")
