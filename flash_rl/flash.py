@@ -163,8 +163,9 @@ class Flash:
         self.tensorboard_log, self.verbose = tensorboard_log, check_whole("verbose", verbose, 0)
         self.model: BaseAlgorithm | None = None
         self.resumed_from: int | None = None
-        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`), None before any; saved with the agent.
-        self.trained_on: list[dict[str, str | None]] | None = None
+        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`; none before it), saved with the agent;
+        #: None when it was loaded from a folder without the record (saved before flash kept one).
+        self.trained_on: list[dict[str, str | None]] | None = []
         self._sampling_wrappers: list[TaskSamplingWrapper] = []
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {ENCODERS}")
@@ -424,7 +425,7 @@ class Flash:
         env = DummyVecEnv([lambda: self.make_env()])
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}  # only ever used through adapt()
         other.model = self._new_agent(env, kwargs, seed)
-        other.trained_on = []   # untrained: no task is seen
+        other.trained_on = []   # untrained: it has seen no task
         return other
 
     @one_torch_thread()

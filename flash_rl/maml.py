@@ -203,8 +203,9 @@ class MAML:
             self.policy = PolicyNet(self.n_obs, self.n_actions, self.hparams["hidden"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hparams["outer_lr"])
         self.iteration = 0
-        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`), None before any; saved with it.
-        self.trained_on: list[dict[str, str | None]] | None = None
+        #: The tasks meta-training trained on (:mod:`flash_rl.trained_tasks`; none before it), saved with it; None
+        #: when it was loaded from a checkpoint without the record (written before flash kept one).
+        self.trained_on: list[dict[str, str | None]] | None = []
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self._envs: list[gym.Env] = []

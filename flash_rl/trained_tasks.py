@@ -26,8 +26,8 @@ def task_records(tasks: Sequence[Any]) -> list[dict[str, str | None]]:
 
 
 def write_trained_on(directory: Path, records: list[dict[str, str | None]] | None) -> None:
-    """Write ``records`` to ``directory/trained_on.json``; for None (an agent never meta-trained), remove the file an
-    agent saved there before may have left."""
+    """Write ``records`` to ``directory/trained_on.json``; for None (an agent loaded without the record), remove the
+    file an agent saved there before may have left."""
     if records is None:
         (directory / TRAINED_ON_FILE).unlink(missing_ok=True)
     else:
@@ -35,8 +35,8 @@ def write_trained_on(directory: Path, records: list[dict[str, str | None]] | Non
 
 
 def read_trained_on(directory: Path) -> list[dict[str, str | None]] | None:
-    """The records in ``directory/trained_on.json``; None without the file (an agent saved before flash kept it, or
-    never meta-trained); a ValueError naming a damaged file."""
+    """The records in ``directory/trained_on.json``; None without the file (an agent saved before flash kept it); a
+    ValueError naming a damaged file."""
     file = directory / TRAINED_ON_FILE
     if not file.exists():
         return None

@@ -105,7 +105,7 @@ def check_held_out(model: Flash | MAML, tasks: list[Task], split: str, path: str
         return
     if model.trained_on is None:
         warn(f"--model {path} records no training tasks (no {TRAINED_ON_FILE}: it was saved by an earlier version of "
-             "flash, or never meta-trained), so its test tasks cannot be checked as held out")
+             "flash), so its test tasks cannot be checked as held out")
         return
     trained = [task.name for task in trained_among(model.trained_on, tasks)]
     if trained:
