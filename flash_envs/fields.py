@@ -36,6 +36,15 @@ def is_real_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _fits_a_float(value: Any) -> bool:
+    """Whether the real number ``value`` is finite as a float: an int too large for one (``10**400``, which YAML reads
+    from 401 digits) is not, where ``math.isfinite`` would raise an OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_number(name: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
     """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` if ``strict``).
 
@@ -44,7 +53,7 @@ def check_number(name: str, value: Any, low: float, high: float = math.inf, *, s
     if not is_real_number(value):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     above = value > low if strict else value >= low
-    if not (math.isfinite(value) and above and value <= high):
+    if not (_fits_a_float(value) and above and value <= high):
         bound = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
@@ -57,7 +66,7 @@ def check_whole(name: str, value: Any, low: int) -> int:
     """
     if not is_real_number(value):
         raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and value == int(value) and value >= low):
+    if not ((isinstance(value, numbers.Integral) or math.isfinite(value)) and value == int(value) and value >= low):
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     return int(value)
 

@@ -171,7 +171,7 @@ class TaskFamily(Generic[T]):
                                   f"{type(d).__name__}")
         try:
             return cls.from_dict(d)
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, OverflowError) as err:   # (a number too large for a float)
             raise DataFormatError(f"task family {path}: {err}") from None
 
 

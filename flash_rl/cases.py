@@ -196,7 +196,7 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
             raise TraceBinError(f"{err} (config key tasks.trace_bin_s, e.g. --set tasks.trace_bin_s=60; time_round_s "
                                 f"is config key tasks.trace_time_round_s)") from None
         for test_task in family.test:
-            rate = round(_workload_mean_rate(test_task.workload, seconds), 2)
+            rate = float(f"{_workload_mean_rate(test_task.workload, seconds):.6g}")   # (2 decimals made 0.004/s 0)
             workload = TraceWorkload(**columns, time_scale=t.trace_time_scale, mean_rate=rate)
             try:
                 workload.realise(np.random.default_rng(0), 1.0)
@@ -207,10 +207,11 @@ def _replayed_traces(cfg: Any, family: Any) -> Iterator[tuple[Path, Any, Any]]:
 
 
 def _autoscaling_trace_tasks(cfg: Any, family: Any) -> list[Any]:
-    """One task per (trace CSV, test-split application): the trace replayed at the test task's mean rate."""
+    """One task per (trace CSV, test task): the test task's application, the trace replayed at its mean rate; named
+    after the test task (not its application, which two test tasks may share)."""
     from flash_envs.tasks import AutoscalingTask
 
-    return [AutoscalingTask(task.app, workload, f"trace:{path.stem}:{task.app.name}")
+    return [AutoscalingTask(task.app, workload, f"trace:{path.stem}:{task.name}")
             for path, task, workload in _replayed_traces(cfg, family)]
 
 

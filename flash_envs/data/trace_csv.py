@@ -19,6 +19,7 @@ timestamp on the nearest point of a grid of that step.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from flash_envs.data import DataFormatError, csv_number, csv_rows
-from flash_envs.fields import check_fields, check_number
+from flash_envs.fields import check_fields, check_number, is_real_number
 from flash_envs.flash_warnings import FlashWarning, warn
 
 
@@ -73,7 +74,17 @@ class RateTrace:
     source: str = ""
 
     def __post_init__(self) -> None:
-        rates = np.array(self.rates, dtype=np.float64) + 0.0   # a private copy; + 0.0 makes -0.0 the 0.0 it equals
+        numeric = isinstance(self.rates, np.ndarray) and self.rates.dtype.kind in "iuf"   # (no Python loop for those)
+        if not numeric and (isinstance(self.rates, (str, bytes, dict))
+                            or not all(is_real_number(r) for r in np.ravel(np.asarray(self.rates, dtype=object)))):
+            raise TypeError(f"rate trace rates must be numbers (requests/s per bin), got {reprlib.repr(self.rates)}")
+        if not isinstance(self.source, str):   # (str() made a list of one: "[1, 2]")
+            raise TypeError(f"rate trace source must be a str (where the rates came from), got {self.source!r}")
+        try:
+            rates = np.array(self.rates, dtype=np.float64) + 0.0   # a private copy; + 0.0 makes -0.0 the 0.0 it equals
+        except OverflowError:   # an int too large for a float
+            raise ValueError(f"rate trace rates must be finite and >= 0; got {reprlib.repr(self.rates)}, too large "
+                             "for a float") from None
         if rates.ndim != 1 or len(rates) == 0:
             raise ValueError(f"a rate trace needs a non-empty 1-D series of rates, got shape {rates.shape}")
         if not np.all(np.isfinite(rates) & (rates >= 0)):
@@ -82,7 +93,6 @@ class RateTrace:
         rates.setflags(write=False)
         object.__setattr__(self, "rates", rates)
         object.__setattr__(self, "bin_s", check_number("RateTrace.bin_s", self.bin_s, 0.0, strict=True))
-        object.__setattr__(self, "source", str(self.source))
 
     @property
     def duration_s(self) -> float:
@@ -136,6 +146,12 @@ def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, t
     check_number(f"{owner}time_unit_s", time_unit_s, 0.0, strict=True)
     if bin_s is not None:
         check_number(f"{owner}bin_s", bin_s, 0.0, strict=True)
+    if value_column is None and (gaps != "error" or value_kind != "count"):   # they were ignored, without a word
+        given = ", ".join(f"{name}={value!r}" for name, value, default in (("gaps", gaps, "error"),
+                                                                          ("value_kind", value_kind, "count"))
+                          if value != default)
+        raise ValueError(f"{owner}{given} reads an aggregated file's values; a file of one row per request (no value "
+                         "column) is counted in bins of bin_s, an empty bin as no requests")
     if time_round_s is not None:
         check_number(f"{owner}time_round_s", time_round_s, 0.0, strict=True)
         if value_column is None:
@@ -254,13 +270,18 @@ def read_rate_trace(
         if gaps == "error":
             first = int(np.argmin(present))                       # the first missing bin, and the rows around it
             after = int(np.searchsorted(index, first))
+            spacing = float(np.median(np.diff(np.unique(t))))   # (>= 2 rows: a gap lies between two)
+            finer = not inferred and spacing > bin_s + slack_s
             raise TraceGapError(
                 f"{path}: {int((~present).sum())} bin(s) of {bin_s:g} s have no row (the first gap is between "
                 f"lines {np.asarray(lines)[order][after - 1]} and {np.asarray(lines)[order][after]}); missing rows "
                 f"are missing data, not zero load: pass gaps='zero' to read them as no requests or gaps='join' to "
                 f"splice them out"
                 + (f"; the bin width, {bin_s:g} s, is the smallest spacing between rows: if one stray row set it, "
-                   f"pass bin_s" if inferred else ""))
+                   f"pass bin_s" if inferred else "")
+                + (f"; but bin_s={bin_s:g} s is finer than the rows' usual spacing, {spacing:g} s: if that is how "
+                   f"often they were written, give a bin_s of {spacing:g} s or more (gaps='zero' would count each "
+                   f"row's requests in one {bin_s:g} s bin, and gaps='join' would squeeze the trace)" if finer else ""))
         if gaps == "join":
             rates = rates[present]
     return RateTrace(rates, bin_s, str(path))

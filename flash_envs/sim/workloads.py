@@ -401,8 +401,8 @@ class TraceWorkload(Workload):
         trace = self.load()
         rates = self._scaled_rates(trace)
         start = rng.uniform(0, trace.duration_s) if self.start_s is None else self.start_s
-        trace_times = start + times / self.time_scale
-        return rates[(trace_times // trace.bin_s).astype(np.int64) % len(rates)]
+        trace_times = start % trace.duration_s + times / self.time_scale   # (start as given: 1e19 s left no bins)
+        return rates[(trace_times // trace.bin_s % len(rates)).astype(np.int64)]   # wrapped before the int64 cast
 
     def to_dict(self) -> dict[str, Any]:
         """A CSV workload: ``kind``, ``scale``, ``path``, the reader and the replay options (``time_round_s`` only
@@ -431,7 +431,7 @@ def workload_from_dict(d: dict[str, Any]) -> Workload:
     inline ``trace`` dict becomes a :class:`RateTrace` again)."""
     d = dict(check_mapping(d, "workload"))
     kind = d.pop("kind", None)
-    if kind not in WORKLOADS:
+    if not isinstance(kind, str) or kind not in WORKLOADS:   # (a list is unhashable: "in" raised a TypeError)
         raise ValueError(f"unknown workload kind {kind!r}; expected one of {sorted(WORKLOADS)}")
     cls = WORKLOADS[kind]
     known = set(cls.__dataclass_fields__)
