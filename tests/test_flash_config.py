@@ -244,16 +244,21 @@ def test_adapt_fine_tunes_with_the_saved_agents_adapt_kwargs_and_says_so(tmp_pat
     from flash_rl.flash import Flash
 
     kwargs = {"n_steps": 60, "batch_size": 60, "n_epochs": 4}
-    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, adapt_kwargs=kwargs)
+    trained_with = {"n_steps": 120, "batch_size": 240, "n_epochs": 4, "learning_rate": 0.0003, "gamma": 0.95,
+                    "ent_coef": 0.01}   # the quick config's flash.agent_kwargs
+    tiny = Flash("PPO", "flash/Autoscaling-v0", net_arch=[8], n_envs=1, agent_kwargs=trained_with, adapt_kwargs=kwargs)
     tiny.fresh().save(tmp_path / "model")
     adapt = ["adapt", "--quick", "--model", str(tmp_path / "model"), "--episodes", "1"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(adapt) == 0   # the config's are the agent's: nothing to say
-    with pytest.warns(UserWarning, match=r"fine-tunes with the adapt_kwargs saved with it, \{'n_steps': 60, "
-                                         r"'batch_size': 60, 'n_epochs': 4\}; the config's flash.adapt_kwargs, .*"
-                                         r"'n_epochs': 30\}, are not used"):
+    with pytest.warns(UserWarning, match=r"fine-tunes with the kwargs saved with it \(agent_kwargs, then adapt_kwargs "
+                                         r"over them\); the config's flash.agent_kwargs and flash.adapt_kwargs, which "
+                                         r"differ in n_epochs \(4 saved, 30 configured\), are not used"):
         assert main([*adapt, "--set", "flash.adapt_kwargs={n_epochs: 30}"]) == 0
+    with pytest.warns(UserWarning, match=r"which differ in learning_rate \(0.0003 saved, 0.1 configured\), are not "
+                                         r"used"):   # fine-tuning takes agent_kwargs too: the saved ones
+        assert main([*adapt, "--set", "flash.agent_kwargs.learning_rate=0.1"]) == 0
 
 
 def test_adapt_says_a_maml_models_saved_adaptation_settings_are_used(tmp_path):

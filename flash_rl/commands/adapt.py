@@ -116,22 +116,29 @@ def check_held_out(model: Flash | MAML, tasks: list[Task], split: str, path: str
 
 
 def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, path: str) -> None:
-    """A saved agent fine-tunes with the settings saved with it; warn when the config's differ (``flash.`` or, for
-    transfer learning, ``transfer.adapt_kwargs``; for MAML, the ``maml.`` ones of
-    :attr:`~flash_rl.maml.MAML.ADAPT_SETTINGS`), since a ``--set`` of them changes nothing here."""
+    """A saved agent fine-tunes with the settings saved with it; warn when the config's differ, since a ``--set`` of
+    them changes nothing here: for Flash and transfer learning the kwargs fine-tuning passes to the algorithm (the
+    ``agent_kwargs``, then the ``adapt_kwargs`` over them: ``flash.`` or ``transfer.``), for MAML the ``maml.`` ones of
+    :attr:`~flash_rl.maml.MAML.ADAPT_SETTINGS`."""
     from flash_rl.flash import Flash, TransferLearning
 
     if isinstance(model, Flash):
         section = "transfer" if isinstance(model, TransferLearning) else "flash"
-        saved, configured = model.adapt_kwargs, getattr(cfg, section).adapt_kwargs
-        what = f"adapt_kwargs saved with it, {saved}; the config's {section}.adapt_kwargs, {configured},"
+        agent = getattr(cfg, section)
+        saved, configured = ({**a.agent_kwargs, **a.adapt_kwargs} for a in (model, agent))
+        differ = sorted(k for k in saved.keys() | configured.keys() if k not in saved or k not in configured
+                        or saved[k] != configured[k])
+        pairs = [f"{k} ({saved.get(k, '(unset)')!r} saved, {configured.get(k, '(unset)')!r} configured)"
+                 for k in differ]
+        what = (f"kwargs saved with it (agent_kwargs, then adapt_kwargs over them); the config's "
+                f"{section}.agent_kwargs and {section}.adapt_kwargs, which differ in {', '.join(pairs)},")
     else:
         saved = {k: model.hparams[k] for k in model.ADAPT_SETTINGS}
         configured = {k: getattr(cfg.maml, k) for k in model.ADAPT_SETTINGS}
         differ = [k for k in model.ADAPT_SETTINGS if saved[k] != configured[k]]
         what = (f"MAML settings saved with it, {', '.join(f'{k}={saved[k]!r}' for k in differ)}; the config's "
                 f"{', '.join(f'maml.{k}={configured[k]!r}' for k in differ)}")
-    if configured != saved:
+    if differ:
         warn(f"--model {path} fine-tunes with the {what} are not used")
 
 
