@@ -39,6 +39,7 @@ chunk-func with GCP             ``None``: its costs come from the file, with no 
 from __future__ import annotations
 
 import logging
+import reprlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,6 +130,17 @@ class ConfigMeasurements:
     pricing: Pricing | None = None
 
     def __post_init__(self) -> None:
+        for name in ("features", "runtime_s", "cost_usd"):   # lists from Python are taken as the arrays they spell
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray):
+                try:
+                    given = np.asarray(value)
+                except ValueError:   # ragged rows
+                    given = np.asarray(None)
+                if given.dtype.kind not in "iuf":   # (strings, bools, ints too large for a float: object)
+                    raise TypeError(f"ConfigMeasurements.{name} must be an array of numbers (rows of equal length), "
+                                    f"got {reprlib.repr(value)}")
+                object.__setattr__(self, name, given.astype(float))
         for what, names in (("application", self.apps), ("configuration", self.configs)):
             if repeated := sorted(name for name, n in Counter(names).items() if n > 1):
                 raise ValueError(f"{self.source}: each {what} must be named once; repeated: {repeated[:5]}")

@@ -91,7 +91,10 @@ def _number(field: str, value: Any) -> float:
     if not is_real_number(value):
         raise TypeError(f"ConfigSearchTask.{field} must be a number, got {reprlib.repr(value)} "
                         f"({type(value).__name__})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:   # an int too large for a float (401 digits in a YAML file)
+        raise ValueError(f"ConfigSearchTask.{field} must be a finite number, got {reprlib.repr(value)}") from None
 
 
 def _config_name(field: str, value: Any) -> str:
