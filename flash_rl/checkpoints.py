@@ -20,6 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from flash_envs.flash_warnings import warn
 from flash_rl.agent_settings import keep_logs_out_of_tmp
 from flash_rl.context import TaskSamplingWrapper
 
@@ -57,6 +58,29 @@ class CheckpointCallback(BaseCallback):
 #: state.json's included).
 CHECKPOINT_FILES = ("agent-*.zip", "replay-*.pkl", "episodes-*.pkl", ".agent-*.tmp.zip", ".replay-*.tmp.pkl",
                     ".episodes-*.tmp.pkl", ".state.*.tmp.json")
+
+
+#: A replay buffer this large (GB of observations) or more is warned of: SB3 allocates it up front, and every
+#: checkpoint writes it whole.
+LARGE_REPLAY_BUFFER_GB = 1.0
+
+
+def replay_buffer_gb(agent: BaseAlgorithm) -> float:
+    """GB of observations (and next observations) ``agent``'s replay buffer holds when full; 0 without one."""
+    buffer = getattr(agent, "replay_buffer", None)
+    parts = [getattr(buffer, name, None) for name in ("observations", "next_observations")]
+    arrays = [a for part in parts if part is not None for a in (part.values() if isinstance(part, dict) else [part])]
+    return sum(a.nbytes for a in arrays) / 1e9
+
+
+def warn_of_a_large_replay_buffer(agent: BaseAlgorithm, owner: str) -> None:
+    """Warn (naming ``owner``, e.g. ``"Flash.meta_train"``) when every checkpoint would write ``agent``'s replay
+    buffer of :data:`LARGE_REPLAY_BUFFER_GB` or more."""
+    gigabytes = replay_buffer_gb(agent)
+    if gigabytes >= LARGE_REPLAY_BUFFER_GB:
+        warn(f"{owner}: every checkpoint writes {type(agent).__name__}'s replay buffer whole, about {gigabytes:.1f} GB "
+             f"of observations ({agent.buffer_size:,} transitions); give a smaller agent_kwargs buffer_size, e.g. "
+             "50_000")
 
 
 def task_sampler(env: gym.Env) -> TaskSamplingWrapper | None:

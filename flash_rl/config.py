@@ -551,18 +551,15 @@ def _check_agents(cfg: ExperimentConfig, env: Any, methods: Sequence[str] | None
                           f"(env.kwargs {cfg.env.kwargs}); change the env")
 
 
-#: A replay buffer this large (GB of observations) or more, kept at SB3's default size, is warned of.
-LARGE_REPLAY_BUFFER_GB = 1.0
-
-
 def _warn_of_a_default_replay_buffer(cfg: ExperimentConfig, section: str, cls: type, env: Any) -> None:
     """Warn when the ``section`` agent, of off-policy algorithm ``cls``, keeps SB3's default ``buffer_size`` and that
-    holds :data:`LARGE_REPLAY_BUFFER_GB` or more: SB3 allocates it up front, and every checkpoint writes it whole
-    (about 5 GB with FLASH's context on autoscaling)."""
+    holds :data:`~flash_rl.checkpoints.LARGE_REPLAY_BUFFER_GB` or more: SB3 allocates it up front, and every
+    checkpoint writes it whole (about 5 GB with FLASH's context on autoscaling)."""
     import inspect
 
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+    from flash_rl.checkpoints import LARGE_REPLAY_BUFFER_GB
     from flash_rl.context import row_dim
 
     if not issubclass(cls, OffPolicyAlgorithm) or "buffer_size" in getattr(cfg, section).agent_kwargs:

@@ -53,7 +53,8 @@ from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_
                                      training_tasks, warn_of_a_family_of_another_length)
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, error_text, load_agent, random_states,
-                                  read_checkpoint, read_episodes, set_random_states, task_sampler)
+                                  read_checkpoint, read_episodes, set_random_states, task_sampler,
+                                  warn_of_a_large_replay_buffer)
 from flash_rl.config import check_env_id, check_layer_sizes
 from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
                               check_task_env, check_tasks_settable, task_list_key)
@@ -307,6 +308,8 @@ class Flash:
                 _load_weights_of(model, init_from)
             self.model = model   # only now: a refused init_from leaves the trained model be
         self.trained_on = [*(getattr(init_from, "trained_on", None) or []), *task_records(tasks)]
+        if checkpoint_dir:
+            warn_of_a_large_replay_buffer(self.agent, f"{type(self).__name__}.meta_train")
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
         remaining = total_timesteps - self.agent.num_timesteps
         callbacks: list[BaseCallback] = []

@@ -30,3 +30,28 @@ def test_measurements_built_from_lists_are_taken_and_bad_ones_named():
     for bad in ([["a", "b"], [1, 2]], [[1.0], [1.0, 2.0]], [[True, False], [True, True]]):
         with pytest.raises(TypeError, match=r"ConfigMeasurements.runtime_s must be an array of numbers"):
             ConfigMeasurements("mine", ("a", "b"), ("x", "y"), ("f",), [[0.0], [1.0]], bad, runtime)
+
+
+def test_checkpointing_a_large_replay_buffer_is_warned_of(tmp_path, monkeypatch):
+    """Flash("DQN", ...).meta_train(..., checkpoint_dir=...) wrote SB3's default buffer, 4.7 GB with FLASH's context
+    on autoscaling, at every checkpoint without a word (only a config kept at the default buffer_size was warned of)."""
+    import warnings
+
+    import gymnasium as gym
+
+    from flash_envs.flash_warnings import FlashWarning
+    from flash_rl import checkpoints
+    from flash_rl.flash import Flash
+
+    monkeypatch.setattr(checkpoints, "LARGE_REPLAY_BUFFER_GB", 0.001)   # a buffer a test may write
+    tasks = gym.make("flash/Autoscaling-v0").unwrapped.family.train[:1]
+    agent = Flash("DQN", "flash/Autoscaling-v0", {"episode_steps": 8}, n_envs=1, net_arch=[8], context_len=6,
+                  agent_kwargs={"buffer_size": 2000, "learning_starts": 8})
+    with pytest.warns(FlashWarning, match=r"Flash.meta_train: every checkpoint writes DQN's replay buffer whole, "
+                                          r"about 0.0 GB of observations \(2,000 transitions\)"):
+        agent.meta_train(tasks, 16, checkpoint_dir=tmp_path / "ckpt")
+    written, = (tmp_path / "ckpt").glob("replay-*.pkl")
+    assert written.stat().st_size >= checkpoints.replay_buffer_gb(agent.agent) * 1e9 > 0.001e9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent.meta_train(tasks, 16)   # no checkpoint: nothing written, nothing to say
