@@ -138,3 +138,21 @@ def test_json_written_by_adapt_is_the_curve(trained, tmp_path):
                  str(tmp_path / "curve.json")]) == 0
     written = json.loads((tmp_path / "curve.json").read_text())
     assert written["task"] == "task-24" and [e for e, _ in written["curve"]][0] == 0
+
+
+def test_the_checkpoint_of_an_unfinished_maml_meta_training_is_warned_of(tmp_path):
+    """adapt and evaluate took models/maml/ckpt of a killed meta-training without a word."""
+    import warnings
+
+    family = get_case("autoscaling").build_family(load_config(CONFIG_DIR / "autoscaling.yaml", EPISODE))
+    ckpt = tmp_path / "models" / "maml" / "ckpt"
+    MAML("flash/Autoscaling-v0", {"episode_steps": 8}, hidden=[8], meta_batch=1, outer_episodes=1).meta_train(
+        family.train[:1], 1, checkpoint_dir=ckpt)
+    evaluate = ["evaluate", "--model", str(ckpt), "--set", *EPISODE, ONE_TASK]
+    with pytest.warns(FlashWarning, match=rf"--model {ckpt} is the checkpoint of a meta-training that has not "
+                                          r"finished \(no .*DONE\): its model after 1 iteration\(s\) is used"):
+        assert main(evaluate) == 0
+    (ckpt.parent / "DONE").write_text("1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(evaluate) == 0

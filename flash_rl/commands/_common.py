@@ -38,10 +38,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, run_dir_default: str |
 def add_test_trace_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--test-trace CSV [CSV ...]`` (sets ``tasks.test_traces``: held-out tasks replaying the traces)."""
     parser.add_argument("--test-trace", nargs="+", default=[], metavar="CSV",
-                        help="add held-out tasks replaying these CSV traces with the test split's applications "
-                             "(read as the config's tasks.trace_* keys say: trace_time_column, trace_value_column, "
-                             "trace_value_kind, trace_time_unit_s, trace_time_scale, trace_bin_s, trace_gaps, "
-                             "trace_time_round_s)")
+                        help="add held-out tasks replaying these CSV traces with the test split's applications, in "
+                             "place of config key tasks.test_traces (read as the config's tasks.trace_* keys say: "
+                             "trace_time_column, trace_value_column, trace_value_kind, trace_time_unit_s, "
+                             "trace_time_scale, trace_bin_s, trace_gaps, trace_time_round_s)")
 
 
 def test_trace_overrides(args: argparse.Namespace) -> list[str]:

@@ -71,13 +71,19 @@ def pick_task(tasks: list[Task], split: str, key: str) -> Task:
 
 def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | MAML:
     """The saved agent at ``path``, which must have been trained on the config's env: ``env_id`` with
-    ``env_kwargs`` (or kwargs that make the same env, see :func:`flash_rl.cases.effective_env_kwargs`)."""
+    ``env_kwargs`` (or kwargs that make the same env, see :func:`flash_rl.cases.effective_env_kwargs`). A MAML
+    checkpoint of a run's meta-training (``models/maml/ckpt``) without the run's ``DONE`` is warned of: the
+    meta-training was stopped, or is still going."""
     from flash_rl.cases import effective_env_kwargs
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
 
     if (path / "maml.pt").exists():
-        model: Flash | MAML = MAML.load(path)
+        maml = MAML.load(path)
+        if path.name == "ckpt" and path.parent.parent.name == "models" and not (path.parent / "DONE").exists():
+            warn(f"--model {path} is the checkpoint of a meta-training that has not finished (no "
+                 f"{path.parent / 'DONE'}): its model after {maml.iteration} iteration(s) is used")
+        model: Flash | MAML = maml
     elif (path / "flash.json").exists():
         model = Flash.load(path)
     else:
