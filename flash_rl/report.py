@@ -279,8 +279,9 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
               f"(expert source counts: {r['expert_sources']})."]
     if summary["speedup"]:   # none without FLASH and another method
         lines += ["", "## Speedup", "",
-                  "The first CI resamples runs (tasks x seeds, paired); the second resamples whole tasks, keeping "
-                  "each task's seeds together: it is the one to read for tasks not in this set.", "",
+                  "Each ratio is the other method's mean episodes-to-adapt over FLASH's: above 1, FLASH adapts in "
+                  "fewer episodes. The first CI resamples runs (tasks x seeds, paired); the second resamples whole "
+                  "tasks, keeping each task's seeds together: it is the one to read for tasks not in this set.", "",
                   *md_table(("comparison", "ratio of mean episodes-to-adapt [95% CI]", "95% CI resampling tasks",
                              "ratio of medians"),
                             [(f"{LABELS.get(key.split('/')[0], key.split('/')[0])} vs FLASH",
