@@ -55,3 +55,18 @@ def test_checkpointing_a_large_replay_buffer_is_warned_of(tmp_path, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         agent.meta_train(tasks, 16)   # no checkpoint: nothing written, nothing to say
+
+
+@pytest.mark.parametrize("env_id, kwargs, action", [
+    ("flash/Autoscaling-v0", {}, True), ("flash/ConfigSearch-v0", {}, np.bool_(False)),
+    ("flash/PowerManagement-v0", {}, True), ("flash/PowerManagement-v0", {"n_servers": 2}, np.array([True, False]))])
+def test_a_bool_action_is_refused(env_id, kwargs, action):
+    """step(True) was taken as action 1 (gymnasium's Discrete.contains takes a bool): a policy returning a flag by
+    mistake acted without a word."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, **kwargs).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"is a bool, which the action space .* takes for 1 and 0"):
+        env.step(action)
+    env.step(np.zeros(2, dtype=np.int64) if kwargs else 0)   # the episode goes on

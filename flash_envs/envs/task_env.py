@@ -219,10 +219,13 @@ class TaskEnv(gym.Env, Generic[T]):
     def _check_step(self, action: Any, running: bool, ended: str = "") -> None:
         """Refuse a ``step(action)`` the env cannot take, the same way in every env: first a RuntimeError when no
         episode is ``running`` (``ended`` says why, when it is not the lack of a ``reset()``), then a ValueError naming
-        an ``action`` outside the action space."""
+        an ``action`` outside the action space, or a bool (which gymnasium's spaces take for 1 and 0)."""
         if not running:
             why = ended or "no reset() since the env was made or closed"
             raise RuntimeError(f"step() with no episode running ({why}): call reset() first")
+        if isinstance(action, (bool, np.bool_)) or (isinstance(action, np.ndarray) and action.dtype == np.bool_):
+            raise ValueError(f"action {action!r} is a bool, which the action space {self.action_space} takes for 1 "
+                             "and 0 (Discrete.contains does); give the action's integer")   # (a bug upstream, say)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
 
