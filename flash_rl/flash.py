@@ -90,6 +90,17 @@ class ProgressBar(BaseCallback):
         self.bar.close()
 
 
+def _schedule_over(agent: BaseAlgorithm, total_timesteps: int) -> None:
+    """Make DQN's exploration rate anneal over all ``total_timesteps`` of a fine-tuning, as one ``learn(total)`` would.
+    :meth:`Flash.adapt` calls ``learn`` once per episode, and SB3 measures a schedule's progress over each call's own
+    steps: the rate went from ``exploration_initial_eps`` to its final value within the first episode's first
+    ``exploration_fraction`` (6 of 60 steps by default), whatever the budget. Other schedules are constants here
+    (:func:`~flash_rl.agent_settings.check_agent_kwargs` refuses a callable), so no other algorithm needs this."""
+    if hasattr(agent, "exploration_schedule"):
+        per_call = agent.exploration_schedule
+        agent.exploration_schedule = lambda _: per_call(1.0 - agent.num_timesteps / total_timesteps)
+
+
 def _load_weights_of(model: BaseAlgorithm, init_from: Any) -> None:
     """Give ``model``'s policy the weights of ``init_from``'s (``meta_train``'s ``init_from``); a TypeError or
     ValueError naming ``init_from`` when it is no agent with a model, or one of another architecture."""
@@ -481,6 +492,7 @@ class Flash:
         check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)   # here, so that load() takes any agent
         agent = self._new_agent(train_env, kwargs, seed)
         agent.policy.load_state_dict(self.model.policy.state_dict())
+        _schedule_over(agent, episodes * self.episode_steps)
         for extractor in embedding_extractors(agent.policy):
             extractor.zero_embedding = zero_embedding
         curve: list[tuple[int, float]] = []
