@@ -6,8 +6,8 @@ fine-tunes online for up to ``budget`` episodes; its deterministic policy is eva
 ``[(episodes fine-tuned, return), ...]``.
 
 **Threshold.** ``random + fraction * (expert - random)`` per task and evaluation seed, where ``random`` is the mean
-return of uniformly random actions and ``expert`` the best of (a) a per-task sweep of tuned heuristics and (b) a
-PPO agent trained long on that task alone. References are computed once per task and cached (JSON, keyed by task,
+return of uniformly random actions and ``expert`` the best of (a) a per-task sweep of tuned heuristics and (b) the
+pretrained transfer agent trained long on that task alone (``references.expert_timesteps``). References are computed once per task and cached (JSON, keyed by task,
 env arguments and reference settings).
 
 **Episodes-to-adapt.** The number of episodes spent on the task when the evaluation first reaches the threshold,
