@@ -268,11 +268,7 @@ class MAML:
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
-            path = Path(checkpoint_dir) / "maml.pt"
-            state = load_weights_file(path, "a MAML checkpoint", self.STATE_KEYS)
-            check_resumable(settings_of(state), self.config(), checkpoint_dir)
-            check_resume_total(checkpoint_dir, saved_iteration(state, path), iterations, "iterations", None)   # exact
-            self._restore(state, path)
+            self.resume_from(checkpoint_dir, iterations)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:
             batch = [tasks[i] for i in self.rng.choice(len(tasks), self.hparams["meta_batch"],
@@ -364,6 +360,17 @@ class MAML:
             raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its weights or state "
                              f"do not fit its settings ({error_text(err)})") from err
         self.iteration = iteration
+
+    def resume_from(self, checkpoint_dir: str | Path, iterations: int) -> None:
+        """Take the weights, optimiser, iteration and random states of ``checkpoint_dir/maml.pt``, to go on to
+        ``iterations`` in all: a checkpoint of other settings (:func:`~flash_rl.checkpoints.check_resumable`), already
+        past ``iterations`` (:func:`~flash_rl.checkpoints.check_resume_total`), or missing or damaged, is a
+        ValueError naming it."""
+        path = Path(checkpoint_dir) / "maml.pt"
+        state = load_weights_file(path, "a MAML checkpoint", self.STATE_KEYS)
+        check_resumable(settings_of(state), self.config(), checkpoint_dir)
+        check_resume_total(checkpoint_dir, saved_iteration(state, path), iterations, "iterations", None)   # exact
+        self._restore(state, path)
 
     def checkpoint(self, directory: str | Path) -> None:
         """Write ``directory/maml.pt`` atomically: settings, policy and optimiser weights, iteration and RNG states."""

@@ -45,13 +45,12 @@ from flash_rl.adaptation import (ReferenceCache, References, compute_references,
 from flash_rl.atomic_files import atomic_write_text
 from flash_rl.cases import Case, get_case
 from flash_rl.config import EXPERT_N_ENVS, METHOD_MODEL, ConfigError, ExperimentConfig, check_resume, save_config
-from flash_rl.checkpoints import check_resumable, check_resume_total, read_checkpoint
+from flash_rl.checkpoints import check_resumable, read_checkpoint
 from flash_rl.flash import Flash, TransferLearning
 from flash_rl.machine import describe_machine
-from flash_rl.maml import MAML, settings_of
+from flash_rl.maml import MAML
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import use_one_torch_thread
-from flash_rl.weights_file import load_weights_file
 from flash_rl.workers import worker_pool
 
 
@@ -165,10 +164,7 @@ def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
     try:
         if name == "maml":
             if finished or (ckpt / "maml.pt").exists():
-                state, maml = load_weights_file(ckpt / "maml.pt", "a MAML checkpoint", MAML.STATE_KEYS), make_maml(cfg)
-                check_resumable(settings_of(state), maml.config(), ckpt)
-                maml._restore(state, ckpt / "maml.pt")   # weights and random states it would take
-                check_resume_total(ckpt, maml.iteration, total, "iterations", None)
+                make_maml(cfg).resume_from(ckpt, total)   # the checks, weights and random states it would take
         elif finished:   # e.g. left by a meta-train of other settings into a --run-dir shared by the methods
             check_resumable(Flash.load(directory / "final").config(), make_model(name, cfg).config(),
                             directory / "final")
