@@ -19,6 +19,8 @@ NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range
 _ACTION_EFFECTS = {REPLICA_UP: (0, 1), REPLICA_DOWN: (0, -1), CPU_UP: (1, 1), CPU_DOWN: (1, -1),
                    MEMORY_UP: (2, 1), MEMORY_DOWN: (2, -1)}
 MAX_RATIO = 10.0
+#: What a user whose task's SLO is not below the service model's latency cap can do (the cap is not an env setting).
+TIMEOUT_REMEDY = "give it a lower SLO"
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         if family is None:
             family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
         super().__init__(family, task, render_mode, episode_s)
-        check_slo_below_timeout((*self.family.train, *self.family.test), DEFAULT_TIMEOUT_S, "give it a lower SLO")
+        check_slo_below_timeout((*self.family.train, *self.family.test), DEFAULT_TIMEOUT_S, TIMEOUT_REMEDY)
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
         self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
         self.fidelity = check_fidelity(fidelity)
@@ -211,7 +213,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
 
     def _check_task(self, task: Any) -> None:
         super()._check_task(task)
-        check_slo_below_timeout((task,), DEFAULT_TIMEOUT_S, "give it a lower SLO")
+        check_slo_below_timeout((task,), DEFAULT_TIMEOUT_S, TIMEOUT_REMEDY)
         check_workload(task)
 
     # ------------------------------------------------------------------------------------------------ gym API

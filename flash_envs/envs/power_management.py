@@ -25,8 +25,9 @@ MAX_SERVERS = 1000
 space)."""
 
 
-#: What a user whose task's SLO is not below ``timeout_s`` can do (e.g. a family drawn on a slow SPECpower server).
-TIMEOUT_REMEDY = "give the env a larger timeout_s (5 s by default), or the task a lower SLO"
+#: What a user whose task's SLO is not below ``timeout_s`` can do (e.g. a family drawn on a slow SPECpower server);
+#: the message before it names the cap.
+TIMEOUT_REMEDY = "give the env a larger timeout_s, or the task a lower SLO"
 
 
 class PowerManagementEnv(TaskEnv[PowerTask]):
