@@ -71,6 +71,7 @@ def test_the_flash_api_example(tmp_path, monkeypatch):
         "episodes=30": "episodes=1",
     })
     scope = _run(code, tmp_path, monkeypatch)
+    assert scope["flash"].model.num_timesteps == 240   # the configs' PPO settings: SB3's defaults collect 2048 x 2
     assert [episodes for episodes, _ in scope["curve"]] == [0, 1]
     saved = {p.name for p in (tmp_path / "runs" / "my-flash").iterdir()}
     assert saved == {"agent.zip", "flash.json", "trained_on.json"}
