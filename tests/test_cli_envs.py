@@ -187,6 +187,7 @@ def test_the_fidelity_report_gives_each_seeds_error_and_their_spread():
     assert f"| {SCENARIOS[0].name} | " in text and cell in text.splitlines()[6]
     single = markdown(report(horizon_s=60, seeds=[3]), 60, "flash validate-fidelity")
     assert "same seed, seed 3. " in single and "[" not in single.splitlines()[6]
+    assert "over seeds" not in single   # the high-load caption said "mean over seeds [lowest, highest]" for one seed
 
 
 def test_the_fidelity_report_holds_the_high_load_and_percentile_sections(capsys):

@@ -234,7 +234,7 @@ def markdown(full_report: dict[str, list[dict]], horizon_s: float, command: str)
              else f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}")
     lines = ["# Fast vs per-request fidelity", "",
              f"Each scenario: {horizon_s:.0f} s in 60 s intervals, both fidelities on the same seed, {which}. Cells "
-             "are the per-request value (mean over seeds) and the fast mode's relative error"
+             f"are the per-request value{' (mean over seeds)' * (len(seeds) > 1)} and the fast mode's relative error"
              + (": its mean over seeds [lowest, highest]. An error on one seed mixes the fast mode's model error "
                 "with the per-request run's sampling noise, hence the spread." if len(seeds) > 1 else "."), "",
              *md_table(("scenario", *METRICS),
@@ -242,7 +242,7 @@ def markdown(full_report: dict[str, list[dict]], horizon_s: float, command: str)
                         for row in rows])]
     worst = {m: max(abs(e) for r in rows for e in r["relative_error"][m]) for m in METRICS}
     lines += ["", "Worst absolute relative error on any seed: " + ", ".join(f"{m} {v:.1%}" for m, v in worst.items())
-              + ".", *_high_load_markdown(full_report["high_load"]),
+              + ".", *_high_load_markdown(full_report["high_load"], len(seeds) > 1),
               *_percentile_markdown(full_report["percentile_sample"]),
               "", f"Regenerate: `{command}`", ""]
     return "\n".join(lines)
@@ -253,12 +253,13 @@ def _run_label(fidelity: str, substep_s: float) -> str:
     return "per-request" if fidelity == "request" else f"fast, {substep_s:g} s sub-step"
 
 
-def _high_load_markdown(rows: list[dict]) -> list[str]:
-    """The lines of :func:`high_load`'s section."""
+def _high_load_markdown(rows: list[dict], several_seeds: bool) -> list[str]:
+    """The lines of :func:`high_load`'s section; with ``several_seeds``, each cell's error is a mean and range."""
+    mean, spread = (" (mean over seeds)", ": its mean over seeds [lowest, highest]") if several_seeds else ("", "")
     return ["", "## Mean response time against Erlang C at high load", "",
             "M/M/c queues (exponential service, 10 requests/s per server) over the same horizon and seeds. Cells are "
-            "the mean response time in ms (mean over seeds) and its relative error against Erlang C's (mean wait "
-            "plus service time): its mean over seeds [lowest, highest]. The per-request mode's requests do not see "
+            f"the mean response time in ms{mean} and its relative error against Erlang C's (mean wait plus service "
+            f"time){spread}. The per-request mode's requests do not see "
             "the sub-step. The fast mode's Poisson count per sub-step leaves a backlog whose delay adds to Erlang "
             "C's wait in its model.", "",
             *md_table(("queue", "Erlang C", *(_run_label(*run) for run in HIGH_LOAD_RUNS)),
