@@ -7,8 +7,8 @@ fine-tunes online for up to ``budget`` episodes; its deterministic policy is eva
 
 **Threshold.** ``random + fraction * (expert - random)`` per task and evaluation seed, where ``random`` is the mean
 return of uniformly random actions and ``expert`` the best of (a) a per-task sweep of tuned heuristics and (b) the
-pretrained transfer agent trained long on that task alone (``references.expert_timesteps``). References are computed once per task and cached (JSON, keyed by task,
-env arguments and reference settings).
+pretrained transfer agent trained long on that task alone (``references.expert_timesteps``). References are computed
+once per task and cached (JSON, keyed by task, env arguments and reference settings).
 
 **Episodes-to-adapt.** The number of episodes spent on the task when the evaluation first reaches the threshold,
 counting the evaluation episode itself: ``e + 1`` for the first evaluation after ``e`` fine-tuning episodes (1 =
