@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -51,6 +51,7 @@ from flash_rl.machine import describe_machine
 from flash_rl.maml import MAML
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import use_one_torch_thread
+from flash_rl.trained_tasks import read_trained_on, same_tasks
 from flash_rl.workers import worker_pool
 
 
@@ -153,15 +154,22 @@ def discard_training(directory: Path) -> None:
             shutil.rmtree(folder)
 
 
-def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
+def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path, train: Sequence[Any]) -> None:
     """Raise :class:`ConfigError` for what a ``--resume`` would find wrong with the model ``name`` of :data:`PHASES`
     that :func:`train_model` saved in ``run_dir``, before the resume writes anything: a finished model of another
-    total, a finished model or checkpoint of other settings (:func:`~flash_rl.checkpoints.check_resumable`), a
-    checkpoint already past the total of a ``meta-train --resume`` to another one
-    (:func:`~flash_rl.checkpoints.check_resume_total`), or a missing or damaged file that it would load (named)."""
+    total, a finished model or checkpoint of other settings (:func:`~flash_rl.checkpoints.check_resumable`) or
+    meta-trained on other tasks than ``train`` (its ``trained_on.json``: a ``meta-train`` of another ``tasks.seed``
+    rewrote the run's ``config.yaml``, or the family file was edited), a checkpoint already past the total of a
+    ``meta-train --resume`` to another one (:func:`~flash_rl.checkpoints.check_resume_total`), or a missing or
+    damaged file that it would load (named)."""
     directory, ckpt, total = run_dir / "models" / name, run_dir / "models" / name / "ckpt", training_total(cfg, name)
     finished = _finished(directory, total, name)
+    saved = directory / "final" if finished and name != "maml" else ckpt
     try:
+        records = read_trained_on(saved)
+        if records is not None and not same_tasks(records, train):
+            raise ValueError(f"{saved} holds {name} meta-trained on other tasks than the config's train tasks (another "
+                             "tasks.* setting, or an edited tasks.family_file)")
         if name == "maml":
             if finished or (ckpt / "maml.pt").exists():
                 make_maml(cfg).resume_from(ckpt, total)   # the checks, weights and random states it would take
@@ -174,14 +182,15 @@ def check_saved_model(name: str, cfg: ExperimentConfig, run_dir: Path) -> None:
         raise ConfigError(f"--resume: {err}; drop --resume to train {name} anew") from None
 
 
-def check_run_to_resume(cfg: ExperimentConfig, run_dir: Path, names: list[str],
+def check_run_to_resume(cfg: ExperimentConfig, run_dir: Path, names: list[str], family: Any,
                         may_also_change: tuple[str, ...] = ()) -> None:
-    """Raise :class:`ConfigError` unless a ``--resume`` under ``cfg`` may continue the run in ``run_dir`` and its
-    models ``names`` (keys of :data:`PHASES`): its ``config.yaml`` must be readable and of the same settings but
-    ``may_also_change`` (:func:`~flash_rl.config.check_resume`), and the models pass :func:`check_saved_model`."""
+    """Raise :class:`ConfigError` unless a ``--resume`` under ``cfg`` (whose task family is ``family``) may continue
+    the run in ``run_dir`` and its models ``names`` (keys of :data:`PHASES`): its ``config.yaml`` must be readable and
+    of the same settings but ``may_also_change`` (:func:`~flash_rl.config.check_resume`), and the models pass
+    :func:`check_saved_model`."""
     check_resume(cfg, run_dir, may_also_change)
     for name in names:
-        check_saved_model(name, cfg, run_dir)
+        check_saved_model(name, cfg, run_dir, family.train)
 
 
 def check_reference_cache(path: str | Path) -> None:
@@ -236,6 +245,9 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
 
 PHASES = {"flash": "meta-train flash", "transfer": "pretrain transfer", "maml": "meta-train maml"}
 
+#: The files at the top of a run directory (``reproduce``'s and ``meta-train``'s), beside ``models/`` and ``tb/``.
+RUN_FILES = ("config.yaml", "curves.jsonl", "command.txt")
+
 
 def models_needed(methods: list[str]) -> list[str]:
     """The trained models (keys of :data:`PHASES`) that adapting ``methods`` starts from, in training order."""
@@ -260,13 +272,19 @@ def training_total(cfg: ExperimentConfig, name: str) -> int:
     return {"flash": cfg.flash.timesteps, "transfer": cfg.transfer.timesteps, "maml": cfg.maml.iterations}[name]
 
 
-def train_model(name: str, cfg: ExperimentConfig, family: Any, run_dir: Path, resume: bool,
-                writer: Any = None) -> Any:
+def train_model(name: str, cfg: ExperimentConfig, family: Any, run_dir: Path, resume: bool) -> Any:
     """Meta-train (or, with ``resume``, load) the model ``name`` of :data:`PHASES`; it is saved under
-    ``run_dir/models/<name>``, where :func:`load_model` finds it."""
+    ``run_dir/models/<name>``, where :func:`load_model` finds it, and logs to TensorBoard under ``run_dir/tb``
+    (MAML's in ``tb/maml``)."""
     directory = run_dir / "models" / name
     if name == "maml":
-        return train_maml(cfg, family, directory, resume, writer)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb" / "maml"))
+        try:
+            return train_maml(cfg, family, directory, resume, writer)
+        finally:
+            writer.close()
     return train_flash_like(cast(Flash, make_model(name, cfg, str(run_dir / "tb"))), family,
                             training_total(cfg, name), directory, cfg, resume, name)
 
@@ -316,14 +334,9 @@ def references_of(cfg: ExperimentConfig, pretrained: TransferLearning | None, ta
 # ------------------------------------------------------------------------------------------------ worker processes
 def _train_in_worker(name: str, cfg: ExperimentConfig, run_dir: Path, resume: bool) -> float:
     """:func:`train_model` in a worker process; returns its seconds."""
-    from torch.utils.tensorboard import SummaryWriter
-
     use_one_torch_thread()
     start = time.perf_counter()
-    writer = SummaryWriter(str(run_dir / "tb" / "adaptation")) if name == "maml" else None
-    train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume, writer)
-    if writer is not None:
-        writer.close()
+    train_model(name, cfg, get_case(cfg.case).build_family(cfg), run_dir, resume)
     return time.perf_counter() - start
 
 
@@ -361,7 +374,8 @@ def _probe_in_worker(cfg: ExperimentConfig, run_dir: Path) -> tuple[dict[str, An
 def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: list[Any], cfg: ExperimentConfig
                  ) -> dict[str, Any]:
     """Ridge regression from the embedding (after ``probe.episodes`` episodes on a task) to the task's hidden
-    parameters, fit on train tasks, R^2 on held-out tasks (per parameter and averaged)."""
+    parameters, fit on train tasks, R^2 on held-out tasks (per parameter and averaged). A ``probe.ridge`` of 0 is
+    least squares (a singular system, as with fewer samples than embedding dimensions, ended in a LinAlgError)."""
     p = cfg.probe
 
     def collect(tasks):
@@ -378,7 +392,10 @@ def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: l
     mu_x, sd_x = x_tr.mean(0), x_tr.std(0) + 1e-8
     mu_y = y_tr.mean(0)
     a = np.c_[(x_tr - mu_x) / sd_x]
-    w = np.linalg.solve(a.T @ a + p.ridge * np.eye(a.shape[1]), a.T @ (y_tr - mu_y))
+    if p.ridge > 0:
+        w = np.linalg.solve(a.T @ a + p.ridge * np.eye(a.shape[1]), a.T @ (y_tr - mu_y))
+    else:   # least squares; the minimum-norm fit where a.T @ a is singular (fewer samples than dimensions)
+        w = np.linalg.lstsq(a, y_tr - mu_y, rcond=None)[0]
     r2 = _r2(y_te, ((x_te - mu_x) / sd_x) @ w + mu_y)
     r2_tr = _r2(y_tr, a @ w + mu_y)
     return {"r2_test": {n: float(v) for n, v in zip(names, r2)},
@@ -413,6 +430,30 @@ AdaptRun = tuple[str, Any, int]
 """(method, held-out task, adaptation seed)."""
 Finished = Callable[[str, Any, int, list, float], None]
 """Called with an adaptation run, its curve and its seconds, as each run ends."""
+
+
+def drop_curves_of(cfg: ExperimentConfig, run_dir: Path, name: str, resume: bool) -> int:
+    """Before ``meta-train`` trains the model ``name`` of :data:`PHASES` in ``run_dir`` (which a ``reproduce`` may
+    share), remove from its ``curves.jsonl`` the adaptation runs of the methods that start from that model
+    (:data:`~flash_rl.config.METHOD_MODEL`), made with the model it replaces, so that a ``reproduce --resume`` redoes
+    them; the other methods' runs are kept. With ``resume`` and the model finished (it is only loaded), nothing is
+    removed. Returns how many runs were removed (damaged lines go too)."""
+    path = run_dir / "curves.jsonl"
+    if not path.exists() or (resume and _finished(run_dir / "models" / name, training_total(cfg, name), name)):
+        return 0
+    kept, removed = [], 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            method = rec["method"] if isinstance(rec, dict) else None
+        except (json.JSONDecodeError, KeyError):
+            method = None
+        if method in METHOD_MODEL and METHOD_MODEL[method] != name:
+            kept.append(line + "\n")
+        else:
+            removed += 1
+    atomic_write_text(path, "".join(kept))
+    return removed
 
 
 def _saved_curves(path: Path, a: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -455,14 +496,14 @@ def _is_saved_run(rec: Any, schedule: list[int], eval_seed: int) -> bool:
 
 def _run_in_this_process(cfg: ExperimentConfig, case: Case, family: Any, run_dir: Path, resume: bool,
                          tasks: list[Any], eval_seeds: list[int], todo: list[AdaptRun], n_runs: int,
-                         refs: dict[tuple[str, int], References], finished: Finished, timer: PhaseTimer,
-                         writer: Any) -> dict[str, Any] | None:
+                         refs: dict[tuple[str, int], References], finished: Finished, timer: PhaseTimer
+                         ) -> dict[str, Any] | None:
     """Phases 1 to 4 one after another in this process: fills ``refs``, gives each run of ``todo`` to ``finished``,
     and returns the probe (None without FLASH)."""
     models = {}
     for name in models_to_train(cfg):
         with timer.phase(PHASES[name]):
-            models[name] = train_model(name, cfg, family, run_dir, resume, writer)
+            models[name] = train_model(name, cfg, family, run_dir, resume)
     with timer.phase("references"):   # after meta-training: the per-task expert starts from the transfer agent
         cache = ReferenceCache(cfg.references.cache, reference_settings(cfg, case, models.get("transfer")))
         refs.update(compute_references(tasks, eval_seeds, cache, partial(references_of, cfg, models.get("transfer")),
@@ -553,11 +594,12 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     a = cfg.adaptation
     methods = list(a.methods)
     curves_path = run_dir / "curves.jsonl"
+    family = case.build_family(cfg)
     if resume:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run to continue (no config.yaml); check --run-dir, or "
                               "drop --resume to start a new run")
-        check_run_to_resume(cfg, run_dir, models_to_train(cfg))
+        check_run_to_resume(cfg, run_dir, models_to_train(cfg), family)
     check_reference_cache(cfg.references.cache)
     if not resume:   # before config.yaml changes: no --resume may take the earlier run's models or curves for ours
         for name in PHASES:
@@ -568,7 +610,6 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
     timer = PhaseTimer()
     started = time.perf_counter()
     machine = describe_machine()   # now: the code a long run loaded, not the checkout's state when it ends
-    family = case.build_family(cfg)
     tasks = test_tasks(cfg, case, family)
     eval_seeds = [a.eval_seed + s for s in range(a.seeds)]
     writer = SummaryWriter(str(run_dir / "tb" / "adaptation"))
@@ -597,7 +638,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
                                 timer)
     else:
         probe = _run_in_this_process(cfg, case, family, run_dir, resume, tasks, eval_seeds, todo, len(runs), refs,
-                                     finished, timer, writer)
+                                     finished, timer)
 
     # the report
     with timer.phase("report"):

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from flash_envs.cli_args import json_text
+from flash_envs.cli_args import check_files_in, json_text
 from flash_envs.data import DataFormatError, csv_rows
 from flash_envs.fields import check_whole
 from flash_envs.markdown import ci_brackets, fmt_ci, md_table, percent
@@ -290,9 +290,10 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
                              for key, s in summary["speedup"].items()])]
     sens = summary.get("threshold_sensitivity", {})
     if sens:
+        larger = all(float(fraction) >= a.threshold for fraction in sens)   # (the extra thresholds may be lower)
         lines += ["", "## Threshold sensitivity", "",
-                  "Mean episodes-to-adapt (censored runs) when the threshold is a larger fraction of the way from "
-                  "random to expert, from the same curves.", "",
+                  f"Mean episodes-to-adapt (censored runs) when the threshold is {'a larger' if larger else 'another'} "
+                  "fraction of the way from random to expert, from the same curves.", "",
                   *_sensitivity_table(m, {percent(float(fraction)): entry for fraction, entry in sens.items()})]
     if "sustained" in summary:
         lines += ["", "## Sustained success", "",
@@ -585,6 +586,7 @@ def render(out_dir: Path) -> None:
     speedup statistics; nothing is trained or run, and the other numbers are kept."""
     out_dir = Path(out_dir)
     run = read_reproduction(out_dir)
+    check_files_in(out_dir, REPORT_FILES, "--render")   # before the first is rewritten: all of them, or none
     cfg, summary, records = run.cfg, run.summary, run.records
     a = cfg.adaptation
     schedule = evaluation_points(a.budget, a.eval_every)

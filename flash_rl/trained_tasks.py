@@ -49,6 +49,14 @@ def read_trained_on(directory: Path) -> list[dict[str, str | None]] | None:
     return records
 
 
+def same_tasks(records: list[dict[str, str | None]], tasks: Sequence[Any]) -> bool:
+    """Whether ``records`` are those of ``tasks``, in any order (by content; by name for a task without
+    ``to_dict()``)."""
+    def pairs(rs: list[dict[str, str | None]]) -> list[tuple[str, str]]:
+        return sorted((str(r["name"]), str(r["key"])) for r in rs)
+    return pairs(records) == pairs(task_records(tasks))
+
+
 def trained_among(records: list[dict[str, str | None]], tasks: Sequence[Any]) -> list[Any]:
     """The tasks of ``tasks`` whose content is that of a task in ``records``."""
     trained = {r["key"] for r in records if r["key"] is not None}

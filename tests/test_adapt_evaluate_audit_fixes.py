@@ -88,7 +88,7 @@ def test_json_may_not_overwrite_the_saved_agent_or_an_input_file(trained, tmp_pa
     trace.write_text("timestamp,requests\n0,1\n60,2\n")
     assert main(["evaluate", "--model", str(trained), "--set", *EPISODE, "--test-trace", str(trace), "--json",
                  str(trace)]) == 2
-    assert "is the --test-trace file, which it would overwrite" in capsys.readouterr().err
+    assert f"--json would overwrite {trace}, the test trace file this command reads" in capsys.readouterr().err
     assert trace.read_text() == "timestamp,requests\n0,1\n60,2\n"
 
 

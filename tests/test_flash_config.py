@@ -184,16 +184,23 @@ def test_meta_train_resume_lets_what_it_does_not_read_change(tmp_path, capsys, m
         assert "holds a run made with other settings" in err and refused in err
 
 
-def test_meta_train_into_a_reproduce_run_dir_drops_its_adaptation_runs(tmp_path, capsys):
-    """They stayed, and a reproduce --resume there reported the curves of the old models (or of another budget, which
-    meta-train lets change) as the new ones'."""
+def test_meta_train_into_a_reproduce_run_dir_drops_the_adaptation_runs_of_its_model(tmp_path, capsys):
+    """They stayed, and a reproduce --resume there reported the curves of the old model as the new one's. The runs of
+    methods that start from another model stay (all were deleted, though their models were untouched), and a --resume
+    that only loads the finished model removes none."""
     from flash_rl.cli import main
     from test_flash_reproduce import TINY
 
-    (tmp_path / "curves.jsonl").write_text('{"method": "flash", "task": "task-24", "seed": 0, "curve": [[0, 1.0]]}\n')
+    runs = {method: f'{{"method": "{method}", "task": "task-24", "seed": 0, "curve": [[0, 1.0]]}}\n'
+            for method in ("flash", "transfer", "flash_zero_embedding", "maml")}
+    (tmp_path / "curves.jsonl").write_text("".join(runs.values()))
     assert main(["meta-train", "--method", "flash", "--run-dir", str(tmp_path), "--set", *TINY]) == 0
-    assert not (tmp_path / "curves.jsonl").exists()
-    assert f"meta-train: removed {tmp_path / 'curves.jsonl'}" in capsys.readouterr().out
+    assert (tmp_path / "curves.jsonl").read_text() == runs["transfer"] + runs["maml"]
+    assert f"meta-train: removed 2 adaptation run(s) of flash from {tmp_path / 'curves.jsonl'}" in capsys.readouterr().out
+    (tmp_path / "curves.jsonl").write_text("".join(runs.values()))
+    assert main(["meta-train", "--method", "flash", "--run-dir", str(tmp_path), "--resume", "--set", *TINY]) == 0
+    assert (tmp_path / "curves.jsonl").read_text() == "".join(runs.values())
+    assert "removed" not in capsys.readouterr().out
 
 
 def test_a_model_of_another_env_is_refused(tmp_path, capsys):

@@ -80,18 +80,28 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
     return cfg
 
 
-def check_output_not_an_input(args: argparse.Namespace) -> None:
-    """A :class:`ConfigError` when ``--json`` would overwrite what the command reads: a file of ``--model`` (the saved
-    agent, which adapting leaves unchanged), the ``--config`` file or a ``--test-trace`` CSV."""
+def check_outputs_spare_inputs(outputs: dict[Path, str], args: argparse.Namespace, cfg: ExperimentConfig) -> None:
+    """A :class:`ConfigError` when a file the command writes (``outputs``: path -> the option that puts it there) is
+    one it reads: the ``--config`` file, ``tasks.family_file`` or a test trace (``--test-trace`` or
+    ``tasks.test_traces``). Writing it would destroy the input, and a ``--resume`` would read the output instead."""
+    inputs = {Path(path).resolve(): name
+              for name, path in [("--config", args.config), ("tasks.family_file", cfg.tasks.family_file),
+                                 *(("test trace", trace) for trace in cfg.tasks.test_traces)] if path}
+    for out, option in outputs.items():
+        if out.resolve() in inputs:
+            raise ConfigError(f"{option} would overwrite {out}, the {inputs[out.resolve()]} file this command reads; "
+                              "write it elsewhere")
+
+
+def check_json_output(args: argparse.Namespace, cfg: ExperimentConfig) -> None:
+    """:func:`check_outputs_spare_inputs` for ``--json`` of ``adapt`` and ``evaluate``, which also may not write into
+    ``--model`` (the saved agent, which adapting leaves unchanged)."""
     if not args.json:
         return
-    out = Path(args.json).resolve()
-    if Path(args.model).resolve() in out.parents:
+    if Path(args.model).resolve() in Path(args.json).resolve().parents:
         raise ConfigError(f"--json {args.json} is inside --model {args.model}: it would overwrite the saved agent's "
                           "files; write it elsewhere")
-    for option, path in [("--config", args.config), *(("--test-trace", p) for p in args.test_trace)]:
-        if path and Path(path).resolve() == out:
-            raise ConfigError(f"--json {args.json} is the {option} file, which it would overwrite; write it elsewhere")
+    check_outputs_spare_inputs({Path(args.json): "--json"}, args, cfg)
 
 
 def command_line() -> str:

@@ -16,7 +16,7 @@ from flash_envs.cli_args import int_at_least, output_file, seed_arg
 from flash_envs.fields import MAX_SEED
 from flash_envs.flash_warnings import warn
 from flash_envs.tasks import SPLITS, Task, TaskFamily
-from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_output_not_an_input,
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_json_output,
                                        config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.cases import get_case
 
     try:
-        check_output_not_an_input(args)
         cfg = config_from_args(args, test_trace_overrides(args), methods=[])   # the model's own method acts: load_model
+        check_json_output(args, cfg)
         if cfg.adaptation.eval_seed + args.seed > MAX_SEED:   # before any work: it evaluates with their sum
             raise ConfigError(f"--seed {args.seed}: the evaluation episodes would use adaptation.eval_seed + seed = "
                               f"{cfg.adaptation.eval_seed} + {args.seed}, above 2**32 - 1 = {MAX_SEED}")

@@ -19,7 +19,7 @@ import numpy as np
 from flash_envs.cli_args import int_at_least, output_file
 from flash_envs.fields import MAX_SEED
 from flash_envs.tasks import SPLITS
-from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_output_not_an_input,
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_json_output,
                                        config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from flash_rl.commands.adapt import check_held_out, load_model, split_tasks
 
     try:
-        check_output_not_an_input(args)
         cfg = config_from_args(args, test_trace_overrides(args), methods=[])   # the model's own method acts: load_model
+        check_json_output(args, cfg)
         case = get_case(cfg.case)
         tasks = split_tasks(cfg, case, case.build_family(cfg), args.split)
         env = gym.make(cfg.env.id, **cfg.env.kwargs)

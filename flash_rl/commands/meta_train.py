@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from flash_envs.cli_args import output_dir
-from flash_rl.commands._common import add_config_arguments, command_line, config_from_args, fail
+from flash_rl.commands._common import (add_config_arguments, check_outputs_spare_inputs, command_line, config_from_args,
+                                       fail)
 from flash_rl.config import ConfigError, save_config
 
 
@@ -41,41 +42,38 @@ def resume_may_also_change(method: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from flash_rl.cases import get_case
-    from flash_rl.pipeline import check_run_to_resume, discard_training, train_model
+    from flash_rl.pipeline import RUN_FILES, check_run_to_resume, discard_training, drop_curves_of, train_model
     from flash_rl.torch_threads import use_one_torch_thread
 
     try:
         cfg = config_from_args(args, methods=[args.method])   # adaptation.methods is not what it trains
         run_dir = args.run_dir or output_dir(str(default_run_dir(cfg.run.dir, cfg.case, args.method, args.quick)))
         directory = run_dir / "models" / args.method
+        family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
+        check_outputs_spare_inputs({run_dir / name: "--run-dir" for name in RUN_FILES}, args, cfg)
         if args.resume:   # a killed meta-training may be continued to another total
-            check_run_to_resume(cfg, run_dir, [args.method], may_also_change=resume_may_also_change(args.method))
+            check_run_to_resume(cfg, run_dir, [args.method], family,
+                                may_also_change=resume_may_also_change(args.method))
             if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
-        family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
         return fail(err)
     use_one_torch_thread()
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
         discard_training(directory)
     run_dir.mkdir(parents=True, exist_ok=True)
-    curves = run_dir / "curves.jsonl"   # a reproduce's adaptation runs in a shared --run-dir: made with the models and
-    if curves.exists():                 # settings this changes, so a reproduce --resume must not keep them
-        curves.unlink()
-        print(f"meta-train: removed {curves}; a reproduce --resume there redoes its adaptation runs", flush=True)
+    removed = drop_curves_of(cfg, run_dir, args.method, args.resume)   # a reproduce's runs in a shared --run-dir
+    if removed:
+        print(f"meta-train: removed {removed} adaptation run(s) of {args.method} from {run_dir / 'curves.jsonl'}; a "
+              "reproduce --resume there redoes them", flush=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
     try:
+        train_model(args.method, cfg, family, run_dir, args.resume)
         if args.method == "maml":
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tb" / "maml"))
-            train_model("maml", cfg, family, run_dir, args.resume, writer)
-            writer.close()
             print(f"MAML saved to {directory / 'ckpt'}")
         else:
-            train_model(args.method, cfg, family, run_dir, args.resume)
             print(f"{args.method} agent saved to {directory / 'final'} (load with flash_rl.Flash.load)")
     except KeyboardInterrupt:   # Ctrl-C
         print(f"flash meta-train: interrupted; {directory / 'ckpt'} keeps the checkpoints so far: run the same command "

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from flash_envs.cli_args import MAX_DEFAULT_JOBS, check_files_in, default_jobs, int_at_least, output_dir
 from flash_envs.markdown import ci_brackets
-from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, command_line, config_from_args,
-                                       fail, test_trace_overrides)
+from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_outputs_spare_inputs,
+                                       command_line, config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
 
 
@@ -51,8 +51,11 @@ RUN_OPTIONS = {"case": "--case", "config": "--config", "quick": "--quick", "over
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.render:
+    if args.render is not None:
         from flash_rl.report import render
+
+        if not args.render:   # (an empty shell variable, say): "" was taken as no --render, and a whole run began
+            return fail("--render needs the folder of an earlier run's results, got an empty string")
 
         given = [option for name, option in RUN_OPTIONS.items() if getattr(args, name) not in (None, False, [])]
         if given:
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"{args.render}: cannot re-render: {err}")
         return 0
     from flash_rl.cases import get_case
-    from flash_rl.pipeline import reproduce, test_tasks
+    from flash_rl.pipeline import RUN_FILES, reproduce, test_tasks
     from flash_rl.report import REPORT_FILES
 
     extra = test_trace_overrides(args)
@@ -78,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or output_dir(str(Path(cfg.run.dir) / "reproduce" /
                                                  (cfg.case + ("-quick" if args.quick else ""))))
         check_files_in(out, REPORT_FILES)
+        check_outputs_spare_inputs({**{out / name: "--out" for name in REPORT_FILES},
+                                    **{run_dir / name: "--run-dir" for name in RUN_FILES}}, args, cfg)
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, trace or folder
         return fail(err)
     try:   # a --resume under other settings, or damaged files, are refused before any work

@@ -1,0 +1,110 @@
+"""Defects found by an audit of ``flash meta-train``, ``flash reproduce`` and the pipeline behind them, each pinned by
+a test that fails without its fix."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flash_rl.cases import CONFIG_DIR, get_case
+from flash_rl.cli import main
+from flash_rl.config import ConfigError, load_config, save_config
+from flash_rl.pipeline import linear_probe, reproduce
+from test_flash_reproduce import TINY
+
+PROJECT = Path(__file__).resolve().parent.parent
+QUICK = PROJECT / "results" / "autoscaling" / "quick"
+
+
+def test_reproduce_resume_refuses_a_model_meta_trained_on_other_tasks(tmp_path):
+    """A meta-train of another tasks.seed into a reproduce's --run-dir rewrote its config.yaml, and a reproduce
+    --resume under that config then used the other models, trained on the old train tasks, without a word. MAML's
+    TensorBoard logs go to tb/maml (they went to tb/adaptation, among the adaptation scalars)."""
+    settings = TINY + [f"references.cache={tmp_path / 'refs.json'}", "adaptation.methods=[transfer, maml]",
+                       "references.expert_timesteps=0"]
+    run, out = tmp_path / "run", tmp_path / "out"
+    reproduce(load_config(CONFIG_DIR / "autoscaling.yaml", settings), out, run, command="test")
+    assert any((run / "tb" / "maml").iterdir())
+    other = load_config(CONFIG_DIR / "autoscaling.yaml", settings + ["tasks.seed=5"])
+    save_config(other, run / "config.yaml")   # what a meta-train of the other seed (of one method) leaves
+    with pytest.raises(ConfigError, match=r"holds transfer meta-trained on other tasks than the config's train tasks"):
+        reproduce(other, out, run, resume=True, command="test")
+
+
+def test_an_empty_render_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """``--render ""`` (an empty shell variable, say) was taken as no --render: a whole default run began."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "--render", ""]) == 2
+    assert "--render needs the folder of an earlier run's results, got an empty string" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_probe_without_ridge_fits_a_singular_system():
+    """probe.ridge=0 is documented as valid; an embedding dimension that never varies (or fewer samples than
+    dimensions) made np.linalg.solve raise LinAlgError after every adaptation run, and no report was written."""
+    class ConstantEmbedding:
+        def embed(self, task, episodes, seed):
+            return np.ones(4)
+
+    case = get_case("autoscaling")
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", ["probe.ridge=0", "probe.samples_per_task=1"])
+    family = case.build_family(cfg)
+    probe = linear_probe(ConstantEmbedding(), case, family.train[:4], family.test[:2], cfg)
+    assert probe["mean_r2_train"] == pytest.approx(0.0)   # the fit is the train mean: nothing is explained
+
+
+@pytest.mark.parametrize("command", ["reproduce", "meta-train"])
+def test_a_run_may_not_overwrite_the_config_it_reads(tmp_path, capsys, command):
+    """--config D/config.yaml with --run-dir D replaced the user's config (its inherit: and comments) with the
+    effective one."""
+    config = tmp_path / "config.yaml"
+    save_config(load_config(CONFIG_DIR / "autoscaling.yaml", TINY), config)
+    before = config.read_text()
+    extra = ["--method", "flash"] if command == "meta-train" else ["--out", str(tmp_path / "out")]
+    assert main([command, "--config", str(config), "--run-dir", str(tmp_path), *extra]) == 2
+    assert f"--run-dir would overwrite {config}, the --config file this command reads" in capsys.readouterr().err
+    assert config.read_text() == before
+
+
+def test_reproduce_may_not_overwrite_a_test_trace_in_its_out_folder(tmp_path, capsys):
+    """A trace saved as --out's curves.csv was replaced by the report's, and the run's config still named it."""
+    trace = tmp_path / "curves.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"{60 * i},{100 + i}\n" for i in range(30)))
+    before = trace.read_text()
+    assert main(["reproduce", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--test-trace", str(trace),
+                 "--set", *TINY]) == 2
+    assert f"--out would overwrite {trace}, the test trace file this command reads" in capsys.readouterr().err
+    assert trace.read_text() == before and not (tmp_path / "run").exists()
+
+
+def test_the_report_says_which_way_lower_extra_thresholds_go():
+    """The sensitivity section said 'a larger fraction' above a row of a lower threshold (extra_thresholds may be
+    lower than the threshold)."""
+    import json
+
+    from flash_rl.report import markdown
+
+    cfg, summary = load_config(QUICK / "config.yaml"), json.loads((QUICK / "summary.json").read_text())
+    assert "when the threshold is a larger fraction of the way" in markdown(cfg, summary)   # 90%, 95%, 98%
+    sens = summary["threshold_sensitivity"]
+    summary["threshold_sensitivity"] = {"0.9": sens["0.9"], "0.5": sens["0.95"]}
+    text = markdown(cfg, summary)
+    assert "when the threshold is another fraction of the way" in text and "| 50% |" in text
+
+
+def test_render_writes_nothing_when_a_report_file_cannot_be_written(tmp_path):
+    """A results.md that is a folder failed render only after the plots and summary.json were rewritten."""
+    from flash_rl.report import render
+
+    folder = tmp_path / "quick"
+    shutil.copytree(QUICK, folder)
+    (folder / "results.md").unlink()
+    (folder / "results.md").mkdir()
+    (folder / "summary.json").write_text((folder / "summary.json").read_text().replace('"speedup"', '"speedup" '))
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="--render .*results.md"):
+        render(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
