@@ -313,8 +313,9 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
-                  f"Ridge regression fit on train-task embeddings ({p['samples']['train']} samples), R^2 on held-out "
-                  f"test tasks ({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
+                  f"Ridge regression fit on train-task embeddings ({p['samples']['train']} samples), R^2 on the "
+                  f"family's held-out test tasks, all of them whatever adaptation.max_test_tasks, trace tasks aside "
+                  f"({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
                   f"(train {p['mean_r2_train']:.2f}).", "",
                   *md_table(("parameter", "R^2 test", "R^2 train"),
                             [(k, f"{v:.2f}", f"{p['r2_train'][k]:.2f}") for k, v in p["r2_test"].items()])]
