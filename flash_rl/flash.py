@@ -380,6 +380,7 @@ class Flash:
         state = {"config": self.config(), "num_timesteps": steps, "total_timesteps": total_timesteps, **files,
                  "samplers": [w.get_state() for w in self._sampling_wrappers]}
         atomic_write_text(directory / "state.json", json.dumps(state))
+        write_trained_on(directory, self.trained_on)   # what a --resume checks the config's train tasks against
         for pattern in CHECKPOINT_FILES:   # the last checkpoint's files, and those of writes a kill cut short
             for old in directory.glob(pattern):
                 if old.name not in files.values():

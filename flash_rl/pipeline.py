@@ -245,7 +245,9 @@ def train_maml(cfg: ExperimentConfig, family: Any, directory: Path, resume: bool
 
 PHASES = {"flash": "meta-train flash", "transfer": "pretrain transfer", "maml": "meta-train maml"}
 
-#: The files at the top of a run directory (``reproduce``'s and ``meta-train``'s), beside ``models/`` and ``tb/``.
+#: The files at the top of a run directory (``reproduce``'s and ``meta-train``'s), beside ``models/`` and ``tb/``:
+#: the effective config, the adaptation runs (``reproduce``'s; ``meta-train`` removes some) and ``meta-train``'s
+#: command.
 RUN_FILES = ("config.yaml", "curves.jsonl", "command.txt")
 
 
@@ -436,8 +438,9 @@ def drop_curves_of(cfg: ExperimentConfig, run_dir: Path, name: str, resume: bool
     """Before ``meta-train`` trains the model ``name`` of :data:`PHASES` in ``run_dir`` (which a ``reproduce`` may
     share), remove from its ``curves.jsonl`` the adaptation runs of the methods that start from that model
     (:data:`~flash_rl.config.METHOD_MODEL`), made with the model it replaces, so that a ``reproduce --resume`` redoes
-    them; the other methods' runs are kept. With ``resume`` and the model finished (it is only loaded), nothing is
-    removed. Returns how many runs were removed (damaged lines go too)."""
+    them; the other methods' runs are kept (a run whose test task has changed since is redone by its ``task_key``).
+    Lines that are not a run's record (cut short by a kill, or damaged) go too. With ``resume`` and the model finished
+    (it is only loaded), nothing is removed. Returns how many runs of those methods were removed."""
     path = run_dir / "curves.jsonl"
     if not path.exists() or (resume and _finished(run_dir / "models" / name, training_total(cfg, name), name)):
         return 0
@@ -445,13 +448,14 @@ def drop_curves_of(cfg: ExperimentConfig, run_dir: Path, name: str, resume: bool
     for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             rec = json.loads(line)
-            method = rec["method"] if isinstance(rec, dict) else None
-        except (json.JSONDecodeError, KeyError):
-            method = None
-        if method in METHOD_MODEL and METHOD_MODEL[method] != name:
-            kept.append(line + "\n")
-        else:
-            removed += 1
+        except json.JSONDecodeError:
+            continue
+        method = rec.get("method") if isinstance(rec, dict) else None
+        if isinstance(method, str) and method in METHOD_MODEL:
+            if METHOD_MODEL[method] == name:
+                removed += 1
+            else:
+                kept.append(line + "\n")
     atomic_write_text(path, "".join(kept))
     return removed
 

@@ -313,7 +313,8 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     if summary.get("probe"):
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
-                  f"Ridge regression fit on train-task embeddings ({p['samples']['train']} samples), R^2 on the "
+                  f"{'Ridge regression' if cfg.probe.ridge > 0 else 'Least squares'} fit on train-task embeddings "
+                  f"({p['samples']['train']} samples), R^2 on the "
                   f"family's held-out test tasks, all of them whatever adaptation.max_test_tasks, trace tasks aside "
                   f"({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
                   f"(train {p['mean_r2_train']:.2f}).", "",

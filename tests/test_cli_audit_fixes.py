@@ -4,6 +4,7 @@ a test that fails without its fix."""
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,18 @@ PROJECT = Path(__file__).resolve().parent.parent
 QUICK = PROJECT / "results" / "autoscaling" / "quick"
 
 
+def _scalar_tags(folder: Path) -> set[str]:
+    """The TensorBoard scalar tags logged under ``folder``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in folder.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
 def test_reproduce_resume_refuses_a_model_meta_trained_on_other_tasks(tmp_path):
     """A meta-train of another tasks.seed into a reproduce's --run-dir rewrote its config.yaml, and a reproduce
     --resume under that config then used the other models, trained on the old train tasks, without a word. MAML's
@@ -27,15 +40,46 @@ def test_reproduce_resume_refuses_a_model_meta_trained_on_other_tasks(tmp_path):
                        "references.expert_timesteps=0"]
     run, out = tmp_path / "run", tmp_path / "out"
     reproduce(load_config(CONFIG_DIR / "autoscaling.yaml", settings), out, run, command="test")
-    assert any((run / "tb" / "maml").iterdir())
+    assert "maml/outer_loss" in _scalar_tags(run / "tb" / "maml")
+    assert not any(tag.startswith("maml/") for tag in _scalar_tags(run / "tb" / "adaptation"))
     other = load_config(CONFIG_DIR / "autoscaling.yaml", settings + ["tasks.seed=5"])
     save_config(other, run / "config.yaml")   # what a meta-train of the other seed (of one method) leaves
     with pytest.raises(ConfigError, match=r"holds transfer meta-trained on other tasks than the config's train tasks"):
         reproduce(other, out, run, resume=True, command="test")
 
 
+def test_resume_refuses_a_checkpoint_meta_trained_on_other_tasks(tmp_path):
+    """A FLASH or transfer checkpoint kept no record of its tasks, so the check above passed any unfinished one."""
+    from flash_rl.pipeline import check_saved_model, make_model
+
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY)
+    family = get_case("autoscaling").build_family(cfg)
+    make_model("flash", cfg).meta_train(family.train, 64, checkpoint_dir=tmp_path / "models" / "flash" / "ckpt",
+                                        checkpoint_interval=32)
+    check_saved_model("flash", cfg, tmp_path, family.train)   # its own tasks pass
+    with pytest.raises(ConfigError, match=r"holds flash meta-trained on other tasks than the config's train tasks"):
+        check_saved_model("flash", cfg, tmp_path, family.train[1:])
+
+
+def test_a_damaged_curves_line_does_not_stop_meta_train(tmp_path, capsys):
+    """A record whose method was a list raised TypeError (unhashable) after the earlier model was deleted."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "curves.jsonl").write_text('{"method": ["flash"]}\n{"method": "maml", "task": "t", "seed": 0}\n'
+                                      '{"method": "flash", "task": "t", "seed": 0}\n{"method": "fl')
+    assert main(["meta-train", "--method", "flash", "--run-dir", str(run), "--set", *TINY]) == 0
+    assert (run / "curves.jsonl").read_text() == '{"method": "maml", "task": "t", "seed": 0}\n'
+    assert "removed 1 adaptation run(s) of the methods that start from flash" in capsys.readouterr().out
+
+
 def test_an_empty_render_folder_is_refused(tmp_path, capsys, monkeypatch):
     """``--render ""`` (an empty shell variable, say) was taken as no --render: a whole default run began."""
+    import flash_rl.pipeline
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("--render '' began a run")
+
+    monkeypatch.setattr(flash_rl.pipeline, "reproduce", no_run)
     monkeypatch.chdir(tmp_path)
     assert main(["reproduce", "--render", ""]) == 2
     assert "--render needs the folder of an earlier run's results, got an empty string" in capsys.readouterr().err
@@ -55,6 +99,13 @@ def test_a_probe_without_ridge_fits_a_singular_system():
     probe = linear_probe(ConstantEmbedding(), case, family.train[:4], family.test[:2], cfg)
     assert probe["mean_r2_train"] == pytest.approx(0.0)   # the fit is the train mean: nothing is explained
 
+    class WideEmbedding:   # 8 dimensions, 4 train samples: a least-squares fit explains them exactly
+        def embed(self, task, episodes, seed):
+            return np.random.default_rng(zlib.crc32(task.name.encode())).normal(size=8)
+
+    probe = linear_probe(WideEmbedding(), case, family.train[:4], family.test[:2], cfg)
+    assert probe["mean_r2_train"] == pytest.approx(1.0)
+
 
 @pytest.mark.parametrize("command", ["reproduce", "meta-train"])
 def test_a_run_may_not_overwrite_the_config_it_reads(tmp_path, capsys, command):
@@ -62,11 +113,21 @@ def test_a_run_may_not_overwrite_the_config_it_reads(tmp_path, capsys, command):
     effective one."""
     config = tmp_path / "config.yaml"
     save_config(load_config(CONFIG_DIR / "autoscaling.yaml", TINY), config)
+    config.write_text("# my tiny run\n" + config.read_text())   # what the effective config would drop
     before = config.read_text()
     extra = ["--method", "flash"] if command == "meta-train" else ["--out", str(tmp_path / "out")]
     assert main([command, "--config", str(config), "--run-dir", str(tmp_path), *extra]) == 2
     assert f"--run-dir would overwrite {config}, the --config file this command reads" in capsys.readouterr().err
     assert config.read_text() == before
+
+
+def test_a_runs_own_config_may_be_given_back(tmp_path, capsys):
+    """The check above must not refuse a config.yaml that already holds the effective config: a run's own, given as
+    --config to resume it (the reference suggests running a run's saved config.yaml)."""
+    config = tmp_path / "config.yaml"
+    save_config(load_config(CONFIG_DIR / "autoscaling.yaml", TINY), config)
+    assert main(["meta-train", "--method", "flash", "--config", str(config), "--run-dir", str(tmp_path)]) == 0
+    assert "would overwrite" not in capsys.readouterr().err
 
 
 def test_reproduce_may_not_overwrite_a_test_trace_in_its_out_folder(tmp_path, capsys):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flash_envs.cli_args import output_dir
+from flash_envs.yaml_numbers import dump_yaml
 from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 
@@ -83,12 +84,15 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
 def check_outputs_spare_inputs(outputs: dict[Path, str], args: argparse.Namespace, cfg: ExperimentConfig) -> None:
     """A :class:`ConfigError` when a file the command writes (``outputs``: path -> the option that puts it there) is
     one it reads: the ``--config`` file, ``tasks.family_file`` or a test trace (``--test-trace`` or
-    ``tasks.test_traces``). Writing it would destroy the input, and a ``--resume`` would read the output instead."""
+    ``tasks.test_traces``). Writing it would destroy the input, and a ``--resume`` would read the output instead. A
+    ``config.yaml`` that already holds the effective config (a run's own, given back as ``--config``) is allowed: it
+    is rewritten as it is."""
     inputs = {Path(path).resolve(): name
               for name, path in [("--config", args.config), ("tasks.family_file", cfg.tasks.family_file),
                                  *(("test trace", trace) for trace in cfg.tasks.test_traces)] if path}
+    effective = dump_yaml(cfg.to_dict())
     for out, option in outputs.items():
-        if out.resolve() in inputs:
+        if out.resolve() in inputs and not (out.name == "config.yaml" and out.read_text() == effective):
             raise ConfigError(f"{option} would overwrite {out}, the {inputs[out.resolve()]} file this command reads; "
                               "write it elsewhere")
 

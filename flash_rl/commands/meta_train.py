@@ -60,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
         return fail(err)
     use_one_torch_thread()
+    removed = drop_curves_of(cfg, run_dir, args.method, args.resume)   # a reproduce's runs in a shared --run-dir,
+    if removed:                                                          # first: they were made with the old model
+        print(f"meta-train: removed {removed} adaptation run(s) of the methods that start from {args.method} from "
+              f"{run_dir / 'curves.jsonl'}; a reproduce --resume there redoes them", flush=True)
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
         discard_training(directory)
     run_dir.mkdir(parents=True, exist_ok=True)
-    removed = drop_curves_of(cfg, run_dir, args.method, args.resume)   # a reproduce's runs in a shared --run-dir
-    if removed:
-        print(f"meta-train: removed {removed} adaptation run(s) of {args.method} from {run_dir / 'curves.jsonl'}; a "
-              "reproduce --resume there redoes them", flush=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
     try:

@@ -20,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from flash_envs.cli_args import MAX_DEFAULT_JOBS, check_files_in, default_jobs, int_at_least, output_dir
+from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, check_files_in, default_jobs, int_at_least,
+                                 output_dir)
 from flash_envs.markdown import ci_brackets
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_outputs_spare_inputs,
                                        command_line, config_from_args, fail, test_trace_overrides)
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--render redraws the files in {args.render} and runs nothing; drop {', '.join(given)}")
         try:
             render(Path(args.render))
+        except UsageError as err:   # a report file that cannot be written (it names --render and the file)
+            return fail(err)
         except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
             return fail(f"{args.render}: cannot re-render: {err}")
         return 0
