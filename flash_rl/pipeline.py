@@ -652,7 +652,7 @@ def reproduce(cfg: ExperimentConfig, out_dir: str | Path, run_dir: str | Path, r
         times = {name: timer.times[name] for name in phase_order if name in timer.times}
         summary = report.write_report(out_dir, cfg, records, refs, probe, times, quick=quick,
                                       command=command, total_seconds=time.perf_counter() - started, jobs=jobs,
-                                      machine=machine)
+                                      machine=machine, resumed=resume)
     writer.close()
     return summary
 

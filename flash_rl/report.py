@@ -323,6 +323,9 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
     lines += ["", "## Phase times", "",
               *md_table(("phase", "seconds"), [*((k, f"{v:.0f}") for k, v in summary["phase_seconds"].items()),
                                                ("**total**", f"{summary['total_seconds']:.0f}")]), ""]
+    if summary.get("resumed"):
+        lines += ["The run was resumed (`--resume`): these are the times of the session that finished it; the "
+                  "sessions before it, whose models and adaptation runs it took, are not counted.", ""]
     if summary.get("jobs", 1) > 1:
         lines += [f"The phases ran in {summary['jobs']} worker processes, side by side where they could, so the phase "
                   "times add up to more than the total.", ""]
@@ -334,11 +337,13 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
 
 def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: dict[tuple[str, int], References],
                  probe: dict[str, Any] | None, phase_seconds: dict[str, float], quick: bool, command: str,
-                 total_seconds: float, jobs: int = 1, machine: dict[str, Any] | None = None) -> dict[str, Any]:
+                 total_seconds: float, jobs: int = 1, machine: dict[str, Any] | None = None,
+                 resumed: bool = False) -> dict[str, Any]:
     """Write ``curves.csv``, ``episodes_to_adapt.csv``, ``references.csv``, the plots, ``summary.json`` and
     ``results.md`` into the existing ``out_dir``, and return the summary (with references, probe, timings and run
     details added to :func:`summarise`'s). ``machine``: :func:`~flash_rl.machine.describe_machine` as the run began
-    (None: as it is now)."""
+    (None: as it is now). ``resumed``: the run was continued with ``--resume``, so its timings are those of the last
+    session only (the summary then says ``"resumed": true``)."""
     out_dir = Path(out_dir)
     summary, rows = summarise(cfg, records, refs)
     used = {(r["task"], r["eval_seed"]) for r in records}
@@ -350,6 +355,8 @@ def write_report(out_dir: Path, cfg: Any, records: list[dict[str, Any]], refs: d
     summary["phase_seconds"] = {k: round(v, 1) for k, v in phase_seconds.items()}
     summary["total_seconds"] = round(total_seconds, 1)
     summary["jobs"] = jobs
+    if resumed:
+        summary["resumed"] = True
     summary["command"] = command
     summary["machine"] = machine if machine is not None else describe_machine()
     with open(out_dir / "curves.csv", "w", newline="") as f:

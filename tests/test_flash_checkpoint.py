@@ -113,7 +113,8 @@ def test_files_of_writes_a_kill_cut_short_go_with_the_next_checkpoint(tmp_path):
     for name in stale:
         (ckpt / name).write_bytes(b"cut short")
     Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, **kwargs).meta_train(tasks, 120, checkpoint_dir=ckpt, resume=True)
-    assert sorted(p.name for p in ckpt.iterdir()) == ["agent-120.zip", "episodes-120.pkl", "state.json", "trained_on.json"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["agent-120.zip", "episodes-120.pkl", "state.json",
+                                                      "trained_on.json"]
 
 
 def test_maml_resume_is_exactly_equivalent(tmp_path):

@@ -154,6 +154,8 @@ def test_reproduce_tiny(tmp_path):
     assert again["methods"]["flash"]["runs"] == 4
     assert again["methods"] == summary["methods"]   # the runs redone, not taken from the damaged records
     assert model_files_written(run) == saved   # loaded, not trained and saved again
+    assert again.get("resumed") is True and "resumed" not in summary   # its times are the last session's only
+    assert "The run was resumed (`--resume`): these are the times of the session" in (out / "results.md").read_text()
     text = (run / "curves.jsonl").read_bytes().decode(errors="replace")
     kept = [json.loads(line) for line in text.splitlines() if line.startswith('{"method')
             and line.endswith("}") and "curve" in line]
