@@ -169,3 +169,20 @@ def test_render_writes_nothing_when_a_report_file_cannot_be_written(tmp_path):
     with pytest.raises(ValueError, match="--render .*results.md"):
         render(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("given", ["missing", "run folder"])
+def test_a_model_path_that_is_no_agent_says_what_it_is(tmp_path, capsys, given):
+    """A missing --model, or a run folder given for one of its agents, got 'neither a saved agent nor a MAML
+    checkpoint', which did not say what to give (found by a new user's walk through the README)."""
+    model = tmp_path / "nowhere"
+    if given == "run folder":
+        model = tmp_path
+        (tmp_path / "models" / "flash" / "final").mkdir(parents=True)
+        (tmp_path / "models" / "flash" / "final" / "flash.json").write_text("{}")
+    assert main(["evaluate", "--model", str(model), "--set", *TINY]) == 2
+    err = capsys.readouterr().err
+    if given == "missing":
+        assert f"--model {model}: no such folder; give the folder of a saved agent" in err
+    else:
+        assert f"--model {model} is a run folder; give one of its saved agents ({tmp_path}/models/flash/final)" in err

@@ -47,7 +47,8 @@ def test_the_trace_replay_example(tmp_path, monkeypatch):
     code = _example("from flash_envs.sim.workloads import TraceWorkload")
     import numpy as np
 
-    scope = _run(code.replace("TraceWorkload(path=", "workload = TraceWorkload(path=", 1), tmp_path, monkeypatch)
+    scope = _run(code, tmp_path, monkeypatch)
+    assert scope["info"]["task"].workload == scope["workload"]   # the env replays it
     curve = scope["workload"].realise(np.random.default_rng(0), 600.0)
     assert curve.rates.mean() == pytest.approx(40.0, rel=0.2)
 

@@ -86,6 +86,13 @@ def load_model(path: Path, env_id: str, env_kwargs: dict[str, Any]) -> Flash | M
         model: Flash | MAML = maml
     elif (path / "flash.json").exists():
         model = Flash.load(path)
+    elif not path.is_dir():
+        raise ConfigError(f"--model {path}: no such folder; give the folder of a saved agent (e.g. "
+                          "runs/autoscaling/meta-train-flash/models/flash/final)")
+    elif (path / "models").is_dir():   # a run folder: its agents are further down
+        agents = sorted(str(f.parent) for name in ("flash.json", "maml.pt") for f in path.glob(f"models/*/*/{name}"))
+        raise ConfigError(f"--model {path} is a run folder; give one of its saved agents "
+                          f"({', '.join(agents) or 'it holds none yet'})")
     else:
         raise ConfigError(f"--model {path}: neither a saved Flash/TransferLearning agent (flash.json) nor a MAML "
                           "checkpoint (maml.pt)")
