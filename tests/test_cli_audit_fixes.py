@@ -186,3 +186,18 @@ def test_a_model_path_that_is_no_agent_says_what_it_is(tmp_path, capsys, given):
         assert f"--model {model}: no such folder; give the folder of a saved agent" in err
     else:
         assert f"--model {model} is a run folder; give one of its saved agents ({tmp_path}/models/flash/final)" in err
+
+
+def test_adapt_names_the_algorithm_when_the_model_is_another_one():
+    """An A2C agent adapted under the default (PPO) config was warned of each kwarg, as "'(unset)' saved, 60
+    configured", and not of the algorithm; the kwargs of two algorithms are not comparable."""
+    from flash_envs.flash_warnings import FlashWarning
+    from flash_rl.commands.adapt import warn_of_unused_adapt_settings
+    from flash_rl.flash import Flash
+
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", TINY)
+    model = Flash("A2C", cfg.env.id, cfg.env.kwargs, n_envs=1, net_arch=[8], context_len=6, embedding_dim=4,
+                  encoder_hidden=8, agent_kwargs={"n_steps": 8}).fresh()
+    with pytest.warns(FlashWarning, match=r"--model m is a A2C agent and fine-tunes as one, with the kwargs saved "
+                                          r"with it; the config's flash.algo \(PPO\) and its kwargs are not used"):
+        warn_of_unused_adapt_settings(model, cfg, "m")

@@ -93,6 +93,10 @@ def test_a_missing_data_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FLASH_DATA_DIR", str(tmp_path))
     assert main(["config-eval", "--dataset", "ibm"]) == 2
     assert "set FLASH_DATA_DIR" in capsys.readouterr().err
+    monkeypatch.delenv("FLASH_DATA_DIR")   # the relative default: the error says where it looked from
+    monkeypatch.chdir(tmp_path)
+    assert main(["config-eval", "--dataset", "ibm"]) == 2
+    assert f"(from {tmp_path}: {tmp_path / '..' / 'shared' / 'data'}" in capsys.readouterr().err
 
 
 def test_power_fit_reads_the_shared_curves_by_default(shared_data, capsys):

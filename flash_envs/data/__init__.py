@@ -32,8 +32,9 @@ def dataset_path(*parts: str) -> Path:
     """Path of a file inside :func:`data_dir`, raising a clear error when it is absent."""
     path = data_dir().joinpath(*parts)
     if not path.exists():
+        where = "" if path.is_absolute() else f" (from {Path.cwd()}: {path.absolute()})"   # a relative default
         raise FileNotFoundError(
-            f"dataset file {path} not found; set {DATA_DIR_ENV} to the folder holding the public datasets"
+            f"dataset file {path}{where} not found; set {DATA_DIR_ENV} to the folder holding the public datasets"
         )
     return path
 

@@ -133,16 +133,24 @@ def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, pa
     them changes nothing here: for Flash and transfer learning the kwargs fine-tuning passes to the algorithm (the
     ``agent_kwargs``, then the ``adapt_kwargs`` over them: ``flash.`` or ``transfer.``), for MAML the ``maml.`` ones of
     :attr:`~flash_rl.maml.MAML.ADAPT_SETTINGS`."""
+    from flash_rl.agent_settings import algorithm
     from flash_rl.flash import Flash, TransferLearning
 
     if isinstance(model, Flash):
         section = "transfer" if isinstance(model, TransferLearning) else "flash"
         agent = getattr(cfg, section)
         saved, configured = ({**a.agent_kwargs, **a.adapt_kwargs} for a in (model, agent))
+        if algorithm(agent.algo) is not model.agent_cls:   # then any kwarg may differ: name the algorithms instead
+            warn(f"--model {path} is a {model.agent_cls.__name__} agent and fine-tunes as one, with the kwargs saved "
+                 f"with it; the config's {section}.algo ({agent.algo}) and its kwargs are not used")
+            return
+
+        def shown(kwargs: dict[str, Any], k: str) -> str:
+            return repr(kwargs[k]) if k in kwargs else "unset"
+
         differ = sorted(k for k in saved.keys() | configured.keys() if k not in saved or k not in configured
                         or saved[k] != configured[k])
-        pairs = [f"{k} ({saved.get(k, '(unset)')!r} saved, {configured.get(k, '(unset)')!r} configured)"
-                 for k in differ]
+        pairs = [f"{k} ({shown(saved, k)} saved, {shown(configured, k)} configured)" for k in differ]
         what = (f"kwargs saved with it (agent_kwargs, then adapt_kwargs over them); the config's "
                 f"{section}.agent_kwargs and {section}.adapt_kwargs, which differ in {', '.join(pairs)},")
     else:
