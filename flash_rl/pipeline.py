@@ -445,11 +445,7 @@ def drop_curves_of(cfg: ExperimentConfig, run_dir: Path, name: str, resume: bool
     if not path.exists() or (resume and _finished(run_dir / "models" / name, training_total(cfg, name), name)):
         return 0
     kept, removed = [], 0
-    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for line, rec in _json_lines(_curves_text(path)):
         method = rec.get("method") if isinstance(rec, dict) else None
         if isinstance(method, str) and method in METHOD_MODEL:
             if METHOD_MODEL[method] == name:
@@ -460,6 +456,20 @@ def drop_curves_of(cfg: ExperimentConfig, run_dir: Path, name: str, resume: bool
     return removed
 
 
+def _curves_text(path: Path) -> str:
+    """The text of ``curves.jsonl``; a damaged byte spoils its line only."""
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def _json_lines(text: str) -> Iterator[tuple[str, Any]]:
+    """Each line of ``text`` that is JSON, with its value; a line cut short by a kill, or not JSON, is left out."""
+    for line in text.splitlines():
+        try:
+            yield line, json.loads(line)
+        except json.JSONDecodeError:
+            continue
+
+
 def _saved_curves(path: Path, a: Any) -> dict[tuple[str, str, int], dict[str, Any]]:
     """The adaptation runs an interrupted run saved in ``curves.jsonl``, by (method, task name, seed), under the
     adaptation settings ``a``. A line cut short by a kill, or damaged (not UTF-8, not JSON, or not a record of a run:
@@ -468,16 +478,12 @@ def _saved_curves(path: Path, a: Any) -> dict[tuple[str, str, int], dict[str, An
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
     if not path.exists():
         return done
-    text = path.read_bytes().decode("utf-8", errors="replace")   # a damaged byte spoils its line only
+    text = _curves_text(path)
     if text and not text.endswith("\n"):
         with open(path, "a") as sink:
             sink.write("\n")
     schedule = evaluation_points(a.budget, a.eval_every)
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for _, rec in _json_lines(text):
         if _is_saved_run(rec, schedule, a.eval_seed):
             done[(rec["method"], rec["task"], rec["seed"])] = rec
     return done

@@ -314,9 +314,9 @@ def markdown(cfg: Any, summary: dict[str, Any]) -> str:
         p = summary["probe"]
         lines += ["", "## Linear probe: embedding -> hidden task parameters", "",
                   f"{'Ridge regression' if cfg.probe.ridge > 0 else 'Least squares'} fit on train-task embeddings "
-                  f"({p['samples']['train']} samples), R^2 on the "
-                  f"family's held-out test tasks, all of them whatever adaptation.max_test_tasks, trace tasks aside "
-                  f"({p['samples']['test']} samples); mean R^2 test {p['mean_r2_test']:.2f} "
+                  f"({p['samples']['train']} samples), R^2 on the family's held-out test tasks, all of them whatever "
+                  f"adaptation.max_test_tasks, trace tasks aside ({p['samples']['test']} samples); mean R^2 test "
+                  f"{p['mean_r2_test']:.2f} "
                   f"(train {p['mean_r2_train']:.2f}).", "",
                   *md_table(("parameter", "R^2 test", "R^2 train"),
                             [(k, f"{v:.2f}", f"{p['r2_train'][k]:.2f}") for k, v in p["r2_test"].items()])]

@@ -90,11 +90,11 @@ def check_outputs_spare_inputs(outputs: dict[Path, str], args: argparse.Namespac
     inputs = {Path(path).resolve(): name
               for name, path in [("--config", args.config), ("tasks.family_file", cfg.tasks.family_file),
                                  *(("test trace", trace) for trace in cfg.tasks.test_traces)] if path}
-    effective = dump_yaml(cfg.to_dict())
     for out, option in outputs.items():
-        if out.resolve() in inputs and not (out.name == "config.yaml" and out.read_text() == effective):
-            raise ConfigError(f"{option} would overwrite {out}, the {inputs[out.resolve()]} file this command reads; "
-                              "write it elsewhere")
+        source = inputs.get(out.resolve())
+        if source and not (out.name == "config.yaml" and out.read_text() == dump_yaml(cfg.to_dict())):
+            raise ConfigError(f"{option} would overwrite {out}, the {source} file this command reads; write it "
+                              "elsewhere")
 
 
 def check_json_output(args: argparse.Namespace, cfg: ExperimentConfig) -> None:

@@ -145,12 +145,10 @@ def warn_of_unused_adapt_settings(model: Flash | MAML, cfg: ExperimentConfig, pa
                  f"with it; the config's {section}.algo ({agent.algo}) and its kwargs are not used")
             return
 
-        def shown(kwargs: dict[str, Any], k: str) -> str:
-            return repr(kwargs[k]) if k in kwargs else "unset"
-
-        differ = sorted(k for k in saved.keys() | configured.keys() if k not in saved or k not in configured
-                        or saved[k] != configured[k])
-        pairs = [f"{k} ({shown(saved, k)} saved, {shown(configured, k)} configured)" for k in differ]
+        unset = object()
+        differ = sorted(k for k in saved.keys() | configured.keys() if saved.get(k, unset) != configured.get(k, unset))
+        shown = [{k: repr(v) for k, v in kwargs.items()} for kwargs in (saved, configured)]
+        pairs = [f"{k} ({shown[0].get(k, 'unset')} saved, {shown[1].get(k, 'unset')} configured)" for k in differ]
         what = (f"kwargs saved with it (agent_kwargs, then adapt_kwargs over them); the config's "
                 f"{section}.agent_kwargs and {section}.adapt_kwargs, which differ in {', '.join(pairs)},")
     else:
