@@ -8,7 +8,8 @@ Two layouts are understood:
   of ``bin_s`` seconds.
 
 Timestamps may be numbers (seconds, or another unit via ``time_unit_s``) or ISO-8601 date-times
-(``1995-07-01 00:00``), one or the other throughout a file. Every problem names the file, the line and the column.
+(``1995-07-01 00:00``), which carry their own unit (a ``time_unit_s`` given with them warns that it is ignored), one or
+the other throughout a file. Every problem names the file, the line and the column.
 
 An aggregated file's bins are, unless ``bin_s`` says otherwise, the smallest spacing between its rows, so a bin without
 a row is a gap: missing data, not a quiet period. By default that is an error naming the gap; ``gaps="zero"`` reads
@@ -52,6 +53,11 @@ class TraceBinError(TraceFormatError):
 class TraceAliasWarning(FlashWarning):
     """An aggregated trace of counts read with a ``bin_s`` that is not a whole multiple of the spacing of most of its
     rows: the bins hold unequal numbers of rows, so a steady load reads as rates that alternate."""
+
+
+class TraceTimeUnitWarning(FlashWarning):
+    """A trace read with a ``time_unit_s`` other than 1 whose timestamps are date-times, which carry their own unit:
+    ``time_unit_s`` scales numeric timestamps only, so it is ignored."""
 
 
 class TraceRoundError(TraceBinError):
@@ -200,7 +206,8 @@ def read_rate_trace(
         time_column: column holding the timestamps.
         value_column: column holding counts or rates; ``None`` for one row per request.
         value_kind: ``"count"`` (requests in the row's bin) or ``"rate"`` (requests per second).
-        time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds).
+        time_unit_s: seconds per unit of a numeric timestamp (60 for minutes, 1e-3 for milliseconds). Date-times
+            carry their own unit: a value other than 1 with them is ignored, with a :class:`TraceTimeUnitWarning`.
         bin_s: bin width in seconds; by default 1 s for per-request files and, for aggregated files, the smallest
             spacing between timestamps, which every other spacing must be a whole multiple of (a larger multiple
             is a gap). Several rows in one bin (a ``bin_s`` coarser than the rows) add up their counts, or average
@@ -238,6 +245,10 @@ def read_rate_trace(
         if value_column is not None:
             values.append(csv_number(path, line, value_column, row[value_column], positive=False,
                                      error=TraceFormatError))
+    if first_format is not None and first_format[0] == DATE_TIME and time_unit_s != 1.0:
+        warn(f"{path}: time_unit_s={time_unit_s:g} is ignored: the timestamps are date-times (line {first_format[1]} "
+             f"holds {texts[0]!r}), which carry their own unit; time_unit_s scales numeric timestamps only",
+             TraceTimeUnitWarning)
     t = np.asarray(times)
     if time_round_s is not None:
         t = _rounded(t, time_round_s, np.asarray(lines), texts, path)

@@ -17,11 +17,14 @@ kind           parameters
 =============  =====================================================================================
 
 Every workload has a ``scale`` that multiplies its rates. Every field is checked when the workload is made (type,
-finiteness and range), with an error that names it, so a bad task file fails as it is loaded.
+finiteness and range), with an error that names it, so a bad task file fails as it is loaded. So is the peak rate, scale
+included: at most :data:`MAX_RATE` req/s (a trace read from a CSV file: when it is first realised, which an env does
+for a task it is given).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -31,6 +34,18 @@ import numpy as np
 
 from flash_envs.data.trace_csv import RateTrace, check_reader_options, read_rate_trace
 from flash_envs.fields import check_mapping, check_number
+
+
+#: The largest mean NumPy's ``Generator.poisson`` draws a count for, as NumPy sets it (above: "lam value too large").
+POISSON_LAM_MAX = float(np.iinfo(np.int64).max) - 10 * math.sqrt(float(np.iinfo(np.int64).max))   # 9.22e18
+#: The longest sub-step a rate must be drawn for (s): an env's sub-step is at most its episode, which is at most
+#: ``flash_envs.envs.task_env.MAX_EPISODE_S`` (365 days; not imported: that module imports this one).
+LONGEST_SUBSTEP_S = 365 * 86400.0
+#: The largest rate a workload may reach (req/s, ``scale`` included). The fast fidelity draws each sub-step's arrivals
+#: as one Poisson count, which NumPy takes for up to :data:`POISSON_LAM_MAX` (9.22e18) arrivals expected: 2.92e11 req/s
+#: over :data:`LONGEST_SUBSTEP_S`. This round bound below it leaves room for the float rounding of the rate curve's
+#: running sum that the count is taken from, and is a million times the busiest shared trace.
+MAX_RATE = 1e11
 
 
 class RateCurve:
@@ -124,6 +139,20 @@ def _check_positive(obj: object, *names: str) -> None:
         check_number(f"{type(obj).__name__}.{name}", getattr(obj, name), 0.0, strict=True)
 
 
+def _check_peak(obj: object, name: str, value: float, factors: dict[str, float]) -> None:
+    """Refuse ``obj`` if its peak rate, its field ``name`` (of ``value``) times ``factors`` (by what they are named), is
+    over :data:`MAX_RATE`, with an error that names the field, its value and the largest value it may take."""
+    factor = math.prod(float(f) for f in factors.values())   # (Python floats: an overflow is inf, not a numpy warning)
+    peak = factor * float(value)
+    if peak > MAX_RATE:
+        formula = " * ".join((*factors, name)) + " = " + " * ".join(f"{float(v):g}" for v in (*factors.values(), value))
+        raise ValueError(f"{type(obj).__name__}.{name} must be <= {MAX_RATE / factor:.4g} here, got {value!r}: the "
+                         f"workload's peak rate, {formula} = {peak:.4g} req/s, is over {MAX_RATE:g} req/s, the most "
+                         f"the simulators draw arrivals for (the fast fidelity draws a sub-step's arrivals as one "
+                         f"Poisson count, of a mean NumPy takes up to {POISSON_LAM_MAX:.3g}, and a sub-step may last "
+                         f"a whole episode, up to {LONGEST_SUBSTEP_S / 86400:g} days)")
+
+
 def _check_pair(obj: object, name: str, *, strict: bool) -> None:
     """Check that field ``name`` of ``obj`` is a pair of finite numbers >= 0 (> 0 if ``strict``); store it as a tuple
     of floats."""
@@ -144,6 +173,7 @@ class ConstantWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_nonnegative(self, "rate")
+        _check_peak(self, "rate", self.rate, {"scale": self.scale})
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         return np.full(len(times), self.rate)
@@ -170,6 +200,7 @@ class DiurnalWorkload(Workload):
         check_number("DiurnalWorkload.amplitude", self.amplitude, 0.0, 1.0)
         if self.phase is not None:
             check_number("DiurnalWorkload.phase", self.phase, 0.0, 1.0)
+        _check_peak(self, "mean_rate", self.mean_rate, {"scale": self.scale, "(1 + amplitude)": 1 + self.amplitude})
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         phase = rng.random() if self.phase is None else self.phase
@@ -196,6 +227,8 @@ class StepWorkload(Workload):
         _check_nonnegative(self, "base_rate", "peak_rate", "start_s", "ramp_s")
         if self.end_s is not None:
             check_number("StepWorkload.end_s", self.end_s, self.start_s + self.ramp_s)   # after the ramp is done
+        higher = "peak_rate" if self.peak_rate >= self.base_rate else "base_rate"
+        _check_peak(self, higher, getattr(self, higher), {"scale": self.scale})
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         if self.ramp_s > 0:
@@ -231,6 +264,8 @@ class MMPPWorkload(Workload):
                 raise ValueError(f"MMPPWorkload.mean_sojourn_s[{i}] must be >= {MIN_SOJOURN_S:g} s, the grid a "
                                  f"workload is realised on (shorter stays average out within a step of it, and "
                                  f"realising loops over every stay), got {stay!r}")
+        higher = int(self.rates[1] >= self.rates[0])
+        _check_peak(self, f"rates[{higher}]", self.rates[higher], {"scale": self.scale})
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         out = np.empty(len(times))
@@ -262,6 +297,8 @@ class SpikeWorkload(Workload):
         super().__post_init__()
         _check_nonnegative(self, "base_rate", "spikes_per_hour", "multiplier")
         _check_positive(self, "duration_s")
+        _check_peak(self, "base_rate", self.base_rate,
+                    {"scale": self.scale, "max(1, multiplier)": max(1.0, self.multiplier)})
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
         horizon = times[-1] + (times[1] - times[0] if len(times) > 1 else 1.0)   # the grid's end
@@ -380,21 +417,24 @@ class TraceWorkload(Workload):
                              self.value_kind, self.time_unit_s, self.bin_s, self.gaps, self.time_round_s)
 
     def _scaled_rates(self, trace: RateTrace) -> np.ndarray:
-        """The trace's rates, scaled to average ``mean_rate`` when it is set."""
+        """The trace's rates, scaled to average ``mean_rate`` when it is set; a ValueError if they, times ``scale``,
+        peak over :data:`MAX_RATE`."""
+        rates, source = trace.rates, trace.source or "(in memory)"
         if self.mean_rate is None:
-            return trace.rates
-        rates = trace.rates
+            _check_peak(self, "scale", self.scale, {f"the peak of the trace {source}": rates.max()})
+            return rates
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # refused below
             mean = rates.mean()
             if mean <= 0 < self.mean_rate:
-                raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} has no requests, so it "
-                                 f"cannot be scaled to mean_rate={self.mean_rate}")
+                raise ValueError(f"TraceWorkload: the trace {source} has no requests, so it cannot be scaled to "
+                                 f"mean_rate={self.mean_rate}")
             factor = self.mean_rate / mean if mean > 0 else 0.0
             scaled = rates * factor
         if not (np.isfinite(mean) and np.isfinite(factor) and np.all(np.isfinite(scaled))):   # a sum past 1e308 was
-            raise ValueError(f"TraceWorkload: the trace {trace.source or '(in memory)'} (peak "   # an all-zero workload
-                             f"{rates.max():.3g} req/s) is too close to the float limits to scale to "
-                             f"mean_rate={self.mean_rate}")
+            raise ValueError(f"TraceWorkload: the trace {source} (peak {rates.max():.3g} req/s) is too close to the "
+                             f"float limits to scale to mean_rate={self.mean_rate}")   # an all-zero workload
+        _check_peak(self, "mean_rate", self.mean_rate,   # (scale is 1)
+                    {f"peak / mean of the trace {source}": rates.max() / mean if mean > 0 else 0.0})
         return scaled
 
     def _rates(self, rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
