@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -93,12 +94,13 @@ def get_case(name: str) -> Case:
     return CASES[name]
 
 
-def _family_file(family_type: Any, cfg: Any) -> Any:
+def _family_file(family_type: Any, cfg: Any, check_task: Callable[[Any, Any, Any], None] | None = None) -> Any:
     """The task family (of type ``family_type``) in the YAML file ``cfg.tasks.family_file``, each task checked before
-    any training: the config's env (``cfg.env``) must run it (e.g. a server type with as many P-states as the env's
-    actions), and its workload is realised for a second (a trace file that is missing, bad or has no requests to
-    scale to its ``mean_rate`` fails). A task that fails is a ``DataFormatError`` naming the family file and it. A
-    family generated for another episode length than the config's env runs is warned of."""
+    any training: ``check_task(env, family, task)``, if given, raises a ValueError that says which config setting
+    fixes what the config's env (``cfg.env``) cannot run; the env must run it, and its workload is realised for a
+    second (a trace file that is missing, bad or has no requests to scale to its ``mean_rate`` fails). A task that
+    fails is a ``DataFormatError`` naming the family file and it. A family generated for another episode length than
+    the config's env runs is warned of."""
     from flash_envs.data import DataFormatError
     from flash_envs.envs.task_env import check_workload, warn_of_another_episode_length
     from flash_envs.tasks import SPLITS
@@ -110,6 +112,8 @@ def _family_file(family_type: Any, cfg: Any) -> Any:
     for split in SPLITS:
         for index, task in enumerate(family.split(split)):
             try:
+                if check_task is not None:
+                    check_task(env, family, task)
                 env.set_task(task)
                 check_workload(task)
             except (OSError, TypeError, ValueError) as err:
@@ -226,13 +230,31 @@ def _power_family(cfg: Any):
     from flash_envs.power_tasks import PowerTaskFamily
 
     if cfg.tasks.family_file:
-        family = _family_file(PowerTaskFamily, cfg)
+        family = _family_file(PowerTaskFamily, cfg, lambda env, f, task: _check_p_states(cfg, env, f, task))
         if shared := sorted({t.server.name for t in family.train} & {t.server.name for t in family.test}):
             warn(f"task family {cfg.tasks.family_file}: test tasks run on server types that training tasks run on "
                  f"too ({', '.join(shared)}); the power case holds server types out, as PowerTaskFamily.generate "
                  "does")
         return family
     return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
+
+
+def _check_p_states(cfg: Any, env: Any, family: Any, task: Any) -> None:
+    """A ValueError saying what fixes it when ``task`` of ``family`` (the family file ``cfg.tasks.family_file``) has
+    another number of P-states than the config's ``env`` acts with, those of the env's own family: the setting
+    ``env.kwargs.family_file`` (saved with the trained agents, as every env kwarg is), unless the family's tasks
+    differ in it (the env acts with one number)."""
+    if task.server.n_levels == env.n_levels:
+        return
+    mismatch = f"task {task.name!r} has {task.server.n_levels} P-states; this env's action space has {env.n_levels}"
+    counts = sorted({t.server.n_levels for t in (*family.train, *family.test)})
+    if len(counts) > 1:
+        raise ValueError(f"{mismatch}, and the family's tasks have {counts} P-states: give every task as many (the "
+                         "env acts with one action space)")
+    path, own = cfg.tasks.family_file, cfg.env.kwargs.get("family_file")
+    has = f"the family of env.kwargs.family_file {own}" if own else "the default family"
+    raise ValueError(f"{mismatch} ({has}); give the env this family's P-states: set config key "
+                     f"env.kwargs.family_file to {path} too (--set {shlex.quote(f'env.kwargs.family_file={path}')})")
 
 
 def _governors(env: gym.Env) -> dict[str, Any]:

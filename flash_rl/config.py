@@ -440,7 +440,7 @@ def validate(cfg: ExperimentConfig, runnable: bool = True, methods: Sequence[str
         raise ConfigError(f"config key env.id: {err}") from None
     try:
         env = gym.make(cfg.env.id, **cfg.env.kwargs)
-    except (TypeError, ValueError) as err:
+    except (OSError, TypeError, ValueError) as err:   # (OSError: a file an argument names, e.g. a family_file)
         raise ConfigError(f"config key env.kwargs: {cfg.env.id} rejects {cfg.env.kwargs}: {err}") from err
     try:
         _check_settings(cfg, runnable)

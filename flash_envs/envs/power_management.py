@@ -5,6 +5,8 @@ Spaces, rewards, episodes and arguments are documented on :class:`PowerManagemen
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,34 @@ space)."""
 TIMEOUT_REMEDY = "give the env a larger timeout_s, or the task a lower SLO"
 
 
+def load_family_file(family_file: str) -> PowerTaskFamily:
+    """The :class:`PowerTaskFamily` in the YAML file ``family_file`` (the env's ``family_file`` argument, a path
+    relative to the working directory unless absolute): a TypeError unless it is a str, a ValueError if it is empty, a
+    ``FileNotFoundError`` if there is no such file, and the ``DataFormatError`` of
+    :meth:`~flash_envs.tasks.TaskFamily.load_yaml` if the file holds no family. Each file is read once while it is
+    unchanged (same size and modification time): an agent makes an env per evaluation, and a family with inline
+    traces can take a second or more to read."""
+    if not isinstance(family_file, str):
+        raise TypeError(f"family_file must be the path (a str) of a task family's YAML file, or None, got "
+                        f"{family_file!r} ({type(family_file).__name__})")
+    if not family_file:
+        raise ValueError("family_file is empty: give the path of a task family's YAML file, or None (the default "
+                         "family)")
+    path = Path(family_file).resolve()
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        where = "" if Path(family_file).is_absolute() else f" (relative to the working directory: {path})"
+        raise FileNotFoundError(f"family_file {family_file!r}: {what}{where}")
+    stat = path.stat()
+    return _family_in(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _family_in(path: Path, size: int, mtime_ns: int) -> PowerTaskFamily:
+    """The family in ``path`` as it is at ``size`` and ``mtime_ns`` (the keys that tell an edited file)."""
+    return PowerTaskFamily.load_yaml(path)
+
+
 class PowerManagementEnv(TaskEnv[PowerTask]):
     """``flash/PowerManagement-v0``: DVFS on heterogeneous servers serving a latency-critical workload (FLASH case III).
 
@@ -46,7 +76,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Action Space
     ``Discrete(L)`` for one server, ``MultiDiscrete([L] * n_servers)`` for several: the P-state of each server,
-    0 = lowest frequency, ``L - 1`` = f_max (``L = 5`` for the catalogue: 59.9, 69.9, 79.9, 89.9, 100% of f_max).
+    0 = lowest frequency, ``L - 1`` = f_max. ``L`` is the P-state count of the family's server types (the same for
+    every task): 5 for the catalogue (59.9, 69.9, 79.9, 89.9, 100% of f_max), and as many as your DVFS table has for a
+    family on your own servers (``family`` or ``family_file``).
 
     ## Observation Space
     ``Box(0, high, (5 * n_servers,), float32)``: five values per server, server after server (server ``k``'s value
@@ -82,18 +114,22 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
 
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
-    substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None)``;
-    ``n_servers`` is at most :data:`MAX_SERVERS` (1000).
+    substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None,
+    family_file=None)``; ``n_servers`` is at most :data:`MAX_SERVERS` (1000).
     ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate` with
-    this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``task`` fixes the
-    starting task (default: the family's first train task). ``timeout_s`` caps a request's latency: a server's queue
-    holds at most ``timeout_s`` seconds of work for its current capacity, a request beyond that is rejected and counts
-    with latency ``timeout_s`` (when a lower P-state cuts the capacity, so does the queued work beyond it: at the
-    sub-step's end in the fast fidelity, each request once it has waited ``timeout_s`` in the per-request one), and no
-    latency counts more (the service model's rule, :mod:`flash_envs.sim.service`, whose default is 30 s). So every
-    task's SLO must be below ``timeout_s`` (else it could never be missed): a family or task with one at or above it is
-    refused. ``render_mode="ansi"`` makes :meth:`render` return the last interval (or the starting state), a line per
-    server: its P-state as a share of f_max, utilisation, mean power, p95 latency against the SLO, and arrival rate.
+    this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``family_file``, instead
+    of it, the path (a str; relative to the working directory) of a family's YAML file
+    (:meth:`PowerTaskFamily.save_yaml`), which the env loads: unlike a family object it can be saved with a trained
+    agent, and so set in a config's ``env.kwargs``, to give the env the P-states of a family on your own servers (a
+    file is read again only when changed). ``task`` fixes the starting task (default: the family's first train task).
+    ``timeout_s`` caps a request's latency: a server's queue holds at most ``timeout_s`` seconds of work for its
+    current capacity, a request beyond that is rejected and counts with latency ``timeout_s`` (when a lower P-state
+    cuts the capacity, so does the queued work beyond it: at the sub-step's end in the fast fidelity, each request once
+    it has waited ``timeout_s`` in the per-request one), and no latency counts more (the service model's rule,
+    :mod:`flash_envs.sim.service`, whose default is 30 s). So every task's SLO must be below ``timeout_s`` (else it
+    could never be missed): a family or task with one at or above it is refused. ``render_mode="ansi"`` makes
+    :meth:`render` return the last interval (or the starting state), a line per server: its P-state as a share of
+    f_max, utilisation, mean power, p95 latency against the SLO, and arrival rate.
 
     ## Info
     ``reset`` and ``step`` return a fresh dict of ``task``, ``time_s``; the scalars
@@ -122,7 +158,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     def __init__(self, n_servers: int = 1, family: PowerTaskFamily | None = None, task: PowerTask | None = None,
                  fidelity: str = "fast", interval_s: float = 5.0, substep_s: float = 1.0,
                  transition_latency_s: float = 1.0, episode_s: float = 900.0, slo_weight: float = 1.0,
-                 timeout_s: float = 5.0, render_mode: str | None = None) -> None:
+                 timeout_s: float = 5.0, render_mode: str | None = None, family_file: str | None = None) -> None:
         n_servers = check_whole("n_servers", n_servers, 1)
         if n_servers > MAX_SERVERS:
             raise ValueError(f"n_servers must be at most {MAX_SERVERS} (each server is simulated on its own), got "
@@ -138,6 +174,10 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
         check_transition_latency(transition_latency_s, substep_s)
         check_episode_length(f"episode_s={episode_s}", episode_s)
+        if family_file is not None:
+            if family is not None:
+                raise ValueError("give the env a family or a family_file, not both")
+            family = load_family_file(family_file)
         family = default_family(PowerTaskFamily, episode_s=episode_s) if family is None else family
         self.timeout_s = check_number("timeout_s", timeout_s, 0.0, strict=True)   # before the task is checked
         super().__init__(family, task, render_mode, episode_s)
@@ -169,7 +209,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
         super()._check_task(task)
         if task.server.n_levels != self.n_levels:
             raise ValueError(f"task {task.name!r} has {task.server.n_levels} P-states; this env's action space has "
-                             f"{self.n_levels}")
+                             f"{self.n_levels} (as its family's tasks have: make the env with a family of the task's "
+                             "P-states, family= or family_file=)")
         check_slo_below_timeout((task,), self.timeout_s, TIMEOUT_REMEDY)
         check_workload(task)
 
