@@ -8,8 +8,11 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 from flash_envs.cli_args import output_dir
-from flash_envs.yaml_numbers import dump_yaml
+from flash_envs.tasks import SPLITS
+from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 from flash_rl.config import ConfigError, ExperimentConfig, load_config
 
 
@@ -83,18 +86,37 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None,
 
 def check_outputs_spare_inputs(outputs: dict[Path, str], args: argparse.Namespace, cfg: ExperimentConfig) -> None:
     """A :class:`ConfigError` when a file the command writes (``outputs``: path -> the option that puts it there) is
-    one it reads: the ``--config`` file, ``tasks.family_file`` or a test trace (``--test-trace`` or
-    ``tasks.test_traces``). Writing it would destroy the input, and a ``--resume`` would read the output instead. A
-    ``config.yaml`` that already holds the effective config (a run's own, given back as ``--config``) is allowed: it
-    is rewritten as it is."""
+    one it reads: the ``--config`` file, ``tasks.family_file``, a trace file that one of its tasks replays
+    (:func:`family_traces`) or a test trace (``--test-trace`` or ``tasks.test_traces``). Writing it would destroy the
+    input, and a ``--resume`` would read the output instead. A ``config.yaml`` that already holds the effective config
+    (a run's own, given back as ``--config``) is allowed: it is rewritten as it is."""
+    family = cfg.tasks.family_file
     inputs = {Path(path).resolve(): name
-              for name, path in [("--config", args.config), ("tasks.family_file", cfg.tasks.family_file),
+              for name, path in [("--config", args.config), ("tasks.family_file", family),
+                                 *(("tasks.family_file trace", trace) for trace in family_traces(family)),
                                  *(("test trace", trace) for trace in cfg.tasks.test_traces)] if path}
     for out, option in outputs.items():
         source = inputs.get(out.resolve())
         if source and not (out.name == "config.yaml" and out.read_text() == dump_yaml(cfg.to_dict())):
             raise ConfigError(f"{option} would overwrite {out}, the {source} file this command reads; write it "
                               "elsewhere")
+
+
+def family_traces(family_file: str) -> list[str]:
+    """The CSV files that the trace workloads (``kind: trace`` with a ``path``) of the tasks in the task-family YAML
+    ``family_file`` replay, as written there (a relative path is read from the working directory, as the workload
+    reads it). None without a family file, or for one that is no such YAML: loading the family says what is wrong."""
+    if not family_file:
+        return []
+    try:
+        family = parse_yaml(Path(family_file).read_text(), fast=True)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    splits = [family.get(split) for split in SPLITS] if isinstance(family, dict) else []
+    workloads = [task.get("workload") for split in splits if isinstance(split, list) for task in split
+                 if isinstance(task, dict)]
+    return [w["path"] for w in workloads
+            if isinstance(w, dict) and w.get("kind") == "trace" and isinstance(w.get("path"), str)]
 
 
 def check_json_output(args: argparse.Namespace, cfg: ExperimentConfig) -> None:

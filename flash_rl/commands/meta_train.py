@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from flash_envs.cli_args import output_dir
@@ -41,8 +42,16 @@ def resume_may_also_change(method: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with ExitStack() as held:
+        return _meta_train(args, held)
+
+
+def _meta_train(args: argparse.Namespace, held: ExitStack) -> int:
+    """The command, which holds its run directory (:mod:`flash_rl.run_lock`) in ``held`` from before it reads it:
+    another ``meta-train`` or ``reproduce`` writing there is refused."""
     from flash_rl.cases import get_case
     from flash_rl.pipeline import RUN_FILES, check_run_to_resume, discard_training, drop_curves_of, train_model
+    from flash_rl.run_lock import hold_folders
     from flash_rl.torch_threads import use_one_torch_thread
 
     try:
@@ -51,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         directory = run_dir / "models" / args.method
         family = get_case(cfg.case).build_family(cfg)   # before anything is written: a bad family file stops here
         check_outputs_spare_inputs({run_dir / name: "--run-dir" for name in RUN_FILES}, args, cfg)
+        held.enter_context(hold_folders({run_dir: "--run-dir"}))   # made here if missing
         if args.resume:   # a killed meta-training may be continued to another total
             check_run_to_resume(cfg, run_dir, [args.method], family,
                                 may_also_change=resume_may_also_change(args.method))
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
-        return fail(err)
+        return fail(err)                                                # (or one that another command writes in)
     use_one_torch_thread()
     removed = drop_curves_of(cfg, run_dir, args.method, args.resume)   # a reproduce's runs in a shared --run-dir,
     if removed:                                                          # first: they were made with the old model
@@ -66,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
               f"{run_dir / 'curves.jsonl'}; a reproduce --resume there redoes them", flush=True)
     if not args.resume:   # before config.yaml changes: no --resume may take the earlier model for this one
         discard_training(directory)
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "command.txt").write_text(command_line() + "\n")
     try:

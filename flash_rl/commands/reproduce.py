@@ -17,7 +17,9 @@ Checkpoints, TensorBoard logs and raw curves go to ``--run-dir`` (default ``runs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from flash_envs.cli_args import (MAX_DEFAULT_JOBS, UsageError, check_files_in, default_jobs, int_at_least,
@@ -26,6 +28,7 @@ from flash_envs.markdown import ci_brackets
 from flash_rl.commands._common import (add_config_arguments, add_test_trace_argument, check_outputs_spare_inputs,
                                        command_line, config_from_args, fail, test_trace_overrides)
 from flash_rl.config import ConfigError
+from flash_rl.run_lock import FolderInUse, hold_folders
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
         given = [option for name, option in RUN_OPTIONS.items() if getattr(args, name) not in (None, False, [])]
         if given:
             return fail(f"--render redraws the files in {args.render} and runs nothing; drop {', '.join(given)}")
-        try:
-            render(Path(args.render))
-        except UsageError as err:   # a report file that cannot be written (it names --render and the file)
-            return fail(err)
+        folder = Path(args.render)
+        writable = folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)   # (render says why, if it is not)
+        try:   # not while a reproduce writes its report there, nor another render
+            with hold_folders({folder: "--render"}) if writable else nullcontext():
+                render(folder)
+        except (UsageError, FolderInUse) as err:   # a report file that cannot be written (it names --render and the
+            return fail(err)                          # file), or the folder in use (before: it is a ValueError)
         except ValueError as err:   # a damaged file (text where a number goes, a config that does not load, ...)
             return fail(f"{args.render}: cannot re-render: {err}")
         return 0
@@ -88,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
                                     **{run_dir / name: "--run-dir" for name in RUN_FILES}}, args, cfg)
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, trace or folder
         return fail(err)
-    try:   # a --resume under other settings, or damaged files, are refused before any work
-        summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
-                            jobs=args.jobs or default_jobs())
+    try:   # a folder in use, a --resume under other settings, or damaged files, are refused before any work
+        with hold_folders({run_dir: "--run-dir", out: "--out"}):   # until the report is written
+            summary = reproduce(cfg, out, run_dir, resume=args.resume, quick=args.quick, command=command_line(),
+                                jobs=args.jobs or default_jobs())
     except ConfigError as err:
         return fail(err)
     except KeyboardInterrupt:   # Ctrl-C: the worker processes are stopped already
