@@ -286,3 +286,13 @@ def test_generated_families_keep_valid_mmpp_workloads():
             for task in (*family.train, *family.test):
                 if isinstance(task.workload, MMPPWorkload):
                     assert min(task.workload.mean_sojourn_s) >= 60.0
+
+
+def test_a_hash_function_on_several_rows_is_refused_naming_them(tmp_path):
+    """The first row with the hash was replayed, silently, whatever the others held."""
+    path = write(tmp_path / "inv.csv", f"\n{AZURE_HEADER},1,2\no,a,f,http,1,2\no,b,g,http,3,4\np,c,f,timer,5,6\n")
+    with pytest.raises(ValueError, match=rf"{path}: 2 rows have HashFunction 'f' \(lines 3, 5\); give the row index "
+                                         r"of the one to replay instead \(0, 2\)"):
+        azure_function_trace("f", path)
+    np.testing.assert_array_equal(azure_function_trace(2, path).rates, [5 / 60, 6 / 60])
+    np.testing.assert_array_equal(azure_function_trace("g", path).rates, [3 / 60, 4 / 60])

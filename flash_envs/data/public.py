@@ -32,7 +32,7 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
 
     Args:
         function: the row index among the functions (an int, NumPy's too; not a bool), or a ``HashFunction`` value
-            (a str).
+            (a str) that one row holds (several rows with it are a ValueError naming their lines).
         path: an ``invocations.csv`` in the Azure 2019 schema; by default the shared 10-function day.
     """
     if isinstance(function, bool) or not isinstance(function, (numbers.Integral, str)):
@@ -47,10 +47,14 @@ def azure_function_trace(function: int | str = 0, path: str | Path | None = None
             raise IndexError(f"{path}: function index {function} out of range (0..{len(rows) - 1})")
         line, row = rows[function]
     else:
-        matches = [(line, row) for line, row in rows if row["HashFunction"] == function]
+        matches = [index for index, (_, row) in enumerate(rows) if row["HashFunction"] == function]
         if not matches:
             raise KeyError(f"{path}: no function with HashFunction {function!r}")
-        line, row = matches[0]
+        if len(matches) > 1:   # the first was taken, silently: rows that share a hash may hold different counts
+            raise ValueError(f"{path}: {len(matches)} rows have HashFunction {function!r} (lines "
+                             f"{', '.join(str(rows[i][0]) for i in matches)}); give the row index of the one to "
+                             f"replay instead ({', '.join(map(str, matches))})")
+        line, row = rows[matches[0]]
     counts = [csv_number(path, line, column, row[column], positive=False, integer=True, error=TraceFormatError)
               for column in minutes]
     return RateTrace(np.asarray(counts) / 60.0, 60.0, f"{path}#{row['HashFunction']}")
