@@ -17,6 +17,10 @@ The first shot is the *base measurement* the model reads as the application's le
 :mod:`flash_rl.fewshot.models`); the others inform FLASH's embedding and, with ``fine_tune=True``, the gradient steps
 of *FLASH + fine-tuning*. At the measured configurations the prediction is the measurement itself. Where the data has
 a price list, the cost is the predicted runtime priced as the data's costs were, as ``flash config-eval`` scores it.
+
+:meth:`~FewShotPredictor.fit` records the range of the runtimes and costs it was trained on at each configuration; a
+shot more than :data:`RANGE_TOLERANCE` times outside that range warns (:class:`ShotOutOfRangeWarning`): the model
+has never seen an application like it, so its predictions are extrapolations.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 
 from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing
 from flash_envs.fields import check_flag, check_number, check_whole, is_real_number
+from flash_envs.flash_warnings import FlashWarning, warn
 from flash_rl.atomic_files import atomic_write
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot.evaluate import pick_config
@@ -40,21 +45,43 @@ from flash_rl.weights_file import load_weights_file
 #: The price lists :meth:`FewShotPredictor.save` writes (by class name and their arrays).
 PRICE_LISTS = {cls.__name__: cls for cls in (PerSecondPricing, LambdaPricing)}
 #: What :meth:`FewShotPredictor.save` writes.
-SAVED_KEYS = ("state_dict", "inputs", "k", "configs", "features", "pricing", "cfg", "n_features")
+SAVED_KEYS = ("state_dict", "inputs", "k", "configs", "features", "pricing", "cfg", "n_features", "training_range")
+#: What a file saved by an earlier version of flash lacks; :meth:`FewShotPredictor.load` reads it without them.
+LATER_KEYS = ("training_range",)
+#: How far outside the training range (a factor, beyond its minimum or maximum) a shot warns. Leaving each
+#: application out of ``simulated_measurements(200)`` (or of 20), of the IBM multi-cloud data and of chunk-func, its
+#: measurements lie at most 1.5x (1.9x), 2.2x and, but for 0.07% of them, 10x outside the range of the others at
+#: their configuration; a factor of 10, an order of magnitude, keeps such applications quiet.
+RANGE_TOLERANCE = 10.0
 #: How :meth:`FewShotPredictor.predict` takes the shots, for the errors that name it.
 SHOTS_SHAPE = "a mapping configuration name -> (runtime_s, cost_usd), e.g. {'512MiB': (1.84, 1.6e-05)}"
 
 
+class ShotOutOfRangeWarning(FlashWarning):
+    """A shot given to :meth:`FewShotPredictor.predict` whose runtime or cost lies more than
+    :data:`RANGE_TOLERANCE` times outside the range the predictor was trained on at its configuration: its
+    predictions are extrapolations of the model, likely far off."""
+
+
 class FewShotPredictor:
     """A :class:`~flash_rl.fewshot.models.FewShotModel` with what it needs to read and answer in configuration names:
-    the configurations and their features, and the data's price list (if any)."""
+    the configurations and their features, the data's price list (if any) and, where known, the training range:
+    ``training_range[config]`` holds the (min, max) of the log runtimes, then of the log costs, the model was trained
+    on at that configuration (NaN where it has none); ``None`` (a file saved before flash recorded it) checks no
+    shot."""
 
     def __init__(self, model: FewShotModel, configs: tuple[str, ...], features: np.ndarray, k: int,
-                 pricing: Pricing | None = None, cfg: TrainConfig = TrainConfig()) -> None:
+                 pricing: Pricing | None = None, cfg: TrainConfig = TrainConfig(),
+                 training_range: np.ndarray | None = None) -> None:
         self.model, self.configs, self.pricing, self.cfg = model.eval(), tuple(configs), pricing, cfg
         self.k = check_whole("k", k, 1)
         self.features = np.asarray(features, dtype=np.float32)
         self._index = {c: i for i, c in enumerate(self.configs)}
+        self.training_range = None if training_range is None else np.asarray(training_range, dtype=np.float64)
+        if self.training_range is not None and self.training_range.shape != (len(self.configs), 2, 2):
+            raise ValueError(f"training_range must have shape (configs, 2, 2) = {(len(self.configs), 2, 2)}: the "
+                             f"(min, max) of log runtime and of log cost per configuration, got "
+                             f"{self.training_range.shape}")
 
     @classmethod
     def fit(cls, data: ConfigMeasurements, k: int = 2, method: str = "flash", cfg: TrainConfig = TrainConfig(),
@@ -77,7 +104,7 @@ class FewShotPredictor:
         rng = np.random.default_rng(seed)
         fit, validation = early_stopping_split(data, k, cfg, rng)
         model = train_model(EpisodeSampler(fit, k), method, cfg, rng, progress, validation)
-        return cls(model, data.configs, data.features, k, data.pricing, cfg)
+        return cls(model, data.configs, data.features, k, data.pricing, cfg, _training_range(data))
 
     def _episode(self, shots: Mapping[str, tuple[float, float]]) -> tuple[Episodes, np.ndarray, np.ndarray]:
         if not isinstance(shots, Mapping):
@@ -103,15 +130,37 @@ class FewShotPredictor:
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Runtime (s) and cost (USD) at every configuration (in :attr:`configs` order) of an application measured
         at ``shots`` (configuration name -> (runtime s, cost USD), the first the base measurement). ``fine_tune``
-        first takes transfer learning's gradient steps on the shots (FLASH + fine-tuning, for ``"flash"``)."""
+        first takes transfer learning's gradient steps on the shots (FLASH + fine-tuning, for ``"flash"``). A shot
+        more than :data:`RANGE_TOLERANCE` times outside the training range warns (:class:`ShotOutOfRangeWarning`)."""
         fine_tune = check_flag("fine_tune", fine_tune)   # "no" would count as true
         episode, index, measured = self._episode(shots)
+        self._warn_out_of_range(index, measured)
         log_pred = fine_tune_predict(self.model, episode, self.cfg) if fine_tune else self.model.predict(episode)
         runtime, cost = np.exp(log_pred[0].detach().numpy().astype(np.float64)).T
         if self.pricing is not None:
             cost = self.pricing.cost(np.arange(len(self.configs)), runtime)
         runtime[index], cost[index] = measured[:, 0], measured[:, 1]   # measured configurations keep their values
         return runtime, cost
+
+    def _warn_out_of_range(self, index: np.ndarray, measured: np.ndarray) -> None:
+        """Warn of the shots (configuration ``index``, ``measured`` runtime and cost) outside the training range at
+        their configuration, or overall where the training data had none at it."""
+        if self.training_range is None:
+            return
+        overall = np.stack([np.nanmin(self.training_range[:, :, 0], axis=0),
+                            np.nanmax(self.training_range[:, :, 1], axis=0)], axis=1)
+        margin, found = np.log(RANGE_TOLERANCE), []
+        for j, values in zip(index, measured):
+            known = not np.isnan(self.training_range[j]).any()
+            low_high = self.training_range[j] if known else overall
+            where = f"at {self.configs[j]}" if known else "overall (none at this configuration)"
+            for (what, unit), value, (low, high) in zip((("runtime", "s"), ("cost", "USD")), values, low_high):
+                if not low - margin <= np.log(value) <= high + margin:
+                    found.append(f"shot {self.configs[j]!r}: {what} {value:.4g} {unit}, training range {where} "
+                                 f"{np.exp(low):.4g} to {np.exp(high):.4g} {unit}")
+        if found:
+            warn(f"{'; '.join(found)}: more than {RANGE_TOLERANCE:g}x outside the runtimes and costs this predictor "
+                 "was trained on, so its predictions are extrapolations, likely far off", ShotOutOfRangeWarning)
 
     def choose(self, shots: Mapping[str, tuple[float, float]], deadline_s: float, fine_tune: bool = False) -> str:
         """The configuration predicted cheapest among those predicted to meet ``deadline_s`` (the fastest if none
@@ -120,9 +169,10 @@ class FewShotPredictor:
         return self.configs[pick_config(*self.predict(shots, fine_tune), deadline_s)]
 
     def save(self, path: str | Path) -> None:
-        """Write the model, the configurations, their features, the price list and the training settings, as
-        tensors and plain values only, so that :meth:`load` needs no unpickling of code. The file is written whole
-        or not at all, its missing folders made; a ``path`` that is a folder is an ``IsADirectoryError``."""
+        """Write the model, the configurations, their features, the price list, the training settings and the
+        training range, as tensors and plain values only, so that :meth:`load` needs no unpickling of code. The file
+        is written whole or not at all, its missing folders made; a ``path`` that is a folder is an
+        ``IsADirectoryError``."""
         path = Path(path)
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; give the predictor a file path "
@@ -138,13 +188,17 @@ class FewShotPredictor:
         with atomic_write(path) as tmp:
             torch.save({"state_dict": m.state_dict(), "inputs": m.inputs, "k": self.k, "configs": list(self.configs),
                         "features": torch.from_numpy(self.features), "pricing": pricing, "cfg": asdict(self.cfg),
-                        "n_features": self.features.shape[1]}, tmp)
+                        "n_features": self.features.shape[1],
+                        "training_range": None if self.training_range is None
+                        else torch.from_numpy(self.training_range)}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "FewShotPredictor":
         """A predictor :meth:`save` wrote, read without unpickling code
-        (:func:`~flash_rl.weights_file.load_weights_file`; a ValueError names a file that is not one)."""
-        saved = load_weights_file(Path(path), "a few-shot predictor", SAVED_KEYS)
+        (:func:`~flash_rl.weights_file.load_weights_file`; a ValueError names a file that is not one). A file saved
+        by an earlier version of flash has no training range: its predictor checks no shot against it."""
+        saved = load_weights_file(Path(path), "a few-shot predictor",
+                                  [key for key in SAVED_KEYS if key not in LATER_KEYS])
         unknown = sorted(set(saved["cfg"]) - {field.name for field in fields(TrainConfig)})
         if unknown:
             raise ValueError(f"{path}: its training settings hold {unknown}, which this version of flash does not "
@@ -157,7 +211,20 @@ class FewShotPredictor:
         pricing = saved["pricing"]
         if pricing is not None:
             pricing = PRICE_LISTS[pricing.pop("class")](**{name: v.numpy() for name, v in pricing.items()})
-        return cls(model, tuple(saved["configs"]), saved["features"].numpy(), saved["k"], pricing, cfg)
+        training_range = saved.get("training_range")
+        return cls(model, tuple(saved["configs"]), saved["features"].numpy(), saved["k"], pricing, cfg,
+                   None if training_range is None else training_range.numpy())
+
+
+def _training_range(data: ConfigMeasurements) -> np.ndarray:
+    """The (min, max) of the log runtimes, then of the log costs, measured in ``data`` at each configuration:
+    shape (configs, 2, 2), NaN at a configuration with no measurement."""
+    logs = np.log(np.where(data.measured, np.stack([data.runtime_s, data.cost_usd]), np.nan))   # (2, apps, configs)
+    result = np.full((len(data.configs), 2, 2), np.nan)
+    some = data.measured.any(axis=0)
+    result[some, :, 0] = np.nanmin(logs[:, :, some], axis=1).T
+    result[some, :, 1] = np.nanmax(logs[:, :, some], axis=1).T
+    return result
 
 
 def _shot_pair(config: str, value: object) -> tuple[float, float]:
