@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -34,6 +37,7 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
     ``one_line_warnings`` is the parent's ``warnings.formatwarning`` when the ``flash`` command installed it (with its
     ``show`` as ``warnings.showwarning``): a spawned worker starts with Python's two-line format.
     """
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -43,6 +47,26 @@ def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, 
         warnings.formatwarning, warnings.showwarning = one_line_warnings, one_line_warnings.show
     if initializer is not None:
         initializer(*initargs)
+
+
+#: Linux's ``prctl`` option that has the kernel signal a process when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the process that started it ends, however it ends.
+
+    A parent killed (``kill -9``, or ``kill``, for which it sets no handler) cannot terminate its workers, and they
+    went on training and writing into the run directory, which the next command, holding that folder
+    (:mod:`flash_rl.run_lock`) now that the parent's lock was released, would write in too. A parent that ended before
+    this call is caught by its process id. Elsewhere nothing is set."""
+    if not sys.platform.startswith("linux"):
+        return
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return   # (a kernel without it: the worker lives on, as before)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def _run_task(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

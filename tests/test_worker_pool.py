@@ -244,3 +244,58 @@ def test_a_message_cut_short_by_a_terminated_worker_does_not_block_the_drawing()
         output.sender._connection.send(("write", "stdout", "whole"))
         os.write(output.sender._connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes of a long one")
     assert not output.thread.is_alive()
+
+
+PARENT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from flash_rl.workers import worker_pool
+from test_worker_pool import write_pid_then_sleep
+
+if __name__ == "__main__":
+    with worker_pool(1) as pool:
+        pool.submit(write_pid_then_sleep, sys.argv[1]).result()
+"""
+
+
+def write_pid_then_sleep(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"   # a zombie has ended
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="workers die with their parent on Linux only")
+def test_a_killed_parent_takes_its_workers_with_it(tmp_path):
+    """A parent killed with SIGKILL cannot stop its workers: they went on training and writing into the run
+    directory, which the next command may then hold (flash_rl.run_lock)."""
+    import subprocess
+    import sys
+
+    script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
+    script.write_text(PARENT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "stderr.txt", "w") as stderr:   # (its resource tracker's word on the killed parent)
+        parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], env=env, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive
