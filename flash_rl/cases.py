@@ -236,7 +236,18 @@ def _power_family(cfg: Any):
                  f"too ({', '.join(shared)}); the power case holds server types out, as PowerTaskFamily.generate "
                  "does")
         return family
-    return PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed, episode_s=episode_seconds(cfg))
+    family = PowerTaskFamily.generate(cfg.tasks.n_train, cfg.tasks.n_test, cfg.tasks.seed,
+                                      episode_s=episode_seconds(cfg))
+    if own := cfg.env.kwargs.get("family_file"):   # the env acts with that file's P-states, the tasks with these
+        from flash_envs.envs.power_management import load_family_file
+
+        acts, has = load_family_file(own).train[0].server.n_levels, family.train[0].server.n_levels
+        if acts != has:
+            raise ValueError(f"env.kwargs.family_file {own} gives the env {acts} P-states, but the tasks are the "
+                             f"generated family's (tasks.family_file is unset), whose servers have {has}: set config "
+                             f"key tasks.family_file to {own} too "
+                             f"(--set {shlex.quote(f'tasks.family_file={own}')})")
+    return family
 
 
 def _check_p_states(cfg: Any, env: Any, family: Any, task: Any) -> None:
@@ -254,7 +265,8 @@ def _check_p_states(cfg: Any, env: Any, family: Any, task: Any) -> None:
     path, own = cfg.tasks.family_file, cfg.env.kwargs.get("family_file")
     has = f"the family of env.kwargs.family_file {own}" if own else "the default family"
     raise ValueError(f"{mismatch} ({has}); give the env this family's P-states: set config key "
-                     f"env.kwargs.family_file to {path} too (--set {shlex.quote(f'env.kwargs.family_file={path}')})")
+                     f"env.kwargs.family_file to {path}{'' if own else ' too'} "
+                     f"(--set {shlex.quote(f'env.kwargs.family_file={path}')})")
 
 
 def _governors(env: gym.Env) -> dict[str, Any]:

@@ -218,6 +218,11 @@ def check_agent_zip(path: Path) -> None:
                          "agent's settings)")
 
 
+#: What makes a saved agent's env other than the one it was saved with, though its settings are the same.
+CHANGED_ENV = ("has a file that the env's settings name changed since (a power env's family_file, say, now of other "
+               "P-states)?")
+
+
 def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **kwargs: Any) -> BaseAlgorithm:
     """The ``agent_cls`` agent saved in ``path``, on CPU and acting in ``env`` (:func:`keep_logs_out_of_tmp`;
     ``kwargs`` go to SB3's ``load``). A file that is not a whole saved agent (:func:`check_agent_zip`), or one SB3
@@ -226,6 +231,9 @@ def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **k
     try:
         agent = agent_cls.load(path, env=env, device="cpu", **kwargs)
     except Exception as err:   # SB3 raises AssertionError, ValueError, KeyError, RuntimeError... on a bad file
+        if "spaces do not match" in str(err):   # a sound agent in an env that changed since it was saved
+            raise ValueError(f"{path}: the env it is loaded into is not the one it was saved with ({error_text(err)}); "
+                             f"{CHANGED_ENV}") from err
         raise ValueError(f"{path} is not a saved agent that flash wrote, or is damaged (stable-baselines3 cannot load "
                          f"it: {error_text(err)})") from err
     return keep_logs_out_of_tmp(agent)

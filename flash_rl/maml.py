@@ -29,7 +29,7 @@ from flash_envs.fields import check_flag, check_number, check_seed, check_whole,
 from flash_rl.adaptation import adaptation_points
 from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks, warn_of_a_family_of_another_length
 from flash_rl.atomic_files import atomic_write
-from flash_rl.checkpoints import check_resumable, check_resume_total, error_text
+from flash_rl.checkpoints import CHANGED_ENV, check_resumable, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
 from flash_rl.context import check_task_env, check_tasks_settable
 from flash_envs.progress import tqdm_bar
@@ -347,6 +347,15 @@ class MAML:
                 "iteration": self.iteration, "rng": self.rng.bit_generator.state,
                 "generator": self.generator.get_state()}
 
+    def _env_changed(self, weights: Any) -> bool:
+        """Whether the saved policy ``weights`` (a state dict) take other observations or give another number of
+        actions than this agent's env: a sound checkpoint in an env that has changed since, not a damaged file."""
+        try:
+            layers = [w for name, w in weights.items() if name.endswith("weight")]
+            return (layers[0].shape[1], layers[-1].shape[0]) != (self.n_obs, self.n_actions)
+        except (AttributeError, IndexError, TypeError):   # no weights to tell by
+            return False
+
     def _restore(self, state: dict[str, Any], path: Path) -> None:
         """Take the weights, optimiser, iteration and random states of ``state``, read from ``path``; a ValueError
         naming ``path`` when they do not fit this agent's settings (e.g. weights of other ``hidden`` layers)."""
@@ -357,6 +366,9 @@ class MAML:
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            if "size mismatch" in str(err) and self._env_changed(state["policy"]):
+                raise ValueError(f"{path}: the env it is loaded into is not the one it was saved with (its weights "
+                                 f"are sized for another observation or action space); {CHANGED_ENV}") from err
             raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its weights or state "
                              f"do not fit its settings ({error_text(err)})") from err
         self.iteration = iteration

@@ -71,7 +71,11 @@ def _lock(lock: Path, option: str) -> int:
     """Take the ``flock`` on the file ``lock`` (made if missing) and write this process's PID into it; returns its
     descriptor, which holds the lock until it is closed. A :class:`FolderInUse` error if another process holds it."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:   # a holder that made the folder removed it, empty, as it ended: make it again
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

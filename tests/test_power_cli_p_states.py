@@ -153,3 +153,39 @@ def test_meta_train_and_evaluate_through_the_cli(family_file, capsys):
     assert main(["meta-train", "--case", "power", "--method", "flash", "--run-dir", "run2", "--set",
                  *POWER_TINY, f"tasks.family_file={family_file}"]) == 2
     assert "--set env.kwargs.family_file=six.yaml" in capsys.readouterr().err
+
+
+def test_an_env_family_file_without_the_tasks_is_refused_naming_the_setting(family_file, capsys):
+    """The env acted with the file's 6 P-states and the tasks were the generated family's 5: every command went on
+    to a traceback from the first task the env was given."""
+    from flash_rl.cli import main
+
+    settings = [*POWER_TINY, f"env.kwargs.family_file={family_file}"]
+    cfg = load_config(CONFIG_DIR / "power.yaml", settings)
+    with pytest.raises(ValueError, match=r"env.kwargs.family_file six.yaml gives the env 6 P-states, but the tasks "
+                                         r"are the generated family's \(tasks.family_file is unset\), whose servers "
+                                         r"have 5: set config key tasks.family_file to six.yaml too "
+                                         r"\(--set tasks.family_file=six.yaml\)"):
+        get_case("power").build_family(cfg)
+    assert main(["meta-train", "--case", "power", "--method", "flash", "--run-dir", "run", "--set", *settings]) == 2
+    assert "--set tasks.family_file=six.yaml" in capsys.readouterr().err
+    assert not Path("run/config.yaml").exists()
+
+
+def test_an_agent_whose_family_file_changed_since_is_not_called_damaged(family_file):
+    """A family file rewritten with other P-states gives a saved agent's env other spaces: the agent is sound, but
+    was called 'not a saved agent that flash wrote, or damaged' (MAML: 'not a MAML checkpoint')."""
+    from flash_rl.cli import main
+    from flash_rl.flash import Flash
+    from flash_rl.maml import MAML
+
+    settings = POWER_TINY + [f"tasks.family_file={family_file}", f"env.kwargs.family_file={family_file}"]
+    for method in ("flash", "maml"):
+        assert main(["meta-train", "--case", "power", "--method", method, "--run-dir", "run", "--set", *settings]) == 0
+    PowerTaskFamily.generate(2, 1, 0, episode_s=EPISODE_S).save_yaml(family_file)   # the catalogue's 5 P-states
+    os.utime(family_file, ns=(0, 0))
+    changed = r"the env it is loaded into is not the one it was saved with .*a power env's family_file"
+    with pytest.raises(ValueError, match=r"agent.zip: " + changed):
+        Flash.load("run/models/flash/final")
+    with pytest.raises(ValueError, match=r"maml.pt: " + changed):
+        MAML.load("run/models/maml/ckpt")

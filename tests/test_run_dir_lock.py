@@ -125,3 +125,36 @@ def test_an_output_may_not_overwrite_a_trace_of_a_family_file_task(tmp_path, cap
     assert ("flash: error: --out would overwrite out/curves.csv, the tasks.family_file trace file this command "
             "reads") in capsys.readouterr().err
     assert trace.read_text() == before and not (tmp_path / "run").exists()
+
+
+def test_a_folder_removed_by_a_holder_ending_meanwhile_is_made_again(tmp_path, monkeypatch):
+    """A holder that made the folder removes it, empty, when it ends (refused by a --resume check, say); a command
+    between making the folder and opening its lock file failed with a bare FileNotFoundError."""
+    import threading
+
+    from flash_rl import run_lock
+
+    folder = tmp_path / "run"
+    held, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with run_lock.hold_folders({folder: "--run-dir"}):
+            held.set()
+            release.wait()
+        ended.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait()
+    lock = run_lock._lock
+
+    def lock_once_the_first_has_ended(path, option):
+        release.set()
+        ended.wait()
+        assert not folder.exists()   # the first holder made it, and removed it
+        return lock(path, option)
+
+    monkeypatch.setattr(run_lock, "_lock", lock_once_the_first_has_ended)
+    with run_lock.hold_folders({folder: "--run-dir"}):
+        assert (folder / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    thread.join()
