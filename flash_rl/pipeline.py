@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -402,8 +403,14 @@ def linear_probe(flash: Flash, case: Case, train_tasks: list[Any], test_tasks: l
     r2_tr = _r2(y_tr, a @ w + mu_y)
     return {"r2_test": {n: float(v) for n, v in zip(names, r2)},
             "r2_train": {n: float(v) for n, v in zip(names, r2_tr)},
-            "mean_r2_test": float(np.nanmean(r2)), "mean_r2_train": float(np.nanmean(r2_tr)),
+            "mean_r2_test": _mean_r2(r2), "mean_r2_train": _mean_r2(r2_tr),
             "samples": {"train": len(x_tr), "test": len(x_te)}}
+
+
+def _mean_r2(r2: np.ndarray) -> float:
+    """The mean of the R^2 values that are not NaN; NaN, without NumPy's "Mean of empty slice" warning, if all are
+    (no task parameter varies across the tasks, as with one test task)."""
+    return float(np.nanmean(r2)) if not np.isnan(r2).all() else math.nan
 
 
 def _r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@ a test that fails without its fix."""
 
 from __future__ import annotations
 
+import math
 import shutil
+import warnings
 import zlib
 from pathlib import Path
 
@@ -105,6 +107,23 @@ def test_a_probe_without_ridge_fits_a_singular_system():
 
     probe = linear_probe(WideEmbedding(), case, family.train[:4], family.test[:2], cfg)
     assert probe["mean_r2_train"] == pytest.approx(1.0)
+
+
+def test_a_probe_of_one_test_task_has_no_r2_and_says_nothing_of_empty_slices():
+    """No task parameter varies across one test task, so every R^2 is NaN; their mean printed NumPy's "Mean of empty
+    slice" RuntimeWarning in the middle of a run's output."""
+    class Embedding:
+        def embed(self, task, episodes, seed):
+            return np.random.default_rng(zlib.crc32(task.name.encode())).normal(size=4)
+
+    case = get_case("autoscaling")
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml", ["probe.samples_per_task=1"])
+    family = case.build_family(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probe = linear_probe(Embedding(), case, family.train[:6], family.test[:1], cfg)
+    assert math.isnan(probe["mean_r2_test"]) and all(math.isnan(v) for v in probe["r2_test"].values())
+    assert not math.isnan(probe["mean_r2_train"])
 
 
 @pytest.mark.parametrize("command", ["reproduce", "meta-train"])

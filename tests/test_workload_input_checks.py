@@ -126,3 +126,14 @@ def test_the_default_time_unit_and_numeric_stamps_do_not_warn(tmp_path):
         TraceWorkload(path=str(tmp_path / "dates.csv"), time_column="minute",
                       time_unit_s=TasksConfig().trace_time_unit_s).load()   # as flash_rl's cases pass it
     assert trace.bin_s == 60.0
+
+
+def test_spikes_per_hour_beyond_one_a_second_are_refused():
+    """1e300 an hour failed in NumPy's Poisson draw of the bursts' number; 1e12 looped over that many bursts."""
+    from flash_envs.sim.workloads import MAX_SPIKES_PER_HOUR
+
+    with pytest.raises(ValueError, match=r"SpikeWorkload.spikes_per_hour must be a finite number >= 0 and <= 3600, "
+                                         r"got 1e\+300"):
+        SpikeWorkload(spikes_per_hour=1e300)
+    rates = SpikeWorkload(spikes_per_hour=MAX_SPIKES_PER_HOUR, duration_s=1.0).realise(np.random.default_rng(0), 3600.0)
+    assert 0.5 < np.mean(rates.rates > 10.0) < 0.75   # bursts a second long, about one a second: 1 - 1/e covered

@@ -279,12 +279,18 @@ class MMPPWorkload(Workload):
         return out
 
 
+#: The most bursts a :class:`SpikeWorkload` starts per hour: one a second of the default grid, as an MMPP changes
+#: state at most once a second (:data:`MIN_SOJOURN_S`) on average. Realising loops over the bursts, and 1e300 an hour
+#: failed in NumPy's Poisson draw of their number.
+MAX_SPIKES_PER_HOUR = 3600.0 / MIN_SOJOURN_S
+
+
 @dataclass(frozen=True)
 class SpikeWorkload(Workload):
     """``base_rate`` req/s with bursts of ``multiplier`` x ``base_rate`` lasting ``duration_s`` seconds each.
 
-    Burst starts are uniform over the horizon, their number Poisson with mean ``spikes_per_hour`` per hour;
-    overlapping bursts do not add up.
+    Burst starts are uniform over the horizon, their number Poisson with mean ``spikes_per_hour`` per hour (at most
+    :data:`MAX_SPIKES_PER_HOUR`); overlapping bursts do not add up.
     """
 
     kind: ClassVar[str] = "spikes"
@@ -295,7 +301,8 @@ class SpikeWorkload(Workload):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_nonnegative(self, "base_rate", "spikes_per_hour", "multiplier")
+        _check_nonnegative(self, "base_rate", "multiplier")
+        check_number("SpikeWorkload.spikes_per_hour", self.spikes_per_hour, 0.0, MAX_SPIKES_PER_HOUR)
         _check_positive(self, "duration_s")
         _check_peak(self, "base_rate", self.base_rate,
                     {"scale": self.scale, "max(1, multiplier)": max(1.0, self.multiplier)})
