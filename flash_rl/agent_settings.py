@@ -116,8 +116,9 @@ def check_env_kwargs(env_kwargs: dict[str, Any], where: str = "env_kwargs") -> N
     is one: the agent learns the tasks given to its ``meta_train`` and ``adapt``, not the env's."""
     for name, value in env_kwargs.items():
         check_savable(where, name, value, "; for a family or task object, give its tasks to meta_train() and adapt() "
-                      "instead (e.g. family.train, family.test[0]; a family file is read with load_yaml()), or make "
-                      "the env yourself with gym.make, which takes such objects", tuples=True)
+                      "instead (e.g. family.train, family.test[0]; a family file is read with load_yaml(); the power "
+                      "env also takes the file's path, family_file=, to act with its servers' P-states), or make the "
+                      "env yourself with gym.make, which takes such objects", tuples=True)
 
 
 def _fits(value: Any, annotation: Any) -> bool:

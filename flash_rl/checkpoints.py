@@ -218,9 +218,9 @@ def check_agent_zip(path: Path) -> None:
                          "agent's settings)")
 
 
-#: What makes a saved agent's env other than the one it was saved with, though its settings are the same.
-CHANGED_ENV = ("has a file that the env's settings name changed since (a power env's family_file, say, now of other "
-               "P-states)?")
+#: The other reason a saved agent's weights may not fit the env its settings make (spaces of other sizes).
+CHANGED_ENV = ("or, if it is sound, the env it is loaded into is not the one it was saved with: has a file that the "
+               "env's settings name changed since (a power env's family_file, say, now of other P-states)?")
 
 
 def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **kwargs: Any) -> BaseAlgorithm:
@@ -231,9 +231,7 @@ def load_agent(agent_cls: type[BaseAlgorithm], path: Path, env: DummyVecEnv, **k
     try:
         agent = agent_cls.load(path, env=env, device="cpu", **kwargs)
     except Exception as err:   # SB3 raises AssertionError, ValueError, KeyError, RuntimeError... on a bad file
-        if "spaces do not match" in str(err):   # a sound agent in an env that changed since it was saved
-            raise ValueError(f"{path}: the env it is loaded into is not the one it was saved with ({error_text(err)}); "
-                             f"{CHANGED_ENV}") from err
+        changed = f"; {CHANGED_ENV}" if "spaces do not match" in str(err) else ""
         raise ValueError(f"{path} is not a saved agent that flash wrote, or is damaged (stable-baselines3 cannot load "
-                         f"it: {error_text(err)})") from err
+                         f"it: {error_text(err)}){changed}") from err
     return keep_logs_out_of_tmp(agent)

@@ -366,11 +366,10 @@ class MAML:
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            if "size mismatch" in str(err) and self._env_changed(state["policy"]):
-                raise ValueError(f"{path}: the env it is loaded into is not the one it was saved with (its weights "
-                                 f"are sized for another observation or action space); {CHANGED_ENV}") from err
+            changed = (f"; they are sized for another observation or action space than this env's, {CHANGED_ENV}"
+                       if "size mismatch" in str(err) and self._env_changed(state["policy"]) else "")
             raise ValueError(f"{path} is not a MAML checkpoint that flash wrote, or is damaged: its weights or state "
-                             f"do not fit its settings ({error_text(err)})") from err
+                             f"do not fit its settings ({error_text(err)}){changed}") from err
         self.iteration = iteration
 
     def resume_from(self, checkpoint_dir: str | Path, iterations: int) -> None:

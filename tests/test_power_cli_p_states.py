@@ -174,7 +174,7 @@ def test_an_env_family_file_without_the_tasks_is_refused_naming_the_setting(fami
 
 def test_an_agent_whose_family_file_changed_since_is_not_called_damaged(family_file):
     """A family file rewritten with other P-states gives a saved agent's env other spaces: the agent is sound, but
-    was called 'not a saved agent that flash wrote, or damaged' (MAML: 'not a MAML checkpoint')."""
+    was only called 'not a saved agent that flash wrote, or damaged' (MAML: 'not a MAML checkpoint')."""
     from flash_rl.cli import main
     from flash_rl.flash import Flash
     from flash_rl.maml import MAML
@@ -184,8 +184,19 @@ def test_an_agent_whose_family_file_changed_since_is_not_called_damaged(family_f
         assert main(["meta-train", "--case", "power", "--method", method, "--run-dir", "run", "--set", *settings]) == 0
     PowerTaskFamily.generate(2, 1, 0, episode_s=EPISODE_S).save_yaml(family_file)   # the catalogue's 5 P-states
     os.utime(family_file, ns=(0, 0))
-    changed = r"the env it is loaded into is not the one it was saved with .*a power env's family_file"
-    with pytest.raises(ValueError, match=r"agent.zip: " + changed):
+    changed = r"; or, if it is sound, the env it is loaded into is not the one it was saved with: .*a power env's "
+    with pytest.raises(ValueError, match=r"agent.zip .*Observation spaces do not match.*" + changed):
         Flash.load("run/models/flash/final")
-    with pytest.raises(ValueError, match=r"maml.pt: " + changed):
+    with pytest.raises(ValueError, match=r"maml.pt .*sized for another observation or action space than this env's, "
+                                         + changed[2:]):
         MAML.load("run/models/maml/ckpt")
+
+
+def test_an_agent_refusing_a_family_object_names_family_file(family_file):
+    from flash_rl.flash import Flash
+
+    with pytest.raises(ValueError, match=r"env_kwargs: family=<PowerTaskFamily object> cannot be saved with the agent"
+                                         r".*the power env also takes the file's path, family_file="):
+        Flash("PPO", ENV_ID, {"family": PowerTaskFamily.load_yaml(family_file)})
+    assert Flash("PPO", ENV_ID, {"family_file": family_file, "episode_s": EPISODE_S}).make_env().action_space == \
+        gym.spaces.Discrete(6)
