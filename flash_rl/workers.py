@@ -59,7 +59,9 @@ def _die_with_parent() -> None:
     A parent killed (``kill -9``, or ``kill``, for which it sets no handler) cannot terminate its workers, and they
     went on training and writing into the run directory, which the next command, holding that folder
     (:mod:`flash_rl.run_lock`) now that the parent's lock was released, would write in too. A parent that ended before
-    this call is caught by its process id. Elsewhere nothing is set."""
+    this call is caught by its process id. (The kernel signals when the *thread* that started the worker ends: the
+    one that submits to the pool, inside :func:`worker_pool`'s block, which outlives its workers.) Elsewhere nothing
+    is set."""
     if not sys.platform.startswith("linux"):
         return
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
