@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from typing import Any, Iterable
 
 import numpy as np
@@ -55,18 +56,24 @@ def check_number(name: str, value: Any, low: float, high: float = math.inf, *, s
     above = value > low if strict else value >= low
     if not (_fits_a_float(value) and above and value <= high):
         bound = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {reprlib.repr(value)}")   # (401 digits: cut)
     return float(value)
 
 
 def check_whole(name: str, value: Any, low: int) -> int:
-    """``value`` as an int if it is a whole number >= ``low`` (``2.0`` is 2; ``2.5`` is refused).
+    """``value`` as an int if it is a whole number >= ``low`` that a float holds (``2.0`` is 2; ``2.5`` is refused,
+    and so is ``10**400``, which YAML reads from 401 digits and which no count, length or size multiplied by a float
+    survives).
 
-    Otherwise a TypeError (not a number) or ValueError (not whole, or below ``low``) that names the argument ``name``.
+    Otherwise a TypeError (not a number) or ValueError (not whole, below ``low``, or past a float) that names the
+    argument ``name``.
     """
     if not is_real_number(value):
         raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-    if not ((isinstance(value, numbers.Integral) or math.isfinite(value)) and value == int(value) and value >= low):
+    if isinstance(value, numbers.Integral) and not _fits_a_float(value):
+        raise ValueError(f"{name} must be a whole number >= {low} that a float holds (below 1.8e308), got "
+                         f"{reprlib.repr(value)}")
+    if not (math.isfinite(value) and value == int(value) and value >= low):
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
     return int(value)
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import yaml
 
-from flash_envs.fields import MAX_SEED, is_real_number
+from flash_envs.fields import MAX_SEED, check_number, is_real_number
 from flash_envs.flash_warnings import warn
 from flash_envs.yaml_numbers import dump_yaml, parse_yaml
 
@@ -210,7 +210,7 @@ METHOD_MODEL = {"flash": "flash", "flash_zero_embedding": "flash", "transfer": "
 starts from."""
 NON_NEGATIVE = {"references.expert_timesteps", "run.checkpoint_interval", "adaptation.max_test_tasks",
                 "probe.ridge", *SEEDS}
-ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s", "tasks.trace_time_scale"}  # reals > 0
+ABOVE_ZERO = {"maml.inner_lr", "maml.outer_lr", "tasks.trace_time_unit_s"}  # reals > 0
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -488,12 +488,14 @@ def _check_settings(cfg: ExperimentConfig, runnable: bool) -> None:
         raise ConfigError(f"config key adaptation.methods names {repeated} more than once: "
                           f"{cfg.adaptation.methods}")
     from flash_envs.data.trace_csv import check_reader_options
+    from flash_envs.sim.workloads import SHORTEST_TIME_S
 
     t = cfg.tasks
     try:   # the trace reader's own checks, named as config keys ("" is the reader's None: one row per request)
         check_reader_options(t.trace_time_column, t.trace_value_column or None, t.trace_value_kind,
                              t.trace_time_unit_s, t.trace_bin_s, t.trace_gaps, owner="config key tasks.trace_",
                              time_round_s=t.trace_time_round_s)
+        check_number("config key tasks.trace_time_scale", t.trace_time_scale, SHORTEST_TIME_S)
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     for trace in cfg.tasks.test_traces:

@@ -26,7 +26,7 @@ CONFIG = CONFIG_DIR / "autoscaling_quick.yaml"
     ("adaptation.methods=[]", "config key adaptation.methods must name at least one method of ['flash', "),
     ("adaptation.extra_thresholds=[true]", "extra_thresholds must be in (0, 1], got True"),
     ("flash=1", "config key flash must be a mapping of keys, got int 1"),
-    ("tasks.trace_bin_s=0", "config key tasks.trace_bin_s must be a finite number > 0, got 0"),
+    ("tasks.trace_bin_s=0", "config key tasks.trace_bin_s must be a finite number >= 1e-06 and <= 1e+09, got 0"),
     ("tasks.trace_bin_s=abc", "config key tasks.trace_bin_s must be float | None, got str 'abc'"),
     ("tasks.trace_bin_s=true", "config key tasks.trace_bin_s must be float | None, got bool True"),
     ("tasks.trace_value_column=[]", "config key tasks.trace_value_column must be str | None, got list []"),

@@ -340,5 +340,5 @@ def test_the_largest_service_cv_allowed_gives_finite_latencies_and_a_larger_one_
         p95[cv] = info["latency_p95_ms"]
         assert p95[cv] > base.app.service_time_ms
     assert p95[MAX_SERVICE_CV] > p95[1.0]
-    with pytest.raises(ValueError, match=r"AppProfile.service_cv must be a finite number > 0 and <= 5"):
+    with pytest.raises(ValueError, match=r"AppProfile.service_cv must be a finite number >= 0.001 and <= 5"):
         dataclasses.replace(base.app, service_cv=MAX_SERVICE_CV + 0.01)

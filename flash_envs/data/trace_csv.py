@@ -65,6 +65,11 @@ class TraceRoundError(TraceBinError):
     them."""
 
 
+#: The widths a trace's bins (``bin_s``) may have: from a microsecond (a replay's bin index, ``t / bin_s``, of
+#: 5e-324 s was inf) to 1e9 s, about 32 years (a trace's duration, bins x ``bin_s``, of 1e308 s was).
+BIN_S_RANGE = (1e-6, 1e9)
+
+
 @dataclass(frozen=True)
 class RateTrace:
     """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``.
@@ -98,7 +103,7 @@ class RateTrace:
             raise ValueError(f"rate trace rates must be finite and >= 0; rates[{first}] = {float(rates[first])!r}")
         rates.setflags(write=False)
         object.__setattr__(self, "rates", rates)
-        object.__setattr__(self, "bin_s", check_number("RateTrace.bin_s", self.bin_s, 0.0, strict=True))
+        object.__setattr__(self, "bin_s", check_number("RateTrace.bin_s", self.bin_s, *BIN_S_RANGE))
 
     @property
     def duration_s(self) -> float:
@@ -151,7 +156,7 @@ def check_reader_options(time_column: Any, value_column: Any, value_kind: Any, t
         raise ValueError(f"{owner}gaps must be one of {GAP_POLICIES}, got {gaps!r}")
     check_number(f"{owner}time_unit_s", time_unit_s, 0.0, strict=True)
     if bin_s is not None:
-        check_number(f"{owner}bin_s", bin_s, 0.0, strict=True)
+        check_number(f"{owner}bin_s", bin_s, *BIN_S_RANGE)
     if value_column is None and (gaps != "error" or value_kind != "count"):   # they were ignored, without a word
         given = ", ".join(f"{name}={value!r}" for name, value, default in (("gaps", gaps, "error"),
                                                                           ("value_kind", value_kind, "count"))

@@ -8,7 +8,8 @@ from typing import Any, Sequence, cast
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_slo_below_timeout, check_workload
+from flash_envs.envs.task_env import (TaskEnv, check_episode_length, check_slo_below_timeout,
+                                      check_substep_count, check_workload)
 from flash_envs.fields import check_number, check_whole
 from flash_envs.sim import IntervalMetrics, ServiceSimulation, check_fidelity, make_simulation
 from flash_envs.sim.service import DEFAULT_TIMEOUT_S
@@ -19,6 +20,9 @@ NOOP, REPLICA_UP, REPLICA_DOWN, CPU_UP, CPU_DOWN, MEMORY_UP, MEMORY_DOWN = range
 _ACTION_EFFECTS = {REPLICA_UP: (0, 1), REPLICA_DOWN: (0, -1), CPU_UP: (1, 1), CPU_DOWN: (1, -1),
                    MEMORY_UP: (2, 1), MEMORY_DOWN: (2, -1)}
 MAX_RATIO = 10.0
+#: The most replicas ``replica_bounds`` may allow: each is simulated on its own (an episode of 1000 takes about 0.2 s
+#: in the fast fidelity, of 10 000 about 3 s, and a million did not end).
+MAX_REPLICAS = 1000
 #: What a user whose task's SLO is not below the service model's latency cap can do (the cap is not an env setting).
 TIMEOUT_REMEDY = "give it a lower SLO"
 
@@ -115,8 +119,10 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     memory_bounds=(256, 3072, 128), initial_replicas=2, initial_cpu=1024, initial_memory=1024, substep_s=5.0,
     rate_norm=1000.0, slo_in_observation=True, family=None, task=None, render_mode=None)``.
     ``fidelity="request"`` simulates every request (exact, slower). Bounds are ``(low, high)`` replicas and
-    ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken).
-    ``slo_in_observation`` is a bool. ``family`` is an :class:`AutoscalingTaskFamily` (default:
+    ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken); at most
+    :data:`MAX_REPLICAS` (1000) replicas. An episode has at most a year's 1 s sub-steps
+    (:data:`~flash_envs.envs.task_env.MAX_SUBSTEPS`; ``substep_s`` divides each interval). ``slo_in_observation``
+    is a bool. ``family`` is an :class:`AutoscalingTaskFamily` (default:
     :meth:`AutoscalingTaskFamily.generate` with ``episode_s=control_interval_s * episode_steps``, which times its
     workloads' steps and diurnal periods to the episode); ``task`` fixes the starting task (default: the family's first
     train task). A request's latency counts at most the service model's cap (30 s,
@@ -175,6 +181,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
                              f"({substep_s})")
         episode_s = self.episode_s
         check_episode_length(f"control_interval_s * episode_steps = {control_interval_s} * {episode_steps}", episode_s)
+        check_substep_count(episode_s, substep_s)
         if family is None:
             family = default_family(AutoscalingTaskFamily, episode_s=episode_s)
         super().__init__(family, task, render_mode, episode_s)
@@ -186,6 +193,9 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         self.reversal_penalty = check_number("reversal_penalty", reversal_penalty, 0.0)
         self.bounds = (_resource_bounds("replica_bounds", replica_bounds, step=1),
                        _resource_bounds("cpu_bounds", cpu_bounds), _resource_bounds("memory_bounds", memory_bounds))
+        if self.bounds[0].high > MAX_REPLICAS:
+            raise ValueError(f"replica_bounds high must be at most {MAX_REPLICAS} (each replica is simulated on its "
+                             f"own), got {self.bounds[0].high}")
         initial = {"initial_replicas": initial_replicas, "initial_cpu": initial_cpu, "initial_memory": initial_memory}
         self.initial_config = tuple(check_whole(name, value, 1) for name, value in initial.items())
         for name, value, bounds in zip(initial, self.initial_config, self.bounds):

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from flash_envs.envs.task_env import TaskEnv, check_episode_length, check_slo_below_timeout, check_workload
+from flash_envs.envs.task_env import (TaskEnv, check_episode_length, check_slo_below_timeout,
+                                      check_substep_count, check_workload)
 from flash_envs.fields import check_number, check_whole
 from flash_envs.power_tasks import PowerTask, PowerTaskFamily
 from flash_envs.tasks import default_family
@@ -115,7 +116,8 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     ## Arguments
     ``gym.make("flash/PowerManagement-v0", n_servers=1, family=None, task=None, fidelity="fast", interval_s=5.0,
     substep_s=1.0, transition_latency_s=1.0, episode_s=900.0, slo_weight=1.0, timeout_s=5.0, render_mode=None,
-    family_file=None)``; ``n_servers`` is at most :data:`MAX_SERVERS` (1000).
+    family_file=None)``; ``n_servers`` is at most :data:`MAX_SERVERS` (1000), and an
+    episode has at most a year's 1 s sub-steps (:data:`~flash_envs.envs.task_env.MAX_SUBSTEPS`).
     ``family`` is a :class:`~flash_envs.power_tasks.PowerTaskFamily` (default: :meth:`PowerTaskFamily.generate` with
     this ``episode_s``, which times its workloads' steps and diurnal periods to the episode); ``family_file``, instead
     of it, the path (a str; relative to the working directory) of a family's YAML file
@@ -174,6 +176,7 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
                 raise ValueError(f"{name}={value} must be a positive multiple of {unit}")
         check_transition_latency(transition_latency_s, substep_s)
         check_episode_length(f"episode_s={episode_s}", episode_s)
+        check_substep_count(episode_s, substep_s)
         if family_file is not None:
             if family is not None:
                 raise ValueError("give the env a family or a family_file, not both")

@@ -64,6 +64,21 @@ def check_episode_length(name: str, episode_s: float) -> None:
                          f"{MAX_EPISODE_S * REALISED_BYTES_PER_S / 1e9:.2g} GB)")
 
 
+MAX_SUBSTEPS = int(MAX_EPISODE_S)
+"""The most sub-steps an episode may have, a year's of 1 s: the simulators advance one sub-step at a time (a few
+microseconds each in the fast fidelity), so a ``substep_s`` of 1e-12 s left ``reset()`` running for years."""
+
+
+def check_substep_count(episode_s: float, substep_s: float) -> None:
+    """Refuse an episode of ``episode_s`` simulated in more than :data:`MAX_SUBSTEPS` sub-steps of ``substep_s``
+    (both already checked to be positive numbers), naming ``substep_s`` and its smallest value here."""
+    if episode_s / substep_s > MAX_SUBSTEPS:
+        raise ValueError(f"substep_s={substep_s!r} divides an episode of {episode_s:g} s into "
+                         f"{episode_s / substep_s:.3g} sub-steps, simulated one at a time; an episode may have at "
+                         f"most {MAX_SUBSTEPS:,} (a year of 1 s sub-steps), so substep_s must be at least "
+                         f"{episode_s / MAX_SUBSTEPS:.3g} s here")
+
+
 def warn_of_another_episode_length(env_name: str, family: TaskFamily, episode_s: float | None) -> None:
     """Warn when ``family`` was generated for episodes of another length than ``episode_s`` (the env ``env_name``'s;
     nothing to compare when either is None): its workloads' steps and diurnal periods would fall elsewhere."""

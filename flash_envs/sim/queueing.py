@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from flash_envs.sim.service import MIN_SERVICE_CV
+
 
 def erlang_c(servers: int, offered_load: float) -> float:
     """P(wait > 0) in an M/M/c queue with ``servers`` servers and offered load ``a = lambda / mu`` (Erlangs)."""
@@ -59,7 +61,7 @@ class ResponseTimeModel:
 
     def __init__(self, service_cv: float, points: int = POINTS) -> None:
         quad = np.random.default_rng(12345)
-        shape = 1.0 / max(service_cv, 1e-3) ** 2
+        shape = 1.0 / max(service_cv, MIN_SERVICE_CV) ** 2
         self.service_cv = service_cv
         self.unit_service = quad.gamma(shape, 1.0 / shape, size=points)  # mean-1 service times
         self.unit_service /= self.unit_service.mean()

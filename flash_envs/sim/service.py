@@ -53,6 +53,12 @@ DEFAULT_TIMEOUT_S = 30.0
 #: underflow to 0: the fast mode's 256-point sample of service times degenerates (NaN latency under load) and the
 #: per-request mode serves in zero time. ``results/fidelity.md`` validates cv 0.5 to 2 (p99 already +35 % at 2).
 MAX_SERVICE_CV = 5.0
+#: The least ``service_cv`` simulated, nearly deterministic service: the per-request mode draws Gamma service times of
+#: shape ``1 / cv^2``, which a cv of 1e-200 made a division by zero (the fast mode's sample takes the same floor).
+MIN_SERVICE_CV = 1e-3
+#: The shortest mean service time (ms) simulated, a microsecond: a replica's service rate is its inverse, which
+#: 5e-324 made a division by zero.
+MIN_SERVICE_TIME_MS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,10 @@ class AppProfile:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"AppProfile.name must be a str, got {self.name!r} ({type(self.name).__name__})")
-        for name in ("service_time_ms", "working_set_mb", "slo_ms"):
+        for name in ("working_set_mb", "slo_ms"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, strict=True)
-        check_number("AppProfile.service_cv", self.service_cv, 0.0, MAX_SERVICE_CV, strict=True)
+        check_number("AppProfile.service_time_ms", self.service_time_ms, MIN_SERVICE_TIME_MS)
+        check_number("AppProfile.service_cv", self.service_cv, MIN_SERVICE_CV, MAX_SERVICE_CV)
         for name in ("cpu_fraction", "idle_memory_fraction"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, 1.0)
         check_number("AppProfile.startup_delay_s", self.startup_delay_s, 0.0)

@@ -129,6 +129,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: The least a diurnal period (s) or a trace's ``time_scale`` (simulated s per trace s) may be, a millionth:
+#: realised times are divided by them, and 1e-310 made them inf (NaN rates, an out-of-range trace bin).
+SHORTEST_TIME_S = 1e-6
+
+
 def _check_nonnegative(obj: object, *names: str) -> None:
     for name in names:
         check_number(f"{type(obj).__name__}.{name}", getattr(obj, name), 0.0)
@@ -196,7 +201,7 @@ class DiurnalWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_nonnegative(self, "mean_rate")
-        _check_positive(self, "period_s")
+        check_number("DiurnalWorkload.period_s", self.period_s, SHORTEST_TIME_S)
         check_number("DiurnalWorkload.amplitude", self.amplitude, 0.0, 1.0)
         if self.phase is not None:
             check_number("DiurnalWorkload.phase", self.phase, 0.0, 1.0)
@@ -386,7 +391,7 @@ class TraceWorkload(Workload):
             raise TypeError(f"TraceWorkload.path must be a file path (a string), got {type(self.path).__name__}")
         check_reader_options(self.time_column, self.value_column, self.value_kind, self.time_unit_s, self.bin_s,
                              self.gaps, owner="TraceWorkload.", time_round_s=self.time_round_s)
-        _check_positive(self, "time_scale")
+        check_number("TraceWorkload.time_scale", self.time_scale, SHORTEST_TIME_S)
         if self.mean_rate is not None:
             _check_nonnegative(self, "mean_rate")
             if self.scale != 1.0:
