@@ -24,13 +24,37 @@ def _exponent_number(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> int | fl
     return int(number) if number.is_integer() and "." not in text else number
 
 
+def _unique_keys_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """The mapping ``node``, refused (a ``ConstructorError``) if it writes a key twice: PyYAML keeps the last value
+    without a word, so a config naming ``case:`` twice ran the second case. Keys merged in by ``<<:`` may be
+    overridden, as YAML means them to be."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            repeated = key in seen
+        except TypeError:   # an unhashable key, which PyYAML refuses itself
+            continue
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"found the key {key!r} again (first on line {seen[key]}): YAML would keep only the last value",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
 def _reading_exponents(base: type) -> Any:
     """A subclass of the PyYAML loader or dumper ``base`` that resolves :data:`EXPONENT_NUMBER` plain scalars to
-    :data:`EXPONENT_TAG` (a loader then constructs them as numbers; a dumper quotes a string that matches)."""
+    :data:`EXPONENT_TAG` (a loader then constructs them as numbers, and refuses a mapping that repeats a key; a dumper
+    quotes a string that matches)."""
     cls: Any = type(f"Exponent{base.__name__}", (base,), {})
     cls.add_implicit_resolver(EXPONENT_TAG, EXPONENT_NUMBER, list("-+.0123456789"))
     if hasattr(cls, "add_constructor"):
         cls.add_constructor(EXPONENT_TAG, _exponent_number)
+        cls.construct_mapping = _unique_keys_mapping
     return cls
 
 

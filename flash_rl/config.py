@@ -377,6 +377,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     validated (see :func:`validate` for ``runnable`` and ``methods``). Switching an agent's ``algo`` drops the
     keyword arguments set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
+    if path and not merged:   # (a file truncated, or the wrong one, would otherwise start a default run unremarked)
+        warn(f"config file {path} sets nothing (it is empty, or comments only): every setting takes its default")
     if data:
         merged = _merge_layer(merged, data)
     command_line: dict[str, Any] = {}
