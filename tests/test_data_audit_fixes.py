@@ -128,13 +128,19 @@ def test_ordinary_traces_scale_as_before():
     ("t,requests\n0,1\n0.5,1e308\n0.7,1e308\n1,3\n", {"bin_s": 1}, 2),            # counts that add up past 1e308
     ("t,requests\n0,1\n1,1e308\n", {"bin_s": 0.5}, 3),                              # a count over a narrow bin
     ("t,r\n0,1\n0.5,1e308\n0.7,1e308\n", {"value_column": "r", "value_kind": "rate", "bin_s": 1}, 2),
-    ("t\n0\n", {"value_column": None, "bin_s": 1e-310}, 2),                         # one request per 1e-310 s
 ])
 def test_a_binned_rate_that_overflows_names_the_file_and_line(tmp_path, text, kwargs, line):
     """The rate of the bin overflowed to inf: a bare ValueError from RateTrace that named no file."""
     path = write(tmp_path / "big.csv", text)
     with pytest.raises(TraceFormatError, match=f"{path}:{line}: the rate of the .* bin this row is in overflows"):
         read_rate_trace(path, "t", **{"value_column": "requests", **kwargs})
+
+
+def test_a_bin_too_narrow_to_divide_by_is_refused_before_the_file_is_read(tmp_path):
+    """One request per 1e-310 s bin overflowed (named by file and line); such a bin is now refused by name."""
+    path = write(tmp_path / "one.csv", "t\n0\n")
+    with pytest.raises(ValueError, match=r"^bin_s must be a finite number >= 1e-06 and <= 1e\+09, got 1e-310"):
+        read_rate_trace(path, "t", value_column=None, bin_s=1e-310)
 
 
 # ------------------------------------------------------------------ 5. observations near the float limits

@@ -67,7 +67,9 @@ def test_an_int_too_large_for_a_float_is_a_clear_error(tmp_path):
     """math.isfinite(10**400) raises OverflowError: a 401-digit rate in a family file ended in a traceback."""
     with pytest.raises(ValueError, match="rate must be a finite number"):
         check_number("rate", 10**400, 0.0)
-    assert check_whole("n", 10**400, 1) == 10**400   # a whole number, exactly
+    assert check_whole("n", 2**1000, 1) == 2**1000   # a whole number, exactly, while a float holds it
+    with pytest.raises(ValueError, match=r"n must be a whole number >= 1 that a float holds \(below 1.8e308\)"):
+        check_whole("n", 10**400, 1)   # no count, length or size past a float survives being multiplied by one
     default = AutoscalingTaskFamily.generate(n_train=1, n_test=1)
     seven = dataclasses.replace(default.train[0], workload=ConstantWorkload(rate=7.25))
     AutoscalingTaskFamily((seven,), default.test).save_yaml(tmp_path / "family.yaml")
