@@ -162,6 +162,8 @@ def test_kill_and_resume_meta_train(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     resumed_at = int(out.stdout.split("resumed from the checkpoint at ")[1].split()[0])
+    assert (f"meta-train --resume: continuing flash to flash.timesteps={target}, not the 1000000 that "
+            f"{run_dir / 'config.yaml'} was started with (--set flash.timesteps=1000000 keeps the run's)") in out.stdout
     assert resumed_at == killed_at  # nothing lost beyond the last checkpoint interval
     assert (run_dir / "models" / "flash" / "DONE").exists()
     final = Flash.load(run_dir / "models" / "flash" / "final")

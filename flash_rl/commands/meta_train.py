@@ -3,7 +3,7 @@
 Examples::
 
     flash meta-train --case autoscaling --method flash --set flash.timesteps=100000
-    flash meta-train --method flash --resume           # continue a killed run from its last checkpoint
+    flash meta-train --case autoscaling --method flash --set flash.timesteps=100000 --resume   # a killed run
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from flash_envs.cli_args import output_dir
 from flash_rl.commands._common import (add_config_arguments, check_outputs_spare_inputs, command_line, config_from_args,
                                        fail)
-from flash_rl.config import ConfigError, save_config
+from flash_rl.config import ConfigError, ExperimentConfig, dotted_settings, read_yaml, save_config
 
 
 #: Each method's config section and the key of its training total.
@@ -39,6 +39,19 @@ def resume_may_also_change(method: str) -> tuple[str, ...]:
     :data:`~flash_rl.config.RESUME_MAY_CHANGE`: the training total (a killed run may be continued to another one) and
     what this meta-training does not read: the adaptation settings and the other methods' sections."""
     return (METHOD_TOTALS[method], "adaptation.*", *(f"{other}.*" for other in METHOD_TOTALS if other != method))
+
+
+def _announce_another_total(cfg: ExperimentConfig, run_dir: Path, method: str) -> None:
+    """Say so when a ``--resume`` continues to another training total than the run's ``config.yaml`` was started
+    with: allowed (a killed run may be taken further), but a resume without the first command's ``--set`` quietly
+    took the config's default instead."""
+    key = METHOD_TOTALS[method]
+    saved_file = run_dir / "config.yaml"
+    saved = dotted_settings(read_yaml(saved_file)).get(key) if saved_file.is_file() else None
+    now = dotted_settings(cfg.to_dict())[key]
+    if saved is not None and saved != now:
+        print(f"meta-train --resume: continuing {method} to {key}={now}, not the {saved} that {saved_file} was "
+              f"started with (--set {key}={saved} keeps the run's)", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +80,7 @@ def _meta_train(args: argparse.Namespace, held: ExitStack) -> int:
             if not any((directory / "ckpt" / name).exists() for name in ("state.json", "maml.pt")):
                 raise ConfigError(f"--resume: {directory / 'ckpt'} holds no checkpoint to continue; check "
                                   "--run-dir, or drop --resume to start a new run")
+            _announce_another_total(cfg, run_dir, args.method)
     except (OSError, ValueError, argparse.ArgumentTypeError) as err:   # a bad config, family file, run file or folder
         return fail(err)                                                # (or one that another command writes in)
     use_one_torch_thread()
