@@ -54,6 +54,13 @@ def adaptation_points(episodes: Any, eval_every: Any) -> tuple[int, list[int]]:
     return episodes, evaluation_points(episodes, eval_every)
 
 
+def check_on_eval(on_eval: Any) -> None:
+    """A TypeError naming ``adapt``'s ``on_eval`` unless it is None or callable (an int failed after the first
+    evaluation, as ``'int' object is not callable``)."""
+    if on_eval is not None and not callable(on_eval):
+        raise TypeError(f"on_eval must be a function of (episodes, evaluation return), or None, got {on_eval!r}")
+
+
 def _checked_threshold_and_budget(threshold: Any, budget: Any) -> tuple[float, int]:
     """A finite ``threshold`` and a whole ``budget`` >= 1, else a TypeError or ValueError naming them: a NaN threshold
     censored every run, and a budget of 2.5 counted a censored one as 3.5 episodes."""

@@ -47,7 +47,7 @@ from flash_envs.baselines.runner import run_episode
 from flash_envs.envs.task_env import ReplayMismatch
 from flash_envs.fields import check_flag, check_seed, check_whole
 from flash_envs.flash_warnings import warn
-from flash_rl.adaptation import adaptation_points
+from flash_rl.adaptation import adaptation_points, check_on_eval
 from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_adaptation_kwargs, check_agent,
                                      check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
                                      training_tasks, warn_of_a_family_of_another_length)
@@ -125,6 +125,22 @@ def _architecture(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"net_arch": policy_kwargs.get("net_arch"), **policy_kwargs.get("features_extractor_kwargs", {}),
             "features_extractor": None if extractor is None else extractor.__name__}
 
+
+
+def _callbacks_of(callback: Any) -> list[BaseCallback]:
+    """``meta_train``'s ``callback`` as a list of SB3 callbacks: what SB3's own ``learn`` takes (a callback, a list of
+    them, a function of ``(locals, globals)``, or None). Anything else is a TypeError naming ``callback``, raised
+    before any training (SB3's own error came from inside ``learn``, after the trained agent had been replaced)."""
+    if callback is None:
+        return []
+    if isinstance(callback, BaseCallback):
+        return [callback]
+    if isinstance(callback, list) and all(isinstance(c, BaseCallback) for c in callback):
+        return list(callback)
+    if callable(callback) and not isinstance(callback, list):
+        return [ConvertCallback(callback)]
+    raise TypeError(f"callback must be an SB3 BaseCallback, a list of them, or a function of (locals, globals), got "
+                    f"{callback!r}")
 
 class Flash:
     """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
@@ -306,6 +322,9 @@ class Flash:
         total_timesteps = check_whole("total_timesteps", total_timesteps, 1)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
+        user_callbacks = _callbacks_of(callback)   # before self.model is replaced: a refused call keeps it
+        if resume and checkpoint_dir is None:   # (it trained from scratch, as if resume were False)
+            raise ValueError("resume=True continues from a checkpoint in checkpoint_dir: give checkpoint_dir")
         if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
             raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
         if checkpoint_dir is not None:   # what a checkpoint records of the tasks and envs, tried before training
@@ -328,10 +347,7 @@ class Flash:
             callbacks.append(ProgressBar(total_timesteps, f"{type(self).__name__} meta-train"))
         if checkpoint_dir and checkpoint_interval > 0:
             callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval, total_timesteps))
-        if isinstance(callback, list):   # what SB3's own learn() takes: a list of callbacks, or a function
-            callbacks.extend(callback)
-        elif callback is not None:
-            callbacks.append(callback if isinstance(callback, BaseCallback) else ConvertCallback(callback))
+        callbacks.extend(user_callbacks)
         if remaining > 0:
             self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
                              tb_log_name=tb_log_name or type(self).__name__)
@@ -485,6 +501,7 @@ class Flash:
         if self.model is None:
             raise RuntimeError("nothing to adapt: call meta_train(), fresh() or load() first")
         episodes, points = adaptation_points(episodes, eval_every)
+        check_on_eval(on_eval)
         eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
         zero_embedding = self._zero_embedding(zero_embedding)
         buffer = (ContextBuffer(self.context_len, *self._spaces()) if self.use_context else None)

@@ -26,7 +26,7 @@ from torch import nn
 
 import flash_envs  # noqa: F401
 from flash_envs.fields import check_flag, check_number, check_seed, check_whole, is_real_number
-from flash_rl.adaptation import adaptation_points
+from flash_rl.adaptation import adaptation_points, check_on_eval
 from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks, warn_of_a_family_of_another_length
 from flash_rl.atomic_files import atomic_write
 from flash_rl.checkpoints import CHANGED_ENV, check_resumable, check_resume_total, error_text
@@ -307,6 +307,7 @@ class MAML:
         deterministic policy before any step and after every ``eval_every`` episodes (within a step's episodes, the
         policy they were sampled with)."""
         episodes, points = adaptation_points(episodes, eval_every)
+        check_on_eval(on_eval)
         eval_seed, seed = check_seed("eval_seed", eval_seed), check_seed("seed", seed)
         policy = copy.deepcopy(self.policy)
         opt = torch.optim.SGD(policy.parameters(), lr=self.hparams["inner_lr"])

@@ -43,7 +43,7 @@ import reprlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -108,6 +108,21 @@ class LambdaPricing:
         return invocation_cost(self.memory_mib[configs], runtime_s)
 
 
+def check_pricing(pricing: Any, n_configs: int, owner: str) -> None:
+    """A TypeError or ValueError (``owner``: who holds it) unless ``pricing`` prices a run at each of ``n_configs``
+    configurations at a finite cost >= 0: a price list of another length failed at ``predict`` with an IndexError,
+    and a NaN price made the predictor choose the configuration it could not price."""
+    try:
+        trial = np.asarray(pricing.cost(np.arange(n_configs), np.ones(n_configs)), dtype=float)
+    except (AttributeError, IndexError, TypeError, ValueError) as err:
+        raise TypeError(f"{owner}: pricing must price each of the {n_configs} configurations (a PerSecondPricing or "
+                        f"LambdaPricing of one entry per configuration, or an object with such a cost(configs, "
+                        f"runtime_s) method), got {reprlib.repr(pricing)} ({type(err).__name__}: {err})") from None
+    if trial.shape != (n_configs,) or not (np.isfinite(trial) & (trial >= 0)).all():
+        raise ValueError(f"{owner}: pricing must cost a run at each of the {n_configs} configurations a finite "
+                         f"number of USD >= 0; a 1 s run costs {reprlib.repr(trial.tolist())}")
+
+
 @dataclass(frozen=True)
 class ConfigMeasurements:
     """Measurements of ``apps`` x ``configs``: a dense matrix, NaN where a pair was not (successfully) measured.
@@ -130,17 +145,23 @@ class ConfigMeasurements:
     pricing: Pricing | None = None
 
     def __post_init__(self) -> None:
+        for name in ("apps", "configs"):
+            names = getattr(self, name)
+            if (isinstance(names, str) or not isinstance(names, (Sequence, np.ndarray))   # "abc" was 3 names
+                    or not all(isinstance(n, str) for n in names)):
+                raise TypeError(f"ConfigMeasurements.{name} must be a sequence of names (strings), got "
+                                f"{reprlib.repr(names)}")
+            object.__setattr__(self, name, tuple(names))
         for name in ("features", "runtime_s", "cost_usd"):   # lists from Python are taken as the arrays they spell
             value = getattr(self, name)
-            if not isinstance(value, np.ndarray):
-                try:
-                    given = np.asarray(value)
-                except ValueError:   # ragged rows
-                    given = np.asarray(None)
-                if given.dtype.kind not in "iuf":   # (strings, bools, ints too large for a float: object)
-                    raise TypeError(f"ConfigMeasurements.{name} must be an array of numbers (rows of equal length), "
-                                    f"got {reprlib.repr(value)}")
-                object.__setattr__(self, name, given.astype(float))
+            try:
+                given = np.asarray(value)
+            except ValueError:   # ragged rows
+                given = np.asarray(None)
+            if given.dtype.kind not in "iuf":   # (strings, bools, complex, ints too large for a float: object)
+                raise TypeError(f"ConfigMeasurements.{name} must be an array of real numbers (rows of equal length), "
+                                f"got {reprlib.repr(value)}")
+            object.__setattr__(self, name, given.astype(float))
         for what, names in (("application", self.apps), ("configuration", self.configs)):
             if repeated := sorted(name for name, n in Counter(names).items() if n > 1):
                 raise ValueError(f"{self.source}: each {what} must be named once; repeated: {repeated[:5]}")
@@ -161,6 +182,9 @@ class ConfigMeasurements:
                 raise ValueError(f"{self.source}: {name} must lie in [{MIN_MEASURED:g}, {MAX_MEASURED:g}] where "
                                  f"measured; {self.apps[app]} at {self.configs[config]} has "
                                  f"{float(values[app, config])!r}")
+
+        if self.pricing is not None:
+            check_pricing(self.pricing, len(self.configs), self.source)
 
     @property
     def measured(self) -> np.ndarray:

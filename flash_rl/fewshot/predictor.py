@@ -32,7 +32,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from flash_envs.data.config_measurements import ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing
+from flash_envs.data.config_measurements import (ConfigMeasurements, LambdaPricing, PerSecondPricing, Pricing,
+                                                 check_pricing)
 from flash_envs.fields import check_flag, check_number, check_whole, is_real_number
 from flash_envs.flash_warnings import FlashWarning, warn
 from flash_rl.atomic_files import atomic_write
@@ -77,6 +78,8 @@ class FewShotPredictor:
         self.k = check_whole("k", k, 1)
         self.features = np.asarray(features, dtype=np.float32)
         self._index = {c: i for i, c in enumerate(self.configs)}
+        if pricing is not None:
+            check_pricing(pricing, len(self.configs), "FewShotPredictor")
         self.training_range = None if training_range is None else np.asarray(training_range, dtype=np.float64)
         if self.training_range is not None and self.training_range.shape != (len(self.configs), 2, 2):
             raise ValueError(f"training_range must have shape (configs, 2, 2) = {(len(self.configs), 2, 2)}: the "
@@ -99,6 +102,7 @@ class FewShotPredictor:
             raise TypeError(f"cfg must be a TrainConfig (flash_rl.fewshot.train_config), e.g. TrainConfig(steps=500), "
                             f"got a {type(cfg).__name__}")
         k, seed = check_whole("k", k, 1), check_whole("seed", seed, 0)
+        progress = check_flag("progress", progress)   # "no" would count as true
         if method not in INPUTS:
             raise ValueError(f"method must be one of {INPUTS}, got {method!r}")
         rng = np.random.default_rng(seed)
@@ -140,6 +144,12 @@ class FewShotPredictor:
         if self.pricing is not None:
             cost = self.pricing.cost(np.arange(len(self.configs)), runtime)
         runtime[index], cost[index] = measured[:, 0], measured[:, 1]   # measured configurations keep their values
+        if not (np.isfinite(runtime).all() and np.isfinite(cost).all()):   # (choose would pick a NaN one)
+            bad = [c for c, r, u in zip(self.configs, runtime, cost) if not (np.isfinite(r) and np.isfinite(u))]
+            cause = (f"fine-tuning on the shots diverged: lower TrainConfig.finetune_lr ({self.cfg.finetune_lr:g})"
+                     if fine_tune else "the model's weights are not finite numbers")
+            raise ValueError(f"FewShotPredictor.predict: no finite runtime and cost at {len(bad)} configuration(s), "
+                             f"e.g. {bad[:3]}: {cause}")
         return runtime, cost
 
     def _warn_out_of_range(self, index: np.ndarray, measured: np.ndarray) -> None:
@@ -203,17 +213,21 @@ class FewShotPredictor:
         if unknown:
             raise ValueError(f"{path}: its training settings hold {unknown}, which this version of flash does not "
                              "know; it was written by another version (retrain, or load it with that version)")
-        cfg = TrainConfig(**saved["cfg"])
-        state = saved["state_dict"]
-        model = FewShotModel(saved["n_features"], saved["k"], saved["inputs"], state["y_mean"].numpy(),
-                             state["y_std"].numpy(), cfg.hidden, cfg.embed_dim)
-        model.load_state_dict(state)
-        pricing = saved["pricing"]
-        if pricing is not None:
-            pricing = PRICE_LISTS[pricing.pop("class")](**{name: v.numpy() for name, v in pricing.items()})
-        training_range = saved.get("training_range")
-        return cls(model, tuple(saved["configs"]), saved["features"].numpy(), saved["k"], pricing, cfg,
-                   None if training_range is None else training_range.numpy())
+        try:   # a file of the right keys whose values do not fit together: edited, or damaged
+            cfg = TrainConfig(**saved["cfg"])
+            state = saved["state_dict"]
+            model = FewShotModel(saved["n_features"], saved["k"], saved["inputs"], state["y_mean"].numpy(),
+                                 state["y_std"].numpy(), cfg.hidden, cfg.embed_dim)
+            model.load_state_dict(state)
+            pricing = saved["pricing"]
+            if pricing is not None:
+                pricing = PRICE_LISTS[pricing.pop("class")](**{name: v.numpy() for name, v in pricing.items()})
+            training_range = saved.get("training_range")
+            return cls(model, tuple(saved["configs"]), saved["features"].numpy(), saved["k"], pricing, cfg,
+                       None if training_range is None else training_range.numpy())
+        except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a few-shot predictor that flash wrote, or damaged ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:300]})") from None
 
 
 def _training_range(data: ConfigMeasurements) -> np.ndarray:

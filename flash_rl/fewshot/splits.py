@@ -46,7 +46,8 @@ def n_validation_apps(n_train: int, val_fraction: float) -> int:
     n_val = max(2, round(val_fraction * n_train))
     if n_train - n_val < 2:
         raise ValueError(f"validation fraction {val_fraction} of {n_train} training apps keeps {n_val} for validation "
-                         f"and leaves {n_train - n_val} to train on; at least 2 of each are needed")
+                         f"and leaves {max(n_train - n_val, 0)} to train on; at least 2 of each are needed (more apps, "
+                         f"or a val_fraction of 0 to fit on them all)")
     return n_val
 
 

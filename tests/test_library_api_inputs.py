@@ -1,0 +1,131 @@
+"""Inputs to flash_rl's Python API that a fuzzing review found to fail late, silently or destructively: a refused
+``meta_train`` callback that had already replaced the trained agent, a ``resume`` without a checkpoint folder, an
+``on_eval`` that is not a function, NaN predictions that ``choose`` picked, price lists and measurement arrays that
+were not checked, an edited predictor file, and an unchecked ``progress`` flag."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+import flash_envs  # noqa: F401
+from flash_envs.data.config_measurements import ConfigMeasurements, PerSecondPricing, simulated_measurements
+from flash_rl import MAML, Flash
+from flash_rl.fewshot.predictor import FewShotPredictor
+from flash_rl.fewshot.splits import n_validation_apps
+from flash_rl.fewshot.train_config import TrainConfig
+
+ENV = {"episode_steps": 10}
+TINY = {"n_steps": 20, "batch_size": 20, "n_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    family = gym.make("flash/Autoscaling-v0", **ENV).unwrapped.family
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=4, embedding_dim=4, encoder_hidden=8, net_arch=[8],
+                  agent_kwargs=TINY, n_envs=1)
+    return flash.meta_train(family.train[:2], 40), family
+
+
+@pytest.mark.parametrize("callback, error", [(5, TypeError), ([5], TypeError), ("print", TypeError)])
+def test_a_refused_callback_keeps_the_trained_agent(trained, callback, error):
+    """SB3 refused it inside learn(), after meta_train had replaced the trained agent with an untrained one."""
+    flash, family = trained
+    digest, trained_on = flash.weights_digest(), list(flash.trained_on)
+    with pytest.raises(error, match=r"^callback must be an SB3 BaseCallback, a list of them, or a function"):
+        flash.meta_train(family.train[2:3], 20, callback=callback)
+    assert flash.weights_digest() == digest and flash.trained_on == trained_on
+
+
+def test_resume_without_a_checkpoint_folder_is_refused(trained):
+    """It trained from scratch, as if resume were False."""
+    flash, family = trained
+    digest = flash.weights_digest()
+    with pytest.raises(ValueError, match="resume=True continues from a checkpoint in checkpoint_dir"):
+        flash.meta_train(family.train[:2], 40, resume=True)
+    assert flash.weights_digest() == digest
+
+
+def test_an_on_eval_that_is_not_a_function_is_refused_before_any_evaluation(trained):
+    flash, family = trained
+    with pytest.raises(TypeError, match=r"on_eval must be a function of \(episodes, evaluation return\), or None"):
+        flash.adapt(family.test[0], 1, on_eval=5)
+    with pytest.raises(TypeError, match="on_eval must be a function"):
+        MAML("flash/Autoscaling-v0", ENV).adapt(family.test[0], 1, on_eval=5)
+
+
+def _measurements(**changes):
+    rng = np.random.default_rng(0)
+    runtime = rng.uniform(1, 4, (5, 3))
+    fields = {"source": "hand", "apps": tuple(f"a{i}" for i in range(5)), "configs": ("x", "y", "z"),
+              "feature_names": ("f",), "features": np.array([[0.0], [0.5], [1.0]]), "runtime_s": runtime,
+              "cost_usd": runtime * 1e-5, **changes}
+    return ConfigMeasurements(**fields)
+
+
+def test_diverged_fine_tuning_is_an_error_not_a_nan_choice():
+    """A finite but huge finetune_lr made the predictions NaN, and choose() picked the first NaN configuration."""
+    predictor = FewShotPredictor.fit(_measurements(), k=1, progress=False,
+                                     cfg=TrainConfig(steps=30, finetune_lr=1e6))
+    with pytest.raises(ValueError, match=r"no finite runtime and cost at \d configuration\(s\).*fine-tuning on the "
+                                         r"shots diverged: lower TrainConfig.finetune_lr \(1e\+06\)"):
+        predictor.choose({"y": (3.0, 3e-5)}, 2.5, fine_tune=True)
+    runtime, cost = predictor.predict({"y": (3.0, 3e-5)})   # without fine-tuning: finite
+    assert np.isfinite(runtime).all() and np.isfinite(cost).all()
+
+
+@pytest.mark.parametrize("pricing, error, message", [
+    (PerSecondPricing(np.array([1.0])), TypeError, r"pricing must price each of the 3 configurations.*IndexError"),
+    (PerSecondPricing(np.array([1.0, np.nan, 1.0])), ValueError,
+     r"pricing must cost a run at each of the 3 configurations a finite number of USD >= 0; a 1 s run costs "
+     r"\[1.0, nan, 1.0\]"),
+    ("lambda", TypeError, r"pricing must price each .*'lambda' \(AttributeError"),
+])
+def test_a_price_list_that_cannot_price_every_configuration_is_refused_when_the_data_is_made(pricing, error, message):
+    """A short list failed at predict() with an IndexError; a NaN price made choose() pick that configuration."""
+    with pytest.raises(error, match=rf"^hand: {message}"):
+        _measurements(pricing=pricing)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"runtime_s": np.ones((5, 3)).astype(str)}, "ConfigMeasurements.runtime_s must be an array of real numbers"),
+    ({"runtime_s": np.ones((5, 3), dtype=complex)}, "ConfigMeasurements.runtime_s must be an array of real numbers"),
+    ({"cost_usd": np.ones((5, 3), dtype=bool)}, "ConfigMeasurements.cost_usd must be an array of real numbers"),
+    ({"configs": "xyz"}, "ConfigMeasurements.configs must be a sequence of names"),
+    ({"apps": (1, 2, 3, 4, 5)}, "ConfigMeasurements.apps must be a sequence of names"),
+])
+def test_arrays_and_names_are_checked_whatever_their_type(changes, message):
+    """Lists were checked, NumPy arrays not: strings failed in np.isfinite, complex and bool values were trained on;
+    "xyz" was three configurations."""
+    with pytest.raises(TypeError, match=message):
+        _measurements(**changes)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda saved: saved.update(n_features=saved["n_features"] + 1),
+    lambda saved: saved["pricing"].update({"class": "Foo"}),
+    lambda saved: saved["state_dict"].pop("y_mean"),
+])
+def test_an_edited_predictor_file_is_named(tmp_path, edit):
+    """Each was a raw RuntimeError or KeyError from torch or the dict."""
+    data = simulated_measurements(12)
+    path = tmp_path / "p.pt"
+    FewShotPredictor.fit(data, k=1, cfg=TrainConfig(steps=20), progress=False).save(path)
+    saved = torch.load(path, weights_only=True)
+    edit(saved)
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=rf"^{path}: not a few-shot predictor that flash wrote, or damaged"):
+        FewShotPredictor.load(path)
+
+
+def test_progress_must_be_a_flag():
+    with pytest.raises(TypeError, match="progress must be True or False, got 'no'"):
+        FewShotPredictor.fit(_measurements(), k=1, cfg=TrainConfig(steps=5), progress="no")
+
+
+def test_too_few_apps_for_validation_never_leaves_a_negative_count():
+    with pytest.raises(ValueError, match=r"of 1 training apps keeps 2 for validation and leaves 0 to train on"):
+        n_validation_apps(1, 0.5)
