@@ -185,6 +185,13 @@ def read_episodes(path: Path) -> dict[str, Any]:
     return episodes
 
 
+def check_resume_folder(resume: bool, checkpoint_dir: str | Path | None) -> None:
+    """A ValueError unless ``resume`` has a ``checkpoint_dir`` to continue from: ``meta_train(..., resume=True)``
+    without one trained from scratch, as if ``resume`` were False."""
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True continues from a checkpoint in checkpoint_dir: give checkpoint_dir")
+
+
 def check_resume_total(directory: str | Path, done: int, total: int, unit: str, run_total: int | None) -> None:
     """Refuse (ValueError) to resume, as a meta-training to ``total``, a checkpoint ``done`` ``unit`` into a
     meta-training to ``run_total`` (None: unknown) that is already past ``total``: nothing would be trained, and the

@@ -52,8 +52,8 @@ from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_
                                      check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
                                      training_tasks, warn_of_a_family_of_another_length)
 from flash_rl.atomic_files import atomic_write, atomic_write_text
-from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, error_text, load_agent, random_states,
-                                  read_checkpoint, read_episodes, set_random_states, task_sampler,
+from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, check_resume_folder, error_text, load_agent,
+                                  random_states, read_checkpoint, read_episodes, set_random_states, task_sampler,
                                   warn_of_a_large_replay_buffer)
 from flash_rl.config import check_env_id, check_layer_sizes
 from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
@@ -323,8 +323,7 @@ class Flash:
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         user_callbacks = _callbacks_of(callback)   # before self.model is replaced: a refused call keeps it
-        if resume and checkpoint_dir is None:   # (it trained from scratch, as if resume were False)
-            raise ValueError("resume=True continues from a checkpoint in checkpoint_dir: give checkpoint_dir")
+        check_resume_folder(resume, checkpoint_dir)
         if checkpoint_dir is not None and Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
             raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file; give a folder")   # before any training
         if checkpoint_dir is not None:   # what a checkpoint records of the tasks and envs, tried before training

@@ -29,7 +29,7 @@ from flash_envs.fields import check_flag, check_number, check_seed, check_whole,
 from flash_rl.adaptation import adaptation_points, check_on_eval
 from flash_rl.agent_settings import as_saved, check_env_kwargs, training_tasks, warn_of_a_family_of_another_length
 from flash_rl.atomic_files import atomic_write
-from flash_rl.checkpoints import CHANGED_ENV, check_resumable, check_resume_total, error_text
+from flash_rl.checkpoints import CHANGED_ENV, check_resumable, check_resume_folder, check_resume_total, error_text
 from flash_rl.config import MamlConfig, check_env_id, check_layer_sizes
 from flash_rl.context import check_task_env, check_tasks_settable
 from flash_envs.progress import tqdm_bar
@@ -264,9 +264,10 @@ class MAML:
         check_tasks_settable(probe, self.env_id, tasks)
         probe.close()
         iterations = check_whole("iterations", iterations, 1)
-        self.trained_on = task_records(tasks)
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
+        check_resume_folder(resume, checkpoint_dir)
+        self.trained_on = task_records(tasks)   # once the call is taken
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
             self.resume_from(checkpoint_dir, iterations)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")

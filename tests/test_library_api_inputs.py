@@ -47,6 +47,10 @@ def test_resume_without_a_checkpoint_folder_is_refused(trained):
     with pytest.raises(ValueError, match="resume=True continues from a checkpoint in checkpoint_dir"):
         flash.meta_train(family.train[:2], 40, resume=True)
     assert flash.weights_digest() == digest
+    maml = MAML("flash/Autoscaling-v0", ENV)
+    with pytest.raises(ValueError, match="resume=True continues from a checkpoint in checkpoint_dir"):
+        maml.meta_train(family.train[:2], 2, resume=True)
+    assert maml.iteration == 0 and not maml.trained_on
 
 
 def test_an_on_eval_that_is_not_a_function_is_refused_before_any_evaluation(trained):
