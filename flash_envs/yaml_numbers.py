@@ -24,26 +24,30 @@ def _exponent_number(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> int | fl
     return int(number) if number.is_integer() and "." not in text else number
 
 
-def _unique_keys_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    """The mapping ``node``, refused (a ``ConstructorError``) if it writes a key twice: PyYAML keeps the last value
-    without a word, so a config naming ``case:`` twice ran the second case. Keys merged in by ``<<:`` may be
-    overridden, as YAML means them to be."""
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            repeated = key in seen
-        except TypeError:   # an unhashable key, which PyYAML refuses itself
-            continue
-        if repeated:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark,
-                f"found the key {key!r} again (first on line {seen[key]}): YAML would keep only the last value",
-                key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+def _flatten_unique_keys(loader: Any, node: yaml.MappingNode) -> None:
+    """PyYAML's ``flatten_mapping`` (which inlines ``<<:`` merges) of ``node``, refusing first (a
+    ``ConstructorError``) a mapping that writes a key twice: PyYAML keeps the last value without a word, so a config
+    naming ``case:`` twice ran the second case. Keys merged in by ``<<:`` may be overridden, as YAML means them to be.
+    Each node is checked once, as written: flattening rewrites a merged node in place, its merged keys in front."""
+    checked = loader.__dict__.setdefault("_checked_mappings", set())
+    if id(node) not in checked:
+        checked.add(id(node))
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node)
+            try:
+                repeated = key in seen
+            except TypeError:   # an unhashable key, which PyYAML refuses itself
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} again (first on line {seen[key]}): YAML would keep only the last value",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+    yaml.SafeLoader.flatten_mapping(loader, node)
 
 
 def _reading_exponents(base: type) -> Any:
@@ -54,7 +58,7 @@ def _reading_exponents(base: type) -> Any:
     cls.add_implicit_resolver(EXPONENT_TAG, EXPONENT_NUMBER, list("-+.0123456789"))
     if hasattr(cls, "add_constructor"):
         cls.add_constructor(EXPONENT_TAG, _exponent_number)
-        cls.construct_mapping = _unique_keys_mapping
+        cls.flatten_mapping = _flatten_unique_keys
     return cls
 
 

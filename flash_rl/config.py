@@ -378,7 +378,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     keyword arguments set for the previous one (see :func:`_merge_layer`)."""
     merged: dict[str, Any] = read_yaml(path) if path else {}
     if path and not merged:   # (a file truncated, or the wrong one, would otherwise start a default run unremarked)
-        warn(f"config file {path} sets nothing (it is empty, or comments only): every setting takes its default")
+        warn(f"config file {path} sets no setting (nor does any file it inherits): only the defaults and --set apply")
     if data:
         merged = _merge_layer(merged, data)
     command_line: dict[str, Any] = {}

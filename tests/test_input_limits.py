@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import flash_envs  # noqa: F401
-from flash_envs.data.trace_csv import RateTrace
+from flash_envs.data.trace_csv import RateTrace, TraceBinError, read_rate_trace
 from flash_envs.envs.autoscaling import MAX_REPLICAS
 from flash_envs.envs.task_env import MAX_SUBSTEPS
 from flash_envs.sim.service import MIN_SERVICE_CV, AppProfile
@@ -78,3 +78,12 @@ def test_the_least_service_cv_simulates_finite_latencies(fidelity):
     env.reset(seed=0, options={"task": dataclasses.replace(base, app=app)})
     info = env.step(0)[4]
     assert info["throughput"] > 0 and np.isfinite(info["latency_p95_ms"])
+
+
+def test_rows_too_close_for_a_bin_name_the_file_and_what_to_check(tmp_path):
+    """Rows 500 ns apart (time_unit_s=1e-9) made bins RateTrace refused as 'RateTrace.bin_s ...', naming no file."""
+    path = tmp_path / "ns.csv"
+    path.write_text("t,requests\n0,1\n500,2\n1000,3\n")
+    with pytest.raises(TraceBinError, match=rf"^{path}: lines 2 and 3 are 5e-07 s apart, which makes bins of 5e-07 s, "
+                                            r"outside the 1e-06 to 1e\+09 s .*check time_unit_s"):
+        read_rate_trace(path, "t", value_column="requests", time_unit_s=1e-9)

@@ -95,9 +95,9 @@ def test_a_price_list_that_cannot_price_every_configuration_is_refused_when_the_
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"runtime_s": np.ones((5, 3)).astype(str)}, "ConfigMeasurements.runtime_s must be an array of real numbers"),
-    ({"runtime_s": np.ones((5, 3), dtype=complex)}, "ConfigMeasurements.runtime_s must be an array of real numbers"),
-    ({"cost_usd": np.ones((5, 3), dtype=bool)}, "ConfigMeasurements.cost_usd must be an array of real numbers"),
+    ({"runtime_s": np.ones((5, 3)).astype(str)}, "ConfigMeasurements.runtime_s must be an array of numbers"),
+    ({"runtime_s": np.ones((5, 3), dtype=complex)}, "ConfigMeasurements.runtime_s must be an array of numbers"),
+    ({"cost_usd": np.ones((5, 3), dtype=bool)}, "ConfigMeasurements.cost_usd must be an array of numbers"),
     ({"configs": "xyz"}, "ConfigMeasurements.configs must be a sequence of names"),
     ({"apps": (1, 2, 3, 4, 5)}, "ConfigMeasurements.apps must be a sequence of names"),
 ])

@@ -5,6 +5,7 @@ every default."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from flash_envs.data import DataFormatError
 from flash_envs.tasks import AutoscalingTaskFamily
@@ -15,12 +16,16 @@ from flash_rl.config import ConfigError, load_config
 @pytest.mark.parametrize("fast", [False, True])
 def test_yaml_that_repeats_a_key_is_refused_naming_it(fast):
     """PyYAML keeps the last value silently: a config naming ``case:`` twice ran the second case."""
-    with pytest.raises(Exception, match=r"found the key 'case' again \(first on line 1\)"):
+    with pytest.raises(yaml.YAMLError, match=r"found the key 'case' again \(first on line 1\)"):
         parse_yaml("case: power\nenv: {}\ncase: autoscaling\n", fast=fast)
-    with pytest.raises(Exception, match=r"found the key 'a' again"):
+    with pytest.raises(yaml.YAMLError, match=r"found the key 'a' again"):
         parse_yaml("- {a: 1, a: 2}\n", fast=fast)
     merged = parse_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n", fast=fast)   # a merge key is overridden
     assert merged["d"] == {"x": 3, "y": 2}
+    nested = parse_yaml("defs:\n  b2: &b2 {<<: {x: 1}, x: 2}\nd: {<<: *b2, y: 3}\n", fast=fast)   # as PyYAML reads it
+    assert nested == {"defs": {"b2": {"x": 2}}, "d": {"x": 2, "y": 3}}
+    with pytest.raises(yaml.YAMLError, match=r"found the key 'y' again"):   # a merge does not hide a repeat
+        parse_yaml("d: {<<: {x: 1}, y: 1, y: 2}\n", fast=fast)
 
 
 def test_a_config_or_family_file_that_repeats_a_key_is_refused_naming_the_file(tmp_path):
@@ -39,6 +44,6 @@ def test_an_empty_config_file_warns_that_every_setting_is_its_default(tmp_path):
     """A truncated or wrong file started a full default run (300 000 steps) without a word."""
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
-    with pytest.warns(UserWarning, match=rf"config file {empty} sets nothing .*every setting takes its default"):
+    with pytest.warns(UserWarning, match=rf"config file {empty} sets no setting .*only the defaults and --set apply"):
         cfg = load_config(empty)
     assert cfg.case == "autoscaling"

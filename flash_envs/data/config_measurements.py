@@ -159,7 +159,7 @@ class ConfigMeasurements:
             except ValueError:   # ragged rows
                 given = np.asarray(None)
             if given.dtype.kind not in "iuf":   # (strings, bools, complex, ints too large for a float: object)
-                raise TypeError(f"ConfigMeasurements.{name} must be an array of real numbers (rows of equal length), "
+                raise TypeError(f"ConfigMeasurements.{name} must be an array of numbers (rows of equal length), "
                                 f"got {reprlib.repr(value)}")
             object.__setattr__(self, name, given.astype(float))
         for what, names in (("application", self.apps), ("configuration", self.configs)):

@@ -72,7 +72,8 @@ BIN_S_RANGE = (1e-6, 1e9)
 
 @dataclass(frozen=True)
 class RateTrace:
-    """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``.
+    """A request-rate series on a uniform grid: ``rates[i]`` requests per second during ``[i*bin_s, (i+1)*bin_s)``,
+    ``bin_s`` within :data:`BIN_S_RANGE` (1e-6 to 1e9 s).
 
     ``source`` says where the series came from (a file, ``file#function``, ...); it is provenance only, never re-read.
     The rates are kept as a read-only float64 copy, so a trace cannot change after it is made. Two traces are equal when
@@ -343,7 +344,13 @@ def _inferred_bin_s(t: np.ndarray, lines: np.ndarray, path: Path, slack_s: float
                                "minute apart give or take a few seconds)" if time_round_s is None else
                                f"bin width (time_round_s={time_round_s:g} left them off one grid: give it the rows' "
                                f"spacing)"))
-    return float(t[-1] / bins.sum())
+    width = float(t[-1] / bins.sum())
+    if not BIN_S_RANGE[0] <= width <= BIN_S_RANGE[1]:   # (RateTrace would refuse it naming no file)
+        raise TraceBinError(f"{path}: lines {lines[smallest]} and {lines[smallest + 1]} are {steps[smallest]:g} s "
+                            f"apart, which makes bins of {width:g} s, outside the {BIN_S_RANGE[0]:g} to "
+                            f"{BIN_S_RANGE[1]:g} s a trace's bins may have; check time_unit_s (seconds per unit of the "
+                            "time column), or pass bin_s")
+    return width
 
 
 def _warn_of_aliasing(t: np.ndarray, bin_s: float, path: Path, slack_s: float) -> None:

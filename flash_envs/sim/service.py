@@ -63,7 +63,8 @@ MIN_SERVICE_TIME_MS = 1e-3
 
 @dataclass(frozen=True)
 class AppProfile:
-    """Hidden characteristics of an application (one half of an autoscaling task)."""
+    """Hidden characteristics of an application (one half of an autoscaling task). ``service_time_ms`` is at least
+    :data:`MIN_SERVICE_TIME_MS` and ``service_cv`` in [:data:`MIN_SERVICE_CV`, :data:`MAX_SERVICE_CV`]."""
 
     name: str = "app"
     service_time_ms: float = 50.0

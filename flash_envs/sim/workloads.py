@@ -188,8 +188,9 @@ class ConstantWorkload(Workload):
 class DiurnalWorkload(Workload):
     """A sinusoid: ``mean_rate * (1 + amplitude * sin(2 pi (t / period_s + phase)))`` req/s.
 
-    ``mean_rate`` in req/s, ``amplitude`` in [0, 1] (relative swing), ``period_s`` in seconds, ``phase`` a fraction
-    of a period in [0, 1] (``None``: drawn uniformly in [0, 1) for each realisation).
+    ``mean_rate`` in req/s, ``amplitude`` in [0, 1] (relative swing), ``period_s`` in seconds (at least
+    :data:`SHORTEST_TIME_S`), ``phase`` a fraction of a period in [0, 1] (``None``: drawn uniformly in [0, 1) for
+    each realisation).
     """
 
     kind: ClassVar[str] = "diurnal"
@@ -351,12 +352,12 @@ class TraceWorkload(Workload):
     :class:`RateTrace` already in memory (:meth:`from_trace`, e.g. one of :mod:`flash_envs.data.public`).
 
     The simulated rate is ``scale * trace_rate(t / time_scale + start)``: ``time_scale`` simulated seconds per trace
-    second (``time_scale=0.5`` plays one trace minute in 30 simulated seconds, e.g. one control interval), rates kept
-    in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set, the rates are instead scaled so
-    that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1). ``start_s`` is the trace offset
-    (seconds) where replay begins; ``None`` draws it uniformly from the trace for each realisation. Replay wraps around
-    at the end of the trace. ``gaps`` says what bins without a row in the file are, and ``time_round_s`` the step of
-    the grid that drifting timestamps are put on (see ``read_rate_trace``).
+    second, at least :data:`SHORTEST_TIME_S` (``time_scale=0.5`` plays one trace minute in 30 simulated seconds, e.g.
+    one control interval), rates kept in requests per trace second then multiplied by ``scale``. With ``mean_rate`` set,
+    the rates are instead scaled so that the whole trace averages ``mean_rate`` req/s (``scale`` must then stay 1).
+    ``start_s`` is the trace offset (seconds) where replay begins; ``None`` draws it uniformly from the trace for each
+    realisation. Replay wraps around at the end of the trace. ``gaps`` says what bins without a row in the file are, and
+    ``time_round_s`` the step of the grid that drifting timestamps are put on (see ``read_rate_trace``).
 
     A CSV workload is described by its ``path`` and reader options (``time_column`` .. ``gaps``, ``time_round_s``),
     and its dict form names the file, which is read when a realisation is first drawn and again only once the file has
