@@ -22,8 +22,8 @@ def test_yaml_that_repeats_a_key_is_refused_naming_it(fast):
         parse_yaml("- {a: 1, a: 2}\n", fast=fast)
     merged = parse_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n", fast=fast)   # a merge key is overridden
     assert merged["d"] == {"x": 3, "y": 2}
-    nested = parse_yaml("defs:\n  b2: &b2 {<<: {x: 1}, x: 2}\nd: {<<: *b2, y: 3}\n", fast=fast)   # as PyYAML reads it
-    assert nested == {"defs": {"b2": {"x": 2}}, "d": {"x": 2, "y": 3}}
+    nested = "defs:\n  b2: &b2 {<<: {x: 1}, x: 2}\nd: {<<: *b2, y: 3}\n"   # read as PyYAML reads it (6.0.3 and
+    assert parse_yaml(nested, fast=fast) == yaml.load(nested, Loader=yaml.SafeLoader)   # 6.0.4 give d.x 2 and 1)
     with pytest.raises(yaml.YAMLError, match=r"found the key 'y' again"):   # a merge does not hide a repeat
         parse_yaml("d: {<<: {x: 1}, y: 1, y: 2}\n", fast=fast)
 
