@@ -267,9 +267,9 @@ class MAML:
         checkpoint_interval = check_whole("checkpoint_interval", checkpoint_interval, 0)
         resume, progress_bar = check_flag("resume", resume), check_flag("progress_bar", progress_bar)
         check_resume_folder(resume, checkpoint_dir)
-        self.trained_on = task_records(tasks)   # once the call is taken
         if resume and checkpoint_dir and (Path(checkpoint_dir) / "maml.pt").exists():
             self.resume_from(checkpoint_dir, iterations)
+        self.trained_on = task_records(tasks)   # once the call is taken (a refused resume keeps the record)
         bar = tqdm_bar(iterations, "MAML meta-train", progress_bar, initial=self.iteration, unit="it")
         while self.iteration < iterations:
             batch = [tasks[i] for i in self.rng.choice(len(tasks), self.hparams["meta_batch"],

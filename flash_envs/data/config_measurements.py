@@ -86,11 +86,25 @@ class Pricing(Protocol):
         ...
 
 
+def _numbers(name: str, values: Any) -> np.ndarray:
+    """``values`` as a 1-D float array, else a TypeError naming ``name``."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        array = np.asarray(None)
+    if array.ndim != 1:
+        raise TypeError(f"{name} must be a list of numbers, one per configuration, got {reprlib.repr(values)}")
+    return array
+
+
 @dataclass(frozen=True)
 class PerSecondPricing:
     """Cost = runtime x a rate per configuration (``usd_per_s[config]``), as the IBM dataset computes it."""
 
     usd_per_s: np.ndarray
+
+    def __post_init__(self) -> None:   # (a list, indexed by an array of configurations, failed)
+        object.__setattr__(self, "usd_per_s", _numbers("PerSecondPricing.usd_per_s", self.usd_per_s))
 
     def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
         """USD: ``usd_per_s[configs] * runtime_s``."""
@@ -103,24 +117,31 @@ class LambdaPricing:
 
     memory_mib: np.ndarray
 
+    def __post_init__(self) -> None:   # (a list, indexed by an array of configurations, failed)
+        object.__setattr__(self, "memory_mib", _numbers("LambdaPricing.memory_mib", self.memory_mib))
+
     def cost(self, configs: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
         """USD per invocation: Lambda's GB-second price (duration rounded up to 1 ms) plus the request price."""
         return invocation_cost(self.memory_mib[configs], runtime_s)
 
 
-def check_pricing(pricing: Any, n_configs: int, owner: str) -> None:
-    """A TypeError or ValueError (``owner``: who holds it) unless ``pricing`` prices a run at each of ``n_configs``
-    configurations at a finite cost >= 0: a price list of another length failed at ``predict`` with an IndexError,
-    and a NaN price made the predictor choose the configuration it could not price."""
+def check_pricing(pricing: Any, configs: Sequence[str], owner: str) -> None:
+    """A TypeError or ValueError (``owner``: who holds it) unless ``pricing`` prices a run at each of ``configs`` at a
+    finite cost >= 0, naming those it does not: a price list of another length failed at ``predict`` with an
+    IndexError, and a NaN price made the predictor choose the configuration it could not price."""
+    n = len(configs)
     try:
-        trial = np.asarray(pricing.cost(np.arange(n_configs), np.ones(n_configs)), dtype=float)
-    except (AttributeError, IndexError, TypeError, ValueError) as err:
-        raise TypeError(f"{owner}: pricing must price each of the {n_configs} configurations (a PerSecondPricing or "
+        trial = np.asarray(pricing.cost(np.arange(n), np.ones(n)), dtype=float)
+    except (AttributeError, LookupError, TypeError, ValueError) as err:
+        raise TypeError(f"{owner}: pricing must price each of the {n} configurations (a PerSecondPricing or "
                         f"LambdaPricing of one entry per configuration, or an object with such a cost(configs, "
                         f"runtime_s) method), got {reprlib.repr(pricing)} ({type(err).__name__}: {err})") from None
-    if trial.shape != (n_configs,) or not (np.isfinite(trial) & (trial >= 0)).all():
-        raise ValueError(f"{owner}: pricing must cost a run at each of the {n_configs} configurations a finite "
-                         f"number of USD >= 0; a 1 s run costs {reprlib.repr(trial.tolist())}")
+    if trial.shape != (n,):
+        raise ValueError(f"{owner}: pricing must give one cost per configuration, {n}; it gave shape {trial.shape}")
+    if bad := [(c, float(u)) for c, u in zip(configs, trial) if not (np.isfinite(u) and u >= 0)]:
+        raise ValueError(f"{owner}: pricing must cost a run at each configuration a finite number of USD >= 0; a 1 s "
+                         f"run costs {', '.join(f'{u!r} at {c}' for c, u in bad[:3])}"
+                         f"{f' (and {len(bad) - 3} more)' if len(bad) > 3 else ''}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +205,7 @@ class ConfigMeasurements:
                                  f"{float(values[app, config])!r}")
 
         if self.pricing is not None:
-            check_pricing(self.pricing, len(self.configs), self.source)
+            check_pricing(self.pricing, self.configs, self.source)
 
     @property
     def measured(self) -> np.ndarray:
@@ -244,9 +265,14 @@ IBM_FEATURE_NAMES = tuple(f"{c}={v}" for c, vs in IBM_CATEGORIES.items() for v i
 
 def per_second_pricing(data: ConfigMeasurements) -> PerSecondPricing | None:
     """Each configuration's cost / runtime, if that ratio is the same (to :data:`RATE_TOLERANCE`) in all its rows;
-    ``None`` (logged) if some configuration's costs are not its runtime times one rate."""
+    ``None`` (logged) if some configuration's costs are not its runtime times one rate, or if no app of ``data``
+    measured some configuration (a subset of apps, say), which would have no price."""
     with np.errstate(invalid="ignore"):
         rate = data.cost_usd / data.runtime_s
+    if unpriced := [c for c, seen in zip(data.configs, np.isfinite(rate).any(axis=0)) if not seen]:
+        log.info("%s: no cost / runtime at %d configuration(s), e.g. %s; no price list", data.source, len(unpriced),
+                 unpriced[:3])
+        return None
     low, high = np.nanmin(rate, axis=0), np.nanmax(rate, axis=0)
     spread = high / low - 1.0
     if np.any(spread > RATE_TOLERANCE):

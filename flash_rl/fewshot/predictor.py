@@ -79,7 +79,7 @@ class FewShotPredictor:
         self.features = np.asarray(features, dtype=np.float32)
         self._index = {c: i for i, c in enumerate(self.configs)}
         if pricing is not None:
-            check_pricing(pricing, len(self.configs), "FewShotPredictor")
+            check_pricing(pricing, self.configs, "FewShotPredictor")
         self.training_range = None if training_range is None else np.asarray(training_range, dtype=np.float64)
         if self.training_range is not None and self.training_range.shape != (len(self.configs), 2, 2):
             raise ValueError(f"training_range must have shape (configs, 2, 2) = {(len(self.configs), 2, 2)}: the "
@@ -146,7 +146,9 @@ class FewShotPredictor:
         runtime[index], cost[index] = measured[:, 0], measured[:, 1]   # measured configurations keep their values
         if not (np.isfinite(runtime).all() and np.isfinite(cost).all()):   # (choose would pick a NaN one)
             bad = [c for c, r, u in zip(self.configs, runtime, cost) if not (np.isfinite(r) and np.isfinite(u))]
-            cause = (f"fine-tuning on the shots diverged: lower TrainConfig.finetune_lr ({self.cfg.finetune_lr:g})"
+            cause = ("the price list gives no finite cost for the predicted runtimes there (check pricing)"
+                     if np.isfinite(runtime).all() else
+                     f"fine-tuning on the shots diverged: lower TrainConfig.finetune_lr ({self.cfg.finetune_lr:g})"
                      if fine_tune else "the model's weights are not finite numbers")
             raise ValueError(f"FewShotPredictor.predict: no finite runtime and cost at {len(bad)} configuration(s), "
                              f"e.g. {bad[:3]}: {cause}")

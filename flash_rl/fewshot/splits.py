@@ -45,9 +45,11 @@ def n_validation_apps(n_train: int, val_fraction: float) -> int:
         return 0
     n_val = max(2, round(val_fraction * n_train))
     if n_train - n_val < 2:
+        if n_val > n_train:   # (it 'kept 2 for validation and left -1 to train on')
+            raise ValueError(f"validation fraction {val_fraction} of {n_train} training app(s): early stopping needs "
+                             f"at least 2 apps to validate on and 2 to train on")
         raise ValueError(f"validation fraction {val_fraction} of {n_train} training apps keeps {n_val} for validation "
-                         f"and leaves {max(n_train - n_val, 0)} to train on; at least 2 of each are needed (more apps, "
-                         f"or a val_fraction of 0 to fit on them all)")
+                         f"and leaves {n_train - n_val} to train on; at least 2 of each are needed")
     return n_val
 
 
