@@ -5,6 +5,7 @@ times divided by them overflowed, subnormal service times and CVs."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +16,7 @@ from flash_envs.data.trace_csv import RateTrace, TraceBinError, read_rate_trace
 from flash_envs.envs.autoscaling import MAX_REPLICAS
 from flash_envs.envs.task_env import MAX_SUBSTEPS
 from flash_envs.sim.service import MIN_SERVICE_CV, AppProfile
-from flash_envs.sim.workloads import DiurnalWorkload, TraceWorkload
+from flash_envs.sim.workloads import DiurnalWorkload, StepWorkload, TraceWorkload
 from flash_envs.tasks import AutoscalingTaskFamily
 from flash_rl.config import ConfigError, load_config
 from flash_rl.cases import CONFIG_DIR
@@ -87,3 +88,26 @@ def test_rows_too_close_for_a_bin_name_the_file_and_what_to_check(tmp_path):
     with pytest.raises(TraceBinError, match=rf"^{path}: lines 2 and 3 are 5e-07 s apart, which makes bins of 5e-07 s, "
                                             r"outside the 1e-06 to 1e\+09 s .*check time_unit_s"):
         read_rate_trace(path, "t", value_column="requests", time_unit_s=1e-9)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: gym.make("flash/Autoscaling-v0", rate_norm=5e-324), r"rate_norm must be a finite number >= 1e-06"),
+    (lambda: AppProfile(slo_ms=1e-300), r"AppProfile.slo_ms must be a finite number >= 0.001"),
+    (lambda: StepWorkload(ramp_s=5e-324), r"StepWorkload.ramp_s must be 0 \(a step\) or at least 1e-06 s"),
+])
+def test_values_that_only_overflowed_into_numpy_warnings_are_refused(make, message):
+    """Each ran, clipped to finite results, with NumPy's overflow RuntimeWarnings on every step."""
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_the_least_rate_norm_and_ramp_step_without_numpy_warnings():
+    base = AutoscalingTaskFamily.generate(n_train=1, n_test=1, seed=0).train[0]
+    task = dataclasses.replace(base, workload=StepWorkload(start_s=0.0, ramp_s=1e-6),
+                               app=dataclasses.replace(base.app, slo_ms=1e-3))
+    env = gym.make("flash/Autoscaling-v0", rate_norm=1e-6, episode_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        env.reset(seed=0, options={"task": task})
+        obs, reward = env.step(0)[:2]
+    assert env.observation_space.contains(obs) and np.isfinite(reward)

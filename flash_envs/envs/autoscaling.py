@@ -117,7 +117,8 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
     ``gym.make("flash/Autoscaling-v0", fidelity="fast", control_interval_s=30.0, episode_steps=60, alpha=0.3,
     illegal_action_penalty=0.1, reversal_penalty=0.05, replica_bounds=(1, 20), cpu_bounds=(128, 2048, 128),
     memory_bounds=(256, 3072, 128), initial_replicas=2, initial_cpu=1024, initial_memory=1024, substep_s=5.0,
-    rate_norm=1000.0, slo_in_observation=True, family=None, task=None, render_mode=None)``.
+    rate_norm=1000.0, slo_in_observation=True, family=None, task=None, render_mode=None)``; ``rate_norm`` is at
+    least 1e-6.
     ``fidelity="request"`` simulates every request (exact, slower). Bounds are ``(low, high)`` replicas and
     ``(low, high, step)`` millicores and MiB, whole numbers (a whole float such as YAML's ``1e3`` is taken); at most
     :data:`MAX_REPLICAS` (1000) replicas. An episode has at most a year's 1 s sub-steps
@@ -187,7 +188,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
         super().__init__(family, task, render_mode, episode_s)
         check_slo_below_timeout((*self.family.train, *self.family.test), DEFAULT_TIMEOUT_S, TIMEOUT_REMEDY)
         self.alpha = check_number("alpha", alpha, 0.0, 1.0)
-        self.rate_norm = check_number("rate_norm", rate_norm, 0.0, strict=True)
+        self.rate_norm = check_number("rate_norm", rate_norm, 1e-6)   # (5e-324 overflowed the observation)
         self.fidelity = check_fidelity(fidelity)
         self.illegal_action_penalty = check_number("illegal_action_penalty", illegal_action_penalty, 0.0)
         self.reversal_penalty = check_number("reversal_penalty", reversal_penalty, 0.0)

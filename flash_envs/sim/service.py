@@ -57,14 +57,15 @@ MAX_SERVICE_CV = 5.0
 #: shape ``1 / cv^2``, which a cv of 1e-200 made a division by zero (the fast mode's sample takes the same floor).
 MIN_SERVICE_CV = 1e-3
 #: The shortest mean service time (ms) simulated, a microsecond: a replica's service rate is its inverse, which
-#: 5e-324 made a division by zero.
+#: 5e-324 made a division by zero. The shortest SLO (ms) too.
 MIN_SERVICE_TIME_MS = 1e-3
 
 
 @dataclass(frozen=True)
 class AppProfile:
-    """Hidden characteristics of an application (one half of an autoscaling task). ``service_time_ms`` is at least
-    :data:`MIN_SERVICE_TIME_MS` and ``service_cv`` in [:data:`MIN_SERVICE_CV`, :data:`MAX_SERVICE_CV`]."""
+    """Hidden characteristics of an application (one half of an autoscaling task). ``service_time_ms`` and
+    ``slo_ms`` are at least :data:`MIN_SERVICE_TIME_MS`, ``service_cv`` in [:data:`MIN_SERVICE_CV`,
+    :data:`MAX_SERVICE_CV`]."""
 
     name: str = "app"
     service_time_ms: float = 50.0
@@ -78,9 +79,9 @@ class AppProfile:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"AppProfile.name must be a str, got {self.name!r} ({type(self.name).__name__})")
-        for name in ("working_set_mb", "slo_ms"):
-            check_number(f"AppProfile.{name}", getattr(self, name), 0.0, strict=True)
-        check_number("AppProfile.service_time_ms", self.service_time_ms, MIN_SERVICE_TIME_MS)
+        check_number("AppProfile.working_set_mb", self.working_set_mb, 0.0, strict=True)
+        for name in ("service_time_ms", "slo_ms"):   # (an SLO of 1e-300 ms overflowed latency / SLO)
+            check_number(f"AppProfile.{name}", getattr(self, name), MIN_SERVICE_TIME_MS)
         check_number("AppProfile.service_cv", self.service_cv, MIN_SERVICE_CV, MAX_SERVICE_CV)
         for name in ("cpu_fraction", "idle_memory_fraction"):
             check_number(f"AppProfile.{name}", getattr(self, name), 0.0, 1.0)

@@ -231,6 +231,9 @@ class StepWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_nonnegative(self, "base_rate", "peak_rate", "start_s", "ramp_s")
+        if 0 < self.ramp_s < SHORTEST_TIME_S:   # (5e-324 overflowed the ramp's (t - start) / ramp_s)
+            raise ValueError(f"StepWorkload.ramp_s must be 0 (a step) or at least {SHORTEST_TIME_S:g} s, got "
+                             f"{self.ramp_s!r}")
         if self.end_s is not None:
             check_number("StepWorkload.end_s", self.end_s, self.start_s + self.ramp_s)   # after the ramp is done
         higher = "peak_rate" if self.peak_rate >= self.base_rate else "base_rate"
