@@ -126,7 +126,6 @@ def _architecture(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
             "features_extractor": None if extractor is None else extractor.__name__}
 
 
-
 def _callbacks_of(callback: Any) -> list[BaseCallback]:
     """``meta_train``'s ``callback`` as a list of SB3 callbacks: what SB3's own ``learn`` takes (a callback, a list of
     them, a function of ``(locals, globals)``, or None). Anything else is a TypeError naming ``callback``, raised
@@ -137,10 +136,11 @@ def _callbacks_of(callback: Any) -> list[BaseCallback]:
         return [callback]
     if isinstance(callback, list) and all(isinstance(c, BaseCallback) for c in callback):
         return list(callback)
-    if callable(callback) and not isinstance(callback, list):
+    if callable(callback):
         return [ConvertCallback(callback)]
     raise TypeError(f"callback must be an SB3 BaseCallback, a list of them, or a function of (locals, globals), got "
                     f"{callback!r}")
+
 
 class Flash:
     """A stable-baselines3 agent plus FLASH's meta-learner (the context embedding network).
