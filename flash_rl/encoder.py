@@ -18,6 +18,17 @@ from torch import nn
 
 ENCODERS = ("gru", "mean")
 
+#: Bytes an encoder's pass over a training batch keeps for its gradient, per window row and hidden unit, measured with
+#: torch 2.13 on CPU (peak RSS of forward and backward over 240 windows of 500 and 2000 rows; 45-47 B for the GRU,
+#: 16-32 B for the mean encoder).
+GRADIENT_BYTES_PER_ROW_UNIT = {"gru": 48, "mean": 32}
+
+
+def encoder_pass_gb(kind: str, batch: int, length: int, width: int, hidden: int) -> float:
+    """GB one pass of a ``kind`` encoder over ``batch`` context windows of ``length`` rows of ``width`` floats keeps
+    for its gradient: the windows (float32) and :data:`GRADIENT_BYTES_PER_ROW_UNIT` per row and hidden unit."""
+    return batch * length * (4 * width + GRADIENT_BYTES_PER_ROW_UNIT[kind] * hidden) / 1e9
+
 
 class ContextEncoder(nn.Module):
     """Context window ``(batch, length, width)`` -> embedding ``(batch, embedding_dim)`` in (-1, 1) (tanh head).

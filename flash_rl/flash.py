@@ -58,7 +58,7 @@ from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, check_re
 from flash_rl.config import check_env_id, check_layer_sizes
 from flash_rl.context import (ContextBuffer, ContextWrapper, TaskSamplingWrapper, action_dim, check_checkpointable,
                               check_task_env, check_tasks_settable, task_list_key)
-from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor
+from flash_rl.encoder import ENCODERS, FlashFeaturesExtractor, encoder_pass_gb
 from flash_envs.progress import tqdm_bar
 from flash_rl.torch_threads import one_torch_thread
 from flash_rl.trained_tasks import read_trained_on, task_records, write_trained_on
@@ -99,6 +99,25 @@ def _schedule_over(agent: BaseAlgorithm, total_timesteps: int) -> None:
     if hasattr(agent, "exploration_schedule"):
         per_call = agent.exploration_schedule
         agent.exploration_schedule = lambda _: per_call(1.0 - agent.num_timesteps / total_timesteps)
+
+
+#: An encoder pass over a training batch that keeps this many GB or more for its gradient is warned of: with the
+#: default batch and encoder, a context_len of about 2,700 rows.
+LARGE_ENCODER_PASS_GB = 2.0
+
+
+def warn_of_a_large_encoder_pass(flash: "Flash", agent: BaseAlgorithm, owner: str) -> None:
+    """Warn (naming ``owner``, e.g. ``"Flash.meta_train"``) when one pass of ``flash``'s encoder over a training batch
+    of ``agent`` (its ``batch_size``; A2C's whole rollout) keeps :data:`LARGE_ENCODER_PASS_GB` or more for its
+    gradient (:func:`~flash_rl.encoder.encoder_pass_gb`): a long ``context_len`` runs out of memory inside torch."""
+    batch = getattr(agent, "batch_size", None) or agent.n_steps * agent.n_envs
+    width = agent.observation_space["context"].shape[-1]
+    gigabytes = encoder_pass_gb(flash.encoder, batch, flash.context_len, width, flash.encoder_hidden)
+    if gigabytes >= LARGE_ENCODER_PASS_GB:
+        warn(f"{owner}: context_len {flash.context_len:,} makes each pass of the {flash.encoder} encoder over a "
+             f"training batch ({batch:,} windows of {flash.context_len:,} rows, {flash.encoder_hidden} hidden units) "
+             f"keep about {gigabytes:.1f} GB for its gradient, and the process may run out of memory; give a shorter "
+             "context_len, a smaller batch_size or fewer encoder_hidden")
 
 
 def _load_weights_of(model: BaseAlgorithm, init_from: Any) -> None:
@@ -337,6 +356,8 @@ class Flash:
                 _load_weights_of(model, init_from)
             self.model = model   # only now: a refused init_from leaves the trained model be
         self.trained_on = [*(getattr(init_from, "trained_on", None) or []), *task_records(tasks)]
+        if self.use_context:
+            warn_of_a_large_encoder_pass(self, self.agent, f"{type(self).__name__}.meta_train")
         if checkpoint_dir:
             warn_of_a_large_replay_buffer(self.agent, f"{type(self).__name__}.meta_train")
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
@@ -508,6 +529,8 @@ class Flash:
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
         check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)   # here, so that load() takes any agent
         agent = self._new_agent(train_env, kwargs, seed)
+        if self.use_context:
+            warn_of_a_large_encoder_pass(self, agent, f"{type(self).__name__}.adapt")
         agent.policy.load_state_dict(self.model.policy.state_dict())
         _schedule_over(agent, episodes * self.episode_steps)
         for extractor in embedding_extractors(agent.policy):
