@@ -1,6 +1,7 @@
 """Inputs a fuzzing review found to hang, or to fail deep inside NumPy, SimPy or PyYAML's silence, instead of an error
 naming the argument: sub-steps and replicas without a bound, integers past a float, time values so small that the
-times divided by them overflowed, subnormal service times and CVs."""
+times divided by them overflowed, subnormal service times and CVs; and rates near zero, which are valid and now run
+without NumPy's overflow warnings."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 
 import flash_envs  # noqa: F401
 from flash_envs.data.trace_csv import RateTrace, TraceBinError, read_rate_trace
-from flash_envs.envs.autoscaling import MAX_REPLICAS
+from flash_envs.envs.autoscaling import MAX_RATIO, MAX_REPLICAS
 from flash_envs.envs.task_env import MAX_SUBSTEPS
 from flash_envs.sim.service import MIN_SERVICE_CV, AppProfile
-from flash_envs.sim.workloads import DiurnalWorkload, StepWorkload, TraceWorkload
+from flash_envs.sim.workloads import ConstantWorkload, DiurnalWorkload, StepWorkload, TraceWorkload
 from flash_envs.tasks import AutoscalingTaskFamily
 from flash_rl.config import ConfigError, load_config
 from flash_rl.cases import CONFIG_DIR
@@ -111,3 +112,19 @@ def test_the_least_rate_norm_and_ramp_step_without_numpy_warnings():
         env.reset(seed=0, options={"task": task})
         obs, reward = env.step(0)[:2]
     assert env.observation_space.contains(obs) and np.isfinite(reward)
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+@pytest.mark.parametrize("rate", [5e-324, 1e-320, 1e-300, 1e-40])
+def test_a_rate_near_zero_runs_as_no_requests_without_numpy_warnings(fidelity, rate):
+    """A tiny rate is a valid rate (a trace's quietest hour, scaled): the capacity ratio overflowed float32 (1e-40)
+    and the per-request fidelity's next arrival overflowed a division (1e-320), each with NumPy's warning."""
+    base = AutoscalingTaskFamily.generate(n_train=1, n_test=1, seed=0).train[0]
+    task = dataclasses.replace(base, workload=ConstantWorkload(rate=rate))
+    env = gym.make("flash/Autoscaling-v0", fidelity=fidelity, episode_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        obs = env.reset(seed=0, options={"task": task})[0]
+        infos = [env.step(0)[4] for _ in range(3)]
+    assert obs[8] == MAX_RATIO   # the ready replicas' capacity, over a rate near zero
+    assert all(info["throughput"] == 0 and info["arrival_rate"] < 1e-39 for info in infos)

@@ -46,6 +46,9 @@ LONGEST_SUBSTEP_S = 365 * 86400.0
 #: over :data:`LONGEST_SUBSTEP_S`. This round bound below it leaves room for the float rounding of the rate curve's
 #: running sum that the count is taken from, and is a million times the busiest shared trace.
 MAX_RATE = 1e11
+#: A time (s) no simulation reaches: :meth:`RateCurve.inverse_integral` gives an arrival later than it as never
+#: (``inf``), as for a curve of zero rates (a run lasts at most a year, :data:`LONGEST_SUBSTEP_S`).
+NEVER_S = 1e300
 
 
 class RateCurve:
@@ -83,7 +86,7 @@ class RateCurve:
     def inverse_integral(self, target: float) -> float:
         """The time ``t`` at which :meth:`integral` reaches ``target`` (for time-rescaled Poisson arrivals)."""
         total = self._cumulative[-1]
-        if total <= 0:
+        if total <= 0 or target * self.period_s / NEVER_S > total:   # (a tiny total overflowed target / total)
             return float("inf")
         cycles, rest = divmod(target, total)
         i = int(np.searchsorted(self._cumulative, rest, side="right")) - 1
