@@ -103,8 +103,10 @@ class RequestLevelSimulation(ServiceSimulation):
         self._change_busy(+1)
         try:
             yield self.env.timeout(service_s)
-        except simpy.Interrupt:   # the OOM killer took the replica (its state is now "killed")
-            pass
+        except simpy.Interrupt as interrupt:   # the OOM killer took the replica (its state is now "killed")
+            # From Python 3.12 its traceback holds this frame, whose caller (SimPy's Process._resume) holds the
+            # Interrupt: a cycle per kill, left for the garbage collector
+            interrupt.__traceback__ = None
         self._change_busy(-1)
         if replica.state == "killed":
             self._reject()
