@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flash_envs.flash_warnings import FlashWarning
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.config import ConfigError, check_resume, load_config, save_config
 
@@ -234,8 +235,9 @@ def test_adapt_and_evaluate_use_the_test_tasks_that_reproduce_adapts_to(tmp_path
     err = capsys.readouterr().err
     assert "--task 5: the test split has 4 tasks" in err
     first_app = err.split("['")[1].split("'")[0]
-    assert main(["adapt", *model, "--test-trace", str(trace), "--task", f"trace:mine:{first_app}", "--episodes", "1",
-                 "--json", str(tmp_path / "curve.json")]) == 0
+    with pytest.warns(FlashWarning, match="fine-tunes with the kwargs saved with it"):   # not the config's kwargs
+        assert main(["adapt", *model, "--test-trace", str(trace), "--task", f"trace:mine:{first_app}", "--episodes",
+                     "1", "--json", str(tmp_path / "curve.json")]) == 0
     assert json.loads((tmp_path / "curve.json").read_text())["task"] == f"trace:mine:{first_app}"
     capsys.readouterr()
     assert main(["evaluate", *model, "--test-trace", str(trace), "--json", str(tmp_path / "table.json")]) == 0
