@@ -39,6 +39,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -101,23 +102,53 @@ def _schedule_over(agent: BaseAlgorithm, total_timesteps: int) -> None:
         agent.exploration_schedule = lambda _: per_call(1.0 - agent.num_timesteps / total_timesteps)
 
 
-#: An encoder pass over a training batch that keeps this many GB or more for its gradient is warned of: with the
-#: default batch and encoder, a context_len of about 2,700 rows.
-LARGE_ENCODER_PASS_GB = 2.0
+#: An encoder that keeps this many GB or more for the gradient of one training batch is warned of: with the default
+#: batch and encoder, a context_len of about 2,700 rows.
+LARGE_ENCODER_GRADIENT_GB = 2.0
 
 
-def warn_of_a_large_encoder_pass(flash: "Flash", agent: BaseAlgorithm, owner: str) -> None:
-    """Warn (naming ``owner``, e.g. ``"Flash.meta_train"``) when one pass of ``flash``'s encoder over a training batch
-    of ``agent`` (its ``batch_size``; A2C's whole rollout) keeps :data:`LARGE_ENCODER_PASS_GB` or more for its
-    gradient (:func:`~flash_rl.encoder.encoder_pass_gb`): a long ``context_len`` runs out of memory inside torch."""
-    batch = getattr(agent, "batch_size", None) or agent.n_steps * agent.n_envs
+def training_batch(agent: BaseAlgorithm) -> int | None:
+    """The context windows one gradient step of ``agent`` passes through the encoder: an on-policy algorithm's
+    minibatch (``batch_size``, at most the rollout of ``n_steps * n_envs``; A2C's whole rollout), an off-policy one's
+    ``batch_size``; None for an algorithm with neither."""
+    batch = getattr(agent, "batch_size", None)
+    if isinstance(agent, OnPolicyAlgorithm):
+        rollout = agent.n_steps * agent.n_envs
+        return min(batch or rollout, rollout)
+    return batch if isinstance(batch, int) else None
+
+
+def _separate_encoders(agent: BaseAlgorithm) -> bool:
+    """Whether ``agent``'s actor and critic have a features extractor, so an encoder, each."""
+    return getattr(agent.policy, "share_features_extractor", True) is False
+
+
+def encoder_gradient_gb(flash: "Flash", agent: BaseAlgorithm) -> float | None:
+    """GB that ``flash``'s encoder keeps for the gradient of one training batch of ``agent``
+    (:func:`training_batch`, :func:`~flash_rl.encoder.encoder_pass_gb`), twice that where the actor and the critic
+    have encoders of their own (SAC's and TD3's default); None when the batch is not known."""
+    batch = training_batch(agent)
+    if batch is None:
+        return None
+    passes = 2 if _separate_encoders(agent) else 1
     width = agent.observation_space["context"].shape[-1]
-    gigabytes = encoder_pass_gb(flash.encoder, batch, flash.context_len, width, flash.encoder_hidden)
-    if gigabytes >= LARGE_ENCODER_PASS_GB:
-        warn(f"{owner}: context_len {flash.context_len:,} makes each pass of the {flash.encoder} encoder over a "
-             f"training batch ({batch:,} windows of {flash.context_len:,} rows, {flash.encoder_hidden} hidden units) "
-             f"keep about {gigabytes:.1f} GB for its gradient, and the process may run out of memory; give a shorter "
-             "context_len, a smaller batch_size or fewer encoder_hidden")
+    return passes * encoder_pass_gb(flash.encoder, batch, flash.context_len, width, flash.encoder_hidden)
+
+
+def warn_of_a_large_encoder_gradient(flash: "Flash", agent: BaseAlgorithm, owner: str) -> None:
+    """Warn (naming ``owner``, e.g. ``"Flash.meta_train"``) when ``flash``'s encoder would keep
+    :data:`LARGE_ENCODER_GRADIENT_GB` or more for the gradient of one training batch of ``agent``
+    (:func:`encoder_gradient_gb`): a long ``context_len`` runs out of memory inside torch."""
+    gigabytes = encoder_gradient_gb(flash, agent)
+    if gigabytes is None or gigabytes < LARGE_ENCODER_GRADIENT_GB:
+        return
+    batch = training_batch(agent)
+    own = ", an encoder each for the actor and the critic" if _separate_encoders(agent) else ""
+    smaller = "a smaller batch_size" if getattr(agent, "batch_size", None) else "a smaller n_steps or n_envs"
+    warn(f"{owner}: context_len {flash.context_len:,} makes the {flash.encoder} encoder keep about {gigabytes:.1f} GB "
+         f"for the gradient of each training batch ({batch:,} windows of {flash.context_len:,} rows, "
+         f"{flash.encoder_hidden} hidden units{own}), and the process may run out of memory; give a shorter "
+         f"context_len, {smaller} or fewer encoder_hidden")
 
 
 def _load_weights_of(model: BaseAlgorithm, init_from: Any) -> None:
@@ -357,7 +388,7 @@ class Flash:
             self.model = model   # only now: a refused init_from leaves the trained model be
         self.trained_on = [*(getattr(init_from, "trained_on", None) or []), *task_records(tasks)]
         if self.use_context:
-            warn_of_a_large_encoder_pass(self, self.agent, f"{type(self).__name__}.meta_train")
+            warn_of_a_large_encoder_gradient(self, self.agent, f"{type(self).__name__}.meta_train")
         if checkpoint_dir:
             warn_of_a_large_replay_buffer(self.agent, f"{type(self).__name__}.meta_train")
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
@@ -530,7 +561,7 @@ class Flash:
         check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)   # here, so that load() takes any agent
         agent = self._new_agent(train_env, kwargs, seed)
         if self.use_context:
-            warn_of_a_large_encoder_pass(self, agent, f"{type(self).__name__}.adapt")
+            warn_of_a_large_encoder_gradient(self, agent, f"{type(self).__name__}.adapt")
         agent.policy.load_state_dict(self.model.policy.state_dict())
         _schedule_over(agent, episodes * self.episode_steps)
         for extractor in embedding_extractors(agent.policy):

@@ -307,7 +307,7 @@ class AutoscalingEnv(TaskEnv[AutoscalingTask]):
             latency, slo_signal = p95_ms / self.episode_task.app.slo_ms, self.slo_preservation(m)
         else:
             latency, slo_signal = p95_ms / 1000.0, m.dropped / m.arrivals if m.arrivals else 0.0
-        # clipped before dividing: a rate under about 1e-38 req/s made a ratio past float32, cast with a warning
+        # clipped before dividing: a rate under processing_rate / 3.4e38 made a ratio past float32, cast with a warning
         capacity_ratio = (m.processing_rate / m.arrival_rate if m.arrival_rate * MAX_RATIO > m.processing_rate
                           else MAX_RATIO)
         obs = np.array([

@@ -104,8 +104,8 @@ class RequestLevelSimulation(ServiceSimulation):
         try:
             yield self.env.timeout(service_s)
         except simpy.Interrupt as interrupt:   # the OOM killer took the replica (its state is now "killed")
-            # From Python 3.12 its traceback holds this frame, whose caller (SimPy's Process._resume) holds the
-            # Interrupt: a cycle per kill, left for the garbage collector
+            # Its traceback holds this frame, which from Python 3.12 keeps its caller, SimPy's Process._resume,
+            # which holds the Interrupt: a cycle per kill, left for the garbage collector
             interrupt.__traceback__ = None
         self._change_busy(-1)
         if replica.state == "killed":
