@@ -126,9 +126,10 @@ def _separate_encoders(agent: BaseAlgorithm) -> bool:
 def encoder_gradient_gb(flash: "Flash", agent: BaseAlgorithm) -> float | None:
     """GB that ``flash``'s encoder keeps for the gradient of one training batch of ``agent``
     (:func:`training_batch`, :func:`~flash_rl.encoder.encoder_pass_gb`), twice that where the actor and the critic
-    have encoders of their own (SAC's and TD3's default); None when the batch is not known."""
+    have encoders of their own (SAC's and TD3's default); None for an agent without context, or when the batch is
+    not known."""
     batch = training_batch(agent)
-    if batch is None:
+    if not flash.use_context or batch is None:
         return None
     passes = 2 if _separate_encoders(agent) else 1
     width = agent.observation_space["context"].shape[-1]
@@ -387,8 +388,7 @@ class Flash:
                 _load_weights_of(model, init_from)
             self.model = model   # only now: a refused init_from leaves the trained model be
         self.trained_on = [*(getattr(init_from, "trained_on", None) or []), *task_records(tasks)]
-        if self.use_context:
-            warn_of_a_large_encoder_gradient(self, self.agent, f"{type(self).__name__}.meta_train")
+        warn_of_a_large_encoder_gradient(self, self.agent, f"{type(self).__name__}.meta_train")
         if checkpoint_dir:
             warn_of_a_large_replay_buffer(self.agent, f"{type(self).__name__}.meta_train")
         self.resumed_from = int(self.agent.num_timesteps) if state is not None else None
@@ -560,8 +560,7 @@ class Flash:
         kwargs = {**self.agent_kwargs, **self.adapt_kwargs}
         check_adaptation_kwargs(self.agent_cls, kwargs, self.episode_steps)   # here, so that load() takes any agent
         agent = self._new_agent(train_env, kwargs, seed)
-        if self.use_context:
-            warn_of_a_large_encoder_gradient(self, agent, f"{type(self).__name__}.adapt")
+        warn_of_a_large_encoder_gradient(self, agent, f"{type(self).__name__}.adapt")
         agent.policy.load_state_dict(self.model.policy.state_dict())
         _schedule_over(agent, episodes * self.episode_steps)
         for extractor in embedding_extractors(agent.policy):

@@ -97,7 +97,7 @@ def test_the_batch_is_what_one_gradient_step_encodes(tasks, algo, kwargs, batch)
 def test_an_actor_and_a_critic_with_an_encoder_each_count_twice():
     """SAC and TD3 (share_features_extractor=False by default) hold both encoders' graphs in one gradient step:
     measured 1.40 GB for SAC where PPO, A2C and DQN took 0.72 to 0.76 GB (batch 240, 1000 rows)."""
-    flash_like = SimpleNamespace(encoder="gru", context_len=1000, encoder_hidden=64)
+    flash_like = SimpleNamespace(use_context=True, encoder="gru", context_len=1000, encoder_hidden=64)
     space = {"context": SimpleNamespace(shape=(1000, 18))}
     shared, separate = (SimpleNamespace(batch_size=240, observation_space=space,
                                         policy=SimpleNamespace(share_features_extractor=share))
