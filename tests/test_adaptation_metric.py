@@ -52,6 +52,21 @@ def test_bootstrap_statistics():
         ratio_ci(np.ones(3), np.ones(4))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_bootstrap_cis_are_95_percent_intervals(seed):
+    """On 400 normal values a 95% interval is about the normal one, +-1.96 standard errors (for the ratio of means,
+    by the delta method): a 50% level, or an interval collapsed onto the point, is far off."""
+    rng = np.random.default_rng(seed)
+    a, b, n = rng.normal(20.0, 4.0, 400), rng.normal(10.0, 1.0, 400), 400
+    point, lo, hi = bootstrap_ci(a, mean)
+    assert lo < point < hi and (hi - lo) / 2 == pytest.approx(1.96 * a.std(ddof=1) / np.sqrt(n), rel=0.1)
+    r, lo, hi = ratio_ci(a, b, mean)
+    ma, mb = a.mean(), b.mean()
+    variance = a.var(ddof=1) / mb**2 + ma**2 * b.var(ddof=1) / mb**4 - 2 * ma * np.cov(a, b)[0, 1] / mb**3
+    se = np.sqrt(variance / n)
+    assert lo < r < hi and (hi - lo) / 2 == pytest.approx(1.96 * se, rel=0.15)
+
+
 def test_clustered_ratio_ci_resamples_tasks_not_seeds():
     rng = np.random.default_rng(0)
     per_task = rng.integers(1, 31, size=(8, 2)).astype(float)        # 8 tasks: (transfer, FLASH) episodes

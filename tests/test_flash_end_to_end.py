@@ -70,6 +70,7 @@ def test_flash_ppo_meta_train_and_adapt(family, monkeypatch):
                   net_arch=[32], agent_kwargs={"n_steps": 20, "batch_size": 40, "n_epochs": 2},
                   adapt_kwargs={"n_steps": 10, "batch_size": 10}, n_envs=2, episodes_per_task=2)
     flash.meta_train(family, 400)
+    assert flash.model.num_timesteps == 400 and flash.model._n_updates == 10 * 2   # 10 rollouts of 2 envs x 20 steps
     assert isinstance(flash.policy.features_extractor, FlashFeaturesExtractor)
     before, task = weights(flash.policy), family.test[0]
     start = flash.evaluate(None, task, seed=EVAL_SEED)
@@ -90,7 +91,9 @@ def test_second_algorithm(family, algo, kwargs, adapt_kwargs, monkeypatch):
     flash = Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
                   net_arch=[32], agent_kwargs=kwargs, adapt_kwargs=adapt_kwargs, n_envs=2)
     flash.meta_train(family.train[:3], 200)
-    assert isinstance(flash.model, algo)
+    assert isinstance(flash.model, algo) and flash.model.num_timesteps == 200
+    # A2C: one update a rollout of 2 envs x 5 steps; DQN: one every 4 of its 100 vector steps, from 20 timesteps on
+    assert flash.model._n_updates == (20 if algo is A2C else 23)
     extractor = flash.policy.q_net.features_extractor if algo is DQN else flash.policy.features_extractor
     assert isinstance(extractor, FlashFeaturesExtractor)
     meta_trained, task = weights(flash.policy), family.test[0]

@@ -93,6 +93,26 @@ def test_governor_report_rows():
     assert "| test | ondemand |" in summary_markdown(rows)
 
 
+def test_governor_rows_total_each_episodes_energy_and_transitions():
+    """energy_kj is the episode's energy in kJ and transitions the episode's count, as a hand-run episode with the
+    env's own info gives them (no other test read these columns: a row in joules passed)."""
+    from flash_envs.envs.power_management import PowerManagementEnv
+
+    row = next(r for r in governor_rows(("test",), seeds=1, episode_s=50.0) if r["governor"] == "ondemand")
+    env = PowerManagementEnv(episode_s=50.0)
+    task = next(t for t in env.family.test if t.name == row["task"])
+    governor = make_governor("ondemand", task.server.freq_levels, env.n_servers)
+    obs, _ = env.reset(seed=0, options={"task": task})
+    total, transitions, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(governor.predict(obs, deterministic=True)[0])
+        total, transitions, done = total + float(reward), transitions + info["transitions"], terminated or truncated
+    assert info["episode_energy_j"] > 0 and transitions > 0
+    assert row["energy_kj"] == pytest.approx(info["episode_energy_j"] / 1000, rel=1e-9)
+    assert row["transitions"] == pytest.approx(transitions, rel=1e-9)
+    assert row["return"] == pytest.approx(total, rel=1e-9)
+
+
 def test_a_tie_for_the_best_return_counts_for_every_tied_governor():
     returns = {"performance": -9.0, "powersave": -5.0, "ondemand": -7.0, "conservative": -8.0, "schedutil": -5.0}
     rows = [{"split": "test", "task": t, "governor": g, "power_share": 0.5, "slo_violation": 0.0,
