@@ -8,7 +8,7 @@ import pytest
 
 import flash_envs  # noqa: F401
 from flash_envs.baselines.autoscalers import HPA, ConstantPolicy, RandomPolicy, StaticPolicy, ThresholdAutoscaler
-from flash_envs.baselines.runner import evaluate_on_tasks
+from flash_envs.baselines.runner import evaluate_on_tasks, run_episode
 from flash_envs.envs.autoscaling import CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP
 
 
@@ -91,6 +91,10 @@ def test_runner_reports_per_task_metrics(env):
     for row in rows:
         assert 0 <= row["slo_violation"] <= 1 and 0 <= row["cpu_utilisation"] <= 1
         assert row["return"] == pytest.approx(row["mean_reward"] * 60)
+    episodes = [run_episode(env, HPA(env, memory_mb=2048), tasks[0], seed) for seed in (0, 1)]
+    assert episodes[0]["return"] != episodes[1]["return"]   # so a row of one episode would differ
+    assert {k: v for k, v in rows[0].items() if k != "task"} == pytest.approx(
+        {k: (episodes[0][k] + episodes[1][k]) / 2 for k in episodes[0]})
 
 
 
