@@ -533,3 +533,38 @@ def test_a_config_read_without_its_agents_checked_skips_only_them():
     assert load_config(CONFIG_DIR / "autoscaling.yaml", bad_algo, runnable=False).flash.algo == "NOPE"
     with pytest.raises(ConfigError, match="tasks.trace_gaps"):
         load_config(CONFIG_DIR / "autoscaling.yaml", ["tasks.trace_gaps=nope"], runnable=False)
+
+
+class _RecordingAgent:
+    """Records each adapt call's task, budget and settings; ``fresh`` gives a new one that says its seed."""
+
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls = name, calls
+
+    def adapt(self, task, budget, **kwargs):
+        self.calls.append((self.name, task, budget, kwargs))
+        return []
+
+    def fresh(self, seed):
+        return _RecordingAgent(f"{self.name} fresh {seed}", self.calls)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_every_method_adapts_with_the_same_budget_seed_and_evaluation_episodes(seed):
+    """Each method gets the config's budget, evaluation interval, adaptation seed and evaluation seeds (a method
+    whose evaluation episodes did not move with the adaptation seed passed the pipeline's tests)."""
+    from flash_rl.config import METHOD_MODEL
+    from flash_rl.pipeline import adapt_once
+
+    cfg = load_config(CONFIG_DIR / "autoscaling.yaml")
+    a = cfg.adaptation
+    calls: list = []
+    models = {name: _RecordingAgent(name, calls) for name in set(METHOD_MODEL.values())}
+    for method in METHOD_MODEL:
+        adapt_once(models, method, "task", seed, cfg)
+    protocol = {"eval_every": a.eval_every, "eval_seed": a.eval_seed + seed, "seed": seed}
+    assert calls == [("flash", "task", a.budget, protocol),
+                     ("flash", "task", a.budget, {**protocol, "zero_embedding": True}),
+                     ("transfer", "task", a.budget, protocol),
+                     (f"transfer fresh {1000 + seed}", "task", a.budget, protocol),
+                     ("maml", "task", a.budget, protocol)]
