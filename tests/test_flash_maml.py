@@ -141,6 +141,41 @@ def test_adaptation_steps_by_the_rule_meta_training_used(monkeypatch):
             assert curve[1][1] == curve[0][1]
 
 
+def test_adaptation_takes_sgd_steps_of_inner_lr_on_the_reinforce_loss_from_the_meta_learned_weights(monkeypatch):
+    """Each step moves a copy of the meta-learned weights by -inner_lr times the REINFORCE gradient of its episodes
+    (an adapt that never changed the policy passed every other test); the meta-learned weights stay."""
+    import flash_rl.maml as maml_module
+
+    task = gym.make("flash/Autoscaling-v0").unwrapped.family.test[0]
+    loss, steps, evaluated = maml_module.reinforce_loss, [], []
+
+    def watched(policy, batch, gamma):
+        value = loss(policy, batch, gamma)
+        grads = torch.autograd.grad(value, list(policy.parameters()), retain_graph=True)
+        steps.append(([p.detach().clone() for p in policy.parameters()], grads))
+        return value
+
+    def evaluate(self, policy, task, seed, actions=None):
+        evaluated.append([p.detach().clone() for p in policy.parameters()])
+        return 0.0
+
+    monkeypatch.setattr(maml_module, "reinforce_loss", watched)
+    monkeypatch.setattr(MAML, "evaluate", evaluate)
+    maml = MAML("flash/Autoscaling-v0", {"episode_steps": 5}, hidden=[8], inner_lr=0.5)
+    meta_learned = [p.detach().clone() for p in maml.policy.parameters()]
+    maml.adapt(task, 2)
+    assert len(steps) == 2 and len(evaluated) == 3
+    for a, b in zip(evaluated[0], meta_learned):
+        assert torch.equal(a, b)
+    for (before, grads), after, previous in zip(steps, evaluated[1:], evaluated):
+        assert any(g.abs().max() > 0 for g in grads)
+        for p, g, q, r in zip(before, grads, after, previous):
+            assert torch.equal(p, r)
+            torch.testing.assert_close(q, p - 0.5 * g)
+    for a, b in zip(maml.policy.parameters(), meta_learned):
+        assert torch.equal(a, b)
+
+
 def test_building_maml_seeds_its_policy_but_leaves_the_callers_torch_generator_alone():
     """The same seed gives the same initial weights; the caller's global torch stream goes on as if MAML were not
     built (it used to be reseeded with MAML's seed)."""
