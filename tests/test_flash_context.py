@@ -95,9 +95,23 @@ def test_encoder_and_extractor():
         feats = extractor(batch)
         assert feats.shape == (3, 9 + 16) and extractor.features_dim == 25
         torch.testing.assert_close(feats[:, :9], batch["obs"])
+        torch.testing.assert_close(feats[:, 9:], extractor.embed(batch))   # the context's embedding, as embed() says
+        other = {**batch, "context": torch.rand(3, 8, space["context"].shape[1])}
+        assert not torch.allclose(extractor(other)[:, 9:], feats[:, 9:]), "another context, another embedding"
         extractor.zero_embedding = True
         assert not extractor(batch)[:, 9:].any()
     enc = ContextEncoder(width=4, embedding_dim=5, hidden=8, kind="gru")
     ctx = torch.randn(2, 6, 4)
     assert enc(ctx).shape == (2, 5)
     assert not torch.allclose(enc(ctx)[0], enc(ctx.flip(1))[0]), "the GRU reads the order of transitions"
+
+
+def test_the_mean_encoder_averages_the_valid_rows_only():
+    """Padding rows (valid flag 0) do not count: three transitions left-padded to eight rows embed as the three alone,
+    and an empty context as zero rows of any length."""
+    torch.manual_seed(0)
+    enc = ContextEncoder(width=4, embedding_dim=5, hidden=8, kind="mean")
+    rows = torch.cat([torch.randn(1, 3, 3), torch.ones(1, 3, 1)], dim=2)   # the last column: valid
+    padded = torch.cat([torch.zeros(1, 5, 4), rows], dim=1)
+    torch.testing.assert_close(enc(padded), enc(rows))
+    torch.testing.assert_close(enc(torch.zeros(1, 8, 4)), enc(torch.zeros(1, 2, 4)))

@@ -242,3 +242,26 @@ def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch,
         family, 20, tb_log_name="tl")
     assert list((tmp_path / "tb" / "tl_1").glob("events.out.tfevents.*"))
     assert not list(tmp_path.glob("SB3-*"))
+
+
+@pytest.mark.parametrize("algo", [PPO, DQN])
+def test_the_agent_acts_on_the_context(family, algo):
+    """Two observations that differ in their context only give the policy other action values, unless the embedding
+    is zeroed (the ablation): the context reaches the network the agent acts through."""
+    flash = Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
+                  net_arch=[32]).fresh(seed=0)
+    env = flash.make_env(family.test[0])
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    other = {**obs, "context": rng.random(obs["context"].shape).astype(np.float32)}
+    policy = flash.model.policy
+
+    def values(o):
+        tensor, _ = policy.obs_to_tensor(o)
+        with torch.no_grad():
+            return policy.q_net(tensor) if algo is DQN else policy.get_distribution(tensor).distribution.logits
+
+    assert not torch.allclose(values(obs), values(other))
+    for extractor in embedding_extractors(policy):
+        extractor.zero_embedding = True
+    torch.testing.assert_close(values(obs), values(other))
