@@ -192,6 +192,43 @@ def test_regret_and_deadline_misses_of_a_choice():
     assert regret == pytest.approx(100 * (0 + 2 * (10 / 6 - 1)) / 3) and misses == 0.0
     # believing configuration 1 fast enough for 1.25 s: misses only that deadline, right for the others
     assert choice_quality(np.array([1.0, 1.2, 3.0]), cost, rt, cost) == pytest.approx((100 / 3, 100 / 3))
+    # believing configuration 0 cheap: picked at every deadline, and charged what it costs (10), not the belief (1)
+    regret, misses = choice_quality(rt, np.array([1.0, 6.0, 2.0]), rt, cost)
+    assert regret == pytest.approx(100 * (0 + 2 * (10 / 6 - 1)) / 3) and misses == 0.0
+
+
+def test_the_shots_measured_values_stand_for_the_predictions_at_them(sim):
+    """A choice among all configurations uses the measured runtime and cost at the shots, whatever was predicted
+    there: predictions right everywhere but at the shots, where they promise the fastest and cheapest of all,
+    score as perfect."""
+    app, targets = 0, np.arange(len(sim.configs))
+    pred = np.log(np.stack([sim.runtime_s[app], sim.cost_usd[app]], axis=-1))
+    shots = np.argsort(sim.cost_usd[app])[-2:]                   # the two dearest configurations
+    pred[shots] = np.log(1e-6)
+    assert score(pred[None], shots[None], targets, replace(sim, pricing=None), app) == pytest.approx(
+        np.zeros((1, len(METRICS))), abs=1e-9)
+
+
+def test_models_are_fitted_on_the_training_apps_only(sim, monkeypatch):
+    """Every learned model and matrix completion are fitted on the split's training apps only (the held-out apps are
+    scored, never fitted)."""
+    fitted = []
+    train_model, completion = evaluate.train_model, evaluate.matrix_completion_predictor
+
+    def recorded_train_model(train, inputs, cfg, rng, progress, validation):
+        fitted.append(set(train.data.apps))
+        return train_model(train, inputs, cfg, rng, progress, validation)
+
+    def recorded_completion(train, test):
+        fitted.append(set(train.apps))
+        return completion(train, test)
+
+    monkeypatch.setattr(evaluate, "train_model", recorded_train_model)
+    monkeypatch.setattr(evaluate, "matrix_completion_predictor", recorded_completion)
+    split = Split("s", sim.select_apps(sim.apps[:30]), sim.select_apps(sim.apps[30:40]))
+    evaluate_split(split, k=2, seed=0, cfg=TrainConfig(steps=5, hidden=8, val_fraction=0.2), draws=1)
+    assert len(fitted) == len(INPUTS) + 1
+    assert all(apps and apps < set(split.train.apps) for apps in fitted)   # less: 20% held back to validate
 
 
 def test_overspend_and_misses_give_the_regret_of_any_miss_charge(monkeypatch):
