@@ -14,6 +14,7 @@ import flash_envs  # noqa: F401
 from flash_envs.envs.autoscaling import (CPU_DOWN, CPU_UP, MEMORY_UP, NOOP, REPLICA_DOWN, REPLICA_UP,
                                          AutoscalingEnv)
 from flash_envs.power_tasks import PowerTaskFamily
+from flash_envs.sim.service import AppProfile
 from flash_envs.sim.workloads import ConstantWorkload
 from flash_envs.tasks import AutoscalingTask, AutoscalingTaskFamily
 
@@ -326,3 +327,22 @@ def test_hidden_slo_observation_does_not_reveal_the_slo():
     obs, _ = env.reset(seed=0)
     obs, _, _, _, info = env.step(NOOP)
     assert obs[6] == pytest.approx(min(10.0, info["latency_p95_ms"] / 1000), rel=1e-6)
+
+
+def test_slo_violation_is_the_p95_latency_above_the_slo():
+    """``slo_violation`` is the p95 latency above the SLO (the docstring's info key), not the p99: with the SLO between
+    an interval's p95 and p99 it is False, and with the SLO just below the p95 it is True. The SLO does not change the
+    simulation, so the same seed gives the same latencies under both SLOs."""
+    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
+    task = AutoscalingTask(app, ConstantWorkload(rate=33.0), "between")
+    env = gym.make(ENV_ID, episode_steps=5)
+    env.reset(seed=0, options={"task": task})
+    info = env.step(NOOP)[4]
+    p95, p99 = info["latency_p95_ms"], info["latency_p99_ms"]
+    assert p95 * 1.1 < p99                                  # a real gap between them
+    for slo, violated in (((p95 + p99) / 2, False), (0.95 * p95, True)):
+        strict = dataclasses.replace(task, app=dataclasses.replace(app, slo_ms=slo))
+        env.reset(seed=0, options={"task": strict})
+        info = env.step(NOOP)[4]
+        assert (info["latency_p95_ms"], info["latency_p99_ms"]) == (p95, p99)
+        assert info["slo_violation"] is violated

@@ -330,3 +330,33 @@ def test_the_observation_starts_at_zero_and_records_each_measurement():
     expected[-1] = 1 / env.max_measurements
     np.testing.assert_allclose(obs, expected, rtol=1e-6)
     assert not env.reset(seed=1)[0].any()
+
+
+def test_a_measured_cost_carries_the_same_noise_factor_as_its_runtime():
+    """A measurement is the true runtime and cost both times one factor ``exp(N(0, noise_cv))``: the factor read off
+    the runtime (index 1, log(runtime / deadline)) is the one on the cost, so index 2 of a measurement, log(cost /
+    the episode's first measured cost), is the log of the true cost ratio plus the two measurements' log factors."""
+    env = ConfigSearchEnv(family=small_family(), noise_cv=0.5)
+    env.reset(seed=0)
+    task = env.get_task()
+
+    def log_factor(obs, a):
+        return float(obs[3 * a + 1]) - np.log(task.runtime_s[a] / task.deadline_s)
+
+    first = env.step(0)[0]
+    assert first[2] == 0.0                                  # the first measured cost is the reference
+    obs = env.step(3)[0]
+    assert abs(log_factor(obs, 3) - log_factor(first, 0)) > 0.05     # two draws of the factor: they differ
+    assert obs[3 * 3 + 2] == pytest.approx(
+        np.log(task.cost_usd[3] / task.cost_usd[0]) + log_factor(obs, 3) - log_factor(first, 0), abs=1e-5)
+    obs = env.step(0)[0]                                    # config 0 again: against its own first measurement
+    assert abs(log_factor(obs, 0) - log_factor(first, 0)) > 0.05
+    assert obs[2] == pytest.approx(log_factor(obs, 0) - log_factor(first, 0), abs=1e-5)
+
+
+def test_every_measurement_costs_the_same_penalty():
+    """The reward is ``-measure_penalty`` per measurement: each later one costs what the first did, not more."""
+    env = ConfigSearchEnv(family=small_family(), measure_penalty=0.03)
+    env.reset(seed=0)
+    rewards = [env.step(a)[1] for a in (0, 1, 1, 2)]
+    assert rewards == [-0.03] * 4

@@ -196,3 +196,54 @@ def test_ansi_render_shows_each_servers_interval_as_the_info_reports():
     assert copy.deepcopy(env.unwrapped).render() == env.render()   # a copy mid-episode replays to the same
     env.close()
     assert env.unwrapped.render() is None
+
+
+def _half_loaded_task(slo_ms: float) -> PowerTask:
+    """A CPU-bound 20 ms app on specpower-0 (64 cores) at 55 % of its capacity at f_max, with SLO ``slo_ms``."""
+    server = server_by_name("specpower-0")
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0, slo_ms=slo_ms)
+    capacity = server.cores / app.mean_service_s(server.millicores(server.n_levels - 1))
+    return PowerTask(server, app, ConstantWorkload(rate=0.55 * capacity), f"slo-{slo_ms:g}")
+
+
+def test_a_p95_just_above_the_slo_is_a_violation():
+    """``slo_violation`` counts a server whose p95 exceeds the SLO, by however little: an SLO 5 % below the p95 is
+    violated (the SLO does not change the simulation: the same seed gives the same p95 under either SLO)."""
+    env = PowerManagementEnv(task=_half_loaded_task(1000.0), transition_latency_s=0.0, episode_s=50.0)
+    env.reset(seed=0)
+    p95 = env.step(4)[4]["p95_ms"][0]
+    env.reset(seed=0, options={"task": _half_loaded_task(p95 / 1.05)})
+    obs, reward, *_, info = env.step(4)
+    assert info["p95_ms"] == [p95] and info["slo_violation"] == 1.0
+    assert obs[3] == pytest.approx(1.05, rel=1e-6)
+    assert reward == pytest.approx(-info["power_share"] - 1.0)
+
+
+def test_power_share_is_the_servers_summed_power_over_their_summed_peak():
+    """With two servers, ``power_share`` is their mean power over the interval over their summed peak power, so it
+    equals the interval's energy (all servers) / (interval * n_servers * peak), and the sum of ``power_w`` over
+    ``n_servers * peak``; each server's observation index 4 is its own power / peak, and the share their mean."""
+    env = PowerManagementEnv(n_servers=2, task=_half_loaded_task(1000.0), transition_latency_s=0.0, episode_s=50.0)
+    env.reset(seed=0)
+    peak = env.get_task().server.peak_w
+    for _ in range(3):
+        obs, _, _, _, info = env.step(np.array([0, 4]))
+        assert info["power_w"][0] != pytest.approx(info["power_w"][1])
+        assert info["power_share"] == pytest.approx(info["energy_j"] / (env.interval_s * 2 * peak))
+        assert info["power_share"] == pytest.approx(sum(info["power_w"]) / (2 * peak))
+        assert info["power_share"] == pytest.approx(float(obs[4] + obs[9]) / 2, rel=1e-6)
+
+
+def test_slo_violation_is_the_share_of_servers_over_the_slo():
+    """``slo_violation`` is the share of servers whose p95 exceeds the SLO: with one of two servers at the lowest
+    P-state (p95 above an 80 ms SLO) and the other at f_max (below it), it is 0.5, and the reward takes half the
+    ``slo_weight``."""
+    env = PowerManagementEnv(n_servers=2, task=_half_loaded_task(80.0), transition_latency_s=0.0, episode_s=50.0,
+                             slo_weight=2.0)
+    env.reset(seed=0)
+    for _ in range(3):
+        _, reward, _, _, info = env.step(np.array([0, 4]))
+        slow, fast = info["p95_ms"]
+        assert slow > 80.0 > fast
+        assert info["slo_violation"] == 0.5
+        assert reward == pytest.approx(-info["power_share"] - 2.0 * 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,21 @@ def test_the_fit_report_counts_one_server_in_the_singular(tmp_path):
     path.write_text("server_id,cores," + ",".join(WATTS_COLUMNS) + "\n7,8," + ",".join(
         str(60 + 20 * i) for i in range(len(WATTS_COLUMNS))) + "\n")
     assert f"`{path}` (1 server)." in report_markdown(fit_report(path))
+
+
+def test_a_core_twice_as_fast_serves_the_cpu_part_twice_as_fast():
+    """``core_speed`` is per-core speed at f_max relative to the reference core (1000 millicores): a server of speed 2
+    runs each core at ``2000 * f / f_max`` millicores, and, saturated, completes ``cores / mean service time``
+    requests per second with the CPU part (80 % of 20 ms at the reference core) divided by ``2 * f / f_max``."""
+    server = dataclasses.replace(server_by_name("specpower-123"), core_speed=2.0)
+    assert [server.millicores(level) for level in range(server.n_levels)] == pytest.approx(
+        [2000.0 * f for f in server.freq_levels])
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=0.8)
+    curve = ConstantWorkload(rate=5000.0).realise(np.random.default_rng(0), 60.0)   # far beyond the 8 cores
+    node = DVFSServer(server, app, curve, np.random.default_rng(1), level=2, transition_latency_s=0.0)
+    node.run(5.0)   # the queue fills
+    interval = node.run(20.0)
+    r = server.freq_levels[2]
+    mean_service_s = 0.020 * 0.8 / (2 * r) + 0.020 * 0.2
+    assert interval.metrics.throughput == pytest.approx(server.cores / mean_service_s, rel=0.01)
+    assert node.capacity(2) == pytest.approx(server.cores / mean_service_s)

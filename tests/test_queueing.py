@@ -283,3 +283,35 @@ def test_unknown_fidelity_raises():
     with pytest.raises(ValueError, match="fidelity"):
         make_simulation("exact", MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
                         memory_mb=1024)
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_cpu_utilisation_counts_only_the_cpu_part_of_service(fidelity):
+    """CPU utilisation is CPU-seconds used over CPU-seconds allocated: a replica busy on a request whose 100 ms are half
+    CPU work (50 ms at 1000 m, so 100 ms at a 500 m limit) and half I/O uses its CPU for 2/3 of its busy time, so
+    the utilisation is the completed requests times 0.1 CPU-s over the replica-seconds, not the busy fraction."""
+    app = AppProfile(service_time_ms=100, cpu_fraction=0.5, working_set_mb=256)   # 150 ms at 500 m, 2/3 of it CPU
+    curve = ConstantWorkload(rate=6).realise(np.random.default_rng(0), 60)         # ~45 % busy on 2 replicas
+    sim = make_simulation(fidelity, app, curve, np.random.default_rng(0), replicas=2, cpu_millicores=500,
+                          memory_mb=1024)
+    m = sim.run(600)
+    cpu_seconds = m.completed * 0.100
+    assert m.cpu_utilisation == pytest.approx(cpu_seconds / (m.ready_replicas * m.duration_s), rel=0.05)
+    assert m.cpu_utilisation == pytest.approx(0.3, rel=0.05)                       # 6/s x 0.1 s / 2 replicas
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_a_replica_up_for_part_of_a_sub_step_carries_the_arrival_rate_of_a_whole_one(fidelity):
+    """Memory follows the offered load per replica, the arrival rate over the ready replicas while some were up: a lone
+    replica that comes up half-way through a 5 s sub-step at 2 req/s (mu 10/s) has load 0.2, not the sub-step's
+    10 arrivals in its 2.5 s (0.4). It uses 1000 * (0.5 + 0.5 * 0.2) = 600 of its 1000 MiB for half the sub-step."""
+    app = AppProfile(service_time_ms=100, cpu_fraction=1.0, working_set_mb=1000, idle_memory_fraction=0.5,
+                     startup_delay_s=2.5)
+    curve = ConstantWorkload(rate=2).realise(np.random.default_rng(0), 60)
+    sim = make_simulation(fidelity, app, curve, np.random.default_rng(0), replicas=0, cpu_millicores=1000,
+                          memory_mb=1000)
+    sim.configure(1, 1000, 1000)                   # ready at t = 2.5 s
+    first = sim.run(5)
+    assert first.ready_replicas == pytest.approx(0.5)
+    assert first.memory_utilisation == pytest.approx(0.6 * 0.5)
+    assert sim.run(5).memory_utilisation == pytest.approx(0.6)   # up throughout: the same load, all the time

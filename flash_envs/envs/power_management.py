@@ -97,8 +97,9 @@ class PowerManagementEnv(TaskEnv[PowerTask]):
     a count of the requests drawn.
 
     ## Rewards
-    ``-power_share - slo_weight * slo_violation``: ``power_share`` = the servers' mean power over the interval / their
-    summed peak power, ``slo_violation`` = the share of servers whose interval p95 latency exceeds the SLO.
+    ``-power_share - slo_weight * slo_violation``: ``power_share`` = the sum of the servers' mean powers over the
+    interval / the sum of their peak powers, ``slo_violation`` = the share of servers whose interval p95 latency
+    exceeds the SLO.
 
     ## Starting State
     Time 0, every server at f_max with an empty queue; the workload is drawn from ``np_random``. The first observation
