@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from flash_rl.across_seeds import compare
 from flash_rl.adaptation import References
@@ -194,3 +195,73 @@ def test_the_committed_autoscaling_seeds_compare_to_their_own_results():
         sustained = result["metrics"]["sustained"]["transfer"]["seeds"][folders.index(folder)]
         assert sustained["ratio_of_means"] == pytest.approx(own["sustained"]["speedup_transfer_vs_flash"]
                                                             ["ratio_of_means"])
+
+
+def _write_seed_of_steps(out: Path, seed: int, episodes: dict[str, list[int | None]]) -> Path:
+    """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds, whose runs of method ``m`` (in the
+    order a0, a1, b0, b1, c0, c1) reach the threshold (9 of 10) at ``episodes[m]`` episodes-to-adapt and stay there
+    (None: never, censored at 16)."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}"],
+                      runnable=False)
+    refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
+            for t in TASKS for s in range(2)}
+    runs = [(t, s) for t in TASKS for s in range(2)]
+    records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
+                "curve": [(e, 10.0 if n is not None and e + 1 >= n else 0.0) for e in range(cfg.adaptation.budget + 1)]}
+               for m, ns in episodes.items() for (t, s), n in zip(runs, ns)]
+    out.mkdir(parents=True)
+    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, out / "config.yaml")
+    return out
+
+
+def _mostly_censored_flash(tmp_path: Path) -> list[str]:
+    """Two seeds: on seed 0 FLASH adapts in 1 episode but for one censored run (mean 3.5, median 1), transfer
+    learning in 4; on seed 1 FLASH never adapts (all 6 censored), transfer learning in 2. 7 of FLASH's 12 runs are
+    censored, none of transfer learning's."""
+    return [str(_write_seed_of_steps(tmp_path / "s0", 0, {"flash": [1, 1, 1, 1, 1, None], "transfer": [4] * 6})),
+            str(_write_seed_of_steps(tmp_path / "s1", 1, {"flash": [None] * 6, "transfer": [2] * 6}))]
+
+
+def test_each_seeds_row_gives_its_own_methods_mean_and_censored_runs(tmp_path, capsys):
+    """A seed's row gives the method's mean episodes-to-adapt and censored runs, and FLASH's mean (not median) and
+    censored runs, each method its own."""
+    folders = _mostly_censored_flash(tmp_path)
+    result = compare({Path(f): read_reproduction(Path(f)) for f in folders})
+    rows = result["metrics"]["first_passage"]["transfer"]["seeds"]
+    assert [(r["mean"], r["censored"], r["flash_mean"], r["flash_censored"]) for r in rows] == [
+        (4.0, 0, pytest.approx((5 + 16) / 6), 1), (2.0, 0, 16.0, 6)]
+    assert main(["compare-seeds", *folders]) == 0
+    printed = capsys.readouterr().out
+    assert "| transfer learning | seed 0 | 4.0 (0) | 3.5 (1) | 1.14x |" in printed
+    assert "| transfer learning | seed 1 | 2.0 (0) | 16.0 (6) |" in printed
+
+
+def test_the_reading_warns_where_most_of_flashs_runs_are_censored(tmp_path, capsys):
+    """More than half of FLASH's runs censored (7 of 12): the reading across seeds says its ratio is mostly the
+    budget's; transfer learning, with none censored, is not named."""
+    assert main(["compare-seeds", *_mostly_censored_flash(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    note = "(most of FLASH's runs censored: the ratio is mostly the budget's)"
+    assert printed.count(note) == 2 and "most of its" not in printed   # one per metric
+
+
+def _faster_on_both_seeds(tmp_path: Path) -> list[Path]:
+    """Two seeds on which every run of FLASH adapts faster than transfer learning's (in 5 - task - seed and
+    6 - task - seed episodes against 9 - task - seed)."""
+    return [_write_seed(tmp_path / f"s{seed}", seed, slope) for seed, slope in ((0, 2.0), (1, 1.5))]
+
+
+def test_the_reading_across_seeds_says_faster_only_when_both_cis_clear_1(tmp_path, capsys):
+    """Every run of FLASH is faster, so every resample of the crossed bootstrap is above 1, but two seeds' ratios
+    (15/7 and 5/3) give a t interval over seeds that spans 1: no clear difference, not FLASH faster."""
+    folders = _faster_on_both_seeds(tmp_path)
+    assert main(["compare-seeds", *map(str, folders), "--json"]) == 0
+    pooled = json.loads(capsys.readouterr().out)["metrics"]["first_passage"]["transfer"]["pooled"]
+    logs = np.log([15 / 7, 5 / 3])
+    low = np.exp(logs.mean() - stats.t.ppf(0.975, 1) * logs.std(ddof=1) / np.sqrt(2))   # a t interval, 1 df
+    assert pooled["ci_seeds_t"][0] == pytest.approx(low, rel=1e-3)
+    assert pooled["ci_seeds_and_tasks"][0] > 1 > pooled["ci_seeds_t"][0]
+    assert main(["compare-seeds", *map(str, folders)]) == 0
+    across = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| transfer learning | 7.5")]
+    assert len(across) == 2 and all(line.endswith("| no clear difference |") for line in across)

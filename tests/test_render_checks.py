@@ -204,3 +204,49 @@ def test_a_probe_over_one_test_task_renders(tmp_path):
     render(tmp_path / "one")
     assert (tmp_path / "one" / "results.md").read_text() == table
     assert (tmp_path / "one" / "summary.json").read_bytes() == summary
+
+
+def _write_steps(out: Path, runs: dict[str, list[tuple[int | None, float]]]) -> dict:
+    """A reproduction folder of one held-out task (random 0, expert 10: threshold 9) x ``len(runs[m])`` seeds: each
+    run ``(k, final)`` of method ``m`` returns 0 until ``k`` fine-tuning episodes (never: None), then 10, and
+    ``final`` at its last evaluation (the budget's). Returns summary.json."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"adaptation.seeds={len(next(iter(runs.values())))}"],
+                      runnable=False)
+    budget = cfg.adaptation.budget
+    refs = {("t", 10000): References("t", 10000, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})}
+    records = [{"method": m, "task": "t", "seed": s, "eval_seed": 10000,
+                "curve": [(e, 10.0 if k is not None and e >= k else 0.0) for e in range(budget)] + [(budget, final)]}
+               for m, method_runs in runs.items() for s, (k, final) in enumerate(method_runs)]
+    out.mkdir()
+    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, out / "config.yaml")
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_the_summary_gives_each_methods_mean_episodes_its_final_return_and_the_ratio_of_medians(tmp_path):
+    """Skewed runs, where mean and median differ: a method's ``mean`` is the mean of its runs' episodes-to-adapt, its
+    final return is the mean of its curves' last evaluations, and the speedup's ratio of medians is the other method's
+    median episodes-to-adapt over FLASH's (in summary.json and results.md, and again after --render)."""
+    folder = tmp_path / "run"
+    summary = _write_steps(folder, {"flash": [(0, 12.0), (1, 11.0), (14, 13.0)],       # episodes 1, 2, 15
+                                    "transfer": [(2, 10.0), (3, 10.0), (13, 10.0)]})   # episodes 3, 4, 14
+    flash, transfer = summary["methods"]["flash"], summary["methods"]["transfer"]
+    assert flash["mean"] == pytest.approx(18 / 3) and transfer["mean"] == pytest.approx(21 / 3)   # medians 2 and 4
+    assert flash["final_return"] == pytest.approx(12.0) and flash["final_normalised"] == pytest.approx(1.2)
+    assert transfer["final_return"] == pytest.approx(10.0)
+    speedup = summary["speedup"]["transfer/flash"]
+    assert speedup["ratio_of_medians"] == pytest.approx(4 / 2) and speedup["ratio_of_means"] == pytest.approx(21 / 18)
+    text = (folder / "results.md").read_text()
+    assert "12.00 (1.20) |" in text and re.search(r"\| transfer learning vs FLASH \| 1\.17 .*\| 2\.00 \|", text)
+    render(folder)
+    assert json.loads((folder / "summary.json").read_text())["speedup"] == summary["speedup"]
+    assert (folder / "results.md").read_text() == text
+
+
+def test_a_run_that_first_reaches_the_threshold_at_the_last_evaluation_is_not_counted_as_censored(tmp_path):
+    """It counts budget + 1 episodes, as a censored run does, but only runs that never reach the threshold within
+    the budget are the summary's censored ones."""
+    summary = _write_steps(tmp_path / "run", {"flash": [(0, 10.0), (15, 10.0), (None, 0.0)]})   # budget 15
+    assert summary["methods"]["flash"]["censored"] == 1 and summary["methods"]["flash"]["runs"] == 3
+    assert summary["methods"]["flash"]["mean"] == pytest.approx((1 + 16 + 16) / 3)
+    assert "| 1/3 |" in (tmp_path / "run" / "results.md").read_text()
