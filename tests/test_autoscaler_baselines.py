@@ -217,3 +217,29 @@ def test_hpa_names_a_bad_tolerance_or_window(env, kwargs, message):
     """A negative tolerance or a NaN window was taken (the window then failed in math.ceil)."""
     with pytest.raises(ValueError, match=message):
         HPA(env, **kwargs)
+
+
+def test_hpa_tolerance_includes_its_boundary(env):
+    """HPA (as Kubernetes) leaves the replicas unchanged while |utilisation / target - 1| <= tolerance, the boundary
+    included: at target 0.5 and tolerance 0.5, utilisation 0.75 (ratio 1.5) and 0.25 (ratio 0.5) keep 4 replicas,
+    where ceil(4 * 1.5) = 6 and ceil(4 * 0.5) = 2 would be the scaled counts."""
+    hpa = HPA(env, target=0.5, tolerance=0.5)
+    assert hpa.desired_replicas(observation(4, 0.75)) == 4
+    assert hpa.desired_replicas(observation(4, 0.25)) == 4
+    assert hpa.desired_replicas(observation(4, 0.76)) == 7  # just outside: ceil(4 * 1.52)
+
+
+def test_hpa_window_rounds_up_to_whole_intervals(env):
+    """The stabilisation window covers ceil(window / control interval) recommendations: 100 s at 30 s intervals is
+    4, so a recommendation of 8 keeps 5 replicas for the 3 intervals after it and the scale-down comes at the 4th."""
+    hpa = HPA(env, target=0.5, stabilisation_window_s=100)
+    assert hpa.window == 4
+    assert hpa.act(observation(4, 0.9)) == REPLICA_UP  # recommends 8
+    assert [hpa.act(observation(5, 0.1)) for _ in range(4)] == [NOOP, NOOP, NOOP, REPLICA_DOWN]
+
+
+def test_static_policy_moves_to_its_replicas_from_either_side(env):
+    """StaticPolicy moves to its configuration and holds it: one replica up below its count, one down above it,
+    nothing at it (limits already at their targets)."""
+    policy = StaticPolicy(env, replicas=4, cpu_millicores=1024, memory_mb=1024)
+    assert [policy.act(observation(r, 0.5)) for r in (3, 6, 4)] == [REPLICA_UP, REPLICA_DOWN, NOOP]

@@ -346,3 +346,45 @@ def test_slo_violation_is_the_p95_latency_above_the_slo():
         info = env.step(NOOP)[4]
         assert (info["latency_p95_ms"], info["latency_p99_ms"]) == (p95, p99)
         assert info["slo_violation"] is violated
+
+
+def test_each_action_moves_its_one_resource_by_one_step():
+    """Each action moves only its own resource, by exactly one step of its bounds (defaults: 1 replica, 128 m, 128
+    MiB), from the initial 2 replicas x 1024 m x 1024 MiB; a move down after a move up of the same resource
+    reverses it."""
+    from flash_envs.envs.autoscaling import MEMORY_DOWN
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    expected = {"replicas": 2, "cpu_millicores": 1024, "memory_mb": 1024}
+    for action, key, delta in ((MEMORY_DOWN, "memory_mb", -128), (MEMORY_UP, "memory_mb", 128),
+                               (CPU_DOWN, "cpu_millicores", -128), (CPU_UP, "cpu_millicores", 128),
+                               (REPLICA_UP, "replicas", 1), (REPLICA_DOWN, "replicas", -1), (NOOP, "replicas", 0)):
+        _, _, _, _, info = env.step(action)
+        expected[key] += delta
+        assert {k: info[k] for k in expected} == expected, action
+
+
+def test_hidden_slo_observation_gives_the_p95_in_seconds():
+    """With slo_in_observation=False, index 6 is the p95 latency in seconds (saturating at 10 s) and index 7 the
+    requests rejected per request arrived. A lightly loaded service (33 requests/s on 2 replicas of ~46 ms) has a p95
+    well under 10 s, so the value is not the saturation cap."""
+    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
+    task = AutoscalingTask(app, ConstantWorkload(rate=33.0), "light")
+    env = gym.make(ENV_ID, episode_steps=5, slo_in_observation=False)
+    env.reset(seed=0, options={"task": task})
+    obs, _, _, _, info = env.step(NOOP)
+    assert 0 < info["latency_p95_ms"] < 5_000
+    assert obs[6] == pytest.approx(info["latency_p95_ms"] / 1000, rel=1e-6)
+    assert obs[7] == pytest.approx(info["dropped"] / (info["arrival_rate"] * 30), abs=0.01)
+
+
+@pytest.mark.parametrize("rate_norm", [1000.0, 50.0])
+def test_arrival_rate_observation_is_log1p_scaled_by_rate_norm(rate_norm):
+    """Index 5 is log1p(arrival rate) / log1p(rate_norm), the rate the workload offered over the interval: 33/s gives
+    ln(34) / ln(1001) = 0.5105 at the default rate_norm and ln(34) / ln(51) = 0.8969 at 50."""
+    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
+    env = gym.make(ENV_ID, episode_steps=5, rate_norm=rate_norm)
+    env.reset(seed=0, options={"task": AutoscalingTask(app, ConstantWorkload(rate=33.0), "light")})
+    obs, _, _, _, info = env.step(NOOP)
+    assert info["arrival_rate"] == pytest.approx(33.0)
+    assert obs[5] == pytest.approx(np.log(34.0) / np.log(rate_norm + 1), rel=1e-6)

@@ -221,3 +221,16 @@ def test_json_reports_are_strict_json():
     text = json_text({"error": [float("inf"), -float("inf"), 0.5], "ci": (float("nan"), 1.0), "n": 3}, indent=2)
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == {
         "error": [None, None, 0.5], "ci": [None, 1.0], "n": 3}
+
+
+def test_the_fidelity_reports_worst_error_is_the_largest_in_absolute_value():
+    """"Worst absolute relative error on any seed" takes the error of largest magnitude, an underestimate included:
+    with errors -30 % and +10 % on two seeds every metric's worst is 30.0 %, not +10 %."""
+    from flash_envs.sim.validation import METRICS, markdown
+
+    row = {"scenario": "s", "seeds": [0, 1], "request": {m: [1.0, 1.0] for m in METRICS},
+           "relative_error": {m: [-0.3, 0.1] for m in METRICS}}
+    exact_p = {"exact_ms": 1.0, "model_ms": 1.0, "relative_error": 0.0}
+    full = {"scenarios": [row], "high_load": [], "percentile_sample": [{"load": 0.5, "p95": exact_p, "p99": exact_p}]}
+    text = markdown(full, 60, "flash validate-fidelity")
+    assert ("Worst absolute relative error on any seed: " + ", ".join(f"{m} 30.0%" for m in METRICS) + ".") in text

@@ -146,3 +146,30 @@ def test_a_chunkfunc_function_must_be_named(tmp_path, function):
                     "200\n")
     with pytest.raises(ValueError, match=rf"chunkfunc.csv:2: column 'function': '{function}' is not a function name"):
         load_chunkfunc(path)
+
+
+def test_repeated_ibm_measurements_merge_by_their_geometric_mean(tmp_path):
+    """Two successful runs of one (workload, configuration), 10 s / $0.01 and 40 s / $0.04, merge into their
+    geometric mean, 20 s / $0.02 (not the arithmetic 25 s), counted as one merged duplicate; ``status`` ``OK`` in any
+    case is a successful run; the last feature is nodes / 5."""
+    path = tmp_path / "ibm.csv"
+    path.write_text(IBM_HEADER + "0,A,1,1,,,,,,3,w,0.01,10.0,ok\n" + "1,A,1,1,,,,,,3,w,0.04,40.0,OK\n")
+    data = load_ibm_multicloud(path)
+    assert data.counts == {"rows read": 2, "merged duplicates": 1}
+    assert data.runtime_s[0, 0] == pytest.approx(20.0) and data.cost_usd[0, 0] == pytest.approx(0.02)
+    assert data.features[0, -1] == pytest.approx(3 / 5)
+
+
+def test_chunkfunc_runtimes_are_read_in_milliseconds_and_lambda_costs_priced(tmp_path):
+    """``execution_time_ms`` is in milliseconds: 24 ms is a runtime of 0.024 s. An AWS Lambda run's cost is its
+    price, 128 / 1024 GB x 0.024 s x $0.0000166667 per GB-s + $0.0000002 per request; another platform's is the
+    file's ``execution_cost_usd``."""
+    path = tmp_path / "chunkfunc.csv"
+    path.write_text(CHUNKFUNC_HEADER + "aws_lambda,f,s,128mib-1000m,128,1000,DeploymentSuccess,100,24,0,200\n"
+                    + "gcp_cloud_functions,f,s,256mib-1000m,256,1000,DeploymentSuccess,100,50,0.000003,200\n")
+    data = load_chunkfunc(path)
+    lam, gcp = data.apps.index("aws_lambda/f/100"), data.apps.index("gcp_cloud_functions/f/100")
+    lam_c, gcp_c = data.configs.index("aws_lambda/128MiB/1000m"), data.configs.index("gcp_cloud_functions/256MiB/1000m")
+    assert data.runtime_s[lam, lam_c] == pytest.approx(0.024) and data.runtime_s[gcp, gcp_c] == pytest.approx(0.05)
+    assert data.cost_usd[lam, lam_c] == pytest.approx(0.125 * 0.024 * 0.0000166667 + 0.0000002, rel=1e-9)
+    assert data.cost_usd[gcp, gcp_c] == pytest.approx(0.000003)

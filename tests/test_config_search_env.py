@@ -360,3 +360,11 @@ def test_every_measurement_costs_the_same_penalty():
     env.reset(seed=0)
     rewards = [env.step(a)[1] for a in (0, 1, 1, 2)]
     assert rewards == [-0.03] * 4
+
+
+def test_amdahl_parallel_part_runs_on_at_most_max_threads():
+    """Amdahl's law: of 6 s of CPU work half is serial (on min(1, vcpus)) and half parallel on min(vcpus,
+    max_threads = 2). At 10240 MiB (6 vCPUs): 6 * (0.5 / 1 + 0.5 / 2) = 4.5 s, not 6 * (0.5 + 0.5 / 6) = 3.5 s; at
+    884.5 MiB (half a vCPU) both parts run on 0.5: 6 * (1 + 1) = 12 s."""
+    fn = ServerlessFunction(cpu_work_s=6.0, parallel_fraction=0.5, max_threads=2, io_s=0.0, memory_need_mib=128)
+    assert fn.expected_time_s(np.array([10240, 884.5])) == pytest.approx([4.5, 12.0])

@@ -166,3 +166,33 @@ def test_a_family_whose_tasks_have_other_p_state_counts_is_refused_when_the_env_
     family = PowerTaskFamily.generate(n_train=2, n_test=2, train_types=[train_servers()[0]], test_types=[three])
     with pytest.raises(ValueError, match=r"the family's tasks have \[3, 5\] P-states .*needs the same number"):
         PowerManagementEnv(family=family)
+
+
+def test_ondemand_jumps_to_f_max_only_above_up_threshold():
+    """ondemand jumps to f_max when util > up_threshold (strictly, as the kernel's ``load > up_threshold``); at util
+    == up_threshold = 0.8 it takes the proportional target r_0 + 0.8 * (1 - r_0) = 0.5 + 0.4 = 0.9, P-state 1 of
+    (0.5, 0.9, 0.95, 1.0)."""
+    gov = make_governor("ondemand", (0.5, 0.9, 0.95, 1.0))
+    at_threshold = np.array([0.8, 0.3, 1.0, 0.5, 0.4])   # float64: exactly 0.8
+    assert gov.predict(at_threshold)[0] == 1
+    assert gov.predict(np.array([0.81, 0.3, 1.0, 0.5, 0.4]))[0] == 3
+
+
+def test_conservative_holds_at_its_thresholds():
+    """conservative steps up only when util > up_threshold and down only when util < down_threshold (the kernel's
+    strict comparisons): at exactly 0.8 or 0.2 it holds its P-state."""
+    gov = make_governor("conservative", LEVELS)
+    for util in (0.8, 0.2):
+        assert gov.predict(np.array([util, 0.3, 0.5, 0.5, 0.4]))[0] == 2   # float64: exactly the threshold
+    assert gov.predict(np.array([0.19, 0.3, 0.5, 0.5, 0.4]))[0] == 1
+
+
+def test_the_p_state_is_read_to_the_nearest_index_from_a_float32_observation():
+    """The env writes the P-state as level / (L - 1) in float32; a governor reads back the nearest index. With 11
+    P-states level 7 is float32(0.7) = 0.69999999, which times 10 is just under 7: still level 7 (conservative at a
+    utilisation between its thresholds holds it)."""
+    levels = np.linspace(0.5, 1.0, 11)
+    gov = make_governor("conservative", levels)
+    obs = np.array([0.5, 0.3, 7 / 10, 0.5, 0.4], dtype=np.float32)
+    assert float(obs[2]) * 10 < 7   # the premise: float32 rounds 0.7 down
+    assert gov.predict(obs)[0] == 7

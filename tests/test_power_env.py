@@ -247,3 +247,41 @@ def test_slo_violation_is_the_share_of_servers_over_the_slo():
         assert slow > 80.0 > fast
         assert info["slo_violation"] == 0.5
         assert reward == pytest.approx(-info["power_share"] - 2.0 * 0.5)
+
+
+def test_each_servers_p_state_is_observed_as_a_share_of_the_top_one():
+    """Value 2 of each server is the P-state in effect at the end of the interval / (L - 1): with no transition
+    latency, two servers asked for P-states 1 and L - 1 show 1 / (L - 1) and 1, at indices 2 and 5 + 2."""
+    env = PowerManagementEnv(n_servers=2, transition_latency_s=0.0, episode_s=50.0)
+    env.reset(seed=0)
+    top = env.n_levels - 1
+    obs, _, _, _, info = env.step(np.array([1, top]))
+    assert info["level"] == [1, top]
+    assert obs[2] == pytest.approx(1 / top) and obs[5 + 2] == pytest.approx(1.0)
+
+
+def test_the_reset_observation_shows_every_server_idle_at_f_max():
+    """The first observation is the starting state: per server utilisation 0, the offered rate / the capacity at
+    f_max (0.55 for a task loaded at 55 %), the top P-state (1), no p95 (0), and the idle power at f_max over the peak
+    power, the model's power(1, 0) / power(1, 1)."""
+    task = _half_loaded_task(1000.0)
+    env = PowerManagementEnv(n_servers=2, task=task, episode_s=50.0)
+    obs, _ = env.reset(seed=0)
+    idle_share = task.server.power(1.0, 0.0) / task.server.power(1.0, 1.0)
+    assert idle_share < 0.9   # the premise: idle is well below peak
+    np.testing.assert_allclose(obs, [0.0, 0.55, 1.0, 0.0, idle_share] * 2, rtol=1e-5, atol=1e-7)
+
+
+def test_observed_utilisation_is_the_cores_busy_fraction_not_the_cpu_part():
+    """Value 0 is the busy fraction of the cores: a core is busy for a request's whole service time, stalls
+    included. An app with cpu_fraction 0.3 offered 55 % of the capacity at f_max keeps its cores ~55 % busy, where
+    its CPU part alone would be ~0.3 x 55 % = 17 %."""
+    server = server_by_name("specpower-0")
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=0.3, slo_ms=1000.0)
+    capacity = server.cores / app.mean_service_s(server.millicores(server.n_levels - 1))
+    task = PowerTask(server, app, ConstantWorkload(rate=0.55 * capacity), "io-heavy")
+    env = PowerManagementEnv(task=task, transition_latency_s=0.0, episode_s=50.0)
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(server.n_levels - 1)
+    assert obs[0] == pytest.approx(0.55, abs=0.05)
+    assert obs[0] == pytest.approx(info["utilisation"][0], rel=1e-6)

@@ -270,3 +270,37 @@ def test_a_core_twice_as_fast_serves_the_cpu_part_twice_as_fast():
     mean_service_s = 0.020 * 0.8 / (2 * r) + 0.020 * 0.2
     assert interval.metrics.throughput == pytest.approx(server.cores / mean_service_s, rel=0.01)
     assert node.capacity(2) == pytest.approx(server.cores / mean_service_s)
+
+
+def test_a_request_cancelled_by_a_newer_one_back_to_the_running_p_state_is_no_transition():
+    """A newer P-state request supersedes a pending one; asking for P-state 0 and, before it takes effect (latency
+    2 s), for the running top P-state again leaves the server at the top all along: no transition is counted and all
+    five seconds are metered at the top P-state's idle power."""
+    server = server_by_name("specpower-123")
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0)
+    curve = ConstantWorkload(rate=0.0).realise(np.random.default_rng(0), 60.0)
+    node = DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=2.0)
+    top = server.n_levels - 1
+    node.request_level(0)
+    first = node.run(1.0)
+    node.request_level(top)
+    second = node.run(4.0)
+    assert (first.transitions, second.transitions) == (0, 0) and second.level == top
+    assert first.energy_j + second.energy_j == pytest.approx(5 * server.power(1.0, 0.0))
+
+
+def test_repeating_the_pending_request_does_not_postpone_it():
+    """A P-state takes effect transition_latency_s after it was first requested: asking again for the P-state
+    already pending (as a governor does every interval) does not restart the wait. Latency 2 s, P-state 0 requested
+    at 0 s and again at 1 s: it runs from 2 s, so 5 s meter 2 at the top and 3 at P-state 0, idle."""
+    server = server_by_name("specpower-123")
+    app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0)
+    curve = ConstantWorkload(rate=0.0).realise(np.random.default_rng(0), 60.0)
+    node = DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=2.0)
+    node.request_level(0)
+    first = node.run(1.0)
+    node.request_level(0)
+    second = node.run(4.0)
+    top, low = server.power(1.0, 0.0), server.power(server.freq_levels[0], 0.0)
+    assert first.energy_j + second.energy_j == pytest.approx(2 * top + 3 * low)
+    assert second.transitions == 1 and second.level == 0

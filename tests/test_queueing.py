@@ -315,3 +315,52 @@ def test_a_replica_up_for_part_of_a_sub_step_carries_the_arrival_rate_of_a_whole
     assert first.ready_replicas == pytest.approx(0.5)
     assert first.memory_utilisation == pytest.approx(0.6 * 0.5)
     assert sim.run(5).memory_utilisation == pytest.approx(0.6)   # up throughout: the same load, all the time
+
+
+def test_fast_mode_an_oom_kill_fails_one_queued_request():
+    """In the fast mode too an OOM kill fails the request in service on the killed replica: the one replica (30 s
+    requests, idle it needs 1200 MiB of its 1024) is killed at the first check (5 s) with ~10 requests queued, so one
+    request is dropped; the queue (600 s of work allowed) rejects none."""
+    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=2000,
+                     startup_delay_s=20)
+    curve = ConstantWorkload(rate=2).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("fast", app, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024, timeout_s=600.0)
+    first = sim.run(5)
+    assert first.oom_kills == 1 and first.arrivals > 1
+    assert first.dropped == 1 and first.completed == 0
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_latencies_count_at_most_the_timeout(fidelity):
+    """A request's latency counts at most ``timeout_s``: one replica offered 3x its 10 requests/s with a 2 s timeout
+    keeps a queue of ~2 s of work, so a request's wait plus service (the fast mode's samples: service, wait, backlog
+    delay) passes 2 s, but no percentile and not the mean exceeds 2000 ms."""
+    curve = ConstantWorkload(rate=30).realise(np.random.default_rng(0), 60)
+    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
+                          memory_mb=1024, timeout_s=2.0)
+    sim.run(30)
+    metrics = sim.run(30)
+    assert metrics.dropped > 0 and metrics.p50_ms > 1000
+    assert max(metrics.mean_ms, metrics.p50_ms, metrics.p95_ms, metrics.p99_ms) <= 2000 + 1e-6
+
+
+def test_fast_mode_backlog_delay_is_the_mean_backlog_over_the_sub_step():
+    """The fast mode adds the interval's mean backlog / capacity to the latency. 100 replicas of 10 requests/s
+    (capacity 1000/s) offered 2000/s for one 5 s sub-step: ~10 000 arrive, 5000 are served, the backlog grows from 0
+    to ~5000, a mean of ~2500, i.e. ~2.5 s of delay; with 0.1 s of service and Erlang C's small wait at load 0.98 on
+    100 servers (under 0.05 s) the mean response time is ~2.6 s (the backlog at the end would make it ~5.1 s)."""
+    curve = ConstantWorkload(rate=2000).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("fast", MM_APP, curve, np.random.default_rng(0), replicas=100, cpu_millicores=1000,
+                          memory_mb=1024, substep_s=5.0)
+    metrics = sim.run(5)
+    assert metrics.dropped == 0
+    assert 2400 < metrics.mean_ms < 2900
+
+
+def test_mmc_mean_wait_is_infinite_at_and_above_full_load():
+    """An M/M/c queue is stable only for lambda < c * mu: at lambda = c * mu (2 servers of 10/s offered 20/s) and
+    above, the mean wait is infinite (not a division by zero)."""
+    assert mmc_mean_wait(2, 20.0, 10.0) == float("inf")
+    assert mmc_mean_wait(2, 25.0, 10.0) == float("inf")
+    assert mmc_mean_wait(2, 10.0, 10.0) == pytest.approx(erlang_c(2, 1.0) / (20 - 10))   # 1/3 / 10 s

@@ -235,3 +235,44 @@ def test_generate_refuses_an_episode_that_is_not_positive(family_type):
     """``episode_s=-5`` was an error about a step workload's ``start_s``."""
     with pytest.raises(ValueError, match=r"episode_s must be a finite number > 0, got -5"):
         family_type.generate(n_train=2, n_test=1, episode_s=-5)
+
+
+def test_task_diversity_report_compares_the_best_member_per_task_with_the_task_blind_one():
+    """The task-diversity report: the task-blind member is the best on average over tasks (b: mean 0.7 against a's
+    0.5); per task the best member (a on t1, b on t2) and its gain over the blind one (0.1 and 0), their mean (0.05)
+    and maximum (0.1), and how many tasks gain more than 0.05 (1)."""
+    import numpy as np
+
+    from flash_envs.baselines.diversity import report
+
+    text = report(["t1", "t2"], {"cls": (["a", "b"], np.array([[1.0, 0.9], [0.0, 0.5]]))}, "flash task-diversity")
+    assert ("- **cls**: task-blind choice b; per-task best choices span 2 different members; knowing the task gains "
+            "0.050 per step on average, up to 0.100; 1 of 2 tasks gain more than 0.05.") in text
+    assert "| t1 | a | 1.000 | 0.900 | +0.100 |" in text and "| t2 | b | 0.500 | 0.500 | +0.000 |" in text
+    assert text.endswith("Regenerate: `flash task-diversity`\n")
+
+
+def test_task_diversity_sweep_runs_hpa_at_3_gib_and_each_static_member_at_its_configuration(monkeypatch):
+    """The sweep runs every HPA target in an env starting at a 3 GiB memory limit (so that OOM kills do not mask
+    the comparison) and each static configuration in an env starting at that configuration, on every train and test
+    task of the default family; the episodes themselves are stubbed out here."""
+    import numpy as np
+
+    from flash_envs.baselines import diversity
+
+    seen = []
+
+    def fake_evaluate(env, policy, tasks, episodes, seed):
+        seen.append((type(policy).__name__, env.unwrapped.initial_config, getattr(policy, "target", None)))
+        return [{"mean_reward": 0.0} for _ in tasks]
+
+    monkeypatch.setattr(diversity, "evaluate_on_tasks", fake_evaluate)
+    names, results = diversity.sweep(episodes=1, seed=0)
+    family = gym.make("flash/Autoscaling-v0").unwrapped.family
+    assert len(names) == len(family.train) + len(family.test)
+    hpa = [(config, target) for kind, config, target in seen if kind == "HPA"]
+    assert hpa == [((2, 1024, 3072), t) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    static = [config for kind, config, _ in seen if kind == "StaticPolicy"]
+    assert len(static) == 45 and (2, 512, 1024) in static and (16, 2048, 3072) in static
+    assert results["HPA target"][1].shape == (len(names), 8)
+    assert np.all(results["static configuration"][1] == 0.0)
