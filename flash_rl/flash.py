@@ -598,7 +598,8 @@ class Flash:
 
     @one_torch_thread()
     def embed(self, task: Any, episodes: int = 1, seed: int = 0) -> np.ndarray:
-        """The embedding after running the (deterministic) policy for ``episodes`` episodes on ``task``."""
+        """The embedding after running the (deterministic) policy for ``episodes`` episodes on ``task``, seeded
+        ``seed``, ``seed + 1``, ... (the context carries over from one to the next, as in adaptation)."""
         if not self.use_context:
             raise RuntimeError("this agent has no context embedding")
         if self.model is None:

@@ -882,3 +882,84 @@ def test_json_output_has_no_nan(tmp_path, capsys):
     assert summary["1"]["FLASH"]["regret (%)"]["low"] is None and summary["1"]["FLASH"]["regret (%)"]["n"] == 1
     report = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
     assert report["summary"] == summary and report["flash_minus"]["1"]["nearest config"]["regret (%)"]["high"] is None
+
+
+@pytest.mark.parametrize("n_units, significant", [(5, False), (6, True)])
+def test_a_ci_clear_of_zero_is_called_significant_only_beyond_five_units(n_units, significant):
+    """With 5 or fewer resampled units (where even a sign test with all on one side stays above p = 0.05), the notes
+    say a CI below 0 shows agreement, not significance; with 6 or more, that it is significant."""
+    entry = {"mean": 1.0, "low": 0.5, "high": 1.5, "n": n_units}
+    summary = {2: {m: {metric: entry for metric in METRICS} for m in METHODS}}
+    diffs = {2: {m: {metric: entry for metric in METRICS} for m in METHODS if m != "FLASH"}}
+    table = markdown_table(summary, "t", {"FLASH": diffs}, ci_unit=f"the {n_units} held-out functions",
+                           n_units=n_units)
+    assert ("a CI below 0: significantly so" in table) is significant
+    assert ("which so few cannot make significant" in table) is not significant
+
+
+def test_the_notes_explain_every_k_that_has_a_cell_without_a_ci():
+    """A K where any cell has no CI (NaN bounds, printed [no CI]) is named in the notes; a K without one is not."""
+    nan = float("nan")
+    summary = {k: {m: {metric: {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3} for metric in METRICS}
+                   for m in METHODS} for k in (1, 2)}
+    summary[2]["base learner"]["regret (%)"] = {"mean": 1.0, "low": nan, "high": nan, "n": 1}
+    table = markdown_table(summary, "t")
+    assert "At K=2, a single held-out application" in table and "K=1, 2" not in table
+
+
+def test_the_error_at_the_pick_is_positive_where_the_picks_are_slower_than_believed(sim):
+    """Predicting every configuration twice as fast as measured: a pick that was not a shot runs log 2 slower than
+    believed (log(measured / estimated) > 0: it risks its deadline), a pick that was a shot as believed; so the
+    error at the pick lies in (0, log 2]."""
+    from flash_rl.fewshot.diagnose import DIAGNOSTICS, choice_diagnostics
+
+    targets = np.flatnonzero(sim.measured[0])
+    truth = np.log(np.stack([sim.runtime_s[0, targets], sim.cost_usd[0, targets]], axis=-1))[None]
+    fast = dict(zip(DIAGNOSTICS, choice_diagnostics(truth - np.log(2), targets[None, :2], targets, sim, 0)[0]))
+    assert 0 < fast["error at the pick"] <= np.log(2) + 1e-12
+    assert fast["bias"] == pytest.approx(-np.log(2))
+
+
+def test_the_shots_measured_runtimes_stand_for_the_predictions_in_the_diagnosed_picks(sim):
+    """As in the regret, the picks are made with the measured values at the shots: predicting the others 100x slower
+    than measured, with the two fastest configurations as shots, only shots meet the deadlines, so every pick runs
+    as believed (error at the pick 0; predicted values at the shots would have picked them 100x slow)."""
+    from flash_rl.fewshot.diagnose import DIAGNOSTICS, choice_diagnostics
+
+    targets = np.flatnonzero(sim.measured[0])
+    targets = targets[np.argsort(sim.runtime_s[0, targets])]   # the fastest first
+    truth = np.log(np.stack([sim.runtime_s[0, targets], sim.cost_usd[0, targets]], axis=-1))[None]
+    slow = dict(zip(DIAGNOSTICS, choice_diagnostics(truth + np.log(100), targets[None, :2], targets, sim, 0)[0]))
+    assert slow["error at the pick"] == pytest.approx(0, abs=1e-12)
+
+
+def test_the_diagnosis_notes_undefined_measures_only_where_an_app_was_left_out():
+    """The note on undefined measures appears where some entry counts fewer apps than the error spread, not
+    otherwise."""
+    from flash_rl.fewshot.diagnose import DIAGNOSTICS, diagnosis_table
+
+    def report(n_bias):
+        entry = {"mean": 0.1, "low": 0.0, "high": 0.2, "n": 4}
+        summary = {m: {d: dict(entry, n=n_bias) if d == "bias" else entry for d in DIAGNOSTICS} for m in METHODS}
+        minus = {m: {d: entry for d in DIAGNOSTICS} for m in METHODS if m != "FLASH"}
+        return {"summary": {"2": summary}, "flash_minus": {"2": minus}}
+
+    assert "Some measures are undefined" not in diagnosis_table(report(4), "t")
+    assert "Some measures are undefined" in diagnosis_table(report(3), "t")
+
+
+@pytest.mark.parametrize("n_groups, significant", [(5, False), (6, True)])
+def test_the_by_group_notes_call_a_ci_significant_only_beyond_five_groups(n_groups, significant):
+    """The by-group differences resample the groups whole: with 5 or fewer, a CI below 0 shows that they all agreed,
+    not significance; with 6 or more, it is significant."""
+    entry = {"mean": -1.0, "low": -1.5, "high": -0.5, "n": n_groups}
+    summary = {2: {m: {metric: entry for metric in METRICS} for m in METHODS}}
+    others = [m for m in METHODS if m != "FLASH"]
+    by_group = {"group": "function",
+                "differences": {2: {m: {metric: entry for metric in METRICS} for m in others}},
+                "per_group": {2: {m: {metric: {f"g{i}": -1.0 for i in range(n_groups)} for metric in METRICS}
+                                  for m in others}}}
+    table = markdown_table(summary, "t", by_group=by_group)
+    assert f"resampling the {n_groups} functions of the held-out applications" in table
+    assert ("a CI below 0: significantly so" in table) is significant
+    assert ("they all agreed, which so few cannot make significant" in table) is not significant

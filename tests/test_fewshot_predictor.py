@@ -226,3 +226,25 @@ def test_fit_leaves_the_callers_torch_generator_alone(data):
     second = FewShotPredictor.fit(small, k=2, cfg=cfg, progress=False)
     for a, b in zip(first.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_choose_with_fine_tune_picks_by_the_fine_tuned_predictions(data, predictor):
+    """choose(fine_tune=True) picks the cheapest configuration that the *fine-tuned* predictions say meets the
+    deadline: at a deadline where fine-tuning changes the pick, it gives the fine-tuned one."""
+    shots = shots_of(data, 35, [3, 9])
+    tuned, plain = predictor.predict(shots, fine_tune=True), predictor.predict(shots)
+
+    def cheapest_meeting(runtime, cost, deadline):
+        return data.configs[int(np.argmin(np.where(runtime <= deadline, cost, np.inf)))]
+
+    deadlines = [d for d in np.sort(tuned[0]) if cheapest_meeting(*tuned, d) != cheapest_meeting(*plain, d)]
+    assert deadlines, "fine-tuning changes some pick"
+    assert predictor.choose(shots, float(deadlines[0]), fine_tune=True) == cheapest_meeting(*tuned, deadlines[0])
+
+
+def test_a_k_shot_predictor_refuses_more_shots_than_its_k(data):
+    """The k-shot MLP reads exactly k shots: more are refused, as fewer are (it cannot take a third one)."""
+    k_shot = FewShotPredictor.fit(data.select_apps(data.apps[:10]), k=2, method="k-shot", cfg=TrainConfig(steps=5),
+                                  progress=False)
+    with pytest.raises(ValueError, match=r"the k-shot predictor needs exactly 2 shot\(s\), got 3"):
+        k_shot.predict(shots_of(data, 35, [3, 9, 12]))

@@ -296,3 +296,72 @@ def test_numpy_numbers_and_whole_floats_are_taken_as_ints(untrained):
     task = family().test[0]   # SB3 and gymnasium refused NumPy seeds here
     assert (untrained.adapt(task, np.int64(1), eval_seed=np.int64(7), seed=np.int64(2))
             == untrained.adapt(task, 1, eval_seed=7, seed=2))
+
+
+@pytest.mark.parametrize("name, value", [("n_epochs", True), ("gamma", False)])
+def test_a_bool_is_no_number_for_an_agent_kwarg(name, value):
+    """A hyper-parameter annotated int or float refuses a bool (True is no count of epochs), naming it."""
+    with pytest.raises(ValueError, match=rf"agent_kwargs: {name} must be (int|float).* got {value}"):
+        check_agent_kwargs(PPO, {name: value})
+
+
+def test_a_list_becomes_a_tuple_only_where_the_parameter_takes_a_tuple_and_not_a_list():
+    """sb3_kwargs turns a list (how JSON gives a tuple) into a tuple for a parameter annotated as a tuple only; one
+    that also takes a list keeps the list, and an unannotated one the value as given."""
+    from flash_rl.agent_settings import sb3_kwargs
+
+    class Custom(PPO):
+        def __init__(self, *args, pair=(1, 2), sizes=(1,), other=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    # types, not the strings this module's annotations would be (which sb3_kwargs leaves alone)
+    Custom.__init__.__annotations__ = {"pair": tuple[int, int], "sizes": list[int] | tuple[int, ...]}
+    kwargs = sb3_kwargs(Custom, {"pair": [3, 4], "sizes": [5, 6], "other": [7]})
+    assert kwargs == {"pair": (3, 4), "sizes": [5, 6], "other": [7]}
+    assert isinstance(kwargs["sizes"], list) and isinstance(kwargs["other"], list)
+
+
+@pytest.mark.parametrize("starts, warns", [(9, False), (10, True)])
+def test_learning_starts_of_a_whole_episode_is_warned_of(starts, warns):
+    """Fine-tuning an off-policy agent whose learning_starts is not below the episode (10 steps here) warns: the
+    first episode would make no update. One step fewer does not."""
+    import warnings
+
+    from stable_baselines3 import DQN
+
+    from flash_rl.agent_settings import check_adaptation_kwargs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_adaptation_kwargs(DQN, {"learning_starts": starts}, 10)
+    messages = [str(w.message) for w in caught]
+    assert any("learning_starts=10 is not below the 10-step episode" in m for m in messages) is warns
+    assert len(messages) == int(warns)
+
+
+def test_adapt_kwargs_are_checked_over_the_agent_kwargs_they_override():
+    """Fine-tuning runs agent_kwargs overridden by adapt_kwargs on one env: settings that build on the meta-training's
+    2 envs (n_steps=1: a rollout of 2) but not on fine-tuning's one (a rollout of 1) are refused when the agent is made,
+    naming adapt_kwargs."""
+    with pytest.raises(ValueError, match="adapt_kwargs: PPO cannot be built with"):
+        Flash(PPO, "flash/Autoscaling-v0", {"episode_steps": 10}, agent_kwargs={"n_steps": 1, "batch_size": 2},
+              n_envs=2)
+
+
+@pytest.mark.parametrize("name", ["seed", "policy", "env", "policy_kwargs", "tensorboard_log", "verbose", "device"])
+def test_agent_kwargs_that_flash_sets_itself_are_refused(name):
+    """FLASH gives the agent its seed, policy, env, policy_kwargs, logging and device itself: the same key in
+    agent_kwargs would be passed twice (a TypeError at training), so it is refused up front, naming it."""
+    with pytest.raises(ValueError, match=re.escape(f"agent_kwargs: PPO does not take ['{name}'] here")):
+        check_agent_kwargs(PPO, {name: None})
+
+
+def test_meta_train_takes_a_familys_train_split():
+    """Given a family, meta-training trains on its train split (never its held-out test tasks); a sequence of tasks
+    is taken as it is."""
+    from flash_envs.tasks import AutoscalingTaskFamily
+    from flash_rl.agent_settings import training_tasks
+
+    family = AutoscalingTaskFamily.generate(n_train=3, n_test=2, seed=0)
+    assert [t.name for t in training_tasks(family)] == [t.name for t in family.train]
+    assert training_tasks(family.test) == list(family.test)

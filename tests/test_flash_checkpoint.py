@@ -20,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import flash_envs  # noqa: F401
 from flash_rl.atomic_files import atomic_write
-from flash_rl.flash import Flash
+from flash_rl.flash import Flash, TransferLearning
 from flash_rl.maml import MAML
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -477,3 +477,45 @@ def test_a_resume_names_the_damaged_file_before_writing_anything(finished_runs, 
     assert err.startswith("flash: error: ") and err.count("\n") == 1   # one line
     assert str(run_dir / culprit) in err and problem in err
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before   # nothing written
+
+
+@pytest.mark.parametrize("cls", [Flash, TransferLearning])
+def test_save_and_load_keep_every_setting_given(tmp_path, cls):
+    """Flash.load rebuilds the agent with every constructor setting it was made with (none falls back to its
+    default) and as the class it was saved as."""
+    from stable_baselines3 import PPO
+
+    given = {"env_kwargs": {"episode_steps": 10}, "context_len": 6, "embedding_dim": 4, "encoder": "mean",
+             "encoder_hidden": 8, "net_arch": [16], "agent_kwargs": TINY_PPO,
+             "adapt_kwargs": {"n_steps": 10, "batch_size": 10}, "n_envs": 2, "episodes_per_task": 3, "seed": 7}
+    cls("PPO", "flash/Autoscaling-v0", **given).fresh().save(tmp_path / "m")
+    loaded = Flash.load(tmp_path / "m")
+    assert type(loaded) is cls and loaded.agent_cls is PPO and loaded.env_id == "flash/Autoscaling-v0"
+    assert {name: getattr(loaded, name) for name in given} == {**given, "net_arch": loaded.net_arch}
+    assert list(loaded.net_arch) == [16]
+
+
+def test_a_finished_run_passing_its_total_by_a_rollout_resumes_to_that_total(tmp_path):
+    """SB3's whole rollouts pass a meta-training's total by a little: resuming its last checkpoint to that same total
+    is not refused (nothing is left to train), while resuming it to a smaller total is."""
+    tasks = family().train[:2]
+    flash = Flash("PPO", "flash/Autoscaling-v0", TINY_ENV, context_len=6, embedding_dim=4, encoder_hidden=8,
+                  net_arch=[16], agent_kwargs=TINY_PPO, n_envs=2)
+    flash.meta_train(tasks, 50, checkpoint_dir=tmp_path)   # rollouts of 2 envs x 20 steps: done at 80
+    assert json.loads((tmp_path / "state.json").read_text())["num_timesteps"] == 80
+    assert flash.meta_train(tasks, 50, checkpoint_dir=tmp_path, resume=True).resumed_from == 80
+    with pytest.raises(ValueError, match="holds a checkpoint at 80 timesteps of a meta-training to 50, past the "
+                                         "total 60"):
+        flash.meta_train(tasks, 60, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_a_setting_the_checkpoint_lacks_counts_as_changed(tmp_path):
+    """check_resumable compares every setting either side has: one the checkpoint's settings lack (written by another
+    version) but this run has is a change, named with both values; equal settings pass."""
+    from flash_rl.checkpoints import check_resumable
+
+    check_resumable({"seed": 1, "n_envs": 2}, {"n_envs": 2, "seed": 1}, tmp_path)
+    with pytest.raises(ValueError, match=r"other settings \(episodes_per_task: None there, 3 here\)"):
+        check_resumable({"seed": 1}, {"seed": 1, "episodes_per_task": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"other settings \(episodes_per_task: 3 there, None here\)"):
+        check_resumable({"seed": 1, "episodes_per_task": 3}, {"seed": 1}, tmp_path)

@@ -265,3 +265,58 @@ def test_the_agent_acts_on_the_context(family, algo):
     for extractor in embedding_extractors(policy):
         extractor.zero_embedding = True
     torch.testing.assert_close(values(obs), values(other))
+
+
+def test_adaptation_keeps_its_context_across_episodes_and_evaluation_reads_a_copy(family, monkeypatch):
+    """adapt's fine-tuning episodes all feed one context buffer (kept across episodes of the task), and each
+    evaluation starts from a copy of it: before fine-tuning it is empty, after e episodes it has seen e episodes'
+    transitions, and evaluating never adds its own."""
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16, net_arch=[8],
+                  adapt_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1}).fresh(seed=0)
+    seen, evaluate = [], Flash.evaluate
+
+    def spy(self, policy, task, seed, buffer=None, *args, **kwargs):
+        before = buffer.transitions_seen
+        value = evaluate(self, policy, task, seed, buffer, *args, **kwargs)
+        seen.append((before, buffer.transitions_seen))
+        return value
+
+    monkeypatch.setattr(Flash, "evaluate", spy)
+    flash.adapt(family.test[0], episodes=3)
+    assert seen == [(0, 0), (10, 10), (20, 20), (30, 30)]   # ENV: 10-step episodes
+
+
+@pytest.mark.parametrize("zero", [True, False])
+def test_zero_embedding_holds_while_adaptation_fine_tunes_too(family, monkeypatch, zero):
+    """adapt(zero_embedding=True) ablates the embedding in every pass of fine-tuning (rollouts and gradient steps),
+    not only in its evaluations; without it, no pass is ablated."""
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16, net_arch=[8],
+                  adapt_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1}).fresh(seed=0)
+    flags, forward = [], FlashFeaturesExtractor.forward
+
+    def spy(self, *args, **kwargs):
+        flags.append((torch.is_grad_enabled(), self.zero_embedding))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlashFeaturesExtractor, "forward", spy)
+    flash.adapt(family.test[0], episodes=1, zero_embedding=zero)
+    assert any(grad for grad, _ in flags), "the gradient step ran through the extractor"
+    assert {flag for _, flag in flags} == {zero}
+
+
+def test_embed_runs_each_episode_on_its_own_seed(family, monkeypatch):
+    """embed(task, episodes, seed) runs ``episodes`` episodes seeded seed, seed + 1, ... (other draws of the task's
+    workload, not one episode repeated), all on ``task``."""
+    from flash_rl.context import ContextWrapper
+
+    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
+                  net_arch=[8]).fresh(seed=0)
+    resets, reset = [], ContextWrapper.reset
+
+    def spy(self, *, seed=None, options=None):
+        resets.append((seed, (options or {}).get("task")))
+        return reset(self, seed=seed, options=options)
+
+    monkeypatch.setattr(ContextWrapper, "reset", spy)
+    assert flash.embed(family.test[1], episodes=3, seed=5).shape == (8,)
+    assert resets == [(5, family.test[1]), (6, family.test[1]), (7, family.test[1])]

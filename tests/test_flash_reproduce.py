@@ -568,3 +568,70 @@ def test_every_method_adapts_with_the_same_budget_seed_and_evaluation_episodes(s
                      ("transfer", "task", a.budget, protocol),
                      (f"transfer fresh {1000 + seed}", "task", a.budget, protocol),
                      ("maml", "task", a.budget, protocol)]
+
+
+def test_each_policy_of_the_expert_sweeps_has_the_settings_its_name_gives():
+    """The tuned-heuristic sweeps: every autoscaling entry is the HPA or static policy its name describes (target,
+    CPU and memory limits, replicas), and the power sweep holds every governor at its defaults plus ondemand at each
+    up_threshold it names."""
+    import gymnasium as gym
+
+    from flash_envs.baselines.autoscalers import HPA, StaticPolicy
+    from flash_envs.baselines.governors import GOVERNORS, Ondemand
+    from flash_rl.cases import get_case
+
+    env = gym.make("flash/Autoscaling-v0", episode_steps=8)
+    sweep = get_case("autoscaling").expert_sweep(env)
+    for name, policy in sweep.items():
+        if match := re.fullmatch(r"HPA ([\d.]+) @ (\d+) m", name):
+            assert isinstance(policy, HPA) and policy.target == float(match[1])
+            assert policy.limit_targets == (int(match[2]), 2048), name
+        else:
+            match = re.fullmatch(r"static (\d+) x (\d+) m x (\d+) MiB", name)
+            assert match and isinstance(policy, StaticPolicy) and policy.replicas == int(match[1]), name
+            assert policy.limit_targets == (int(match[2]), int(match[3])), name
+    assert {p.limit_targets[1] for p in sweep.values() if isinstance(p, StaticPolicy)} == {1024, 2048}
+    power = get_case("power").expert_sweep(gym.make("flash/PowerManagement-v0"))
+    assert set(GOVERNORS) < set(power)
+    assert all(type(power[name]) is governor for name, governor in GOVERNORS.items())
+    for name, policy in power.items():
+        if name not in GOVERNORS:
+            threshold = float(re.fullmatch(r"ondemand up_threshold ([\d.]+)", name)[1])
+            assert isinstance(policy, Ondemand) and policy.up_threshold == threshold
+
+
+def test_the_power_probe_features_are_those_at_the_fastest_p_state():
+    """The probe's "load at f_max" and "log SLO / service time" take the app's service time at the server's fastest
+    P-state (the most millicores): load = mean rate x that service time / cores."""
+    import math
+
+    from flash_rl.cases import get_case
+    from flash_envs.power_tasks import PowerTaskFamily
+
+    task = PowerTaskFamily.generate(n_train=2, n_test=1, seed=0).train[0]
+    server, app = task.server, task.app
+    fastest = max(server.millicores(level) for level in range(server.n_levels))
+    assert fastest > min(server.millicores(level) for level in range(server.n_levels))
+    rate = task.workload.realise(np.random.default_rng(0), 3600.0).mean_rate(0.0, 3600.0)
+    features = get_case("power").task_features(task)
+    assert features["load at f_max"] == pytest.approx(rate * app.mean_service_s(fastest) / server.cores)
+    assert features["log SLO / service time"] == pytest.approx(
+        math.log(app.slo_ms / (1000 * app.mean_service_s(fastest))))
+
+
+def test_effective_env_kwargs_take_the_registrations_over_the_defaults_and_the_given_over_both():
+    """effective_env_kwargs: the constructor's defaults, overridden by the registration's kwargs, overridden by the
+    kwargs given."""
+    import gymnasium as gym
+
+    from flash_rl.cases import effective_env_kwargs
+
+    env_id = "flash/EffectiveKwargsProbe-v0"
+    gym.register(env_id, entry_point=gym.spec("flash/Autoscaling-v0").entry_point,
+                 kwargs={"episode_steps": 30, "control_interval_s": 20.0})
+    try:
+        assert effective_env_kwargs(env_id, {})["episode_steps"] == 30
+        given = effective_env_kwargs(env_id, {"episode_steps": 10})
+        assert given["episode_steps"] == 10 and given["control_interval_s"] == 20.0
+    finally:
+        del gym.registry[env_id]

@@ -210,3 +210,23 @@ def test_features_dim_of_a_1d_observation_is_unchanged():
     dict_space = spaces.Dict({"obs": obs_space, "context": spaces.Box(-np.inf, np.inf, (6, 9), np.float32)})
     extractor = FlashFeaturesExtractor(dict_space, embedding_dim=4, hidden=8)
     assert extractor.features_dim == 9 == extractor({"obs": torch.rand(2, 5), "context": torch.rand(2, 6, 9)}).shape[1]
+
+
+def test_a_checkpoint_without_its_episodes_still_puts_each_env_back_on_its_task_block(tmp_path):
+    """A checkpoint written before the episodes in progress were saved still holds each sampler's state: the resumed
+    envs start a new episode, but on the task they were running and for the rest of its block of
+    ``episodes_per_task`` (4): the 3rd episode was under way, so one more episode there, then a new draw."""
+    tasks = subset()
+    Flash("PPO", ENV_ID, TINY_ENV, **TINY).meta_train(tasks, 40, checkpoint_dir=tmp_path)
+    path = tmp_path / "state.json"
+    state = json.loads(path.read_text())
+    running = [s["task"]["name"] for s in state["samplers"]]
+    assert [s["episodes_on_task"] for s in state["samplers"]] == [3, 3]
+    del state["episodes"]
+    path.write_text(json.dumps(state))
+    resumed, after = Flash("PPO", ENV_ID, TINY_ENV, **TINY), TaskLog()
+    with pytest.warns(UserWarning, match="written before its episodes in progress were saved"):
+        resumed.meta_train(tasks, 80, checkpoint_dir=tmp_path, resume=True, callback=after)
+    assert [names[:10] for names in after.seen] == [[name] * 10 for name in running]
+    # the 4th episode of the block, then a newly drawn task's 1st, then (SB3's reset as it ended) its 2nd
+    assert [s.get_state()["episodes_on_task"] for s in resumed._sampling_wrappers] == [2, 2]
