@@ -126,11 +126,17 @@ def test_energy_of_constant_load_equals_power_times_time(fidelity, rate):
         assert interval.utilisation > 0.98
 
 
-def test_frequency_transition_takes_effect_after_latency():
+def _idle_node(transition_latency_s: float = 2.0) -> tuple:
+    """specpower-123 with no load and 1 s sub-steps: (server type, node)."""
     server = server_by_name("specpower-123")
     app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0)
     curve = ConstantWorkload(rate=0.0).realise(np.random.default_rng(0), 60.0)
-    node = DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=2.0)
+    return server, DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0,
+                              transition_latency_s=transition_latency_s)
+
+
+def test_frequency_transition_takes_effect_after_latency():
+    server, node = _idle_node()
     node.request_level(0)
     interval = node.run(5.0)
     top, low = server.power(1.0, 0.0), server.power(server.freq_levels[0], 0.0)
@@ -138,7 +144,7 @@ def test_frequency_transition_takes_effect_after_latency():
     assert interval.level == 0 and interval.transitions == 1
     assert node.sim.cpu_millicores == pytest.approx(server.millicores(0))
     with pytest.raises(ValueError, match="whole number"):
-        DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=0.5)
+        _idle_node(transition_latency_s=0.5)
 
 
 def test_server_type_rejects_bad_figures():
@@ -276,10 +282,7 @@ def test_a_request_cancelled_by_a_newer_one_back_to_the_running_p_state_is_no_tr
     """A newer P-state request supersedes a pending one; asking for P-state 0 and, before it takes effect (latency
     2 s), for the running top P-state again leaves the server at the top all along: no transition is counted and all
     five seconds are metered at the top P-state's idle power."""
-    server = server_by_name("specpower-123")
-    app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0)
-    curve = ConstantWorkload(rate=0.0).realise(np.random.default_rng(0), 60.0)
-    node = DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=2.0)
+    server, node = _idle_node()
     top = server.n_levels - 1
     node.request_level(0)
     first = node.run(1.0)
@@ -293,10 +296,7 @@ def test_repeating_the_pending_request_does_not_postpone_it():
     """A P-state takes effect transition_latency_s after it was first requested: asking again for the P-state
     already pending (as a governor does every interval) does not restart the wait. Latency 2 s, P-state 0 requested
     at 0 s and again at 1 s: it runs from 2 s, so 5 s meter 2 at the top and 3 at P-state 0, idle."""
-    server = server_by_name("specpower-123")
-    app = AppProfile(service_time_ms=20.0, cpu_fraction=1.0)
-    curve = ConstantWorkload(rate=0.0).realise(np.random.default_rng(0), 60.0)
-    node = DVFSServer(server, app, curve, np.random.default_rng(1), substep_s=1.0, transition_latency_s=2.0)
+    server, node = _idle_node()
     node.request_level(0)
     first = node.run(1.0)
     node.request_level(0)
