@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -24,23 +25,33 @@ RESULTS = Path(__file__).parents[1] / "results"
 TASKS = ("a", "b", "c")
 
 
+def _write_curves(out: Path, seed: int, curve: Callable[[str, int, int, int], float], methods: Sequence[str],
+                  overrides: tuple[str, ...] = ()) -> Path:
+    """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds (random 0, expert 10: threshold 9)
+    of ``methods``, where method ``m``'s run of task ``i`` and seed ``s`` returns ``curve(m, i, s, e)`` after ``e``
+    fine-tuning episodes."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}", *overrides],
+                      runnable=False)
+    refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
+            for t in TASKS for s in range(2)}
+    records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
+                "curve": [(e, curve(m, i, s, e)) for e in range(cfg.adaptation.budget + 1)]}
+               for m in methods for i, t in enumerate(TASKS) for s in range(2)]
+    out.mkdir(parents=True)
+    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
+    save_config(cfg, out / "config.yaml")
+    return out
+
+
 def _write_seed(out: Path, seed: int, flash_slope: float, overrides: tuple[str, ...] = (),
                 methods: tuple[str, ...] = ("flash", "transfer")) -> Path:
     """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds; transfer learning's return (and any
     other method's) climbs 1 per episode, FLASH's ``flash_slope`` (threshold 9 of 10: the faster climber adapts in
     fewer episodes)."""
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}", *overrides],
-                      runnable=False)
-    refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
-            for t in TASKS for s in range(2)}
-    slopes = {m: flash_slope if m == "flash" else 1.0 for m in methods}
-    records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
-                "curve": [(e, min(10.0, slope * (e + 1 + i + s))) for e in range(cfg.adaptation.budget + 1)]}
-               for m, slope in slopes.items() for i, t in enumerate(TASKS) for s in range(2)]
-    out.mkdir(parents=True)
-    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
-    save_config(cfg, out / "config.yaml")
-    return out
+    def curve(m: str, i: int, s: int, e: int) -> float:
+        return min(10.0, (flash_slope if m == "flash" else 1.0) * (e + 1 + i + s))
+
+    return _write_curves(out, seed, curve, methods, overrides)
 
 
 def _usage_error(argv: list[str]) -> int:
@@ -201,18 +212,11 @@ def _write_seed_of_steps(out: Path, seed: int, episodes: dict[str, list[int | No
     """A reproduction folder of meta-training seed ``seed``: 3 tasks x 2 seeds, whose runs of method ``m`` (in the
     order a0, a1, b0, b1, c0, c1) reach the threshold (9 of 10) at ``episodes[m]`` episodes-to-adapt and stay there
     (None: never, censored at 16)."""
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=2", f"run.seed={seed}"],
-                      runnable=False)
-    refs = {(t, 10000 + s): References(t, 10000 + s, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})
-            for t in TASKS for s in range(2)}
-    runs = [(t, s) for t in TASKS for s in range(2)]
-    records = [{"method": m, "task": t, "seed": s, "eval_seed": 10000 + s,
-                "curve": [(e, 10.0 if n is not None and e + 1 >= n else 0.0) for e in range(cfg.adaptation.budget + 1)]}
-               for m, ns in episodes.items() for (t, s), n in zip(runs, ns)]
-    out.mkdir(parents=True)
-    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
-    save_config(cfg, out / "config.yaml")
-    return out
+    def curve(m: str, i: int, s: int, e: int) -> float:
+        n = episodes[m][2 * i + s]
+        return 10.0 if n is not None and e + 1 >= n else 0.0
+
+    return _write_curves(out, seed, curve, list(episodes))
 
 
 def _mostly_censored_flash(tmp_path: Path) -> list[str]:

@@ -329,19 +329,22 @@ def test_hidden_slo_observation_does_not_reveal_the_slo():
     assert obs[6] == pytest.approx(min(10.0, info["latency_p95_ms"] / 1000), rel=1e-6)
 
 
+#: 33 requests/s of ~46 ms each: a light load on the default 2 replicas.
+LIGHT_TASK = AutoscalingTask(AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0,
+                                        slo_ms=250.0), ConstantWorkload(rate=33.0), "light")
+
+
 def test_slo_violation_is_the_p95_latency_above_the_slo():
     """``slo_violation`` is the p95 latency above the SLO (the docstring's info key), not the p99: with the SLO between
     an interval's p95 and p99 it is False, and with the SLO just below the p95 it is True. The SLO does not change the
     simulation, so the same seed gives the same latencies under both SLOs."""
-    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
-    task = AutoscalingTask(app, ConstantWorkload(rate=33.0), "between")
     env = gym.make(ENV_ID, episode_steps=5)
-    env.reset(seed=0, options={"task": task})
+    env.reset(seed=0, options={"task": LIGHT_TASK})
     info = env.step(NOOP)[4]
     p95, p99 = info["latency_p95_ms"], info["latency_p99_ms"]
     assert p95 * 1.1 < p99                                  # a real gap between them
     for slo, violated in (((p95 + p99) / 2, False), (0.95 * p95, True)):
-        strict = dataclasses.replace(task, app=dataclasses.replace(app, slo_ms=slo))
+        strict = dataclasses.replace(LIGHT_TASK, app=dataclasses.replace(LIGHT_TASK.app, slo_ms=slo))
         env.reset(seed=0, options={"task": strict})
         info = env.step(NOOP)[4]
         assert (info["latency_p95_ms"], info["latency_p99_ms"]) == (p95, p99)
@@ -368,10 +371,8 @@ def test_hidden_slo_observation_gives_the_p95_in_seconds():
     """With slo_in_observation=False, index 6 is the p95 latency in seconds (saturating at 10 s) and index 7 the
     requests rejected per request arrived. A lightly loaded service (33 requests/s on 2 replicas of ~46 ms) has a p95
     well under 10 s, so the value is not the saturation cap."""
-    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
-    task = AutoscalingTask(app, ConstantWorkload(rate=33.0), "light")
     env = gym.make(ENV_ID, episode_steps=5, slo_in_observation=False)
-    env.reset(seed=0, options={"task": task})
+    env.reset(seed=0, options={"task": LIGHT_TASK})
     obs, _, _, _, info = env.step(NOOP)
     assert 0 < info["latency_p95_ms"] < 5_000
     assert obs[6] == pytest.approx(info["latency_p95_ms"] / 1000, rel=1e-6)
@@ -382,9 +383,8 @@ def test_hidden_slo_observation_gives_the_p95_in_seconds():
 def test_arrival_rate_observation_is_log1p_scaled_by_rate_norm(rate_norm):
     """Index 5 is log1p(arrival rate) / log1p(rate_norm), the rate the workload offered over the interval: 33/s gives
     ln(34) / ln(1001) = 0.5105 at the default rate_norm and ln(34) / ln(51) = 0.8969 at 50."""
-    app = AppProfile(service_time_ms=45.8, cpu_fraction=0.67, service_cv=0.75, working_set_mb=576.0, slo_ms=250.0)
     env = gym.make(ENV_ID, episode_steps=5, rate_norm=rate_norm)
-    env.reset(seed=0, options={"task": AutoscalingTask(app, ConstantWorkload(rate=33.0), "light")})
+    env.reset(seed=0, options={"task": LIGHT_TASK})
     obs, _, _, _, info = env.step(NOOP)
     assert info["arrival_rate"] == pytest.approx(33.0)
     assert obs[5] == pytest.approx(np.log(34.0) / np.log(rate_norm + 1), rel=1e-6)

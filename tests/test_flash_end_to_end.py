@@ -244,12 +244,19 @@ def test_training_leaves_no_logger_folders_in_tmp(family, tmp_path, monkeypatch,
     assert not list(tmp_path.glob("SB3-*"))
 
 
+def untrained(algo=PPO, net_arch=(32,)) -> Flash:
+    """A newly initialised (untrained) FLASH agent of ``algo`` with this file's small encoder, fine-tuning with
+    PPO's rollouts of one episode."""
+    adapt = {"n_steps": 10, "batch_size": 10, "n_epochs": 1} if algo is PPO else {}
+    return Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
+                 net_arch=list(net_arch), adapt_kwargs=adapt).fresh(seed=0)
+
+
 @pytest.mark.parametrize("algo", [PPO, DQN])
 def test_the_agent_acts_on_the_context(family, algo):
     """Two observations that differ in their context only give the policy other action values, unless the embedding
     is zeroed (the ablation): the context reaches the network the agent acts through."""
-    flash = Flash(algo, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
-                  net_arch=[32]).fresh(seed=0)
+    flash = untrained(algo)
     env = flash.make_env(family.test[0])
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -271,8 +278,7 @@ def test_adaptation_keeps_its_context_across_episodes_and_evaluation_reads_a_cop
     """adapt's fine-tuning episodes all feed one context buffer (kept across episodes of the task), and each
     evaluation starts from a copy of it: before fine-tuning it is empty, after e episodes it has seen e episodes'
     transitions, and evaluating never adds its own."""
-    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16, net_arch=[8],
-                  adapt_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1}).fresh(seed=0)
+    flash = untrained(net_arch=(8,))
     seen, evaluate = [], Flash.evaluate
 
     def spy(self, policy, task, seed, buffer=None, *args, **kwargs):
@@ -290,8 +296,7 @@ def test_adaptation_keeps_its_context_across_episodes_and_evaluation_reads_a_cop
 def test_zero_embedding_holds_while_adaptation_fine_tunes_too(family, monkeypatch, zero):
     """adapt(zero_embedding=True) ablates the embedding in every pass of fine-tuning (rollouts and gradient steps),
     not only in its evaluations; without it, no pass is ablated."""
-    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16, net_arch=[8],
-                  adapt_kwargs={"n_steps": 10, "batch_size": 10, "n_epochs": 1}).fresh(seed=0)
+    flash = untrained(net_arch=(8,))
     flags, forward = [], FlashFeaturesExtractor.forward
 
     def spy(self, *args, **kwargs):
@@ -309,8 +314,7 @@ def test_embed_runs_each_episode_on_its_own_seed(family, monkeypatch):
     workload, not one episode repeated), all on ``task``."""
     from flash_rl.context import ContextWrapper
 
-    flash = Flash(PPO, "flash/Autoscaling-v0", ENV, context_len=8, embedding_dim=8, encoder_hidden=16,
-                  net_arch=[8]).fresh(seed=0)
+    flash = untrained(net_arch=(8,))
     resets, reset = [], ContextWrapper.reset
 
     def spy(self, *, seed=None, options=None):

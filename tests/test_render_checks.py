@@ -8,6 +8,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pytest
 
@@ -97,17 +98,26 @@ def test_render_refuses_a_summary_that_reproduce_did_not_write(tmp_path, capsys,
     assert f"{folder}/summary.json: {problem}" in err and "not a summary.json that flash reproduce wrote" in err
 
 
-def _write_one_run(out: Path, methods: list[str], probe: dict | None = None) -> str:
-    """A reproduction folder of one held-out task x one seed of ``methods`` (toy curves, and ``probe`` as the linear
-    probe's results); returns its results.md."""
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", ["adaptation.seeds=1"], runnable=False)
-    budget = cfg.adaptation.budget
+def _write_task_t(out: Path, seeds: int, curve: Callable[[str, int, int, int], float], methods: Sequence[str],
+                  probe: dict | None = None) -> None:
+    """A reproduction folder of one held-out task, ``t`` (random 0, expert 10: threshold 9), x ``seeds`` seeds of
+    ``methods``: method ``m``'s run of seed ``s`` returns ``curve(m, s, e, budget)`` after ``e`` fine-tuning episodes
+    of the quick config's ``budget`` (``probe`` as the linear probe's results)."""
+    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"adaptation.seeds={seeds}"], runnable=False)
     refs = {("t", 10000): References("t", 10000, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})}
-    records = [{"method": m, "task": "t", "seed": 0, "eval_seed": 10000,
-                "curve": [(e, min(10.0, 2.0 * (e + i))) for e in range(budget + 1)]} for i, m in enumerate(methods)]
+    budget = cfg.adaptation.budget
+    records = [{"method": m, "task": "t", "seed": s, "eval_seed": 10000,
+                "curve": [(e, curve(m, s, e, budget)) for e in range(budget + 1)]}
+               for m in methods for s in range(seeds)]
     out.mkdir()
     write_report(out, cfg, records, refs, probe, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
     save_config(cfg, out / "config.yaml")
+
+
+def _write_one_run(out: Path, methods: list[str], probe: dict | None = None) -> str:
+    """A reproduction folder of one held-out task x one seed of ``methods`` (toy curves, and ``probe`` as the linear
+    probe's results); returns its results.md."""
+    _write_task_t(out, 1, lambda m, s, e, budget: min(10.0, 2.0 * (e + methods.index(m))), methods, probe)
     return (out / "results.md").read_text()
 
 
@@ -210,16 +220,11 @@ def _write_steps(out: Path, runs: dict[str, list[tuple[int | None, float]]]) -> 
     """A reproduction folder of one held-out task (random 0, expert 10: threshold 9) x ``len(runs[m])`` seeds: each
     run ``(k, final)`` of method ``m`` returns 0 until ``k`` fine-tuning episodes (never: None), then 10, and
     ``final`` at its last evaluation (the budget's). Returns summary.json."""
-    cfg = load_config(CONFIG_DIR / "autoscaling_quick.yaml", [f"adaptation.seeds={len(next(iter(runs.values())))}"],
-                      runnable=False)
-    budget = cfg.adaptation.budget
-    refs = {("t", 10000): References("t", 10000, 0.0, 10.0, "heuristic HPA", {"HPA": 10.0})}
-    records = [{"method": m, "task": "t", "seed": s, "eval_seed": 10000,
-                "curve": [(e, 10.0 if k is not None and e >= k else 0.0) for e in range(budget)] + [(budget, final)]}
-               for m, method_runs in runs.items() for s, (k, final) in enumerate(method_runs)]
-    out.mkdir()
-    write_report(out, cfg, records, refs, None, {"adapt": 1.0}, quick=True, command="test", total_seconds=1.0)
-    save_config(cfg, out / "config.yaml")
+    def curve(m: str, s: int, e: int, budget: int) -> float:
+        k, final = runs[m][s]
+        return final if e == budget else 10.0 if k is not None and e >= k else 0.0
+
+    _write_task_t(out, len(next(iter(runs.values()))), curve, list(runs))
     return json.loads((out / "summary.json").read_text())
 
 
