@@ -123,7 +123,8 @@ def check_env_kwargs(env_kwargs: dict[str, Any], where: str = "env_kwargs") -> N
 
 def _fits(value: Any, annotation: Any) -> bool:
     """Whether ``value`` (one :func:`_savable` accepts) has a type a constructor parameter's ``annotation`` allows. An
-    annotation this does not read (none, ``Any``, a string, ``Literal``, ...) takes any value."""
+    annotation this does not read (none, ``Any``, a string :func:`_init_parameters` could not resolve, ``Literal``,
+    ...) takes any value."""
     if annotation in (inspect.Parameter.empty, Any):
         return True
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -139,11 +140,30 @@ def _fits(value: Any, annotation: Any) -> bool:
     return isinstance(value, kind) if isinstance(kind, type) else True
 
 
+def _init_parameters(agent_cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
+    """The parameters of ``agent_cls.__init__``, each annotation a module with ``from __future__ import annotations``
+    wrote as a string evaluated as :func:`inspect.signature` (``eval_str=True``) would; one that names what the module
+    cannot resolve at run time (a name imported only under ``TYPE_CHECKING``, say) stays a string."""
+    init = agent_cls.__init__
+    namespace = getattr(inspect.unwrap(init), "__globals__", {})
+
+    def resolved(annotation: Any) -> Any:
+        if not isinstance(annotation, str):
+            return annotation
+        try:
+            return eval(annotation, namespace)   # what inspect does with eval_str=True
+        except (NameError, AttributeError, SyntaxError, TypeError):
+            return annotation
+
+    parameters = inspect.signature(init).parameters
+    return {name: p.replace(annotation=resolved(p.annotation)) for name, p in parameters.items()}
+
+
 def sb3_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` as ``agent_cls`` takes them: a list (how JSON and YAML give a tuple) becomes a tuple where the
     parameter is annotated as a tuple and not a list, e.g. DQN's ``train_freq=[1, "episode"]``, which SB3 reads only
     as a tuple."""
-    params = inspect.signature(agent_cls.__init__).parameters
+    params = _init_parameters(agent_cls)
     return {name: tuple(value) if isinstance(value, list) and name in params
             and _takes_tuple_not_list(params[name].annotation) else value for name, value in kwargs.items()}
 
@@ -168,7 +188,7 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
     """Fail early, with the offending names, on keyword arguments the algorithm does not take, values that cannot be
     saved with the agent (see :func:`_savable`), values of another type than the algorithm's signature annotates, and
     numbers out of :data:`AGENT_KWARG_RANGES`."""
-    params = inspect.signature(agent_cls.__init__).parameters
+    params = _init_parameters(agent_cls)
     # what FLASH sets itself, and what breaks the agent (without _init_setup_model, SB3 builds no policy or buffer)
     reserved = {"self", "policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device",
                 "_init_setup_model"}
