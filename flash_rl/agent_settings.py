@@ -123,7 +123,7 @@ def check_env_kwargs(env_kwargs: dict[str, Any], where: str = "env_kwargs") -> N
 
 def _fits(value: Any, annotation: Any) -> bool:
     """Whether ``value`` (one :func:`_savable` accepts) has a type a constructor parameter's ``annotation`` allows. An
-    annotation this does not read (none, ``Any``, a string :func:`_init_parameters` could not resolve, ``Literal``,
+    annotation this does not read (none, ``Any``, a string :func:`init_parameters` could not resolve, ``Literal``,
     ...) takes any value."""
     if annotation in (inspect.Parameter.empty, Any):
         return True
@@ -140,14 +140,13 @@ def _fits(value: Any, annotation: Any) -> bool:
     return isinstance(value, kind) if isinstance(kind, type) else True
 
 
-def _init_parameters(agent_cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
-    """The parameters of ``agent_cls.__init__``, each annotation a module with ``from __future__ import annotations``
-    wrote as a string evaluated as :func:`inspect.signature` (``eval_str=True``) would; one that names what the module
-    cannot resolve at run time (a name imported only under ``TYPE_CHECKING``, say) stays a string."""
-    init = agent_cls.__init__
-    namespace = getattr(inspect.unwrap(init), "__globals__", {})
-
-    def resolved(annotation: Any) -> Any:
+def init_parameters(agent_cls: type[BaseAlgorithm]) -> dict[str, inspect.Parameter]:
+    """The named parameters ``agent_cls(...)`` takes: its ``__init__``'s and, while an ``__init__`` passes ``**kwargs``
+    on, its parent classes' too (the nearest class's annotation and default win), as a subclass of an SB3 algorithm
+    that adds a setting and passes the rest on takes them. An annotation a module with ``from __future__ import
+    annotations`` wrote as a string is evaluated as :func:`inspect.signature` (``eval_str=True``) would; one that names
+    what its module cannot resolve at run time (a name imported only under ``TYPE_CHECKING``, say) stays a string."""
+    def resolved(annotation: Any, namespace: dict[str, Any]) -> Any:
         if not isinstance(annotation, str):
             return annotation
         try:
@@ -155,15 +154,26 @@ def _init_parameters(agent_cls: type[BaseAlgorithm]) -> dict[str, inspect.Parame
         except (NameError, AttributeError, SyntaxError, TypeError):
             return annotation
 
-    parameters = inspect.signature(init).parameters
-    return {name: p.replace(annotation=resolved(p.annotation)) for name, p in parameters.items()}
+    parameters: dict[str, inspect.Parameter] = {}
+    for cls in agent_cls.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        own = inspect.signature(init).parameters.values()
+        namespace = getattr(inspect.unwrap(init), "__globals__", {})
+        for p in own:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in parameters:
+                parameters[p.name] = p.replace(annotation=resolved(p.annotation, namespace))
+        if not any(p.kind is p.VAR_KEYWORD for p in own):
+            break
+    return parameters
 
 
 def sb3_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` as ``agent_cls`` takes them: a list (how JSON and YAML give a tuple) becomes a tuple where the
     parameter is annotated as a tuple and not a list, e.g. DQN's ``train_freq=[1, "episode"]``, which SB3 reads only
     as a tuple."""
-    params = _init_parameters(agent_cls)
+    params = init_parameters(agent_cls)
     return {name: tuple(value) if isinstance(value, list) and name in params
             and _takes_tuple_not_list(params[name].annotation) else value for name, value in kwargs.items()}
 
@@ -188,7 +198,7 @@ def check_agent_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, Any], w
     """Fail early, with the offending names, on keyword arguments the algorithm does not take, values that cannot be
     saved with the agent (see :func:`_savable`), values of another type than the algorithm's signature annotates, and
     numbers out of :data:`AGENT_KWARG_RANGES`."""
-    params = _init_parameters(agent_cls)
+    params = init_parameters(agent_cls)
     # what FLASH sets itself, and what breaks the agent (without _init_setup_model, SB3 builds no policy or buffer)
     reserved = {"self", "policy", "env", "seed", "policy_kwargs", "tensorboard_log", "verbose", "device",
                 "_init_setup_model"}
@@ -264,7 +274,7 @@ def check_adaptation_kwargs(agent_cls: type[BaseAlgorithm], kwargs: dict[str, An
     algorithm whose rollout (``n_steps``) does not divide the episode: each point would then collect a whole rollout
     (PPO's default 2048 steps are 34 autoscaling episodes). Warn when an off-policy algorithm's ``learning_starts``
     leaves the first episodes without an update. ``kwargs`` are the agent's keyword arguments at adaptation."""
-    defaults = {name: p.default for name, p in inspect.signature(agent_cls.__init__).parameters.items()}
+    defaults = {name: p.default for name, p in init_parameters(agent_cls).items()}
     name = agent_cls.__name__
     if issubclass(agent_cls, OnPolicyAlgorithm):
         n_steps = int(kwargs.get("n_steps", defaults["n_steps"]))

@@ -559,16 +559,15 @@ def _warn_of_a_default_replay_buffer(cfg: ExperimentConfig, section: str, cls: t
     """Warn when the ``section`` agent, of off-policy algorithm ``cls``, keeps SB3's default ``buffer_size`` and that
     holds :data:`~flash_rl.checkpoints.LARGE_REPLAY_BUFFER_GB` or more: SB3 allocates it up front, and every
     checkpoint writes it whole (about 5 GB with FLASH's context on autoscaling)."""
-    import inspect
-
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+    from flash_rl.agent_settings import init_parameters
     from flash_rl.checkpoints import LARGE_REPLAY_BUFFER_GB
     from flash_rl.context import row_dim
 
     if not issubclass(cls, OffPolicyAlgorithm) or "buffer_size" in getattr(cfg, section).agent_kwargs:
         return
-    size = inspect.signature(cls).parameters["buffer_size"].default
+    size = init_parameters(cls)["buffer_size"].default
     floats = math.prod(env.observation_space.shape)
     if section == "flash":
         floats += cfg.flash.context_len * row_dim(env.observation_space, env.action_space)

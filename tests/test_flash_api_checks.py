@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import warnings
 import zipfile
 
 import gymnasium as gym
@@ -333,12 +334,37 @@ def test_the_annotations_of_an_algorithm_written_with_postponed_annotations_are_
     check_agent_kwargs(Custom, {"pair": [3, 4], "later": "anything"})
 
 
+class PassesKwargsOn(PPO):
+    """A subclass as users write one: a setting of its own, the rest passed on to PPO."""
+
+    def __init__(self, *args, extra: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra = extra
+
+
+def test_a_subclass_that_passes_kwargs_on_takes_and_checks_its_parents_settings():
+    """Its own signature names only ``extra``: PPO's settings were refused as settings it does not take, and
+    fine-tuning's check of n_steps failed with a KeyError. They are now taken and checked as PPO's (its annotations,
+    its defaults)."""
+    check_agent_kwargs(PassesKwargsOn, {"extra": 2, "n_steps": 10})
+    with pytest.raises(ValueError, match=r"n_epochs must be int .* got True"):
+        check_agent_kwargs(PassesKwargsOn, {"n_epochs": True})
+    with pytest.raises(ValueError, match=r"does not take \['nope'\] here \(valid: \[.*'extra'.*'n_steps'") as refused:
+        check_agent_kwargs(PassesKwargsOn, {"nope": 1})
+    assert "'kwargs'" not in str(refused.value) and "'args'" not in str(refused.value)
+    untuned = Flash(PassesKwargsOn, ENV, TINY_ENV, **{**TINY, "agent_kwargs": {"batch_size": 10, "n_epochs": 1}})
+    with pytest.raises(ValueError, match="n_steps=2048"), warnings.catch_warnings():   # PPO's, through the subclass
+        warnings.simplefilter("ignore")   # SB3: a mini-batch of 10 does not divide its 2048-step rollout
+        untuned.fresh().adapt(family().test[0], 1)
+    flash = Flash(PassesKwargsOn, ENV, TINY_ENV, **{**TINY, "agent_kwargs": {**TINY["agent_kwargs"], "extra": 3}})
+    flash.meta_train(family().train[:1], total_timesteps=10)
+    assert isinstance(flash.agent, PassesKwargsOn) and flash.agent.extra == 3 and flash.agent.n_steps == 10
+
+
 @pytest.mark.parametrize("starts, warns", [(9, False), (10, True)])
 def test_learning_starts_of_a_whole_episode_is_warned_of(starts, warns):
     """Fine-tuning an off-policy agent whose learning_starts is not below the episode (10 steps here) warns: the
     first episode would make no update. One step fewer does not."""
-    import warnings
-
     from stable_baselines3 import DQN
 
     from flash_rl.agent_settings import check_adaptation_kwargs
