@@ -306,32 +306,32 @@ def test_a_bool_is_no_number_for_an_agent_kwarg(name, value):
         check_agent_kwargs(PPO, {name: value})
 
 
+class OwnSettings(PPO):
+    """Settings of its own, annotated as strings (this module has ``from __future__ import annotations``); ``later``
+    names what the module cannot resolve at run time (as an import under TYPE_CHECKING would)."""
+
+    def __init__(self, *args, pair: tuple[int, int] = (1, 2), sizes: list[int] | tuple[int, ...] = (1,), other=None,
+                 later: NotImportedHere = None, **kwargs):  # noqa: F821
+        super().__init__(*args, **kwargs)
+
+
 def test_a_list_becomes_a_tuple_only_where_the_parameter_takes_a_tuple_and_not_a_list():
     """sb3_kwargs turns a list (how JSON gives a tuple) into a tuple for a parameter annotated as a tuple only; one
     that also takes a list keeps the list, and an unannotated one the value as given."""
     from flash_rl.agent_settings import sb3_kwargs
 
-    class Custom(PPO):   # this module's annotations are strings (from __future__ import annotations)
-        def __init__(self, *args, pair: tuple[int, int] = (1, 2), sizes: list[int] | tuple[int, ...] = (1,),
-                     other=None, **kwargs):
-            super().__init__(*args, **kwargs)
-
-    kwargs = sb3_kwargs(Custom, {"pair": [3, 4], "sizes": [5, 6], "other": [7]})
+    kwargs = sb3_kwargs(OwnSettings, {"pair": [3, 4], "sizes": [5, 6], "other": [7]})
     assert kwargs == {"pair": (3, 4), "sizes": [5, 6], "other": [7]}
     assert isinstance(kwargs["sizes"], list) and isinstance(kwargs["other"], list)
 
 
 def test_the_annotations_of_an_algorithm_written_with_postponed_annotations_are_checked():
-    """A class in a module with ``from __future__ import annotations`` (as this one) annotates with strings: they are
-    read as the types they name, so a value of another type is refused. One that names what the module cannot resolve
-    at run time (imported only under TYPE_CHECKING) takes any value, as before, instead of failing the check."""
-    class Custom(PPO):
-        def __init__(self, *args, pair: tuple[int, int] = (1, 2), later: NotImportedHere = None, **kwargs):  # noqa: F821
-            super().__init__(*args, **kwargs)
-
+    """A class in a module with ``from __future__ import annotations`` annotates with strings: they are read as the
+    types they name, so a value of another type is refused. One that names what the module cannot resolve at run time
+    takes any value, as before, instead of failing the check."""
     with pytest.raises(ValueError, match=r"agent_kwargs: pair must be tuple\[int, int\] .* got \['a', 4\]"):
-        check_agent_kwargs(Custom, {"pair": ["a", 4]})
-    check_agent_kwargs(Custom, {"pair": [3, 4], "later": "anything"})
+        check_agent_kwargs(OwnSettings, {"pair": ["a", 4]})
+    check_agent_kwargs(OwnSettings, {"pair": [3, 4], "later": "anything"})
 
 
 class PassesKwargsOn(PPO):
