@@ -75,6 +75,19 @@ def test_the_crossed_bootstrap_covers_the_spread_between_seeds_that_resampling_t
     assert task_low == pytest.approx(task_high)
 
 
+def test_the_crossed_bootstraps_interval_is_the_central_95_percent_of_its_resampled_ratios():
+    """With 2 seeds x 2 tasks a resample draws one seed twice and one task twice with probability 1/4 x 1/4 = 6.25%,
+    more than each 2.5% tail, so the 95% interval runs exactly from the lowest cell's ratio to the highest. With 8 of
+    each such a draw has probability 8^-14, so both ends lie strictly inside the cells' range."""
+    point, low, high = crossed_ratio_of_means_ci([1.0, 2.0, 2.0, 4.0], [1.0] * 4, ["s0", "s0", "s1", "s1"],
+                                                 ["t0", "t1", "t0", "t1"])
+    assert (point, low, high) == (2.25, 1.0, 4.0)
+    seeds, tasks = np.repeat(np.arange(8), 8).astype(str), np.tile(np.arange(8), 8).astype(str)
+    other = 1.0 + seeds.astype(float) + tasks.astype(float)   # cell ratios from 1 to 15
+    point, low, high = crossed_ratio_of_means_ci(other, np.ones(64), seeds, tasks)
+    assert 1.0 < low < point < high < 15.0
+
+
 def test_the_crossed_bootstrap_refuses_factors_that_are_not_crossed_and_has_no_ci_for_one_level():
     with pytest.raises(ValueError, match=r"must be crossed, but \(s1, t0\) has no pair"):
         crossed_ratio_of_means_ci([1, 2, 3], [1, 1, 1], ["s0", "s0", "s1"], ["t0", "t1", "t1"])
