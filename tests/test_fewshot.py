@@ -18,7 +18,7 @@ from flash_rl.cli import main
 from flash_rl.fewshot.cli import _splits, held_out_groups, related_groups, report_title
 from flash_rl.fewshot.episodes import EpisodeSampler, Episodes
 from flash_rl.fewshot import evaluate
-from flash_rl.fewshot.evaluate import choice_quality, evaluate_split, score, shot_rng
+from flash_rl.fewshot.evaluate import DEADLINE_FACTORS, choice_quality, evaluate_split, pick_config, score, shot_rng
 from flash_rl.fewshot.models import (INPUTS, FewShotModel, ShotEncoder, early_stopping_apps, early_stopping_split,
                                      fine_tune_predict, train_model)
 from flash_rl.fewshot.report import (METHODS, METRICS, MISSED_DEADLINE_REGRET, OVERSPEND, markdown_table,
@@ -195,6 +195,14 @@ def test_regret_and_deadline_misses_of_a_choice():
     # believing configuration 0 cheap: picked at every deadline, and charged what it costs (10), not the belief (1)
     regret, misses = choice_quality(rt, np.array([1.0, 6.0, 2.0]), rt, cost)
     assert regret == pytest.approx(100 * (0 + 2 * (10 / 6 - 1)) / 3) and misses == 0.0
+
+
+def test_a_runtime_equal_to_the_deadline_meets_it_when_choosing_and_when_scored():
+    """Deadlines 1.25, 1.5 and 2 s, with configurations 1 and 2 taking exactly 1.5 and 2 s: each is the cheapest
+    on-time pick at its own deadline, so exact beliefs pick it there, on time and with no regret."""
+    rt, cost = np.array([1.0, 1.5, 2.0]), np.array([10.0, 6.0, 2.0])
+    assert [pick_config(rt, cost, factor * rt.min()) for factor in DEADLINE_FACTORS] == [0, 1, 2]
+    assert choice_quality(rt, cost, rt, cost) == (0.0, 0.0)
 
 
 def test_the_shots_measured_values_stand_for_the_predictions_at_them(sim):
