@@ -228,16 +228,19 @@ def _write_steps(out: Path, runs: dict[str, list[tuple[int | None, float]]]) -> 
     return json.loads((out / "summary.json").read_text())
 
 
-def test_the_summary_gives_each_methods_mean_episodes_its_final_return_and_the_ratio_of_medians(tmp_path):
+def test_the_summary_gives_each_methods_mean_episodes_its_returns_and_the_ratio_of_medians(tmp_path):
     """Skewed runs, where mean and median differ: a method's ``mean`` is the mean of its runs' episodes-to-adapt, its
-    final return is the mean of its curves' last evaluations, and the speedup's ratio of medians is the other method's
-    median episodes-to-adapt over FLASH's (in summary.json and results.md, and again after --render)."""
+    zero-shot and final returns the means of its curves' first and last evaluations, and the speedup's ratio of
+    medians is the other method's median episodes-to-adapt over FLASH's (in summary.json and results.md, and again
+    after --render)."""
     folder = tmp_path / "run"
     summary = _write_steps(folder, {"flash": [(0, 12.0), (1, 11.0), (14, 13.0)],       # episodes 1, 2, 15
                                     "transfer": [(2, 10.0), (3, 10.0), (13, 10.0)]})   # episodes 3, 4, 14
     flash, transfer = summary["methods"]["flash"], summary["methods"]["transfer"]
     assert flash["mean"] == pytest.approx(18 / 3) and transfer["mean"] == pytest.approx(21 / 3)   # medians 2 and 4
     assert flash["final_return"] == pytest.approx(12.0) and flash["final_normalised"] == pytest.approx(1.2)
+    # zero-shot: only the run adapted at 0 episodes returns 10 before fine-tuning (the next evaluation has two)
+    assert flash["zero_shot_return"] == pytest.approx(10 / 3) and flash["zero_shot_normalised"] == pytest.approx(1 / 3)
     assert transfer["final_return"] == pytest.approx(10.0)
     speedup = summary["speedup"]["transfer/flash"]
     assert speedup["ratio_of_medians"] == pytest.approx(4 / 2) and speedup["ratio_of_means"] == pytest.approx(21 / 18)
