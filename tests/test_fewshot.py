@@ -140,6 +140,9 @@ def test_group_folds_hold_each_group_out_whole(sim, capsys):
         assert fold.name[-1] not in {a[-1] for a in fold.train.apps}
     with pytest.raises(ValueError, match=">= 2 groups"):
         group_folds(sim, lambda app: "all")
+    halves = group_folds(sim, lambda app: "even" if int(app[-1]) % 2 == 0 else "odd")   # the fewest groups taken
+    assert [fold.name for fold in halves] == ["held-out even", "held-out odd"]
+    assert halves[0].test.apps == halves[1].train.apps and halves[0].train.apps == halves[1].test.apps
     with pytest.raises(SystemExit):
         main(["config-eval", "--dataset", "simulated", "--hold-out", "function"])
     assert "error: --hold-out function applies to --dataset chunkfunc" in capsys.readouterr().err
