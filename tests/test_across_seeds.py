@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from flash_rl.across_seeds import compare
+from flash_rl.across_seeds import _verdict, check_comparable, compare
 from flash_rl.adaptation import References
 from flash_rl.cases import CONFIG_DIR
 from flash_rl.cli import main
@@ -282,3 +283,33 @@ def test_the_reading_across_seeds_says_faster_only_when_both_cis_clear_1(tmp_pat
     assert main(["compare-seeds", *map(str, folders)]) == 0
     across = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| transfer learning | 7.5")]
     assert len(across) == 2 and all(line.endswith("| no clear difference |") for line in across)
+
+
+@pytest.mark.parametrize("methods", [("flash",), ("transfer", "scratch")])
+def test_seeds_that_ran_no_flash_or_nothing_beside_it_are_refused(tmp_path, capsys, methods):
+    folders = [str(_write_seed(tmp_path / f"s{seed}", seed, 2.0, methods=methods)) for seed in (0, 1)]
+    assert _usage_error(["compare-seeds", *folders]) == 2
+    assert "compares FLASH with the other methods, so it needs flash and at least one more" in capsys.readouterr().err
+
+
+def test_seeds_that_held_out_other_tasks_are_refused_wherever_the_odd_one_is(tmp_path):
+    """The same config can hold out other tasks (e.g. a family file edited between the runs): a third folder whose
+    task c is another one is refused though the second matches the first."""
+    runs = {f: read_reproduction(f) for f in (_write_seed(tmp_path / f"s{seed}", seed, 2.0) for seed in (0, 1, 2))}
+    odd = list(runs)[2]
+    runs[odd] = replace(runs[odd], rows=[{**r, "task": "d" if r["task"] == "c" else r["task"]}
+                                         for r in runs[odd].rows])
+    with pytest.raises(ValueError, match=r"hold out different tasks \(\['a', 'b', 'c'\] vs \['a', 'b', 'd'\]\)"):
+        check_comparable(runs)
+
+
+@pytest.mark.parametrize("cis, reading", [
+    ([(1.1, 2.0), (1.05, 1.5)], "FLASH faster"), ([(0.5, 0.9), (0.6, 0.95)], "FLASH slower"),
+    ([(0.5, 0.9), (0.8, 1.2)], "no clear difference"), ([(1.1, 2.0), (0.9, 1.5)], "no clear difference"),
+    ([(math.nan, math.nan), (1.1, 2.0)], "no CI"), ([(0.5, 0.9), (math.nan, math.nan)], "no CI"),
+    ([(1.0, 1.5)], "no clear difference"), ([(0.5, 1.0)], "no clear difference"),   # an end at 1 is not clear of it
+    ([(1.004, 1.5)], "no clear difference"), ([(0.5, 0.996)], "no clear difference"),   # nor one shown as 1.00
+])
+def test_the_reading_needs_every_ci_on_one_side_of_1_and_has_none_where_a_ci_is_missing(cis, reading):
+    """As the tables show the CIs: to two decimals."""
+    assert _verdict(*cis) == reading
