@@ -75,6 +75,18 @@ def test_an_agent_saved_without_the_record_is_warned_of(trained, tmp_path):
     (old / TRAINED_ON_FILE).unlink()
     with pytest.warns(FlashWarning, match=f"--model {old} records no training tasks"):
         assert main(["evaluate", "--model", str(old), "--set", *EPISODE, ONE_TASK]) == 0
+    over = tmp_path / "over"   # saved over an agent that has the record: the stale record goes, not claims its tasks
+    shutil.copytree(trained, over)
+    Flash.load(old).save(over)
+    assert not (over / TRAINED_ON_FILE).exists() and read_trained_on(over) is None
+
+
+@pytest.mark.parametrize("content", ['{"name": "task-00", "key": "k"}', "{}", '[{"name": "task-00"}]',
+                                     '[{"name": "task-00", "key": "k", "extra": 1}]', '["task-00"]'])
+def test_a_damaged_record_of_training_tasks_is_named(tmp_path, content):
+    (tmp_path / TRAINED_ON_FILE).write_text(content)
+    with pytest.raises(ValueError, match=r"trained_on.json is damaged \(not a list of \{name, key\} records\)"):
+        read_trained_on(tmp_path)
 
 
 # ------------------------------------------------------------------ 2. --json over an input
