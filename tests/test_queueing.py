@@ -247,6 +247,7 @@ def test_no_request_no_latency(fidelity):
                           memory_mb=1024)
     metrics = sim.run(60)
     assert metrics.completed == metrics.dropped == 0 and np.isnan(metrics.p95_ms)
+    assert metrics.cpu_utilisation == 0.0 and metrics.ready_replicas == 1   # up, and never busy
 
 
 def test_whole_float_replica_counts_are_accepted():
@@ -364,3 +365,36 @@ def test_mmc_mean_wait_is_infinite_at_and_above_full_load():
     assert mmc_mean_wait(2, 20.0, 10.0) == float("inf")
     assert mmc_mean_wait(2, 25.0, 10.0) == float("inf")
     assert mmc_mean_wait(2, 10.0, 10.0) == pytest.approx(erlang_c(2, 1.0) / (20 - 10))   # 1/3 / 10 s
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+@pytest.mark.parametrize(("working_set_mb", "p_kill"), [(1025, 0.25), (1050, 0.5), (1200, 1.0)])
+def test_oom_kill_probability_grows_with_the_excess_and_is_certain_from_ten_percent(fidelity, working_set_mb, p_kill):
+    """A replica over its memory limit is killed with probability ``min(1, excess / 10%)`` per sub-step: of 400 idle
+    replicas with a 1000 MiB limit, a footprint 2.5, 5 or 20 % over it kills about a quarter, half or all of them at
+    the first check, and the same share of those left at the next. (Restarts take 600 s, so none comes back.)"""
+    app = AppProfile(service_time_ms=100, working_set_mb=working_set_mb, idle_memory_fraction=1.0,
+                     startup_delay_s=600)
+    curve = ConstantWorkload(rate=1).realise(np.random.default_rng(0), 60)
+    sim = make_simulation(fidelity, app, curve, np.random.default_rng(0), replicas=400, cpu_millicores=1000,
+                          memory_mb=1000)
+    ready = 400
+    for _ in range(2):
+        kills = sim.run(5).oom_kills   # binomial: within 4 standard deviations
+        assert kills == pytest.approx(ready * p_kill, abs=4 * np.sqrt(ready * p_kill * (1 - p_kill)) + 1e-6)
+        ready -= kills
+
+
+def test_a_retired_replica_finishes_the_request_it_serves():
+    """Scale-in retires a replica, but lets it finish its request first (an OOM kill ends it at once): both replicas
+    take a 30 s request in the first seconds, one is retired at 5 s, and both requests still take about 30 s."""
+    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=256)
+    curve = ConstantWorkload(rate=2).realise(np.random.default_rng(0), 60)
+    sim = make_simulation("request", app, curve, np.random.default_rng(0), replicas=2, cpu_millicores=1000,
+                          memory_mb=1024, timeout_s=3600.0)   # a long queue: no arrival is rejected
+    first = sim.run(5)
+    assert first.completed == first.dropped == 0 and first.arrivals > 2   # both replicas busy, the rest wait
+    sim.configure(1, 1000, 1024)   # no replica is idle: a busy one is retired
+    second = sim.run(30)
+    assert second.ready_replicas == 1 and second.dropped == 0
+    assert second.completed == 2 and second.mean_ms == pytest.approx(30_000, rel=0.15)
