@@ -189,7 +189,16 @@ def test_a_workers_line_reaches_a_log_file_while_the_run_goes_on(monkeypatch, tm
             assert pool.submit(print_then_wait_until_logged, str(log)).result()
 
 
-def test_ctrl_c_while_the_pool_waits_for_its_workers_terminates_them():
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process, as in a Python started from a terminal: one started in the
+    background by a non-interactive shell (``pytest &``) has SIGINT ignored, and the pool then waited for ever."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_the_pool_waits_for_its_workers_terminates_them(ctrl_c_raises):
     with pytest.raises(KeyboardInterrupt):
         with worker_pool(1) as pool:
             pool.submit(sleep_long)
@@ -200,7 +209,7 @@ def test_ctrl_c_while_the_pool_waits_for_its_workers_terminates_them():
         assert not worker.is_alive()
 
 
-def test_a_second_ctrl_c_while_the_workers_are_terminated_ends_them_all(monkeypatch):
+def test_a_second_ctrl_c_while_the_workers_are_terminated_ends_them_all(monkeypatch, ctrl_c_raises):
     """Pressed twice, Ctrl-C raised again after the first worker was terminated: the others ran on."""
     terminate = SpawnProcess.terminate
     pressed: list[SpawnProcess] = []
