@@ -135,12 +135,15 @@ def _idle_node(transition_latency_s: float = 2.0) -> tuple:
                               transition_latency_s=transition_latency_s)
 
 
-def test_frequency_transition_takes_effect_after_latency():
-    server, node = _idle_node()
+@pytest.mark.parametrize("latency_s", [0.0, 1.0, 2.0])
+def test_frequency_transition_takes_effect_after_latency(latency_s):
+    """A switch requested before a 5 s interval runs its first ``latency_s`` (0, 1 or 2 sub-steps, 1 s the env's
+    default) at the old P-state, the rest at the new one."""
+    server, node = _idle_node(latency_s)
     node.request_level(0)
     interval = node.run(5.0)
     top, low = server.power(1.0, 0.0), server.power(server.freq_levels[0], 0.0)
-    assert interval.energy_j == pytest.approx(2 * top + 3 * low)
+    assert interval.energy_j == pytest.approx(latency_s * top + (5 - latency_s) * low)
     assert interval.level == 0 and interval.transitions == 1
     assert node.sim.cpu_millicores == pytest.approx(server.millicores(0))
     with pytest.raises(ValueError, match="whole number"):
