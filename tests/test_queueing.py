@@ -302,6 +302,15 @@ def test_unknown_fidelity_raises():
                         memory_mb=1024)
 
 
+def test_the_cpu_part_of_service_scales_with_the_cpu_limit_and_the_rest_does_not():
+    """100 ms at 1000 m, half of it CPU work: at 500 m the CPU part takes 100 ms and the I/O part still 50 ms, so a busy
+    replica uses its CPU 2/3 of the time; at 2000 m, 25 + 50 ms, 1/3."""
+    app = AppProfile(service_time_ms=100, cpu_fraction=0.5)
+    assert app.mean_service_s(500) == pytest.approx(0.15, rel=1e-12) and app.cpu_share(500) == pytest.approx(2 / 3)
+    assert app.mean_service_s(2000) == pytest.approx(0.075, rel=1e-12) and app.cpu_share(2000) == pytest.approx(1 / 3)
+    assert app.cpu_share(1000) == pytest.approx(0.5, rel=1e-12)
+
+
 @pytest.mark.parametrize("fidelity", ["fast", "request"])
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_cpu_utilisation_counts_only_the_cpu_part_of_service(fidelity, replicas):
