@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from flash_envs.sim import AppProfile, make_simulation
-from flash_envs.sim.queueing import ResponseTimeModel, erlang_c, mm1_response_percentile, mmc_mean_wait
+from flash_envs.sim.queueing import (ResponseTimeModel, erlang_c, mm1_response_percentile, mmc_mean_wait,
+                                     weighted_percentiles)
 from flash_envs.sim.validation import (HIGH_LOAD, HIGH_LOAD_RUNS, SCENARIOS, erlang_c_mean_ms, high_load,
                                        percentile_sample_error, run_scenario)
 from flash_envs.sim.workloads import ConstantWorkload, StepWorkload
@@ -18,6 +19,7 @@ def test_erlang_c_known_values():
     assert erlang_c(1, 0.5) == pytest.approx(0.5)  # M/M/1: P(wait) = rho
     assert erlang_c(2, 1.0) == pytest.approx(1 / 3)  # textbook value for c=2, a=1
     assert erlang_c(4, 5.0) == 1.0
+    assert erlang_c(0, 0.5) == 1.0   # no server: every request waits
     assert mmc_mean_wait(1, 5.0, 10.0) == pytest.approx(0.5 / (10 - 5))  # M/M/1: rho / (mu - lambda)
 
 
@@ -25,6 +27,19 @@ def test_mm1_response_percentiles_are_exponential():
     assert mm1_response_percentile(5.0, 10.0, 50) == pytest.approx(np.log(2) / 5)   # the median of Exp(mu - lambda)
     assert mm1_response_percentile(9.0, 10.0, 95) == pytest.approx(-np.log(0.05))
     assert mm1_response_percentile(10.0, 10.0, 99) == float("inf")
+
+
+@pytest.mark.skipif(np.lib.NumpyVersion(np.__version__) < "2.0.0", reason="numpy < 2 has no weighted percentiles")
+def test_weighted_percentiles_are_numpys_inverted_cdf_ones():
+    """The fast mode's percentiles of weighted samples are numpy 2's ``np.percentile(..., weights=w,
+    method="inverted_cdf")`` (kept for numpy 1.24), from the 0th to the 100th, zero weights included; with no weight
+    at all they are NaN."""
+    rng = np.random.default_rng(0)
+    samples, weights = rng.exponential(size=50), rng.integers(0, 4, size=50).astype(float)
+    qs = (0, 1, 25, 50, 95, 99, 100)
+    expected = np.percentile(samples, qs, weights=weights, method="inverted_cdf")
+    assert weighted_percentiles(samples, weights, qs) == list(expected)
+    assert np.isnan(weighted_percentiles(samples, np.zeros(50), qs)).all()
 
 
 def test_high_load_reference_is_erlang_c_plus_the_service_time():
@@ -342,6 +357,11 @@ def test_a_replica_up_for_part_of_a_sub_step_carries_the_arrival_rate_of_a_whole
     assert first.ready_replicas == pytest.approx(0.5)
     assert first.memory_utilisation == pytest.approx(0.6 * 0.5)
     assert sim.run(5).memory_utilisation == pytest.approx(0.6)   # up throughout: the same load, all the time
+    assert sim.run(60).memory_utilisation == pytest.approx(0.6)  # the mean of an interval's 12 sub-steps
+    sim.configure(2, 1000, 1000)   # a second one joins half-way through the next sub-step: 1.5 replicas on average,
+    both = sim.run(5)              # and one or more up all the time: load 2 / (1.5 x 10), for the whole sub-step
+    assert both.ready_replicas == pytest.approx(1.5)
+    assert both.memory_utilisation == pytest.approx(0.5 + 0.5 * 2 / 15)
 
 
 def test_fast_mode_an_oom_kill_fails_one_queued_request():
