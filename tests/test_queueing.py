@@ -340,6 +340,7 @@ def test_cpu_utilisation_counts_only_the_cpu_part_of_service(fidelity, replicas)
     cpu_seconds = m.completed * 0.100
     assert m.cpu_utilisation == pytest.approx(cpu_seconds / (m.ready_replicas * m.duration_s), rel=0.05)
     assert m.cpu_utilisation == pytest.approx(0.3, rel=0.1)   # 3/s x 0.1 s per replica (1800 arrivals: +- 2.4 %)
+    assert m.processing_rate == pytest.approx(replicas / 0.15)   # what the replicas can serve: 1 / 150 ms each
 
 
 @pytest.mark.parametrize("fidelity", ["fast", "request"])
