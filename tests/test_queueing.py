@@ -83,11 +83,16 @@ def test_fixed_sample_percentiles_against_the_exact_m_m_1_ones():
         assert row["p95"]["relative_error"] > 0 > row["p99"]["relative_error"]
 
 
-def mean_wait(fidelity: str, servers: int, rate: float, horizon_s: float, seed: int = 0) -> float:
+def mm_simulation(fidelity: str, servers: int, rate: float, seed: int = 0, **kwargs):
+    """An M/M/c queue: ``servers`` replicas of :data:`MM_APP` (mu = 10/s) fed ``rate`` req/s (``kwargs``: more
+    arguments of the simulation, e.g. ``substep_s``)."""
     curve = ConstantWorkload(rate=rate).realise(np.random.default_rng(seed), 60)
-    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(seed), replicas=servers,
-                          cpu_millicores=1000, memory_mb=1024)
-    metrics = sim.run(horizon_s)
+    return make_simulation(fidelity, MM_APP, curve, np.random.default_rng(seed), replicas=servers,
+                           cpu_millicores=1000, memory_mb=1024, **kwargs)
+
+
+def mean_wait(fidelity: str, servers: int, rate: float, horizon_s: float, seed: int = 0) -> float:
+    metrics = mm_simulation(fidelity, servers, rate, seed).run(horizon_s)
     assert metrics.dropped == 0
     return metrics.mean_ms / 1000 - 0.1  # response time minus the mean service time
 
@@ -104,9 +109,7 @@ def test_request_level_m_m_1_percentiles_are_the_exponentials():
     96th percentile is 7.5% above the 95th, the 100th twice the 99th."""
     percentiles = []
     for seed in range(4):
-        curve = ConstantWorkload(rate=5.0).realise(np.random.default_rng(seed), 60)
-        sim = make_simulation("request", MM_APP, curve, np.random.default_rng(seed), replicas=1, cpu_millicores=1000,
-                              memory_mb=1024)
+        sim = mm_simulation("request", 1, 5.0, seed)
         sim.run(60)   # warm-up
         m = sim.run(3600)
         percentiles.append((m.p50_ms, m.p95_ms, m.p99_ms))
@@ -432,13 +435,19 @@ def test_oom_kill_probability_grows_with_the_excess_and_is_certain_from_ten_perc
         ready -= kills
 
 
+def two_replicas_of_30_s_requests(rate: float, seed: int):
+    """Per-request simulation of two replicas serving 30 s requests (cv 0.05) at ``rate`` req/s, with an hour's
+    timeout: a long queue, so that no arrival is rejected."""
+    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=256)
+    curve = ConstantWorkload(rate=rate).realise(np.random.default_rng(seed), 60)
+    return make_simulation("request", app, curve, np.random.default_rng(seed), replicas=2, cpu_millicores=1000,
+                           memory_mb=1024, timeout_s=3600.0)
+
+
 def test_a_retired_replica_finishes_the_request_it_serves():
     """Scale-in retires a replica, but lets it finish its request first (an OOM kill ends it at once): both replicas
     take a 30 s request in the first seconds, one is retired at 5 s, and both requests still take about 30 s."""
-    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=256)
-    curve = ConstantWorkload(rate=2).realise(np.random.default_rng(0), 60)
-    sim = make_simulation("request", app, curve, np.random.default_rng(0), replicas=2, cpu_millicores=1000,
-                          memory_mb=1024, timeout_s=3600.0)   # a long queue: no arrival is rejected
+    sim = two_replicas_of_30_s_requests(rate=2, seed=0)
     first = sim.run(5)
     assert first.completed == first.dropped == 0 and first.arrivals > 2   # both replicas busy, the rest wait
     sim.configure(1, 1000, 1024)   # no replica is idle: a busy one is retired
@@ -447,32 +456,26 @@ def test_a_retired_replica_finishes_the_request_it_serves():
     assert second.completed == 2 and second.mean_ms == pytest.approx(30_000, rel=0.15)
 
 
-@pytest.mark.parametrize("fidelity", ["fast", "request"])
-def test_a_run_must_last_a_whole_positive_number_of_sub_steps(fidelity):
-    """``run`` advances whole sub-steps (5 s here; 0.1 s ones that binary floats do not hold exactly still add up):
-    7.5, 2.5, 0 or -5 s is refused, and nothing has run."""
-    curve = ConstantWorkload(rate=5).realise(np.random.default_rng(0), 60)
-    sim = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
-                          memory_mb=1024)
-    for duration_s in (7.5, 2.5, 0.0, -5.0):
-        with pytest.raises(ValueError, match=f"duration_s={duration_s} must be a positive multiple of substep_s=5"):
-            sim.run(duration_s)
-    assert sim.env.now == 0 and sim.run(10).duration_s == 10 and sim.env.now == 10
-    fine = make_simulation(fidelity, MM_APP, curve, np.random.default_rng(0), replicas=1, cpu_millicores=1000,
-                           memory_mb=1024, substep_s=0.1)
-    assert fine.run(0.3).duration_s == 0.3 and fine.substeps_done == 3
-
-
 def test_scale_in_retires_an_idle_replica_before_a_busy_one():
     """Of two replicas, one serving a 30 s request from the first seconds and one idle, scale-in to one at 5 s retires
     the idle one: the next request, which comes a little later, waits for the busy one (about 55 s in all), instead of
     being served at once (30 s)."""
-    app = AppProfile(service_time_ms=30_000, cpu_fraction=1.0, service_cv=0.05, working_set_mb=256)
-    curve = ConstantWorkload(rate=0.1).realise(np.random.default_rng(2), 60)
-    sim = make_simulation("request", app, curve, np.random.default_rng(2), replicas=2, cpu_millicores=1000,
-                          memory_mb=1024, timeout_s=3600.0)
+    sim = two_replicas_of_30_s_requests(rate=0.1, seed=2)
     assert sim.run(5).arrivals == 1
     sim.configure(1, 1000, 1024)
     assert sim.run(30).completed == 1   # the first request
     second = sim.run(30)
     assert second.completed == 1 and second.mean_ms == pytest.approx(55_000, rel=0.1)
+
+
+@pytest.mark.parametrize("fidelity", ["fast", "request"])
+def test_a_run_must_last_a_whole_positive_number_of_sub_steps(fidelity):
+    """``run`` advances whole sub-steps (5 s here; 0.1 s ones that binary floats do not hold exactly still add up):
+    7.5, 2.5, 0 or -5 s is refused, and nothing has run."""
+    sim = mm_simulation(fidelity, 1, 5.0)
+    for duration_s in (7.5, 2.5, 0.0, -5.0):
+        with pytest.raises(ValueError, match=f"duration_s={duration_s} must be a positive multiple of substep_s=5"):
+            sim.run(duration_s)
+    assert sim.env.now == 0 and sim.run(10).duration_s == 10 and sim.env.now == 10
+    fine = mm_simulation(fidelity, 1, 5.0, substep_s=0.1)
+    assert fine.run(0.3).duration_s == 0.3 and fine.substeps_done == 3
