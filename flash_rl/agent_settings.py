@@ -313,6 +313,15 @@ def keep_logs_out_of_tmp(agent: BaseAlgorithm) -> BaseAlgorithm:
     return agent
 
 
+def close_tensorboard_writer(agent: BaseAlgorithm) -> None:
+    """Close the TensorBoard writer (a thread and an open events file) SB3 opened at the agent's last ``learn()``, if
+    it has a ``tensorboard_log``: SB3 opens a new one at every call and closes none. Its records are already in the
+    file (SB3 flushes at every write); a later ``learn()`` opens another."""
+    logger = getattr(agent, "_logger", None)   # (SB3 sets it at the first learn() only)
+    if agent.tensorboard_log is not None and logger is not None:
+        logger.close()
+
+
 def warn_of_a_family_of_another_length(tasks: Any, env_id: str, env_kwargs: dict[str, Any]) -> None:
     """``meta_train``'s envs take a family's tasks one at a time (``set_task``) and never see the family itself: warn
     here when ``tasks`` is a family generated for another episode length than the agent's env runs."""

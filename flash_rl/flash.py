@@ -50,8 +50,8 @@ from flash_envs.fields import check_flag, check_seed, check_whole
 from flash_envs.flash_warnings import warn
 from flash_rl.adaptation import adaptation_points, check_on_eval
 from flash_rl.agent_settings import (algorithm, algorithm_name, as_saved, check_adaptation_kwargs, check_agent,
-                                     check_env_kwargs, episode_steps_of, keep_logs_out_of_tmp, sb3_kwargs,
-                                     training_tasks, warn_of_a_family_of_another_length)
+                                     check_env_kwargs, close_tensorboard_writer, episode_steps_of, keep_logs_out_of_tmp,
+                                     sb3_kwargs, training_tasks, warn_of_a_family_of_another_length)
 from flash_rl.atomic_files import atomic_write, atomic_write_text
 from flash_rl.checkpoints import (CHECKPOINT_FILES, CheckpointCallback, check_resume_folder, error_text, load_agent,
                                   random_states, read_checkpoint, read_episodes, set_random_states, task_sampler,
@@ -400,8 +400,11 @@ class Flash:
             callbacks.append(CheckpointCallback(self, checkpoint_dir, checkpoint_interval, total_timesteps))
         callbacks.extend(user_callbacks)
         if remaining > 0:
-            self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
-                             tb_log_name=tb_log_name or type(self).__name__)
+            try:
+                self.agent.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=state is None,
+                                 tb_log_name=tb_log_name or type(self).__name__)
+            finally:
+                close_tensorboard_writer(self.agent)
         if checkpoint_dir:
             self.checkpoint(checkpoint_dir, total_timesteps)
         return self

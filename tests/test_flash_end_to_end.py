@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import flash_envs  # noqa: F401
 from flash_rl import MAML, Flash, TransferLearning
@@ -324,3 +327,29 @@ def test_embed_runs_each_episode_on_its_own_seed(family, monkeypatch):
     monkeypatch.setattr(ContextWrapper, "reset", spy)
     assert flash.embed(family.test[1], episodes=3, seed=5).shape == (8,)
     assert resets == [(5, family.test[1]), (6, family.test[1]), (7, family.test[1])]
+
+
+def tensorboard_writer_threads() -> list:
+    """The TensorBoard writers' threads alive in this process (one per open SummaryWriter)."""
+    return [t for t in threading.enumerate() if type(t).__name__ == "_AsyncWriterThread"]
+
+
+class StopAtFirstStep(BaseCallback):
+    def _on_step(self) -> bool:
+        raise RuntimeError("stopped by the test")
+
+
+def test_meta_train_closes_the_tensorboard_writer_it_logged_to(family, tmp_path):
+    """SB3 opens a TensorBoard writer (a thread and an open events file) at every learn() and never closes it: each
+    meta_train with a tensorboard_log would leave one behind. It is closed, with its records in the file, also when
+    training stops on an exception."""
+    tiny = {"net_arch": [8], "agent_kwargs": {"n_steps": 20, "batch_size": 20, "n_epochs": 1}, "n_envs": 1}
+    before = tensorboard_writer_threads()
+    learner = TransferLearning(PPO, "flash/Autoscaling-v0", ENV, tensorboard_log=str(tmp_path / "tb"), **tiny)
+    learner.meta_train(family, 40, tb_log_name="tl")
+    assert tensorboard_writer_threads() == before
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        learner.meta_train(family, 20, tb_log_name="stopped", callback=StopAtFirstStep())
+    assert tensorboard_writer_threads() == before
+    events = EventAccumulator(str(tmp_path / "tb" / "tl_1")).Reload()
+    assert events.Scalars("time/fps")[-1].step == 40
