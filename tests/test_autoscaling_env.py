@@ -178,6 +178,20 @@ def test_observation_reflects_configuration_and_reward_formula():
     assert raw.observation_space.contains(obs)
 
 
+def test_slo_preservation_is_the_slo_over_the_p95_and_at_most_1():
+    """An overloaded service's p95 is above its SLO, and the reward's SLO term is SLO / p95; once scaled out the p95 is
+    below the SLO, and the term is 1, not more."""
+    env = gym.make(ENV_ID, initial_memory=3072)
+    task = env.unwrapped.family.train[0]   # p95 809 ms at the start, SLO 386 ms
+    _, info = env.reset(seed=0, options={"task": task})
+    assert info["slo_violation"]
+    assert info["slo_preservation"] == pytest.approx(task.app.slo_ms / info["latency_p95_ms"], rel=1e-12)
+    for action in [REPLICA_UP] * 15 + [NOOP] * 10:
+        _, reward, _, _, info = env.step(action)
+    assert info["latency_p95_ms"] < task.app.slo_ms and info["slo_preservation"] == 1.0
+    assert reward == pytest.approx(0.3 * (info["cpu_utilisation"] + info["memory_utilisation"]) / 2 + 0.7)
+
+
 def test_scaling_out_relieves_an_overloaded_service():
     env = gym.make(ENV_ID, initial_memory=3072)
     task = env.unwrapped.family.train[1]
@@ -214,6 +228,15 @@ def test_ansi_render_shows_the_step_the_info_reports():
         f"s replicas={info['replicas']:2d} cpu={info['cpu_millicores']:4d}m mem={info['memory_mb']:4d}MiB "
         f"rate={info['arrival_rate']:7.1f}/s p95={info['latency_p95_ms']:8.1f}ms cpu={info['cpu_utilisation']:.2f} "
         f"mem={info['memory_utilisation']:.2f}")
+
+
+def test_ansi_render_after_close_shows_nothing():
+    """close() ends the episode's simulation; its last metrics stay, but there is no time to show them at."""
+    env = gym.make(ENV_ID, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(NOOP)
+    env.close()
+    assert env.render() is None
 
 
 def test_ansi_render_shows_a_sub_second_time():
