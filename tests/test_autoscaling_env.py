@@ -328,6 +328,7 @@ def test_capacity_ratio_is_10_when_nothing_arrives():
     obs, _ = env.reset(seed=0, options={"task": idle})
     obs, _, _, _, info = env.step(NOOP)
     assert info["arrival_rate"] == 0.0 and obs[8] == 10.0
+    assert np.isnan(info["latency_p95_ms"]) and obs[6] == 0.0 and obs[7] == 1.0   # no latency, no violation
 
 
 def test_task_is_a_frozen_serialisable_dataclass():
@@ -400,6 +401,18 @@ def test_hidden_slo_observation_gives_the_p95_in_seconds():
     assert 0 < info["latency_p95_ms"] < 5_000
     assert obs[6] == pytest.approx(info["latency_p95_ms"] / 1000, rel=1e-6)
     assert obs[7] == pytest.approx(info["dropped"] / (info["arrival_rate"] * 30), abs=0.01)
+
+
+def test_the_observation_gives_the_p95_over_the_slo_and_the_capacity_over_the_load():
+    """Index 6 is the p95 over the SLO, 7 the reward's SLO term and 8 the ready replicas' service rate over the arrival
+    rate: 2 replicas serving ~45 ms requests at 1024 m, offered 33/s, have 1.35 times the capacity the load needs."""
+    env = gym.make(ENV_ID, episode_steps=5)
+    env.reset(seed=0, options={"task": LIGHT_TASK})
+    obs, _, _, _, info = env.step(NOOP)
+    assert obs[6] == pytest.approx(info["latency_p95_ms"] / LIGHT_TASK.app.slo_ms, rel=1e-6)
+    assert obs[7] == pytest.approx(info["slo_preservation"], rel=1e-6)
+    capacity = info["ready_replicas"] / LIGHT_TASK.app.mean_service_s(info["cpu_millicores"])
+    assert info["ready_replicas"] == 2 and obs[8] == pytest.approx(capacity / info["arrival_rate"], rel=1e-6)
 
 
 @pytest.mark.parametrize("rate_norm", [1000.0, 50.0])
